@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# The README's test command (`npm test`): installs what it needs, then typecheck, lint and the
+# whole vitest suite (unit, property-based, and tests against a real Temporal dev server).
+set -euo pipefail
+repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "${repo_root}"
+
+bash scripts/ensure-deps.sh
+echo "== typecheck"
+npx tsc -p tsconfig.json --noEmit
+echo "== lint"
+npx eslint src test
+echo "== tests"
+mkdir -p .timeshare
+results=.timeshare/test-results.json
+status=0
+npx vitest run --reporter=default --reporter=json --outputFile="${results}" "$@" || status=$?
+# One plain closing line, whatever the runner printed above.
+node -e '
+  const r = require(process.argv[1]);
+  console.log(`tests: ${r.numPassedTests} passed, ${r.numFailedTests} failed, ${r.numPendingTests + r.numTodoTests} skipped`);
+' "${results}" || true
+exit "${status}"

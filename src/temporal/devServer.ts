@@ -1,0 +1,145 @@
+/**
+ * Starts and stops a real `temporal server start-dev` process: used by the tests and by
+ * `timeshare dev`. The CLI comes from scripts/provision-temporal.sh (pinned version, cached in
+ * the repo's ignored .cache/). We manage the process ourselves rather than through the SDK's
+ * test helpers, which try to download a server.
+ */
+import { ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { closeSync, mkdirSync, openSync, readFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import path from 'node:path';
+import { Connection } from '@temporalio/client';
+import { SEARCH_ATTRIBUTE_REGISTRATIONS } from './searchAttributes';
+
+export const REPO_ROOT = path.resolve(__dirname, '..', '..');
+
+export interface DevServerOptions {
+  /** SQLite file for persistent state; omitted = in-memory (lost when the server stops). */
+  dbFile?: string;
+  ip?: string;
+  /** Front-end gRPC port; omitted = a free port. */
+  port?: number;
+  /** Web UI port; omitted = a free port. Ignored when headless. */
+  uiPort?: number;
+  headless?: boolean;
+  /** Server stdout/stderr go here (the server is chatty); omitted = a temp file per server. */
+  logFile?: string;
+  startTimeoutMs?: number;
+}
+
+export interface DevServer {
+  /** host:port of the gRPC front end. */
+  address: string;
+  uiUrl: string | undefined;
+  pid: number;
+  logFile: string;
+  stop(): Promise<void>;
+}
+
+/** Path of the pinned temporal CLI, provisioning it on first use. */
+export function temporalCliPath(): string {
+  try {
+    return execFileSync('bash', [path.join(REPO_ROOT, 'scripts', 'provision-temporal.sh')], {
+      encoding: 'utf8',
+      stdio: ['ignore', 'pipe', 'inherit'],
+    }).trim();
+  } catch (error) {
+    throw new Error(`could not provision the temporal CLI (scripts/provision-temporal.sh failed): ${String(error)}`);
+  }
+}
+
+export async function freePort(host = '127.0.0.1'): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.unref();
+    server.on('error', reject);
+    server.listen(0, host, () => {
+      const address = server.address();
+      if (address === null || typeof address === 'string') {
+        server.close();
+        reject(new Error('could not determine a free port'));
+        return;
+      }
+      server.close(() => resolve(address.port));
+    });
+  });
+}
+
+function tail(file: string, lines = 20): string {
+  try {
+    return readFileSync(file, 'utf8').split('\n').slice(-lines).join('\n');
+  } catch {
+    return '(no log)';
+  }
+}
+
+async function waitForExit(child: ChildProcess, timeoutMs: number): Promise<boolean> {
+  if (child.exitCode !== null || child.signalCode !== null) return true;
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => resolve(false), timeoutMs);
+    child.once('exit', () => {
+      clearTimeout(timer);
+      resolve(true);
+    });
+  });
+}
+
+export async function startDevServer(options: DevServerOptions = {}): Promise<DevServer> {
+  const cli = temporalCliPath();
+  const ip = options.ip ?? '127.0.0.1';
+  const port = options.port ?? (await freePort(ip));
+  const headless = options.headless ?? false;
+  const uiPort = headless ? undefined : (options.uiPort ?? (await freePort(ip)));
+  const logFile = options.logFile ?? path.join(REPO_ROOT, '.timeshare', 'logs', `temporal-${port}.log`);
+  mkdirSync(path.dirname(logFile), { recursive: true });
+
+  const args = ['server', 'start-dev', '--ip', ip, '--port', String(port), '--log-level', 'warn'];
+  args.push('--http-port', String(await freePort(ip)), '--metrics-port', String(await freePort(ip)));
+  if (headless) args.push('--headless');
+  else args.push('--ui-port', String(uiPort));
+  if (options.dbFile !== undefined) {
+    mkdirSync(path.dirname(options.dbFile), { recursive: true });
+    args.push('--db-filename', options.dbFile);
+  }
+  for (const [name, type] of SEARCH_ATTRIBUTE_REGISTRATIONS) args.push('--search-attribute', `${name}=${type}`);
+
+  const logFd = openSync(logFile, 'a');
+  const child = spawn(cli, args, { stdio: ['ignore', logFd, logFd] });
+  closeSync(logFd);
+  const pid = child.pid;
+  if (pid === undefined) throw new Error(`could not start ${cli}`);
+
+  const address = `${ip}:${port}`;
+  const stop = async (): Promise<void> => {
+    if (child.exitCode !== null || child.signalCode !== null) return;
+    child.kill('SIGTERM');
+    if (!(await waitForExit(child, 10_000))) {
+      child.kill('SIGKILL');
+      await waitForExit(child, 5_000);
+    }
+  };
+
+  const deadline = Date.now() + (options.startTimeoutMs ?? 60_000);
+  let lastError: unknown;
+  while (Date.now() < deadline) {
+    if (child.exitCode !== null || child.signalCode !== null) {
+      throw new Error(`temporal dev server exited early (code ${child.exitCode}, signal ${child.signalCode}); log ${logFile}:\n${tail(logFile)}`);
+    }
+    try {
+      const connection = await Connection.connect({ address, connectTimeout: 1_000 });
+      try {
+        await connection.workflowService.getSystemInfo({});
+        // The default namespace is registered asynchronously after the front end is up.
+        await connection.workflowService.describeNamespace({ namespace: 'default' });
+      } finally {
+        await connection.close();
+      }
+      return { address, uiUrl: uiPort === undefined ? undefined : `http://${ip}:${uiPort}`, pid, logFile, stop };
+    } catch (error) {
+      lastError = error;
+      await new Promise((resolve) => setTimeout(resolve, 250));
+    }
+  }
+  await stop();
+  throw new Error(`temporal dev server at ${address} not ready in time: ${String(lastError)}; log ${logFile}:\n${tail(logFile)}`);
+}
