@@ -44,8 +44,6 @@ export default tseslint.config(
       'no-restricted-syntax': [
         'error',
         { selector: "MemberExpression[object.name='Math'][property.name='random']", message: 'Non-deterministic: use uuid4() or seeded draws.' },
-        { selector: "MemberExpression[object.name='Date'][property.name='now']", message: 'Non-deterministic in spirit: use workflow time explicitly (Date is replayed but say why).' },
-        { selector: "NewExpression[callee.name='Date'][arguments.length=0]", message: 'Use workflow time explicitly.' },
       ],
     },
   },

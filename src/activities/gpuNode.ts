@@ -1,0 +1,249 @@
+/**
+ * GPU-node activities: run on the worker that owns a node's GPUs, against its local engines.
+ *
+ * - runRolloutShard: the agent loop for a set of samples on one rank. Checkpoints every sample
+ *   at each turn boundary; on cancellation aborts in-flight generation and checkpoints the
+ *   partial turn (the prefix is kept and resumes wherever the sample goes next).
+ * - memory / weight / trainer activities: thin, idempotent wrappers over the engines, with the
+ *   engine's answers validated (they are input like any other).
+ */
+import { Context } from '@temporalio/activity';
+import { ApplicationFailure } from '@temporalio/common';
+import { existsSync } from 'node:fs';
+import {
+  engineStatusSchema,
+  trainerStatusSchema,
+  trainStepResultSchema,
+  turnResultSchema,
+  type AgentEnvironment,
+  type RolloutEngine,
+  type Trainer,
+} from '../engines/types';
+import { checkPostcondition } from '../gpu/validation';
+import type { GpuNodeActivities } from '../pipeline/activities';
+import type { ShardInput, ShardOutcome } from '../pipeline/types';
+import { contextTokens, type SampleRecord, type TrajectoryStore } from '../store';
+
+export interface GpuNodeDeps {
+  node: number;
+  /** This node's rollout engines by rank id. */
+  engines: ReadonlyMap<number, RolloutEngine>;
+  /** This node's part of the trainer, if the node hosts train GPUs. */
+  trainer: Trainer | undefined;
+  environment: AgentEnvironment;
+  store(runId: string): TrajectoryStore;
+  /** Where trained weights are exported and loaded from. */
+  weightsPath(runId: string, version: number): string;
+  weightsDir(runId: string): string;
+  /** Real seconds per simulated second (1 for real engines): environment timeouts are simulated time. */
+  timeScale: number;
+  /** How often long activities heartbeat (progress + cancellation delivery). */
+  heartbeatIntervalMs: number;
+  now(): number;
+}
+
+/** An activity addressed to a rank or node this worker does not own: routing is wrong, retry cannot help. */
+function notOwned(what: string, node: number): ApplicationFailure {
+  return ApplicationFailure.nonRetryable(`${what} is not served by gpu-node ${node}; check the layout the workers were started with`, 'WrongNode');
+}
+
+/** Heartbeats while `work` runs, so long engine calls stay alive and receive cancellation. */
+async function withHeartbeat<T>(intervalMs: number, details: () => unknown, work: () => Promise<T>): Promise<T> {
+  const context = Context.current();
+  context.heartbeat(details());
+  const timer = setInterval(() => context.heartbeat(details()), intervalMs);
+  try {
+    return await work();
+  } finally {
+    clearInterval(timer);
+  }
+}
+
+type SampleEnd = { kind: 'completed' } | { kind: 'dropped'; reason: string } | { kind: 'unfinished' };
+
+export function createGpuNodeActivities(deps: GpuNodeDeps): GpuNodeActivities {
+  const engineFor = (rank: number): RolloutEngine => {
+    const engine = deps.engines.get(rank);
+    if (engine === undefined) throw notOwned(`rank ${rank}`, deps.node);
+    return engine;
+  };
+  const trainer = (): Trainer => {
+    if (deps.trainer === undefined) throw notOwned('the trainer', deps.node);
+    return deps.trainer;
+  };
+
+  async function runSample(input: ShardInput, engine: RolloutEngine, record: SampleRecord, signal: AbortSignal): Promise<SampleEnd> {
+    const store = deps.store(input.runId);
+    const attempt = Context.current().info.attempt;
+    let current = record;
+    for (;;) {
+      if (signal.aborted) return { kind: 'unfinished' };
+      const simulatedAgeMs = (deps.now() - current.startedAtMs) / deps.timeScale;
+      if (simulatedAgeMs > input.environmentTimeoutMs) {
+        await store.dropSamples([current.id], 'environment-timeout');
+        return { kind: 'dropped', reason: 'environment-timeout' };
+      }
+      const turn = current.turns.length;
+      const context = contextTokens(current);
+      if (turn >= input.maxTurns || context >= input.maxTokens) {
+        // Truncated trajectories still end in a batch, with the reward the environment gave so far (0).
+        await store.markCompleted(current.id, input.shardId, 0, deps.now());
+        return { kind: 'completed' };
+      }
+      const prefixTokens = current.partial?.turn === turn ? current.partial.tokens : 0;
+      const request = {
+        requestId: `${input.shardId}:${current.id}:${turn}:${attempt}`,
+        sampleId: current.id,
+        turn,
+        contextTokens: context,
+        prefixTokens,
+        maxNewTokens: Math.max(1, input.maxTokens - context),
+      };
+      const parsed = turnResultSchema.safeParse(await engine.generate(request, signal));
+      if (!parsed.success) {
+        throw ApplicationFailure.nonRetryable(
+          `rank ${input.rank} engine returned a malformed turn for sample ${current.id}: ${parsed.error.message}`,
+          'EngineProtocolError',
+        );
+      }
+      const result = parsed.data;
+      if (result.requestId !== request.requestId) {
+        throw ApplicationFailure.nonRetryable(
+          `rank ${input.rank} engine answered request ${result.requestId} to request ${request.requestId}`,
+          'EngineProtocolError',
+        );
+      }
+      const generated = prefixTokens + result.outputTokens;
+      if (result.finishReason === 'abort') {
+        current = { ...current, partial: { turn, tokens: generated, weightVersion: result.weightVersion, rank: input.rank } };
+        await store.checkpoint(current, input.shardId);
+        return { kind: 'unfinished' };
+      }
+      let step;
+      try {
+        step = await deps.environment.step(current.id, turn, generated, signal);
+      } catch (error) {
+        if (!signal.aborted) throw error;
+        // Stopped during the tool call: keep the whole generated turn; it resumes with 0 new tokens.
+        current = { ...current, partial: { turn, tokens: generated, weightVersion: result.weightVersion, rank: input.rank } };
+        await store.checkpoint(current, input.shardId);
+        return { kind: 'unfinished' };
+      }
+      const { partial: _finishedPartial, ...rest } = current;
+      current = {
+        ...rest,
+        turns: [
+          ...current.turns,
+          { turn, generatedTokens: generated, observationTokens: step.observationTokens, weightVersion: result.weightVersion, rank: input.rank },
+        ],
+      };
+      await store.checkpoint(current, input.shardId);
+      if (step.done) {
+        await store.markCompleted(current.id, input.shardId, step.reward ?? 0, deps.now());
+        return { kind: 'completed' };
+      }
+    }
+  }
+
+  return {
+    async runRolloutShard(input) {
+      const engine = engineFor(input.rank);
+      const store = deps.store(input.runId);
+      const context = Context.current();
+      await store.claim(input.sampleIds, input.shardId);
+      const records = await store.readSamples(input.sampleIds);
+      const outcome: ShardOutcome = { shardId: input.shardId, completed: [], unfinished: [], dropped: [] };
+      const signal = context.cancellationSignal;
+      const progress = () => ({
+        completed: outcome.completed.length,
+        dropped: outcome.dropped.length,
+        running: input.sampleIds.length - outcome.completed.length - outcome.dropped.length - outcome.unfinished.length,
+      });
+      await withHeartbeat(deps.heartbeatIntervalMs, progress, () =>
+        Promise.all(
+          records.map(async (record) => {
+            // A retried shard finds some of its samples already settled.
+            if (record.status === 'completed') return void outcome.completed.push(record.id);
+            if (record.status === 'dropped') return void outcome.dropped.push({ id: record.id, reason: record.dropReason ?? 'unknown' });
+            const end = await runSample(input, engine, record, signal);
+            if (end.kind === 'completed') outcome.completed.push(record.id);
+            else if (end.kind === 'dropped') outcome.dropped.push({ id: record.id, reason: end.reason });
+            else outcome.unfinished.push(record.id);
+          }),
+        ),
+      );
+      if (signal.aborted) {
+        // Every sample is checkpointed: report the cancellation so the workflow moves them on.
+        await context.cancelled;
+      }
+      checkPostcondition(
+        `shard ${input.shardId}: every sample accounted for`,
+        outcome.completed.length + outcome.dropped.length + outcome.unfinished.length === input.sampleIds.length,
+        () => JSON.stringify(progress()),
+      );
+      return outcome;
+    },
+
+    async releaseRankMemory({ rank, tags }) {
+      const engine = engineFor(rank);
+      await withHeartbeat(deps.heartbeatIntervalMs, () => ({ rank, releasing: tags }), () => engine.releaseMemory(tags));
+      const status = engineStatusSchema.parse(await engine.status());
+      checkPostcondition(`rank ${rank} released ${tags.join('+')}`, tags.every((tag) => !status.resident.includes(tag)), () => JSON.stringify(status));
+    },
+
+    async resumeRankMemory({ rank, tags }) {
+      const engine = engineFor(rank);
+      await withHeartbeat(deps.heartbeatIntervalMs, () => ({ rank, resuming: tags }), () => engine.resumeMemory(tags));
+      const status = engineStatusSchema.parse(await engine.status());
+      checkPostcondition(`rank ${rank} resumed ${tags.join('+')}`, tags.every((tag) => status.resident.includes(tag)), () => JSON.stringify(status));
+    },
+
+    async syncRankWeights({ runId, rank, version }) {
+      const engine = engineFor(rank);
+      const path = deps.weightsPath(runId, version);
+      await withHeartbeat(deps.heartbeatIntervalMs, () => ({ rank, version }), () => engine.updateWeights(version, path));
+      const status = engineStatusSchema.parse(await engine.status());
+      checkPostcondition(`rank ${rank} serves weights v${version}`, status.weightVersion === version, () => JSON.stringify(status));
+    },
+
+    async trainerOnload() {
+      await withHeartbeat(deps.heartbeatIntervalMs, () => ({ onloading: true }), () => trainer().onload());
+    },
+
+    async trainStep({ runId, iteration, fromVersion, leader }) {
+      const node = trainer();
+      const newVersion = fromVersion + 1;
+      const before = trainerStatusSchema.parse(await node.status());
+      let loss: number | null = null;
+      // Idempotent: a retry after the step already ran (the trainer persists its version) does not train twice.
+      if (before.weightVersion < newVersion) {
+        if (before.weightVersion !== fromVersion) {
+          throw ApplicationFailure.nonRetryable(
+            `trainer on node ${deps.node} holds weights v${before.weightVersion}, expected v${fromVersion} for iteration ${iteration}`,
+            'TrainerVersionMismatch',
+          );
+        }
+        const batch = await deps.store(runId).readBatch(iteration);
+        if (batch === undefined) {
+          throw ApplicationFailure.nonRetryable(`no sealed batch for iteration ${iteration} of run ${runId}`, 'BatchMissing');
+        }
+        const result = trainStepResultSchema.parse(
+          await withHeartbeat(deps.heartbeatIntervalMs, () => ({ iteration, training: true }), () =>
+            node.trainStep({ iteration, fromVersion, sampleIds: batch.sampleIds, totalTokens: batch.totalTokens }, Context.current().cancellationSignal),
+          ),
+        );
+        checkPostcondition(`train step of iteration ${iteration}`, result.newVersion === newVersion, () => JSON.stringify(result));
+        loss = result.loss;
+      }
+      if (leader && !existsSync(deps.weightsPath(runId, newVersion))) {
+        const exported = await node.exportWeights(newVersion, deps.weightsDir(runId));
+        checkPostcondition(`weights v${newVersion} exported where engines load them`, exported.path === deps.weightsPath(runId, newVersion), () => exported.path);
+      }
+      return { newVersion, loss };
+    },
+
+    async trainerOffload() {
+      await withHeartbeat(deps.heartbeatIntervalMs, () => ({ offloading: true }), () => trainer().offload());
+    },
+  };
+}

@@ -1,0 +1,79 @@
+/**
+ * Orchestrator activities: store bookkeeping that needs no GPU (admission, batch threshold,
+ * batch sealing, settling stopped shards, drops). Each is idempotent, so a retry after a crash
+ * neither duplicates nor loses a sample.
+ */
+import { Context } from '@temporalio/activity';
+import { checkNoDuplicates, checkNonEmpty } from '../gpu/validation';
+import type { OrchestratorActivities } from '../pipeline/activities';
+import type { ShardOutcome } from '../pipeline/types';
+import type { SampleRecord, TrajectoryStore } from '../store';
+
+export interface OrchestratorDeps {
+  store(runId: string): TrajectoryStore;
+  /** Prompt length of a new sample (the environment's reset; simulated from the workload). */
+  promptTokens(sampleId: number): number;
+  /** How often awaitBatch looks for completions. */
+  batchPollMs: number;
+  now(): number;
+}
+
+export function createOrchestratorActivities(deps: OrchestratorDeps): OrchestratorActivities {
+  return {
+    async admitSamples({ runId, ids, version }) {
+      checkNoDuplicates('admitted sample ids', ids);
+      const startedAtMs = deps.now();
+      const records: SampleRecord[] = ids.map((id) => ({
+        id,
+        startVersion: version,
+        promptTokens: deps.promptTokens(id),
+        turns: [],
+        status: 'running',
+        startedAtMs,
+      }));
+      await deps.store(runId).createSamples(records);
+    },
+
+    async awaitBatch({ runId, candidates, batchSize }) {
+      checkNonEmpty('batch candidates', candidates);
+      const store = deps.store(runId);
+      const context = Context.current();
+      for (;;) {
+        const completed = await store.listCompleted(candidates);
+        context.heartbeat({ completed: completed.length, needed: batchSize });
+        if (completed.length >= batchSize) return { sampleIds: completed.slice(0, batchSize) };
+        await context.sleep(deps.batchPollMs);
+      }
+    },
+
+    async sealBatch({ runId, iteration, fromVersion, sampleIds }) {
+      const manifest = await deps.store(runId).sealBatch(iteration, fromVersion, sampleIds, deps.now());
+      return { totalTokens: manifest.totalTokens };
+    },
+
+    async readSealedBatch({ runId, iteration }) {
+      const manifest = await deps.store(runId).readBatch(iteration);
+      return manifest === undefined ? null : { sampleIds: manifest.sampleIds, totalTokens: manifest.totalTokens };
+    },
+
+    async settleShards({ runId, shards }) {
+      const store = deps.store(runId);
+      const outcomes: ShardOutcome[] = [];
+      for (const shard of shards) {
+        const records = await store.readSamples(shard.sampleIds);
+        const outcome: ShardOutcome = { shardId: shard.shardId, completed: [], unfinished: [], dropped: [] };
+        for (const record of records) {
+          if (record.status === 'completed') outcome.completed.push(record.id);
+          else if (record.status === 'dropped') outcome.dropped.push({ id: record.id, reason: record.dropReason ?? 'unknown' });
+          else outcome.unfinished.push(record.id);
+        }
+        outcomes.push(outcome);
+      }
+      return outcomes;
+    },
+
+    async dropSamples({ runId, ids, reason }) {
+      await deps.store(runId).dropSamples(ids, reason);
+    },
+  };
+}

@@ -1,0 +1,42 @@
+/**
+ * The activity interfaces, as the workflows see them. Workflows import these types only
+ * (proxyActivities); src/activities/ implements them.
+ */
+import type { MemoryTag } from '../engines/types';
+import type {
+  AwaitBatchInput,
+  AwaitBatchResult,
+  RankMemoryInput,
+  ShardInput,
+  ShardOutcome,
+  TrainStepInput,
+  WeightSyncInput,
+} from './types';
+
+/** Run by the orchestrator worker: store bookkeeping, no GPU. */
+export interface OrchestratorActivities {
+  /** Creates the sample records (idempotent: existing samples keep their progress). */
+  admitSamples(input: { runId: string; ids: number[]; version: number }): Promise<void>;
+  /** Waits until `batchSize` candidates completed (the workflow cancels it if every shard ends first). */
+  awaitBatch(input: AwaitBatchInput): Promise<AwaitBatchResult>;
+  /** Writes the batch manifest of the iteration and marks its samples (idempotent, exactly once). */
+  sealBatch(input: { runId: string; iteration: number; fromVersion: number; sampleIds: number[] }): Promise<{ totalTokens: number }>;
+  /** The manifest of an iteration's batch if one was sealed (a retried iteration resumes at train). */
+  readSealedBatch(input: { runId: string; iteration: number }): Promise<{ sampleIds: number[]; totalTokens: number } | null>;
+  /** After shards stopped: which of their samples completed, were dropped, or are unfinished. */
+  settleShards(input: { runId: string; shards: { shardId: string; sampleIds: number[] }[] }): Promise<ShardOutcome[]>;
+  dropSamples(input: { runId: string; ids: number[]; reason: string }): Promise<void>;
+}
+
+/** Run by the gpu-node worker that owns the rank's (or train node's) GPUs. */
+export interface GpuNodeActivities {
+  /** The agent loop for the shard's samples on the rank's engine; honours cancellation. */
+  runRolloutShard(input: ShardInput): Promise<ShardOutcome>;
+  releaseRankMemory(input: RankMemoryInput & { tags: MemoryTag[] }): Promise<void>;
+  resumeRankMemory(input: RankMemoryInput & { tags: MemoryTag[] }): Promise<void>;
+  syncRankWeights(input: WeightSyncInput): Promise<void>;
+  trainerOnload(input: { runId: string; node: number }): Promise<void>;
+  /** loss is null when a retry finds the step already done. */
+  trainStep(input: TrainStepInput): Promise<{ newVersion: number; loss: number | null }>;
+  trainerOffload(input: { runId: string; node: number }): Promise<void>;
+}

@@ -1,0 +1,159 @@
+/**
+ * What travels between the run workflow, the iteration workflows and the activities. Only ids,
+ * counts and versions: sample bodies stay in the trajectory store (claim-check). Pure types and
+ * zod schemas for the inputs users can send (updates); safe to import from workflow code.
+ */
+import type { PoolLayout, RankId } from '../gpu/layout';
+import type { SampleLedger } from '../gpu/ledger';
+import type { PoolState } from '../gpu/roles';
+
+/** Everything a run needs, derived once from the validated config (src/config). */
+export interface RunSpec {
+  runId: string;
+  layout: PoolLayout;
+  /** Stop after this many iterations (counted from 0). */
+  iterations: number;
+  batchSize: number;
+  asyncRatio: number;
+  /** Live samples (not yet in a batch) the rollout keeps going at once. */
+  maxConcurrentSamples: number;
+  maxTurns: number;
+  maxTokens: number;
+  /** Simulated milliseconds a trajectory may run, from its start, before its environment times out. */
+  environmentTimeoutMs: number;
+  taskQueuePrefix: string;
+  /** Liveness: a shard or engine call silent this long is considered dead and retried. */
+  heartbeatTimeoutMs: number;
+  /** Continue-as-new after this many iterations in one run-workflow execution. */
+  iterationsPerRunExecution: number;
+}
+
+export type Phase = 'starting' | 'rollout' | 'shrink' | 'train' | 'stop' | 'sync' | 'expand' | 'recovering' | 'done';
+
+export interface IterationInput {
+  spec: RunSpec;
+  iteration: number;
+  /** Weight version every rank serves at the start; the train step produces version + 1. */
+  version: number;
+  ledger: SampleLedger;
+  /** The batch size in force (the run's current value; an update may change it between iterations). */
+  batchSize: number;
+  /** Operator override of the ranks released at shrink (must cover the train group's ranks). */
+  shrinkOverride?: RankId[];
+}
+
+export interface IterationStats {
+  iteration: number;
+  fromVersion: number;
+  toVersion: number;
+  batchSamples: number;
+  batchTokens: number;
+  admitted: number;
+  /** Unfinished samples moved off released ranks at shrink. */
+  migrated: number;
+  dropped: Record<string, number>;
+  /** Live samples carried into the next iteration. */
+  carriedOver: number;
+  startedAtMs: number;
+  endedAtMs: number;
+  /** Wall-clock ms per phase. */
+  phaseMs: Partial<Record<Phase, number>>;
+}
+
+export interface IterationResult {
+  version: number;
+  ledger: SampleLedger;
+  stats: IterationStats;
+}
+
+/** Reported by an iteration to its run workflow (signal) at every phase change. */
+export interface IterationProgress {
+  iteration: number;
+  phase: Phase;
+  pool: PoolState;
+  version: number;
+  samplesRunning: number;
+  samplesCompleted: number;
+  samplesWaiting: number;
+  batchSamples: number;
+}
+
+export interface RunStatus {
+  runId: string;
+  strategy: string;
+  iteration: number;
+  iterationsTotal: number;
+  phase: Phase;
+  version: number;
+  paused: boolean;
+  pauseRequested: boolean;
+  stopRequested: boolean;
+  pool: PoolState | undefined;
+  samples: {
+    admitted: number;
+    trained: number;
+    dropped: Record<string, number>;
+    running: number;
+    completedWaiting: number;
+    waiting: number;
+  };
+  batchSize: number;
+  shrinkOverride: RankId[] | undefined;
+  lastIteration: IterationStats | undefined;
+  /** Most recent failure of an iteration attempt, if any, so status shows why it is retrying. */
+  lastError: string | undefined;
+}
+
+// ----- activity payloads -----
+
+export interface ShardInput {
+  runId: string;
+  shardId: string;
+  rank: RankId;
+  sampleIds: number[];
+  /** Weight version the rank serves; recorded on every turn. */
+  version: number;
+  maxTurns: number;
+  maxTokens: number;
+  environmentTimeoutMs: number;
+}
+
+export interface ShardOutcome {
+  shardId: string;
+  completed: number[];
+  unfinished: number[];
+  dropped: { id: number; reason: string }[];
+}
+
+export interface AwaitBatchInput {
+  runId: string;
+  iteration: number;
+  /** Live samples eligible for this batch (admissible under the async ratio). */
+  candidates: number[];
+  batchSize: number;
+}
+
+/** batchSize completed candidates, oldest completion first. */
+export interface AwaitBatchResult {
+  sampleIds: number[];
+}
+
+export interface RankMemoryInput {
+  runId: string;
+  rank: RankId;
+}
+
+export interface WeightSyncInput {
+  runId: string;
+  rank: RankId;
+  version: number;
+}
+
+export interface TrainStepInput {
+  runId: string;
+  node: number;
+  iteration: number;
+  fromVersion: number;
+  /** Lowest train node: it exports the new weights. */
+  leader: boolean;
+}

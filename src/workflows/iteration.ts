@@ -1,0 +1,426 @@
+/**
+ * One training iteration as a durable workflow. The same flow serves all three strategies;
+ * they differ only in the plan (which ranks are released, whether the trainer is shared):
+ *
+ *   full rollout on every rank → batch threshold → shrink (stop the released ranks' shards,
+ *   re-shard their unfinished samples, offload) → train ‖ long tail → stop all shards →
+ *   weight sync → expand.
+ *
+ * Every transition goes through the pure core (src/gpu) first, so an invalid step throws before
+ * anything is sent to a GPU. A failure before the new weights are synced restores a consistent
+ * pool (every rank resident, no shard running, trainer offloaded) and fails the attempt, visibly;
+ * the retry resumes from the store (a sealed batch goes straight to training).
+ */
+import {
+  ActivityCancellationType,
+  ApplicationFailure,
+  CancellationScope,
+  getExternalWorkflowHandle,
+  isCancellation,
+  proxyActivities,
+  upsertSearchAttributes,
+  workflowInfo,
+} from '@temporalio/workflow';
+import { ALL_MEMORY_TAGS } from '../engines/types';
+import { trainNodes, type RankId } from '../gpu/layout';
+import {
+  admit,
+  assignLeastLoaded,
+  assignToShard,
+  checkLedgerInvariants,
+  drop,
+  loadsByRank,
+  planShrink,
+  samplesByState,
+  sealBatch,
+  settleShard,
+  staleIds,
+  type SampleLedger,
+} from '../gpu';
+import {
+  beginOffload,
+  beginOnload,
+  beginTraining,
+  checkPoolInvariants,
+  completeOffload,
+  completeOnload,
+  endTraining,
+  initialPoolState,
+  type PoolState,
+} from '../gpu/roles';
+import { checkPostcondition } from '../gpu/validation';
+import type { GpuNodeActivities, OrchestratorActivities } from '../pipeline/activities';
+import { orchestratorQueue, rankQueue, shardId, trainerQueue } from '../pipeline/naming';
+import type { IterationInput, IterationProgress, IterationResult, IterationStats, Phase, ShardOutcome } from '../pipeline/types';
+import { PHASE_KEY } from '../temporal/searchAttributes';
+import { iterationProgressSignal } from './signals';
+
+interface RunningShard {
+  id: string;
+  rank: RankId;
+  sampleIds: number[];
+  scope: CancellationScope;
+  /** Settles when the activity ends: completed, cancelled (after checkpointing) or failed. */
+  ended: Promise<unknown>;
+}
+
+export async function iterationWorkflow(input: IterationInput): Promise<IterationResult> {
+  const { spec, iteration } = input;
+  const { layout } = spec;
+  const info = workflowInfo();
+  const attempt = info.attempt;
+  const fromVersion = input.version;
+  const heartbeatTimeout = spec.heartbeatTimeoutMs;
+  const retry = { initialInterval: '1 second', backoffCoefficient: 2, maximumInterval: '30 seconds', maximumAttempts: 5 };
+  const nonRetryableErrorTypes = ['ValidationError', 'SimulatedOutOfMemoryError', 'FencingError', 'StoreCorruptionError', 'SampleNotFoundError'];
+
+  const orchestrator = proxyActivities<OrchestratorActivities>({
+    taskQueue: orchestratorQueue(spec.taskQueuePrefix),
+    startToCloseTimeout: '2 minutes',
+    retry: { ...retry, nonRetryableErrorTypes },
+  });
+  const batchWatcher = proxyActivities<OrchestratorActivities>({
+    taskQueue: orchestratorQueue(spec.taskQueuePrefix),
+    startToCloseTimeout: '7 days',
+    heartbeatTimeout,
+    retry: { ...retry, nonRetryableErrorTypes },
+  });
+  const rankActivities = (rank: RankId) =>
+    proxyActivities<GpuNodeActivities>({
+      taskQueue: rankQueue(spec.taskQueuePrefix, rank),
+      startToCloseTimeout: '30 minutes',
+      heartbeatTimeout,
+      retry: { ...retry, nonRetryableErrorTypes },
+    });
+  const shardActivities = (rank: RankId) =>
+    proxyActivities<GpuNodeActivities>({
+      taskQueue: rankQueue(spec.taskQueuePrefix, rank),
+      startToCloseTimeout: '7 days',
+      heartbeatTimeout,
+      // Wait for the shard to checkpoint its samples before the workflow moves them elsewhere:
+      // this is what makes a re-shard exact-once.
+      cancellationType: ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+      retry: { ...retry, maximumAttempts: 20, nonRetryableErrorTypes },
+    });
+  const trainerActivities = (node: number) =>
+    proxyActivities<GpuNodeActivities>({
+      taskQueue: trainerQueue(spec.taskQueuePrefix, node),
+      startToCloseTimeout: '2 hours',
+      heartbeatTimeout,
+      retry: { ...retry, nonRetryableErrorTypes },
+    });
+
+  let ledger: SampleLedger = input.ledger;
+  let pool: PoolState = initialPoolState(layout);
+  let phase: Phase = 'starting';
+  let phaseStartedAt = Date.now();
+  let batchSampleCount = 0;
+  let shardSerial = 0;
+  const shards = new Map<string, RunningShard>();
+  const stats: IterationStats = {
+    iteration,
+    fromVersion,
+    toVersion: fromVersion,
+    batchSamples: 0,
+    batchTokens: 0,
+    admitted: 0,
+    migrated: 0,
+    dropped: {},
+    carriedOver: 0,
+    startedAtMs: Date.now(),
+    endedAtMs: 0,
+    phaseMs: {},
+  };
+
+  const parent = info.parent;
+  const enterPhase = async (next: Phase): Promise<void> => {
+    const now = Date.now();
+    stats.phaseMs[phase] = (stats.phaseMs[phase] ?? 0) + (now - phaseStartedAt);
+    phase = next;
+    phaseStartedAt = now;
+    upsertSearchAttributes([{ key: PHASE_KEY, value: next }]);
+    if (parent !== undefined) {
+      const states = samplesByState(ledger);
+      const progress: IterationProgress = {
+        iteration,
+        phase: next,
+        pool,
+        version: stats.toVersion,
+        samplesRunning: states.running.length,
+        samplesCompleted: states.completed.length,
+        samplesWaiting: states.waiting.length,
+        batchSamples: batchSampleCount,
+      };
+      await getExternalWorkflowHandle(parent.workflowId, parent.runId).signal(iterationProgressSignal, progress);
+    }
+  };
+
+  const recordDrops = (outcome: ShardOutcome): void => {
+    const byReason = new Map<string, number[]>();
+    for (const { id, reason } of outcome.dropped) byReason.set(reason, [...(byReason.get(reason) ?? []), id]);
+    for (const [reason, ids] of byReason) {
+      ledger = drop(ledger, ids, reason as Parameters<typeof drop>[2]);
+      stats.dropped[reason] = (stats.dropped[reason] ?? 0) + ids.length;
+    }
+  };
+
+  const launchShard = (rank: RankId, sampleIds: number[]): void => {
+    if (sampleIds.length === 0) return;
+    const id = shardId(iteration, attempt, rank, shardSerial++);
+    ledger = assignToShard(ledger, sampleIds, rank, id);
+    const scope = new CancellationScope();
+    const ended = scope.run(() =>
+      shardActivities(rank).runRolloutShard({
+        runId: spec.runId,
+        shardId: id,
+        rank,
+        sampleIds,
+        version: stats.toVersion,
+        maxTurns: spec.maxTurns,
+        maxTokens: spec.maxTokens,
+        environmentTimeoutMs: spec.environmentTimeoutMs,
+      }),
+    );
+    // Observed later (stopShards / shardFailure); mark handled so an early rejection is not unhandled.
+    ended.catch(() => undefined);
+    shards.set(id, { id, rank, sampleIds, scope, ended });
+  };
+
+  /** Rejects as soon as any running shard fails for a reason other than our own cancellation. */
+  const shardFailure = (): Promise<never> =>
+    new Promise<never>((_, reject) => {
+      for (const shard of shards.values()) {
+        shard.ended.catch((error: unknown) => {
+          if (!isCancellation(error)) reject(error);
+        });
+      }
+    });
+
+  /**
+   * Runs `work` in its own scope unless a shard fails first (then the failure is raised). The
+   * scope is cancelled once the race is decided, so nothing `work` started outlives it.
+   */
+  const unlessShardFails = async <T>(work: () => Promise<T>): Promise<T> => {
+    const scope = new CancellationScope();
+    const running = scope.run(work);
+    running.catch(() => undefined);
+    try {
+      return await Promise.race([running, shardFailure()]);
+    } finally {
+      scope.cancel();
+    }
+  };
+
+  /** Cancels the shards, waits for their checkpoints, and settles their samples in the ledger. */
+  const stopShards = async (selected: RunningShard[]): Promise<number[]> => {
+    for (const shard of selected) shard.scope.cancel();
+    const failures: unknown[] = [];
+    for (const shard of selected) {
+      try {
+        await shard.ended;
+      } catch (error) {
+        if (!isCancellation(error)) failures.push(error);
+      }
+    }
+    if (selected.length === 0) return [];
+    const outcomes = await orchestrator.settleShards({
+      runId: spec.runId,
+      shards: selected.map((shard) => ({ shardId: shard.id, sampleIds: shard.sampleIds })),
+    });
+    const unfinished: number[] = [];
+    for (const outcome of outcomes) {
+      ledger = settleShard(ledger, outcome.shardId, outcome.unfinished);
+      recordDrops(outcome);
+      unfinished.push(...outcome.unfinished);
+      shards.delete(outcome.shardId);
+    }
+    checkLedgerInvariants(ledger);
+    if (failures.length > 0) throw failures[0];
+    return unfinished;
+  };
+
+  /** Admits new samples (version = current weights) up to the concurrency bound onto `ranks`. */
+  const refill = async (ranks: RankId[]): Promise<void> => {
+    if (ranks.length === 0) return;
+    const live = ledger.live.length;
+    const room = spec.maxConcurrentSamples - live;
+    if (room <= 0) return;
+    const admitted = admit(ledger, room, stats.toVersion);
+    ledger = admitted.ledger;
+    stats.admitted += admitted.ids.length;
+    await orchestrator.admitSamples({ runId: spec.runId, ids: admitted.ids, version: stats.toVersion });
+    for (const placement of assignLeastLoaded(admitted.ids, loadsByRank(ledger, ranks))) launchShard(placement.rank, placement.sampleIds);
+  };
+
+  const allRanks = layout.ranks.map((rank) => rank.id);
+  const trainerNodes = trainNodes(layout);
+  const trainerShared = layout.shrinkRanks.length > 0;
+  const { release, keep } = planShrink(layout, input.shrinkOverride);
+  let trainerOnloaded = false;
+  let committedVersion: number | undefined;
+
+  try {
+    // ---- 0. carry-over: drop what the async ratio no longer admits ----------------------------
+    const stale = staleIds(ledger, fromVersion, spec.asyncRatio);
+    if (stale.length > 0) {
+      ledger = drop(ledger, stale, 'stale');
+      stats.dropped.stale = stale.length;
+      await orchestrator.dropSamples({ runId: spec.runId, ids: stale, reason: 'stale' });
+    }
+
+    // A retried attempt whose batch was already sealed resumes at training.
+    const sealed = await orchestrator.readSealedBatch({ runId: spec.runId, iteration });
+    let batch: { sampleIds: number[]; totalTokens: number };
+    if (sealed !== null) {
+      batch = sealed;
+      ledger = sealBatch(ledger, sealed.sampleIds);
+    } else {
+      // ---- 1. full rollout until the batch threshold -------------------------------------------
+      await enterPhase('rollout');
+      const waiting = samplesByState(ledger).waiting;
+      for (const placement of assignLeastLoaded(waiting, loadsByRank(ledger, allRanks))) launchShard(placement.rank, placement.sampleIds);
+      await refill(allRanks);
+      let ready: number[] | undefined;
+      while (ready === undefined) {
+        const states = samplesByState(ledger);
+        const candidates = [...states.running, ...states.completed];
+        // If every shard ends first (their samples completed or dropped) and there are still too
+        // few completions, settle the shards, top up with new samples and wait again.
+        const everyShardEnded = Promise.allSettled([...shards.values()].map((shard) => shard.ended)).then(() => undefined);
+        const result = await unlessShardFails(() =>
+          Promise.race([batchWatcher.awaitBatch({ runId: spec.runId, iteration, candidates, batchSize: input.batchSize }), everyShardEnded]),
+        );
+        if (result !== undefined) {
+          ready = result.sampleIds;
+        } else {
+          await stopShards([...shards.values()]);
+          const leftover = samplesByState(ledger).waiting;
+          for (const placement of assignLeastLoaded(leftover, loadsByRank(ledger, allRanks))) launchShard(placement.rank, placement.sampleIds);
+          await refill(allRanks);
+        }
+      }
+      const sealedNow = await orchestrator.sealBatch({ runId: spec.runId, iteration, fromVersion, sampleIds: ready });
+      ledger = sealBatch(ledger, ready);
+      batch = { sampleIds: ready, totalTokens: sealedNow.totalTokens };
+    }
+    batchSampleCount = batch.sampleIds.length;
+    stats.batchSamples = batch.sampleIds.length;
+    stats.batchTokens = batch.totalTokens;
+
+    // ---- 2. shrink: release the train group's ranks ----------------------------------------------
+    await enterPhase('shrink');
+    if (release.length > 0) {
+      pool = beginOffload(layout, pool, release);
+      const releasedSet = new Set(release);
+      const moved = await stopShards([...shards.values()].filter((shard) => releasedSet.has(shard.rank)));
+      stats.migrated = moved.length;
+      if (keep.length > 0) {
+        for (const placement of assignLeastLoaded(moved, loadsByRank(ledger, keep))) launchShard(placement.rank, placement.sampleIds);
+      }
+      await Promise.all(release.map((rank) => rankActivities(rank).releaseRankMemory({ runId: spec.runId, rank, tags: [...ALL_MEMORY_TAGS] })));
+      pool = completeOffload(layout, pool, release);
+    }
+    // New samples may start on the ranks that keep rolling out only if they will still be
+    // admissible to the next batch (their lag at the next train step is 1).
+    if (keep.length > 0 && spec.asyncRatio >= 1) await refill(keep);
+
+    // ---- 3. train ‖ long tail --------------------------------------------------------------------
+    pool = beginTraining(layout, pool);
+    await enterPhase('train');
+    trainerOnloaded = true;
+    await Promise.all(trainerNodes.map((node) => trainerActivities(node).trainerOnload({ runId: spec.runId, node })));
+    const leader = trainerNodes[0];
+    const results = await unlessShardFails(() =>
+      Promise.all(
+        trainerNodes.map((node) =>
+          trainerActivities(node).trainStep({ runId: spec.runId, node, iteration, fromVersion, leader: node === leader }),
+        ),
+      ),
+    );
+    const newVersion = fromVersion + 1;
+    checkPostcondition('train step: every train node reached the next version', results.every((r) => r.newVersion === newVersion), () =>
+      JSON.stringify(results),
+    );
+    committedVersion = newVersion;
+    stats.toVersion = newVersion;
+    if (trainerShared) {
+      await Promise.all(trainerNodes.map((node) => trainerActivities(node).trainerOffload({ runId: spec.runId, node })));
+      trainerOnloaded = false;
+    }
+    pool = endTraining(layout, pool);
+
+    // ---- 4. stop and checkpoint every shard ------------------------------------------------------
+    await enterPhase('stop');
+    await stopShards([...shards.values()]);
+
+    // ---- 5. weight sync, then expand -------------------------------------------------------------
+    await enterPhase('sync');
+    if (release.length > 0) {
+      pool = beginOnload(layout, pool, release);
+      await Promise.all(release.map((rank) => rankActivities(rank).resumeRankMemory({ runId: spec.runId, rank, tags: ['weights'] })));
+    }
+    await Promise.all(allRanks.map((rank) => rankActivities(rank).syncRankWeights({ runId: spec.runId, rank, version: newVersion })));
+    await enterPhase('expand');
+    if (release.length > 0) {
+      await Promise.all(release.map((rank) => rankActivities(rank).resumeRankMemory({ runId: spec.runId, rank, tags: ['kv_cache'] })));
+      pool = completeOnload(layout, pool, release);
+    }
+    checkPoolInvariants(layout, pool);
+    checkLedgerInvariants(ledger);
+  } catch (error) {
+    await CancellationScope.nonCancellable(() => restoreServingPool(error));
+    throw ApplicationFailure.retryable(
+      `iteration ${iteration} attempt ${attempt} failed in phase '${phase}': ${describe(error)}; pool restored to serving`,
+      'IterationFailed',
+    );
+  }
+
+  await enterPhase('done');
+  stats.carriedOver = ledger.live.length;
+  stats.endedAtMs = Date.now();
+  return { version: stats.toVersion, ledger, stats };
+
+  /**
+   * Compensation: no shard running, trainer offloaded where it shares GPUs, every rank resident
+   * again. Weights are left as they are: the retry re-syncs (idempotent per version).
+   */
+  async function restoreServingPool(cause: unknown): Promise<void> {
+    const failedPhase = phase;
+    await enterPhase('recovering').catch(() => undefined);
+    const problems: string[] = [];
+    try {
+      await stopShards([...shards.values()]);
+    } catch (error) {
+      problems.push(`stopping shards: ${describe(error)}`);
+    }
+    if (trainerShared && trainerOnloaded) {
+      try {
+        await Promise.all(trainerNodes.map((node) => trainerActivities(node).trainerOffload({ runId: spec.runId, node })));
+      } catch (error) {
+        problems.push(`trainer offload: ${describe(error)}`);
+      }
+    }
+    const notServing = layout.ranks.map((rank) => rank.id).filter((rank) => pool.rankPhases[rank] !== 'serving');
+    try {
+      await Promise.all(notServing.map((rank) => rankActivities(rank).resumeRankMemory({ runId: spec.runId, rank, tags: [...ALL_MEMORY_TAGS] })));
+      pool = initialPoolState(layout);
+    } catch (error) {
+      problems.push(`reloading ranks ${JSON.stringify(notServing)}: ${describe(error)}`);
+    }
+    if (problems.length > 0) {
+      throw ApplicationFailure.nonRetryable(
+        `iteration ${iteration} failed in phase '${failedPhase}' (${describe(cause)}) and could not restore the pool: ${problems.join('; ')}` +
+          (committedVersion === undefined ? '' : ` (weights v${committedVersion} were already trained)`),
+        'PoolRestoreFailed',
+      );
+    }
+  }
+}
+
+function describe(error: unknown): string {
+  if (error instanceof Error) {
+    const cause = (error as { cause?: unknown }).cause;
+    return cause instanceof Error ? `${error.message} (cause: ${cause.message})` : error.message;
+  }
+  return String(error);
+}

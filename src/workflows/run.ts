@@ -1,0 +1,257 @@
+/**
+ * The run workflow: loops iteration workflows (one child per iteration, with an id derived from
+ * the run id and iteration number, so a resumed run never repeats one) and continues-as-new
+ * every few iterations to keep its own history short. Holds the operator-facing state: status
+ * query, pause / resume / stop, batch size and shrink set for the next iteration.
+ */
+import {
+  ApplicationFailure,
+  allHandlersFinished,
+  condition,
+  continueAsNew,
+  executeChild,
+  ParentClosePolicy,
+  setHandler,
+  upsertSearchAttributes,
+  workflowInfo,
+} from '@temporalio/workflow';
+import { emptyLedger, planShrink, samplesByState, type SampleLedger } from '../gpu';
+import type { RankId } from '../gpu/layout';
+import { checkIntRange } from '../gpu/validation';
+import { iterationWorkflowId } from '../pipeline/naming';
+import type { IterationProgress, IterationStats, Phase, RunSpec, RunStatus } from '../pipeline/types';
+import { ITERATION_KEY, PHASE_KEY, RUN_ID_KEY, STRATEGY_KEY } from '../temporal/searchAttributes';
+import { iterationWorkflow } from './iteration';
+import {
+  batchSizeUpdateSchema,
+  iterationProgressSignal,
+  pauseUpdate,
+  resumeUpdate,
+  setBatchSizeUpdate,
+  setShrinkSetUpdate,
+  shrinkSetUpdateSchema,
+  statusQuery,
+  stopUpdate,
+} from './signals';
+
+/** What carries over continue-as-new. */
+export interface RunState {
+  iteration: number;
+  version: number;
+  ledger: SampleLedger;
+  batchSize: number;
+  shrinkOverride: RankId[] | null;
+  paused: boolean;
+  stopRequested: boolean;
+  lastIteration: IterationStats | null;
+  lastError: string | null;
+}
+
+export interface RunInput {
+  spec: RunSpec;
+  state?: RunState;
+}
+
+export interface RunSummary {
+  runId: string;
+  iterations: number;
+  version: number;
+  stopped: boolean;
+  samples: RunStatus['samples'];
+}
+
+export async function runWorkflow(input: RunInput): Promise<RunSummary> {
+  const { spec } = input;
+  const state: RunState = input.state ?? {
+    iteration: 0,
+    version: 0,
+    ledger: emptyLedger(),
+    batchSize: spec.batchSize,
+    shrinkOverride: null,
+    paused: false,
+    stopRequested: false,
+    lastIteration: null,
+    lastError: null,
+  };
+  let pauseRequested = false;
+  let progress: IterationProgress | undefined;
+  let phase: Phase = state.iteration >= spec.iterations ? 'done' : 'starting';
+
+  const status = (): RunStatus => {
+    const ledger = state.ledger;
+    const states = samplesByState(ledger);
+    return {
+      runId: spec.runId,
+      strategy: spec.layout.strategy,
+      iteration: state.iteration,
+      iterationsTotal: spec.iterations,
+      phase: progress?.phase ?? phase,
+      version: progress?.version ?? state.version,
+      paused: state.paused,
+      pauseRequested,
+      stopRequested: state.stopRequested,
+      pool: progress?.pool,
+      samples: {
+        admitted: ledger.counters.admitted,
+        trained: ledger.counters.batched,
+        dropped: { ...ledger.counters.dropped },
+        running: progress?.samplesRunning ?? states.running.length,
+        completedWaiting: progress?.samplesCompleted ?? states.completed.length,
+        waiting: progress?.samplesWaiting ?? states.waiting.length,
+      },
+      batchSize: state.batchSize,
+      shrinkOverride: state.shrinkOverride ?? undefined,
+      lastIteration: state.lastIteration ?? undefined,
+      lastError: state.lastError ?? undefined,
+    };
+  };
+
+  setHandler(statusQuery, status);
+  setHandler(iterationProgressSignal, (update) => {
+    // Ignore late progress of an earlier iteration (signals are not ordered across children).
+    if (update.iteration === state.iteration) progress = update;
+  });
+  setHandler(
+    pauseUpdate,
+    () => {
+      pauseRequested = true;
+      return status();
+    },
+    { validator: () => rejectIfStopping(state) },
+  );
+  setHandler(
+    resumeUpdate,
+    () => {
+      state.paused = false;
+      pauseRequested = false;
+      state.lastError = null;
+      return status();
+    },
+    {
+      validator: () => {
+        if (!state.paused && !pauseRequested) throw new Error('the run is not paused');
+      },
+    },
+  );
+  setHandler(
+    stopUpdate,
+    () => {
+      state.stopRequested = true;
+      return status();
+    },
+    { validator: () => rejectIfStopping(state) },
+  );
+  setHandler(
+    setBatchSizeUpdate,
+    (request) => {
+      state.batchSize = request.batchSize;
+      return status();
+    },
+    {
+      validator: (request) => {
+        const { batchSize } = batchSizeUpdateSchema.parse(request);
+        // A batch must be able to fill from the live samples the rollout keeps going.
+        checkIntRange('batchSize', batchSize, 1, spec.maxConcurrentSamples);
+      },
+    },
+  );
+  setHandler(
+    setShrinkSetUpdate,
+    (request) => {
+      state.shrinkOverride = request.ranks;
+      return status();
+    },
+    {
+      validator: (request) => {
+        const { ranks } = shrinkSetUpdateSchema.parse(request);
+        if (ranks !== null) planShrink(spec.layout, ranks);
+      },
+    },
+  );
+
+  upsertSearchAttributes([
+    { key: RUN_ID_KEY, value: spec.runId },
+    { key: STRATEGY_KEY, value: spec.layout.strategy },
+    { key: ITERATION_KEY, value: state.iteration },
+  ]);
+
+  let iterationsThisExecution = 0;
+  while (state.iteration < spec.iterations && !state.stopRequested) {
+    if (pauseRequested) {
+      state.paused = true;
+      pauseRequested = false;
+    }
+    if (state.paused) {
+      phase = 'starting';
+      progress = undefined;
+      await condition(() => !state.paused || state.stopRequested);
+      if (state.stopRequested) break;
+    }
+    if (iterationsThisExecution >= spec.iterationsPerRunExecution || workflowInfo().continueAsNewSuggested) {
+      await condition(allHandlersFinished);
+      await continueAsNew<typeof runWorkflow>({ spec, state: { ...state, paused: state.paused || pauseRequested } });
+    }
+
+    upsertSearchAttributes([
+      { key: ITERATION_KEY, value: state.iteration },
+      { key: PHASE_KEY, value: 'rollout' },
+    ]);
+    progress = undefined;
+    try {
+      const result = await executeChild(iterationWorkflow, {
+        workflowId: iterationWorkflowId(spec.runId, state.iteration),
+        args: [
+          {
+            spec,
+            iteration: state.iteration,
+            version: state.version,
+            ledger: state.ledger,
+            batchSize: state.batchSize,
+            shrinkOverride: state.shrinkOverride ?? undefined,
+          },
+        ],
+        retry: { maximumAttempts: 3, initialInterval: '2 seconds', nonRetryableErrorTypes: ['PoolRestoreFailed'] },
+        parentClosePolicy: ParentClosePolicy.REQUEST_CANCEL,
+        typedSearchAttributes: [
+          { key: RUN_ID_KEY, value: spec.runId },
+          { key: STRATEGY_KEY, value: spec.layout.strategy },
+          { key: ITERATION_KEY, value: state.iteration },
+          { key: PHASE_KEY, value: 'starting' },
+        ],
+      });
+      state.version = result.version;
+      state.ledger = result.ledger;
+      state.lastIteration = result.stats;
+      state.lastError = null;
+      state.iteration += 1;
+      iterationsThisExecution += 1;
+    } catch (error) {
+      // The iteration restored the pool before failing (or could not, and said so). Pause with
+      // the reason visible in status; `resume` retries the same iteration id.
+      state.lastError = describe(error);
+      state.paused = true;
+      phase = 'recovering';
+    }
+  }
+
+  phase = 'done';
+  progress = undefined;
+  upsertSearchAttributes([{ key: PHASE_KEY, value: 'done' }]);
+  await condition(allHandlersFinished);
+  const final = status();
+  return { runId: spec.runId, iterations: state.iteration, version: state.version, stopped: state.stopRequested, samples: final.samples };
+}
+
+function rejectIfStopping(state: RunState): void {
+  if (state.stopRequested) throw ApplicationFailure.nonRetryable('the run is already stopping');
+}
+
+function describe(error: unknown): string {
+  let text = error instanceof Error ? error.message : String(error);
+  let cause = error instanceof Error ? (error as { cause?: unknown }).cause : undefined;
+  while (cause instanceof Error) {
+    text += `: ${cause.message}`;
+    cause = (cause as { cause?: unknown }).cause;
+  }
+  return text;
+}
