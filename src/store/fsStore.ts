@@ -1,0 +1,673 @@
+/**
+ * FsTrajectoryStore: the trajectory store on a local or shared file system.
+ *
+ * Layout under `<rootDir>/<runId>/`:
+ *
+ *   samples/<id>.json          SampleRecord (one file per sample; the only copy of its body)
+ *   completed/<id>             CompletedMarker {id, completedAtMs}: completed and not yet batched
+ *   batches/<iteration>.json   BatchManifest: the authoritative content of an iteration's batch
+ *   locks/sample-<id>.lock     per-sample lock for read-modify-write (claim, checkpoint, ...)
+ *   locks/batches.lock         held by sealBatch and dropSamples
+ *
+ * Every write is atomic (temp file in the same directory + fsync + rename, then a directory
+ * fsync); temp files are named `.<name>.<pid>.<hex>.tmp` and ignored by every listing, so a
+ * process killed mid-write leaves at most a stray temp file. Every operation is idempotent.
+ *
+ * Ordering that keeps a crash at any point recoverable by retrying the same call:
+ *   markCompleted   marker first, then the record (a marker for a still-running record is ignored);
+ *   sealBatch       manifest first, then `batch` on each record, then the marker is removed;
+ *   dropSamples     record first, then the marker is removed.
+ * Batch manifests are the source of truth for batch membership: a sample listed in a manifest
+ * counts as batched even before its record says so (crash window), so it can be neither listed
+ * as completed, dropped, nor sealed into another batch.
+ */
+import { promises as fs } from 'node:fs';
+import { join } from 'node:path';
+import { z } from 'zod';
+import { checkIntRange, checkNonEmpty, checkNoDuplicates } from '../gpu/validation';
+import {
+  atomicWrite,
+  createExclusive,
+  listDir,
+  mapLimit,
+  readIfExists,
+  removeIfExists,
+  withFileLock,
+  type LockOptions,
+} from './fsUtil';
+import type { TrajectoryStore } from './index';
+import {
+  BatchConflictError,
+  BatchNotFoundError,
+  FencingError,
+  InvalidInputError,
+  MAX_ID,
+  SampleNotFoundError,
+  SampleStateError,
+  StoreCorruptionError,
+  StoreError,
+  batchManifestSchema,
+  completedMarkerSchema,
+  sampleRecordSchema,
+  totalTokens,
+  type AuditExpectations,
+  type AuditReport,
+  type BatchManifest,
+  type CreateSamplesResult,
+  type SampleRecord,
+} from './types';
+
+export interface FsTrajectoryStoreOptions {
+  /** fsync files and directories on every write (default true). Only tests should turn it off. */
+  fsync?: boolean;
+  /** A lock file older than this is treated as abandoned (default 30 s). Operations hold locks for milliseconds. */
+  lockStaleMs?: number;
+  /** Waiting longer than this for a lock raises LockTimeoutError (default 60 s). */
+  lockTimeoutMs?: number;
+  /** Files read or written in parallel by bulk operations (default 32). */
+  ioConcurrency?: number;
+}
+
+const RUN_ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$/;
+const SAMPLE_FILE = /^(\d+)\.json$/;
+const MARKER_FILE = /^(\d+)$/;
+const BATCH_FILE = /^(\d+)\.json$/;
+
+const shardIdSchema = z.string().min(1).max(200);
+const rewardSchema = z.number();
+const reasonSchema = z.string().trim().min(1).max(1000);
+
+function checkIds(subject: string, ids: readonly number[]): void {
+  for (const id of ids) checkIntRange(`${subject} id`, id, 0, MAX_ID);
+  checkNoDuplicates(subject, ids);
+}
+
+function parseWith<T>(
+  schema: z.ZodType<T>,
+  text: string,
+  subject: string,
+  path: string,
+  sampleId?: number,
+): T {
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch (err) {
+    throw new StoreCorruptionError(subject, path, `not valid JSON (${(err as Error).message})`, sampleId);
+  }
+  const parsed = schema.safeParse(value);
+  if (!parsed.success) {
+    throw new StoreCorruptionError(subject, path, z.prettifyError(parsed.error).replace(/\n/g, '; '), sampleId);
+  }
+  return parsed.data;
+}
+
+function sameTurn(a: SampleRecord['turns'][number], b: SampleRecord['turns'][number]): boolean {
+  return (
+    a.turn === b.turn &&
+    a.generatedTokens === b.generatedTokens &&
+    a.observationTokens === b.observationTokens &&
+    a.weightVersion === b.weightVersion &&
+    a.rank === b.rank
+  );
+}
+
+function sortedIds(ids: readonly number[]): number[] {
+  return [...ids].sort((a, b) => a - b);
+}
+
+export class FsTrajectoryStore implements TrajectoryStore {
+  readonly runDir: string;
+  private readonly samplesDir: string;
+  private readonly completedDir: string;
+  private readonly batchesDir: string;
+  private readonly locksDir: string;
+  private readonly sync: boolean;
+  private readonly lockOptions: LockOptions;
+  private readonly concurrency: number;
+  private dirsReady: Promise<void> | undefined;
+  /** Manifests are immutable once written, so every one read is cached for good. */
+  private readonly manifestCache = new Map<number, BatchManifest>();
+  /** sample id -> iteration of the (first) cached manifest listing it. */
+  private readonly manifestOf = new Map<number, number>();
+
+  constructor(
+    readonly rootDir: string,
+    readonly runId: string,
+    options: FsTrajectoryStoreOptions = {},
+  ) {
+    if (!RUN_ID.test(runId)) {
+      throw new InvalidInputError('run id', rootDir, `${JSON.stringify(runId)} must match ${RUN_ID.source}`);
+    }
+    this.runDir = join(rootDir, runId);
+    this.samplesDir = join(this.runDir, 'samples');
+    this.completedDir = join(this.runDir, 'completed');
+    this.batchesDir = join(this.runDir, 'batches');
+    this.locksDir = join(this.runDir, 'locks');
+    this.sync = options.fsync ?? true;
+    this.lockOptions = { staleMs: options.lockStaleMs ?? 30_000, timeoutMs: options.lockTimeoutMs ?? 60_000 };
+    this.concurrency = checkIntRange('ioConcurrency', options.ioConcurrency ?? 32, 1, 1024);
+  }
+
+  samplePath(id: number): string {
+    return join(this.samplesDir, `${id}.json`);
+  }
+
+  markerPath(id: number): string {
+    return join(this.completedDir, String(id));
+  }
+
+  batchPath(iteration: number): string {
+    return join(this.batchesDir, `${iteration}.json`);
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Samples
+
+  async createSamples(records: readonly SampleRecord[]): Promise<CreateSamplesResult> {
+    const valid = records.map((record) => this.validateInput(record, 'new sample'));
+    checkIds('createSamples', valid.map((r) => r.id));
+    for (const r of valid) {
+      if (r.status !== 'running' || r.batch !== undefined) {
+        throw new InvalidInputError(`new sample ${r.id}`, this.samplePath(r.id), `must be running and unbatched (status ${r.status})`);
+      }
+    }
+    await this.ensureDirs();
+    const created: number[] = [];
+    const existing: number[] = [];
+    await mapLimit(valid, this.concurrency, async (record) => {
+      const path = this.samplePath(record.id);
+      if (await createExclusive(path, JSON.stringify(record), this.sync)) {
+        created.push(record.id);
+        return;
+      }
+      // A retry: leave the file untouched, but refuse an id reused for a different sample.
+      const onDisk = await this.loadSample(record.id);
+      if (onDisk.promptTokens !== record.promptTokens || onDisk.startVersion !== record.startVersion) {
+        throw new SampleStateError(
+          record.id,
+          path,
+          'create',
+          `id already used by a different sample (promptTokens ${onDisk.promptTokens}, startVersion ${onDisk.startVersion}; ` +
+            `new: promptTokens ${record.promptTokens}, startVersion ${record.startVersion})`,
+        );
+      }
+      existing.push(record.id);
+    });
+    return { created: sortedIds(created), existing: sortedIds(existing) };
+  }
+
+  async readSample(id: number): Promise<SampleRecord> {
+    checkIntRange('sample id', id, 0, MAX_ID);
+    return this.loadSample(id);
+  }
+
+  async readSamples(ids: readonly number[]): Promise<SampleRecord[]> {
+    for (const id of ids) checkIntRange('sample id', id, 0, MAX_ID);
+    return mapLimit(ids, this.concurrency, (id) => this.loadSample(id));
+  }
+
+  async claim(ids: readonly number[], shardId: string): Promise<void> {
+    checkIds('claim', ids);
+    const shard = this.checkShardId(shardId);
+    const check = (record: SampleRecord): void => {
+      if (record.status !== 'running') {
+        const batch = record.batch === undefined ? '' : `, in batch ${record.batch}`;
+        throw new SampleStateError(record.id, this.samplePath(record.id), `claim (for ${shard})`, `status is ${record.status}${batch}`);
+      }
+    };
+    // Check everything before changing anything, so a bad id leaves no half-done claim.
+    (await this.readSamples(ids)).forEach(check);
+    await mapLimit(ids, this.concurrency, (id) =>
+      this.withSampleLock(id, async () => {
+        const record = await this.loadSample(id);
+        check(record);
+        if (record.owner === shard) return;
+        await this.writeSample({ ...record, owner: shard });
+      }),
+    );
+  }
+
+  async checkpoint(record: SampleRecord, shardId: string): Promise<SampleRecord> {
+    const shard = this.checkShardId(shardId);
+    const next = this.validateInput(record, 'checkpoint of sample');
+    const path = this.samplePath(next.id);
+    if (next.status !== 'running' || next.batch !== undefined) {
+      throw new InvalidInputError(
+        `checkpoint of sample ${next.id}`,
+        path,
+        `a checkpoint must be a running, unbatched record (got status ${next.status}); use markCompleted or dropSamples`,
+      );
+    }
+    return this.withSampleLock(next.id, async () => {
+      const current = await this.loadSample(next.id);
+      if (current.owner !== shard) throw new FencingError(next.id, path, shard, current.owner);
+      if (current.status !== 'running') {
+        throw new SampleStateError(next.id, path, `checkpoint (by ${shard})`, `status is ${current.status}`);
+      }
+      const immutable = ['startVersion', 'promptTokens', 'startedAtMs'] as const;
+      for (const field of immutable) {
+        if (current[field] !== next[field]) {
+          throw new SampleStateError(next.id, path, `checkpoint (by ${shard})`, `${field} changed from ${current[field]} to ${next[field]}`);
+        }
+      }
+      if (next.turns.length < current.turns.length) {
+        throw new SampleStateError(
+          next.id,
+          path,
+          `checkpoint (by ${shard})`,
+          `would lose turns: ${current.turns.length} on disk, ${next.turns.length} in the checkpoint`,
+        );
+      }
+      const diverged = current.turns.findIndex((turn, i) => {
+        const other = next.turns[i];
+        return other === undefined || !sameTurn(turn, other);
+      });
+      if (diverged >= 0) {
+        throw new SampleStateError(next.id, path, `checkpoint (by ${shard})`, `turn ${diverged} differs from the one on disk`);
+      }
+      const written: SampleRecord = { ...next, owner: shard };
+      await this.writeSample(written);
+      return written;
+    });
+  }
+
+  async markCompleted(id: number, shardId: string, reward: number, nowMs: number): Promise<SampleRecord> {
+    checkIntRange('sample id', id, 0, MAX_ID);
+    checkIntRange('nowMs', nowMs, 0, MAX_ID);
+    const shard = this.checkShardId(shardId);
+    const path = this.samplePath(id);
+    if (!rewardSchema.safeParse(reward).success) {
+      throw new InvalidInputError(`reward of sample ${id}`, path, `must be a finite number, got ${String(reward)}`);
+    }
+    await this.ensureDirs();
+    return this.withSampleLock(id, async () => {
+      const current = await this.loadSample(id);
+      if (current.owner !== shard) throw new FencingError(id, path, shard, current.owner);
+      if (current.status === 'dropped') {
+        throw new SampleStateError(id, path, `complete (by ${shard})`, `sample was dropped: ${current.dropReason ?? ''}`);
+      }
+      if (current.status === 'completed') {
+        // Retry: keep the first completion; re-create the marker if a crash lost it before the batch.
+        const completedAtMs = current.completedAtMs ?? nowMs;
+        if (current.batch === undefined && !(await this.isInAnyManifest(id))) {
+          await createExclusive(this.markerPath(id), JSON.stringify({ id, completedAtMs }), this.sync);
+        }
+        return current;
+      }
+      await atomicWrite(this.markerPath(id), JSON.stringify({ id, completedAtMs: nowMs }), this.sync);
+      const { partial: _partial, ...rest } = current;
+      const completed: SampleRecord = { ...rest, status: 'completed', reward, completedAtMs: nowMs };
+      await this.writeSample(completed);
+      return completed;
+    });
+  }
+
+  async listCompleted(candidateIds?: readonly number[]): Promise<number[]> {
+    if (candidateIds !== undefined) checkIds('listCompleted candidates', candidateIds);
+    const marked = new Set<number>();
+    for (const name of await listDir(this.completedDir)) {
+      const m = MARKER_FILE.exec(name);
+      if (m?.[1] !== undefined) marked.add(Number(m[1]));
+    }
+    const candidates = candidateIds === undefined ? [...marked] : candidateIds.filter((id) => marked.has(id));
+    if (candidates.length === 0) return [];
+    await this.refreshManifests();
+    const unbatched = candidates.filter((id) => !this.manifestOf.has(id));
+    const records = await this.readSamples(unbatched);
+    return records
+      .filter((r) => r.status === 'completed' && r.batch === undefined)
+      .sort((a, b) => (a.completedAtMs ?? 0) - (b.completedAtMs ?? 0) || a.id - b.id)
+      .map((r) => r.id);
+  }
+
+  async dropSamples(ids: readonly number[], reason: string): Promise<void> {
+    checkIds('dropSamples', ids);
+    const why = reasonSchema.safeParse(reason);
+    if (!why.success) {
+      throw new InvalidInputError('drop reason', this.samplesDir, `must be a non-empty string, got ${JSON.stringify(reason)}`);
+    }
+    if (ids.length === 0) return;
+    await this.ensureDirs();
+    await this.withBatchesLock(async () => {
+      await this.refreshManifests();
+      const check = (record: SampleRecord): void => {
+        const batch = record.batch ?? this.manifestOf.get(record.id);
+        if (batch !== undefined) {
+          throw new SampleStateError(record.id, this.samplePath(record.id), 'drop', `sample is in batch ${batch}`);
+        }
+      };
+      (await this.readSamples(ids)).forEach(check);
+      await mapLimit(ids, this.concurrency, (id) =>
+        this.withSampleLock(id, async () => {
+          const record = await this.loadSample(id);
+          check(record);
+          if (record.status !== 'dropped') {
+            await this.writeSample({ ...record, status: 'dropped', dropReason: why.data });
+          }
+          await removeIfExists(this.markerPath(id), this.sync);
+        }),
+      );
+    });
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Batches
+
+  async sealBatch(iteration: number, fromVersion: number, ids: readonly number[], nowMs: number): Promise<BatchManifest> {
+    checkIntRange('iteration', iteration, 0, MAX_ID);
+    checkIntRange('fromVersion', fromVersion, 0, MAX_ID);
+    checkIntRange('nowMs', nowMs, 0, MAX_ID);
+    checkNonEmpty(`batch ${iteration} sample ids`, ids);
+    checkIds(`batch ${iteration}`, ids);
+    await this.ensureDirs();
+    const path = this.batchPath(iteration);
+    return this.withBatchesLock(async () => {
+      await this.refreshManifests();
+      let manifest = this.manifestCache.get(iteration);
+      if (manifest !== undefined) this.checkSameBatch(manifest, fromVersion, ids);
+      for (const id of ids) {
+        const other = this.manifestOf.get(id);
+        if (other !== undefined && other !== iteration) {
+          throw new BatchConflictError(iteration, path, `sample ${id} is already in batch ${other} (${this.batchPath(other)})`, id, other);
+        }
+      }
+      const check = (record: SampleRecord): void => {
+        if (record.batch !== undefined && record.batch !== iteration) {
+          throw new BatchConflictError(
+            iteration,
+            path,
+            `sample ${record.id} is already in batch ${record.batch} (per ${this.samplePath(record.id)})`,
+            record.id,
+            record.batch,
+          );
+        }
+        if (record.status !== 'completed') {
+          throw new SampleStateError(record.id, this.samplePath(record.id), `seal into batch ${iteration}`, `status is ${record.status}`);
+        }
+      };
+      const records = await this.readSamples(ids);
+      records.forEach(check);
+
+      if (manifest === undefined) {
+        const fresh: BatchManifest = {
+          iteration,
+          fromVersion,
+          sampleIds: [...ids],
+          totalTokens: records.reduce((sum, r) => sum + totalTokens(r), 0),
+          createdAtMs: nowMs,
+        };
+        if (!(await createExclusive(path, JSON.stringify(fresh), this.sync))) {
+          // Written by a store that does not share our lock directory: accept it only if identical.
+          const onDisk = await this.loadManifest(iteration);
+          this.checkSameBatch(onDisk, fromVersion, ids);
+          manifest = onDisk;
+        } else {
+          manifest = fresh;
+        }
+        this.cacheManifest(manifest);
+      }
+
+      await mapLimit(ids, this.concurrency, (id) =>
+        this.withSampleLock(id, async () => {
+          const record = await this.loadSample(id);
+          check(record);
+          if (record.batch !== iteration) await this.writeSample({ ...record, batch: iteration });
+          await removeIfExists(this.markerPath(id), this.sync);
+        }),
+      );
+      return manifest;
+    });
+  }
+
+  async readBatch(iteration: number): Promise<BatchManifest> {
+    checkIntRange('iteration', iteration, 0, MAX_ID);
+    const cached = this.manifestCache.get(iteration);
+    if (cached !== undefined) return cached;
+    const manifest = await this.loadManifest(iteration);
+    this.cacheManifest(manifest);
+    return manifest;
+  }
+
+  async listBatches(): Promise<number[]> {
+    const iterations: number[] = [];
+    for (const name of await listDir(this.batchesDir)) {
+      const m = BATCH_FILE.exec(name);
+      if (m?.[1] !== undefined) iterations.push(Number(m[1]));
+    }
+    return iterations.sort((a, b) => a - b);
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Audit: the proof of exactly-once accounting. Reads everything fresh from disk (no cache).
+
+  async audit(expected: AuditExpectations = {}): Promise<AuditReport> {
+    const violations: string[] = [];
+    const sampleIds: number[] = [];
+    for (const name of await listDir(this.samplesDir)) {
+      const m = SAMPLE_FILE.exec(name);
+      if (m?.[1] !== undefined) sampleIds.push(Number(m[1]));
+    }
+    sampleIds.sort((a, b) => a - b);
+    const onDisk = new Set(sampleIds);
+    const records = new Map<number, SampleRecord>();
+    await mapLimit(sampleIds, this.concurrency, async (id) => {
+      try {
+        records.set(id, await this.loadSample(id));
+      } catch (err) {
+        if (!(err instanceof StoreError)) throw err;
+        violations.push(`sample ${id}: unreadable: ${err.message}`);
+      }
+    });
+
+    const markers = new Set<number>();
+    for (const name of await listDir(this.completedDir)) {
+      const m = MARKER_FILE.exec(name);
+      if (m?.[1] !== undefined) markers.add(Number(m[1]));
+    }
+    // Marker contents (a leftover marker of a running, dropped or batched sample is harmless:
+    // listCompleted checks the record; a corrupt one is reported).
+    await mapLimit([...markers], this.concurrency, async (id) => {
+      const path = this.markerPath(id);
+      const text = await readIfExists(path);
+      if (text === undefined) return;
+      try {
+        const marker = parseWith(completedMarkerSchema, text, `completion marker of sample ${id}`, path, id);
+        if (marker.id !== id) violations.push(`sample ${id}: completion marker ${path} names sample ${marker.id}`);
+      } catch (err) {
+        if (!(err instanceof StoreError)) throw err;
+        violations.push(`sample ${id}: ${err.message}`);
+      }
+    });
+
+    // Manifests, read fresh.
+    const manifests = new Map<number, BatchManifest>();
+    for (const iteration of await this.listBatches()) {
+      try {
+        manifests.set(iteration, await this.loadManifest(iteration));
+      } catch (err) {
+        if (!(err instanceof StoreError)) throw err;
+        violations.push(`batch ${iteration}: unreadable: ${err.message}`);
+      }
+    }
+    const batchesOf = new Map<number, number[]>();
+    for (const [iteration, manifest] of manifests) {
+      const seen = new Set<number>();
+      let tokens = 0;
+      let tokensKnown = true;
+      for (const id of manifest.sampleIds) {
+        if (seen.has(id)) violations.push(`batch ${iteration}: lists sample ${id} twice`);
+        seen.add(id);
+        batchesOf.set(id, [...(batchesOf.get(id) ?? []), iteration]);
+        const record = records.get(id);
+        if (record === undefined) {
+          tokensKnown = false;
+          if (!onDisk.has(id)) violations.push(`batch ${iteration}: sample ${id} has no file ${this.samplePath(id)}`);
+          continue;
+        }
+        tokens += totalTokens(record);
+        if (record.batch !== iteration) {
+          violations.push(
+            `batch ${iteration}: sample ${id} has batch ${record.batch === undefined ? 'unset' : record.batch}, expected ${iteration}`,
+          );
+        }
+        if (record.status !== 'completed') violations.push(`batch ${iteration}: sample ${id} has status ${record.status}`);
+      }
+      if (tokensKnown && tokens !== manifest.totalTokens) {
+        violations.push(`batch ${iteration}: totalTokens ${manifest.totalTokens} but its samples hold ${tokens}`);
+      }
+    }
+    for (const [id, iterations] of batchesOf) {
+      if (iterations.length > 1) violations.push(`sample ${id}: in ${iterations.length} batches (${iterations.join(', ')})`);
+    }
+
+    const report: AuditReport = { samples: sampleIds.length, completed: 0, running: 0, dropped: {}, batched: 0, batches: manifests.size, violations };
+    for (const record of records.values()) {
+      if (record.status === 'completed') report.completed += 1;
+      else if (record.status === 'running') report.running += 1;
+      else {
+        const reason = record.dropReason ?? '';
+        report.dropped[reason] = (report.dropped[reason] ?? 0) + 1;
+      }
+      if (record.batch !== undefined) {
+        report.batched += 1;
+        const manifest = manifests.get(record.batch);
+        if (manifest === undefined) {
+          violations.push(`sample ${record.id}: has batch ${record.batch} but there is no manifest ${this.batchPath(record.batch)}`);
+        } else if (!manifest.sampleIds.includes(record.id)) {
+          violations.push(`sample ${record.id}: has batch ${record.batch} but batch ${record.batch} does not list it`);
+        }
+      } else if (record.status === 'completed' && !batchesOf.has(record.id) && !markers.has(record.id)) {
+        violations.push(`sample ${record.id}: completed and unbatched but has no marker ${this.markerPath(record.id)} (invisible to listCompleted)`);
+      }
+    }
+
+    for (const id of expected.admittedIds ?? []) {
+      if (!onDisk.has(id)) violations.push(`sample ${id}: admitted but has no file ${this.samplePath(id)}`);
+    }
+    if (expected.requireSettled) {
+      for (const id of expected.admittedIds ?? sampleIds) {
+        const record = records.get(id);
+        if (record === undefined) continue; // already reported
+        const settled = record.status === 'dropped' || (record.batch !== undefined && batchesOf.has(id));
+        if (!settled) violations.push(`sample ${id}: not settled (status ${record.status}, not in a batch, not dropped)`);
+      }
+    }
+    return report;
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Internals
+
+  private ensureDirs(): Promise<void> {
+    this.dirsReady ??= (async () => {
+      for (const dir of [this.samplesDir, this.completedDir, this.batchesDir, this.locksDir]) {
+        await fs.mkdir(dir, { recursive: true });
+      }
+    })().catch((err: unknown) => {
+      this.dirsReady = undefined;
+      throw err;
+    });
+    return this.dirsReady;
+  }
+
+  private checkShardId(shardId: string): string {
+    if (!shardIdSchema.safeParse(shardId).success) {
+      throw new InvalidInputError('shard id', this.samplesDir, `must be a string of 1..200 characters, got ${JSON.stringify(shardId)}`);
+    }
+    return shardId;
+  }
+
+  /** Validates a record handed in by a caller (input, not disk). */
+  private validateInput(record: SampleRecord, what: string): SampleRecord {
+    const id = typeof record?.id === 'number' ? record.id : -1;
+    const parsed = sampleRecordSchema.safeParse(record);
+    if (!parsed.success) {
+      throw new InvalidInputError(`${what} ${id}`, id >= 0 ? this.samplePath(id) : this.samplesDir, z.prettifyError(parsed.error).replace(/\n/g, '; '));
+    }
+    return parsed.data;
+  }
+
+  private async loadSample(id: number): Promise<SampleRecord> {
+    const path = this.samplePath(id);
+    const text = await readIfExists(path);
+    if (text === undefined) throw new SampleNotFoundError(id, path);
+    const record = parseWith(sampleRecordSchema, text, `sample ${id}`, path, id);
+    if (record.id !== id) throw new StoreCorruptionError(`sample ${id}`, path, `file holds sample ${record.id}`, id);
+    return record;
+  }
+
+  private async writeSample(record: SampleRecord): Promise<void> {
+    // Never write what could not be read back.
+    const checked = this.validateInput(record, 'sample');
+    await this.ensureDirs();
+    await atomicWrite(this.samplePath(checked.id), JSON.stringify(checked), this.sync);
+  }
+
+  private async loadManifest(iteration: number): Promise<BatchManifest> {
+    const path = this.batchPath(iteration);
+    const text = await readIfExists(path);
+    if (text === undefined) throw new BatchNotFoundError(iteration, path);
+    const manifest = parseWith(batchManifestSchema, text, `batch ${iteration}`, path);
+    if (manifest.iteration !== iteration) {
+      throw new StoreCorruptionError(`batch ${iteration}`, path, `file holds batch ${manifest.iteration}`);
+    }
+    return manifest;
+  }
+
+  private cacheManifest(manifest: BatchManifest): void {
+    if (this.manifestCache.has(manifest.iteration)) return;
+    this.manifestCache.set(manifest.iteration, manifest);
+    for (const id of manifest.sampleIds) {
+      if (!this.manifestOf.has(id)) this.manifestOf.set(id, manifest.iteration);
+    }
+  }
+
+  /** Reads manifests written since the last call (by this or another process). */
+  private async refreshManifests(): Promise<void> {
+    const fresh = (await this.listBatches()).filter((iteration) => !this.manifestCache.has(iteration));
+    const loaded = await mapLimit(fresh, this.concurrency, (iteration) => this.loadManifest(iteration));
+    loaded.forEach((m) => this.cacheManifest(m));
+  }
+
+  private async isInAnyManifest(id: number): Promise<boolean> {
+    await this.refreshManifests();
+    return this.manifestOf.has(id);
+  }
+
+  private checkSameBatch(manifest: BatchManifest, fromVersion: number, ids: readonly number[]): void {
+    const path = this.batchPath(manifest.iteration);
+    const have = sortedIds(manifest.sampleIds);
+    const want = sortedIds(ids);
+    const haveSet = new Set(have);
+    const wantSet = new Set(want);
+    const missing = want.filter((id) => !haveSet.has(id));
+    const extra = have.filter((id) => !wantSet.has(id));
+    if (missing.length > 0 || extra.length > 0) {
+      throw new BatchConflictError(
+        manifest.iteration,
+        path,
+        `batch ${manifest.iteration} already sealed with different samples ` +
+          `(not in it: ${JSON.stringify(missing)}; only in it: ${JSON.stringify(extra)})`,
+        missing[0] ?? extra[0],
+      );
+    }
+    if (manifest.fromVersion !== fromVersion) {
+      throw new BatchConflictError(
+        manifest.iteration,
+        path,
+        `batch ${manifest.iteration} already sealed from version ${manifest.fromVersion}, not ${fromVersion}`,
+      );
+    }
+  }
+
+  private async withSampleLock<T>(id: number, fn: () => Promise<T>): Promise<T> {
+    await this.ensureDirs();
+    return withFileLock(join(this.locksDir, `sample-${id}.lock`), this.lockOptions, fn);
+  }
+
+  private async withBatchesLock<T>(fn: () => Promise<T>): Promise<T> {
+    await this.ensureDirs();
+    return withFileLock(join(this.locksDir, 'batches.lock'), this.lockOptions, fn);
+  }
+}

@@ -1,0 +1,50 @@
+/**
+ * Trajectory store: sample bodies (claim-check pattern). Workflow history carries only sample
+ * ids, counts and versions; activities read and write the bodies here.
+ *
+ * Invariant the store proves (audit): every admitted sample ends in exactly one training batch
+ * or is dropped for a stated reason.
+ */
+import type {
+  AuditExpectations,
+  AuditReport,
+  BatchManifest,
+  CreateSamplesResult,
+  SampleRecord,
+} from './types';
+
+export * from './types';
+export { FsTrajectoryStore, type FsTrajectoryStoreOptions } from './fsStore';
+
+/** What the pipeline needs from a trajectory store; FsTrajectoryStore is the file-system backend. */
+export interface TrajectoryStore {
+  readonly runId: string;
+
+  /** Creates sample files; an existing file is left untouched (a retry never resets progress). */
+  createSamples(records: readonly SampleRecord[]): Promise<CreateSamplesResult>;
+  /** SampleNotFoundError if absent, StoreCorruptionError if unreadable. */
+  readSample(id: number): Promise<SampleRecord>;
+  /** In the order of `ids`. */
+  readSamples(ids: readonly number[]): Promise<SampleRecord[]>;
+
+  /** Makes `shardId` the only writer of running samples (re-sharding moves ownership). Idempotent. */
+  claim(ids: readonly number[], shardId: string): Promise<void>;
+  /** Writes a running record if `shardId` owns it on disk, else FencingError. Returns what was written. */
+  checkpoint(record: SampleRecord, shardId: string): Promise<SampleRecord>;
+  /** Completes an owned sample (clears the partial turn, writes the completion marker). Idempotent. */
+  markCompleted(id: number, shardId: string, reward: number, nowMs: number): Promise<SampleRecord>;
+  /** Completed, not-yet-batched ids among the candidates (all, if omitted), by (completedAtMs, id). */
+  listCompleted(candidateIds?: readonly number[]): Promise<number[]>;
+  /** Drops samples for a reason; a batched sample cannot be dropped. Idempotent (the first reason stays). */
+  dropSamples(ids: readonly number[], reason: string): Promise<void>;
+
+  /** Seals an iteration's batch: manifest first, then each sample's `batch`. Idempotent; exactly-once. */
+  sealBatch(iteration: number, fromVersion: number, ids: readonly number[], nowMs: number): Promise<BatchManifest>;
+  /** BatchNotFoundError if the iteration has no sealed batch. */
+  readBatch(iteration: number): Promise<BatchManifest>;
+  /** Iterations with a sealed batch, ascending. */
+  listBatches(): Promise<number[]>;
+
+  /** Full scan proving exactly-once accounting; violations name sample ids and batches. */
+  audit(expected?: AuditExpectations): Promise<AuditReport>;
+}

@@ -1,0 +1,265 @@
+/**
+ * Trajectory store records (claim-check pattern): sample bodies live here, workflow history
+ * carries only sample ids, counts and versions.
+ *
+ * Everything read back from disk is validated with these zod schemas; the cross-field
+ * invariants (turn numbering, status-dependent fields) are part of the schemas so a record that
+ * parses is a record the rest of the system may trust.
+ */
+import { z } from 'zod';
+
+const count = z.number().int().nonnegative();
+
+/** Sample ids, iterations and versions: non-negative safe integers. */
+export const MAX_ID = Number.MAX_SAFE_INTEGER;
+
+/** One completed turn: one generation plus the environment step that followed it. */
+export const turnRecordSchema = z.object({
+  /** 0-based index of the turn within the trajectory. */
+  turn: count,
+  generatedTokens: count,
+  observationTokens: count,
+  /** Weight version that generated the turn (the last one, if the turn was resumed). */
+  weightVersion: count,
+  /** Rollout rank that finished the turn. */
+  rank: count,
+});
+export type TurnRecord = z.infer<typeof turnRecordSchema>;
+
+/** A turn cut short by cancellation: the tokens generated so far, so the turn resumes elsewhere. */
+export const partialTurnSchema = z.object({
+  turn: count,
+  tokens: count,
+  weightVersion: count,
+  rank: count,
+});
+export type PartialTurn = z.infer<typeof partialTurnSchema>;
+
+export const sampleStatusSchema = z.enum(['running', 'completed', 'dropped']);
+export type SampleStatus = z.infer<typeof sampleStatusSchema>;
+
+export const sampleRecordSchema = z
+  .object({
+    id: count,
+    /** Policy version the sample started under (staleness is measured from it). */
+    startVersion: count,
+    promptTokens: count,
+    turns: z.array(turnRecordSchema),
+    partial: partialTurnSchema.optional(),
+    status: sampleStatusSchema,
+    /** The shard allowed to write this sample (fencing token). */
+    owner: z.string().min(1).optional(),
+    reward: z.number().optional(),
+    dropReason: z.string().min(1).optional(),
+    startedAtMs: count,
+    completedAtMs: count.optional(),
+    /** Iteration whose training batch contains this sample. */
+    batch: count.optional(),
+  })
+  .superRefine((r, ctx) => {
+    r.turns.forEach((t, i) => {
+      if (t.turn !== i) {
+        ctx.addIssue({ code: 'custom', path: ['turns', i, 'turn'], message: `turn ${i} is numbered ${t.turn}` });
+      }
+    });
+    if (r.partial !== undefined && r.partial.turn !== r.turns.length) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['partial', 'turn'],
+        message: `partial turn must be the next turn (${r.turns.length}), got ${r.partial.turn}`,
+      });
+    }
+    if (r.status === 'completed') {
+      if (r.completedAtMs === undefined) ctx.addIssue({ code: 'custom', path: ['completedAtMs'], message: 'completed sample without completedAtMs' });
+      if (r.reward === undefined) ctx.addIssue({ code: 'custom', path: ['reward'], message: 'completed sample without reward' });
+      if (r.partial !== undefined) ctx.addIssue({ code: 'custom', path: ['partial'], message: 'completed sample with a partial turn' });
+    }
+    if (r.status === 'dropped' && r.dropReason === undefined) {
+      ctx.addIssue({ code: 'custom', path: ['dropReason'], message: 'dropped sample without dropReason' });
+    }
+    if (r.status !== 'dropped' && r.dropReason !== undefined) {
+      ctx.addIssue({ code: 'custom', path: ['dropReason'], message: `${r.status} sample with dropReason` });
+    }
+    if (r.batch !== undefined && r.status !== 'completed') {
+      ctx.addIssue({ code: 'custom', path: ['batch'], message: `${r.status} sample assigned to batch ${r.batch}` });
+    }
+  });
+export type SampleRecord = z.infer<typeof sampleRecordSchema>;
+
+/** Contents of `completed/<id>`: lets listCompleted find completions with a readdir. */
+export const completedMarkerSchema = z.object({
+  id: count,
+  completedAtMs: count,
+});
+export type CompletedMarker = z.infer<typeof completedMarkerSchema>;
+
+/** `batches/<iteration>.json`: the authoritative list of samples trained on in an iteration. */
+export const batchManifestSchema = z.object({
+  iteration: count,
+  /** Weight version the batch trains from. */
+  fromVersion: count,
+  sampleIds: z.array(count).min(1),
+  totalTokens: count,
+  createdAtMs: count,
+});
+export type BatchManifest = z.infer<typeof batchManifestSchema>;
+
+/**
+ * Context length of the sample in tokens: prompt + generated + observations of every finished
+ * turn + the partial turn's prefix. What an engine must prefill to resume the sample.
+ */
+export function contextTokens(record: SampleRecord): number {
+  return totalTokens(record) + (record.partial?.tokens ?? 0);
+}
+
+/**
+ * Tokens of the committed trajectory: prompt + generated + observations of every finished turn
+ * (the partial turn is excluded: it is not part of the trajectory until the turn completes).
+ * Equal to contextTokens for a completed sample. Batch manifests sum this.
+ */
+export function totalTokens(record: SampleRecord): number {
+  let sum = record.promptTokens;
+  for (const t of record.turns) sum += t.generatedTokens + t.observationTokens;
+  return sum;
+}
+
+/** Tokens generated by the policy so far (finished turns plus the partial prefix). */
+export function generatedTokens(record: SampleRecord): number {
+  let sum = record.partial?.tokens ?? 0;
+  for (const t of record.turns) sum += t.generatedTokens;
+  return sum;
+}
+
+export interface CreateSamplesResult {
+  /** Ids whose files this call created. */
+  created: number[];
+  /** Ids that already had a file (left untouched: a retry never resets progress). */
+  existing: number[];
+}
+
+export interface AuditExpectations {
+  /** Every admitted id must have a sample file. */
+  admittedIds?: readonly number[];
+  /**
+   * End-of-run check: every sample (the admitted ones if given, else every sample on disk) must
+   * be in exactly one batch or dropped.
+   */
+  requireSettled?: boolean;
+}
+
+export interface AuditReport {
+  /** Sample files on disk (corrupt ones included). */
+  samples: number;
+  /** status === 'completed' (batched or not). */
+  completed: number;
+  running: number;
+  /** Dropped samples per drop reason. */
+  dropped: Record<string, number>;
+  /** Samples whose record names a batch. */
+  batched: number;
+  /** Batch manifests on disk. */
+  batches: number;
+  /** Human-readable violations, each naming the sample id(s) and batch(es) involved. Empty = proof holds. */
+  violations: string[];
+}
+
+// ---------------------------------------------------------------------------------------------
+// Errors: each names the sample (or batch) and the file path.
+
+export class StoreError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = new.target.name;
+  }
+}
+
+export class SampleNotFoundError extends StoreError {
+  constructor(
+    readonly sampleId: number,
+    readonly path: string,
+  ) {
+    super(`trajectory store: sample ${sampleId} not found (no file ${path})`);
+  }
+}
+
+export class BatchNotFoundError extends StoreError {
+  constructor(
+    readonly iteration: number,
+    readonly path: string,
+  ) {
+    super(`trajectory store: batch ${iteration} not found (no file ${path})`);
+  }
+}
+
+/** A file exists but cannot be parsed or fails validation. `subject` is e.g. "sample 12" or "batch 3". */
+export class StoreCorruptionError extends StoreError {
+  constructor(
+    readonly subject: string,
+    readonly path: string,
+    readonly detail: string,
+    readonly sampleId?: number,
+  ) {
+    super(`trajectory store: ${subject} is corrupt (file ${path}): ${detail}`);
+  }
+}
+
+/** A shard that does not own a sample tried to write it (e.g. a zombie shard after re-sharding). */
+export class FencingError extends StoreError {
+  constructor(
+    readonly sampleId: number,
+    readonly path: string,
+    readonly shardId: string,
+    readonly owner: string | undefined,
+  ) {
+    super(
+      `trajectory store: shard ${JSON.stringify(shardId)} may not write sample ${sampleId} (file ${path}): ` +
+        `owner is ${owner === undefined ? 'nobody' : JSON.stringify(owner)}`,
+    );
+  }
+}
+
+/** An operation is not allowed in the sample's current state (claim a completed sample, drop a batched one, ...). */
+export class SampleStateError extends StoreError {
+  constructor(
+    readonly sampleId: number,
+    readonly path: string,
+    readonly operation: string,
+    detail: string,
+  ) {
+    super(`trajectory store: cannot ${operation} sample ${sampleId} (file ${path}): ${detail}`);
+  }
+}
+
+/** Exactly-once violation: a sample would end up in two batches, or a batch would change on retry. */
+export class BatchConflictError extends StoreError {
+  constructor(
+    readonly iteration: number,
+    readonly path: string,
+    detail: string,
+    readonly sampleId?: number,
+    readonly otherIteration?: number,
+  ) {
+    super(`trajectory store: cannot seal batch ${iteration} (file ${path}): ${detail}`);
+  }
+}
+
+/** A store lock could not be acquired in time. */
+export class LockTimeoutError extends StoreError {
+  constructor(
+    readonly path: string,
+    readonly waitedMs: number,
+  ) {
+    super(`trajectory store: lock ${path} not acquired after ${waitedMs} ms`);
+  }
+}
+
+/** A caller passed a record or argument the store refuses to write (names the sample and its file). */
+export class InvalidInputError extends StoreError {
+  constructor(
+    readonly subject: string,
+    readonly path: string,
+    detail: string,
+  ) {
+    super(`trajectory store: invalid ${subject} (file ${path}): ${detail}`);
+  }
+}
