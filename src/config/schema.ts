@@ -1,0 +1,293 @@
+/**
+ * The run configuration file (YAML or JSON): its zod schema, with defaults.
+ *
+ * Every object is strict (an unknown key is an error, never silently ignored). Rules that need
+ * more than one field (GPU ids inside the pool, the strategy rules, one endpoint per rollout
+ * rank, maxConcurrentSamples >= batchSize) are checked after parsing, in ./load.ts, which also
+ * turns every issue into a ConfigError naming the field path and the rule broken.
+ *
+ * Messages set here name the rule ("expected an integer in [1, 64]"); load.ts appends the
+ * offending value and, for YAML files, the line.
+ */
+import { z } from 'zod';
+import { MAX_GPUS, STRATEGIES } from '../gpu/layout';
+import { costModelSchema, workloadSchema } from '../engines/types';
+
+// ---------------------------------------------------------------------------------------------
+// Field helpers: one message per field that states the whole rule, whichever part of it failed.
+// ---------------------------------------------------------------------------------------------
+
+/** An integer in [min, max]; the message names the whole range. */
+function intIn(min: number, max: number) {
+  const rule = `expected an integer in [${min}, ${max}]`;
+  return z.number({ error: rule }).int({ error: rule }).min(min, { error: rule }).max(max, { error: rule });
+}
+
+/** An integer >= min (safe-integer sized). */
+function intAtLeast(min: number) {
+  const rule = `expected an integer >= ${min}`;
+  return z.number({ error: rule }).int({ error: rule }).min(min, { error: rule });
+}
+
+/** A finite number > 0 (and <= max when given). */
+function positiveNumber(max?: number) {
+  const rule = max === undefined ? 'expected a number > 0' : `expected a number in (0, ${max}]`;
+  const base = z.number({ error: rule }).positive({ error: rule });
+  return max === undefined ? base : base.max(max, { error: rule });
+}
+
+function nonEmptyString(what = 'a non-empty string') {
+  const rule = `expected ${what}`;
+  return z.string({ error: rule }).min(1, { error: rule });
+}
+
+const HTTP_URL_RULE = 'expected an http(s) URL';
+const httpUrl = () => z.url({ protocol: /^https?$/, error: HTTP_URL_RULE });
+
+/** Name of an environment variable holding an API key (the key itself never goes in the file). */
+const envVarName = () =>
+  z
+    .string({ error: 'expected an environment variable name' })
+    .regex(/^[A-Za-z_][A-Za-z0-9_]*$/, { error: 'expected an environment variable name matching [A-Za-z_][A-Za-z0-9_]*' });
+
+export const RUN_ID_PATTERN = /^[a-z0-9][a-z0-9-]{0,62}$/;
+
+// ---------------------------------------------------------------------------------------------
+// GpuList: 'all' | [0, 1, 2] | "0-3,8,10-11"
+// ---------------------------------------------------------------------------------------------
+
+/** A parsed GPU list: 'all' (every GPU of the pool) or explicit ids, in the order given. */
+export type GpuList = 'all' | number[];
+
+const MAX_GPU_ID = MAX_GPUS - 1;
+const GPU_LIST_FORMS = `expected "all", an array of GPU ids, or a range string like "0-3,8,10-11"`;
+const GPU_ID_RULE = `expected a GPU id: an integer in [0, ${MAX_GPU_ID}]`;
+
+/** Why a GPU range string is malformed, or its ids (duplicates are reported by the caller). */
+export function parseGpuRanges(text: string): { ok: true; ids: number[] } | { ok: false; message: string } {
+  if (text.trim() === '') return { ok: false, message: 'expected at least one GPU (the range string is empty)' };
+  const ids: number[] = [];
+  const parts = text.split(',');
+  for (const [index, raw] of parts.entries()) {
+    const part = raw.trim();
+    const where = `item ${index + 1} of ${parts.length}`;
+    if (part === '') {
+      return { ok: false, message: `invalid GPU range string: ${where} is empty (expected ranges like "0-3,8,10-11")` };
+    }
+    const match = /^(\d+)(?:\s*-\s*(\d+))?$/.exec(part);
+    if (match === null) {
+      return { ok: false, message: `invalid GPU range ${JSON.stringify(part)} (${where}): expected N or N-M with N, M GPU ids` };
+    }
+    const start = Number(match[1]);
+    const end = match[2] === undefined ? start : Number(match[2]);
+    if (start > MAX_GPU_ID || end > MAX_GPU_ID) {
+      return { ok: false, message: `invalid GPU range ${JSON.stringify(part)} (${where}): GPU ids must be in [0, ${MAX_GPU_ID}]` };
+    }
+    if (start > end) {
+      return { ok: false, message: `invalid GPU range ${JSON.stringify(part)} (${where}): start ${start} > end ${end}` };
+    }
+    for (let id = start; id <= end; id++) ids.push(id);
+  }
+  return { ok: true, ids };
+}
+
+function firstDuplicate(ids: readonly number[]): { id: number; index: number } | undefined {
+  const seen = new Set<number>();
+  for (const [index, id] of ids.entries()) {
+    if (seen.has(id)) return { id, index };
+    seen.add(id);
+  }
+  return undefined;
+}
+
+/** 'all' | array of GPU ids | range string, parsed strictly; output is 'all' or the ids as given. */
+export const gpuListSchema = z.unknown().transform((value, ctx): GpuList => {
+  if (value === 'all') return 'all';
+  if (typeof value === 'string') {
+    const parsed = parseGpuRanges(value);
+    if (!parsed.ok) {
+      ctx.issues.push({ code: 'custom', message: parsed.message, input: value });
+      return z.NEVER;
+    }
+    const duplicate = firstDuplicate(parsed.ids);
+    if (duplicate !== undefined) {
+      ctx.issues.push({ code: 'custom', message: `GPU ${duplicate.id} is listed more than once`, input: value });
+      return z.NEVER;
+    }
+    return parsed.ids;
+  }
+  if (Array.isArray(value)) {
+    const items: unknown[] = value;
+    if (items.length === 0) {
+      ctx.issues.push({ code: 'custom', message: 'expected at least one GPU (the array is empty)', input: value });
+      return z.NEVER;
+    }
+    const ids: number[] = [];
+    const seen = new Set<number>();
+    let failed = false;
+    for (const [index, item] of items.entries()) {
+      if (typeof item !== 'number' || !Number.isInteger(item) || item < 0 || item > MAX_GPU_ID) {
+        ctx.issues.push({ code: 'custom', message: GPU_ID_RULE, input: item, path: [index] });
+        failed = true;
+        continue;
+      }
+      if (seen.has(item)) {
+        ctx.issues.push({ code: 'custom', message: `GPU ${item} is listed more than once`, input: item, path: [index] });
+        failed = true;
+        continue;
+      }
+      seen.add(item);
+      ids.push(item);
+    }
+    return failed ? z.NEVER : ids;
+  }
+  ctx.issues.push({ code: 'custom', message: GPU_LIST_FORMS, input: value });
+  return z.NEVER;
+});
+
+// ---------------------------------------------------------------------------------------------
+// Engines
+// ---------------------------------------------------------------------------------------------
+
+const simulatedEngineSchema = z.object({ kind: z.literal('simulated') }).strict();
+
+export const rolloutEngineSchema = z.discriminatedUnion('kind', [
+  simulatedEngineSchema,
+  z
+    .object({
+      kind: z.enum(['sglang', 'vllm']),
+      /** One base URL per rollout rank, in rank order (the count is checked against the layout). */
+      endpoints: z
+        .array(httpUrl(), { error: 'expected an array of http(s) URLs, one per rollout rank' })
+        .min(1, { error: 'expected at least one endpoint (one per rollout rank)' })
+        .superRefine((urls, ctx) => {
+          const seen = new Map<string, number>();
+          for (const [index, url] of urls.entries()) {
+            const first = seen.get(url);
+            if (first !== undefined) {
+              ctx.addIssue({
+                code: 'custom',
+                message: `duplicate endpoint (same as endpoints[${first}]): every rank needs its own engine`,
+                input: url,
+                path: [index],
+              });
+            } else {
+              seen.set(url, index);
+            }
+          }
+        }),
+      apiKeyEnv: envVarName().optional(),
+    })
+    .strict(),
+]);
+export type RolloutEngineConfig = z.infer<typeof rolloutEngineSchema>;
+
+export const trainerEngineSchema = z.discriminatedUnion('kind', [
+  simulatedEngineSchema,
+  z
+    .object({
+      kind: z.literal('http'),
+      endpoint: httpUrl(),
+      apiKeyEnv: envVarName().optional(),
+    })
+    .strict(),
+]);
+export type TrainerEngineConfig = z.infer<typeof trainerEngineSchema>;
+
+// ---------------------------------------------------------------------------------------------
+// The run configuration
+// ---------------------------------------------------------------------------------------------
+
+export const DEFAULT_ITERATIONS = 3;
+export const DEFAULT_TIME_SCALE = 0.01;
+
+export const runConfigSchema = z
+  .object({
+    run: z
+      .object({
+        /** Run id (workflow ids derive from it); default: a slug of the config file's name. */
+        id: z
+          .string({ error: 'expected a run id string' })
+          .regex(RUN_ID_PATTERN, { error: `expected a slug matching ${RUN_ID_PATTERN.source}` })
+          .optional(),
+        iterations: intAtLeast(1).default(DEFAULT_ITERATIONS),
+      })
+      .strict()
+      .prefault({}),
+    pool: z
+      .object({
+        nodes: intIn(1, 4096),
+        gpusPerNode: intIn(1, 64),
+      })
+      .strict(),
+    strategy: z.enum(STRATEGIES, { error: `expected one of ${STRATEGIES.map((s) => JSON.stringify(s)).join(' | ')}` }),
+    rollout: z
+      .object({
+        gpus: gpuListSchema.default('all'),
+        /** GPUs per rollout rank (TP × PP of one engine instance); ranks never span nodes. */
+        gpusPerRank: intAtLeast(1).default(1),
+        /** Live samples kept rolling at once; default batchSize × (1 + asyncRatio). */
+        maxConcurrentSamples: intAtLeast(1).optional(),
+      })
+      .strict()
+      .prefault({}),
+    train: z
+      .object({
+        gpus: gpuListSchema,
+      })
+      .strict(),
+    batchSize: intIn(1, 65_536),
+    /** How many policy versions a sample may lag behind the trainer. */
+    asyncRatio: intIn(0, 8).default(1),
+    maxTurns: intIn(1, 1000).default(100),
+    /** Token budget of one trajectory (context + generated). */
+    maxTokens: intIn(1, 1_048_576).default(65_536),
+    environmentTimeoutSeconds: positiveNumber().default(3600),
+    engine: z
+      .object({
+        rollout: rolloutEngineSchema.default({ kind: 'simulated' }),
+        trainer: trainerEngineSchema.default({ kind: 'simulated' }),
+      })
+      .strict()
+      .prefault({}),
+    simulation: z
+      .object({
+        /** Real seconds per simulated second (0.01: 100× faster than real time). */
+        timeScale: positiveNumber(1000).default(DEFAULT_TIME_SCALE),
+        costModel: costModelSchema.prefault({}),
+        workload: workloadSchema.prefault({}),
+      })
+      .strict()
+      .prefault({}),
+    temporal: z
+      .object({
+        address: nonEmptyString('a host:port address').default('localhost:7233'),
+        namespace: nonEmptyString().default('default'),
+        taskQueuePrefix: z
+          .string({ error: 'expected a task queue prefix' })
+          .regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$/, {
+            error: 'expected a task queue prefix matching [A-Za-z0-9][A-Za-z0-9._-]{0,99}',
+          })
+          .default('timeshare'),
+        /**
+         * A rollout shard, engine call or batch watcher that has not heartbeated for this long is
+         * considered dead (its worker crashed) and is retried elsewhere on its queue.
+         */
+        heartbeatTimeoutSeconds: positiveNumber(3600).default(15),
+      })
+      .strict()
+      .prefault({}),
+    store: z
+      .object({
+        /** Trajectory store directory (relative paths resolve against the working directory). */
+        dir: nonEmptyString('a directory path').default('.timeshare/store'),
+      })
+      .strict()
+      .prefault({}),
+  })
+  .strict();
+
+/** The run configuration as parsed: defaults applied, GPU lists not yet resolved against the pool. */
+export type RunConfig = z.infer<typeof runConfigSchema>;
+/** What a config file may contain (defaults optional). */
+export type RunConfigInput = z.input<typeof runConfigSchema>;
