@@ -1,0 +1,121 @@
+import fs from 'node:fs';
+import path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { CsvFormatError, parseCsvRecords } from '../../src/engines/sim/csv';
+import { loadTurnsCsv, WorkloadModel } from '../../src/engines/sim/workload';
+import { workloadSchema } from '../../src/engines/types';
+import { ValidationError } from '../../src/gpu/validation';
+import { median, quantile, REPO_ROOT, SHARED_CSV, tempDir } from './helpers';
+
+const limits = { maxTurns: 100, maxTokens: 65_536 };
+const ids = Array.from({ length: 5000 }, (_, i) => i);
+
+describe('WorkloadModel (lognormal)', () => {
+  const model = new WorkloadModel(workloadSchema.parse({}), limits);
+
+  it('draws turns around the default median 36, within [1, maxTurns]', () => {
+    const turns = ids.map((id) => model.turnsFor(id));
+    expect(Math.abs(median(turns) - 36)).toBeLessThanOrEqual(2);
+    expect(Math.abs(quantile(turns, 0.9) - 66)).toBeLessThanOrEqual(5);
+    expect(Math.min(...turns)).toBeGreaterThanOrEqual(1);
+    expect(Math.max(...turns)).toBeLessThanOrEqual(100);
+    const capped = new WorkloadModel(workloadSchema.parse({}), { maxTurns: 40, maxTokens: 1000 });
+    expect(Math.max(...ids.map((id) => capped.turnsFor(id)))).toBe(40);
+  });
+
+  it('is a pure function of (seed, sample, turn)', () => {
+    const again = new WorkloadModel(workloadSchema.parse({}), limits);
+    for (const id of [0, 17, 4999]) {
+      expect(again.turnsFor(id)).toBe(model.turnsFor(id));
+      expect(again.completionTokens(id, 3)).toBe(model.completionTokens(id, 3));
+      expect(again.observationTokens(id, 3)).toBe(model.observationTokens(id, 3));
+      expect(again.envStepMs(id, 3)).toBe(model.envStepMs(id, 3));
+      expect(again.reward(id)).toBe(model.reward(id));
+    }
+    const otherSeed = new WorkloadModel(workloadSchema.parse({ seed: 2 }), limits);
+    expect(ids.slice(0, 50).some((id) => otherSeed.turnsFor(id) !== model.turnsFor(id))).toBe(true);
+  });
+
+  it('caps completion tokens at maxTokens, keeps them >= 1, and matches the per-turn median', () => {
+    const tokens = ids.map((id) => model.completionTokens(id, id % 7));
+    expect(Math.abs(median(tokens) - 89) / 89).toBeLessThan(0.05);
+    const small = new WorkloadModel(workloadSchema.parse({}), { maxTurns: 100, maxTokens: 200 });
+    const smallTokens = ids.map((id) => small.completionTokens(id, 0));
+    expect(Math.max(...smallTokens)).toBe(200);
+    expect(Math.min(...smallTokens)).toBeGreaterThanOrEqual(1);
+  });
+
+  it('pays reward 1 with probability successRate', () => {
+    const rewarded = new WorkloadModel(workloadSchema.parse({ successRate: 0.3 }), limits);
+    const rate = ids.reduce((sum, id) => sum + rewarded.reward(id), 0) / ids.length;
+    expect(Math.abs(rate - 0.3)).toBeLessThan(0.03);
+    expect(rewarded.promptTokens(1)).toBe(2000);
+  });
+});
+
+describe('WorkloadModel (csv)', () => {
+  it('loads the real shared CSV: 500 trajectories, median 36 turns', () => {
+    const turns = loadTurnsCsv(SHARED_CSV);
+    expect(turns).toHaveLength(500);
+    expect(median(turns)).toBe(36);
+  });
+
+  it('draws turns from the CSV (path relative to baseDir), median about 36, capped at maxTurns', () => {
+    const params = workloadSchema.parse({ turnDistribution: 'csv', csvPath: path.relative(REPO_ROOT, SHARED_CSV) });
+    const model = WorkloadModel.fromParams(params, { maxTurns: 250, maxTokens: 65_536 }, { baseDir: REPO_ROOT });
+    const turns = ids.map((id) => model.turnsFor(id));
+    expect(Math.abs(median(turns) - 36)).toBeLessThanOrEqual(3);
+    expect(Math.min(...turns)).toBeGreaterThanOrEqual(13);
+    const capped = WorkloadModel.fromParams(params, { maxTurns: 50, maxTokens: 65_536 }, { baseDir: REPO_ROOT });
+    expect(Math.max(...ids.map((id) => capped.turnsFor(id)))).toBe(50);
+  });
+
+  it('refuses a csv distribution without turn counts', () => {
+    const params = workloadSchema.parse({ turnDistribution: 'csv', csvPath: 'x.csv' });
+    expect(() => new WorkloadModel(params, limits)).toThrow(/fromParams/);
+  });
+
+  describe('malformed files name the file and line', () => {
+    const dir = tempDir('csv');
+    const write = (name: string, text: string): string => {
+      const file = path.join(dir, name);
+      fs.writeFileSync(file, text);
+      return file;
+    };
+
+    it('a non-integer turns value', () => {
+      const file = write('bad-value.csv', 'task_id,turns\na,12\nb,twelve\n');
+      expect(() => loadTurnsCsv(file)).toThrow(CsvFormatError);
+      expect(() => loadTurnsCsv(file)).toThrow(`${file}:3: column "turns" must be a positive integer, got "twelve"`);
+    });
+
+    it('a zero turns value (range check)', () => {
+      const file = write('zero.csv', 'task_id,turns\na,0\n');
+      expect(() => loadTurnsCsv(file)).toThrow(ValidationError);
+      expect(() => loadTurnsCsv(file)).toThrow(`${file}:2`);
+    });
+
+    it('a row with the wrong number of fields', () => {
+      const file = write('fields.csv', 'task_id,turns\r\na,12\r\nb,13,extra\r\n');
+      expect(() => loadTurnsCsv(file)).toThrow(`${file}:3: expected 2 fields`);
+    });
+
+    it('no turns column, an empty file, no data rows, an unterminated quote', () => {
+      expect(() => loadTurnsCsv(write('nocol.csv', 'task_id,steps\na,3\n'))).toThrow(/no "turns" column .*columns: task_id, steps/);
+      expect(() => loadTurnsCsv(write('empty.csv', ''))).toThrow(/empty file/);
+      expect(() => loadTurnsCsv(write('header-only.csv', 'turns\n'))).toThrow(/VAL_NON_EMPTY/);
+      const open = write('open.csv', 'task_id,turns\n"a,12\n');
+      expect(() => loadTurnsCsv(open)).toThrow(`${open}:2: unterminated quoted field`);
+      expect(() => loadTurnsCsv(path.join(dir, 'missing.csv'))).toThrow(/cannot read workload CSV .*missing\.csv/);
+    });
+
+    it('quoted fields with commas, quotes and line breaks parse correctly', () => {
+      const file = write('quoted.csv', '\uFEFFtask_id,"turns"\n"a, ""b""",7\n"multi\nline",9\n\n');
+      expect(loadTurnsCsv(file)).toEqual([7, 9]);
+      expect(parseCsvRecords('x,"y"\n"p\nq",r', 'mem')).toEqual([
+        { line: 1, fields: ['x', 'y'] },
+        { line: 2, fields: ['p\nq', 'r'] },
+      ]);
+    });
+  });
+});
