@@ -150,7 +150,10 @@ export function createGpuNodeActivities(deps: GpuNodeDeps): GpuNodeActivities {
       const engine = engineFor(input.rank);
       const store = deps.store(input.runId);
       const context = Context.current();
-      await store.claim(input.sampleIds, input.shardId);
+      // A retried shard finds some of its samples already settled: claim only the live ones.
+      const found = await store.readSamples(input.sampleIds);
+      const live = found.filter((record) => record.status === 'running').map((record) => record.id);
+      if (live.length > 0) await store.claim(live, input.shardId);
       const records = await store.readSamples(input.sampleIds);
       const outcome: ShardOutcome = { shardId: input.shardId, completed: [], unfinished: [], dropped: [] };
       const signal = context.cancellationSignal;
@@ -162,7 +165,6 @@ export function createGpuNodeActivities(deps: GpuNodeDeps): GpuNodeActivities {
       await withHeartbeat(deps.heartbeatIntervalMs, progress, () =>
         Promise.all(
           records.map(async (record) => {
-            // A retried shard finds some of its samples already settled.
             if (record.status === 'completed') return void outcome.completed.push(record.id);
             if (record.status === 'dropped') return void outcome.dropped.push({ id: record.id, reason: record.dropReason ?? 'unknown' });
             const end = await runSample(input, engine, record, signal);
@@ -224,9 +226,6 @@ export function createGpuNodeActivities(deps: GpuNodeDeps): GpuNodeActivities {
           );
         }
         const batch = await deps.store(runId).readBatch(iteration);
-        if (batch === undefined) {
-          throw ApplicationFailure.nonRetryable(`no sealed batch for iteration ${iteration} of run ${runId}`, 'BatchMissing');
-        }
         const result = trainStepResultSchema.parse(
           await withHeartbeat(deps.heartbeatIntervalMs, () => ({ iteration, training: true }), () =>
             node.trainStep({ iteration, fromVersion, sampleIds: batch.sampleIds, totalTokens: batch.totalTokens }, Context.current().cancellationSignal),

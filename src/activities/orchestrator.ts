@@ -7,7 +7,7 @@ import { Context } from '@temporalio/activity';
 import { checkNoDuplicates, checkNonEmpty } from '../gpu/validation';
 import type { OrchestratorActivities } from '../pipeline/activities';
 import type { ShardOutcome } from '../pipeline/types';
-import type { SampleRecord, TrajectoryStore } from '../store';
+import { BatchNotFoundError, type SampleRecord, type TrajectoryStore } from '../store';
 
 export interface OrchestratorDeps {
   store(runId: string): TrajectoryStore;
@@ -52,8 +52,13 @@ export function createOrchestratorActivities(deps: OrchestratorDeps): Orchestrat
     },
 
     async readSealedBatch({ runId, iteration }) {
-      const manifest = await deps.store(runId).readBatch(iteration);
-      return manifest === undefined ? null : { sampleIds: manifest.sampleIds, totalTokens: manifest.totalTokens };
+      try {
+        const manifest = await deps.store(runId).readBatch(iteration);
+        return { sampleIds: manifest.sampleIds, totalTokens: manifest.totalTokens };
+      } catch (error) {
+        if (error instanceof BatchNotFoundError) return null;
+        throw error;
+      }
     },
 
     async settleShards({ runId, shards }) {

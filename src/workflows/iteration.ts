@@ -21,6 +21,7 @@ import {
   upsertSearchAttributes,
   workflowInfo,
 } from '@temporalio/workflow';
+import type { RetryPolicy } from '@temporalio/common';
 import { ALL_MEMORY_TAGS } from '../engines/types';
 import { trainNodes, type RankId } from '../gpu/layout';
 import {
@@ -71,8 +72,18 @@ export async function iterationWorkflow(input: IterationInput): Promise<Iteratio
   const attempt = info.attempt;
   const fromVersion = input.version;
   const heartbeatTimeout = spec.heartbeatTimeoutMs;
-  const retry = { initialInterval: '1 second', backoffCoefficient: 2, maximumInterval: '30 seconds', maximumAttempts: 5 };
-  const nonRetryableErrorTypes = ['ValidationError', 'SimulatedOutOfMemoryError', 'FencingError', 'StoreCorruptionError', 'SampleNotFoundError'];
+  const retry: RetryPolicy = { initialInterval: '1 second', backoffCoefficient: 2, maximumInterval: '30 seconds', maximumAttempts: 5 };
+  const nonRetryableErrorTypes = [
+    'ValidationError',
+    'SimulatedOutOfMemoryError',
+    'FencingError',
+    'StoreCorruptionError',
+    'SampleNotFoundError',
+    'SampleStateError',
+    'BatchConflictError',
+    'BatchNotFoundError',
+    'InvalidInputError',
+  ];
 
   const orchestrator = proxyActivities<OrchestratorActivities>({
     taskQueue: orchestratorQueue(spec.taskQueuePrefix),
@@ -286,7 +297,14 @@ export async function iterationWorkflow(input: IterationInput): Promise<Iteratio
         const candidates = [...states.running, ...states.completed];
         // If every shard ends first (their samples completed or dropped) and there are still too
         // few completions, settle the shards, top up with new samples and wait again.
-        const everyShardEnded = Promise.allSettled([...shards.values()].map((shard) => shard.ended)).then(() => undefined);
+        checkPostcondition('batch threshold: enough live samples to fill a batch', shards.size > 0 || candidates.length >= input.batchSize, () =>
+          JSON.stringify({ candidates: candidates.length, batchSize: input.batchSize }),
+        );
+        // With no shard running there is nothing to wait for but the completed candidates.
+        const everyShardEnded =
+          shards.size === 0
+            ? new Promise<undefined>(() => undefined)
+            : Promise.allSettled([...shards.values()].map((shard) => shard.ended)).then(() => undefined);
         const result = await unlessShardFails(() =>
           Promise.race([batchWatcher.awaitBatch({ runId: spec.runId, iteration, candidates, batchSize: input.batchSize }), everyShardEnded]),
         );

@@ -1,0 +1,56 @@
+/**
+ * Records workflow histories for the replay test (test/pipeline/replay.test.ts): runs each
+ * strategy for two iterations on a real dev server with simulated engines and writes the run
+ * workflow's and every iteration workflow's history to test/fixtures/histories/.
+ *
+ *   npx tsx scripts/record-histories.ts
+ *
+ * Re-record after an intended change to workflow code, and commit the fixtures together with a
+ * `patched()` guard for running workflows (docs/design.md §5.2).
+ */
+import { mkdirSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { iterationWorkflowId, runWorkflowId } from '../src/pipeline/naming';
+import { smallConfig, startPipelineEnv } from '../test/helpers/pipeline';
+
+const OUT = path.join(__dirname, '..', 'test', 'fixtures', 'histories');
+
+const STRATEGIES: Record<string, Record<string, unknown>> = {
+  multiplexed: {},
+  colocated: { strategy: 'colocated', train: { gpus: 'all' }, asyncRatio: 0 },
+  disaggregated: { strategy: 'disaggregated', rollout: { gpus: [0, 1, 2] }, train: { gpus: [3] } },
+};
+
+async function main(): Promise<void> {
+  mkdirSync(OUT, { recursive: true });
+  const env = await startPipelineEnv();
+  try {
+    for (const [strategy, overrides] of Object.entries(STRATEGIES)) {
+      const runId = `replay-${strategy}`;
+      const context = env.context(smallConfig({ ...overrides, run: { id: runId, iterations: 2 } }));
+      const workers = await env.startWorkers(context);
+      const spec = env.spec(context);
+      const handle = await env.client.workflow.start('runWorkflow', {
+        workflowId: runWorkflowId(runId),
+        taskQueue: `${spec.taskQueuePrefix}-orchestrator`,
+        args: [{ spec }],
+      });
+      await handle.result();
+      await workers.stop();
+      const ids = [runWorkflowId(runId), iterationWorkflowId(runId, 0), iterationWorkflowId(runId, 1)];
+      for (const workflowId of ids) {
+        const history = await env.client.workflow.getHandle(workflowId).fetchHistory();
+        const file = path.join(OUT, `${workflowId}.json`);
+        writeFileSync(file, JSON.stringify(history));
+        console.log(`recorded ${file} (${history.events?.length ?? 0} events)`);
+      }
+    }
+  } finally {
+    await env.close();
+  }
+}
+
+main().catch((error: unknown) => {
+  console.error(error);
+  process.exit(1);
+});

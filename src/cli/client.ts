@@ -1,0 +1,116 @@
+/**
+ * Client-side operations on runs, shared by the CLI and the tests: connect (with an error that
+ * says what to do when the server is unreachable), start or attach to a run, query, update.
+ */
+import { Client, Connection, WorkflowNotFoundError } from '@temporalio/client';
+import type { RunSpec, RunStatus } from '../pipeline/types';
+import { orchestratorQueue, runWorkflowId } from '../pipeline/naming';
+import { ITERATION_KEY, PHASE_KEY, RUN_ID_KEY, STRATEGY_KEY } from '../temporal/searchAttributes';
+import type { TemporalTarget } from '../workers/options';
+import type { RunInput, RunSummary } from '../workflows/run';
+import { pauseUpdate, resumeUpdate, setBatchSizeUpdate, setShrinkSetUpdate, stopUpdate } from '../workflows/signals';
+
+export class CliError extends Error {
+  constructor(
+    message: string,
+    readonly exitCode = 1,
+  ) {
+    super(message);
+    this.name = 'CliError';
+  }
+}
+
+export async function connectClient(target: TemporalTarget, timeoutMs = 5_000): Promise<Client> {
+  let connection: Connection;
+  try {
+    connection = await Connection.connect({ address: target.address, connectTimeout: timeoutMs });
+    await connection.workflowService.getSystemInfo({});
+  } catch (error) {
+    throw new CliError(
+      `cannot reach the Temporal server at ${target.address}: ${error instanceof Error ? error.message : String(error)}\n` +
+        `  Is it running? 'timeshare dev' starts a local one; otherwise pass --address host:port (and --namespace).`,
+    );
+  }
+  try {
+    await connection.workflowService.describeNamespace({ namespace: target.namespace });
+  } catch (error) {
+    await connection.close();
+    throw new CliError(`namespace '${target.namespace}' not found on ${target.address}: ${error instanceof Error ? error.message : String(error)}`);
+  }
+  return new Client({ connection, namespace: target.namespace });
+}
+
+export type StartOutcome = { kind: 'started' } | { kind: 'attached' } | { kind: 'finished'; status: string };
+
+/**
+ * Starts the run workflow, or attaches to it if it is already running (a resumed `dev`).
+ * A run whose workflow already closed is never started again under the same id: that would
+ * repeat its iterations.
+ */
+export async function startOrAttachRun(client: Client, spec: RunSpec): Promise<StartOutcome> {
+  const workflowId = runWorkflowId(spec.runId);
+  try {
+    const description = await client.workflow.getHandle(workflowId).describe();
+    if (description.status.name === 'RUNNING') return { kind: 'attached' };
+    return { kind: 'finished', status: description.status.name };
+  } catch (error) {
+    if (!(error instanceof WorkflowNotFoundError)) throw error;
+  }
+  const input: RunInput = { spec };
+  await client.workflow.start('runWorkflow', {
+    workflowId,
+    taskQueue: orchestratorQueue(spec.taskQueuePrefix),
+    args: [input],
+    workflowIdConflictPolicy: 'USE_EXISTING',
+    workflowIdReusePolicy: 'REJECT_DUPLICATE',
+    typedSearchAttributes: [
+      { key: RUN_ID_KEY, value: spec.runId },
+      { key: STRATEGY_KEY, value: spec.layout.strategy },
+      { key: ITERATION_KEY, value: 0 },
+      { key: PHASE_KEY, value: 'starting' },
+    ],
+  });
+  return { kind: 'started' };
+}
+
+export async function queryStatus(client: Client, runId: string): Promise<RunStatus> {
+  try {
+    return await client.workflow.getHandle(runWorkflowId(runId)).query<RunStatus>('status');
+  } catch (error) {
+    if (error instanceof WorkflowNotFoundError) throw new CliError(`no run '${runId}' (workflow ${runWorkflowId(runId)}) on this server`);
+    throw error;
+  }
+}
+
+export async function runResult(client: Client, runId: string): Promise<RunSummary> {
+  return client.workflow.getHandle(runWorkflowId(runId)).result() as Promise<RunSummary>;
+}
+
+/** The operator's updates, with their argument types (validated again inside the workflow). */
+export type RunUpdate =
+  | { name: 'pause' | 'resume' | 'stop' }
+  | { name: 'setBatchSize'; batchSize: number }
+  | { name: 'setShrinkSet'; ranks: number[] | null };
+
+/** Sends an update; a rejection by the workflow's validator becomes a CliError with its reason. */
+export async function sendUpdate(client: Client, runId: string, update: RunUpdate): Promise<RunStatus> {
+  const handle = client.workflow.getHandle(runWorkflowId(runId));
+  try {
+    switch (update.name) {
+      case 'pause':
+        return await handle.executeUpdate(pauseUpdate);
+      case 'resume':
+        return await handle.executeUpdate(resumeUpdate);
+      case 'stop':
+        return await handle.executeUpdate(stopUpdate);
+      case 'setBatchSize':
+        return await handle.executeUpdate(setBatchSizeUpdate, { args: [{ batchSize: update.batchSize }] });
+      case 'setShrinkSet':
+        return await handle.executeUpdate(setShrinkSetUpdate, { args: [{ ranks: update.ranks }] });
+    }
+  } catch (error) {
+    if (error instanceof WorkflowNotFoundError) throw new CliError(`no run '${runId}' (workflow ${runWorkflowId(runId)}) on this server`);
+    const cause = error instanceof Error && error.cause instanceof Error ? `: ${error.cause.message}` : '';
+    throw new CliError(`${update.name} rejected: ${error instanceof Error ? error.message : String(error)}${cause}`);
+  }
+}

@@ -1,0 +1,255 @@
+/**
+ * The `timeshare` command. Every subcommand has --help; errors are one clear message and a
+ * non-zero exit (2 for an invalid config or arguments, 1 otherwise).
+ */
+import { Command, InvalidArgumentError } from 'commander';
+import { NativeConnection } from '@temporalio/worker';
+import { ConfigError, defaultConfigPath, loadRunConfigFile, resolveRunId, type ParsedRunConfig } from '../config';
+import { buildRunSpec } from '../pipeline/spec';
+import { createGpuNodeWorkers } from '../workers/gpuNode';
+import { runWorkers } from '../workers/lifecycle';
+import { createOrchestratorWorker } from '../workers/orchestrator';
+import type { TemporalTarget, WorkerContext } from '../workers/options';
+import { runtimePaths } from '../workers/runtime';
+import { CliError, connectClient, queryStatus, sendUpdate, startOrAttachRun } from './client';
+import { runDev, watchRun } from './dev';
+import { statusBlock } from './progress';
+
+const DEFAULT_STATE_DIR = '.timeshare';
+
+function loadConfig(configPath: string): { parsed: ParsedRunConfig; runId: string } {
+  const parsed = loadRunConfigFile(configPath);
+  return { parsed, runId: resolveRunId(parsed.config, configPath) };
+}
+
+function integer(name: string, min: number): (value: string) => number {
+  return (value) => {
+    const n = Number(value);
+    if (!Number.isInteger(n) || n < min) throw new InvalidArgumentError(`${name} must be an integer >= ${min} (got '${value}')`);
+    return n;
+  };
+}
+
+interface ConnectionFlags {
+  address?: string;
+  namespace?: string;
+}
+
+/** Flags override the config; the config overrides TEMPORAL_ADDRESS / TEMPORAL_NAMESPACE; then the defaults. */
+function target(flags: ConnectionFlags, parsed?: ParsedRunConfig): TemporalTarget {
+  return {
+    address: flags.address ?? parsed?.config.temporal.address ?? process.env.TEMPORAL_ADDRESS ?? 'localhost:7233',
+    namespace: flags.namespace ?? parsed?.config.temporal.namespace ?? process.env.TEMPORAL_NAMESPACE ?? 'default',
+  };
+}
+
+function withConnectionFlags(command: Command): Command {
+  return command
+    .option('--address <host:port>', 'Temporal front-end address (default: config, $TEMPORAL_ADDRESS, localhost:7233)')
+    .option('--namespace <name>', 'Temporal namespace (default: config, $TEMPORAL_NAMESPACE, default)');
+}
+
+export function buildProgram(): Command {
+  const program = new Command('timeshare')
+    .description('Time-multiplex one GPU pool between RL rollout and training; every iteration a durable Temporal workflow.')
+    .showHelpAfterError()
+    .exitOverride();
+
+  program
+    .command('dev')
+    .description('Run the embedded default: local Temporal dev server + UI, workers, simulated GPUs; start (or resume) the run and show progress')
+    .argument('[config]', 'run configuration (YAML or JSON)', defaultConfigPath())
+    .option('--state-dir <dir>', 'where the dev server database, engine state and logs live', DEFAULT_STATE_DIR)
+    .option('--port <port>', 'Temporal gRPC port', integer('--port', 1), 7233)
+    .option('--ui-port <port>', 'Temporal UI port', integer('--ui-port', 1), 8233)
+    .option('--progress-every <seconds>', 'print progress at least this often', integer('--progress-every', 1), 5)
+    .action(async (configPath: string, flags: { stateDir: string; port: number; uiPort: number; progressEvery: number }) => {
+      const { parsed, runId } = loadConfig(configPath);
+      process.exitCode = await runDev({
+        configPath,
+        parsed,
+        runId,
+        stateDir: flags.stateDir,
+        port: flags.port,
+        uiPort: flags.uiPort,
+        progressEverySeconds: flags.progressEvery,
+      });
+    });
+
+  withConnectionFlags(
+    program
+      .command('start')
+      .description('Start a run on a Temporal server (workers must be running: `timeshare worker ...`); attaches if it is already running')
+      .argument('<config>', 'run configuration (YAML or JSON)')
+      .option('--watch', 'print progress until the run ends'),
+  ).action(async (configPath: string, flags: ConnectionFlags & { watch?: boolean }) => {
+    const { parsed, runId } = loadConfig(configPath);
+    const client = await connectClient(target(flags, parsed));
+    try {
+      const outcome = await startOrAttachRun(client, buildRunSpec(parsed, runId));
+      if (outcome.kind === 'finished') throw new CliError(`run '${runId}' already finished (${outcome.status}); set run.id in the config to start another`);
+      console.log(`${outcome.kind === 'started' ? 'started' : 'already running:'} run '${runId}'`);
+      if (flags.watch) console.log(await watchRun(client, runId, 5, (line) => console.log(line), () => false));
+    } finally {
+      await client.connection.close();
+    }
+  });
+
+  withConnectionFlags(
+    program
+      .command('status')
+      .description("Show a run's iteration, phase, GPU roles, weight version and sample counts")
+      .argument('<run-id>')
+      .option('--json', 'print the raw status as JSON'),
+  ).action(async (runId: string, flags: ConnectionFlags & { json?: boolean }) => {
+    const client = await connectClient(target(flags));
+    try {
+      const status = await queryStatus(client, runId);
+      console.log(flags.json ? JSON.stringify(status, null, 2) : statusBlock(status));
+    } finally {
+      await client.connection.close();
+    }
+  });
+
+  const updateCommand = (name: string, update: 'pause' | 'resume' | 'stop', description: string) =>
+    withConnectionFlags(program.command(name).description(description).argument('<run-id>')).action(async (runId: string, flags: ConnectionFlags) => {
+      const client = await connectClient(target(flags));
+      try {
+        console.log(statusBlock(await sendUpdate(client, runId, { name: update })));
+      } finally {
+        await client.connection.close();
+      }
+    });
+  updateCommand('pause', 'pause', 'Pause the run after the current iteration');
+  updateCommand('resume', 'resume', 'Resume a paused run (also retries an iteration that failed)');
+  updateCommand('stop', 'stop', 'Stop the run after the current iteration');
+
+  withConnectionFlags(
+    program
+      .command('set-batch-size')
+      .description('Change the batch size from the next iteration on')
+      .argument('<run-id>')
+      .argument('<batch-size>', 'samples per training batch', integer('batch size', 1)),
+  ).action(async (runId: string, batchSize: number, flags: ConnectionFlags) => {
+    const client = await connectClient(target(flags));
+    try {
+      console.log(statusBlock(await sendUpdate(client, runId, { name: 'setBatchSize', batchSize })));
+    } finally {
+      await client.connection.close();
+    }
+  });
+
+  withConnectionFlags(
+    program
+      .command('set-shrink-set')
+      .description("Ranks released for training from the next iteration on ('default' returns to the layout's rule)")
+      .argument('<run-id>')
+      .argument('<ranks>', "comma-separated rank ids, or 'default'"),
+  ).action(async (runId: string, ranksText: string, flags: ConnectionFlags) => {
+    let ranks: number[] | null = null;
+    if (ranksText !== 'default') {
+      ranks = ranksText.split(',').map((part) => integer('rank id', 0)(part.trim()));
+    }
+    const client = await connectClient(target(flags));
+    try {
+      console.log(statusBlock(await sendUpdate(client, runId, { name: 'setShrinkSet', ranks })));
+    } finally {
+      await client.connection.close();
+    }
+  });
+
+  const worker = program.command('worker').description('Run a worker process against an existing Temporal server');
+  const workerFlags = (command: Command) =>
+    withConnectionFlags(command)
+      .option('--state-dir <dir>', 'local state (simulated engine state)', DEFAULT_STATE_DIR)
+      .option('--exit-with-parent', 'exit when the parent process ends (used by `timeshare dev`)');
+
+  workerFlags(worker.command('orchestrator').description('Workflows and store bookkeeping (no GPU)').argument('<config>')).action(
+    async (configPath: string, flags: ConnectionFlags & { stateDir: string; exitWithParent?: boolean }) => {
+      const context = workerContext(configPath, flags);
+      const connection = await connectWorker(context.temporal);
+      const orchestrator = await createOrchestratorWorker(connection, context);
+      console.error(`orchestrator worker for run '${context.runId}' on ${context.temporal.address}`);
+      await runWorkers([orchestrator], connection, { exitWithParent: flags.exitWithParent });
+    },
+  );
+
+  workerFlags(
+    worker
+      .command('gpu-node')
+      .description("One GPU node: its ranks' rollout engines and its part of the trainer")
+      .argument('<config>')
+      .requiredOption('--node <index>', 'node index in the pool', integer('--node', 0)),
+  ).action(async (configPath: string, flags: ConnectionFlags & { stateDir: string; exitWithParent?: boolean; node: number }) => {
+    const context = workerContext(configPath, flags);
+    const connection = await connectWorker(context.temporal);
+    const workers = await createGpuNodeWorkers(connection, context, flags.node);
+    console.error(`gpu-node ${flags.node} worker for run '${context.runId}': ${workers.map((w) => w.options.taskQueue).join(', ')}`);
+    await runWorkers(workers, connection, { exitWithParent: flags.exitWithParent });
+  });
+
+  program
+    .command('check-config')
+    .description('Validate a run configuration and print the GPU layout it describes')
+    .argument('<config>')
+    .action((configPath: string) => {
+      const { parsed, runId } = loadConfig(configPath);
+      const { layout } = parsed;
+      console.log(`${configPath}: valid. run '${runId}', ${layout.strategy}, ${layout.nodes}×${layout.gpusPerNode} GPUs`);
+      console.log(`  rollout ranks: ${layout.ranks.map((rank) => `${rank.id}:[${rank.gpus.join(',')}]@node${rank.node}`).join(' ')}`);
+      console.log(`  train GPUs:    ${layout.trainGpus.join(',')}`);
+      console.log(`  released at shrink: ranks ${layout.shrinkRanks.join(',') || '(none)'}`);
+    });
+
+  return program;
+}
+
+function workerContext(configPath: string, flags: ConnectionFlags & { stateDir: string }): WorkerContext {
+  const { parsed, runId } = loadConfig(configPath);
+  return { parsed, runId, paths: runtimePaths(parsed.config, flags.stateDir), temporal: target(flags, parsed) };
+}
+
+async function connectWorker(temporal: TemporalTarget): Promise<NativeConnection> {
+  try {
+    return await NativeConnection.connect({ address: temporal.address });
+  } catch (error) {
+    throw new CliError(
+      `cannot reach the Temporal server at ${temporal.address}: ${error instanceof Error ? error.message : String(error)}\n` +
+        `  Start one ('timeshare dev' or a cluster) or pass --address host:port.`,
+    );
+  }
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const program = buildProgram();
+  try {
+    await program.parseAsync(argv, { from: 'user' });
+    return typeof process.exitCode === 'number' ? process.exitCode : 0;
+  } catch (error) {
+    if (error instanceof ConfigError) {
+      console.error(error.message);
+      return 2;
+    }
+    if (error instanceof CliError) {
+      console.error(`timeshare: ${error.message}`);
+      return error.exitCode;
+    }
+    const commanderError = error as { code?: string; exitCode?: number };
+    if (typeof commanderError.code === 'string' && commanderError.code.startsWith('commander.')) {
+      // --help and --version exit 0; usage errors were already printed by commander.
+      return commanderError.exitCode ?? 2;
+    }
+    console.error(`timeshare: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}`);
+    return 1;
+  }
+}
+
+if (require.main === module) {
+  main(process.argv.slice(2)).then(
+    (code) => process.exit(code),
+    (error: unknown) => {
+      console.error(error);
+      process.exit(1);
+    },
+  );
+}

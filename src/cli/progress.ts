@@ -1,0 +1,51 @@
+/** Human-readable run status: one line for live progress, a block for `timeshare status`. */
+import type { RunStatus } from '../pipeline/types';
+
+export function roleSummary(status: RunStatus): string {
+  if (status.pool === undefined) return 'GPUs: -';
+  const counts = new Map<string, number>();
+  for (const role of status.pool.roles) counts.set(role, (counts.get(role) ?? 0) + 1);
+  const order = ['rollout', 'offloading', 'training', 'loading', 'idle'];
+  return `GPUs: ${order
+    .filter((role) => counts.has(role))
+    .map((role) => `${counts.get(role)} ${role}`)
+    .join(' · ')}`;
+}
+
+function dropped(status: RunStatus): number {
+  return Object.values(status.samples.dropped).reduce((sum, n) => sum + n, 0);
+}
+
+export function progressLine(status: RunStatus, samplesPerSecond: number | undefined): string {
+  const state = status.paused ? 'PAUSED' : status.phase;
+  const rate = samplesPerSecond === undefined ? '' : ` | ${samplesPerSecond.toFixed(2)} samples/s trained`;
+  return (
+    `iter ${Math.min(status.iteration + 1, status.iterationsTotal)}/${status.iterationsTotal} | ${state} | weights v${status.version} | ${roleSummary(status)} | ` +
+    `samples: ${status.samples.trained} trained, ${status.samples.running} running, ${status.samples.completedWaiting} done-waiting, ` +
+    `${status.samples.waiting} carried, ${dropped(status)} dropped${rate}`
+  );
+}
+
+export function statusBlock(status: RunStatus): string {
+  const lines = [
+    `run:        ${status.runId} (${status.strategy})`,
+    `iteration:  ${status.iteration} of ${status.iterationsTotal}`,
+    `phase:      ${status.phase}${status.paused ? ' (paused)' : ''}${status.pauseRequested ? ' (pause requested)' : ''}${status.stopRequested ? ' (stop requested)' : ''}`,
+    `weights:    v${status.version}`,
+    `batch size: ${status.batchSize}`,
+    `${roleSummary(status)}`,
+    `samples:    admitted ${status.samples.admitted}, trained ${status.samples.trained}, running ${status.samples.running}, ` +
+      `completed-waiting ${status.samples.completedWaiting}, carried ${status.samples.waiting}, dropped ${JSON.stringify(status.samples.dropped)}`,
+  ];
+  if (status.pool !== undefined) lines.push(`roles:      ${status.pool.roles.map((role, gpu) => `${gpu}:${role}`).join(' ')}`);
+  if (status.shrinkOverride !== undefined) lines.push(`shrink set: ranks ${status.shrinkOverride.join(',')} (override)`);
+  if (status.lastIteration !== undefined) {
+    const last = status.lastIteration;
+    lines.push(
+      `last iter:  #${last.iteration} v${last.fromVersion}→v${last.toVersion}, ${last.batchSamples} samples / ${last.batchTokens} tokens, ` +
+        `${((last.endedAtMs - last.startedAtMs) / 1000).toFixed(1)} s, migrated ${last.migrated}`,
+    );
+  }
+  if (status.lastError !== undefined) lines.push(`last error: ${status.lastError}`);
+  return lines.join('\n');
+}

@@ -1,0 +1,183 @@
+/**
+ * The sample ledger: the control plane's truth of where every live sample is. Sample bodies live
+ * in the trajectory store; the ledger holds ids, states and versions only, in workflow state.
+ *
+ *   admit → waiting ─assignToShard→ running ─settleShard→ completed | waiting (unfinished)
+ *   running | completed ─sealBatch→ (trained: leaves the ledger, counted)
+ *   waiting | completed ─drop→      (dropped: leaves the ledger, counted by reason)
+ *
+ * Conservation (checked after every operation): admitted = live + batched + Σ dropped.
+ */
+import type { RankId } from './layout';
+import { checkIntRange, checkNoDuplicates, checkPostcondition, ValidationError } from './validation';
+
+export const DROP_REASONS = ['stale', 'environment-timeout', 'max-turns-exceeded'] as const;
+export type DropReason = (typeof DROP_REASONS)[number];
+
+export type SampleState = 'waiting' | 'running' | 'completed';
+
+export interface LiveSample {
+  id: number;
+  /** Weight version at admission: the sample's policy version for the staleness bound. */
+  startVersion: number;
+  state: SampleState;
+  /** Set exactly when running. */
+  rank?: RankId;
+  shardId?: string;
+}
+
+export interface SampleLedger {
+  nextSampleId: number;
+  /** Live samples, ascending by id. */
+  live: LiveSample[];
+  counters: {
+    admitted: number;
+    batched: number;
+    dropped: Record<DropReason, number>;
+  };
+}
+
+export function emptyLedger(): SampleLedger {
+  return { nextSampleId: 0, live: [], counters: { admitted: 0, batched: 0, dropped: { stale: 0, 'environment-timeout': 0, 'max-turns-exceeded': 0 } } };
+}
+
+function copy(ledger: SampleLedger): SampleLedger {
+  return {
+    nextSampleId: ledger.nextSampleId,
+    live: ledger.live.map((sample) => ({ ...sample })),
+    counters: { admitted: ledger.counters.admitted, batched: ledger.counters.batched, dropped: { ...ledger.counters.dropped } },
+  };
+}
+
+function index(ledger: SampleLedger): Map<number, LiveSample> {
+  return new Map(ledger.live.map((sample) => [sample.id, sample]));
+}
+
+function requireStates(ledger: SampleLedger, subject: string, ids: readonly number[], allowed: readonly SampleState[]): void {
+  checkNoDuplicates(subject, ids);
+  const byId = index(ledger);
+  const wrong = ids
+    .map((id) => ({ id, state: byId.get(id)?.state ?? 'not live' }))
+    .filter(({ state }) => !(allowed as readonly string[]).includes(state));
+  if (wrong.length > 0) {
+    throw new ValidationError('VAL_SUBSET', subject, JSON.stringify(wrong), `samples must be live and ${allowed.join(' or ')}`);
+  }
+}
+
+/** Admits `count` new samples at weight `version`; returns their ids. */
+export function admit(ledger: SampleLedger, count: number, version: number): { ledger: SampleLedger; ids: number[] } {
+  checkIntRange('admit: count', count, 0, 1_000_000);
+  checkIntRange('admit: version', version, 0, Number.MAX_SAFE_INTEGER);
+  const next = copy(ledger);
+  const ids = Array.from({ length: count }, (_, i) => ledger.nextSampleId + i);
+  for (const id of ids) next.live.push({ id, startVersion: version, state: 'waiting' });
+  next.nextSampleId += count;
+  next.counters.admitted += count;
+  checkLedgerInvariants(next);
+  return { ledger: next, ids };
+}
+
+/** Starts waiting samples as one shard on `rank`. The shard id must be new. */
+export function assignToShard(ledger: SampleLedger, ids: readonly number[], rank: RankId, shardId: string): SampleLedger {
+  checkIntRange('assignToShard: rank', rank, 0, Number.MAX_SAFE_INTEGER);
+  requireStates(ledger, `assignToShard ${shardId}`, ids, ['waiting']);
+  if (ledger.live.some((sample) => sample.shardId === shardId)) {
+    throw new ValidationError('VAL_NO_DUPLICATES', 'assignToShard: shard id', JSON.stringify(shardId), 'shard id already in use');
+  }
+  const next = copy(ledger);
+  const wanted = new Set(ids);
+  for (const sample of next.live) {
+    if (wanted.has(sample.id)) {
+      sample.state = 'running';
+      sample.rank = rank;
+      sample.shardId = shardId;
+    }
+  }
+  checkLedgerInvariants(next);
+  return next;
+}
+
+/**
+ * A shard has ended: its `unfinished` samples wait for a new placement, its other live samples
+ * completed. Idempotent for a shard with nothing left (an unknown or settled shard with no
+ * unfinished samples is a no-op).
+ */
+export function settleShard(ledger: SampleLedger, shardId: string, unfinished: readonly number[]): SampleLedger {
+  checkNoDuplicates(`settleShard ${shardId}: unfinished`, unfinished);
+  const onShard = new Set(ledger.live.filter((sample) => sample.shardId === shardId).map((sample) => sample.id));
+  const strays = unfinished.filter((id) => !onShard.has(id));
+  if (strays.length > 0) {
+    throw new ValidationError('VAL_SUBSET', `settleShard ${shardId}: unfinished`, JSON.stringify(strays), "not running on this shard");
+  }
+  const next = copy(ledger);
+  const again = new Set(unfinished);
+  for (const sample of next.live) {
+    if (sample.shardId !== shardId) continue;
+    sample.state = again.has(sample.id) ? 'waiting' : 'completed';
+    delete sample.rank;
+    delete sample.shardId;
+  }
+  checkLedgerInvariants(next);
+  return next;
+}
+
+/** The samples of a training batch leave the ledger. They may still be on a running shard. */
+export function sealBatch(ledger: SampleLedger, ids: readonly number[]): SampleLedger {
+  requireStates(ledger, 'sealBatch', ids, ['running', 'completed']);
+  const next = copy(ledger);
+  const sealed = new Set(ids);
+  next.live = next.live.filter((sample) => !sealed.has(sample.id));
+  next.counters.batched += ids.length;
+  checkLedgerInvariants(next);
+  return next;
+}
+
+/** Samples that are not running leave the ledger for a stated reason. */
+export function drop(ledger: SampleLedger, ids: readonly number[], reason: DropReason): SampleLedger {
+  if (!DROP_REASONS.includes(reason)) {
+    throw new ValidationError('VAL_SUBSET', 'drop: reason', JSON.stringify(reason), `must be one of ${DROP_REASONS.join(', ')}`);
+  }
+  requireStates(ledger, `drop (${reason})`, ids, ['waiting', 'completed']);
+  const next = copy(ledger);
+  const dropped = new Set(ids);
+  next.live = next.live.filter((sample) => !dropped.has(sample.id));
+  next.counters.dropped[reason] += ids.length;
+  checkLedgerInvariants(next);
+  return next;
+}
+
+/** Live samples too old for a batch trained from `trainVersion`: lag beyond the async ratio. */
+export function staleIds(ledger: SampleLedger, trainVersion: number, asyncRatio: number): number[] {
+  return ledger.live.filter((sample) => sample.state !== 'running' && trainVersion - sample.startVersion > asyncRatio).map((sample) => sample.id);
+}
+
+export function samplesByState(ledger: SampleLedger): Record<SampleState, number[]> {
+  const out: Record<SampleState, number[]> = { waiting: [], running: [], completed: [] };
+  for (const sample of ledger.live) out[sample.state].push(sample.id);
+  return out;
+}
+
+export function samplesOnShard(ledger: SampleLedger, shardId: string): number[] {
+  return ledger.live.filter((sample) => sample.shardId === shardId).map((sample) => sample.id);
+}
+
+/** Running samples per rank, for least-loaded placement over `ranks`. */
+export function loadsByRank(ledger: SampleLedger, ranks: readonly RankId[]): { rank: RankId; load: number }[] {
+  const loads = new Map<RankId, number>(ranks.map((rank) => [rank, 0]));
+  for (const sample of ledger.live) {
+    if (sample.state === 'running' && sample.rank !== undefined && loads.has(sample.rank)) loads.set(sample.rank, loads.get(sample.rank)! + 1);
+  }
+  return [...loads.entries()].map(([rank, load]) => ({ rank, load }));
+}
+
+export function checkLedgerInvariants(ledger: SampleLedger): void {
+  checkNoDuplicates('ledger: live sample ids', ledger.live, (sample) => sample.id);
+  const dropped = Object.values(ledger.counters.dropped).reduce((sum, n) => sum + n, 0);
+  checkPostcondition('ledger: admitted = live + batched + dropped', ledger.counters.admitted === ledger.live.length + ledger.counters.batched + dropped, () =>
+    JSON.stringify({ admitted: ledger.counters.admitted, live: ledger.live.length, batched: ledger.counters.batched, dropped }),
+  );
+  const beyond = ledger.live.filter((sample) => sample.id < 0 || sample.id >= ledger.nextSampleId).map((sample) => sample.id);
+  checkPostcondition('ledger: ids were issued', beyond.length === 0, () => JSON.stringify(beyond));
+  const inconsistent = ledger.live.filter((sample) => (sample.state === 'running') !== (sample.rank !== undefined && sample.shardId !== undefined));
+  checkPostcondition('ledger: running ⇔ placed on a rank and shard', inconsistent.length === 0, () => JSON.stringify(inconsistent));
+}

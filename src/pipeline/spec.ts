@@ -1,0 +1,27 @@
+/**
+ * The run spec: what the workflows need from a validated configuration, and nothing else (the
+ * workflows never see the config file format).
+ */
+import type { ParsedRunConfig } from '../config';
+import type { RunSpec } from './types';
+
+/** Iterations per run-workflow execution before continue-as-new keeps its history short. */
+export const DEFAULT_ITERATIONS_PER_RUN_EXECUTION = 25;
+
+export function buildRunSpec(parsed: ParsedRunConfig, runId: string): RunSpec {
+  const { config, layout, maxConcurrentSamples } = parsed;
+  return {
+    runId,
+    layout,
+    iterations: config.run.iterations,
+    batchSize: config.batchSize,
+    asyncRatio: config.asyncRatio,
+    maxConcurrentSamples,
+    maxTurns: config.maxTurns,
+    maxTokens: config.maxTokens,
+    environmentTimeoutMs: config.environmentTimeoutSeconds * 1000,
+    taskQueuePrefix: config.temporal.taskQueuePrefix,
+    heartbeatTimeoutMs: config.temporal.heartbeatTimeoutSeconds * 1000,
+    iterationsPerRunExecution: DEFAULT_ITERATIONS_PER_RUN_EXECUTION,
+  };
+}

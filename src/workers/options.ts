@@ -1,0 +1,28 @@
+/**
+ * What every worker process needs: the validated config, the run id, where files live, and how
+ * to reach Temporal. Built by the CLI from flags and the config file.
+ */
+import type { ParsedRunConfig } from '../config';
+import type { RuntimePaths } from './runtime';
+
+export interface TemporalTarget {
+  address: string;
+  namespace: string;
+}
+
+export interface WorkerContext {
+  parsed: ParsedRunConfig;
+  runId: string;
+  paths: RuntimePaths;
+  temporal: TemporalTarget;
+}
+
+/**
+ * Heartbeat cadence of long activities. Cancellation reaches an activity with a heartbeat
+ * response, so this bounds how long a shrink waits for the released shards to hear it.
+ */
+export const HEARTBEAT_INTERVAL_MS = 200;
+/** The SDK's throttle on sending heartbeats: kept as short as the cadence for the same reason. */
+export const HEARTBEAT_THROTTLE = '200 milliseconds';
+/** Running activities (shards) are cancelled this long after shutdown starts, so they checkpoint. */
+export const SHUTDOWN_GRACE = '2 seconds';

@@ -1,0 +1,44 @@
+/**
+ * The orchestrator worker: runs the workflows and the store bookkeeping activities on the
+ * orchestrator task queue. One per run (or a few, for availability); needs no GPU.
+ */
+import path from 'node:path';
+import { NativeConnection, Worker, type WorkflowBundleOption } from '@temporalio/worker';
+import { createOrchestratorActivities } from '../activities/orchestrator';
+import { WorkloadModel } from '../engines/sim/workload';
+import { orchestratorQueue } from '../pipeline/naming';
+import { storeCache } from './runtime';
+import { HEARTBEAT_THROTTLE, SHUTDOWN_GRACE, type WorkerContext } from './options';
+
+export const WORKFLOWS_PATH = path.join(__dirname, '..', 'workflows', 'index.ts');
+
+export interface OrchestratorWorkerOptions {
+  /** A pre-built workflow bundle (tests build it once); default: bundle src/workflows. */
+  workflowBundle?: WorkflowBundleOption;
+  batchPollMs?: number;
+}
+
+export async function createOrchestratorWorker(
+  connection: NativeConnection,
+  context: WorkerContext,
+  options: OrchestratorWorkerOptions = {},
+): Promise<Worker> {
+  const { config } = context.parsed;
+  const workload = new WorkloadModel(config.simulation.workload, { maxTurns: config.maxTurns, maxTokens: config.maxTokens });
+  const activities = createOrchestratorActivities({
+    store: storeCache(context.paths),
+    promptTokens: (sampleId) => workload.promptTokens(sampleId),
+    batchPollMs: options.batchPollMs ?? 100,
+    now: () => Date.now(),
+  });
+  return Worker.create({
+    connection,
+    namespace: context.temporal.namespace,
+    taskQueue: orchestratorQueue(config.temporal.taskQueuePrefix),
+    ...(options.workflowBundle === undefined ? { workflowsPath: WORKFLOWS_PATH } : { workflowBundle: options.workflowBundle }),
+    activities,
+    defaultHeartbeatThrottleInterval: HEARTBEAT_THROTTLE,
+    maxHeartbeatThrottleInterval: '1 second',
+    shutdownGraceTime: SHUTDOWN_GRACE,
+  });
+}
