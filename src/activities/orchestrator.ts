@@ -41,7 +41,7 @@ export function createOrchestratorActivities(deps: OrchestratorDeps): Orchestrat
       for (;;) {
         const completed = await store.listCompleted(candidates);
         context.heartbeat({ completed: completed.length, needed: batchSize });
-        if (completed.length >= batchSize) return { sampleIds: completed.slice(0, batchSize) };
+        if (completed.length >= batchSize) return { sampleIds: completed };
         await context.sleep(deps.batchPollMs);
       }
     },

@@ -151,6 +151,23 @@ export function staleIds(ledger: SampleLedger, trainVersion: number, asyncRatio:
   return ledger.live.filter((sample) => sample.state !== 'running' && trainVersion - sample.startVersion > asyncRatio).map((sample) => sample.id);
 }
 
+/**
+ * Picks the training batch from completed samples: oldest policy version first (the samples
+ * closest to going stale), then in completion order as given.
+ */
+export function selectBatch(ledger: SampleLedger, completedInOrder: readonly number[], batchSize: number): number[] {
+  checkIntRange('batch size', batchSize, 1, Number.MAX_SAFE_INTEGER);
+  requireStates(ledger, 'selectBatch: completed candidates', completedInOrder, ['running', 'completed']);
+  if (completedInOrder.length < batchSize) {
+    throw new ValidationError('VAL_INT_RANGE', 'selectBatch: completed candidates', String(completedInOrder.length), `fewer than the batch size ${batchSize}`);
+  }
+  const byId = index(ledger);
+  const order = new Map(completedInOrder.map((id, position) => [id, position]));
+  return [...completedInOrder]
+    .sort((a, b) => byId.get(a)!.startVersion - byId.get(b)!.startVersion || order.get(a)! - order.get(b)!)
+    .slice(0, batchSize);
+}
+
 export function samplesByState(ledger: SampleLedger): Record<SampleState, number[]> {
   const out: Record<SampleState, number[]> = { waiting: [], running: [], completed: [] };
   for (const sample of ledger.live) out[sample.state].push(sample.id);

@@ -133,7 +133,7 @@ export interface AwaitBatchInput {
   batchSize: number;
 }
 
-/** batchSize completed candidates, oldest completion first. */
+/** Every completed candidate (at least batchSize), oldest completion first; the workflow picks the batch. */
 export interface AwaitBatchResult {
   sampleIds: number[];
 }

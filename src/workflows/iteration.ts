@@ -34,6 +34,7 @@ import {
   planShrink,
   samplesByState,
   sealBatch,
+  selectBatch,
   settleShard,
   staleIds,
   type SampleLedger,
@@ -250,11 +251,11 @@ export async function iterationWorkflow(input: IterationInput): Promise<Iteratio
     return unfinished;
   };
 
-  /** Admits new samples (version = current weights) up to the concurrency bound onto `ranks`. */
-  const refill = async (ranks: RankId[]): Promise<void> => {
+  /** Admits new samples (version = current weights) until `target` samples are live, onto `ranks`. */
+  const refill = async (ranks: RankId[], target: number): Promise<void> => {
     if (ranks.length === 0) return;
     const live = ledger.live.length;
-    const room = spec.maxConcurrentSamples - live;
+    const room = target - live;
     if (room <= 0) return;
     const admitted = admit(ledger, room, stats.toVersion);
     ledger = admitted.ledger;
@@ -290,7 +291,7 @@ export async function iterationWorkflow(input: IterationInput): Promise<Iteratio
       await enterPhase('rollout');
       const waiting = samplesByState(ledger).waiting;
       for (const placement of assignLeastLoaded(waiting, loadsByRank(ledger, allRanks))) launchShard(placement.rank, placement.sampleIds);
-      await refill(allRanks);
+      await refill(allRanks, spec.maxConcurrentSamples);
       let ready: number[] | undefined;
       while (ready === undefined) {
         const states = samplesByState(ledger);
@@ -309,12 +310,12 @@ export async function iterationWorkflow(input: IterationInput): Promise<Iteratio
           Promise.race([batchWatcher.awaitBatch({ runId: spec.runId, iteration, candidates, batchSize: input.batchSize }), everyShardEnded]),
         );
         if (result !== undefined) {
-          ready = result.sampleIds;
+          ready = selectBatch(ledger, result.sampleIds, input.batchSize);
         } else {
           await stopShards([...shards.values()]);
           const leftover = samplesByState(ledger).waiting;
           for (const placement of assignLeastLoaded(leftover, loadsByRank(ledger, allRanks))) launchShard(placement.rank, placement.sampleIds);
-          await refill(allRanks);
+          await refill(allRanks, spec.maxConcurrentSamples);
         }
       }
       const sealedNow = await orchestrator.sealBatch({ runId: spec.runId, iteration, fromVersion, sampleIds: ready });
@@ -326,9 +327,9 @@ export async function iterationWorkflow(input: IterationInput): Promise<Iteratio
     stats.batchTokens = batch.totalTokens;
 
     // ---- 2. shrink: release the train group's ranks ----------------------------------------------
+    if (release.length > 0) pool = beginOffload(layout, pool, release);
     await enterPhase('shrink');
     if (release.length > 0) {
-      pool = beginOffload(layout, pool, release);
       const releasedSet = new Set(release);
       const moved = await stopShards([...shards.values()].filter((shard) => releasedSet.has(shard.rank)));
       stats.migrated = moved.length;
@@ -338,9 +339,11 @@ export async function iterationWorkflow(input: IterationInput): Promise<Iteratio
       await Promise.all(release.map((rank) => rankActivities(rank).releaseRankMemory({ runId: spec.runId, rank, tags: [...ALL_MEMORY_TAGS] })));
       pool = completeOffload(layout, pool, release);
     }
-    // New samples may start on the ranks that keep rolling out only if they will still be
-    // admissible to the next batch (their lag at the next train step is 1).
-    if (keep.length > 0 && spec.asyncRatio >= 1) await refill(keep);
+    // New samples may start on the ranks that keep rolling out only within the staleness bound:
+    // they can be trained by the next `asyncRatio` batches, and the samples still live already
+    // fill those up to maxConcurrentSamples − batchSize. Admitting more would only make samples
+    // go stale (with the default bound this admits nothing; a larger maxConcurrentSamples does).
+    if (keep.length > 0 && spec.asyncRatio >= 1) await refill(keep, spec.maxConcurrentSamples - input.batchSize);
 
     // ---- 3. train ‖ long tail --------------------------------------------------------------------
     pool = beginTraining(layout, pool);

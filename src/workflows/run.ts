@@ -93,7 +93,8 @@ export async function runWorkflow(input: RunInput): Promise<RunSummary> {
       pool: progress?.pool,
       samples: {
         admitted: ledger.counters.admitted,
-        trained: ledger.counters.batched,
+        // The current iteration's batch counts as trained once it is sealed.
+        trained: ledger.counters.batched + (progress?.batchSamples ?? 0),
         dropped: { ...ledger.counters.dropped },
         running: progress?.samplesRunning ?? states.running.length,
         completedWaiting: progress?.samplesCompleted ?? states.completed.length,
@@ -221,6 +222,7 @@ export async function runWorkflow(input: RunInput): Promise<RunSummary> {
       });
       state.version = result.version;
       state.ledger = result.ledger;
+      progress = undefined;
       state.lastIteration = result.stats;
       state.lastError = null;
       state.iteration += 1;
