@@ -23,9 +23,12 @@ import { checkPostcondition } from '../gpu/validation';
 import type { GpuNodeActivities } from '../pipeline/activities';
 import type { ShardInput, ShardOutcome } from '../pipeline/types';
 import { contextTokens, type SampleRecord, type TrajectoryStore } from '../store';
+import { withHeartbeat } from './heartbeat';
 
 export interface GpuNodeDeps {
   node: number;
+  /** The run whose engines this worker holds (engine state is per run). */
+  runId: string;
   /** This node's rollout engines by rank id. */
   engines: ReadonlyMap<number, RolloutEngine>;
   /** This node's part of the trainer, if the node hosts train GPUs. */
@@ -47,21 +50,18 @@ function notOwned(what: string, node: number): ApplicationFailure {
   return ApplicationFailure.nonRetryable(`${what} is not served by gpu-node ${node}; check the layout the workers were started with`, 'WrongNode');
 }
 
-/** Heartbeats while `work` runs, so long engine calls stay alive and receive cancellation. */
-async function withHeartbeat<T>(intervalMs: number, details: () => unknown, work: () => Promise<T>): Promise<T> {
-  const context = Context.current();
-  context.heartbeat(details());
-  const timer = setInterval(() => context.heartbeat(details()), intervalMs);
-  try {
-    return await work();
-  } finally {
-    clearInterval(timer);
-  }
-}
-
 type SampleEnd = { kind: 'completed' } | { kind: 'dropped'; reason: string } | { kind: 'unfinished' };
 
 export function createGpuNodeActivities(deps: GpuNodeDeps): GpuNodeActivities {
+  /** Engines hold one run's weights and memory: serving another run's activity would corrupt both. */
+  const requireRun = (runId: string): void => {
+    if (runId !== deps.runId) {
+      throw ApplicationFailure.nonRetryable(
+        `gpu-node ${deps.node} serves run '${deps.runId}', got an activity of run '${runId}': start this node's worker with that run's config (two runs on one pool must use different temporal.taskQueuePrefix)`,
+        'WrongRun',
+      );
+    }
+  };
   const engineFor = (rank: number): RolloutEngine => {
     const engine = deps.engines.get(rank);
     if (engine === undefined) throw notOwned(`rank ${rank}`, deps.node);
@@ -147,6 +147,7 @@ export function createGpuNodeActivities(deps: GpuNodeDeps): GpuNodeActivities {
 
   return {
     async runRolloutShard(input) {
+      requireRun(input.runId);
       const engine = engineFor(input.rank);
       const store = deps.store(input.runId);
       const context = Context.current();
@@ -186,14 +187,16 @@ export function createGpuNodeActivities(deps: GpuNodeDeps): GpuNodeActivities {
       return outcome;
     },
 
-    async releaseRankMemory({ rank, tags }) {
+    async releaseRankMemory({ runId, rank, tags }) {
+      requireRun(runId);
       const engine = engineFor(rank);
       await withHeartbeat(deps.heartbeatIntervalMs, () => ({ rank, releasing: tags }), () => engine.releaseMemory(tags));
       const status = engineStatusSchema.parse(await engine.status());
       checkPostcondition(`rank ${rank} released ${tags.join('+')}`, tags.every((tag) => !status.resident.includes(tag)), () => JSON.stringify(status));
     },
 
-    async resumeRankMemory({ rank, tags }) {
+    async resumeRankMemory({ runId, rank, tags }) {
+      requireRun(runId);
       const engine = engineFor(rank);
       await withHeartbeat(deps.heartbeatIntervalMs, () => ({ rank, resuming: tags }), () => engine.resumeMemory(tags));
       const status = engineStatusSchema.parse(await engine.status());
@@ -201,6 +204,7 @@ export function createGpuNodeActivities(deps: GpuNodeDeps): GpuNodeActivities {
     },
 
     async syncRankWeights({ runId, rank, version }) {
+      requireRun(runId);
       const engine = engineFor(rank);
       const path = deps.weightsPath(runId, version);
       await withHeartbeat(deps.heartbeatIntervalMs, () => ({ rank, version }), () => engine.updateWeights(version, path));
@@ -208,11 +212,13 @@ export function createGpuNodeActivities(deps: GpuNodeDeps): GpuNodeActivities {
       checkPostcondition(`rank ${rank} serves weights v${version}`, status.weightVersion === version, () => JSON.stringify(status));
     },
 
-    async trainerOnload() {
+    async trainerOnload({ runId }) {
+      requireRun(runId);
       await withHeartbeat(deps.heartbeatIntervalMs, () => ({ onloading: true }), () => trainer().onload());
     },
 
     async trainStep({ runId, iteration, fromVersion, leader }) {
+      requireRun(runId);
       const node = trainer();
       const newVersion = fromVersion + 1;
       const before = trainerStatusSchema.parse(await node.status());
@@ -241,7 +247,8 @@ export function createGpuNodeActivities(deps: GpuNodeDeps): GpuNodeActivities {
       return { newVersion, loss };
     },
 
-    async trainerOffload() {
+    async trainerOffload({ runId }) {
+      requireRun(runId);
       await withHeartbeat(deps.heartbeatIntervalMs, () => ({ offloading: true }), () => trainer().offload());
     },
   };

@@ -6,6 +6,7 @@
 import { Context } from '@temporalio/activity';
 import { checkNoDuplicates, checkNonEmpty } from '../gpu/validation';
 import type { OrchestratorActivities } from '../pipeline/activities';
+import { heartbeating } from './heartbeat';
 import type { ShardOutcome } from '../pipeline/types';
 import { BatchNotFoundError, type SampleRecord, type TrajectoryStore } from '../store';
 
@@ -15,11 +16,13 @@ export interface OrchestratorDeps {
   promptTokens(sampleId: number): number;
   /** How often awaitBatch looks for completions. */
   batchPollMs: number;
+  /** Every activity heartbeats this often, so a dead orchestrator worker is noticed quickly. */
+  heartbeatIntervalMs: number;
   now(): number;
 }
 
 export function createOrchestratorActivities(deps: OrchestratorDeps): OrchestratorActivities {
-  return {
+  return heartbeating<OrchestratorActivities>({
     async admitSamples({ runId, ids, version }) {
       checkNoDuplicates('admitted sample ids', ids);
       const startedAtMs = deps.now();
@@ -80,5 +83,18 @@ export function createOrchestratorActivities(deps: OrchestratorDeps): Orchestrat
     async dropSamples({ runId, ids, reason }) {
       await deps.store(runId).dropSamples(ids, reason);
     },
-  };
+
+    async describeSamples({ runId, ids, fromId }) {
+      const store = deps.store(runId);
+      checkNoDuplicates('describeSamples ids', ids);
+      const wanted = [...ids.filter((id) => id < fromId), ...(await store.listSampleIds(fromId))].sort((a, b) => a - b);
+      const records = await store.readSamples(wanted);
+      return records.map((record) => ({
+        id: record.id,
+        startVersion: record.startVersion,
+        status: record.status,
+        ...(record.dropReason === undefined ? {} : { dropReason: record.dropReason }),
+      }));
+    },
+  }, deps.heartbeatIntervalMs);
 }

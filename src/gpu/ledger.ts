@@ -77,6 +77,45 @@ export function admit(ledger: SampleLedger, count: number, version: number): { l
   return { ledger: next, ids };
 }
 
+/** Waiting samples that turn out to have completed (a failed attempt finished them). */
+export function markCompleted(ledger: SampleLedger, ids: readonly number[]): SampleLedger {
+  requireStates(ledger, 'markCompleted', ids, ['waiting']);
+  const next = copy(ledger);
+  const done = new Set(ids);
+  for (const sample of next.live) if (done.has(sample.id)) sample.state = 'completed';
+  checkLedgerInvariants(next);
+  return next;
+}
+
+/** A sample a failed attempt of the same iteration admitted, as the store has it. */
+export interface AdoptedSample {
+  id: number;
+  startVersion: number;
+  /** running → waiting (its shard is gone); completed stays completed (batched ones get sealed next). */
+  state: 'waiting' | 'completed';
+}
+
+/**
+ * Takes in samples that an earlier, failed attempt of this iteration admitted (ids from
+ * nextSampleId on), so a retry neither loses them nor issues their ids again.
+ */
+export function adoptSamples(ledger: SampleLedger, samples: readonly AdoptedSample[]): SampleLedger {
+  checkNoDuplicates('adoptSamples', samples, (sample) => sample.id);
+  const early = samples.filter((sample) => sample.id < ledger.nextSampleId).map((sample) => sample.id);
+  if (early.length > 0) {
+    throw new ValidationError('VAL_INT_RANGE', 'adoptSamples: ids', JSON.stringify(early), `must be >= nextSampleId ${ledger.nextSampleId} (not yet in the ledger)`);
+  }
+  const next = copy(ledger);
+  for (const sample of [...samples].sort((a, b) => a.id - b.id)) {
+    checkIntRange(`adoptSamples: start version of ${sample.id}`, sample.startVersion, 0, Number.MAX_SAFE_INTEGER);
+    next.live.push({ id: sample.id, startVersion: sample.startVersion, state: sample.state });
+    next.nextSampleId = Math.max(next.nextSampleId, sample.id + 1);
+    next.counters.admitted += 1;
+  }
+  checkLedgerInvariants(next);
+  return next;
+}
+
 /** Starts waiting samples as one shard on `rank`. The shard id must be new. */
 export function assignToShard(ledger: SampleLedger, ids: readonly number[], rank: RankId, shardId: string): SampleLedger {
   checkIntRange('assignToShard: rank', rank, 0, Number.MAX_SAFE_INTEGER);

@@ -26,6 +26,18 @@ export interface OrchestratorActivities {
   /** After shards stopped: which of their samples completed, were dropped, or are unfinished. */
   settleShards(input: { runId: string; shards: { shardId: string; sampleIds: number[] }[] }): Promise<ShardOutcome[]>;
   dropSamples(input: { runId: string; ids: number[]; reason: string }): Promise<void>;
+  /**
+   * For a retried iteration: the store's view of `ids` and of every sample with id >= fromId
+   * (what the failed attempt admitted), ascending by id.
+   */
+  describeSamples(input: { runId: string; ids: number[]; fromId: number }): Promise<AdmittedSample[]>;
+}
+
+export interface AdmittedSample {
+  id: number;
+  startVersion: number;
+  status: 'running' | 'completed' | 'dropped';
+  dropReason?: string;
 }
 
 /** Run by the gpu-node worker that owns the rank's (or train node's) GPUs. */

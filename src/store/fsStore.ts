@@ -429,6 +429,15 @@ export class FsTrajectoryStore implements TrajectoryStore {
     return manifest;
   }
 
+  async listSampleIds(fromId = 0): Promise<number[]> {
+    const ids: number[] = [];
+    for (const name of await listDir(this.samplesDir)) {
+      const m = SAMPLE_FILE.exec(name);
+      if (m?.[1] !== undefined && Number(m[1]) >= fromId) ids.push(Number(m[1]));
+    }
+    return ids.sort((a, b) => a - b);
+  }
+
   async listBatches(): Promise<number[]> {
     const iterations: number[] = [];
     for (const name of await listDir(this.batchesDir)) {

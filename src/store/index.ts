@@ -42,6 +42,8 @@ export interface TrajectoryStore {
   sealBatch(iteration: number, fromVersion: number, ids: readonly number[], nowMs: number): Promise<BatchManifest>;
   /** BatchNotFoundError if the iteration has no sealed batch. */
   readBatch(iteration: number): Promise<BatchManifest>;
+  /** Ids of the samples on record with id >= fromId, ascending (a retried iteration finds what a failed attempt admitted). */
+  listSampleIds(fromId?: number): Promise<number[]>;
   /** Iterations with a sealed batch, ascending. */
   listBatches(): Promise<number[]>;
 

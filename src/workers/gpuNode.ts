@@ -96,6 +96,7 @@ export async function createGpuNodeWorkers(
   }
   const activities = createGpuNodeActivities({
     node,
+    runId: context.runId,
     engines: engines.engines,
     trainer: engines.trainer,
     environment: engines.environment,

@@ -8,7 +8,7 @@ import { createOrchestratorActivities } from '../activities/orchestrator';
 import { WorkloadModel } from '../engines/sim/workload';
 import { orchestratorQueue } from '../pipeline/naming';
 import { storeCache } from './runtime';
-import { HEARTBEAT_THROTTLE, SHUTDOWN_GRACE, type WorkerContext } from './options';
+import { HEARTBEAT_INTERVAL_MS, HEARTBEAT_THROTTLE, SHUTDOWN_GRACE, type WorkerContext } from './options';
 
 export const WORKFLOWS_PATH = path.join(__dirname, '..', 'workflows', 'index.ts');
 
@@ -29,6 +29,7 @@ export async function createOrchestratorWorker(
     store: storeCache(context.paths),
     promptTokens: (sampleId) => workload.promptTokens(sampleId),
     batchPollMs: options.batchPollMs ?? 100,
+    heartbeatIntervalMs: HEARTBEAT_INTERVAL_MS,
     now: () => Date.now(),
   });
   return Worker.create({

@@ -26,6 +26,8 @@ import { ALL_MEMORY_TAGS } from '../engines/types';
 import { trainNodes, type RankId } from '../gpu/layout';
 import {
   admit,
+  adoptSamples,
+  markCompleted,
   assignLeastLoaded,
   assignToShard,
   checkLedgerInvariants,
@@ -37,6 +39,7 @@ import {
   selectBatch,
   settleShard,
   staleIds,
+  type DropReason,
   type SampleLedger,
 } from '../gpu';
 import {
@@ -84,11 +87,15 @@ export async function iterationWorkflow(input: IterationInput): Promise<Iteratio
     'BatchConflictError',
     'BatchNotFoundError',
     'InvalidInputError',
+    'WrongRun',
+    'WrongNode',
+    'EngineProtocolError',
   ];
 
   const orchestrator = proxyActivities<OrchestratorActivities>({
     taskQueue: orchestratorQueue(spec.taskQueuePrefix),
-    startToCloseTimeout: '2 minutes',
+    startToCloseTimeout: '10 minutes',
+    heartbeatTimeout,
     retry: { ...retry, nonRetryableErrorTypes },
   });
   const batchWatcher = proxyActivities<OrchestratorActivities>({
@@ -171,7 +178,7 @@ export async function iterationWorkflow(input: IterationInput): Promise<Iteratio
     const byReason = new Map<string, number[]>();
     for (const { id, reason } of outcome.dropped) byReason.set(reason, [...(byReason.get(reason) ?? []), id]);
     for (const [reason, ids] of byReason) {
-      ledger = drop(ledger, ids, reason as Parameters<typeof drop>[2]);
+      ledger = drop(ledger, ids, reason as DropReason);
       stats.dropped[reason] = (stats.dropped[reason] ?? 0) + ids.length;
     }
   };
@@ -280,6 +287,25 @@ export async function iterationWorkflow(input: IterationInput): Promise<Iteratio
       await orchestrator.dropSamples({ runId: spec.runId, ids: stale, reason: 'stale' });
     }
 
+    // A retried attempt first takes in what the failed attempt admitted (same ids, same store
+    // records), then, if that attempt already sealed the batch, resumes at training.
+    if (attempt > 1) {
+      const nextId = ledger.nextSampleId;
+      const seen = await orchestrator.describeSamples({ runId: spec.runId, ids: samplesByState(ledger).waiting, fromId: nextId });
+      const fresh = seen.filter((sample) => sample.id >= nextId);
+      ledger = adoptSamples(
+        ledger,
+        fresh.map((sample) => ({ id: sample.id, startVersion: sample.startVersion, state: sample.status === 'running' ? 'waiting' : 'completed' })),
+      );
+      stats.admitted += fresh.length;
+      const finished = seen.filter((sample) => sample.id < nextId && sample.status !== 'running').map((sample) => sample.id);
+      if (finished.length > 0) ledger = markCompleted(ledger, finished);
+      for (const sample of seen.filter((candidate) => candidate.status === 'dropped')) {
+        const reason = (sample.dropReason ?? 'unknown') as DropReason;
+        ledger = drop(ledger, [sample.id], reason);
+        stats.dropped[reason] = (stats.dropped[reason] ?? 0) + 1;
+      }
+    }
     // A retried attempt whose batch was already sealed resumes at training.
     const sealed = await orchestrator.readSealedBatch({ runId: spec.runId, iteration });
     let batch: { sampleIds: number[]; totalTokens: number };
