@@ -11,6 +11,7 @@
  */
 import { z } from 'zod';
 import { MAX_GPUS, STRATEGIES } from '../gpu/layout';
+import { faultSchema } from '../engines/sim/faults';
 import { costModelSchema, workloadSchema } from '../engines/types';
 
 // ---------------------------------------------------------------------------------------------
@@ -256,6 +257,8 @@ export const runConfigSchema = z
         timeScale: positiveNumber(1000).default(DEFAULT_TIME_SCALE),
         costModel: costModelSchema.prefault({}),
         workload: workloadSchema.prefault({}),
+        /** Declared engine faults (tests, fault injection): the first N calls of an operation fail. */
+        faults: z.array(faultSchema).default([]),
       })
       .strict()
       .prefault({}),
@@ -274,6 +277,14 @@ export const runConfigSchema = z
          * considered dead (its worker crashed) and is retried elsewhere on its queue.
          */
         heartbeatTimeoutSeconds: positiveNumber(3600).default(15),
+        /** Retries of a failing activity before its transition is rolled back and the iteration retried. */
+        activityRetry: z
+          .object({
+            initialIntervalSeconds: positiveNumber(600).default(1),
+            maximumAttempts: intIn(1, 100).default(5),
+          })
+          .strict()
+          .prefault({}),
       })
       .strict()
       .prefault({}),

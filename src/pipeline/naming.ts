@@ -13,8 +13,9 @@ export const rankQueue = (prefix: string, rank: RankId): string => `${prefix}-ra
 export const trainerQueue = (prefix: string, node: NodeId): string => `${prefix}-trainer-node-${node}`;
 
 /**
- * Shard ids name one set of samples on one rank in one attempt of one iteration. A fresh id per
- * attempt fences a zombie shard of an earlier attempt out of the store.
+ * Shard ids name one set of samples on one rank in one execution of one iteration. A fresh id per
+ * execution (`executionTag`: a prefix of its run id) fences a zombie shard of an earlier attempt
+ * out of the store.
  */
-export const shardId = (iteration: number, attempt: number, rank: RankId, serial: number): string =>
-  `i${iteration}-a${attempt}-r${rank}-s${serial}`;
+export const shardId = (iteration: number, executionTag: string, rank: RankId, serial: number): string =>
+  `i${iteration}-${executionTag}-r${rank}-s${serial}`;

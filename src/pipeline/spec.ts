@@ -22,6 +22,10 @@ export function buildRunSpec(parsed: ParsedRunConfig, runId: string): RunSpec {
     environmentTimeoutMs: config.environmentTimeoutSeconds * 1000,
     taskQueuePrefix: config.temporal.taskQueuePrefix,
     heartbeatTimeoutMs: config.temporal.heartbeatTimeoutSeconds * 1000,
+    activityRetry: {
+      initialIntervalMs: config.temporal.activityRetry.initialIntervalSeconds * 1000,
+      maximumAttempts: config.temporal.activityRetry.maximumAttempts,
+    },
     iterationsPerRunExecution: DEFAULT_ITERATIONS_PER_RUN_EXECUTION,
   };
 }

@@ -24,6 +24,8 @@ export interface RunSpec {
   taskQueuePrefix: string;
   /** Liveness: a shard or engine call silent this long is considered dead and retried. */
   heartbeatTimeoutMs: number;
+  /** Retry policy of engine and store activities; after the last attempt the transition is rolled back. */
+  activityRetry: { initialIntervalMs: number; maximumAttempts: number };
   /** Continue-as-new after this many iterations in one run-workflow execution. */
   iterationsPerRunExecution: number;
 }

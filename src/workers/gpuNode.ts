@@ -9,6 +9,7 @@ import { NativeConnection, Worker } from '@temporalio/worker';
 import { createGpuNodeActivities } from '../activities/gpuNode';
 import { SimClock } from '../engines/sim/clock';
 import { SimEnvironment } from '../engines/sim/environment';
+import { FaultPlan, faultyRolloutEngine, faultyTrainer } from '../engines/sim/faults';
 import { SimGpuMemory } from '../engines/sim/gpuMemory';
 import { SimRolloutEngine } from '../engines/sim/rolloutEngine';
 import { SimTrainer } from '../engines/sim/trainer';
@@ -44,23 +45,22 @@ export function createSimulatedNodeEngines(context: WorkerContext, node: number)
   const memory = new SimGpuMemory({ capacityGiB: costModel.gpuMemoryGiB, gpus: nodeGpus });
   const stateDir = engineStateDir(context.paths, context.runId);
 
+  const faults = new FaultPlan(config.simulation.faults);
   const engines = new Map<number, RolloutEngine>();
   for (const rank of ranksOnNode(layout, node)) {
-    engines.set(
-      rank.id,
-      new SimRolloutEngine({
-        rank: rank.id,
-        gpus: rank.gpus,
-        cost: costModel,
-        workload,
-        clock,
-        memory,
-        statePath: path.join(stateDir, `rank-${rank.id}.json`),
-      }),
-    );
+    const engine = new SimRolloutEngine({
+      rank: rank.id,
+      gpus: rank.gpus,
+      cost: costModel,
+      workload,
+      clock,
+      memory,
+      statePath: path.join(stateDir, `rank-${rank.id}.json`),
+    });
+    engines.set(rank.id, config.simulation.faults.length === 0 ? engine : faultyRolloutEngine(engine, faults, rank.id));
   }
   const localTrainGpus = layout.trainGpus.filter((gpu) => deviceAddress(layout, gpu).node === node);
-  const trainer =
+  const simTrainer =
     localTrainGpus.length === 0
       ? undefined
       : new SimTrainer({
@@ -72,6 +72,7 @@ export function createSimulatedNodeEngines(context: WorkerContext, node: number)
           memory,
           statePath: path.join(stateDir, `trainer-node-${node}.json`),
         });
+  const trainer = simTrainer === undefined || config.simulation.faults.length === 0 ? simTrainer : faultyTrainer(simTrainer, faults, node);
   return { engines, trainer, environment: new SimEnvironment({ workload, clock }), timeScale };
 }
 

@@ -74,9 +74,16 @@ export async function iterationWorkflow(input: IterationInput): Promise<Iteratio
   const { layout } = spec;
   const info = workflowInfo();
   const attempt = info.attempt;
+  // Unique per execution (attempts and operator resumes alike): fences earlier shards out of the store.
+  const executionTag = info.runId.slice(0, 8);
   const fromVersion = input.version;
   const heartbeatTimeout = spec.heartbeatTimeoutMs;
-  const retry: RetryPolicy = { initialInterval: '1 second', backoffCoefficient: 2, maximumInterval: '30 seconds', maximumAttempts: 5 };
+  const retry: RetryPolicy = {
+    initialInterval: spec.activityRetry.initialIntervalMs,
+    backoffCoefficient: 2,
+    maximumInterval: '30 seconds',
+    maximumAttempts: spec.activityRetry.maximumAttempts,
+  };
   const nonRetryableErrorTypes = [
     'ValidationError',
     'SimulatedOutOfMemoryError',
@@ -119,7 +126,7 @@ export async function iterationWorkflow(input: IterationInput): Promise<Iteratio
       // Wait for the shard to checkpoint its samples before the workflow moves them elsewhere:
       // this is what makes a re-shard exact-once.
       cancellationType: ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
-      retry: { ...retry, maximumAttempts: 20, nonRetryableErrorTypes },
+      retry: { ...retry, maximumAttempts: Math.max(20, spec.activityRetry.maximumAttempts), nonRetryableErrorTypes },
     });
   const trainerActivities = (node: number) =>
     proxyActivities<GpuNodeActivities>({
@@ -185,7 +192,7 @@ export async function iterationWorkflow(input: IterationInput): Promise<Iteratio
 
   const launchShard = (rank: RankId, sampleIds: number[]): void => {
     if (sampleIds.length === 0) return;
-    const id = shardId(iteration, attempt, rank, shardSerial++);
+    const id = shardId(iteration, executionTag, rank, shardSerial++);
     ledger = assignToShard(ledger, sampleIds, rank, id);
     const scope = new CancellationScope();
     const ended = scope.run(() =>
@@ -287,9 +294,12 @@ export async function iterationWorkflow(input: IterationInput): Promise<Iteratio
       await orchestrator.dropSamples({ runId: spec.runId, ids: stale, reason: 'stale' });
     }
 
-    // A retried attempt first takes in what the failed attempt admitted (same ids, same store
-    // records), then, if that attempt already sealed the batch, resumes at training.
-    if (attempt > 1) {
+    // An iteration that ran before (a failed attempt or execution) left samples in the store:
+    // take in what it admitted (same ids, same records) and what it finished, and if it already
+    // sealed the batch, resume at training.
+    // Always, not only when attempt > 1: after a failed iteration is resumed by the operator its
+    // new execution starts again at attempt 1. Costs one store read per iteration.
+    {
       const nextId = ledger.nextSampleId;
       const seen = await orchestrator.describeSamples({ runId: spec.runId, ids: samplesByState(ledger).waiting, fromId: nextId });
       const fresh = seen.filter((sample) => sample.id >= nextId);
@@ -415,9 +425,10 @@ export async function iterationWorkflow(input: IterationInput): Promise<Iteratio
     checkPoolInvariants(layout, pool);
     checkLedgerInvariants(ledger);
   } catch (error) {
+    const failedPhase = phase;
     await CancellationScope.nonCancellable(() => restoreServingPool(error));
     throw ApplicationFailure.retryable(
-      `iteration ${iteration} attempt ${attempt} failed in phase '${phase}': ${describe(error)}; pool restored to serving`,
+      `iteration ${iteration} attempt ${attempt} failed in phase '${failedPhase}': ${describe(error)}; pool restored to serving`,
       'IterationFailed',
     );
   }

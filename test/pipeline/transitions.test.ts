@@ -1,0 +1,117 @@
+/**
+ * Atomic transitions: when an offload, train step or weight sync fails after its retries, the
+ * iteration restores a serving pool, fails visibly, and its retry finishes the job — no sample
+ * lost or counted twice, no GPU left in two roles (the simulated engines would raise an OOM), the
+ * weights end at the right version. A fault that outlasts every retry pauses the run with the
+ * reason in its status; `resume` carries on. Faults are declared engine errors (simulation.faults).
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { iterationWorkflowId, runWorkflowId } from '../../src/pipeline/naming';
+import type { RunStatus } from '../../src/pipeline/types';
+import type { RunSummary } from '../../src/workflows/run';
+import { resumeUpdate } from '../../src/workflows/signals';
+import { smallConfig, startPipelineEnv, type PipelineEnv } from '../helpers/pipeline';
+
+const FAST_RETRY = { heartbeatTimeoutSeconds: 5, activityRetry: { initialIntervalSeconds: 0.1, maximumAttempts: 2 } };
+
+describe('pipeline: failed transitions roll back and retry (real Temporal)', () => {
+  let env: PipelineEnv;
+  beforeAll(async () => {
+    env = await startPipelineEnv();
+  });
+  afterAll(async () => {
+    await env?.close();
+  });
+
+  async function runWithFaults(runId: string, faults: unknown[], iterations = 2) {
+    const context = env.context(
+      smallConfig({
+        run: { id: runId, iterations },
+        temporal: FAST_RETRY,
+        simulation: { ...(smallConfig().simulation as object), faults },
+      }),
+    );
+    const workers = await env.startWorkers(context);
+    const spec = env.spec(context);
+    const handle = await env.client.workflow.start('runWorkflow', {
+      workflowId: runWorkflowId(runId),
+      taskQueue: `${spec.taskQueuePrefix}-orchestrator`,
+      args: [{ spec }],
+    });
+    return { context, workers, spec, handle };
+  }
+
+  /** The child runs of iteration 0 under its one workflow id, oldest first. */
+  async function iterationRuns(runId: string, iteration: number) {
+    const runs = [];
+    for await (const execution of env.client.workflow.list({ query: `WorkflowId = '${iterationWorkflowId(runId, iteration)}'` })) {
+      runs.push(execution);
+    }
+    return runs.sort((a, b) => a.startTime.getTime() - b.startTime.getTime());
+  }
+
+  const cases = [
+    { name: 'train step', phase: 'train', fault: { target: 'trainer', operation: 'trainStep', failures: 2 } },
+    { name: 'offload of a released rank', phase: 'shrink', fault: { target: 'rollout', operation: 'releaseMemory', failures: 2, at: 0 } },
+    { name: 'weight sync on a rank', phase: 'sync', fault: { target: 'rollout', operation: 'updateWeights', failures: 2, at: 3 } },
+  ];
+
+  for (const { name, phase, fault } of cases) {
+    it(`${name} fails after its retries: pool restored, iteration retried, every sample once`, async () => {
+      const runId = `fault-${fault.operation.toLowerCase()}`;
+      const { context, workers, spec, handle } = await runWithFaults(runId, [fault]);
+      try {
+        const summary = (await handle.result()) as RunSummary;
+        expect(summary.iterations).toBe(2);
+        expect(summary.version).toBe(2);
+
+        const runs = await iterationRuns(runId, 0);
+        expect(runs.map((run) => run.status.name)).toEqual(['FAILED', 'COMPLETED']);
+        const failed = await env.client.workflow.getHandle(iterationWorkflowId(runId, 0), runs[0]!.runId).fetchHistory();
+        const failure = failed.events?.at(-1)?.workflowExecutionFailedEventAttributes?.failure?.message ?? '';
+        expect(failure).toContain(`failed in phase '${phase}'`);
+        expect(failure).toContain('simulated fault');
+        expect(failure).toContain('pool restored to serving');
+
+        const store = env.store(context);
+        const audit = await store.audit();
+        expect(audit.violations).toEqual([]);
+        expect(audit.batched).toBe(2 * spec.batchSize);
+        expect(await store.listBatches()).toEqual([0, 1]);
+        expect(summary.samples.trained).toBe(2 * spec.batchSize);
+        const dropped = Object.values(summary.samples.dropped).reduce((a, b) => a + b, 0);
+        const live = summary.samples.running + summary.samples.completedWaiting + summary.samples.waiting;
+        expect(summary.samples.admitted).toBe(audit.samples);
+        expect(summary.samples.trained + dropped + live).toBe(summary.samples.admitted);
+      } finally {
+        await workers.stop();
+      }
+    });
+  }
+
+  it('a fault outlasting every retry pauses the run with the reason; resume carries on', async () => {
+    const runId = 'fault-persistent';
+    // 3 child attempts × 2 activity attempts: every attempt of iteration 0 fails.
+    const { workers, handle } = await runWithFaults(runId, [{ target: 'trainer', operation: 'trainStep', failures: 6 }], 1);
+    try {
+      let status: RunStatus;
+      for (;;) {
+        status = await handle.query<RunStatus>('status');
+        if (status.paused) break;
+        await new Promise((resolve) => setTimeout(resolve, 200));
+      }
+      expect(status.iteration).toBe(0);
+      expect(status.lastError).toContain('simulated fault');
+      expect(status.lastError).toContain("phase 'train'");
+      const after = await handle.executeUpdate(resumeUpdate);
+      expect(after.paused).toBe(false);
+      const summary = (await handle.result()) as RunSummary;
+      expect(summary.iterations).toBe(1);
+      expect(summary.version).toBe(1);
+      const runs = await iterationRuns(runId, 0);
+      expect(runs.map((run) => run.status.name)).toEqual(['FAILED', 'FAILED', 'FAILED', 'COMPLETED']);
+    } finally {
+      await workers.stop();
+    }
+  });
+});
