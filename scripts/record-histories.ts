@@ -10,6 +10,7 @@
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
+import { historyToJson } from '../test/helpers/historyJson';
 import { iterationWorkflowId, runWorkflowId } from '../src/pipeline/naming';
 import { smallConfig, startPipelineEnv } from '../test/helpers/pipeline';
 
@@ -41,7 +42,7 @@ async function main(): Promise<void> {
       for (const workflowId of ids) {
         const history = await env.client.workflow.getHandle(workflowId).fetchHistory();
         const file = path.join(OUT, `${workflowId}.json`);
-        writeFileSync(file, JSON.stringify(history));
+        writeFileSync(file, historyToJson(history));
         console.log(`recorded ${file} (${history.events?.length ?? 0} events)`);
       }
     }

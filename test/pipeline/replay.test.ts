@@ -5,8 +5,10 @@
  */
 import { readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
+
 import { Worker } from '@temporalio/worker';
 import { describe, expect, it } from 'vitest';
+import { historyFromJson } from '../helpers/historyJson';
 import { workflowBundle } from '../helpers/pipeline';
 
 const DIR = path.join(__dirname, '..', 'fixtures', 'histories');
@@ -22,7 +24,7 @@ describe('replay of recorded histories', () => {
 
   for (const file of files) {
     it(`replays ${file}`, async () => {
-      const history = JSON.parse(readFileSync(path.join(DIR, file), 'utf8'));
+      const history = historyFromJson(readFileSync(path.join(DIR, file), 'utf8'));
       const workflowId = file.replace(/\.json$/, '');
       await Worker.runReplayHistory({ workflowBundle: await workflowBundle() }, history, workflowId);
     });
