@@ -1,0 +1,11 @@
+# timeshare workers and CLI. The CLI runs the TypeScript sources through tsx (bin/timeshare).
+FROM node:20-bookworm-slim
+WORKDIR /app
+COPY package.json package-lock.json ./
+RUN npm ci --omit=dev --no-audit --no-fund
+COPY tsconfig.json ./
+COPY bin ./bin
+COPY src ./src
+COPY examples ./examples
+ENTRYPOINT ["/app/bin/timeshare"]
+CMD ["--help"]
