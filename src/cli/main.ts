@@ -236,8 +236,8 @@ export async function main(argv: string[]): Promise<number> {
     }
     const commanderError = error as { code?: string; exitCode?: number };
     if (typeof commanderError.code === 'string' && commanderError.code.startsWith('commander.')) {
-      // --help and --version exit 0; usage errors were already printed by commander.
-      return commanderError.exitCode ?? 2;
+      // --help and --version exit 0; usage errors (already printed by commander) exit 2.
+      return ['commander.helpDisplayed', 'commander.help', 'commander.version'].includes(commanderError.code) ? 0 : 2;
     }
     console.error(`timeshare: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}`);
     return 1;

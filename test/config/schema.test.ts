@@ -17,7 +17,14 @@ describe('defaults', () => {
     expect(config.simulation.costModel.offloadMs).toBe(2500);
     expect(config.simulation.workload.turns).toEqual({ median: 36, p90: 66 });
     expect(config.simulation.workload.seed).toBe(1);
-    expect(config.temporal).toEqual({ address: 'localhost:7233', namespace: 'default', taskQueuePrefix: 'timeshare' });
+    expect(config.temporal).toEqual({
+      address: 'localhost:7233',
+      namespace: 'default',
+      taskQueuePrefix: 'timeshare',
+      heartbeatTimeoutSeconds: 15,
+      activityRetry: { initialIntervalSeconds: 1, maximumAttempts: 5 },
+    });
+    expect(config.simulation.faults).toEqual([]);
     expect(config.store).toEqual({ dir: '.timeshare/store' });
     expect(maxConcurrentSamples).toBe(32); // batchSize 16 × (1 + asyncRatio 1)
   });
@@ -35,7 +42,13 @@ describe('defaults', () => {
     expect(config.simulation.costModel.onloadMs).toBe(3000);
     expect(config.simulation.workload.turns).toEqual({ median: 3, p90: 5 });
     expect(config.simulation.workload.envStepMs).toEqual({ median: 2000, p90: 8000 });
-    expect(config.temporal).toEqual({ address: 'localhost:7233', namespace: 'rl', taskQueuePrefix: 'timeshare' });
+    expect(config.temporal).toEqual({
+      address: 'localhost:7233',
+      namespace: 'rl',
+      taskQueuePrefix: 'timeshare',
+      heartbeatTimeoutSeconds: 15,
+      activityRetry: { initialIntervalSeconds: 1, maximumAttempts: 5 },
+    });
   });
 
   it('maxConcurrentSamples: explicit value wins; default follows asyncRatio', () => {

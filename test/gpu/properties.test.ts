@@ -73,8 +73,7 @@ const stepArb: fc.Arbitrary<Step> = fc.oneof(
 ) as fc.Arbitrary<Step>;
 
 function apply(layout: PoolLayout, state: PoolState, step: Step, useShrinkSet: boolean): PoolState {
-  if (step.kind === 'beginTraining') return beginTraining(layout, state);
-  if (step.kind === 'endTraining') return endTraining(layout, state);
+  if (!('pick' in step)) return (step.kind === 'beginTraining' ? beginTraining : endTraining)(layout, state);
   // Half the time the ranks shrink would pick, half the time arbitrary (often invalid) ids.
   const ranks = useShrinkSet ? layout.shrinkRanks : step.pick;
   const fn = { beginOffload, completeOffload, beginOnload, completeOnload }[step.kind];

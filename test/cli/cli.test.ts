@@ -1,0 +1,69 @@
+/** The `timeshare` command as a user runs it: the real bin/timeshare in a child process. */
+import { execFile } from 'node:child_process';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { freePort } from '../../src/temporal/devServer';
+import { BIN } from '../helpers/processes';
+
+const run = async (args: string[], cwd?: string) => {
+  try {
+    const { stdout, stderr } = await promisify(execFile)(BIN, args, { cwd, timeout: 60_000 });
+    return { code: 0, stdout, stderr };
+  } catch (error) {
+    const failed = error as { code: number; stdout: string; stderr: string };
+    return { code: failed.code, stdout: failed.stdout, stderr: failed.stderr };
+  }
+};
+
+describe('timeshare CLI', () => {
+  let dir: string;
+  beforeAll(() => {
+    dir = mkdtempSync(path.join(os.tmpdir(), 'timeshare-cli-'));
+  });
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+  it('refuses a bad config naming every broken field, exit 2, and starts nothing', async () => {
+    const bad = path.join(dir, 'bad.yaml');
+    writeFileSync(bad, 'pool: { nodes: 1, gpusPerNode: 0 }\nstrategy: multiplexed\ntrain: { gpus: [0] }\nbatchSize: 8\ntrainBatch: 3\n');
+    const stateDir = path.join(dir, 'state');
+    const dev = await run(['dev', bad, '--state-dir', stateDir, '--port', String(await freePort())], dir);
+    expect(dev.code).toBe(2);
+    expect(dev.stderr).toContain('Invalid run configuration');
+    expect(dev.stderr).toContain('pool.gpusPerNode');
+    expect(dev.stderr).toContain('trainBatch: unknown key');
+    expect(existsSync(stateDir)).toBe(false);
+
+    const check = await run(['check-config', bad]);
+    expect(check.code).toBe(2);
+    expect(check.stderr).toContain('pool.gpusPerNode');
+  });
+
+  it('check-config prints the layout of a valid config', async () => {
+    const result = await run(['check-config', path.join(__dirname, '..', '..', 'examples', 'multiplexed.yaml')]);
+    expect(result.code).toBe(0);
+    expect(result.stdout).toContain('released at shrink: ranks 0,1,2,3');
+  });
+
+  it('says clearly when the server is unreachable', async () => {
+    const result = await run(['status', 'some-run', '--address', `127.0.0.1:${await freePort()}`]);
+    expect(result.code).toBe(1);
+    expect(result.stderr).toContain('cannot reach the Temporal server');
+  });
+
+  it('has --help on every command', async () => {
+    for (const command of [[], ['dev'], ['start'], ['status'], ['pause'], ['resume'], ['stop'], ['set-batch-size'], ['set-shrink-set'], ['worker', 'orchestrator'], ['worker', 'gpu-node'], ['check-config']]) {
+      const result = await run([...command, '--help']);
+      expect(result.code, command.join(' ')).toBe(0);
+      expect(result.stdout, command.join(' ')).toContain('Usage: timeshare');
+    }
+  });
+
+  it('rejects a bad argument with usage, exit 2', async () => {
+    const result = await run(['set-batch-size', 'r', 'zero']);
+    expect(result.code).toBe(2);
+    expect(result.stderr).toContain('batch size must be an integer');
+  });
+});
