@@ -15,10 +15,13 @@ if (( node_major < 20 )); then
   exit 1
 fi
 
-# npm ci when node_modules is missing or older than the lockfile.
+# Install when node_modules is missing or older than the lockfile. `npm install` (which keeps the
+# versions the committed lockfile pins) rather than `npm ci`: npm 11.19 writes lockfiles without
+# other platforms' optional packages (@swc/core-*, @rollup/rollup-*) and then refuses them in
+# `npm ci` ("Missing: ... from lock file"), even for a lockfile it has just written itself.
 if [[ ! -f node_modules/.package-lock.json || package-lock.json -nt node_modules/.package-lock.json ]]; then
-  echo "ensure-deps: installing npm packages (npm ci)" >&2
-  npm ci --no-audit --no-fund >&2
+  echo "ensure-deps: installing npm packages (npm install, versions from package-lock.json)" >&2
+  npm install --no-audit --no-fund >&2
 fi
 
 bash scripts/provision-temporal.sh >/dev/null
