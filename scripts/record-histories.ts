@@ -30,12 +30,7 @@ async function main(): Promise<void> {
       const runId = `replay-${strategy}`;
       const context = env.context(smallConfig({ ...overrides, run: { id: runId, iterations: 2 } }));
       const workers = await env.startWorkers(context);
-      const spec = env.spec(context);
-      const handle = await env.client.workflow.start('runWorkflow', {
-        workflowId: runWorkflowId(runId),
-        taskQueue: `${spec.taskQueuePrefix}-orchestrator`,
-        args: [{ spec }],
-      });
+      const { handle } = await env.startRun(context);
       await handle.result();
       await workers.stop();
       const ids = [runWorkflowId(runId), iterationWorkflowId(runId, 0), iterationWorkflowId(runId, 1)];

@@ -9,7 +9,7 @@ bash scripts/ensure-deps.sh
 echo "== typecheck"
 npx tsc -p tsconfig.json --noEmit
 echo "== lint"
-npx eslint src test
+npx eslint src test scripts
 echo "== tests"
 mkdir -p .timeshare
 results=.timeshare/test-results.json

@@ -57,6 +57,7 @@ import { checkPostcondition } from '../gpu/validation';
 import type { GpuNodeActivities, OrchestratorActivities } from '../pipeline/activities';
 import { orchestratorQueue, rankQueue, shardId, trainerQueue } from '../pipeline/naming';
 import type { IterationInput, IterationProgress, IterationResult, IterationStats, Phase, ShardOutcome } from '../pipeline/types';
+import { describeError } from '../pipeline/errors';
 import { PHASE_KEY } from '../temporal/searchAttributes';
 import { iterationProgressSignal } from './signals';
 
@@ -428,7 +429,7 @@ export async function iterationWorkflow(input: IterationInput): Promise<Iteratio
     const failedPhase = phase;
     await CancellationScope.nonCancellable(() => restoreServingPool(error));
     throw ApplicationFailure.retryable(
-      `iteration ${iteration} attempt ${attempt} failed in phase '${failedPhase}': ${describe(error)}; pool restored to serving`,
+      `iteration ${iteration} attempt ${attempt} failed in phase '${failedPhase}': ${describeError(error)}; pool restored to serving`,
       'IterationFailed',
     );
   }
@@ -449,13 +450,13 @@ export async function iterationWorkflow(input: IterationInput): Promise<Iteratio
     try {
       await stopShards([...shards.values()]);
     } catch (error) {
-      problems.push(`stopping shards: ${describe(error)}`);
+      problems.push(`stopping shards: ${describeError(error)}`);
     }
     if (trainerShared && trainerOnloaded) {
       try {
         await Promise.all(trainerNodes.map((node) => trainerActivities(node).trainerOffload({ runId: spec.runId, node })));
       } catch (error) {
-        problems.push(`trainer offload: ${describe(error)}`);
+        problems.push(`trainer offload: ${describeError(error)}`);
       }
     }
     const notServing = layout.ranks.map((rank) => rank.id).filter((rank) => pool.rankPhases[rank] !== 'serving');
@@ -463,22 +464,14 @@ export async function iterationWorkflow(input: IterationInput): Promise<Iteratio
       await Promise.all(notServing.map((rank) => rankActivities(rank).resumeRankMemory({ runId: spec.runId, rank, tags: [...ALL_MEMORY_TAGS] })));
       pool = initialPoolState(layout);
     } catch (error) {
-      problems.push(`reloading ranks ${JSON.stringify(notServing)}: ${describe(error)}`);
+      problems.push(`reloading ranks ${JSON.stringify(notServing)}: ${describeError(error)}`);
     }
     if (problems.length > 0) {
       throw ApplicationFailure.nonRetryable(
-        `iteration ${iteration} failed in phase '${failedPhase}' (${describe(cause)}) and could not restore the pool: ${problems.join('; ')}` +
+        `iteration ${iteration} failed in phase '${failedPhase}' (${describeError(cause)}) and could not restore the pool: ${problems.join('; ')}` +
           (committedVersion === undefined ? '' : ` (weights v${committedVersion} were already trained)`),
         'PoolRestoreFailed',
       );
     }
   }
-}
-
-function describe(error: unknown): string {
-  if (error instanceof Error) {
-    const cause = (error as { cause?: unknown }).cause;
-    return cause instanceof Error ? `${error.message} (cause: ${cause.message})` : error.message;
-  }
-  return String(error);
 }

@@ -20,6 +20,7 @@ import type { RankId } from '../gpu/layout';
 import { checkIntRange } from '../gpu/validation';
 import { iterationWorkflowId } from '../pipeline/naming';
 import type { IterationProgress, IterationStats, Phase, RunSpec, RunStatus } from '../pipeline/types';
+import { describeError } from '../pipeline/errors';
 import { ITERATION_KEY, PHASE_KEY, RUN_ID_KEY, STRATEGY_KEY } from '../temporal/searchAttributes';
 import { iterationWorkflow } from './iteration';
 import {
@@ -230,7 +231,7 @@ export async function runWorkflow(input: RunInput): Promise<RunSummary> {
     } catch (error) {
       // The iteration restored the pool before failing (or could not, and said so). Pause with
       // the reason visible in status; `resume` retries the same iteration id.
-      state.lastError = describe(error);
+      state.lastError = describeError(error);
       state.paused = true;
       phase = 'recovering';
     }
@@ -246,14 +247,4 @@ export async function runWorkflow(input: RunInput): Promise<RunSummary> {
 
 function rejectIfStopping(state: RunState): void {
   if (state.stopRequested) throw ApplicationFailure.nonRetryable('the run is already stopping');
-}
-
-function describe(error: unknown): string {
-  let text = error instanceof Error ? error.message : String(error);
-  let cause = error instanceof Error ? (error as { cause?: unknown }).cause : undefined;
-  while (cause instanceof Error) {
-    text += `: ${cause.message}`;
-    cause = (cause as { cause?: unknown }).cause;
-  }
-  return text;
 }

@@ -5,9 +5,10 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { Client, Connection } from '@temporalio/client';
+import { Client, Connection, type WorkflowHandle } from '@temporalio/client';
 import { bundleWorkflowCode, DefaultLogger, NativeConnection, Runtime, type Worker, type WorkflowBundleWithSourceMap } from '@temporalio/worker';
 import { parseRunConfig, type ParsedRunConfig } from '../../src/config';
+import { orchestratorQueue, runWorkflowId } from '../../src/pipeline/naming';
 import { buildRunSpec } from '../../src/pipeline/spec';
 import type { RunSpec } from '../../src/pipeline/types';
 import { startDevServer, type DevServer } from '../../src/temporal/devServer';
@@ -65,6 +66,8 @@ export interface PipelineEnv {
   startWorkers(context: WorkerContext): Promise<RunningWorkers>;
   store(context: WorkerContext): FsTrajectoryStore;
   spec(context: WorkerContext): RunSpec;
+  /** Starts the run workflow for the config (the same call `timeshare start` makes). */
+  startRun(context: WorkerContext): Promise<{ spec: RunSpec; handle: WorkflowHandle }>;
   close(): Promise<void>;
 }
 
@@ -123,6 +126,15 @@ export async function startPipelineEnv(): Promise<PipelineEnv> {
     },
     spec(context) {
       return buildRunSpec(context.parsed, context.runId);
+    },
+    async startRun(context) {
+      const spec = buildRunSpec(context.parsed, context.runId);
+      const handle = await client.workflow.start('runWorkflow', {
+        workflowId: runWorkflowId(spec.runId),
+        taskQueue: orchestratorQueue(spec.taskQueuePrefix),
+        args: [{ spec }],
+      });
+      return { spec, handle };
     },
     async close() {
       for (const handle of running) await handle.stop();

@@ -4,7 +4,6 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CliError, sendUpdate } from '../../src/cli/client';
-import { runWorkflowId } from '../../src/pipeline/naming';
 import type { IterationResult, RunStatus } from '../../src/pipeline/types';
 import { iterationWorkflowId } from '../../src/pipeline/naming';
 import type { RunSummary } from '../../src/workflows/run';
@@ -25,12 +24,7 @@ describe('pipeline: operator updates (real Temporal)', () => {
     const context = env.context(smallConfig({ run: { id: runId, iterations: 50 } }));
     const workers = await env.startWorkers(context);
     try {
-      const spec = env.spec(context);
-      const handle = await env.client.workflow.start('runWorkflow', {
-        workflowId: runWorkflowId(runId),
-        taskQueue: `${spec.taskQueuePrefix}-orchestrator`,
-        args: [{ spec }],
-      });
+      const { spec, handle } = await env.startRun(context);
       const before = await handle.query<RunStatus>('status');
 
       // Bad payloads: rejected with the rule, nothing changes.

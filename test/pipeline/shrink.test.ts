@@ -6,7 +6,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { WorkloadModel } from '../../src/engines/sim/workload';
-import { iterationWorkflowId, runWorkflowId } from '../../src/pipeline/naming';
+import { iterationWorkflowId } from '../../src/pipeline/naming';
 import type { IterationResult } from '../../src/pipeline/types';
 import type { RunSummary } from '../../src/workflows/run';
 import { smallConfig, startPipelineEnv, type PipelineEnv } from '../helpers/pipeline';
@@ -39,12 +39,7 @@ describe('pipeline: shrink moves in-flight samples exactly once (real Temporal)'
     const context = env.context(config);
     const workers = await env.startWorkers(context);
     try {
-      const spec = env.spec(context);
-      const handle = await env.client.workflow.start('runWorkflow', {
-        workflowId: runWorkflowId(runId),
-        taskQueue: `${spec.taskQueuePrefix}-orchestrator`,
-        args: [{ spec }],
-      });
+      const { spec, handle } = await env.startRun(context);
       const summary = (await handle.result()) as RunSummary;
       expect(summary.iterations).toBe(2);
 

@@ -4,7 +4,6 @@
  * once accounting of every sample (ledger counters against the store's own audit).
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { runWorkflowId } from '../../src/pipeline/naming';
 import type { RunStatus } from '../../src/pipeline/types';
 import type { RunSummary } from '../../src/workflows/run';
 import { smallConfig, startPipelineEnv, type PipelineEnv } from '../helpers/pipeline';
@@ -29,12 +28,7 @@ describe('pipeline: whole iterations per strategy (real Temporal)', () => {
       const context = env.context(smallConfig({ ...overrides, run: { id: `strategy-${strategy}`, iterations: 2 } }));
       const workers = await env.startWorkers(context);
       try {
-        const spec = env.spec(context);
-        const handle = await env.client.workflow.start('runWorkflow', {
-          workflowId: runWorkflowId(spec.runId),
-          taskQueue: `${spec.taskQueuePrefix}-orchestrator`,
-          args: [{ spec }],
-        });
+        const { spec, handle } = await env.startRun(context);
         const summary = (await handle.result()) as RunSummary;
         expect(summary.iterations).toBe(2);
         expect(summary.version).toBe(2);

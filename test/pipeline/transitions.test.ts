@@ -6,7 +6,7 @@
  * reason in its status; `resume` carries on. Faults are declared engine errors (simulation.faults).
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { iterationWorkflowId, runWorkflowId } from '../../src/pipeline/naming';
+import { iterationWorkflowId } from '../../src/pipeline/naming';
 import type { RunStatus } from '../../src/pipeline/types';
 import type { RunSummary } from '../../src/workflows/run';
 import { resumeUpdate } from '../../src/workflows/signals';
@@ -32,12 +32,7 @@ describe('pipeline: failed transitions roll back and retry (real Temporal)', () 
       }),
     );
     const workers = await env.startWorkers(context);
-    const spec = env.spec(context);
-    const handle = await env.client.workflow.start('runWorkflow', {
-      workflowId: runWorkflowId(runId),
-      taskQueue: `${spec.taskQueuePrefix}-orchestrator`,
-      args: [{ spec }],
-    });
+    const { spec, handle } = await env.startRun(context);
     return { context, workers, spec, handle };
   }
 
