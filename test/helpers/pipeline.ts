@@ -137,10 +137,14 @@ export async function startPipelineEnv(): Promise<PipelineEnv> {
       return { spec, handle };
     },
     async close() {
-      for (const handle of running) await handle.stop();
-      await connection.close();
-      await server.stop();
-      rmSync(stateDir, { recursive: true, force: true });
+      // Stop the server and remove the folder whatever else fails, then report the failure.
+      try {
+        for (const handle of running) await handle.stop();
+        await connection.close();
+      } finally {
+        await server.stop();
+        rmSync(stateDir, { recursive: true, force: true });
+      }
     },
   };
   return env;

@@ -109,7 +109,8 @@ describe('worker SIGKILL mid-iteration, then restart', () => {
       const runId = `kill-${worker}`;
       const config = writeConfig(dir, runId);
       const stateDir = path.join(dir, `state-${worker}`);
-      const common = [config, '--address', server.address, '--state-dir', stateDir];
+      // --exit-with-parent: the workers end with the test process even if a timeout skips `finally`.
+      const common = [config, '--address', server.address, '--state-dir', stateDir, '--exit-with-parent'];
       const argsOf = (name: 'gpu-node' | 'orchestrator') => (name === 'gpu-node' ? ['worker', 'gpu-node', ...common, '--node', '0'] : ['worker', 'orchestrator', ...common]);
       const procs: Proc[] = [startCli(argsOf('orchestrator')), startCli(argsOf('gpu-node'))];
       try {
