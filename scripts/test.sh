@@ -17,7 +17,7 @@ status=0
 npx vitest run --reporter=default --reporter=json --outputFile="${results}" "$@" || status=$?
 # One plain closing line, whatever the runner printed above.
 node -e '
-  const r = require(process.argv[1]);
+  const r = require(require("node:path").resolve(process.argv[1]));
   console.log(`tests: ${r.numPassedTests} passed, ${r.numFailedTests} failed, ${r.numPendingTests + r.numTodoTests} skipped`);
-' "${results}" || true
+' "${results}"
 exit "${status}"
