@@ -21,6 +21,12 @@ export interface TimelineSegment {
   label?: string;
 }
 
+/** A labelled instant drawn across every lane, e.g. the start of an iteration. */
+export interface TimelineMark {
+  atMs: number;
+  label: string;
+}
+
 export interface Timeline {
   /** Panel title, e.g. "multiplexed (160 GPUs)". */
   title: string;
@@ -31,4 +37,8 @@ export interface Timeline {
   segments: TimelineSegment[];
   /** End of the observed span (ms); segments lie within [0, endMs]. */
   endMs: number;
+  /** Optional instants to mark (within [0, endMs]), e.g. iteration starts. */
+  marks?: TimelineMark[];
+  /** Optional note under the panel title, e.g. how lanes map to GPUs. */
+  note?: string;
 }
