@@ -14,6 +14,7 @@ import { runtimePaths } from '../workers/runtime';
 import { CliError, connectClient, queryStatus, sendUpdate, startOrAttachRun } from './client';
 import { runDev, watchRun } from './dev';
 import { statusBlock } from './progress';
+import { addTimelineCommand } from './timeline';
 
 const DEFAULT_STATE_DIR = '.timeshare';
 
@@ -187,6 +188,8 @@ export function buildProgram(): Command {
     console.error(`gpu-node ${flags.node} worker for run '${context.runId}': ${workers.map((w) => w.options.taskQueue).join(', ')}`);
     await runWorkers(workers, connection, { exitWithParent: flags.exitWithParent });
   });
+
+  addTimelineCommand(program, { withFlags: withConnectionFlags, target: (flags) => target(flags) });
 
   program
     .command('check-config')

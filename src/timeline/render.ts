@@ -149,7 +149,6 @@ export function timelinesChartSpec(timelines: readonly Timeline[], options: { ti
  */
 export async function renderTimelinesSvg(timelines: Timeline[], options: { title?: string } = {}): Promise<string> {
   const checked = checkTimelines(timelines, 'timelines to render');
-  if (checked.length === 0) throw new Error('renderTimelinesSvg: no timelines to render (expected at least one)');
   const vegaSpec = compile(timelinesChartSpec(checked, options)).spec;
   const view = new View(parseVega(vegaSpec), { renderer: 'none' });
   try {

@@ -29,7 +29,8 @@ export const timelineSchema = z.strictObject({
   note: z.string().optional(),
 });
 
-export const timelinesSchema = z.array(timelineSchema);
+/** A timelines document (what the simulator's bench writes and `timeshare timeline --from-json` reads): at least one. */
+export const timelinesSchema = z.array(timelineSchema).min(1, 'expected at least one timeline');
 
 /** A timelines document that failed the schema; the message lists every issue with its path. */
 export class TimelineFormatError extends Error {
