@@ -357,9 +357,10 @@ export async function fetchIterationHistories(client: Client, runId: string, ran
   }
   const histories: IterationHistory[] = [];
   for (let iteration = from; range.to === undefined || iteration <= range.to; iteration++) {
+    const handle = client.workflow.getHandle(iterationWorkflowId(runId, iteration));
     try {
-      const history = await client.workflow.getHandle(iterationWorkflowId(runId, iteration)).fetchHistory();
-      histories.push({ iteration, history });
+      // describe() reports a missing workflow as WorkflowNotFoundError (fetchHistory as a bare gRPC error).
+      await handle.describe();
     } catch (error) {
       if (!isNotFound(error)) throw error;
       if (histories.length === 0 || range.to !== undefined) {
@@ -367,6 +368,7 @@ export async function fetchIterationHistories(client: Client, runId: string, ran
       }
       break;
     }
+    histories.push({ iteration, history: await handle.fetchHistory() });
   }
   return histories;
 }

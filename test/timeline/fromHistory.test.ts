@@ -1,0 +1,167 @@
+/**
+ * Timelines read back from Temporal: a real run on a real dev server (simulated engines), its
+ * iteration workflows' histories turned into per-rank segments, checked against the iteration's
+ * order of phases; plus the recorded histories of the other strategies (test/fixtures/histories).
+ */
+import { execFile } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { iterationWorkflowId } from '../../src/pipeline/naming';
+import { fetchIterationHistories, timelineFromIterationHistories, type IterationHistory } from '../../src/timeline/fromHistory';
+import { renderTimelinesSvg, svgToPng } from '../../src/timeline/render';
+import { parseTimelines } from '../../src/timeline/schema';
+import type { Timeline, TimelineRole, TimelineSegment } from '../../src/timeline/types';
+import { historyFromJson } from '../helpers/historyJson';
+import { smallConfig, startPipelineEnv, type PipelineEnv } from '../helpers/pipeline';
+import { BIN } from '../helpers/processes';
+
+const laneSegments = (timeline: Timeline, lane: string): TimelineSegment[] =>
+  timeline.segments.filter((segment) => segment.lane === lane).sort((a, b) => a.startMs - b.startMs);
+
+/** Each lane is covered exactly once over [0, endMs]: segments touch end to start, never overlap. */
+function expectTiledLanes(timeline: Timeline): void {
+  for (const lane of timeline.lanes) {
+    const segments = laneSegments(timeline, lane);
+    expect(segments[0]?.startMs, lane).toBe(0);
+    segments.slice(1).forEach((segment, index) => expect(segment.startMs, `${lane} segment ${index + 1}`).toBe((segments[index] as TimelineSegment).endMs));
+    expect(segments[segments.length - 1]?.endMs, lane).toBe(timeline.endMs);
+  }
+}
+
+/** The lane's roles in time order within one iteration, idle left out, repeats collapsed. */
+function roleSequence(timeline: Timeline, lane: string, iteration: number): TimelineRole[] {
+  const roles: TimelineRole[] = [];
+  for (const segment of laneSegments(timeline, lane)) {
+    if (segment.label !== `iter ${iteration}` || segment.role === 'idle') continue;
+    if (roles[roles.length - 1] !== segment.role) roles.push(segment.role);
+  }
+  return roles;
+}
+
+const fixture = (strategy: string, iteration: number): IterationHistory => ({
+  iteration,
+  history: historyFromJson(readFileSync(path.join(__dirname, '..', 'fixtures', 'histories', `timeshare-replay-${strategy}-iter-${iteration}.json`), 'utf8')),
+});
+
+const cli = async (args: string[]) => {
+  try {
+    const { stdout, stderr } = await promisify(execFile)(BIN, args, { timeout: 60_000 });
+    return { code: 0, stdout, stderr };
+  } catch (error) {
+    const failed = error as { code: number; stdout: string; stderr: string };
+    return { code: failed.code, stdout: failed.stdout, stderr: failed.stderr };
+  }
+};
+
+describe('timeline from a real run (real Temporal dev server)', () => {
+  let env: PipelineEnv;
+  let dir: string;
+  beforeAll(async () => {
+    env = await startPipelineEnv();
+    dir = mkdtempSync(path.join(os.tmpdir(), 'timeshare-timeline-run-'));
+  });
+  afterAll(async () => {
+    rmSync(dir, { recursive: true, force: true });
+    await env?.close();
+  });
+
+  it('shows every rank rolling out, and the released ranks offload → train → onload → sync → onload, in wall time', async () => {
+    const runId = 'timeline-run';
+    const context = env.context(smallConfig({ run: { id: runId, iterations: 2 } }));
+    const workers = await env.startWorkers(context);
+    try {
+      const { spec, handle } = await env.startRun(context);
+      await handle.result();
+      const { shrinkRanks } = spec.layout;
+      expect(shrinkRanks).toEqual([0, 1]);
+
+      const histories = await fetchIterationHistories(env.client, runId);
+      expect(histories.map((history) => history.iteration)).toEqual([0, 1]);
+      const timeline = timelineFromIterationHistories(histories);
+      expect(timeline.source).toBe('temporal-history');
+      expect(timeline.strategy).toBe('multiplexed');
+      expect(timeline.lanes).toEqual(['rank 0 · GPU 0', 'rank 1 · GPU 1', 'rank 2 · GPU 2', 'rank 3 · GPU 3']);
+      expectTiledLanes(timeline);
+
+      // The span is the iterations' own, as Temporal reports it.
+      const first = await env.client.workflow.getHandle(iterationWorkflowId(runId, 0)).describe();
+      const last = await env.client.workflow.getHandle(iterationWorkflowId(runId, 1)).describe();
+      expect(Math.abs(timeline.endMs - ((last.closeTime as Date).getTime() - first.startTime.getTime()))).toBeLessThanOrEqual(1);
+      expect(timeline.marks?.map((mark) => mark.label)).toEqual(['iter 0', 'iter 1']);
+
+      for (const iteration of [0, 1]) {
+        for (const [index, lane] of timeline.lanes.entries()) {
+          const sequence = roleSequence(timeline, lane, iteration);
+          if (shrinkRanks.includes(index)) {
+            // Released: stop rolling out, give the GPU to the trainer, take it back, sync, resume.
+            expect(sequence, `${lane} iteration ${iteration}`).toEqual(['rollout', 'offload', 'train', 'onload', 'sync', 'onload']);
+          } else {
+            // Kept: roll out (through training: the long tail), then sync.
+            expect(sequence, `${lane} iteration ${iteration}`).toEqual(['rollout', 'sync']);
+          }
+        }
+        // The train period sits between the released ranks' offload and their onload.
+        const train = timeline.segments.filter((segment) => segment.role === 'train' && segment.label === `iter ${iteration}`);
+        const offloadEnd = Math.max(...timeline.segments.filter((s) => s.role === 'offload' && s.label === `iter ${iteration}`).map((s) => s.endMs));
+        const onloadStart = Math.min(...timeline.segments.filter((s) => s.role === 'onload' && s.label === `iter ${iteration}`).map((s) => s.startMs));
+        expect(train.map((segment) => segment.lane).sort()).toEqual(['rank 0 · GPU 0', 'rank 1 · GPU 1']);
+        for (const segment of train) {
+          expect(segment.startMs).toBeGreaterThanOrEqual(offloadEnd);
+          expect(segment.endMs).toBeLessThanOrEqual(onloadStart);
+        }
+      }
+
+      const png = await svgToPng(await renderTimelinesSvg([timeline]));
+      expect(png.length).toBeGreaterThan(20_000);
+    } finally {
+      await workers.stop();
+    }
+
+    // The command, as a user runs it: one iteration, files written, their paths printed.
+    const out = path.join(dir, 'charts');
+    const result = await cli(['timeline', runId, '--address', env.server.address, '--iterations', '1', '--out', out]);
+    expect(result.stderr).toBe('');
+    expect(result.code).toBe(0);
+    for (const ext of ['svg', 'png', 'json']) expect(result.stdout).toContain(path.join(out, `${runId}-timeline.${ext}`));
+    const [written] = parseTimelines(JSON.parse(readFileSync(path.join(out, `${runId}-timeline.json`), 'utf8')), 'written timeline');
+    expect(written?.title).toContain('iteration 1');
+    expect(written?.marks).toEqual([{ atMs: 0, label: 'iter 1' }]);
+
+    const missing = await cli(['timeline', 'no-such-run', '--address', env.server.address, '--out', out]);
+    expect(missing.code).toBe(1);
+    expect(missing.stderr).toContain("no workflow 'timeshare-no-such-run'");
+    const beyond = await cli(['timeline', runId, '--address', env.server.address, '--iterations', '1..2', '--out', out]);
+    expect(beyond.code).toBe(1);
+    expect(beyond.stderr).toContain(`no iteration workflow '${iterationWorkflowId(runId, 2)}'`);
+  });
+});
+
+describe('timeline from recorded histories of the other strategies', () => {
+  it('disaggregated: train on its own lane, the rollout ranks never offload', () => {
+    const timeline = timelineFromIterationHistories([fixture('disaggregated', 0), fixture('disaggregated', 1)]);
+    expect(timeline.lanes).toEqual(['rank 0 · GPU 0', 'rank 1 · GPU 1', 'rank 2 · GPU 2', 'train node 0 · GPU 3']);
+    expectTiledLanes(timeline);
+    for (const iteration of [0, 1]) {
+      for (const lane of timeline.lanes.slice(0, 3)) expect(roleSequence(timeline, lane, iteration)).toEqual(['rollout', 'sync']);
+      expect(roleSequence(timeline, 'train node 0 · GPU 3', iteration)).toEqual(['train']);
+    }
+  });
+
+  it('colocated: every rank is released and trains', () => {
+    const timeline = timelineFromIterationHistories([fixture('colocated', 0)]);
+    expectTiledLanes(timeline);
+    for (const lane of timeline.lanes) expect(roleSequence(timeline, lane, 0)).toEqual(['rollout', 'offload', 'train', 'onload', 'sync', 'onload']);
+  });
+
+  it('refuses a history whose activity ran on another rank than its input names', () => {
+    const tampered = fixture('multiplexed', 0);
+    const shard = tampered.history.events?.find((event) => event.activityTaskScheduledEventAttributes?.activityType?.name === 'runRolloutShard');
+    const queue = shard?.activityTaskScheduledEventAttributes?.taskQueue;
+    expect(queue?.name).toBe('timeshare-rank-0');
+    (queue as { name: string }).name = 'timeshare-rank-3';
+    expect(() => timelineFromIterationHistories([tampered])).toThrow(/runRolloutShard on timeshare-rank-3: task queue is rank 0's/);
+  });
+});
