@@ -2,14 +2,16 @@
  * `timeshare timeline`: the per-rank Gantt chart of a run, from its Temporal history (or of a
  * timelines.json file, e.g. what `timeshare bench` writes), as SVG + PNG + the timeline JSON.
  */
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
+import type { Client } from '@temporalio/client';
 import { InvalidArgumentError, type Command } from 'commander';
 import { ValidationError } from '../gpu/validation';
 import { fetchIterationHistories, timelineFromIterationHistories, type IterationHistory } from '../timeline/fromHistory';
 import { renderTimelinesSvg, svgToPng } from '../timeline/render';
 import { parseTimelines } from '../timeline/schema';
 import type { Timeline } from '../timeline/types';
+import { startDevServer, type DevServer } from '../temporal/devServer';
 import type { TemporalTarget } from '../workers/options';
 import { CliError, connectClient } from './client';
 
@@ -18,6 +20,7 @@ export const DEFAULT_TIMELINE_DIR = path.join('.timeshare', 'timelines');
 interface TimelineFlags {
   address?: string;
   namespace?: string;
+  stateDir?: string;
   out: string;
   iterations?: { from: number; to?: number };
   fromJson?: string;
@@ -61,6 +64,26 @@ export async function writeTimelineCharts(
   return files;
 }
 
+/**
+ * A finished `timeshare dev` run keeps its history in the state folder's database but no server
+ * serves it: start a headless dev server on that database while we read it.
+ */
+async function serveDevState(stateDir: string): Promise<DevServer> {
+  const dbFile = path.resolve(stateDir, 'temporal.db');
+  if (!existsSync(dbFile)) throw new CliError(`no 'timeshare dev' state in ${stateDir} (expected ${dbFile})`, 2);
+  if (existsSync(path.join(stateDir, 'dev-processes.json'))) {
+    throw new CliError(
+      `'timeshare dev' is running on ${stateDir} (or was killed; running it again cleans up): ` +
+        `read from its server instead with --address (default localhost:7233)`,
+    );
+  }
+  try {
+    return await startDevServer({ dbFile, headless: true, logFile: path.resolve(stateDir, 'logs', 'temporal-timeline.log') });
+  } catch (error) {
+    throw new CliError(`could not start a Temporal dev server on ${dbFile}: ${error instanceof Error ? error.message : String(error)}`);
+  }
+}
+
 function readTimelinesFile(file: string): Timeline[] {
   let text: string;
   try {
@@ -81,6 +104,23 @@ function readTimelinesFile(file: string): Timeline[] {
   }
 }
 
+/** One panel per run, read from the server `client` is connected to. */
+async function runTimelines(client: Client, runIds: readonly string[], range: { from?: number; to?: number }): Promise<Timeline[]> {
+  const timelines: Timeline[] = [];
+  for (const runId of runIds) {
+    let histories: IterationHistory[];
+    try {
+      histories = await fetchIterationHistories(client, runId, range);
+    } catch (error) {
+      // A run or iteration that does not exist is a usage error, said plainly.
+      if (error instanceof ValidationError) throw new CliError(error.message);
+      throw error;
+    }
+    timelines.push(timelineFromIterationHistories(histories));
+  }
+  return timelines;
+}
+
 export function addTimelineCommand(
   program: Command,
   connection: { withFlags(command: Command): Command; target(flags: { address?: string; namespace?: string }): TemporalTarget },
@@ -91,38 +131,39 @@ export function addTimelineCommand(
         .command('timeline')
         .description(
           "Per-rank Gantt chart of a run's GPU roles over time (rollout, offload, train, sync, onload, idle) from its Temporal history, as SVG + PNG + JSON; " +
-            'or of a timelines.json file (--from-json, e.g. written by the simulator)',
+            'several runs give one panel each (e.g. the three strategies); or render a timelines.json file (--from-json, e.g. written by the simulator)',
         )
-        .argument('[run-id]', 'the run to chart (its workflows timeshare-<run-id> and timeshare-<run-id>-iter-<k>)')
+        .argument('[run-ids...]', 'the run(s) to chart (workflows timeshare-<run-id> and timeshare-<run-id>-iter-<k>)')
         .option('--out <dir>', 'folder for the chart files', DEFAULT_TIMELINE_DIR)
-        .option('--iterations <range>', "iterations to chart: K, K..L or K.. (default: all)", parseIterationRange)
-        .option('--from-json <file>', 'render a timelines JSON file (an array of timelines) instead of a run')
+        .option('--iterations <range>', 'iterations to chart: K, K..L or K.. (default: all)', parseIterationRange)
+        .option('--state-dir <dir>', "read finished 'timeshare dev' runs from its state folder (starts a headless server on its database meanwhile)")
+        .option('--from-json <file>', 'render a timelines JSON file (an array of timelines) instead of runs')
         .option('--title <text>', 'chart title'),
     )
-    .action(async (runId: string | undefined, flags: TimelineFlags) => {
-      if ((runId === undefined) === (flags.fromJson === undefined)) {
-        throw new CliError('give either a run id or --from-json <file> (exactly one)', 2);
+    .action(async (runIds: string[], flags: TimelineFlags) => {
+      if ((runIds.length === 0) === (flags.fromJson === undefined)) {
+        throw new CliError('give either run ids or --from-json <file> (exactly one of them)', 2);
       }
       let files: ChartFiles;
       if (flags.fromJson !== undefined) {
         const timelines = readTimelinesFile(flags.fromJson);
         files = await writeTimelineCharts(timelines, flags.out, path.basename(flags.fromJson, path.extname(flags.fromJson)), { title: flags.title });
       } else {
-        const id = runId as string;
-        const client = await connectClient(connection.target(flags));
+        if (flags.stateDir !== undefined && flags.address !== undefined) throw new CliError('give --state-dir or --address, not both', 2);
+        const server = flags.stateDir === undefined ? undefined : await serveDevState(flags.stateDir);
+        const client = await connectClient(server === undefined ? connection.target(flags) : { address: server.address, namespace: 'default' }).catch(async (error: unknown) => {
+          await server?.stop();
+          throw error;
+        });
         try {
-          let histories: IterationHistory[];
-          try {
-            histories = await fetchIterationHistories(client, id, flags.iterations ?? {});
-          } catch (error) {
-            // A run or iteration that does not exist is a usage error, said plainly.
-            if (error instanceof ValidationError) throw new CliError(error.message);
-            throw error;
-          }
-          const timeline = timelineFromIterationHistories(histories);
-          files = await writeTimelineCharts([timeline], flags.out, `${id}-timeline`, { title: flags.title, withJson: true });
+          const timelines = await runTimelines(client, runIds, flags.iterations ?? {});
+          // File names from run ids: keep them inside --out whatever the ids contain.
+          const safe = runIds.map((id) => id.replace(/[^A-Za-z0-9._-]/g, '_'));
+          const name = safe.length === 1 ? `${safe[0]}-timeline` : `timeline-${safe.join('-')}`;
+          files = await writeTimelineCharts(timelines, flags.out, name, { title: flags.title, withJson: true });
         } finally {
           await client.connection.close();
+          await server?.stop();
         }
       }
       console.log(`svg:  ${files.svg}\npng:  ${files.png}${files.json === undefined ? '' : `\njson: ${files.json}`}`);

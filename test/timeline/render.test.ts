@@ -145,7 +145,7 @@ describe('timeline charts', () => {
 
       const neither = await cli(['timeline']);
       expect(neither.code).toBe(2);
-      expect(neither.stderr).toContain('either a run id or --from-json');
+      expect(neither.stderr).toContain('either run ids or --from-json');
     });
   });
 });
