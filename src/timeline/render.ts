@@ -37,7 +37,6 @@ interface BarRow {
   role: TimelineRole;
   start: number;
   end: number;
-  label: string;
 }
 
 function laneHeight(lanes: number): number {
@@ -64,15 +63,14 @@ function panelSpec(timeline: Timeline, domainEndS: number): LayerSpec<Field> {
     role: segment.role,
     start: seconds(segment.startMs),
     end: seconds(segment.endMs),
-    label: segment.label ?? '',
   }));
   // Every lane is idle over the observed span unless a segment says otherwise.
-  const background: BarRow[] = timeline.lanes.map((lane) => ({ lane, role: 'idle', start: 0, end: seconds(timeline.endMs), label: '' }));
+  const background: BarRow[] = timeline.lanes.map((lane) => ({ lane, role: 'idle', start: 0, end: seconds(timeline.endMs) }));
   const { values: laneLabels, every } = labelledLanes(timeline.lanes);
   const height = laneHeight(timeline.lanes.length) * timeline.lanes.length;
   const dense = timeline.lanes.length > 40;
   const where = timeline.source === 'simulator' ? 'simulated, virtual time' : 'Temporal history, wall time';
-  const subtitle = [`${timeline.strategy} · ${where} · ${timeline.lanes.length} lanes${every > 1 ? ` (every ${every}th labelled)` : ''}`];
+  const subtitle = [`${timeline.strategy} · ${where} · ${timeline.lanes.length} lanes${every > 1 ? ` (every ${every === 2 ? '2nd' : `${every}th`} labelled)` : ''}`];
   if (timeline.note !== undefined && timeline.note.length > 0) subtitle.push(timeline.note);
 
   const x = {
