@@ -108,6 +108,8 @@ export interface SimulationResult {
   gpus: number;
   ranks: number;
   policy: SchedulingPolicy;
+  /** The cost model's weight-sync time of one rank (all ranks sync in parallel). */
+  weightSyncMs: number;
   iterations: IterationRecord[];
   totals: SimulationTotals;
   /** GPU-milliseconds spent in each role over the whole run. */
@@ -250,6 +252,7 @@ export class Simulator {
       gpus: this.cfg.layout.nodes * this.cfg.layout.gpusPerNode,
       ranks: this.cfg.layout.ranks.length,
       policy: this.cfg.policy,
+      weightSyncMs: this.cfg.cost.weightSyncMs,
       iterations: this.records,
       totals: this.totals,
       gpuMsByRole: this.lanes.gpuMsByRole(),
