@@ -68,8 +68,22 @@ export interface SimulationConfig {
   cost: CostModel;
   workload: WorkloadModel;
   policy: SchedulingPolicy;
+  /** Latency of the control plane itself, in simulated ms (see ControlPlaneLatency). */
+  controlPlane: ControlPlaneLatency;
   /** Timeline segments are recorded for the first this-many iterations (0: none). */
   timelineIterations: number;
+}
+
+/**
+ * What the durable control plane adds to an iteration besides the engines' work: every activity
+ * the iteration workflow awaits in sequence costs a round trip through the Temporal server, and a
+ * shard hears its cancellation only with its next heartbeat (docs/design.md §5.2).
+ */
+export interface ControlPlaneLatency {
+  /** One activity round trip (schedule, pick up, complete, workflow task). */
+  activityRoundTripMs: number;
+  /** From the workflow cancelling a shard to the shard having checkpointed (one heartbeat). */
+  cancellationMs: number;
 }
 
 export interface IterationRecord {
@@ -295,6 +309,8 @@ export class Simulator {
       phaseStart = this.nowMs;
     };
     const allRanks = layout.ranks.map((rank) => rank.id);
+    const { activityRoundTripMs } = this.cfg.controlPlane;
+    const roundTrips = (count: number): Wait => ({ kind: 'sleep', ms: count * activityRoundTripMs });
 
     // ---- 0. carry-over: drop what the async ratio no longer admits
     const stale = staleIds(this.ledger, fromVersion, this.cfg.asyncRatio);
@@ -302,12 +318,15 @@ export class Simulator {
       this.ledger = drop(this.ledger, stale, 'stale');
       for (const id of stale) this.markDropped(this.samples.get(id)!, 'stale');
       this.countDrops(record, 'stale', stale.length);
+      yield roundTrips(1);
     }
+    // describeSamples, readSealedBatch (recovery bookkeeping)
+    yield roundTrips(2);
 
     // ---- 1. full rollout until the batch threshold
     enterPhase('rollout');
     this.placeAndLaunch(samplesByState(this.ledger).waiting, allRanks);
-    this.refill(allRanks, this.cfg.maxConcurrentSamples, record);
+    if (this.refill(allRanks, this.cfg.maxConcurrentSamples, record)) yield roundTrips(1);
     let ready: number[] | undefined;
     while (ready === undefined) {
       const states = samplesByState(this.ledger);
@@ -317,15 +336,19 @@ export class Simulator {
       );
       this.watchBatch(candidates);
       yield { kind: 'until', ready: () => this.completedCandidates.length >= this.cfg.batchSize || this.everyShardEnded() };
+      // awaitBatch's answer (or the shards' ends) reaches the workflow.
+      yield roundTrips(1);
       if (this.completedCandidates.length >= this.cfg.batchSize) {
         ready = selectBatch(this.ledger, this.completedCandidates, this.cfg.batchSize);
       } else {
-        this.stopShards([...this.shards.values()], record);
+        yield* this.stopShardsWithLatency([...this.shards.values()], record);
         this.placeAndLaunch(samplesByState(this.ledger).waiting, allRanks);
-        this.refill(allRanks, this.cfg.maxConcurrentSamples, record);
+        if (this.refill(allRanks, this.cfg.maxConcurrentSamples, record)) yield roundTrips(1);
       }
     }
     this.candidates = undefined;
+    // sealBatch
+    yield roundTrips(1);
     this.ledger = sealBatch(this.ledger, ready);
     record.batchSamples = ready.length;
     record.batchTokens = ready.reduce((sum, id) => sum + this.samples.get(id)!.committedTokens, 0);
@@ -360,31 +383,33 @@ export class Simulator {
     enterPhase('shrink');
     if (release.length > 0) {
       const releasedSet = new Set(release);
-      const moved = this.stopShards([...this.shards.values()].filter((shard) => releasedSet.has(shard.rank)), record);
+      const moved = yield* this.stopShardsWithLatency([...this.shards.values()].filter((shard) => releasedSet.has(shard.rank)), record);
       record.migrated = moved.length;
       this.totals.migrated += moved.length;
       if (keep.length > 0) this.placeAndLaunch(moved, keep);
-      yield { kind: 'sleep', ms: cost.offloadMs };
+      yield { kind: 'sleep', ms: cost.offloadMs + activityRoundTripMs };
       for (const rank of release) this.flushCache(rank);
       this.setPool(completeOffload(this.iterLayout, this.pool, release));
     }
-    if (keep.length > 0 && this.cfg.asyncRatio >= 1) this.refill(keep, this.cfg.maxConcurrentSamples - this.cfg.batchSize, record);
+    if (keep.length > 0 && this.cfg.asyncRatio >= 1 && this.refill(keep, this.cfg.maxConcurrentSamples - this.cfg.batchSize, record)) yield roundTrips(1);
 
     // ---- 3. train ‖ long tail
     this.setPool(beginTraining(this.iterLayout, this.pool));
     enterPhase('train');
     const trainerShared = this.iterLayout.shrinkRanks.length > 0;
+    // trainerOnload is called every iteration (a no-op when the trainer stayed onloaded).
     if (!this.trainerOnloaded) {
       this.lanes.setTrainer('onload', this.iterLayout.trainGpus);
       yield { kind: 'sleep', ms: cost.trainerOnloadMs };
       this.trainerOnloaded = true;
     }
+    yield roundTrips(1);
     this.lanes.setTrainer('train', this.iterLayout.trainGpus);
-    yield { kind: 'sleep', ms: trainStepMs(cost, record.batchTokens, this.iterLayout.trainGpus.length) };
+    yield { kind: 'sleep', ms: trainStepMs(cost, record.batchTokens, this.iterLayout.trainGpus.length) + activityRoundTripMs };
     this.version = fromVersion + 1;
     if (trainerShared) {
       this.lanes.setTrainer('offload', this.iterLayout.trainGpus);
-      yield { kind: 'sleep', ms: cost.trainerOffloadMs };
+      yield { kind: 'sleep', ms: cost.trainerOffloadMs + activityRoundTripMs };
       this.trainerOnloaded = false;
     }
     this.lanes.setTrainer(undefined, this.iterLayout.trainGpus);
@@ -392,22 +417,22 @@ export class Simulator {
 
     // ---- 4. stop and checkpoint every shard
     enterPhase('stop');
-    this.stopShards([...this.shards.values()], record);
+    yield* this.stopShardsWithLatency([...this.shards.values()], record);
 
     // ---- 5. weight sync, then expand
     enterPhase('sync');
     if (release.length > 0) {
       this.setPool(beginOnload(this.iterLayout, this.pool, release));
-      yield { kind: 'sleep', ms: memoryTagShareMs(cost, 'weights', cost.onloadMs) };
+      yield { kind: 'sleep', ms: memoryTagShareMs(cost, 'weights', cost.onloadMs) + activityRoundTripMs };
     }
     this.lanes.setSyncing(true);
-    yield { kind: 'sleep', ms: cost.weightSyncMs };
+    yield { kind: 'sleep', ms: cost.weightSyncMs + activityRoundTripMs };
     this.lanes.setSyncing(false);
     // KV computed under the old weights is stale: every engine flushes its prefix cache.
     for (const rank of allRanks) this.flushCache(rank);
     enterPhase('expand');
     if (release.length > 0) {
-      yield { kind: 'sleep', ms: memoryTagShareMs(cost, 'kv_cache', cost.onloadMs) };
+      yield { kind: 'sleep', ms: memoryTagShareMs(cost, 'kv_cache', cost.onloadMs) + activityRoundTripMs };
       this.setPool(completeOnload(this.iterLayout, this.pool, release));
     }
     checkPoolInvariants(this.iterLayout, this.pool);
@@ -477,10 +502,11 @@ export class Simulator {
     for (const placement of assignLeastLoaded(ids, loadsByRank(this.ledger, ranks))) this.launchShard(placement.rank, placement.sampleIds);
   }
 
-  private refill(ranks: readonly RankId[], target: number, record: IterationRecord): void {
-    if (ranks.length === 0) return;
+  /** Admits up to `target` live samples onto `ranks`; true if any were admitted (admitSamples ran). */
+  private refill(ranks: readonly RankId[], target: number, record: IterationRecord): boolean {
+    if (ranks.length === 0) return false;
     const room = target - this.ledger.live.length;
-    if (room <= 0) return;
+    if (room <= 0) return false;
     const admitted = admit(this.ledger, room, this.version);
     this.ledger = admitted.ledger;
     record.admitted += admitted.ids.length;
@@ -504,6 +530,20 @@ export class Simulator {
       });
     }
     this.placeAndLaunch(admitted.ids, ranks);
+    return true;
+  }
+
+  /**
+   * The workflow's stopShards: the shards run on until their cancellation arrives (one heartbeat),
+   * then stop where they are; settleShards is one more round trip.
+   */
+  private *stopShardsWithLatency(selected: readonly SimShard[], record: IterationRecord): Generator<Wait, number[], void> {
+    if (selected.length === 0) return [];
+    // A shard whose samples have all ended has returned already: nothing to cancel.
+    if (selected.some((shard) => shard.active > 0)) yield { kind: 'sleep', ms: this.cfg.controlPlane.cancellationMs };
+    const unfinished = this.stopShards(selected.filter((shard) => this.shards.has(shard.id)), record);
+    yield { kind: 'sleep', ms: this.cfg.controlPlane.activityRoundTripMs };
+    return unfinished;
   }
 
   private launchShard(rank: RankId, sampleIds: number[]): void {
