@@ -100,6 +100,11 @@ function csvWorkload(base: LoadedBase, strategy: Strategy, csv: string): Workloa
 
 export function runBench(flags: BenchFlags): void {
   const started = Date.now();
+  const cpuStart = process.cpuUsage();
+  const cpuSeconds = (): number => {
+    const used = process.cpuUsage(cpuStart);
+    return (used.user + used.system) / 1e6;
+  };
   const base = loadBase(flags);
   const outDir = path.resolve(flags.out ?? path.join('.timeshare', 'bench', base.name));
   const csv = flags.workloadCsv === undefined ? undefined : path.resolve(flags.workloadCsv);
@@ -126,15 +131,16 @@ export function runBench(flags: BenchFlags): void {
     iterationRecords[strategy] = result.iterations;
   }
   const simSeconds = (Date.now() - started) / 1000;
+  const simCpuSeconds = cpuSeconds();
   console.log(`timeshare bench: ${base.name} (${base.file}), ${flags.iterations} iterations per strategy, policy: the pipeline's (${describePolicy(PIPELINE_POLICY)})`);
   if (csv !== undefined) console.log(`workload: turns per trajectory drawn from ${csv}`);
   console.log('');
   console.log(strategyTable(reports));
   console.log('');
   console.log(
-    `simulated ${flags.iterations} iterations × 3 strategies in ${simSeconds.toFixed(1)} s wall (` +
+    `simulated ${flags.iterations} iterations × 3 strategies in ${simSeconds.toFixed(1)} s wall, ${simCpuSeconds.toFixed(1)} s CPU (` +
       STRATEGY_ORDER.map((s) => `${s} ${wallByStrategy[s]!.toFixed(1)} s`).join(', ') +
-      ')',
+      '; wall time includes waiting for a shared CPU)',
   );
 
   // ---- policies
@@ -172,13 +178,15 @@ export function runBench(flags: BenchFlags): void {
     sweep,
     wallSeconds: (Date.now() - started) / 1000,
     simulationWallSeconds: simSeconds,
+    simulationCpuSeconds: simCpuSeconds,
+    wallSecondsByStrategy: wallByStrategy,
   };
   fs.writeFileSync(benchFile, `${JSON.stringify(bench, null, 1)}\n`);
   fs.writeFileSync(timelinesFile, `${JSON.stringify(timelines)}\n`);
   console.log('');
   console.log(`wrote ${benchFile}`);
   console.log(`wrote ${timelinesFile} (${timelines.length} timelines, first ${Math.min(flags.timelineIterations, flags.iterations)} iterations each)`);
-  console.log(`bench wall time ${((Date.now() - started) / 1000).toFixed(1)} s`);
+  console.log(`bench wall time ${((Date.now() - started) / 1000).toFixed(1)} s (CPU ${cpuSeconds().toFixed(1)} s)`);
 }
 
 function describePolicy(policy: SchedulingPolicy): string {
@@ -219,7 +227,8 @@ export function strategyTable(reports: readonly StrategyReport[]): string {
     row('GPU weight sync', (r) => pct(r.gpuTimeByRole.sync)),
     row('GPU idle (bubble)', (r) => pct(r.idleFraction)),
     row('timeout rate', (r) => `${pct(r.timeoutRate)} (${r.timeouts})`, SEED_FIGURES.timeouts),
-    row('stale drops', (r) => String(r.staleDrops)),
+    row('stale drops (lag > async ratio)', (r) => String(r.staleDrops)),
+    row('admitted trajectories lost (timeout + stale)', (r) => pct(r.lostRate)),
     row('shrink overhead (share of run)', (r) => pct(r.shrinkShare), `offload ${SEED_FIGURES.shrinkOffloadSeconds}`),
     row('sync + expand (share of run)', (r) => pct(r.syncShare)),
     row('weight sync / training time', (r) => pct(r.syncShareOfTraining), SEED_FIGURES.syncOverheadOfTraining),

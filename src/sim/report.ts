@@ -28,6 +28,8 @@ export interface StrategyReport {
   timeoutRate: number;
   timeouts: number;
   staleDrops: number;
+  /** Admitted trajectories lost to the environment timeout or the staleness bound, per trajectory admitted. */
+  lostRate: number;
   /** Wall-clock share of the run spent in the shrink phase (stop released shards + offload). */
   shrinkShare: number;
   /** Wall-clock share spent in weight sync + expand (reload), and the weight-sync part relative to training time. */
@@ -53,6 +55,7 @@ export function strategyReport(result: SimulationResult): StrategyReport {
   const trainMs = phaseTotal(result, 'train');
   const syncMs = phaseTotal(result, 'sync');
   const iterations = result.iterations.length;
+  const admitted = result.iterations.reduce((sum, record) => sum + record.admitted, 0);
   return {
     label: result.label,
     strategy: result.strategy,
@@ -69,6 +72,7 @@ export function strategyReport(result: SimulationResult): StrategyReport {
     timeoutRate: ended > 0 ? timeouts / ended : 0,
     timeouts,
     staleDrops: totals.dropped.stale,
+    lostRate: admitted > 0 ? (timeouts + totals.dropped.stale) / admitted : 0,
     shrinkShare: phaseTotal(result, 'shrink') / totals.virtualMs,
     syncShare: (syncMs + phaseTotal(result, 'expand')) / totals.virtualMs,
     syncShareOfTraining: trainMs > 0 ? (iterations * result.weightSyncMs) / trainMs : 0,
