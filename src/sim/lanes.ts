@@ -68,7 +68,7 @@ export class LaneRecorder {
     if (!on) this.recordedEndMs = now;
   }
 
-  setPool(_layout: PoolLayout, pool: PoolState): void {
+  setPool(pool: PoolState): void {
     this.pool = pool;
     this.refreshAll();
   }

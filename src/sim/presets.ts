@@ -9,7 +9,7 @@ import { parse as parseYaml } from 'yaml';
 import { examplesDir, parseRunConfig, type ParsedRunConfig } from '../config';
 import { WorkloadModel } from '../engines/sim/workload';
 import { logNormal } from '../engines/sim/random';
-import { STRATEGIES, type Strategy } from '../gpu';
+import type { Strategy } from '../gpu';
 
 export const PRESETS = ['seed-160'] as const;
 export type PresetName = (typeof PRESETS)[number];
@@ -113,4 +113,3 @@ export function shapedWorkload(parsed: ParsedRunConfig, shape: WorkloadShape): W
   }
 }
 
-export { STRATEGIES };

@@ -472,7 +472,7 @@ export class Simulator {
 
   private setPool(next: PoolState): void {
     this.pool = next;
-    this.lanes.setPool(this.iterLayout, next);
+    this.lanes.setPool(next);
   }
 
   private everyShardEnded(): boolean {
