@@ -81,7 +81,14 @@ interface LoadedBase {
 function loadBase(flags: BenchFlags): LoadedBase {
   if (flags.config !== undefined) {
     const file = path.resolve(flags.config);
-    return { name: path.basename(file).replace(/\.(ya?ml|json)$/, ''), file, raw: readRawConfig(file) };
+    const raw = readRawConfig(file);
+    if (raw.strategy !== 'multiplexed') {
+      throw new CliError(
+        `${file}: bench needs a multiplexed config (strategy: ${JSON.stringify(raw.strategy)}): it derives the disaggregated and colocated variants from its pool and train group`,
+        2,
+      );
+    }
+    return { name: path.basename(file).replace(/\.(ya?ml|json)$/, ''), file, raw };
   }
   let file: string;
   try {

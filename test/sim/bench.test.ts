@@ -65,6 +65,10 @@ describe('timeshare bench', () => {
     expect(refused.code).not.toBe(0);
     expect(refused.stderr).toContain('no "turns" column');
 
+    const notMultiplexed = await run(['bench', '--config', path.join(__dirname, '..', '..', 'examples', 'disaggregated.yaml')]);
+    expect(notMultiplexed.code).toBe(2);
+    expect(notMultiplexed.stderr).toContain('bench needs a multiplexed config');
+
     const unknown = await run(['bench', '--preset', 'nope']);
     expect(unknown.code).toBe(2);
     expect(unknown.stderr).toContain("unknown bench preset 'nope'");
