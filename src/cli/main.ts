@@ -11,6 +11,7 @@ import { runWorkers } from '../workers/lifecycle';
 import { createOrchestratorWorker } from '../workers/orchestrator';
 import type { TemporalTarget, WorkerContext } from '../workers/options';
 import { runtimePaths } from '../workers/runtime';
+import { addBenchCommand } from './bench';
 import { CliError, connectClient, queryStatus, sendUpdate, startOrAttachRun } from './client';
 import { runDev, watchRun } from './dev';
 import { statusBlock } from './progress';
@@ -203,6 +204,8 @@ export function buildProgram(): Command {
       console.log(`  train GPUs:    ${layout.trainGpus.join(',')}`);
       console.log(`  released at shrink: ranks ${layout.shrinkRanks.join(',') || '(none)'}`);
     });
+
+  addBenchCommand(program);
 
   return program;
 }

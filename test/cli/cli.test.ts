@@ -54,7 +54,7 @@ describe('timeshare CLI', () => {
   });
 
   it('has --help on every command', async () => {
-    for (const command of [[], ['dev'], ['start'], ['status'], ['pause'], ['resume'], ['stop'], ['set-batch-size'], ['set-shrink-set'], ['worker', 'orchestrator'], ['worker', 'gpu-node'], ['check-config'], ['timeline']]) {
+    for (const command of [[], ['dev'], ['start'], ['status'], ['pause'], ['resume'], ['stop'], ['set-batch-size'], ['set-shrink-set'], ['worker', 'orchestrator'], ['worker', 'gpu-node'], ['check-config'], ['timeline'], ['bench']]) {
       const result = await run([...command, '--help']);
       expect(result.code, command.join(' ')).toBe(0);
       expect(result.stdout, command.join(' ')).toContain('Usage: timeshare');

@@ -13,8 +13,8 @@
  * the earliest completion at the new rate. Between events the rate is constant, so progress is
  * exact (up to timer resolution); aborts read progress at the instant they happen.
  */
-import type { CostModel } from '../types';
 import { MAX_TIMER_DELAY_MS, type SimClock } from './clock';
+import { decodeTokensPerMsPerRequest, type DecodeCost } from './costFunctions';
 
 /**
  * Jobs whose planned end is at most this many real ms away count as done when the timer fires:
@@ -54,7 +54,7 @@ interface Job {
   settle: (outcome: DecodeOutcome) => void;
 }
 
-export type DecodeCost = Pick<CostModel, 'decodeTokensPerSecondPerRank' | 'decodeHalfSaturationConcurrency'>;
+export type { DecodeCost };
 
 export class DecodeScheduler {
   private readonly jobs = new Map<string, Job>();
@@ -79,8 +79,7 @@ export class DecodeScheduler {
 
   /** Per-request decode rate (tokens per simulated ms) at the current concurrency. */
   private ratePerSimMs(): number {
-    const c = this.jobs.size;
-    return this.cost.decodeTokensPerSecondPerRank / (c + this.cost.decodeHalfSaturationConcurrency) / 1000;
+    return decodeTokensPerMsPerRequest(this.cost, this.jobs.size);
   }
 
   /** Starts a job; resolves when it completes or is aborted (never rejects). */

@@ -27,6 +27,7 @@ import {
   type TurnResult,
 } from '../types';
 import type { SimClock } from './clock';
+import { memoryTagShareMs, prefillMs } from './costFunctions';
 import { DecodeScheduler } from './decodeScheduler';
 import { EngineStateError } from './errors';
 import type { SimGpuMemory } from './gpuMemory';
@@ -138,8 +139,7 @@ export class SimRolloutEngine implements RolloutEngine {
 
   /** The share of a release/resume time spent on one tag: proportional to its memory (equal if both are 0). */
   private shareOf(tag: MemoryTag, totalMs: number): number {
-    const all = this.cost.rolloutWeightsGiBPerGpu + this.cost.rolloutKvCacheGiBPerGpu;
-    return all > 0 ? (totalMs * this.gibPerGpu(tag)) / all : totalMs / ALL_MEMORY_TAGS.length;
+    return memoryTagShareMs(this.cost, tag, totalMs);
   }
 
   private residentTags(): MemoryTag[] {
@@ -195,7 +195,7 @@ export class SimRolloutEngine implements RolloutEngine {
     const capped = wanted > request.maxNewTokens;
     const targetTokens = capped ? request.maxNewTokens : wanted;
     const cachedTokens = Math.min(this.prefixCache.get(request.sampleId) ?? 0, request.contextTokens);
-    const prefillSimMs = ((request.contextTokens - cachedTokens) / 1000) * this.cost.prefillMsPerThousandTokens;
+    const prefillSimMs = prefillMs(this.cost, request.contextTokens - cachedTokens);
     const weightVersion = this.weightVersion;
     const epoch = this.cacheEpoch;
 

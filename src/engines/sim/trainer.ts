@@ -16,6 +16,7 @@ import type { GpuId, NodeId } from '../../gpu/layout';
 import { checkIntRange, checkNoDuplicates, checkNonEmpty } from '../../gpu/validation';
 import type { CostModel, TrainBatch, Trainer, TrainerStatus, TrainStepResult } from '../types';
 import type { SimClock } from './clock';
+import { trainStepMs } from './costFunctions';
 import { EngineStateError } from './errors';
 import type { SimGpuMemory } from './gpuMemory';
 import { readStateFile, writeJsonAtomic } from './persistentState';
@@ -126,7 +127,7 @@ export class SimTrainer implements Trainer {
 
   /** Simulated duration of a step over `totalTokens` (ms). */
   stepSimMs(totalTokens: number): number {
-    return this.cost.trainStepFixedMs + (totalTokens / (this.cost.trainTokensPerSecondPerGpu * this.totalTrainGpus)) * 1000;
+    return trainStepMs(this.cost, totalTokens, this.totalTrainGpus);
   }
 
   /** If `signal` aborts, REJECTS with SimAbortError and the weights stay at fromVersion. */

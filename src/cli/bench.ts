@@ -1,0 +1,361 @@
+/**
+ * `timeshare bench`: the three strategies of a preset (or config) through the discrete-event
+ * simulator, side by side with the seed's reported figures; optionally the policy comparison
+ * against the ROLL-like baseline and the robustness sweep. Writes bench.json and timelines.json.
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import { Command, InvalidArgumentError } from 'commander';
+import { loadTurnsCsv, WorkloadModel } from '../engines/sim/workload';
+import { PIPELINE_POLICY, ROLL_BASELINE_POLICY, type SchedulingPolicy, type Strategy } from '../gpu';
+import { simulationConfig } from '../sim/config';
+import { asStrategy, presetPath, readRawConfig, resizePool, shapedWorkload, WORKLOAD_SHAPE_NOTES, WORKLOAD_SHAPES, type WorkloadShape } from '../sim/presets';
+import { strategyReport, type StrategyReport } from '../sim/report';
+import { simulate } from '../sim/simulator';
+import { checkTimelines } from '../timeline/schema';
+import type { Timeline } from '../timeline/types';
+import { CliError } from './client';
+import { writeTimelineCharts } from './timeline';
+
+/** The seed's reported figures (brief: Qwen3-235B-A22B, SWE workload, 160 GPUs). */
+export const SEED_FIGURES = {
+  multiplexedVsDisaggregatedThroughput: 3.5,
+  timeouts: 'none (multiplexed) vs many (disaggregated)',
+  syncOverheadOfTraining: '< 1 %',
+  shrinkOffloadSeconds: '2-3 s',
+} as const;
+
+const STRATEGY_ORDER: readonly Strategy[] = ['disaggregated', 'multiplexed', 'colocated'];
+
+/** The policies measured against the ROLL-like baseline: each change alone, then the combination. */
+export const POLICY_VARIANTS: readonly { name: string; policy: SchedulingPolicy }[] = [
+  { name: 'ROLL-like baseline', policy: ROLL_BASELINE_POLICY },
+  { name: '(a) keep prefix', policy: { ...ROLL_BASELINE_POLICY, migration: 'keep-prefix' } },
+  { name: '(b) least-work release', policy: { ...ROLL_BASELINE_POLICY, release: 'least-work' } },
+  { name: '(c) adaptive trigger', policy: { ...ROLL_BASELINE_POLICY, trigger: 'adaptive' } },
+  { name: '(a)+(b)', policy: { migration: 'keep-prefix', release: 'least-work', trigger: 'batch-ready' } },
+];
+
+export interface BenchFlags {
+  preset: string;
+  config?: string;
+  iterations: number;
+  out?: string;
+  comparePolicies: boolean;
+  sweep: boolean;
+  sweepIterations: number;
+  timelineIterations: number;
+  workloadCsv?: string;
+}
+
+function integer(name: string, min: number): (value: string) => number {
+  return (value) => {
+    const n = Number(value);
+    if (!Number.isInteger(n) || n < min) throw new InvalidArgumentError(`${name} must be an integer >= ${min} (got '${value}')`);
+    return n;
+  };
+}
+
+export function addBenchCommand(program: Command): void {
+  program
+    .command('bench')
+    .description('Simulate the three strategies of a preset in virtual time (discrete-event simulator) and compare them with the seed experiment')
+    .option('--preset <name>', 'bench preset (examples/<name>.yaml)', 'seed-160')
+    .option('--config <file>', 'a multiplexed run config to bench instead of the preset')
+    .option('--iterations <n>', 'iterations per strategy', integer('--iterations', 1), 100)
+    .option('--out <dir>', 'output directory (default .timeshare/bench/<preset>)')
+    .option('--compare-policies', 'also measure the scheduling policies against the ROLL-like baseline', false)
+    .option('--sweep', 'also run the robustness sweep (workload shapes × pool sizes)', false)
+    .option('--sweep-iterations <n>', 'iterations per run in the sweep', integer('--sweep-iterations', 1), 30)
+    .option('--timeline-iterations <n>', 'iterations recorded in timelines.json', integer('--timeline-iterations', 0), 3)
+    .option('--workload-csv <file>', 'draw turns per trajectory from this CSV (a "turns" column), e.g. the SWE-bench Verified statistics')
+    .action(async (flags: BenchFlags) => {
+      await runBench(flags);
+    });
+}
+
+interface LoadedBase {
+  name: string;
+  file: string;
+  raw: Record<string, unknown>;
+}
+
+function loadBase(flags: BenchFlags): LoadedBase {
+  if (flags.config !== undefined) {
+    const file = path.resolve(flags.config);
+    const raw = readRawConfig(file);
+    if (raw.strategy !== 'multiplexed') {
+      throw new CliError(
+        `${file}: bench needs a multiplexed config (strategy: ${JSON.stringify(raw.strategy)}): it derives the disaggregated and colocated variants from its pool and train group`,
+        2,
+      );
+    }
+    return { name: path.basename(file).replace(/\.(ya?ml|json)$/, ''), file, raw };
+  }
+  let file: string;
+  try {
+    file = presetPath(flags.preset);
+  } catch (error) {
+    throw new CliError((error as Error).message, 2);
+  }
+  return { name: flags.preset, file, raw: readRawConfig(file) };
+}
+
+function csvWorkload(base: LoadedBase, strategy: Strategy, csv: string): WorkloadModel {
+  const parsed = asStrategy(base.raw, strategy, base.file);
+  const params = { ...parsed.config.simulation.workload, turnDistribution: 'csv' as const, csvPath: csv };
+  return new WorkloadModel(params, { maxTurns: parsed.config.maxTurns, maxTokens: parsed.config.maxTokens }, loadTurnsCsv(csv));
+}
+
+export async function runBench(flags: BenchFlags): Promise<void> {
+  const started = Date.now();
+  const cpuStart = process.cpuUsage();
+  const cpuSeconds = (): number => {
+    const used = process.cpuUsage(cpuStart);
+    return (used.user + used.system) / 1e6;
+  };
+  const base = loadBase(flags);
+  const outDir = path.resolve(flags.out ?? path.join('.timeshare', 'bench', base.name));
+  const csv = flags.workloadCsv === undefined ? undefined : path.resolve(flags.workloadCsv);
+
+  // ---- the three strategies
+  const reports: StrategyReport[] = [];
+  const timelines: Timeline[] = [];
+  const iterationRecords: Record<string, unknown> = {};
+  const wallByStrategy: Record<string, number> = {};
+  for (const strategy of STRATEGY_ORDER) {
+    const t0 = Date.now();
+    const parsed = asStrategy(base.raw, strategy, base.file);
+    const result = simulate(
+      simulationConfig(parsed, {
+        iterations: flags.iterations,
+        timelineIterations: Math.min(flags.timelineIterations, flags.iterations),
+        baseDir: path.dirname(base.file),
+        workload: csv === undefined ? undefined : csvWorkload(base, strategy, csv),
+      }),
+    );
+    wallByStrategy[strategy] = (Date.now() - t0) / 1000;
+    reports.push(strategyReport(result));
+    timelines.push(result.timeline);
+    iterationRecords[strategy] = result.iterations;
+  }
+  const simSeconds = (Date.now() - started) / 1000;
+  const simCpuSeconds = cpuSeconds();
+  console.log(`timeshare bench: ${base.name} (${base.file}), ${flags.iterations} iterations per strategy, policy: the pipeline's (${describePolicy(PIPELINE_POLICY)})`);
+  if (csv !== undefined) console.log(`workload: turns per trajectory drawn from ${csv}`);
+  console.log('');
+  console.log(strategyTable(reports));
+  console.log('');
+  console.log(
+    `simulated ${flags.iterations} iterations × 3 strategies in ${simSeconds.toFixed(1)} s wall, ${simCpuSeconds.toFixed(1)} s CPU (` +
+      STRATEGY_ORDER.map((s) => `${s} ${wallByStrategy[s]!.toFixed(1)} s`).join(', ') +
+      '; wall time includes waiting for a shared CPU)',
+  );
+
+  // ---- policies
+  let policies: PolicyRow[] | undefined;
+  if (flags.comparePolicies) {
+    const t0 = Date.now();
+    policies = comparePolicies(base, flags.iterations, csv);
+    console.log('');
+    console.log(policyTable(policies, `${base.name} multiplexed, ${flags.iterations} iterations`));
+    console.log(`(policy comparison: ${((Date.now() - t0) / 1000).toFixed(1)} s wall)`);
+  }
+
+  // ---- sweep
+  let sweep: SweepRow[] | undefined;
+  if (flags.sweep) {
+    const t0 = Date.now();
+    sweep = runSweep(base, flags.sweepIterations);
+    console.log('');
+    console.log(sweepTable(sweep, flags.sweepIterations));
+    console.log(`(sweep: ${((Date.now() - t0) / 1000).toFixed(1)} s wall)`);
+  }
+
+  fs.mkdirSync(outDir, { recursive: true });
+  const benchFile = path.join(outDir, 'bench.json');
+  const timelinesFile = path.join(outDir, 'timelines.json');
+  const bench = {
+    preset: base.name,
+    config: base.file,
+    iterations: flags.iterations,
+    workloadCsv: csv,
+    seed: SEED_FIGURES,
+    strategies: reports,
+    iterationRecords,
+    policies,
+    sweep,
+    wallSeconds: (Date.now() - started) / 1000,
+    simulationWallSeconds: simSeconds,
+    simulationCpuSeconds: simCpuSeconds,
+    wallSecondsByStrategy: wallByStrategy,
+  };
+  fs.writeFileSync(benchFile, `${JSON.stringify(bench, null, 1)}\n`);
+  fs.writeFileSync(timelinesFile, `${JSON.stringify(timelines)}\n`);
+  console.log('');
+  console.log(`wrote ${benchFile}`);
+  console.log(`wrote ${timelinesFile} (${timelines.length} timelines, first ${Math.min(flags.timelineIterations, flags.iterations)} iterations each)`);
+  if (flags.timelineIterations > 0) {
+    const charts = await writeTimelineCharts(checkTimelines(timelines, 'simulated timelines'), outDir, 'timelines', {
+      title: `${base.name}: the three strategies, first ${Math.min(flags.timelineIterations, flags.iterations)} iterations (simulated)`,
+    });
+    console.log(`wrote ${charts.svg} and ${charts.png}`);
+  }
+  console.log(`bench wall time ${((Date.now() - started) / 1000).toFixed(1)} s (CPU ${cpuSeconds().toFixed(1)} s)`);
+}
+
+function describePolicy(policy: SchedulingPolicy): string {
+  return `${policy.migration}, ${policy.release} release, ${policy.trigger} trigger`;
+}
+
+const pct = (x: number): string => `${(x * 100).toFixed(x < 0.01 && x > 0 ? 2 : 1)} %`;
+const num = (x: number, digits = 2): string => x.toFixed(digits);
+
+function renderTable(header: string[], rows: string[][]): string {
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((row) => (row[i] ?? '').length)));
+  const line = (cells: string[]): string => cells.map((cell, i) => (i === 0 ? cell.padEnd(widths[i]!) : cell.padStart(widths[i]!))).join('  ');
+  return [line(header), widths.map((w) => '-'.repeat(w)).join('  '), ...rows.map(line)].join('\n');
+}
+
+export function strategyTable(reports: readonly StrategyReport[]): string {
+  const by = (strategy: string): StrategyReport => {
+    const report = reports.find((r) => r.strategy === strategy);
+    if (report === undefined) throw new Error(`bench: no report for ${strategy}`);
+    return report;
+  };
+  const cols = STRATEGY_ORDER.map(by);
+  const mux = by('multiplexed');
+  const dis = by('disaggregated');
+  const row = (name: string, f: (r: StrategyReport) => string, seed = ''): string[] => [name, ...cols.map(f), seed];
+  const rows = [
+    row('rollout throughput (trajectories/s)', (r) => num(r.trajectoriesPerSecond, 3)),
+    row('rollout throughput (tokens/s)', (r) => num(r.generatedTokensPerSecond, 0)),
+    row(
+      'multiplexed / disaggregated throughput',
+      (r) => (r.strategy === 'multiplexed' ? `${num(mux.generatedTokensPerSecond / dis.generatedTokensPerSecond)}× tok, ${num(mux.trajectoriesPerSecond / dis.trajectoriesPerSecond)}× traj` : ''),
+      `${SEED_FIGURES.multiplexedVsDisaggregatedThroughput}×`,
+    ),
+    row('iteration time (mean, s)', (r) => num(r.meanIterationSeconds, 1)),
+    row('GPU busy: rollout', (r) => pct(r.gpuTimeByRole.rollout)),
+    row('GPU busy: train', (r) => pct(r.gpuTimeByRole.train)),
+    row('GPU offload + onload', (r) => pct(r.gpuTimeByRole.offload + r.gpuTimeByRole.onload)),
+    row('GPU weight sync', (r) => pct(r.gpuTimeByRole.sync)),
+    row('GPU idle (bubble)', (r) => pct(r.idleFraction)),
+    row('timeout rate', (r) => `${pct(r.timeoutRate)} (${r.timeouts})`, SEED_FIGURES.timeouts),
+    row('stale drops (lag > async ratio)', (r) => String(r.staleDrops)),
+    row('admitted trajectories lost (timeout + stale)', (r) => pct(r.lostRate)),
+    row('shrink overhead (share of run)', (r) => pct(r.shrinkShare), `offload ${SEED_FIGURES.shrinkOffloadSeconds}`),
+    row('sync + expand (share of run)', (r) => pct(r.syncShare)),
+    row('weight sync / training time', (r) => pct(r.syncShareOfTraining), SEED_FIGURES.syncOverheadOfTraining),
+  ];
+  return renderTable(['', ...cols.map((r) => `${r.strategy} (${r.gpus} GPUs)`), 'seed'], rows);
+}
+
+interface PolicyRow {
+  name: string;
+  policy: SchedulingPolicy;
+  report: StrategyReport;
+  /** Trained trajectories/s relative to the baseline, minus 1. */
+  gainOverBaseline: number;
+}
+
+function comparePolicies(base: LoadedBase, iterations: number, csv: string | undefined, workload?: (parsed: ReturnType<typeof asStrategy>) => WorkloadModel): PolicyRow[] {
+  const parsed = asStrategy(base.raw, 'multiplexed', base.file);
+  const rows = POLICY_VARIANTS.map(({ name, policy }) => ({
+    name,
+    policy,
+    report: strategyReport(
+      simulate(
+        simulationConfig(parsed, {
+          iterations,
+          policy,
+          baseDir: path.dirname(base.file),
+          workload: workload?.(parsed) ?? (csv === undefined ? undefined : csvWorkload(base, 'multiplexed', csv)),
+        }),
+      ),
+    ),
+  }));
+  const baseline = rows[0]!.report.trajectoriesPerSecond;
+  return rows.map((row) => ({ ...row, gainOverBaseline: row.report.trajectoriesPerSecond / baseline - 1 }));
+}
+
+function policyTable(rows: readonly PolicyRow[], title: string): string {
+  const signed = (x: number): string => `${x >= 0 ? '+' : ''}${(x * 100).toFixed(1)} %`;
+  return (
+    `policies (${title}):\n` +
+    renderTable(
+      ['policy', 'trajectories/s', 'vs baseline', 'iteration s', 'tokens/s', 'discarded tokens', 'migrated/iter'],
+      rows.map((row) => [
+        row.name,
+        num(row.report.trajectoriesPerSecond, 3),
+        signed(row.gainOverBaseline),
+        num(row.report.meanIterationSeconds, 1),
+        num(row.report.generatedTokensPerSecond, 0),
+        pct(row.report.discardedTokenShare),
+        num(row.report.migratedPerIteration, 0),
+      ]),
+    )
+  );
+}
+
+interface SweepRow {
+  shape: WorkloadShape;
+  gpus: number;
+  strategies: Record<string, { trajectoriesPerSecond: number; tokensPerSecond: number; timeoutRate: number; idleFraction: number }>;
+  policies: { name: string; trajectoriesPerSecond: number; gainOverBaseline: number }[];
+}
+
+/** The pool sizes of the sweep: the preset's and half of it. */
+function sweepPools(base: LoadedBase): number[] {
+  const parsed = asStrategy(base.raw, 'multiplexed', base.file);
+  const nodes = parsed.layout.nodes;
+  return [nodes, Math.max(2, Math.round(nodes / 2))];
+}
+
+function runSweep(base: LoadedBase, iterations: number): SweepRow[] {
+  const rows: SweepRow[] = [];
+  for (const nodes of sweepPools(base)) {
+    const resized: LoadedBase = { ...base, raw: resizePool(base.raw, nodes, base.file) };
+    for (const shape of WORKLOAD_SHAPES) {
+      const strategies: SweepRow['strategies'] = {};
+      let gpus = 0;
+      for (const strategy of STRATEGY_ORDER) {
+        const parsed = asStrategy(resized.raw, strategy, base.file);
+        gpus = parsed.layout.nodes * parsed.layout.gpusPerNode;
+        const report = strategyReport(simulate(simulationConfig(parsed, { iterations, workload: shapedWorkload(parsed, shape) })));
+        strategies[strategy] = {
+          trajectoriesPerSecond: report.trajectoriesPerSecond,
+          tokensPerSecond: report.generatedTokensPerSecond,
+          timeoutRate: report.timeoutRate,
+          idleFraction: report.idleFraction,
+        };
+      }
+      const policies = comparePolicies(resized, iterations, undefined, (parsed) => shapedWorkload(parsed, shape)).map((row) => ({
+        name: row.name,
+        trajectoriesPerSecond: row.report.trajectoriesPerSecond,
+        gainOverBaseline: row.gainOverBaseline,
+      }));
+      rows.push({ shape, gpus, strategies, policies });
+    }
+  }
+  return rows;
+}
+
+function sweepTable(rows: readonly SweepRow[], iterations: number): string {
+  const signed = (x: number): string => `${x >= 0 ? '+' : ''}${(x * 100).toFixed(1)} %`;
+  const policyNames = rows[0]?.policies.slice(1).map((p) => p.name) ?? [];
+  const header = ['workload', 'GPUs', 'mux/disagg tok/s', 'mux/coloc traj/s', 'timeouts disagg / mux', ...policyNames.map((n) => `${n} vs ROLL`)];
+  const body = rows.map((row) => {
+    const s = row.strategies;
+    return [
+      row.shape,
+      String(row.gpus),
+      `${num(s.multiplexed!.tokensPerSecond / s.disaggregated!.tokensPerSecond)}×`,
+      `${num(s.multiplexed!.trajectoriesPerSecond / s.colocated!.trajectoriesPerSecond)}×`,
+      `${pct(s.disaggregated!.timeoutRate)} / ${pct(s.multiplexed!.timeoutRate)}`,
+      ...row.policies.slice(1).map((p) => signed(p.gainOverBaseline)),
+    ];
+  });
+  const notes = WORKLOAD_SHAPES.map((shape) => `  ${shape}: ${WORKLOAD_SHAPE_NOTES[shape]}`).join('\n');
+  return `robustness sweep (${iterations} iterations per run; policies on multiplexed, trajectories/s vs the ROLL-like baseline):\n${renderTable(header, body)}\n${notes}`;
+}

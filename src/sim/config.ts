@@ -1,0 +1,66 @@
+/**
+ * A simulation from a validated run configuration: the same fields the workflows get (through
+ * buildRunSpec) plus the simulated engines' cost model and workload.
+ */
+import type { ParsedRunConfig } from '../config';
+import { WorkloadModel } from '../engines/sim/workload';
+import { checkIntRange, PIPELINE_POLICY, type SchedulingPolicy } from '../gpu';
+import { buildRunSpec } from '../pipeline/spec';
+import type { ControlPlaneLatency, SimulationConfig } from './simulator';
+
+/**
+ * The control plane's latency in real time, as measured in the pipeline tests on one machine
+ * (docs/design.md §5.2: a shard hears its cancellation 0.2–0.4 s after the workflow asks; an
+ * activity round trip through the dev server takes some 25 ms).
+ */
+export const DEFAULT_CONTROL_PLANE_REAL_MS: ControlPlaneLatency = { activityRoundTripMs: 25, cancellationMs: 300 };
+
+export interface SimulationOptions {
+  label?: string;
+  /** Overrides run.iterations. */
+  iterations?: number;
+  policy?: SchedulingPolicy;
+  timelineIterations?: number;
+  /** Directory a relative workload csvPath resolves against (the config file's directory). */
+  baseDir?: string;
+  /** A ready workload (e.g. with in-memory turn counts); default: built from the config. */
+  workload?: WorkloadModel;
+  /** Control-plane latency in real ms (default DEFAULT_CONTROL_PLANE_REAL_MS). */
+  controlPlaneRealMs?: ControlPlaneLatency;
+  /**
+   * 'deployment' (default): engines run in real time, so real latencies count as they are.
+   * 'config': the run's simulation.timeScale, as the simulated engines of a pipeline run use it:
+   * real latencies are worth 1/timeScale simulated ms (what a pipeline run with simulated engines
+   * shows; used to validate the simulator against one).
+   */
+  timeBase?: 'deployment' | 'config';
+}
+
+export function simulationConfig(parsed: ParsedRunConfig, options: SimulationOptions = {}): SimulationConfig {
+  const spec = buildRunSpec(parsed, parsed.config.run.id ?? 'simulation');
+  const { config, layout } = parsed;
+  const iterations = checkIntRange('simulation iterations', options.iterations ?? spec.iterations, 1, 1_000_000);
+  const workload =
+    options.workload ??
+    WorkloadModel.fromParams(config.simulation.workload, { maxTurns: spec.maxTurns, maxTokens: spec.maxTokens }, { baseDir: options.baseDir });
+  return {
+    label: options.label ?? `${layout.strategy} (${layout.nodes * layout.gpusPerNode} GPUs)`,
+    layout,
+    iterations,
+    batchSize: spec.batchSize,
+    asyncRatio: spec.asyncRatio,
+    maxConcurrentSamples: spec.maxConcurrentSamples,
+    maxTurns: spec.maxTurns,
+    maxTokens: spec.maxTokens,
+    environmentTimeoutMs: spec.environmentTimeoutMs,
+    cost: config.simulation.costModel,
+    workload,
+    policy: options.policy ?? PIPELINE_POLICY,
+    controlPlane: scaleLatency(options.controlPlaneRealMs ?? DEFAULT_CONTROL_PLANE_REAL_MS, options.timeBase === 'config' ? config.simulation.timeScale : 1),
+    timelineIterations: checkIntRange('timeline iterations', options.timelineIterations ?? 0, 0, iterations),
+  };
+}
+
+function scaleLatency(real: ControlPlaneLatency, timeScale: number): ControlPlaneLatency {
+  return { activityRoundTripMs: real.activityRoundTripMs / timeScale, cancellationMs: real.cancellationMs / timeScale };
+}

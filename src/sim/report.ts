@@ -1,0 +1,81 @@
+/**
+ * The figures of a simulated run, as the seed experiment reports them: rollout throughput,
+ * iteration time, GPU busy fraction by role, idle (bubble) fraction, timeout rate and the share
+ * of shrink / weight-sync overhead.
+ */
+import { TIMELINE_ROLES, type TimelineRole } from '../timeline/types';
+import type { SimulationResult } from './simulator';
+
+export interface StrategyReport {
+  label: string;
+  strategy: string;
+  gpus: number;
+  iterations: number;
+  virtualSeconds: number;
+  /** Trained trajectories per virtual second. */
+  trajectoriesPerSecond: number;
+  /** Rollout throughput: decoded tokens kept in trajectories, per virtual second. */
+  generatedTokensPerSecond: number;
+  /** Decoded tokens thrown away (interrupted turns regenerated), as a share of all decoded tokens. */
+  discardedTokenShare: number;
+  meanIterationSeconds: number;
+  /** Fraction of GPU time per role (sums to 1). */
+  gpuTimeByRole: Record<TimelineRole, number>;
+  /** GPU time doing useful work: rollout or train. */
+  busyFraction: number;
+  idleFraction: number;
+  /** Trajectories dropped by the environment timeout / trajectories that ended (completed or timed out). */
+  timeoutRate: number;
+  timeouts: number;
+  staleDrops: number;
+  /** Admitted trajectories lost to the environment timeout or the staleness bound, per trajectory admitted. */
+  lostRate: number;
+  /** Wall-clock share of the run spent in the shrink phase (stop released shards + offload). */
+  shrinkShare: number;
+  /** Wall-clock share spent in weight sync + expand (reload), and the weight-sync part relative to training time. */
+  syncShare: number;
+  syncShareOfTraining: number;
+  migratedPerIteration: number;
+}
+
+function phaseTotal(result: SimulationResult, phase: string): number {
+  return result.iterations.reduce((sum, record) => sum + ((record.phaseMs as Record<string, number | undefined>)[phase] ?? 0), 0);
+}
+
+export function strategyReport(result: SimulationResult): StrategyReport {
+  const { totals } = result;
+  const seconds = totals.virtualMs / 1000;
+  const gpuMsTotal = TIMELINE_ROLES.reduce((sum, role) => sum + result.gpuMsByRole[role], 0);
+  const gpuTimeByRole = Object.fromEntries(TIMELINE_ROLES.map((role) => [role, gpuMsTotal > 0 ? result.gpuMsByRole[role] / gpuMsTotal : 0])) as Record<
+    TimelineRole,
+    number
+  >;
+  const timeouts = totals.dropped['environment-timeout'];
+  const ended = totals.completedTrajectories + timeouts;
+  const trainMs = phaseTotal(result, 'train');
+  const syncMs = phaseTotal(result, 'sync');
+  const iterations = result.iterations.length;
+  const admitted = result.iterations.reduce((sum, record) => sum + record.admitted, 0);
+  return {
+    label: result.label,
+    strategy: result.strategy,
+    gpus: result.gpus,
+    iterations,
+    virtualSeconds: seconds,
+    trajectoriesPerSecond: totals.trainedSamples / seconds,
+    generatedTokensPerSecond: (totals.decodedTokens - totals.discardedTokens) / seconds,
+    discardedTokenShare: totals.decodedTokens > 0 ? totals.discardedTokens / totals.decodedTokens : 0,
+    meanIterationSeconds: seconds / iterations,
+    gpuTimeByRole,
+    busyFraction: gpuTimeByRole.rollout + gpuTimeByRole.train,
+    idleFraction: gpuTimeByRole.idle,
+    timeoutRate: ended > 0 ? timeouts / ended : 0,
+    timeouts,
+    staleDrops: totals.dropped.stale,
+    lostRate: admitted > 0 ? (timeouts + totals.dropped.stale) / admitted : 0,
+    shrinkShare: phaseTotal(result, 'shrink') / totals.virtualMs,
+    syncShare: (syncMs + phaseTotal(result, 'expand')) / totals.virtualMs,
+    syncShareOfTraining: trainMs > 0 ? (iterations * result.weightSyncMs) / trainMs : 0,
+    migratedPerIteration: totals.migrated / iterations,
+  };
+}

@@ -1,0 +1,81 @@
+/** `timeshare bench` as a user runs it: the real bin/timeshare in a child process. */
+import { execFile } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { TIMELINE_ROLES, type Timeline } from '../../src/timeline/types';
+import { BIN } from '../helpers/processes';
+
+const run = async (args: string[]) => {
+  try {
+    const { stdout, stderr } = await promisify(execFile)(BIN, args, { timeout: 120_000 });
+    return { code: 0, stdout, stderr };
+  } catch (error) {
+    const failed = error as { code: number; stdout: string; stderr: string };
+    return { code: failed.code, stdout: failed.stdout, stderr: failed.stderr };
+  }
+};
+
+describe('timeshare bench', () => {
+  let dir: string;
+  beforeAll(() => {
+    dir = mkdtempSync(path.join(os.tmpdir(), 'timeshare-bench-'));
+  });
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+  it('prints the three strategies beside the seed figures and writes bench.json, timelines.json and their charts', async () => {
+    const out = path.join(dir, 'seed');
+    const result = await run(['bench', '--preset', 'seed-160', '--iterations', '2', '--timeline-iterations', '1', '--out', out]);
+    expect(result.code, result.stderr).toBe(0);
+    for (const text of ['disaggregated (160 GPUs)', 'multiplexed (160 GPUs)', 'colocated (160 GPUs)', 'seed', '3.5×', '< 1 %', 'timeout rate', 'GPU idle (bubble)', 'CPU']) {
+      expect(result.stdout).toContain(text);
+    }
+    const bench = JSON.parse(readFileSync(path.join(out, 'bench.json'), 'utf8')) as { strategies: { strategy: string; iterations: number; trajectoriesPerSecond: number }[] };
+    expect(bench.strategies.map((s) => s.strategy)).toEqual(['disaggregated', 'multiplexed', 'colocated']);
+    for (const report of bench.strategies) {
+      expect(report.iterations).toBe(2);
+      expect(report.trajectoriesPerSecond).toBeGreaterThan(0);
+    }
+    const timelines = JSON.parse(readFileSync(path.join(out, 'timelines.json'), 'utf8')) as Timeline[];
+    expect(timelines).toHaveLength(3);
+    for (const timeline of timelines) {
+      expect(timeline.source).toBe('simulator');
+      expect(timeline.lanes.length).toBeGreaterThanOrEqual(20);
+      expect(timeline.endMs).toBeGreaterThan(0);
+      for (const segment of timeline.segments) {
+        expect(timeline.lanes).toContain(segment.lane);
+        expect(TIMELINE_ROLES).toContain(segment.role);
+        expect(segment.endMs).toBeLessThanOrEqual(timeline.endMs);
+      }
+    }
+    // The charts of those timelines: one panel per strategy.
+    const svg = readFileSync(path.join(out, 'timelines.svg'), 'utf8');
+    for (const strategy of ['disaggregated', 'multiplexed', 'colocated']) expect(svg).toContain(`${strategy} (160 GPUs)`);
+    const png = readFileSync(path.join(out, 'timelines.png'));
+    expect(png.subarray(0, 8).toString('hex')).toBe('89504e470d0a1a0a');
+  }, 120_000);
+
+  it('draws turn counts from a CSV; refuses a CSV without a turns column and an unknown preset', async () => {
+    const csv = path.join(dir, 'turns.csv');
+    writeFileSync(csv, `task,turns\n${Array.from({ length: 50 }, (_, i) => `t${i},${5 + (i % 20)}`).join('\n')}\n`);
+    const ok = await run(['bench', '--iterations', '1', '--timeline-iterations', '0', '--workload-csv', csv, '--out', path.join(dir, 'csv')]);
+    expect(ok.code, ok.stderr).toBe(0);
+    expect(ok.stdout).toContain(`turns per trajectory drawn from ${csv}`);
+
+    const bad = path.join(dir, 'bad.csv');
+    writeFileSync(bad, 'task,steps\na,3\n');
+    const refused = await run(['bench', '--iterations', '1', '--workload-csv', bad, '--out', path.join(dir, 'bad')]);
+    expect(refused.code).not.toBe(0);
+    expect(refused.stderr).toContain('no "turns" column');
+
+    const notMultiplexed = await run(['bench', '--config', path.join(__dirname, '..', '..', 'examples', 'disaggregated.yaml')]);
+    expect(notMultiplexed.code).toBe(2);
+    expect(notMultiplexed.stderr).toContain('bench needs a multiplexed config');
+
+    const unknown = await run(['bench', '--preset', 'nope']);
+    expect(unknown.code).toBe(2);
+    expect(unknown.stderr).toContain("unknown bench preset 'nope'");
+  }, 120_000);
+});

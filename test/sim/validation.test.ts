@@ -1,0 +1,79 @@
+/**
+ * The simulator against the real pipeline: the same small config and seed through Temporal (a
+ * real dev server, the real workers, simulated engines) and through the discrete-event simulator.
+ * Mean iteration time and trained-token throughput must agree within 15 %.
+ *
+ * The time scale is chosen so that Temporal's own latency (tens of real ms per transition) is a
+ * few per cent of an iteration's simulated time at most.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { iterationWorkflowId } from '../../src/pipeline/naming';
+import type { IterationResult } from '../../src/pipeline/types';
+import { simulationConfig } from '../../src/sim/config';
+import { simulate } from '../../src/sim/simulator';
+import type { RunSummary } from '../../src/workflows/run';
+import { smallConfig, startPipelineEnv, type PipelineEnv } from '../helpers/pipeline';
+
+const ITERATIONS = 2;
+const TIME_SCALE = 0.5;
+const TOLERANCE = 0.15;
+
+function validationConfig(): Record<string, unknown> {
+  const base = smallConfig();
+  return {
+    ...base,
+    run: { id: 'sim-validation', iterations: ITERATIONS },
+    batchSize: 8,
+    simulation: { ...(base.simulation as Record<string, unknown>), timeScale: TIME_SCALE },
+  };
+}
+
+describe('simulator validated against the real pipeline (real Temporal)', () => {
+  let env: PipelineEnv;
+  beforeAll(async () => {
+    env = await startPipelineEnv();
+  });
+  afterAll(async () => {
+    await env?.close();
+  });
+
+  it(`agrees on iteration time and throughput within ${TOLERANCE * 100} %`, async () => {
+    const context = env.context(validationConfig());
+    const workers = await env.startWorkers(context);
+    let real: { iterationMs: number[]; batchTokens: number[] };
+    let realPhases: Record<string, number>[] = [];
+    try {
+      const { spec, handle } = await env.startRun(context);
+      const summary = (await handle.result()) as RunSummary;
+      expect(summary.iterations).toBe(ITERATIONS);
+      const results = await Promise.all(
+        Array.from({ length: ITERATIONS }, (_, i) => env.client.workflow.getHandle(iterationWorkflowId(spec.runId, i)).result() as Promise<IterationResult>),
+      );
+      real = {
+        // Wall ms → simulated ms.
+        iterationMs: results.map((r) => (r.stats.endedAtMs - r.stats.startedAtMs) / TIME_SCALE),
+        batchTokens: results.map((r) => r.stats.batchTokens),
+      };
+      realPhases = results.map((r) => Object.fromEntries(Object.entries(r.stats.phaseMs).map(([phase, ms]) => [phase, Math.round((ms as number) / TIME_SCALE)])));
+    } finally {
+      await workers.stop();
+    }
+
+    const simulated = simulate(simulationConfig(context.parsed, { timeBase: 'config' }));
+    const sim = {
+      iterationMs: simulated.iterations.map((r) => r.endMs - r.startMs),
+      batchTokens: simulated.iterations.map((r) => r.batchTokens),
+    };
+    const mean = (xs: number[]): number => xs.reduce((a, b) => a + b, 0) / xs.length;
+    const sum = (xs: number[]): number => xs.reduce((a, b) => a + b, 0);
+    const realIteration = mean(real.iterationMs);
+    const simIteration = mean(sim.iterationMs);
+    const realThroughput = sum(real.batchTokens) / sum(real.iterationMs);
+    const simThroughput = sum(sim.batchTokens) / sum(sim.iterationMs);
+    const simPhases = simulated.iterations.map((r) => Object.fromEntries(Object.entries(r.phaseMs).map(([phase, ms]) => [phase, Math.round(ms)])));
+    const report = JSON.stringify({ realIteration, simIteration, realThroughput, simThroughput, real, sim, realPhases, simPhases });
+    console.log(`simulator validation: ${report}`);
+    expect(Math.abs(simIteration / realIteration - 1), report).toBeLessThan(TOLERANCE);
+    expect(Math.abs(simThroughput / realThroughput - 1), report).toBeLessThan(TOLERANCE);
+  }, 120_000);
+});
