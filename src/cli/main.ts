@@ -11,6 +11,8 @@ import { runWorkers } from '../workers/lifecycle';
 import { createOrchestratorWorker } from '../workers/orchestrator';
 import type { TemporalTarget, WorkerContext } from '../workers/options';
 import { runtimePaths } from '../workers/runtime';
+import { startCodecServer } from '../temporal/codecServer';
+import { connectionOptions, resolveSecurity, SecurityConfigError, type SecurityFlags } from '../temporal/security';
 import { CliError, connectClient, queryStatus, sendUpdate, startOrAttachRun } from './client';
 import { runDev, watchRun } from './dev';
 import { statusBlock } from './progress';
@@ -30,23 +32,43 @@ function integer(name: string, min: number): (value: string) => number {
   };
 }
 
-interface ConnectionFlags {
+interface ConnectionFlags extends SecurityFlags {
   address?: string;
   namespace?: string;
 }
 
-/** Flags override the config; the config overrides TEMPORAL_ADDRESS / TEMPORAL_NAMESPACE; then the defaults. */
+/**
+ * Flags override the config; the config overrides TEMPORAL_ADDRESS / TEMPORAL_NAMESPACE (and the
+ * TLS / API key variables, see src/temporal/security.ts); then the defaults.
+ */
 function target(flags: ConnectionFlags, parsed?: ParsedRunConfig): TemporalTarget {
   return {
     address: flags.address ?? parsed?.config.temporal.address ?? process.env.TEMPORAL_ADDRESS ?? 'localhost:7233',
     namespace: flags.namespace ?? parsed?.config.temporal.namespace ?? process.env.TEMPORAL_NAMESPACE ?? 'default',
+    security: resolveSecurity(parsed?.config.temporal, flags),
   };
 }
 
-function withConnectionFlags(command: Command): Command {
+/** Payload codec flags (also used by `codec-server`). */
+function withCodecFlags(command: Command): Command {
   return command
-    .option('--address <host:port>', 'Temporal front-end address (default: config, $TEMPORAL_ADDRESS, localhost:7233)')
-    .option('--namespace <name>', 'Temporal namespace (default: config, $TEMPORAL_NAMESPACE, default)');
+    .option('--codec-key-id <id>', 'payload codec key id (default: config temporal.codec.keyId)')
+    .option('--codec-key-file <file>', 'file holding the 256-bit payload codec key (64 hex characters or base64)')
+    .option('--codec-key-env <VAR>', 'environment variable holding the payload codec key');
+}
+
+function withConnectionFlags(command: Command): Command {
+  return withCodecFlags(
+    command
+      .option('--address <host:port>', 'Temporal front-end address (default: config, $TEMPORAL_ADDRESS, localhost:7233)')
+      .option('--namespace <name>', 'Temporal namespace (default: config, $TEMPORAL_NAMESPACE, default)')
+      .option('--tls', 'connect with TLS (system root CAs unless --tls-ca)')
+      .option('--tls-ca <file>', 'CA certificate of the server (PEM; default: config, $TEMPORAL_TLS_CA_PATH)')
+      .option('--tls-cert <file>', 'client certificate for mTLS (PEM; default: config, $TEMPORAL_TLS_CERT_PATH)')
+      .option('--tls-key <file>', 'client private key for mTLS (PEM; default: config, $TEMPORAL_TLS_KEY_PATH)')
+      .option('--tls-server-name <name>', 'name the server certificate must carry (default: config, $TEMPORAL_TLS_SERVER_NAME)')
+      .option('--api-key-env <VAR>', 'environment variable holding the Temporal API key (default: config, then $TEMPORAL_API_KEY if set)'),
+  );
 }
 
 export function buildProgram(): Command {
@@ -188,6 +210,29 @@ export function buildProgram(): Command {
     await runWorkers(workers, connection, { exitWithParent: flags.exitWithParent });
   });
 
+  withCodecFlags(
+    program
+      .command('codec-server')
+      .description('Serve the payload codec over HTTP (POST /encode, /decode) so the Temporal UI can show encrypted payloads')
+      .argument('[config]', 'run configuration whose temporal.codec to use (or give --codec-key-*)')
+      .option('--host <host>', 'interface to listen on (anyone who reaches it can decrypt)', '127.0.0.1')
+      .option('--port <port>', 'port to listen on', integer('--port', 1), 8081)
+      .option('--cors-origin <origin...>', "origins allowed to call it from a browser (the Temporal UI's)", ['http://localhost:8233', 'http://127.0.0.1:8233']),
+  ).action(async (configPath: string | undefined, flags: SecurityFlags & { host: string; port: number; corsOrigin: string[] }) => {
+    const parsed = configPath === undefined ? undefined : loadConfig(configPath).parsed;
+    const { codec } = resolveSecurity(parsed?.config.temporal, flags);
+    if (codec === undefined) throw new CliError('no payload codec configured: set temporal.codec in the config or pass --codec-key-id with --codec-key-file or --codec-key-env', 2);
+    const server = await startCodecServer({ codec, host: flags.host, port: flags.port, corsOrigins: flags.corsOrigin, log: (line) => console.error(line) });
+    console.log(`codec endpoint for key id '${codec.keyId}': ${server.url} (CORS: ${flags.corsOrigin.join(', ')})`);
+    console.log(`  Temporal UI: set the codec endpoint to ${server.url}; temporal CLI: --codec-endpoint ${server.url}`);
+    await new Promise<void>((resolve) => {
+      const stop = () => resolve();
+      process.once('SIGINT', stop);
+      process.once('SIGTERM', stop);
+    });
+    await server.close();
+  });
+
   program
     .command('check-config')
     .description('Validate a run configuration and print the GPU layout it describes')
@@ -211,10 +256,10 @@ function workerContext(configPath: string, flags: ConnectionFlags & { stateDir: 
 
 async function connectWorker(temporal: TemporalTarget): Promise<NativeConnection> {
   try {
-    return await NativeConnection.connect({ address: temporal.address });
+    return await NativeConnection.connect({ address: temporal.address, ...(temporal.security === undefined ? {} : connectionOptions(temporal.security)) });
   } catch (error) {
     throw new CliError(
-      `cannot reach the Temporal server at ${temporal.address}: ${error instanceof Error ? error.message : String(error)}\n` +
+      `cannot reach the Temporal server at ${temporal.address} (${temporal.security?.summary ?? 'plaintext'}): ${error instanceof Error ? error.message : String(error)}\n` +
         `  Start one ('timeshare dev' or a cluster) or pass --address host:port.`,
     );
   }
@@ -228,6 +273,10 @@ export async function main(argv: string[]): Promise<number> {
   } catch (error) {
     if (error instanceof ConfigError) {
       console.error(error.message);
+      return 2;
+    }
+    if (error instanceof SecurityConfigError) {
+      console.error(`timeshare: ${error.message}`);
       return 2;
     }
     if (error instanceof CliError) {
