@@ -191,7 +191,7 @@ export function buildProgram(): Command {
       const context = workerContext(configPath, flags);
       const connection = await connectWorker(context.temporal);
       const orchestrator = await createOrchestratorWorker(connection, context);
-      console.error(`orchestrator worker for run '${context.runId}' on ${context.temporal.address}`);
+      console.error(`orchestrator worker for run '${context.runId}' on ${context.temporal.address} (${context.temporal.security?.summary ?? 'plaintext'})`);
       await runWorkers([orchestrator], connection, { exitWithParent: flags.exitWithParent });
     },
   );
@@ -206,7 +206,9 @@ export function buildProgram(): Command {
     const context = workerContext(configPath, flags);
     const connection = await connectWorker(context.temporal);
     const workers = await createGpuNodeWorkers(connection, context, flags.node);
-    console.error(`gpu-node ${flags.node} worker for run '${context.runId}': ${workers.map((w) => w.options.taskQueue).join(', ')}`);
+    console.error(
+      `gpu-node ${flags.node} worker for run '${context.runId}' on ${context.temporal.address} (${context.temporal.security?.summary ?? 'plaintext'}): ${workers.map((w) => w.options.taskQueue).join(', ')}`,
+    );
     await runWorkers(workers, connection, { exitWithParent: flags.exitWithParent });
   });
 
