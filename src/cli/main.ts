@@ -166,12 +166,11 @@ export function buildProgram(): Command {
       .command('set-shrink-set')
       .description("Ranks released for training from the next iteration on ('default' returns to the layout's rule)")
       .argument('<run-id>')
-      .argument('<ranks>', "comma-separated rank ids, or 'default'"),
-  ).action(async (runId: string, ranksText: string, flags: ConnectionFlags) => {
-    let ranks: number[] | null = null;
-    if (ranksText !== 'default') {
-      ranks = ranksText.split(',').map((part) => integer('rank id', 0)(part.trim()));
-    }
+      // Parsed by commander (not in the action) so that a bad rank is reported with usage, exit 2.
+      .argument('<ranks>', "comma-separated rank ids, or 'default'", (text: string) =>
+        text === 'default' ? null : text.split(',').map((part) => integer('rank id', 0)(part.trim())),
+      ),
+  ).action(async (runId: string, ranks: number[] | null, flags: ConnectionFlags) => {
     const client = await connectClient(target(flags));
     try {
       console.log(statusBlock(await sendUpdate(client, runId, { name: 'setShrinkSet', ranks })));
