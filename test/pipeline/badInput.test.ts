@@ -15,12 +15,13 @@ import { iterationWorkflowId } from '../../src/pipeline/naming';
 import type { RunStatus } from '../../src/pipeline/types';
 import { createGpuNodeWorkers, createSimulatedNodeEngines } from '../../src/workers/gpuNode';
 import { createOrchestratorWorker } from '../../src/workers/orchestrator';
+import { Context } from '@temporalio/activity';
 import { NativeConnection } from '@temporalio/worker';
 import type { RunSummary } from '../../src/workflows/run';
 import { setBatchSizeUpdate, setShrinkSetUpdate } from '../../src/workflows/signals';
 import { smallConfig, startPipelineEnv, workflowBundle, type PipelineEnv } from '../helpers/pipeline';
 
-type Mode = 'good' | 'malformed-turn' | 'wrong-request' | 'too-many-tokens' | 'trainer-wrong-version';
+type Mode = 'good' | 'malformed-turn' | 'wrong-request' | 'too-many-tokens' | 'trainer-bad-status' | 'trainer-wrong-version';
 
 /** A real engine behind a switch: in a bad mode it answers what a broken engine server would. */
 function misbehavingEngine(engine: RolloutEngine, mode: () => Mode): RolloutEngine {
@@ -56,7 +57,10 @@ function misbehavingTrainer(trainer: Trainer, mode: () => Mode): Trainer {
     },
     exportWeights: (version, dir) => trainer.exportWeights(version, dir),
     offload: () => trainer.offload(),
-    status: () => trainer.status(),
+    async status() {
+      const status = await trainer.status();
+      return mode() === 'trainer-bad-status' ? ({ onloaded: 'yes', weightVersion: -1 } as unknown as typeof status) : status;
+    },
   };
 }
 
@@ -73,12 +77,21 @@ describe('pipeline: bad input (real Temporal)', () => {
     const runId = 'bad-input';
     // Faster child retries than the default: each bad mode fails 3 iteration attempts.
     const context = env.context(smallConfig({ run: { id: runId, iterations: 2 }, temporal: { activityRetry: { initialIntervalSeconds: 0.2 } } }));
-    // Broken from the start, so that every bad answer hits iteration 0.
-    let mode: Mode = 'malformed-turn';
+    // One bad behaviour per attempt of iteration 0 (each attempt is a new run of the child
+    // workflow), broken from the start: attempts 1-3 fail in rollout and the run pauses; after
+    // `resume`, attempts 4-6 fail in training and it pauses again; then the engines behave.
+    const schedule: Mode[] = ['malformed-turn', 'wrong-request', 'too-many-tokens', 'trainer-bad-status', 'trainer-wrong-version', 'trainer-wrong-version'];
+    const attempts: string[] = [];
+    const mode = (): Mode => {
+      const attempt = Context.current().info.workflowExecution?.runId;
+      if (attempt === undefined) throw new Error('engine called outside a workflow activity');
+      if (!attempts.includes(attempt)) attempts.push(attempt);
+      return schedule[attempts.indexOf(attempt)] ?? 'good';
+    };
     const simulated = createSimulatedNodeEngines(context, 0);
     // Every rank misbehaves, so that every attempt meets a bad answer whichever rank serves first.
-    for (const [rank, engine] of simulated.engines) simulated.engines.set(rank, misbehavingEngine(engine, () => mode));
-    simulated.trainer = misbehavingTrainer(simulated.trainer as Trainer, () => mode);
+    for (const [rank, engine] of simulated.engines) simulated.engines.set(rank, misbehavingEngine(engine, mode));
+    simulated.trainer = misbehavingTrainer(simulated.trainer as Trainer, mode);
     const connection = await NativeConnection.connect({ address: env.server.address });
     const workers = [
       await createOrchestratorWorker(connection, context, { workflowBundle: await workflowBundle(), batchPollMs: 50 }),
@@ -121,29 +134,40 @@ describe('pipeline: bad input (real Temporal)', () => {
           await new Promise((resolve) => setTimeout(resolve, 100));
         }
       };
-      const cases: Array<[Mode, RegExp]> = [
-        ['malformed-turn', /rank \d engine, turn \d+ of sample \d+ returned a malformed answer: .*outputTokens/],
-        ['wrong-request', /rank \d engine answered request \S+-other to request \S+ \(sample \d+\)/],
-        ['too-many-tokens', /rank \d engine generated \d+ tokens for request \S+, more than maxNewTokens \d+/],
-        ['trainer-wrong-version', /trainer on node 0 answered the train step of iteration 0 \(v0 -> v1, \d+ samples\) with v2/],
-      ];
-      for (const [bad, pattern] of cases) {
-        mode = bad;
-        if ((await status()).paused) await handle.executeUpdate('resume');
-        const paused = await pausedWith(pattern);
-        expect(Object.values(paused.samples.dropped).every((n) => n === 0), `${bad}: ${JSON.stringify(paused.samples.dropped)}`).toBe(true);
+      const checkPaused = (paused: RunStatus) => {
+        expect(Object.values(paused.samples.dropped).every((n) => n === 0), JSON.stringify(paused.samples.dropped)).toBe(true);
         expect(paused.lastError).not.toMatch(/could not restore the pool/);
         expect(paused.iteration).toBe(0);
-      }
-      // Non-retryable: every EngineProtocolError failed its activity on the first attempt.
-      const history = await env.client.workflow.getHandle(iterationWorkflowId(runId, 0)).fetchHistory();
-      const protocolFailures = (history.events ?? []).filter(
-        (event) => event.activityTaskFailedEventAttributes?.failure?.applicationFailureInfo?.type === 'EngineProtocolError',
+      };
+      checkPaused(await pausedWith(/rank \d engine generated \d+ tokens for request \S+, more than maxNewTokens \d+/));
+      await handle.executeUpdate('resume');
+      checkPaused(await pausedWith(/trainer on node 0 answered the train step of iteration 0 \(v0 -> v1, \d+ samples\) with v2/));
+
+      // Each attempt failed on its bad answer, non-retryably (the activity was not retried).
+      const failures = await Promise.all(
+        attempts.map(async (attempt) => {
+          const events = (await env.client.workflow.getHandle(iterationWorkflowId(runId, 0), attempt).fetchHistory()).events ?? [];
+          return events.flatMap((event) => {
+            const failure = event.activityTaskFailedEventAttributes?.failure;
+            return failure?.applicationFailureInfo?.type === 'EngineProtocolError' ? [failure] : [];
+          });
+        }),
       );
-      expect(protocolFailures.length).toBeGreaterThan(0);
-      for (const event of protocolFailures) {
-        expect(event.activityTaskFailedEventAttributes?.failure?.applicationFailureInfo?.nonRetryable).toBe(true);
-      }
+      const expected: RegExp[] = [
+        /rank \d engine, turn \d+ of sample \d+ returned a malformed answer: .*outputTokens/,
+        /rank \d engine answered request \S+-other to request \S+ \(sample \d+\)/,
+        /rank \d engine generated \d+ tokens for request \S+, more than maxNewTokens \d+/,
+        /trainer on node 0: status returned a malformed answer: .*onloaded/,
+        /trainer on node 0 answered the train step of iteration 0/,
+        /trainer on node 0 answered the train step of iteration 0/,
+      ];
+      expect(attempts).toHaveLength(expected.length);
+      expected.forEach((pattern, index) => {
+        const messages = (failures[index] ?? []).map((failure) => failure.message ?? '');
+        expect(messages.length, `attempt ${index + 1}`).toBeGreaterThan(0);
+        expect(messages.some((message) => pattern.test(message)), `attempt ${index + 1}: ${messages.join(' | ')}`).toBe(true);
+        for (const failure of failures[index] ?? []) expect(failure.applicationFailureInfo?.nonRetryable).toBe(true);
+      });
 
       // --- A corrupt sample file: the error names the sample; it is not dropped.
       const store = env.store(context);
@@ -156,7 +180,6 @@ describe('pipeline: bad input (real Temporal)', () => {
       );
       const original = readFileSync(store.samplePath(victim), 'utf8');
       writeFileSync(store.samplePath(victim), original.slice(0, original.length / 2));
-      mode = 'good';
       await handle.executeUpdate('resume');
       const corrupt = await pausedWith(new RegExp(`sample ${victim}\\b.*${store.samplePath(victim).replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')}`));
       expect(Object.values(corrupt.samples.dropped).every((n) => n === 0)).toBe(true);
