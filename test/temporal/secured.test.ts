@@ -20,7 +20,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
 import { iterationWorkflowId, runWorkflowId } from '../../src/pipeline/naming';
 import { AesGcmCodec, ENCRYPTED_ENCODING } from '../../src/temporal/codec';
-import { startDevServer, type DevServer } from '../../src/temporal/devServer';
+import { startCodecServer } from '../../src/temporal/codecServer';
+import { startDevServer, temporalCliPath, type DevServer } from '../../src/temporal/devServer';
 import { smallConfig } from '../helpers/pipeline';
 import { BIN, startCli, type Proc } from '../helpers/processes';
 import { makeTlsFiles, startMtlsProxy, type MtlsProxy, type TlsFiles } from '../helpers/tls';
@@ -157,6 +158,27 @@ describe('secured run: mTLS + API key + payload codec (real CLI, real server)', 
         layout: { strategy: 'multiplexed' },
       });
       outputs.push(...histories.map((history) => historyText(history)));
+
+      // The codec endpoint speaks the remote-codec protocol of the Temporal UI and CLI: the real
+      // `temporal` CLI shows the history decoded through it.
+      const endpoint = await startCodecServer({ codec: new AesGcmCodec('k1', Buffer.from(CODEC_KEY, 'hex')), corsOrigins: [] });
+      try {
+        const show = async (codecArgs: string[]) =>
+          (await promisify(execFile)(temporalCliPath(), ['workflow', 'show', '--workflow-id', runWorkflowId('secured'), '--address', server.address, '--output', 'json', ...codecArgs])).stdout;
+        type Shown = { events: Array<{ workflowExecutionStartedEventAttributes?: { input: { payloads: Array<{ metadata: { encoding: string }; data: string }> } } }> };
+        const firstInput = async (codecArgs: string[]) => {
+          const payload = (JSON.parse(await show(codecArgs)) as Shown).events[0]?.workflowExecutionStartedEventAttributes?.input.payloads[0];
+          return { encoding: Buffer.from(payload?.metadata.encoding ?? '', 'base64').toString(), data: Buffer.from(payload?.data ?? '', 'base64').toString('latin1') };
+        };
+        const encrypted = await firstInput([]);
+        expect(encrypted.encoding).toBe(ENCRYPTED_ENCODING);
+        expect(encrypted.data).not.toContain('multiplexed');
+        const decoded = await firstInput(['--codec-endpoint', endpoint.url]);
+        expect(decoded.encoding).toBe('json/plain');
+        expect((JSON.parse(decoded.data) as { spec: { runId: string; layout: { strategy: string } } }).spec).toMatchObject({ runId: 'secured', layout: { strategy: 'multiplexed' } });
+      } finally {
+        await endpoint.close();
+      }
     } finally {
       await connection.close();
     }
