@@ -7,14 +7,13 @@
  *
  * Wire format of an encrypted payload: metadata `encoding: binary/encrypted`,
  * `encryption-cipher: AES-256-GCM`, `encryption-key-id: <id>`; data = 12-byte IV ‖ ciphertext ‖
- * 16-byte tag, the plaintext being the original payload (metadata and data) as JSON with base64
- * values. Payloads without that encoding pass through decode unchanged (history written before
+ * 16-byte tag, the plaintext being the original payload in a compact binary framing (below: no
+ * base64, so an encrypted payload is only 28 bytes plus the metadata larger than the original). Payloads without that encoding pass through decode unchanged (history written before
  * the codec was enabled stays readable).
  */
 import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import type { Payload, PayloadCodec } from '@temporalio/common';
-import { z } from 'zod';
 import { CODEC_KEY_ID_PATTERN } from '../config/schema';
 
 export const ENCRYPTED_ENCODING = 'binary/encrypted';
@@ -38,25 +37,55 @@ const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 const text = (bytes: Uint8Array | null | undefined): string => (bytes == null ? '' : decoder.decode(bytes));
 
-/** The payload as it is encrypted: metadata values and data in base64. */
-const plainPayloadSchema = z
-  .object({
-    metadata: z.record(z.string(), z.string()),
-    data: z.string(),
-  })
-  .strict();
+/**
+ * The plaintext framing of a payload: version byte 1, u16 count of metadata entries, each entry
+ * (u16 key length, key UTF-8, u32 value length, value), then the data to the end.
+ */
+const FRAMING_VERSION = 1;
 
-function payloadToJson(payload: Payload): string {
-  const metadata: Record<string, string> = {};
-  for (const [key, value] of Object.entries(payload.metadata ?? {})) metadata[key] = Buffer.from(value).toString('base64');
-  return JSON.stringify({ metadata, data: Buffer.from(payload.data ?? new Uint8Array()).toString('base64') });
+function framePayload(payload: Payload): Buffer {
+  const parts: Buffer[] = [];
+  const entries = Object.entries(payload.metadata ?? {});
+  const head = Buffer.alloc(3);
+  head.writeUInt8(FRAMING_VERSION, 0);
+  head.writeUInt16BE(entries.length, 1);
+  parts.push(head);
+  for (const [key, value] of entries) {
+    const keyBytes = Buffer.from(key, 'utf8');
+    const lengths = Buffer.alloc(6);
+    lengths.writeUInt16BE(keyBytes.length, 0);
+    lengths.writeUInt32BE(value.length, 2);
+    parts.push(lengths.subarray(0, 2), keyBytes, lengths.subarray(2), Buffer.from(value));
+  }
+  parts.push(Buffer.from(payload.data ?? new Uint8Array()));
+  return Buffer.concat(parts);
 }
 
-function payloadFromJson(json: string): Payload {
-  const parsed = plainPayloadSchema.parse(JSON.parse(json));
+function unframePayload(frame: Buffer): Payload {
+  let at = 0;
+  const need = (bytes: number): void => {
+    if (at + bytes > frame.length) throw new Error(`framing ends early at byte ${at} (need ${bytes} more, have ${frame.length - at})`);
+  };
+  need(3);
+  const version = frame.readUInt8(0);
+  if (version !== FRAMING_VERSION) throw new Error(`unknown framing version ${version}`);
+  const count = frame.readUInt16BE(1);
+  at = 3;
   const metadata: Record<string, Uint8Array> = {};
-  for (const [key, value] of Object.entries(parsed.metadata)) metadata[key] = new Uint8Array(Buffer.from(value, 'base64'));
-  return { metadata, data: new Uint8Array(Buffer.from(parsed.data, 'base64')) };
+  for (let i = 0; i < count; i++) {
+    need(2);
+    const keyLength = frame.readUInt16BE(at);
+    at += 2;
+    need(keyLength + 4);
+    const key = frame.subarray(at, at + keyLength).toString('utf8');
+    at += keyLength;
+    const valueLength = frame.readUInt32BE(at);
+    at += 4;
+    need(valueLength);
+    metadata[key] = new Uint8Array(frame.subarray(at, at + valueLength));
+    at += valueLength;
+  }
+  return { metadata, data: new Uint8Array(frame.subarray(at)) };
 }
 
 /**
@@ -129,7 +158,7 @@ export class AesGcmCodec implements PayloadCodec {
       const cipher = createCipheriv('aes-256-gcm', this.key, iv);
       // The key id is authenticated too: swapping it on a stored payload fails decryption.
       cipher.setAAD(encoder.encode(this.keyId));
-      const body = Buffer.concat([cipher.update(payloadToJson(payload), 'utf8'), cipher.final()]);
+      const body = Buffer.concat([cipher.update(framePayload(payload)), cipher.final()]);
       return {
         metadata: {
           encoding: encoder.encode(ENCRYPTED_ENCODING),
@@ -156,16 +185,16 @@ export class AesGcmCodec implements PayloadCodec {
       const decipher = createDecipheriv('aes-256-gcm', this.key, data.subarray(0, IV_BYTES));
       decipher.setAAD(encoder.encode(keyId));
       decipher.setAuthTag(data.subarray(data.length - TAG_BYTES));
-      let plain: string;
+      let plain: Buffer;
       try {
-        plain = Buffer.concat([decipher.update(data.subarray(IV_BYTES, data.length - TAG_BYTES)), decipher.final()]).toString('utf8');
+        plain = Buffer.concat([decipher.update(data.subarray(IV_BYTES, data.length - TAG_BYTES)), decipher.final()]);
       } catch {
         throw new CodecError(
           `encrypted payload (key id '${keyId}') failed authentication: the key differs from the one it was written with, or the payload was altered`,
         );
       }
       try {
-        return payloadFromJson(plain);
+        return unframePayload(plain);
       } catch (error) {
         throw new CodecError(`encrypted payload (key id '${keyId}') decrypted to a malformed payload: ${error instanceof Error ? error.message : String(error)}`);
       }

@@ -1,5 +1,5 @@
 /** The AES-256-GCM payload codec and its HTTP endpoint (the one the Temporal UI calls). */
-import { randomBytes } from 'node:crypto';
+import { createCipheriv, randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -29,6 +29,9 @@ describe('AesGcmCodec', () => {
     // A fresh IV per payload: the same plaintext never gives the same ciphertext.
     const again = await codec.encode([payloads[0] as Payload]);
     expect(Buffer.from(again[0]?.data ?? []).equals(Buffer.from(encoded[0]?.data ?? []))).toBe(false);
+    // Binary framing, no base64: a large payload grows by the IV, the tag and its metadata only.
+    const big = payloads[2] as Payload;
+    expect((encoded[2]?.data?.length ?? 0) - (big.data?.length ?? 0)).toBeLessThan(64);
     const decoded = await codec.decode(encoded);
     expect(decoded.map((p) => defaultPayloadConverter.fromPayload(p))).toEqual([{ body: SECRET_TEXT, n: 7 }, null, 'x'.repeat(10_000)]);
   });
@@ -44,6 +47,13 @@ describe('AesGcmCodec', () => {
     const relabelled = { ...payload, metadata: { ...payload.metadata, [KEY_ID_METADATA]: new TextEncoder().encode('k2') } };
     await expect(new AesGcmCodec('k2', key).decode([relabelled])).rejects.toThrow(/failed authentication/);
     await expect(codec.decode([{ ...payload, data: new Uint8Array(5) }])).rejects.toThrow(/truncated/);
+    // Authentic ciphertext of a broken framing (written by a buggy encoder) is named as such.
+    const nonce = randomBytes(12);
+    const cipher = createCipheriv('aes-256-gcm', key, nonce);
+    cipher.setAAD(new TextEncoder().encode('k1'));
+    const body = Buffer.concat([cipher.update(Buffer.from([1, 0, 5])), cipher.final()]);
+    const broken = { ...payload, data: new Uint8Array(Buffer.concat([nonce, body, cipher.getAuthTag()])) };
+    await expect(codec.decode([broken])).rejects.toThrow(/decrypted to a malformed payload: framing ends early/);
   });
 
   it('passes unencrypted payloads through decode (history written before the codec was enabled)', async () => {
