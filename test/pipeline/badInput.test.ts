@@ -5,9 +5,10 @@
  * - engines that answer malformed, out of range or for the wrong request fail the activity with a
  *   non-retryable EngineProtocolError naming the engine and the request; the run pauses with the
  *   reason, nothing is dropped, and once the engine behaves the run resumes and completes;
- * - a corrupted sample file pauses the run with an error naming the sample; it is not dropped.
+ * - a missing or corrupted sample file pauses the run with an error naming the sample and the
+ *   file; the sample is not dropped, and the run completes once the file is back.
  */
-import { readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { TurnRequest, RolloutEngine, Trainer, TrainBatch } from '../../src/engines/types';
@@ -76,7 +77,10 @@ describe('pipeline: bad input (real Temporal)', () => {
   it('bad signals and updates are ignored or rejected; bad engine answers and a corrupt sample pause the run without losing a sample', async () => {
     const runId = 'bad-input';
     // Faster child retries than the default: each bad mode fails 3 iteration attempts.
-    const context = env.context(smallConfig({ run: { id: runId, iterations: 2 }, temporal: { activityRetry: { initialIntervalSeconds: 0.2 } } }));
+    // Samples wait through several pauses: no environment timeout (in simulated time) meanwhile.
+    const context = env.context(
+      smallConfig({ run: { id: runId, iterations: 2 }, environmentTimeoutSeconds: 1e7, temporal: { activityRetry: { initialIntervalSeconds: 0.2 } } }),
+    );
     // One bad behaviour per attempt of iteration 0 (each attempt is a new run of the child
     // workflow), broken from the start: attempts 1-3 fail in rollout and the run pauses; after
     // `resume`, attempts 4-6 fail in training and it pauses again; then the engines behave.
@@ -169,19 +173,35 @@ describe('pipeline: bad input (real Temporal)', () => {
         for (const failure of failures[index] ?? []) expect(failure.applicationFailureInfo?.nonRetryable).toBe(true);
       });
 
-      // --- A corrupt sample file: the error names the sample; it is not dropped.
+      // --- A missing, then a corrupt sample file: the error names the sample; it is not dropped.
+      // Iteration 0 completes with good engines and the run pauses after it, carrying live
+      // samples in its ledger; one of them loses its file before iteration 1 reads it.
+      await handle.executeUpdate('resume');
+      await handle.executeUpdate('pause');
+      for (let current = await status(); !(current.paused && current.iteration === 1); current = await status()) {
+        if (current.lastError !== undefined && current.paused) throw new Error(`iteration 0 failed with good engines: ${current.lastError}`);
+        await new Promise((resolve) => setTimeout(resolve, 100));
+      }
       const store = env.store(context);
       const samplesDir = path.dirname(store.samplePath(0));
-      // The newest sample: admitted by the last attempt, so the retry reads it back.
-      const victim = Math.max(
-        ...readdirSync(samplesDir)
-          .filter((name) => /^\d+\.json$/.test(name))
-          .map((name) => Number.parseInt(name, 10)),
-      );
+      const victim = readdirSync(samplesDir)
+        .filter((name) => /^\d+\.json$/.test(name))
+        .map((name) => Number.parseInt(name, 10))
+        .find((id) => {
+          const record = JSON.parse(readFileSync(store.samplePath(id), 'utf8')) as { status: string; batch?: number };
+          return record.status !== 'dropped' && record.batch === undefined;
+        });
+      if (victim === undefined) throw new Error('no live sample carried into iteration 1');
       const original = readFileSync(store.samplePath(victim), 'utf8');
+      const victimPath = store.samplePath(victim).replace(/[.*+?^${}()|[\]\\/]/g, '\\$&');
+      rmSync(store.samplePath(victim));
+      await handle.executeUpdate('resume');
+      const missing = await pausedWith(new RegExp(`sample ${victim} not found \\(no file ${victimPath}\\)`));
+      expect(missing.iteration).toBe(1);
+      expect(Object.values(missing.samples.dropped).every((n) => n === 0)).toBe(true);
       writeFileSync(store.samplePath(victim), original.slice(0, original.length / 2));
       await handle.executeUpdate('resume');
-      const corrupt = await pausedWith(new RegExp(`sample ${victim}\\b.*${store.samplePath(victim).replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')}`));
+      const corrupt = await pausedWith(new RegExp(`sample ${victim} is corrupt \\(file ${victimPath}\\)`));
       expect(Object.values(corrupt.samples.dropped).every((n) => n === 0)).toBe(true);
 
       // --- Fixed: the run resumes and completes with every sample accounted for.
