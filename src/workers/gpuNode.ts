@@ -18,8 +18,8 @@ import type { AgentEnvironment, RolloutEngine, Trainer } from '../engines/types'
 import { deviceAddress, ranksOnNode, trainNodes, type PoolLayout } from '../gpu/layout';
 import { checkIntRange } from '../gpu/validation';
 import { rankQueue, trainerQueue } from '../pipeline/naming';
-import { engineStateDir, storeCache, weightsDir, weightsPath } from './runtime';
 import { dataConverter, PLAINTEXT } from '../temporal/security';
+import { engineStateDir, storeCache, weightsDir, weightsPath } from './runtime';
 import { HEARTBEAT_INTERVAL_MS, HEARTBEAT_THROTTLE, SHUTDOWN_GRACE, type WorkerContext } from './options';
 
 export interface NodeEngines {

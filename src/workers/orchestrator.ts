@@ -7,8 +7,8 @@ import { NativeConnection, Worker, type WorkflowBundleOption } from '@temporalio
 import { createOrchestratorActivities } from '../activities/orchestrator';
 import { WorkloadModel } from '../engines/sim/workload';
 import { orchestratorQueue } from '../pipeline/naming';
-import { storeCache } from './runtime';
 import { dataConverter, PLAINTEXT } from '../temporal/security';
+import { storeCache } from './runtime';
 import { HEARTBEAT_INTERVAL_MS, HEARTBEAT_THROTTLE, SHUTDOWN_GRACE, type WorkerContext } from './options';
 
 export const WORKFLOWS_PATH = path.join(__dirname, '..', 'workflows', 'index.ts');

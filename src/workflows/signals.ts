@@ -9,7 +9,7 @@ import { defineQuery, defineSignal, defineUpdate } from '@temporalio/workflow';
 import { z } from 'zod';
 import type { PoolLayout } from '../gpu/layout';
 import { GPU_ROLES, RANK_PHASES } from '../gpu/roles';
-import type { IterationProgress, RunStatus } from '../pipeline/types';
+import type { IterationProgress, Phase, RunStatus } from '../pipeline/types';
 
 export const iterationProgressSignal = defineSignal<[IterationProgress]>('iterationProgress');
 export const statusQuery = defineQuery<RunStatus>('status');
@@ -26,7 +26,9 @@ export const setShrinkSetUpdate = defineUpdate<RunStatus, [{ ranks: number[] | n
 export const batchSizeUpdateSchema = z.object({ batchSize: z.number().int().min(1) }).strict();
 export const shrinkSetUpdateSchema = z.object({ ranks: z.array(z.number().int().nonnegative()).nullable() }).strict();
 
-const PHASES = ['starting', 'rollout', 'shrink', 'train', 'stop', 'sync', 'expand', 'recovering', 'done'] as const;
+const PHASES = ['starting', 'rollout', 'shrink', 'train', 'stop', 'sync', 'expand', 'recovering', 'done'] as const satisfies readonly Phase[];
+/** Compile-time check that PHASES lists every Phase (a new phase must be added here too). */
+const _everyPhaseListed: Exclude<Phase, (typeof PHASES)[number]> extends never ? true : never = true;
 const count = () => z.number().int().nonnegative();
 
 /** A progress signal from an iteration of this run's layout (pool arrays sized to the pool). */
