@@ -10,6 +10,7 @@
 import { Context } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
 import { existsSync } from 'node:fs';
+import { z } from 'zod';
 import {
   engineStatusSchema,
   trainerStatusSchema,
@@ -48,6 +49,21 @@ export interface GpuNodeDeps {
 /** An activity addressed to a rank or node this worker does not own: routing is wrong, retry cannot help. */
 function notOwned(what: string, node: number): ApplicationFailure {
   return ApplicationFailure.nonRetryable(`${what} is not served by gpu-node ${node}; check the layout the workers were started with`, 'WrongNode');
+}
+
+/**
+ * An engine answered something a retry cannot fix (malformed, out of range, for another request):
+ * non-retryable, with the engine, the call and the reason named.
+ */
+function engineProtocolError(message: string): ApplicationFailure {
+  return ApplicationFailure.nonRetryable(message, 'EngineProtocolError');
+}
+
+/** Validates an engine's answer with its zod schema; a malformed answer is an EngineProtocolError. */
+function engineAnswer<T>(schema: z.ZodType<T>, answer: unknown, what: string): T {
+  const parsed = schema.safeParse(answer);
+  if (!parsed.success) throw engineProtocolError(`${what} returned a malformed answer: ${z.prettifyError(parsed.error).replace(/\n/g, ' ')}`);
+  return parsed.data;
 }
 
 type SampleEnd = { kind: 'completed' } | { kind: 'dropped'; reason: string } | { kind: 'unfinished' };
@@ -99,18 +115,13 @@ export function createGpuNodeActivities(deps: GpuNodeDeps): GpuNodeActivities {
         prefixTokens,
         maxNewTokens: Math.max(1, input.maxTokens - context),
       };
-      const parsed = turnResultSchema.safeParse(await engine.generate(request, signal));
-      if (!parsed.success) {
-        throw ApplicationFailure.nonRetryable(
-          `rank ${input.rank} engine returned a malformed turn for sample ${current.id}: ${parsed.error.message}`,
-          'EngineProtocolError',
-        );
-      }
-      const result = parsed.data;
+      const result = engineAnswer(turnResultSchema, await engine.generate(request, signal), `rank ${input.rank} engine, turn ${turn} of sample ${current.id}`);
       if (result.requestId !== request.requestId) {
-        throw ApplicationFailure.nonRetryable(
-          `rank ${input.rank} engine answered request ${result.requestId} to request ${request.requestId}`,
-          'EngineProtocolError',
+        throw engineProtocolError(`rank ${input.rank} engine answered request ${result.requestId} to request ${request.requestId} (sample ${current.id})`);
+      }
+      if (result.outputTokens > request.maxNewTokens) {
+        throw engineProtocolError(
+          `rank ${input.rank} engine generated ${result.outputTokens} tokens for request ${request.requestId}, more than maxNewTokens ${request.maxNewTokens} (sample ${current.id})`,
         );
       }
       const generated = prefixTokens + result.outputTokens;
@@ -191,7 +202,7 @@ export function createGpuNodeActivities(deps: GpuNodeDeps): GpuNodeActivities {
       requireRun(runId);
       const engine = engineFor(rank);
       await withHeartbeat(deps.heartbeatIntervalMs, () => ({ rank, releasing: tags }), () => engine.releaseMemory(tags));
-      const status = engineStatusSchema.parse(await engine.status());
+      const status = engineAnswer(engineStatusSchema, await engine.status(), `rank ${rank} engine status`);
       checkPostcondition(`rank ${rank} released ${tags.join('+')}`, tags.every((tag) => !status.resident.includes(tag)), () => JSON.stringify(status));
     },
 
@@ -199,7 +210,7 @@ export function createGpuNodeActivities(deps: GpuNodeDeps): GpuNodeActivities {
       requireRun(runId);
       const engine = engineFor(rank);
       await withHeartbeat(deps.heartbeatIntervalMs, () => ({ rank, resuming: tags }), () => engine.resumeMemory(tags));
-      const status = engineStatusSchema.parse(await engine.status());
+      const status = engineAnswer(engineStatusSchema, await engine.status(), `rank ${rank} engine status`);
       checkPostcondition(`rank ${rank} resumed ${tags.join('+')}`, tags.every((tag) => status.resident.includes(tag)), () => JSON.stringify(status));
     },
 
@@ -208,7 +219,7 @@ export function createGpuNodeActivities(deps: GpuNodeDeps): GpuNodeActivities {
       const engine = engineFor(rank);
       const path = deps.weightsPath(runId, version);
       await withHeartbeat(deps.heartbeatIntervalMs, () => ({ rank, version }), () => engine.updateWeights(version, path));
-      const status = engineStatusSchema.parse(await engine.status());
+      const status = engineAnswer(engineStatusSchema, await engine.status(), `rank ${rank} engine status`);
       checkPostcondition(`rank ${rank} serves weights v${version}`, status.weightVersion === version, () => JSON.stringify(status));
     },
 
@@ -221,7 +232,7 @@ export function createGpuNodeActivities(deps: GpuNodeDeps): GpuNodeActivities {
       requireRun(runId);
       const node = trainer();
       const newVersion = fromVersion + 1;
-      const before = trainerStatusSchema.parse(await node.status());
+      const before = engineAnswer(trainerStatusSchema, await node.status(), `trainer on node ${deps.node}: status`);
       let loss: number | null = null;
       // Idempotent: a retry after the step already ran (the trainer persists its version) does not train twice.
       if (before.weightVersion < newVersion) {
@@ -232,12 +243,18 @@ export function createGpuNodeActivities(deps: GpuNodeDeps): GpuNodeActivities {
           );
         }
         const batch = await deps.store(runId).readBatch(iteration);
-        const result = trainStepResultSchema.parse(
+        const result = engineAnswer(
+          trainStepResultSchema,
           await withHeartbeat(deps.heartbeatIntervalMs, () => ({ iteration, training: true }), () =>
             node.trainStep({ iteration, fromVersion, sampleIds: batch.sampleIds, totalTokens: batch.totalTokens }, Context.current().cancellationSignal),
           ),
+          `trainer on node ${deps.node}: train step of iteration ${iteration}`,
         );
-        checkPostcondition(`train step of iteration ${iteration}`, result.newVersion === newVersion, () => JSON.stringify(result));
+        if (result.newVersion !== newVersion || result.trainedSamples !== batch.sampleIds.length) {
+          throw engineProtocolError(
+            `trainer on node ${deps.node} answered the train step of iteration ${iteration} (v${fromVersion} -> v${newVersion}, ${batch.sampleIds.length} samples) with v${result.newVersion}, ${result.trainedSamples} samples`,
+          );
+        }
         loss = result.loss;
       }
       if (leader && !existsSync(deps.weightsPath(runId, newVersion))) {

@@ -6,6 +6,7 @@ import { Client, Connection, WorkflowNotFoundError } from '@temporalio/client';
 import type { RunSpec, RunStatus } from '../pipeline/types';
 import { orchestratorQueue, runWorkflowId } from '../pipeline/naming';
 import { ITERATION_KEY, PHASE_KEY, RUN_ID_KEY, STRATEGY_KEY } from '../temporal/searchAttributes';
+import { connectionOptions, dataConverter, PLAINTEXT } from '../temporal/security';
 import type { TemporalTarget } from '../workers/options';
 import type { RunInput, RunSummary } from '../workflows/run';
 import { pauseUpdate, resumeUpdate, setBatchSizeUpdate, setShrinkSetUpdate, stopUpdate } from '../workflows/signals';
@@ -21,13 +22,14 @@ export class CliError extends Error {
 }
 
 export async function connectClient(target: TemporalTarget, timeoutMs = 5_000): Promise<Client> {
+  const security = target.security ?? PLAINTEXT;
   let connection: Connection;
   try {
-    connection = await Connection.connect({ address: target.address, connectTimeout: timeoutMs });
+    connection = await Connection.connect({ address: target.address, connectTimeout: timeoutMs, ...connectionOptions(security) });
     await connection.workflowService.getSystemInfo({});
   } catch (error) {
     throw new CliError(
-      `cannot reach the Temporal server at ${target.address}: ${error instanceof Error ? error.message : String(error)}\n` +
+      `cannot reach the Temporal server at ${target.address} (${security.summary}): ${error instanceof Error ? error.message : String(error)}\n` +
         `  Is it running? 'timeshare dev' starts a local one; otherwise pass --address host:port (and --namespace).`,
     );
   }
@@ -37,7 +39,8 @@ export async function connectClient(target: TemporalTarget, timeoutMs = 5_000): 
     await connection.close();
     throw new CliError(`namespace '${target.namespace}' not found on ${target.address}: ${error instanceof Error ? error.message : String(error)}`);
   }
-  return new Client({ connection, namespace: target.namespace });
+  const converter = dataConverter(security);
+  return new Client({ connection, namespace: target.namespace, ...(converter === undefined ? {} : { dataConverter: converter }) });
 }
 
 export type StartOutcome = { kind: 'started' } | { kind: 'attached' } | { kind: 'finished'; status: string };

@@ -16,7 +16,9 @@ import type { ParsedRunConfig } from '../config';
 import { buildRunSpec } from '../pipeline/spec';
 import { nodeTaskQueues } from '../workers/gpuNode';
 import { runWorkflowId } from '../pipeline/naming';
+import { startCodecServer, type CodecServer } from '../temporal/codecServer';
 import { startDevServer, type DevServer } from '../temporal/devServer';
+import { DEFAULT_API_KEY_ENV, resolveSecurity, TLS_ENV } from '../temporal/security';
 import { CliError, connectClient, queryStatus, runResult, startOrAttachRun } from './client';
 import { progressLine, statusBlock } from './progress';
 
@@ -83,12 +85,40 @@ export async function runDev(options: DevOptions, log: (line: string) => void = 
   endLeftovers(stateDir, log);
 
   const spec = buildRunSpec(options.parsed, options.runId);
+  // The local dev server is plaintext: TLS and API keys are for `start` / `worker` against a
+  // cluster. The payload codec works here too, with a codec endpoint for the UI.
+  const temporalSection = options.parsed.config.temporal;
+  if (temporalSection.tls !== undefined || temporalSection.apiKeyEnv !== undefined) {
+    throw new CliError(
+      "'timeshare dev' runs a local plaintext Temporal server: remove temporal.tls and temporal.apiKeyEnv from the config (they apply to 'start' and 'worker' against a cluster)",
+      2,
+    );
+  }
+  const plainEnv: NodeJS.ProcessEnv = { ...process.env };
+  for (const name of [...Object.values(TLS_ENV), DEFAULT_API_KEY_ENV]) delete plainEnv[name];
+  const security = resolveSecurity({ codec: temporalSection.codec }, {}, plainEnv);
+  let codecServer: CodecServer | undefined;
+  if (security.codec !== undefined) {
+    codecServer = await startCodecServer({
+      codec: security.codec,
+      corsOrigins: [`http://127.0.0.1:${options.uiPort}`, `http://localhost:${options.uiPort}`],
+      log,
+    });
+    log(`payload codec: ${security.summary}; codec endpoint for the UI: ${codecServer.url}`);
+  }
   const dbFile = path.join(stateDir, 'temporal.db');
   log(`starting Temporal dev server (state: ${dbFile})`);
   let server: DevServer;
   try {
-    server = await startDevServer({ dbFile, port: options.port, uiPort: options.uiPort, logFile: path.join(stateDir, 'logs', 'temporal.log') });
+    server = await startDevServer({
+      dbFile,
+      port: options.port,
+      uiPort: options.uiPort,
+      logFile: path.join(stateDir, 'logs', 'temporal.log'),
+      ...(codecServer === undefined ? {} : { uiCodecEndpoint: codecServer.url }),
+    });
   } catch (error) {
+    await codecServer?.close();
     throw new CliError(
       `could not start the Temporal dev server on port ${options.port}: ${error instanceof Error ? error.message : String(error)}\n` +
         `  If another server uses the port, pass --port and --ui-port.`,
@@ -108,7 +138,7 @@ export async function runDev(options: DevOptions, log: (line: string) => void = 
   const launch = (worker: Supervised): void => {
     const logPath = path.join(stateDir, 'logs', `${worker.name}.log`);
     const fd = openSync(logPath, 'a');
-    const child = spawn(process.execPath, ['--import', TSX_LOADER, MAIN, ...worker.args], { stdio: ['ignore', fd, fd] });
+    const child = spawn(process.execPath, ['--import', TSX_LOADER, MAIN, ...worker.args], { stdio: ['ignore', fd, fd], env: plainEnv });
     closeSync(fd);
     worker.child = child;
     if (child.pid !== undefined) {
@@ -149,6 +179,7 @@ export async function runDev(options: DevOptions, log: (line: string) => void = 
       ),
     );
     await server.stop();
+    await codecServer?.close();
     rmSync(pidFile(stateDir), { force: true });
   };
 
@@ -163,7 +194,7 @@ export async function runDev(options: DevOptions, log: (line: string) => void = 
 
   let client: Client | undefined;
   try {
-    client = await connectClient({ address: server.address, namespace: 'default' });
+    client = await connectClient({ address: server.address, namespace: 'default', security });
     const outcome = await startOrAttachRun(client, spec);
     const workflowId = runWorkflowId(spec.runId);
     if (outcome.kind === 'finished') {

@@ -12,6 +12,8 @@ import { createOrchestratorWorker } from '../workers/orchestrator';
 import type { TemporalTarget, WorkerContext } from '../workers/options';
 import { runtimePaths } from '../workers/runtime';
 import { addBenchCommand } from './bench';
+import { startCodecServer } from '../temporal/codecServer';
+import { connectionOptions, resolveSecurity, SecurityConfigError, type SecurityFlags } from '../temporal/security';
 import { CliError, connectClient, queryStatus, sendUpdate, startOrAttachRun } from './client';
 import { runDev, watchRun } from './dev';
 import { statusBlock } from './progress';
@@ -32,23 +34,43 @@ function integer(name: string, min: number): (value: string) => number {
   };
 }
 
-interface ConnectionFlags {
+interface ConnectionFlags extends SecurityFlags {
   address?: string;
   namespace?: string;
 }
 
-/** Flags override the config; the config overrides TEMPORAL_ADDRESS / TEMPORAL_NAMESPACE; then the defaults. */
+/**
+ * Flags override the config; the config overrides TEMPORAL_ADDRESS / TEMPORAL_NAMESPACE (and the
+ * TLS / API key variables, see src/temporal/security.ts); then the defaults.
+ */
 function target(flags: ConnectionFlags, parsed?: ParsedRunConfig): TemporalTarget {
   return {
     address: flags.address ?? parsed?.config.temporal.address ?? process.env.TEMPORAL_ADDRESS ?? 'localhost:7233',
     namespace: flags.namespace ?? parsed?.config.temporal.namespace ?? process.env.TEMPORAL_NAMESPACE ?? 'default',
+    security: resolveSecurity(parsed?.config.temporal, flags),
   };
 }
 
-function withConnectionFlags(command: Command): Command {
+/** Payload codec flags (also used by `codec-server`). */
+function withCodecFlags(command: Command): Command {
   return command
-    .option('--address <host:port>', 'Temporal front-end address (default: config, $TEMPORAL_ADDRESS, localhost:7233)')
-    .option('--namespace <name>', 'Temporal namespace (default: config, $TEMPORAL_NAMESPACE, default)');
+    .option('--codec-key-id <id>', 'payload codec key id (default: config temporal.codec.keyId)')
+    .option('--codec-key-file <file>', 'file holding the 256-bit payload codec key (64 hex characters or base64)')
+    .option('--codec-key-env <VAR>', 'environment variable holding the payload codec key');
+}
+
+function withConnectionFlags(command: Command): Command {
+  return withCodecFlags(
+    command
+      .option('--address <host:port>', 'Temporal front-end address (default: config, $TEMPORAL_ADDRESS, localhost:7233)')
+      .option('--namespace <name>', 'Temporal namespace (default: config, $TEMPORAL_NAMESPACE, default)')
+      .option('--tls', 'connect with TLS (system root CAs unless --tls-ca)')
+      .option('--tls-ca <file>', 'CA certificate of the server (PEM; default: config, $TEMPORAL_TLS_CA_PATH)')
+      .option('--tls-cert <file>', 'client certificate for mTLS (PEM; default: config, $TEMPORAL_TLS_CERT_PATH)')
+      .option('--tls-key <file>', 'client private key for mTLS (PEM; default: config, $TEMPORAL_TLS_KEY_PATH)')
+      .option('--tls-server-name <name>', 'name the server certificate must carry (default: config, $TEMPORAL_TLS_SERVER_NAME)')
+      .option('--api-key-env <VAR>', 'environment variable holding the Temporal API key (default: config, then $TEMPORAL_API_KEY if set)'),
+  );
 }
 
 export function buildProgram(): Command {
@@ -146,12 +168,11 @@ export function buildProgram(): Command {
       .command('set-shrink-set')
       .description("Ranks released for training from the next iteration on ('default' returns to the layout's rule)")
       .argument('<run-id>')
-      .argument('<ranks>', "comma-separated rank ids, or 'default'"),
-  ).action(async (runId: string, ranksText: string, flags: ConnectionFlags) => {
-    let ranks: number[] | null = null;
-    if (ranksText !== 'default') {
-      ranks = ranksText.split(',').map((part) => integer('rank id', 0)(part.trim()));
-    }
+      // Parsed by commander (not in the action) so that a bad rank is reported with usage, exit 2.
+      .argument('<ranks>', "comma-separated rank ids, or 'default'", (text: string) =>
+        text === 'default' ? null : text.split(',').map((part) => integer('rank id', 0)(part.trim())),
+      ),
+  ).action(async (runId: string, ranks: number[] | null, flags: ConnectionFlags) => {
     const client = await connectClient(target(flags));
     try {
       console.log(statusBlock(await sendUpdate(client, runId, { name: 'setShrinkSet', ranks })));
@@ -171,7 +192,7 @@ export function buildProgram(): Command {
       const context = workerContext(configPath, flags);
       const connection = await connectWorker(context.temporal);
       const orchestrator = await createOrchestratorWorker(connection, context);
-      console.error(`orchestrator worker for run '${context.runId}' on ${context.temporal.address}`);
+      console.error(`orchestrator worker for run '${context.runId}' on ${context.temporal.address} (${context.temporal.security?.summary ?? 'plaintext'})`);
       await runWorkers([orchestrator], connection, { exitWithParent: flags.exitWithParent });
     },
   );
@@ -186,11 +207,35 @@ export function buildProgram(): Command {
     const context = workerContext(configPath, flags);
     const connection = await connectWorker(context.temporal);
     const workers = await createGpuNodeWorkers(connection, context, flags.node);
-    console.error(`gpu-node ${flags.node} worker for run '${context.runId}': ${workers.map((w) => w.options.taskQueue).join(', ')}`);
+    console.error(
+      `gpu-node ${flags.node} worker for run '${context.runId}' on ${context.temporal.address} (${context.temporal.security?.summary ?? 'plaintext'}): ${workers.map((w) => w.options.taskQueue).join(', ')}`,
+    );
     await runWorkers(workers, connection, { exitWithParent: flags.exitWithParent });
   });
 
   addTimelineCommand(program, { withFlags: withConnectionFlags, target: (flags) => target(flags) });
+  withCodecFlags(
+    program
+      .command('codec-server')
+      .description('Serve the payload codec over HTTP (POST /encode, /decode) so the Temporal UI can show encrypted payloads')
+      .argument('[config]', 'run configuration whose temporal.codec to use (or give --codec-key-*)')
+      .option('--host <host>', 'interface to listen on (anyone who reaches it can decrypt)', '127.0.0.1')
+      .option('--port <port>', 'port to listen on', integer('--port', 1), 8081)
+      .option('--cors-origin <origin...>', "origins allowed to call it from a browser (the Temporal UI's)", ['http://localhost:8233', 'http://127.0.0.1:8233']),
+  ).action(async (configPath: string | undefined, flags: SecurityFlags & { host: string; port: number; corsOrigin: string[] }) => {
+    const parsed = configPath === undefined ? undefined : loadConfig(configPath).parsed;
+    const { codec } = resolveSecurity(parsed?.config.temporal, flags);
+    if (codec === undefined) throw new CliError('no payload codec configured: set temporal.codec in the config or pass --codec-key-id with --codec-key-file or --codec-key-env', 2);
+    const server = await startCodecServer({ codec, host: flags.host, port: flags.port, corsOrigins: flags.corsOrigin, log: (line) => console.error(line) });
+    console.log(`codec endpoint for key id '${codec.keyId}': ${server.url} (CORS: ${flags.corsOrigin.join(', ')})`);
+    console.log(`  Temporal UI: set the codec endpoint to ${server.url}; temporal CLI: --codec-endpoint ${server.url}`);
+    await new Promise<void>((resolve) => {
+      const stop = () => resolve();
+      process.once('SIGINT', stop);
+      process.once('SIGTERM', stop);
+    });
+    await server.close();
+  });
 
   program
     .command('check-config')
@@ -217,10 +262,10 @@ function workerContext(configPath: string, flags: ConnectionFlags & { stateDir: 
 
 async function connectWorker(temporal: TemporalTarget): Promise<NativeConnection> {
   try {
-    return await NativeConnection.connect({ address: temporal.address });
+    return await NativeConnection.connect({ address: temporal.address, ...(temporal.security === undefined ? {} : connectionOptions(temporal.security)) });
   } catch (error) {
     throw new CliError(
-      `cannot reach the Temporal server at ${temporal.address}: ${error instanceof Error ? error.message : String(error)}\n` +
+      `cannot reach the Temporal server at ${temporal.address} (${temporal.security?.summary ?? 'plaintext'}): ${error instanceof Error ? error.message : String(error)}\n` +
         `  Start one ('timeshare dev' or a cluster) or pass --address host:port.`,
     );
   }
@@ -234,6 +279,10 @@ export async function main(argv: string[]): Promise<number> {
   } catch (error) {
     if (error instanceof ConfigError) {
       console.error(error.message);
+      return 2;
+    }
+    if (error instanceof SecurityConfigError) {
+      console.error(`timeshare: ${error.message}`);
       return 2;
     }
     if (error instanceof CliError) {

@@ -51,6 +51,47 @@ const envVarName = () =>
     .string({ error: 'expected an environment variable name' })
     .regex(/^[A-Za-z_][A-Za-z0-9_]*$/, { error: 'expected an environment variable name matching [A-Za-z_][A-Za-z0-9_]*' });
 
+/** TLS / mTLS to the Temporal front end: paths of PEM files, never their contents. */
+export const temporalTlsSchema = z
+  .object({
+    /** CA certificate that signed the server's certificate (default: the system's roots). */
+    caFile: nonEmptyString('a file path').optional(),
+    /** Client certificate and its private key, for mTLS: both or neither. */
+    certFile: nonEmptyString('a file path').optional(),
+    keyFile: nonEmptyString('a file path').optional(),
+    /** Name the server certificate must carry, when it differs from the address's host. */
+    serverName: nonEmptyString('a host name').optional(),
+  })
+  .strict()
+  .superRefine((tls, ctx) => {
+    if ((tls.certFile === undefined) !== (tls.keyFile === undefined)) {
+      ctx.addIssue({
+        code: 'custom',
+        message: 'mTLS needs both certFile and keyFile (a client certificate and its private key)',
+        path: [tls.certFile === undefined ? 'certFile' : 'keyFile'],
+      });
+    }
+  });
+export type TemporalTlsConfig = z.infer<typeof temporalTlsSchema>;
+
+export const CODEC_KEY_ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
+
+/** The payload codec's key: from a file or an environment variable, exactly one. */
+export const payloadCodecSchema = z
+  .object({
+    /** Written into every encrypted payload's metadata; readers must hold the key of that id. */
+    keyId: z.string({ error: 'expected a key id' }).regex(CODEC_KEY_ID_PATTERN, { error: `expected a key id matching ${CODEC_KEY_ID_PATTERN.source}` }),
+    keyFile: nonEmptyString('a file path').optional(),
+    keyEnv: envVarName().optional(),
+  })
+  .strict()
+  .superRefine((codec, ctx) => {
+    if ((codec.keyFile === undefined) === (codec.keyEnv === undefined)) {
+      ctx.addIssue({ code: 'custom', message: 'expected exactly one of keyFile or keyEnv (where the 256-bit key is read from)', path: [] });
+    }
+  });
+export type PayloadCodecConfig = z.infer<typeof payloadCodecSchema>;
+
 export const RUN_ID_PATTERN = /^[a-z0-9][a-z0-9-]{0,62}$/;
 
 // ---------------------------------------------------------------------------------------------
@@ -272,6 +313,15 @@ export const runConfigSchema = z
             error: 'expected a task queue prefix matching [A-Za-z0-9][A-Za-z0-9._-]{0,99}',
           })
           .default('timeshare'),
+        /**
+         * TLS to the Temporal front end: file paths only (the files are read and checked at
+         * connect time). `{}` means TLS with the system's root certificates.
+         */
+        tls: temporalTlsSchema.optional(),
+        /** Environment variable holding the Temporal API key (sent as a bearer token; implies TLS). */
+        apiKeyEnv: envVarName().optional(),
+        /** Encrypt workflow payloads (AES-256-GCM) so the server's history holds ciphertext. */
+        codec: payloadCodecSchema.optional(),
         /**
          * A rollout shard, engine call or batch watcher that has not heartbeated for this long is
          * considered dead (its worker crashed) and is retried elsewhere on its queue.

@@ -104,6 +104,8 @@ export interface RunStatus {
   lastIteration: IterationStats | undefined;
   /** Most recent failure of an iteration attempt, if any, so status shows why it is retrying. */
   lastError: string | undefined;
+  /** Signals with a bad payload ignored by this run execution, and why the last one was. */
+  rejectedSignals?: { count: number; last: string };
 }
 
 // ----- activity payloads -----

@@ -25,6 +25,8 @@ export interface DevServerOptions {
   /** Server stdout/stderr go here (the server is chatty); omitted = a temp file per server. */
   logFile?: string;
   startTimeoutMs?: number;
+  /** Codec endpoint the UI calls to show encrypted payloads (`timeshare codec-server`). */
+  uiCodecEndpoint?: string;
 }
 
 export interface DevServer {
@@ -97,6 +99,7 @@ export async function startDevServer(options: DevServerOptions = {}): Promise<De
   args.push('--http-port', String(await freePort(ip)), '--metrics-port', String(await freePort(ip)));
   if (headless) args.push('--headless');
   else args.push('--ui-port', String(uiPort));
+  if (options.uiCodecEndpoint !== undefined && !headless) args.push('--ui-codec-endpoint', options.uiCodecEndpoint);
   if (options.dbFile !== undefined) {
     mkdirSync(path.dirname(options.dbFile), { recursive: true });
     args.push('--db-filename', options.dbFile);

@@ -12,7 +12,8 @@
  *   syncRankWeights                              → sync
  *   resumeRankMemory                             → onload
  * Orchestrator activities (store bookkeeping, no GPU) are not drawn; idle fills the rest.
- * Activity inputs are decoded with the default (JSON) payload converter; no codec is assumed.
+ * Activity inputs are decoded with the default (JSON) payload converter, after the client's payload
+ * codecs (if the run encrypts its payloads) in fetchIterationHistories.
  */
 import { WorkflowNotFoundError, type Client } from '@temporalio/client';
 import { defaultPayloadConverter, type Payload } from '@temporalio/common';
@@ -368,7 +369,28 @@ export async function fetchIterationHistories(client: Client, runId: string, ran
       }
       break;
     }
-    histories.push({ iteration, history: await handle.fetchHistory() });
+    histories.push({ iteration, history: await decodeInputs(client, await handle.fetchHistory()) });
   }
   return histories;
+}
+
+/**
+ * A run with a payload codec (docs/security.md) stores its inputs encrypted: decode the inputs the
+ * timeline reads with the client's codecs, as the client does for results. Without codecs the
+ * history is returned as it is.
+ */
+async function decodeInputs(client: Client, history: History): Promise<History> {
+  const codecs = client.options.loadedDataConverter.payloadCodecs;
+  if (codecs.length === 0) return history;
+  const decode = async (payloads: temporal.api.common.v1.IPayloads | null | undefined): Promise<void> => {
+    if (payloads?.payloads === undefined || payloads.payloads === null) return;
+    let decoded = payloads.payloads as Payload[];
+    for (const codec of [...codecs].reverse()) decoded = await codec.decode(decoded);
+    payloads.payloads = decoded;
+  };
+  for (const event of history.events ?? []) {
+    await decode(event.workflowExecutionStartedEventAttributes?.input);
+    await decode(event.activityTaskScheduledEventAttributes?.input);
+  }
+  return history;
 }

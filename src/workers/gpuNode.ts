@@ -18,6 +18,7 @@ import type { AgentEnvironment, RolloutEngine, Trainer } from '../engines/types'
 import { deviceAddress, ranksOnNode, trainNodes, type PoolLayout } from '../gpu/layout';
 import { checkIntRange } from '../gpu/validation';
 import { rankQueue, trainerQueue } from '../pipeline/naming';
+import { dataConverter, PLAINTEXT } from '../temporal/security';
 import { engineStateDir, storeCache, weightsDir, weightsPath } from './runtime';
 import { HEARTBEAT_INTERVAL_MS, HEARTBEAT_THROTTLE, SHUTDOWN_GRACE, type WorkerContext } from './options';
 
@@ -115,6 +116,7 @@ export async function createGpuNodeWorkers(
         namespace: context.temporal.namespace,
         taskQueue,
         activities,
+        dataConverter: dataConverter(context.temporal.security ?? PLAINTEXT),
         defaultHeartbeatThrottleInterval: HEARTBEAT_THROTTLE,
         maxHeartbeatThrottleInterval: '1 second',
         shutdownGraceTime: SHUTDOWN_GRACE,

@@ -3,11 +3,14 @@
  * to reach Temporal. Built by the CLI from flags and the config file.
  */
 import type { ParsedRunConfig } from '../config';
+import type { ConnectionSecurity } from '../temporal/security';
 import type { RuntimePaths } from './runtime';
 
 export interface TemporalTarget {
   address: string;
   namespace: string;
+  /** TLS, API key and payload codec (src/temporal/security.ts); absent: plaintext, no codec. */
+  security?: ConnectionSecurity;
 }
 
 export interface WorkerContext {

@@ -7,6 +7,7 @@ import { NativeConnection, Worker, type WorkflowBundleOption } from '@temporalio
 import { createOrchestratorActivities } from '../activities/orchestrator';
 import { WorkloadModel } from '../engines/sim/workload';
 import { orchestratorQueue } from '../pipeline/naming';
+import { dataConverter, PLAINTEXT } from '../temporal/security';
 import { storeCache } from './runtime';
 import { HEARTBEAT_INTERVAL_MS, HEARTBEAT_THROTTLE, SHUTDOWN_GRACE, type WorkerContext } from './options';
 
@@ -38,6 +39,7 @@ export async function createOrchestratorWorker(
     taskQueue: orchestratorQueue(config.temporal.taskQueuePrefix),
     ...(options.workflowBundle === undefined ? { workflowsPath: WORKFLOWS_PATH } : { workflowBundle: options.workflowBundle }),
     activities,
+    dataConverter: dataConverter(context.temporal.security ?? PLAINTEXT),
     defaultHeartbeatThrottleInterval: HEARTBEAT_THROTTLE,
     maxHeartbeatThrottleInterval: '1 second',
     shutdownGraceTime: SHUTDOWN_GRACE,

@@ -238,8 +238,11 @@ export async function iterationWorkflow(input: IterationInput): Promise<Iteratio
     }
   };
 
-  /** Cancels the shards, waits for their checkpoints, and settles their samples in the ledger. */
-  const stopShards = async (selected: RunningShard[]): Promise<number[]> => {
+  /**
+   * Cancels the shards, waits for their checkpoints, and settles their samples in the ledger.
+   * A shard that failed is raised after settling, unless `onShardFailure` takes it.
+   */
+  const stopShards = async (selected: RunningShard[], onShardFailure?: (error: unknown) => void): Promise<number[]> => {
     for (const shard of selected) shard.scope.cancel();
     const failures: unknown[] = [];
     for (const shard of selected) {
@@ -262,7 +265,8 @@ export async function iterationWorkflow(input: IterationInput): Promise<Iteratio
       shards.delete(outcome.shardId);
     }
     checkLedgerInvariants(ledger);
-    if (failures.length > 0) throw failures[0];
+    if (onShardFailure !== undefined) failures.forEach(onShardFailure);
+    else if (failures.length > 0) throw failures[0];
     return unfinished;
   };
 
@@ -448,7 +452,9 @@ export async function iterationWorkflow(input: IterationInput): Promise<Iteratio
     await enterPhase('recovering').catch(() => undefined);
     const problems: string[] = [];
     try {
-      await stopShards([...shards.values()]);
+      // A shard that failed (the cause, or another rank with the same broken engine) has ended
+      // and its samples are settled: not a failure to restore the pool. Failing to settle is.
+      await stopShards([...shards.values()], () => undefined);
     } catch (error) {
       problems.push(`stopping shards: ${describeError(error)}`);
     }

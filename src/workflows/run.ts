@@ -10,6 +10,7 @@ import {
   condition,
   continueAsNew,
   executeChild,
+  log,
   ParentClosePolicy,
   setHandler,
   upsertSearchAttributes,
@@ -25,6 +26,7 @@ import { ITERATION_KEY, PHASE_KEY, RUN_ID_KEY, STRATEGY_KEY } from '../temporal/
 import { iterationWorkflow } from './iteration';
 import {
   batchSizeUpdateSchema,
+  iterationProgressSchema,
   iterationProgressSignal,
   pauseUpdate,
   resumeUpdate,
@@ -76,6 +78,8 @@ export async function runWorkflow(input: RunInput): Promise<RunSummary> {
   };
   let pauseRequested = false;
   let progress: IterationProgress | undefined;
+  let rejectedSignals: RunStatus['rejectedSignals'];
+  const progressSchema = iterationProgressSchema(spec.layout);
   let phase: Phase = state.iteration >= spec.iterations ? 'done' : 'starting';
 
   const status = (): RunStatus => {
@@ -105,13 +109,22 @@ export async function runWorkflow(input: RunInput): Promise<RunSummary> {
       shrinkOverride: state.shrinkOverride ?? undefined,
       lastIteration: state.lastIteration ?? undefined,
       lastError: state.lastError ?? undefined,
+      ...(rejectedSignals === undefined ? {} : { rejectedSignals }),
     };
   };
 
   setHandler(statusQuery, status);
-  setHandler(iterationProgressSignal, (update) => {
+  setHandler(iterationProgressSignal, (update: unknown) => {
+    // A signal cannot be rejected and must not fail the workflow: a bad payload is ignored, visibly.
+    const parsed = progressSchema.safeParse(update);
+    if (!parsed.success) {
+      const why = `iterationProgress signal ignored, bad payload: ${parsed.error.issues.map((issue) => `${issue.path.join('.') || '(payload)'}: ${issue.message}`).join('; ')}`;
+      rejectedSignals = { count: (rejectedSignals?.count ?? 0) + 1, last: why };
+      log.warn(why);
+      return;
+    }
     // Ignore late progress of an earlier iteration (signals are not ordered across children).
-    if (update.iteration === state.iteration) progress = update;
+    if (parsed.data.iteration === state.iteration) progress = parsed.data;
   });
   setHandler(
     pauseUpdate,

@@ -1,11 +1,15 @@
 /**
  * Signals, queries and updates of the run workflow. Update payloads are validated with zod in
  * the update validators: a bad payload is rejected before it reaches the workflow (and before it
- * is written to history), and the run carries on untouched.
+ * is written to history), and the run carries on untouched. Signals cannot be rejected (they are
+ * in history once sent): the handler validates with `iterationProgressSchema` and ignores a bad
+ * payload visibly (a warning in the worker log, a count and the reason in the status query).
  */
 import { defineQuery, defineSignal, defineUpdate } from '@temporalio/workflow';
 import { z } from 'zod';
-import type { IterationProgress, RunStatus } from '../pipeline/types';
+import type { PoolLayout } from '../gpu/layout';
+import { GPU_ROLES, RANK_PHASES } from '../gpu/roles';
+import type { IterationProgress, Phase, RunStatus } from '../pipeline/types';
 
 export const iterationProgressSignal = defineSignal<[IterationProgress]>('iterationProgress');
 export const statusQuery = defineQuery<RunStatus>('status');
@@ -21,3 +25,30 @@ export const setShrinkSetUpdate = defineUpdate<RunStatus, [{ ranks: number[] | n
 
 export const batchSizeUpdateSchema = z.object({ batchSize: z.number().int().min(1) }).strict();
 export const shrinkSetUpdateSchema = z.object({ ranks: z.array(z.number().int().nonnegative()).nullable() }).strict();
+
+const PHASES = ['starting', 'rollout', 'shrink', 'train', 'stop', 'sync', 'expand', 'recovering', 'done'] as const satisfies readonly Phase[];
+/** Compile-time check that PHASES lists every Phase (a new phase must be added here too). */
+const _everyPhaseListed: Exclude<Phase, (typeof PHASES)[number]> extends never ? true : never = true;
+const count = () => z.number().int().nonnegative();
+
+/** A progress signal from an iteration of this run's layout (pool arrays sized to the pool). */
+export function iterationProgressSchema(layout: PoolLayout): z.ZodType<IterationProgress> {
+  const gpus = layout.nodes * layout.gpusPerNode;
+  return z
+    .object({
+      iteration: count(),
+      phase: z.enum(PHASES),
+      pool: z
+        .object({
+          roles: z.array(z.enum(GPU_ROLES)).length(gpus),
+          rankPhases: z.array(z.enum(RANK_PHASES)).length(layout.ranks.length),
+        })
+        .strict(),
+      version: count(),
+      samplesRunning: count(),
+      samplesCompleted: count(),
+      samplesWaiting: count(),
+      batchSamples: count(),
+    })
+    .strict();
+}
