@@ -9,8 +9,8 @@ import time
 EOS = 11
 
 
-def generate(client, ids, n, temperature=0.0, rid=None, stop=None):
-    body = {"input_ids": ids, "sampling_params": {"max_new_tokens": n, "temperature": temperature}, "return_logprob": True}
+def generate(client, ids, n, temperature=0.0, rid=None, stop=None, ignore_eos=False):
+    body = {"input_ids": ids, "sampling_params": {"max_new_tokens": n, "temperature": temperature, "ignore_eos": ignore_eos}, "return_logprob": True}
     if rid is not None:
         body["rid"] = rid
     if stop is not None:
@@ -97,7 +97,7 @@ def test_abort_mid_generation_keeps_tokens_generated_so_far(client):
 
     engine._sample = slow_sample
     result = {}
-    thread = threading.Thread(target=lambda: result.update(zip(("status", "body"), generate(client, [1], 200, temperature=1.0, rid="x", stop=[]))))
+    thread = threading.Thread(target=lambda: result.update(zip(("status", "body"), generate(client, [1], 200, temperature=1.0, rid="x", ignore_eos=True))))
     thread.start()
     assert seen.wait(10)
     time.sleep(0.1)
@@ -150,7 +150,7 @@ def test_update_weights_from_disk_loads_the_trainers_export(client, tmp_path):
 def test_pause_in_abort_mode_aborts_running_requests(client):
     client.post("/pause_generation", {"mode": "in_place"})
     result = {}
-    thread = threading.Thread(target=lambda: result.update(zip(("status", "body"), generate(client, [1], 50, rid="p"))))
+    thread = threading.Thread(target=lambda: result.update(zip(("status", "body"), generate(client, [1], 50, rid="p", ignore_eos=True))))
     thread.start()
     deadline = time.time() + 10
     while client.app.engine.running_count() == 0 and time.time() < deadline:

@@ -8,6 +8,7 @@ tag stands for the engine's KV pool, a workspace buffer allocated on the device 
 from __future__ import annotations
 
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -43,7 +44,8 @@ class _Running:
 
 
 class RolloutEngine:
-    def __init__(self, config: ModelConfig, device: torch.device, kv_pool_mib: int = 8):
+    def __init__(self, config: ModelConfig, device: torch.device, kv_pool_mib: int = 8, decode_delay_s: float = 0.0):
+        self.decode_delay_s = decode_delay_s
         self.config = config
         self.device = device
         self.model = build_model(config, device).eval()
@@ -117,6 +119,8 @@ class RolloutEngine:
                         token = int(torch.multinomial(torch.softmax(logits / temperature, dim=-1), 1))
                     # The logprob of the sampling distribution at temperature 1 (what the trainer's ratio uses).
                     lp = float(log_probs[token])
+            if self.decode_delay_s > 0:
+                time.sleep(self.decode_delay_s)
             ids.append(token)
             out.append(token)
             logprobs.append(lp)

@@ -131,7 +131,8 @@ class Handler(BaseHTTPRequestHandler):
             input_ids,
             max_new_tokens=_field(params, "max_new_tokens", int, default=128),
             temperature=_field(params, "temperature", float, default=1.0),
-            stop_ids=set(_int_list(params, "stop_token_ids", required=False) or []) | {self.app.config.eos_id},
+            stop_ids=set(_int_list(params, "stop_token_ids", required=False) or [])
+            | (set() if _field(params, "ignore_eos", bool, default=False) else {self.app.config.eos_id}),
         )
         meta = {
             "id": rid,
