@@ -9,6 +9,7 @@
  */
 import { Context } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
+import { setMaxListeners } from 'node:events';
 import { existsSync } from 'node:fs';
 import {
   engineStatusSchema,
@@ -20,6 +21,7 @@ import {
   type Trainer,
   type Trajectory,
 } from '../engines/types';
+import { EngineProtocolError } from '../engines/http/errors';
 import { checkPostcondition } from '../gpu/validation';
 import type { GpuNodeActivities } from '../pipeline/activities';
 import type { ShardInput, ShardOutcome } from '../pipeline/types';
@@ -81,6 +83,25 @@ export function batchTrajectories(records: readonly SampleRecord[]): Trajectory[
     }
     return { sampleId: record.id, reward: record.reward, inputIds, lossMask, logprobs };
   });
+}
+
+/**
+ * An engine that answers outside its protocol will answer the same way on retry: fail the
+ * activity for good (the workflow rolls the transition back) instead of retrying it.
+ */
+function protocolErrorsNonRetryable(activities: GpuNodeActivities): GpuNodeActivities {
+  const wrapped: Record<string, unknown> = {};
+  for (const [name, fn] of Object.entries(activities) as [string, (...args: unknown[]) => Promise<unknown>][]) {
+    wrapped[name] = async (...args: unknown[]) => {
+      try {
+        return await fn(...args);
+      } catch (error) {
+        if (error instanceof EngineProtocolError) throw ApplicationFailure.nonRetryable(error.message, 'EngineProtocolError');
+        throw error;
+      }
+    };
+  }
+  return wrapped as unknown as GpuNodeActivities;
 }
 
 type SampleEnd = { kind: 'completed' } | { kind: 'dropped'; reason: string } | { kind: 'unfinished' };
@@ -260,7 +281,7 @@ export function createGpuNodeActivities(deps: GpuNodeDeps): GpuNodeActivities {
     }
   }
 
-  return {
+  return protocolErrorsNonRetryable({
     async runRolloutShard(input) {
       requireRun(input.runId);
       const engine = engineFor(input.rank);
@@ -273,6 +294,8 @@ export function createGpuNodeActivities(deps: GpuNodeDeps): GpuNodeActivities {
       const records = await store.readSamples(input.sampleIds);
       const outcome: ShardOutcome = { shardId: input.shardId, completed: [], unfinished: [], dropped: [] };
       const signal = context.cancellationSignal;
+      // Real adapters listen on the signal once per in-flight generation: one per sample.
+      setMaxListeners(Math.max(10, records.length + 10), signal);
       const progress = () => ({
         completed: outcome.completed.length,
         dropped: outcome.dropped.length,
@@ -371,5 +394,5 @@ export function createGpuNodeActivities(deps: GpuNodeDeps): GpuNodeActivities {
       requireRun(runId);
       await withHeartbeat(deps.heartbeatIntervalMs, () => ({ offloading: true }), () => trainer().offload());
     },
-  };
+  });
 }

@@ -53,7 +53,10 @@ def parse_trajectory(raw: dict, vocab_size: int, index: int) -> Trajectory:
 
 
 class Trainer:
-    def __init__(self, config: ModelConfig, device: torch.device, lr: float = 3e-3, clip: float = 0.2):
+    def __init__(self, config: ModelConfig, device: torch.device, lr: float = 3e-3, clip: float = 0.2, epochs: int = 1):
+        if epochs < 1:
+            raise ValueError(f"epochs must be >= 1, got {epochs}")
+        self.epochs = epochs
         self.config = config
         self.device = device
         self.model = build_model(config, device).train()
@@ -107,26 +110,31 @@ class Trainer:
                 old[row, :k] = torch.tensor(t.logprobs)
                 pad[row, :k] = False
             ids, mask, old, pad, advantages = (x.to(self.device) for x in (ids, mask, old, pad, advantages))
-            logits = self.model(ids, padding_mask=pad)
-            # Token j is predicted from position j-1.
-            new = torch.log_softmax(logits[:, :-1].float(), dim=-1).gather(-1, ids[:, 1:, None])[..., 0]
             m = mask[:, 1:]
-            ratio = torch.exp(new - old[:, 1:])
-            adv = advantages[:, None]
-            objective = torch.minimum(ratio * adv, torch.clamp(ratio, 1 - self.clip, 1 + self.clip) * adv)
             tokens = m.sum()
             if float(tokens) == 0:
                 raise EngineError(400, "the batch has no generated tokens (loss_mask is all 0)")
-            loss = -(objective * m).sum() / tokens
-            self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
-            self.optimizer.step()
+            adv = advantages[:, None]
+            losses = []
+            # PPO-style: several passes over the batch; the clipped ratio against the rollout's
+            # logprobs bounds how far the passes move the policy.
+            for _ in range(self.epochs):
+                logits = self.model(ids, padding_mask=pad)
+                # Token j is predicted from position j-1.
+                new = torch.log_softmax(logits[:, :-1].float(), dim=-1).gather(-1, ids[:, 1:, None])[..., 0]
+                ratio = torch.exp(new - old[:, 1:])
+                objective = torch.minimum(ratio * adv, torch.clamp(ratio, 1 - self.clip, 1 + self.clip) * adv)
+                loss = -(objective * m).sum() / tokens
+                self.optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
+                self.optimizer.step()
+                losses.append(float(loss.detach()))
             self.optimizer_on_device = True
             self.weight_version += 1
             return {
                 "new_version": self.weight_version,
-                "loss": float(loss.detach()),
+                "loss": losses[0],
                 "trained_samples": n,
                 "mean_reward": float(rewards.mean()),
             }

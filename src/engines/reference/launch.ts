@@ -27,6 +27,8 @@ export interface ReferenceEngineOptions {
   /** auto | cpu | cuda | cuda:N */
   device?: string;
   lr?: number;
+  /** Trainer passes over each batch per step (default 4). */
+  epochs?: number;
   /** Sleep this long per generated token (stands in for a big model's decode time in tests). */
   decodeDelayMs?: number;
   /** Name of an environment variable (set for the child) that holds the API key. */
@@ -46,6 +48,7 @@ export interface ReferenceEngineProcess {
 export async function startReferenceEngine(options: ReferenceEngineOptions = {}): Promise<ReferenceEngineProcess> {
   const args = ['-m', 'timeshare_ref', '--config', options.configPath ?? REFERENCE_CONFIG, '--port', String(options.port ?? 0), '--device', options.device ?? 'auto'];
   if (options.lr !== undefined) args.push('--lr', String(options.lr));
+  if (options.epochs !== undefined) args.push('--epochs', String(options.epochs));
   if (options.decodeDelayMs !== undefined) args.push('--decode-delay-ms', String(options.decodeDelayMs));
   if (options.apiKeyEnv !== undefined) args.push('--api-key-env', options.apiKeyEnv);
   const child = spawn(referencePython(), args, { cwd: REFERENCE_DIR, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...options.env } });
