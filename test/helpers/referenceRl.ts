@@ -52,9 +52,9 @@ export function referenceRlConfig(options: ReferenceRlOptions, rollout: readonly
 export async function runReferenceRl(env: PipelineEnv, options: ReferenceRlOptions): Promise<ReferenceRlResult> {
   const engines: ReferenceEngineProcess[] = [];
   try {
-    const started = await Promise.allSettled([0, 1, 2].map(() => startReferenceEngine({ device: 'cpu' })));
-    for (const s of started) if (s.status === 'fulfilled') engines.push(s.value);
-    const failed = started.find((s) => s.status === 'rejected');
+    const launches = await Promise.allSettled([0, 1, 2].map(() => startReferenceEngine({ device: 'cpu' })));
+    for (const s of launches) if (s.status === 'fulfilled') engines.push(s.value);
+    const failed = launches.find((s) => s.status === 'rejected');
     if (failed !== undefined) throw (failed as PromiseRejectedResult).reason;
     const [rank0, rank1, trainer] = engines as [ReferenceEngineProcess, ReferenceEngineProcess, ReferenceEngineProcess];
     const context = env.context(referenceRlConfig(options, [rank0.url, rank1.url], trainer.url));
