@@ -3,15 +3,19 @@
  * pipeline on a real Temporal dev server, the digits environment. Shared by the test
  * (test/pipeline/referenceRl.test.ts) and the benchmark (scripts/reference-rl.ts).
  */
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { parse } from 'yaml';
 import { startReferenceEngine, type ReferenceEngineProcess } from '../../src/engines/reference/launch';
 import type { RunSummary } from '../../src/workflows/run';
 import type { PipelineEnv } from './pipeline';
 
 export interface ReferenceRlOptions {
   iterations: number;
-  batchSize: number;
-  turns: number;
+  /** Default: the preset's. */
+  batchSize?: number;
   kind?: 'sglang' | 'vllm';
+  /** The environment's seed (which digits are shown); default: the preset's. */
   seed?: number;
 }
 
@@ -24,27 +28,21 @@ export interface ReferenceRlResult {
   seconds: number;
 }
 
-/** The run config (the same shape as examples/reference-rl.yaml, with this run's endpoints). */
+export const REFERENCE_RL_PRESET = path.join(__dirname, '..', '..', 'examples', 'reference-rl.yaml');
+
+/** examples/reference-rl.yaml with this run's endpoints, iterations and batch size. */
 export function referenceRlConfig(options: ReferenceRlOptions, rollout: readonly string[], trainer: string): Record<string, unknown> {
+  const preset = parse(readFileSync(REFERENCE_RL_PRESET, 'utf8')) as Record<string, unknown> & { engine: Record<string, Record<string, unknown>> };
+  const kind = options.kind ?? 'sglang';
   return {
-    run: { id: `reference-rl-${options.kind ?? 'sglang'}`, iterations: options.iterations },
-    pool: { nodes: 1, gpusPerNode: 2 },
-    strategy: 'multiplexed',
-    rollout: { gpus: 'all', gpusPerRank: 1 },
-    train: { gpus: [0] },
-    batchSize: options.batchSize,
-    asyncRatio: 1,
-    maxTurns: options.turns,
-    maxTokens: 4 * options.turns,
+    ...preset,
+    run: { id: `reference-rl-${kind}`, iterations: options.iterations },
+    ...(options.batchSize === undefined ? {} : { batchSize: options.batchSize }),
     engine: {
-      rollout: {
-        kind: options.kind ?? 'sglang',
-        endpoints: rollout,
-        ...(options.kind === 'vllm' ? { model: 'timeshare-reference' } : {}),
-        sampling: { temperature: 1, maxNewTokensPerTurn: 1 },
-      },
-      trainer: { kind: 'http', endpoint: trainer },
-      environment: { kind: 'digits', turns: options.turns, shift: 3, seed: options.seed ?? 1 },
+      ...preset.engine,
+      rollout: { ...preset.engine.rollout, kind, endpoints: rollout, ...(kind === 'vllm' ? { model: 'timeshare-reference' } : {}) },
+      trainer: { ...preset.engine.trainer, endpoint: trainer },
+      environment: { ...preset.engine.environment, ...(options.seed === undefined ? {} : { seed: options.seed }) },
     },
   };
 }

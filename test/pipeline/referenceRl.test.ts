@@ -1,5 +1,5 @@
 /**
- * A real RL run through the whole multiplexed pipeline: two reference engine processes as
+ * A real RL run of examples/reference-rl.yaml through the whole multiplexed pipeline: two reference engine processes as
  * rollout ranks and a reference trainer (PyTorch on CPU), SGLang adapter, the digits
  * environment, a real Temporal dev server. The policy must learn: the mean reward of the last
  * iterations' batches beats the first ones' by a margin noise does not reach.
@@ -8,9 +8,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startPipelineEnv, type PipelineEnv } from '../helpers/pipeline';
 import { runReferenceRl } from '../helpers/referenceRl';
 
+/** examples/reference-rl.yaml: batches of 16 samples, 4 turns each. */
 const ITERATIONS = 12;
-const BATCH = 16;
-const TURNS = 4;
 /**
  * At the start about 1 answer in 12 is right (12-token vocabulary). Each iteration's mean is
  * over 64 answers (std <= 0.0625 even at p = 0.5); the mean of three iterations has std <= 0.036,
@@ -29,7 +28,7 @@ describe('reference RL run (real engines, real pipeline)', () => {
   });
 
   it('the mean reward rises over iterations', { timeout: 180_000 }, async () => {
-    const result = await runReferenceRl(env, { iterations: ITERATIONS, batchSize: BATCH, turns: TURNS, seed: 1 });
+    const result = await runReferenceRl(env, { iterations: ITERATIONS, seed: 1 });
     console.log(`reference RL: reward per iteration ${result.rewardPerIteration.map((r) => r.toFixed(3)).join(' ')} in ${result.seconds.toFixed(1)} s`);
     expect(result.summary.iterations).toBe(ITERATIONS);
     expect(result.summary.version).toBe(ITERATIONS);
