@@ -270,6 +270,7 @@ export function createGpuNodeActivities(deps: GpuNodeDeps): GpuNodeActivities {
             weightVersion,
             rank: input.rank,
             ...(outputIds === undefined ? {} : { outputIds: [...outputIds], logprobs: [...(logprobs ?? [])], observationIds: step.observationIds }),
+            ...(partial === undefined || partial.tokens === 0 ? {} : { resumedFrom: { rank: partial.rank, tokens: partial.tokens } }),
           },
         ],
       };

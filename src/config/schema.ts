@@ -188,6 +188,8 @@ export const rolloutEngineSchema = z.discriminatedUnion('kind', [
           maxNewTokensPerTurn: intAtLeast(1).optional(),
           /** Token ids that end a turn besides the model's EOS. */
           stopTokenIds: z.array(intAtLeast(0)).default([]),
+          /** Generate past EOS (SGLang/vLLM `ignore_eos`): turns of exactly maxNewTokensPerTurn tokens. */
+          ignoreEos: z.boolean({ error: 'expected true or false' }).default(false),
         })
         .strict()
         .prefault({}),

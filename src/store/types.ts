@@ -28,6 +28,8 @@ export const turnRecordSchema = z.object({
   logprobs: z.array(z.number()).optional(),
   /** Real engines: the observation's ids (observationTokens of them). */
   observationIds: z.array(count).optional(),
+  /** The turn was resumed from a partial prefix of `tokens` tokens generated on `rank` (a migration). */
+  resumedFrom: z.object({ rank: count, tokens: count }).optional(),
 });
 export type TurnRecord = z.infer<typeof turnRecordSchema>;
 

@@ -52,7 +52,8 @@ export function createRealNodeEngines(context: WorkerContext, node: number): Nod
   if (rollout.kind === 'simulated' || trainerConfig.kind !== 'http' || environment.kind !== 'digits') {
     throw new Error(`gpu-node ${node}: real engines need rollout sglang|vllm, trainer http and environment digits (the config loader checks this)`);
   }
-  const sampling = { temperature: rollout.sampling.temperature, stopTokenIds: rollout.sampling.stopTokenIds };
+  const { temperature, stopTokenIds, ignoreEos } = rollout.sampling;
+  const sampling = { temperature, stopTokenIds, ignoreEos };
   const key = apiKey(rollout.apiKeyEnv, 'engine.rollout');
   const engines = new Map<number, RolloutEngine>();
   for (const rank of ranksOnNode(layout, node)) {

@@ -68,7 +68,7 @@ describe('defaults', () => {
         },
       }),
     );
-    expect(config.engine.rollout).toMatchObject({ kind: 'sglang', sampling: { temperature: 1, stopTokenIds: [] } });
+    expect(config.engine.rollout).toMatchObject({ kind: 'sglang', sampling: { temperature: 1, stopTokenIds: [], ignoreEos: false } });
     expect(config.engine.trainer).toEqual({ kind: 'http', endpoint: 'http://trainer:8000' });
     expect(config.engine.environment).toEqual({ kind: 'digits', vocabulary: '0123456789?', turns: 4, shift: 3, seed: 1 });
   });

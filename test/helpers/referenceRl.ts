@@ -7,16 +7,28 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { parse } from 'yaml';
 import { startReferenceEngine, type ReferenceEngineProcess } from '../../src/engines/reference/launch';
+import { iterationWorkflowId } from '../../src/pipeline/naming';
+import type { IterationResult } from '../../src/pipeline/types';
+import type { SampleRecord } from '../../src/store';
 import type { RunSummary } from '../../src/workflows/run';
 import type { PipelineEnv } from './pipeline';
 
 export interface ReferenceRlOptions {
+  /** Run id (and store folder): distinct per run in one Temporal server. Default reference-rl-<kind>. */
+  runId?: string;
   iterations: number;
   /** Default: the preset's. */
   batchSize?: number;
   kind?: 'sglang' | 'vllm';
   /** The environment's seed (which digits are shown); default: the preset's. */
   seed?: number;
+  /** Turns per trajectory and new tokens per turn; default: the preset's (4 and 1). */
+  turns?: number;
+  maxNewTokensPerTurn?: number;
+  /** Engines sleep this long per token (long turns, so a shrink lands mid-generation). */
+  decodeDelayMs?: number;
+  /** Turns of exactly maxNewTokensPerTurn tokens. */
+  ignoreEos?: boolean;
 }
 
 export interface ReferenceRlResult {
@@ -25,6 +37,12 @@ export interface ReferenceRlResult {
   rewardPerIteration: number[];
   /** Weight versions that generated the batch's turns, per iteration (staleness shows here). */
   versionsPerIteration: number[][];
+  /** Samples moved off released ranks at each iteration's shrink. */
+  migratedPerIteration: number[];
+  /** The trained samples of every iteration, as stored. */
+  batches: SampleRecord[][];
+  /** Every sample of the run at its end (trained, completed, still running), as stored. */
+  samples: SampleRecord[];
   seconds: number;
 }
 
@@ -36,13 +54,29 @@ export function referenceRlConfig(options: ReferenceRlOptions, rollout: readonly
   const kind = options.kind ?? 'sglang';
   return {
     ...preset,
-    run: { id: `reference-rl-${kind}`, iterations: options.iterations },
+    run: { id: options.runId ?? `reference-rl-${kind}`, iterations: options.iterations },
     ...(options.batchSize === undefined ? {} : { batchSize: options.batchSize }),
+    ...(options.turns === undefined ? {} : { maxTurns: options.turns }),
+    ...(options.turns === undefined && options.maxNewTokensPerTurn === undefined ? {} : { maxTokens: 1024 }),
     engine: {
       ...preset.engine,
-      rollout: { ...preset.engine.rollout, kind, endpoints: rollout, ...(kind === 'vllm' ? { model: 'timeshare-reference' } : {}) },
+      rollout: {
+        ...preset.engine.rollout,
+        kind,
+        endpoints: rollout,
+        ...(kind === 'vllm' ? { model: 'timeshare-reference' } : {}),
+        sampling: {
+          ...(preset.engine.rollout?.sampling as Record<string, unknown>),
+          ...(options.maxNewTokensPerTurn === undefined ? {} : { maxNewTokensPerTurn: options.maxNewTokensPerTurn }),
+          ...(options.ignoreEos === undefined ? {} : { ignoreEos: options.ignoreEos }),
+        },
+      },
       trainer: { ...preset.engine.trainer, endpoint: trainer },
-      environment: { ...preset.engine.environment, ...(options.seed === undefined ? {} : { seed: options.seed }) },
+      environment: {
+        ...preset.engine.environment,
+        ...(options.seed === undefined ? {} : { seed: options.seed }),
+        ...(options.turns === undefined ? {} : { turns: options.turns }),
+      },
     },
   };
 }
@@ -50,7 +84,8 @@ export function referenceRlConfig(options: ReferenceRlOptions, rollout: readonly
 export async function runReferenceRl(env: PipelineEnv, options: ReferenceRlOptions): Promise<ReferenceRlResult> {
   const engines: ReferenceEngineProcess[] = [];
   try {
-    const launches = await Promise.allSettled([0, 1, 2].map(() => startReferenceEngine({ device: 'cpu' })));
+    const delay = options.decodeDelayMs === undefined ? {} : { decodeDelayMs: options.decodeDelayMs };
+    const launches = await Promise.allSettled([0, 1, 2].map(() => startReferenceEngine({ device: 'cpu', ...delay })));
     for (const s of launches) if (s.status === 'fulfilled') engines.push(s.value);
     const failed = launches.find((s) => s.status === 'rejected');
     if (failed !== undefined) throw (failed as PromiseRejectedResult).reason;
@@ -65,13 +100,19 @@ export async function runReferenceRl(env: PipelineEnv, options: ReferenceRlOptio
       const store = env.store(context);
       const rewardPerIteration: number[] = [];
       const versionsPerIteration: number[][] = [];
+      const migratedPerIteration: number[] = [];
+      const batches: SampleRecord[][] = [];
       for (let iteration = 0; iteration < summary.iterations; iteration++) {
         const batch = await store.readBatch(iteration);
         const samples = await store.readSamples(batch.sampleIds);
+        batches.push(samples);
+        const stats = (await env.client.workflow.getHandle(iterationWorkflowId(context.runId, iteration)).result()) as IterationResult;
+        migratedPerIteration.push(stats.stats.migrated);
         rewardPerIteration.push(samples.reduce((sum, s) => sum + (s.reward ?? Number.NaN), 0) / samples.length);
         versionsPerIteration.push([...new Set(samples.flatMap((s) => s.turns.map((t) => t.weightVersion)))].sort((a, b) => a - b));
       }
-      return { summary, rewardPerIteration, versionsPerIteration, seconds };
+      const samples = await store.readSamples(await store.listSampleIds());
+      return { summary, rewardPerIteration, versionsPerIteration, migratedPerIteration, batches, samples, seconds };
     } finally {
       await workers.stop();
     }
