@@ -4,5 +4,5 @@
 # examples/multiplexed.yaml (or the config given as the first argument).
 set -euo pipefail
 repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-bash "${repo_root}/scripts/ensure-deps.sh"
+bash "${repo_root}/scripts/ensure-deps.sh" --no-python
 exec "${repo_root}/bin/timeshare" dev "$@"

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Installs what the project needs on a fresh machine: npm packages (exact, from the lockfile)
-# and the pinned temporal CLI. Cheap when everything is already there.
+# Installs what the project needs on a fresh machine: npm packages (exact, from the lockfile),
+# the pinned temporal CLI and the reference engine's Python venv. Cheap when everything is there.
 set -euo pipefail
 repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "${repo_root}"
@@ -25,3 +25,8 @@ if [[ ! -f node_modules/.package-lock.json || package-lock.json -nt node_modules
 fi
 
 bash scripts/provision-temporal.sh >/dev/null
+# The reference engine (real-engine tests) needs Python + torch; `--no-python` skips it (the
+# simulated dev run does not need it).
+if [[ "${1:-}" != "--no-python" ]]; then
+  bash scripts/ensure-python.sh
+fi

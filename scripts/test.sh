@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The README's test command (`npm test`): installs what it needs, then typecheck, lint and the
-# whole vitest suite (unit, property-based, and tests against a real Temporal dev server).
+# The README's test command (`npm test`): installs what it needs, then typecheck, lint, the
+# reference engine's pytest suite and the whole vitest suite (unit, property-based, and tests
+# against a real Temporal dev server and real reference engine processes).
 set -euo pipefail
 repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "${repo_root}"
@@ -10,6 +11,8 @@ echo "== typecheck"
 npx tsc -p tsconfig.json --noEmit
 echo "== lint"
 npx eslint src test scripts
+echo "== reference engine (pytest)"
+(cd engines/reference && ../../.cache/pyenv/bin/python -m pytest -q -p no:cacheprovider tests)
 echo "== tests"
 mkdir -p .timeshare
 results=.timeshare/test-results.json

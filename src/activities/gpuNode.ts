@@ -9,6 +9,7 @@
  */
 import { Context } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
+import { setMaxListeners } from 'node:events';
 import { existsSync } from 'node:fs';
 import { z } from 'zod';
 import {
@@ -19,11 +20,13 @@ import {
   type AgentEnvironment,
   type RolloutEngine,
   type Trainer,
+  type Trajectory,
 } from '../engines/types';
+import { EngineProtocolError } from '../engines/http/errors';
 import { checkPostcondition } from '../gpu/validation';
 import type { GpuNodeActivities } from '../pipeline/activities';
 import type { ShardInput, ShardOutcome } from '../pipeline/types';
-import { contextTokens, type SampleRecord, type TrajectoryStore } from '../store';
+import { contextIds, contextTokens, type SampleRecord, type TrajectoryStore } from '../store';
 import { withHeartbeat } from './heartbeat';
 
 export interface GpuNodeDeps {
@@ -43,6 +46,8 @@ export interface GpuNodeDeps {
   timeScale: number;
   /** How often long activities heartbeat (progress + cancellation delivery). */
   heartbeatIntervalMs: number;
+  /** Real engines: cap on new tokens per turn (an agent turn is short; the trajectory budget is not). */
+  maxNewTokensPerTurn?: number;
   now(): number;
 }
 
@@ -64,6 +69,55 @@ function engineAnswer<T>(schema: z.ZodType<T>, answer: unknown, what: string): T
   const parsed = schema.safeParse(answer);
   if (!parsed.success) throw engineProtocolError(`${what} returned a malformed answer: ${z.prettifyError(parsed.error).replace(/\n/g, ' ')}`);
   return parsed.data;
+}
+
+/**
+ * The trainer's view of a batch: each sample's whole token sequence with the policy's tokens
+ * masked in and their sampling logprobs. Undefined when the samples carry no ids (simulated run);
+ * a batch that mixes both is a bug and throws.
+ */
+export function batchTrajectories(records: readonly SampleRecord[]): Trajectory[] | undefined {
+  const withIds = records.filter((r) => r.promptIds !== undefined).length;
+  if (withIds === 0) return undefined;
+  if (withIds !== records.length) {
+    throw ApplicationFailure.nonRetryable(`a batch mixes samples with and without token ids (${withIds} of ${records.length} have ids)`, 'EngineProtocolError');
+  }
+  return records.map((record) => {
+    if (record.status !== 'completed' || record.reward === undefined) {
+      throw ApplicationFailure.nonRetryable(`batch sample ${record.id} is ${record.status}, not completed with a reward`, 'StoreStateError');
+    }
+    const inputIds = [...(record.promptIds ?? [])];
+    const lossMask: (0 | 1)[] = inputIds.map(() => 0);
+    const logprobs: number[] = inputIds.map(() => 0);
+    for (const t of record.turns) {
+      if (t.outputIds === undefined || t.logprobs === undefined || t.observationIds === undefined) {
+        throw ApplicationFailure.nonRetryable(`batch sample ${record.id} turn ${t.turn} lacks its ids or logprobs`, 'StoreStateError');
+      }
+      inputIds.push(...t.outputIds, ...t.observationIds);
+      lossMask.push(...t.outputIds.map(() => 1 as const), ...t.observationIds.map(() => 0 as const));
+      logprobs.push(...t.logprobs, ...t.observationIds.map(() => 0));
+    }
+    return { sampleId: record.id, reward: record.reward, inputIds, lossMask, logprobs };
+  });
+}
+
+/**
+ * An engine that answers outside its protocol will answer the same way on retry: fail the
+ * activity for good (the workflow rolls the transition back) instead of retrying it.
+ */
+function protocolErrorsNonRetryable(activities: GpuNodeActivities): GpuNodeActivities {
+  const wrapped: Record<string, unknown> = {};
+  for (const [name, fn] of Object.entries(activities) as [string, (...args: unknown[]) => Promise<unknown>][]) {
+    wrapped[name] = async (...args: unknown[]) => {
+      try {
+        return await fn(...args);
+      } catch (error) {
+        if (error instanceof EngineProtocolError) throw ApplicationFailure.nonRetryable(error.message, 'EngineProtocolError');
+        throw error;
+      }
+    };
+  }
+  return wrapped as unknown as GpuNodeActivities;
 }
 
 type SampleEnd = { kind: 'completed' } | { kind: 'dropped'; reason: string } | { kind: 'unfinished' };
@@ -88,6 +142,75 @@ export function createGpuNodeActivities(deps: GpuNodeDeps): GpuNodeActivities {
     return deps.trainer;
   };
 
+  type Generation = { generated?: number; outputIds?: readonly number[]; logprobs?: readonly number[]; weightVersion: number };
+
+  /**
+   * One engine call for (the rest of) a turn. Checkpoints and returns 'aborted' when the call was
+   * cut short, so the prefix (with its ids and logprobs for real engines) resumes on any rank.
+   */
+  async function generateTurn(
+    input: ShardInput,
+    engine: RolloutEngine,
+    current: SampleRecord,
+    turn: number,
+    context: number,
+    prefixTokens: number,
+    inputIds: number[] | undefined,
+    partial: SampleRecord['partial'],
+    attempt: number,
+    signal: AbortSignal,
+  ): Promise<Generation | 'aborted'> {
+    const budget = Math.max(1, input.maxTokens - context);
+    const perTurn = deps.maxNewTokensPerTurn === undefined ? budget : Math.max(1, Math.min(budget, deps.maxNewTokensPerTurn - prefixTokens));
+    const request = {
+      requestId: `${input.shardId}:${current.id}:${turn}:${attempt}`,
+      sampleId: current.id,
+      turn,
+      contextTokens: context,
+      prefixTokens,
+      maxNewTokens: perTurn,
+      ...(inputIds === undefined ? {} : { inputIds, prefixIds: partial?.ids ?? [] }),
+    };
+    if (inputIds !== undefined && prefixTokens > 0 && partial?.ids === undefined) {
+      throw engineProtocolError(`sample ${current.id} has a partial turn without ids; a real engine cannot resume it`);
+    }
+    const result = engineAnswer(turnResultSchema, await engine.generate(request, signal), `rank ${input.rank} engine, turn ${turn} of sample ${current.id}`);
+    if (result.requestId !== request.requestId) {
+      throw engineProtocolError(`rank ${input.rank} engine answered request ${result.requestId} to request ${request.requestId} (sample ${current.id})`);
+    }
+    if (result.outputTokens > request.maxNewTokens) {
+      throw engineProtocolError(
+        `rank ${input.rank} engine generated ${result.outputTokens} tokens for request ${request.requestId}, more than maxNewTokens ${request.maxNewTokens} (sample ${current.id})`,
+      );
+    }
+    let outputIds: number[] | undefined;
+    let logprobs: number[] | undefined;
+    if (inputIds !== undefined) {
+      if (result.outputIds?.length !== result.outputTokens || result.logprobs?.length !== result.outputTokens) {
+        throw engineProtocolError(`rank ${input.rank} engine returned ${result.outputTokens} tokens for sample ${current.id} without as many output ids and logprobs`);
+      }
+      outputIds = [...(partial?.ids ?? []), ...result.outputIds];
+      logprobs = [...(partial?.logprobs ?? []), ...result.logprobs];
+    }
+    const generated = prefixTokens + result.outputTokens;
+    if (result.finishReason === 'abort') {
+      const store = deps.store(input.runId);
+      const next: SampleRecord = {
+        ...current,
+        partial: {
+          turn,
+          tokens: generated,
+          weightVersion: result.weightVersion,
+          rank: input.rank,
+          ...(outputIds === undefined ? {} : { ids: outputIds, logprobs }),
+        },
+      };
+      await store.checkpoint(next, input.shardId);
+      return 'aborted';
+    }
+    return { generated, outputIds, logprobs, weightVersion: result.weightVersion };
+  }
+
   async function runSample(input: ShardInput, engine: RolloutEngine, record: SampleRecord, signal: AbortSignal): Promise<SampleEnd> {
     const store = deps.store(input.runId);
     const attempt = Context.current().info.attempt;
@@ -106,46 +229,60 @@ export function createGpuNodeActivities(deps: GpuNodeDeps): GpuNodeActivities {
         await store.markCompleted(current.id, input.shardId, 0, deps.now());
         return { kind: 'completed' };
       }
-      const prefixTokens = current.partial?.turn === turn ? current.partial.tokens : 0;
-      const request = {
-        requestId: `${input.shardId}:${current.id}:${turn}:${attempt}`,
-        sampleId: current.id,
-        turn,
-        contextTokens: context,
-        prefixTokens,
-        maxNewTokens: Math.max(1, input.maxTokens - context),
-      };
-      const result = engineAnswer(turnResultSchema, await engine.generate(request, signal), `rank ${input.rank} engine, turn ${turn} of sample ${current.id}`);
-      if (result.requestId !== request.requestId) {
-        throw engineProtocolError(`rank ${input.rank} engine answered request ${result.requestId} to request ${request.requestId} (sample ${current.id})`);
-      }
-      if (result.outputTokens > request.maxNewTokens) {
-        throw engineProtocolError(
-          `rank ${input.rank} engine generated ${result.outputTokens} tokens for request ${request.requestId}, more than maxNewTokens ${request.maxNewTokens} (sample ${current.id})`,
-        );
-      }
-      const generated = prefixTokens + result.outputTokens;
-      if (result.finishReason === 'abort') {
-        current = { ...current, partial: { turn, tokens: generated, weightVersion: result.weightVersion, rank: input.rank } };
-        await store.checkpoint(current, input.shardId);
-        return { kind: 'unfinished' };
-      }
+      const partial = current.partial?.turn === turn ? current.partial : undefined;
+      const prefixTokens = partial?.tokens ?? 0;
+      const inputIds = contextIds(current);
+      const generation =
+        partial?.finished === true && partial.ids !== undefined
+          ? // Real engines: the turn had finished before a stop during its tool call; do not extend it.
+            { outputIds: partial.ids, logprobs: partial.logprobs, weightVersion: partial.weightVersion }
+          : await generateTurn(input, engine, current, turn, context, prefixTokens, inputIds, partial, attempt, signal);
+      if (generation === 'aborted') return { kind: 'unfinished' };
+      const generated = generation.generated ?? prefixTokens;
+      const outputIds = generation.outputIds;
+      const logprobs = generation.logprobs;
+      const weightVersion = generation.weightVersion;
+      const keepWholeTurn = (): SampleRecord => ({
+        ...current,
+        partial: {
+          turn,
+          tokens: generated,
+          weightVersion,
+          rank: input.rank,
+          ...(outputIds === undefined ? {} : { ids: [...outputIds], logprobs: [...(logprobs ?? [])], finished: true }),
+        },
+      });
       let step;
       try {
-        step = await deps.environment.step(current.id, turn, generated, signal);
+        const history = outputIds === undefined ? undefined : [...current.turns.map((t) => t.outputIds ?? []), outputIds];
+        step = await deps.environment.step(current.id, turn, generated, signal, history);
       } catch (error) {
         if (!signal.aborted) throw error;
         // Stopped during the tool call: keep the whole generated turn; it resumes with 0 new tokens.
-        current = { ...current, partial: { turn, tokens: generated, weightVersion: result.weightVersion, rank: input.rank } };
+        current = keepWholeTurn();
         await store.checkpoint(current, input.shardId);
         return { kind: 'unfinished' };
+      }
+      if (outputIds !== undefined && step.observationIds === undefined) {
+        throw ApplicationFailure.nonRetryable(
+          `the environment returned no observation ids for sample ${current.id} turn ${turn}, but the engine works on token ids`,
+          'EnvironmentProtocolError',
+        );
       }
       const { partial: _finishedPartial, ...rest } = current;
       current = {
         ...rest,
         turns: [
           ...current.turns,
-          { turn, generatedTokens: generated, observationTokens: step.observationTokens, weightVersion: result.weightVersion, rank: input.rank },
+          {
+            turn,
+            generatedTokens: generated,
+            observationTokens: step.observationTokens,
+            weightVersion,
+            rank: input.rank,
+            ...(outputIds === undefined ? {} : { outputIds: [...outputIds], logprobs: [...(logprobs ?? [])], observationIds: step.observationIds }),
+            ...(partial === undefined || partial.tokens === 0 ? {} : { resumedFrom: { rank: partial.rank, tokens: partial.tokens } }),
+          },
         ],
       };
       await store.checkpoint(current, input.shardId);
@@ -156,7 +293,7 @@ export function createGpuNodeActivities(deps: GpuNodeDeps): GpuNodeActivities {
     }
   }
 
-  return {
+  return protocolErrorsNonRetryable({
     async runRolloutShard(input) {
       requireRun(input.runId);
       const engine = engineFor(input.rank);
@@ -169,6 +306,8 @@ export function createGpuNodeActivities(deps: GpuNodeDeps): GpuNodeActivities {
       const records = await store.readSamples(input.sampleIds);
       const outcome: ShardOutcome = { shardId: input.shardId, completed: [], unfinished: [], dropped: [] };
       const signal = context.cancellationSignal;
+      // Real adapters listen on the signal once per in-flight generation: one per sample.
+      setMaxListeners(Math.max(10, records.length + 10), signal);
       const progress = () => ({
         completed: outcome.completed.length,
         dropped: outcome.dropped.length,
@@ -242,11 +381,16 @@ export function createGpuNodeActivities(deps: GpuNodeDeps): GpuNodeActivities {
             'TrainerVersionMismatch',
           );
         }
-        const batch = await deps.store(runId).readBatch(iteration);
+        const store = deps.store(runId);
+        const batch = await store.readBatch(iteration);
+        const trajectories = batchTrajectories(await store.readSamples(batch.sampleIds));
         const result = engineAnswer(
           trainStepResultSchema,
           await withHeartbeat(deps.heartbeatIntervalMs, () => ({ iteration, training: true }), () =>
-            node.trainStep({ iteration, fromVersion, sampleIds: batch.sampleIds, totalTokens: batch.totalTokens }, Context.current().cancellationSignal),
+            node.trainStep(
+              { iteration, fromVersion, sampleIds: batch.sampleIds, totalTokens: batch.totalTokens, ...(trajectories === undefined ? {} : { trajectories }) },
+              Context.current().cancellationSignal,
+            ),
           ),
           `trainer on node ${deps.node}: train step of iteration ${iteration}`,
         );
@@ -268,5 +412,5 @@ export function createGpuNodeActivities(deps: GpuNodeDeps): GpuNodeActivities {
       requireRun(runId);
       await withHeartbeat(deps.heartbeatIntervalMs, () => ({ offloading: true }), () => trainer().offload());
     },
-  };
+  });
 }

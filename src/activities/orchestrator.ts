@@ -14,6 +14,8 @@ export interface OrchestratorDeps {
   store(runId: string): TrajectoryStore;
   /** Prompt length of a new sample (the environment's reset; simulated from the workload). */
   promptTokens(sampleId: number): number;
+  /** Real engines: the prompt's token ids (the environment's reset); its length wins over promptTokens. */
+  promptIds?(sampleId: number): number[];
   /** How often awaitBatch looks for completions. */
   batchPollMs: number;
   /** Every activity heartbeats this often, so a dead orchestrator worker is noticed quickly. */
@@ -26,14 +28,17 @@ export function createOrchestratorActivities(deps: OrchestratorDeps): Orchestrat
     async admitSamples({ runId, ids, version }) {
       checkNoDuplicates('admitted sample ids', ids);
       const startedAtMs = deps.now();
-      const records: SampleRecord[] = ids.map((id) => ({
-        id,
-        startVersion: version,
-        promptTokens: deps.promptTokens(id),
-        turns: [],
-        status: 'running',
-        startedAtMs,
-      }));
+      const records: SampleRecord[] = ids.map((id) => {
+        const promptIds = deps.promptIds?.(id);
+        return {
+          id,
+          startVersion: version,
+          ...(promptIds === undefined ? { promptTokens: deps.promptTokens(id) } : { promptTokens: promptIds.length, promptIds }),
+          turns: [],
+          status: 'running',
+          startedAtMs,
+        };
+      });
       await deps.store(runId).createSamples(records);
     },
 

@@ -1,8 +1,9 @@
 /**
  * `timeshare dev`: the embedded default. Starts a local Temporal dev server (UI built in, state in
  * a SQLite file under the state folder), the orchestrator worker and one gpu-node worker per node
- * as child processes with simulated engines, then starts the run (or attaches to it when it is
- * already running, after a crash) and prints live progress until it completes.
+ * as child processes with the config's engines (simulated by default), then starts the run (or
+ * attaches to it when it is already running, after a crash) and prints live progress until it
+ * completes.
  *
  * Killing this command at any point and running it again resumes the same run: the workflows are
  * in the database file, the samples in the store. Processes we started are recorded by pid in the

@@ -81,7 +81,7 @@ export function buildProgram(): Command {
 
   program
     .command('dev')
-    .description('Run the embedded default: local Temporal dev server + UI, workers, simulated GPUs; start (or resume) the run and show progress')
+    .description('Run the embedded default: local Temporal dev server + UI, workers (simulated GPUs, or the real engines the config names); start (or resume) the run and show progress')
     .argument('[config]', 'run configuration (YAML or JSON)', defaultConfigPath())
     .option('--state-dir <dir>', 'where the dev server database, engine state and logs live', DEFAULT_STATE_DIR)
     .option('--port <port>', 'Temporal gRPC port', integer('--port', 1), 7233)

@@ -320,6 +320,26 @@ export function parseRunConfig(raw: unknown, source: string): ParsedRunConfig {
     }
   }
 
+  // Real engines work on token ids end to end: the rollout engines, the trainer (which loads no
+  // simulated weights file) and the environment (which must produce ids) are real together.
+  const { rollout, trainer, environment } = config.engine;
+  const realRollout = rollout.kind !== 'simulated';
+  if (realRollout !== (trainer.kind !== 'simulated')) {
+    issues.push({
+      path: 'engine.trainer.kind',
+      message: `real rollout engines need the http trainer and the simulated trainer needs simulated rollout engines (got rollout ${rollout.kind}, trainer ${trainer.kind})`,
+    });
+  }
+  if (realRollout !== (environment.kind !== 'simulated')) {
+    issues.push({
+      path: 'engine.environment.kind',
+      message: `real rollout engines need an environment with token ids ('digits') and simulated engines the simulated one (got rollout ${rollout.kind}, environment ${environment.kind})`,
+    });
+  }
+  if (rollout.kind === 'vllm' && rollout.model === undefined) {
+    issues.push({ path: 'engine.rollout.model', message: 'expected the served model name: vllm needs it in every completions request' });
+  }
+
   if (issues.length > 0 || layout === undefined) throw new ConfigError(source, issues);
   return { config, layout, maxConcurrentSamples };
 }

@@ -219,6 +219,21 @@ export const rolloutEngineSchema = z.discriminatedUnion('kind', [
           }
         }),
       apiKeyEnv: envVarName().optional(),
+      /** vLLM: the served model name sent as `model` (required for vllm). */
+      model: nonEmptyString('a served model name').optional(),
+      /** Sampling of every generation call. */
+      sampling: z
+        .object({
+          temperature: z.number({ error: 'expected a number >= 0' }).min(0, { error: 'expected a number >= 0' }).default(1),
+          /** Cap on new tokens per agent turn (the trajectory budget maxTokens still applies). */
+          maxNewTokensPerTurn: intAtLeast(1).optional(),
+          /** Token ids that end a turn besides the model's EOS. */
+          stopTokenIds: z.array(intAtLeast(0)).default([]),
+          /** Generate past EOS (SGLang/vLLM `ignore_eos`): turns of exactly maxNewTokensPerTurn tokens. */
+          ignoreEos: z.boolean({ error: 'expected true or false' }).default(false),
+        })
+        .strict()
+        .prefault({}),
     })
     .strict(),
 ]);
@@ -235,6 +250,22 @@ export const trainerEngineSchema = z.discriminatedUnion('kind', [
     .strict(),
 ]);
 export type TrainerEngineConfig = z.infer<typeof trainerEngineSchema>;
+
+/** The agent environment: simulated (token counts only) or the digits task on token ids (src/engines/digits.ts). */
+export const environmentSchema = z.discriminatedUnion('kind', [
+  simulatedEngineSchema,
+  z
+    .object({
+      kind: z.literal('digits'),
+      /** The model's character vocabulary (token id i is vocabulary[i]); must contain the digits 0-9. */
+      vocabulary: nonEmptyString('a character vocabulary').default('0123456789?'),
+      turns: intIn(1, 1000).default(4),
+      shift: intIn(0, 9).default(3),
+      seed: intAtLeast(0).default(1),
+    })
+    .strict(),
+]);
+export type EnvironmentConfig = z.infer<typeof environmentSchema>;
 
 // ---------------------------------------------------------------------------------------------
 // The run configuration
@@ -289,6 +320,7 @@ export const runConfigSchema = z
       .object({
         rollout: rolloutEngineSchema.default({ kind: 'simulated' }),
         trainer: trainerEngineSchema.default({ kind: 'simulated' }),
+        environment: environmentSchema.default({ kind: 'simulated' }),
       })
       .strict()
       .prefault({}),

@@ -14,12 +14,15 @@ import { SimGpuMemory } from '../engines/sim/gpuMemory';
 import { SimRolloutEngine } from '../engines/sim/rolloutEngine';
 import { SimTrainer } from '../engines/sim/trainer';
 import { WorkloadModel } from '../engines/sim/workload';
+import { DigitsEnvironment } from '../engines/digits';
+import { engineAuthHeaders, headerSecrets } from '../engines/auth';
+import { HttpTrainer, SglangRolloutEngine, VllmRolloutEngine } from '../engines/http';
 import type { AgentEnvironment, RolloutEngine, Trainer } from '../engines/types';
 import { deviceAddress, ranksOnNode, trainNodes, type PoolLayout } from '../gpu/layout';
 import { checkIntRange } from '../gpu/validation';
 import { rankQueue, trainerQueue } from '../pipeline/naming';
 import { dataConverter, PLAINTEXT } from '../temporal/security';
-import { engineStateDir, storeCache, weightsDir, weightsPath } from './runtime';
+import { engineStateDir, modelWeightsPath, storeCache, weightsDir, weightsPath } from './runtime';
 import { HEARTBEAT_INTERVAL_MS, HEARTBEAT_THROTTLE, SHUTDOWN_GRACE, type WorkerContext } from './options';
 
 export interface NodeEngines {
@@ -27,6 +30,51 @@ export interface NodeEngines {
   trainer: Trainer | undefined;
   environment: AgentEnvironment;
   timeScale: number;
+  /** Real engines: cap on new tokens per agent turn. */
+  maxNewTokensPerTurn?: number;
+}
+
+/** The engines a node's worker drives: simulated, or HTTP adapters to real engines. */
+export function createNodeEngines(context: WorkerContext, node: number): NodeEngines {
+  return context.parsed.config.engine.rollout.kind === 'simulated' ? createSimulatedNodeEngines(context, node) : createRealNodeEngines(context, node);
+}
+
+/** The API key from the environment variable the config names (src/engines/auth.ts); unset is an error, not "no auth". */
+function apiKey(variable: string | undefined, what: string): { apiKey?: string } {
+  const [key] = headerSecrets(engineAuthHeaders(variable, what));
+  return key === undefined ? {} : { apiKey: key };
+}
+
+/** HTTP adapters to this node's real rollout engines (one endpoint per rank) and trainer. */
+export function createRealNodeEngines(context: WorkerContext, node: number): NodeEngines {
+  const { config, layout } = context.parsed;
+  const { rollout, trainer: trainerConfig, environment } = config.engine;
+  if (rollout.kind === 'simulated' || trainerConfig.kind !== 'http' || environment.kind !== 'digits') {
+    throw new Error(`gpu-node ${node}: real engines need rollout sglang|vllm, trainer http and environment digits (the config loader checks this)`);
+  }
+  const { temperature, stopTokenIds, ignoreEos } = rollout.sampling;
+  const sampling = { temperature, stopTokenIds, ignoreEos };
+  const key = apiKey(rollout.apiKeyEnv, 'engine.rollout');
+  const engines = new Map<number, RolloutEngine>();
+  for (const rank of ranksOnNode(layout, node)) {
+    const baseUrl = rollout.endpoints[rank.id];
+    if (baseUrl === undefined) throw new Error(`gpu-node ${node}: no endpoint for rollout rank ${rank.id} (engine.rollout.endpoints has ${rollout.endpoints.length})`);
+    engines.set(
+      rank.id,
+      rollout.kind === 'sglang'
+        ? new SglangRolloutEngine({ baseUrl, sampling, ...key })
+        : new VllmRolloutEngine({ baseUrl, sampling, model: rollout.model ?? '', ...key }),
+    );
+  }
+  const hostsTrainer = layout.trainGpus.some((gpu) => deviceAddress(layout, gpu).node === node);
+  const trainer = hostsTrainer ? new HttpTrainer({ baseUrl: trainerConfig.endpoint, ...apiKey(trainerConfig.apiKeyEnv, 'engine.trainer') }) : undefined;
+  return {
+    engines,
+    trainer,
+    environment: new DigitsEnvironment(environment),
+    timeScale: 1,
+    ...(rollout.sampling.maxNewTokensPerTurn === undefined ? {} : { maxNewTokensPerTurn: rollout.sampling.maxNewTokensPerTurn }),
+  };
 }
 
 /** The simulated engines of one node, with one GPU-memory ledger shared by all of them. */
@@ -35,9 +83,7 @@ export function createSimulatedNodeEngines(context: WorkerContext, node: number)
   const rollout = config.engine.rollout;
   const trainerEngine = config.engine.trainer;
   if (rollout.kind !== 'simulated' || trainerEngine.kind !== 'simulated') {
-    throw new Error(
-      `engine kinds rollout=${rollout.kind} trainer=${trainerEngine.kind} have no adapter in this version; only 'simulated' engines are available`,
-    );
+    throw new Error(`simulated engines asked for a config with engine kinds rollout=${rollout.kind} trainer=${trainerEngine.kind}; use createNodeEngines`);
   }
   const { costModel, workload: workloadParams, timeScale } = config.simulation;
   const clock = new SimClock({ timeScale });
@@ -88,7 +134,7 @@ export async function createGpuNodeWorkers(
   connection: NativeConnection,
   context: WorkerContext,
   node: number,
-  engines: NodeEngines = createSimulatedNodeEngines(context, node),
+  engines: NodeEngines = createNodeEngines(context, node),
 ): Promise<Worker[]> {
   const { config, layout } = context.parsed;
   checkIntRange('gpu-node --node', node, 0, layout.nodes - 1);
@@ -104,8 +150,11 @@ export async function createGpuNodeWorkers(
     environment: engines.environment,
     store: storeCache(context.paths),
     weightsDir: (runId) => weightsDir(context.paths, runId),
-    weightsPath: (runId, version) => weightsPath(context.paths, runId, version),
+    // Real engines load a model directory (<weights>/v<N>/model.safetensors); the simulation a JSON file.
+    weightsPath: (runId, version) =>
+      config.engine.trainer.kind === 'simulated' ? weightsPath(context.paths, runId, version) : modelWeightsPath(context.paths, runId, version),
     timeScale: engines.timeScale,
+    ...(engines.maxNewTokensPerTurn === undefined ? {} : { maxNewTokensPerTurn: engines.maxNewTokensPerTurn }),
     heartbeatIntervalMs: HEARTBEAT_INTERVAL_MS,
     now: () => Date.now(),
   });

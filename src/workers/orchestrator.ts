@@ -5,6 +5,7 @@
 import path from 'node:path';
 import { NativeConnection, Worker, type WorkflowBundleOption } from '@temporalio/worker';
 import { createOrchestratorActivities } from '../activities/orchestrator';
+import { DigitsEnvironment } from '../engines/digits';
 import { WorkloadModel } from '../engines/sim/workload';
 import { orchestratorQueue } from '../pipeline/naming';
 import { dataConverter, PLAINTEXT } from '../temporal/security';
@@ -26,9 +27,12 @@ export async function createOrchestratorWorker(
 ): Promise<Worker> {
   const { config } = context.parsed;
   const workload = new WorkloadModel(config.simulation.workload, { maxTurns: config.maxTurns, maxTokens: config.maxTokens });
+  const environment = config.engine.environment;
+  const digits = environment.kind === 'digits' ? new DigitsEnvironment(environment) : undefined;
   const activities = createOrchestratorActivities({
     store: storeCache(context.paths),
     promptTokens: (sampleId) => workload.promptTokens(sampleId),
+    ...(digits === undefined ? {} : { promptIds: (sampleId: number) => digits.promptIds(sampleId) }),
     batchPollMs: options.batchPollMs ?? 100,
     heartbeatIntervalMs: HEARTBEAT_INTERVAL_MS,
     now: () => Date.now(),

@@ -21,6 +21,8 @@ export function runtimePaths(config: RunConfig, stateDir: string, cwd = process.
 export const weightsDir = (paths: RuntimePaths, runId: string): string => path.join(paths.storeRoot, runId, 'weights');
 export const weightsPath = (paths: RuntimePaths, runId: string, version: number): string =>
   path.join(weightsDir(paths, runId), `weights-v${version}.json`);
+/** Real engines: the model directory of a version (the trainer writes model.safetensors there). */
+export const modelWeightsPath = (paths: RuntimePaths, runId: string, version: number): string => path.join(weightsDir(paths, runId), `v${version}`);
 export const engineStateDir = (paths: RuntimePaths, runId: string): string => path.join(paths.stateDir, 'engines', runId);
 
 /** One store object per run id, shared by the activities of a worker process. */

@@ -98,9 +98,12 @@ describe('GPU mapping', () => {
   });
 });
 
+/** The trainer and environment real rollout engines need (checked separately in schema.test.ts). */
+const realPeers = { trainer: { kind: 'http', endpoint: 'http://t:1' }, environment: { kind: 'digits' } };
+
 describe('checks after the layout', () => {
   it('endpoint count must equal the number of rollout ranks', () => {
-    expectIssues(withKeys({ ...pool8, engine: { rollout: { kind: 'sglang', endpoints: ['http://a:1', 'http://a:2'] } } }), [
+    expectIssues(withKeys({ ...pool8, engine: { ...realPeers, rollout: { kind: 'sglang', endpoints: ['http://a:1', 'http://a:2'] } } }), [
       { path: 'engine.rollout.endpoints', message: ['expected one endpoint per rollout rank', '8 ranks', '(got 2 endpoints)'] },
     ]);
     expectIssues(
@@ -108,7 +111,7 @@ describe('checks after the layout', () => {
         ...pool8,
         rollout: { gpusPerRank: 4 },
         train: { gpus: '0-3' },
-        engine: { rollout: { kind: 'vllm', endpoints: ['http://a:1', 'http://a:2', 'http://a:3'] } },
+        engine: { ...realPeers, rollout: { kind: 'vllm', model: 'm', endpoints: ['http://a:1', 'http://a:2', 'http://a:3'] } },
       }),
       [{ path: 'engine.rollout.endpoints', message: ['2 ranks', '(got 3 endpoints)'] }],
     );

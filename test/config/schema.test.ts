@@ -11,7 +11,7 @@ describe('defaults', () => {
     expect(config.maxTurns).toBe(100);
     expect(config.maxTokens).toBe(65536);
     expect(config.environmentTimeoutSeconds).toBe(3600);
-    expect(config.engine).toEqual({ rollout: { kind: 'simulated' }, trainer: { kind: 'simulated' } });
+    expect(config.engine).toEqual({ rollout: { kind: 'simulated' }, trainer: { kind: 'simulated' }, environment: { kind: 'simulated' } });
     expect(config.simulation.timeScale).toBe(0.01);
     expect(config.simulation.costModel.decodeTokensPerSecondPerRank).toBe(2500);
     expect(config.simulation.costModel.offloadMs).toBe(2500);
@@ -64,11 +64,27 @@ describe('defaults', () => {
         engine: {
           rollout: { kind: 'sglang', endpoints: ['http://n0:30000', 'http://n0:30001', 'http://n0:30002', 'https://n0:30003'], apiKeyEnv: 'SGLANG_KEY' },
           trainer: { kind: 'http', endpoint: 'http://trainer:8000' },
+          environment: { kind: 'digits' },
         },
       }),
     );
-    expect(config.engine.rollout.kind).toBe('sglang');
+    expect(config.engine.rollout).toMatchObject({ kind: 'sglang', sampling: { temperature: 1, stopTokenIds: [], ignoreEos: false } });
     expect(config.engine.trainer).toEqual({ kind: 'http', endpoint: 'http://trainer:8000' });
+    expect(config.engine.environment).toEqual({ kind: 'digits', vocabulary: '0123456789?', turns: 4, shift: 3, seed: 1 });
+  });
+
+  it('real engines go together: rollout, http trainer, an environment with ids; vllm names its model', () => {
+    expectIssues(withKeys({ engine: { trainer: { kind: 'http', endpoint: 'http://t:1' } } }), [
+      { path: 'engine.trainer.kind', message: ['real rollout engines need the http trainer', 'rollout simulated, trainer http'] },
+    ]);
+    expectIssues(withKeys({ engine: { environment: { kind: 'digits' } } }), [
+      { path: 'engine.environment.kind', message: ["environment with token ids ('digits')", 'rollout simulated, environment digits'] },
+    ]);
+    const endpoints = Array.from({ length: 8 }, (_, i) => `http://n0:${30000 + i}`);
+    expectIssues(
+      withKeys({ engine: { rollout: { kind: 'vllm', endpoints }, trainer: { kind: 'http', endpoint: 'http://t:1' }, environment: { kind: 'digits' } } }),
+      [{ path: 'engine.rollout.model', message: ['served model name'] }],
+    );
   });
 
   it('the schema alone accepts a JSON round trip of its own output', () => {

@@ -1,0 +1,73 @@
+"""The trainer protocol: a real policy-gradient step, offload/onload, export."""
+from __future__ import annotations
+
+import torch
+from safetensors.torch import load_file
+
+
+def logprob_of(client, prefix, token):
+    model = client.app.trainer.model
+    with torch.no_grad():
+        logits = model(torch.tensor([prefix]))[0, -1]
+    return float(torch.log_softmax(logits, -1)[token])
+
+
+def test_policy_gradient_raises_the_probability_of_rewarded_tokens(client):
+    client.post("/trainer/onload")
+    prompt = [7, 10]
+    good, bad = 0, 5
+    before = logprob_of(client, prompt, good)
+    version = 0
+    for _ in range(15):
+        trajectories = [
+            {"sample_id": i, "reward": 1.0 if i % 2 == 0 else 0.0, "input_ids": prompt + [good if i % 2 == 0 else bad], "loss_mask": [0, 0, 1], "logprobs": [0, 0, -2.5]}
+            for i in range(8)
+        ]
+        status, step = client.post("/trainer/train_step", {"iteration": version, "from_version": version, "trajectories": trajectories})
+        assert status == 200, step
+        version = step["new_version"]
+    after = logprob_of(client, prompt, good)
+    assert after > before + 1.0, (before, after)
+    assert logprob_of(client, prompt, bad) < before
+
+
+def test_train_step_checks_version_onload_and_input(client):
+    t = {"sample_id": 0, "reward": 1.0, "input_ids": [1, 2], "loss_mask": [0, 1], "logprobs": [0, -1.0]}
+    status, body = client.post("/trainer/train_step", {"from_version": 0, "trajectories": [t]})
+    assert status == 409 and "onload" in body["error"]["message"]
+    client.post("/trainer/onload")
+    status, body = client.post("/trainer/train_step", {"from_version": 3, "trajectories": [t]})
+    assert status == 409 and "version 0" in body["error"]["message"]
+    status, body = client.post("/trainer/train_step", {"from_version": 0, "trajectories": [{**t, "loss_mask": [0]}]})
+    assert status == 400 and "one length" in body["error"]["message"]
+
+
+def test_offload_frees_parameters_and_onload_restores_them_with_optimizer_state(client):
+    client.post("/trainer/onload")
+    t = {"sample_id": 0, "reward": 1.0, "input_ids": [1, 2, 3], "loss_mask": [0, 1, 1], "logprobs": [0, -1.0, -1.0]}
+    u = {**t, "sample_id": 1, "reward": 0.0, "input_ids": [1, 4, 5]}
+    assert client.post("/trainer/train_step", {"from_version": 0, "trajectories": [t, u]})[0] == 200
+    trainer = client.app.trainer
+    snapshot = {k: v.clone() for k, v in trainer.model.state_dict().items()}
+    moments = {id(p): s["exp_avg"].clone() for p, s in trainer.optimizer.state.items()}
+    status, body = client.post("/trainer/offload")
+    assert status == 200 and body == {"onloaded": False, "weight_version": 1, "device": "cpu"}
+    assert all(p.numel() == 0 for p in trainer.model.parameters())
+    assert client.post("/trainer/train_step", {"from_version": 1, "trajectories": [t, u]})[0] == 409
+    status, body = client.post("/trainer/onload")
+    assert body["onloaded"] is True
+    for k, v in trainer.model.state_dict().items():
+        assert torch.equal(v, snapshot[k]), k
+    for p, s in trainer.optimizer.state.items():
+        assert torch.equal(s["exp_avg"], moments[id(p)])
+
+
+def test_export_writes_safetensors_under_the_version_even_when_offloaded(client, tmp_path):
+    client.post("/trainer/onload")
+    client.post("/trainer/offload")
+    status, body = client.post("/trainer/export_weights", {"version": 0, "dir": str(tmp_path)})
+    assert status == 200
+    state = load_file(str(tmp_path / "v0" / "model.safetensors"))
+    assert set(state) == set(client.app.engine.model.state_dict())
+    status, body = client.post("/trainer/export_weights", {"version": 4, "dir": str(tmp_path)})
+    assert status == 409

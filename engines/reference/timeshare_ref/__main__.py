@@ -1,0 +1,48 @@
+"""python -m timeshare_ref --config configs/tiny.json --port 0 [--device auto] [--api-key-env NAME]
+
+Prints one line `READY <port>` on stdout once it serves (port 0 picks a free port)."""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+import torch
+
+from .model import ModelConfig, pick_device
+from .rollout import RolloutEngine
+from .server import App, make_server
+from .trainer import Trainer
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="timeshare_ref")
+    parser.add_argument("--config", required=True)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:N")
+    parser.add_argument("--lr", type=float, default=3e-3)
+    parser.add_argument("--epochs", type=int, default=4, help="passes over each batch per train step (PPO-style, clipped ratio)")
+    parser.add_argument("--api-key-env", default=None, help="environment variable holding the API key clients must send")
+    parser.add_argument("--decode-delay-ms", type=float, default=0.0, help="sleep per generated token (tests: stands in for a big model's decode time)")
+    parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (small model: 1 avoids oversubscription)")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    api_key = None
+    if args.api_key_env is not None:
+        api_key = os.environ.get(args.api_key_env)
+        if not api_key:
+            sys.exit(f"--api-key-env {args.api_key_env}: the variable is unset or empty")
+    config = ModelConfig.load(args.config)
+    device = pick_device(args.device)
+    app = App(config, RolloutEngine(config, device, decode_delay_s=args.decode_delay_ms / 1000), Trainer(config, device, lr=args.lr, epochs=args.epochs), model_name="timeshare-reference", api_key=api_key)
+    server = make_server(app, args.host, args.port)
+    print(f"READY {server.server_address[1]}", flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,397 @@
+"""HTTP server: the SGLang-native subset, the vLLM subset and the trainer protocol.
+
+Request and response shapes follow SGLang 0.5.x (python/sglang/srt/entrypoints/http_server.py,
+managers/io_struct.py) and vLLM's OpenAI completions plus its RL dev endpoints; see README.md for
+the exact list. Standard library server: one thread per request.
+"""
+from __future__ import annotations
+
+import json
+import threading
+import time
+import uuid
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlparse
+
+from .model import ModelConfig
+from .rollout import TAGS, EngineError, RolloutEngine
+from .trainer import Trainer, parse_trajectory
+
+
+class App:
+    def __init__(self, config: ModelConfig, engine: RolloutEngine, trainer: Trainer, model_name: str, api_key: str | None):
+        self.config = config
+        self.engine = engine
+        self.trainer = trainer
+        self.model_name = model_name
+        self.api_key = api_key
+        self.started = time.time()
+
+
+def _field(body: dict, name: str, kind, default=None, required=False):
+    if name not in body or body[name] is None:
+        if required:
+            raise EngineError(400, f"missing field {name!r}")
+        return default
+    value = body[name]
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise EngineError(400, f"field {name!r} must be {kind.__name__}, got {type(value).__name__}")
+    return value
+
+
+def _int_list(body: dict, name: str, required: bool) -> list[int] | None:
+    value = _field(body, name, list, required=required)
+    if value is not None and not all(isinstance(i, int) and not isinstance(i, bool) for i in value):
+        raise EngineError(400, f"field {name!r} must be a list of integers")
+    return value
+
+
+def _tags(body: dict) -> list[str]:
+    tags = body.get("tags")
+    if tags is None:
+        return list(TAGS)
+    if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
+        raise EngineError(400, "field 'tags' must be a list of strings")
+    return tags
+
+
+class Handler(BaseHTTPRequestHandler):
+    server_version = "timeshare-reference/1"
+    protocol_version = "HTTP/1.1"
+    app: App
+
+    def log_message(self, format, *args):  # noqa: A002 - quiet: tests start many servers
+        pass
+
+    # ----- plumbing -----
+
+    def _send(self, status: int, payload) -> None:
+        body = json.dumps(payload).encode() if not isinstance(payload, str) else payload.encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json" if not isinstance(payload, str) else "text/plain")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def _body(self) -> dict:
+        length = int(self.headers.get("Content-Length") or 0)
+        if length == 0:
+            return {}
+        try:
+            body = json.loads(self.rfile.read(length))
+        except json.JSONDecodeError as error:
+            raise EngineError(400, f"invalid JSON body: {error}") from error
+        if not isinstance(body, dict):
+            raise EngineError(400, "the JSON body must be an object")
+        return body
+
+    def _authorized(self) -> bool:
+        key = self.app.api_key
+        return key is None or self.headers.get("Authorization") == f"Bearer {key}"
+
+    def _dispatch(self, method: str) -> None:
+        url = urlparse(self.path)
+        route = ROUTES.get((method, url.path))
+        try:
+            if route is None:
+                # Drain the body so the connection stays usable.
+                self._body()
+                raise EngineError(404, f"no route {method} {url.path}")
+            if not self._authorized():
+                raise EngineError(401, "missing or wrong Authorization: Bearer <api key>")
+            body = self._body() if method == "POST" else {}
+            result = route(self, body, parse_qs(url.query))
+            if result is not None:
+                status, payload = result
+                self._send(status, payload)
+        except EngineError as error:
+            self._send(error.status, {"error": {"message": str(error), "code": error.status}})
+        except Exception as error:  # an engine bug: answer 500 with the cause, keep serving
+            self._send(500, {"error": {"message": f"{type(error).__name__}: {error}", "code": 500}})
+
+    def do_GET(self):  # noqa: N802
+        self._dispatch("GET")
+
+    def do_POST(self):  # noqa: N802
+        self._dispatch("POST")
+
+    # ----- SGLang native -----
+
+    def sgl_generate(self, body, _query):
+        if "text" in body and body["text"] is not None:
+            raise EngineError(400, "the reference engine takes input_ids, not text")
+        input_ids = _int_list(body, "input_ids", required=True)
+        params = _field(body, "sampling_params", dict, default={})
+        rid = _field(body, "rid", str) or uuid.uuid4().hex
+        result = self.app.engine.generate(
+            rid,
+            input_ids,
+            max_new_tokens=_field(params, "max_new_tokens", int, default=128),
+            temperature=_field(params, "temperature", float, default=1.0),
+            stop_ids=set(_int_list(params, "stop_token_ids", required=False) or [])
+            | (set() if _field(params, "ignore_eos", bool, default=False) else {self.app.config.eos_id}),
+        )
+        meta = {
+            "id": rid,
+            "finish_reason": result.finish,
+            "prompt_tokens": result.prompt_tokens,
+            "completion_tokens": len(result.output_ids),
+            "cached_tokens": 0,
+            "weight_version": result.weight_version,
+        }
+        if _field(body, "return_logprob", bool, default=False):
+            meta["output_token_logprobs"] = [[lp, tok, None] for tok, lp in zip(result.output_ids, result.logprobs)]
+        return 200, {"text": self.app.config.decode(result.output_ids), "output_ids": result.output_ids, "meta_info": meta}
+
+    def sgl_abort(self, body, _query):
+        if _field(body, "abort_all", bool, default=False):
+            self.app.engine.abort(None)
+        else:
+            self.app.engine.abort(_field(body, "rid", str, required=True))
+        return 200, ""
+
+    def sgl_release(self, body, _query):
+        self.app.engine.release(_tags(body))
+        return 200, {"success": True, "message": "released"}
+
+    def sgl_resume(self, body, _query):
+        self.app.engine.resume(_tags(body))
+        return 200, {"success": True, "message": "resumed"}
+
+    def sgl_update_weights(self, body, _query):
+        if _field(body, "abort_all_requests", bool, default=False):
+            self.app.engine.abort(None)
+        version = body.get("weight_version")
+        try:
+            self.app.engine.update_weights(_field(body, "model_path", str, required=True), None if version is None else str(version))
+        except EngineError as error:
+            return 400, {"success": False, "message": str(error), "num_paused_requests": 0}
+        return 200, {"success": True, "message": "Succeeded to update model weights.", "num_paused_requests": 0}
+
+    def sgl_pause(self, body, _query):
+        self.app.engine.pause(_field(body, "mode", str, default="abort"))
+        return 200, ""
+
+    def sgl_continue(self, _body, _query):
+        self.app.engine.resume_generation()
+        return 200, ""
+
+    def sgl_flush_cache(self, _body, _query):
+        return 200, "Cache flushed.\n"
+
+    def health(self, _body, _query):
+        return 200, ""
+
+    def model_info(self, _body, _query):
+        engine = self.app.engine
+        return 200, {
+            "model_path": engine.model_path,
+            "tokenizer_path": None,
+            "is_generation": True,
+            "weight_version": engine.weight_version,
+            # Reference-engine extras: what the control plane checks after release/resume.
+            "resident_memory_tags": engine.resident(),
+            "running_requests": engine.running_count(),
+            "paused": not engine.unpaused.is_set(),
+        }
+
+    def weight_version(self, _body, _query):
+        return 200, {"weight_version": self.app.engine.weight_version}
+
+    # ----- vLLM -----
+
+    def vllm_completions(self, body, _query):
+        prompt = body.get("prompt")
+        if not (isinstance(prompt, list) and prompt and all(isinstance(i, int) and not isinstance(i, bool) for i in prompt)):
+            raise EngineError(400, "prompt must be a non-empty list of token ids")
+        if not _field(body, "return_tokens_as_token_ids", bool, default=False):
+            raise EngineError(400, "the reference engine needs return_tokens_as_token_ids: true")
+        rid = _field(body, "request_id", str) or uuid.uuid4().hex
+        completion_id = f"cmpl-{rid}"
+        stream = _field(body, "stream", bool, default=False)
+        want_logprobs = _field(body, "logprobs", int) is not None
+        stop = set(_int_list(body, "stop_token_ids", required=False) or [])
+        if not _field(body, "ignore_eos", bool, default=False):
+            stop.add(self.app.config.eos_id)
+        args = dict(
+            max_new_tokens=_field(body, "max_tokens", int, default=16),
+            temperature=_field(body, "temperature", float, default=1.0),
+            stop_ids=stop,
+        )
+        created = int(time.time())
+
+        def choice(ids, lps, finish):
+            c = {"index": 0, "text": self.app.config.decode(ids), "finish_reason": finish, "stop_reason": None}
+            c["logprobs"] = {"tokens": [f"token_id:{i}" for i in ids], "token_logprobs": lps, "top_logprobs": None, "text_offset": list(range(len(ids)))} if want_logprobs else None
+            return c
+
+        finish_name = {"stop": "stop", "length": "length", "abort": "abort"}
+        if not stream:
+            result = self.app.engine.generate(rid, prompt, **args)
+            return 200, {
+                "id": completion_id,
+                "object": "text_completion",
+                "created": created,
+                "model": self.app.model_name,
+                "choices": [choice(result.output_ids, result.logprobs, finish_name[result.finish["type"]])],
+                "usage": {"prompt_tokens": len(prompt), "completion_tokens": len(result.output_ids), "total_tokens": len(prompt) + len(result.output_ids)},
+            }
+        self.app.engine.validate(prompt, args["max_new_tokens"], args["temperature"])
+        # Streaming: one SSE event per token; a client that disconnects aborts the request
+        # (as vLLM does), keeping what it already received.
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.send_header("Connection", "close")
+        self.end_headers()
+        self.close_connection = True
+
+        def emit(payload) -> None:
+            self.wfile.write(f"data: {json.dumps(payload) if not isinstance(payload, str) else payload}\n\n".encode())
+            self.wfile.flush()
+
+        def chunk(ids, lps, finish):
+            return {"id": completion_id, "object": "text_completion", "created": created, "model": self.app.model_name, "choices": [choice(ids, lps, finish)]}
+
+        def on_token(token, lp):
+            try:
+                emit(chunk([token], [lp], None))
+            except OSError:
+                self.app.engine.abort(rid)
+
+        try:
+            result = self.app.engine.generate(rid, prompt, on_token=on_token, **args)
+            emit(chunk([], [], finish_name[result.finish["type"]]))
+            emit("[DONE]")
+        except EngineError as error:
+            emit({"error": {"message": str(error), "code": error.status}})
+        except OSError:
+            pass
+        return None
+
+    def vllm_abort_requests(self, body, _query):
+        ids = _field(body, "request_ids", list, default=[])
+        if ids:
+            aborted = sum(self.app.engine.abort(i.removeprefix("cmpl-") if isinstance(i, str) else str(i)) for i in ids)
+        else:
+            aborted = self.app.engine.abort(None)
+        return 200, {"status": "aborted", "aborted": aborted}
+
+    def vllm_sleep(self, _body, query):
+        level = query.get("level", ["1"])[0]
+        if level not in ("1", "2"):
+            raise EngineError(400, f"level must be 1 or 2, got {level}")
+        self.app.engine.release(list(TAGS))
+        return 200, ""
+
+    def vllm_wake_up(self, _body, query):
+        self.app.engine.resume(query.get("tags", list(TAGS)))
+        return 200, ""
+
+    def vllm_is_sleeping(self, _body, _query):
+        return 200, {"is_sleeping": "weights" not in self.app.engine.resident()}
+
+    def vllm_pause(self, _body, query):
+        mode = query.get("mode", ["abort"])[0]
+        self.app.engine.pause({"abort": "abort", "wait": "in_place", "keep": "in_place"}.get(mode, mode))
+        return 200, {"status": "paused"}
+
+    def vllm_resume(self, _body, _query):
+        self.app.engine.resume_generation()
+        return 200, {"status": "resumed"}
+
+    def vllm_is_paused(self, _body, _query):
+        return 200, {"is_paused": not self.app.engine.unpaused.is_set()}
+
+    def vllm_collective_rpc(self, body, _query):
+        method = _field(body, "method", str, required=True)
+        if method != "reload_weights":
+            raise EngineError(400, f"the reference engine's collective_rpc supports only reload_weights, got {method!r}")
+        kwargs = _field(body, "kwargs", dict, default={})
+        self.app.engine.update_weights(_field(kwargs, "weights_path", str, required=True), None)
+        return 200, {"results": [None]}
+
+    def vllm_update_weight_version(self, body, _query):
+        version = _field(body, "new_version", str, required=True)
+        self.app.engine.weight_version = version
+        return 200, {"success": True, "new_version": version}
+
+    def vllm_weight_info(self, _body, _query):
+        return 200, {"weight_version": self.app.engine.weight_version}
+
+    def vllm_models(self, _body, _query):
+        return 200, {"object": "list", "data": [{"id": self.app.model_name, "object": "model", "max_model_len": self.app.config.max_seq_len}]}
+
+    # ----- trainer protocol (docs/trainer-openapi.yaml) -----
+
+    def trainer_status(self, _body, _query):
+        t = self.app.trainer
+        return 200, {"onloaded": t.onloaded, "weight_version": t.weight_version, "device": str(t.device)}
+
+    def trainer_onload(self, _body, _query):
+        self.app.trainer.onload()
+        return self.trainer_status(None, None)
+
+    def trainer_offload(self, _body, _query):
+        self.app.trainer.offload()
+        return self.trainer_status(None, None)
+
+    def trainer_train_step(self, body, _query):
+        raw = _field(body, "trajectories", list, required=True)
+        vocab = self.app.config.vocab_size
+        trajectories = [parse_trajectory(t if isinstance(t, dict) else {}, vocab, i) for i, t in enumerate(raw)]
+        result = self.app.trainer.train_step(_field(body, "from_version", int, required=True), trajectories)
+        return 200, result
+
+    def trainer_export(self, body, _query):
+        path = self.app.trainer.export_weights(_field(body, "version", int, required=True), _field(body, "dir", str, required=True))
+        return 200, {"path": path}
+
+
+ROUTES = {
+    ("POST", "/generate"): Handler.sgl_generate,
+    ("POST", "/abort_request"): Handler.sgl_abort,
+    ("POST", "/release_memory_occupation"): Handler.sgl_release,
+    ("POST", "/resume_memory_occupation"): Handler.sgl_resume,
+    ("POST", "/update_weights_from_disk"): Handler.sgl_update_weights,
+    ("POST", "/pause_generation"): Handler.sgl_pause,
+    ("POST", "/continue_generation"): Handler.sgl_continue,
+    ("POST", "/flush_cache"): Handler.sgl_flush_cache,
+    ("GET", "/flush_cache"): Handler.sgl_flush_cache,
+    ("GET", "/health"): Handler.health,
+    ("GET", "/model_info"): Handler.model_info,
+    ("GET", "/get_model_info"): Handler.model_info,
+    ("GET", "/weight_version"): Handler.weight_version,
+    ("POST", "/v1/completions"): Handler.vllm_completions,
+    ("GET", "/v1/models"): Handler.vllm_models,
+    ("POST", "/abort_requests"): Handler.vllm_abort_requests,
+    ("POST", "/sleep"): Handler.vllm_sleep,
+    ("POST", "/wake_up"): Handler.vllm_wake_up,
+    ("GET", "/is_sleeping"): Handler.vllm_is_sleeping,
+    ("POST", "/pause"): Handler.vllm_pause,
+    ("POST", "/resume"): Handler.vllm_resume,
+    ("GET", "/is_paused"): Handler.vllm_is_paused,
+    ("POST", "/collective_rpc"): Handler.vllm_collective_rpc,
+    ("POST", "/update_weight_version"): Handler.vllm_update_weight_version,
+    ("GET", "/weight_info"): Handler.vllm_weight_info,
+    ("GET", "/trainer/status"): Handler.trainer_status,
+    ("POST", "/trainer/onload"): Handler.trainer_onload,
+    ("POST", "/trainer/offload"): Handler.trainer_offload,
+    ("POST", "/trainer/train_step"): Handler.trainer_train_step,
+    ("POST", "/trainer/export_weights"): Handler.trainer_export,
+}
+
+
+def make_server(app: App, host: str, port: int) -> ThreadingHTTPServer:
+    handler = type("BoundHandler", (Handler,), {"app": app})
+    server = ThreadingHTTPServer((host, port), handler)
+    server.daemon_threads = True
+    return server
+
+
+def serve_in_thread(server: ThreadingHTTPServer) -> threading.Thread:
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    return thread

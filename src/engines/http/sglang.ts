@@ -1,0 +1,160 @@
+/**
+ * RolloutEngine over SGLang's native HTTP API (matched against SGLang 0.5.x:
+ * srt/entrypoints/http_server.py and srt/managers/io_struct.py).
+ *
+ *   generate        POST /generate {input_ids, sampling_params, return_logprob, rid}
+ *   abort           POST /abort_request {rid} | {abort_all: true}; the aborted /generate answers
+ *                   with finish_reason.type "abort" and the tokens generated so far
+ *   release/resume  POST /release_memory_occupation, /resume_memory_occupation {tags}
+ *   weights         POST /update_weights_from_disk {model_path, weight_version}
+ *   status          GET /model_info (weight_version; the reference engine adds resident tags)
+ *
+ * SGLang does not report which memory tags are resident: the adapter records what its own
+ * successful release/resume calls did, unless the engine reports `resident_memory_tags`.
+ */
+import { z } from 'zod';
+import { ALL_MEMORY_TAGS, type EngineStatus, type MemoryTag, type RolloutEngine, type TurnRequest, type TurnResult } from '../types';
+import { describe, HttpClient, parseVersion } from './client';
+import { EngineProtocolError } from './errors';
+import type { RolloutAdapterOptions, SamplingOptions } from './sampling';
+
+const generateResponseSchema = z.object({
+  output_ids: z.array(z.number().int().nonnegative()).optional(),
+  meta_info: z
+    .object({
+      id: z.string(),
+      finish_reason: z.object({ type: z.enum(['stop', 'length', 'abort']) }).loose(),
+      completion_tokens: z.number().int().nonnegative(),
+      // [logprob, token id, token text or null] per generated token.
+      output_token_logprobs: z.array(z.tuple([z.number(), z.number().int().nonnegative(), z.unknown()])),
+      weight_version: z.union([z.string(), z.number()]).optional(),
+    })
+    .loose(),
+});
+
+const modelInfoSchema = z
+  .object({
+    weight_version: z.union([z.string(), z.number()]),
+    resident_memory_tags: z.array(z.enum(['weights', 'kv_cache'])).optional(),
+  })
+  .loose();
+
+const updateWeightsSchema = z.object({ success: z.boolean(), message: z.string() }).loose();
+
+export class SglangRolloutEngine implements RolloutEngine {
+  private readonly http: HttpClient;
+  private readonly sampling: SamplingOptions;
+  private readonly resident = new Set<MemoryTag>(ALL_MEMORY_TAGS);
+  private readonly running = new Set<string>();
+  private servedVersion: number;
+
+  constructor(options: RolloutAdapterOptions) {
+    this.http = new HttpClient({ baseUrl: options.baseUrl, ...(options.apiKey === undefined ? {} : { apiKey: options.apiKey }) });
+    this.sampling = options.sampling;
+    this.servedVersion = options.initialVersion ?? 0;
+  }
+
+  async generate(request: TurnRequest, signal?: AbortSignal): Promise<TurnResult> {
+    const endpoint = this.http.endpoint('POST', '/generate');
+    if (request.inputIds === undefined) {
+      throw new EngineProtocolError(endpoint, `request ${request.requestId} has no input ids: SGLang generates from token ids (use an environment that produces ids)`);
+    }
+    if (signal?.aborted === true) return aborted(request.requestId, this.servedVersion);
+    const rid = request.requestId;
+    const onAbort = () => void this.abortOne(rid);
+    this.running.add(rid);
+    signal?.addEventListener('abort', onAbort, { once: true });
+    try {
+      const body = await this.http.json(
+        'POST',
+        '/generate',
+        {
+          input_ids: [...request.inputIds, ...(request.prefixIds ?? [])],
+          sampling_params: {
+            max_new_tokens: request.maxNewTokens,
+            temperature: this.sampling.temperature,
+            stop_token_ids: [...this.sampling.stopTokenIds],
+            ignore_eos: this.sampling.ignoreEos ?? false,
+          },
+          return_logprob: true,
+          rid,
+        },
+        generateResponseSchema,
+        // No time limit: a long generation ends by finishing or by an abort.
+        { timeoutMs: null },
+      );
+      const meta = body.meta_info;
+      if (meta.id !== rid) throw new EngineProtocolError(endpoint, `answered request ${meta.id} to request ${rid}`);
+      const outputIds = meta.output_token_logprobs.map(([, id]) => id);
+      const logprobs = meta.output_token_logprobs.map(([lp]) => lp);
+      if (meta.completion_tokens !== outputIds.length || (body.output_ids !== undefined && body.output_ids.join() !== outputIds.join())) {
+        throw new EngineProtocolError(endpoint, `request ${rid}: completion_tokens ${meta.completion_tokens}, ${outputIds.length} logprobs and output_ids disagree`);
+      }
+      const weightVersion = meta.weight_version === undefined ? this.servedVersion : parseVersion(endpoint, meta.weight_version);
+      return { requestId: rid, outputTokens: outputIds.length, outputIds, logprobs, finishReason: meta.finish_reason.type, weightVersion };
+    } finally {
+      signal?.removeEventListener('abort', onAbort);
+      this.running.delete(rid);
+    }
+  }
+
+  private async abortOne(rid: string): Promise<void> {
+    // If the request already finished there is nothing to abort and its /generate answer stands;
+    // if the engine is unreachable, the pending /generate fails too and carries the error. So the
+    // abort's own failure is reported, not thrown (it runs from an abort listener).
+    await this.http.call('POST', '/abort_request', { rid }).catch((error: unknown) => {
+      console.warn(`sglang adapter: abort of request ${rid} failed: ${describe(error)}`);
+    });
+  }
+
+  async abortAll(): Promise<void> {
+    await this.http.call('POST', '/abort_request', { rid: '', abort_all: true });
+  }
+
+  async releaseMemory(tags: readonly MemoryTag[]): Promise<void> {
+    await this.http.call('POST', '/release_memory_occupation', { tags: [...tags] });
+    for (const tag of tags) this.resident.delete(tag);
+  }
+
+  async resumeMemory(tags: readonly MemoryTag[]): Promise<void> {
+    await this.http.call('POST', '/resume_memory_occupation', { tags: [...tags] });
+    for (const tag of tags) this.resident.add(tag);
+  }
+
+  async updateWeights(version: number, path: string): Promise<void> {
+    const endpoint = this.http.endpoint('POST', '/update_weights_from_disk');
+    const body = await this.http.json('POST', '/update_weights_from_disk', { model_path: path, weight_version: String(version), abort_all_requests: false }, updateWeightsSchema);
+    if (!body.success) throw new EngineProtocolError(endpoint, `update to v${version} from ${path} failed: ${body.message}`);
+    this.servedVersion = version;
+  }
+
+  async status(): Promise<EngineStatus> {
+    const endpoint = this.http.endpoint('GET', '/model_info');
+    const info = await this.http.json('GET', '/model_info', undefined, modelInfoSchema);
+    const weightVersion = parseVersion(endpoint, info.weight_version);
+    this.servedVersion = weightVersion;
+    const resident = info.resident_memory_tags ?? ALL_MEMORY_TAGS.filter((tag) => this.resident.has(tag));
+    return { weightVersion, resident: [...resident], runningRequests: this.running.size };
+  }
+
+  /** SGLang's pause/continue/flush (used around weight updates by callers that need them). */
+  async pauseGeneration(mode: 'abort' | 'retract' | 'in_place'): Promise<void> {
+    await this.http.call('POST', '/pause_generation', { mode });
+  }
+
+  async continueGeneration(): Promise<void> {
+    await this.http.call('POST', '/continue_generation', {});
+  }
+
+  async flushCache(): Promise<void> {
+    await this.http.call('POST', '/flush_cache', {});
+  }
+
+  async health(): Promise<void> {
+    await this.http.call('GET', '/health');
+  }
+}
+
+function aborted(requestId: string, weightVersion: number): TurnResult {
+  return { requestId, outputTokens: 0, outputIds: [], logprobs: [], finishReason: 'abort', weightVersion };
+}

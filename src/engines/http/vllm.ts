@@ -1,0 +1,224 @@
+/**
+ * RolloutEngine over vLLM's OpenAI-compatible server plus its RL endpoints (matched against
+ * vLLM 0.11+ / main: entrypoints/openai serving_completion, serve/dev/rlhf and sleep routers;
+ * the dev endpoints need VLLM_SERVER_DEV_MODE=1 and --enable-sleep-mode).
+ *
+ *   generate        POST /v1/completions {prompt: ids, max_tokens, logprobs: 0,
+ *                   return_tokens_as_token_ids: true, stream: true, request_id}
+ *                   tokens arrive as SSE events ("token_id:<id>" + token_logprobs); an abort
+ *                   closes the stream (vLLM aborts a request whose client disconnects) and
+ *                   keeps the tokens received so far
+ *   abortAll        POST /abort_requests {} (no ids: every in-flight request)
+ *   release/resume  POST /sleep?level=1 (weights and KV cache together), /wake_up?tags=...
+ *   weights         POST /collective_rpc {method: reload_weights, kwargs: {weights_path}}, then
+ *                   POST /update_weight_version {new_version}
+ *   status          GET /weight_info, GET /is_sleeping
+ */
+import { z } from 'zod';
+import { ALL_MEMORY_TAGS, type EngineStatus, type MemoryTag, type RolloutEngine, type TurnRequest, type TurnResult } from '../types';
+import { HttpClient, parseJson, parseVersion } from './client';
+import { EngineProtocolError } from './errors';
+import type { RolloutAdapterOptions, SamplingOptions } from './sampling';
+
+const chunkSchema = z.object({
+  choices: z
+    .array(
+      z
+        .object({
+          finish_reason: z.string().nullable().optional(),
+          logprobs: z
+            .object({ tokens: z.array(z.string()), token_logprobs: z.array(z.number().nullable()) })
+            .loose()
+            .nullable()
+            .optional(),
+        })
+        .loose(),
+    )
+    .min(1),
+});
+
+const errorEventSchema = z.object({ error: z.object({ message: z.string() }).loose() });
+
+export interface VllmAdapterOptions extends RolloutAdapterOptions {
+  /** The served model name (`model` of the completions request). */
+  model: string;
+}
+
+export class VllmRolloutEngine implements RolloutEngine {
+  private readonly http: HttpClient;
+  private readonly sampling: SamplingOptions;
+  private readonly model: string;
+  private readonly resident = new Set<MemoryTag>(ALL_MEMORY_TAGS);
+  private readonly running = new Set<string>();
+  private servedVersion: number;
+
+  constructor(options: VllmAdapterOptions) {
+    this.http = new HttpClient({ baseUrl: options.baseUrl, ...(options.apiKey === undefined ? {} : { apiKey: options.apiKey }) });
+    this.sampling = options.sampling;
+    this.model = options.model;
+    this.servedVersion = options.initialVersion ?? 0;
+  }
+
+  async generate(request: TurnRequest, signal?: AbortSignal): Promise<TurnResult> {
+    const endpoint = this.http.endpoint('POST', '/v1/completions');
+    if (request.inputIds === undefined) {
+      throw new EngineProtocolError(endpoint, `request ${request.requestId} has no input ids: the adapter sends token ids as the prompt`);
+    }
+    const rid = request.requestId;
+    const version = this.servedVersion;
+    const outputIds: number[] = [];
+    const logprobs: number[] = [];
+    const result = (finishReason: TurnResult['finishReason']): TurnResult => ({
+      requestId: rid,
+      outputTokens: outputIds.length,
+      outputIds: [...outputIds],
+      logprobs: [...logprobs],
+      finishReason,
+      weightVersion: version,
+    });
+    const isAborted = (): boolean => signal?.aborted === true;
+    if (isAborted()) return result('abort');
+    this.running.add(rid);
+    try {
+      let response: Response;
+      try {
+        response = await this.http.send(
+          'POST',
+          '/v1/completions',
+          {
+            model: this.model,
+            prompt: [...request.inputIds, ...(request.prefixIds ?? [])],
+            max_tokens: request.maxNewTokens,
+            temperature: this.sampling.temperature,
+            stop_token_ids: [...this.sampling.stopTokenIds],
+            ignore_eos: this.sampling.ignoreEos ?? false,
+            logprobs: 0,
+            return_tokens_as_token_ids: true,
+            stream: true,
+            request_id: rid,
+          },
+          { ...(signal === undefined ? {} : { signal }), timeoutMs: null },
+        );
+      } catch (error) {
+        if (isAborted()) return result('abort');
+        throw error;
+      }
+      if (response.body === null) throw new EngineProtocolError(endpoint, 'streaming response without a body');
+      let finish: string | undefined;
+      try {
+        for await (const data of sseEvents(response.body)) {
+          if (data === '[DONE]') break;
+          const error = errorEventSchema.safeParse(safeJson(data));
+          if (error.success) throw new EngineProtocolError(endpoint, `request ${rid} failed in the stream: ${error.data.error.message}`);
+          const chunk = parseJson(endpoint, data, chunkSchema);
+          const choice = chunk.choices[0];
+          if (choice === undefined) continue;
+          const lp = choice.logprobs;
+          if (lp !== null && lp !== undefined) {
+            if (lp.tokens.length !== lp.token_logprobs.length) throw new EngineProtocolError(endpoint, `request ${rid}: ${lp.tokens.length} tokens with ${lp.token_logprobs.length} logprobs`);
+            lp.tokens.forEach((token, i) => {
+              outputIds.push(tokenId(endpoint, token));
+              const value = lp.token_logprobs[i];
+              if (value === null || value === undefined) throw new EngineProtocolError(endpoint, `request ${rid}: token ${token} without a logprob`);
+              logprobs.push(value);
+            });
+          }
+          if (choice.finish_reason !== null && choice.finish_reason !== undefined) finish = choice.finish_reason;
+        }
+      } catch (error) {
+        // The stream was cut by our abort: what arrived is the partial output.
+        if (isAborted()) return result('abort');
+        throw error;
+      }
+      if (isAborted() && finish === undefined) return result('abort');
+      if (finish === 'stop' || finish === 'length' || finish === 'abort') return result(finish);
+      throw new EngineProtocolError(endpoint, `request ${rid}: stream ended with finish_reason ${JSON.stringify(finish)}`);
+    } finally {
+      this.running.delete(rid);
+    }
+  }
+
+  async abortAll(): Promise<void> {
+    await this.http.call('POST', '/abort_requests', {});
+  }
+
+  async releaseMemory(tags: readonly MemoryTag[]): Promise<void> {
+    const endpoint = this.http.endpoint('POST', '/sleep');
+    if (!ALL_MEMORY_TAGS.every((tag) => tags.includes(tag))) {
+      throw new EngineProtocolError(endpoint, `vLLM sleeps weights and KV cache together; cannot release only ${tags.join('+')}`);
+    }
+    await this.http.call('POST', '/sleep?level=1');
+    this.resident.clear();
+  }
+
+  async resumeMemory(tags: readonly MemoryTag[]): Promise<void> {
+    const query = tags.map((tag) => `tags=${encodeURIComponent(tag)}`).join('&');
+    await this.http.call('POST', `/wake_up?${query}`);
+    for (const tag of tags) this.resident.add(tag);
+  }
+
+  async updateWeights(version: number, path: string): Promise<void> {
+    await this.http.call('POST', '/collective_rpc', { method: 'reload_weights', kwargs: { weights_path: path } });
+    await this.http.call('POST', '/update_weight_version', { new_version: String(version) });
+    this.servedVersion = version;
+  }
+
+  async status(): Promise<EngineStatus> {
+    const info = await this.http.json('GET', '/weight_info', undefined, z.object({ weight_version: z.union([z.string(), z.number()]) }).loose());
+    const sleeping = await this.http.json('GET', '/is_sleeping', undefined, z.object({ is_sleeping: z.boolean() }).loose());
+    const weightVersion = parseVersion(this.http.endpoint('GET', '/weight_info'), info.weight_version);
+    this.servedVersion = weightVersion;
+    // vLLM reports only whether it sleeps; which tags a partial wake_up restored is our record.
+    const resident = ALL_MEMORY_TAGS.filter((tag) => this.resident.has(tag));
+    const contradiction = sleeping.is_sleeping ? resident.length === ALL_MEMORY_TAGS.length : resident.length === 0;
+    if (contradiction) {
+      throw new EngineProtocolError(
+        this.http.endpoint('GET', '/is_sleeping'),
+        `is_sleeping ${sleeping.is_sleeping} contradicts the memory this adapter released/resumed (${resident.join('+') || 'none'} resident)`,
+      );
+    }
+    return { weightVersion, resident, runningRequests: this.running.size };
+  }
+
+  async pause(): Promise<void> {
+    await this.http.call('POST', '/pause?mode=abort');
+  }
+
+  async resume(): Promise<void> {
+    await this.http.call('POST', '/resume');
+  }
+}
+
+function tokenId(endpoint: string, token: string): number {
+  const match = /^token_id:(\d+)$/.exec(token);
+  if (match === null) throw new EngineProtocolError(endpoint, `token ${JSON.stringify(token)} is not "token_id:<id>" (send return_tokens_as_token_ids)`);
+  return Number(match[1]);
+}
+
+function safeJson(text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+}
+
+/** The `data:` payloads of a server-sent-event stream. */
+async function* sseEvents(body: ReadableStream<Uint8Array>): AsyncGenerator<string> {
+  const decoder = new TextDecoder();
+  let buffer = '';
+  for await (const bytes of body) {
+    buffer += decoder.decode(bytes, { stream: true });
+    let end: number;
+    while ((end = buffer.indexOf('\n\n')) >= 0) {
+      const event = buffer.slice(0, end);
+      buffer = buffer.slice(end + 2);
+      const data = event
+        .split('\n')
+        .filter((line) => line.startsWith('data:'))
+        .map((line) => line.slice(5).trimStart())
+        .join('\n');
+      if (data !== '') yield data;
+    }
+  }
+}

@@ -1,0 +1,96 @@
+/**
+ * Answers outside the protocol: a server that answers 200 with the wrong shape (no real engine
+ * does this on purpose, so a small local HTTP server plays the misbehaving engine). The adapters
+ * must refuse with EngineProtocolError naming the endpoint, never pass the answer on.
+ */
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { EngineHttpError, EngineProtocolError, HttpTrainer, SglangRolloutEngine, VllmRolloutEngine } from '../../../src/engines/http';
+
+const answers: Record<string, { status: number; body: string; type?: string }> = {
+  '/generate': { status: 200, body: JSON.stringify({ output_ids: [1], meta_info: { id: 'r', finish_reason: { type: 'done' } } }) },
+  '/model_info': { status: 200, body: JSON.stringify({ weight_version: 'default' }) },
+  '/update_weights_from_disk': { status: 200, body: JSON.stringify({ success: false, message: 'shape mismatch' }) },
+  '/v1/completions': { status: 200, type: 'text/event-stream', body: 'data: {"choices":[{"finish_reason":null,"logprobs":{"tokens":["hello"],"token_logprobs":[-1]}}]}\n\n' },
+  '/trainer/status': { status: 200, body: 'not json' },
+  '/trainer/onload': { status: 500, body: 'CUDA out of memory' },
+};
+/** A server that echoes the request's headers in its error page. */
+const ECHOES_HEADERS = '/trainer/offload';
+
+let server: Server;
+let url: string;
+
+beforeAll(async () => {
+  server = createServer((req, res) => {
+    const answer = answers[(req.url ?? '').split('?')[0] ?? ''];
+    req.resume();
+    req.on('end', () => {
+      if (req.url === ECHOES_HEADERS) {
+        res.writeHead(401, { 'Content-Type': 'text/plain' });
+        res.end(`unauthorized, you sent: ${JSON.stringify(req.headers)}`);
+        return;
+      }
+      res.writeHead(answer?.status ?? 404, { 'Content-Type': answer?.type ?? 'application/json' });
+      res.end(answer?.body ?? '');
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+});
+
+afterAll(async () => {
+  await new Promise((resolve) => server.close(resolve));
+});
+
+const sampling = { temperature: 1, stopTokenIds: [] };
+const request = { requestId: 'r', sampleId: 0, turn: 0, contextTokens: 1, prefixTokens: 0, maxNewTokens: 2, inputIds: [1] };
+
+describe('adapters refuse answers outside the protocol', () => {
+  it('sglang: a wrong generate shape, a non-integer version, a failed weight update', async () => {
+    const sglang = new SglangRolloutEngine({ baseUrl: url, sampling });
+    const generate = await sglang.generate(request).catch((error: unknown) => error);
+    expect(generate).toBeInstanceOf(EngineProtocolError);
+    expect(String(generate)).toMatch(/POST http:.*\/generate: malformed response/);
+    await expect(sglang.status()).rejects.toThrow(/GET .*\/model_info: weight_version "default" is not a non-negative integer/);
+    await expect(sglang.updateWeights(1, '/w/v1')).rejects.toThrow(/update_weights_from_disk: update to v1 from \/w\/v1 failed: shape mismatch/);
+  });
+
+  it('sglang and vllm: a request without token ids is refused before it is sent', async () => {
+    const { inputIds: _ids, ...counts } = request;
+    await expect(new SglangRolloutEngine({ baseUrl: url, sampling }).generate(counts)).rejects.toBeInstanceOf(EngineProtocolError);
+    await expect(new VllmRolloutEngine({ baseUrl: url, sampling, model: 'm' }).generate(counts)).rejects.toBeInstanceOf(EngineProtocolError);
+  });
+
+  it('vllm: a token that is not "token_id:<id>"', async () => {
+    await expect(new VllmRolloutEngine({ baseUrl: url, sampling, model: 'm' }).generate(request)).rejects.toThrow(/token "hello" is not "token_id:<id>"/);
+  });
+
+  it('trainer: a body that is not JSON (protocol) and an HTTP 500 (status and body in the message)', async () => {
+    const trainer = new HttpTrainer({ baseUrl: url });
+    await expect(trainer.status()).rejects.toThrow(/GET .*\/trainer\/status: expected JSON, got "not json"/);
+    const onload = await trainer.onload().catch((error: unknown) => error);
+    expect(onload).toBeInstanceOf(EngineHttpError);
+    expect((onload as EngineHttpError).status).toBe(500);
+    expect(String(onload)).toContain('/trainer/onload: HTTP 500: CUDA out of memory');
+  });
+
+  it('an engine that is not there: no response, with the endpoint', async () => {
+    const closed = new SglangRolloutEngine({ baseUrl: 'http://127.0.0.1:9', sampling });
+    const error = await closed.status().catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(EngineHttpError);
+    expect((error as EngineHttpError).status).toBeUndefined();
+    expect(String(error)).toContain('GET http://127.0.0.1:9/model_info: no response');
+  });
+});
+
+describe('engine API keys', () => {
+  it('are sent as a bearer token and never appear in an error, even when the engine echoes them', async () => {
+    const key = 'sk-test-4f1c9e0b7a';
+    const error = await new HttpTrainer({ baseUrl: url, apiKey: key }).offload().catch((caught: unknown) => caught);
+    expect(error).toBeInstanceOf(EngineHttpError);
+    expect(String(error)).toMatch(/401.*unauthorized, you sent: .*"authorization":"Bearer \[redacted\]"/);
+    expect(String(error)).not.toContain(key);
+  });
+});
