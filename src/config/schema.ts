@@ -259,6 +259,11 @@ export const runConfigSchema = z
         workload: workloadSchema.prefault({}),
         /** Declared engine faults (tests, fault injection): the first N calls of an operation fail. */
         faults: z.array(faultSchema).default([]),
+        /**
+         * Let the fault-injection harness (`timeshare chaos`) inject faults into the running
+         * engines through files under the engine state folder (faults/pending). Off by default.
+         */
+        faultInjection: z.boolean().default(false),
       })
       .strict()
       .prefault({}),
