@@ -20,6 +20,7 @@ import { trainNodes } from '../gpu/layout';
 import { iterationWorkflowId, orchestratorQueue, runWorkflowId } from '../pipeline/naming';
 import { buildRunSpec } from '../pipeline/spec';
 import type { RunSpec, RunStatus } from '../pipeline/types';
+import { describeError } from '../pipeline/errors';
 import { FsTrajectoryStore } from '../store';
 import { freePort, startDevServer, type DevServer } from '../temporal/devServer';
 import { engineStateDir, faultInjectionDir, runtimePaths } from '../workers/runtime';
@@ -40,6 +41,8 @@ export interface ChaosOptions {
   /** Whole-run limit; past it the harness stops and reports the run as not completed. */
   deadlineMs?: number;
   log?: (line: string) => void;
+  /** A fixed schedule instead of the seeded one (tests pin the faults they need). */
+  plan?: PlannedFault[];
 }
 
 export interface InjectedRecord {
@@ -125,6 +128,17 @@ interface Supervised {
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
+/** Rejects if `promise` takes longer than `ms` (a call to a server that is being restarted can hang). */
+function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  return Promise.race([
+    promise,
+    new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms`)), ms);
+    }),
+  ]).finally(() => clearTimeout(timer));
+}
+
 export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
   const log = options.log ?? ((line: string) => console.log(line));
   const started = Date.now();
@@ -135,7 +149,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
   }
   mkdirSync(path.join(stateDir, 'logs'), { recursive: true });
   const runId = `chaos-${options.seed}`;
-  const plan = planFaults({ seed: options.seed, count: options.faults, kinds: options.kinds, phases: options.phases });
+  const plan = options.plan ?? planFaults({ seed: options.seed, count: options.faults, kinds: options.kinds, phases: options.phases });
 
   const configPath = path.join(stateDir, `${runId}.json`);
   const raw = chaosConfig(runId, plan.length, path.join(stateDir, 'store'));
@@ -199,7 +213,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
   /** The run's status, or undefined while it cannot be asked (a process is down). */
   const poll = async (): Promise<RunStatus | undefined> => {
     try {
-      const status = await handle.query<RunStatus>('status');
+      const status = await withTimeout(handle.query<RunStatus>('status'), 15_000);
       for (const v of checkObservedStatus(spec.layout, lastVersion, status)) violations.push(v);
       lastVersion = Math.max(lastVersion, status.version);
       lastStatus = status;
@@ -209,12 +223,14 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
       return undefined;
     }
   };
+  /** Sends the update until it is accepted; a resume refused because the run is not paused is done already. */
   const update = async (name: 'pause' | 'resume'): Promise<void> => {
     for (;;) {
       try {
-        await handle.executeUpdate(name);
+        await withTimeout(handle.executeUpdate(name), 30_000);
         return;
       } catch (error) {
+        if (name === 'resume' && describeError(error).includes('the run is not paused')) return;
         if (Date.now() > deadline) throw new Error(`could not send '${name}' before the deadline: ${String(error)}`);
         await sleep(200);
       }
@@ -246,11 +262,14 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
     await client.workflow.start('runWorkflow', { workflowId: runWorkflowId(runId), taskQueue: orchestratorQueue(spec.taskQueuePrefix), args: [{ spec }] });
     log(`chaos: run '${runId}' on ${address}, ${plan.length} faults (seed ${options.seed}), state ${stateDir}`);
 
-    for (const fault of plan) {
+    // One fault per iteration; `k` follows the run (if iterations ever ran without a pause the
+    // harness says so and goes on from where the run is).
+    let k = 0;
+    while (k < plan.length) {
       if (Date.now() > deadline) break;
-      const k = fault.index;
-      if (k > 0) await update('resume');
+      const fault = plan[k]!;
       const last = k === plan.length - 1;
+      if (k > 0) await update('resume');
       // Pause takes effect after the iteration running when it arrives: wait for iteration k to start.
       for (;;) {
         const status = await poll();
@@ -261,40 +280,47 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
       if (!last) await update('pause');
       const record = await inject(fault);
       // Wait for the iteration to end (paused after it, or the run done).
+      let done = k + 1;
       for (;;) {
         if (Date.now() > deadline) throw new Error(`iteration ${k} did not finish before the deadline (last status: ${JSON.stringify(lastStatus?.phase)})`);
-        if (last) {
-          const description = await handle.describe().catch(() => undefined);
-          if (description?.status.name === 'COMPLETED') break;
+        const description = await withTimeout(handle.describe(), 15_000).catch(() => undefined);
+        if (description?.status.name === 'COMPLETED') {
+          done = plan.length;
+          break;
         }
         const status = await poll();
-        if (status !== undefined && !last && status.paused && status.iteration > k) break;
+        if (status !== undefined && status.paused && status.iteration > k) {
+          done = status.iteration;
+          break;
+        }
         if (status !== undefined && status.paused && status.iteration === k && status.lastError !== undefined) {
           violations.push(`iteration ${k} failed for good after ${fault.kind} in ${fault.phase}: ${status.lastError}`);
           await update('resume');
+          if (!last) await update('pause');
         }
         await sleep(50);
       }
-      iterationsDone = k + 1;
+      if (done > k + 1) log(`  harness: iterations ${k}..${done - 1} ran without a pause between them (checked together)`);
+      iterationsDone = done;
       const fired = firedFaults(faultDir);
-      if (record !== undefined && isEngineFault(fault.kind) && !fired.has(faultId(fault))) {
+      const struck = record !== undefined && (!isEngineFault(fault.kind) || fired.has(faultId(fault)));
+      if (record !== undefined && !struck) {
         notFired += 1;
-        withdrawPending(faultDir);
         log(`  fault ${k} ${fault.kind}@${fault.phase}: its operation never ran; withdrawn`);
       }
       withdrawPending(faultDir);
-      const before = violations.length;
-      const verdict = await checkAfterIteration(k);
+      const verdict = await checkAfterIteration(done - 1);
       samplesLost += verdict.samplesLost;
       violations.push(...verdict.violations);
-      if (record !== undefined && (!isEngineFault(fault.kind) || fired.has(faultId(fault)))) {
-        record.survived = violations.length === before;
+      if (struck) {
+        record.survived = verdict.violations.length === 0;
         records.push(record);
       }
       log(
-        `  iteration ${k}: ${fault.kind} in ${fault.phase} (struck in ${record?.observedPhase ?? '-'}), ` +
+        `  iteration ${k}: ${fault.kind} in ${fault.phase} (${struck ? `struck in ${record.observedPhase}` : 'not injected'}), ` +
           `${verdict.violations.length === 0 ? 'invariants hold' : `VIOLATIONS: ${verdict.violations.join('; ')}`}`,
       );
+      k = done;
     }
     const summary = await Promise.race([handle.result(), sleep(Math.max(0, deadline - Date.now())).then(() => undefined)]);
     runCompleted = summary !== undefined && summary.iterations === plan.length && summary.version === plan.length;
@@ -334,6 +360,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
   /** Injects the fault for iteration `fault.index`; returns what struck, or undefined if it could not. */
   async function inject(fault: PlannedFault): Promise<InjectedRecord | undefined> {
     const target = phaseOperation(fault.phase, spec, fault.point);
+    // The operation defines the phase: it is in flight (held, for a kill) when the fault strikes.
     const record: InjectedRecord = { index: fault.index, kind: fault.kind, phase: fault.phase, observedPhase: fault.phase, survived: false };
     if (isEngineFault(fault.kind)) {
       const kind = fault.kind.slice('engine-'.length) as 'crash' | 'hang' | 'error' | 'slow';
@@ -342,23 +369,21 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
       injectFault(faultDir, { id: faultId(fault), kind, durationMs, ...target });
       return record;
     }
-    // Process kill: hold short phases open with a slow call, then kill at a random point inside.
+    // Process kill: hold the phase's operation open with a slow call (it fires when the phase
+    // reaches it, seen from the fault folder without asking Temporal), then kill at a random
+    // point while the call is in flight.
     const holdMs = 1_500;
-    if (fault.phase !== 'rollout') injectFault(faultDir, { id: `hold-${fault.index}`, kind: 'slow', durationMs: holdMs, ...target });
+    const holdId = `hold-${fault.index}`;
+    injectFault(faultDir, { id: holdId, kind: 'slow', durationMs: holdMs, ...target });
     const until = Date.now() + 120_000;
-    let status: RunStatus | undefined;
-    for (;;) {
-      status = await poll();
-      if (status !== undefined && status.iteration === fault.index && status.phase === fault.phase) break;
+    while (!firedFaults(faultDir).has(holdId)) {
       if (Date.now() > until) {
-        log(`  fault ${fault.index}: phase ${fault.phase} not seen; not injected`);
+        log(`  fault ${fault.index}: phase ${fault.phase} not reached in 120 s; not injected`);
         return undefined;
       }
-      await sleep(20);
+      await sleep(10);
     }
-    await sleep(Math.round(fault.point * (fault.phase === 'rollout' ? 300 : holdMs * 0.6)));
-    const now = await poll();
-    record.observedPhase = now?.iteration === fault.index ? now.phase : (status?.phase ?? fault.phase);
+    await sleep(Math.round(fault.point * holdMs * 0.6));
     switch (fault.kind) {
       case 'orchestrator-kill':
         workers[0]!.child?.kill('SIGKILL');

@@ -5,3 +5,4 @@ export * from './layout';
 export * from './roles';
 export * from './planning';
 export * from './ledger';
+export * from './lost';
