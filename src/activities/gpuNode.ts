@@ -78,6 +78,12 @@ export function createGpuNodeActivities(deps: GpuNodeDeps): GpuNodeActivities {
     let current = record;
     for (;;) {
       if (signal.aborted) return { kind: 'unfinished' };
+      const lastTurn = current.turns.at(-1);
+      if (lastTurn?.final !== undefined) {
+        // The environment ended it, but the attempt that ran that turn died before marking it.
+        await store.markCompleted(current.id, input.shardId, lastTurn.final.reward, deps.now());
+        return { kind: 'completed' };
+      }
       const simulatedAgeMs = (deps.now() - current.startedAtMs) / deps.timeScale;
       if (simulatedAgeMs > input.environmentTimeoutMs) {
         await store.dropSamples([current.id], 'environment-timeout');
@@ -134,7 +140,14 @@ export function createGpuNodeActivities(deps: GpuNodeDeps): GpuNodeActivities {
         ...rest,
         turns: [
           ...current.turns,
-          { turn, generatedTokens: generated, observationTokens: step.observationTokens, weightVersion: result.weightVersion, rank: input.rank },
+          {
+            turn,
+            generatedTokens: generated,
+            observationTokens: step.observationTokens,
+            weightVersion: result.weightVersion,
+            rank: input.rank,
+            ...(step.done ? { final: { reward: step.reward ?? 0 } } : {}),
+          },
         ],
       };
       await store.checkpoint(current, input.shardId);

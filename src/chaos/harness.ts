@@ -278,6 +278,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
         await sleep(20);
       }
       if (!last) await update('pause');
+      const violationsBefore = violations.length;
       const record = await inject(fault);
       // Wait for the iteration to end (paused after it, or the run done).
       let done = k + 1;
@@ -313,7 +314,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
       samplesLost += verdict.samplesLost;
       violations.push(...verdict.violations);
       if (struck) {
-        record.survived = verdict.violations.length === 0;
+        record.survived = violations.length === violationsBefore;
         records.push(record);
       }
       log(

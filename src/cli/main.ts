@@ -161,6 +161,22 @@ export function buildProgram(): Command {
     }
   });
 
+  withConnectionFlags(
+    program
+      .command('return-ranks')
+      .description('Return lost ranks to the pool once their node is back (they reload and sync weights at the next iteration)')
+      .argument('<run-id>')
+      .argument('<ranks>', 'comma-separated rank ids (see `timeshare status`)'),
+  ).action(async (runId: string, ranksText: string, flags: ConnectionFlags) => {
+    const ranks = ranksText.split(',').map((part) => integer('rank id', 0)(part.trim()));
+    const client = await connectClient(target(flags));
+    try {
+      console.log(statusBlock(await sendUpdate(client, runId, { name: 'returnRanks', ranks })));
+    } finally {
+      await client.connection.close();
+    }
+  });
+
   const worker = program.command('worker').description('Run a worker process against an existing Temporal server');
   const workerFlags = (command: Command) =>
     withConnectionFlags(command)

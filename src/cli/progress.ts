@@ -46,6 +46,7 @@ export function statusBlock(status: RunStatus): string {
         `${((last.endedAtMs - last.startedAtMs) / 1000).toFixed(1)} s, migrated ${last.migrated}`,
     );
   }
+  if (status.lostRanks !== undefined) lines.push(`lost ranks: ${status.lostRanks.join(',')} (return them with 'timeshare return-ranks ${status.runId} <ranks>')`);
   if (status.lastError !== undefined) lines.push(`last error: ${status.lastError}`);
   return lines.join('\n');
 }

@@ -282,6 +282,12 @@ export const runConfigSchema = z
          * considered dead (its worker crashed) and is retried elsewhere on its queue.
          */
         heartbeatTimeoutSeconds: positiveNumber(3600).default(15),
+        /**
+         * A rank (or trainer) activity no worker picks up for this long means its gpu-node worker is
+         * gone: its ranks are marked lost and the pool goes on without them (docs/design.md §3.2).
+         * Longer than a worker restart takes; the default leaves 5 minutes.
+         */
+        lostNodeTimeoutSeconds: positiveNumber(86_400).default(300),
         /** Retries of a failing activity before its transition is rolled back and the iteration retried. */
         activityRetry: z
           .object({

@@ -23,6 +23,11 @@ export const turnRecordSchema = z.object({
   weightVersion: count,
   /** Rollout rank that finished the turn. */
   rank: count,
+  /**
+   * Set when the environment ended the trajectory with this turn. Checkpointed with the turn, so
+   * a worker that dies before marking the sample completed leaves it finishable (found by the soak).
+   */
+  final: z.object({ reward: z.number() }).strict().optional(),
 });
 export type TurnRecord = z.infer<typeof turnRecordSchema>;
 
