@@ -265,6 +265,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
     // One fault per iteration; `k` follows the run (if iterations ever ran without a pause the
     // harness says so and goes on from where the run is).
     let k = 0;
+    let gaveUp = false;
     while (k < plan.length) {
       if (Date.now() > deadline) break;
       const fault = plan[k]!;
@@ -294,12 +295,22 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
           done = status.iteration;
           break;
         }
+        if (status?.lostRanks !== undefined) {
+          // Every process the harness kills comes back within a second: a lost rank is a false alarm.
+          violations.push(`iteration ${k}: ranks ${status.lostRanks.join(',')} marked lost after ${fault.kind} in ${fault.phase}: ${status.lastError ?? ''}`);
+          gaveUp = true;
+          break;
+        }
         if (status !== undefined && status.paused && status.iteration === k && status.lastError !== undefined) {
           violations.push(`iteration ${k} failed for good after ${fault.kind} in ${fault.phase}: ${status.lastError}`);
           await update('resume');
           if (!last) await update('pause');
         }
         await sleep(50);
+      }
+      if (gaveUp) {
+        log(`  iteration ${k}: ${fault.kind} in ${fault.phase}: VIOLATION ${violations.at(-1)}; soak stopped`);
+        break;
       }
       if (done > k + 1) log(`  harness: iterations ${k}..${done - 1} ran without a pause between them (checked together)`);
       iterationsDone = done;
@@ -323,7 +334,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
       );
       k = done;
     }
-    const summary = await Promise.race([handle.result(), sleep(Math.max(0, deadline - Date.now())).then(() => undefined)]);
+    const summary = gaveUp ? undefined : await Promise.race([handle.result(), sleep(Math.max(0, deadline - Date.now())).then(() => undefined)]);
     runCompleted = summary !== undefined && summary.iterations === plan.length && summary.version === plan.length;
     if (!runCompleted) violations.push(`the run did not complete: ${JSON.stringify(summary)}`);
   } finally {
