@@ -168,7 +168,11 @@ export function buildProgram(): Command {
       .argument('<run-id>')
       .argument('<ranks>', 'comma-separated rank ids (see `timeshare status`)'),
   ).action(async (runId: string, ranksText: string, flags: ConnectionFlags) => {
-    const ranks = ranksText.split(',').map((part) => integer('rank id', 0)(part.trim()));
+    const ranks = ranksText.split(',').map((part) => {
+      const rank = Number(part.trim());
+      if (part.trim() === '' || !Number.isInteger(rank) || rank < 0) throw new CliError(`rank id must be an integer >= 0 (got '${part.trim()}')`, 2);
+      return rank;
+    });
     const client = await connectClient(target(flags));
     try {
       console.log(statusBlock(await sendUpdate(client, runId, { name: 'returnRanks', ranks })));
