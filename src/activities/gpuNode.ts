@@ -22,7 +22,7 @@ import {
 import { checkPostcondition } from '../gpu/validation';
 import type { GpuNodeActivities } from '../pipeline/activities';
 import type { ShardInput, ShardOutcome } from '../pipeline/types';
-import { contextTokens, type SampleRecord, type TrajectoryStore } from '../store';
+import { contextTokens, SampleStateError, type SampleRecord, type TrajectoryStore } from '../store';
 import { withHeartbeat } from './heartbeat';
 
 export interface GpuNodeDeps {
@@ -50,6 +50,24 @@ function notOwned(what: string, node: number): ApplicationFailure {
   return ApplicationFailure.nonRetryable(`${what} is not served by gpu-node ${node}; check the layout the workers were started with`, 'WrongNode');
 }
 
+/**
+ * Claims the shard's samples that are still running. A retried shard finds some already settled;
+ * one may settle between reading and claiming (the earlier attempt finishing it as it is fenced
+ * out, found by the soak): read again and claim what is still live.
+ */
+async function claimLive(store: TrajectoryStore, ids: number[], owner: string): Promise<void> {
+  for (let tries = 1; ; tries++) {
+    const live = (await store.readSamples(ids)).filter((record) => record.status === 'running').map((record) => record.id);
+    if (live.length === 0) return;
+    try {
+      await store.claim(live, owner);
+      return;
+    } catch (error) {
+      if (!(error instanceof SampleStateError) || tries >= 3) throw error;
+    }
+  }
+}
+
 type SampleEnd = { kind: 'completed' } | { kind: 'dropped'; reason: string } | { kind: 'unfinished' };
 
 export function createGpuNodeActivities(deps: GpuNodeDeps): GpuNodeActivities {
@@ -72,7 +90,7 @@ export function createGpuNodeActivities(deps: GpuNodeDeps): GpuNodeActivities {
     return deps.trainer;
   };
 
-  async function runSample(input: ShardInput, engine: RolloutEngine, record: SampleRecord, signal: AbortSignal): Promise<SampleEnd> {
+  async function runSample(input: ShardInput, owner: string, engine: RolloutEngine, record: SampleRecord, signal: AbortSignal): Promise<SampleEnd> {
     const store = deps.store(input.runId);
     const attempt = Context.current().info.attempt;
     let current = record;
@@ -81,7 +99,7 @@ export function createGpuNodeActivities(deps: GpuNodeDeps): GpuNodeActivities {
       const lastTurn = current.turns.at(-1);
       if (lastTurn?.final !== undefined) {
         // The environment ended it, but the attempt that ran that turn died before marking it.
-        await store.markCompleted(current.id, input.shardId, lastTurn.final.reward, deps.now());
+        await store.markCompleted(current.id, owner, lastTurn.final.reward, deps.now());
         return { kind: 'completed' };
       }
       const simulatedAgeMs = (deps.now() - current.startedAtMs) / deps.timeScale;
@@ -93,7 +111,7 @@ export function createGpuNodeActivities(deps: GpuNodeDeps): GpuNodeActivities {
       const context = contextTokens(current);
       if (turn >= input.maxTurns || context >= input.maxTokens) {
         // Truncated trajectories still end in a batch, with the reward the environment gave so far (0).
-        await store.markCompleted(current.id, input.shardId, 0, deps.now());
+        await store.markCompleted(current.id, owner, 0, deps.now());
         return { kind: 'completed' };
       }
       const prefixTokens = current.partial?.turn === turn ? current.partial.tokens : 0;
@@ -122,7 +140,7 @@ export function createGpuNodeActivities(deps: GpuNodeDeps): GpuNodeActivities {
       const generated = prefixTokens + result.outputTokens;
       if (result.finishReason === 'abort') {
         current = { ...current, partial: { turn, tokens: generated, weightVersion: result.weightVersion, rank: input.rank } };
-        await store.checkpoint(current, input.shardId);
+        await store.checkpoint(current, owner);
         return { kind: 'unfinished' };
       }
       let step;
@@ -132,7 +150,7 @@ export function createGpuNodeActivities(deps: GpuNodeDeps): GpuNodeActivities {
         if (!signal.aborted) throw error;
         // Stopped during the tool call: keep the whole generated turn; it resumes with 0 new tokens.
         current = { ...current, partial: { turn, tokens: generated, weightVersion: result.weightVersion, rank: input.rank } };
-        await store.checkpoint(current, input.shardId);
+        await store.checkpoint(current, owner);
         return { kind: 'unfinished' };
       }
       const { partial: _finishedPartial, ...rest } = current;
@@ -150,9 +168,9 @@ export function createGpuNodeActivities(deps: GpuNodeDeps): GpuNodeActivities {
           },
         ],
       };
-      await store.checkpoint(current, input.shardId);
+      await store.checkpoint(current, owner);
       if (step.done) {
-        await store.markCompleted(current.id, input.shardId, step.reward ?? 0, deps.now());
+        await store.markCompleted(current.id, owner, step.reward ?? 0, deps.now());
         return { kind: 'completed' };
       }
     }
@@ -164,10 +182,10 @@ export function createGpuNodeActivities(deps: GpuNodeDeps): GpuNodeActivities {
       const engine = engineFor(input.rank);
       const store = deps.store(input.runId);
       const context = Context.current();
-      // A retried shard finds some of its samples already settled: claim only the live ones.
-      const found = await store.readSamples(input.sampleIds);
-      const live = found.filter((record) => record.status === 'running').map((record) => record.id);
-      if (live.length > 0) await store.claim(live, input.shardId);
+      // The store owner is the shard attempt: an earlier attempt of this shard that is still
+      // running (its worker froze past the heartbeat timeout, then woke up) is fenced out.
+      const owner = `${input.shardId}@${context.info.attempt}`;
+      await claimLive(store, input.sampleIds, owner);
       const records = await store.readSamples(input.sampleIds);
       const outcome: ShardOutcome = { shardId: input.shardId, completed: [], unfinished: [], dropped: [] };
       const signal = context.cancellationSignal;
@@ -181,7 +199,7 @@ export function createGpuNodeActivities(deps: GpuNodeDeps): GpuNodeActivities {
           records.map(async (record) => {
             if (record.status === 'completed') return void outcome.completed.push(record.id);
             if (record.status === 'dropped') return void outcome.dropped.push({ id: record.id, reason: record.dropReason ?? 'unknown' });
-            const end = await runSample(input, engine, record, signal);
+            const end = await runSample(input, owner, engine, record, signal);
             if (end.kind === 'completed') outcome.completed.push(record.id);
             else if (end.kind === 'dropped') outcome.dropped.push({ id: record.id, reason: end.reason });
             else outcome.unfinished.push(record.id);
