@@ -11,7 +11,7 @@
  * fault folder (src/engines/sim/injection.ts) and fire in the operation that defines the phase.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, openSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { Client, Connection, WorkflowNotFoundError } from '@temporalio/client';
 import { parseRunConfig, type ParsedRunConfig } from '../config';
@@ -173,18 +173,13 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
   ];
   const launch = (worker: Supervised): void => {
     const logFile = path.join(stateDir, 'logs', `${worker.name}.log`);
+    const fd = openSync(logFile, 'a');
     const child = spawn(
       process.execPath,
       ['--import', TSX_LOADER, MAIN, ...worker.args, configPath, '--address', address, '--state-dir', stateDir, '--exit-with-parent'],
-      { stdio: ['ignore', 'pipe', 'pipe'] },
+      { stdio: ['ignore', fd, fd] },
     );
-    const out: string[] = [];
-    const keep = (chunk: Buffer) => {
-      out.push(chunk.toString());
-      writeFileSync(logFile, out.join('').slice(-200_000));
-    };
-    child.stdout?.on('data', keep);
-    child.stderr?.on('data', keep);
+    closeSync(fd);
     worker.child = child;
     worker.exited = new Promise((resolve) =>
       child.once('exit', () => {
