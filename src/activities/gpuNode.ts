@@ -26,7 +26,7 @@ import { EngineProtocolError } from '../engines/http/errors';
 import { checkPostcondition } from '../gpu/validation';
 import type { GpuNodeActivities } from '../pipeline/activities';
 import type { ShardInput, ShardOutcome } from '../pipeline/types';
-import { contextIds, contextTokens, type SampleRecord, type TrajectoryStore } from '../store';
+import { contextIds, contextTokens, SampleStateError, type SampleRecord, type TrajectoryStore } from '../store';
 import { withHeartbeat } from './heartbeat';
 
 export interface GpuNodeDeps {
@@ -120,6 +120,24 @@ function protocolErrorsNonRetryable(activities: GpuNodeActivities): GpuNodeActiv
   return wrapped as unknown as GpuNodeActivities;
 }
 
+/**
+ * Claims the shard's samples that are still running. A retried shard finds some already settled;
+ * one may settle between reading and claiming (the earlier attempt finishing it as it is fenced
+ * out, found by the soak): read again and claim what is still live.
+ */
+async function claimLive(store: TrajectoryStore, ids: number[], owner: string): Promise<void> {
+  for (let tries = 1; ; tries++) {
+    const live = (await store.readSamples(ids)).filter((record) => record.status === 'running').map((record) => record.id);
+    if (live.length === 0) return;
+    try {
+      await store.claim(live, owner);
+      return;
+    } catch (error) {
+      if (!(error instanceof SampleStateError) || tries >= 3) throw error;
+    }
+  }
+}
+
 type SampleEnd = { kind: 'completed' } | { kind: 'dropped'; reason: string } | { kind: 'unfinished' };
 
 export function createGpuNodeActivities(deps: GpuNodeDeps): GpuNodeActivities {
@@ -150,6 +168,7 @@ export function createGpuNodeActivities(deps: GpuNodeDeps): GpuNodeActivities {
    */
   async function generateTurn(
     input: ShardInput,
+    owner: string,
     engine: RolloutEngine,
     current: SampleRecord,
     turn: number,
@@ -205,18 +224,24 @@ export function createGpuNodeActivities(deps: GpuNodeDeps): GpuNodeActivities {
           ...(outputIds === undefined ? {} : { ids: outputIds, logprobs }),
         },
       };
-      await store.checkpoint(next, input.shardId);
+      await store.checkpoint(next, owner);
       return 'aborted';
     }
     return { generated, outputIds, logprobs, weightVersion: result.weightVersion };
   }
 
-  async function runSample(input: ShardInput, engine: RolloutEngine, record: SampleRecord, signal: AbortSignal): Promise<SampleEnd> {
+  async function runSample(input: ShardInput, owner: string, engine: RolloutEngine, record: SampleRecord, signal: AbortSignal): Promise<SampleEnd> {
     const store = deps.store(input.runId);
     const attempt = Context.current().info.attempt;
     let current = record;
     for (;;) {
       if (signal.aborted) return { kind: 'unfinished' };
+      const lastTurn = current.turns.at(-1);
+      if (lastTurn?.final !== undefined) {
+        // The environment ended it, but the attempt that ran that turn died before marking it.
+        await store.markCompleted(current.id, owner, lastTurn.final.reward, deps.now());
+        return { kind: 'completed' };
+      }
       const simulatedAgeMs = (deps.now() - current.startedAtMs) / deps.timeScale;
       if (simulatedAgeMs > input.environmentTimeoutMs) {
         await store.dropSamples([current.id], 'environment-timeout');
@@ -226,7 +251,7 @@ export function createGpuNodeActivities(deps: GpuNodeDeps): GpuNodeActivities {
       const context = contextTokens(current);
       if (turn >= input.maxTurns || context >= input.maxTokens) {
         // Truncated trajectories still end in a batch, with the reward the environment gave so far (0).
-        await store.markCompleted(current.id, input.shardId, 0, deps.now());
+        await store.markCompleted(current.id, owner, 0, deps.now());
         return { kind: 'completed' };
       }
       const partial = current.partial?.turn === turn ? current.partial : undefined;
@@ -236,7 +261,7 @@ export function createGpuNodeActivities(deps: GpuNodeDeps): GpuNodeActivities {
         partial?.finished === true && partial.ids !== undefined
           ? // Real engines: the turn had finished before a stop during its tool call; do not extend it.
             { outputIds: partial.ids, logprobs: partial.logprobs, weightVersion: partial.weightVersion }
-          : await generateTurn(input, engine, current, turn, context, prefixTokens, inputIds, partial, attempt, signal);
+          : await generateTurn(input, owner, engine, current, turn, context, prefixTokens, inputIds, partial, attempt, signal);
       if (generation === 'aborted') return { kind: 'unfinished' };
       const generated = generation.generated ?? prefixTokens;
       const outputIds = generation.outputIds;
@@ -260,7 +285,7 @@ export function createGpuNodeActivities(deps: GpuNodeDeps): GpuNodeActivities {
         if (!signal.aborted) throw error;
         // Stopped during the tool call: keep the whole generated turn; it resumes with 0 new tokens.
         current = keepWholeTurn();
-        await store.checkpoint(current, input.shardId);
+        await store.checkpoint(current, owner);
         return { kind: 'unfinished' };
       }
       if (outputIds !== undefined && step.observationIds === undefined) {
@@ -282,12 +307,14 @@ export function createGpuNodeActivities(deps: GpuNodeDeps): GpuNodeActivities {
             rank: input.rank,
             ...(outputIds === undefined ? {} : { outputIds: [...outputIds], logprobs: [...(logprobs ?? [])], observationIds: step.observationIds }),
             ...(partial === undefined || partial.tokens === 0 ? {} : { resumedFrom: { rank: partial.rank, tokens: partial.tokens } }),
+            // Checkpointed with the turn: a worker that dies before marking the sample completed leaves it finishable.
+            ...(step.done ? { final: { reward: step.reward ?? 0 } } : {}),
           },
         ],
       };
-      await store.checkpoint(current, input.shardId);
+      await store.checkpoint(current, owner);
       if (step.done) {
-        await store.markCompleted(current.id, input.shardId, step.reward ?? 0, deps.now());
+        await store.markCompleted(current.id, owner, step.reward ?? 0, deps.now());
         return { kind: 'completed' };
       }
     }
@@ -300,9 +327,10 @@ export function createGpuNodeActivities(deps: GpuNodeDeps): GpuNodeActivities {
       const store = deps.store(input.runId);
       const context = Context.current();
       // A retried shard finds some of its samples already settled: claim only the live ones.
-      const found = await store.readSamples(input.sampleIds);
-      const live = found.filter((record) => record.status === 'running').map((record) => record.id);
-      if (live.length > 0) await store.claim(live, input.shardId);
+      // The store owner is the shard attempt: an earlier attempt of this shard that is still
+      // running (its worker froze past the heartbeat timeout, then woke up) is fenced out.
+      const owner = `${input.shardId}@${context.info.attempt}`;
+      await claimLive(store, input.sampleIds, owner);
       const records = await store.readSamples(input.sampleIds);
       const outcome: ShardOutcome = { shardId: input.shardId, completed: [], unfinished: [], dropped: [] };
       const signal = context.cancellationSignal;
@@ -318,7 +346,7 @@ export function createGpuNodeActivities(deps: GpuNodeDeps): GpuNodeActivities {
           records.map(async (record) => {
             if (record.status === 'completed') return void outcome.completed.push(record.id);
             if (record.status === 'dropped') return void outcome.dropped.push({ id: record.id, reason: record.dropReason ?? 'unknown' });
-            const end = await runSample(input, engine, record, signal);
+            const end = await runSample(input, owner, engine, record, signal);
             if (end.kind === 'completed') outcome.completed.push(record.id);
             else if (end.kind === 'dropped') outcome.dropped.push({ id: record.id, reason: end.reason });
             else outcome.unfinished.push(record.id);

@@ -9,7 +9,7 @@ import { ITERATION_KEY, PHASE_KEY, RUN_ID_KEY, STRATEGY_KEY } from '../temporal/
 import { connectionOptions, dataConverter, PLAINTEXT } from '../temporal/security';
 import type { TemporalTarget } from '../workers/options';
 import type { RunInput, RunSummary } from '../workflows/run';
-import { pauseUpdate, resumeUpdate, setBatchSizeUpdate, setShrinkSetUpdate, stopUpdate } from '../workflows/signals';
+import { pauseUpdate, resumeUpdate, returnRanksUpdate, setBatchSizeUpdate, setShrinkSetUpdate, stopUpdate } from '../workflows/signals';
 
 export class CliError extends Error {
   constructor(
@@ -93,7 +93,8 @@ export async function runResult(client: Client, runId: string): Promise<RunSumma
 export type RunUpdate =
   | { name: 'pause' | 'resume' | 'stop' }
   | { name: 'setBatchSize'; batchSize: number }
-  | { name: 'setShrinkSet'; ranks: number[] | null };
+  | { name: 'setShrinkSet'; ranks: number[] | null }
+  | { name: 'returnRanks'; ranks: number[] };
 
 /** Sends an update; a rejection by the workflow's validator becomes a CliError with its reason. */
 export async function sendUpdate(client: Client, runId: string, update: RunUpdate): Promise<RunStatus> {
@@ -110,6 +111,8 @@ export async function sendUpdate(client: Client, runId: string, update: RunUpdat
         return await handle.executeUpdate(setBatchSizeUpdate, { args: [{ batchSize: update.batchSize }] });
       case 'setShrinkSet':
         return await handle.executeUpdate(setShrinkSetUpdate, { args: [{ ranks: update.ranks }] });
+      case 'returnRanks':
+        return await handle.executeUpdate(returnRanksUpdate, { args: [{ ranks: update.ranks }] });
     }
   } catch (error) {
     if (error instanceof WorkflowNotFoundError) throw new CliError(`no run '${runId}' (workflow ${runWorkflowId(runId)}) on this server`);

@@ -2,6 +2,7 @@
  * The `timeshare` command. Every subcommand has --help; errors are one clear message and a
  * non-zero exit (2 for an invalid config or arguments, 1 otherwise).
  */
+import path from 'node:path';
 import { Command, InvalidArgumentError } from 'commander';
 import { NativeConnection } from '@temporalio/worker';
 import { ConfigError, defaultConfigPath, loadRunConfigFile, resolveRunId, type ParsedRunConfig } from '../config';
@@ -16,6 +17,8 @@ import { startCodecServer } from '../temporal/codecServer';
 import { connectionOptions, resolveSecurity, SecurityConfigError, type SecurityFlags } from '../temporal/security';
 import { CliError, connectClient, queryStatus, sendUpdate, startOrAttachRun } from './client';
 import { runDev, watchRun } from './dev';
+import { formatReport, runChaos } from '../chaos/harness';
+import { FAULT_KINDS, FAULT_PHASES, type FaultKind, type FaultPhase } from '../chaos/schedule';
 import { statusBlock } from './progress';
 import { addTimelineCommand } from './timeline';
 
@@ -181,6 +184,26 @@ export function buildProgram(): Command {
     }
   });
 
+  withConnectionFlags(
+    program
+      .command('return-ranks')
+      .description('Return lost ranks to the pool once their node is back (they reload and sync weights at the next iteration)')
+      .argument('<run-id>')
+      .argument('<ranks>', 'comma-separated rank ids (see `timeshare status`)'),
+  ).action(async (runId: string, ranksText: string, flags: ConnectionFlags) => {
+    const ranks = ranksText.split(',').map((part) => {
+      const rank = Number(part.trim());
+      if (part.trim() === '' || !Number.isInteger(rank) || rank < 0) throw new CliError(`rank id must be an integer >= 0 (got '${part.trim()}')`, 2);
+      return rank;
+    });
+    const client = await connectClient(target(flags));
+    try {
+      console.log(statusBlock(await sendUpdate(client, runId, { name: 'returnRanks', ranks })));
+    } finally {
+      await client.connection.close();
+    }
+  });
+
   const worker = program.command('worker').description('Run a worker process against an existing Temporal server');
   const workerFlags = (command: Command) =>
     withConnectionFlags(command)
@@ -238,6 +261,31 @@ export function buildProgram(): Command {
   });
 
   program
+    .command('chaos')
+    .description(
+      'Fault-injection soak: a run on its own dev server and workers, one fault per iteration (process kills, server kill + restart, ' +
+        'engine crash / hang / error / slow) in every phase, invariants checked after every iteration; exit 1 on any violation or lost sample',
+    )
+    .option('--faults <n>', 'faults to inject (one per iteration); 35 covers every kind × phase once', integer('--faults', 1), 35)
+    .option('--seed <n>', 'seed of the fault schedule', integer('--seed', 0), 1)
+    .option('--kinds <list>', `comma-separated fault kinds (default all: ${FAULT_KINDS.join(',')})`)
+    .option('--phases <list>', `comma-separated phases (default all: ${FAULT_PHASES.join(',')})`)
+    .option('--state-dir <dir>', 'fresh folder for the dev server database, store, engine state and logs (default .timeshare/chaos/<seed>-<time>)')
+    .option('--deadline-minutes <n>', 'give up after this long', integer('--deadline-minutes', 1), 30)
+    .action(async (flags: { faults: number; seed: number; kinds?: string; phases?: string; stateDir?: string; deadlineMinutes: number }) => {
+      const report = await runChaos({
+        faults: flags.faults,
+        seed: flags.seed,
+        kinds: listOption('--kinds', flags.kinds, FAULT_KINDS) as FaultKind[] | undefined,
+        phases: listOption('--phases', flags.phases, FAULT_PHASES) as FaultPhase[] | undefined,
+        stateDir: flags.stateDir ?? path.join(DEFAULT_STATE_DIR, 'chaos', `${flags.seed}-${Date.now()}`),
+        deadlineMs: flags.deadlineMinutes * 60_000,
+      });
+      console.log(formatReport(report));
+      process.exitCode = report.invariantViolations.length === 0 && report.samplesLost === 0 && report.runCompleted ? 0 : 1;
+    });
+
+  program
     .command('check-config')
     .description('Validate a run configuration and print the GPU layout it describes')
     .argument('<config>')
@@ -253,6 +301,15 @@ export function buildProgram(): Command {
   addBenchCommand(program);
 
   return program;
+}
+
+/** A comma-separated list option, each item one of `allowed`; undefined when not given. */
+function listOption(name: string, text: string | undefined, allowed: readonly string[]): string[] | undefined {
+  if (text === undefined) return undefined;
+  const items = text.split(',').map((item) => item.trim());
+  const unknown = items.filter((item) => !allowed.includes(item));
+  if (unknown.length > 0) throw new CliError(`${name}: unknown ${unknown.join(", ")} (allowed: ${allowed.join(", ")})`, 2);
+  return items;
 }
 
 function workerContext(configPath: string, flags: ConnectionFlags & { stateDir: string }): WorkerContext {

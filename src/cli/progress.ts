@@ -5,7 +5,7 @@ export function roleSummary(status: RunStatus): string {
   if (status.pool === undefined) return 'GPUs: -';
   const counts = new Map<string, number>();
   for (const role of status.pool.roles) counts.set(role, (counts.get(role) ?? 0) + 1);
-  const order = ['rollout', 'offloading', 'training', 'loading', 'idle'];
+  const order = ['rollout', 'offloading', 'training', 'loading', 'idle', 'lost'];
   return `GPUs: ${order
     .filter((role) => counts.has(role))
     .map((role) => `${counts.get(role)} ${role}`)
@@ -46,6 +46,7 @@ export function statusBlock(status: RunStatus): string {
         `${((last.endedAtMs - last.startedAtMs) / 1000).toFixed(1)} s, migrated ${last.migrated}`,
     );
   }
+  if (status.lostRanks !== undefined) lines.push(`lost ranks: ${status.lostRanks.join(',')} (return them with 'timeshare return-ranks ${status.runId} <ranks>')`);
   if (status.lastError !== undefined) lines.push(`last error: ${status.lastError}`);
   return lines.join('\n');
 }

@@ -332,6 +332,11 @@ export const runConfigSchema = z
         workload: workloadSchema.prefault({}),
         /** Declared engine faults (tests, fault injection): the first N calls of an operation fail. */
         faults: z.array(faultSchema).default([]),
+        /**
+         * Let the fault-injection harness (`timeshare chaos`) inject faults into the running
+         * engines through files under the engine state folder (faults/pending). Off by default.
+         */
+        faultInjection: z.boolean().default(false),
       })
       .strict()
       .prefault({}),
@@ -359,6 +364,12 @@ export const runConfigSchema = z
          * considered dead (its worker crashed) and is retried elsewhere on its queue.
          */
         heartbeatTimeoutSeconds: positiveNumber(3600).default(15),
+        /**
+         * A rank (or trainer) activity no worker picks up for this long means its gpu-node worker is
+         * gone: its ranks are marked lost and the pool goes on without them (docs/design.md §3.2).
+         * Longer than a worker restart takes; the default leaves 5 minutes.
+         */
+        lostNodeTimeoutSeconds: positiveNumber(86_400).default(300),
         /** Retries of a failing activity before its transition is rolled back and the iteration retried. */
         activityRetry: z
           .object({

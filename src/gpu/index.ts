@@ -6,3 +6,4 @@ export * from './roles';
 export * from './planning';
 export * from './ledger';
 export * from './policies';
+export * from './lost';

@@ -10,11 +10,14 @@
 import { rankById, totalGpus, type GpuId, type PoolLayout, type RankId } from './layout';
 import { checkIntRange, checkNoDuplicates, checkNonEmpty, checkPostcondition, ValidationError } from './validation';
 
-export const GPU_ROLES = ['rollout', 'offloading', 'training', 'loading', 'idle'] as const;
+export const GPU_ROLES = ['rollout', 'offloading', 'training', 'loading', 'idle', 'lost'] as const;
 export type GpuRole = (typeof GPU_ROLES)[number];
 
-/** Where a rollout rank is in the shrink/expand cycle. */
-export const RANK_PHASES = ['serving', 'offloading', 'released', 'loading'] as const;
+/**
+ * Where a rollout rank is in the shrink/expand cycle; 'lost': its node stopped answering for
+ * longer than the lost-node timeout (docs/design.md §3.2), and the pool goes on without it.
+ */
+export const RANK_PHASES = ['serving', 'offloading', 'released', 'loading', 'lost'] as const;
 export type RankPhase = (typeof RANK_PHASES)[number];
 
 export interface PoolState {
@@ -30,12 +33,16 @@ const ROLE_OF_PHASE: Record<RankPhase, GpuRole> = {
   offloading: 'offloading',
   released: 'idle',
   loading: 'loading',
+  lost: 'lost',
 };
 
-export function initialPoolState(layout: PoolLayout): PoolState {
+/** Every rank serving, except `lost` ranks (validated like any rank list). */
+export function initialPoolState(layout: PoolLayout, lost: readonly RankId[] = []): PoolState {
+  if (lost.length > 0) checkRankList(layout, 'lost ranks', lost);
+  const lostSet = new Set(lost);
   const roles: GpuRole[] = Array.from({ length: totalGpus(layout) }, () => 'idle');
-  for (const rank of layout.ranks) for (const gpu of rank.gpus) roles[gpu] = 'rollout';
-  const state: PoolState = { roles, rankPhases: layout.ranks.map(() => 'serving') };
+  for (const rank of layout.ranks) for (const gpu of rank.gpus) roles[gpu] = lostSet.has(rank.id) ? 'lost' : 'rollout';
+  const state: PoolState = { roles, rankPhases: layout.ranks.map((rank) => (lostSet.has(rank.id) ? 'lost' : 'serving')) };
   checkPoolInvariants(layout, state);
   return state;
 }
@@ -92,6 +99,23 @@ export const beginOnload = (layout: PoolLayout, state: PoolState, ranks: readonl
 /** The ranks serve again. */
 export const completeOnload = (layout: PoolLayout, state: PoolState, ranks: readonly RankId[]): PoolState =>
   moveRanks(layout, state, 'completeOnload', ranks, 'loading', 'serving');
+
+/** The ranks' node stopped answering: whatever phase they were in, they are out of the pool. */
+export const markRanksLost = (layout: PoolLayout, state: PoolState, ranks: readonly RankId[]): PoolState => {
+  checkRankList(layout, 'markRanksLost', ranks);
+  const already = ranks.filter((rank) => state.rankPhases[rank] === 'lost');
+  if (already.length > 0) throw new ValidationError('AST_POSTCONDITION', 'markRanksLost', JSON.stringify(already), 'these ranks are already lost');
+  let next = state;
+  for (const phase of ['serving', 'offloading', 'released', 'loading'] as const) {
+    const inPhase = ranks.filter((rank) => state.rankPhases[rank] === phase);
+    if (inPhase.length > 0) next = moveRanks(layout, next, 'markRanksLost', inPhase, phase, 'lost');
+  }
+  return next;
+};
+
+/** The operator returned the ranks (their node is back): they reload before serving again (then completeOnload). */
+export const rejoinRanks = (layout: PoolLayout, state: PoolState, ranks: readonly RankId[]): PoolState =>
+  moveRanks(layout, state, 'rejoinRanks', ranks, 'lost', 'loading');
 
 /** Ranks that own any of `gpus`. */
 function ranksOwning(layout: PoolLayout, gpus: readonly GpuId[]): RankId[] {
@@ -174,7 +198,7 @@ export function checkPoolInvariants(layout: PoolLayout, state: PoolState): void 
 }
 
 export function roleCounts(state: PoolState): Record<GpuRole, number> {
-  const counts: Record<GpuRole, number> = { rollout: 0, offloading: 0, training: 0, loading: 0, idle: 0 };
+  const counts: Record<GpuRole, number> = { rollout: 0, offloading: 0, training: 0, loading: 0, idle: 0, lost: 0 };
   for (const role of state.roles) counts[role] += 1;
   return counts;
 }

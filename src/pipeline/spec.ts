@@ -22,6 +22,7 @@ export function buildRunSpec(parsed: ParsedRunConfig, runId: string): RunSpec {
     environmentTimeoutMs: config.environmentTimeoutSeconds * 1000,
     taskQueuePrefix: config.temporal.taskQueuePrefix,
     heartbeatTimeoutMs: config.temporal.heartbeatTimeoutSeconds * 1000,
+    lostNodeTimeoutMs: config.temporal.lostNodeTimeoutSeconds * 1000,
     activityRetry: {
       initialIntervalMs: config.temporal.activityRetry.initialIntervalSeconds * 1000,
       maximumAttempts: config.temporal.activityRetry.maximumAttempts,

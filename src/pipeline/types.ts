@@ -24,6 +24,11 @@ export interface RunSpec {
   taskQueuePrefix: string;
   /** Liveness: a shard or engine call silent this long is considered dead and retried. */
   heartbeatTimeoutMs: number;
+  /**
+   * A rank or trainer activity not picked up by any worker for this long marks the node's ranks
+   * lost. Absent in specs of runs started before lost-node handling (they never mark ranks lost).
+   */
+  lostNodeTimeoutMs?: number;
   /** Retry policy of engine and store activities; after the last attempt the transition is rolled back. */
   activityRetry: { initialIntervalMs: number; maximumAttempts: number };
   /** Continue-as-new after this many iterations in one run-workflow execution. */
@@ -42,6 +47,10 @@ export interface IterationInput {
   batchSize: number;
   /** Operator override of the ranks released at shrink (must cover the train group's ranks). */
   shrinkOverride?: RankId[];
+  /** Ranks whose node is lost: the iteration runs without them. */
+  lostRanks?: RankId[];
+  /** Ranks the operator returned since the last iteration: reloaded and synced before the rollout. */
+  rejoinRanks?: RankId[];
 }
 
 export interface IterationStats {
@@ -106,6 +115,8 @@ export interface RunStatus {
   lastError: string | undefined;
   /** Signals with a bad payload ignored by this run execution, and why the last one was. */
   rejectedSignals?: { count: number; last: string };
+  /** Ranks marked lost (their node stopped answering); `returnRanks` brings them back. */
+  lostRanks?: RankId[];
 }
 
 // ----- activity payloads -----

@@ -119,6 +119,9 @@ export class LaneRecorder {
         return trains && this.trainer !== undefined ? this.trainer : 'idle';
       case 'loading':
         return this.syncing ? 'sync' : 'onload';
+      case 'lost':
+        // The simulator loses no node; a lost rank would do nothing.
+        return 'idle';
     }
   }
 

@@ -30,6 +30,11 @@ export const turnRecordSchema = z.object({
   observationIds: z.array(count).optional(),
   /** The turn was resumed from a partial prefix of `tokens` tokens generated on `rank` (a migration). */
   resumedFrom: z.object({ rank: count, tokens: count }).optional(),
+  /**
+   * Set when the environment ended the trajectory with this turn. Checkpointed with the turn, so
+   * a worker that dies before marking the sample completed leaves it finishable (found by the soak).
+   */
+  final: z.object({ reward: z.number() }).strict().optional(),
 });
 export type TurnRecord = z.infer<typeof turnRecordSchema>;
 

@@ -10,6 +10,7 @@ import { createGpuNodeActivities } from '../activities/gpuNode';
 import { SimClock } from '../engines/sim/clock';
 import { SimEnvironment } from '../engines/sim/environment';
 import { FaultPlan, faultyRolloutEngine, faultyTrainer } from '../engines/sim/faults';
+import { FaultInjector, injectableRolloutEngine, injectableTrainer } from '../engines/sim/injection';
 import { SimGpuMemory } from '../engines/sim/gpuMemory';
 import { SimRolloutEngine } from '../engines/sim/rolloutEngine';
 import { SimTrainer } from '../engines/sim/trainer';
@@ -22,7 +23,7 @@ import { deviceAddress, ranksOnNode, trainNodes, type PoolLayout } from '../gpu/
 import { checkIntRange } from '../gpu/validation';
 import { rankQueue, trainerQueue } from '../pipeline/naming';
 import { dataConverter, PLAINTEXT } from '../temporal/security';
-import { engineStateDir, modelWeightsPath, storeCache, weightsDir, weightsPath } from './runtime';
+import { engineStateDir, faultInjectionDir, modelWeightsPath, storeCache, weightsDir, weightsPath } from './runtime';
 import { HEARTBEAT_INTERVAL_MS, HEARTBEAT_THROTTLE, SHUTDOWN_GRACE, type WorkerContext } from './options';
 
 export interface NodeEngines {
@@ -93,6 +94,7 @@ export function createSimulatedNodeEngines(context: WorkerContext, node: number)
   const stateDir = engineStateDir(context.paths, context.runId);
 
   const faults = new FaultPlan(config.simulation.faults);
+  const injector = config.simulation.faultInjection ? new FaultInjector(faultInjectionDir(context.paths, context.runId)) : undefined;
   const engines = new Map<number, RolloutEngine>();
   for (const rank of ranksOnNode(layout, node)) {
     const engine = new SimRolloutEngine({
@@ -104,7 +106,8 @@ export function createSimulatedNodeEngines(context: WorkerContext, node: number)
       memory,
       statePath: path.join(stateDir, `rank-${rank.id}.json`),
     });
-    engines.set(rank.id, config.simulation.faults.length === 0 ? engine : faultyRolloutEngine(engine, faults, rank.id));
+    const declared = config.simulation.faults.length === 0 ? engine : faultyRolloutEngine(engine, faults, rank.id);
+    engines.set(rank.id, injector === undefined ? declared : injectableRolloutEngine(declared, injector, rank.id));
   }
   const localTrainGpus = layout.trainGpus.filter((gpu) => deviceAddress(layout, gpu).node === node);
   const simTrainer =
@@ -119,7 +122,8 @@ export function createSimulatedNodeEngines(context: WorkerContext, node: number)
           memory,
           statePath: path.join(stateDir, `trainer-node-${node}.json`),
         });
-  const trainer = simTrainer === undefined || config.simulation.faults.length === 0 ? simTrainer : faultyTrainer(simTrainer, faults, node);
+  const declaredTrainer = simTrainer === undefined || config.simulation.faults.length === 0 ? simTrainer : faultyTrainer(simTrainer, faults, node);
+  const trainer = declaredTrainer === undefined || injector === undefined ? declaredTrainer : injectableTrainer(declaredTrainer, injector, node);
   return { engines, trainer, environment: new SimEnvironment({ workload, clock }), timeScale };
 }
 

@@ -13,17 +13,21 @@
  */
 import {
   ActivityCancellationType,
+  ActivityFailure,
   ApplicationFailure,
   CancellationScope,
   getExternalWorkflowHandle,
   isCancellation,
+  patched,
   proxyActivities,
+  TimeoutFailure,
   upsertSearchAttributes,
   workflowInfo,
 } from '@temporalio/workflow';
-import type { RetryPolicy } from '@temporalio/common';
+import { TimeoutType, type RetryPolicy } from '@temporalio/common';
 import { ALL_MEMORY_TAGS } from '../engines/types';
-import { trainNodes, type RankId } from '../gpu/layout';
+import { rankById, ranksOnNode, trainNodes, type RankId } from '../gpu/layout';
+import { planWithLostRanks } from '../gpu/lost';
 import {
   admit,
   adoptSamples,
@@ -51,6 +55,7 @@ import {
   completeOnload,
   endTraining,
   initialPoolState,
+  rejoinRanks,
   type PoolState,
 } from '../gpu/roles';
 import { checkPostcondition } from '../gpu/validation';
@@ -59,7 +64,7 @@ import { orchestratorQueue, rankQueue, shardId, trainerQueue } from '../pipeline
 import type { IterationInput, IterationProgress, IterationResult, IterationStats, Phase, ShardOutcome } from '../pipeline/types';
 import { describeError } from '../pipeline/errors';
 import { PHASE_KEY } from '../temporal/searchAttributes';
-import { iterationProgressSignal } from './signals';
+import { iterationProgressSignal, LOST_RANKS_PATCH } from './signals';
 
 interface RunningShard {
   id: string;
@@ -85,6 +90,11 @@ export async function iterationWorkflow(input: IterationInput): Promise<Iteratio
     maximumInterval: '30 seconds',
     maximumAttempts: spec.activityRetry.maximumAttempts,
   };
+  // Lost-node detection: an activity on a rank or trainer queue that no worker picks up within
+  // the lost-node timeout marks the node's ranks lost. Guarded by a patch so that iterations
+  // recorded before it replay their old path (docs/design.md §5.2).
+  const lostNodeTimeoutMs = patched(LOST_RANKS_PATCH) ? spec.lostNodeTimeoutMs : undefined;
+  const nodeTimeouts = lostNodeTimeoutMs === undefined ? {} : { scheduleToStartTimeout: lostNodeTimeoutMs };
   const nonRetryableErrorTypes = [
     'ValidationError',
     'SimulatedOutOfMemoryError',
@@ -117,6 +127,7 @@ export async function iterationWorkflow(input: IterationInput): Promise<Iteratio
       taskQueue: rankQueue(spec.taskQueuePrefix, rank),
       startToCloseTimeout: '30 minutes',
       heartbeatTimeout,
+      ...nodeTimeouts,
       retry: { ...retry, nonRetryableErrorTypes },
     });
   const shardActivities = (rank: RankId) =>
@@ -124,6 +135,7 @@ export async function iterationWorkflow(input: IterationInput): Promise<Iteratio
       taskQueue: rankQueue(spec.taskQueuePrefix, rank),
       startToCloseTimeout: '7 days',
       heartbeatTimeout,
+      ...nodeTimeouts,
       // Wait for the shard to checkpoint its samples before the workflow moves them elsewhere:
       // this is what makes a re-shard exact-once.
       cancellationType: ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
@@ -134,11 +146,47 @@ export async function iterationWorkflow(input: IterationInput): Promise<Iteratio
       taskQueue: trainerQueue(spec.taskQueuePrefix, node),
       startToCloseTimeout: '2 hours',
       heartbeatTimeout,
+      ...nodeTimeouts,
       retry: { ...retry, nonRetryableErrorTypes },
     });
 
+  const lostRanks = input.lostRanks ?? [];
+  const rejoining = input.rejoinRanks ?? [];
+  /** Ranks found lost during this attempt (every rank of a node that stopped taking activities). */
+  const lostNow = new Set<RankId>();
+  let trainerNodeLost: number | undefined;
+  // A rank or trainer activity that no worker picked up within the lost-node timeout has no live
+  // worker behind it.
+  const isLostNode = (error: unknown): boolean =>
+    lostNodeTimeoutMs !== undefined &&
+    error instanceof ActivityFailure &&
+    error.cause instanceof TimeoutFailure &&
+    error.cause.timeoutType === TimeoutType.SCHEDULE_TO_START;
+  // A shard whose worker died after we asked it to stop ends on its heartbeat timeout (Temporal
+  // does not retry an activity whose cancellation was requested). Its samples are in the store at
+  // their last checkpoint, and the store fences the dead shard out once they are claimed again:
+  // settle it like a cancelled one instead of failing the iteration (found by the soak).
+  const diedWhileStopping = (error: unknown): boolean =>
+    lostNodeTimeoutMs !== undefined &&
+    error instanceof ActivityFailure &&
+    error.cause instanceof TimeoutFailure &&
+    error.cause.timeoutType === TimeoutType.HEARTBEAT;
+  const onRank = <T>(rank: RankId, call: Promise<T>): Promise<T> =>
+    call.catch((error: unknown) => {
+      if (isLostNode(error)) for (const sibling of ranksOnNode(layout, rankById(layout, rank).node)) lostNow.add(sibling.id);
+      throw error;
+    });
+  const onTrainerNode = <T>(node: number, call: Promise<T>): Promise<T> =>
+    call.catch((error: unknown) => {
+      if (isLostNode(error)) {
+        trainerNodeLost = node;
+        for (const rank of ranksOnNode(layout, node)) lostNow.add(rank.id);
+      }
+      throw error;
+    });
+
   let ledger: SampleLedger = input.ledger;
-  let pool: PoolState = initialPoolState(layout);
+  let pool: PoolState = initialPoolState(layout, [...lostRanks, ...rejoining]);
   let phase: Phase = 'starting';
   let phaseStartedAt = Date.now();
   let batchSampleCount = 0;
@@ -197,7 +245,7 @@ export async function iterationWorkflow(input: IterationInput): Promise<Iteratio
     ledger = assignToShard(ledger, sampleIds, rank, id);
     const scope = new CancellationScope();
     const ended = scope.run(() =>
-      shardActivities(rank).runRolloutShard({
+      onRank(rank, shardActivities(rank).runRolloutShard({
         runId: spec.runId,
         shardId: id,
         rank,
@@ -206,7 +254,7 @@ export async function iterationWorkflow(input: IterationInput): Promise<Iteratio
         maxTurns: spec.maxTurns,
         maxTokens: spec.maxTokens,
         environmentTimeoutMs: spec.environmentTimeoutMs,
-      }),
+      })),
     );
     // Observed later (stopShards / shardFailure); mark handled so an early rejection is not unhandled.
     ended.catch(() => undefined);
@@ -240,7 +288,8 @@ export async function iterationWorkflow(input: IterationInput): Promise<Iteratio
 
   /**
    * Cancels the shards, waits for their checkpoints, and settles their samples in the ledger.
-   * A shard that failed is raised after settling, unless `onShardFailure` takes it.
+   * A shard that failed is raised after settling, unless `onShardFailure` takes it. A shard whose
+   * worker died after it was asked to stop is settled from the store like a cancelled one.
    */
   const stopShards = async (selected: RunningShard[], onShardFailure?: (error: unknown) => void): Promise<number[]> => {
     for (const shard of selected) shard.scope.cancel();
@@ -249,7 +298,7 @@ export async function iterationWorkflow(input: IterationInput): Promise<Iteratio
       try {
         await shard.ended;
       } catch (error) {
-        if (!isCancellation(error)) failures.push(error);
+        if (!isCancellation(error) && !diedWhileStopping(error)) failures.push(error);
       }
     }
     if (selected.length === 0) return [];
@@ -283,14 +332,25 @@ export async function iterationWorkflow(input: IterationInput): Promise<Iteratio
     for (const placement of assignLeastLoaded(admitted.ids, loadsByRank(ledger, ranks))) launchShard(placement.rank, placement.sampleIds);
   };
 
-  const allRanks = layout.ranks.map((rank) => rank.id);
   const trainerNodes = trainNodes(layout);
   const trainerShared = layout.shrinkRanks.length > 0;
-  const { release, keep } = planShrink(layout, input.shrinkOverride);
+  // The ranks in the pool this iteration: all but the lost ones (the run pauses before starting
+  // an iteration the strategy cannot run without them, so this plan is viable).
+  const plan = lostRanks.length === 0 ? { viable: true as const, ...planShrink(layout, input.shrinkOverride), active: layout.ranks.map((rank) => rank.id) } : planWithLostRanks(layout, lostRanks, input.shrinkOverride);
+  if (!plan.viable) throw ApplicationFailure.nonRetryable(`iteration ${iteration}: the pool is below the ${layout.strategy} minimum: ${plan.reason}`, 'PoolBelowMinimum');
+  const { release, keep, active: allRanks } = plan;
   let trainerOnloaded = false;
   let committedVersion: number | undefined;
 
   try {
+    // ---- returned ranks reload and catch up with the weights before serving --------------------
+    if (rejoining.length > 0) {
+      pool = rejoinRanks(layout, pool, rejoining);
+      await Promise.all(rejoining.map((rank) => onRank(rank, rankActivities(rank).resumeRankMemory({ runId: spec.runId, rank, tags: [...ALL_MEMORY_TAGS] }))));
+      await Promise.all(rejoining.map((rank) => onRank(rank, rankActivities(rank).syncRankWeights({ runId: spec.runId, rank, version: fromVersion }))));
+      pool = completeOnload(layout, pool, rejoining);
+    }
+
     // ---- 0. carry-over: drop what the async ratio no longer admits ----------------------------
     const stale = staleIds(ledger, fromVersion, spec.asyncRatio);
     if (stale.length > 0) {
@@ -377,7 +437,7 @@ export async function iterationWorkflow(input: IterationInput): Promise<Iteratio
       if (keep.length > 0) {
         for (const placement of assignLeastLoaded(moved, loadsByRank(ledger, keep))) launchShard(placement.rank, placement.sampleIds);
       }
-      await Promise.all(release.map((rank) => rankActivities(rank).releaseRankMemory({ runId: spec.runId, rank, tags: [...ALL_MEMORY_TAGS] })));
+      await Promise.all(release.map((rank) => onRank(rank, rankActivities(rank).releaseRankMemory({ runId: spec.runId, rank, tags: [...ALL_MEMORY_TAGS] }))));
       pool = completeOffload(layout, pool, release);
     }
     // New samples may start on the ranks that keep rolling out only within the staleness bound:
@@ -390,12 +450,12 @@ export async function iterationWorkflow(input: IterationInput): Promise<Iteratio
     pool = beginTraining(layout, pool);
     await enterPhase('train');
     trainerOnloaded = true;
-    await Promise.all(trainerNodes.map((node) => trainerActivities(node).trainerOnload({ runId: spec.runId, node })));
+    await Promise.all(trainerNodes.map((node) => onTrainerNode(node, trainerActivities(node).trainerOnload({ runId: spec.runId, node }))));
     const leader = trainerNodes[0];
     const results = await unlessShardFails(() =>
       Promise.all(
         trainerNodes.map((node) =>
-          trainerActivities(node).trainStep({ runId: spec.runId, node, iteration, fromVersion, leader: node === leader }),
+          onTrainerNode(node, trainerActivities(node).trainStep({ runId: spec.runId, node, iteration, fromVersion, leader: node === leader })),
         ),
       ),
     );
@@ -406,7 +466,7 @@ export async function iterationWorkflow(input: IterationInput): Promise<Iteratio
     committedVersion = newVersion;
     stats.toVersion = newVersion;
     if (trainerShared) {
-      await Promise.all(trainerNodes.map((node) => trainerActivities(node).trainerOffload({ runId: spec.runId, node })));
+      await Promise.all(trainerNodes.map((node) => onTrainerNode(node, trainerActivities(node).trainerOffload({ runId: spec.runId, node }))));
       trainerOnloaded = false;
     }
     pool = endTraining(layout, pool);
@@ -419,12 +479,12 @@ export async function iterationWorkflow(input: IterationInput): Promise<Iteratio
     await enterPhase('sync');
     if (release.length > 0) {
       pool = beginOnload(layout, pool, release);
-      await Promise.all(release.map((rank) => rankActivities(rank).resumeRankMemory({ runId: spec.runId, rank, tags: ['weights'] })));
+      await Promise.all(release.map((rank) => onRank(rank, rankActivities(rank).resumeRankMemory({ runId: spec.runId, rank, tags: ['weights'] }))));
     }
-    await Promise.all(allRanks.map((rank) => rankActivities(rank).syncRankWeights({ runId: spec.runId, rank, version: newVersion })));
+    await Promise.all(allRanks.map((rank) => onRank(rank, rankActivities(rank).syncRankWeights({ runId: spec.runId, rank, version: newVersion }))));
     await enterPhase('expand');
     if (release.length > 0) {
-      await Promise.all(release.map((rank) => rankActivities(rank).resumeRankMemory({ runId: spec.runId, rank, tags: ['kv_cache'] })));
+      await Promise.all(release.map((rank) => onRank(rank, rankActivities(rank).resumeRankMemory({ runId: spec.runId, rank, tags: ['kv_cache'] }))));
       pool = completeOnload(layout, pool, release);
     }
     checkPoolInvariants(layout, pool);
@@ -432,6 +492,18 @@ export async function iterationWorkflow(input: IterationInput): Promise<Iteratio
   } catch (error) {
     const failedPhase = phase;
     await CancellationScope.nonCancellable(() => restoreServingPool(error));
+    if (lostNow.size > 0) {
+      // Not retried here: the run workflow records the lost ranks and starts the iteration again without them.
+      const ranks = [...lostNow].sort((a, b) => a - b);
+      throw ApplicationFailure.create({
+        type: 'RanksLost',
+        nonRetryable: true,
+        message:
+          `iteration ${iteration} attempt ${attempt}: ranks ${ranks.join(',')} lost in phase '${failedPhase}' ` +
+          `(no worker took their activities for ${(lostNodeTimeoutMs ?? 0) / 1000} s); pool restored without them`,
+        details: [{ ranks, trainerNode: trainerNodeLost ?? null }],
+      });
+    }
     throw ApplicationFailure.retryable(
       `iteration ${iteration} attempt ${attempt} failed in phase '${failedPhase}': ${describeError(error)}; pool restored to serving`,
       'IterationFailed',
@@ -452,26 +524,30 @@ export async function iterationWorkflow(input: IterationInput): Promise<Iteratio
     await enterPhase('recovering').catch(() => undefined);
     const problems: string[] = [];
     try {
-      // A shard that failed (the cause, or another rank with the same broken engine) has ended
-      // and its samples are settled: not a failure to restore the pool. Failing to settle is.
+      // A shard that failed (the cause, another rank with the same broken engine, or a lost node)
+      // has ended and its samples are settled: not a failure to restore the pool. Failing to settle is.
       await stopShards([...shards.values()], () => undefined);
     } catch (error) {
       problems.push(`stopping shards: ${describeError(error)}`);
     }
-    if (trainerShared && trainerOnloaded) {
+    if (trainerShared && trainerOnloaded && trainerNodeLost === undefined) {
       try {
-        await Promise.all(trainerNodes.map((node) => trainerActivities(node).trainerOffload({ runId: spec.runId, node })));
+        await Promise.all(trainerNodes.map((node) => onTrainerNode(node, trainerActivities(node).trainerOffload({ runId: spec.runId, node }))));
       } catch (error) {
-        problems.push(`trainer offload: ${describeError(error)}`);
+        if (!isLostNode(error)) problems.push(`trainer offload: ${describeError(error)}`);
       }
     }
-    const notServing = layout.ranks.map((rank) => rank.id).filter((rank) => pool.rankPhases[rank] !== 'serving');
-    try {
-      await Promise.all(notServing.map((rank) => rankActivities(rank).resumeRankMemory({ runId: spec.runId, rank, tags: [...ALL_MEMORY_TAGS] })));
-      pool = initialPoolState(layout);
-    } catch (error) {
-      problems.push(`reloading ranks ${JSON.stringify(notServing)}: ${describeError(error)}`);
-    }
+    // Lost ranks are out of the pool: nothing to reload there (a returned rank reloads when it rejoins).
+    const notServing = layout.ranks
+      .map((rank) => rank.id)
+      .filter((rank) => pool.rankPhases[rank] !== 'serving' && pool.rankPhases[rank] !== 'lost' && !lostNow.has(rank));
+    // A rank found lost while reloading joins the lost ones instead of failing the restore.
+    const reloads = await Promise.allSettled(
+      notServing.map((rank) => onRank(rank, rankActivities(rank).resumeRankMemory({ runId: spec.runId, rank, tags: [...ALL_MEMORY_TAGS] }))),
+    );
+    const reloadFailures = reloads.flatMap((result, i) => (result.status === 'rejected' && !isLostNode(result.reason) ? [`rank ${notServing[i]}: ${describeError(result.reason)}`] : []));
+    if (reloadFailures.length === 0) pool = initialPoolState(layout, [...new Set([...lostRanks, ...lostNow])].sort((a, b) => a - b));
+    else problems.push(`reloading ranks: ${reloadFailures.join('; ')}`);
     if (problems.length > 0) {
       throw ApplicationFailure.nonRetryable(
         `iteration ${iteration} failed in phase '${failedPhase}' (${describeError(cause)}) and could not restore the pool: ${problems.join('; ')}` +

@@ -6,17 +6,19 @@
  */
 import {
   ApplicationFailure,
+  ChildWorkflowFailure,
   allHandlersFinished,
   condition,
   continueAsNew,
   executeChild,
   log,
   ParentClosePolicy,
+  patched,
   setHandler,
   upsertSearchAttributes,
   workflowInfo,
 } from '@temporalio/workflow';
-import { emptyLedger, planShrink, samplesByState, type SampleLedger } from '../gpu';
+import { addLostRanks, emptyLedger, planShrink, planWithLostRanks, removeLostRanks, samplesByState, type SampleLedger } from '../gpu';
 import type { RankId } from '../gpu/layout';
 import { checkIntRange } from '../gpu/validation';
 import { iterationWorkflowId } from '../pipeline/naming';
@@ -28,8 +30,11 @@ import {
   batchSizeUpdateSchema,
   iterationProgressSchema,
   iterationProgressSignal,
+  LOST_RANKS_PATCH,
   pauseUpdate,
   resumeUpdate,
+  returnRanksUpdate,
+  returnRanksUpdateSchema,
   setBatchSizeUpdate,
   setShrinkSetUpdate,
   shrinkSetUpdateSchema,
@@ -48,6 +53,12 @@ export interface RunState {
   stopRequested: boolean;
   lastIteration: IterationStats | null;
   lastError: string | null;
+  /** Ranks whose node is lost (absent in states carried over before lost-node handling). */
+  lostRanks?: RankId[];
+  /** Returned ranks that reload at the start of the next iteration. */
+  rejoinRanks?: RankId[];
+  /** Paused because the pool without the lost ranks is below the strategy minimum. */
+  pausedForLostRanks?: boolean;
 }
 
 export interface RunInput {
@@ -76,6 +87,8 @@ export async function runWorkflow(input: RunInput): Promise<RunSummary> {
     lastIteration: null,
     lastError: null,
   };
+  // Lost-node handling (patched: a run recorded before it replays without it, docs/design.md §5.2).
+  const handlesLostRanks = patched(LOST_RANKS_PATCH);
   let pauseRequested = false;
   let progress: IterationProgress | undefined;
   let rejectedSignals: RunStatus['rejectedSignals'];
@@ -110,6 +123,7 @@ export async function runWorkflow(input: RunInput): Promise<RunSummary> {
       lastIteration: state.lastIteration ?? undefined,
       lastError: state.lastError ?? undefined,
       ...(rejectedSignals === undefined ? {} : { rejectedSignals }),
+      ...((state.lostRanks ?? []).length > 0 ? { lostRanks: state.lostRanks } : {}),
     };
   };
 
@@ -145,6 +159,25 @@ export async function runWorkflow(input: RunInput): Promise<RunSummary> {
     {
       validator: () => {
         if (!state.paused && !pauseRequested) throw new Error('the run is not paused');
+      },
+    },
+  );
+  setHandler(
+    returnRanksUpdate,
+    (request) => {
+      state.lostRanks = removeLostRanks(spec.layout, state.lostRanks ?? [], request.ranks);
+      state.rejoinRanks = [...new Set([...(state.rejoinRanks ?? []), ...request.ranks])].sort((a, b) => a - b);
+      if (state.pausedForLostRanks && planWithLostRanks(spec.layout, state.lostRanks, state.shrinkOverride ?? undefined).viable) {
+        state.paused = false;
+        state.pausedForLostRanks = false;
+        state.lastError = null;
+      }
+      return status();
+    },
+    {
+      validator: (request) => {
+        const { ranks } = returnRanksUpdateSchema.parse(request);
+        removeLostRanks(spec.layout, state.lostRanks ?? [], ranks);
       },
     },
   );
@@ -207,6 +240,20 @@ export async function runWorkflow(input: RunInput): Promise<RunSummary> {
       await continueAsNew<typeof runWorkflow>({ spec, state: { ...state, paused: state.paused || pauseRequested } });
     }
 
+    const lostRanks = state.lostRanks ?? [];
+    if (handlesLostRanks && lostRanks.length > 0) {
+      const plan = planWithLostRanks(spec.layout, lostRanks, state.shrinkOverride ?? undefined);
+      if (!plan.viable) {
+        state.paused = true;
+        state.pausedForLostRanks = true;
+        state.lastError =
+          `paused: ranks ${lostRanks.join(',')} are lost and ${plan.reason}; ` +
+          `bring their node back, then 'timeshare return-ranks ${spec.runId} ${lostRanks.join(',')}'`;
+        phase = 'recovering';
+        continue;
+      }
+    }
+
     upsertSearchAttributes([
       { key: ITERATION_KEY, value: state.iteration },
       { key: PHASE_KEY, value: 'rollout' },
@@ -223,6 +270,8 @@ export async function runWorkflow(input: RunInput): Promise<RunSummary> {
             ledger: state.ledger,
             batchSize: state.batchSize,
             shrinkOverride: state.shrinkOverride ?? undefined,
+            ...(lostRanks.length > 0 ? { lostRanks } : {}),
+            ...((state.rejoinRanks ?? []).length > 0 ? { rejoinRanks: state.rejoinRanks } : {}),
           },
         ],
         retry: { maximumAttempts: 3, initialInterval: '2 seconds', nonRetryableErrorTypes: ['PoolRestoreFailed'] },
@@ -239,9 +288,24 @@ export async function runWorkflow(input: RunInput): Promise<RunSummary> {
       progress = undefined;
       state.lastIteration = result.stats;
       state.lastError = null;
+      if (state.rejoinRanks !== undefined) state.rejoinRanks = [];
       state.iteration += 1;
       iterationsThisExecution += 1;
     } catch (error) {
+      const lost = handlesLostRanks ? ranksLost(error) : undefined;
+      if (lost !== undefined) {
+        // Ranks lost: the pool was restored without them; start the iteration again on what is left
+        // (the check above pauses the run if that is below the strategy minimum).
+        state.lostRanks = addLostRanks(spec.layout, lostRanks, lost.ranks);
+        state.rejoinRanks = (state.rejoinRanks ?? []).filter((rank) => !lost.ranks.includes(rank));
+        state.lastError = describeError(error);
+        if (lost.trainerNode !== null) {
+          state.paused = true;
+          state.lastError = `paused: trainer node ${lost.trainerNode} is lost (${describeError(error)}); bring it back, then 'timeshare resume ${spec.runId}'`;
+          phase = 'recovering';
+        }
+        continue;
+      }
       // The iteration restored the pool before failing (or could not, and said so). Pause with
       // the reason visible in status; `resume` retries the same iteration id.
       state.lastError = describeError(error);
@@ -260,4 +324,15 @@ export async function runWorkflow(input: RunInput): Promise<RunSummary> {
 
 function rejectIfStopping(state: RunState): void {
   if (state.stopRequested) throw ApplicationFailure.nonRetryable('the run is already stopping');
+}
+
+/** The ranks an iteration reported lost (its RanksLost failure), if that is why it failed. */
+function ranksLost(error: unknown): { ranks: RankId[]; trainerNode: number | null } | undefined {
+  if (!(error instanceof ChildWorkflowFailure) || !(error.cause instanceof ApplicationFailure) || error.cause.type !== 'RanksLost') return undefined;
+  const details = error.cause.details?.[0] as { ranks?: unknown; trainerNode?: unknown } | undefined;
+  const ranks = details?.ranks;
+  if (!Array.isArray(ranks) || !ranks.every((rank) => Number.isInteger(rank))) {
+    throw ApplicationFailure.nonRetryable(`RanksLost failure without a rank list: ${JSON.stringify(details)}`, 'ValidationError');
+  }
+  return { ranks: ranks as RankId[], trainerNode: typeof details?.trainerNode === 'number' ? details.trainerNode : null };
 }

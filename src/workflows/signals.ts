@@ -23,6 +23,15 @@ export const setBatchSizeUpdate = defineUpdate<RunStatus, [{ batchSize: number }
 /** Ranks released at shrink from the next iteration on; `null` returns to the layout's rule. */
 export const setShrinkSetUpdate = defineUpdate<RunStatus, [{ ranks: number[] | null }]>('setShrinkSet');
 
+/** The operator brought a lost node back: its ranks rejoin the pool at the next iteration. */
+export const returnRanksUpdate = defineUpdate<RunStatus, [{ ranks: number[] }]>('returnRanks');
+
+/**
+ * Patch ids of workflow changes (docs/design.md §5.2): `patched(id)` is true in new executions and
+ * false when replaying a history recorded before the change.
+ */
+export const LOST_RANKS_PATCH = 'lost-ranks';
+
 export const batchSizeUpdateSchema = z.object({ batchSize: z.number().int().min(1) }).strict();
 export const shrinkSetUpdateSchema = z.object({ ranks: z.array(z.number().int().nonnegative()).nullable() }).strict();
 
@@ -52,3 +61,4 @@ export function iterationProgressSchema(layout: PoolLayout): z.ZodType<Iteration
     })
     .strict();
 }
+export const returnRanksUpdateSchema = z.object({ ranks: z.array(z.number().int().nonnegative()).min(1) }).strict();

@@ -54,11 +54,25 @@ describe('timeshare CLI', () => {
   });
 
   it('has --help on every command', async () => {
-    for (const command of [[], ['dev'], ['start'], ['status'], ['pause'], ['resume'], ['stop'], ['set-batch-size'], ['set-shrink-set'], ['worker', 'orchestrator'], ['worker', 'gpu-node'], ['check-config'], ['timeline'], ['bench']]) {
+    for (const command of [[], ['dev'], ['start'], ['status'], ['pause'], ['resume'], ['stop'], ['set-batch-size'], ['set-shrink-set'], ['return-ranks'], ['chaos'], ['worker', 'orchestrator'], ['worker', 'gpu-node'], ['check-config'], ['timeline'], ['bench']]) {
       const result = await run([...command, '--help']);
       expect(result.code, command.join(' ')).toBe(0);
       expect(result.stdout, command.join(' ')).toContain('Usage: timeshare');
     }
+  });
+
+  it('chaos refuses unknown fault kinds or phases before starting anything, exit 2', async () => {
+    const stateDir = path.join(dir, 'chaos');
+    const kinds = await run(['chaos', '--kinds', 'server-kill,meltdown', '--state-dir', stateDir]);
+    expect(kinds.code).toBe(2);
+    expect(kinds.stderr).toContain('--kinds: unknown meltdown');
+    const phases = await run(['chaos', '--phases', 'train,lunch', '--state-dir', stateDir]);
+    expect(phases.code).toBe(2);
+    expect(phases.stderr).toContain('--phases: unknown lunch');
+    expect(existsSync(stateDir)).toBe(false);
+    const ranks = await run(['return-ranks', 'r', '3,x']);
+    expect(ranks.code).toBe(2);
+    expect(ranks.stderr).toContain('rank id must be an integer');
   });
 
   it('rejects a bad argument with usage, exit 2', async () => {

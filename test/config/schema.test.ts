@@ -22,9 +22,11 @@ describe('defaults', () => {
       namespace: 'default',
       taskQueuePrefix: 'timeshare',
       heartbeatTimeoutSeconds: 15,
+      lostNodeTimeoutSeconds: 300,
       activityRetry: { initialIntervalSeconds: 1, maximumAttempts: 5 },
     });
     expect(config.simulation.faults).toEqual([]);
+    expect(config.simulation.faultInjection).toBe(false);
     expect(config.store).toEqual({ dir: '.timeshare/store' });
     expect(maxConcurrentSamples).toBe(32); // batchSize 16 × (1 + asyncRatio 1)
   });
@@ -47,8 +49,15 @@ describe('defaults', () => {
       namespace: 'rl',
       taskQueuePrefix: 'timeshare',
       heartbeatTimeoutSeconds: 15,
+      lostNodeTimeoutSeconds: 300,
       activityRetry: { initialIntervalSeconds: 1, maximumAttempts: 5 },
     });
+  });
+
+  it('lostNodeTimeoutSeconds and faultInjection are validated', () => {
+    expect(() => parse(withKeys({ temporal: { lostNodeTimeoutSeconds: 0 } }))).toThrow(/temporal\.lostNodeTimeoutSeconds/);
+    expect(() => parse(withKeys({ simulation: { faultInjection: 'yes' } }))).toThrow(/simulation\.faultInjection/);
+    expect(parse(withKeys({ temporal: { lostNodeTimeoutSeconds: 30 } })).config.temporal.lostNodeTimeoutSeconds).toBe(30);
   });
 
   it('maxConcurrentSamples: explicit value wins; default follows asyncRatio', () => {

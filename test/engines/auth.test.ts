@@ -10,6 +10,7 @@ describe('engine auth headers', () => {
       engine: {
         rollout: { kind: 'sglang', endpoints: ['http://a:1', 'http://b:1', 'http://c:1', 'http://d:1'], apiKeyEnv: 'SGLANG_KEY' },
         trainer: { kind: 'http', endpoint: 'https://trainer:8000', apiKeyEnv: 'TRAINER_KEY' },
+        environment: { kind: 'digits' },
       },
     }),
     '<test>',

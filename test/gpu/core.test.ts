@@ -102,7 +102,7 @@ describe('roles', () => {
     const training = beginTraining(layout, released);
     // GPU 3 belongs to released rank 1 but is not in the train group: idle, not training.
     expect(training.roles).toEqual(['training', 'training', 'training', 'idle', 'rollout', 'rollout', 'rollout', 'rollout']);
-    expect(roleCounts(training)).toEqual({ rollout: 4, offloading: 0, training: 3, loading: 0, idle: 1 });
+    expect(roleCounts(training)).toEqual({ rollout: 4, offloading: 0, training: 3, loading: 0, idle: 1, lost: 0 });
   });
 });
 

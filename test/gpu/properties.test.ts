@@ -22,6 +22,8 @@ import {
   checkPoolInvariants,
   completeOffload,
   completeOnload,
+  markRanksLost,
+  rejoinRanks,
   drop,
   DROP_REASONS,
   emptyLedger,
@@ -183,14 +185,15 @@ describe('(a) layouts', () => {
 // Transitions against a model
 // ---------------------------------------------------------------------------------------------
 
-type MoveKind = 'beginOffload' | 'completeOffload' | 'beginOnload' | 'completeOnload';
+type MoveKind = 'beginOffload' | 'completeOffload' | 'beginOnload' | 'completeOnload' | 'rejoinRanks';
 const MOVES: Record<MoveKind, { from: RankPhase; to: RankPhase; fn: typeof beginOffload }> = {
   beginOffload: { from: 'serving', to: 'offloading', fn: beginOffload },
   completeOffload: { from: 'offloading', to: 'released', fn: completeOffload },
   beginOnload: { from: 'released', to: 'loading', fn: beginOnload },
   completeOnload: { from: 'loading', to: 'serving', fn: completeOnload },
+  rejoinRanks: { from: 'lost', to: 'loading', fn: rejoinRanks },
 };
-const ROLE_OF: Record<RankPhase, GpuRole> = { serving: 'rollout', offloading: 'offloading', released: 'idle', loading: 'loading' };
+const ROLE_OF: Record<RankPhase, GpuRole> = { serving: 'rollout', offloading: 'offloading', released: 'idle', loading: 'loading', lost: 'lost' };
 
 /** How a step picks its ranks: the shrink set, a subset of the ranks in the right phase, any subset, or raw ids. */
 type Pick =
@@ -199,7 +202,7 @@ type Pick =
   | { mode: 'subset'; mask: boolean[] }
   | { mode: 'raw'; ids: number[] };
 
-type Step = { kind: MoveKind; pick: Pick } | { kind: 'beginTraining' } | { kind: 'endTraining' };
+type Step = { kind: MoveKind; pick: Pick } | { kind: 'markRanksLost'; pick: Pick } | { kind: 'beginTraining' } | { kind: 'endTraining' };
 
 /**
  * A step that makes progress more likely: the runner resolves it, from the model, to one of the
@@ -221,7 +224,8 @@ const pickArb: fc.Arbitrary<Pick> = fc.oneof(
   },
 );
 const drawArb: fc.Arbitrary<Draw> = fc.oneof(
-  { weight: 4, arbitrary: fc.record({ kind: fc.constantFrom<MoveKind>('beginOffload', 'completeOffload', 'beginOnload', 'completeOnload'), pick: pickArb }) },
+  { weight: 4, arbitrary: fc.record({ kind: fc.constantFrom<MoveKind>('beginOffload', 'completeOffload', 'beginOnload', 'completeOnload', 'rejoinRanks'), pick: pickArb }) },
+  { weight: 1, arbitrary: fc.record({ kind: fc.constant('markRanksLost' as const), pick: pickArb }) },
   { weight: 1, arbitrary: fc.constant({ kind: 'beginTraining' as const }) },
   { weight: 1, arbitrary: fc.constant({ kind: 'endTraining' as const }) },
   { weight: 6, arbitrary: fc.record({ kind: fc.constant('progress' as const), choice: fc.nat(), mask: maskArb }) },
@@ -234,14 +238,14 @@ interface PoolModel {
 
 const cyclicMask = (ids: number[], bits: boolean[]) => ids.filter((_, i) => bits[i % Math.max(1, bits.length)] ?? false);
 
-function ranksFor(layout: PoolLayout, model: PoolModel, kind: MoveKind, pick: Pick): number[] {
+function ranksFor(layout: PoolLayout, model: PoolModel, kind: MoveKind | 'markRanksLost', pick: Pick): number[] {
   const mask = cyclicMask;
   const all = layout.ranks.map((rank) => rank.id);
   switch (pick.mode) {
     case 'shrink':
       return [...layout.shrinkRanks];
     case 'inPhase':
-      return mask(all.filter((rank) => model.phases[rank] === MOVES[kind].from), pick.mask);
+      return mask(all.filter((rank) => (kind === 'markRanksLost' ? model.phases[rank] !== 'lost' : model.phases[rank] === MOVES[kind].from)), pick.mask);
     case 'subset':
       return mask(all, pick.mask);
     case 'raw':
@@ -257,10 +261,11 @@ function predict(layout: PoolLayout, model: PoolModel, step: Step, ranks: number
     return !model.training && owners.every((rank) => model.phases[rank] === 'released') ? { ...model, training: true } : null;
   }
   if (step.kind === 'endTraining') return model.training ? { ...model, training: false } : null;
-  const { from, to } = MOVES[step.kind];
   if (ranks.length === 0 || new Set(ranks).size !== ranks.length) return null;
   if (!ranks.every((rank) => Number.isInteger(rank) && rank >= 0 && rank < layout.ranks.length)) return null;
-  if (!ranks.every((rank) => model.phases[rank] === from)) return null;
+  const lost = step.kind === 'markRanksLost';
+  const to = lost ? 'lost' : MOVES[step.kind].to;
+  if (!ranks.every((rank) => (lost ? model.phases[rank] !== 'lost' : model.phases[rank] === MOVES[step.kind as MoveKind].from))) return null;
   if (model.training && ranks.some((rank) => layout.ranks[rank]!.gpus.some((gpu) => train.has(gpu)))) return null;
   const phases = [...model.phases];
   for (const rank of ranks) phases[rank] = to;
@@ -271,6 +276,7 @@ function predict(layout: PoolLayout, model: PoolModel, step: Step, ranks: number
 function resolve(layout: PoolLayout, model: PoolModel, draw: Draw): { step: Step; ranks: number[] } {
   if (draw.kind === 'beginTraining' || draw.kind === 'endTraining') return { step: draw, ranks: [] };
   if (draw.kind !== 'progress') return { step: draw, ranks: ranksFor(layout, model, draw.kind, draw.pick) };
+  // 'progress' never loses ranks: losing them is drawn explicitly, so most runs keep cycling.
   const train = new Set(layout.trainGpus);
   const eligible = (kind: MoveKind) =>
     layout.ranks
@@ -298,6 +304,7 @@ function modelState(layout: PoolLayout, model: PoolModel): PoolState {
 function applyStep(layout: PoolLayout, state: PoolState, step: Step, ranks: number[]): PoolState {
   if (step.kind === 'beginTraining') return beginTraining(layout, state);
   if (step.kind === 'endTraining') return endTraining(layout, state);
+  if (step.kind === 'markRanksLost') return markRanksLost(layout, state, ranks);
   return MOVES[step.kind].fn(layout, state, ranks);
 }
 

@@ -19,7 +19,7 @@ import {
 import { COLOCATED, DISAGGREGATED, deepFreeze, expectRejectedUnchanged, expectValidation, MULTIPLEXED, range } from './helpers';
 
 type Counts = Record<GpuRole, number>;
-const counts = (partial: Partial<Counts>): Counts => ({ rollout: 0, offloading: 0, training: 0, loading: 0, idle: 0, ...partial });
+const counts = (partial: Partial<Counts>): Counts => ({ rollout: 0, offloading: 0, training: 0, loading: 0, idle: 0, lost: 0, ...partial });
 
 type Step = { name: string; run: (layout: PoolLayout, state: PoolState) => PoolState; roles: Counts; phases: PoolState['rankPhases'] };
 

@@ -1,0 +1,477 @@
+/**
+ * The fault-injection harness (`timeshare chaos`, `npm run soak`): one run on a real Temporal dev
+ * server (SQLite file) with its orchestrator and gpu-node workers as child processes, one fault
+ * per iteration from a seeded schedule (schedule.ts), and the invariants (invariants.ts) checked
+ * after every iteration while the run is paused between iterations (so the store and the engines
+ * are quiescent when audited).
+ *
+ * Process faults are SIGKILLs at a random point of the target phase; the harness restarts the
+ * process (the dev server on the same database file and port). Short phases are held open for the
+ * kill by a `slow` engine fault on the phase's operation. Engine faults go through the engines'
+ * fault folder (src/engines/sim/injection.ts) and fire in the operation that defines the phase.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { closeSync, existsSync, mkdirSync, openSync, readFileSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { Client, Connection, WorkflowNotFoundError } from '@temporalio/client';
+import { parseRunConfig, type ParsedRunConfig } from '../config';
+import { injectFault, firedFaults, withdrawPending, type InjectedFaultInput } from '../engines/sim/injection';
+import { trainNodes } from '../gpu/layout';
+import { iterationWorkflowId, orchestratorQueue, runWorkflowId } from '../pipeline/naming';
+import { buildRunSpec } from '../pipeline/spec';
+import type { RunSpec, RunStatus } from '../pipeline/types';
+import { describeError } from '../pipeline/errors';
+import { FsTrajectoryStore } from '../store';
+import { freePort, startDevServer, type DevServer } from '../temporal/devServer';
+import { engineStateDir, faultInjectionDir, runtimePaths } from '../workers/runtime';
+import type { RunSummary } from '../workflows/run';
+import { checkIteration, checkObservedStatus, type RankEngineState, type TrainerEngineState } from './invariants';
+import { coverage, FAULT_KINDS, FAULT_PHASES, isEngineFault, planFaults, type FaultKind, type FaultPhase, type PlannedFault } from './schedule';
+
+const MAIN = path.join(__dirname, '..', 'cli', 'main.ts');
+const TSX_LOADER = `file://${require.resolve('tsx')}`;
+
+export interface ChaosOptions {
+  /** Faults to inject, one per iteration (the run has this many iterations). */
+  faults: number;
+  seed: number;
+  stateDir: string;
+  kinds?: readonly FaultKind[];
+  phases?: readonly FaultPhase[];
+  /** Whole-run limit; past it the harness stops and reports the run as not completed. */
+  deadlineMs?: number;
+  log?: (line: string) => void;
+  /** A fixed schedule instead of the seeded one (tests pin the faults they need). */
+  plan?: PlannedFault[];
+}
+
+export interface InjectedRecord {
+  index: number;
+  kind: FaultKind;
+  /** The phase aimed at, and the phase the run was in when the fault struck. */
+  phase: FaultPhase;
+  observedPhase: string;
+  /** The iteration completed afterwards with every invariant holding. */
+  survived: boolean;
+}
+
+export interface ChaosReport {
+  runId: string;
+  seed: number;
+  iterationsDone: number;
+  faultsPlanned: number;
+  faultsInjected: number;
+  faultsSurvived: number;
+  /** Faults whose operation never ran (withdrawn, not counted as injected). */
+  faultsNotFired: number;
+  /** Iteration attempts that failed (and were retried) because of a fault. */
+  iterationAttemptsFailed: number;
+  invariantViolations: string[];
+  samplesLost: number;
+  runCompleted: boolean;
+  elapsedMs: number;
+  faults: InjectedRecord[];
+  coverage: { covered: number; total: number; missing: string[] };
+}
+
+/** The harness's run: multiplexed, 1 node × 4 GPUs (ranks 0, 1 train), short timeouts so recovery is quick. */
+export function chaosConfig(runId: string, iterations: number, storeDir: string): Record<string, unknown> {
+  return {
+    run: { id: runId, iterations },
+    pool: { nodes: 1, gpusPerNode: 4 },
+    strategy: 'multiplexed',
+    rollout: { gpus: 'all', gpusPerRank: 1 },
+    train: { gpus: [0, 1] },
+    batchSize: 8,
+    asyncRatio: 1,
+    maxTurns: 8,
+    maxTokens: 32768,
+    simulation: {
+      timeScale: 0.002,
+      faultInjection: true,
+      workload: {
+        turns: { median: 3, p90: 7 },
+        completionTokensPerTurn: { median: 150, p90: 600 },
+        envStepMs: { median: 300, p90: 1200 },
+      },
+    },
+    temporal: { heartbeatTimeoutSeconds: 2, activityRetry: { initialIntervalSeconds: 0.2, maximumAttempts: 5 } },
+    store: { dir: storeDir },
+  };
+}
+
+/** Engine operation that defines each phase (where an engine fault, or a hold, lands). */
+function phaseOperation(phase: FaultPhase, spec: RunSpec, point: number): Omit<InjectedFaultInput, 'id' | 'kind'> {
+  const ranks = spec.layout.ranks.map((rank) => rank.id);
+  const released = spec.layout.shrinkRanks;
+  const pick = <T>(list: readonly T[]): T => list[Math.min(list.length - 1, Math.floor(point * list.length))]!;
+  switch (phase) {
+    case 'rollout':
+      return { target: 'rollout', operation: 'generate', at: pick(ranks) };
+    case 'shrink':
+      return { target: 'rollout', operation: 'releaseMemory', at: pick(released) };
+    case 'train':
+      return { target: 'trainer', operation: 'trainStep', at: trainNodes(spec.layout)[0]! };
+    case 'sync':
+      return { target: 'rollout', operation: 'updateWeights', at: pick(ranks) };
+    case 'expand':
+      return { target: 'rollout', operation: 'resumeMemory', tag: 'kv_cache', at: pick(released) };
+  }
+}
+
+interface Supervised {
+  name: string;
+  args: string[];
+  child: ChildProcess | undefined;
+  exited: Promise<void>;
+}
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** Rejects if `promise` takes longer than `ms` (a call to a server that is being restarted can hang). */
+function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  return Promise.race([
+    promise,
+    new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms`)), ms);
+    }),
+  ]).finally(() => clearTimeout(timer));
+}
+
+export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
+  const log = options.log ?? ((line: string) => console.log(line));
+  const started = Date.now();
+  const deadline = started + (options.deadlineMs ?? 30 * 60_000);
+  const stateDir = path.resolve(options.stateDir);
+  if (existsSync(path.join(stateDir, 'temporal.db'))) {
+    throw new Error(`${stateDir} already holds a soak's database; pass another --state-dir (or remove that folder)`);
+  }
+  mkdirSync(path.join(stateDir, 'logs'), { recursive: true });
+  const runId = `chaos-${options.seed}`;
+  const plan = options.plan ?? planFaults({ seed: options.seed, count: options.faults, kinds: options.kinds, phases: options.phases });
+
+  const configPath = path.join(stateDir, `${runId}.json`);
+  const raw = chaosConfig(runId, plan.length, path.join(stateDir, 'store'));
+  writeFileSync(configPath, JSON.stringify(raw, null, 2));
+  const parsed: ParsedRunConfig = parseRunConfig(raw, configPath);
+  const spec = buildRunSpec(parsed, runId);
+  const paths = runtimePaths(parsed.config, stateDir);
+  const faultDir = faultInjectionDir(paths, runId);
+  const heartbeatMs = spec.heartbeatTimeoutMs;
+
+  const dbFile = path.join(stateDir, 'temporal.db');
+  const port = await freePort();
+  const startServer = () => startDevServer({ dbFile, port, headless: true, logFile: path.join(stateDir, 'logs', 'temporal.log') });
+  let server: DevServer = await startServer();
+  const address = server.address;
+
+  let stopping = false;
+  const workers: Supervised[] = [
+    { name: 'orchestrator', args: ['worker', 'orchestrator'], child: undefined, exited: Promise.resolve() },
+    { name: 'gpu-node-0', args: ['worker', 'gpu-node', '--node', '0'], child: undefined, exited: Promise.resolve() },
+  ];
+  const launch = (worker: Supervised): void => {
+    const logFile = path.join(stateDir, 'logs', `${worker.name}.log`);
+    const fd = openSync(logFile, 'a');
+    const child = spawn(
+      process.execPath,
+      ['--import', TSX_LOADER, MAIN, ...worker.args, configPath, '--address', address, '--state-dir', stateDir, '--exit-with-parent'],
+      { stdio: ['ignore', fd, fd] },
+    );
+    closeSync(fd);
+    worker.child = child;
+    worker.exited = new Promise((resolve) =>
+      child.once('exit', () => {
+        resolve();
+        // Crashed (an engine crash kills it) or killed by us: a supervisor would restart it.
+        if (!stopping) setTimeout(() => !stopping && launch(worker), 500);
+      }),
+    );
+  };
+  for (const worker of workers) launch(worker);
+
+  const connection = await Connection.connect({ address });
+  const client = new Client({ connection });
+  const handle = client.workflow.getHandle<(input: unknown) => Promise<RunSummary>>(runWorkflowId(runId));
+
+  const violations: string[] = [];
+  const records: InjectedRecord[] = [];
+  let samplesLost = 0;
+  let lastVersion = 0;
+  let iterationsDone = 0;
+  let notFired = 0;
+  let attemptsFailed = 0;
+  let runCompleted = false;
+  let lastStatus: RunStatus | undefined;
+
+  /** The run's status, or undefined while it cannot be asked (a process is down). */
+  const poll = async (): Promise<RunStatus | undefined> => {
+    try {
+      const status = await withTimeout(handle.query<RunStatus>('status'), 15_000);
+      for (const v of checkObservedStatus(spec.layout, lastVersion, status)) violations.push(v);
+      lastVersion = Math.max(lastVersion, status.version);
+      lastStatus = status;
+      return status;
+    } catch (error) {
+      if (error instanceof WorkflowNotFoundError) throw error;
+      return undefined;
+    }
+  };
+  /** Sends the update until it is accepted; a resume refused because the run is not paused is done already. */
+  const update = async (name: 'pause' | 'resume'): Promise<void> => {
+    for (;;) {
+      try {
+        await withTimeout(handle.executeUpdate(name), 30_000);
+        return;
+      } catch (error) {
+        if (name === 'resume' && describeError(error).includes('the run is not paused')) return;
+        if (Date.now() > deadline) throw new Error(`could not send '${name}' before the deadline: ${String(error)}`);
+        await sleep(200);
+      }
+    }
+  };
+
+  const killServer = async (): Promise<void> => {
+    process.kill(server.pid, 'SIGKILL');
+    for (let i = 0; i < 100; i++) {
+      try {
+        process.kill(server.pid, 0);
+        await sleep(50);
+      } catch {
+        break;
+      }
+    }
+    server = await startServer();
+  };
+
+  // Ctrl-C: end what we started (workers, server) before exiting.
+  const onSignal = () => {
+    stopping = true;
+    for (const worker of workers) worker.child?.kill('SIGKILL');
+    void server.stop().finally(() => process.exit(130));
+  };
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
+  try {
+    await client.workflow.start('runWorkflow', { workflowId: runWorkflowId(runId), taskQueue: orchestratorQueue(spec.taskQueuePrefix), args: [{ spec }] });
+    log(`chaos: run '${runId}' on ${address}, ${plan.length} faults (seed ${options.seed}), state ${stateDir}`);
+
+    // One fault per iteration; `k` follows the run (if iterations ever ran without a pause the
+    // harness says so and goes on from where the run is).
+    let k = 0;
+    let gaveUp = false;
+    while (k < plan.length) {
+      if (Date.now() > deadline) break;
+      const fault = plan[k]!;
+      const last = k === plan.length - 1;
+      if (k > 0) await update('resume');
+      // Pause takes effect after the iteration running when it arrives: wait for iteration k to start.
+      for (;;) {
+        const status = await poll();
+        if (status !== undefined && (status.iteration > k || (status.iteration === k && !status.paused && status.phase !== 'starting'))) break;
+        if (Date.now() > deadline) throw new Error(`iteration ${k} did not start before the deadline`);
+        await sleep(20);
+      }
+      if (!last) await update('pause');
+      const violationsBefore = violations.length;
+      const record = await inject(fault);
+      // Wait for the iteration to end (paused after it, or the run done).
+      let done = k + 1;
+      for (;;) {
+        if (Date.now() > deadline) throw new Error(`iteration ${k} did not finish before the deadline (last status: ${JSON.stringify(lastStatus?.phase)})`);
+        const description = await withTimeout(handle.describe(), 15_000).catch(() => undefined);
+        if (description?.status.name === 'COMPLETED') {
+          done = plan.length;
+          break;
+        }
+        const status = await poll();
+        if (status !== undefined && status.paused && status.iteration > k) {
+          done = status.iteration;
+          break;
+        }
+        if (status?.lostRanks !== undefined) {
+          // Every process the harness kills comes back within a second: a lost rank is a false alarm.
+          violations.push(`iteration ${k}: ranks ${status.lostRanks.join(',')} marked lost after ${fault.kind} in ${fault.phase}: ${status.lastError ?? ''}`);
+          gaveUp = true;
+          break;
+        }
+        if (status !== undefined && status.paused && status.iteration === k && status.lastError !== undefined) {
+          violations.push(`iteration ${k} failed for good after ${fault.kind} in ${fault.phase}: ${status.lastError}`);
+          await update('resume');
+          if (!last) await update('pause');
+        }
+        await sleep(50);
+      }
+      if (gaveUp) {
+        log(`  iteration ${k}: ${fault.kind} in ${fault.phase}: VIOLATION ${violations.at(-1)}; soak stopped`);
+        break;
+      }
+      if (done > k + 1) log(`  harness: iterations ${k}..${done - 1} ran without a pause between them (checked together)`);
+      iterationsDone = done;
+      const fired = firedFaults(faultDir);
+      const struck = record !== undefined && (!isEngineFault(fault.kind) || fired.has(faultId(fault)));
+      if (record !== undefined && !struck) {
+        notFired += 1;
+        log(`  fault ${k} ${fault.kind}@${fault.phase}: its operation never ran; withdrawn`);
+      }
+      withdrawPending(faultDir);
+      const verdict = await checkAfterIteration(done - 1);
+      samplesLost += verdict.samplesLost;
+      violations.push(...verdict.violations);
+      if (struck) {
+        record.survived = violations.length === violationsBefore;
+        records.push(record);
+      }
+      log(
+        `  iteration ${k}: ${fault.kind} in ${fault.phase} (${struck ? `struck in ${record.observedPhase}` : 'not injected'}), ` +
+          `${verdict.violations.length === 0 ? 'invariants hold' : `VIOLATIONS: ${verdict.violations.join('; ')}`}`,
+      );
+      k = done;
+    }
+    const summary = gaveUp ? undefined : await Promise.race([handle.result(), sleep(Math.max(0, deadline - Date.now())).then(() => undefined)]);
+    runCompleted = summary !== undefined && summary.iterations === plan.length && summary.version === plan.length;
+    if (!runCompleted) violations.push(`the run did not complete: ${JSON.stringify(summary)}`);
+  } finally {
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+    stopping = true;
+    for (const worker of workers) worker.child?.kill('SIGTERM');
+    await Promise.race([Promise.all(workers.map((worker) => worker.exited)), sleep(15_000)]);
+    for (const worker of workers) worker.child?.kill('SIGKILL');
+    await connection.close().catch(() => undefined);
+    await server.stop();
+  }
+
+  return {
+    runId,
+    seed: options.seed,
+    iterationsDone,
+    faultsPlanned: plan.length,
+    faultsInjected: records.length,
+    faultsSurvived: records.filter((record) => record.survived).length,
+    faultsNotFired: notFired,
+    iterationAttemptsFailed: attemptsFailed,
+    invariantViolations: violations,
+    samplesLost,
+    runCompleted,
+    elapsedMs: Date.now() - started,
+    faults: records,
+    coverage: coverage(records.map((record) => ({ kind: record.kind, phase: record.observedPhase }))),
+  };
+
+  function faultId(fault: PlannedFault): string {
+    return `fault-${fault.index}`;
+  }
+
+  /** Injects the fault for iteration `fault.index`; returns what struck, or undefined if it could not. */
+  async function inject(fault: PlannedFault): Promise<InjectedRecord | undefined> {
+    const target = phaseOperation(fault.phase, spec, fault.point);
+    // The operation defines the phase: it is in flight (held, for a kill) when the fault strikes.
+    const record: InjectedRecord = { index: fault.index, kind: fault.kind, phase: fault.phase, observedPhase: fault.phase, survived: false };
+    if (isEngineFault(fault.kind)) {
+      const kind = fault.kind.slice('engine-'.length) as 'crash' | 'hang' | 'error' | 'slow';
+      // A hang outlasts the heartbeat timeout (Temporal must notice); slow stays within it.
+      const durationMs = kind === 'hang' ? heartbeatMs + 1_500 : kind === 'slow' ? Math.round(heartbeatMs * 0.75) : 0;
+      injectFault(faultDir, { id: faultId(fault), kind, durationMs, ...target });
+      return record;
+    }
+    // Process kill: hold the phase's operation open with a slow call (it fires when the phase
+    // reaches it, seen from the fault folder without asking Temporal), then kill at a random
+    // point while the call is in flight.
+    const holdMs = 1_500;
+    const holdId = `hold-${fault.index}`;
+    injectFault(faultDir, { id: holdId, kind: 'slow', durationMs: holdMs, ...target });
+    const until = Date.now() + 120_000;
+    while (!firedFaults(faultDir).has(holdId)) {
+      if (Date.now() > until) {
+        log(`  fault ${fault.index}: phase ${fault.phase} not reached in 120 s; not injected`);
+        return undefined;
+      }
+      await sleep(10);
+    }
+    await sleep(Math.round(fault.point * holdMs * 0.6));
+    switch (fault.kind) {
+      case 'orchestrator-kill':
+        workers[0]!.child?.kill('SIGKILL');
+        break;
+      case 'gpu-node-kill':
+        workers[1]!.child?.kill('SIGKILL');
+        break;
+      case 'server-kill':
+        await killServer();
+        break;
+      default:
+        throw new Error(`not a process fault: ${fault.kind}`);
+    }
+    return record;
+  }
+
+  async function checkAfterIteration(iteration: number) {
+    let status: RunStatus | undefined;
+    for (let i = 0; i < 200 && status === undefined; i++) {
+      status = await poll();
+      if (status === undefined) await sleep(100);
+    }
+    if (status === undefined) return { violations: [`status of the run not available after iteration ${iteration}`], samplesLost: 0 };
+    const audit = await new FsTrajectoryStore(paths.storeRoot, runId).audit();
+    const engineDir = engineStateDir(paths, runId);
+    const ranks: RankEngineState[] = spec.layout.ranks.map((rank) => ({
+      rank: rank.id,
+      ...(JSON.parse(readFileSync(path.join(engineDir, `rank-${rank.id}.json`), 'utf8')) as { weightVersion: number; resident: string[] }),
+    }));
+    const trainers: TrainerEngineState[] = trainNodes(spec.layout).map((node) => ({
+      node,
+      ...(JSON.parse(readFileSync(path.join(engineDir, `trainer-node-${node}.json`), 'utf8')) as { weightVersion: number; onloaded: boolean }),
+    }));
+    const { outOfMemory, failedAttempts } = await scanHistories(iteration);
+    attemptsFailed += failedAttempts;
+    return checkIteration({ iteration, status, audit, ranks, trainers, trainerShared: spec.layout.shrinkRanks.length > 0, outOfMemory });
+  }
+
+  /** Simulated OOMs (activity failures or workflow failures) and failed attempts of iteration `iteration`. */
+  async function scanHistories(iteration: number): Promise<{ outOfMemory: string[]; failedAttempts: number }> {
+    const workflowId = iterationWorkflowId(runId, iteration);
+    const outOfMemory: string[] = [];
+    let failedAttempts = 0;
+    const runIds: string[] = [];
+    for await (const execution of client.workflow.list({ query: `WorkflowId = '${workflowId}'` })) runIds.push(execution.runId);
+    for (const id of runIds) {
+      const history = await client.workflow.getHandle(workflowId, id).fetchHistory();
+      for (const event of history.events ?? []) {
+        const failure = event.activityTaskFailedEventAttributes?.failure ?? event.workflowExecutionFailedEventAttributes?.failure;
+        if (event.workflowExecutionFailedEventAttributes) failedAttempts += 1;
+        const text = JSON.stringify(failure ?? '');
+        if (text.includes('SimulatedOutOfMemoryError') || /out of memory/i.test(text)) outOfMemory.push(`${workflowId} (${id}): ${failure?.message}`);
+      }
+    }
+    return { outOfMemory, failedAttempts };
+  }
+}
+
+/** The report as the lines the soak prints (and docs/reliability.md quotes). */
+export function formatReport(report: ChaosReport): string {
+  const byKind = new Map<string, number>();
+  const byPhase = new Map<string, number>();
+  for (const fault of report.faults) {
+    byKind.set(fault.kind, (byKind.get(fault.kind) ?? 0) + 1);
+    byPhase.set(fault.observedPhase, (byPhase.get(fault.observedPhase) ?? 0) + 1);
+  }
+  const list = (map: Map<string, number>, order: readonly string[]) =>
+    [...map.entries()].sort((a, b) => order.indexOf(a[0]) - order.indexOf(b[0])).map(([key, n]) => `${key} ${n}`).join(', ');
+  return [
+    `soak result (run ${report.runId}, seed ${report.seed}, ${(report.elapsedMs / 1000).toFixed(0)} s):`,
+    `  iterations done:       ${report.iterationsDone}`,
+    `  faults injected:       ${report.faultsInjected} (${report.faultsNotFired} planned faults never fired)`,
+    `  faults survived:       ${report.faultsSurvived}`,
+    `  invariant violations:  ${report.invariantViolations.length}`,
+    `  samples lost:          ${report.samplesLost}`,
+    `  run completed:         ${report.runCompleted ? 'yes' : 'NO'}`,
+    `  iteration attempts failed and retried: ${report.iterationAttemptsFailed}`,
+    `  by kind:  ${list(byKind, FAULT_KINDS)}`,
+    `  by phase (when struck): ${list(byPhase, FAULT_PHASES)}`,
+    `  coverage: ${report.coverage.covered}/${report.coverage.total} (kind × phase)` +
+      (report.coverage.missing.length === 0 ? '' : report.coverage.missing.length <= 10 ? `; missing ${report.coverage.missing.join(', ')}` : `; ${report.coverage.missing.length} pairs not covered`),
+    ...report.invariantViolations.map((v) => `  VIOLATION: ${v}`),
+  ].join('\n');
+}

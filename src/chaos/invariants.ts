@@ -1,0 +1,108 @@
+/**
+ * The invariants the fault-injection harness checks after every iteration (issue #4), as pure
+ * functions over what it observed: the run's status, the store's audit and the engines' state.
+ * Each returns violations as sentences naming what is wrong; an empty list means it holds.
+ */
+import type { PoolLayout } from '../gpu/layout';
+import { checkPoolInvariants, type PoolState } from '../gpu/roles';
+import type { RunStatus } from '../pipeline/types';
+import type { AuditReport } from '../store/types';
+
+export interface RankEngineState {
+  rank: number;
+  weightVersion: number;
+  resident: string[];
+}
+
+export interface TrainerEngineState {
+  node: number;
+  weightVersion: number;
+  onloaded: boolean;
+}
+
+/** What the harness sees once iteration `iteration` is over and the run is paused (or done). */
+export interface IterationSnapshot {
+  iteration: number;
+  status: Pick<RunStatus, 'iteration' | 'version' | 'samples'>;
+  audit: AuditReport;
+  ranks: RankEngineState[];
+  trainers: TrainerEngineState[];
+  /** The trainer shares GPUs with rollout ranks (colocated, multiplexed): it must be offloaded between iterations. */
+  trainerShared: boolean;
+  /** Simulated out-of-memory errors found in the iteration's histories. */
+  outOfMemory: string[];
+}
+
+export interface IterationVerdict {
+  violations: string[];
+  /** Samples admitted and neither trained, dropped with a reason, nor live: must be 0. */
+  samplesLost: number;
+}
+
+const sum = (values: Record<string, number>): number => Object.values(values).reduce((a, b) => a + b, 0);
+
+export function checkIteration(snapshot: IterationSnapshot): IterationVerdict {
+  const { iteration, status, audit } = snapshot;
+  const violations: string[] = audit.violations.map((v) => `store audit: ${v}`);
+  const s = status.samples;
+  const expectedVersion = iteration + 1;
+
+  // Exactly once: every admitted sample is trained, dropped for a reason, or live.
+  const live = s.running + s.completedWaiting + s.waiting;
+  const accounted = s.trained + sum(s.dropped) + live;
+  const samplesLost = Math.max(0, s.admitted - accounted) + Math.max(0, s.admitted - audit.samples);
+  if (accounted !== s.admitted) violations.push(`ledger: ${s.admitted} admitted but ${accounted} trained + dropped + live`);
+  if (audit.samples !== s.admitted) violations.push(`store holds ${audit.samples} samples, the run admitted ${s.admitted}`);
+  if (audit.batched !== s.trained) violations.push(`store has ${audit.batched} batched samples, the run trained ${s.trained}`);
+  if (audit.batches !== expectedVersion) violations.push(`store has ${audit.batches} batches after iteration ${iteration}, expected ${expectedVersion}`);
+  for (const reason of new Set([...Object.keys(s.dropped), ...Object.keys(audit.dropped)])) {
+    if (reason === '' || reason === 'unknown') violations.push(`samples dropped without a stated reason (${audit.dropped[reason] ?? s.dropped[reason]})`);
+    if ((s.dropped[reason] ?? 0) !== (audit.dropped[reason] ?? 0)) {
+      violations.push(`dropped '${reason}': run says ${s.dropped[reason] ?? 0}, store says ${audit.dropped[reason] ?? 0}`);
+    }
+  }
+  if (audit.running !== s.running + s.waiting) violations.push(`store has ${audit.running} unfinished samples, the run ${s.running + s.waiting}`);
+  if (audit.completed - audit.batched !== s.completedWaiting) {
+    violations.push(`store has ${audit.completed - audit.batched} completed unbatched samples, the run ${s.completedWaiting}`);
+  }
+
+  // Weights: the run, every rank and every train node at v(iteration + 1).
+  if (status.version !== expectedVersion) violations.push(`run at weights v${status.version} after iteration ${iteration}, expected v${expectedVersion}`);
+  for (const rank of snapshot.ranks) {
+    if (rank.weightVersion !== expectedVersion) violations.push(`rank ${rank.rank} serves weights v${rank.weightVersion}, expected v${expectedVersion}`);
+  }
+  for (const trainer of snapshot.trainers) {
+    if (trainer.weightVersion !== expectedVersion) violations.push(`trainer node ${trainer.node} at v${trainer.weightVersion}, expected v${expectedVersion}`);
+  }
+
+  // No GPU in two roles between iterations: every rank serves (weights + KV cache resident) and a
+  // trainer that shares their GPUs is offloaded.
+  for (const rank of snapshot.ranks) {
+    const missing = ['weights', 'kv_cache'].filter((tag) => !rank.resident.includes(tag));
+    if (missing.length > 0) violations.push(`rank ${rank.rank} is not serving after iteration ${iteration}: ${missing.join(' and ')} not resident`);
+  }
+  if (snapshot.trainerShared) {
+    for (const trainer of snapshot.trainers) {
+      if (trainer.onloaded) violations.push(`trainer node ${trainer.node} still holds its GPUs after iteration ${iteration} (shared with rollout ranks)`);
+    }
+  }
+  for (const oom of snapshot.outOfMemory) violations.push(`simulated out-of-memory: ${oom}`);
+  return { violations, samplesLost };
+}
+
+/**
+ * Checks one status observed while the run goes on: the pool state (if reported) is valid (no
+ * GPU in two roles) and the weight version never goes back.
+ */
+export function checkObservedStatus(layout: PoolLayout, previousVersion: number, status: Pick<RunStatus, 'version' | 'iteration' | 'phase'> & { pool?: PoolState }): string[] {
+  const violations: string[] = [];
+  if (status.version < previousVersion) violations.push(`weight version went back from v${previousVersion} to v${status.version} (iteration ${status.iteration}, ${status.phase})`);
+  if (status.pool !== undefined) {
+    try {
+      checkPoolInvariants(layout, status.pool);
+    } catch (error) {
+      violations.push(`pool state in iteration ${status.iteration} (${status.phase}): ${error instanceof Error ? error.message : String(error)}`);
+    }
+  }
+  return violations;
+}

@@ -1,0 +1,75 @@
+/**
+ * The fault schedule of the fault-injection harness: which fault, in which phase, at which point.
+ * Pure and seeded (the same seed gives the same schedule), so a failing soak can be re-run.
+ *
+ * A schedule first covers every (fault kind × phase) pair once, in a shuffled order, then draws
+ * further faults at random; `count` below the number of pairs keeps a prefix of the shuffled
+ * pairs (choose `kinds` / `phases` to pin what a short run covers).
+ */
+import { uniform01 } from '../engines/sim/random';
+import { checkIntRange, checkNoDuplicates, checkNonEmpty } from '../gpu/validation';
+
+/** The iteration phases a fault is aimed at (the status phases of docs/design.md §3.1). */
+export const FAULT_PHASES = ['rollout', 'shrink', 'train', 'sync', 'expand'] as const;
+export type FaultPhase = (typeof FAULT_PHASES)[number];
+
+/** Components and how they fail: processes are SIGKILLed; engines crash, hang, answer errors or answer slowly. */
+export const FAULT_KINDS = [
+  'orchestrator-kill',
+  'gpu-node-kill',
+  'server-kill',
+  'engine-crash',
+  'engine-hang',
+  'engine-error',
+  'engine-slow',
+] as const;
+export type FaultKind = (typeof FAULT_KINDS)[number];
+
+export const isEngineFault = (kind: FaultKind): boolean => kind.startsWith('engine-');
+
+export interface PlannedFault {
+  /** Position in the schedule; the harness injects fault i during iteration i. */
+  index: number;
+  kind: FaultKind;
+  phase: FaultPhase;
+  /** Where in the phase a process is killed: a fraction of the phase's hold time (0..1). */
+  point: number;
+}
+
+export interface ScheduleOptions {
+  seed: number;
+  count: number;
+  kinds?: readonly FaultKind[];
+  phases?: readonly FaultPhase[];
+}
+
+export function planFaults(options: ScheduleOptions): PlannedFault[] {
+  const kinds = options.kinds ?? FAULT_KINDS;
+  const phases = options.phases ?? FAULT_PHASES;
+  checkIntRange('fault count', options.count, 1, 10_000);
+  checkIntRange('seed', options.seed, 0, 2 ** 31 - 1);
+  checkNonEmpty('fault kinds', kinds);
+  checkNoDuplicates('fault kinds', kinds);
+  checkNonEmpty('fault phases', phases);
+  checkNoDuplicates('fault phases', phases);
+  let draw = 0;
+  const next = (): number => uniform01(options.seed, 'chaos-schedule', draw++);
+
+  const pairs = kinds.flatMap((kind) => phases.map((phase) => ({ kind, phase })));
+  // Fisher-Yates with the seeded draws.
+  for (let i = pairs.length - 1; i > 0; i--) {
+    const j = Math.floor(next() * (i + 1));
+    [pairs[i], pairs[j]] = [pairs[j]!, pairs[i]!];
+  }
+  const chosen = pairs.slice(0, options.count);
+  while (chosen.length < options.count) chosen.push(pairs[Math.floor(next() * pairs.length)]!);
+  return chosen.map((pair, index) => ({ index, ...pair, point: next() }));
+}
+
+/** How many (kind × phase) pairs of the full matrix a list of (kind, phase) observations covers. */
+export function coverage(observed: readonly { kind: FaultKind; phase: string }[]): { covered: number; total: number; missing: string[] } {
+  const seen = new Set(observed.map((entry) => `${entry.kind}@${entry.phase}`));
+  const missing = FAULT_KINDS.flatMap((kind) => FAULT_PHASES.map((phase) => `${kind}@${phase}`)).filter((key) => !seen.has(key));
+  const total = FAULT_KINDS.length * FAULT_PHASES.length;
+  return { covered: total - missing.length, total, missing };
+}

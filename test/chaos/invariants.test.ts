@@ -1,0 +1,98 @@
+/**
+ * The harness's invariant checks hold on a consistent state and FAIL on each kind of broken
+ * state: a lost sample, a sample in two batches (store audit), a drop without a reason, a rank
+ * on old weights, a rank not serving, a shared trainer still holding its GPUs, an OOM, a version
+ * going back, an invalid pool state.
+ */
+import { describe, expect, it } from 'vitest';
+import { checkIteration, checkObservedStatus, type IterationSnapshot } from '../../src/chaos/invariants';
+import { buildLayout, initialPoolState } from '../../src/gpu';
+import { beginOffload } from '../../src/gpu/roles';
+
+function healthy(): IterationSnapshot {
+  return {
+    iteration: 1,
+    status: {
+      iteration: 2,
+      version: 2,
+      samples: { admitted: 30, trained: 16, dropped: { stale: 2 }, running: 0, completedWaiting: 4, waiting: 8 },
+    },
+    audit: { samples: 30, completed: 20, running: 8, dropped: { stale: 2 }, batched: 16, batches: 2, violations: [] },
+    ranks: [0, 1, 2, 3].map((rank) => ({ rank, weightVersion: 2, resident: ['weights', 'kv_cache'] })),
+    trainers: [{ node: 0, weightVersion: 2, onloaded: false }],
+    trainerShared: true,
+    outOfMemory: [],
+  };
+}
+
+describe('per-iteration invariants', () => {
+  it('hold on a consistent state', () => {
+    expect(checkIteration(healthy())).toEqual({ violations: [], samplesLost: 0 });
+  });
+
+  const broken: { name: string; change: (s: IterationSnapshot) => void; message: RegExp; lost?: number }[] = [
+    {
+      name: 'a sample vanished from the ledger',
+      change: (s) => {
+        s.status.samples.waiting = 7;
+        s.audit.running = 7;
+      },
+      message: /30 admitted but 29/,
+      lost: 1,
+    },
+    { name: 'a sample file is missing from the store', change: (s) => void (s.audit.samples = 29), message: /store holds 29 samples/, lost: 1 },
+    { name: 'the store audit found a sample in two batches', change: (s) => void s.audit.violations.push('sample 3: in 2 batches (0, 1)'), message: /in 2 batches/ },
+    {
+      name: 'a drop without a reason',
+      change: (s) => {
+        s.status.samples.dropped = { stale: 1, unknown: 1 };
+        s.audit.dropped = { stale: 1, unknown: 1 };
+      },
+      message: /without a stated reason/,
+    },
+    { name: 'drop counts disagree', change: (s) => void (s.audit.dropped = { stale: 1, 'environment-timeout': 1 }), message: /dropped 'stale'/ },
+    { name: 'a batch too many', change: (s) => void (s.audit.batches = 3), message: /3 batches after iteration 1/ },
+    { name: 'a rank on old weights', change: (s) => void (s.ranks[2]!.weightVersion = 1), message: /rank 2 serves weights v1, expected v2/ },
+    { name: 'the trainer on another version', change: (s) => void (s.trainers[0]!.weightVersion = 3), message: /trainer node 0 at v3/ },
+    { name: 'the run on the wrong version', change: (s) => void (s.status.version = 1), message: /run at weights v1/ },
+    { name: 'a rank not serving', change: (s) => void (s.ranks[0]!.resident = ['weights']), message: /rank 0 is not serving.*kv_cache/ },
+    { name: 'a shared trainer still onloaded', change: (s) => void (s.trainers[0]!.onloaded = true), message: /still holds its GPUs/ },
+    { name: 'a simulated OOM', change: (s) => void s.outOfMemory.push('iter-1: gpu 0 out of memory'), message: /simulated out-of-memory/ },
+    { name: 'trained count disagrees with the store', change: (s) => void (s.audit.batched = 15), message: /15 batched samples/ },
+  ];
+  for (const { name, change, message, lost } of broken) {
+    it(`fail when ${name}`, () => {
+      const snapshot = healthy();
+      change(snapshot);
+      const verdict = checkIteration(snapshot);
+      expect(verdict.violations.join('\n')).toMatch(message);
+      if (lost !== undefined) expect(verdict.samplesLost).toBe(lost);
+    });
+  }
+
+  it('a disaggregated trainer may stay onloaded', () => {
+    const snapshot = healthy();
+    snapshot.trainerShared = false;
+    snapshot.trainers[0]!.onloaded = true;
+    expect(checkIteration(snapshot).violations).toEqual([]);
+  });
+});
+
+describe('observed status', () => {
+  const layout = buildLayout({ strategy: 'multiplexed', nodes: 1, gpusPerNode: 4, rolloutGpus: [0, 1, 2, 3], gpusPerRank: 1, trainGpus: [0, 1], asyncRatio: 1 });
+
+  it('accepts a valid pool and a version that moves forward', () => {
+    const pool = beginOffload(layout, initialPoolState(layout), [0, 1]);
+    expect(checkObservedStatus(layout, 1, { version: 2, iteration: 1, phase: 'shrink', pool })).toEqual([]);
+  });
+
+  it('fails when the version goes back', () => {
+    expect(checkObservedStatus(layout, 3, { version: 2, iteration: 2, phase: 'rollout' })[0]).toMatch(/went back from v3 to v2/);
+  });
+
+  it('fails on a GPU both serving and training', () => {
+    const pool = initialPoolState(layout);
+    pool.roles[0] = 'training';
+    expect(checkObservedStatus(layout, 0, { version: 0, iteration: 0, phase: 'train', pool }).join()).toMatch(/no GPU both serving and training/);
+  });
+});

@@ -1,0 +1,71 @@
+/** Faults injected into running engines: each fires once, only on the call it names, with its effect. */
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { SimulatedEngineFault } from '../../src/engines/sim/faults';
+import { FaultInjector, firedFaults, injectFault, pendingDir, withdrawPending } from '../../src/engines/sim/injection';
+
+const dirs: string[] = [];
+function tempDir(): string {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'timeshare-inject-'));
+  dirs.push(dir);
+  return dir;
+}
+afterEach(() => {
+  for (const dir of dirs.splice(0)) fs.rmSync(dir, { recursive: true, force: true });
+});
+
+describe('fault injection into running engines', () => {
+  it('an error fires once, on the named operation and rank only', async () => {
+    const dir = tempDir();
+    const injector = new FaultInjector(dir);
+    injectFault(dir, { id: 'f1', target: 'rollout', operation: 'updateWeights', at: 2, kind: 'error' });
+    await injector.before('rollout', 'updateWeights', 1); // other rank
+    await injector.before('rollout', 'generate', 2); // other operation
+    await expect(injector.before('rollout', 'updateWeights', 2)).rejects.toThrow(SimulatedEngineFault);
+    await injector.before('rollout', 'updateWeights', 2); // fired already
+    const fired = firedFaults(dir);
+    expect([...fired.keys()]).toEqual(['f1']);
+    expect(fired.get('f1')!.pid).toBe(process.pid);
+  });
+
+  it('a memory fault with a tag fires only on a call carrying that tag', async () => {
+    const dir = tempDir();
+    const injector = new FaultInjector(dir);
+    injectFault(dir, { id: 'kv', target: 'rollout', operation: 'resumeMemory', tag: 'kv_cache', kind: 'error' });
+    await injector.before('rollout', 'resumeMemory', 0, ['weights']);
+    await expect(injector.before('rollout', 'resumeMemory', 0, ['kv_cache'])).rejects.toThrow(/injected fault kv/);
+  });
+
+  it('slow answers late; hang freezes the process (no timer runs meanwhile)', async () => {
+    const dir = tempDir();
+    const injector = new FaultInjector(dir);
+    injectFault(dir, { id: 's', target: 'trainer', operation: 'trainStep', kind: 'slow', durationMs: 150 });
+    let start = Date.now();
+    await injector.before('trainer', 'trainStep', 0);
+    expect(Date.now() - start).toBeGreaterThanOrEqual(140);
+
+    injectFault(dir, { id: 'h', target: 'trainer', operation: 'onload', kind: 'hang', durationMs: 200 });
+    let ticks = 0;
+    const timer = setInterval(() => ticks++, 10);
+    start = Date.now();
+    await injector.before('trainer', 'onload', 0);
+    const frozenFor = Date.now() - start;
+    const ticksDuringHang = ticks;
+    clearInterval(timer);
+    expect(frozenFor).toBeGreaterThanOrEqual(190);
+    expect(ticksDuringHang).toBe(0);
+  });
+
+  it('rejects a bad fault and a second fault with the same id; a corrupt fault file names the file', async () => {
+    const dir = tempDir();
+    expect(() => injectFault(dir, { id: 'x', target: 'trainer', operation: 'generate', kind: 'error' })).toThrow(/does not belong/);
+    expect(() => injectFault(dir, { id: 'x', target: 'rollout', operation: 'generate', kind: 'error', tag: 'weights' })).toThrow(/tag applies/);
+    injectFault(dir, { id: 'x', target: 'rollout', operation: 'generate', kind: 'error' });
+    expect(() => injectFault(dir, { id: 'x', target: 'rollout', operation: 'generate', kind: 'error' })).toThrow(/already injected/);
+    fs.writeFileSync(path.join(pendingDir(dir), 'bad.json'), JSON.stringify({ id: 'bad', kind: 'melt' }));
+    await expect(new FaultInjector(dir).before('rollout', 'generate', 0)).rejects.toThrow(/bad\.json is invalid/);
+    expect(withdrawPending(dir).sort()).toEqual(['bad', 'x']);
+  });
+});

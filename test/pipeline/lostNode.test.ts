@@ -1,0 +1,151 @@
+/**
+ * Lost node: a gpu-node worker SIGKILLed and not restarted. After the lost-node timeout its ranks
+ * are marked lost, the iteration is restored and started again without them, and the run goes on
+ * smaller; once the node is back, `timeshare return-ranks` brings them in (they reload and sync the
+ * weights). Losing the node with the train group pauses the run with the reason instead. Real
+ * processes (`bin/timeshare`), a real Temporal dev server.
+ */
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { Client, Connection } from '@temporalio/client';
+import { stringify } from 'yaml';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { iterationWorkflowId, runWorkflowId } from '../../src/pipeline/naming';
+import type { RunStatus } from '../../src/pipeline/types';
+import { FsTrajectoryStore } from '../../src/store';
+import { startDevServer, type DevServer } from '../../src/temporal/devServer';
+import type { RunSummary } from '../../src/workflows/run';
+import { diagnoseRun } from '../helpers/diagnose';
+import { smallConfig } from '../helpers/pipeline';
+import { startCli, type Proc } from '../helpers/processes';
+
+const ITERATIONS = 7;
+const RUN_ID = 'lost-node';
+
+describe('lost node (real Temporal, real worker processes)', () => {
+  let server: DevServer;
+  let client: Client;
+  let dir: string;
+  beforeAll(async () => {
+    dir = mkdtempSync(path.join(os.tmpdir(), 'timeshare-lost-node-'));
+    server = await startDevServer({ headless: true, logFile: path.join(dir, 'temporal.log') });
+    client = new Client({ connection: await Connection.connect({ address: server.address }) });
+  });
+  afterAll(async () => {
+    await client?.connection.close();
+    await server?.stop();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('ranks of a node that never returns are marked lost, the pool goes on smaller, return-ranks brings them back; losing the train node pauses', async () => {
+    const config = path.join(dir, 'run.yaml');
+    writeFileSync(
+      config,
+      stringify(
+        smallConfig({
+          run: { id: RUN_ID, iterations: ITERATIONS },
+          // 2 nodes × 3 GPUs, a rank per GPU; the train group [0, 1] is on node 0.
+          pool: { nodes: 2, gpusPerNode: 3 },
+          train: { gpus: [0, 1] },
+          store: { dir: path.join(dir, 'store') },
+          temporal: { heartbeatTimeoutSeconds: 2, lostNodeTimeoutSeconds: 3, activityRetry: { initialIntervalSeconds: 0.2, maximumAttempts: 5 } },
+        }),
+      ),
+    );
+    const stateDir = path.join(dir, 'state');
+    const common = [config, '--address', server.address, '--state-dir', stateDir, '--exit-with-parent'];
+    const node = (index: number) => startCli(['worker', 'gpu-node', ...common, '--node', String(index)]);
+    const procs: Proc[] = [startCli(['worker', 'orchestrator', ...common]), node(0), node(1)];
+    const handle = client.workflow.getHandle(runWorkflowId(RUN_ID));
+    const waitStatus = async (what: string, predicate: (status: RunStatus) => boolean, timeoutMs = 60_000): Promise<RunStatus> => {
+      const deadline = Date.now() + timeoutMs;
+      for (;;) {
+        const status = await handle.query<RunStatus>('status');
+        if (predicate(status)) return status;
+        if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}; status: ${JSON.stringify(status)}`);
+        await new Promise((resolve) => setTimeout(resolve, 100));
+      }
+    };
+    const cli = async (args: string[]) => {
+      const proc = startCli([...args, '--address', server.address]);
+      const code = await proc.exited;
+      return { code, output: proc.output() };
+    };
+    try {
+      await Promise.all(procs.map((proc) => proc.waitFor(/worker for run/)));
+      expect((await cli(['start', config])).code).toBe(0);
+
+      // Node 1 (ranks 3, 4, 5) dies in the rollout of iteration 1 and does not come back.
+      await waitStatus('iteration 1 rollout', (s) => s.iteration === 1 && s.phase === 'rollout');
+      procs[2]!.kill('SIGKILL');
+      await procs[2]!.exited;
+      await waitStatus('ranks 3-5 lost', (s) => JSON.stringify(s.lostRanks) === '[3,4,5]');
+      // The pool goes on without them: iteration 1 again, then iteration 2, on ranks 0-2.
+      const smaller = await waitStatus('an iteration on the smaller pool', (s) => s.pool !== undefined && s.pool.rankPhases[3] === 'lost' && s.phase === 'train');
+      expect(smaller.pool!.rankPhases.slice(3)).toEqual(['lost', 'lost', 'lost']);
+      expect(smaller.paused).toBe(false);
+      await waitStatus('iteration 2 done without node 1', (s) => s.iteration >= 2);
+      // One execution of iteration 1 ended with the lost ranks (an earlier one may have failed on the dead shards' heartbeat timeout and been retried).
+      const failures: string[] = [];
+      for await (const execution of client.workflow.list({ query: `WorkflowId = '${iterationWorkflowId(RUN_ID, 1)}' AND ExecutionStatus = 'Failed'` })) {
+        const history = await client.workflow.getHandle(execution.workflowId, execution.runId).fetchHistory();
+        failures.push(history.events?.at(-1)?.workflowExecutionFailedEventAttributes?.failure?.message ?? '');
+      }
+      expect(failures.join('\n')).toMatch(/ranks 3,4,5 lost in phase '\w+'.*pool restored without them/);
+
+      // Only lost ranks can be returned.
+      const refused = await cli(['return-ranks', RUN_ID, '2']);
+      expect(refused.code).not.toBe(0);
+      expect(refused.output).toMatch(/returned ranks/);
+
+      // The operator pauses the run, brings the node back and returns its ranks; they rejoin at the next iteration.
+      expect((await cli(['pause', RUN_ID])).code).toBe(0);
+      const pausedAt = (await waitStatus('paused by the operator', (s) => s.paused)).iteration;
+      procs[2] = node(1);
+      await procs[2].waitFor(/worker for run/);
+      const returned = await cli(['return-ranks', RUN_ID, '3,4,5']);
+      expect(returned.code, returned.output).toBe(0);
+      expect((await cli(['resume', RUN_ID])).code).toBe(0);
+      await waitStatus('ranks 3-5 serving again', (s) => s.iteration === pausedAt && s.lostRanks === undefined && s.pool !== undefined && s.pool.rankPhases[3] === 'serving');
+
+      // Node 0 (the train group) dies: below the multiplexed minimum, the run pauses and says why.
+      const before = (await handle.query<RunStatus>('status')).iteration;
+      await waitStatus('next iteration rollout', (s) => s.iteration > before && s.phase === 'rollout');
+      procs[1]!.kill('SIGKILL');
+      await procs[1]!.exited;
+      const paused = await waitStatus('paused below the minimum', (s) => s.paused && s.lostRanks !== undefined);
+      expect(paused.lostRanks).toEqual([0, 1, 2]);
+      expect(paused.lastError).toMatch(/ranks 0,1 hold train GPUs.*train group is incomplete.*timeshare return-ranks lost-node 0,1,2/);
+      expect((await cli(['status', RUN_ID])).output).toMatch(/lost ranks: 0,1,2/);
+
+      procs[1] = node(0);
+      await procs[1].waitFor(/worker for run/);
+      expect((await cli(['return-ranks', RUN_ID, '0,1,2'])).code).toBe(0);
+      const summary = (await Promise.race([
+        handle.result(),
+        new Promise((_, reject) => setTimeout(() => reject(new Error('run did not finish in 90 s')), 90_000)),
+      ])) as RunSummary;
+      expect(summary.iterations).toBe(ITERATIONS);
+      expect(summary.version).toBe(ITERATIONS);
+
+      // Every sample exactly once; every rank, returned ones included, on the final weights.
+      const store = new FsTrajectoryStore(path.join(dir, 'store'), RUN_ID);
+      const audit = await store.audit();
+      expect(audit.violations).toEqual([]);
+      expect(await store.listBatches()).toEqual(Array.from({ length: ITERATIONS }, (_, i) => i));
+      expect(audit.batched).toBe(ITERATIONS * 8);
+      for (let rank = 0; rank < 6; rank++) {
+        const state = JSON.parse(readFileSync(path.join(stateDir, 'engines', RUN_ID, `rank-${rank}.json`), 'utf8')) as { weightVersion: number; resident: string[] };
+        expect(state, `rank ${rank}`).toEqual({ weightVersion: ITERATIONS, resident: ['weights', 'kv_cache'] });
+      }
+    } catch (error) {
+      console.error(await diagnoseRun(client, RUN_ID));
+      for (const proc of procs) console.error(`---- ${proc.child.spawnargs.slice(1, 4).join(' ')}\n${proc.output().slice(-3000)}`);
+      throw error;
+    } finally {
+      for (const proc of procs) proc.kill('SIGTERM');
+      await Promise.all(procs.map((proc) => proc.exited));
+    }
+  }, 240_000);
+});
