@@ -110,8 +110,11 @@ export async function runWorkflow(input: RunInput): Promise<RunSummary> {
 
   setHandler(statusQuery, status);
   setHandler(iterationProgressSignal, (update) => {
-    // Ignore late progress of an earlier iteration (signals are not ordered across children).
-    if (update.iteration === state.iteration) progress = update;
+    // Ignore late progress of an earlier iteration (signals are not ordered across children),
+    // and a report overtaken by a later one of the same iteration (they are sent without waiting).
+    if (update.iteration !== state.iteration) return;
+    const overtaken = progress?.iteration === update.iteration && (update.sequence ?? 0) < (progress.sequence ?? 0);
+    if (!overtaken) progress = update;
   });
   setHandler(
     pauseUpdate,
