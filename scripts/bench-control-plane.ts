@@ -123,6 +123,8 @@ async function main(): Promise<void> {
         results.push(result);
         const summary = summarize(result);
         summaries.push(summary);
+        log(table([summary]).split('\n').at(-1)!);
+        if (flags.json !== undefined) writeFileSync(flags.json, JSON.stringify({ results }, null, 2));
         log(`  done in ${(result.runWallMs / 1000).toFixed(1)} s; activities in iteration ${result.iterations.length - 1}: ${JSON.stringify(result.iterations.at(-1)?.activities)}`);
         if (result.rssByIteration.length > 0) {
           log(`  worker RSS by iteration: ${result.rssByIteration.map((r) => `${r.iteration}: ${(r.rssBytes / 2 ** 20).toFixed(0)} MiB`).join(', ')}`);

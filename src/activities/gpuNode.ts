@@ -53,6 +53,9 @@ function notOwned(what: string, node: number): ApplicationFailure {
 type SampleEnd = { kind: 'completed' } | { kind: 'dropped'; reason: string } | { kind: 'unfinished' };
 
 export function createGpuNodeActivities(deps: GpuNodeDeps): GpuNodeActivities {
+  /** Shards running in this process, by id: stopShards aborts them directly. */
+  const runningShards = new Map<string, AbortController>();
+
   /** Engines hold one run's weights and memory: serving another run's activity would corrupt both. */
   const requireRun = (runId: string): void => {
     if (runId !== deps.runId) {
@@ -157,34 +160,54 @@ export function createGpuNodeActivities(deps: GpuNodeDeps): GpuNodeActivities {
       if (live.length > 0) await store.claim(live, input.shardId);
       const records = await store.readSamples(input.sampleIds);
       const outcome: ShardOutcome = { shardId: input.shardId, completed: [], unfinished: [], dropped: [] };
-      const signal = context.cancellationSignal;
+      const stop = new AbortController();
+      // A retry of the same shard supersedes an attempt still running here (the store fences it).
+      runningShards.set(input.shardId, stop);
+      const signal = AbortSignal.any([context.cancellationSignal, stop.signal]);
       const progress = () => ({
         completed: outcome.completed.length,
         dropped: outcome.dropped.length,
         running: input.sampleIds.length - outcome.completed.length - outcome.dropped.length - outcome.unfinished.length,
       });
-      await withHeartbeat(deps.heartbeatIntervalMs, progress, () =>
-        Promise.all(
-          records.map(async (record) => {
-            if (record.status === 'completed') return void outcome.completed.push(record.id);
-            if (record.status === 'dropped') return void outcome.dropped.push({ id: record.id, reason: record.dropReason ?? 'unknown' });
-            const end = await runSample(input, engine, record, signal);
-            if (end.kind === 'completed') outcome.completed.push(record.id);
-            else if (end.kind === 'dropped') outcome.dropped.push({ id: record.id, reason: end.reason });
-            else outcome.unfinished.push(record.id);
-          }),
-        ),
-      );
-      if (signal.aborted) {
+      try {
+        await withHeartbeat(deps.heartbeatIntervalMs, progress, () =>
+          Promise.all(
+            records.map(async (record) => {
+              if (record.status === 'completed') return void outcome.completed.push(record.id);
+              if (record.status === 'dropped') return void outcome.dropped.push({ id: record.id, reason: record.dropReason ?? 'unknown' });
+              const end = await runSample(input, engine, record, signal);
+              if (end.kind === 'completed') outcome.completed.push(record.id);
+              else if (end.kind === 'dropped') outcome.dropped.push({ id: record.id, reason: end.reason });
+              else outcome.unfinished.push(record.id);
+            }),
+          ),
+        );
+      } finally {
+        if (runningShards.get(input.shardId) === stop) runningShards.delete(input.shardId);
+      }
+      if (context.cancellationSignal.aborted) {
         // Every sample is checkpointed: report the cancellation so the workflow moves them on.
         await context.cancelled;
       }
+      // Stopped directly (stopShards): every sample is checkpointed; the outcome says which are unfinished.
       checkPostcondition(
         `shard ${input.shardId}: every sample accounted for`,
         outcome.completed.length + outcome.dropped.length + outcome.unfinished.length === input.sampleIds.length,
         () => JSON.stringify(progress()),
       );
       return outcome;
+    },
+
+    async stopShards({ runId, shardIds }) {
+      requireRun(runId);
+      const stopped: string[] = [];
+      for (const id of shardIds) {
+        const shard = runningShards.get(id);
+        if (shard === undefined) continue;
+        shard.abort(new Error(`shard ${id} stopped by its workflow`));
+        stopped.push(id);
+      }
+      return { stopped };
     },
 
     async releaseRankMemory({ runId, rank, tags }) {

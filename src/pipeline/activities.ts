@@ -44,6 +44,13 @@ export interface AdmittedSample {
 export interface GpuNodeActivities {
   /** The agent loop for the shard's samples on the rank's engine; honours cancellation. */
   runRolloutShard(input: ShardInput): Promise<ShardOutcome>;
+  /**
+   * Stops the listed shards running in this worker process at once (no wait for a heartbeat to
+   * carry a cancellation): each checkpoints its samples and returns its outcome. Shards not
+   * running here (not started yet, or between retries) are left to the cancellation request.
+   * Returns the ids it stopped. Sent to any rank queue of the node that runs the shards.
+   */
+  stopShards(input: { runId: string; shardIds: string[] }): Promise<{ stopped: string[] }>;
   releaseRankMemory(input: RankMemoryInput & { tags: MemoryTag[] }): Promise<void>;
   resumeRankMemory(input: RankMemoryInput & { tags: MemoryTag[] }): Promise<void>;
   syncRankWeights(input: WeightSyncInput): Promise<void>;

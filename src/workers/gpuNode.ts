@@ -19,7 +19,7 @@ import { deviceAddress, ranksOnNode, trainNodes, type PoolLayout } from '../gpu/
 import { checkIntRange } from '../gpu/validation';
 import { rankQueue, trainerQueue } from '../pipeline/naming';
 import { engineStateDir, storeCache, weightsDir, weightsPath } from './runtime';
-import { HEARTBEAT_INTERVAL_MS, HEARTBEAT_THROTTLE, SHUTDOWN_GRACE, type WorkerContext } from './options';
+import { HEARTBEAT_INTERVAL_MS, HEARTBEAT_THROTTLE, RANK_QUEUE_POLLERS, SHUTDOWN_GRACE, type WorkerContext } from './options';
 
 export interface NodeEngines {
   engines: Map<number, RolloutEngine>;
@@ -115,6 +115,7 @@ export async function createGpuNodeWorkers(
         namespace: context.temporal.namespace,
         taskQueue,
         activities,
+        maxConcurrentActivityTaskPolls: RANK_QUEUE_POLLERS,
         defaultHeartbeatThrottleInterval: HEARTBEAT_THROTTLE,
         maxHeartbeatThrottleInterval: '1 second',
         shutdownGraceTime: SHUTDOWN_GRACE,

@@ -250,9 +250,40 @@ export async function iterationWorkflow(input: IterationInput): Promise<Iteratio
     }
   };
 
+  // Cancellation reaches a shard with its next heartbeat (0.2-0.4 s); a stop activity on its
+  // node's worker reaches it in one activity round trip. The cancellation stays as the fallback
+  // for a shard the worker is not running (not started yet, or between retries).
+  const directStop = patched('direct-shard-stop');
+  const stopperOn = (rank: RankId) =>
+    proxyActivities<GpuNodeActivities>({
+      taskQueue: rankQueue(spec.taskQueuePrefix, rank),
+      // Best effort: a node that does not answer soon is left to the cancellation.
+      scheduleToCloseTimeout: heartbeatTimeout,
+      retry: { maximumAttempts: 1 },
+    });
+  const requestDirectStop = (selected: RunningShard[]): Promise<void> => {
+    const byNode = new Map<number, RunningShard[]>();
+    for (const shard of selected) {
+      const node = layout.ranks.find((rank) => rank.id === shard.rank)?.node;
+      if (node === undefined) throw ApplicationFailure.nonRetryable(`shard ${shard.id} is on rank ${shard.rank}, which is not in the layout`);
+      byNode.set(node, [...(byNode.get(node) ?? []), shard]);
+    }
+    const stops = [...byNode.entries()].map(([node, onNode]) =>
+      stopperOn(onNode[0]!.rank)
+        .stopShards({ runId: spec.runId, shardIds: onNode.map((shard) => shard.id) })
+        .then(
+          () => undefined,
+          // Not fatal: the cancellation request still stops the shards, one heartbeat later.
+          (error: unknown) => log.warn(`iteration ${iteration}: direct stop of shards on node ${node} failed, relying on cancellation: ${describeError(error)}`),
+        ),
+    );
+    return Promise.all(stops).then(() => undefined);
+  };
+
   /** Cancels the shards, waits for their checkpoints, and settles their samples in the ledger. */
   const stopShards = async (selected: RunningShard[]): Promise<number[]> => {
     for (const shard of selected) shard.scope.cancel();
+    const stopping = directStop && selected.length > 0 ? requestDirectStop(selected) : Promise.resolve();
     const failures: unknown[] = [];
     for (const shard of selected) {
       try {
@@ -261,6 +292,7 @@ export async function iterationWorkflow(input: IterationInput): Promise<Iteratio
         if (!isCancellation(error)) failures.push(error);
       }
     }
+    await stopping;
     if (selected.length === 0) return [];
     const outcomes = await orchestrator.settleShards({
       runId: spec.runId,
@@ -312,9 +344,14 @@ export async function iterationWorkflow(input: IterationInput): Promise<Iteratio
     // sealed the batch, resume at training.
     // Always, not only when attempt > 1: after a failed iteration is resumed by the operator its
     // new execution starts again at attempt 1. Costs one store read per iteration.
+    // Both store reads are independent: issued together they cost one workflow round trip, not two.
+    const overlapped = patched('overlap-store-reads-and-seal');
+    const nextId = ledger.nextSampleId;
+    const describing = orchestrator.describeSamples({ runId: spec.runId, ids: samplesByState(ledger).waiting, fromId: nextId });
+    const readingSealed = overlapped ? orchestrator.readSealedBatch({ runId: spec.runId, iteration }) : undefined;
+    readingSealed?.catch(() => undefined); // observed below, after describeSamples
     {
-      const nextId = ledger.nextSampleId;
-      const seen = await orchestrator.describeSamples({ runId: spec.runId, ids: samplesByState(ledger).waiting, fromId: nextId });
+      const seen = await describing;
       const fresh = seen.filter((sample) => sample.id >= nextId);
       ledger = adoptSamples(
         ledger,
@@ -330,8 +367,9 @@ export async function iterationWorkflow(input: IterationInput): Promise<Iteratio
       }
     }
     // A retried attempt whose batch was already sealed resumes at training.
-    const sealed = await orchestrator.readSealedBatch({ runId: spec.runId, iteration });
+    const sealed = await (readingSealed ?? orchestrator.readSealedBatch({ runId: spec.runId, iteration }));
     let batch: { sampleIds: number[]; totalTokens: number };
+    let sealing: Promise<void> | undefined;
     if (sealed !== null) {
       batch = sealed;
       ledger = sealBatch(ledger, sealed.sampleIds);
@@ -367,13 +405,23 @@ export async function iterationWorkflow(input: IterationInput): Promise<Iteratio
           await refill(allRanks, spec.maxConcurrentSamples);
         }
       }
-      const sealedNow = await orchestrator.sealBatch({ runId: spec.runId, iteration, fromVersion, sampleIds: ready });
-      ledger = sealBatch(ledger, ready);
-      batch = { sampleIds: ready, totalTokens: sealedNow.totalTokens };
+      if (overlapped) {
+        // Sealing (store I/O per sample) runs alongside the shrink; training waits for both.
+        sealing = orchestrator.sealBatch({ runId: spec.runId, iteration, fromVersion, sampleIds: ready }).then((sealedNow) => {
+          stats.batchTokens = sealedNow.totalTokens;
+        });
+        sealing.catch(() => undefined); // observed before training starts
+        ledger = sealBatch(ledger, ready);
+        batch = { sampleIds: ready, totalTokens: 0 };
+      } else {
+        const sealedNow = await orchestrator.sealBatch({ runId: spec.runId, iteration, fromVersion, sampleIds: ready });
+        ledger = sealBatch(ledger, ready);
+        batch = { sampleIds: ready, totalTokens: sealedNow.totalTokens };
+      }
     }
     batchSampleCount = batch.sampleIds.length;
     stats.batchSamples = batch.sampleIds.length;
-    stats.batchTokens = batch.totalTokens;
+    if (sealing === undefined) stats.batchTokens = batch.totalTokens;
 
     // ---- 2. shrink: release the train group's ranks ----------------------------------------------
     if (release.length > 0) pool = beginOffload(layout, pool, release);
@@ -395,6 +443,7 @@ export async function iterationWorkflow(input: IterationInput): Promise<Iteratio
     if (keep.length > 0 && spec.asyncRatio >= 1) await refill(keep, spec.maxConcurrentSamples - input.batchSize);
 
     // ---- 3. train ‖ long tail --------------------------------------------------------------------
+    if (sealing !== undefined) await sealing;
     pool = beginTraining(layout, pool);
     await enterPhase('train');
     trainerOnloaded = true;
