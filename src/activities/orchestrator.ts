@@ -42,9 +42,13 @@ export function createOrchestratorActivities(deps: OrchestratorDeps): Orchestrat
       const store = deps.store(runId);
       const context = Context.current();
       for (;;) {
-        const completed = await store.listCompleted(candidates);
-        context.heartbeat({ completed: completed.length, needed: batchSize });
-        if (completed.length >= batchSize) return { sampleIds: completed };
+        // Polls the markers (a readdir); reads the candidates' records only once enough completed.
+        const marked = await store.countCompletionMarkers(candidates);
+        if (marked >= batchSize) {
+          const completed = await store.listCompleted(candidates);
+          if (completed.length >= batchSize) return { sampleIds: completed };
+        }
+        context.heartbeat({ completed: marked, needed: batchSize });
         await context.sleep(deps.batchPollMs);
       }
     },

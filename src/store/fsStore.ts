@@ -321,6 +321,17 @@ export class FsTrajectoryStore implements TrajectoryStore {
       .map((r) => r.id);
   }
 
+  async countCompletionMarkers(candidateIds: readonly number[]): Promise<number> {
+    checkIds('countCompletionMarkers candidates', candidateIds);
+    const wanted = new Set(candidateIds);
+    let count = 0;
+    for (const name of await listDir(this.completedDir)) {
+      const m = MARKER_FILE.exec(name);
+      if (m?.[1] !== undefined && wanted.has(Number(m[1]))) count += 1;
+    }
+    return count;
+  }
+
   async dropSamples(ids: readonly number[], reason: string): Promise<void> {
     checkIds('dropSamples', ids);
     const why = reasonSchema.safeParse(reason);

@@ -35,6 +35,11 @@ export interface TrajectoryStore {
   markCompleted(id: number, shardId: string, reward: number, nowMs: number): Promise<SampleRecord>;
   /** Completed, not-yet-batched ids among the candidates (all, if omitted), by (completedAtMs, id). */
   listCompleted(candidateIds?: readonly number[]): Promise<number[]>;
+  /**
+   * How many candidates carry a completion marker: one directory listing, no record read. An
+   * upper bound of listCompleted(candidates).length, cheap enough to poll.
+   */
+  countCompletionMarkers(candidateIds: readonly number[]): Promise<number>;
   /** Drops samples for a reason; a batched sample cannot be dropped. Idempotent (the first reason stays). */
   dropSamples(ids: readonly number[], reason: string): Promise<void>;
 

@@ -194,6 +194,17 @@ describe('completion', () => {
     expect((await readdir(join(t.root, 'run-1', 'completed'))).sort()).toEqual(['1', '5']);
   });
 
+  it('countCompletionMarkers counts the marked candidates only, never fewer than listCompleted finds', async () => {
+    await completed([5, 3, 9], [30, 10, 10]);
+    await store.createSamples([sample(8)]);
+    expect(await store.countCompletionMarkers([3, 5, 8, 9, 77])).toBe(3);
+    expect(await store.countCompletionMarkers([8, 77])).toBe(0);
+    await store.sealBatch(0, 0, [3], 100);
+    expect(await store.countCompletionMarkers([3, 5, 9])).toBe(2);
+    expect(await store.listCompleted([3, 5, 9])).toHaveLength(2);
+    await expect(store.countCompletionMarkers([-1])).rejects.toThrow();
+  });
+
   it('a marker left by a crash before the record was written is ignored', async () => {
     await store.createSamples([sample(1)]);
     await store.claim([1], 'a');
