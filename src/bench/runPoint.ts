@@ -8,7 +8,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { closeSync, mkdirSync, openSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import type { Client } from '@temporalio/client';
-import type { temporal } from '@temporalio/proto';
+import { temporal } from '@temporalio/proto';
 import { NativeConnection, type Worker, type WorkflowBundleWithSourceMap } from '@temporalio/worker';
 import { parseRunConfig } from '../config';
 import { checkPostcondition } from '../gpu/validation';
@@ -25,6 +25,8 @@ import { executionSpan, historyBytes, iterationMoments, type IterationMoments } 
 import { cpuMs, rssBytes, RssSampler } from './procStats';
 
 export type WorkerMode = 'in-process' | 'processes';
+
+const EventType = temporal.api.enums.v1.EventType;
 
 export interface BenchEnv {
   server: DevServer;
@@ -159,7 +161,9 @@ export async function runPoint(env: BenchEnv, point: BenchPoint, mode: WorkerMod
     const runHistory = await env.client.workflow.getHandle(runWorkflowId(runId)).fetchHistory();
     options.onHistory?.(runWorkflowId(runId), runHistory);
     executionSpan(runHistory);
-    const iterationsInExecution = point.iterations - Math.floor((point.iterations - 1) / spec.iterationsPerRunExecution) * spec.iterationsPerRunExecution;
+    // The last execution (after any continue-as-new) covers the iterations whose children it saw complete.
+    const iterationsInExecution = (runHistory.events ?? []).filter((event) => event.eventType === EventType.EVENT_TYPE_CHILD_WORKFLOW_EXECUTION_COMPLETED).length;
+    checkPostcondition('bench: the run history saw iterations complete', iterationsInExecution > 0, () => String(iterationsInExecution));
     return {
       point,
       mode,

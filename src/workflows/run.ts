@@ -11,6 +11,7 @@ import {
   continueAsNew,
   executeChild,
   ParentClosePolicy,
+  patched,
   setHandler,
   upsertSearchAttributes,
   workflowInfo,
@@ -18,6 +19,7 @@ import {
 import { emptyLedger, planShrink, samplesByState, type SampleLedger } from '../gpu';
 import type { RankId } from '../gpu/layout';
 import { checkIntRange } from '../gpu/validation';
+import { RUN_HISTORY_BYTES_BUDGET } from '../pipeline/historyBudget';
 import { iterationWorkflowId } from '../pipeline/naming';
 import type { IterationProgress, IterationStats, Phase, RunSpec, RunStatus } from '../pipeline/types';
 import { describeError } from '../pipeline/errors';
@@ -192,7 +194,9 @@ export async function runWorkflow(input: RunInput): Promise<RunSummary> {
       await condition(() => !state.paused || state.stopRequested);
       if (state.stopRequested) break;
     }
-    if (iterationsThisExecution >= spec.iterationsPerRunExecution || workflowInfo().continueAsNewSuggested) {
+    const info = workflowInfo();
+    const overBudget = info.historySize > RUN_HISTORY_BYTES_BUDGET && patched('run-history-byte-budget');
+    if (iterationsThisExecution >= spec.iterationsPerRunExecution || info.continueAsNewSuggested || overBudget) {
       await condition(allHandlersFinished);
       await continueAsNew<typeof runWorkflow>({ spec, state: { ...state, paused: state.paused || pauseRequested } });
     }
