@@ -58,6 +58,11 @@ export function createOrchestratorActivities(deps: OrchestratorDeps): Orchestrat
       return { totalTokens: manifest.totalTokens };
     },
 
+    async writeBatchManifest({ runId, iteration, fromVersion, sampleIds }) {
+      const manifest = await deps.store(runId).writeBatchManifest(iteration, fromVersion, sampleIds, deps.now());
+      return { totalTokens: manifest.totalTokens };
+    },
+
     async readSealedBatch({ runId, iteration }) {
       try {
         const manifest = await deps.store(runId).readBatch(iteration);

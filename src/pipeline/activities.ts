@@ -21,6 +21,8 @@ export interface OrchestratorActivities {
   awaitBatch(input: AwaitBatchInput): Promise<AwaitBatchResult>;
   /** Writes the batch manifest of the iteration and marks its samples (idempotent, exactly once). */
   sealBatch(input: { runId: string; iteration: number; fromVersion: number; sampleIds: number[] }): Promise<{ totalTokens: number }>;
+  /** Writes the batch manifest only (the sealing that training needs); sealBatch marks the samples after. */
+  writeBatchManifest(input: { runId: string; iteration: number; fromVersion: number; sampleIds: number[] }): Promise<{ totalTokens: number }>;
   /** The manifest of an iteration's batch if one was sealed (a retried iteration resumes at train). */
   readSealedBatch(input: { runId: string; iteration: number }): Promise<{ sampleIds: number[]; totalTokens: number } | null>;
   /** After shards stopped: which of their samples completed, were dropped, or are unfinished. */

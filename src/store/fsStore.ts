@@ -366,6 +366,14 @@ export class FsTrajectoryStore implements TrajectoryStore {
   // Batches
 
   async sealBatch(iteration: number, fromVersion: number, ids: readonly number[], nowMs: number): Promise<BatchManifest> {
+    return this.sealOrWriteManifest(iteration, fromVersion, ids, nowMs, true);
+  }
+
+  async writeBatchManifest(iteration: number, fromVersion: number, ids: readonly number[], nowMs: number): Promise<BatchManifest> {
+    return this.sealOrWriteManifest(iteration, fromVersion, ids, nowMs, false);
+  }
+
+  private async sealOrWriteManifest(iteration: number, fromVersion: number, ids: readonly number[], nowMs: number, markSamples: boolean): Promise<BatchManifest> {
     checkIntRange('iteration', iteration, 0, MAX_ID);
     checkIntRange('fromVersion', fromVersion, 0, MAX_ID);
     checkIntRange('nowMs', nowMs, 0, MAX_ID);
@@ -418,6 +426,7 @@ export class FsTrajectoryStore implements TrajectoryStore {
         }
         this.cacheManifest(manifest);
       }
+      if (!markSamples) return manifest;
 
       await mapLimit(ids, this.concurrency, (id) =>
         this.withSampleLock(id, async () => {

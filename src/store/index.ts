@@ -45,6 +45,11 @@ export interface TrajectoryStore {
 
   /** Seals an iteration's batch: manifest first, then each sample's `batch`. Idempotent; exactly-once. */
   sealBatch(iteration: number, fromVersion: number, ids: readonly number[], nowMs: number): Promise<BatchManifest>;
+  /**
+   * The first half of sealBatch: checks and writes the manifest only (the batch is sealed from
+   * then on: listCompleted and dropSamples go by manifests). sealBatch later marks the samples.
+   */
+  writeBatchManifest(iteration: number, fromVersion: number, ids: readonly number[], nowMs: number): Promise<BatchManifest>;
   /** BatchNotFoundError if the iteration has no sealed batch. */
   readBatch(iteration: number): Promise<BatchManifest>;
   /** Ids of the samples on record with id >= fromId, ascending (a retried iteration finds what a failed attempt admitted). */

@@ -345,6 +345,7 @@ export async function iterationWorkflow(input: IterationInput): Promise<Iteratio
     // Always, not only when attempt > 1: after a failed iteration is resumed by the operator its
     // new execution starts again at attempt 1. Costs one store read per iteration.
     // Both store reads are independent: issued together they cost one workflow round trip, not two.
+    // (The same patch seals the batch in two steps, see below.)
     const overlapped = patched('overlap-store-reads-and-seal');
     const nextId = ledger.nextSampleId;
     const describing = orchestrator.describeSamples({ runId: spec.runId, ids: samplesByState(ledger).waiting, fromId: nextId });
@@ -369,7 +370,6 @@ export async function iterationWorkflow(input: IterationInput): Promise<Iteratio
     // A retried attempt whose batch was already sealed resumes at training.
     const sealed = await (readingSealed ?? orchestrator.readSealedBatch({ runId: spec.runId, iteration }));
     let batch: { sampleIds: number[]; totalTokens: number };
-    let sealing: Promise<void> | undefined;
     if (sealed !== null) {
       batch = sealed;
       ledger = sealBatch(ledger, sealed.sampleIds);
@@ -406,13 +406,11 @@ export async function iterationWorkflow(input: IterationInput): Promise<Iteratio
         }
       }
       if (overlapped) {
-        // Sealing (store I/O per sample) runs alongside the shrink; training waits for both.
-        sealing = orchestrator.sealBatch({ runId: spec.runId, iteration, fromVersion, sampleIds: ready }).then((sealedNow) => {
-          stats.batchTokens = sealedNow.totalTokens;
-        });
-        sealing.catch(() => undefined); // observed before training starts
+        // Training needs the manifest only; marking every sample (store I/O per sample) runs
+        // alongside the shrink and training, and is awaited before the iteration ends.
+        const manifest = await orchestrator.writeBatchManifest({ runId: spec.runId, iteration, fromVersion, sampleIds: ready });
         ledger = sealBatch(ledger, ready);
-        batch = { sampleIds: ready, totalTokens: 0 };
+        batch = { sampleIds: ready, totalTokens: manifest.totalTokens };
       } else {
         const sealedNow = await orchestrator.sealBatch({ runId: spec.runId, iteration, fromVersion, sampleIds: ready });
         ledger = sealBatch(ledger, ready);
@@ -421,7 +419,10 @@ export async function iterationWorkflow(input: IterationInput): Promise<Iteratio
     }
     batchSampleCount = batch.sampleIds.length;
     stats.batchSamples = batch.sampleIds.length;
-    if (sealing === undefined) stats.batchTokens = batch.totalTokens;
+    stats.batchTokens = batch.totalTokens;
+    // Marks the batch's samples (idempotent: also completes the marking of an earlier attempt).
+    const marking = overlapped ? orchestrator.sealBatch({ runId: spec.runId, iteration, fromVersion, sampleIds: batch.sampleIds }) : undefined;
+    marking?.catch(() => undefined); // observed before the iteration ends
 
     // ---- 2. shrink: release the train group's ranks ----------------------------------------------
     if (release.length > 0) pool = beginOffload(layout, pool, release);
@@ -443,7 +444,6 @@ export async function iterationWorkflow(input: IterationInput): Promise<Iteratio
     if (keep.length > 0 && spec.asyncRatio >= 1) await refill(keep, spec.maxConcurrentSamples - input.batchSize);
 
     // ---- 3. train ‖ long tail --------------------------------------------------------------------
-    if (sealing !== undefined) await sealing;
     pool = beginTraining(layout, pool);
     await enterPhase('train');
     trainerOnloaded = true;
@@ -484,6 +484,7 @@ export async function iterationWorkflow(input: IterationInput): Promise<Iteratio
       await Promise.all(release.map((rank) => rankActivities(rank).resumeRankMemory({ runId: spec.runId, rank, tags: ['kv_cache'] })));
       pool = completeOnload(layout, pool, release);
     }
+    if (marking !== undefined) await marking;
     checkPoolInvariants(layout, pool);
     checkLedgerInvariants(ledger);
   } catch (error) {
