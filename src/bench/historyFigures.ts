@@ -23,6 +23,7 @@ function eventMs(event: HistoryEvent): number {
 /** One activity as the history tells it (times in ms since the epoch; undefined = not reached). */
 export interface ActivitySpan {
   name: string;
+  taskQueue: string;
   scheduledEventId: number;
   scheduledMs: number;
   startedMs?: number;
@@ -37,10 +38,12 @@ export function activitySpans(history: History): ActivitySpan[] {
     const ms = eventMs(event);
     switch (event.eventType) {
       case EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED: {
-        const name = event.activityTaskScheduledEventAttributes?.activityType?.name;
-        if (name === undefined || name === null) throw new Error(`activity scheduled at event ${String(event.eventId)} has no type`);
+        const attributes = event.activityTaskScheduledEventAttributes;
+        const name = attributes?.activityType?.name;
+        const taskQueue = attributes?.taskQueue?.name;
+        if (!name || !taskQueue) throw new Error(`activity scheduled at event ${String(event.eventId)} has no type or task queue`);
         const id = Number(event.eventId);
-        byScheduled.set(id, { name, scheduledEventId: id, scheduledMs: ms });
+        byScheduled.set(id, { name, taskQueue, scheduledEventId: id, scheduledMs: ms });
         break;
       }
       case EventType.EVENT_TYPE_ACTIVITY_TASK_STARTED:
@@ -98,7 +101,7 @@ function required(what: string, values: (number | undefined)[]): number {
 export interface IterationMoments {
   startedMs: number;
   closedMs: number;
-  /** The last of the first wave of rollout shards started (every rank that got samples is rolling). */
+  /** Every rank given samples before the batch watch began is rolling: its first shard started. */
   rolloutStartedMs: number;
   /** awaitBatch returned a full batch (the store poll saw it). */
   batchSeenMs: number;
@@ -127,7 +130,7 @@ export function iterationMoments(history: History): IterationMoments {
   return {
     startedMs,
     closedMs,
-    rolloutStartedMs: required('first-wave rollout shards started', firstWave.map((span) => span.startedMs)),
+    rolloutStartedMs: required('first-wave rollout shards started', [...firstStartPerQueue(firstWave).values()]),
     batchSeenMs: required('a completed awaitBatch', watched.slice(-1).map((span) => span.closedMs)),
     trainStartedMs: required('trainStep started', trains.map((span) => span.startedMs)),
     trainDoneMs: required('trainStep completed', trains.map((span) => span.closedMs)),
@@ -136,4 +139,14 @@ export function iterationMoments(history: History): IterationMoments {
     bytes: historyBytes(history),
     activities,
   };
+}
+
+/** Per task queue (= rank), when its first shard started (undefined if none did). */
+function firstStartPerQueue(spans: readonly ActivitySpan[]): Map<string, number | undefined> {
+  const first = new Map<string, number | undefined>();
+  for (const span of spans) {
+    const starts = [first.get(span.taskQueue), span.startedMs].filter((ms): ms is number => ms !== undefined);
+    first.set(span.taskQueue, starts.length === 0 ? undefined : Math.min(...starts));
+  }
+  return first;
 }
