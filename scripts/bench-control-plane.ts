@@ -101,6 +101,13 @@ async function main(): Promise<void> {
   log(`machine: ${os.cpus().length} × ${os.cpus()[0]?.model ?? 'cpu'}, ${(os.totalmem() / 2 ** 30).toFixed(0)} GiB, node ${process.version}; scratch ${rootDir}`);
   const dynamicConfig = Object.fromEntries((process.env.BENCH_DYNAMIC_CONFIG ?? '').split(',').filter(Boolean).map((kv) => kv.split('=') as [string, string]).map(([k, v]) => [k, Number.isNaN(Number(v)) ? v : Number(v)]));
   const server = await startDevServer({ headless: true, logFile: path.join(rootDir, 'temporal.log'), dynamicConfig });
+  // Interrupted: stop the dev server this script started before leaving.
+  for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+    process.once(signal, () => {
+      console.error(`${signal}: stopping the dev server (pid ${server.pid})`);
+      void server.stop().finally(() => process.exit(130));
+    });
+  }
   const connection = await Connection.connect({ address: server.address });
   const results: PointResult[] = [];
   try {

@@ -115,7 +115,8 @@ export async function createGpuNodeWorkers(
         namespace: context.temporal.namespace,
         taskQueue,
         activities,
-        maxConcurrentActivityTaskPolls: RANK_QUEUE_POLLERS,
+        // (The SDK 1.24 ignores maxConcurrentActivityTaskPolls; the poller behaviour is what counts.)
+        activityTaskPollerBehavior: { type: 'simple-maximum', maximum: RANK_QUEUE_POLLERS },
         defaultHeartbeatThrottleInterval: HEARTBEAT_THROTTLE,
         maxHeartbeatThrottleInterval: '1 second',
         shutdownGraceTime: SHUTDOWN_GRACE,
