@@ -76,7 +76,7 @@ const COLUMNS: [string, (s: PointSummary) => string][] = [
   ['batch', (s) => String(s.batch)],
   ['iter ms', (s) => ms(s.wallMs)],
   ['to batch ms', (s) => ms(s.rolloutMs)],
-  ['poll lag', (s) => ms(s.batchSeenLagMs)],
+  ['seen lag', (s) => ms(s.batchSeenLagMs)],
   ['batch→train med/max', (s) => `${ms(s.batchToTrainMs)}/${ms(s.batchToTrainMaxMs)}`],
   ['train→rolling med/max', (s) => `${ms(s.trainToRolloutMs)}/${ms(s.trainToRolloutMaxMs)}`],
   ['orch ms', (s) => ms(s.orchestrationMs)],

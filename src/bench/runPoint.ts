@@ -42,7 +42,10 @@ export interface IterationFigures {
   wallMs: number;
   /** Iteration started → its batch complete in the store (0 if samples carried over complete it). */
   rolloutMs: number;
-  /** Batch complete in the store → awaitBatch reported it (the store poll's share). */
+  /**
+   * Batch ready → awaitBatch reported it: the store poll, and when carried-over samples make the
+   * batch ready at the start, the iteration's start-up (store reads, admission, shard launches).
+   */
   batchSeenLagMs: number;
   /** Transition 1: batch ready → every train node training (offload costs 0 engine time here). */
   batchToTrainMs: number;
