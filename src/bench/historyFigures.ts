@@ -79,6 +79,13 @@ function close(span: ActivitySpan, ms: number, outcome: NonNullable<ActivitySpan
   span.outcome = outcome;
 }
 
+/** Which attempt of its workflow the history records (> 1: an earlier attempt failed). */
+export function executionAttempt(history: History): number {
+  const first = history.events?.[0];
+  if (first?.eventType !== EventType.EVENT_TYPE_WORKFLOW_EXECUTION_STARTED) throw new Error('history does not begin with the execution start');
+  return first.workflowExecutionStartedEventAttributes?.attempt ?? 1;
+}
+
 /** Start and close of the workflow execution the history records. */
 export function executionSpan(history: History): { startedMs: number; closedMs: number } {
   const events = history.events ?? [];

@@ -26,6 +26,8 @@ export interface PointSummary {
   ranks: number;
   batch: number;
   iterations: number;
+  /** Iterations that needed a retry (errors). */
+  retries: number;
   wallMs: number;
   rolloutMs: number;
   batchSeenLagMs: number;
@@ -53,6 +55,7 @@ export function summarize(result: PointResult): PointSummary {
     ranks: result.point.ranks,
     batch: result.point.batch,
     iterations: n,
+    retries: result.retried.length,
     wallMs: median(its.map((it) => it.wallMs)),
     rolloutMs: median(its.map((it) => it.rolloutMs)),
     batchSeenLagMs: median(its.map((it) => it.batchSeenLagMs)),
@@ -65,8 +68,8 @@ export function summarize(result: PointResult): PointSummary {
     bytesPerIteration: median(its.map((it) => it.bytes)),
     runEventsPerIteration: result.runHistory.events / result.runHistory.iterations,
     runBytesPerIteration: result.runHistory.bytes / result.runHistory.iterations,
-    workerCpuMsPerIteration: result.workerCpuMs / n,
-    serverCpuMsPerIteration: result.serverCpuMs / n,
+    workerCpuMsPerIteration: result.workerCpuMs / result.point.iterations,
+    serverCpuMsPerIteration: result.serverCpuMs / result.point.iterations,
     workerPeakRssMiB: result.workerPeakRssBytes / 2 ** 20,
   };
 }
@@ -74,6 +77,7 @@ export function summarize(result: PointResult): PointSummary {
 const COLUMNS: [string, (s: PointSummary) => string][] = [
   ['ranks', (s) => String(s.ranks)],
   ['batch', (s) => String(s.batch)],
+  ['retries', (s) => String(s.retries)],
   ['iter ms', (s) => ms(s.wallMs)],
   ['to batch ms', (s) => ms(s.rolloutMs)],
   ['seen lag', (s) => ms(s.batchSeenLagMs)],
@@ -127,6 +131,12 @@ export interface TargetCheck {
 
 export function checkTargets(summaries: readonly PointSummary[]): TargetCheck[] {
   const checks: TargetCheck[] = [];
+  const retried = summaries.filter((s) => s.retries > 0);
+  checks.push({
+    target: 'no iteration fails',
+    met: retried.length === 0,
+    detail: retried.length === 0 ? 'every iteration completed at its first attempt' : retried.map((s) => `${s.retries} retried at ${s.ranks} ranks, batch ${s.batch}`).join('; '),
+  });
   const worst = (pick: (s: PointSummary) => number) => summaries.reduce((a, b) => (pick(b) > pick(a) ? b : a));
   const at = (s: PointSummary) => `${s.ranks} ranks, batch ${s.batch}`;
 

@@ -21,7 +21,7 @@ import type { WorkerContext } from '../workers/options';
 import { createOrchestratorWorker } from '../workers/orchestrator';
 import { runtimePaths } from '../workers/runtime';
 import { benchConfig, type BenchPoint } from './benchConfig';
-import { executionSpan, historyBytes, iterationMoments, type IterationMoments } from './historyFigures';
+import { executionAttempt, executionSpan, historyBytes, iterationMoments, type IterationMoments } from './historyFigures';
 import { cpuMs, rssBytes, RssSampler } from './procStats';
 
 export type WorkerMode = 'in-process' | 'processes';
@@ -63,6 +63,8 @@ export interface PointResult {
   point: BenchPoint;
   mode: WorkerMode;
   iterations: IterationFigures[];
+  /** Iterations that completed only after a failed attempt (errors; not in `iterations`). */
+  retried: { iteration: number; attempt: number }[];
   /** The run workflow's history (its last execution): events and bytes, and how many iterations it covers. */
   runHistory: { events: number; bytes: number; iterations: number };
   /** CPU ms of the worker processes (in-process: this process) and of the dev server, over the run. */
@@ -130,16 +132,27 @@ export async function runPoint(env: BenchEnv, point: BenchPoint, mode: WorkerMod
     const workerPeakRssBytes = sampler.stop();
 
     const store = new FsTrajectoryStore(context.paths.storeRoot, runId);
-    const moments: IterationMoments[] = [];
+    // An iteration that failed and was retried is an error of the run: counted, and left out of
+    // the transition figures (its last attempt resumed from the store, not a normal iteration).
+    const moments: (IterationMoments | undefined)[] = [];
+    const retried: PointResult['retried'] = [];
     for (let k = 0; k < point.iterations; k++) {
       const workflowId = iterationWorkflowId(runId, k);
       const history = await env.client.workflow.getHandle(workflowId).fetchHistory();
       options.onHistory?.(workflowId, history);
-      moments.push(iterationMoments(history));
+      const attempt = executionAttempt(history);
+      if (attempt > 1) {
+        retried.push({ iteration: k, attempt });
+        options.log(`  iteration ${k} completed at attempt ${attempt}: an earlier attempt failed (see its history in the server or --dump-histories)`);
+        moments.push(undefined);
+      } else {
+        moments.push(iterationMoments(history));
+      }
     }
     const iterations: IterationFigures[] = [];
     for (let k = 0; k < point.iterations; k++) {
-      const m = moments[k]!;
+      const m = moments[k];
+      if (m === undefined) continue;
       const batch = await store.readBatch(k);
       const records = await store.readSamples(batch.sampleIds);
       const batchCompleteMs = Math.max(...records.map((record) => record.completedAtMs ?? Number.NaN));
@@ -171,6 +184,7 @@ export async function runPoint(env: BenchEnv, point: BenchPoint, mode: WorkerMod
       point,
       mode,
       iterations,
+      retried,
       runHistory: { events: runHistory.events?.length ?? 0, bytes: historyBytes(runHistory), iterations: iterationsInExecution },
       workerCpuMs,
       serverCpuMs,

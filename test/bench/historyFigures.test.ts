@@ -6,7 +6,7 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { temporal } from '@temporalio/proto';
 import { describe, expect, it } from 'vitest';
-import { activitySpans, executionSpan, historyBytes, iterationMoments } from '../../src/bench/historyFigures';
+import { activitySpans, executionAttempt, executionSpan, historyBytes, iterationMoments } from '../../src/bench/historyFigures';
 import { checkTargets, median, type PointSummary } from '../../src/bench/report';
 import { historyFromJson } from '../helpers/historyJson';
 
@@ -46,6 +46,10 @@ describe('history figures', () => {
     expect(spans.every((span) => span.outcome !== undefined && span.closedMs! >= span.startedMs! && span.startedMs! >= span.scheduledMs)).toBe(true);
   });
 
+  it('reads the attempt of the execution', () => {
+    expect(executionAttempt(history)).toBe(1);
+  });
+
   it('refuses a history that does not end with the completed execution', () => {
     const truncated = temporal.api.history.v1.History.create({ events: events.slice(0, -1) });
     expect(() => executionSpan(truncated)).toThrow(/does not end with a completed execution/);
@@ -58,6 +62,7 @@ describe('target checks', () => {
     ranks,
     batch,
     iterations: 3,
+    retries: 0,
     wallMs: 1000,
     rolloutMs: 100,
     batchSeenLagMs: 10,
@@ -82,6 +87,9 @@ describe('target checks', () => {
     const flat = checkTargets([summary(8, 64, 200, 150), summary(8, 2048, 210, 150)]);
     expect(flat.find((c) => c.target.startsWith('events per iteration'))?.met).toBe(true);
     expect(flat.find((c) => c.target.startsWith('median batch ready'))?.met).toBe(false);
+    expect(flat.find((c) => c.target === 'no iteration fails')?.met).toBe(true);
+    const failing = checkTargets([{ ...summary(256, 256, 3000, 50), retries: 1 }]);
+    expect(failing.find((c) => c.target === 'no iteration fails')).toMatchObject({ met: false, detail: '1 retried at 256 ranks, batch 256' });
   });
 
   it('takes the median of odd and even counts', () => {
