@@ -265,7 +265,7 @@ async function startProcesses(env: BenchEnv, raw: Record<string, unknown>, dir: 
     for (const { name, child, logFile } of children) {
       for (;;) {
         if (child.exitCode !== null || child.signalCode !== null) throw new Error(`${name} worker exited early; log ${logFile}:\n${tail(logFile)}`);
-        if (tail(logFile, 50).includes('worker for run')) break;
+        if (readLog(logFile).includes('worker for run')) break;
         if (Date.now() > deadline) throw new Error(`${name} worker not ready in 120 s; log ${logFile}:\n${tail(logFile)}`);
         await new Promise((resolve) => setTimeout(resolve, 200));
       }
@@ -279,6 +279,14 @@ async function startProcesses(env: BenchEnv, raw: Record<string, unknown>, dir: 
     pids: children.map(({ child }) => child.pid!),
     stop,
   };
+}
+
+function readLog(file: string): string {
+  try {
+    return readFileSync(file, 'utf8');
+  } catch {
+    return '';
+  }
 }
 
 function tail(file: string, lines = 20): string {
