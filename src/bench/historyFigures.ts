@@ -120,6 +120,8 @@ export interface IterationMoments {
   expandDoneMs: number;
   events: number;
   bytes: number;
+  /** Workflow tasks that timed out or failed (a worker too slow or starved: each costs a retry and a replay). */
+  workflowTaskTimeouts: number;
   /** Activities per type (how the event count splits). */
   activities: Record<string, number>;
 }
@@ -144,6 +146,9 @@ export function iterationMoments(history: History): IterationMoments {
     expandDoneMs: required('activities closed', spans.map((span) => span.closedMs)),
     events: history.events?.length ?? 0,
     bytes: historyBytes(history),
+    workflowTaskTimeouts: (history.events ?? []).filter(
+      (event) => event.eventType === EventType.EVENT_TYPE_WORKFLOW_TASK_TIMED_OUT || event.eventType === EventType.EVENT_TYPE_WORKFLOW_TASK_FAILED,
+    ).length,
     activities,
   };
 }

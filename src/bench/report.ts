@@ -28,6 +28,8 @@ export interface PointSummary {
   iterations: number;
   /** Iterations that needed a retry (errors). */
   retries: number;
+  /** Workflow tasks timed out or failed, summed over the iterations. */
+  workflowTaskTimeouts: number;
   wallMs: number;
   rolloutMs: number;
   batchSeenLagMs: number;
@@ -56,6 +58,7 @@ export function summarize(result: PointResult): PointSummary {
     batch: result.point.batch,
     iterations: n,
     retries: result.retried.length,
+    workflowTaskTimeouts: its.reduce((sum, it) => sum + it.workflowTaskTimeouts, 0),
     wallMs: median(its.map((it) => it.wallMs)),
     rolloutMs: median(its.map((it) => it.rolloutMs)),
     batchSeenLagMs: median(its.map((it) => it.batchSeenLagMs)),
@@ -78,6 +81,7 @@ const COLUMNS: [string, (s: PointSummary) => string][] = [
   ['ranks', (s) => String(s.ranks)],
   ['batch', (s) => String(s.batch)],
   ['retries', (s) => String(s.retries)],
+  ['WFT t/o', (s) => String(s.workflowTaskTimeouts)],
   ['iter ms', (s) => ms(s.wallMs)],
   ['to batch ms', (s) => ms(s.rolloutMs)],
   ['seen lag', (s) => ms(s.batchSeenLagMs)],

@@ -56,6 +56,7 @@ export interface IterationFigures {
   trainToRolloutMs: number | undefined;
   events: number;
   bytes: number;
+  workflowTaskTimeouts: number;
   activities: Record<string, number>;
 }
 
@@ -171,6 +172,7 @@ export async function runPoint(env: BenchEnv, point: BenchPoint, mode: WorkerMod
         trainToRolloutMs: next === undefined ? undefined : next.rolloutStartedMs - m.trainDoneMs,
         events: m.events,
         bytes: m.bytes,
+        workflowTaskTimeouts: m.workflowTaskTimeouts,
         activities: m.activities,
       });
     }

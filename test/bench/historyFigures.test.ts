@@ -23,6 +23,7 @@ describe('history figures', () => {
     const scheduled = events.filter((event) => event.eventType === EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED).length;
     expect(Object.values(moments.activities).reduce((a, b) => a + b, 0)).toBe(scheduled);
     expect(moments.activities.trainStep).toBe(1);
+    expect(moments.workflowTaskTimeouts).toBe(0);
     expect(moments.activities.awaitBatch).toBeGreaterThanOrEqual(1);
     // The encoded size is the sum of the events' encoded sizes plus their field headers.
     const eventBytes = events.reduce((sum, event) => sum + temporal.api.history.v1.HistoryEvent.encode(event).finish().length, 0);
@@ -63,6 +64,7 @@ describe('target checks', () => {
     batch,
     iterations: 3,
     retries: 0,
+    workflowTaskTimeouts: 0,
     wallMs: 1000,
     rolloutMs: 100,
     batchSeenLagMs: 10,
