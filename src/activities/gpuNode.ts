@@ -11,6 +11,7 @@ import { Context } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
 import { existsSync } from 'node:fs';
 import {
+  type MemoryTag,
   engineStatusSchema,
   trainerStatusSchema,
   trainStepResultSchema,
@@ -21,7 +22,7 @@ import {
 } from '../engines/types';
 import { checkPostcondition } from '../gpu/validation';
 import type { GpuNodeActivities } from '../pipeline/activities';
-import type { ShardInput, ShardOutcome } from '../pipeline/types';
+import type { RankMemoryInput, ShardInput, ShardOutcome, WeightSyncInput } from '../pipeline/types';
 import { contextTokens, type SampleRecord, type TrajectoryStore } from '../store';
 import { withHeartbeat } from './heartbeat';
 
@@ -148,6 +149,31 @@ export function createGpuNodeActivities(deps: GpuNodeDeps): GpuNodeActivities {
     }
   }
 
+  async function releaseRankMemory({ runId, rank, tags }: RankMemoryInput & { tags: MemoryTag[] }): Promise<void> {
+    requireRun(runId);
+    const engine = engineFor(rank);
+    await withHeartbeat(deps.heartbeatIntervalMs, () => ({ rank, releasing: tags }), () => engine.releaseMemory(tags));
+    const status = engineStatusSchema.parse(await engine.status());
+    checkPostcondition(`rank ${rank} released ${tags.join('+')}`, tags.every((tag) => !status.resident.includes(tag)), () => JSON.stringify(status));
+  }
+
+  async function resumeRankMemory({ runId, rank, tags }: RankMemoryInput & { tags: MemoryTag[] }): Promise<void> {
+    requireRun(runId);
+    const engine = engineFor(rank);
+    await withHeartbeat(deps.heartbeatIntervalMs, () => ({ rank, resuming: tags }), () => engine.resumeMemory(tags));
+    const status = engineStatusSchema.parse(await engine.status());
+    checkPostcondition(`rank ${rank} resumed ${tags.join('+')}`, tags.every((tag) => status.resident.includes(tag)), () => JSON.stringify(status));
+  }
+
+  async function syncRankWeights({ runId, rank, version }: WeightSyncInput): Promise<void> {
+    requireRun(runId);
+    const engine = engineFor(rank);
+    const path = deps.weightsPath(runId, version);
+    await withHeartbeat(deps.heartbeatIntervalMs, () => ({ rank, version }), () => engine.updateWeights(version, path));
+    const status = engineStatusSchema.parse(await engine.status());
+    checkPostcondition(`rank ${rank} serves weights v${version}`, status.weightVersion === version, () => JSON.stringify(status));
+  }
+
   return {
     async runRolloutShard(input) {
       requireRun(input.runId);
@@ -210,29 +236,20 @@ export function createGpuNodeActivities(deps: GpuNodeDeps): GpuNodeActivities {
       return { stopped };
     },
 
-    async releaseRankMemory({ runId, rank, tags }) {
-      requireRun(runId);
-      const engine = engineFor(rank);
-      await withHeartbeat(deps.heartbeatIntervalMs, () => ({ rank, releasing: tags }), () => engine.releaseMemory(tags));
-      const status = engineStatusSchema.parse(await engine.status());
-      checkPostcondition(`rank ${rank} released ${tags.join('+')}`, tags.every((tag) => !status.resident.includes(tag)), () => JSON.stringify(status));
+    releaseRankMemory,
+    resumeRankMemory,
+    syncRankWeights,
+
+    async releaseNodeMemory({ runId, ranks, tags }) {
+      await Promise.all(ranks.map((rank) => releaseRankMemory({ runId, rank, tags })));
     },
 
-    async resumeRankMemory({ runId, rank, tags }) {
-      requireRun(runId);
-      const engine = engineFor(rank);
-      await withHeartbeat(deps.heartbeatIntervalMs, () => ({ rank, resuming: tags }), () => engine.resumeMemory(tags));
-      const status = engineStatusSchema.parse(await engine.status());
-      checkPostcondition(`rank ${rank} resumed ${tags.join('+')}`, tags.every((tag) => status.resident.includes(tag)), () => JSON.stringify(status));
+    async resumeNodeMemory({ runId, ranks, tags }) {
+      await Promise.all(ranks.map((rank) => resumeRankMemory({ runId, rank, tags })));
     },
 
-    async syncRankWeights({ runId, rank, version }) {
-      requireRun(runId);
-      const engine = engineFor(rank);
-      const path = deps.weightsPath(runId, version);
-      await withHeartbeat(deps.heartbeatIntervalMs, () => ({ rank, version }), () => engine.updateWeights(version, path));
-      const status = engineStatusSchema.parse(await engine.status());
-      checkPostcondition(`rank ${rank} serves weights v${version}`, status.weightVersion === version, () => JSON.stringify(status));
+    async syncNodeWeights({ runId, ranks, version }) {
+      await Promise.all(ranks.map((rank) => syncRankWeights({ runId, rank, version })));
     },
 
     async trainerOnload({ runId }) {

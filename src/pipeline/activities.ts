@@ -42,6 +42,12 @@ export interface AdmittedSample {
   dropReason?: string;
 }
 
+/** Ranks of one node (all served by that node's worker). */
+export interface NodeRanksInput {
+  runId: string;
+  ranks: number[];
+}
+
 /** Run by the gpu-node worker that owns the rank's (or train node's) GPUs. */
 export interface GpuNodeActivities {
   /** The agent loop for the shard's samples on the rank's engine; honours cancellation. */
@@ -56,6 +62,14 @@ export interface GpuNodeActivities {
   releaseRankMemory(input: RankMemoryInput & { tags: MemoryTag[] }): Promise<void>;
   resumeRankMemory(input: RankMemoryInput & { tags: MemoryTag[] }): Promise<void>;
   syncRankWeights(input: WeightSyncInput): Promise<void>;
+  /**
+   * The same for several ranks of one node in one activity (sent to any of their rank queues):
+   * one activity per node instead of one per rank keeps events per iteration from growing with
+   * the ranks on a node.
+   */
+  releaseNodeMemory(input: NodeRanksInput & { tags: MemoryTag[] }): Promise<void>;
+  resumeNodeMemory(input: NodeRanksInput & { tags: MemoryTag[] }): Promise<void>;
+  syncNodeWeights(input: NodeRanksInput & { version: number }): Promise<void>;
   trainerOnload(input: { runId: string; node: number }): Promise<void>;
   /** loss is null when a retry finds the step already done. */
   trainStep(input: TrainStepInput): Promise<{ newVersion: number; loss: number | null }>;

@@ -24,7 +24,7 @@ import {
   workflowInfo,
 } from '@temporalio/workflow';
 import type { RetryPolicy } from '@temporalio/common';
-import { ALL_MEMORY_TAGS } from '../engines/types';
+import { ALL_MEMORY_TAGS, type MemoryTag } from '../engines/types';
 import { trainNodes, type RankId } from '../gpu/layout';
 import {
   admit,
@@ -261,13 +261,19 @@ export async function iterationWorkflow(input: IterationInput): Promise<Iteratio
       scheduleToCloseTimeout: heartbeatTimeout,
       retry: { maximumAttempts: 1 },
     });
-  const requestDirectStop = (selected: RunningShard[]): Promise<void> => {
-    const byNode = new Map<number, RunningShard[]>();
-    for (const shard of selected) {
-      const node = layout.ranks.find((rank) => rank.id === shard.rank)?.node;
-      if (node === undefined) throw ApplicationFailure.nonRetryable(`shard ${shard.id} is on rank ${shard.rank}, which is not in the layout`);
-      byNode.set(node, [...(byNode.get(node) ?? []), shard]);
+  const nodeOfRank = new Map(layout.ranks.map((rank) => [rank.id, rank.node]));
+  /** Groups items by the node of their rank (one activity per node instead of one per rank). */
+  const groupByNode = <T>(items: readonly T[], rankOf: (item: T) => RankId): Map<number, T[]> => {
+    const byNode = new Map<number, T[]>();
+    for (const item of items) {
+      const node = nodeOfRank.get(rankOf(item));
+      if (node === undefined) throw ApplicationFailure.nonRetryable(`rank ${rankOf(item)} is not in the layout`);
+      byNode.set(node, [...(byNode.get(node) ?? []), item]);
     }
+    return byNode;
+  };
+  const requestDirectStop = (selected: RunningShard[]): Promise<void> => {
+    const byNode = groupByNode(selected, (shard) => shard.rank);
     const stops = [...byNode.entries()].map(([node, onNode]) =>
       stopperOn(onNode[0]!.rank)
         .stopShards({ runId: spec.runId, shardIds: onNode.map((shard) => shard.id) })
@@ -279,6 +285,22 @@ export async function iterationWorkflow(input: IterationInput): Promise<Iteratio
     );
     return Promise.all(stops).then(() => undefined);
   };
+
+  // Memory and weight operations go to each node once for all its ranks (per rank before).
+  const perNode = patched('per-node-memory-and-sync');
+  const nodeGroups = (ranks: readonly RankId[]): RankId[][] => [...groupByNode(ranks, (rank) => rank).values()];
+  const releaseMemory = (ranks: readonly RankId[], tags: MemoryTag[]): Promise<unknown> =>
+    perNode
+      ? Promise.all(nodeGroups(ranks).map((group) => rankActivities(group[0]!).releaseNodeMemory({ runId: spec.runId, ranks: group, tags })))
+      : Promise.all(ranks.map((rank) => rankActivities(rank).releaseRankMemory({ runId: spec.runId, rank, tags })));
+  const resumeMemory = (ranks: readonly RankId[], tags: MemoryTag[]): Promise<unknown> =>
+    perNode
+      ? Promise.all(nodeGroups(ranks).map((group) => rankActivities(group[0]!).resumeNodeMemory({ runId: spec.runId, ranks: group, tags })))
+      : Promise.all(ranks.map((rank) => rankActivities(rank).resumeRankMemory({ runId: spec.runId, rank, tags })));
+  const syncWeights = (ranks: readonly RankId[], version: number): Promise<unknown> =>
+    perNode
+      ? Promise.all(nodeGroups(ranks).map((group) => rankActivities(group[0]!).syncNodeWeights({ runId: spec.runId, ranks: group, version })))
+      : Promise.all(ranks.map((rank) => rankActivities(rank).syncRankWeights({ runId: spec.runId, rank, version })));
 
   /** Cancels the shards, waits for their checkpoints, and settles their samples in the ledger. */
   const stopShards = async (selected: RunningShard[]): Promise<number[]> => {
@@ -434,7 +456,7 @@ export async function iterationWorkflow(input: IterationInput): Promise<Iteratio
       if (keep.length > 0) {
         for (const placement of assignLeastLoaded(moved, loadsByRank(ledger, keep))) launchShard(placement.rank, placement.sampleIds);
       }
-      await Promise.all(release.map((rank) => rankActivities(rank).releaseRankMemory({ runId: spec.runId, rank, tags: [...ALL_MEMORY_TAGS] })));
+      await releaseMemory(release, [...ALL_MEMORY_TAGS]);
       pool = completeOffload(layout, pool, release);
     }
     // New samples may start on the ranks that keep rolling out only within the staleness bound:
@@ -476,12 +498,12 @@ export async function iterationWorkflow(input: IterationInput): Promise<Iteratio
     await enterPhase('sync');
     if (release.length > 0) {
       pool = beginOnload(layout, pool, release);
-      await Promise.all(release.map((rank) => rankActivities(rank).resumeRankMemory({ runId: spec.runId, rank, tags: ['weights'] })));
+      await resumeMemory(release, ['weights']);
     }
-    await Promise.all(allRanks.map((rank) => rankActivities(rank).syncRankWeights({ runId: spec.runId, rank, version: newVersion })));
+    await syncWeights(allRanks, newVersion);
     await enterPhase('expand');
     if (release.length > 0) {
-      await Promise.all(release.map((rank) => rankActivities(rank).resumeRankMemory({ runId: spec.runId, rank, tags: ['kv_cache'] })));
+      await resumeMemory(release, ['kv_cache']);
       pool = completeOnload(layout, pool, release);
     }
     if (marking !== undefined) await marking;
@@ -523,7 +545,7 @@ export async function iterationWorkflow(input: IterationInput): Promise<Iteratio
     }
     const notServing = layout.ranks.map((rank) => rank.id).filter((rank) => pool.rankPhases[rank] !== 'serving');
     try {
-      await Promise.all(notServing.map((rank) => rankActivities(rank).resumeRankMemory({ runId: spec.runId, rank, tags: [...ALL_MEMORY_TAGS] })));
+      await resumeMemory(notServing, [...ALL_MEMORY_TAGS]);
       pool = initialPoolState(layout);
     } catch (error) {
       problems.push(`reloading ranks ${JSON.stringify(notServing)}: ${describeError(error)}`);
