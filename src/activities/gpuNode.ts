@@ -24,6 +24,7 @@ import { checkPostcondition } from '../gpu/validation';
 import type { GpuNodeActivities } from '../pipeline/activities';
 import type { RankMemoryInput, ShardInput, ShardOutcome, WeightSyncInput } from '../pipeline/types';
 import { contextTokens, type SampleRecord, type TrajectoryStore } from '../store';
+import { failingFast } from './failFast';
 import { withHeartbeat } from './heartbeat';
 
 export interface GpuNodeDeps {
@@ -174,7 +175,7 @@ export function createGpuNodeActivities(deps: GpuNodeDeps): GpuNodeActivities {
     checkPostcondition(`rank ${rank} serves weights v${version}`, status.weightVersion === version, () => JSON.stringify(status));
   }
 
-  return {
+  return failingFast<GpuNodeActivities>({
     async runRolloutShard(input) {
       requireRun(input.runId);
       const engine = engineFor(input.rank);
@@ -291,5 +292,5 @@ export function createGpuNodeActivities(deps: GpuNodeDeps): GpuNodeActivities {
       requireRun(runId);
       await withHeartbeat(deps.heartbeatIntervalMs, () => ({ offloading: true }), () => trainer().offload());
     },
-  };
+  });
 }

@@ -6,6 +6,7 @@
 import { Context } from '@temporalio/activity';
 import { checkNoDuplicates, checkNonEmpty } from '../gpu/validation';
 import type { OrchestratorActivities } from '../pipeline/activities';
+import { failingFast } from './failFast';
 import { heartbeating } from './heartbeat';
 import type { ShardOutcome } from '../pipeline/types';
 import { BatchNotFoundError, type SampleRecord, type TrajectoryStore } from '../store';
@@ -22,7 +23,7 @@ export interface OrchestratorDeps {
 }
 
 export function createOrchestratorActivities(deps: OrchestratorDeps): OrchestratorActivities {
-  return heartbeating<OrchestratorActivities>({
+  return failingFast(heartbeating<OrchestratorActivities>({
     async admitSamples({ runId, ids, version }) {
       checkNoDuplicates('admitted sample ids', ids);
       const startedAtMs = deps.now();
@@ -105,5 +106,5 @@ export function createOrchestratorActivities(deps: OrchestratorDeps): Orchestrat
         ...(record.dropReason === undefined ? {} : { dropReason: record.dropReason }),
       }));
     },
-  }, deps.heartbeatIntervalMs);
+  }, deps.heartbeatIntervalMs));
 }

@@ -87,39 +87,27 @@ export async function iterationWorkflow(input: IterationInput): Promise<Iteratio
     maximumInterval: '30 seconds',
     maximumAttempts: spec.activityRetry.maximumAttempts,
   };
-  const nonRetryableErrorTypes = [
-    'ValidationError',
-    'SimulatedOutOfMemoryError',
-    'FencingError',
-    'StoreCorruptionError',
-    'SampleNotFoundError',
-    'SampleStateError',
-    'BatchConflictError',
-    'BatchNotFoundError',
-    'InvalidInputError',
-    'WrongRun',
-    'WrongNode',
-    'EngineProtocolError',
-  ];
+  // Errors no retry can fix (NON_RETRYABLE_ERROR_TYPES) fail their activity for good at the
+  // source (src/activities/failFast.ts): the retry policies stay short in every history event.
 
   const orchestrator = proxyActivities<OrchestratorActivities>({
     taskQueue: orchestratorQueue(spec.taskQueuePrefix),
     startToCloseTimeout: '10 minutes',
     heartbeatTimeout,
-    retry: { ...retry, nonRetryableErrorTypes },
+    retry,
   });
   const batchWatcher = proxyActivities<OrchestratorActivities>({
     taskQueue: orchestratorQueue(spec.taskQueuePrefix),
     startToCloseTimeout: '7 days',
     heartbeatTimeout,
-    retry: { ...retry, nonRetryableErrorTypes },
+    retry,
   });
   const rankActivities = (rank: RankId) =>
     proxyActivities<GpuNodeActivities>({
       taskQueue: rankQueue(spec.taskQueuePrefix, rank),
       startToCloseTimeout: '30 minutes',
       heartbeatTimeout,
-      retry: { ...retry, nonRetryableErrorTypes },
+      retry,
     });
   const shardActivities = (rank: RankId) =>
     proxyActivities<GpuNodeActivities>({
@@ -129,14 +117,14 @@ export async function iterationWorkflow(input: IterationInput): Promise<Iteratio
       // Wait for the shard to checkpoint its samples before the workflow moves them elsewhere:
       // this is what makes a re-shard exact-once.
       cancellationType: ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
-      retry: { ...retry, maximumAttempts: Math.max(20, spec.activityRetry.maximumAttempts), nonRetryableErrorTypes },
+      retry: { ...retry, maximumAttempts: Math.max(20, spec.activityRetry.maximumAttempts) },
     });
   const trainerActivities = (node: number) =>
     proxyActivities<GpuNodeActivities>({
       taskQueue: trainerQueue(spec.taskQueuePrefix, node),
       startToCloseTimeout: '2 hours',
       heartbeatTimeout,
-      retry: { ...retry, nonRetryableErrorTypes },
+      retry,
     });
 
   let ledger: SampleLedger = input.ledger;
