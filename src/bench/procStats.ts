@@ -34,7 +34,7 @@ export function cpuMs(pid: number): number {
 /** Resident set size in bytes. */
 export function rssBytes(pid: number): number {
   const match = /^VmRSS:\s+(\d+) kB$/m.exec(readProc(pid, 'status'));
-  if (match?.[1] === undefined) throw new Error(`no VmRSS in /proc/${pid}/status`);
+  if (match?.[1] === undefined) throw new Error(`no VmRSS in /proc/${pid}/status: the process has exited (a zombie until reaped)`);
   return Number(match[1]) * 1024;
 }
 

@@ -256,8 +256,13 @@ async function startProcesses(env: BenchEnv, raw: Record<string, unknown>, dir: 
     const child = spawn(cli, [...args, ...common], { stdio: ['ignore', fd, fd] });
     closeSync(fd);
     children.push({ name, child, logFile });
+    child.once('exit', (code, signal) => {
+      if (!stopping) log(`  ${name} worker (pid ${child.pid}) exited during the run (code ${code}, signal ${signal}); log ${logFile}:\n${tail(logFile)}`);
+    });
   };
+  let stopping = false;
   const stop = async (): Promise<void> => {
+    stopping = true;
     await Promise.all(children.map(({ child }) => stopChild(child)));
   };
   try {
