@@ -13,6 +13,7 @@ import { setMaxListeners } from 'node:events';
 import { existsSync } from 'node:fs';
 import { z } from 'zod';
 import {
+  type MemoryTag,
   engineStatusSchema,
   trainerStatusSchema,
   trainStepResultSchema,
@@ -22,11 +23,11 @@ import {
   type Trainer,
   type Trajectory,
 } from '../engines/types';
-import { EngineProtocolError } from '../engines/http/errors';
 import { checkPostcondition } from '../gpu/validation';
 import type { GpuNodeActivities } from '../pipeline/activities';
-import type { ShardInput, ShardOutcome } from '../pipeline/types';
+import type { RankMemoryInput, ShardInput, ShardOutcome, WeightSyncInput } from '../pipeline/types';
 import { contextIds, contextTokens, SampleStateError, type SampleRecord, type TrajectoryStore } from '../store';
+import { failingFast } from './failFast';
 import { withHeartbeat } from './heartbeat';
 
 export interface GpuNodeDeps {
@@ -102,25 +103,6 @@ export function batchTrajectories(records: readonly SampleRecord[]): Trajectory[
 }
 
 /**
- * An engine that answers outside its protocol will answer the same way on retry: fail the
- * activity for good (the workflow rolls the transition back) instead of retrying it.
- */
-function protocolErrorsNonRetryable(activities: GpuNodeActivities): GpuNodeActivities {
-  const wrapped: Record<string, unknown> = {};
-  for (const [name, fn] of Object.entries(activities) as [string, (...args: unknown[]) => Promise<unknown>][]) {
-    wrapped[name] = async (...args: unknown[]) => {
-      try {
-        return await fn(...args);
-      } catch (error) {
-        if (error instanceof EngineProtocolError) throw ApplicationFailure.nonRetryable(error.message, 'EngineProtocolError');
-        throw error;
-      }
-    };
-  }
-  return wrapped as unknown as GpuNodeActivities;
-}
-
-/**
  * Claims the shard's samples that are still running. A retried shard finds some already settled;
  * one may settle between reading and claiming (the earlier attempt finishing it as it is fenced
  * out, found by the soak): read again and claim what is still live.
@@ -141,6 +123,9 @@ async function claimLive(store: TrajectoryStore, ids: number[], owner: string): 
 type SampleEnd = { kind: 'completed' } | { kind: 'dropped'; reason: string } | { kind: 'unfinished' };
 
 export function createGpuNodeActivities(deps: GpuNodeDeps): GpuNodeActivities {
+  /** Shards running in this process, by id: stopShards aborts them directly. */
+  const runningShards = new Map<string, AbortController>();
+
   /** Engines hold one run's weights and memory: serving another run's activity would corrupt both. */
   const requireRun = (runId: string): void => {
     if (runId !== deps.runId) {
@@ -320,7 +305,32 @@ export function createGpuNodeActivities(deps: GpuNodeDeps): GpuNodeActivities {
     }
   }
 
-  return protocolErrorsNonRetryable({
+  async function releaseRankMemory({ runId, rank, tags }: RankMemoryInput & { tags: MemoryTag[] }): Promise<void> {
+    requireRun(runId);
+    const engine = engineFor(rank);
+    await withHeartbeat(deps.heartbeatIntervalMs, () => ({ rank, releasing: tags }), () => engine.releaseMemory(tags));
+    const status = engineAnswer(engineStatusSchema, await engine.status(), `rank ${rank} engine status`);
+    checkPostcondition(`rank ${rank} released ${tags.join('+')}`, tags.every((tag) => !status.resident.includes(tag)), () => JSON.stringify(status));
+  }
+
+  async function resumeRankMemory({ runId, rank, tags }: RankMemoryInput & { tags: MemoryTag[] }): Promise<void> {
+    requireRun(runId);
+    const engine = engineFor(rank);
+    await withHeartbeat(deps.heartbeatIntervalMs, () => ({ rank, resuming: tags }), () => engine.resumeMemory(tags));
+    const status = engineAnswer(engineStatusSchema, await engine.status(), `rank ${rank} engine status`);
+    checkPostcondition(`rank ${rank} resumed ${tags.join('+')}`, tags.every((tag) => status.resident.includes(tag)), () => JSON.stringify(status));
+  }
+
+  async function syncRankWeights({ runId, rank, version }: WeightSyncInput): Promise<void> {
+    requireRun(runId);
+    const engine = engineFor(rank);
+    const path = deps.weightsPath(runId, version);
+    await withHeartbeat(deps.heartbeatIntervalMs, () => ({ rank, version }), () => engine.updateWeights(version, path));
+    const status = engineAnswer(engineStatusSchema, await engine.status(), `rank ${rank} engine status`);
+    checkPostcondition(`rank ${rank} serves weights v${version}`, status.weightVersion === version, () => JSON.stringify(status));
+  }
+
+  return failingFast<GpuNodeActivities>({
     async runRolloutShard(input) {
       requireRun(input.runId);
       const engine = engineFor(input.rank);
@@ -333,7 +343,10 @@ export function createGpuNodeActivities(deps: GpuNodeDeps): GpuNodeActivities {
       await claimLive(store, input.sampleIds, owner);
       const records = await store.readSamples(input.sampleIds);
       const outcome: ShardOutcome = { shardId: input.shardId, completed: [], unfinished: [], dropped: [] };
-      const signal = context.cancellationSignal;
+      const stop = new AbortController();
+      // A retry of the same shard supersedes an attempt still running here (the store fences it).
+      runningShards.set(input.shardId, stop);
+      const signal = AbortSignal.any([context.cancellationSignal, stop.signal]);
       // Real adapters listen on the signal once per in-flight generation: one per sample.
       setMaxListeners(Math.max(10, records.length + 10), signal);
       const progress = () => ({
@@ -341,22 +354,27 @@ export function createGpuNodeActivities(deps: GpuNodeDeps): GpuNodeActivities {
         dropped: outcome.dropped.length,
         running: input.sampleIds.length - outcome.completed.length - outcome.dropped.length - outcome.unfinished.length,
       });
-      await withHeartbeat(deps.heartbeatIntervalMs, progress, () =>
-        Promise.all(
-          records.map(async (record) => {
-            if (record.status === 'completed') return void outcome.completed.push(record.id);
-            if (record.status === 'dropped') return void outcome.dropped.push({ id: record.id, reason: record.dropReason ?? 'unknown' });
-            const end = await runSample(input, owner, engine, record, signal);
-            if (end.kind === 'completed') outcome.completed.push(record.id);
-            else if (end.kind === 'dropped') outcome.dropped.push({ id: record.id, reason: end.reason });
-            else outcome.unfinished.push(record.id);
-          }),
-        ),
-      );
-      if (signal.aborted) {
+      try {
+        await withHeartbeat(deps.heartbeatIntervalMs, progress, () =>
+          Promise.all(
+            records.map(async (record) => {
+              if (record.status === 'completed') return void outcome.completed.push(record.id);
+              if (record.status === 'dropped') return void outcome.dropped.push({ id: record.id, reason: record.dropReason ?? 'unknown' });
+              const end = await runSample(input, owner, engine, record, signal);
+              if (end.kind === 'completed') outcome.completed.push(record.id);
+              else if (end.kind === 'dropped') outcome.dropped.push({ id: record.id, reason: end.reason });
+              else outcome.unfinished.push(record.id);
+            }),
+          ),
+        );
+      } finally {
+        if (runningShards.get(input.shardId) === stop) runningShards.delete(input.shardId);
+      }
+      if (context.cancellationSignal.aborted) {
         // Every sample is checkpointed: report the cancellation so the workflow moves them on.
         await context.cancelled;
       }
+      // Stopped directly (stopShards): every sample is checkpointed; the outcome says which are unfinished.
       checkPostcondition(
         `shard ${input.shardId}: every sample accounted for`,
         outcome.completed.length + outcome.dropped.length + outcome.unfinished.length === input.sampleIds.length,
@@ -365,29 +383,32 @@ export function createGpuNodeActivities(deps: GpuNodeDeps): GpuNodeActivities {
       return outcome;
     },
 
-    async releaseRankMemory({ runId, rank, tags }) {
+    async stopShards({ runId, shardIds }) {
       requireRun(runId);
-      const engine = engineFor(rank);
-      await withHeartbeat(deps.heartbeatIntervalMs, () => ({ rank, releasing: tags }), () => engine.releaseMemory(tags));
-      const status = engineAnswer(engineStatusSchema, await engine.status(), `rank ${rank} engine status`);
-      checkPostcondition(`rank ${rank} released ${tags.join('+')}`, tags.every((tag) => !status.resident.includes(tag)), () => JSON.stringify(status));
+      const stopped: string[] = [];
+      for (const id of shardIds) {
+        const shard = runningShards.get(id);
+        if (shard === undefined) continue;
+        shard.abort(new Error(`shard ${id} stopped by its workflow`));
+        stopped.push(id);
+      }
+      return { stopped };
     },
 
-    async resumeRankMemory({ runId, rank, tags }) {
-      requireRun(runId);
-      const engine = engineFor(rank);
-      await withHeartbeat(deps.heartbeatIntervalMs, () => ({ rank, resuming: tags }), () => engine.resumeMemory(tags));
-      const status = engineAnswer(engineStatusSchema, await engine.status(), `rank ${rank} engine status`);
-      checkPostcondition(`rank ${rank} resumed ${tags.join('+')}`, tags.every((tag) => status.resident.includes(tag)), () => JSON.stringify(status));
+    releaseRankMemory,
+    resumeRankMemory,
+    syncRankWeights,
+
+    async releaseNodeMemory({ runId, ranks, tags }) {
+      await Promise.all(ranks.map((rank) => releaseRankMemory({ runId, rank, tags })));
     },
 
-    async syncRankWeights({ runId, rank, version }) {
-      requireRun(runId);
-      const engine = engineFor(rank);
-      const path = deps.weightsPath(runId, version);
-      await withHeartbeat(deps.heartbeatIntervalMs, () => ({ rank, version }), () => engine.updateWeights(version, path));
-      const status = engineAnswer(engineStatusSchema, await engine.status(), `rank ${rank} engine status`);
-      checkPostcondition(`rank ${rank} serves weights v${version}`, status.weightVersion === version, () => JSON.stringify(status));
+    async resumeNodeMemory({ runId, ranks, tags }) {
+      await Promise.all(ranks.map((rank) => resumeRankMemory({ runId, rank, tags })));
+    },
+
+    async syncNodeWeights({ runId, ranks, version }) {
+      await Promise.all(ranks.map((rank) => syncRankWeights({ runId, rank, version })));
     },
 
     async trainerOnload({ runId }) {

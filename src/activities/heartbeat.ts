@@ -17,7 +17,7 @@ export async function withHeartbeat<T>(intervalMs: number, details: () => unknow
   }
 }
 
-type AsyncFunctions<T> = { [K in keyof T]: T[K] extends (...args: infer A) => Promise<infer R> ? (...args: A) => Promise<R> : never };
+export type AsyncFunctions<T> = { [K in keyof T]: T[K] extends (...args: infer A) => Promise<infer R> ? (...args: A) => Promise<R> : never };
 
 /** Wraps each activity so it heartbeats while running (activities that report progress still may). */
 export function heartbeating<T extends AsyncFunctions<T>>(activities: T, intervalMs: number): T {

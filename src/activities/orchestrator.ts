@@ -6,6 +6,7 @@
 import { Context } from '@temporalio/activity';
 import { checkNoDuplicates, checkNonEmpty } from '../gpu/validation';
 import type { OrchestratorActivities } from '../pipeline/activities';
+import { failingFast } from './failFast';
 import { heartbeating } from './heartbeat';
 import type { ShardOutcome } from '../pipeline/types';
 import { BatchNotFoundError, type SampleRecord, type TrajectoryStore } from '../store';
@@ -24,7 +25,7 @@ export interface OrchestratorDeps {
 }
 
 export function createOrchestratorActivities(deps: OrchestratorDeps): OrchestratorActivities {
-  return heartbeating<OrchestratorActivities>({
+  return failingFast(heartbeating<OrchestratorActivities>({
     async admitSamples({ runId, ids, version }) {
       checkNoDuplicates('admitted sample ids', ids);
       const startedAtMs = deps.now();
@@ -47,15 +48,24 @@ export function createOrchestratorActivities(deps: OrchestratorDeps): Orchestrat
       const store = deps.store(runId);
       const context = Context.current();
       for (;;) {
-        const completed = await store.listCompleted(candidates);
-        context.heartbeat({ completed: completed.length, needed: batchSize });
-        if (completed.length >= batchSize) return { sampleIds: completed };
+        // Polls the markers (a readdir); reads the candidates' records only once enough completed.
+        const marked = await store.countCompletionMarkers(candidates);
+        if (marked >= batchSize) {
+          const completed = await store.listCompleted(candidates);
+          if (completed.length >= batchSize) return { sampleIds: completed };
+        }
+        context.heartbeat({ completed: marked, needed: batchSize });
         await context.sleep(deps.batchPollMs);
       }
     },
 
     async sealBatch({ runId, iteration, fromVersion, sampleIds }) {
       const manifest = await deps.store(runId).sealBatch(iteration, fromVersion, sampleIds, deps.now());
+      return { totalTokens: manifest.totalTokens };
+    },
+
+    async writeBatchManifest({ runId, iteration, fromVersion, sampleIds }) {
+      const manifest = await deps.store(runId).writeBatchManifest(iteration, fromVersion, sampleIds, deps.now());
       return { totalTokens: manifest.totalTokens };
     },
 
@@ -101,5 +111,5 @@ export function createOrchestratorActivities(deps: OrchestratorDeps): Orchestrat
         ...(record.dropReason === undefined ? {} : { dropReason: record.dropReason }),
       }));
     },
-  }, deps.heartbeatIntervalMs);
+  }, deps.heartbeatIntervalMs));
 }

@@ -21,6 +21,8 @@ export interface OrchestratorActivities {
   awaitBatch(input: AwaitBatchInput): Promise<AwaitBatchResult>;
   /** Writes the batch manifest of the iteration and marks its samples (idempotent, exactly once). */
   sealBatch(input: { runId: string; iteration: number; fromVersion: number; sampleIds: number[] }): Promise<{ totalTokens: number }>;
+  /** Writes the batch manifest only (the sealing that training needs); sealBatch marks the samples after. */
+  writeBatchManifest(input: { runId: string; iteration: number; fromVersion: number; sampleIds: number[] }): Promise<{ totalTokens: number }>;
   /** The manifest of an iteration's batch if one was sealed (a retried iteration resumes at train). */
   readSealedBatch(input: { runId: string; iteration: number }): Promise<{ sampleIds: number[]; totalTokens: number } | null>;
   /** After shards stopped: which of their samples completed, were dropped, or are unfinished. */
@@ -40,13 +42,34 @@ export interface AdmittedSample {
   dropReason?: string;
 }
 
+/** Ranks of one node (all served by that node's worker). */
+export interface NodeRanksInput {
+  runId: string;
+  ranks: number[];
+}
+
 /** Run by the gpu-node worker that owns the rank's (or train node's) GPUs. */
 export interface GpuNodeActivities {
   /** The agent loop for the shard's samples on the rank's engine; honours cancellation. */
   runRolloutShard(input: ShardInput): Promise<ShardOutcome>;
+  /**
+   * Stops the listed shards running in this worker process at once (no wait for a heartbeat to
+   * carry a cancellation): each checkpoints its samples and returns its outcome. Shards not
+   * running here (not started yet, or between retries) are left to the cancellation request.
+   * Returns the ids it stopped. Sent to any rank queue of the node that runs the shards.
+   */
+  stopShards(input: { runId: string; shardIds: string[] }): Promise<{ stopped: string[] }>;
   releaseRankMemory(input: RankMemoryInput & { tags: MemoryTag[] }): Promise<void>;
   resumeRankMemory(input: RankMemoryInput & { tags: MemoryTag[] }): Promise<void>;
   syncRankWeights(input: WeightSyncInput): Promise<void>;
+  /**
+   * The same for several ranks of one node in one activity (sent to any of their rank queues):
+   * one activity per node instead of one per rank keeps events per iteration from growing with
+   * the ranks on a node.
+   */
+  releaseNodeMemory(input: NodeRanksInput & { tags: MemoryTag[] }): Promise<void>;
+  resumeNodeMemory(input: NodeRanksInput & { tags: MemoryTag[] }): Promise<void>;
+  syncNodeWeights(input: NodeRanksInput & { version: number }): Promise<void>;
   trainerOnload(input: { runId: string; node: number }): Promise<void>;
   /** loss is null when a retry finds the step already done. */
   trainStep(input: TrainStepInput): Promise<{ newVersion: number; loss: number | null }>;

@@ -8,3 +8,24 @@ export function describeError(error: unknown): string {
   }
   return text;
 }
+
+/**
+ * Error types that no retry can fix (bad input, fencing, corruption, wrong routing). Activities
+ * raise them as non-retryable failures at the source (src/activities/failFast.ts), so the
+ * workflows' retry policies need not list them in every scheduled activity (each list cost about
+ * 230 bytes of history per activity).
+ */
+export const NON_RETRYABLE_ERROR_TYPES: readonly string[] = [
+  'ValidationError',
+  'SimulatedOutOfMemoryError',
+  'FencingError',
+  'StoreCorruptionError',
+  'SampleNotFoundError',
+  'SampleStateError',
+  'BatchConflictError',
+  'BatchNotFoundError',
+  'InvalidInputError',
+  'WrongRun',
+  'WrongNode',
+  'EngineProtocolError',
+];

@@ -87,6 +87,8 @@ export interface IterationProgress {
   samplesCompleted: number;
   samplesWaiting: number;
   batchSamples: number;
+  /** Order of the reports of one iteration, across its attempts (signals not awaited may arrive out of order). */
+  sequence?: number;
 }
 
 export interface RunStatus {

@@ -321,6 +321,17 @@ export class FsTrajectoryStore implements TrajectoryStore {
       .map((r) => r.id);
   }
 
+  async countCompletionMarkers(candidateIds: readonly number[]): Promise<number> {
+    checkIds('countCompletionMarkers candidates', candidateIds);
+    const wanted = new Set(candidateIds);
+    let count = 0;
+    for (const name of await listDir(this.completedDir)) {
+      const m = MARKER_FILE.exec(name);
+      if (m?.[1] !== undefined && wanted.has(Number(m[1]))) count += 1;
+    }
+    return count;
+  }
+
   async dropSamples(ids: readonly number[], reason: string): Promise<void> {
     checkIds('dropSamples', ids);
     const why = reasonSchema.safeParse(reason);
@@ -355,6 +366,14 @@ export class FsTrajectoryStore implements TrajectoryStore {
   // Batches
 
   async sealBatch(iteration: number, fromVersion: number, ids: readonly number[], nowMs: number): Promise<BatchManifest> {
+    return this.sealOrWriteManifest(iteration, fromVersion, ids, nowMs, true);
+  }
+
+  async writeBatchManifest(iteration: number, fromVersion: number, ids: readonly number[], nowMs: number): Promise<BatchManifest> {
+    return this.sealOrWriteManifest(iteration, fromVersion, ids, nowMs, false);
+  }
+
+  private async sealOrWriteManifest(iteration: number, fromVersion: number, ids: readonly number[], nowMs: number, markSamples: boolean): Promise<BatchManifest> {
     checkIntRange('iteration', iteration, 0, MAX_ID);
     checkIntRange('fromVersion', fromVersion, 0, MAX_ID);
     checkIntRange('nowMs', nowMs, 0, MAX_ID);
@@ -407,6 +426,7 @@ export class FsTrajectoryStore implements TrajectoryStore {
         }
         this.cacheManifest(manifest);
       }
+      if (!markSamples) return manifest;
 
       await mapLimit(ids, this.concurrency, (id) =>
         this.withSampleLock(id, async () => {

@@ -35,11 +35,21 @@ export interface TrajectoryStore {
   markCompleted(id: number, shardId: string, reward: number, nowMs: number): Promise<SampleRecord>;
   /** Completed, not-yet-batched ids among the candidates (all, if omitted), by (completedAtMs, id). */
   listCompleted(candidateIds?: readonly number[]): Promise<number[]>;
+  /**
+   * How many candidates carry a completion marker: one directory listing, no record read. An
+   * upper bound of listCompleted(candidates).length, cheap enough to poll.
+   */
+  countCompletionMarkers(candidateIds: readonly number[]): Promise<number>;
   /** Drops samples for a reason; a batched sample cannot be dropped. Idempotent (the first reason stays). */
   dropSamples(ids: readonly number[], reason: string): Promise<void>;
 
   /** Seals an iteration's batch: manifest first, then each sample's `batch`. Idempotent; exactly-once. */
   sealBatch(iteration: number, fromVersion: number, ids: readonly number[], nowMs: number): Promise<BatchManifest>;
+  /**
+   * The first half of sealBatch: checks and writes the manifest only (the batch is sealed from
+   * then on: listCompleted and dropSamples go by manifests). sealBatch later marks the samples.
+   */
+  writeBatchManifest(iteration: number, fromVersion: number, ids: readonly number[], nowMs: number): Promise<BatchManifest>;
   /** BatchNotFoundError if the iteration has no sealed batch. */
   readBatch(iteration: number): Promise<BatchManifest>;
   /** Ids of the samples on record with id >= fromId, ascending (a retried iteration finds what a failed attempt admitted). */

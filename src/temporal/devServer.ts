@@ -27,6 +27,8 @@ export interface DevServerOptions {
   startTimeoutMs?: number;
   /** Codec endpoint the UI calls to show encrypted payloads (`timeshare codec-server`). */
   uiCodecEndpoint?: string;
+  /** Server dynamic config (`--dynamic-config-value key=value`), e.g. matching partitions. */
+  dynamicConfig?: Record<string, string | number | boolean>;
 }
 
 export interface DevServer {
@@ -104,6 +106,7 @@ export async function startDevServer(options: DevServerOptions = {}): Promise<De
     mkdirSync(path.dirname(options.dbFile), { recursive: true });
     args.push('--db-filename', options.dbFile);
   }
+  for (const [key, value] of Object.entries(options.dynamicConfig ?? {})) args.push('--dynamic-config-value', `${key}=${JSON.stringify(value)}`);
   for (const [name, type] of SEARCH_ATTRIBUTE_REGISTRATIONS) args.push('--search-attribute', `${name}=${type}`);
 
   const logFd = openSync(logFile, 'a');

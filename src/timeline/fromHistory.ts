@@ -6,11 +6,11 @@
  * Lanes: one per rollout rank (labelled with its GPUs), plus one per train node for train GPUs
  * that no rollout rank uses (disaggregated). Roles:
  *   runRolloutShard                              → rollout (on the shard's rank)
- *   releaseRankMemory                            → offload
+ *   releaseRankMemory / releaseNodeMemory        → offload (per-node activities: on each of their ranks)
  *   trainerOnload … trainStep … trainerOffload   → train, from the first call's start to the last
  *                                                  one's end (every lane holding that node's train GPUs)
- *   syncRankWeights                              → sync
- *   resumeRankMemory                             → onload
+ *   syncRankWeights / syncNodeWeights            → sync
+ *   resumeRankMemory / resumeNodeMemory          → onload
  * Orchestrator activities (store bookkeeping, no GPU) are not drawn; idle fills the rest.
  * Activity inputs are decoded with the default (JSON) payload converter, after the client's payload
  * codecs (if the run encrypts its payloads) in fetchIterationHistories.
@@ -59,12 +59,19 @@ type LayoutView = IterationInputView['spec']['layout'];
 
 const rankInputSchema = z.object({ rank: id });
 const nodeInputSchema = z.object({ node: id });
+const nodeRanksInputSchema = z.object({ ranks: z.array(id).min(1) });
 
 const RANK_ROLES: Readonly<Record<string, TimelineRole>> = {
   runRolloutShard: 'rollout',
   releaseRankMemory: 'offload',
   syncRankWeights: 'sync',
   resumeRankMemory: 'onload',
+};
+/** One activity for all the ranks of a node, sent to one of their queues. */
+const NODE_RANKS_ROLES: Readonly<Record<string, TimelineRole>> = {
+  releaseNodeMemory: 'offload',
+  syncNodeWeights: 'sync',
+  resumeNodeMemory: 'onload',
 };
 const TRAINER_ACTIVITIES = new Set(['trainerOnload', 'trainStep', 'trainerOffload']);
 
@@ -300,6 +307,10 @@ export function timelineFromIterationHistories(histories: readonly IterationHist
         const { rank } = decodeFirstPayload(activity.input, rankInputSchema, what);
         checkPostcondition(`${what}: task queue is rank ${rank}'s`, activity.taskQueue === rankQueue(spec.taskQueuePrefix, rank), () => activity.taskQueue);
         add(lanes.rankLane(rank), rankRole, interval);
+      } else if (NODE_RANKS_ROLES[activity.type] !== undefined) {
+        const { ranks } = decodeFirstPayload(activity.input, nodeRanksInputSchema, what);
+        checkPostcondition(`${what}: task queue is one of ranks ${JSON.stringify(ranks)}'s`, ranks.some((rank) => activity.taskQueue === rankQueue(spec.taskQueuePrefix, rank)), () => activity.taskQueue);
+        for (const rank of ranks) add(lanes.rankLane(rank), NODE_RANKS_ROLES[activity.type] as TimelineRole, interval);
       } else if (TRAINER_ACTIVITIES.has(activity.type)) {
         const { node } = decodeFirstPayload(activity.input, nodeInputSchema, what);
         checkPostcondition(`${what}: task queue is train node ${node}'s`, activity.taskQueue === trainerQueue(spec.taskQueuePrefix, node), () => activity.taskQueue);

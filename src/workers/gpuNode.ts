@@ -24,7 +24,7 @@ import { checkIntRange } from '../gpu/validation';
 import { rankQueue, trainerQueue } from '../pipeline/naming';
 import { dataConverter, PLAINTEXT } from '../temporal/security';
 import { engineStateDir, faultInjectionDir, modelWeightsPath, storeCache, weightsDir, weightsPath } from './runtime';
-import { HEARTBEAT_INTERVAL_MS, HEARTBEAT_THROTTLE, SHUTDOWN_GRACE, type WorkerContext } from './options';
+import { HEARTBEAT_INTERVAL_MS, HEARTBEAT_THROTTLE, RANK_QUEUE_POLLERS, SHUTDOWN_GRACE, type WorkerContext } from './options';
 
 export interface NodeEngines {
   engines: Map<number, RolloutEngine>;
@@ -170,6 +170,8 @@ export async function createGpuNodeWorkers(
         taskQueue,
         activities,
         dataConverter: dataConverter(context.temporal.security ?? PLAINTEXT),
+        // (The SDK 1.24 ignores maxConcurrentActivityTaskPolls; the poller behaviour is what counts.)
+        activityTaskPollerBehavior: { type: 'simple-maximum', maximum: RANK_QUEUE_POLLERS },
         defaultHeartbeatThrottleInterval: HEARTBEAT_THROTTLE,
         maxHeartbeatThrottleInterval: '1 second',
         shutdownGraceTime: SHUTDOWN_GRACE,

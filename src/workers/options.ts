@@ -29,3 +29,10 @@ export const HEARTBEAT_INTERVAL_MS = 200;
 export const HEARTBEAT_THROTTLE = '200 milliseconds';
 /** Running activities (shards) are cancelled this long after shutdown starts, so they checkpoint. */
 export const SHUTDOWN_GRACE = '2 seconds';
+/**
+ * Activity pollers per rank (and trainer) queue. Each queue sees a few activities per iteration,
+ * and the server caps concurrent polls per namespace: with the SDK default (up to 10 per worker)
+ * 128 ranks already exceeded the dev server's cap ("namespace concurrent poller limit exceeded")
+ * and shards never started (measured by the control-plane benchmark).
+ */
+export const RANK_QUEUE_POLLERS = 2;

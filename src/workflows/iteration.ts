@@ -18,6 +18,7 @@ import {
   CancellationScope,
   getExternalWorkflowHandle,
   isCancellation,
+  log,
   patched,
   proxyActivities,
   TimeoutFailure,
@@ -25,7 +26,7 @@ import {
   workflowInfo,
 } from '@temporalio/workflow';
 import { TimeoutType, type RetryPolicy } from '@temporalio/common';
-import { ALL_MEMORY_TAGS } from '../engines/types';
+import { ALL_MEMORY_TAGS, type MemoryTag } from '../engines/types';
 import { rankById, ranksOnNode, trainNodes, type RankId } from '../gpu/layout';
 import { planWithLostRanks } from '../gpu/lost';
 import {
@@ -95,32 +96,20 @@ export async function iterationWorkflow(input: IterationInput): Promise<Iteratio
   // recorded before it replay their old path (docs/design.md §5.2).
   const lostNodeTimeoutMs = patched(LOST_RANKS_PATCH) ? spec.lostNodeTimeoutMs : undefined;
   const nodeTimeouts = lostNodeTimeoutMs === undefined ? {} : { scheduleToStartTimeout: lostNodeTimeoutMs };
-  const nonRetryableErrorTypes = [
-    'ValidationError',
-    'SimulatedOutOfMemoryError',
-    'FencingError',
-    'StoreCorruptionError',
-    'SampleNotFoundError',
-    'SampleStateError',
-    'BatchConflictError',
-    'BatchNotFoundError',
-    'InvalidInputError',
-    'WrongRun',
-    'WrongNode',
-    'EngineProtocolError',
-  ];
+  // Errors no retry can fix (NON_RETRYABLE_ERROR_TYPES) fail their activity for good at the
+  // source (src/activities/failFast.ts): the retry policies stay short in every history event.
 
   const orchestrator = proxyActivities<OrchestratorActivities>({
     taskQueue: orchestratorQueue(spec.taskQueuePrefix),
     startToCloseTimeout: '10 minutes',
     heartbeatTimeout,
-    retry: { ...retry, nonRetryableErrorTypes },
+    retry,
   });
   const batchWatcher = proxyActivities<OrchestratorActivities>({
     taskQueue: orchestratorQueue(spec.taskQueuePrefix),
     startToCloseTimeout: '7 days',
     heartbeatTimeout,
-    retry: { ...retry, nonRetryableErrorTypes },
+    retry,
   });
   const rankActivities = (rank: RankId) =>
     proxyActivities<GpuNodeActivities>({
@@ -128,7 +117,7 @@ export async function iterationWorkflow(input: IterationInput): Promise<Iteratio
       startToCloseTimeout: '30 minutes',
       heartbeatTimeout,
       ...nodeTimeouts,
-      retry: { ...retry, nonRetryableErrorTypes },
+      retry,
     });
   const shardActivities = (rank: RankId) =>
     proxyActivities<GpuNodeActivities>({
@@ -139,7 +128,7 @@ export async function iterationWorkflow(input: IterationInput): Promise<Iteratio
       // Wait for the shard to checkpoint its samples before the workflow moves them elsewhere:
       // this is what makes a re-shard exact-once.
       cancellationType: ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
-      retry: { ...retry, maximumAttempts: Math.max(20, spec.activityRetry.maximumAttempts), nonRetryableErrorTypes },
+      retry: { ...retry, maximumAttempts: Math.max(20, spec.activityRetry.maximumAttempts) },
     });
   const trainerActivities = (node: number) =>
     proxyActivities<GpuNodeActivities>({
@@ -147,7 +136,7 @@ export async function iterationWorkflow(input: IterationInput): Promise<Iteratio
       startToCloseTimeout: '2 hours',
       heartbeatTimeout,
       ...nodeTimeouts,
-      retry: { ...retry, nonRetryableErrorTypes },
+      retry,
     });
 
   const lostRanks = input.lostRanks ?? [];
@@ -208,6 +197,10 @@ export async function iterationWorkflow(input: IterationInput): Promise<Iteratio
   };
 
   const parent = info.parent;
+  // Progress is advisory (the run's status view): sending it must not hold up the transition.
+  // Awaiting each signal cost one server round trip (~150 ms) per phase on the critical path.
+  const progressNotAwaited = patched('progress-signal-not-awaited');
+  let progressSequence = 0;
   const enterPhase = async (next: Phase): Promise<void> => {
     const now = Date.now();
     stats.phaseMs[phase] = (stats.phaseMs[phase] ?? 0) + (now - phaseStartedAt);
@@ -225,8 +218,14 @@ export async function iterationWorkflow(input: IterationInput): Promise<Iteratio
         samplesCompleted: states.completed.length,
         samplesWaiting: states.waiting.length,
         batchSamples: batchSampleCount,
+        // Ordered across retried attempts too (a later attempt's reports supersede earlier ones).
+        sequence: attempt * 1_000_000 + progressSequence++,
       };
-      await getExternalWorkflowHandle(parent.workflowId, parent.runId).signal(iterationProgressSignal, progress);
+      const handle = getExternalWorkflowHandle(parent.workflowId, parent.runId);
+      if (!progressNotAwaited) return handle.signal(iterationProgressSignal, progress);
+      // The run learns that the iteration is done from its result: no signal for 'done'.
+      if (next === 'done') return;
+      handle.signal(iterationProgressSignal, progress).catch((error: unknown) => log.warn(`iteration ${iteration}: progress signal for phase '${next}' not delivered: ${describeError(error)}`));
     }
   };
 
@@ -286,6 +285,56 @@ export async function iterationWorkflow(input: IterationInput): Promise<Iteratio
     }
   };
 
+  // Cancellation reaches a shard with its next heartbeat (0.2-0.4 s); a stop activity on its
+  // node's worker reaches it in one activity round trip. The cancellation stays as the fallback
+  // for a shard the worker is not running (not started yet, or between retries).
+  const directStop = patched('direct-shard-stop');
+  const stopperOn = (rank: RankId) =>
+    proxyActivities<GpuNodeActivities>({
+      taskQueue: rankQueue(spec.taskQueuePrefix, rank),
+      // Best effort: a node that does not answer soon is left to the cancellation.
+      scheduleToCloseTimeout: heartbeatTimeout,
+      retry: { maximumAttempts: 1 },
+    });
+  const nodeOfRank = new Map(layout.ranks.map((rank) => [rank.id, rank.node]));
+  /** Groups items by the node of their rank (one activity per node instead of one per rank). */
+  const groupByNode = <T>(items: readonly T[], rankOf: (item: T) => RankId): Map<number, T[]> => {
+    const byNode = new Map<number, T[]>();
+    for (const item of items) {
+      const node = nodeOfRank.get(rankOf(item));
+      if (node === undefined) throw ApplicationFailure.nonRetryable(`rank ${rankOf(item)} is not in the layout`);
+      byNode.set(node, [...(byNode.get(node) ?? []), item]);
+    }
+    return byNode;
+  };
+  const requestDirectStop = (selected: RunningShard[]): Promise<void> => {
+    const byNode = groupByNode(selected, (shard) => shard.rank);
+    const stops = [...byNode.entries()].map(([node, onNode]) =>
+      stopperOn(onNode[0]!.rank)
+        .stopShards({ runId: spec.runId, shardIds: onNode.map((shard) => shard.id) })
+        .then(
+          () => undefined,
+          // Not fatal: the cancellation request still stops the shards, one heartbeat later.
+          (error: unknown) => log.warn(`iteration ${iteration}: direct stop of shards on node ${node} failed, relying on cancellation: ${describeError(error)}`),
+        ),
+    );
+    return Promise.all(stops).then(() => undefined);
+  };
+
+  // Memory and weight operations go to each node once for all its ranks (per rank before). Each
+  // call goes through onRank, so a node that takes no activity marks all its ranks lost.
+  const perNode = patched('per-node-memory-and-sync');
+  const nodeGroups = (ranks: readonly RankId[]): RankId[][] => (perNode ? [...groupByNode(ranks, (rank) => rank).values()] : ranks.map((rank) => [rank]));
+  const releaseGroup = (group: RankId[], tags: MemoryTag[]): Promise<void> =>
+    onRank(group[0]!, perNode ? rankActivities(group[0]!).releaseNodeMemory({ runId: spec.runId, ranks: group, tags }) : rankActivities(group[0]!).releaseRankMemory({ runId: spec.runId, rank: group[0]!, tags }));
+  const resumeGroup = (group: RankId[], tags: MemoryTag[]): Promise<void> =>
+    onRank(group[0]!, perNode ? rankActivities(group[0]!).resumeNodeMemory({ runId: spec.runId, ranks: group, tags }) : rankActivities(group[0]!).resumeRankMemory({ runId: spec.runId, rank: group[0]!, tags }));
+  const syncGroup = (group: RankId[], version: number): Promise<void> =>
+    onRank(group[0]!, perNode ? rankActivities(group[0]!).syncNodeWeights({ runId: spec.runId, ranks: group, version }) : rankActivities(group[0]!).syncRankWeights({ runId: spec.runId, rank: group[0]!, version }));
+  const releaseMemory = (ranks: readonly RankId[], tags: MemoryTag[]): Promise<unknown> => Promise.all(nodeGroups(ranks).map((group) => releaseGroup(group, tags)));
+  const resumeMemory = (ranks: readonly RankId[], tags: MemoryTag[]): Promise<unknown> => Promise.all(nodeGroups(ranks).map((group) => resumeGroup(group, tags)));
+  const syncWeights = (ranks: readonly RankId[], version: number): Promise<unknown> => Promise.all(nodeGroups(ranks).map((group) => syncGroup(group, version)));
+
   /**
    * Cancels the shards, waits for their checkpoints, and settles their samples in the ledger.
    * A shard that failed is raised after settling, unless `onShardFailure` takes it. A shard whose
@@ -293,6 +342,7 @@ export async function iterationWorkflow(input: IterationInput): Promise<Iteratio
    */
   const stopShards = async (selected: RunningShard[], onShardFailure?: (error: unknown) => void): Promise<number[]> => {
     for (const shard of selected) shard.scope.cancel();
+    const stopping = directStop && selected.length > 0 ? requestDirectStop(selected) : Promise.resolve();
     const failures: unknown[] = [];
     for (const shard of selected) {
       try {
@@ -301,6 +351,7 @@ export async function iterationWorkflow(input: IterationInput): Promise<Iteratio
         if (!isCancellation(error) && !diedWhileStopping(error)) failures.push(error);
       }
     }
+    await stopping;
     if (selected.length === 0) return [];
     const outcomes = await orchestrator.settleShards({
       runId: spec.runId,
@@ -364,9 +415,15 @@ export async function iterationWorkflow(input: IterationInput): Promise<Iteratio
     // sealed the batch, resume at training.
     // Always, not only when attempt > 1: after a failed iteration is resumed by the operator its
     // new execution starts again at attempt 1. Costs one store read per iteration.
+    // Both store reads are independent: issued together they cost one workflow round trip, not two.
+    // (The same patch seals the batch in two steps, see below.)
+    const overlapped = patched('overlap-store-reads-and-seal');
+    const nextId = ledger.nextSampleId;
+    const describing = orchestrator.describeSamples({ runId: spec.runId, ids: samplesByState(ledger).waiting, fromId: nextId });
+    const readingSealed = overlapped ? orchestrator.readSealedBatch({ runId: spec.runId, iteration }) : undefined;
+    readingSealed?.catch(() => undefined); // observed below, after describeSamples
     {
-      const nextId = ledger.nextSampleId;
-      const seen = await orchestrator.describeSamples({ runId: spec.runId, ids: samplesByState(ledger).waiting, fromId: nextId });
+      const seen = await describing;
       const fresh = seen.filter((sample) => sample.id >= nextId);
       ledger = adoptSamples(
         ledger,
@@ -382,7 +439,7 @@ export async function iterationWorkflow(input: IterationInput): Promise<Iteratio
       }
     }
     // A retried attempt whose batch was already sealed resumes at training.
-    const sealed = await orchestrator.readSealedBatch({ runId: spec.runId, iteration });
+    const sealed = await (readingSealed ?? orchestrator.readSealedBatch({ runId: spec.runId, iteration }));
     let batch: { sampleIds: number[]; totalTokens: number };
     if (sealed !== null) {
       batch = sealed;
@@ -419,13 +476,24 @@ export async function iterationWorkflow(input: IterationInput): Promise<Iteratio
           await refill(allRanks, spec.maxConcurrentSamples);
         }
       }
-      const sealedNow = await orchestrator.sealBatch({ runId: spec.runId, iteration, fromVersion, sampleIds: ready });
-      ledger = sealBatch(ledger, ready);
-      batch = { sampleIds: ready, totalTokens: sealedNow.totalTokens };
+      if (overlapped) {
+        // Training needs the manifest only; marking every sample (store I/O per sample) runs
+        // alongside the shrink and training, and is awaited before the iteration ends.
+        const manifest = await orchestrator.writeBatchManifest({ runId: spec.runId, iteration, fromVersion, sampleIds: ready });
+        ledger = sealBatch(ledger, ready);
+        batch = { sampleIds: ready, totalTokens: manifest.totalTokens };
+      } else {
+        const sealedNow = await orchestrator.sealBatch({ runId: spec.runId, iteration, fromVersion, sampleIds: ready });
+        ledger = sealBatch(ledger, ready);
+        batch = { sampleIds: ready, totalTokens: sealedNow.totalTokens };
+      }
     }
     batchSampleCount = batch.sampleIds.length;
     stats.batchSamples = batch.sampleIds.length;
     stats.batchTokens = batch.totalTokens;
+    // Marks the batch's samples (idempotent: also completes the marking of an earlier attempt).
+    const marking = overlapped ? orchestrator.sealBatch({ runId: spec.runId, iteration, fromVersion, sampleIds: batch.sampleIds }) : undefined;
+    marking?.catch(() => undefined); // observed before the iteration ends
 
     // ---- 2. shrink: release the train group's ranks ----------------------------------------------
     if (release.length > 0) pool = beginOffload(layout, pool, release);
@@ -437,7 +505,7 @@ export async function iterationWorkflow(input: IterationInput): Promise<Iteratio
       if (keep.length > 0) {
         for (const placement of assignLeastLoaded(moved, loadsByRank(ledger, keep))) launchShard(placement.rank, placement.sampleIds);
       }
-      await Promise.all(release.map((rank) => onRank(rank, rankActivities(rank).releaseRankMemory({ runId: spec.runId, rank, tags: [...ALL_MEMORY_TAGS] }))));
+      await releaseMemory(release, [...ALL_MEMORY_TAGS]);
       pool = completeOffload(layout, pool, release);
     }
     // New samples may start on the ranks that keep rolling out only within the staleness bound:
@@ -479,14 +547,15 @@ export async function iterationWorkflow(input: IterationInput): Promise<Iteratio
     await enterPhase('sync');
     if (release.length > 0) {
       pool = beginOnload(layout, pool, release);
-      await Promise.all(release.map((rank) => onRank(rank, rankActivities(rank).resumeRankMemory({ runId: spec.runId, rank, tags: ['weights'] }))));
+      await resumeMemory(release, ['weights']);
     }
-    await Promise.all(allRanks.map((rank) => onRank(rank, rankActivities(rank).syncRankWeights({ runId: spec.runId, rank, version: newVersion }))));
+    await syncWeights(allRanks, newVersion);
     await enterPhase('expand');
     if (release.length > 0) {
-      await Promise.all(release.map((rank) => onRank(rank, rankActivities(rank).resumeRankMemory({ runId: spec.runId, rank, tags: ['kv_cache'] }))));
+      await resumeMemory(release, ['kv_cache']);
       pool = completeOnload(layout, pool, release);
     }
+    if (marking !== undefined) await marking;
     checkPoolInvariants(layout, pool);
     checkLedgerInvariants(ledger);
   } catch (error) {
@@ -542,10 +611,11 @@ export async function iterationWorkflow(input: IterationInput): Promise<Iteratio
       .map((rank) => rank.id)
       .filter((rank) => pool.rankPhases[rank] !== 'serving' && pool.rankPhases[rank] !== 'lost' && !lostNow.has(rank));
     // A rank found lost while reloading joins the lost ones instead of failing the restore.
-    const reloads = await Promise.allSettled(
-      notServing.map((rank) => onRank(rank, rankActivities(rank).resumeRankMemory({ runId: spec.runId, rank, tags: [...ALL_MEMORY_TAGS] }))),
+    const reloadGroups = nodeGroups(notServing);
+    const reloads = await Promise.allSettled(reloadGroups.map((group) => resumeGroup(group, [...ALL_MEMORY_TAGS])));
+    const reloadFailures = reloads.flatMap((result, i) =>
+      result.status === 'rejected' && !isLostNode(result.reason) ? [`ranks ${JSON.stringify(reloadGroups[i])}: ${describeError(result.reason)}`] : [],
     );
-    const reloadFailures = reloads.flatMap((result, i) => (result.status === 'rejected' && !isLostNode(result.reason) ? [`rank ${notServing[i]}: ${describeError(result.reason)}`] : []));
     if (reloadFailures.length === 0) pool = initialPoolState(layout, [...new Set([...lostRanks, ...lostNow])].sort((a, b) => a - b));
     else problems.push(`reloading ranks: ${reloadFailures.join('; ')}`);
     if (problems.length > 0) {

@@ -21,6 +21,7 @@ import {
 import { addLostRanks, emptyLedger, planShrink, planWithLostRanks, removeLostRanks, samplesByState, type SampleLedger } from '../gpu';
 import type { RankId } from '../gpu/layout';
 import { checkIntRange } from '../gpu/validation';
+import { RUN_HISTORY_BYTES_BUDGET } from '../pipeline/historyBudget';
 import { iterationWorkflowId } from '../pipeline/naming';
 import type { IterationProgress, IterationStats, Phase, RunSpec, RunStatus } from '../pipeline/types';
 import { describeError } from '../pipeline/errors';
@@ -137,8 +138,12 @@ export async function runWorkflow(input: RunInput): Promise<RunSummary> {
       log.warn(why);
       return;
     }
-    // Ignore late progress of an earlier iteration (signals are not ordered across children).
-    if (parsed.data.iteration === state.iteration) progress = parsed.data;
+    const report = parsed.data;
+    // Ignore late progress of an earlier iteration (signals are not ordered across children),
+    // and a report overtaken by a later one of the same iteration (they are sent without waiting).
+    if (report.iteration !== state.iteration) return;
+    const overtaken = progress?.iteration === report.iteration && (report.sequence ?? 0) < (progress.sequence ?? 0);
+    if (!overtaken) progress = report;
   });
   setHandler(
     pauseUpdate,
@@ -235,7 +240,9 @@ export async function runWorkflow(input: RunInput): Promise<RunSummary> {
       await condition(() => !state.paused || state.stopRequested);
       if (state.stopRequested) break;
     }
-    if (iterationsThisExecution >= spec.iterationsPerRunExecution || workflowInfo().continueAsNewSuggested) {
+    const info = workflowInfo();
+    const overBudget = info.historySize > RUN_HISTORY_BYTES_BUDGET && patched('run-history-byte-budget');
+    if (iterationsThisExecution >= spec.iterationsPerRunExecution || info.continueAsNewSuggested || overBudget) {
       await condition(allHandlersFinished);
       await continueAsNew<typeof runWorkflow>({ spec, state: { ...state, paused: state.paused || pauseRequested } });
     }

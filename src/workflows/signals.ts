@@ -58,6 +58,7 @@ export function iterationProgressSchema(layout: PoolLayout): z.ZodType<Iteration
       samplesCompleted: count(),
       samplesWaiting: count(),
       batchSamples: count(),
+      sequence: count().optional(),
     })
     .strict();
 }

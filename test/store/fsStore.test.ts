@@ -194,6 +194,30 @@ describe('completion', () => {
     expect((await readdir(join(t.root, 'run-1', 'completed'))).sort()).toEqual(['1', '5']);
   });
 
+  it('writeBatchManifest seals without marking; sealBatch marks after, and the audit is clean', async () => {
+    await completed([1, 2, 3], [10, 20, 30]);
+    const manifest = await store.writeBatchManifest(0, 0, [1, 2], 100);
+    expect((await store.readBatch(0)).sampleIds).toEqual(manifest.sampleIds);
+    expect((await store.readSample(1)).batch).toBeUndefined();
+    expect(await store.listCompleted([1, 2, 3])).toEqual([3]);
+    await expect(store.writeBatchManifest(0, 0, [1, 3], 100)).rejects.toThrow(BatchConflictError);
+    expect((await store.audit()).violations).toContain('batch 0: sample 1 has batch unset, expected 0');
+    await store.sealBatch(0, 0, [1, 2], 100);
+    expect((await store.readSample(2)).batch).toBe(0);
+    expect((await store.audit()).violations).toEqual([]);
+  });
+
+  it('countCompletionMarkers counts the marked candidates only, never fewer than listCompleted finds', async () => {
+    await completed([5, 3, 9], [30, 10, 10]);
+    await store.createSamples([sample(8)]);
+    expect(await store.countCompletionMarkers([3, 5, 8, 9, 77])).toBe(3);
+    expect(await store.countCompletionMarkers([8, 77])).toBe(0);
+    await store.sealBatch(0, 0, [3], 100);
+    expect(await store.countCompletionMarkers([3, 5, 9])).toBe(2);
+    expect(await store.listCompleted([3, 5, 9])).toHaveLength(2);
+    await expect(store.countCompletionMarkers([-1])).rejects.toThrow();
+  });
+
   it('a marker left by a crash before the record was written is ignored', async () => {
     await store.createSamples([sample(1)]);
     await store.claim([1], 'a');

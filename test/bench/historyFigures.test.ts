@@ -1,0 +1,102 @@
+/**
+ * The benchmark's history analysis, on recorded histories (test/fixtures/histories): counts and
+ * moments checked against the raw events, and the target checks against hand-made summaries.
+ */
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { temporal } from '@temporalio/proto';
+import { describe, expect, it } from 'vitest';
+import { activitySpans, executionAttempt, executionSpan, historyBytes, iterationMoments } from '../../src/bench/historyFigures';
+import { checkTargets, median, type PointSummary } from '../../src/bench/report';
+import { historyFromJson } from '../helpers/historyJson';
+
+const EventType = temporal.api.enums.v1.EventType;
+const fixture = (name: string) => historyFromJson(readFileSync(path.join(__dirname, '..', 'fixtures', 'histories', name), 'utf8'));
+
+describe('history figures', () => {
+  const history = fixture('timeshare-replay-multiplexed-iter-1.json');
+  const events = history.events ?? [];
+
+  it('counts every event and every scheduled activity, and sizes the history as encoded', () => {
+    const moments = iterationMoments(history);
+    expect(moments.events).toBe(events.length);
+    const scheduled = events.filter((event) => event.eventType === EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED).length;
+    expect(Object.values(moments.activities).reduce((a, b) => a + b, 0)).toBe(scheduled);
+    expect(moments.activities.trainStep).toBe(1);
+    expect(moments.workflowTaskTimeouts).toBe(0);
+    expect(moments.activities.awaitBatch).toBeGreaterThanOrEqual(1);
+    // The encoded size is the sum of the events' encoded sizes plus their field headers.
+    const eventBytes = events.reduce((sum, event) => sum + temporal.api.history.v1.HistoryEvent.encode(event).finish().length, 0);
+    expect(historyBytes(history)).toBeGreaterThan(eventBytes);
+    expect(historyBytes(history)).toBeLessThan(eventBytes + events.length * 4);
+  });
+
+  it('orders the transitions as the iteration runs them', () => {
+    const m = iterationMoments(history);
+    expect(m.startedMs).toBeLessThanOrEqual(m.rolloutStartedMs);
+    // A batch completed by carried-over samples can be seen before the last shard starts.
+    expect(m.startedMs).toBeLessThanOrEqual(m.batchSeenMs);
+    expect(m.batchSeenMs).toBeLessThanOrEqual(m.trainStartedMs);
+    expect(m.trainStartedMs).toBeLessThanOrEqual(m.trainDoneMs);
+    expect(m.trainDoneMs).toBeLessThanOrEqual(m.expandDoneMs);
+    expect(m.expandDoneMs).toBeLessThanOrEqual(m.closedMs);
+  });
+
+  it('pairs every closed activity with its scheduling event', () => {
+    const spans = activitySpans(history);
+    expect(spans.every((span) => span.outcome !== undefined && span.closedMs! >= span.startedMs! && span.startedMs! >= span.scheduledMs)).toBe(true);
+  });
+
+  it('reads the attempt of the execution', () => {
+    expect(executionAttempt(history)).toBe(1);
+  });
+
+  it('refuses a history that does not end with the completed execution', () => {
+    const truncated = temporal.api.history.v1.History.create({ events: events.slice(0, -1) });
+    expect(() => executionSpan(truncated)).toThrow(/does not end with a completed execution/);
+    expect(() => iterationMoments(temporal.api.history.v1.History.create({ events: [] }))).toThrow(/does not begin/);
+  });
+});
+
+describe('target checks', () => {
+  const summary = (ranks: number, batch: number, events: number, latency: number): PointSummary => ({
+    ranks,
+    batch,
+    iterations: 3,
+    retries: 0,
+    workflowTaskTimeouts: 0,
+    wallMs: 1000,
+    rolloutMs: 100,
+    batchSeenLagMs: 10,
+    batchToTrainMs: latency,
+    batchToTrainMaxMs: latency,
+    trainToRolloutMs: latency,
+    trainToRolloutMaxMs: latency,
+    orchestrationMs: 2 * latency,
+    eventsPerIteration: events,
+    bytesPerIteration: 1000,
+    runEventsPerIteration: 30,
+    runBytesPerIteration: 10_000,
+    workerCpuMsPerIteration: 100,
+    serverCpuMsPerIteration: 100,
+    workerPeakRssMiB: 300,
+  });
+
+  it('flags events that grow with batch size and slow transitions, passes flat ones', () => {
+    const growing = checkTargets([summary(8, 64, 200, 50), summary(8, 2048, 900, 50)]);
+    expect(growing.find((c) => c.target.startsWith('events per iteration'))?.met).toBe(false);
+    expect(growing.find((c) => c.target.startsWith('median batch ready'))?.met).toBe(true);
+    const flat = checkTargets([summary(8, 64, 200, 150), summary(8, 2048, 210, 150)]);
+    expect(flat.find((c) => c.target.startsWith('events per iteration'))?.met).toBe(true);
+    expect(flat.find((c) => c.target.startsWith('median batch ready'))?.met).toBe(false);
+    expect(flat.find((c) => c.target === 'no iteration fails')?.met).toBe(true);
+    const failing = checkTargets([{ ...summary(256, 256, 3000, 50), retries: 1 }]);
+    expect(failing.find((c) => c.target === 'no iteration fails')).toMatchObject({ met: false, detail: '1 retried at 256 ranks, batch 256' });
+  });
+
+  it('takes the median of odd and even counts', () => {
+    expect(median([3, 1, 2])).toBe(2);
+    expect(median([4, 1, 3, 2])).toBe(2.5);
+    expect(median([])).toBeNaN();
+  });
+});
