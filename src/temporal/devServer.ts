@@ -77,6 +77,18 @@ function tail(file: string, lines = 20): string {
   }
 }
 
+/** The first line of the log that says what went wrong (a panic's stack trace hides it from the tail). */
+function firstError(file: string): string {
+  try {
+    const line = readFileSync(file, 'utf8')
+      .split('\n')
+      .find((text) => /^(panic|Error|fatal)|address already in use/.test(text));
+    return line === undefined ? '' : `${line}\n...\n`;
+  } catch {
+    return '';
+  }
+}
+
 async function waitForExit(child: ChildProcess, timeoutMs: number): Promise<boolean> {
   if (child.exitCode !== null || child.signalCode !== null) return true;
   return new Promise((resolve) => {
@@ -88,7 +100,28 @@ async function waitForExit(child: ChildProcess, timeoutMs: number): Promise<bool
   });
 }
 
+/** Attempts when the ports were picked here and another process took one before the server bound it. */
+const PORT_RACE_ATTEMPTS = 3;
+
+class ServerExitedEarly extends Error {}
+
+/**
+ * Starts a dev server and waits until its default namespace answers. Ports picked here (free when
+ * probed) can be taken by another process before the server binds them, which ends the server at
+ * start: then it is started again on new ports, up to PORT_RACE_ATTEMPTS times.
+ */
 export async function startDevServer(options: DevServerOptions = {}): Promise<DevServer> {
+  const portsPickedHere = options.port === undefined && (options.headless === true || options.uiPort === undefined);
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await startDevServerOnce(options);
+    } catch (error) {
+      if (!(error instanceof ServerExitedEarly) || !portsPickedHere || attempt >= PORT_RACE_ATTEMPTS) throw error;
+    }
+  }
+}
+
+async function startDevServerOnce(options: DevServerOptions): Promise<DevServer> {
   const cli = temporalCliPath();
   const ip = options.ip ?? '127.0.0.1';
   const port = options.port ?? (await freePort(ip));
@@ -129,14 +162,17 @@ export async function startDevServer(options: DevServerOptions = {}): Promise<De
   let lastError: unknown;
   while (Date.now() < deadline) {
     if (child.exitCode !== null || child.signalCode !== null) {
-      throw new Error(`temporal dev server exited early (code ${child.exitCode}, signal ${child.signalCode}); log ${logFile}:\n${tail(logFile)}`);
+      throw new ServerExitedEarly(`temporal dev server exited early (code ${child.exitCode}, signal ${child.signalCode}); log ${logFile}:\n${firstError(logFile)}${tail(logFile)}`);
     }
     try {
       const connection = await Connection.connect({ address, connectTimeout: 1_000 });
       try {
-        await connection.workflowService.getSystemInfo({});
-        // The default namespace is registered asynchronously after the front end is up.
-        await connection.workflowService.describeNamespace({ namespace: 'default' });
+        // A deadline per probe: something else answering on the port must not hang the start.
+        await connection.withDeadline(Date.now() + 2_000, async () => {
+          await connection.workflowService.getSystemInfo({});
+          // The default namespace is registered asynchronously after the front end is up.
+          await connection.workflowService.describeNamespace({ namespace: 'default' });
+        });
       } finally {
         await connection.close();
       }

@@ -1,3 +1,5 @@
+import { createServer } from 'node:net';
+import os from 'node:os';
 import path from 'node:path';
 import { Client, Connection } from '@temporalio/client';
 import { NativeConnection, Worker } from '@temporalio/worker';
@@ -41,5 +43,19 @@ describe('temporal dev server (real, provisioned CLI)', () => {
     const other = await startDevServer({ headless: true });
     await other.stop();
     expect(() => process.kill(other.pid, 0)).toThrow();
+  });
+
+  it('a port another process holds: a clear error naming it, no retry on a port the caller chose', async () => {
+    // Holds the port; drops whatever connects (a readiness probe), so that close() does not wait on it.
+    const holder = createServer((socket) => socket.destroy());
+    await new Promise<void>((resolve) => holder.listen(0, '127.0.0.1', resolve));
+    const port = (holder.address() as { port: number }).port;
+    try {
+      await expect(startDevServer({ headless: true, port, logFile: path.join(os.tmpdir(), `timeshare-port-${port}.log`) })).rejects.toThrow(
+        new RegExp(`exited early[\\s\\S]*${port}: bind: address already in use`),
+      );
+    } finally {
+      await new Promise((resolve) => holder.close(resolve));
+    }
   });
 });
