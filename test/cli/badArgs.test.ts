@@ -2,24 +2,14 @@
  * Bad command-line input, as a user types it (the real bin/timeshare): every case exits 2 with a
  * message naming the flag or setting, and starts nothing.
  */
-import { execFile } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
-import { BIN } from '../helpers/processes';
+import { runCli } from '../helpers/processes';
 
-const run = async (args: string[], env: Record<string, string> = {}) => {
-  try {
-    const { stdout, stderr } = await promisify(execFile)(BIN, args, { timeout: 60_000, env: { ...process.env, ...env } });
-    return { code: 0, out: stdout + stderr };
-  } catch (error) {
-    const failed = error as { code: number; stdout: string; stderr: string };
-    return { code: failed.code, out: failed.stdout + failed.stderr };
-  }
-};
+const run = (args: string[], env: Record<string, string> = {}) => runCli(args, { env, timeoutMs: 60_000 });
 
 describe('timeshare CLI: bad arguments', () => {
   let dir: string;

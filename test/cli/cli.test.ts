@@ -1,22 +1,12 @@
 /** The `timeshare` command as a user runs it: the real bin/timeshare in a child process. */
-import { execFile } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { freePort } from '../../src/temporal/devServer';
-import { BIN } from '../helpers/processes';
+import { runCli } from '../helpers/processes';
 
-const run = async (args: string[], cwd?: string) => {
-  try {
-    const { stdout, stderr } = await promisify(execFile)(BIN, args, { cwd, timeout: 60_000 });
-    return { code: 0, stdout, stderr };
-  } catch (error) {
-    const failed = error as { code: number; stdout: string; stderr: string };
-    return { code: failed.code, stdout: failed.stdout, stderr: failed.stderr };
-  }
-};
+const run = (args: string[], cwd?: string) => runCli(args, cwd === undefined ? { timeoutMs: 60_000 } : { cwd, timeoutMs: 60_000 });
 
 describe('timeshare CLI', () => {
   let dir: string;

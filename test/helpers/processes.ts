@@ -1,9 +1,10 @@
 /**
- * Child processes for crash tests: the real `bin/timeshare` CLI, with its output captured so a
- * test can wait for a line, and SIGKILL to end it abruptly.
+ * The real `bin/timeshare` CLI as a child process: run to its end (runCli), or started with its
+ * output captured so a test can wait for a line, and SIGKILL to end it abruptly (startCli).
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
+import { promisify } from 'node:util';
 
 export const BIN = path.join(__dirname, '..', '..', 'bin', 'timeshare');
 
@@ -63,4 +64,24 @@ export function startCli(args: string[], options: { cwd?: string } = {}): Proc {
       });
     },
   };
+}
+
+export interface CliResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+  /** stdout then stderr. */
+  out: string;
+}
+
+/** Runs `bin/timeshare` to its end; a non-zero exit is a result, not an error. */
+export async function runCli(args: string[], options: { cwd?: string; env?: Record<string, string>; timeoutMs?: number } = {}): Promise<CliResult> {
+  const run = promisify(execFile);
+  try {
+    const { stdout, stderr } = await run(BIN, args, { cwd: options.cwd, timeout: options.timeoutMs ?? 120_000, env: { ...process.env, ...options.env } });
+    return { code: 0, stdout, stderr, out: stdout + stderr };
+  } catch (error) {
+    const failed = error as { code: number; stdout: string; stderr: string };
+    return { code: failed.code, stdout: failed.stdout, stderr: failed.stderr, out: failed.stdout + failed.stderr };
+  }
 }

@@ -1,22 +1,12 @@
 /** `timeshare bench` as a user runs it: the real bin/timeshare in a child process. */
-import { execFile } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { TIMELINE_ROLES, type Timeline } from '../../src/timeline/types';
-import { BIN } from '../helpers/processes';
+import { runCli } from '../helpers/processes';
 
-const run = async (args: string[]) => {
-  try {
-    const { stdout, stderr } = await promisify(execFile)(BIN, args, { timeout: 120_000 });
-    return { code: 0, stdout, stderr };
-  } catch (error) {
-    const failed = error as { code: number; stdout: string; stderr: string };
-    return { code: failed.code, stdout: failed.stdout, stderr: failed.stderr };
-  }
-};
+const run = (args: string[]) => runCli(args);
 
 describe('timeshare bench', () => {
   let dir: string;

@@ -23,7 +23,7 @@ import { AesGcmCodec, ENCRYPTED_ENCODING } from '../../src/temporal/codec';
 import { startCodecServer } from '../../src/temporal/codecServer';
 import { startDevServer, temporalCliPath, type DevServer } from '../../src/temporal/devServer';
 import { smallConfig } from '../helpers/pipeline';
-import { BIN, startCli, type Proc } from '../helpers/processes';
+import { runCli, startCli, type Proc } from '../helpers/processes';
 import { makeTlsFiles, startMtlsProxy, type MtlsProxy, type TlsFiles } from '../helpers/tls';
 
 const API_KEY = `tsk-${randomBytes(18).toString('hex')}`;
@@ -31,15 +31,7 @@ const CODEC_KEY = randomBytes(32).toString('hex');
 const OTHER_CODEC_KEY = randomBytes(32).toString('hex');
 const SECRET_ENV = { TS_TEMPORAL_KEY: API_KEY, TS_CODEC_KEY: CODEC_KEY, TS_OTHER_CODEC_KEY: OTHER_CODEC_KEY };
 
-const cli = async (args: string[]) => {
-  try {
-    const { stdout, stderr } = await promisify(execFile)(BIN, args, { timeout: 120_000, env: { ...process.env, ...SECRET_ENV } });
-    return { code: 0, out: stdout + stderr };
-  } catch (error) {
-    const failed = error as { code: number; stdout: string; stderr: string };
-    return { code: failed.code, out: failed.stdout + failed.stderr };
-  }
-};
+const cli = (args: string[]) => runCli(args, { env: SECRET_ENV });
 
 /** Every Payload object anywhere inside a history, with its path. */
 function payloadsIn(value: unknown, where = '', out: Array<{ where: string; payload: Payload }> = []): Array<{ where: string; payload: Payload }> {

@@ -2,27 +2,17 @@
  * The path a new user takes: `timeshare dev` runs to the end (and stops its server), then
  * `timeshare timeline <run-id> --state-dir` reads the run from the dev database. Real processes.
  */
-import { execFile } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { promisify } from 'node:util';
 import { stringify } from 'yaml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { freePort } from '../../src/temporal/devServer';
 import { parseTimelines } from '../../src/timeline/schema';
 import { smallConfig } from '../helpers/pipeline';
-import { BIN } from '../helpers/processes';
+import { runCli } from '../helpers/processes';
 
-const cli = async (args: string[]) => {
-  try {
-    const { stdout, stderr } = await promisify(execFile)(BIN, args, { timeout: 120_000 });
-    return { code: 0, stdout, stderr };
-  } catch (error) {
-    const failed = error as { code: number; stdout: string; stderr: string };
-    return { code: failed.code, stdout: failed.stdout, stderr: failed.stderr };
-  }
-};
+const cli = (args: string[]) => runCli(args);
 
 describe('timeshare timeline --state-dir after timeshare dev', () => {
   let dir: string;

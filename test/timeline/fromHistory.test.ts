@@ -3,11 +3,9 @@
  * iteration workflows' histories turned into per-rank segments, checked against the iteration's
  * order of phases; plus the recorded histories of the other strategies (test/fixtures/histories).
  */
-import { execFile } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { iterationWorkflowId } from '../../src/pipeline/naming';
 import { fetchIterationHistories, timelineFromIterationHistories, type IterationHistory } from '../../src/timeline/fromHistory';
@@ -16,7 +14,7 @@ import { parseTimelines } from '../../src/timeline/schema';
 import type { Timeline, TimelineRole, TimelineSegment } from '../../src/timeline/types';
 import { historyFromJson } from '../helpers/historyJson';
 import { smallConfig, startPipelineEnv, type PipelineEnv } from '../helpers/pipeline';
-import { BIN } from '../helpers/processes';
+import { runCli } from '../helpers/processes';
 
 const laneSegments = (timeline: Timeline, lane: string): TimelineSegment[] =>
   timeline.segments.filter((segment) => segment.lane === lane).sort((a, b) => a.startMs - b.startMs);
@@ -46,15 +44,7 @@ const fixture = (strategy: string, iteration: number): IterationHistory => ({
   history: historyFromJson(readFileSync(path.join(__dirname, '..', 'fixtures', 'histories', `timeshare-replay-${strategy}-iter-${iteration}.json`), 'utf8')),
 });
 
-const cli = async (args: string[]) => {
-  try {
-    const { stdout, stderr } = await promisify(execFile)(BIN, args, { timeout: 60_000 });
-    return { code: 0, stdout, stderr };
-  } catch (error) {
-    const failed = error as { code: number; stdout: string; stderr: string };
-    return { code: failed.code, stdout: failed.stdout, stderr: failed.stderr };
-  }
-};
+const cli = (args: string[]) => runCli(args, { timeoutMs: 60_000 });
 
 describe('timeline from a real run (real Temporal dev server)', () => {
   let env: PipelineEnv;

@@ -3,17 +3,15 @@
  * size (2×); bad timelines are refused with an error naming the timeline and segment; the
  * `timeshare timeline --from-json` command renders a timelines file.
  */
-import { execFile } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ValidationError } from '../../src/gpu/validation';
 import { renderTimelinesSvg, svgToPng } from '../../src/timeline/render';
 import { TimelineFormatError } from '../../src/timeline/schema';
 import type { Timeline, TimelineRole, TimelineSegment } from '../../src/timeline/types';
-import { BIN } from '../helpers/processes';
+import { runCli } from '../helpers/processes';
 
 /** A strategy-like pattern: the first half of the lanes train after rolling out, the rest keep rolling out. */
 function sampleTimeline(strategy: string, laneCount: number): Timeline {
@@ -114,15 +112,7 @@ describe('timeline charts', () => {
     });
     afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
-    const cli = async (args: string[]) => {
-      try {
-        const { stdout, stderr } = await promisify(execFile)(BIN, args, { timeout: 60_000 });
-        return { code: 0, stdout, stderr };
-      } catch (error) {
-        const failed = error as { code: number; stdout: string; stderr: string };
-        return { code: failed.code, stdout: failed.stdout, stderr: failed.stderr };
-      }
-    };
+    const cli = (args: string[]) => runCli(args, { timeoutMs: 60_000 });
 
     it('renders a timelines file to SVG and PNG and prints their paths; refuses a bad file with exit 2', async () => {
       const input = path.join(dir, 'timelines.json');
