@@ -120,6 +120,16 @@ async function claimLive(store: TrajectoryStore, ids: number[], owner: string): 
   }
 }
 
+/**
+ * Waits for every rank's call of a per-node activity before failing with the first error: a
+ * retry must not find sibling engines still busy with the failed attempt's calls.
+ */
+export async function everyRank(calls: Promise<void>[]): Promise<void> {
+  const results = await Promise.allSettled(calls);
+  const failed = results.find((result): result is PromiseRejectedResult => result.status === 'rejected');
+  if (failed !== undefined) throw failed.reason;
+}
+
 type SampleEnd = { kind: 'completed' } | { kind: 'dropped'; reason: string } | { kind: 'unfinished' };
 
 export function createGpuNodeActivities(deps: GpuNodeDeps): GpuNodeActivities {
@@ -400,15 +410,15 @@ export function createGpuNodeActivities(deps: GpuNodeDeps): GpuNodeActivities {
     syncRankWeights,
 
     async releaseNodeMemory({ runId, ranks, tags }) {
-      await Promise.all(ranks.map((rank) => releaseRankMemory({ runId, rank, tags })));
+      await everyRank(ranks.map((rank) => releaseRankMemory({ runId, rank, tags })));
     },
 
     async resumeNodeMemory({ runId, ranks, tags }) {
-      await Promise.all(ranks.map((rank) => resumeRankMemory({ runId, rank, tags })));
+      await everyRank(ranks.map((rank) => resumeRankMemory({ runId, rank, tags })));
     },
 
     async syncNodeWeights({ runId, ranks, version }) {
-      await Promise.all(ranks.map((rank) => syncRankWeights({ runId, rank, version })));
+      await everyRank(ranks.map((rank) => syncRankWeights({ runId, rank, version })));
     },
 
     async trainerOnload({ runId }) {

@@ -74,6 +74,8 @@ interface RunningShard {
   scope: CancellationScope;
   /** Settles when the activity ends: completed, cancelled (after checkpointing) or failed. */
   ended: Promise<unknown>;
+  /** Set once `ended` has settled: such a shard needs no stop. */
+  done: boolean;
 }
 
 export async function iterationWorkflow(input: IterationInput): Promise<IterationResult> {
@@ -218,8 +220,9 @@ export async function iterationWorkflow(input: IterationInput): Promise<Iteratio
         samplesCompleted: states.completed.length,
         samplesWaiting: states.waiting.length,
         batchSamples: batchSampleCount,
-        // Ordered across retried attempts too (a later attempt's reports supersede earlier ones).
-        sequence: attempt * 1_000_000 + progressSequence++,
+        // Ordered across attempts and executions (an operator resume or a lost-node retry starts a
+        // new execution at attempt 1): a later execution's reports supersede earlier ones.
+        sequence: info.runStartTime.getTime() * 1_000 + progressSequence++,
       };
       const handle = getExternalWorkflowHandle(parent.workflowId, parent.runId);
       if (!progressNotAwaited) return handle.signal(iterationProgressSignal, progress);
@@ -255,9 +258,13 @@ export async function iterationWorkflow(input: IterationInput): Promise<Iteratio
         environmentTimeoutMs: spec.environmentTimeoutMs,
       })),
     );
+    const shard: RunningShard = { id, rank, sampleIds, scope, ended, done: false };
     // Observed later (stopShards / shardFailure); mark handled so an early rejection is not unhandled.
-    ended.catch(() => undefined);
-    shards.set(id, { id, rank, sampleIds, scope, ended });
+    ended.then(
+      () => (shard.done = true),
+      () => (shard.done = true),
+    );
+    shards.set(id, shard);
   };
 
   /** Rejects as soon as any running shard fails for a reason other than our own cancellation. */
@@ -289,6 +296,9 @@ export async function iterationWorkflow(input: IterationInput): Promise<Iteratio
   // node's worker reaches it in one activity round trip. The cancellation stays as the fallback
   // for a shard the worker is not running (not started yet, or between retries).
   const directStop = patched('direct-shard-stop');
+  // The direct stop goes to shards still running only: one to an ended shard was a wasted activity,
+  // and one to a lost node held the restore for its whole timeout.
+  const stopRunningOnly = directStop && patched('direct-stop-running-only');
   const stopperOn = (rank: RankId) =>
     proxyActivities<GpuNodeActivities>({
       taskQueue: rankQueue(spec.taskQueuePrefix, rank),
@@ -342,7 +352,8 @@ export async function iterationWorkflow(input: IterationInput): Promise<Iteratio
    */
   const stopShards = async (selected: RunningShard[], onShardFailure?: (error: unknown) => void): Promise<number[]> => {
     for (const shard of selected) shard.scope.cancel();
-    const stopping = directStop && selected.length > 0 ? requestDirectStop(selected) : Promise.resolve();
+    const toStop = stopRunningOnly ? selected.filter((shard) => !shard.done) : selected;
+    const stopping = directStop && toStop.length > 0 ? requestDirectStop(toStop) : Promise.resolve();
     const failures: unknown[] = [];
     for (const shard of selected) {
       try {
