@@ -4,7 +4,7 @@
  * pauses with the reason otherwise. The operator returns the ranks once the node is back.
  * Pure: shared by the run and iteration workflows and the tests.
  */
-import type { PoolLayout, RankId } from './layout';
+import { trainNodes, type PoolLayout, type RankId } from './layout';
 import { planShrink } from './planning';
 import { checkIntRange, checkNoDuplicates, checkNonEmpty, checkSubset } from './validation';
 
@@ -19,8 +19,10 @@ function checkRanks(layout: PoolLayout, subject: string, ranks: readonly RankId[
 
 /**
  * The shrink plan over the ranks still in the pool, or why the strategy cannot go on without the
- * lost ones: every train GPU must be on a rank that is not lost (the train group is fixed), some
- * rank must roll out, and a multiplexed pool must keep one rolling out during training.
+ * lost ones: every train GPU must be on a rank that is not lost (the train group is fixed), no
+ * node that trains may be lost (one worker per node serves its ranks and its part of the trainer,
+ * so a lost rank there means a lost trainer: the disaggregated case), some rank must roll out, and
+ * a multiplexed pool must keep one rolling out during training.
  */
 export function planWithLostRanks(layout: PoolLayout, lost: readonly RankId[], shrinkOverride?: readonly RankId[]): LostRankPlan {
   checkRanks(layout, 'lost ranks', lost);
@@ -31,6 +33,14 @@ export function planWithLostRanks(layout: PoolLayout, lost: readonly RankId[], s
   const lostTrain = layout.shrinkRanks.filter((rank) => lostSet.has(rank));
   if (lostTrain.length > 0) {
     return { viable: false, reason: `ranks ${lostTrain.join(',')} hold train GPUs and are lost: the ${layout.strategy} train group is incomplete` };
+  }
+  const trainingNodes = new Set(trainNodes(layout));
+  const lostOnTrainNodes = lost.filter((rank) => trainingNodes.has(layout.ranks[rank]!.node));
+  if (lostOnTrainNodes.length > 0) {
+    return {
+      viable: false,
+      reason: `ranks ${lostOnTrainNodes.join(',')} are lost on a node that also trains: its worker serves the trainer too, so the ${layout.strategy} train group is incomplete`,
+    };
   }
   const keepActive = keep.filter((rank) => !lostSet.has(rank));
   if (layout.strategy === 'multiplexed' && keepActive.length === 0) {

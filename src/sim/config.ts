@@ -9,11 +9,11 @@ import { buildRunSpec } from '../pipeline/spec';
 import type { ControlPlaneLatency, SimulationConfig } from './simulator';
 
 /**
- * The control plane's latency in real time, as measured in the pipeline tests on one machine
- * (docs/design.md §5.2: a shard hears its cancellation 0.2–0.4 s after the workflow asks; an
- * activity round trip through the dev server takes some 25 ms).
+ * The control plane's latency in real time, as measured on one machine: an activity round trip
+ * through the dev server takes some 25 ms, and a running shard stops one round trip after the
+ * workflow asks (the direct stop activity of docs/design.md §5.2; cancellation is only its fallback).
  */
-export const DEFAULT_CONTROL_PLANE_REAL_MS: ControlPlaneLatency = { activityRoundTripMs: 25, cancellationMs: 300 };
+export const DEFAULT_CONTROL_PLANE_REAL_MS: ControlPlaneLatency = { activityRoundTripMs: 25, shardStopMs: 25 };
 
 export interface SimulationOptions {
   label?: string;
@@ -62,5 +62,5 @@ export function simulationConfig(parsed: ParsedRunConfig, options: SimulationOpt
 }
 
 function scaleLatency(real: ControlPlaneLatency, timeScale: number): ControlPlaneLatency {
-  return { activityRoundTripMs: real.activityRoundTripMs / timeScale, cancellationMs: real.cancellationMs / timeScale };
+  return { activityRoundTripMs: real.activityRoundTripMs / timeScale, shardStopMs: real.shardStopMs / timeScale };
 }

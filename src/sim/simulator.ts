@@ -77,13 +77,13 @@ export interface SimulationConfig {
 /**
  * What the durable control plane adds to an iteration besides the engines' work: every activity
  * the iteration workflow awaits in sequence costs a round trip through the Temporal server, and a
- * shard hears its cancellation only with its next heartbeat (docs/design.md §5.2).
+ * running shard stops when the workflow's direct stop activity reaches it (docs/design.md §5.2).
  */
 export interface ControlPlaneLatency {
   /** One activity round trip (schedule, pick up, complete, workflow task). */
   activityRoundTripMs: number;
-  /** From the workflow cancelling a shard to the shard having checkpointed (one heartbeat). */
-  cancellationMs: number;
+  /** From the workflow stopping a running shard to the shard having checkpointed (one round trip). */
+  shardStopMs: number;
 }
 
 export interface IterationRecord {
@@ -320,8 +320,8 @@ export class Simulator {
       this.countDrops(record, 'stale', stale.length);
       yield roundTrips(1);
     }
-    // describeSamples, readSealedBatch (recovery bookkeeping)
-    yield roundTrips(2);
+    // describeSamples and readSealedBatch (recovery bookkeeping), issued together: one round trip
+    yield roundTrips(1);
 
     // ---- 1. full rollout until the batch threshold
     enterPhase('rollout');
@@ -363,7 +363,8 @@ export class Simulator {
       const maxWaitMs = trainStepMs(cost, record.batchTokens, layout.trainGpus.length);
       while (
         !adaptiveShrinkReady({
-          running: samplesByState(this.ledger).running.length,
+          // Samples still in their agent loop (the ledger changes only when shards settle).
+          running: [...this.shards.values()].reduce((sum, shard) => sum + shard.active, 0),
           keepRanks: keepCount,
           allRanks: layout.ranks.length,
           halfSaturation: cost.decodeHalfSaturationConcurrency,
@@ -534,13 +535,13 @@ export class Simulator {
   }
 
   /**
-   * The workflow's stopShards: the shards run on until their cancellation arrives (one heartbeat),
-   * then stop where they are; settleShards is one more round trip.
+   * The workflow's stopShards: the shards run on until the direct stop reaches them (one activity
+   * round trip), then stop where they are; settleShards is one more round trip.
    */
   private *stopShardsWithLatency(selected: readonly SimShard[], record: IterationRecord): Generator<Wait, number[], void> {
     if (selected.length === 0) return [];
     // A shard whose samples have all ended has returned already: nothing to cancel.
-    if (selected.some((shard) => shard.active > 0)) yield { kind: 'sleep', ms: this.cfg.controlPlane.cancellationMs };
+    if (selected.some((shard) => shard.active > 0)) yield { kind: 'sleep', ms: this.cfg.controlPlane.shardStopMs };
     const unfinished = this.stopShards(selected.filter((shard) => this.shards.has(shard.id)), record);
     yield { kind: 'sleep', ms: this.cfg.controlPlane.activityRoundTripMs };
     return unfinished;

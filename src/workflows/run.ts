@@ -266,6 +266,9 @@ export async function runWorkflow(input: RunInput): Promise<RunSummary> {
       { key: PHASE_KEY, value: 'rollout' },
     ]);
     progress = undefined;
+    // Ranks returned by the operator before this iteration: it reloads them. Ranks returned while
+    // it runs stay in state.rejoinRanks for the next one.
+    const rejoining = state.rejoinRanks ?? [];
     try {
       const result = await executeChild(iterationWorkflow, {
         workflowId: iterationWorkflowId(spec.runId, state.iteration),
@@ -278,7 +281,7 @@ export async function runWorkflow(input: RunInput): Promise<RunSummary> {
             batchSize: state.batchSize,
             shrinkOverride: state.shrinkOverride ?? undefined,
             ...(lostRanks.length > 0 ? { lostRanks } : {}),
-            ...((state.rejoinRanks ?? []).length > 0 ? { rejoinRanks: state.rejoinRanks } : {}),
+            ...(rejoining.length > 0 ? { rejoinRanks: rejoining } : {}),
           },
         ],
         retry: { maximumAttempts: 3, initialInterval: '2 seconds', nonRetryableErrorTypes: ['PoolRestoreFailed'] },
@@ -295,7 +298,7 @@ export async function runWorkflow(input: RunInput): Promise<RunSummary> {
       progress = undefined;
       state.lastIteration = result.stats;
       state.lastError = null;
-      if (state.rejoinRanks !== undefined) state.rejoinRanks = [];
+      if (state.rejoinRanks !== undefined) state.rejoinRanks = state.rejoinRanks.filter((rank) => !rejoining.includes(rank));
       state.iteration += 1;
       iterationsThisExecution += 1;
     } catch (error) {
@@ -303,7 +306,8 @@ export async function runWorkflow(input: RunInput): Promise<RunSummary> {
       if (lost !== undefined) {
         // Ranks lost: the pool was restored without them; start the iteration again on what is left
         // (the check above pauses the run if that is below the strategy minimum).
-        state.lostRanks = addLostRanks(spec.layout, lostRanks, lost.ranks);
+        // From the current state: a rank returned while the iteration ran is no longer lost.
+        state.lostRanks = addLostRanks(spec.layout, state.lostRanks ?? [], lost.ranks);
         state.rejoinRanks = (state.rejoinRanks ?? []).filter((rank) => !lost.ranks.includes(rank));
         state.lastError = describeError(error);
         if (lost.trainerNode !== null) {

@@ -15,14 +15,19 @@ describe('planWithLostRanks', () => {
 
   it('a lost node that holds no train GPU: the pool goes on smaller', () => {
     expect(planWithLostRanks(multiplexed, [3, 4, 5])).toEqual({ viable: true, release: [0, 1], keep: [2], active: [0, 1, 2] });
-    expect(planWithLostRanks(disaggregated, [2])).toEqual({ viable: true, release: [], keep: [0, 1], active: [0, 1] });
+    expect(planWithLostRanks(disaggregated, [0, 1])).toEqual({ viable: true, release: [], keep: [2], active: [2] });
   });
 
   it('below the strategy minimum it says why', () => {
     expect(planWithLostRanks(multiplexed, [0, 1, 2])).toEqual({ viable: false, reason: expect.stringMatching(/ranks 0,1 hold train GPUs.*train group is incomplete/) });
-    expect(planWithLostRanks(multiplexed, [2, 3, 4, 5])).toEqual({ viable: false, reason: expect.stringMatching(/no rank left to roll out during training/) });
+    // Node 1 lost while the operator's shrink set releases rank 2 as well: nothing left to roll out.
+    expect(planWithLostRanks(multiplexed, [3, 4, 5], [0, 1, 2])).toEqual({ viable: false, reason: expect.stringMatching(/no rank left to roll out during training/) });
+    // Rank 2 shares node 0 with the train GPUs: its worker is the trainer's.
+    expect(planWithLostRanks(multiplexed, [2])).toEqual({ viable: false, reason: expect.stringMatching(/ranks 2 are lost on a node that also trains/) });
     expect(planWithLostRanks(colocated, [3])).toEqual({ viable: false, reason: expect.stringMatching(/ranks 3 hold train GPUs/) });
     expect(planWithLostRanks(disaggregated, [0, 1, 2])).toEqual({ viable: false, reason: 'every rollout rank is lost' });
+    // Rank 2 shares node 1 with the train GPU: one worker serves both, so the trainer is lost too.
+    expect(planWithLostRanks(disaggregated, [2])).toEqual({ viable: false, reason: expect.stringMatching(/ranks 2 are lost on a node that also trains/) });
   });
 
   it('an operator shrink set keeps applying to the ranks left', () => {
