@@ -92,8 +92,12 @@ export async function startCodecServer(options: CodecServerOptions): Promise<Cod
       response.setHeader('Access-Control-Allow-Credentials', 'true');
       response.setHeader('Vary', 'Origin');
     }
+    // A browser page from another origin must not make us decode at all (its request would be
+    // processed even though it could not read the answer). Callers without an Origin (the
+    // temporal CLI, curl) are not browsers.
+    if (origin !== undefined && !origins.has(origin)) throw new RequestError(403, `origin ${origin} is not allowed`);
     if (request.method === 'OPTIONS') {
-      if (origin === undefined || !origins.has(origin)) throw new RequestError(403, `origin ${origin ?? '(none)'} is not allowed`);
+      if (origin === undefined) throw new RequestError(403, 'a preflight without an origin');
       response.setHeader('Access-Control-Allow-Methods', 'POST, OPTIONS');
       response.setHeader('Access-Control-Allow-Headers', ALLOWED_HEADERS);
       response.writeHead(204).end();
@@ -127,8 +131,10 @@ export async function startCodecServer(options: CodecServerOptions): Promise<Cod
       const status = error instanceof RequestError ? error.status : 500;
       const message = error instanceof Error ? error.message : String(error);
       log(`codec endpoint: ${request.method ?? '?'} ${request.url ?? ''} -> ${status}: ${message}`);
-      if (!response.headersSent) response.writeHead(status, { 'Content-Type': 'application/json' });
+      if (!response.headersSent) response.writeHead(status, { 'Content-Type': 'application/json', ...(status === 413 ? { Connection: 'close' } : {}) });
       response.end(JSON.stringify({ error: message }));
+      // Do not keep reading an upload we refused.
+      if (status === 413) request.destroy();
     });
   });
   await new Promise<void>((resolve, reject) => {

@@ -139,6 +139,13 @@ describe('codec endpoint (HTTP, as the Temporal UI calls it)', () => {
     const foreign = await fetch(`${server.url}/decode`, { method: 'OPTIONS', headers: { Origin: 'http://evil.example' } });
     expect(foreign.status).toBe(403);
     expect(foreign.headers.get('access-control-allow-origin')).toBeNull();
+    // A page of another origin gets nothing decoded, not even a response it cannot read.
+    const foreignPost = await post('/decode', toJson(encrypted), { Origin: 'http://evil.example' });
+    expect(foreignPost.status).toBe(403);
+    expect(await foreignPost.text()).not.toContain(Buffer.from(JSON.stringify({ body: SECRET_TEXT })).toString('base64'));
+    // The temporal CLI sends no Origin: allowed.
+    const cliPost = await fetch(`${server.url}/decode`, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify(toJson(encrypted)) });
+    expect(cliPost.status).toBe(200);
   });
 
   it('answers bad requests with a status and a reason', async () => {

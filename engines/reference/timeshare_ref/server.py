@@ -6,6 +6,7 @@ the exact list. Standard library server: one thread per request.
 """
 from __future__ import annotations
 
+import hmac
 import json
 import threading
 import time
@@ -77,7 +78,12 @@ class Handler(BaseHTTPRequestHandler):
         self.wfile.write(body)
 
     def _body(self) -> dict:
-        length = int(self.headers.get("Content-Length") or 0)
+        try:
+            length = int(self.headers.get("Content-Length") or 0)
+        except ValueError as error:
+            raise EngineError(400, f"invalid Content-Length: {error}") from error
+        if length < 0:
+            raise EngineError(400, f"invalid Content-Length: {length}")
         if length == 0:
             return {}
         try:
@@ -90,7 +96,8 @@ class Handler(BaseHTTPRequestHandler):
 
     def _authorized(self) -> bool:
         key = self.app.api_key
-        return key is None or self.headers.get("Authorization") == f"Bearer {key}"
+        # Constant-time comparison: the answer time must not tell how much of a guess is right.
+        return key is None or hmac.compare_digest(self.headers.get("Authorization", "").encode(), f"Bearer {key}".encode())
 
     def _dispatch(self, method: str) -> None:
         url = urlparse(self.path)

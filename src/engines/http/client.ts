@@ -28,6 +28,14 @@ export class HttpClient {
     this.controlTimeoutMs = options.controlTimeoutMs ?? 120_000;
   }
 
+  /**
+   * Engine text that goes into an error (and so into workflow history) without the API key, raw
+   * or JSON-escaped: an engine or a gateway may echo the request's headers back.
+   */
+  redact(text: string): string {
+    return this.apiKey === undefined ? text : redactSecrets(text, [this.apiKey, JSON.stringify(this.apiKey).slice(1, -1)]);
+  }
+
   endpoint(method: string, path: string): string {
     return `${method} ${this.baseUrl}${path}`;
   }
@@ -56,7 +64,7 @@ export class HttpClient {
     if (!response.ok) {
       const text = await response.text().catch((error: unknown) => `(body unreadable: ${describe(error)})`);
       // An engine may echo the request's headers back: never let the key into an error (and history).
-      const body = redactSecrets(text, this.apiKey === undefined ? [] : [this.apiKey]);
+      const body = this.redact(text);
       throw new EngineHttpError(endpoint, response.status, body.slice(0, BODY_EXCERPT) || response.statusText);
     }
     return response;
@@ -66,7 +74,7 @@ export class HttpClient {
   async json<S extends z.ZodType>(method: 'GET' | 'POST', path: string, body: unknown, schema: S, options: { signal?: AbortSignal; timeoutMs?: number | null } = {}): Promise<z.infer<S>> {
     const response = await this.send(method, path, body, options);
     const text = await response.text();
-    return parseJson(this.endpoint(method, path), text, schema);
+    return parseJson(this.endpoint(method, path), this.redact(text), schema);
   }
 
   /** Sends and ignores the body (SGLang answers some control calls with plain text). */

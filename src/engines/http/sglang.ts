@@ -25,8 +25,9 @@ const generateResponseSchema = z.object({
       id: z.string(),
       finish_reason: z.object({ type: z.enum(['stop', 'length', 'abort']) }).loose(),
       completion_tokens: z.number().int().nonnegative(),
-      // [logprob, token id, token text or null] per generated token.
-      output_token_logprobs: z.array(z.tuple([z.number(), z.number().int().nonnegative(), z.unknown()])),
+      // [logprob, token id, token text or null] per generated token. Absent when SGLang aborts a
+      // request still in its queue (finish 'abort', 0 completion tokens): checked below.
+      output_token_logprobs: z.array(z.tuple([z.number(), z.number().int().nonnegative(), z.unknown()])).optional(),
       weight_version: z.union([z.string(), z.number()]).optional(),
     })
     .loose(),
@@ -85,8 +86,12 @@ export class SglangRolloutEngine implements RolloutEngine {
       );
       const meta = body.meta_info;
       if (meta.id !== rid) throw new EngineProtocolError(endpoint, `answered request ${meta.id} to request ${rid}`);
-      const outputIds = meta.output_token_logprobs.map(([, id]) => id);
-      const logprobs = meta.output_token_logprobs.map(([lp]) => lp);
+      if (meta.output_token_logprobs === undefined && !(meta.finish_reason.type === 'abort' && meta.completion_tokens === 0)) {
+        throw new EngineProtocolError(endpoint, `request ${rid}: no output_token_logprobs for ${meta.completion_tokens} tokens (finish ${meta.finish_reason.type})`);
+      }
+      const tokenLogprobs = meta.output_token_logprobs ?? [];
+      const outputIds = tokenLogprobs.map(([, id]) => id);
+      const logprobs = tokenLogprobs.map(([lp]) => lp);
       if (meta.completion_tokens !== outputIds.length || (body.output_ids !== undefined && body.output_ids.join() !== outputIds.join())) {
         throw new EngineProtocolError(endpoint, `request ${rid}: completion_tokens ${meta.completion_tokens}, ${outputIds.length} logprobs and output_ids disagree`);
       }
@@ -124,7 +129,7 @@ export class SglangRolloutEngine implements RolloutEngine {
   async updateWeights(version: number, path: string): Promise<void> {
     const endpoint = this.http.endpoint('POST', '/update_weights_from_disk');
     const body = await this.http.json('POST', '/update_weights_from_disk', { model_path: path, weight_version: String(version), abort_all_requests: false }, updateWeightsSchema);
-    if (!body.success) throw new EngineProtocolError(endpoint, `update to v${version} from ${path} failed: ${body.message}`);
+    if (!body.success) throw new EngineProtocolError(endpoint, `update to v${version} from ${path} failed: ${this.http.redact(String(body.message))}`);
     this.servedVersion = version;
   }
 

@@ -17,7 +17,7 @@
 import { z } from 'zod';
 import { ALL_MEMORY_TAGS, type EngineStatus, type MemoryTag, type RolloutEngine, type TurnRequest, type TurnResult } from '../types';
 import { HttpClient, parseJson, parseVersion } from './client';
-import { EngineProtocolError } from './errors';
+import { EngineHttpError, EngineProtocolError } from './errors';
 import type { RolloutAdapterOptions, SamplingOptions } from './sampling';
 
 const chunkSchema = z.object({
@@ -109,7 +109,8 @@ export class VllmRolloutEngine implements RolloutEngine {
         for await (const data of sseEvents(response.body)) {
           if (data === '[DONE]') break;
           const error = errorEventSchema.safeParse(safeJson(data));
-          if (error.success) throw new EngineProtocolError(endpoint, `request ${rid} failed in the stream: ${error.data.error.message}`);
+          // An error inside the stream is the engine failing this request (overload, restart): retryable.
+          if (error.success) throw new EngineHttpError(endpoint, response.status, `request ${rid} failed in the stream: ${this.http.redact(error.data.error.message)}`);
           const chunk = parseJson(endpoint, data, chunkSchema);
           const choice = chunk.choices[0];
           if (choice === undefined) continue;
@@ -132,6 +133,8 @@ export class VllmRolloutEngine implements RolloutEngine {
       }
       if (isAborted() && finish === undefined) return result('abort');
       if (finish === 'stop' || finish === 'length' || finish === 'abort') return result(finish);
+      // A stream that ends without a finish reason was cut (engine crash or restart): retryable.
+      if (finish === undefined) throw new EngineHttpError(endpoint, response.status, `request ${rid}: the stream ended without a finish reason`);
       throw new EngineProtocolError(endpoint, `request ${rid}: stream ended with finish_reason ${JSON.stringify(finish)}`);
     } finally {
       this.running.delete(rid);

@@ -6,7 +6,9 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { z } from 'zod';
 import { EngineHttpError, EngineProtocolError, HttpTrainer, SglangRolloutEngine, VllmRolloutEngine } from '../../../src/engines/http';
+import { HttpClient } from '../../../src/engines/http/client';
 
 const answers: Record<string, { status: number; body: string; type?: string }> = {
   '/generate': { status: 200, body: JSON.stringify({ output_ids: [1], meta_info: { id: 'r', finish_reason: { type: 'done' } } }) },
@@ -27,6 +29,12 @@ beforeAll(async () => {
     const answer = answers[(req.url ?? '').split('?')[0] ?? ''];
     req.resume();
     req.on('end', () => {
+      if (req.url === '/echo-ok') {
+        // A gateway page that is not JSON, echoing the request's headers, with status 200.
+        res.writeHead(200, { 'Content-Type': 'text/html' });
+        res.end(`<html>you sent ${JSON.stringify(req.headers)}</html>`);
+        return;
+      }
       if (req.url === ECHOES_HEADERS) {
         res.writeHead(401, { 'Content-Type': 'text/plain' });
         res.end(`unauthorized, you sent: ${JSON.stringify(req.headers)}`);
@@ -76,6 +84,35 @@ describe('adapters refuse answers outside the protocol', () => {
     expect(String(onload)).toContain('/trainer/onload: HTTP 500: CUDA out of memory');
   });
 
+  it('sglang: a request aborted while still queued (no logprobs, 0 tokens) is a clean abort; missing logprobs otherwise are refused', async () => {
+    const saved = answers['/generate'];
+    try {
+      answers['/generate'] = { status: 200, body: JSON.stringify({ meta_info: { id: 'r', finish_reason: { type: 'abort', message: 'Abort before prefill' }, completion_tokens: 0, prompt_tokens: 0 } }) };
+      const queued = await new SglangRolloutEngine({ baseUrl: url, sampling }).generate(request);
+      expect(queued).toMatchObject({ finishReason: 'abort', outputTokens: 0, outputIds: [] });
+      answers['/generate'] = { status: 200, body: JSON.stringify({ meta_info: { id: 'r', finish_reason: { type: 'stop' }, completion_tokens: 1 } }) };
+      await expect(new SglangRolloutEngine({ baseUrl: url, sampling }).generate(request)).rejects.toThrow(/no output_token_logprobs for 1 tokens \(finish stop\)/);
+    } finally {
+      answers['/generate'] = saved!;
+    }
+  });
+
+  it('vllm: a stream cut without a finish reason or failing inside is retryable (EngineHttpError)', async () => {
+    const saved = answers['/v1/completions'];
+    try {
+      answers['/v1/completions'] = { status: 200, type: 'text/event-stream', body: 'data: {"choices":[{"finish_reason":null,"logprobs":{"tokens":["token_id:5"],"token_logprobs":[-1]}}]}\n\n' };
+      const cut = await new VllmRolloutEngine({ baseUrl: url, sampling, model: 'm' }).generate(request).catch((error: unknown) => error);
+      expect(cut).toBeInstanceOf(EngineHttpError);
+      expect(String(cut)).toMatch(/the stream ended without a finish reason/);
+      answers['/v1/completions'] = { status: 200, type: 'text/event-stream', body: 'data: {"error":{"message":"engine overloaded"}}\n\n' };
+      const failed = await new VllmRolloutEngine({ baseUrl: url, sampling, model: 'm' }).generate(request).catch((error: unknown) => error);
+      expect(failed).toBeInstanceOf(EngineHttpError);
+      expect(String(failed)).toMatch(/failed in the stream: engine overloaded/);
+    } finally {
+      answers['/v1/completions'] = saved!;
+    }
+  });
+
   it('an engine that is not there: no response, with the endpoint', async () => {
     const closed = new SglangRolloutEngine({ baseUrl: 'http://127.0.0.1:9', sampling });
     const error = await closed.status().catch((e: unknown) => e);
@@ -92,5 +129,13 @@ describe('engine API keys', () => {
     expect(error).toBeInstanceOf(EngineHttpError);
     expect(String(error)).toMatch(/401.*unauthorized, you sent: .*"authorization":"Bearer \[redacted\]"/);
     expect(String(error)).not.toContain(key);
+  });
+
+  it('never appear in a protocol error either (a 200 answer that is not JSON, echoing the headers)', async () => {
+    const key = 'sk-test/with"quote';
+    const error = await new HttpClient({ baseUrl: url, apiKey: key }).json('GET', '/echo-ok', undefined, z.object({})).catch((caught: unknown) => caught);
+    expect(error).toBeInstanceOf(EngineProtocolError);
+    expect(String(error)).toContain('[redacted]');
+    expect(String(error)).not.toContain('sk-test');
   });
 });
