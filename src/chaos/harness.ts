@@ -316,8 +316,16 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
         log(`  fault ${k} ${fault.kind}@${fault.phase}: its operation never ran; withdrawn`);
       }
       withdrawPending(faultDir);
+      // The state is checked as it is now (after iteration done - 1); the histories of every
+      // iteration since the fault, the faulted one included, are scanned.
       const verdict = await checkAfterIteration(done - 1);
-      samplesLost += verdict.samplesLost;
+      for (let iteration = k; iteration < done - 1; iteration++) {
+        const { outOfMemory, failedAttempts } = await scanHistories(iteration);
+        attemptsFailed += failedAttempts;
+        verdict.violations.push(...outOfMemory.map((oom) => `simulated out-of-memory: ${oom}`));
+      }
+      // The loss figure is the run's current count of missing samples, not a per-iteration delta.
+      samplesLost = Math.max(samplesLost, verdict.samplesLost);
       violations.push(...verdict.violations);
       if (struck) {
         record.survived = violations.length === violationsBefore;
@@ -391,12 +399,21 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
       await sleep(10);
     }
     await sleep(Math.round(fault.point * holdMs * 0.6));
+    // The phase the run reports at the kill (the held call may outlive the phase that made it).
+    record.observedPhase = (await poll())?.phase ?? 'unknown';
+    const killWorker = (worker: (typeof workers)[number] | undefined): boolean => worker?.child?.kill('SIGKILL') === true;
     switch (fault.kind) {
       case 'orchestrator-kill':
-        workers[0]!.child?.kill('SIGKILL');
+        if (!killWorker(workers[0])) {
+          log(`  fault ${fault.index}: the orchestrator worker was not running (restarting); not injected`);
+          return undefined;
+        }
         break;
       case 'gpu-node-kill':
-        workers[1]!.child?.kill('SIGKILL');
+        if (!killWorker(workers[1])) {
+          log(`  fault ${fault.index}: the gpu-node worker was not running (restarting); not injected`);
+          return undefined;
+        }
         break;
       case 'server-kill':
         await killServer();
