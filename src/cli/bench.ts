@@ -65,7 +65,7 @@ export function addBenchCommand(program: Command): void {
     .option('--iterations <n>', 'iterations per strategy', integer('--iterations', 1), 100)
     .option('--out <dir>', 'output directory (default .timeshare/bench/<preset>)')
     .option('--compare-policies', 'also measure the scheduling policies against the ROLL-like baseline', false)
-    .option('--sweep', 'also run the robustness sweep (workload shapes × pool sizes)', false)
+    .option('--sweep', 'also run the robustness sweep (its own workload shapes × pool sizes; --workload-csv does not apply to it)', false)
     .option('--sweep-iterations <n>', 'iterations per run in the sweep', integer('--sweep-iterations', 1), 30)
     .option('--timeline-iterations <n>', 'iterations recorded in timelines.json', integer('--timeline-iterations', 0), 3)
     .option('--workload-csv <file>', 'draw turns per trajectory from this CSV (a "turns" column), e.g. the SWE-bench Verified statistics')

@@ -14,7 +14,10 @@ export interface StrategyReport {
   virtualSeconds: number;
   /** Trained trajectories per virtual second. */
   trajectoriesPerSecond: number;
-  /** Rollout throughput: decoded tokens kept in trajectories, per virtual second. */
+  /**
+   * Rollout throughput: decoded tokens not regenerated (those of trajectories dropped later, or
+   * still live at the end, included), per virtual second.
+   */
   generatedTokensPerSecond: number;
   /** Decoded tokens thrown away (interrupted turns regenerated), as a share of all decoded tokens. */
   discardedTokenShare: number;
