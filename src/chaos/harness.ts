@@ -398,7 +398,9 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
       }
       await sleep(10);
     }
-    await sleep(Math.round(fault.point * holdMs * 0.6));
+    // Rollout can end within a second once the batch fills (the other ranks keep completing
+    // samples): a kill aimed at rollout strikes as the held call starts, the others at a random point.
+    await sleep(fault.phase === 'rollout' ? 0 : Math.round(fault.point * holdMs * 0.6));
     // The phase the run reports at the kill (the held call may outlive the phase that made it).
     record.observedPhase = (await poll())?.phase ?? 'unknown';
     const killWorker = (worker: (typeof workers)[number] | undefined): boolean => worker?.child?.kill('SIGKILL') === true;
