@@ -53,7 +53,7 @@ def parse_trajectory(raw: dict, vocab_size: int, index: int) -> Trajectory:
 
 
 class Trainer:
-    def __init__(self, config: ModelConfig, device: torch.device, lr: float = 3e-3, clip: float = 0.2, epochs: int = 1):
+    def __init__(self, config: ModelConfig, device: torch.device, lr: float = 3e-3, clip: float = 0.2, epochs: int = 1, checkpoint_dir: str | None = None):
         if epochs < 1:
             raise ValueError(f"epochs must be >= 1, got {epochs}")
         self.epochs = epochs
@@ -65,8 +65,17 @@ class Trainer:
         self.params = ParameterOffloader(self.model, device)
         self.weight_version = 0
         self.lock = threading.Lock()
-        self.params.offload()  # starts offloaded: the pipeline onloads before the first step
         self.optimizer_on_device = False
+        # With a checkpoint folder the trainer survives its own restart: every step is saved
+        # (parameters, Adam state, version) before it is answered, and loaded at start.
+        self.checkpoint = None if checkpoint_dir is None else Path(checkpoint_dir) / "trainer.pt"
+        if self.checkpoint is not None and self.checkpoint.is_file():
+            saved = torch.load(self.checkpoint, map_location=device, weights_only=True)
+            self.model.load_state_dict(saved["model"])
+            self.optimizer.load_state_dict(saved["optimizer"])
+            self.weight_version = int(saved["version"])
+            move_optimizer_state(self.optimizer, torch.device("cpu"), pin=pin_available(device))
+        self.params.offload()  # starts offloaded: the pipeline onloads before the first step
 
     @property
     def onloaded(self) -> bool:
@@ -132,12 +141,31 @@ class Trainer:
                 losses.append(float(loss.detach()))
             self.optimizer_on_device = True
             self.weight_version += 1
+            self._save_checkpoint()
             return {
                 "new_version": self.weight_version,
                 "loss": losses[0],
                 "trained_samples": n,
                 "mean_reward": float(rewards.mean()),
             }
+
+    def _save_checkpoint(self) -> None:
+        if self.checkpoint is None:
+            return
+        self.checkpoint.parent.mkdir(parents=True, exist_ok=True)
+        staging = self.checkpoint.with_suffix(".tmp")
+        torch.save({"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(), "version": self.weight_version}, staging)
+        os.replace(staging, self.checkpoint)
+
+    def named_weights(self, version: int) -> list[tuple[str, torch.Tensor]]:
+        """The weights of `version` in model order (resident or host copies), for a broadcast."""
+        with self.lock:
+            if version != self.weight_version:
+                raise EngineError(409, f"broadcast of version {version} asked, the trainer holds version {self.weight_version}")
+            if self.params.resident:
+                return [(k, v.detach()) for k, v in self.model.state_dict().items()]
+            host = self.params.host or {}
+            return [(k, host[k]) for k in self.model.state_dict().keys()]
 
     def export_weights(self, version: int, directory: str) -> str:
         """Writes <directory>/v<version>/model.safetensors atomically (temp dir + rename)."""
