@@ -29,6 +29,7 @@ import type { RankMemoryInput, ShardInput, ShardOutcome, WeightSyncInput } from 
 import { contextIds, contextTokens, SampleStateError, type SampleRecord, type TrajectoryStore } from '../store';
 import { failingFast } from './failFast';
 import { withHeartbeat } from './heartbeat';
+import { createWeightBroadcastActivities } from './weightBroadcast';
 
 export interface GpuNodeDeps {
   node: number;
@@ -49,6 +50,11 @@ export interface GpuNodeDeps {
   heartbeatIntervalMs: number;
   /** Real engines: cap on new tokens per turn (an agent turn is short; the trajectory budget is not). */
   maxNewTokensPerTurn?: number;
+  /**
+   * Whether the train step's leader exports the new weights (disk sync). With broadcast sync the
+   * weights go to the engines from the trainer's memory; the export runs only as the fallback.
+   */
+  exportOnTrainStep?: boolean;
   now(): number;
 }
 
@@ -340,7 +346,25 @@ export function createGpuNodeActivities(deps: GpuNodeDeps): GpuNodeActivities {
     checkPostcondition(`rank ${rank} serves weights v${version}`, status.weightVersion === version, () => JSON.stringify(status));
   }
 
+  async function exportWeights(runId: string, version: number): Promise<void> {
+    if (existsSync(deps.weightsPath(runId, version))) return;
+    const exported = await trainer().exportWeights(version, deps.weightsDir(runId));
+    checkPostcondition(`weights v${version} exported where engines load them`, exported.path === deps.weightsPath(runId, version), () => exported.path);
+  }
+
+  const broadcast = createWeightBroadcastActivities({
+    node: deps.node,
+    heartbeatIntervalMs: deps.heartbeatIntervalMs,
+    weightsDir: deps.weightsDir,
+    requireRun,
+    engineFor,
+    trainer,
+    everyRank,
+    exportWeights,
+  });
+
   return failingFast<GpuNodeActivities>({
+    ...broadcast,
     async runRolloutShard(input) {
       requireRun(input.runId);
       const engine = engineFor(input.rank);
@@ -460,10 +484,7 @@ export function createGpuNodeActivities(deps: GpuNodeDeps): GpuNodeActivities {
         }
         loss = result.loss;
       }
-      if (leader && !existsSync(deps.weightsPath(runId, newVersion))) {
-        const exported = await node.exportWeights(newVersion, deps.weightsDir(runId));
-        checkPostcondition(`weights v${newVersion} exported where engines load them`, exported.path === deps.weightsPath(runId, newVersion), () => exported.path);
-      }
+      if (leader && deps.exportOnTrainStep !== false) await exportWeights(runId, newVersion);
       return { newVersion, loss };
     },
 

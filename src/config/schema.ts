@@ -12,7 +12,7 @@
 import { z } from 'zod';
 import { MAX_GPUS, STRATEGIES } from '../gpu/layout';
 import { faultSchema } from '../engines/sim/faults';
-import { costModelSchema, workloadSchema } from '../engines/types';
+import { collectiveBackendSchema, costModelSchema, weightSyncModeSchema, workloadSchema } from '../engines/types';
 
 // ---------------------------------------------------------------------------------------------
 // Field helpers: one message per field that states the whole rule, whichever part of it failed.
@@ -267,6 +267,30 @@ export const environmentSchema = z.discriminatedUnion('kind', [
 ]);
 export type EnvironmentConfig = z.infer<typeof environmentSchema>;
 
+/**
+ * How new weights reach the rollout engines: `disk` (the trainer exports a file, every engine
+ * loads it) or `broadcast` (a collective from the trainer's memory to every engine,
+ * docs/engine-protocol.md "Weight sync"). Broadcast settings apply with mode broadcast only.
+ */
+export const weightSyncSchema = z
+  .object({
+    mode: weightSyncModeSchema.default('disk'),
+    /** Collective backend: nccl between GPUs, gloo on CPU (the reference engine without CUDA). */
+    backend: collectiveBackendSchema.default('nccl'),
+    /** Bucket size: one broadcast per bucket of consecutive tensors (a bigger tensor goes alone). */
+    bucketMiB: positiveNumber(65_536).default(512),
+    /** One deadline for the whole collective (group formation + transfer on every member). */
+    timeoutSeconds: positiveNumber(86_400).default(600),
+    /** Collectives tried (each in a new group) before the sync fails or falls back. */
+    attempts: intIn(1, 20).default(3),
+    /** After the last failed attempt: `disk` exports and loads from files; `none` fails the sync. */
+    fallback: z.enum(['none', 'disk']).default('none'),
+    /** Address the engines reach the trainer's group store at; default: the trainer endpoint's host. */
+    masterAddress: nonEmptyString('a host name or IP address').optional(),
+  })
+  .strict();
+export type WeightSyncConfig = z.infer<typeof weightSyncSchema>;
+
 // ---------------------------------------------------------------------------------------------
 // The run configuration
 // ---------------------------------------------------------------------------------------------
@@ -321,6 +345,7 @@ export const runConfigSchema = z
         rollout: rolloutEngineSchema.default({ kind: 'simulated' }),
         trainer: trainerEngineSchema.default({ kind: 'simulated' }),
         environment: environmentSchema.default({ kind: 'simulated' }),
+        weightSync: weightSyncSchema.prefault({}),
       })
       .strict()
       .prefault({}),

@@ -2,7 +2,7 @@
  * The activity interfaces, as the workflows see them. Workflows import these types only
  * (proxyActivities); src/activities/ implements them.
  */
-import type { MemoryTag } from '../engines/types';
+import type { BroadcastResult, MemoryTag, TensorLayout, WeightGroup, WeightGroupSpec } from '../engines/types';
 import type {
   AwaitBatchInput,
   AwaitBatchResult,
@@ -48,8 +48,27 @@ export interface NodeRanksInput {
   ranks: number[];
 }
 
+/**
+ * Weight sync by broadcast (src/activities/weightBroadcast.ts). Trainer queue: open, broadcast,
+ * close, export (the disk fallback). Rank queues, once per node for its ranks: join, receive,
+ * leave. The two sides of a collective run together; none is retried alone.
+ */
+export interface WeightBroadcastActivities {
+  /** Opens the group on the trainer (rank 0, hosting the store) and writes the manifest to the store. */
+  openWeightGroup(input: { runId: string; node: number; spec: WeightGroupSpec; bucketBytes: number }): Promise<WeightGroup>;
+  broadcastWeights(input: { runId: string; node: number; groupName: string; version: number; bucketBytes: number; layout: TensorLayout }): Promise<BroadcastResult>;
+  closeWeightGroup(input: { runId: string; node: number; groupName: string }): Promise<void>;
+  /** Exports the trainer's weights of `version` for a disk sync (idempotent). */
+  exportWeights(input: { runId: string; node: number; version: number }): Promise<void>;
+  /** Each rank joins as ranks rankOffsets[i].. of the group. */
+  joinWeightGroup(input: NodeRanksInput & { group: WeightGroup; rankOffsets: number[] }): Promise<void>;
+  /** Each rank receives `version` and serves it (checked). */
+  receiveWeights(input: NodeRanksInput & { group: WeightGroup; version: number }): Promise<void>;
+  leaveWeightGroup(input: NodeRanksInput & { groupName: string }): Promise<void>;
+}
+
 /** Run by the gpu-node worker that owns the rank's (or train node's) GPUs. */
-export interface GpuNodeActivities {
+export interface GpuNodeActivities extends WeightBroadcastActivities {
   /** The agent loop for the shard's samples on the rank's engine; honours cancellation. */
   runRolloutShard(input: ShardInput): Promise<ShardOutcome>;
   /**

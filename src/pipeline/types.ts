@@ -33,6 +33,37 @@ export interface RunSpec {
   activityRetry: { initialIntervalMs: number; maximumAttempts: number };
   /** Continue-as-new after this many iterations in one run-workflow execution. */
   iterationsPerRunExecution: number;
+  /** Weight sync by broadcast; absent: every engine loads the exported weights from disk. */
+  weightSync?: BroadcastSyncSpec;
+}
+
+/** How the iteration syncs weights by broadcast (engine.weightSync in the config). */
+export interface BroadcastSyncSpec {
+  mode: 'broadcast';
+  backend: 'gloo' | 'nccl';
+  bucketBytes: number;
+  /** One deadline for a whole collective (group formation and transfer). */
+  timeoutMs: number;
+  attempts: number;
+  fallback: 'none' | 'disk';
+  masterAddress: string;
+  /** flattened_bucket (SGLang, reference, simulated) or per_tensor (vLLM). */
+  layout: 'flattened_bucket' | 'per_tensor';
+}
+
+/**
+ * The weight-update group a run keeps between iterations: created once, rebuilt when a member
+ * restarted (its first collective fails), when the members change (lost or returned ranks) or
+ * after any failed collective.
+ */
+export interface WeightGroupState {
+  name: string;
+  masterAddress: string;
+  masterPort: number;
+  worldSize: number;
+  backend: 'gloo' | 'nccl';
+  /** The rollout ranks in the group (rank offsets follow from the layout). */
+  ranks: RankId[];
 }
 
 export type Phase = 'starting' | 'rollout' | 'shrink' | 'train' | 'stop' | 'sync' | 'expand' | 'recovering' | 'done';
@@ -51,6 +82,8 @@ export interface IterationInput {
   lostRanks?: RankId[];
   /** Ranks the operator returned since the last iteration: reloaded and synced before the rollout. */
   rejoinRanks?: RankId[];
+  /** Broadcast sync: the group the previous iteration left formed. */
+  weightGroup?: WeightGroupState;
 }
 
 export interface IterationStats {
@@ -75,6 +108,8 @@ export interface IterationResult {
   version: number;
   ledger: SampleLedger;
   stats: IterationStats;
+  /** Broadcast sync: the group left formed for the next iteration (absent: none). */
+  weightGroup?: WeightGroupState;
 }
 
 /** Reported by an iteration to its run workflow (signal) at every phase change. */

@@ -160,6 +160,7 @@ export async function createGpuNodeWorkers(
     timeScale: engines.timeScale,
     ...(engines.maxNewTokensPerTurn === undefined ? {} : { maxNewTokensPerTurn: engines.maxNewTokensPerTurn }),
     heartbeatIntervalMs: HEARTBEAT_INTERVAL_MS,
+    exportOnTrainStep: config.engine.weightSync.mode === 'disk',
     now: () => Date.now(),
   });
   return Promise.all(

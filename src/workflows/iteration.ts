@@ -66,6 +66,7 @@ import type { IterationInput, IterationProgress, IterationResult, IterationStats
 import { describeError } from '../pipeline/errors';
 import { PHASE_KEY } from '../temporal/searchAttributes';
 import { iterationProgressSignal, LOST_RANKS_PATCH } from './signals';
+import { createBroadcastSync } from './weightSync';
 
 interface RunningShard {
   id: string;
@@ -395,6 +396,23 @@ export async function iterationWorkflow(input: IterationInput): Promise<Iteratio
   };
 
   const trainerNodes = trainNodes(layout);
+  /** Broadcast sync: the group the run keeps between iterations (src/workflows/weightSync.ts). */
+  let weightGroup = input.weightGroup;
+  const syncWeightsTo = async (ranks: readonly RankId[], version: number): Promise<void> => {
+    const broadcastSpec = spec.weightSync;
+    if (broadcastSpec === undefined) {
+      await syncWeights(ranks, version);
+      return;
+    }
+    const broadcast = createBroadcastSync({
+      spec: { ...spec, weightSync: broadcastSpec },
+      groupTag: `i${iteration}-${executionTag}`,
+      trainerNode: trainerNodes[0]!,
+      nodeGroups: (group) => [...groupByNode(group, (rank) => rank).values()],
+      diskSync: syncWeights,
+    });
+    weightGroup = (await broadcast.syncWeights(ranks, version, weightGroup)).group;
+  };
   const trainerShared = layout.shrinkRanks.length > 0;
   // The ranks in the pool this iteration: all but the lost ones (the run pauses before starting
   // an iteration the strategy cannot run without them, so this plan is viable).
@@ -409,6 +427,8 @@ export async function iterationWorkflow(input: IterationInput): Promise<Iteratio
     if (rejoining.length > 0) {
       pool = rejoinRanks(layout, pool, rejoining);
       await Promise.all(rejoining.map((rank) => onRank(rank, rankActivities(rank).resumeRankMemory({ runId: spec.runId, rank, tags: [...ALL_MEMORY_TAGS] }))));
+      // Broadcast sync exports no weights per version: returned ranks load the current one from a file exported for them.
+      if (spec.weightSync !== undefined) await onTrainerNode(trainerNodes[0]!, trainerActivities(trainerNodes[0]!).exportWeights({ runId: spec.runId, node: trainerNodes[0]!, version: fromVersion }));
       await Promise.all(rejoining.map((rank) => onRank(rank, rankActivities(rank).syncRankWeights({ runId: spec.runId, rank, version: fromVersion }))));
       pool = completeOnload(layout, pool, rejoining);
     }
@@ -560,7 +580,7 @@ export async function iterationWorkflow(input: IterationInput): Promise<Iteratio
       pool = beginOnload(layout, pool, release);
       await resumeMemory(release, ['weights']);
     }
-    await syncWeights(allRanks, newVersion);
+    await syncWeightsTo(allRanks, newVersion);
     await enterPhase('expand');
     if (release.length > 0) {
       await resumeMemory(release, ['kv_cache']);
@@ -593,7 +613,7 @@ export async function iterationWorkflow(input: IterationInput): Promise<Iteratio
   await enterPhase('done');
   stats.carriedOver = ledger.live.length;
   stats.endedAtMs = Date.now();
-  return { version: stats.toVersion, ledger, stats };
+  return { version: stats.toVersion, ledger, stats, ...(weightGroup === undefined ? {} : { weightGroup }) };
 
   /**
    * Compensation: no shard running, trainer offloaded where it shares GPUs, every rank resident

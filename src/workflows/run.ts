@@ -23,7 +23,7 @@ import type { RankId } from '../gpu/layout';
 import { checkIntRange } from '../gpu/validation';
 import { RUN_HISTORY_BYTES_BUDGET } from '../pipeline/historyBudget';
 import { iterationWorkflowId } from '../pipeline/naming';
-import type { IterationProgress, IterationStats, Phase, RunSpec, RunStatus } from '../pipeline/types';
+import type { IterationProgress, IterationStats, Phase, RunSpec, RunStatus, WeightGroupState } from '../pipeline/types';
 import { describeError } from '../pipeline/errors';
 import { ITERATION_KEY, PHASE_KEY, RUN_ID_KEY, STRATEGY_KEY } from '../temporal/searchAttributes';
 import { iterationWorkflow } from './iteration';
@@ -60,6 +60,8 @@ export interface RunState {
   rejoinRanks?: RankId[];
   /** Paused because the pool without the lost ranks is below the strategy minimum. */
   pausedForLostRanks?: boolean;
+  /** Broadcast sync: the weight-update group the last iteration left formed. */
+  weightGroup?: WeightGroupState;
 }
 
 export interface RunInput {
@@ -282,6 +284,7 @@ export async function runWorkflow(input: RunInput): Promise<RunSummary> {
             shrinkOverride: state.shrinkOverride ?? undefined,
             ...(lostRanks.length > 0 ? { lostRanks } : {}),
             ...(rejoining.length > 0 ? { rejoinRanks: rejoining } : {}),
+            ...(state.weightGroup === undefined ? {} : { weightGroup: state.weightGroup }),
           },
         ],
         retry: { maximumAttempts: 3, initialInterval: '2 seconds', nonRetryableErrorTypes: ['PoolRestoreFailed'] },
@@ -295,6 +298,7 @@ export async function runWorkflow(input: RunInput): Promise<RunSummary> {
       });
       state.version = result.version;
       state.ledger = result.ledger;
+      state.weightGroup = result.weightGroup;
       progress = undefined;
       state.lastIteration = result.stats;
       state.lastError = null;

@@ -3,13 +3,15 @@
  * pipeline on a real Temporal dev server, the digits environment. Shared by the test
  * (test/pipeline/referenceRl.test.ts) and the benchmark (scripts/reference-rl.ts).
  */
-import { readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { parse } from 'yaml';
-import { startReferenceEngine, type ReferenceEngineProcess } from '../../src/engines/reference/launch';
+import type { WorkflowHandle } from '@temporalio/client';
+import { startReferenceEngine, type ReferenceEngineOptions, type ReferenceEngineProcess } from '../../src/engines/reference/launch';
 import { iterationWorkflowId } from '../../src/pipeline/naming';
 import type { IterationResult } from '../../src/pipeline/types';
 import type { SampleRecord } from '../../src/store';
+import { weightsDir } from '../../src/workers/runtime';
 import type { RunSummary } from '../../src/workflows/run';
 import type { PipelineEnv } from './pipeline';
 
@@ -29,6 +31,25 @@ export interface ReferenceRlOptions {
   decodeDelayMs?: number;
   /** Turns of exactly maxNewTokensPerTurn tokens. */
   ignoreEos?: boolean;
+  /** The preset file; default examples/reference-rl.yaml. */
+  preset?: string;
+  /** Options of every engine process (rollout ranks and trainer), e.g. weight-sync timeouts. */
+  engineOptions?: ReferenceEngineOptions;
+  /** Options of the trainer process only (its port stays the same across a restart). */
+  trainerOptions?: ReferenceEngineOptions;
+  /** Runs beside the run (fault injection): may kill and restart engines through `engines`. */
+  during?: (run: DuringRun) => Promise<void>;
+}
+
+/** The engine processes of a running reference RL run, for fault tests. */
+export interface DuringRun {
+  /** [rank 0, rank 1, trainer], current processes. */
+  engines: ReferenceEngineProcess[];
+  /** SIGKILLs engine `index` (no goodbye: its sockets close as the kernel reaps it). */
+  kill(index: number): Promise<void>;
+  /** Starts engine `index` again on its port, with the same options. */
+  restart(index: number): Promise<void>;
+  handle: WorkflowHandle;
 }
 
 export interface ReferenceRlResult {
@@ -43,14 +64,19 @@ export interface ReferenceRlResult {
   batches: SampleRecord[][];
   /** Every sample of the run at its end (trained, completed, still running), as stored. */
   samples: SampleRecord[];
+  /** Weight versions exported to files (`weights/v<N>`), ascending. */
+  exportedVersions: number[];
+  /** Weight-update groups opened (broadcast sync): their manifests in the store. */
+  groupsOpened: number;
   seconds: number;
 }
 
 export const REFERENCE_RL_PRESET = path.join(__dirname, '..', '..', 'examples', 'reference-rl.yaml');
+export const REFERENCE_RL_BROADCAST_PRESET = path.join(__dirname, '..', '..', 'examples', 'reference-rl-broadcast.yaml');
 
 /** examples/reference-rl.yaml with this run's endpoints, iterations and batch size. */
 export function referenceRlConfig(options: ReferenceRlOptions, rollout: readonly string[], trainer: string): Record<string, unknown> {
-  const preset = parse(readFileSync(REFERENCE_RL_PRESET, 'utf8')) as Record<string, unknown> & { engine: Record<string, Record<string, unknown>> };
+  const preset = parse(readFileSync(options.preset ?? REFERENCE_RL_PRESET, 'utf8')) as Record<string, unknown> & { engine: Record<string, Record<string, unknown>> };
   const kind = options.kind ?? 'sglang';
   return {
     ...preset,
@@ -85,7 +111,8 @@ export async function runReferenceRl(env: PipelineEnv, options: ReferenceRlOptio
   const engines: ReferenceEngineProcess[] = [];
   try {
     const delay = options.decodeDelayMs === undefined ? {} : { decodeDelayMs: options.decodeDelayMs };
-    const launches = await Promise.allSettled([0, 1, 2].map(() => startReferenceEngine({ device: 'cpu', ...delay })));
+    const launchOptions = (index: number): ReferenceEngineOptions => ({ device: 'cpu', ...delay, ...options.engineOptions, ...(index === 2 ? options.trainerOptions : {}) });
+    const launches = await Promise.allSettled([0, 1, 2].map((index) => startReferenceEngine(launchOptions(index))));
     for (const s of launches) if (s.status === 'fulfilled') engines.push(s.value);
     const failed = launches.find((s) => s.status === 'rejected');
     if (failed !== undefined) throw (failed as PromiseRejectedResult).reason;
@@ -95,7 +122,22 @@ export async function runReferenceRl(env: PipelineEnv, options: ReferenceRlOptio
     const started = Date.now();
     try {
       const { handle } = await env.startRun(context);
+      const ports = engines.map((engine) => Number(new URL(engine.url).port));
+      const during = options.during?.({
+        engines,
+        handle,
+        kill: async (index) => {
+          process.kill(engines[index]!.pid, 'SIGKILL');
+          await engines[index]!.stop();
+        },
+        restart: async (index) => {
+          engines[index] = await startReferenceEngine({ ...launchOptions(index), port: ports[index]! });
+        },
+      });
+      // A failing fault script fails the test; the run's result is awaited either way.
+      during?.catch(() => undefined);
       const summary = (await handle.result()) as RunSummary;
+      await during;
       const seconds = (Date.now() - started) / 1000;
       const store = env.store(context);
       const rewardPerIteration: number[] = [];
@@ -112,7 +154,11 @@ export async function runReferenceRl(env: PipelineEnv, options: ReferenceRlOptio
         versionsPerIteration.push([...new Set(samples.flatMap((s) => s.turns.map((t) => t.weightVersion)))].sort((a, b) => a - b));
       }
       const samples = await store.readSamples(await store.listSampleIds());
-      return { summary, rewardPerIteration, versionsPerIteration, migratedPerIteration, batches, samples, seconds };
+      const weights = weightsDir(context.paths, context.runId);
+      const listed = existsSync(weights) ? readdirSync(weights) : [];
+      const exportedVersions = listed.flatMap((name) => (/^v(\d+)$/.exec(name) === null ? [] : [Number(name.slice(1))])).sort((a, b) => a - b);
+      const groupsOpened = existsSync(path.join(weights, 'broadcast')) ? readdirSync(path.join(weights, 'broadcast')).filter((name) => name.endsWith('.json')).length : 0;
+      return { summary, rewardPerIteration, versionsPerIteration, migratedPerIteration, batches, samples, exportedVersions, groupsOpened, seconds };
     } finally {
       await workers.stop();
     }
