@@ -188,8 +188,12 @@ class WeightReceiver:
                 raise EngineError(400, f"tensor {tensor_name!r}: sent {dtype_name(dtype)}{shape}, the model has {dtype_name(want[0])}{list(want[1])}")
         with self.lock:
             staging = self.staging.get(name)
-            if staging is None or (version is not None and staging.version != version):
+            # SGLang names the version with the last bucket only: an unnamed staging adopts it;
+            # a staging for another version is what an interrupted update left, and is dropped.
+            if staging is None or (version is not None and staging.version not in (None, version)):
                 staging = self.staging[name] = _Staging(version)
+            elif version is not None:
+                staging.version = version
         try:
             if flattened:
                 if len(set(dtypes)) != 1:
