@@ -121,6 +121,7 @@ export function createSimulatedNodeEngines(context: WorkerContext, node: number)
           clock,
           memory,
           statePath: path.join(stateDir, `trainer-node-${node}.json`),
+          gpusPerRank: config.rollout.gpusPerRank,
         });
   const declaredTrainer = simTrainer === undefined || config.simulation.faults.length === 0 ? simTrainer : faultyTrainer(simTrainer, faults, node);
   const trainer = declaredTrainer === undefined || injector === undefined ? declaredTrainer : injectableTrainer(declaredTrainer, injector, node);

@@ -20,6 +20,8 @@ import { describeError } from '../pipeline/errors';
 import { rankQueue, trainerQueue } from '../pipeline/naming';
 import type { BroadcastSyncSpec, RunSpec, WeightGroupState } from '../pipeline/types';
 
+const MAX_BACKOFF_MS = 30_000;
+
 export interface BroadcastSyncDeps {
   spec: RunSpec & { weightSync: BroadcastSyncSpec };
   /** Unique per iteration execution: group names never repeat across attempts and executions. */
@@ -148,7 +150,8 @@ export function createBroadcastSync(deps: BroadcastSyncDeps): { syncWeights(rank
       }
       await CancellationScope.nonCancellable(() => teardown(name, ranks));
       group = undefined;
-      if (attempt < sync.attempts) await sleep(spec.activityRetry.initialIntervalMs * 2 ** (attempt - 1));
+      // Backoff: a member that died needs time to come back (an engine restart takes seconds to minutes).
+      if (attempt < sync.attempts) await sleep(Math.min(MAX_BACKOFF_MS, spec.activityRetry.initialIntervalMs * 2 ** (attempt - 1)));
     }
     if (sync.fallback === 'disk') {
       log.warn(`weight sync of v${version}: broadcast failed ${sync.attempts} times, falling back to disk: ${failures.join('; ')}`);

@@ -10,7 +10,7 @@ import type { WorkflowHandle } from '@temporalio/client';
 import { startReferenceEngine, type ReferenceEngineOptions, type ReferenceEngineProcess } from '../../src/engines/reference/launch';
 import { iterationWorkflowId } from '../../src/pipeline/naming';
 import type { IterationResult } from '../../src/pipeline/types';
-import type { SampleRecord } from '../../src/store';
+import type { AuditReport, SampleRecord } from '../../src/store';
 import { weightsDir } from '../../src/workers/runtime';
 import type { RunSummary } from '../../src/workflows/run';
 import type { PipelineEnv } from './pipeline';
@@ -31,6 +31,8 @@ export interface ReferenceRlOptions {
   decodeDelayMs?: number;
   /** Turns of exactly maxNewTokensPerTurn tokens. */
   ignoreEos?: boolean;
+  /** Overrides of engine.weightSync (e.g. more attempts for fault tests). */
+  weightSync?: Record<string, unknown>;
   /** The preset file; default examples/reference-rl.yaml. */
   preset?: string;
   /** Options of every engine process (rollout ranks and trainer), e.g. weight-sync timeouts. */
@@ -68,6 +70,10 @@ export interface ReferenceRlResult {
   exportedVersions: number[];
   /** Weight-update groups opened (broadcast sync): their manifests in the store. */
   groupsOpened: number;
+  /** The store's exactly-once audit at the end of the run. */
+  audit: AuditReport;
+  /** The weight version every engine serves at the end ([rank 0, rank 1]). */
+  engineVersions: number[];
   seconds: number;
 }
 
@@ -98,6 +104,7 @@ export function referenceRlConfig(options: ReferenceRlOptions, rollout: readonly
         },
       },
       trainer: { ...preset.engine.trainer, endpoint: trainer },
+      ...(options.weightSync === undefined ? {} : { weightSync: { ...preset.engine.weightSync, ...options.weightSync } }),
       environment: {
         ...preset.engine.environment,
         ...(options.seed === undefined ? {} : { seed: options.seed }),
@@ -158,7 +165,14 @@ export async function runReferenceRl(env: PipelineEnv, options: ReferenceRlOptio
       const listed = existsSync(weights) ? readdirSync(weights) : [];
       const exportedVersions = listed.flatMap((name) => (/^v(\d+)$/.exec(name) === null ? [] : [Number(name.slice(1))])).sort((a, b) => a - b);
       const groupsOpened = existsSync(path.join(weights, 'broadcast')) ? readdirSync(path.join(weights, 'broadcast')).filter((name) => name.endsWith('.json')).length : 0;
-      return { summary, rewardPerIteration, versionsPerIteration, migratedPerIteration, batches, samples, exportedVersions, groupsOpened, seconds };
+      const audit = await store.audit();
+      const engineVersions = await Promise.all(
+        engines.slice(0, 2).map(async (engine) => {
+          const info = (await (await fetch(`${engine.url}/model_info`)).json()) as { weight_version: string };
+          return Number(info.weight_version);
+        }),
+      );
+      return { summary, rewardPerIteration, versionsPerIteration, migratedPerIteration, batches, samples, exportedVersions, groupsOpened, audit, engineVersions, seconds };
     } finally {
       await workers.stop();
     }
