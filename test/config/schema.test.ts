@@ -2,6 +2,21 @@ import { describe, expect, it } from 'vitest';
 import { parseGpuRanges, runConfigSchema } from '../../src/config';
 import { base, expectIssues, parse, withKeys } from './helpers';
 
+describe('engine.weightSync', () => {
+  it('broadcast settings are checked, and the run spec carries them with the trainer host as the master address', async () => {
+    const { parseRunConfig } = await import('../../src/config');
+    const { buildRunSpec } = await import('../../src/pipeline/spec');
+    const base = { pool: { nodes: 1, gpusPerNode: 2 }, strategy: 'multiplexed', train: { gpus: [0] }, batchSize: 4 };
+    const parsed = parseRunConfig({ ...base, engine: { weightSync: { mode: 'broadcast', bucketMiB: 1, attempts: 2, fallback: 'disk' } } }, '<test>');
+    expect(buildRunSpec(parsed, 'r').weightSync).toEqual({
+      mode: 'broadcast', backend: 'nccl', bucketBytes: 1024 * 1024, timeoutMs: 600_000, attempts: 2, fallback: 'disk', masterAddress: '127.0.0.1', layout: 'flattened_bucket',
+    });
+    expect(buildRunSpec(parseRunConfig(base, '<test>'), 'r').weightSync).toBeUndefined();
+    expect(() => parseRunConfig({ ...base, engine: { weightSync: { mode: 'carrier-pigeon' } } }, '<test>')).toThrow(/weightSync.mode/);
+    expect(() => parseRunConfig({ ...base, engine: { weightSync: { attempts: 0 } } }, '<test>')).toThrow(/weightSync.attempts/);
+  });
+});
+
 describe('defaults', () => {
   it('fills every optional field', () => {
     const { config, maxConcurrentSamples } = parse(base());
@@ -11,7 +26,7 @@ describe('defaults', () => {
     expect(config.maxTurns).toBe(100);
     expect(config.maxTokens).toBe(65536);
     expect(config.environmentTimeoutSeconds).toBe(3600);
-    expect(config.engine).toEqual({ rollout: { kind: 'simulated' }, trainer: { kind: 'simulated' }, environment: { kind: 'simulated' } });
+    expect(config.engine).toEqual({ rollout: { kind: 'simulated' }, trainer: { kind: 'simulated' }, environment: { kind: 'simulated' }, weightSync: { mode: 'disk', backend: 'nccl', bucketMiB: 512, timeoutSeconds: 600, attempts: 3, fallback: 'none' } });
     expect(config.simulation.timeScale).toBe(0.01);
     expect(config.simulation.costModel.decodeTokensPerSecondPerRank).toBe(2500);
     expect(config.simulation.costModel.offloadMs).toBe(2500);
