@@ -51,7 +51,7 @@ def test_offload_frees_parameters_and_onload_restores_them_with_optimizer_state(
     snapshot = {k: v.clone() for k, v in trainer.model.state_dict().items()}
     moments = {id(p): s["exp_avg"].clone() for p, s in trainer.optimizer.state.items()}
     status, body = client.post("/trainer/offload")
-    assert status == 200 and body == {"onloaded": False, "weight_version": 1, "device": "cpu"}
+    assert status == 200 and body == {"onloaded": False, "weight_version": 1, "device": "cpu", "weight_update_groups": {}}
     assert all(p.numel() == 0 for p in trainer.model.parameters())
     assert client.post("/trainer/train_step", {"from_version": 1, "trajectories": [t, u]})[0] == 409
     status, body = client.post("/trainer/onload")
