@@ -19,7 +19,6 @@ import {
   checkPoolInvariants,
   checkPostcondition,
   planWithLostRanks,
-  trainNodes,
   type RankId,
 } from '../gpu';
 import { beginOffload, beginOnload, beginTraining, completeOffload, completeOnload, endTraining, initialPoolState } from '../gpu/roles';

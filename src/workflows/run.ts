@@ -13,7 +13,6 @@ import {
   executeChild,
   log,
   ParentClosePolicy,
-  patched,
   setHandler,
   upsertSearchAttributes,
   workflowInfo,
@@ -31,7 +30,6 @@ import {
   batchSizeUpdateSchema,
   iterationProgressSchema,
   iterationProgressSignal,
-  LOST_RANKS_PATCH,
   pauseUpdate,
   resumeUpdate,
   returnRanksUpdate,
@@ -88,8 +86,6 @@ export async function runWorkflow(input: RunInput): Promise<RunSummary> {
     lastIteration: null,
     lastError: null,
   };
-  // Lost-node handling (patched: a run recorded before it replays without it, docs/design.md §5.2).
-  const handlesLostRanks = patched(LOST_RANKS_PATCH);
   let pauseRequested = false;
   let progress: IterationProgress | undefined;
   let rejectedSignals: RunStatus['rejectedSignals'];
@@ -241,14 +237,14 @@ export async function runWorkflow(input: RunInput): Promise<RunSummary> {
       if (state.stopRequested) break;
     }
     const info = workflowInfo();
-    const overBudget = info.historySize > RUN_HISTORY_BYTES_BUDGET && patched('run-history-byte-budget');
+    const overBudget = info.historySize > RUN_HISTORY_BYTES_BUDGET;
     if (iterationsThisExecution >= spec.iterationsPerRunExecution || info.continueAsNewSuggested || overBudget) {
       await condition(allHandlersFinished);
       await continueAsNew<typeof runWorkflow>({ spec, state: { ...state, paused: state.paused || pauseRequested } });
     }
 
     const lostRanks = state.lostRanks ?? [];
-    if (handlesLostRanks && lostRanks.length > 0) {
+    if (lostRanks.length > 0) {
       const plan = planWithLostRanks(spec.layout, lostRanks, state.shrinkOverride ?? undefined);
       if (!plan.viable) {
         state.paused = true;
@@ -272,6 +268,7 @@ export async function runWorkflow(input: RunInput): Promise<RunSummary> {
     try {
       const result = await executeChild(iterationWorkflow, {
         workflowId: iterationWorkflowId(spec.runId, state.iteration),
+        staticSummary: `iteration ${state.iteration + 1} of ${spec.iterations}: weights v${state.version} → v${state.version + 1}, batch ${state.batchSize}`,
         args: [
           {
             spec,
@@ -302,7 +299,7 @@ export async function runWorkflow(input: RunInput): Promise<RunSummary> {
       state.iteration += 1;
       iterationsThisExecution += 1;
     } catch (error) {
-      const lost = handlesLostRanks ? ranksLost(error) : undefined;
+      const lost = ranksLost(error);
       if (lost !== undefined) {
         // Ranks lost: the pool was restored without them; start the iteration again on what is left
         // (the check above pauses the run if that is below the strategy minimum).

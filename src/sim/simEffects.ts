@@ -1,0 +1,139 @@
+/**
+ * The iteration program's effects in virtual time (src/iteration/effects.ts): what the engines do
+ * takes the cost model's time on the virtual ranks, and every activity the workflow awaits in
+ * sequence costs one control-plane round trip (ControlPlaneLatency), as it does in the pipeline.
+ * Per-sample and per-rank behaviour stays in the simulator's world (the agent loop on VirtualRank).
+ */
+import { memoryTagShareMs, trainStepMs } from '../engines/sim/costFunctions';
+import type { MemoryTag } from '../engines/types';
+import type { GpuId, MigrationPolicy, PoolState, RankId, RankWork } from '../gpu';
+import type { IterationEffects, ShardRef, Step } from '../iteration/effects';
+import type { IterationState } from '../iteration/state';
+import type { ShardOutcome } from '../pipeline/types';
+import type { SimulationConfig } from './simulator';
+
+/** What the simulator's run loop waits for: virtual time, or a condition on the world. */
+export type Wait = { kind: 'sleep'; ms: number } | { kind: 'until'; ready: () => boolean };
+
+/** The simulator's world as the effects see it (implemented by Simulator). */
+export interface SimWorld {
+  now(): number;
+  runningSamples(): number;
+  inFlightWork(ranks: readonly RankId[]): RankWork[];
+  everyShardEnded(): boolean;
+  watchBatch(candidates: readonly number[]): void;
+  completedInWatch(): readonly number[];
+  endWatch(): void;
+  createSamples(ids: readonly number[], version: number): void;
+  launchShard(shard: ShardRef): void;
+  anyActive(shards: readonly ShardRef[]): boolean;
+  stopShards(shards: readonly ShardRef[], migration: MigrationPolicy): ShardOutcome[];
+  sealBatch(ids: readonly number[]): number;
+  markStale(ids: readonly number[]): void;
+  setPool(pool: PoolState): void;
+  onloadTrainer(trainGpus: readonly GpuId[]): number;
+  setTrainer(activity: 'train' | 'offload' | undefined, trainGpus: readonly GpuId[]): void;
+  setSyncing(on: boolean): void;
+  flushCache(rank: RankId): void;
+}
+
+function* sleep(ms: number): Step<Wait, void> {
+  yield { kind: 'sleep', ms };
+}
+
+export function simEffects(world: SimWorld, cfg: SimulationConfig, state: IterationState): IterationEffects<Wait> {
+  const { cost } = cfg;
+  const { activityRoundTripMs, shardStopMs } = cfg.controlPlane;
+  const roundTrips = (count: number) => sleep(count * activityRoundTripMs);
+  const tagsMs = (tags: readonly MemoryTag[]) => tags.reduce((sum, tag) => sum + memoryTagShareMs(cost, tag, cost.onloadMs), 0);
+  const noLostRanks: ReadonlySet<RankId> = new Set();
+  return {
+    now: () => world.now(),
+    phaseEntered: () => undefined,
+    poolChanged: (pool) => world.setPool(pool),
+    shardId: (rank, serial) => `s${serial}-r${rank}`,
+    *recoverFromStore() {
+      // describeSamples and readSealedBatch, issued together: one round trip; nothing left behind.
+      yield* roundTrips(1);
+      return { seen: [], sealed: null };
+    },
+    *dropSamples(ids) {
+      world.markStale(ids);
+      yield* roundTrips(1);
+    },
+    *admitAndLaunch({ ids, version, shards }) {
+      world.createSamples(ids, version);
+      for (const shard of shards) world.launchShard(shard);
+      yield* roundTrips(1);
+    },
+    launchShard: (shard) => world.launchShard(shard),
+    *awaitBatch({ candidates, batchSize }) {
+      world.watchBatch(candidates);
+      yield { kind: 'until', ready: () => world.completedInWatch().length >= batchSize || world.everyShardEnded() };
+      // awaitBatch's answer (or the shards' ends) reaches the workflow.
+      yield* roundTrips(1);
+      if (world.completedInWatch().length < batchSize) return undefined;
+      const completed = [...world.completedInWatch()];
+      world.endWatch();
+      return completed;
+    },
+    *stopShards({ shards, migration }) {
+      // The shards run on until the direct stop reaches them; settling is one more round trip.
+      if (world.anyActive(shards)) yield* sleep(shardStopMs);
+      const outcomes = world.stopShards(shards, migration);
+      yield* roundTrips(1);
+      return { outcomes, failures: [] };
+    },
+    *sealBatch({ sampleIds }) {
+      yield* roundTrips(1);
+      return { totalTokens: world.sealBatch(sampleIds) };
+    },
+    *finishSeal() {
+      // Marking runs alongside the shrink and training: never on the critical path here.
+    },
+    *releaseMemory(ranks) {
+      yield* sleep(cost.offloadMs + activityRoundTripMs);
+      for (const rank of ranks) world.flushCache(rank);
+    },
+    *resumeMemory(_ranks, tags) {
+      yield* sleep(tagsMs(tags) + activityRoundTripMs);
+    },
+    *resumeMemorySettled(_ranks, tags) {
+      yield* sleep(tagsMs(tags) + activityRoundTripMs);
+      return [];
+    },
+    *syncWeights(ranks) {
+      world.setSyncing(true);
+      yield* sleep(cost.weightSyncMs + activityRoundTripMs);
+      world.setSyncing(false);
+      // KV computed under the old weights is stale: every engine flushes its prefix cache.
+      for (const rank of ranks) world.flushCache(rank);
+    },
+    *trainerOnload() {
+      // Called every iteration (a no-op when the trainer stayed onloaded).
+      const onloadMs = world.onloadTrainer(state.layout.trainGpus);
+      if (onloadMs > 0) yield* sleep(onloadMs);
+      yield* roundTrips(1);
+    },
+    *trainStep({ fromVersion, batchTokens }) {
+      const { trainGpus, shrinkRanks } = state.layout;
+      world.setTrainer('train', trainGpus);
+      yield* sleep(trainStepMs(cost, batchTokens, trainGpus.length) + activityRoundTripMs);
+      if (shrinkRanks.length === 0) world.setTrainer(undefined, trainGpus);
+      return [fromVersion + 1];
+    },
+    *trainerOffload() {
+      const { trainGpus } = state.layout;
+      world.setTrainer('offload', trainGpus);
+      yield* sleep(cost.trainerOffloadMs + activityRoundTripMs);
+      world.setTrainer(undefined, trainGpus);
+    },
+    sleep,
+    runningSamples: () => world.runningSamples(),
+    inFlightWork: (ranks) => world.inFlightWork(ranks),
+    nonCancellable: (step) => step,
+    lostRanks: () => noLostRanks,
+    trainerNodeLost: () => false,
+    isLostNode: () => false,
+  };
+}
