@@ -411,19 +411,23 @@ export function createGpuNodeActivities(deps: GpuNodeDeps): GpuNodeActivities {
 
     async releaseNodeMemory({ runId, ranks, tags }) {
       await everyRank(ranks.map((rank) => releaseRankMemory({ runId, rank, tags })));
+      return { ranks, tags, state: 'released' as const };
     },
 
     async resumeNodeMemory({ runId, ranks, tags }) {
       await everyRank(ranks.map((rank) => resumeRankMemory({ runId, rank, tags })));
+      return { ranks, tags, state: 'resident' as const };
     },
 
     async syncNodeWeights({ runId, ranks, version }) {
       await everyRank(ranks.map((rank) => syncRankWeights({ runId, rank, version })));
+      return { ranks, version };
     },
 
     async trainerOnload({ runId }) {
       requireRun(runId);
       await withHeartbeat(deps.heartbeatIntervalMs, () => ({ onloading: true }), () => trainer().onload());
+      return { node: deps.node, state: 'onloaded' as const };
     },
 
     async trainStep({ runId, iteration, fromVersion, leader }) {
@@ -470,6 +474,7 @@ export function createGpuNodeActivities(deps: GpuNodeDeps): GpuNodeActivities {
     async trainerOffload({ runId }) {
       requireRun(runId);
       await withHeartbeat(deps.heartbeatIntervalMs, () => ({ offloading: true }), () => trainer().offload());
+      return { node: deps.node, state: 'offloaded' as const };
     },
   });
 }
