@@ -80,14 +80,20 @@ export interface IterationEffects<S> {
   /** Ends the per-sample marking begun by `sealBatch` or found sealed (idempotent). */
   finishSeal(input: { sampleIds: number[]; fromVersion: number }): Step<S, void>;
 
-  releaseMemory(ranks: RankId[], tags: MemoryTag[]): Step<S, void>;
   resumeMemory(ranks: RankId[], tags: MemoryTag[]): Step<S, void>;
   /** Resumes memory on every group it can; returns the groups that failed (a lost node is not a failure). */
   resumeMemorySettled(ranks: RankId[], tags: MemoryTag[]): Step<S, ReloadFailure[]>;
   syncWeights(ranks: RankId[], version: number): Step<S, void>;
-  trainerOnload(): Step<S, void>;
+  /** Weight sync and expand in one step per node: `reload` ranks resume weights, load `version`, resume KV cache; the others load `version`. */
+  syncAndReload(input: { ranks: RankId[]; reload: RankId[]; version: number }): Step<S, void>;
+  /** Releases the released ranks' memory (all tags), then onloads the trainer: one step, since the onload needs those GPUs. */
+  releaseAndOnloadTrainer(release: RankId[]): Step<S, void>;
   /** One train step on the sealed batch; returns the version every train node reached. A failing shard raises. */
   trainStep(input: { fromVersion: number; batchTokens: number }): Step<S, number[]>;
+  /** Starts the trainer's offload without waiting (it runs alongside the stop of the shards). */
+  beginTrainerOffload(): void;
+  /** Waits for the offload begun by beginTrainerOffload. */
+  awaitTrainerOffload(): Step<S, void>;
   trainerOffload(): Step<S, void>;
 
   sleep(ms: number): Step<S, void>;

@@ -4,8 +4,8 @@
  * both run it; they differ only in how an effect is carried out.
  *
  *   rejoin → carry-over → recover from the store → full rollout until the batch → seal →
- *   [adaptive trigger] → shrink (stop, settle, re-shard, release) → train ‖ long tail →
- *   stop → sync → expand
+ *   [adaptive trigger] → shrink (stop, settle, re-shard) → release + trainer onload →
+ *   train ‖ long tail → stop (‖ trainer offload) → sync + expand
  *
  * Every transition goes through the pure core (src/gpu) first, so an invalid step throws before
  * any effect reaches a GPU. A failure restores a serving pool (no shard running, trainer
@@ -85,9 +85,8 @@ export function* runIteration<S>(fx: IterationEffects<S>, st: IterationState): S
     }
     if (st.input.options.policy.trigger === 'adaptive' && layout.strategy === 'multiplexed') yield* adaptiveTrigger(fx, st);
     yield* shrink(fx, st);
-    yield* trainAlongsideLongTail(fx, st);
-    enterPhase(fx, st, 'stop');
-    yield* stopAndSettle(fx, st, [...st.shards.values()]);
+    yield* releaseAndTrain(fx, st);
+    yield* stopAll(fx, st);
     yield* syncAndExpand(fx, st);
     yield* fx.finishSeal({ sampleIds: st.batch!.sampleIds, fromVersion: st.input.fromVersion });
     checkPoolInvariants(st.layout, st.pool);
@@ -115,7 +114,10 @@ function* adaptiveTrigger<S>(fx: IterationEffects<S>, st: IterationState): Step<
   );
 }
 
-/** Shrink: stop the released ranks' shards, re-shard their unfinished samples on the kept ranks, release memory. */
+/**
+ * Shrink: stop the released ranks' shards and re-shard their unfinished samples on the kept ranks.
+ * The memory release follows in releaseAndTrain (one step with the trainer's onload).
+ */
 export function* shrink<S>(fx: IterationEffects<S>, st: IterationState): Step<S, void> {
   const { release, keep } = planRelease(fx, st);
   st.release = release;
@@ -129,46 +131,50 @@ export function* shrink<S>(fx: IterationEffects<S>, st: IterationState): Step<S,
     st.stats.migrated = moved.length;
     st.decisions.migratedIds = [...moved].sort((a, b) => a - b);
     relaunch(fx, st, moved, keep);
-    yield* fx.releaseMemory(release, [...ALL_MEMORY_TAGS]);
-    setPool(fx, st, completeOffload(st.layout, st.pool, release));
   }
   // New samples start on the kept ranks only within the staleness bound: the samples still live
   // already fill the next `asyncRatio` batches up to maxConcurrentSamples − batchSize.
   if (keep.length > 0 && st.input.asyncRatio >= 1) yield* refill(fx, st, keep, st.input.maxConcurrentSamples - st.input.batchSize);
 }
 
-/** Train ‖ long tail: the trainer onloads on the train GPUs, steps on the sealed batch, offloads if shared. */
-export function* trainAlongsideLongTail<S>(fx: IterationEffects<S>, st: IterationState): Step<S, void> {
+/**
+ * Train ‖ long tail: the released ranks release their memory and the trainer onloads on the train
+ * GPUs (one step), then it steps on the sealed batch; a shared trainer's offload starts at once
+ * and runs alongside the stop of every shard.
+ */
+export function* releaseAndTrain<S>(fx: IterationEffects<S>, st: IterationState): Step<S, void> {
+  st.trainerOnloaded = true;
+  yield* fx.releaseAndOnloadTrainer(st.release);
+  if (st.release.length > 0) setPool(fx, st, completeOffload(st.layout, st.pool, st.release));
   setPool(fx, st, beginTraining(st.layout, st.pool));
   enterPhase(fx, st, 'train');
-  st.trainerOnloaded = true;
-  yield* fx.trainerOnload();
   const reached = yield* fx.trainStep({ fromVersion: st.input.fromVersion, batchTokens: st.stats.batchTokens });
   const newVersion = st.input.fromVersion + 1;
   checkPostcondition('train step: every train node reached the next version', reached.every((version) => version === newVersion), () => JSON.stringify(reached));
   st.committedVersion = newVersion;
   st.stats.toVersion = newVersion;
+  if (trainerShared(st)) fx.beginTrainerOffload();
+}
+
+/** Stop: every shard checkpoints and settles; then the trainer's offload (begun at the step's end) is awaited. */
+export function* stopAll<S>(fx: IterationEffects<S>, st: IterationState): Step<S, void> {
+  enterPhase(fx, st, 'stop');
+  yield* stopAndSettle(fx, st, [...st.shards.values()]);
   if (trainerShared(st)) {
-    yield* fx.trainerOffload();
+    yield* fx.awaitTrainerOffload();
     st.trainerOnloaded = false;
   }
   setPool(fx, st, endTraining(st.layout, st.pool));
 }
 
-/** Weight sync on every rank, then expand: the released ranks reload and serve again. */
+/** Weight sync on every rank and expand (the released ranks reload and serve again): one step per node. */
 export function* syncAndExpand<S>(fx: IterationEffects<S>, st: IterationState): Step<S, void> {
   const release = st.release;
   enterPhase(fx, st, 'sync');
-  if (release.length > 0) {
-    setPool(fx, st, beginOnload(st.layout, st.pool, release));
-    yield* fx.resumeMemory(release, ['weights']);
-  }
-  yield* fx.syncWeights(st.active, st.stats.toVersion);
+  if (release.length > 0) setPool(fx, st, beginOnload(st.layout, st.pool, release));
+  yield* fx.syncAndReload({ ranks: st.active, reload: release, version: st.stats.toVersion });
   enterPhase(fx, st, 'expand');
-  if (release.length > 0) {
-    yield* fx.resumeMemory(release, ['kv_cache']);
-    setPool(fx, st, completeOnload(st.layout, st.pool, release));
-  }
+  if (release.length > 0) setPool(fx, st, completeOnload(st.layout, st.pool, release));
 }
 
 function trainerShared(st: IterationState): boolean {

@@ -82,7 +82,16 @@ export interface GpuNodeActivities {
   releaseNodeMemory(input: NodeRanksInput & { tags: MemoryTag[] }): Promise<NodeMemoryResult>;
   resumeNodeMemory(input: NodeRanksInput & { tags: MemoryTag[] }): Promise<NodeMemoryResult>;
   syncNodeWeights(input: NodeRanksInput & { version: number }): Promise<{ ranks: number[]; version: number }>;
-  trainerOnload(input: { runId: string; node: number }): Promise<TrainerMemoryResult>;
+  /**
+   * Weight sync and expand in one activity per node: each rank of `reload` resumes its weights,
+   * loads `version` and resumes its KV cache; every other rank loads `version`.
+   */
+  syncAndReloadNode(input: NodeRanksInput & { version: number; reload: number[] }): Promise<{ ranks: number[]; version: number; reloaded: number[] }>;
+  /**
+   * Onloads the node's part of the trainer; first releases `releaseRanks` (ranks of this node
+   * that shrink released: one round trip for what always follows each other).
+   */
+  trainerOnload(input: { runId: string; node: number; releaseRanks?: number[] }): Promise<TrainerMemoryResult & { released?: number[] }>;
   /** loss is null when a retry finds the step already done. */
   trainStep(input: TrainStepInput): Promise<{ newVersion: number; loss: number | null }>;
   trainerOffload(input: { runId: string; node: number }): Promise<TrainerMemoryResult>;

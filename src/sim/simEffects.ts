@@ -35,6 +35,8 @@ export interface SimWorld {
   setTrainer(activity: 'train' | 'offload' | undefined, trainGpus: readonly GpuId[]): void;
   setSyncing(on: boolean): void;
   flushCache(rank: RankId): void;
+  /** Runs `event` after `ms` of virtual time. */
+  after(ms: number, event: () => void): void;
 }
 
 function* sleep(ms: number): Step<Wait, void> {
@@ -47,6 +49,7 @@ export function simEffects(world: SimWorld, cfg: SimulationConfig, state: Iterat
   const roundTrips = (count: number) => sleep(count * activityRoundTripMs);
   const tagsMs = (tags: readonly MemoryTag[]) => tags.reduce((sum, tag) => sum + memoryTagShareMs(cost, tag, cost.onloadMs), 0);
   const noLostRanks: ReadonlySet<RankId> = new Set();
+  let offloaded = true;
   return {
     now: () => world.now(),
     phaseEntered: () => undefined,
@@ -91,10 +94,6 @@ export function simEffects(world: SimWorld, cfg: SimulationConfig, state: Iterat
     *finishSeal() {
       // Marking runs alongside the shrink and training: never on the critical path here.
     },
-    *releaseMemory(ranks) {
-      yield* sleep(cost.offloadMs + activityRoundTripMs);
-      for (const rank of ranks) world.flushCache(rank);
-    },
     *resumeMemory(_ranks, tags) {
       yield* sleep(tagsMs(tags) + activityRoundTripMs);
     },
@@ -109,7 +108,20 @@ export function simEffects(world: SimWorld, cfg: SimulationConfig, state: Iterat
       // KV computed under the old weights is stale: every engine flushes its prefix cache.
       for (const rank of ranks) world.flushCache(rank);
     },
-    *trainerOnload() {
+    *syncAndReload({ ranks, reload }) {
+      if (reload.length > 0) yield* sleep(tagsMs(['weights']));
+      world.setSyncing(true);
+      yield* sleep(cost.weightSyncMs);
+      world.setSyncing(false);
+      // KV computed under the old weights is stale: every engine flushes its prefix cache.
+      for (const rank of ranks) world.flushCache(rank);
+      yield* sleep((reload.length > 0 ? tagsMs(['kv_cache']) : 0) + activityRoundTripMs);
+    },
+    *releaseAndOnloadTrainer(release) {
+      if (release.length > 0) {
+        yield* sleep(cost.offloadMs);
+        for (const rank of release) world.flushCache(rank);
+      }
       // Called every iteration (a no-op when the trainer stayed onloaded).
       const onloadMs = world.onloadTrainer(state.layout.trainGpus);
       if (onloadMs > 0) yield* sleep(onloadMs);
@@ -121,6 +133,18 @@ export function simEffects(world: SimWorld, cfg: SimulationConfig, state: Iterat
       yield* sleep(trainStepMs(cost, batchTokens, trainGpus.length) + activityRoundTripMs);
       if (shrinkRanks.length === 0) world.setTrainer(undefined, trainGpus);
       return [fromVersion + 1];
+    },
+    beginTrainerOffload() {
+      const { trainGpus } = state.layout;
+      offloaded = false;
+      world.setTrainer('offload', trainGpus);
+      world.after(cost.trainerOffloadMs + activityRoundTripMs, () => {
+        world.setTrainer(undefined, trainGpus);
+        offloaded = true;
+      });
+    },
+    *awaitTrainerOffload() {
+      yield { kind: 'until', ready: () => offloaded };
     },
     *trainerOffload() {
       const { trainGpus } = state.layout;

@@ -300,6 +300,10 @@ export class Simulator implements SimWorld {
     return this.nowMs;
   }
 
+  after(ms: number, event: () => void): void {
+    this.queue.schedule(this.nowMs + ms, event);
+  }
+
   /** Samples still running their agent loop. */
   runningSamples(): number {
     let running = 0;

@@ -4,7 +4,7 @@
  * goes through LostNodes, so a node that takes no activity marks its ranks lost.
  */
 import { ApplicationFailure, CancellationScope, getExternalWorkflowHandle, log, setCurrentDetails, sleep, upsertSearchAttributes, workflowInfo } from '@temporalio/workflow';
-import type { MemoryTag } from '../engines/types';
+import { ALL_MEMORY_TAGS, type MemoryTag } from '../engines/types';
 import { trainNodes, type RankId, type RankWork } from '../gpu';
 import type { IterationEffects, PhaseReport, ReloadFailure, Step } from '../iteration/effects';
 import { describeError } from '../pipeline/errors';
@@ -149,19 +149,16 @@ function startMarking(ctx: TemporalEffectsContext, sampleIds: number[], fromVers
   return marking;
 }
 
-function nodeEffects(ctx: TemporalEffectsContext): Pick<Effects, 'releaseMemory' | 'resumeMemory' | 'resumeMemorySettled' | 'syncWeights'> {
+type NodeGroup = { node: number; ranks: RankId[] };
+
+function nodeEffects(ctx: TemporalEffectsContext): Pick<Effects, 'resumeMemory' | 'resumeMemorySettled' | 'syncWeights' | 'syncAndReload'> {
   const { spec, lost, activities } = ctx;
   const runId = spec.runId;
-  const release = (group: { node: number; ranks: RankId[] }, tags: MemoryTag[]) =>
-    lost.onRank(group.ranks[0]!, activities.rank(group.ranks[0]!).releaseNodeMemory.executeWithOptions({ summary: `offload ${tags.join('+')} node ${group.node} ranks ${rankRanges(group.ranks)}` }, [{ runId, ranks: group.ranks, tags }]));
-  const resume = (group: { node: number; ranks: RankId[] }, tags: MemoryTag[]) =>
-    lost.onRank(group.ranks[0]!, activities.rank(group.ranks[0]!).resumeNodeMemory.executeWithOptions({ summary: `reload ${tags.join('+')} node ${group.node} ranks ${rankRanges(group.ranks)}` }, [{ runId, ranks: group.ranks, tags }]));
-  const sync = (group: { node: number; ranks: RankId[] }, version: number) =>
-    lost.onRank(group.ranks[0]!, activities.rank(group.ranks[0]!).syncNodeWeights.executeWithOptions({ summary: `sync weights v${version} node ${group.node} ranks ${rankRanges(group.ranks)}` }, [{ runId, ranks: group.ranks, version }]));
+  const onGroup = <T>(group: NodeGroup, call: (node: ReturnType<IterationActivities['rank']>, summary: string) => Promise<T>, summary: string): Promise<T> =>
+    lost.onRank(group.ranks[0]!, call(activities.rank(group.ranks[0]!), `${summary} node ${group.node} ranks ${rankRanges(group.ranks)}`));
+  const resume = (group: NodeGroup, tags: MemoryTag[]) =>
+    onGroup(group, (node, summary) => node.resumeNodeMemory.executeWithOptions({ summary }, [{ runId, ranks: group.ranks, tags }]), `reload ${tags.join('+')}`);
   return {
-    *releaseMemory(ranks, tags) {
-      yield* awaiting(Promise.all(nodeGroups(spec, ranks).map((group) => release(group, tags))));
-    },
     *resumeMemory(ranks, tags) {
       yield* awaiting(Promise.all(nodeGroups(spec, ranks).map((group) => resume(group, tags))));
     },
@@ -172,19 +169,44 @@ function nodeEffects(ctx: TemporalEffectsContext): Pick<Effects, 'releaseMemory'
       return results.flatMap((result, i): ReloadFailure[] => (result.status === 'rejected' && !isLost(result.reason) ? [{ ranks: groups[i]!.ranks, error: result.reason }] : []));
     },
     *syncWeights(ranks, version) {
-      yield* awaiting(Promise.all(nodeGroups(spec, ranks).map((group) => sync(group, version))));
+      const sync = (group: NodeGroup) => onGroup(group, (node, summary) => node.syncNodeWeights.executeWithOptions({ summary }, [{ runId, ranks: group.ranks, version }]), `sync weights v${version}`);
+      yield* awaiting(Promise.all(nodeGroups(spec, ranks).map(sync)));
+    },
+    *syncAndReload({ ranks, reload, version }) {
+      const reloading = new Set(reload);
+      const step = (group: NodeGroup) => {
+        const here = group.ranks.filter((rank) => reloading.has(rank));
+        const what = here.length === 0 ? `sync weights v${version}` : `sync weights v${version} + reload ranks ${rankRanges(here)} of`;
+        return onGroup(group, (node, summary) => node.syncAndReloadNode.executeWithOptions({ summary }, [{ runId, ranks: group.ranks, version, reload: here }]), what);
+      };
+      yield* awaiting(Promise.all(nodeGroups(spec, ranks).map(step)));
     },
   };
 }
 
-function trainerEffects(ctx: TemporalEffectsContext, shards: ShardRunner): Pick<Effects, 'trainerOnload' | 'trainStep' | 'trainerOffload'> {
+function trainerEffects(ctx: TemporalEffectsContext, shards: ShardRunner): Pick<Effects, 'releaseAndOnloadTrainer' | 'trainStep' | 'beginTrainerOffload' | 'awaitTrainerOffload' | 'trainerOffload'> {
   const { spec, lost, activities, iteration } = ctx;
   const runId = spec.runId;
   const nodes = trainNodes(spec.layout);
   const onEachNode = <T>(call: (node: number) => Promise<T>): Promise<T[]> => Promise.all(nodes.map((node) => lost.onTrainerNode(node, call(node))));
+  const offload = () => onEachNode((node) => activities.trainer(node).trainerOffload.executeWithOptions({ summary: `trainer offload node ${node}` }, [{ runId, node }]));
+  let offloading: Promise<unknown> | undefined;
   return {
-    *trainerOnload() {
-      yield* awaiting(onEachNode((node) => activities.trainer(node).trainerOnload.executeWithOptions({ summary: `trainer onload node ${node}` }, [{ runId, node }])));
+    *releaseAndOnloadTrainer(release) {
+      // Released ranks on a train node are released by that node's onload activity; any others
+      // (an operator's larger shrink set) by their own node's activity, alongside.
+      const trainNodeSet = new Set(nodes);
+      const groups = nodeGroups(spec, release);
+      const elsewhere = groups.filter((group) => !trainNodeSet.has(group.node));
+      const releaseElsewhere = elsewhere.map((group) =>
+        lost.onRank(group.ranks[0]!, activities.rank(group.ranks[0]!).releaseNodeMemory.executeWithOptions({ summary: `offload node ${group.node} ranks ${rankRanges(group.ranks)}` }, [{ runId, ranks: group.ranks, tags: [...ALL_MEMORY_TAGS] }])),
+      );
+      const onload = (node: number) => {
+        const releaseRanks = groups.find((group) => group.node === node)?.ranks ?? [];
+        const summary = releaseRanks.length === 0 ? `trainer onload node ${node}` : `offload node ${node} ranks ${rankRanges(releaseRanks)}, trainer onload`;
+        return activities.trainer(node).trainerOnload.executeWithOptions({ summary }, [{ runId, node, ...(releaseRanks.length === 0 ? {} : { releaseRanks }) }]);
+      };
+      yield* awaiting(Promise.all([...releaseElsewhere, onEachNode(onload)]));
     },
     *trainStep({ fromVersion }) {
       const leader = nodes[0];
@@ -195,8 +217,16 @@ function trainerEffects(ctx: TemporalEffectsContext, shards: ShardRunner): Pick<
       const results = yield* awaiting(shards.unlessShardFails(() => onEachNode(step)));
       return results.map((result) => result.newVersion);
     },
+    beginTrainerOffload() {
+      offloading = offload();
+      offloading.catch(() => undefined); // observed by awaitTrainerOffload
+    },
+    *awaitTrainerOffload() {
+      if (offloading === undefined) throw new Error('awaitTrainerOffload: no offload was begun');
+      yield* awaiting(offloading);
+    },
     *trainerOffload() {
-      yield* awaiting(onEachNode((node) => activities.trainer(node).trainerOffload.executeWithOptions({ summary: `trainer offload node ${node}` }, [{ runId, node }])));
+      yield* awaiting(offload());
     },
   };
 }
