@@ -1,7 +1,8 @@
 /**
- * The activity proxies of the iteration workflow: store bookkeeping as local activities on the
- * orchestrator worker that runs the workflow (no task-queue round trip), the batch watch as a
- * long-running activity, rank and trainer work on their nodes' queues.
+ * The activity proxies of the iteration workflow: store bookkeeping that the workflow awaits at
+ * once as local activities on the orchestrator worker that runs it (no task-queue round trip),
+ * background store work and the batch watch as normal activities, rank and trainer work on their
+ * nodes' queues.
  */
 import { ActivityCancellationType, proxyActivities, proxyLocalActivities } from '@temporalio/workflow';
 import type { RetryPolicy } from '@temporalio/common';
@@ -13,6 +14,11 @@ import type { RunSpec } from '../pipeline/types';
 export interface IterationActivities {
   /** Store bookkeeping (admit, settle, seal, drop, describe): local activities. */
   bookkeeping: ReturnType<typeof proxyLocalActivities<OrchestratorActivities>>;
+  /**
+   * Store work that runs in the background while the workflow goes on (the batch's per-sample
+   * marking): a local activity would hold the workflow task open until it ends.
+   */
+  background: ReturnType<typeof proxyActivities<OrchestratorActivities>>;
   /** The batch watch: runs until the batch is complete. */
   batchWatcher: ReturnType<typeof proxyActivities<OrchestratorActivities>>;
   rank(rank: RankId): ReturnType<typeof proxyActivities<GpuNodeActivities>>;
@@ -36,6 +42,7 @@ export function iterationActivities(spec: RunSpec): IterationActivities {
   const orchestrator = orchestratorQueue(spec.taskQueuePrefix);
   return {
     bookkeeping: proxyLocalActivities<OrchestratorActivities>({ startToCloseTimeout: '10 minutes', retry }),
+    background: proxyActivities<OrchestratorActivities>({ taskQueue: orchestrator, startToCloseTimeout: '10 minutes', heartbeatTimeout, retry }),
     batchWatcher: proxyActivities<OrchestratorActivities>({ taskQueue: orchestrator, startToCloseTimeout: '7 days', heartbeatTimeout, retry }),
     rank: (rank) => proxyActivities<GpuNodeActivities>({ taskQueue: rankQueue(spec.taskQueuePrefix, rank), startToCloseTimeout: '30 minutes', ...onNode }),
     shard: (rank) =>

@@ -142,7 +142,7 @@ function bookkeepingEffects(ctx: TemporalEffectsContext, shards: ShardRunner): P
 }
 
 function startMarking(ctx: TemporalEffectsContext, sampleIds: number[], fromVersion: number): Promise<unknown> {
-  const marking = ctx.activities.bookkeeping.sealBatch.executeWithOptions({ summary: `mark ${sampleIds.length} batch samples` }, [
+  const marking = ctx.activities.background.sealBatch.executeWithOptions({ summary: `mark ${sampleIds.length} batch samples` }, [
     { runId: ctx.spec.runId, iteration: ctx.iteration, fromVersion, sampleIds },
   ]);
   marking.catch(() => undefined); // observed by finishSeal
