@@ -43,18 +43,45 @@ function* sleep(ms: number): Step<Wait, void> {
   yield { kind: 'sleep', ms };
 }
 
-export function simEffects(world: SimWorld, cfg: SimulationConfig, state: IterationState): IterationEffects<Wait> {
+type Effects = IterationEffects<Wait>;
+
+/** Latency helpers shared by the effect groups. */
+function timing(cfg: SimulationConfig) {
   const { cost } = cfg;
-  const { activityRoundTripMs, shardStopMs } = cfg.controlPlane;
-  const roundTrips = (count: number) => sleep(count * activityRoundTripMs);
-  const tagsMs = (tags: readonly MemoryTag[]) => tags.reduce((sum, tag) => sum + memoryTagShareMs(cost, tag, cost.onloadMs), 0);
+  const { activityRoundTripMs } = cfg.controlPlane;
+  return {
+    cost,
+    activityRoundTripMs,
+    shardStopMs: cfg.controlPlane.shardStopMs,
+    roundTrips: (count: number) => sleep(count * activityRoundTripMs),
+    tagsMs: (tags: readonly MemoryTag[]) => tags.reduce((sum, tag) => sum + memoryTagShareMs(cost, tag, cost.onloadMs), 0),
+  };
+}
+
+export function simEffects(world: SimWorld, cfg: SimulationConfig, state: IterationState): Effects {
   const noLostRanks: ReadonlySet<RankId> = new Set();
-  let offloaded = true;
   return {
     now: () => world.now(),
     phaseEntered: () => undefined,
     poolChanged: (pool) => world.setPool(pool),
     shardId: (rank, serial) => `s${serial}-r${rank}`,
+    launchShard: (shard) => world.launchShard(shard),
+    ...storeEffects(world, cfg),
+    ...rankEffects(world, cfg),
+    ...trainerEffects(world, cfg, state),
+    sleep,
+    runningSamples: () => world.runningSamples(),
+    inFlightWork: (ranks) => world.inFlightWork(ranks),
+    nonCancellable: (step) => step,
+    lostRanks: () => noLostRanks,
+    trainerNodeLost: () => false,
+    isLostNode: () => false,
+  };
+}
+
+function storeEffects(world: SimWorld, cfg: SimulationConfig): Pick<Effects, 'recoverFromStore' | 'dropSamples' | 'admitAndLaunch' | 'awaitBatch' | 'stopShards' | 'sealBatch' | 'finishSeal'> {
+  const { roundTrips, shardStopMs } = timing(cfg);
+  return {
     *recoverFromStore() {
       // describeSamples and readSealedBatch, issued together: one round trip; nothing left behind.
       yield* roundTrips(1);
@@ -69,7 +96,6 @@ export function simEffects(world: SimWorld, cfg: SimulationConfig, state: Iterat
       for (const shard of shards) world.launchShard(shard);
       yield* roundTrips(1);
     },
-    launchShard: (shard) => world.launchShard(shard),
     *awaitBatch({ candidates, batchSize }) {
       world.watchBatch(candidates);
       yield { kind: 'until', ready: () => world.completedInWatch().length >= batchSize || world.everyShardEnded() };
@@ -94,6 +120,12 @@ export function simEffects(world: SimWorld, cfg: SimulationConfig, state: Iterat
     *finishSeal() {
       // Marking runs alongside the shrink and training: never on the critical path here.
     },
+  };
+}
+
+function rankEffects(world: SimWorld, cfg: SimulationConfig): Pick<Effects, 'resumeMemory' | 'resumeMemorySettled' | 'syncWeights' | 'syncAndReload'> {
+  const { cost, activityRoundTripMs, tagsMs } = timing(cfg);
+  return {
     *resumeMemory(_ranks, tags) {
       yield* sleep(tagsMs(tags) + activityRoundTripMs);
     },
@@ -113,10 +145,20 @@ export function simEffects(world: SimWorld, cfg: SimulationConfig, state: Iterat
       world.setSyncing(true);
       yield* sleep(cost.weightSyncMs);
       world.setSyncing(false);
-      // KV computed under the old weights is stale: every engine flushes its prefix cache.
       for (const rank of ranks) world.flushCache(rank);
       yield* sleep((reload.length > 0 ? tagsMs(['kv_cache']) : 0) + activityRoundTripMs);
     },
+  };
+}
+
+function trainerEffects(
+  world: SimWorld,
+  cfg: SimulationConfig,
+  state: IterationState,
+): Pick<Effects, 'releaseAndOnloadTrainer' | 'trainStep' | 'beginTrainerOffload' | 'awaitTrainerOffload' | 'trainerOffload'> {
+  const { cost, activityRoundTripMs, roundTrips } = timing(cfg);
+  let offloaded = true;
+  return {
     *releaseAndOnloadTrainer(release) {
       if (release.length > 0) {
         yield* sleep(cost.offloadMs);
@@ -152,12 +194,5 @@ export function simEffects(world: SimWorld, cfg: SimulationConfig, state: Iterat
       yield* sleep(cost.trainerOffloadMs + activityRoundTripMs);
       world.setTrainer(undefined, trainGpus);
     },
-    sleep,
-    runningSamples: () => world.runningSamples(),
-    inFlightWork: (ranks) => world.inFlightWork(ranks),
-    nonCancellable: (step) => step,
-    lostRanks: () => noLostRanks,
-    trainerNodeLost: () => false,
-    isLostNode: () => false,
   };
 }
