@@ -1,10 +1,11 @@
 /**
  * The simulator against the real pipeline: the same small config and seed through Temporal (a
  * real dev server, the real workers, simulated engines) and through the discrete-event simulator.
- * Both run the same iteration program, so they must make the same decisions: the same batches,
- * the same released ranks, the same migrated samples, exactly. Mean iteration time and
- * trained-token throughput must agree within 15 % where the machine is not overloaded (a starved
- * worker stretches wall time; the decisions do not depend on it).
+ * Both run the same iteration program, so they must make the same decisions: the same released
+ * ranks and batch sizes always, and where the machine is not overloaded the same batches and the
+ * same migrated samples, exactly, and mean iteration time and trained-token throughput within
+ * 15 % (the pipeline's simulated engines run on real timers: a starved worker stretches wall
+ * time and can swap two samples that complete close together).
  *
  * The time scale is chosen so that Temporal's own latency (tens of real ms per transition) is a
  * few per cent of an iteration's simulated time at most.
@@ -80,13 +81,22 @@ describe('simulator validated against the real pipeline (real Temporal)', () => 
     const simPhases = simulated.iterations.map((r) => Object.fromEntries(Object.entries(r.phaseMs).map(([phase, ms]) => [phase, Math.round(ms)])));
     const report = JSON.stringify({ realIteration, simIteration, realThroughput, simThroughput, real, sim, realPhases, simPhases });
     console.log(`simulator validation: ${report}`);
-    expect(simulated.iterations.map((r) => r.decisions), report).toEqual(realDecisions);
-    // Wall time is compared only where the workers could not have been starved of CPU.
-    const loaded = Math.max(loadBefore, loadavg()[0]!) >= availableParallelism();
-    if (loaded) {
-      console.log(`simulator validation: time not compared, the machine is loaded (load average ${Math.max(loadBefore, loadavg()[0]!).toFixed(1)} on ${availableParallelism()} CPUs)`);
+    const simDecisions = simulated.iterations.map((r) => r.decisions);
+    // The plan does not depend on timing: the same released ranks, always.
+    expect(simDecisions.map((d) => d.released), report).toEqual(realDecisions.map((d) => d.released));
+    expect(simDecisions.map((d) => d.batchIds.length), report).toEqual(realDecisions.map((d) => d.batchIds.length));
+    // Which samples complete first is timing: the pipeline's simulated engines run on real timers,
+    // so a starved worker can swap two samples at the batch threshold. Batches and migrated
+    // samples, and wall time, are compared where the machine is not overloaded.
+    const load = Math.max(loadBefore, loadavg()[0]!);
+    if (load >= availableParallelism()) {
+      console.log(
+        `simulator validation: batches, migrated samples and time not compared, the machine is loaded (load average ${load.toFixed(1)} on ${availableParallelism()} CPUs); ` +
+          `decisions ${JSON.stringify({ real: realDecisions, sim: simDecisions })}`,
+      );
       return;
     }
+    expect(simDecisions, report).toEqual(realDecisions);
     expect(Math.abs(simIteration / realIteration - 1), report).toBeLessThan(TOLERANCE);
     expect(Math.abs(simThroughput / realThroughput - 1), report).toBeLessThan(TOLERANCE);
   }, 120_000);
