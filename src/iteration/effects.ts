@@ -1,6 +1,6 @@
 /**
  * What the iteration program asks of the world, and nothing else. Two drivers implement it: the
- * Temporal iteration workflow (activities and timers, src/workflows/iterationDriver.ts) and the
+ * Temporal iteration workflow (activities and timers, src/workflows/iterationEffects.ts) and the
  * discrete-event simulator (virtual ranks in virtual time, src/sim/simEffects.ts).
  *
  * The program is a generator: every effect that takes time is a `Step`, a generator that yields
