@@ -9,9 +9,9 @@ import {
   ChildWorkflowFailure,
   allHandlersFinished,
   condition,
-  continueAsNew,
   executeChild,
   log,
+  makeContinueAsNewFunc,
   ParentClosePolicy,
   patched,
   setHandler,
@@ -73,6 +73,14 @@ export interface RunSummary {
   version: number;
   stopped: boolean;
   samples: RunStatus['samples'];
+}
+
+/**
+ * Continue-as-new onto the deployment's current version: executions are pinned to the version
+ * that started them, and the next one starts on the current version (upgrade on continue-as-new).
+ */
+function continueAsNewOnCurrentVersion(input: RunInput): Promise<never> {
+  return makeContinueAsNewFunc<typeof runWorkflow>({ initialVersioningBehavior: 'AUTO_UPGRADE' })(input);
 }
 
 export async function runWorkflow(input: RunInput): Promise<RunSummary> {
@@ -242,9 +250,12 @@ export async function runWorkflow(input: RunInput): Promise<RunSummary> {
     }
     const info = workflowInfo();
     const overBudget = info.historySize > RUN_HISTORY_BYTES_BUDGET && patched('run-history-byte-budget');
-    if (iterationsThisExecution >= spec.iterationsPerRunExecution || info.continueAsNewSuggested || overBudget) {
+    // A new current Worker Deployment version: this execution stays pinned to its own, the next
+    // one (and so the next iteration, a child that inherits its parent's version) starts on it.
+    const newVersion = info.targetWorkerDeploymentVersionChanged;
+    if (iterationsThisExecution >= spec.iterationsPerRunExecution || info.continueAsNewSuggested || overBudget || newVersion) {
       await condition(allHandlersFinished);
-      await continueAsNew<typeof runWorkflow>({ spec, state: { ...state, paused: state.paused || pauseRequested } });
+      await continueAsNewOnCurrentVersion({ spec, state: { ...state, paused: state.paused || pauseRequested } });
     }
 
     const lostRanks = state.lostRanks ?? [];
