@@ -77,10 +77,10 @@ export interface RunningWorkers {
   stop(): Promise<void>;
 }
 
-export async function startPipelineEnv(): Promise<PipelineEnv> {
+export async function startPipelineEnv(options: { dynamicConfig?: Record<string, string | number | boolean> } = {}): Promise<PipelineEnv> {
   quietRuntime();
   const stateDir = mkdtempSync(path.join(os.tmpdir(), 'timeshare-test-'));
-  const server = await startDevServer({ headless: true, logFile: path.join(stateDir, 'temporal.log') });
+  const server = await startDevServer({ headless: true, logFile: path.join(stateDir, 'temporal.log'), ...options });
   const connection = await Connection.connect({ address: server.address });
   const client = new Client({ connection });
   const running: RunningWorkers[] = [];
