@@ -228,9 +228,10 @@ export function buildProgram(): Command {
   ).action(
     async (configPath: string, flags: ConnectionFlags & { stateDir: string; exitWithParent?: boolean; buildId?: string; setCurrent?: boolean }) => {
       const context = workerContext(configPath, flags);
+      const buildId = flags.buildId === undefined ? undefined : buildIdFlag(flags.buildId);
       const connection = await connectWorker(context.temporal);
       const orchestrator = await createOrchestratorWorker(connection, context, {
-        ...(flags.buildId === undefined ? {} : { buildId: buildIdFlag(flags.buildId) }),
+        ...(buildId === undefined ? {} : { buildId }),
         setCurrent: flags.setCurrent === true ? 'always' : 'if-none',
         log: (line) => console.error(line),
       });
