@@ -111,9 +111,16 @@ export async function cachedWorkflowBundle(entry: string, cacheDir = bundleCache
   return { codePath, buildId, built: true };
 }
 
-/** The build id of a bundle given as an option: its own when it came from the cache, else a hash of its code. */
+const CACHED_BUNDLE_NAME = /^([0-9a-f]{64})\.js$/;
+
+/**
+ * The build id of a bundle given as an option: its own when it came from the cache (also a file of
+ * the cache given by path, `<hash>.js`, so an older version keeps its build id), else a hash of its code.
+ */
 export function bundleBuildId(bundle: WorkflowBundleOption | CachedWorkflowBundle): string {
   if ('buildId' in bundle) return bundle.buildId;
+  const cachedName = 'codePath' in bundle ? CACHED_BUNDLE_NAME.exec(path.basename(bundle.codePath)) : null;
+  if (cachedName !== null) return cachedName[1]!.slice(0, BUILD_ID_HEX_CHARS);
   const code = 'code' in bundle ? bundle.code : readFileSync(bundle.codePath, 'utf8');
   return createHash('sha256').update(code).digest('hex').slice(0, BUILD_ID_HEX_CHARS);
 }
