@@ -75,6 +75,9 @@ start_postgres() {
   local bin
   bin="$(pg_bin)"
   mkdir -p "${state}/logs"
+  if [[ "$(id -u)" == 0 ]] && ! runuser -u postgres -- test -x "${state}"; then
+    die "the postgres user cannot reach ${state} (a parent folder is not searchable by others); use another TIMESHARE_CLUSTER_DIR"
+  fi
   if [[ ! -f "${pg_data}/PG_VERSION" ]]; then
     log "initialising PostgreSQL in ${pg_data}"
     mkdir -p "${pg_data}"
@@ -261,6 +264,9 @@ run_config() {
   wait "${pids[@]}" 2> /dev/null || true
   return "${code}"
 }
+
+# Sourced (tests of single steps): define the functions only.
+[[ "${BASH_SOURCE[0]}" == "$0" ]] || return 0
 
 case "${1:-}" in
   up) up ;;

@@ -9,7 +9,7 @@
  * Opt-in (`npm run test:cluster`): the first run builds the server (minutes on 2 cores).
  */
 import { execFile } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -24,7 +24,7 @@ import { startCli, type Proc } from '../helpers/processes';
 
 const ENABLED = process.env.TIMESHARE_CLUSTER_TEST === '1';
 const SCRIPT = path.join(__dirname, '..', '..', 'scripts', 'cluster.sh');
-const ITERATIONS = 4;
+const ITERATIONS = 6;
 const BATCH = 8;
 const RUN_ID = 'cluster';
 
@@ -71,6 +71,7 @@ describe.skipIf(!ENABLED)('PostgreSQL-backed Temporal cluster (scripts/cluster.s
 
   beforeAll(async () => {
     dir = mkdtempSync(path.join(os.tmpdir(), 'timeshare-cluster-'));
+    chmodSync(dir, 0o755); // PostgreSQL runs as the postgres user when the test runs as root
     const port = await freePortRange(10);
     let pgPort = await freePortRange(1);
     while (pgPort >= port && pgPort < port + 10) pgPort = await freePortRange(1);
@@ -102,7 +103,10 @@ describe.skipIf(!ENABLED)('PostgreSQL-backed Temporal cluster (scripts/cluster.s
         batchSize: BATCH,
         asyncRatio: 1,
         maxTurns: 8,
-        simulation: { timeScale: 0.05 },
+        simulation: {
+          timeScale: 0.02,
+          workload: { turns: { median: 3, p90: 7 }, completionTokensPerTurn: { median: 150, p90: 600 }, envStepMs: { median: 300, p90: 1200 } },
+        },
         store: { dir: store },
       }),
     );
@@ -114,8 +118,14 @@ describe.skipIf(!ENABLED)('PostgreSQL-backed Temporal cluster (scripts/cluster.s
 
     const client = new Client({ connection: await Connection.connect({ address }) });
     const handle = client.workflow.getHandle(runWorkflowId(RUN_ID));
-    const iterationReached = (k: number) =>
-      waitFor(`iteration ${k}`, async () => ((await handle.query<RunStatus>('status')).iteration >= k ? true : undefined), 900_000);
+    /** Waits for iteration k, then checks the run is still mid-way (so the kill that follows hits a running run). */
+    const iterationReached = async (k: number): Promise<void> => {
+      const status = await waitFor(`iteration ${k}`, async () => {
+        const current = await handle.query<RunStatus>('status');
+        return current.iteration >= k ? current : undefined;
+      }, 900_000);
+      expect(status.iteration, 'the run must still be running when it is killed').toBeLessThan(ITERATIONS - 1);
+    };
 
     await iterationReached(1);
     const serverPid = Number(readFileSync(path.join(dir, 'cluster', 'temporal-server.pid'), 'utf8'));
