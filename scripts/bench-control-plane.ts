@@ -18,7 +18,7 @@ import { Command } from 'commander';
 import { Client, Connection } from '@temporalio/client';
 import type { temporal } from '@temporalio/proto';
 import { bundleWorkflowCode, DefaultLogger, Runtime } from '@temporalio/worker';
-import { historyToJson } from '../test/helpers/historyJson';
+import { historyToJson } from '../src/temporal/historyJson';
 import type { BenchPoint } from '../src/bench/benchConfig';
 import { checkTargets, growth, summarize, table, type PointSummary } from '../src/bench/report';
 import { runPoint, type BenchEnv, type PointResult, type WorkerMode } from '../src/bench/runPoint';

@@ -6,7 +6,7 @@
  * completes.
  *
  * `dev` supervises what it owns: the dev server is started again on the same database when it
- * dies, the workers likewise; every child ends with `dev` however it dies (src/launch/owned.ts).
+ * dies, the workers likewise; every child ends with `dev` however it dies (src/process/owned.ts).
  * It reports a run as failed only when the run workflow failed, and its exit code says what
  * happened (src/cli/exitCodes.ts).
  *

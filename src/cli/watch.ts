@@ -191,13 +191,13 @@ export async function watchRun(client: Client, runId: string, options: WatchOpti
 
   let lastKey = '';
   let lastPrint = 0;
-  let lastUnavailable = '';
+  let saidUnavailable = false;
   let firstTrained: { at: number; trained: number } | undefined;
   while (outcome === undefined && !failed && !options.interrupted()) {
     try {
       const status = await client.withDeadline(Date.now() + QUERY_TIMEOUT_MS, () => queryStatus(client, runId));
       tracker.reachable();
-      lastUnavailable = '';
+      saidUnavailable = false;
       const now = Date.now();
       firstTrained ??= { at: now, trained: status.samples.trained };
       const elapsed = (now - firstTrained.at) / 1000;
@@ -213,10 +213,10 @@ export async function watchRun(client: Client, runId: string, options: WatchOpti
       if (outcome !== undefined || failed) break;
       if (error instanceof CliError) throw error;
       if (await serverAnswers(client)) {
-        // The server answers but the query does not (the orchestrator worker restarting): say so once.
-        const text = firstLine(error);
-        if (text !== lastUnavailable) log(`  (status unavailable: ${text})`);
-        lastUnavailable = text;
+        // The server answers but the query does not (no orchestrator worker polling yet, or one
+        // restarting): said once until a status comes through.
+        if (!saidUnavailable) log(`  (status unavailable until the orchestrator worker answers: ${firstLine(error)})`);
+        saidUnavailable = true;
       } else {
         tracker.failed(error);
       }

@@ -6,8 +6,8 @@
 import type { ChildProcess } from 'node:child_process';
 import { closeSync, mkdirSync, openSync, readFileSync } from 'node:fs';
 import path from 'node:path';
-import type { Invocation } from './entry';
-import { spawnOwned } from './owned';
+import type { Invocation } from '../process/owned';
+import { spawnOwned } from '../process/owned';
 
 export interface ExitInfo {
   code: number | null;

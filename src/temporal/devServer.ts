@@ -9,7 +9,7 @@ import { closeSync, mkdirSync, openSync, readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import path from 'node:path';
 import { Connection } from '@temporalio/client';
-import { spawnOwned } from '../launch/owned';
+import { spawnOwned } from '../process/owned';
 import { SEARCH_ATTRIBUTE_REGISTRATIONS } from './searchAttributes';
 
 export const REPO_ROOT = path.resolve(__dirname, '..', '..');
@@ -146,7 +146,7 @@ async function startDevServerOnce(options: DevServerOptions): Promise<DevServer>
   for (const [name, type] of SEARCH_ATTRIBUTE_REGISTRATIONS) args.push('--search-attribute', `${name}=${type}`);
 
   const logFd = openSync(logFile, 'a');
-  // Owned: the server ends with this process even when this one is SIGKILLed (src/launch/owned.ts).
+  // Owned: the server ends with this process even when this one is SIGKILLed (src/process/owned.ts).
   const child = spawnOwned({ command: cli, args }, { stdio: ['ignore', logFd, logFd] });
   closeSync(logFd);
   const pid = child.pid;

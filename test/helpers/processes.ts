@@ -85,3 +85,22 @@ export async function runCli(args: string[], options: { cwd?: string; env?: Reco
     return { code: failed.code, stdout: failed.stdout, stderr: failed.stderr, out: failed.stdout + failed.stderr };
   }
 }
+
+export function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** The pids still alive after up to `ms` (polling; returns as soon as all are gone). */
+export async function survivorsAfter(pids: readonly number[], ms: number): Promise<number[]> {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const left = pids.filter(alive);
+    if (left.length === 0 || Date.now() > deadline) return left;
+    await new Promise((resolve) => setTimeout(resolve, 200));
+  }
+}

@@ -9,7 +9,12 @@
 import { spawn, type ChildProcess, type SpawnOptions } from 'node:child_process';
 import { accessSync, constants } from 'node:fs';
 import path from 'node:path';
-import type { Invocation } from './entry';
+
+/** A command line: what to run and its arguments. */
+export interface Invocation {
+  command: string;
+  args: string[];
+}
 
 let setprivPath: string | undefined;
 
