@@ -9,6 +9,7 @@ import { ConfigError, defaultConfigPath, loadRunConfigFile, resolveRunId, type P
 import { buildRunSpec } from '../pipeline/spec';
 import { createGpuNodeWorkers } from '../workers/gpuNode';
 import { runWorkers } from '../workers/lifecycle';
+import { installRuntimeLogger } from '../workers/logging';
 import { createOrchestratorWorker } from '../workers/orchestrator';
 import type { TemporalTarget, WorkerContext } from '../workers/options';
 import { runtimePaths } from '../workers/runtime';
@@ -328,6 +329,7 @@ function workerContext(configPath: string, flags: ConnectionFlags & { stateDir: 
 }
 
 async function connectWorker(temporal: TemporalTarget): Promise<NativeConnection> {
+  installRuntimeLogger();
   try {
     return await NativeConnection.connect({ address: temporal.address, ...(temporal.security === undefined ? {} : connectionOptions(temporal.security)) });
   } catch (error) {

@@ -7,7 +7,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { Client, Connection, type WorkflowHandle } from '@temporalio/client';
-import { bundleWorkflowCode, DefaultLogger, Runtime, type WorkflowBundleWithSourceMap } from '@temporalio/worker';
+import { bundleWorkflowCode, type WorkflowBundleWithSourceMap } from '@temporalio/worker';
 import { parseRunConfig, type ParsedRunConfig } from '../config';
 import { smallRunConfig } from '../config/small';
 import { startInProcessWorkers, type InProcessWorkers } from './inProcess';
@@ -15,18 +15,11 @@ import { orchestratorQueue, runWorkflowId } from '../pipeline/naming';
 import { buildRunSpec } from '../pipeline/spec';
 import type { RunSpec } from '../pipeline/types';
 import { startDevServer, type DevServer } from '../temporal/devServer';
+import { installRuntimeLogger } from '../workers/logging';
 import type { WorkerContext } from '../workers/options';
 import { WORKFLOWS_PATH } from '../workers/orchestrator';
 import { runtimePaths, storeCache } from '../workers/runtime';
 import type { FsTrajectoryStore } from '../store';
-
-// Workers log every state change at INFO: keep test output to warnings and errors.
-let runtimeInstalled = false;
-function quietRuntime(): void {
-  if (runtimeInstalled) return;
-  runtimeInstalled = true;
-  Runtime.install({ logger: new DefaultLogger('WARN') });
-}
 
 let bundle: Promise<WorkflowBundleWithSourceMap> | undefined;
 /** Bundling the workflows takes seconds: do it once per test file. */
@@ -55,7 +48,8 @@ export interface PipelineEnv {
 export type RunningWorkers = InProcessWorkers;
 
 export async function startPipelineEnv(): Promise<PipelineEnv> {
-  quietRuntime();
+  // Workers log every state change at INFO: keep test output to warnings and errors.
+  installRuntimeLogger('WARN');
   const stateDir = mkdtempSync(path.join(os.tmpdir(), 'timeshare-test-'));
   const server = await startDevServer({ headless: true, logFile: path.join(stateDir, 'temporal.log') });
   const connection = await Connection.connect({ address: server.address });
