@@ -47,7 +47,7 @@ export class OutageTracker {
   failed(error: unknown): void {
     const now = Date.now();
     if (this.since === undefined) {
-      if (this.wait.limitMs === 0) throw this.giveUp(0, error);
+      if (this.wait.limitMs === 0) throw error instanceof ServerUnreachableError ? error : this.giveUp(0, error);
       this.since = now;
       this.wait.log(`  server unreachable at ${this.address}, retrying for up to ${Math.round(this.wait.limitMs / 1000)} s (--server-wait): ${firstLine(error)}`);
       return;

@@ -103,7 +103,7 @@ describe('secured run: mTLS + API key + payload codec (real CLI, real server)', 
     for (const proc of procs) expect(await proc.waitFor(/worker for run 'secured'/)).toMatch(/mTLS \(CA .*client certificate .*\), API key from \$TS_TEMPORAL_KEY, payloads encrypted \(AES-256-GCM, key id 'k1'/);
 
     const started = await cli(['start', configPath, '--watch']);
-    expect(started.out).toMatch(/^1 iterations, weights v1, 8 samples trained/m);
+    expect(started.out).toMatch(/^run 'secured' finished: 1 iterations, weights v1, 8 samples trained/m);
     expect(started.code).toBe(0);
 
     const tlsFlags = ['--address', proxy.address, '--tls-ca', tls.caFile, '--tls-cert', tls.clientCertFile, '--tls-key', tls.clientKeyFile, '--tls-server-name', 'localhost', '--api-key-env', 'TS_TEMPORAL_KEY'];
