@@ -26,10 +26,9 @@ import { buildRunSpec } from '../pipeline/spec';
 import { runWorkflowId } from '../pipeline/naming';
 import { startCodecServer, type CodecServer } from '../temporal/codecServer';
 import { DEFAULT_API_KEY_ENV, resolveSecurity, TLS_ENV } from '../temporal/security';
-import { CliError, connectClient, queryStatus, startOrAttachRun } from './client';
+import { CliError, connectClient, startOrAttachRun } from './client';
 import { EXIT } from './exitCodes';
-import { statusBlock } from './progress';
-import { outcomeExitCode, outcomeLine, watchRun } from './watch';
+import { OutageTracker, outcomeExitCode, outcomeLine, runOutcome, watchRun } from './watch';
 
 export interface DevOptions {
   configPath: string;
@@ -170,13 +169,15 @@ export async function runDev(options: DevOptions, log: (line: string) => void = 
   try {
     client = await connectClient({ address, namespace: 'default', security });
     const workflowId = runWorkflowId(spec.runId);
-    // A finished run needs no workers: answer before starting them.
+    // A finished run needs no workers: answered from its workflow's close event (a status query
+    // would need a worker to replay the history), before any worker starts.
     const outcome = await startOrAttachRun(client, spec);
     if (outcome.kind === 'finished') {
       log(`run '${spec.runId}' already finished (${outcome.status}). Its history stays in the UI; set run.id in the config to start another.`);
-      log(statusBlock(await queryStatus(client, spec.runId)));
+      const ended = await runOutcome(client, spec.runId, new OutageTracker(address, { limitMs: options.serverWaitMs, log }));
+      log(outcomeLine(spec.runId, ended));
       if (options.keepUi) await keepUi(uiUrl, workflowId, interrupt.signalled, log);
-      return outcome.status === 'COMPLETED' ? EXIT.ok : EXIT.runFailed;
+      return outcomeExitCode(ended);
     }
     workers = startWorkerProcesses({
       configPath: options.configPath,

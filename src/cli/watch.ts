@@ -125,8 +125,8 @@ export async function statusThroughOutage(target: TemporalTarget, runId: string,
 
 export type RunOutcome = { kind: 'completed'; summary: RunSummary } | { kind: 'failed'; message: string };
 
-/** How the run ended, from its workflow's close event; outages are waited out, other errors rethrown. */
-async function runOutcome(client: Client, runId: string, tracker: OutageTracker): Promise<RunOutcome> {
+/** How the run ended, from its workflow's close event (no worker needed); outages are waited out, other errors rethrown. */
+export async function runOutcome(client: Client, runId: string, tracker: OutageTracker): Promise<RunOutcome> {
   // The server answering while the result cannot be read: retried a few times (a long poll cut by
   // a restart), then reported as what it is.
   let failuresWhileAnswering = 0;
