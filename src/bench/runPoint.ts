@@ -234,7 +234,6 @@ async function startInProcess(env: BenchEnv, context: WorkerContext): Promise<St
 async function startProcesses(env: BenchEnv, raw: Record<string, unknown>, dir: string, context: WorkerContext, log: (line: string) => void): Promise<StartedWorkers> {
   const configPath = path.join(dir, 'config.json');
   writeFileSync(configPath, JSON.stringify(raw, null, 2));
-  let stopping = false;
   const workers = startWorkerProcesses({
     configPath,
     address: env.server.address,
@@ -242,14 +241,10 @@ async function startProcesses(env: BenchEnv, raw: Record<string, unknown>, dir: 
     layout: context.parsed.layout,
     taskQueuePrefix: context.parsed.config.temporal.taskQueuePrefix,
     logDir: dir,
-    onExit: (name, { code, signal }, logFile) => {
-      if (!stopping) log(`  ${name} worker exited during the run (code ${code}, signal ${signal}); log ${logFile}`);
-    },
+    // Told only of exits we did not ask for.
+    onExit: (name, { code, signal }, logFile) => log(`  ${name} worker exited during the run (code ${code}, signal ${signal}); log ${logFile}`),
   });
-  const stop = async (): Promise<void> => {
-    stopping = true;
-    await workers.stop();
-  };
+  const stop = (): Promise<void> => workers.stop();
   try {
     await workers.waitUntilReady(120_000);
     log(`  ${workers.processes.length} worker processes ready (1 orchestrator, ${workers.processes.length - 1} gpu-node)`);
