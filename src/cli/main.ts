@@ -118,18 +118,19 @@ export function buildProgram(): Command {
       .option('--server-wait <seconds>', 'with --watch: give up when the server stays unreachable this long', integer('--server-wait', 0), WATCH_SERVER_WAIT_SECONDS),
   ).action(async (configPath: string, flags: ConnectionFlags & { watch?: boolean; serverWait: number }) => {
     const { parsed, runId } = loadConfig(configPath);
-    const client = await connectClient(target(flags, parsed));
+    const temporal = target(flags, parsed);
+    const client = await connectClient(temporal);
     try {
       const outcome = await startOrAttachRun(client, buildRunSpec(parsed, runId));
       if (outcome.kind === 'finished') throw new CliError(`run '${runId}' already finished (${outcome.status}); set run.id in the config to start another`);
       console.log(`${outcome.kind === 'started' ? 'started' : 'already running:'} run '${runId}'`);
       if (flags.watch) {
         const log = (line: string) => console.log(line);
-        const address = target(flags, parsed).address;
-        const outcome = await watchRun(client, runId, { address, everySeconds: 5, serverWait: { limitMs: flags.serverWait * 1000, log }, log, interrupted: () => false });
-        if (outcome !== undefined) {
-          console.log(outcomeLine(runId, outcome));
-          process.exitCode = outcomeExitCode(outcome);
+        const serverWait = { limitMs: flags.serverWait * 1000, log };
+        const ended = await watchRun(client, runId, { address: temporal.address, everySeconds: 5, serverWait, log, interrupted: () => false });
+        if (ended !== undefined) {
+          console.log(outcomeLine(runId, ended));
+          process.exitCode = outcomeExitCode(ended);
         }
       }
     } finally {
