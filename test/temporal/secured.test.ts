@@ -121,8 +121,9 @@ describe('secured run: mTLS + API key + payload codec (real CLI, real server)', 
     expect(wrongKey.out).toMatch(/key id 'k1'\) failed authentication: the key differs from the one it was written with/);
     // mTLS is enforced: no client certificate, no connection.
     const refusedBefore = proxy.refusedHandshakes();
-    const noCert = await cli(['status', 'secured', '--address', proxy.address, '--tls-ca', tls.caFile, '--tls-server-name', 'localhost']);
-    expect(noCert.code).toBe(1);
+    // (--server-wait 0: a refused handshake looks like an unreachable server, exit 4, at once.)
+    const noCert = await cli(['status', 'secured', '--address', proxy.address, '--tls-ca', tls.caFile, '--tls-server-name', 'localhost', '--server-wait', '0']);
+    expect(noCert.code).toBe(4);
     expect(noCert.out).toMatch(/cannot reach the Temporal server at .* \(TLS \(CA /);
     expect(proxy.refusedHandshakes()).toBeGreaterThan(refusedBefore);
 
