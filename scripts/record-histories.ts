@@ -10,9 +10,9 @@
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { historyToJson } from '../test/helpers/historyJson';
+import { historyToJson } from '../src/temporal/historyJson';
 import { iterationWorkflowId, runWorkflowId } from '../src/pipeline/naming';
-import { smallConfig, startPipelineEnv } from '../test/helpers/pipeline';
+import { smallConfig, startPipelineEnv } from '../src/launch/localPipeline';
 
 const OUT = path.join(__dirname, '..', 'test', 'fixtures', 'histories');
 

@@ -10,6 +10,7 @@ import { ConfigError, defaultConfigPath, loadRunConfigFile, resolveRunId, type P
 import { buildRunSpec } from '../pipeline/spec';
 import { createGpuNodeWorkers } from '../workers/gpuNode';
 import { runWorkers } from '../workers/lifecycle';
+import { installRuntimeLogger } from '../workers/logging';
 import { createOrchestratorWorker } from '../workers/orchestrator';
 import { checkBuildId } from '../workers/versioning';
 import type { TemporalTarget, WorkerContext } from '../workers/options';
@@ -17,8 +18,9 @@ import { runtimePaths } from '../workers/runtime';
 import { addBenchCommand } from './bench';
 import { startCodecServer } from '../temporal/codecServer';
 import { connectionOptions, resolveSecurity, SecurityConfigError, type SecurityFlags } from '../temporal/security';
-import { CliError, connectClient, queryStatus, sendUpdate, startOrAttachRun } from './client';
-import { runDev, watchRun } from './dev';
+import { CliError, connectClient, sendUpdate, startOrAttachRun } from './client';
+import { runDev } from './dev';
+import { outcomeExitCode, outcomeLine, STATUS_SERVER_WAIT_SECONDS, statusThroughOutage, WATCH_SERVER_WAIT_SECONDS, watchRun } from './watch';
 import { formatReport, runChaos } from '../chaos/harness';
 import { FAULT_KINDS, FAULT_PHASES, type FaultKind, type FaultPhase } from '../chaos/schedule';
 import { statusBlock } from './progress';
@@ -92,7 +94,9 @@ export function buildProgram(): Command {
     .option('--port <port>', 'Temporal gRPC port', integer('--port', 1), 7233)
     .option('--ui-port <port>', 'Temporal UI port', integer('--ui-port', 1), 8233)
     .option('--progress-every <seconds>', 'print progress at least this often', integer('--progress-every', 1), 5)
-    .action(async (configPath: string, flags: { stateDir: string; port: number; uiPort: number; progressEvery: number }) => {
+    .option('--server-wait <seconds>', 'give up (exit 4) when the Temporal server stays unreachable this long', integer('--server-wait', 0), WATCH_SERVER_WAIT_SECONDS)
+    .option('--keep-ui', 'keep the server and the Temporal UI after the run ends, until Ctrl-C')
+    .action(async (configPath: string, flags: { stateDir: string; port: number; uiPort: number; progressEvery: number; serverWait: number; keepUi?: boolean }) => {
       const { parsed, runId } = loadConfig(configPath);
       process.exitCode = await runDev({
         configPath,
@@ -102,6 +106,8 @@ export function buildProgram(): Command {
         port: flags.port,
         uiPort: flags.uiPort,
         progressEverySeconds: flags.progressEvery,
+        serverWaitMs: flags.serverWait * 1000,
+        keepUi: flags.keepUi === true,
       });
     });
 
@@ -110,15 +116,25 @@ export function buildProgram(): Command {
       .command('start')
       .description('Start a run on a Temporal server (workers must be running: `timeshare worker ...`); attaches if it is already running')
       .argument('<config>', 'run configuration (YAML or JSON)')
-      .option('--watch', 'print progress until the run ends'),
-  ).action(async (configPath: string, flags: ConnectionFlags & { watch?: boolean }) => {
+      .option('--watch', 'print progress until the run ends (exit 0: finished, 3: the run failed, 4: server unreachable past --server-wait)')
+      .option('--server-wait <seconds>', 'with --watch: give up when the server stays unreachable this long', integer('--server-wait', 0), WATCH_SERVER_WAIT_SECONDS),
+  ).action(async (configPath: string, flags: ConnectionFlags & { watch?: boolean; serverWait: number }) => {
     const { parsed, runId } = loadConfig(configPath);
-    const client = await connectClient(target(flags, parsed));
+    const temporal = target(flags, parsed);
+    const client = await connectClient(temporal);
     try {
       const outcome = await startOrAttachRun(client, buildRunSpec(parsed, runId));
       if (outcome.kind === 'finished') throw new CliError(`run '${runId}' already finished (${outcome.status}); set run.id in the config to start another`);
       console.log(`${outcome.kind === 'started' ? 'started' : 'already running:'} run '${runId}'`);
-      if (flags.watch) console.log(await watchRun(client, runId, 5, (line) => console.log(line), () => false));
+      if (flags.watch) {
+        const log = (line: string) => console.log(line);
+        const serverWait = { limitMs: flags.serverWait * 1000, log };
+        const ended = await watchRun(client, runId, { address: temporal.address, everySeconds: 5, serverWait, log, interrupted: () => false });
+        if (ended !== undefined) {
+          console.log(outcomeLine(runId, ended));
+          process.exitCode = outcomeExitCode(ended);
+        }
+      }
     } finally {
       await client.connection.close();
     }
@@ -129,15 +145,11 @@ export function buildProgram(): Command {
       .command('status')
       .description("Show a run's iteration, phase, GPU roles, weight version and sample counts")
       .argument('<run-id>')
-      .option('--json', 'print the raw status as JSON'),
-  ).action(async (runId: string, flags: ConnectionFlags & { json?: boolean }) => {
-    const client = await connectClient(target(flags));
-    try {
-      const status = await queryStatus(client, runId);
-      console.log(flags.json ? JSON.stringify(status, null, 2) : statusBlock(status));
-    } finally {
-      await client.connection.close();
-    }
+      .option('--json', 'print the raw status as JSON')
+      .option('--server-wait <seconds>', 'wait this long for an unreachable server (exit 4 after)', integer('--server-wait', 0), STATUS_SERVER_WAIT_SECONDS),
+  ).action(async (runId: string, flags: ConnectionFlags & { json?: boolean; serverWait: number }) => {
+    const status = await statusThroughOutage(target(flags), runId, { limitMs: flags.serverWait * 1000, log: (line) => console.error(line) });
+    console.log(flags.json ? JSON.stringify(status, null, 2) : statusBlock(status));
   });
 
   const updateCommand = (name: string, update: 'pause' | 'resume' | 'stop', description: string) =>
@@ -346,6 +358,7 @@ function workerContext(configPath: string, flags: ConnectionFlags & { stateDir: 
 }
 
 async function connectWorker(temporal: TemporalTarget): Promise<NativeConnection> {
+  installRuntimeLogger();
   try {
     return await NativeConnection.connect({ address: temporal.address, ...(temporal.security === undefined ? {} : connectionOptions(temporal.security)) });
   } catch (error) {
