@@ -11,8 +11,7 @@
  */
 import { z } from 'zod';
 import { MAX_GPUS, STRATEGIES } from '../gpu/layout';
-import { faultSchema } from '../engines/sim/faults';
-import { collectiveBackendSchema, costModelSchema, weightSyncModeSchema, workloadSchema } from '../engines/types';
+import { collectiveBackendSchema, costModelSchema, faultSchema, weightSyncModeSchema, workloadSchema } from '../engines/types';
 
 // ---------------------------------------------------------------------------------------------
 // Field helpers: one message per field that states the whole rule, whichever part of it failed.

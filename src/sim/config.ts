@@ -58,6 +58,7 @@ export function simulationConfig(parsed: ParsedRunConfig, options: SimulationOpt
     policy: options.policy ?? PIPELINE_POLICY,
     controlPlane: scaleLatency(options.controlPlaneRealMs ?? DEFAULT_CONTROL_PLANE_REAL_MS, options.timeBase === 'config' ? config.simulation.timeScale : 1),
     timelineIterations: checkIntRange('timeline iterations', options.timelineIterations ?? 0, 0, iterations),
+    ...(spec.weightSync === undefined ? {} : { weightSync: spec.weightSync }),
   };
 }
 
