@@ -4,7 +4,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { parseRunConfig } from '../../src/config';
-import { decodeTokensPerMsPerRequest } from '../../src/engines/sim/costFunctions';
+import { decodeTokensPerMsPerRequest, weightBroadcastMs } from '../../src/engines/sim/costFunctions';
 import { costModelSchema } from '../../src/engines/types';
 import { adaptiveShrinkReady, planShrinkByLeastWork, ROLL_BASELINE_POLICY, trainGroupIsMovable } from '../../src/gpu';
 import { simulationConfig } from '../../src/sim/config';
@@ -191,5 +191,39 @@ describe('policies (pure)', () => {
     expect(adaptiveShrinkReady({ ...base, running: 20 })).toBe(true);
     expect(adaptiveShrinkReady({ ...base, running: 400, waitedMs: 1000 })).toBe(true);
     expectValidation(() => adaptiveShrinkReady({ ...base, running: 1, keepRanks: 0 }), 'VAL_INT_RANGE', 'kept ranks');
+  });
+});
+
+describe('simulator: weight sync by broadcast', () => {
+  const costModel = { weightSyncMs: 20_000, rolloutWeightsGiBPerGpu: 30, broadcastGiBPerSecond: 25 };
+  const withSync = (mode: 'disk' | 'broadcast') =>
+    simulate(
+      simulationConfig(parseRunConfig({ ...BASE, engine: { weightSync: { mode } }, simulation: { ...(BASE.simulation as object), costModel } }, '<test>'), {
+        timelineIterations: 0,
+      }),
+    );
+
+  it('costs the sync phase as weightBroadcastMs (one collective for every rank), the disk sync as weightSyncMs', () => {
+    const disk = withSync('disk');
+    const broadcast = withSync('broadcast');
+    const cost = costModelSchema.parse(costModel);
+    // Ranks of 2 GPUs: 60 GiB at 25 GiB/s.
+    expect(broadcast.weightSyncMs).toBeCloseTo(weightBroadcastMs(cost, 2), 6);
+    expect(broadcast.weightSyncMs).toBeCloseTo(2400, 6);
+    expect(disk.weightSyncMs).toBe(20_000);
+    for (let i = 0; i < 4; i++) {
+      const syncDisk = disk.iterations[i]!.phaseMs.sync!;
+      const syncBroadcast = broadcast.iterations[i]!.phaseMs.sync!;
+      expect(syncDisk).toBeGreaterThanOrEqual(20_000);
+      expect(syncBroadcast).toBeGreaterThanOrEqual(2400);
+      expect(syncBroadcast).toBeLessThan(syncDisk - 15_000);
+    }
+  });
+
+  it('forms the weight-update group once and keeps it: the first sync pays two more round trips than the later ones', () => {
+    const broadcast = withSync('broadcast');
+    const syncs = broadcast.iterations.map((record) => record.phaseMs.sync!);
+    const roundTrip = simulationConfig(parseRunConfig(BASE, '<test>')).controlPlane.activityRoundTripMs;
+    for (const later of syncs.slice(1)) expect(syncs[0]! - later).toBeCloseTo(2 * roundTrip, 6);
   });
 });
