@@ -73,3 +73,37 @@ describe('agentic RL on an OpenEnv server (real engines, real environment, real 
     expect(roundTripsThatDrift).toBe(eosTurns);
   });
 });
+
+describe('agentic RL on an OpenEnv server: the policy learns', () => {
+  let env: PipelineEnv;
+  let processes: AgenticProcesses;
+  beforeAll(async () => {
+    [env, processes] = await Promise.all([startPipelineEnv(), startAgenticProcesses()]);
+  }, 600_000);
+  afterAll(async () => {
+    await processes?.stop();
+    await env?.close();
+  });
+
+  /**
+   * As in test/pipeline/referenceRl.test.ts: a policy that does not learn presses right with
+   * p ≈ 1/15 (15-token vocabulary); the mean of three iterations' 64 presses each has std ≈ 0.018,
+   * the difference of two such means ≈ 0.026, so a rise of 0.12 is over 4.5 standard deviations.
+   */
+  it('the mean reward rises over iterations', { timeout: 900_000 }, async () => {
+    const iterations = 12;
+    const result = await runAgentic(env, agenticConfig(processes, { runId: 'openenv-learns', iterations }));
+    console.log(`agentic OpenEnv RL: reward per iteration ${result.rewardPerIteration.map((r) => r.toFixed(3)).join(' ')} in ${result.seconds.toFixed(1)} s`);
+    expect(result.summary.iterations).toBe(iterations);
+    expect(result.summary.version).toBe(iterations);
+    const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
+    const first = mean(result.rewardPerIteration.slice(0, 3));
+    const last = mean(result.rewardPerIteration.slice(-3));
+    expect(last - first).toBeGreaterThan(0.12);
+    // Every trained sample played a whole episode: 4 presses, each answered by the environment.
+    for (const sample of result.batches.flat()) {
+      expect(sample.turns).toHaveLength(4);
+      expect(sample.turns.slice(0, -1).every((t) => (t.observationIds?.length ?? 0) === 2)).toBe(true);
+    }
+  });
+});
