@@ -259,6 +259,8 @@ const openEnvServerSchema = z
     command: z.array(nonEmptyString()).min(1, { error: 'expected a command: a non-empty argv list' }).optional(),
     /** Working directory of `command` (relative to the worker's). */
     cwd: nonEmptyString('a directory path').optional(),
+    /** The gpu-node whose worker runs `command`. */
+    node: intAtLeast(0).default(0),
   })
   .strict();
 

@@ -77,7 +77,7 @@ export function createRealNodeEngines(context: WorkerContext, node: number): Nod
     environment:
       environment.kind === 'digits'
         ? new DigitsEnvironment(environment)
-        : createOpenEnvEnvironment(environment, rollout, rollout.endpoints[ranksOnNode(layout, node)[0]?.id ?? 0]),
+        : createOpenEnvEnvironment(environment, rollout, rollout.endpoints[ranksOnNode(layout, node)[0]?.id ?? 0], { superviseOnNode: node, log: (line) => console.warn(`gpu-node ${node}: ${line}`) }),
     timeScale: 1,
     ...(rollout.sampling.maxNewTokensPerTurn === undefined ? {} : { maxNewTokensPerTurn: rollout.sampling.maxNewTokensPerTurn }),
   };

@@ -22,6 +22,7 @@ import { buildAction, observationText, renderTemplate } from './actions';
 import { EnvironmentProtocolError, EnvironmentUnavailableError, EpisodeLostError } from './errors';
 import { stepResultSchema, type OpenEnvStepResult } from './protocol';
 import { OpenEnvSession } from './session';
+import type { SupervisedServer } from './supervisor';
 import type { Tokenizer } from './tokenizer';
 import { z } from 'zod';
 
@@ -32,6 +33,8 @@ export interface OpenEnvEnvironmentOptions {
   now?: () => number;
   /** Pause between re-creations of a lost session (default 500 ms). */
   retryDelayMs?: number;
+  /** The servers this worker runs itself, by index in config.servers (undefined: not supervised here). */
+  supervised?: readonly (SupervisedServer | undefined)[];
 }
 
 interface Episode {
@@ -77,8 +80,10 @@ export class OpenEnvEnvironment implements AgentEnvironment {
    * the orchestrator records it at admission; the episode's session must reproduce it.
    */
   async promptIds(sampleId: number): Promise<number[]> {
-    const server = this.config.servers[sampleId % this.config.servers.length];
+    const index = sampleId % this.config.servers.length;
+    const server = this.config.servers[index];
     if (server === undefined) throw new Error('openenv: no servers configured');
+    await this.options.supervised?.[index]?.ready();
     const url = `${server.url.replace(/\/+$/, '')}/reset`;
     const where = `OpenEnv POST ${url}`;
     let response: Response;
@@ -159,6 +164,16 @@ export class OpenEnvEnvironment implements AgentEnvironment {
     for (const id of [...this.episodes.keys()]) this.end(id);
   }
 
+  /** The servers this worker runs (tests, status). */
+  supervisedServers(): SupervisedServer[] {
+    return (this.options.supervised ?? []).filter((s): s is SupervisedServer => s !== undefined);
+  }
+
+  /** Stops the servers this worker runs. */
+  async stopServers(): Promise<void> {
+    for (const server of this.supervisedServers()) await server.stop();
+  }
+
   /** The live episode at `turn`, or a new one: opened, reset and (deterministic) replayed to `turn`. */
   private async episodeAt(sampleId: number, turn: number, outputIds: readonly (readonly number[])[], history: EpisodeHistory | undefined, signal?: AbortSignal): Promise<Episode> {
     const live = this.episodes.get(sampleId);
@@ -174,6 +189,7 @@ export class OpenEnvEnvironment implements AgentEnvironment {
     const server = await this.acquireServer(signal);
     let session: OpenEnvSession;
     try {
+      await this.options.supervised?.[server]?.ready();
       session = await OpenEnvSession.open({
         serverUrl: this.serverUrl(server),
         connectTimeoutMs: this.config.timeouts.connectSeconds * 1000,

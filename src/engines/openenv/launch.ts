@@ -27,6 +27,9 @@ export interface ServerProcess {
   stop(): Promise<void>;
   /** Kills it at once (tests: a server crash). */
   kill(): Promise<void>;
+  /** Resolves when the process has exited, for whatever reason. */
+  exited: Promise<void>;
+  running(): boolean;
 }
 
 export function startOpenEnvServer(options: OpenEnvServerOptions = {}): Promise<ServerProcess> {
@@ -67,7 +70,7 @@ export async function startServerProcess(
   };
   try {
     const url = await waitUntilServing(child, () => text, options);
-    return { url, pid: child.pid ?? -1, output: () => text, stop, kill };
+    return { url, pid: child.pid ?? -1, output: () => text, stop, kill, exited, running };
   } catch (error) {
     await stop();
     throw error;
