@@ -133,7 +133,15 @@ export class OpenEnvEnvironment implements AgentEnvironment {
     const key = JSON.stringify(current);
     this.reapIdle();
     const live = this.episodes.get(sampleId);
-    if (live?.last?.turn === turn && live.last.key === key) return abortable(live.last.result, signal);
+    if (live?.last?.turn === turn && live.last.key === key) {
+      try {
+        return await abortable(live.last.result, signal);
+      } catch (error) {
+        // The kept answer failed (its session died): the turn is retried below like any lost session.
+        if (!(error instanceof EnvironmentUnavailableError) || signal?.aborted === true) throw error;
+        this.end(sampleId);
+      }
+    }
     for (let attempt = 0; ; attempt++) {
       try {
         const episode = await this.episodeAt(sampleId, turn, outputIds, history, signal);
@@ -289,15 +297,20 @@ export class OpenEnvEnvironment implements AgentEnvironment {
         return best;
       }
       await new Promise<void>((resolve) => {
-        this.waiting.push(resolve);
-        signal?.addEventListener('abort', () => resolve(), { once: true });
+        const wake = () => {
+          signal?.removeEventListener('abort', wake);
+          resolve();
+        };
+        this.waiting.push(wake);
+        signal?.addEventListener('abort', wake, { once: true });
       });
     }
   }
 
   private releaseServer(server: number): void {
     this.active[server] = Math.max(0, (this.active[server] ?? 0) - 1);
-    this.waiting.shift()?.();
+    // Every waiter looks again (one woken by its abort has left; waking all loses no free slot).
+    for (const wake of this.waiting.splice(0)) wake();
   }
 
   private closeSession(episode: Episode): void {

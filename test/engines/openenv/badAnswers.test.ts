@@ -142,6 +142,24 @@ describe('bad environment answers', () => {
     await expect(environment(bad.url).promptIds(3)).rejects.toThrow(/expected JSON, got "<html>"/);
   });
 
+  it('a turn stopped during its step resumes with the kept answer: the environment steps once', async () => {
+    let steps = 0;
+    const s = await server((message, socket) => {
+      if (message.type === 'reset') return socket.send(good('5'));
+      steps++;
+      setTimeout(() => socket.send(good('+1')), 300);
+    });
+    const env = environment(s.url, { timeouts: { stepSeconds: 5 } });
+    const stop = new AbortController();
+    setTimeout(() => stop.abort(new Error('shard stopped')), 50);
+    await expect(env.step(1, 0, 2, stop.signal, turn0, { promptIds, observationIds: [] })).rejects.toThrow(/shard stopped/);
+    const resumed = await env.step(1, 0, 2, undefined, turn0, { promptIds, observationIds: [] });
+    expect(resumed.observationIds).toEqual([id('+'), id('1')]);
+    expect(steps).toBe(1);
+    expect(s.sessions.opened).toBe(1);
+    env.close();
+  });
+
   it('a server that is down: connection refused is unavailable, then environment-unavailable after the retries', async () => {
     const s = await server(() => undefined);
     const url = s.url;
