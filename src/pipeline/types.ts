@@ -6,6 +6,7 @@
 import type { PoolLayout, RankId } from '../gpu/layout';
 import type { SampleLedger } from '../gpu/ledger';
 import type { PoolState } from '../gpu/roles';
+import type { StalenessPolicy } from '../gpu/staleness';
 
 /** Everything a run needs, derived once from the validated config (src/config). */
 export interface RunSpec {
@@ -17,6 +18,8 @@ export interface RunSpec {
   asyncRatio: number;
   /** Live samples (not yet in a batch) the rollout keeps going at once. */
   maxConcurrentSamples: number;
+  /** Staleness policy (src/gpu/staleness.ts). Absent in specs of runs started before it: 'drop'. */
+  staleness?: { policy: StalenessPolicy; maxTokenLag?: number };
   maxTurns: number;
   maxTokens: number;
   /** Simulated milliseconds a trajectory may run, from its start, before its environment times out. */
@@ -173,4 +176,6 @@ export interface TrainStepInput {
   fromVersion: number;
   /** Lowest train node: it exports the new weights. */
   leader: boolean;
+  /** rollout.staleness.maxTokenLag: tokens lagging more leave the loss (src/gpu/staleness.ts). */
+  maxTokenLag?: number;
 }

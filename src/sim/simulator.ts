@@ -14,12 +14,17 @@ import type { CostModel } from '../engines/types';
 import type { WorkloadModel } from '../engines/sim/workload';
 import {
   adaptiveShrinkReady,
+  addCount,
+  addTokenLags,
+  admissionRoom,
   admit,
+  appendSpan,
   assignLeastLoaded,
   assignToShard,
   beginOffload,
   beginOnload,
   beginTraining,
+  carryOverStaleIds,
   checkLedgerInvariants,
   checkPoolInvariants,
   checkPostcondition,
@@ -37,16 +42,20 @@ import {
   sealBatch,
   selectBatch,
   settleShard,
-  staleIds,
+  spanTokens,
   trainGroupIsMovable,
   withTrainGroup,
+  type CountHistogram,
   type DropReason,
+  type LagHistogram,
   type PoolLayout,
   type PoolState,
   type RankId,
   type SampleLedger,
   type SchedulingPolicy,
   type ShrinkPlan,
+  type StalenessPolicy,
+  type VersionSpan,
 } from '../gpu';
 import type { Phase } from '../pipeline/types';
 import type { Timeline, TimelineRole } from '../timeline/types';
@@ -68,6 +77,8 @@ export interface SimulationConfig {
   cost: CostModel;
   workload: WorkloadModel;
   policy: SchedulingPolicy;
+  /** What becomes of samples that outlive their version (the pipeline's rollout.staleness). */
+  staleness: { policy: StalenessPolicy; maxTokenLag?: number };
   /** Latency of the control plane itself, in simulated ms (see ControlPlaneLatency). */
   controlPlane: ControlPlaneLatency;
   /** Timeline segments are recorded for the first this-many iterations (0: none). */
@@ -114,6 +125,27 @@ export interface SimulationTotals {
   /** Samples moved off released ranks at shrink, summed over iterations. */
   migrated: number;
   events: number;
+  staleness: StalenessTotals;
+}
+
+/** What the staleness figures are computed from (src/gpu/staleness.ts). */
+export interface StalenessTotals {
+  /** Trained generated tokens by version lag behind the version they were trained from. */
+  lagHistogram: LagHistogram;
+  /** Trained generated tokens beyond rollout.staleness.maxTokenLag (left out of the loss). */
+  tokensOverLagLimit: number;
+  /** Generated tokens of trained samples, and every token decoded for them (regenerated ones included). */
+  trainedGeneratedTokens: number;
+  trainedDecodedTokens: number;
+  /** Samples dropped (any reason) and the tokens decoded for them. */
+  discarded: number;
+  discardedDecodedTokens: number;
+  /** Turns per trajectory (the workload's length) of trained, of decided (trained or dropped), and of all admitted samples. */
+  trainedTurns: CountHistogram;
+  decidedTurns: CountHistogram;
+  admittedTurns: CountHistogram;
+  /** Samples admitted and still live at the end of the run (neither trained nor dropped yet). */
+  liveAtEnd: number;
 }
 
 export interface SimulationResult {
@@ -122,6 +154,7 @@ export interface SimulationResult {
   gpus: number;
   ranks: number;
   policy: SchedulingPolicy;
+  staleness: SimulationConfig['staleness'];
   /** The cost model's weight-sync time of one rank (all ranks sync in parallel). */
   weightSyncMs: number;
   iterations: IterationRecord[];
@@ -140,6 +173,11 @@ interface SimSample {
   turns: number;
   /** Turns committed so far (the next turn's index). */
   turn: number;
+  /** Versions of the committed turns' generated tokens, and of the current turn's kept prefix or finished generation. */
+  spans: VersionSpan[];
+  turnSpans: VersionSpan[];
+  /** Every token decoded for this sample, regenerated ones included. */
+  decoded: number;
   /** prompt + generated + observations of committed turns. */
   committedTokens: number;
   /** Tokens of the current turn kept from an interrupted attempt. */
@@ -186,6 +224,8 @@ export class Simulator {
   private pool: PoolState;
   private iterLayout: PoolLayout;
   private version = 0;
+  /** The weight version the rollout engines serve (the trainer's version once synced). */
+  private servingVersion = 0;
   private shardSerial = 0;
   private completionSeq = 0;
   private trainerOnloaded = false;
@@ -216,6 +256,18 @@ export class Simulator {
       dropped: { stale: 0, 'environment-timeout': 0, 'max-turns-exceeded': 0 },
       migrated: 0,
       events: 0,
+      staleness: {
+        lagHistogram: {},
+        tokensOverLagLimit: 0,
+        trainedGeneratedTokens: 0,
+        trainedDecodedTokens: 0,
+        discarded: 0,
+        discardedDecodedTokens: 0,
+        trainedTurns: {},
+        decidedTurns: {},
+        admittedTurns: {},
+        liveAtEnd: 0,
+      },
     };
   }
 
@@ -259,6 +311,7 @@ export class Simulator {
       }
     }
     this.totals.virtualMs = this.nowMs;
+    this.totals.staleness.liveAtEnd = this.ledger.live.length;
     this.lanes.close();
     return {
       label: this.cfg.label,
@@ -266,6 +319,7 @@ export class Simulator {
       gpus: this.cfg.layout.nodes * this.cfg.layout.gpusPerNode,
       ranks: this.cfg.layout.ranks.length,
       policy: this.cfg.policy,
+      staleness: this.cfg.staleness,
       weightSyncMs: this.cfg.cost.weightSyncMs,
       iterations: this.records,
       totals: this.totals,
@@ -312,8 +366,8 @@ export class Simulator {
     const { activityRoundTripMs } = this.cfg.controlPlane;
     const roundTrips = (count: number): Wait => ({ kind: 'sleep', ms: count * activityRoundTripMs });
 
-    // ---- 0. carry-over: drop what the async ratio no longer admits
-    const stale = staleIds(this.ledger, fromVersion, this.cfg.asyncRatio);
+    // ---- 0. carry-over: the staleness policy says what the async ratio no longer admits
+    const stale = carryOverStaleIds(this.ledger, fromVersion, this.cfg.asyncRatio, this.cfg.staleness.policy);
     if (stale.length > 0) {
       this.ledger = drop(this.ledger, stale, 'stale');
       for (const id of stale) this.markDropped(this.samples.get(id)!, 'stale');
@@ -326,7 +380,7 @@ export class Simulator {
     // ---- 1. full rollout until the batch threshold
     enterPhase('rollout');
     this.placeAndLaunch(samplesByState(this.ledger).waiting, allRanks);
-    if (this.refill(allRanks, this.cfg.maxConcurrentSamples, record)) yield roundTrips(1);
+    if (this.refill(allRanks, false, record)) yield roundTrips(1);
     let ready: number[] | undefined;
     while (ready === undefined) {
       const states = samplesByState(this.ledger);
@@ -343,7 +397,7 @@ export class Simulator {
       } else {
         yield* this.stopShardsWithLatency([...this.shards.values()], record);
         this.placeAndLaunch(samplesByState(this.ledger).waiting, allRanks);
-        if (this.refill(allRanks, this.cfg.maxConcurrentSamples, record)) yield roundTrips(1);
+        if (this.refill(allRanks, false, record)) yield roundTrips(1);
       }
     }
     this.candidates = undefined;
@@ -354,6 +408,7 @@ export class Simulator {
     record.batchTokens = ready.reduce((sum, id) => sum + this.samples.get(id)!.committedTokens, 0);
     this.totals.trainedSamples += ready.length;
     this.totals.trainedTokens += record.batchTokens;
+    this.recordTrained(ready, fromVersion);
     for (const id of ready) if (this.samples.get(id)!.shard === undefined) this.samples.delete(id);
 
     // ---- 1b. adaptive trigger: wait while a shrink would overload the kept ranks
@@ -392,7 +447,7 @@ export class Simulator {
       for (const rank of release) this.flushCache(rank);
       this.setPool(completeOffload(this.iterLayout, this.pool, release));
     }
-    if (keep.length > 0 && this.cfg.asyncRatio >= 1 && this.refill(keep, this.cfg.maxConcurrentSamples - this.cfg.batchSize, record)) yield roundTrips(1);
+    if (keep.length > 0 && this.cfg.asyncRatio >= 1 && this.refill(keep, true, record)) yield roundTrips(1);
 
     // ---- 3. train ‖ long tail
     this.setPool(beginTraining(this.iterLayout, this.pool));
@@ -429,6 +484,7 @@ export class Simulator {
     this.lanes.setSyncing(true);
     yield { kind: 'sleep', ms: cost.weightSyncMs + activityRoundTripMs };
     this.lanes.setSyncing(false);
+    this.servingVersion = this.version;
     // KV computed under the old weights is stale: every engine flushes its prefix cache.
     for (const rank of allRanks) this.flushCache(rank);
     enterPhase('expand');
@@ -443,6 +499,23 @@ export class Simulator {
     record.carriedOver = this.ledger.live.length;
     record.endMs = this.nowMs;
     this.records.push(record);
+  }
+
+  /** The staleness figures of a batch trained from `trainVersion` (src/gpu/staleness.ts). */
+  private recordTrained(ids: readonly number[], trainVersion: number): void {
+    const staleness = this.totals.staleness;
+    const limit = this.cfg.staleness.maxTokenLag;
+    for (const id of ids) {
+      const sample = this.samples.get(id)!;
+      staleness.lagHistogram = addTokenLags(staleness.lagHistogram, sample.spans, trainVersion);
+      if (limit !== undefined) {
+        for (const span of sample.spans) if (trainVersion - span.version > limit) staleness.tokensOverLagLimit += span.tokens;
+      }
+      staleness.trainedGeneratedTokens += spanTokens(sample.spans);
+      staleness.trainedDecodedTokens += sample.decoded;
+      staleness.trainedTurns = addCount(staleness.trainedTurns, sample.turns);
+      staleness.decidedTurns = addCount(staleness.decidedTurns, sample.turns);
+    }
   }
 
   /** The shrink plan of this iteration under the release policy (the configured train group unless it may move). */
@@ -503,21 +576,32 @@ export class Simulator {
     for (const placement of assignLeastLoaded(ids, loadsByRank(this.ledger, ranks))) this.launchShard(placement.rank, placement.sampleIds);
   }
 
-  /** Admits up to `target` live samples onto `ranks`; true if any were admitted (admitSamples ran). */
-  private refill(ranks: readonly RankId[], target: number, record: IterationRecord): boolean {
+  /** Admits what the staleness policy's admission bound allows onto `ranks`; true if any were admitted (admitSamples ran). */
+  private refill(ranks: readonly RankId[], batchSealed: boolean, record: IterationRecord): boolean {
     if (ranks.length === 0) return false;
-    const room = target - this.ledger.live.length;
+    const room = admissionRoom({
+      policy: this.cfg.staleness.policy,
+      live: this.ledger.live.length,
+      batchSize: this.cfg.batchSize,
+      asyncRatio: this.cfg.asyncRatio,
+      maxConcurrentSamples: this.cfg.maxConcurrentSamples,
+      batchSealed,
+    });
     if (room <= 0) return false;
     const admitted = admit(this.ledger, room, this.version);
     this.ledger = admitted.ledger;
     record.admitted += admitted.ids.length;
     for (const id of admitted.ids) {
+      this.totals.staleness.admittedTurns = addCount(this.totals.staleness.admittedTurns, this.cfg.workload.turnsFor(id));
       this.samples.set(id, {
         id,
         startVersion: this.version,
         startedAt: this.nowMs,
         turns: this.cfg.workload.turnsFor(id),
         turn: 0,
+        spans: [],
+        turnSpans: [],
+        decoded: 0,
         committedTokens: this.cfg.workload.promptTokens(id),
         partialTokens: 0,
         status: 'running',
@@ -640,6 +724,8 @@ export class Simulator {
       sample.job = undefined;
       if (rank.cache === cache) cache.set(sample.id, context + job.targetTokens);
       this.totals.decodedTokens += job.targetTokens;
+      sample.decoded += job.targetTokens;
+      sample.turnSpans = appendSpan(sample.turnSpans, this.servingVersion, job.targetTokens);
       this.afterGenerate(sample, prefix + job.targetTokens);
     });
   }
@@ -650,6 +736,8 @@ export class Simulator {
     sample.envEvent = this.queue.schedule(this.nowMs + this.cfg.workload.envStepMs(sample.id, turn), () => {
       sample.envEvent = undefined;
       sample.committedTokens += generated + this.cfg.workload.observationTokens(sample.id, turn);
+      for (const span of sample.turnSpans) sample.spans = appendSpan(sample.spans, span.version, span.tokens);
+      sample.turnSpans = [];
       sample.partialTokens = 0;
       sample.turnGenerated = 0;
       sample.turn = turn + 1;
@@ -665,11 +753,14 @@ export class Simulator {
       const decoded = rank.engine.abort(sample.job);
       sample.job = undefined;
       this.totals.decodedTokens += decoded;
+      sample.decoded += decoded;
       rank.cache.set(sample.id, sample.callContext + decoded);
       const generated = sample.callPrefix + decoded;
       const kept = keptPrefixTokens(this.cfg.policy.migration, generated);
       this.totals.discardedTokens += generated - kept;
       sample.partialTokens = kept;
+      // The kept prefix keeps the versions it was generated with; a regenerated turn starts afresh.
+      sample.turnSpans = kept === 0 ? [] : appendSpan(sample.turnSpans, this.servingVersion, decoded);
     } else if (sample.envEvent !== undefined) {
       // Stopped during the tool call: the whole generated turn is kept; the step runs again.
       sample.envEvent.cancelled = true;
@@ -696,6 +787,10 @@ export class Simulator {
     sample.status = 'dropped';
     sample.dropReason = reason;
     this.totals.dropped[reason]++;
+    const staleness = this.totals.staleness;
+    staleness.discarded++;
+    staleness.discardedDecodedTokens += sample.decoded;
+    staleness.decidedTurns = addCount(staleness.decidedTurns, sample.turns);
     if (reason === 'stale') this.samples.delete(sample.id);
   }
 }

@@ -30,7 +30,9 @@ import { ALL_MEMORY_TAGS, type MemoryTag } from '../engines/types';
 import { rankById, ranksOnNode, trainNodes, type RankId } from '../gpu/layout';
 import { planWithLostRanks } from '../gpu/lost';
 import {
+  admissionRoom,
   admit,
+  carryOverStaleIds,
   adoptSamples,
   markCompleted,
   assignLeastLoaded,
@@ -43,7 +45,6 @@ import {
   sealBatch,
   selectBatch,
   settleShard,
-  staleIds,
   type DropReason,
   type SampleLedger,
 } from '../gpu';
@@ -381,11 +382,20 @@ export async function iterationWorkflow(input: IterationInput): Promise<Iteratio
     return unfinished;
   };
 
-  /** Admits new samples (version = current weights) until `target` samples are live, onto `ranks`. */
-  const refill = async (ranks: RankId[], target: number): Promise<void> => {
+  // [staleness] The run's staleness policy (src/gpu/staleness.ts); runs started before it: 'drop'.
+  const staleness = spec.staleness ?? { policy: 'drop' as const };
+
+  /** Admits new samples (version = current weights) onto `ranks`, as many as the staleness policy's admission bound allows. */
+  const refill = async (ranks: RankId[], batchSealed: boolean): Promise<void> => {
     if (ranks.length === 0) return;
-    const live = ledger.live.length;
-    const room = target - live;
+    const room = admissionRoom({
+      policy: staleness.policy,
+      live: ledger.live.length,
+      batchSize: input.batchSize,
+      asyncRatio: spec.asyncRatio,
+      maxConcurrentSamples: spec.maxConcurrentSamples,
+      batchSealed,
+    });
     if (room <= 0) return;
     const admitted = admit(ledger, room, stats.toVersion);
     ledger = admitted.ledger;
@@ -413,8 +423,8 @@ export async function iterationWorkflow(input: IterationInput): Promise<Iteratio
       pool = completeOnload(layout, pool, rejoining);
     }
 
-    // ---- 0. carry-over: drop what the async ratio no longer admits ----------------------------
-    const stale = staleIds(ledger, fromVersion, spec.asyncRatio);
+    // ---- 0. carry-over: drop what the staleness policy no longer admits ('resume': nothing) -----
+    const stale = carryOverStaleIds(ledger, fromVersion, spec.asyncRatio, staleness.policy);
     if (stale.length > 0) {
       ledger = drop(ledger, stale, 'stale');
       stats.dropped.stale = stale.length;
@@ -460,7 +470,7 @@ export async function iterationWorkflow(input: IterationInput): Promise<Iteratio
       await enterPhase('rollout');
       const waiting = samplesByState(ledger).waiting;
       for (const placement of assignLeastLoaded(waiting, loadsByRank(ledger, allRanks))) launchShard(placement.rank, placement.sampleIds);
-      await refill(allRanks, spec.maxConcurrentSamples);
+      await refill(allRanks, false);
       let ready: number[] | undefined;
       while (ready === undefined) {
         const states = samplesByState(ledger);
@@ -484,7 +494,7 @@ export async function iterationWorkflow(input: IterationInput): Promise<Iteratio
           await stopShards([...shards.values()]);
           const leftover = samplesByState(ledger).waiting;
           for (const placement of assignLeastLoaded(leftover, loadsByRank(ledger, allRanks))) launchShard(placement.rank, placement.sampleIds);
-          await refill(allRanks, spec.maxConcurrentSamples);
+          await refill(allRanks, false);
         }
       }
       if (overlapped) {
@@ -521,9 +531,8 @@ export async function iterationWorkflow(input: IterationInput): Promise<Iteratio
     }
     // New samples may start on the ranks that keep rolling out only within the staleness bound:
     // they can be trained by the next `asyncRatio` batches, and the samples still live already
-    // fill those up to maxConcurrentSamples − batchSize. Admitting more would only make samples
-    // go stale (with the default bound this admits nothing; a larger maxConcurrentSamples does).
-    if (keep.length > 0 && spec.asyncRatio >= 1) await refill(keep, spec.maxConcurrentSamples - input.batchSize);
+    // fill those up to maxConcurrentSamples − batchSize (admissionRoom with the batch sealed).
+    if (keep.length > 0 && spec.asyncRatio >= 1) await refill(keep, true);
 
     // ---- 3. train ‖ long tail --------------------------------------------------------------------
     pool = beginTraining(layout, pool);
@@ -534,7 +543,14 @@ export async function iterationWorkflow(input: IterationInput): Promise<Iteratio
     const results = await unlessShardFails(() =>
       Promise.all(
         trainerNodes.map((node) =>
-          onTrainerNode(node, trainerActivities(node).trainStep({ runId: spec.runId, node, iteration, fromVersion, leader: node === leader })),
+          onTrainerNode(node, trainerActivities(node).trainStep({
+              runId: spec.runId,
+              node,
+              iteration,
+              fromVersion,
+              leader: node === leader,
+              ...(staleness.maxTokenLag === undefined ? {} : { maxTokenLag: staleness.maxTokenLag }),
+            })),
         ),
       ),
     );
