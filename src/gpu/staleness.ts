@@ -190,6 +190,17 @@ export function ksDistance(a: CountHistogram, b: CountHistogram): number {
   return Math.min(1, distance);
 }
 
+/** The run's staleness figures for status: trained ÷ (trained + dropped) samples and the lag of trained tokens. */
+export function runStalenessFigures(
+  policy: StalenessPolicy,
+  counters: { batched: number; dropped: Record<string, number> },
+  tokenLags: LagHistogram,
+): { policy: StalenessPolicy; utilization: number; tokenLag: LagSummary } {
+  const dropped = Object.values(counters.dropped).reduce((sum, n) => sum + n, 0);
+  const decided = counters.batched + dropped;
+  return { policy, utilization: decided === 0 ? 1 : counters.batched / decided, tokenLag: lagSummary(tokenLags) };
+}
+
 export interface UtilizationInput {
   /** Samples trained, and samples discarded (dropped for any reason). */
   trained: number;

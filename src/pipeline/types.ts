@@ -6,7 +6,7 @@
 import type { PoolLayout, RankId } from '../gpu/layout';
 import type { SampleLedger } from '../gpu/ledger';
 import type { PoolState } from '../gpu/roles';
-import type { StalenessPolicy } from '../gpu/staleness';
+import type { LagHistogram, LagSummary, StalenessPolicy } from '../gpu/staleness';
 
 /** Everything a run needs, derived once from the validated config (src/config). */
 export interface RunSpec {
@@ -56,6 +56,12 @@ export interface IterationInput {
   rejoinRanks?: RankId[];
 }
 
+/** What the store says of a sealed batch: its tokens, and its generated tokens by version lag (absent for manifests written before). */
+export interface SealedBatchFigures {
+  totalTokens: number;
+  tokenLags?: LagHistogram;
+}
+
 export interface IterationStats {
   iteration: number;
   fromVersion: number;
@@ -72,6 +78,8 @@ export interface IterationStats {
   endedAtMs: number;
   /** Wall-clock ms per phase. */
   phaseMs: Partial<Record<Phase, number>>;
+  /** The batch's generated tokens by version lag behind fromVersion (src/gpu/staleness.ts). */
+  tokenLags?: LagHistogram;
 }
 
 export interface IterationResult {
@@ -113,6 +121,11 @@ export interface RunStatus {
     completedWaiting: number;
     waiting: number;
   };
+  /**
+   * The staleness figures of the run so far: trained ÷ (trained + dropped) samples, and the version
+   * lag of the trained tokens (absent before any batch with per-token versions).
+   */
+  staleness?: { policy: StalenessPolicy; utilization: number; tokenLag: LagSummary };
   batchSize: number;
   shrinkOverride: RankId[] | undefined;
   lastIteration: IterationStats | undefined;

@@ -63,7 +63,7 @@ import {
 import { checkPostcondition } from '../gpu/validation';
 import type { GpuNodeActivities, OrchestratorActivities } from '../pipeline/activities';
 import { orchestratorQueue, rankQueue, shardId, trainerQueue } from '../pipeline/naming';
-import type { IterationInput, IterationProgress, IterationResult, IterationStats, Phase, ShardOutcome } from '../pipeline/types';
+import type { IterationInput, IterationProgress, IterationResult, IterationStats, Phase, SealedBatchFigures, ShardOutcome } from '../pipeline/types';
 import { describeError } from '../pipeline/errors';
 import { PHASE_KEY } from '../temporal/searchAttributes';
 import { iterationProgressSignal, LOST_RANKS_PATCH } from './signals';
@@ -461,7 +461,7 @@ export async function iterationWorkflow(input: IterationInput): Promise<Iteratio
     }
     // A retried attempt whose batch was already sealed resumes at training.
     const sealed = await (readingSealed ?? orchestrator.readSealedBatch({ runId: spec.runId, iteration }));
-    let batch: { sampleIds: number[]; totalTokens: number };
+    let batch: { sampleIds: number[] } & SealedBatchFigures;
     if (sealed !== null) {
       batch = sealed;
       ledger = sealBatch(ledger, sealed.sampleIds);
@@ -502,16 +502,18 @@ export async function iterationWorkflow(input: IterationInput): Promise<Iteratio
         // alongside the shrink and training, and is awaited before the iteration ends.
         const manifest = await orchestrator.writeBatchManifest({ runId: spec.runId, iteration, fromVersion, sampleIds: ready });
         ledger = sealBatch(ledger, ready);
-        batch = { sampleIds: ready, totalTokens: manifest.totalTokens };
+        batch = { sampleIds: ready, ...manifest };
       } else {
         const sealedNow = await orchestrator.sealBatch({ runId: spec.runId, iteration, fromVersion, sampleIds: ready });
         ledger = sealBatch(ledger, ready);
-        batch = { sampleIds: ready, totalTokens: sealedNow.totalTokens };
+        batch = { sampleIds: ready, ...sealedNow };
       }
     }
     batchSampleCount = batch.sampleIds.length;
     stats.batchSamples = batch.sampleIds.length;
     stats.batchTokens = batch.totalTokens;
+    // [staleness] the version lag of the batch's tokens, for status and progress
+    if (batch.tokenLags !== undefined) stats.tokenLags = batch.tokenLags;
     // Marks the batch's samples (idempotent: also completes the marking of an earlier attempt).
     const marking = overlapped ? orchestrator.sealBatch({ runId: spec.runId, iteration, fromVersion, sampleIds: batch.sampleIds }) : undefined;
     marking?.catch(() => undefined); // observed before the iteration ends

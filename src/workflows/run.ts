@@ -19,6 +19,7 @@ import {
   workflowInfo,
 } from '@temporalio/workflow';
 import { addLostRanks, emptyLedger, planShrink, planWithLostRanks, removeLostRanks, samplesByState, type SampleLedger } from '../gpu';
+import { runStalenessFigures, mergeLagHistograms, type LagHistogram } from '../gpu/staleness';
 import type { RankId } from '../gpu/layout';
 import { checkIntRange } from '../gpu/validation';
 import { RUN_HISTORY_BYTES_BUDGET } from '../pipeline/historyBudget';
@@ -60,6 +61,8 @@ export interface RunState {
   rejoinRanks?: RankId[];
   /** Paused because the pool without the lost ranks is below the strategy minimum. */
   pausedForLostRanks?: boolean;
+  /** Trained generated tokens of the run by version lag (absent before the first batch with per-token versions). */
+  tokenLags?: LagHistogram;
 }
 
 export interface RunInput {
@@ -125,6 +128,7 @@ export async function runWorkflow(input: RunInput): Promise<RunSummary> {
       lastError: state.lastError ?? undefined,
       ...(rejectedSignals === undefined ? {} : { rejectedSignals }),
       ...((state.lostRanks ?? []).length > 0 ? { lostRanks: state.lostRanks } : {}),
+      ...(state.tokenLags === undefined ? {} : { staleness: runStalenessFigures(spec.staleness?.policy ?? 'drop', ledger.counters, state.tokenLags) }),
     };
   };
 
@@ -297,6 +301,7 @@ export async function runWorkflow(input: RunInput): Promise<RunSummary> {
       state.ledger = result.ledger;
       progress = undefined;
       state.lastIteration = result.stats;
+      if (result.stats.tokenLags !== undefined) state.tokenLags = mergeLagHistograms(state.tokenLags ?? {}, result.stats.tokenLags);
       state.lastError = null;
       if (state.rejoinRanks !== undefined) state.rejoinRanks = state.rejoinRanks.filter((rank) => !rejoining.includes(rank));
       state.iteration += 1;
