@@ -8,7 +8,8 @@ import path from 'node:path';
 import { parse } from 'yaml';
 import { startReferenceEngine, type ReferenceEngineProcess } from '../../src/engines/reference/launch';
 import { iterationWorkflowId } from '../../src/pipeline/naming';
-import type { IterationResult } from '../../src/pipeline/types';
+import type { IterationResult, RunStatus } from '../../src/pipeline/types';
+import { lagSummary, mergeLagHistograms, type LagHistogram, type LagSummary, type StalenessPolicy } from '../../src/gpu/staleness';
 import type { SampleRecord } from '../../src/store';
 import type { RunSummary } from '../../src/workflows/run';
 import type { PipelineEnv } from './pipeline';
@@ -29,6 +30,8 @@ export interface ReferenceRlOptions {
   decodeDelayMs?: number;
   /** Turns of exactly maxNewTokensPerTurn tokens. */
   ignoreEos?: boolean;
+  /** rollout.staleness.policy; default: the config's ('resume'). */
+  staleness?: StalenessPolicy;
 }
 
 export interface ReferenceRlResult {
@@ -39,6 +42,10 @@ export interface ReferenceRlResult {
   versionsPerIteration: number[][];
   /** Samples moved off released ranks at each iteration's shrink. */
   migratedPerIteration: number[];
+  /** Version lag of the trained tokens over the run (from the batch manifests). */
+  tokenLag: LagSummary;
+  /** The run's status at its end (samples admitted / trained / dropped, staleness figures). */
+  status: RunStatus;
   /** The trained samples of every iteration, as stored. */
   batches: SampleRecord[][];
   /** Every sample of the run at its end (trained, completed, still running), as stored. */
@@ -55,6 +62,7 @@ export function referenceRlConfig(options: ReferenceRlOptions, rollout: readonly
   return {
     ...preset,
     run: { id: options.runId ?? `reference-rl-${kind}`, iterations: options.iterations },
+    ...(options.staleness === undefined ? {} : { rollout: { ...(preset.rollout as Record<string, unknown> | undefined), staleness: { policy: options.staleness } } }),
     ...(options.batchSize === undefined ? {} : { batchSize: options.batchSize }),
     ...(options.turns === undefined ? {} : { maxTurns: options.turns }),
     ...(options.turns === undefined && options.maxNewTokensPerTurn === undefined ? {} : { maxTokens: 1024 }),
@@ -101,9 +109,11 @@ export async function runReferenceRl(env: PipelineEnv, options: ReferenceRlOptio
       const rewardPerIteration: number[] = [];
       const versionsPerIteration: number[][] = [];
       const migratedPerIteration: number[] = [];
+      let tokenLags: LagHistogram = {};
       const batches: SampleRecord[][] = [];
       for (let iteration = 0; iteration < summary.iterations; iteration++) {
         const batch = await store.readBatch(iteration);
+        tokenLags = mergeLagHistograms(tokenLags, batch.tokenLags ?? {});
         const samples = await store.readSamples(batch.sampleIds);
         batches.push(samples);
         const stats = (await env.client.workflow.getHandle(iterationWorkflowId(context.runId, iteration)).result()) as IterationResult;
@@ -112,7 +122,8 @@ export async function runReferenceRl(env: PipelineEnv, options: ReferenceRlOptio
         versionsPerIteration.push([...new Set(samples.flatMap((s) => s.turns.map((t) => t.weightVersion)))].sort((a, b) => a - b));
       }
       const samples = await store.readSamples(await store.listSampleIds());
-      return { summary, rewardPerIteration, versionsPerIteration, migratedPerIteration, batches, samples, seconds };
+      const status = (await handle.query('status')) as RunStatus;
+      return { summary, rewardPerIteration, versionsPerIteration, migratedPerIteration, tokenLag: lagSummary(tokenLags), status, batches, samples, seconds };
     } finally {
       await workers.stop();
     }
