@@ -93,7 +93,8 @@ export async function runReferenceRl(env: PipelineEnv, options: ReferenceRlOptio
   const engines: ReferenceEngineProcess[] = [];
   try {
     const delay = options.decodeDelayMs === undefined ? {} : { decodeDelayMs: options.decodeDelayMs };
-    const launches = await Promise.allSettled([0, 1, 2].map(() => startReferenceEngine({ device: 'cpu', ...delay })));
+    // Three PyTorch processes importing torch at once take minutes on a shared 2-core machine.
+    const launches = await Promise.allSettled([0, 1, 2].map(() => startReferenceEngine({ device: 'cpu', startTimeoutMs: 300_000, ...delay })));
     for (const s of launches) if (s.status === 'fulfilled') engines.push(s.value);
     const failed = launches.find((s) => s.status === 'rejected');
     if (failed !== undefined) throw (failed as PromiseRejectedResult).reason;

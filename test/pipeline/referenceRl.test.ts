@@ -32,7 +32,7 @@ describe('reference RL run (real engines, real pipeline)', () => {
   });
 
   // The new staleness policy (the default) learns by the same margin as ROLL's drop rule.
-  it.each(['resume', 'drop'] as const)('the mean reward rises over iterations (staleness %s)', { timeout: 300_000 }, async (staleness) => {
+  it.each(['resume', 'drop'] as const)('the mean reward rises over iterations (staleness %s)', { timeout: 900_000 }, async (staleness) => {
     const result = await runReferenceRl(env, { runId: `reference-rl-learns-${staleness}`, iterations: ITERATIONS, seed: 1, staleness });
     const lag = result.tokenLag;
     console.log(
@@ -81,7 +81,7 @@ describe('reference RL run (real engines, real pipeline)', () => {
     expect(resumed.some((turn) => turn.resumedFrom?.rank !== turn.rank), story()).toBe(true);
   });
 
-  it('a turn resumed across a weight sync keeps its prefix version; the sample is trained exactly once with per-token versions', { timeout: 180_000 }, async () => {
+  it('a turn resumed across a weight sync keeps its prefix version; the sample is trained exactly once with per-token versions', { timeout: 900_000 }, async () => {
     // Turns of 24 tokens at 25 ms: the stop before each weight sync cuts turns mid-generation; with
     // the default staleness policy ('resume') they continue with the new weights.
     const iterations = 4;
