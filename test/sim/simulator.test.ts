@@ -216,7 +216,7 @@ describe('staleness policies in the simulator', () => {
   });
 
   it('every trained generated token has a version, and tokens over the hard lag limit are counted', () => {
-    const result = simulate(simulationConfig(asStrategy({ ...tail, rollout: { ...(tail.rollout as object), staleness: { policy: 'resume', maxTokenLag: 1 } } }, 'multiplexed', '<test>')));
+    const result = simulate(simulationConfig(asStrategy({ ...tail, rollout: { ...(BASE.rollout as object), staleness: { policy: 'resume', maxTokenLag: 1 } } }, 'multiplexed', '<test>')));
     const s = result.totals.staleness;
     expect(Object.values(s.lagHistogram).reduce((a, b) => a + b, 0)).toBe(s.trainedGeneratedTokens);
     const overOne = Object.entries(s.lagHistogram).filter(([lag]) => Number(lag) > 1).reduce((a, [, n]) => a + n, 0);
