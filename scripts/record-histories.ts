@@ -5,8 +5,8 @@
  *
  *   npx tsx scripts/record-histories.ts
  *
- * Re-record after an intended change to workflow code, and commit the fixtures together with a
- * `patched()` guard for running workflows (docs/design.md §5.2).
+ * Re-record after an intended change to workflow code, once the fixtures of the version being
+ * replaced are frozen beside its bundle in test/fixtures/versions.ts (docs/design.md §5.2).
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';

@@ -129,7 +129,7 @@ export async function runDev(options: DevOptions, log: (line: string) => void = 
   recordPids(stateDir, records);
 
   const common = [path.resolve(options.configPath), '--address', server.address, '--state-dir', stateDir, '--exit-with-parent'];
-  const workers: Supervised[] = [{ name: 'orchestrator', args: ['worker', 'orchestrator', ...common], child: undefined, restarts: 0 }];
+  const workers: Supervised[] = [{ name: 'orchestrator', args: ['worker', 'orchestrator', ...common, '--set-current'], child: undefined, restarts: 0 }];
   for (let node = 0; node < spec.layout.nodes; node++) {
     if (nodeTaskQueues(spec.layout, spec.taskQueuePrefix, node).length === 0) continue;
     workers.push({ name: `gpu-node-${node}`, args: ['worker', 'gpu-node', ...common, '--node', String(node)], child: undefined, restarts: 0 });

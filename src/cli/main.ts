@@ -2,6 +2,7 @@
  * The `timeshare` command. Every subcommand has --help; errors are one clear message and a
  * non-zero exit (2 for an invalid config or arguments, 1 otherwise).
  */
+import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { Command, InvalidArgumentError } from 'commander';
 import { NativeConnection } from '@temporalio/worker';
@@ -10,6 +11,7 @@ import { buildRunSpec } from '../pipeline/spec';
 import { createGpuNodeWorkers } from '../workers/gpuNode';
 import { runWorkers } from '../workers/lifecycle';
 import { createOrchestratorWorker } from '../workers/orchestrator';
+import { checkBuildId } from '../workers/versioning';
 import type { TemporalTarget, WorkerContext } from '../workers/options';
 import { runtimePaths } from '../workers/runtime';
 import { addBenchCommand } from './bench';
@@ -204,17 +206,43 @@ export function buildProgram(): Command {
     }
   });
 
+  const buildIdFlag = (text: string): string => {
+    try {
+      return checkBuildId(text, '--build-id');
+    } catch (error) {
+      throw new CliError(error instanceof Error ? error.message : String(error), 2);
+    }
+  };
   const worker = program.command('worker').description('Run a worker process against an existing Temporal server');
   const workerFlags = (command: Command) =>
     withConnectionFlags(command)
       .option('--state-dir <dir>', 'local state (simulated engine state)', DEFAULT_STATE_DIR)
       .option('--exit-with-parent', 'exit when the parent process ends (used by `timeshare dev`)');
 
-  workerFlags(worker.command('orchestrator').description('Workflows and store bookkeeping (no GPU)').argument('<config>')).action(
-    async (configPath: string, flags: ConnectionFlags & { stateDir: string; exitWithParent?: boolean }) => {
+  workerFlags(
+    worker
+      .command('orchestrator')
+      .description('Workflows and store bookkeeping (no GPU); runs as a version of the Worker Deployment named after the task-queue prefix')
+      .argument('<config>')
+      .option('--build-id <id>', 'Worker Deployment build id (default: content hash of the workflow bundle)')
+      .option('--workflow-bundle <file>', 'run a prebuilt workflow bundle (e.g. an older version kept in .cache/bundles) instead of the bundle of src/workflows')
+      .option('--set-current', "make this version the deployment's current one (default: only when it has none)"),
+  ).action(
+    async (
+      configPath: string,
+      flags: ConnectionFlags & { stateDir: string; exitWithParent?: boolean; buildId?: string; workflowBundle?: string; setCurrent?: boolean },
+    ) => {
       const context = workerContext(configPath, flags);
+      const buildId = flags.buildId === undefined ? undefined : buildIdFlag(flags.buildId);
+      const bundleFile = flags.workflowBundle === undefined ? undefined : path.resolve(flags.workflowBundle);
+      if (bundleFile !== undefined && !existsSync(bundleFile)) throw new CliError(`--workflow-bundle: no file ${bundleFile}`, 2);
       const connection = await connectWorker(context.temporal);
-      const orchestrator = await createOrchestratorWorker(connection, context);
+      const orchestrator = await createOrchestratorWorker(connection, context, {
+        ...(buildId === undefined ? {} : { buildId }),
+        ...(bundleFile === undefined ? {} : { workflowBundle: { codePath: bundleFile } }),
+        setCurrent: flags.setCurrent === true ? 'always' : 'if-none',
+        log: (line) => console.error(line),
+      });
       console.error(`orchestrator worker for run '${context.runId}' on ${context.temporal.address} (${context.temporal.security?.summary ?? 'plaintext'})`);
       await runWorkers([orchestrator], connection, { exitWithParent: flags.exitWithParent });
     },

@@ -1,9 +1,10 @@
 /**
  * Staleness: what becomes of a sample that outlives its weight version, how many new samples may
  * start ahead of training, and the figures that show what a policy costs (sample utilization,
- * version lag of trained tokens, long-tail bias). Pure and deterministic; the iteration flow
- * (workflow and simulator) calls `carryOverStaleIds` at carry-over and `admissionRoom` at every
- * admission (docs/design.md §5.2 "Staleness").
+ * version lag of trained tokens, long-tail bias). Pure and deterministic; the iteration program's
+ * admission decision (src/iteration/admission.ts, run by the workflow and the simulator) calls
+ * `carryOverStaleIds` at carry-over and `admissionRoom` at every admission (docs/design.md §5.2
+ * "Staleness").
  */
 import { staleIds, type SampleLedger } from './ledger';
 import { checkIntRange, checkPostcondition, ValidationError } from './validation';

@@ -6,12 +6,13 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { Client, Connection, type WorkflowHandle } from '@temporalio/client';
-import { bundleWorkflowCode, DefaultLogger, NativeConnection, Runtime, type Worker, type WorkflowBundleWithSourceMap } from '@temporalio/worker';
+import { DefaultLogger, NativeConnection, Runtime, type Worker } from '@temporalio/worker';
 import { parseRunConfig, type ParsedRunConfig } from '../../src/config';
 import { orchestratorQueue, runWorkflowId } from '../../src/pipeline/naming';
 import { buildRunSpec } from '../../src/pipeline/spec';
 import type { RunSpec } from '../../src/pipeline/types';
 import { startDevServer, type DevServer } from '../../src/temporal/devServer';
+import { cachedWorkflowBundle, type CachedWorkflowBundle } from '../../src/workers/bundle';
 import { createGpuNodeWorkers } from '../../src/workers/gpuNode';
 import type { WorkerContext } from '../../src/workers/options';
 import { createOrchestratorWorker, WORKFLOWS_PATH } from '../../src/workers/orchestrator';
@@ -26,10 +27,10 @@ function quietRuntime(): void {
   Runtime.install({ logger: new DefaultLogger('WARN') });
 }
 
-let bundle: Promise<WorkflowBundleWithSourceMap> | undefined;
-/** Bundling the workflows takes seconds: do it once per test file. */
-export function workflowBundle(): Promise<WorkflowBundleWithSourceMap> {
-  bundle ??= bundleWorkflowCode({ workflowsPath: WORKFLOWS_PATH, logger: { log: () => undefined, info: () => undefined, warn: () => undefined, error: console.error, debug: () => undefined, trace: () => undefined } });
+let bundle: Promise<CachedWorkflowBundle> | undefined;
+/** The workflow bundle of the current sources, built once per code version (src/workers/bundle.ts). */
+export function workflowBundle(): Promise<CachedWorkflowBundle> {
+  bundle ??= cachedWorkflowBundle(WORKFLOWS_PATH);
   return bundle;
 }
 
@@ -76,10 +77,10 @@ export interface RunningWorkers {
   stop(): Promise<void>;
 }
 
-export async function startPipelineEnv(): Promise<PipelineEnv> {
+export async function startPipelineEnv(options: { dynamicConfig?: Record<string, string | number | boolean> } = {}): Promise<PipelineEnv> {
   quietRuntime();
   const stateDir = mkdtempSync(path.join(os.tmpdir(), 'timeshare-test-'));
-  const server = await startDevServer({ headless: true, logFile: path.join(stateDir, 'temporal.log') });
+  const server = await startDevServer({ headless: true, logFile: path.join(stateDir, 'temporal.log'), ...options });
   const connection = await Connection.connect({ address: server.address });
   const client = new Client({ connection });
   const running: RunningWorkers[] = [];
