@@ -8,7 +8,8 @@ import path from 'node:path';
 import { parse } from 'yaml';
 import { startReferenceEngine, type ReferenceEngineProcess } from '../engines/reference/launch';
 import { iterationWorkflowId } from '../pipeline/naming';
-import type { IterationResult } from '../pipeline/types';
+import type { IterationResult, RunStatus } from '../pipeline/types';
+import { lagSummary, mergeLagHistograms, type LagHistogram, type LagSummary, type StalenessPolicy } from '../gpu/staleness';
 import type { SampleRecord } from '../store';
 import type { RunSummary } from '../workflows/run';
 import type { PipelineEnv } from '../launch/localPipeline';
@@ -29,6 +30,8 @@ export interface ReferenceRlOptions {
   decodeDelayMs?: number;
   /** Turns of exactly maxNewTokensPerTurn tokens. */
   ignoreEos?: boolean;
+  /** rollout.staleness.policy; default: the config's ('resume'). */
+  staleness?: StalenessPolicy;
 }
 
 export interface ReferenceRlResult {
@@ -39,6 +42,10 @@ export interface ReferenceRlResult {
   versionsPerIteration: number[][];
   /** Samples moved off released ranks at each iteration's shrink. */
   migratedPerIteration: number[];
+  /** Version lag of the trained tokens over the run (from the batch manifests). */
+  tokenLag: LagSummary;
+  /** The run's status at its end (samples admitted / trained / dropped, staleness figures). */
+  status: RunStatus;
   /** The trained samples of every iteration, as stored. */
   batches: SampleRecord[][];
   /** Every sample of the run at its end (trained, completed, still running), as stored. */
@@ -55,6 +62,7 @@ export function referenceRlConfig(options: ReferenceRlOptions, rollout: readonly
   return {
     ...preset,
     run: { id: options.runId ?? `reference-rl-${kind}`, iterations: options.iterations },
+    ...(options.staleness === undefined ? {} : { rollout: { ...(preset.rollout as Record<string, unknown> | undefined), staleness: { policy: options.staleness } } }),
     ...(options.batchSize === undefined ? {} : { batchSize: options.batchSize }),
     ...(options.turns === undefined ? {} : { maxTurns: options.turns }),
     ...(options.turns === undefined && options.maxNewTokensPerTurn === undefined ? {} : { maxTokens: 1024 }),
@@ -85,7 +93,8 @@ export async function runReferenceRl(env: PipelineEnv, options: ReferenceRlOptio
   const engines: ReferenceEngineProcess[] = [];
   try {
     const delay = options.decodeDelayMs === undefined ? {} : { decodeDelayMs: options.decodeDelayMs };
-    const launches = await Promise.allSettled([0, 1, 2].map(() => startReferenceEngine({ device: 'cpu', ...delay })));
+    // Three PyTorch processes importing torch at once take minutes on a shared 2-core machine.
+    const launches = await Promise.allSettled([0, 1, 2].map(() => startReferenceEngine({ device: 'cpu', startTimeoutMs: 300_000, ...delay })));
     for (const s of launches) if (s.status === 'fulfilled') engines.push(s.value);
     const failed = launches.find((s) => s.status === 'rejected');
     if (failed !== undefined) throw (failed as PromiseRejectedResult).reason;
@@ -101,9 +110,11 @@ export async function runReferenceRl(env: PipelineEnv, options: ReferenceRlOptio
       const rewardPerIteration: number[] = [];
       const versionsPerIteration: number[][] = [];
       const migratedPerIteration: number[] = [];
+      let tokenLags: LagHistogram = {};
       const batches: SampleRecord[][] = [];
       for (let iteration = 0; iteration < summary.iterations; iteration++) {
         const batch = await store.readBatch(iteration);
+        tokenLags = mergeLagHistograms(tokenLags, batch.tokenLags ?? {});
         const samples = await store.readSamples(batch.sampleIds);
         batches.push(samples);
         const stats = (await env.client.workflow.getHandle(iterationWorkflowId(context.runId, iteration)).result()) as IterationResult;
@@ -112,7 +123,8 @@ export async function runReferenceRl(env: PipelineEnv, options: ReferenceRlOptio
         versionsPerIteration.push([...new Set(samples.flatMap((s) => s.turns.map((t) => t.weightVersion)))].sort((a, b) => a - b));
       }
       const samples = await store.readSamples(await store.listSampleIds());
-      return { summary, rewardPerIteration, versionsPerIteration, migratedPerIteration, batches, samples, seconds };
+      const status = (await handle.query('status')) as RunStatus;
+      return { summary, rewardPerIteration, versionsPerIteration, migratedPerIteration, tokenLag: lagSummary(tokenLags), status, batches, samples, seconds };
     } finally {
       await workers.stop();
     }

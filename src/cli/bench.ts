@@ -7,10 +7,10 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { Command, InvalidArgumentError } from 'commander';
 import { loadTurnsCsv, WorkloadModel } from '../engines/sim/workload';
-import { PIPELINE_POLICY, ROLL_BASELINE_POLICY, type SchedulingPolicy, type Strategy } from '../gpu';
+import { PIPELINE_POLICY, ROLL_BASELINE_POLICY, type SchedulingPolicy, type StalenessPolicy, type Strategy } from '../gpu';
 import { simulationConfig } from '../sim/config';
 import { asStrategy, presetPath, readRawConfig, resizePool, shapedWorkload, WORKLOAD_SHAPE_NOTES, WORKLOAD_SHAPES, type WorkloadShape } from '../sim/presets';
-import { strategyReport, type StrategyReport } from '../sim/report';
+import { strategyReport, type StalenessReport, type StrategyReport } from '../sim/report';
 import { simulate } from '../sim/simulator';
 import { checkTimelines } from '../timeline/schema';
 import type { Timeline } from '../timeline/types';
@@ -27,13 +27,18 @@ export const SEED_FIGURES = {
 
 const STRATEGY_ORDER: readonly Strategy[] = ['disaggregated', 'multiplexed', 'colocated'];
 
-/** The policies measured against the ROLL-like baseline: each change alone, then the combination. */
-export const POLICY_VARIANTS: readonly { name: string; policy: SchedulingPolicy }[] = [
-  { name: 'ROLL-like baseline', policy: ROLL_BASELINE_POLICY },
-  { name: '(a) keep prefix', policy: { ...ROLL_BASELINE_POLICY, migration: 'keep-prefix' } },
-  { name: '(b) least-work release', policy: { ...ROLL_BASELINE_POLICY, release: 'least-work' } },
-  { name: '(c) adaptive trigger', policy: { ...ROLL_BASELINE_POLICY, trigger: 'adaptive' } },
-  { name: '(a)+(b)', policy: { migration: 'keep-prefix', release: 'least-work', trigger: 'batch-ready' } },
+/**
+ * The policies measured against the ROLL-like baseline (re-issue the turn, drop the stale): each
+ * change alone, then combinations; (d) is the staleness policy 'resume' (src/gpu/staleness.ts).
+ */
+export const POLICY_VARIANTS: readonly { name: string; policy: SchedulingPolicy; staleness: StalenessPolicy }[] = [
+  { name: 'ROLL-like baseline', policy: ROLL_BASELINE_POLICY, staleness: 'drop' },
+  { name: '(a) keep prefix', policy: { ...ROLL_BASELINE_POLICY, migration: 'keep-prefix' }, staleness: 'drop' },
+  { name: '(b) least-work release', policy: { ...ROLL_BASELINE_POLICY, release: 'least-work' }, staleness: 'drop' },
+  { name: '(c) adaptive trigger', policy: { ...ROLL_BASELINE_POLICY, trigger: 'adaptive' }, staleness: 'drop' },
+  { name: '(a)+(b)', policy: { migration: 'keep-prefix', release: 'least-work', trigger: 'batch-ready' }, staleness: 'drop' },
+  { name: '(d) resume across versions', policy: ROLL_BASELINE_POLICY, staleness: 'resume' },
+  { name: '(a)+(d) pipeline default', policy: PIPELINE_POLICY, staleness: 'resume' },
 ];
 
 export interface BenchFlags {
@@ -141,7 +146,7 @@ export async function runBench(flags: BenchFlags): Promise<void> {
   }
   const simSeconds = (Date.now() - started) / 1000;
   const simCpuSeconds = cpuSeconds();
-  console.log(`timeshare bench: ${base.name} (${base.file}), ${flags.iterations} iterations per strategy, policy: the pipeline's (${describePolicy(PIPELINE_POLICY)})`);
+  console.log(`timeshare bench: ${base.name} (${base.file}), ${flags.iterations} iterations per strategy, policy: the pipeline's (${describePolicy(PIPELINE_POLICY)}), staleness: ${asStrategy(base.raw, 'multiplexed', base.file).config.rollout.staleness.policy}`);
   if (csv !== undefined) console.log(`workload: turns per trajectory drawn from ${csv}`);
   console.log('');
   console.log(strategyTable(reports));
@@ -243,6 +248,9 @@ export function strategyTable(reports: readonly StrategyReport[]): string {
     row('GPU idle (bubble)', (r) => pct(r.idleFraction)),
     row('timeout rate', (r) => `${pct(r.timeoutRate)} (${r.timeouts})`, SEED_FIGURES.timeouts),
     row('stale drops (lag > async ratio)', (r) => String(r.staleDrops)),
+    row('sample utilization (trajectories / tokens)', (r) => `${pct(r.staleness.utilization.trajectories)} / ${pct(r.staleness.utilization.tokens)}`),
+    row('trained token lag (mean / p99 / max)', (r) => `${num(r.staleness.tokenLag.mean)} / ${r.staleness.tokenLag.p99} / ${r.staleness.tokenLag.max}`),
+    row('long-tail bias (KS turns, trained vs decided)', (r) => num(r.staleness.turnsKs, 3)),
     row('admitted trajectories lost (timeout + stale)', (r) => pct(r.lostRate)),
     row('shrink overhead (share of run)', (r) => pct(r.shrinkShare), `offload ${SEED_FIGURES.shrinkOffloadSeconds}`),
     row('sync + expand (share of run)', (r) => pct(r.syncShare)),
@@ -254,6 +262,7 @@ export function strategyTable(reports: readonly StrategyReport[]): string {
 interface PolicyRow {
   name: string;
   policy: SchedulingPolicy;
+  staleness: StalenessPolicy;
   report: StrategyReport;
   /** Trained trajectories/s relative to the baseline, minus 1. */
   gainOverBaseline: number;
@@ -261,14 +270,16 @@ interface PolicyRow {
 
 function comparePolicies(base: LoadedBase, iterations: number, csv: string | undefined, workload?: (parsed: ReturnType<typeof asStrategy>) => WorkloadModel): PolicyRow[] {
   const parsed = asStrategy(base.raw, 'multiplexed', base.file);
-  const rows = POLICY_VARIANTS.map(({ name, policy }) => ({
+  const rows = POLICY_VARIANTS.map(({ name, policy, staleness }) => ({
     name,
     policy,
+    staleness,
     report: strategyReport(
       simulate(
         simulationConfig(parsed, {
           iterations,
           policy,
+          staleness,
           baseDir: path.dirname(base.file),
           workload: workload?.(parsed) ?? (csv === undefined ? undefined : csvWorkload(base, 'multiplexed', csv)),
         }),
@@ -284,7 +295,7 @@ function policyTable(rows: readonly PolicyRow[], title: string): string {
   return (
     `policies (${title}):\n` +
     renderTable(
-      ['policy', 'trajectories/s', 'vs baseline', 'iteration s', 'tokens/s', 'discarded tokens', 'migrated/iter'],
+      ['policy', 'trajectories/s', 'vs baseline', 'iteration s', 'tokens/s', 'discarded tokens', 'migrated/iter', ...STALENESS_COLUMNS],
       rows.map((row) => [
         row.name,
         num(row.report.trajectoriesPerSecond, 3),
@@ -293,16 +304,30 @@ function policyTable(rows: readonly PolicyRow[], title: string): string {
         num(row.report.generatedTokensPerSecond, 0),
         pct(row.report.discardedTokenShare),
         num(row.report.migratedPerIteration, 0),
+        ...stalenessCells(row.report.staleness),
       ]),
     )
   );
+}
+
+const STALENESS_COLUMNS = ['util traj', 'util tok', 'lag mean', 'lag p99', 'lag max', 'KS turns'];
+
+function stalenessCells(report: StalenessReport): string[] {
+  return [
+    pct(report.utilization.trajectories),
+    pct(report.utilization.tokens),
+    num(report.tokenLag.mean),
+    String(report.tokenLag.p99),
+    String(report.tokenLag.max),
+    num(report.turnsKs, 3),
+  ];
 }
 
 interface SweepRow {
   shape: WorkloadShape;
   gpus: number;
   strategies: Record<string, { trajectoriesPerSecond: number; tokensPerSecond: number; timeoutRate: number; idleFraction: number }>;
-  policies: { name: string; trajectoriesPerSecond: number; gainOverBaseline: number }[];
+  policies: { name: string; trajectoriesPerSecond: number; gainOverBaseline: number; staleness: StalenessReport }[];
 }
 
 /** The pool sizes of the sweep: the preset's and half of it. */
@@ -334,6 +359,7 @@ function runSweep(base: LoadedBase, iterations: number): SweepRow[] {
         name: row.name,
         trajectoriesPerSecond: row.report.trajectoriesPerSecond,
         gainOverBaseline: row.gainOverBaseline,
+        staleness: row.report.staleness,
       }));
       rows.push({ shape, gpus, strategies, policies });
     }
@@ -341,10 +367,23 @@ function runSweep(base: LoadedBase, iterations: number): SweepRow[] {
   return rows;
 }
 
+function sweepStaleness(report: StalenessReport): string {
+  return `${pct(report.utilization.trajectories)} / ${num(report.tokenLag.mean)}·${report.tokenLag.p99}·${report.tokenLag.max} / ${num(report.turnsKs, 3)}`;
+}
+
 function sweepTable(rows: readonly SweepRow[], iterations: number): string {
   const signed = (x: number): string => `${x >= 0 ? '+' : ''}${(x * 100).toFixed(1)} %`;
   const policyNames = rows[0]?.policies.slice(1).map((p) => p.name) ?? [];
-  const header = ['workload', 'GPUs', 'mux/disagg tok/s', 'mux/coloc traj/s', 'timeouts disagg / mux', ...policyNames.map((n) => `${n} vs ROLL`)];
+  const header = [
+    'workload',
+    'GPUs',
+    'mux/disagg tok/s',
+    'mux/coloc traj/s',
+    'timeouts disagg / mux',
+    ...policyNames.map((n) => `${n} vs ROLL`),
+    'ROLL util / KS',
+    'default util / lag mean·p99·max / KS',
+  ];
   const body = rows.map((row) => {
     const s = row.strategies;
     return [
@@ -354,6 +393,8 @@ function sweepTable(rows: readonly SweepRow[], iterations: number): string {
       `${num(s.multiplexed!.trajectoriesPerSecond / s.colocated!.trajectoriesPerSecond)}×`,
       `${pct(s.disaggregated!.timeoutRate)} / ${pct(s.multiplexed!.timeoutRate)}`,
       ...row.policies.slice(1).map((p) => signed(p.gainOverBaseline)),
+      `${pct(row.policies[0]!.staleness.utilization.trajectories)} / ${num(row.policies[0]!.staleness.turnsKs, 3)}`,
+      sweepStaleness(row.policies.at(-1)!.staleness),
     ];
   });
   const notes = WORKLOAD_SHAPES.map((shape) => `  ${shape}: ${WORKLOAD_SHAPE_NOTES[shape]}`).join('\n');

@@ -11,6 +11,7 @@
  */
 import { z } from 'zod';
 import { MAX_GPUS, STRATEGIES } from '../gpu/layout';
+import { DEFAULT_STALENESS_POLICY, STALENESS_POLICIES } from '../gpu/staleness';
 import { costModelSchema, faultSchema, workloadSchema } from '../engines/types';
 
 // ---------------------------------------------------------------------------------------------
@@ -385,6 +386,16 @@ export const runConfigSchema = z
         gpusPerRank: intAtLeast(1).default(1),
         /** Live samples kept rolling at once; default batchSize × (1 + asyncRatio). */
         maxConcurrentSamples: intAtLeast(1).optional(),
+        /** What becomes of samples that outlive their weight version (docs/design.md §5.2 "Staleness"). */
+        staleness: z
+          .object({
+            /** 'resume': continue across syncs, nothing discarded for its age; 'drop': ROLL's rule (lag > asyncRatio dropped). */
+            policy: z.enum(STALENESS_POLICIES, { error: `expected one of ${STALENESS_POLICIES.map((s) => JSON.stringify(s)).join(' | ')}` }).default(DEFAULT_STALENESS_POLICY),
+            /** Hard limit: generated tokens lagging the trained version by more stay as context but leave the loss. */
+            maxTokenLag: intIn(0, 1000).optional(),
+          })
+          .strict()
+          .prefault({}),
       })
       .strict()
       .prefault({}),

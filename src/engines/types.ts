@@ -138,11 +138,19 @@ export const trajectorySchema = z
     reward: z.number().finite(),
     inputIds: z.array(z.number().int().nonnegative()).min(1),
     lossMask: z.array(z.union([z.literal(0), z.literal(1)])),
+    /** Behaviour logprobs: what the generating weights gave each token when it was sampled. */
     logprobs: z.array(z.number().finite()),
+    /**
+     * Behaviour version per token: the weight version that generated it (a trajectory resumed across
+     * weight syncs mixes versions). Where the mask is 0 it is the version of the turn the token
+     * belongs to (the sample's start version for the prompt). Absent: every token is on-policy.
+     */
+    versions: z.array(z.number().int().nonnegative()).optional(),
   })
   .refine((t) => t.lossMask.length === t.inputIds.length && t.logprobs.length === t.inputIds.length, {
     message: 'inputIds, lossMask and logprobs must have the same length',
-  });
+  })
+  .refine((t) => t.versions === undefined || t.versions.length === t.inputIds.length, { message: 'versions must have one entry per token' });
 export type Trajectory = z.infer<typeof trajectorySchema>;
 
 export interface TrainBatch {
@@ -152,7 +160,7 @@ export interface TrainBatch {
   sampleIds: number[];
   /** Total tokens (context + generated) in the batch; drives the simulated step time. */
   totalTokens: number;
-  /** The batch's trajectories with token ids, logprobs and rewards (present when the samples have ids). */
+  /** The batch's trajectories with token ids, behaviour logprobs and versions, and rewards (present when the samples have ids). */
   trajectories?: Trajectory[];
 }
 

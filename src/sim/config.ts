@@ -4,7 +4,7 @@
  */
 import type { ParsedRunConfig } from '../config';
 import { WorkloadModel } from '../engines/sim/workload';
-import { checkIntRange, PIPELINE_POLICY, type SchedulingPolicy } from '../gpu';
+import { checkIntRange, PIPELINE_POLICY, type SchedulingPolicy, type StalenessPolicy } from '../gpu';
 import { buildRunSpec } from '../pipeline/spec';
 import type { ControlPlaneLatency, SimulationConfig } from './simulator';
 
@@ -20,6 +20,8 @@ export interface SimulationOptions {
   /** Overrides run.iterations. */
   iterations?: number;
   policy?: SchedulingPolicy;
+  /** Overrides rollout.staleness.policy. */
+  staleness?: StalenessPolicy;
   timelineIterations?: number;
   /** Directory a relative workload csvPath resolves against (the config file's directory). */
   baseDir?: string;
@@ -56,6 +58,7 @@ export function simulationConfig(parsed: ParsedRunConfig, options: SimulationOpt
     cost: config.simulation.costModel,
     workload,
     policy: options.policy ?? PIPELINE_POLICY,
+    staleness: { ...spec.staleness!, ...(options.staleness === undefined ? {} : { policy: options.staleness }) },
     controlPlane: scaleLatency(options.controlPlaneRealMs ?? DEFAULT_CONTROL_PLANE_REAL_MS, options.timeBase === 'config' ? config.simulation.timeScale : 1),
     timelineIterations: checkIntRange('timeline iterations', options.timelineIterations ?? 0, 0, iterations),
   };

@@ -3,6 +3,7 @@
  * iteration time, GPU busy fraction by role, idle (bubble) fraction, timeout rate and the share
  * of shrink / weight-sync overhead.
  */
+import { ksDistance, lagSummary, sampleUtilization, type LagSummary, type Utilization } from '../gpu/staleness';
 import { TIMELINE_ROLES, type TimelineRole } from '../timeline/types';
 import type { SimulationResult } from './simulator';
 
@@ -39,6 +40,41 @@ export interface StrategyReport {
   syncShare: number;
   syncShareOfTraining: number;
   migratedPerIteration: number;
+  staleness: StalenessReport;
+}
+
+/** The cost of the staleness policy (docs/design.md §5.2 "Staleness"). */
+export interface StalenessReport {
+  policy: string;
+  /** Trained ÷ decided samples (trained + dropped), in trajectories and in decoded tokens. */
+  utilization: Utilization;
+  /** Version lag of trained generated tokens behind the version they were trained from. */
+  tokenLag: LagSummary;
+  /** Trained tokens beyond rollout.staleness.maxTokenLag (left out of the loss). */
+  tokensOverLagLimit: number;
+  /** Long-tail bias: KS distance between turns per trajectory of trained and decided samples. */
+  turnsKs: number;
+  /** The same against every admitted sample, the ones still live at the end of the run included (censored by the run's end). */
+  turnsKsAllAdmitted: number;
+  liveAtEnd: number;
+}
+
+export function stalenessReport(result: SimulationResult): StalenessReport {
+  const s = result.totals.staleness;
+  return {
+    policy: result.staleness.policy,
+    utilization: sampleUtilization({
+      trained: result.totals.trainedSamples,
+      discarded: s.discarded,
+      trainedTokens: s.trainedGeneratedTokens,
+      decodedTokens: s.trainedDecodedTokens + s.discardedDecodedTokens,
+    }),
+    tokenLag: lagSummary(s.lagHistogram),
+    tokensOverLagLimit: s.tokensOverLagLimit,
+    turnsKs: ksDistance(s.trainedTurns, s.decidedTurns),
+    turnsKsAllAdmitted: ksDistance(s.trainedTurns, s.admittedTurns),
+    liveAtEnd: s.liveAtEnd,
+  };
 }
 
 function phaseTotal(result: SimulationResult, phase: string): number {
@@ -80,5 +116,6 @@ export function strategyReport(result: SimulationResult): StrategyReport {
     syncShare: (syncMs + phaseTotal(result, 'expand')) / totals.virtualMs,
     syncShareOfTraining: trainMs > 0 ? (iterations * result.weightSyncMs) / trainMs : 0,
     migratedPerIteration: totals.migrated / iterations,
+    staleness: stalenessReport(result),
   };
 }

@@ -28,12 +28,13 @@ export interface SimWorld {
   launchShard(shard: ShardRef): void;
   anyActive(shards: readonly ShardRef[]): boolean;
   stopShards(shards: readonly ShardRef[], migration: MigrationPolicy): ShardOutcome[];
-  sealBatch(ids: readonly number[]): number;
+  sealBatch(ids: readonly number[], trainVersion: number): number;
   markStale(ids: readonly number[]): void;
   setPool(pool: PoolState): void;
   onloadTrainer(trainGpus: readonly GpuId[]): number;
   setTrainer(activity: 'train' | 'offload' | undefined, trainGpus: readonly GpuId[]): void;
   setSyncing(on: boolean): void;
+  setServingVersion(version: number): void;
   flushCache(rank: RankId): void;
   /** Runs `event` after `ms` of virtual time. */
   after(ms: number, event: () => void): void;
@@ -113,9 +114,9 @@ function storeEffects(world: SimWorld, cfg: SimulationConfig): Pick<Effects, 're
       yield* roundTrips(1);
       return { outcomes, failures: [] };
     },
-    *sealBatch({ sampleIds }) {
+    *sealBatch({ sampleIds, fromVersion }) {
       yield* roundTrips(1);
-      return { totalTokens: world.sealBatch(sampleIds) };
+      return { totalTokens: world.sealBatch(sampleIds, fromVersion) };
     },
     *finishSeal() {
       // Marking runs alongside the shrink and training: never on the critical path here.
@@ -133,18 +134,20 @@ function rankEffects(world: SimWorld, cfg: SimulationConfig): Pick<Effects, 'res
       yield* sleep(tagsMs(tags) + activityRoundTripMs);
       return [];
     },
-    *syncWeights(ranks) {
+    *syncWeights(ranks, version) {
       world.setSyncing(true);
       yield* sleep(cost.weightSyncMs + activityRoundTripMs);
       world.setSyncing(false);
+      world.setServingVersion(version);
       // KV computed under the old weights is stale: every engine flushes its prefix cache.
       for (const rank of ranks) world.flushCache(rank);
     },
-    *syncAndReload({ ranks, reload }) {
+    *syncAndReload({ ranks, reload, version }) {
       if (reload.length > 0) yield* sleep(tagsMs(['weights']));
       world.setSyncing(true);
       yield* sleep(cost.weightSyncMs);
       world.setSyncing(false);
+      world.setServingVersion(version);
       for (const rank of ranks) world.flushCache(rank);
       yield* sleep((reload.length > 0 ? tagsMs(['kv_cache']) : 0) + activityRoundTripMs);
     },

@@ -12,9 +12,15 @@ import { prefillMs, trainStepMs } from '../engines/sim/costFunctions';
 import type { CostModel } from '../engines/types';
 import type { WorkloadModel } from '../engines/sim/workload';
 import {
+  addCount,
+  addTokenLags,
+  appendSpan,
   emptyLedger,
   keptPrefixTokens,
+  spanTokens,
+  type CountHistogram,
   type DropReason,
+  type LagHistogram,
   type GpuId,
   type MigrationPolicy,
   type PoolLayout,
@@ -23,10 +29,13 @@ import {
   type RankWork,
   type SampleLedger,
   type SchedulingPolicy,
+  type StalenessPolicy,
+  type VersionSpan,
 } from '../gpu';
+import { stalenessAdmission } from '../iteration/admission';
 import type { ShardRef } from '../iteration/effects';
 import { runIteration, type ProgramResult } from '../iteration/program';
-import { createIterationState, DEFAULT_ADMISSION, type IterationState, type ProgramInput } from '../iteration/state';
+import { createIterationState, type IterationState, type ProgramInput } from '../iteration/state';
 import type { IterationDecisions, Phase, ShardOutcome } from '../pipeline/types';
 import type { Timeline, TimelineRole } from '../timeline/types';
 import { EventQueue } from './eventQueue';
@@ -48,6 +57,8 @@ export interface SimulationConfig {
   cost: CostModel;
   workload: WorkloadModel;
   policy: SchedulingPolicy;
+  /** What becomes of samples that outlive their version (the pipeline's rollout.staleness). */
+  staleness: { policy: StalenessPolicy; maxTokenLag?: number };
   /** Latency of the control plane itself, in simulated ms (see ControlPlaneLatency). */
   controlPlane: ControlPlaneLatency;
   /** Timeline segments are recorded for the first this-many iterations (0: none). */
@@ -96,6 +107,27 @@ export interface SimulationTotals {
   /** Samples moved off released ranks at shrink, summed over iterations. */
   migrated: number;
   events: number;
+  staleness: StalenessTotals;
+}
+
+/** What the staleness figures are computed from (src/gpu/staleness.ts). */
+export interface StalenessTotals {
+  /** Trained generated tokens by version lag behind the version they were trained from. */
+  lagHistogram: LagHistogram;
+  /** Trained generated tokens beyond rollout.staleness.maxTokenLag (left out of the loss). */
+  tokensOverLagLimit: number;
+  /** Generated tokens of trained samples, and every token decoded for them (regenerated ones included). */
+  trainedGeneratedTokens: number;
+  trainedDecodedTokens: number;
+  /** Samples dropped (any reason) and the tokens decoded for them. */
+  discarded: number;
+  discardedDecodedTokens: number;
+  /** Turns per trajectory (the workload's length) of trained, of decided (trained or dropped), and of all admitted samples. */
+  trainedTurns: CountHistogram;
+  decidedTurns: CountHistogram;
+  admittedTurns: CountHistogram;
+  /** Samples admitted and still live at the end of the run (neither trained nor dropped yet). */
+  liveAtEnd: number;
 }
 
 export interface SimulationResult {
@@ -104,6 +136,7 @@ export interface SimulationResult {
   gpus: number;
   ranks: number;
   policy: SchedulingPolicy;
+  staleness: SimulationConfig['staleness'];
   /** The cost model's weight-sync time of one rank (all ranks sync in parallel). */
   weightSyncMs: number;
   iterations: IterationRecord[];
@@ -120,6 +153,11 @@ interface SimSample {
   turns: number;
   /** Turns committed so far (the next turn's index). */
   turn: number;
+  /** Versions of the committed turns' generated tokens, and of the current turn's kept prefix or finished generation. */
+  spans: VersionSpan[];
+  turnSpans: VersionSpan[];
+  /** Every token decoded for this sample, regenerated ones included. */
+  decoded: number;
   /** prompt + generated + observations of committed turns. */
   committedTokens: number;
   /** Tokens of the current turn kept from an interrupted attempt. */
@@ -166,6 +204,8 @@ export class Simulator implements SimWorld {
   /** The running iteration's state (the program's). */
   private state: IterationState | undefined;
   private version = 0;
+  /** The weight version the rollout engines serve (the trainer's version once synced). */
+  private servingVersion = 0;
   private completionSeq = 0;
   private trainerOnloaded = false;
   private readonly lanes: LaneRecorder;
@@ -193,6 +233,18 @@ export class Simulator implements SimWorld {
       dropped: { stale: 0, 'environment-timeout': 0, 'max-turns-exceeded': 0 },
       migrated: 0,
       events: 0,
+      staleness: {
+        lagHistogram: {},
+        tokensOverLagLimit: 0,
+        trainedGeneratedTokens: 0,
+        trainedDecodedTokens: 0,
+        discarded: 0,
+        discardedDecodedTokens: 0,
+        trainedTurns: {},
+        decidedTurns: {},
+        admittedTurns: {},
+        liveAtEnd: 0,
+      },
     };
   }
 
@@ -236,6 +288,7 @@ export class Simulator implements SimWorld {
       }
     }
     this.totals.virtualMs = this.nowMs;
+    this.totals.staleness.liveAtEnd = this.ledger.live.length;
     this.lanes.close();
     return {
       label: this.cfg.label,
@@ -243,6 +296,7 @@ export class Simulator implements SimWorld {
       gpus: this.cfg.layout.nodes * this.cfg.layout.gpusPerNode,
       ranks: this.cfg.layout.ranks.length,
       policy: this.cfg.policy,
+      staleness: this.cfg.staleness,
       weightSyncMs: this.cfg.cost.weightSyncMs,
       iterations: this.records,
       totals: this.totals,
@@ -278,11 +332,12 @@ export class Simulator implements SimWorld {
       batchSize: cfg.batchSize,
       asyncRatio: cfg.asyncRatio,
       maxConcurrentSamples: cfg.maxConcurrentSamples,
+      ...(cfg.staleness.maxTokenLag === undefined ? {} : { maxTokenLag: cfg.staleness.maxTokenLag }),
       lostRanks: [],
       rejoinRanks: [],
       options: {
         policy: cfg.policy,
-        admission: DEFAULT_ADMISSION,
+        admission: stalenessAdmission(cfg.staleness.policy),
         adaptive: {
           halfSaturation: cfg.cost.decodeHalfSaturationConcurrency,
           pollMs: ADAPTIVE_POLL_MS,
@@ -356,12 +411,17 @@ export class Simulator implements SimWorld {
   /** Creates the records of newly admitted samples. */
   createSamples(ids: readonly number[], version: number): void {
     for (const id of ids) {
+      const turns = this.cfg.workload.turnsFor(id);
+      this.totals.staleness.admittedTurns = addCount(this.totals.staleness.admittedTurns, turns);
       this.samples.set(id, {
         id,
         startVersion: version,
         startedAt: this.nowMs,
-        turns: this.cfg.workload.turnsFor(id),
+        turns,
         turn: 0,
+        spans: [],
+        turnSpans: [],
+        decoded: 0,
         committedTokens: this.cfg.workload.promptTokens(id),
         partialTokens: 0,
         status: 'running',
@@ -418,13 +478,31 @@ export class Simulator implements SimWorld {
     });
   }
 
-  /** The batch is sealed: its tokens count as trained; samples no shard holds any more are forgotten. */
-  sealBatch(ids: readonly number[]): number {
+  /** The batch trained from `trainVersion` is sealed: its tokens count as trained; samples no shard holds any more are forgotten. */
+  sealBatch(ids: readonly number[], trainVersion: number): number {
     const tokens = ids.reduce((sum, id) => sum + this.samples.get(id)!.committedTokens, 0);
     this.totals.trainedSamples += ids.length;
     this.totals.trainedTokens += tokens;
+    this.recordTrained(ids, trainVersion);
     for (const id of ids) if (this.samples.get(id)!.shard === undefined) this.samples.delete(id);
     return tokens;
+  }
+
+  /** The staleness figures of a batch trained from `trainVersion` (src/gpu/staleness.ts). */
+  private recordTrained(ids: readonly number[], trainVersion: number): void {
+    const staleness = this.totals.staleness;
+    const limit = this.cfg.staleness.maxTokenLag;
+    for (const id of ids) {
+      const sample = this.samples.get(id)!;
+      staleness.lagHistogram = addTokenLags(staleness.lagHistogram, sample.spans, trainVersion);
+      if (limit !== undefined) {
+        for (const span of sample.spans) if (trainVersion - span.version > limit) staleness.tokensOverLagLimit += span.tokens;
+      }
+      staleness.trainedGeneratedTokens += spanTokens(sample.spans);
+      staleness.trainedDecodedTokens += sample.decoded;
+      staleness.trainedTurns = addCount(staleness.trainedTurns, sample.turns);
+      staleness.decidedTurns = addCount(staleness.decidedTurns, sample.turns);
+    }
   }
 
   markStale(ids: readonly number[]): void {
@@ -450,6 +528,11 @@ export class Simulator implements SimWorld {
 
   setSyncing(on: boolean): void {
     this.lanes.setSyncing(on);
+  }
+
+  /** The rollout engines serve `version` from now on (the tokens they generate carry it). */
+  setServingVersion(version: number): void {
+    this.servingVersion = version;
   }
 
   private isLive(id: number): boolean {
@@ -499,6 +582,8 @@ export class Simulator implements SimWorld {
       sample.job = undefined;
       if (rank.cache === cache) cache.set(sample.id, context + job.targetTokens);
       this.totals.decodedTokens += job.targetTokens;
+      sample.decoded += job.targetTokens;
+      sample.turnSpans = appendSpan(sample.turnSpans, this.servingVersion, job.targetTokens);
       this.afterGenerate(sample, prefix + job.targetTokens);
     });
   }
@@ -509,6 +594,8 @@ export class Simulator implements SimWorld {
     sample.envEvent = this.queue.schedule(this.nowMs + this.cfg.workload.envStepMs(sample.id, turn), () => {
       sample.envEvent = undefined;
       sample.committedTokens += generated + this.cfg.workload.observationTokens(sample.id, turn);
+      for (const span of sample.turnSpans) sample.spans = appendSpan(sample.spans, span.version, span.tokens);
+      sample.turnSpans = [];
       sample.partialTokens = 0;
       sample.turnGenerated = 0;
       sample.turn = turn + 1;
@@ -524,11 +611,14 @@ export class Simulator implements SimWorld {
       const decoded = rank.engine.abort(sample.job);
       sample.job = undefined;
       this.totals.decodedTokens += decoded;
+      sample.decoded += decoded;
       rank.cache.set(sample.id, sample.callContext + decoded);
       const generated = sample.callPrefix + decoded;
       const kept = keptPrefixTokens(migration, generated);
       this.totals.discardedTokens += generated - kept;
       sample.partialTokens = kept;
+      // The kept prefix keeps the versions it was generated with; a regenerated turn starts afresh.
+      sample.turnSpans = kept === 0 ? [] : appendSpan(sample.turnSpans, this.servingVersion, decoded);
     } else if (sample.envEvent !== undefined) {
       // Stopped during the tool call: the whole generated turn is kept; the step runs again.
       sample.envEvent.cancelled = true;
@@ -555,6 +645,10 @@ export class Simulator implements SimWorld {
     sample.status = 'dropped';
     sample.dropReason = reason;
     this.totals.dropped[reason]++;
+    const staleness = this.totals.staleness;
+    staleness.discarded++;
+    staleness.discardedDecodedTokens += sample.decoded;
+    staleness.decidedTurns = addCount(staleness.decidedTurns, sample.turns);
     if (reason === 'stale') this.samples.delete(sample.id);
   }
 }

@@ -6,7 +6,7 @@ describe('defaults', () => {
   it('fills every optional field', () => {
     const { config, maxConcurrentSamples } = parse(base());
     expect(config.run).toEqual({ iterations: 3 });
-    expect(config.rollout).toEqual({ gpus: 'all', gpusPerRank: 1 });
+    expect(config.rollout).toEqual({ gpus: 'all', gpusPerRank: 1, staleness: { policy: 'resume' } });
     expect(config.asyncRatio).toBe(1);
     expect(config.maxTurns).toBe(100);
     expect(config.maxTokens).toBe(65536);
@@ -327,5 +327,13 @@ describe('out of range', () => {
     ]);
     expect(error.message).toContain('  - pool.gpusPerNode: expected an integer in [1, 64] (got 0)\n');
     expect(error.message.endsWith('  - trainBatch: unknown key')).toBe(true);
+  });
+});
+
+describe('rollout.staleness', () => {
+  it("defaults to 'resume', takes 'drop' and a hard token-lag limit, refuses anything else", () => {
+    expect(parse(withKeys({ rollout: { staleness: { policy: 'drop', maxTokenLag: 3 } } })).config.rollout.staleness).toEqual({ policy: 'drop', maxTokenLag: 3 });
+    expect(() => parse(withKeys({ rollout: { staleness: { policy: 'keep' } } }))).toThrow(/rollout\.staleness\.policy/);
+    expect(() => parse(withKeys({ rollout: { staleness: { maxTokenLag: -1 } } }))).toThrow(/rollout\.staleness\.maxTokenLag/);
   });
 });

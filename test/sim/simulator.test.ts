@@ -193,3 +193,34 @@ describe('policies (pure)', () => {
     expectValidation(() => adaptiveShrinkReady({ ...base, running: 1, keepRanks: 0 }), 'VAL_INT_RANGE', 'kept ranks');
   });
 });
+
+describe('staleness policies in the simulator', () => {
+  // A heavy tail (p90 28 turns against a median of 6) over 8 iterations: 'drop' loses the long ones.
+  const tail = { ...BASE, run: { id: 'sim-stale', iterations: 8 }, simulation: { workload: { seed: 3, turns: { median: 6, p90: 28 } } } };
+  const sim = (staleness: 'drop' | 'resume') => simulate(simulationConfig(asStrategy(tail, 'multiplexed', '<test>'), { staleness }));
+
+  it("'drop' discards the long tail as stale; 'resume' discards nothing, trains every decided sample and keeps the trained turns unbiased", () => {
+    const drop = strategyReport(sim('drop'));
+    const resume = strategyReport(sim('resume'));
+    expect(drop.staleDrops).toBeGreaterThan(0);
+    expect(drop.staleness.utilization.trajectories).toBeLessThan(1);
+    expect(drop.staleness.turnsKs).toBeGreaterThan(0.05);
+    // Under 'drop' no trained token lags more than the async ratio (its samples are at most 1 version old).
+    expect(drop.staleness.tokenLag.max).toBeLessThanOrEqual(1);
+    expect(resume.staleDrops).toBe(0);
+    expect(resume.staleness.utilization.trajectories).toBe(1);
+    expect(resume.staleness.turnsKs).toBe(0);
+    // The long tail trains late: some tokens lag more than one version, most do not.
+    expect(resume.staleness.tokenLag.max).toBeGreaterThan(1);
+    expect(resume.staleness.tokenLag.mean).toBeLessThan(resume.staleness.tokenLag.max);
+  });
+
+  it('every trained generated token has a version, and tokens over the hard lag limit are counted', () => {
+    const result = simulate(simulationConfig(asStrategy({ ...tail, rollout: { ...(BASE.rollout as object), staleness: { policy: 'resume', maxTokenLag: 1 } } }, 'multiplexed', '<test>')));
+    const s = result.totals.staleness;
+    expect(Object.values(s.lagHistogram).reduce((a, b) => a + b, 0)).toBe(s.trainedGeneratedTokens);
+    const overOne = Object.entries(s.lagHistogram).filter(([lag]) => Number(lag) > 1).reduce((a, [, n]) => a + n, 0);
+    expect(s.tokensOverLagLimit).toBe(overOne);
+    expect(overOne).toBeGreaterThan(0);
+  });
+});

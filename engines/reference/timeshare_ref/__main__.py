@@ -23,6 +23,7 @@ def main() -> None:
     parser.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:N")
     parser.add_argument("--lr", type=float, default=3e-3)
     parser.add_argument("--epochs", type=int, default=4, help="passes over each batch per train step (PPO-style, clipped ratio)")
+    parser.add_argument("--behaviour-weight-cap", type=float, default=5.0, help="off-policy tokens whose importance weight pi_prox/pi_behav exceeds this leave the loss (AReaL's behav_imp_weight_cap)")
     parser.add_argument("--api-key-env", default=None, help="environment variable holding the API key clients must send")
     parser.add_argument("--decode-delay-ms", type=float, default=0.0, help="sleep per generated token (tests: stands in for a big model's decode time)")
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (small model: 1 avoids oversubscription)")
@@ -35,7 +36,7 @@ def main() -> None:
             sys.exit(f"--api-key-env {args.api_key_env}: the variable is unset or empty")
     config = ModelConfig.load(args.config)
     device = pick_device(args.device)
-    app = App(config, RolloutEngine(config, device, decode_delay_s=args.decode_delay_ms / 1000), Trainer(config, device, lr=args.lr, epochs=args.epochs), model_name="timeshare-reference", api_key=api_key)
+    app = App(config, RolloutEngine(config, device, decode_delay_s=args.decode_delay_ms / 1000), Trainer(config, device, lr=args.lr, epochs=args.epochs, behaviour_weight_cap=args.behaviour_weight_cap), model_name="timeshare-reference", api_key=api_key)
     server = make_server(app, args.host, args.port)
     print(f"READY {server.server_address[1]}", flush=True)
     try:
