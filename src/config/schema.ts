@@ -13,6 +13,7 @@ import { z } from 'zod';
 import { MAX_GPUS, STRATEGIES } from '../gpu/layout';
 import { DEFAULT_STALENESS_POLICY, STALENESS_POLICIES } from '../gpu/staleness';
 import { costModelSchema, faultSchema, workloadSchema } from '../engines/types';
+import type { OpenEnvEnvironmentConfig as EngineOpenEnvConfig } from '../engines/openenv/config';
 
 // ---------------------------------------------------------------------------------------------
 // Field helpers: one message per field that states the whole rule, whichever part of it failed.
@@ -334,6 +335,9 @@ export const openEnvEnvironmentSchema = z
     path: ['chatTemplate'],
   });
 export type OpenEnvEnvironmentConfig = z.infer<typeof openEnvEnvironmentSchema>;
+/** Compile-time check: the schema produces exactly the settings the OpenEnv engine reads. */
+const _openEnvConfigMatches: [OpenEnvEnvironmentConfig, EngineOpenEnvConfig] extends [EngineOpenEnvConfig, OpenEnvEnvironmentConfig] ? true : never = true;
+void _openEnvConfigMatches;
 
 /** The agent environment: simulated (token counts only), the digits task on token ids (src/engines/digits.ts) or an OpenEnv server. */
 export const environmentSchema = z.discriminatedUnion('kind', [
