@@ -11,7 +11,7 @@ import { WorkloadModel } from '../engines/sim/workload';
 import { logNormal } from '../engines/sim/random';
 import type { Strategy } from '../gpu';
 
-export const PRESETS = ['seed-160'] as const;
+export const PRESETS = ['seed-160', 'dense-8b-h100'] as const;
 export type PresetName = (typeof PRESETS)[number];
 
 type Raw = Record<string, unknown>;

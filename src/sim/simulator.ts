@@ -9,7 +9,8 @@
  * Deterministic for a seed: the workload is a pure function of (seed, sample, turn) and events at
  * one instant run in scheduling order. Pure: no Temporal, no clocks, no I/O.
  */
-import { memoryTagShareMs, prefillMs, trainStepMs } from '../engines/sim/costFunctions';
+import { memoryTagShareMs, trainStepMs } from '../engines/sim/costFunctions';
+import type { RankModel } from '../engines/sim/roofline';
 import type { CostModel } from '../engines/types';
 import type { WorkloadModel } from '../engines/sim/workload';
 import {
@@ -66,6 +67,8 @@ export interface SimulationConfig {
   maxTokens: number;
   environmentTimeoutMs: number;
   cost: CostModel;
+  /** Each rollout rank's capacity and decode/prefill costs (roofline or assumed rates). */
+  rankModel: RankModel;
   workload: WorkloadModel;
   policy: SchedulingPolicy;
   /** Latency of the control plane itself, in simulated ms (see ControlPlaneLatency). */
@@ -113,7 +116,22 @@ export interface SimulationTotals {
   dropped: Record<DropReason, number>;
   /** Samples moved off released ranks at shrink, summed over iterations. */
   migrated: number;
+  /** Tokens the trained trajectories generated (their share of the rollout work). */
+  trainedGeneratedTokens: number;
+  /** Trajectories whose drawn turn count exceeded maxTurns (cut to maxTurns). */
+  cutByTurnLimit: number;
+  /** Trajectories the token budget (maxTokens) ended or truncated. */
+  cutByTokenLimit: number;
   events: number;
+}
+
+/** What the rollout ranks did, summed over ranks: the capacity-aware model's counters. */
+export interface RankTotals {
+  decodedTokens: number;
+  prefilledTokens: number;
+  admitted: number;
+  queuedAdmissions: number;
+  evictions: number;
 }
 
 export interface SimulationResult {
@@ -128,6 +146,13 @@ export interface SimulationResult {
   totals: SimulationTotals;
   /** GPU-milliseconds spent in each role over the whole run. */
   gpuMsByRole: Record<TimelineRole, number>;
+  rankTotals: RankTotals;
+  /** Peak decode tokens/s of one rank and its GPUs (to weigh occupancy by work). */
+  rankPeakDecodeTokensPerSecond: number;
+  gpusPerRank: number;
+  /** Prefill and training peak rates, for the ideal bound. */
+  rankPeakPrefillTokensPerSecond: number;
+  trainTokensPerSecondPerGpu: number;
   timeline: Timeline;
 }
 
@@ -156,6 +181,12 @@ interface SimSample {
   envEvent: { cancelled: boolean } | undefined;
   /** Tokens generated in the current turn once its call completed (during the env step). */
   turnGenerated: number;
+  /** Tokens generated in committed turns. */
+  generatedTokens: number;
+  /** The token budget ended or truncated this trajectory (counted once). */
+  cutByTokens: boolean;
+  /** The environment timeout, armed at admission. */
+  timeoutEvent: { cancelled: boolean } | undefined;
 }
 
 interface SimShard {
@@ -167,9 +198,8 @@ interface SimShard {
 }
 
 interface SimRankState {
+  /** The rank's engine: queue, KV cache with its prefixes, prefill and decode. */
   engine: VirtualRank;
-  /** Prefix cache: per sample, the context length whose KV the rank holds. Replaced on flush. */
-  cache: Map<number, number>;
 }
 
 /** How often an adaptive trigger re-checks (virtual ms). */
@@ -201,9 +231,9 @@ export class Simulator {
     this.iterLayout = cfg.layout;
     this.pool = initialPoolState(cfg.layout);
     this.ranks = cfg.layout.ranks.map((rank) => {
-      const engine = new VirtualRank(cfg.cost, this.queue, () => this.nowMs);
+      const engine = new VirtualRank(cfg.rankModel, this.queue, () => this.nowMs);
       engine.onBusyChange = () => this.lanes.refreshRank(rank.id);
-      return { engine, cache: new Map() };
+      return { engine };
     });
     this.lanes = new LaneRecorder(cfg.layout, () => this.nowMs, (rank) => this.ranks[rank]!.engine.running > 0);
     this.totals = {
@@ -215,6 +245,9 @@ export class Simulator {
       completedTrajectories: 0,
       dropped: { stale: 0, 'environment-timeout': 0, 'max-turns-exceeded': 0 },
       migrated: 0,
+      trainedGeneratedTokens: 0,
+      cutByTurnLimit: 0,
+      cutByTokenLimit: 0,
       events: 0,
     };
   }
@@ -270,6 +303,11 @@ export class Simulator {
       iterations: this.records,
       totals: this.totals,
       gpuMsByRole: this.lanes.gpuMsByRole(),
+      rankTotals: this.rankTotals(),
+      rankPeakDecodeTokensPerSecond: this.cfg.rankModel.peakDecodeTokensPerSecond,
+      gpusPerRank: this.cfg.layout.ranks[0]?.gpus.length ?? 1,
+      rankPeakPrefillTokensPerSecond: this.cfg.rankModel.peakPrefillTokensPerSecond,
+      trainTokensPerSecondPerGpu: this.cfg.cost.trainTokensPerSecondPerGpu,
       timeline: this.lanes.timeline(this.cfg.label, this.cfg.layout.strategy),
     };
   }
@@ -354,6 +392,7 @@ export class Simulator {
     record.batchTokens = ready.reduce((sum, id) => sum + this.samples.get(id)!.committedTokens, 0);
     this.totals.trainedSamples += ready.length;
     this.totals.trainedTokens += record.batchTokens;
+    this.totals.trainedGeneratedTokens += ready.reduce((sum, id) => sum + this.samples.get(id)!.generatedTokens, 0);
     for (const id of ready) if (this.samples.get(id)!.shard === undefined) this.samples.delete(id);
 
     // ---- 1b. adaptive trigger: wait while a shrink would overload the kept ranks
@@ -445,6 +484,18 @@ export class Simulator {
     this.records.push(record);
   }
 
+  private rankTotals(): RankTotals {
+    const totals: RankTotals = { decodedTokens: 0, prefilledTokens: 0, admitted: 0, queuedAdmissions: 0, evictions: 0 };
+    for (const { engine } of this.ranks) {
+      totals.decodedTokens += engine.decodedTokens;
+      totals.prefilledTokens += engine.prefilledTokens;
+      totals.admitted += engine.admitted;
+      totals.queuedAdmissions += engine.queuedAdmissions;
+      totals.evictions += engine.evictions;
+    }
+    return totals;
+  }
+
   /** The shrink plan of this iteration under the release policy (the configured train group unless it may move). */
   private planShrink(): ShrinkPlan {
     const { layout, policy } = this.cfg;
@@ -512,7 +563,8 @@ export class Simulator {
     this.ledger = admitted.ledger;
     record.admitted += admitted.ids.length;
     for (const id of admitted.ids) {
-      this.samples.set(id, {
+      if (this.cfg.workload.drawnTurns(id) > this.cfg.maxTurns) this.totals.cutByTurnLimit++;
+      const sample: SimSample = {
         id,
         startVersion: this.version,
         startedAt: this.nowMs,
@@ -528,7 +580,12 @@ export class Simulator {
         callPrefix: 0,
         envEvent: undefined,
         turnGenerated: 0,
-      });
+        generatedTokens: 0,
+        cutByTokens: false,
+        timeoutEvent: undefined,
+      };
+      sample.timeoutEvent = this.queue.schedule(this.nowMs + this.cfg.environmentTimeoutMs, () => this.onEnvironmentTimeout(sample));
+      this.samples.set(id, sample);
     }
     this.placeAndLaunch(admitted.ids, ranks);
     return true;
@@ -609,7 +666,7 @@ export class Simulator {
   }
 
   private flushCache(rank: RankId): void {
-    this.ranks[rank]!.cache = new Map();
+    this.ranks[rank]!.engine.flushCache();
   }
 
   // ---------------------------------------------------------------------------------------------
@@ -617,28 +674,26 @@ export class Simulator {
   // ---------------------------------------------------------------------------------------------
 
   private startTurn(sample: SimSample): void {
-    const { maxTurns, maxTokens, workload, cost } = this.cfg;
+    const { maxTurns, maxTokens, workload } = this.cfg;
     if (this.nowMs - sample.startedAt > this.cfg.environmentTimeoutMs) {
       this.endSample(sample, 'dropped', 'environment-timeout');
       return;
     }
     const context = sample.committedTokens + sample.partialTokens;
     if (sample.turn >= maxTurns || context >= maxTokens) {
+      if (context >= maxTokens) this.countTokenCut(sample);
       this.endSample(sample, 'completed');
       return;
     }
     const prefix = sample.partialTokens;
     const wanted = Math.max(0, workload.completionTokens(sample.id, sample.turn) - prefix);
     const target = Math.min(wanted, Math.max(1, maxTokens - context));
+    if (target < wanted) this.countTokenCut(sample);
     const rank = this.ranks[sample.shard!.rank]!;
-    const cached = Math.min(rank.cache.get(sample.id) ?? 0, context);
-    rank.cache.set(sample.id, context);
     sample.callContext = context;
     sample.callPrefix = prefix;
-    const cache = rank.cache;
-    sample.job = rank.engine.start(sample.id, target, prefillMs(cost, context - cached), (job) => {
+    sample.job = rank.engine.start(sample.id, context, target, (job) => {
       sample.job = undefined;
-      if (rank.cache === cache) cache.set(sample.id, context + job.targetTokens);
       this.totals.decodedTokens += job.targetTokens;
       this.afterGenerate(sample, prefix + job.targetTokens);
     });
@@ -650,6 +705,7 @@ export class Simulator {
     sample.envEvent = this.queue.schedule(this.nowMs + this.cfg.workload.envStepMs(sample.id, turn), () => {
       sample.envEvent = undefined;
       sample.committedTokens += generated + this.cfg.workload.observationTokens(sample.id, turn);
+      sample.generatedTokens += generated;
       sample.partialTokens = 0;
       sample.turnGenerated = 0;
       sample.turn = turn + 1;
@@ -665,7 +721,6 @@ export class Simulator {
       const decoded = rank.engine.abort(sample.job);
       sample.job = undefined;
       this.totals.decodedTokens += decoded;
-      rank.cache.set(sample.id, sample.callContext + decoded);
       const generated = sample.callPrefix + decoded;
       const kept = keptPrefixTokens(this.cfg.policy.migration, generated);
       this.totals.discardedTokens += generated - kept;
@@ -679,9 +734,39 @@ export class Simulator {
     }
   }
 
+  private countTokenCut(sample: SimSample): void {
+    if (sample.cutByTokens) return;
+    sample.cutByTokens = true;
+    this.totals.cutByTokenLimit++;
+  }
+
+  /**
+   * The environment's sandbox expires a fixed time after the trajectory started, queueing
+   * included: a sample still in its agent loop then is stopped where it is (in a generate call or
+   * a tool step) and dropped. One waiting for a shard is dropped when it next starts a turn.
+   */
+  private onEnvironmentTimeout(sample: SimSample): void {
+    sample.timeoutEvent = undefined;
+    if (sample.status !== 'running' || sample.shard === undefined) return;
+    if (sample.job !== undefined) {
+      const decoded = this.ranks[sample.shard.rank]!.engine.abort(sample.job);
+      sample.job = undefined;
+      this.totals.decodedTokens += decoded;
+      this.totals.discardedTokens += decoded;
+    } else if (sample.envEvent !== undefined) {
+      sample.envEvent.cancelled = true;
+      sample.envEvent = undefined;
+    }
+    this.endSample(sample, 'dropped', 'environment-timeout');
+  }
+
   private endSample(sample: SimSample, status: 'completed' | 'dropped', reason?: DropReason): void {
     const shard = sample.shard!;
     shard.active--;
+    if (sample.timeoutEvent !== undefined) {
+      sample.timeoutEvent.cancelled = true;
+      sample.timeoutEvent = undefined;
+    }
     if (status === 'completed') {
       sample.status = 'completed';
       sample.completionSeq = this.completionSeq++;
@@ -693,6 +778,10 @@ export class Simulator {
   }
 
   private markDropped(sample: SimSample, reason: DropReason): void {
+    if (sample.timeoutEvent !== undefined) {
+      sample.timeoutEvent.cancelled = true;
+      sample.timeoutEvent = undefined;
+    }
     sample.status = 'dropped';
     sample.dropReason = reason;
     this.totals.dropped[reason]++;

@@ -105,15 +105,20 @@ export class WorkloadModel {
     return uniform01(this.params.seed, stream, sampleId, turn);
   }
 
-  /** Number of turns of the sample's trajectory, in [1, maxTurns]. */
-  turnsFor(sampleId: number): number {
+  /** Turns the sample's trajectory would have without the maxTurns limit (>= 1). */
+  drawnTurns(sampleId: number): number {
     const u = this.u(STREAM.turns, sampleId);
     const drawn =
       this.csvTurns === undefined
         ? Math.round(logNormal(this.params.turns, u))
         : // Empirical draw: u in (0,1) picks one of the CSV's trajectories uniformly.
           (this.csvTurns[Math.min(this.csvTurns.length - 1, Math.floor(u * this.csvTurns.length))] ?? 1);
-    return Math.min(this.maxTurns, Math.max(1, drawn));
+    return Math.max(1, drawn);
+  }
+
+  /** Number of turns of the sample's trajectory, in [1, maxTurns] (drawnTurns cut at the limit). */
+  turnsFor(sampleId: number): number {
+    return Math.min(this.maxTurns, this.drawnTurns(sampleId));
   }
 
   /** Tokens the model generates in this turn, in [1, maxTokens]. */
