@@ -79,6 +79,11 @@ export function resizePool(base: Raw, nodes: number, source: string): Raw {
   };
 }
 
+/** The base with its train group on the first `trainNodes` whole nodes. */
+export function withTrainNodes(base: Raw, trainNodes: number, gpusPerNode: number): Raw {
+  return { ...base, train: { gpus: `0-${trainNodes * gpusPerNode - 1}` } };
+}
+
 export const WORKLOAD_SHAPES = ['swe', 'heavy-tail', 'light-tail', 'bimodal'] as const;
 export type WorkloadShape = (typeof WORKLOAD_SHAPES)[number];
 

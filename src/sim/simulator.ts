@@ -128,6 +128,8 @@ export interface SimulationTotals {
 /** What the rollout ranks did, summed over ranks: the capacity-aware model's counters. */
 export interface RankTotals {
   decodedTokens: number;
+  /** What the ranks would have decoded without prefill stalls at their batches (VirtualRank.potentialTokens). */
+  potentialTokens: number;
   prefilledTokens: number;
   admitted: number;
   queuedAdmissions: number;
@@ -147,6 +149,7 @@ export interface SimulationResult {
   /** GPU-milliseconds spent in each role over the whole run. */
   gpuMsByRole: Record<TimelineRole, number>;
   rankTotals: RankTotals;
+  kvCapacityTokensPerRank: number;
   /** Peak decode tokens/s of one rank and its GPUs (to weigh occupancy by work). */
   rankPeakDecodeTokensPerSecond: number;
   gpusPerRank: number;
@@ -304,6 +307,7 @@ export class Simulator {
       totals: this.totals,
       gpuMsByRole: this.lanes.gpuMsByRole(),
       rankTotals: this.rankTotals(),
+      kvCapacityTokensPerRank: this.cfg.rankModel.kvCapacityTokens,
       rankPeakDecodeTokensPerSecond: this.cfg.rankModel.peakDecodeTokensPerSecond,
       gpusPerRank: this.cfg.layout.ranks[0]?.gpus.length ?? 1,
       rankPeakPrefillTokensPerSecond: this.cfg.rankModel.peakPrefillTokensPerSecond,
@@ -485,9 +489,10 @@ export class Simulator {
   }
 
   private rankTotals(): RankTotals {
-    const totals: RankTotals = { decodedTokens: 0, prefilledTokens: 0, admitted: 0, queuedAdmissions: 0, evictions: 0 };
+    const totals: RankTotals = { decodedTokens: 0, potentialTokens: 0, prefilledTokens: 0, admitted: 0, queuedAdmissions: 0, evictions: 0 };
     for (const { engine } of this.ranks) {
       totals.decodedTokens += engine.decodedTokens;
+      totals.potentialTokens += engine.potentialTokens;
       totals.prefilledTokens += engine.prefilledTokens;
       totals.admitted += engine.admitted;
       totals.queuedAdmissions += engine.queuedAdmissions;

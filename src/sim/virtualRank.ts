@@ -52,6 +52,11 @@ export class VirtualRank {
   running = 0;
   /** Tokens decoded by this rank (all requests, aborted ones included). */
   decodedTokens = 0;
+  /**
+   * Tokens the rank would have decoded had it decoded its running requests without pause (no
+   * prefill stall) at the step time of that batch: the work-weighted occupancy's denominator.
+   */
+  potentialTokens = 0;
   /** Context tokens prefilled (not found in the prefix cache). */
   prefilledTokens = 0;
   /** Requests admitted, and those among them that found none of their context cached although they had some. */
@@ -65,6 +70,8 @@ export class VirtualRank {
   private lastMs = 0;
   /** Per-request decode rate (tokens per ms) since the last event. */
   private rate = 0;
+  /** Rank decode rate (tokens per ms) of the running requests without pause, since the last event. */
+  private potentialRate = 0;
   private readonly waiting: DecodeJob[] = [];
   private readonly decoding: DecodeJob[] = [];
   /** Σ (context − startS) over decoding jobs: their KV is this + decoding.length · service. */
@@ -173,6 +180,7 @@ export class VirtualRank {
       const gained = (now - this.lastMs) * this.rate;
       this.service += gained;
       this.decodedTokens += gained * this.decoding.length;
+      this.potentialTokens += (now - this.lastMs) * this.potentialRate;
       this.lastMs = now;
     }
   }
@@ -282,6 +290,7 @@ export class VirtualRank {
     if (this.completionEvent !== undefined) this.completionEvent.cancelled = true;
     this.completionEvent = undefined;
     this.rate = this.currentRate();
+    this.potentialRate = this.running > 0 ? this.running / this.model.decodeStepMs(this.running, this.decodingContextBase + this.decoding.length * this.service) : 0;
     const first = this.decoding[0];
     if (first === undefined || this.rate <= 0) return;
     const at = this.now() + Math.max(0, first.threshold - this.service) / this.rate;

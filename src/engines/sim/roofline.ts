@@ -174,9 +174,12 @@ export function rooflineRankModel(hw: Hardware, gpusPerRank: number): RankModel 
   const kvPerToken = kvBytesPerToken(model, gpusPerRank);
   const active = model.activeParametersB * 1e9;
   const width = attentionWidth(model);
+  // Weight bytes a step reads, by batch (the simulator asks at every event).
+  const weightBytesByBatch = Float64Array.from({ length: hw.maxRunningRequests + 1 }, (_, batch) => parametersReadPerStep(model, batch) * model.weightBytes);
   const decodeStepMs = (batch: number, contextTokens: number): number => {
     if (batch <= 0) return Infinity;
-    const bytes = parametersReadPerStep(model, batch) * model.weightBytes + contextTokens * kvPerToken;
+    const weights = batch < weightBytesByBatch.length ? weightBytesByBatch[batch]! : parametersReadPerStep(model, batch) * model.weightBytes;
+    const bytes = weights + contextTokens * kvPerToken;
     const work = 2 * active * batch + 4 * model.layers * width * contextTokens;
     return (Math.max(bytes / bandwidth, work / flops) * 1000) + hw.stepOverheadMs;
   };
