@@ -99,9 +99,9 @@ export function loadWorkloadCsv(file: string): WorkloadCsv {
   });
   checkNonEmpty(`data rows of workload CSV ${file}`, rows);
   const known = new Set<string>(WORKLOAD_CSV_COLUMNS);
-  const usedColumns = table.header.filter((name) => known.has(name));
   // gen_tokens_total is not used when completion_tokens_per_turn is there.
-  if (usedColumns.includes('completion_tokens_per_turn')) usedColumns.splice(usedColumns.indexOf('gen_tokens_total') >>> 0, usedColumns.includes('gen_tokens_total') ? 1 : 0);
+  const shadowed = column('completion_tokens_per_turn') >= 0 ? 'gen_tokens_total' : undefined;
+  const usedColumns = table.header.filter((name) => known.has(name) && name !== shadowed);
   return { file, rows, usedColumns, ignoredColumns: table.header.filter((name) => !usedColumns.includes(name)) };
 }
 
