@@ -122,9 +122,9 @@ export class VirtualRank {
       prefillEvent: undefined,
     };
     this.waiting.push(job);
-    this.admitWaiting();
+    // A call that only joins the queue changes no rate: the armed completion event stays valid.
+    if (this.admitWaiting()) this.replan();
     if (job.phase === 'queued') this.queuedAdmissions++;
-    this.replan();
     return job;
   }
 
@@ -136,7 +136,6 @@ export class VirtualRank {
     if (job.phase === 'queued') {
       this.waiting.splice(this.waiting.indexOf(job), 1);
       job.phase = 'done';
-      this.replan();
       return 0;
     }
     if (job.phase === 'prefill') {
@@ -185,8 +184,8 @@ export class VirtualRank {
     }
   }
 
-  /** Admits queued jobs, in order, while the head fits (KV room and a running slot). */
-  private admitWaiting(): void {
+  /** Admits queued jobs, in order, while the head fits (KV room and a running slot); true if any was. */
+  private admitWaiting(): boolean {
     let admittedAny = false;
     while (this.waiting.length > 0) {
       const job = this.waiting[0]!;
@@ -211,6 +210,7 @@ export class VirtualRank {
       admittedAny = true;
     }
     if (admittedAny) this.nextPrefill();
+    return admittedAny;
   }
 
   private evictUntilFits(): void {
