@@ -13,6 +13,7 @@ import { setMaxListeners } from 'node:events';
 import { existsSync } from 'node:fs';
 import { z } from 'zod';
 import {
+  ALL_MEMORY_TAGS,
   type MemoryTag,
   engineStatusSchema,
   trainerStatusSchema,
@@ -23,7 +24,7 @@ import {
   type Trainer,
   type Trajectory,
 } from '../engines/types';
-import { checkPostcondition } from '../gpu/validation';
+import { checkPostcondition, checkSubset } from '../gpu/validation';
 import type { GpuNodeActivities } from '../pipeline/activities';
 import type { RankMemoryInput, ShardInput, ShardOutcome, WeightSyncInput } from '../pipeline/types';
 import { contextIds, contextTokens, SampleStateError, type SampleRecord, type TrajectoryStore } from '../store';
@@ -411,19 +412,38 @@ export function createGpuNodeActivities(deps: GpuNodeDeps): GpuNodeActivities {
 
     async releaseNodeMemory({ runId, ranks, tags }) {
       await everyRank(ranks.map((rank) => releaseRankMemory({ runId, rank, tags })));
+      return { ranks, tags, state: 'released' as const };
     },
 
     async resumeNodeMemory({ runId, ranks, tags }) {
       await everyRank(ranks.map((rank) => resumeRankMemory({ runId, rank, tags })));
+      return { ranks, tags, state: 'resident' as const };
     },
 
     async syncNodeWeights({ runId, ranks, version }) {
       await everyRank(ranks.map((rank) => syncRankWeights({ runId, rank, version })));
+      return { ranks, version };
     },
 
-    async trainerOnload({ runId }) {
+    async syncAndReloadNode({ runId, ranks, version, reload }) {
+      checkSubset('ranks to reload', reload, ranks, { universeName: 'the ranks to sync' });
+      const reloading = new Set(reload);
+      await everyRank(
+        ranks.map(async (rank) => {
+          if (reloading.has(rank)) await resumeRankMemory({ runId, rank, tags: ['weights'] });
+          await syncRankWeights({ runId, rank, version });
+          if (reloading.has(rank)) await resumeRankMemory({ runId, rank, tags: ['kv_cache'] });
+        }),
+      );
+      return { ranks, version, reloaded: reload };
+    },
+
+    async trainerOnload({ runId, releaseRanks }) {
       requireRun(runId);
+      const released = releaseRanks ?? [];
+      await everyRank(released.map((rank) => releaseRankMemory({ runId, rank, tags: [...ALL_MEMORY_TAGS] })));
       await withHeartbeat(deps.heartbeatIntervalMs, () => ({ onloading: true }), () => trainer().onload());
+      return { node: deps.node, state: 'onloaded' as const, ...(releaseRanks === undefined ? {} : { released }) };
     },
 
     async trainStep({ runId, iteration, fromVersion, leader }) {
@@ -470,6 +490,7 @@ export function createGpuNodeActivities(deps: GpuNodeDeps): GpuNodeActivities {
     async trainerOffload({ runId }) {
       requireRun(runId);
       await withHeartbeat(deps.heartbeatIntervalMs, () => ({ offloading: true }), () => trainer().offload());
+      return { node: deps.node, state: 'offloaded' as const };
     },
   });
 }

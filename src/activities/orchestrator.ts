@@ -41,6 +41,7 @@ export function createOrchestratorActivities(deps: OrchestratorDeps): Orchestrat
         };
       });
       await deps.store(runId).createSamples(records);
+      return { admitted: ids.length, version };
     },
 
     async awaitBatch({ runId, candidates, batchSize }) {
@@ -97,6 +98,7 @@ export function createOrchestratorActivities(deps: OrchestratorDeps): Orchestrat
 
     async dropSamples({ runId, ids, reason }) {
       await deps.store(runId).dropSamples(ids, reason);
+      return { dropped: ids.length, reason };
     },
 
     async describeSamples({ runId, ids, fromId }) {
