@@ -5,7 +5,8 @@
  *
  * Usage: npx tsx scripts/calibrate-simulator.ts
  */
-import { hardwareSchema, rankCapacity, rooflineRankModel, trainTokensPerSecondPerGpu, weightBytes, type Hardware } from '../src/engines/sim/roofline';
+import { hardwareSchema, type Hardware } from '../src/engines/hardware';
+import { rankCapacity, rooflineRankModel, trainTokensPerSecondPerGpu, weightBytes } from '../src/engines/sim/roofline';
 
 const GPUS = {
   A100: { name: 'A100/A800 80GB', memoryGiB: 80, hbmTBps: 2.039, tflops: 312, hostLinkGBps: 20 },

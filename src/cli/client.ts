@@ -8,6 +8,7 @@ import { orchestratorQueue, runWorkflowId } from '../pipeline/naming';
 import { ITERATION_KEY, PHASE_KEY, RUN_ID_KEY, STRATEGY_KEY } from '../temporal/searchAttributes';
 import { connectionOptions, dataConverter, PLAINTEXT } from '../temporal/security';
 import type { TemporalTarget } from '../workers/options';
+import { EXIT } from './exitCodes';
 import type { RunInput, RunSummary } from '../workflows/run';
 import { pauseUpdate, resumeUpdate, returnRanksUpdate, setBatchSizeUpdate, setShrinkSetUpdate, stopUpdate } from '../workflows/signals';
 
@@ -21,6 +22,14 @@ export class CliError extends Error {
   }
 }
 
+/** The server did not answer (not a refusal): a watcher may wait for it (src/cli/watch.ts). */
+export class ServerUnreachableError extends CliError {
+  constructor(message: string) {
+    super(message, EXIT.serverUnreachable);
+    this.name = 'ServerUnreachableError';
+  }
+}
+
 export async function connectClient(target: TemporalTarget, timeoutMs = 5_000): Promise<Client> {
   const security = target.security ?? PLAINTEXT;
   let connection: Connection;
@@ -28,7 +37,7 @@ export async function connectClient(target: TemporalTarget, timeoutMs = 5_000): 
     connection = await Connection.connect({ address: target.address, connectTimeout: timeoutMs, ...connectionOptions(security) });
     await connection.workflowService.getSystemInfo({});
   } catch (error) {
-    throw new CliError(
+    throw new ServerUnreachableError(
       `cannot reach the Temporal server at ${target.address} (${security.summary}): ${error instanceof Error ? error.message : String(error)}\n` +
         `  Is it running? 'timeshare dev' starts a local one; otherwise pass --address host:port (and --namespace).`,
     );

@@ -11,9 +11,8 @@
  */
 import { z } from 'zod';
 import { MAX_GPUS, STRATEGIES } from '../gpu/layout';
-import { faultSchema } from '../engines/sim/faults';
-import { hardwareSchema } from '../engines/sim/roofline';
-import { costModelSchema, workloadSchema } from '../engines/types';
+import { hardwareSchema } from '../engines/hardware';
+import { costModelSchema, faultSchema, workloadSchema } from '../engines/types';
 
 // ---------------------------------------------------------------------------------------------
 // Field helpers: one message per field that states the whole rule, whichever part of it failed.

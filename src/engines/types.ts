@@ -181,6 +181,27 @@ export const logNormalSchema = z
   .refine((d) => d.p90 >= d.median, { message: 'p90 must be >= median' });
 export type LogNormalSpec = z.infer<typeof logNormalSchema>;
 
+/**
+ * A declared fault of the simulated engines (config `simulation.faults`; src/engines/sim/faults.ts
+ * applies them): here, beside the other config sections the engines define, so the config schema
+ * needs nothing from the simulated engines' code.
+ */
+export const faultSchema = z
+  .object({
+    target: z.enum(['rollout', 'trainer']),
+    operation: z.enum(['generate', 'releaseMemory', 'resumeMemory', 'updateWeights', 'onload', 'trainStep', 'exportWeights', 'offload']),
+    /** How many calls fail before the operation works again. */
+    failures: z.number().int().min(1).max(1000),
+    /** Only this rank (rollout) or node (trainer); omitted: every one. */
+    at: z.number().int().nonnegative().optional(),
+  })
+  .strict()
+  .refine((fault) => (fault.target === 'trainer') === ['onload', 'trainStep', 'exportWeights', 'offload'].includes(fault.operation), {
+    message: 'operation does not belong to the target (rollout: generate, releaseMemory, resumeMemory, updateWeights; trainer: onload, trainStep, exportWeights, offload)',
+    path: ['operation'],
+  });
+export type Fault = z.infer<typeof faultSchema>;
+
 export const costModelSchema = z
   .object({
     /** Aggregate decode throughput of one rank at saturation (tokens/s). */

@@ -9,15 +9,28 @@ import { DigitsEnvironment } from '../engines/digits';
 import { WorkloadModel } from '../engines/sim/workload';
 import { orchestratorQueue } from '../pipeline/naming';
 import { dataConverter, PLAINTEXT } from '../temporal/security';
+import { bundleBuildId, cachedWorkflowBundle, type CachedWorkflowBundle } from './bundle';
 import { storeCache } from './runtime';
+import { deploymentNameFor, setCurrentVersion, versionedWorkerOptions, type DeploymentVersion, type SetCurrentPolicy } from './versioning';
 import { HEARTBEAT_INTERVAL_MS, HEARTBEAT_THROTTLE, SHUTDOWN_GRACE, type WorkerContext } from './options';
 
 export const WORKFLOWS_PATH = path.join(__dirname, '..', 'workflows', 'index.ts');
 
 export interface OrchestratorWorkerOptions {
-  /** A pre-built workflow bundle (tests build it once); default: bundle src/workflows. */
-  workflowBundle?: WorkflowBundleOption;
+  /** A pre-built workflow bundle; default: the cached bundle of src/workflows (built on a miss). */
+  workflowBundle?: WorkflowBundleOption | CachedWorkflowBundle;
+  /** Worker Deployment build id; default: the bundle's content hash. */
+  buildId?: string;
+  /** When this version becomes the deployment's current one (src/workers/versioning.ts); default `if-none`. */
+  setCurrent?: SetCurrentPolicy;
   batchPollMs?: number;
+  /** Where to say which version this worker runs and whether it became current; default: silent. */
+  log?: (line: string) => void;
+}
+
+export interface OrchestratorWorker {
+  worker: Worker;
+  version: DeploymentVersion;
 }
 
 export async function createOrchestratorWorker(
@@ -25,7 +38,21 @@ export async function createOrchestratorWorker(
   context: WorkerContext,
   options: OrchestratorWorkerOptions = {},
 ): Promise<Worker> {
+  return (await createVersionedOrchestratorWorker(connection, context, options)).worker;
+}
+
+/** The orchestrator worker and the Worker Deployment version it runs as (set current per `options.setCurrent`). */
+export async function createVersionedOrchestratorWorker(
+  connection: NativeConnection,
+  context: WorkerContext,
+  options: OrchestratorWorkerOptions = {},
+): Promise<OrchestratorWorker> {
   const { config } = context.parsed;
+  const bundle = options.workflowBundle ?? (await cachedWorkflowBundle(WORKFLOWS_PATH));
+  const version: DeploymentVersion = {
+    deploymentName: deploymentNameFor(config.temporal.taskQueuePrefix),
+    buildId: options.buildId ?? bundleBuildId(bundle),
+  };
   const workload = new WorkloadModel(config.simulation.workload, { maxTurns: config.maxTurns, maxTokens: config.maxTokens });
   const environment = config.engine.environment;
   const digits = environment.kind === 'digits' ? new DigitsEnvironment(environment) : undefined;
@@ -37,15 +64,24 @@ export async function createOrchestratorWorker(
     heartbeatIntervalMs: HEARTBEAT_INTERVAL_MS,
     now: () => Date.now(),
   });
-  return Worker.create({
+  const worker = await Worker.create({
     connection,
     namespace: context.temporal.namespace,
     taskQueue: orchestratorQueue(config.temporal.taskQueuePrefix),
-    ...(options.workflowBundle === undefined ? { workflowsPath: WORKFLOWS_PATH } : { workflowBundle: options.workflowBundle }),
+    workflowBundle: bundleOption(bundle),
+    workerDeploymentOptions: versionedWorkerOptions(version),
     activities,
     dataConverter: dataConverter(context.temporal.security ?? PLAINTEXT),
     defaultHeartbeatThrottleInterval: HEARTBEAT_THROTTLE,
     maxHeartbeatThrottleInterval: '1 second',
     shutdownGraceTime: SHUTDOWN_GRACE,
   });
+  const outcome = await setCurrentVersion(connection, context.temporal.namespace, version, options.setCurrent ?? 'if-none');
+  options.log?.(`orchestrator worker version ${version.deploymentName}.${version.buildId}: current version ${outcome}`);
+  return { worker, version };
+}
+
+/** The SDK's bundle option without our cache bookkeeping fields. */
+function bundleOption(bundle: WorkflowBundleOption | CachedWorkflowBundle): WorkflowBundleOption {
+  return 'buildId' in bundle ? { codePath: bundle.codePath } : bundle;
 }

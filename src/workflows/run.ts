@@ -9,9 +9,9 @@ import {
   ChildWorkflowFailure,
   allHandlersFinished,
   condition,
-  continueAsNew,
   executeChild,
   log,
+  makeContinueAsNewFunc,
   ParentClosePolicy,
   setHandler,
   upsertSearchAttributes,
@@ -83,6 +83,14 @@ interface RunContext {
   rejectedSignals: RunStatus['rejectedSignals'];
   phase: Phase;
   iterationsThisExecution: number;
+}
+
+/**
+ * Continue-as-new onto the deployment's current version: executions are pinned to the version
+ * that started them, and the next one starts on the current version (upgrade on continue-as-new).
+ */
+function continueAsNewOnCurrentVersion(input: RunInput): Promise<never> {
+  return makeContinueAsNewFunc<typeof runWorkflow>({ initialVersioningBehavior: 'AUTO_UPGRADE' })(input);
 }
 
 export async function runWorkflow(input: RunInput): Promise<RunSummary> {
@@ -252,9 +260,12 @@ async function beforeIteration(run: RunContext): Promise<'go' | 'stop' | 'again'
   }
   const info = workflowInfo();
   const overBudget = info.historySize > RUN_HISTORY_BYTES_BUDGET;
-  if (run.iterationsThisExecution >= spec.iterationsPerRunExecution || info.continueAsNewSuggested || overBudget) {
+  // A new current Worker Deployment version: this execution stays pinned to its own, the next
+  // one (and so the next iteration, a child that inherits its parent's version) starts on it.
+  const newVersion = info.targetWorkerDeploymentVersionChanged;
+  if (run.iterationsThisExecution >= spec.iterationsPerRunExecution || info.continueAsNewSuggested || overBudget || newVersion) {
     await condition(allHandlersFinished);
-    await continueAsNew<typeof runWorkflow>({ spec, state: { ...state, paused: state.paused || run.pauseRequested } });
+    await continueAsNewOnCurrentVersion({ spec, state: { ...state, paused: state.paused || run.pauseRequested } });
   }
   const lostRanks = state.lostRanks ?? [];
   if (lostRanks.length > 0) {

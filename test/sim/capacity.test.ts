@@ -5,8 +5,8 @@
  */
 import { describe, expect, it } from 'vitest';
 import { parseRunConfig } from '../../src/config';
+import { hardwareSchema } from '../../src/engines/hardware';
 import {
-  hardwareSchema,
   kvBytesPerToken,
   minimumTrainGpus,
   parametersReadPerStep,
