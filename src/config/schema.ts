@@ -12,6 +12,7 @@
 import { z } from 'zod';
 import { MAX_GPUS, STRATEGIES } from '../gpu/layout';
 import { DEFAULT_STALENESS_POLICY, STALENESS_POLICIES } from '../gpu/staleness';
+import { hardwareSchema } from '../engines/hardware';
 import { costModelSchema, faultSchema, workloadSchema } from '../engines/types';
 import type { OpenEnvEnvironmentConfig as EngineOpenEnvConfig } from '../engines/openenv/config';
 
@@ -428,6 +429,12 @@ export const runConfigSchema = z
         /** Real seconds per simulated second (0.01: 100× faster than real time). */
         timeScale: positiveNumber(1000).default(DEFAULT_TIME_SCALE),
         costModel: costModelSchema.prefault({}),
+        /**
+         * The model and GPUs (optional): the simulator then derives KV capacity, decode and prefill
+         * costs, transfers and training rate from them (src/engines/sim/roofline.ts) instead of the
+         * cost model's assumed rates.
+         */
+        hardware: hardwareSchema.optional(),
         workload: workloadSchema.prefault({}),
         /** Declared engine faults (tests, fault injection): the first N calls of an operation fail. */
         faults: z.array(faultSchema).default([]),

@@ -41,6 +41,34 @@ export interface StrategyReport {
   syncShareOfTraining: number;
   migratedPerIteration: number;
   staleness: StalenessReport;
+  /** KV-cache capacity of one rollout rank (tokens; Infinity under the assumed-rate model). */
+  kvCapacityTokensPerRank: number;
+  /**
+   * Rollout occupancy weighted by work: tokens decoded over the tokens the ranks would have decoded
+   * at their running batch without pause (1 = no prefill stall while requests were running).
+   * A rank with one request counts for one request's worth, not as busy.
+   */
+  rolloutWorkOccupancy: number;
+  /**
+   * Shares of all GPU time that the decoded tokens need at the rank's peak (a full batch of
+   * maxRunningRequests with a full KV cache) and the training at its rate.
+   */
+  rolloutWorkShare: number;
+  trainWorkShare: number;
+  /**
+   * The fraction of the ideal bound reached: the GPU time the trained trajectories need with every
+   * GPU decoding at its peak and training at its rate, no prefill, queueing or transitions, over
+   * the GPU time the run took.
+   */
+  idealBoundFraction: number;
+  /** Context tokens prefilled per token decoded (re-prefill after eviction, flush or migration included). */
+  prefillPerDecodedToken: number;
+  /** Generate calls that waited for KV room or a running slot, per call. */
+  queuedCallShare: number;
+  /** Trajectories the turn limit and the token budget cut, and the trajectories admitted. */
+  cutByTurnLimit: number;
+  cutByTokenLimit: number;
+  admitted: number;
 }
 
 /** The cost of the staleness policy (docs/design.md §5.2 "Staleness"). */
@@ -117,5 +145,28 @@ export function strategyReport(result: SimulationResult): StrategyReport {
     syncShareOfTraining: trainMs > 0 ? (iterations * result.weightSyncMs) / trainMs : 0,
     migratedPerIteration: totals.migrated / iterations,
     staleness: stalenessReport(result),
+    kvCapacityTokensPerRank: result.kvCapacityTokensPerRank,
+    ...workFigures(result, gpuMsTotal),
+    prefillPerDecodedToken: result.rankTotals.decodedTokens > 0 ? result.rankTotals.prefilledTokens / result.rankTotals.decodedTokens : 0,
+    queuedCallShare: result.rankTotals.admitted > 0 ? result.rankTotals.queuedAdmissions / result.rankTotals.admitted : 0,
+    cutByTurnLimit: totals.cutByTurnLimit,
+    cutByTokenLimit: totals.cutByTokenLimit,
+    admitted,
+  };
+}
+
+function workFigures(result: SimulationResult, gpuMsTotal: number): Pick<StrategyReport, 'rolloutWorkOccupancy' | 'rolloutWorkShare' | 'trainWorkShare' | 'idealBoundFraction'> {
+  const peakPerGpu = result.rankPeakDecodeTokensPerSecond / result.gpusPerRank;
+  const trainPerGpu = result.trainTokensPerSecondPerGpu;
+  const gpuSeconds = gpuMsTotal / 1000;
+  const decodeAtPeak = result.rankTotals.decodedTokens / peakPerGpu;
+  const trainAtRate = result.totals.trainedTokens / trainPerGpu;
+  const ideal = result.totals.trainedGeneratedTokens / peakPerGpu + trainAtRate;
+  const potential = result.rankTotals.potentialTokens;
+  return {
+    rolloutWorkOccupancy: potential > 0 ? result.rankTotals.decodedTokens / potential : 0,
+    rolloutWorkShare: gpuSeconds > 0 ? decodeAtPeak / gpuSeconds : 0,
+    trainWorkShare: gpuSeconds > 0 ? trainAtRate / gpuSeconds : 0,
+    idealBoundFraction: gpuSeconds > 0 ? ideal / gpuSeconds : 0,
   };
 }

@@ -1,8 +1,9 @@
 /**
- * The iteration program's effects in virtual time (src/iteration/effects.ts): what the engines do
- * takes the cost model's time on the virtual ranks, and every activity the workflow awaits in
- * sequence costs one control-plane round trip (ControlPlaneLatency), as it does in the pipeline.
- * Per-sample and per-rank behaviour stays in the simulator's world (the agent loop on VirtualRank).
+ * The iteration program's effects in virtual time (src/iteration/effects.ts): transitions and
+ * training take the cost model's time, and every activity the workflow awaits in sequence costs
+ * one control-plane round trip (ControlPlaneLatency), as it does in the pipeline. Per-sample and
+ * per-rank behaviour stays in the simulator's world (the agent loop, the environment timeout and
+ * the rank model on VirtualRank).
  */
 import { memoryTagShareMs, trainStepMs } from '../engines/sim/costFunctions';
 import type { MemoryTag } from '../engines/types';

@@ -5,6 +5,7 @@
 import { describe, expect, it } from 'vitest';
 import { parseRunConfig } from '../../src/config';
 import { decodeTokensPerMsPerRequest } from '../../src/engines/sim/costFunctions';
+import { assumedRateRankModel } from '../../src/engines/sim/roofline';
 import { costModelSchema } from '../../src/engines/types';
 import { adaptiveShrinkReady, planShrinkByLeastWork, ROLL_BASELINE_POLICY, trainGroupIsMovable } from '../../src/gpu';
 import { simulationConfig } from '../../src/sim/config';
@@ -116,13 +117,15 @@ describe('simulator', () => {
 
 describe('virtual rank (decode model)', () => {
   const cost = costModelSchema.parse({});
+  const model = assumedRateRankModel(cost);
 
   it('n equal requests started together finish at prefill + target / (per-request rate at n)', () => {
+    // 5000 uncached context tokens at 40 ms per 1000: a 200 ms prefill timer per request.
     const queue = new EventQueue();
     let now = 0;
-    const rank = new VirtualRank(cost, queue, () => now);
+    const rank = new VirtualRank(model, queue, () => now);
     const done: number[] = [];
-    for (let i = 0; i < 5; i++) rank.start(i, 1000, 200, () => done.push(now));
+    for (let i = 0; i < 5; i++) rank.start(i, 5000, 1000, () => done.push(now));
     for (let event = queue.pop(); event !== undefined; event = queue.pop()) {
       now = event.at;
       event.run();
@@ -135,10 +138,10 @@ describe('virtual rank (decode model)', () => {
   it('an aborted request reports the tokens decoded so far; the others speed up', () => {
     const queue = new EventQueue();
     let now = 0;
-    const rank = new VirtualRank(cost, queue, () => now);
+    const rank = new VirtualRank(model, queue, () => now);
     const finished: number[] = [];
-    const a = rank.start(0, 1000, 0, () => finished.push(now));
-    rank.start(1, 1000, 0, () => finished.push(now));
+    const a = rank.start(0, 0, 1000, () => finished.push(now));
+    rank.start(1, 0, 1000, () => finished.push(now));
     const abortAt = 3000;
     queue.schedule(abortAt, () => {
       const decoded = rank.abort(a);
