@@ -20,14 +20,17 @@ import {
   trainStepResultSchema,
   turnResultSchema,
   type AgentEnvironment,
+  type EpisodeHistory,
   type RolloutEngine,
   type Trainer,
   type Trajectory,
 } from '../engines/types';
+import { EpisodeLostError } from '../engines/openenv/errors';
 import { checkPostcondition, checkSubset } from '../gpu/validation';
 import type { GpuNodeActivities } from '../pipeline/activities';
 import type { RankMemoryInput, ShardInput, ShardOutcome, WeightSyncInput } from '../pipeline/types';
-import { contextIds, contextTokens, SampleStateError, type SampleRecord, type TrajectoryStore } from '../store';
+import { appendSpan, expandSpans, withinLagLimit, type VersionSpan } from '../gpu/staleness';
+import { contextIds, contextTokens, SampleStateError, turnVersionSpans, type SampleRecord, type TrajectoryStore } from '../store';
 import { failingFast } from './failFast';
 import { withHeartbeat } from './heartbeat';
 import { createWeightBroadcastActivities } from './weightBroadcast';
@@ -80,11 +83,13 @@ function engineAnswer<T>(schema: z.ZodType<T>, answer: unknown, what: string): T
 }
 
 /**
- * The trainer's view of a batch: each sample's whole token sequence with the policy's tokens
- * masked in and their sampling logprobs. Undefined when the samples carry no ids (simulated run);
- * a batch that mixes both is a bug and throws.
+ * The trainer's view of a batch trained from `trainVersion`: each sample's whole token sequence with
+ * the policy's tokens masked in, their behaviour logprobs and the version that generated each token
+ * (the trainer's off-policy correction uses both). Tokens lagging `trainVersion` by more than
+ * `maxTokenLag` stay as context but are masked out of the loss (docs/design.md §5.2 "Staleness").
+ * Undefined when the samples carry no ids (simulated run); a batch that mixes both is a bug and throws.
  */
-export function batchTrajectories(records: readonly SampleRecord[]): Trajectory[] | undefined {
+export function batchTrajectories(records: readonly SampleRecord[], trainVersion: number, maxTokenLag?: number): Trajectory[] | undefined {
   const withIds = records.filter((r) => r.promptIds !== undefined).length;
   if (withIds === 0) return undefined;
   if (withIds !== records.length) {
@@ -97,15 +102,21 @@ export function batchTrajectories(records: readonly SampleRecord[]): Trajectory[
     const inputIds = [...(record.promptIds ?? [])];
     const lossMask: (0 | 1)[] = inputIds.map(() => 0);
     const logprobs: number[] = inputIds.map(() => 0);
+    const versions: number[] = inputIds.map(() => record.startVersion);
     for (const t of record.turns) {
       if (t.outputIds === undefined || t.logprobs === undefined || t.observationIds === undefined) {
         throw ApplicationFailure.nonRetryable(`batch sample ${record.id} turn ${t.turn} lacks its ids or logprobs`, 'StoreStateError');
       }
+      const tokenVersions = expandSpans(turnVersionSpans(t));
+      if (tokenVersions.some((version) => version > trainVersion)) {
+        throw ApplicationFailure.nonRetryable(`batch sample ${record.id} turn ${t.turn} has tokens of a version after v${trainVersion}, the version it is trained from`, 'StoreStateError');
+      }
       inputIds.push(...t.outputIds, ...t.observationIds);
-      lossMask.push(...t.outputIds.map(() => 1 as const), ...t.observationIds.map(() => 0 as const));
+      lossMask.push(...tokenVersions.map((version) => (withinLagLimit(version, trainVersion, maxTokenLag) ? (1 as const) : (0 as const))), ...t.observationIds.map(() => 0 as const));
       logprobs.push(...t.logprobs, ...t.observationIds.map(() => 0));
+      versions.push(...tokenVersions, ...t.observationIds.map(() => t.weightVersion));
     }
-    return { sampleId: record.id, reward: record.reward, inputIds, lossMask, logprobs };
+    return { sampleId: record.id, reward: record.reward, inputIds, lossMask, logprobs, versions };
   });
 }
 
@@ -137,6 +148,12 @@ export async function everyRank(calls: Promise<void>[]): Promise<void> {
   if (failed !== undefined) throw failed.reason;
 }
 
+/** What a stateful environment needs to re-create a lost episode: the recorded prompt and observations. */
+function episodeHistory(record: SampleRecord): EpisodeHistory | undefined {
+  if (record.promptIds === undefined) return undefined;
+  return { promptIds: record.promptIds, observationIds: record.turns.map((t) => t.observationIds ?? []) };
+}
+
 type SampleEnd = { kind: 'completed' } | { kind: 'dropped'; reason: string } | { kind: 'unfinished' };
 
 export function createGpuNodeActivities(deps: GpuNodeDeps): GpuNodeActivities {
@@ -162,7 +179,7 @@ export function createGpuNodeActivities(deps: GpuNodeDeps): GpuNodeActivities {
     return deps.trainer;
   };
 
-  type Generation = { generated?: number; outputIds?: readonly number[]; logprobs?: readonly number[]; weightVersion: number };
+  type Generation = { generated?: number; outputIds?: readonly number[]; logprobs?: readonly number[]; weightVersion: number; tokenVersions: VersionSpan[] };
 
   /**
    * One engine call for (the rest of) a turn. Checkpoints and returns 'aborted' when the call was
@@ -214,6 +231,8 @@ export function createGpuNodeActivities(deps: GpuNodeDeps): GpuNodeActivities {
       logprobs = [...(partial?.logprobs ?? []), ...result.logprobs];
     }
     const generated = prefixTokens + result.outputTokens;
+    // The prefix keeps the versions that generated it; this call's tokens are the engine's current version.
+    const tokenVersions = appendSpan(partial === undefined ? [] : turnVersionSpans(partial), result.weightVersion, result.outputTokens);
     if (result.finishReason === 'abort') {
       const store = deps.store(input.runId);
       const next: SampleRecord = {
@@ -222,6 +241,7 @@ export function createGpuNodeActivities(deps: GpuNodeDeps): GpuNodeActivities {
           turn,
           tokens: generated,
           weightVersion: result.weightVersion,
+          tokenVersions,
           rank: input.rank,
           ...(outputIds === undefined ? {} : { ids: outputIds, logprobs }),
         },
@@ -229,7 +249,7 @@ export function createGpuNodeActivities(deps: GpuNodeDeps): GpuNodeActivities {
       await store.checkpoint(next, owner);
       return 'aborted';
     }
-    return { generated, outputIds, logprobs, weightVersion: result.weightVersion };
+    return { generated, outputIds, logprobs, weightVersion: result.weightVersion, tokenVersions };
   }
 
   async function runSample(input: ShardInput, owner: string, engine: RolloutEngine, record: SampleRecord, signal: AbortSignal): Promise<SampleEnd> {
@@ -262,19 +282,21 @@ export function createGpuNodeActivities(deps: GpuNodeDeps): GpuNodeActivities {
       const generation =
         partial?.finished === true && partial.ids !== undefined
           ? // Real engines: the turn had finished before a stop during its tool call; do not extend it.
-            { outputIds: partial.ids, logprobs: partial.logprobs, weightVersion: partial.weightVersion }
+            { outputIds: partial.ids, logprobs: partial.logprobs, weightVersion: partial.weightVersion, tokenVersions: turnVersionSpans(partial) }
           : await generateTurn(input, owner, engine, current, turn, context, prefixTokens, inputIds, partial, attempt, signal);
       if (generation === 'aborted') return { kind: 'unfinished' };
       const generated = generation.generated ?? prefixTokens;
       const outputIds = generation.outputIds;
       const logprobs = generation.logprobs;
       const weightVersion = generation.weightVersion;
+      const tokenVersions = generation.tokenVersions;
       const keepWholeTurn = (): SampleRecord => ({
         ...current,
         partial: {
           turn,
           tokens: generated,
           weightVersion,
+          tokenVersions,
           rank: input.rank,
           ...(outputIds === undefined ? {} : { ids: [...outputIds], logprobs: [...(logprobs ?? [])], finished: true }),
         },
@@ -282,8 +304,13 @@ export function createGpuNodeActivities(deps: GpuNodeDeps): GpuNodeActivities {
       let step;
       try {
         const history = outputIds === undefined ? undefined : [...current.turns.map((t) => t.outputIds ?? []), outputIds];
-        step = await deps.environment.step(current.id, turn, generated, signal, history);
+        step = await deps.environment.step(current.id, turn, generated, signal, history, episodeHistory(current));
       } catch (error) {
+        if (error instanceof EpisodeLostError && !signal.aborted) {
+          // The crash rule (docs/engine-protocol.md): the episode cannot go on; the sample ends, counted by reason.
+          await store.dropSamples([current.id], error.reason);
+          return { kind: 'dropped', reason: error.reason };
+        }
         if (!signal.aborted) throw error;
         // Stopped during the tool call: keep the whole generated turn; it resumes with 0 new tokens.
         current = keepWholeTurn();
@@ -306,6 +333,7 @@ export function createGpuNodeActivities(deps: GpuNodeDeps): GpuNodeActivities {
             generatedTokens: generated,
             observationTokens: step.observationTokens,
             weightVersion,
+            tokenVersions,
             rank: input.rank,
             ...(outputIds === undefined ? {} : { outputIds: [...outputIds], logprobs: [...(logprobs ?? [])], observationIds: step.observationIds }),
             ...(partial === undefined || partial.tokens === 0 ? {} : { resumedFrom: { rank: partial.rank, tokens: partial.tokens } }),
@@ -396,6 +424,8 @@ export function createGpuNodeActivities(deps: GpuNodeDeps): GpuNodeActivities {
               if (record.status === 'completed') return void outcome.completed.push(record.id);
               if (record.status === 'dropped') return void outcome.dropped.push({ id: record.id, reason: record.dropReason ?? 'unknown' });
               const end = await runSample(input, owner, engine, record, signal);
+              // A stateful environment frees the episode of a sample that ended (not of one that moves on).
+              if (end.kind !== 'unfinished') deps.environment.end?.(record.id);
               if (end.kind === 'completed') outcome.completed.push(record.id);
               else if (end.kind === 'dropped') outcome.dropped.push({ id: record.id, reason: end.reason });
               else outcome.unfinished.push(record.id);
@@ -470,7 +500,7 @@ export function createGpuNodeActivities(deps: GpuNodeDeps): GpuNodeActivities {
       return { node: deps.node, state: 'onloaded' as const, ...(releaseRanks === undefined ? {} : { released }) };
     },
 
-    async trainStep({ runId, iteration, fromVersion, leader }) {
+    async trainStep({ runId, iteration, fromVersion, leader, maxTokenLag }) {
       requireRun(runId);
       const node = trainer();
       const newVersion = fromVersion + 1;
@@ -486,7 +516,7 @@ export function createGpuNodeActivities(deps: GpuNodeDeps): GpuNodeActivities {
         }
         const store = deps.store(runId);
         const batch = await store.readBatch(iteration);
-        const trajectories = batchTrajectories(await store.readSamples(batch.sampleIds));
+        const trajectories = batchTrajectories(await store.readSamples(batch.sampleIds), fromVersion, maxTokenLag);
         const result = engineAnswer(
           trainStepResultSchema,
           await withHeartbeat(deps.heartbeatIntervalMs, () => ({ iteration, training: true }), () =>

@@ -8,15 +8,19 @@ import { checkNoDuplicates, checkNonEmpty } from '../gpu/validation';
 import type { OrchestratorActivities } from '../pipeline/activities';
 import { failingFast } from './failFast';
 import { heartbeating } from './heartbeat';
-import type { ShardOutcome } from '../pipeline/types';
-import { BatchNotFoundError, type SampleRecord, type TrajectoryStore } from '../store';
+import type { SealedBatchFigures, ShardOutcome } from '../pipeline/types';
+import { BatchNotFoundError, type BatchManifest, type SampleRecord, type TrajectoryStore } from '../store';
+
+function sealedFigures(manifest: BatchManifest): SealedBatchFigures {
+  return { totalTokens: manifest.totalTokens, ...(manifest.tokenLags === undefined ? {} : { tokenLags: manifest.tokenLags }) };
+}
 
 export interface OrchestratorDeps {
   store(runId: string): TrajectoryStore;
   /** Prompt length of a new sample (the environment's reset; simulated from the workload). */
   promptTokens(sampleId: number): number;
   /** Real engines: the prompt's token ids (the environment's reset); its length wins over promptTokens. */
-  promptIds?(sampleId: number): number[];
+  promptIds?(sampleId: number): number[] | Promise<number[]>;
   /** How often awaitBatch looks for completions. */
   batchPollMs: number;
   /** Every activity heartbeats this often, so a dead orchestrator worker is noticed quickly. */
@@ -29,8 +33,9 @@ export function createOrchestratorActivities(deps: OrchestratorDeps): Orchestrat
     async admitSamples({ runId, ids, version }) {
       checkNoDuplicates('admitted sample ids', ids);
       const startedAtMs = deps.now();
-      const records: SampleRecord[] = ids.map((id) => {
-        const promptIds = deps.promptIds?.(id);
+      const prompts = await Promise.all(ids.map((id) => deps.promptIds?.(id)));
+      const records: SampleRecord[] = ids.map((id, i) => {
+        const promptIds = prompts[i];
         return {
           id,
           startVersion: version,
@@ -62,18 +67,18 @@ export function createOrchestratorActivities(deps: OrchestratorDeps): Orchestrat
 
     async sealBatch({ runId, iteration, fromVersion, sampleIds }) {
       const manifest = await deps.store(runId).sealBatch(iteration, fromVersion, sampleIds, deps.now());
-      return { totalTokens: manifest.totalTokens };
+      return sealedFigures(manifest);
     },
 
     async writeBatchManifest({ runId, iteration, fromVersion, sampleIds }) {
       const manifest = await deps.store(runId).writeBatchManifest(iteration, fromVersion, sampleIds, deps.now());
-      return { totalTokens: manifest.totalTokens };
+      return sealedFigures(manifest);
     },
 
     async readSealedBatch({ runId, iteration }) {
       try {
         const manifest = await deps.store(runId).readBatch(iteration);
-        return { sampleIds: manifest.sampleIds, totalTokens: manifest.totalTokens };
+        return { sampleIds: manifest.sampleIds, ...sealedFigures(manifest) };
       } catch (error) {
         if (error instanceof BatchNotFoundError) return null;
         throw error;

@@ -9,7 +9,8 @@ import { parse } from 'yaml';
 import type { WorkflowHandle } from '@temporalio/client';
 import { startReferenceEngine, type ReferenceEngineOptions, type ReferenceEngineProcess } from '../engines/reference/launch';
 import { iterationWorkflowId } from '../pipeline/naming';
-import type { IterationResult } from '../pipeline/types';
+import type { IterationResult, RunStatus } from '../pipeline/types';
+import { lagSummary, mergeLagHistograms, type LagHistogram, type LagSummary, type StalenessPolicy } from '../gpu/staleness';
 import type { AuditReport, SampleRecord } from '../store';
 import { weightsDir } from '../workers/runtime';
 import type { RunSummary } from '../workflows/run';
@@ -41,6 +42,8 @@ export interface ReferenceRlOptions {
   trainerOptions?: ReferenceEngineOptions;
   /** Runs beside the run (fault injection): may kill and restart engines through `engines`. */
   during?: (run: DuringRun) => Promise<void>;
+  /** rollout.staleness.policy; default: the config's ('resume'). */
+  staleness?: StalenessPolicy;
 }
 
 /** The engine processes of a running reference RL run, for fault tests. */
@@ -62,6 +65,10 @@ export interface ReferenceRlResult {
   versionsPerIteration: number[][];
   /** Samples moved off released ranks at each iteration's shrink. */
   migratedPerIteration: number[];
+  /** Version lag of the trained tokens over the run (from the batch manifests). */
+  tokenLag: LagSummary;
+  /** The run's status at its end (samples admitted / trained / dropped, staleness figures). */
+  status: RunStatus;
   /** The trained samples of every iteration, as stored. */
   batches: SampleRecord[][];
   /** Every sample of the run at its end (trained, completed, still running), as stored. */
@@ -87,6 +94,7 @@ export function referenceRlConfig(options: ReferenceRlOptions, rollout: readonly
   return {
     ...preset,
     run: { id: options.runId ?? `reference-rl-${kind}`, iterations: options.iterations },
+    ...(options.staleness === undefined ? {} : { rollout: { ...(preset.rollout as Record<string, unknown> | undefined), staleness: { policy: options.staleness } } }),
     ...(options.batchSize === undefined ? {} : { batchSize: options.batchSize }),
     ...(options.turns === undefined ? {} : { maxTurns: options.turns }),
     ...(options.turns === undefined && options.maxNewTokensPerTurn === undefined ? {} : { maxTokens: 1024 }),
@@ -118,7 +126,8 @@ export async function runReferenceRl(env: PipelineEnv, options: ReferenceRlOptio
   const engines: ReferenceEngineProcess[] = [];
   try {
     const delay = options.decodeDelayMs === undefined ? {} : { decodeDelayMs: options.decodeDelayMs };
-    const launchOptions = (index: number): ReferenceEngineOptions => ({ device: 'cpu', ...delay, ...options.engineOptions, ...(index === 2 ? options.trainerOptions : {}) });
+    // Three PyTorch processes importing torch at once take minutes on a shared 2-core machine.
+    const launchOptions = (index: number): ReferenceEngineOptions => ({ device: 'cpu', startTimeoutMs: 300_000, ...delay, ...options.engineOptions, ...(index === 2 ? options.trainerOptions : {}) });
     const launches = await Promise.allSettled([0, 1, 2].map((index) => startReferenceEngine(launchOptions(index))));
     for (const s of launches) if (s.status === 'fulfilled') engines.push(s.value);
     const failed = launches.find((s) => s.status === 'rejected');
@@ -150,9 +159,11 @@ export async function runReferenceRl(env: PipelineEnv, options: ReferenceRlOptio
       const rewardPerIteration: number[] = [];
       const versionsPerIteration: number[][] = [];
       const migratedPerIteration: number[] = [];
+      let tokenLags: LagHistogram = {};
       const batches: SampleRecord[][] = [];
       for (let iteration = 0; iteration < summary.iterations; iteration++) {
         const batch = await store.readBatch(iteration);
+        tokenLags = mergeLagHistograms(tokenLags, batch.tokenLags ?? {});
         const samples = await store.readSamples(batch.sampleIds);
         batches.push(samples);
         const stats = (await env.client.workflow.getHandle(iterationWorkflowId(context.runId, iteration)).result()) as IterationResult;
@@ -172,7 +183,8 @@ export async function runReferenceRl(env: PipelineEnv, options: ReferenceRlOptio
           return Number(info.weight_version);
         }),
       );
-      return { summary, rewardPerIteration, versionsPerIteration, migratedPerIteration, batches, samples, exportedVersions, groupsOpened, audit, engineVersions, seconds };
+      const status = (await handle.query('status')) as RunStatus;
+      return { summary, rewardPerIteration, versionsPerIteration, migratedPerIteration, tokenLag: lagSummary(tokenLags), status, batches, samples, exportedVersions, groupsOpened, audit, engineVersions, seconds };
     } finally {
       await workers.stop();
     }

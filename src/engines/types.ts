@@ -180,13 +180,25 @@ export interface EnvironmentReset {
   promptIds?: number[];
 }
 
+/**
+ * What the store recorded of a sample's episode before this turn: stateful environments
+ * (OpenEnv sessions) re-create a lost episode from it and check the replay reproduces it.
+ */
+export interface EpisodeHistory {
+  promptIds: readonly number[];
+  /** The observation ids of turns 0..turn-1. */
+  observationIds: readonly (readonly number[])[];
+}
+
 export interface AgentEnvironment {
   /** Starts a trajectory: returns the prompt (its length, and its ids for real engines). */
   reset(sampleId: number): Promise<EnvironmentReset>;
   /**
-   * Applies the model's turn; resolves after the environment's step latency. Environments are
-   * stateless per sample (a migrated sample continues on another worker), so real ones get the
-   * output ids of every turn so far, this turn's last (`outputIds[turn]`).
+   * Applies the model's turn; resolves after the environment's step latency. A migrated sample
+   * continues on another worker, so real environments get the output ids of every turn so far,
+   * this turn's last (`outputIds[turn]`), and what was recorded of the episode (`history`).
+   * A stateful environment whose episode is lost and cannot be re-created rejects with an
+   * EpisodeLostError (src/engines/openenv/errors.ts): the sample ends with its reason.
    */
   step(
     sampleId: number,
@@ -194,7 +206,10 @@ export interface AgentEnvironment {
     generatedTokens: number,
     signal?: AbortSignal,
     outputIds?: readonly (readonly number[])[],
+    history?: EpisodeHistory,
   ): Promise<EnvironmentStep>;
+  /** The sample ended here (completed, truncated or dropped): stateful environments free its episode. */
+  end?(sampleId: number): void;
 }
 
 /**
@@ -208,11 +223,19 @@ export const trajectorySchema = z
     reward: z.number().finite(),
     inputIds: z.array(z.number().int().nonnegative()).min(1),
     lossMask: z.array(z.union([z.literal(0), z.literal(1)])),
+    /** Behaviour logprobs: what the generating weights gave each token when it was sampled. */
     logprobs: z.array(z.number().finite()),
+    /**
+     * Behaviour version per token: the weight version that generated it (a trajectory resumed across
+     * weight syncs mixes versions). Where the mask is 0 it is the version of the turn the token
+     * belongs to (the sample's start version for the prompt). Absent: every token is on-policy.
+     */
+    versions: z.array(z.number().int().nonnegative()).optional(),
   })
   .refine((t) => t.lossMask.length === t.inputIds.length && t.logprobs.length === t.inputIds.length, {
     message: 'inputIds, lossMask and logprobs must have the same length',
-  });
+  })
+  .refine((t) => t.versions === undefined || t.versions.length === t.inputIds.length, { message: 'versions must have one entry per token' });
 export type Trajectory = z.infer<typeof trajectorySchema>;
 
 export interface TrainBatch {
@@ -222,7 +245,7 @@ export interface TrainBatch {
   sampleIds: number[];
   /** Total tokens (context + generated) in the batch; drives the simulated step time. */
   totalTokens: number;
-  /** The batch's trajectories with token ids, logprobs and rewards (present when the samples have ids). */
+  /** The batch's trajectories with token ids, behaviour logprobs and versions, and rewards (present when the samples have ids). */
   trajectories?: Trajectory[];
 }
 

@@ -135,8 +135,8 @@ export function* shrink<S>(fx: IterationEffects<S>, st: IterationState): Step<S,
     relaunch(fx, st, moved, keep);
   }
   // New samples start on the kept ranks only within the staleness bound: the samples still live
-  // already fill the next `asyncRatio` batches up to maxConcurrentSamples − batchSize.
-  if (keep.length > 0 && st.input.asyncRatio >= 1) yield* refill(fx, st, keep, st.input.maxConcurrentSamples - st.input.batchSize);
+  // already fill the next `asyncRatio` batches (the admission policy's bound with the batch sealed).
+  if (keep.length > 0 && st.input.asyncRatio >= 1) yield* refill(fx, st, keep, true);
 }
 
 /**
@@ -150,8 +150,9 @@ export function* releaseAndTrain<S>(fx: IterationEffects<S>, st: IterationState)
   if (st.release.length > 0) setPool(fx, st, completeOffload(st.layout, st.pool, st.release));
   setPool(fx, st, beginTraining(st.layout, st.pool));
   enterPhase(fx, st, 'train');
-  const reached = yield* fx.trainStep({ fromVersion: st.input.fromVersion, batchTokens: st.stats.batchTokens });
-  const newVersion = st.input.fromVersion + 1;
+  const { fromVersion, maxTokenLag } = st.input;
+  const reached = yield* fx.trainStep({ fromVersion, batchTokens: st.stats.batchTokens, ...(maxTokenLag === undefined ? {} : { maxTokenLag }) });
+  const newVersion = fromVersion + 1;
   checkPostcondition('train step: every train node reached the next version', reached.every((version) => version === newVersion), () => JSON.stringify(reached));
   st.committedVersion = newVersion;
   st.stats.toVersion = newVersion;

@@ -3,8 +3,8 @@
  * read it (the simulator reads the ledger); only the program's operations write it.
  */
 import { initialPoolState, type PoolLayout, type PoolState, type RankId, type SampleLedger, type SchedulingPolicy } from '../gpu';
-import type { BroadcastSyncSpec, IterationDecisions, IterationStats, Phase, WeightGroupState } from '../pipeline/types';
-import { STALENESS_BOUND_ADMISSION, type AdmissionPolicy } from './admission';
+import type { BroadcastSyncSpec, IterationDecisions, IterationStats, Phase, SealedBatchFigures, WeightGroupState } from '../pipeline/types';
+import { type AdmissionPolicy } from './admission';
 import type { ShardRef } from './effects';
 
 /** What the program is asked to do: one iteration of one run. */
@@ -17,6 +17,8 @@ export interface ProgramInput {
   batchSize: number;
   asyncRatio: number;
   maxConcurrentSamples: number;
+  /** rollout.staleness.maxTokenLag: generated tokens lagging the trained version by more are left out of the loss. */
+  maxTokenLag?: number;
   /** Operator override of the ranks released at shrink. */
   shrinkOverride?: RankId[];
   /** Ranks out of the pool (their node is lost). */
@@ -48,8 +50,6 @@ export interface ProgramOptions {
   adaptive?: AdaptiveTriggerOptions;
 }
 
-export const DEFAULT_ADMISSION: AdmissionPolicy = STALENESS_BOUND_ADMISSION;
-
 export interface IterationState {
   readonly input: ProgramInput;
   /** The iteration's layout: the configured one, or with the train group moved (least-work release). */
@@ -62,7 +62,7 @@ export interface IterationState {
   shards: Map<string, ShardRef>;
   shardSerial: number;
   /** The sealed batch, once there is one. */
-  batch: { sampleIds: number[]; totalTokens: number } | undefined;
+  batch: ({ sampleIds: number[] } & SealedBatchFigures) | undefined;
   /** Ranks released at shrink and those that keep rolling out (set at shrink). */
   release: RankId[];
   keep: RankId[];

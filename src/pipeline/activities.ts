@@ -8,6 +8,7 @@ import type {
   AwaitBatchResult,
   RankMemoryInput,
   ShardInput,
+  SealedBatchFigures,
   ShardOutcome,
   TrainStepInput,
   WeightSyncInput,
@@ -20,11 +21,11 @@ export interface OrchestratorActivities {
   /** Waits until `batchSize` candidates completed (the workflow cancels it if every shard ends first). */
   awaitBatch(input: AwaitBatchInput): Promise<AwaitBatchResult>;
   /** Writes the batch manifest of the iteration and marks its samples (idempotent, exactly once). */
-  sealBatch(input: { runId: string; iteration: number; fromVersion: number; sampleIds: number[] }): Promise<{ totalTokens: number }>;
+  sealBatch(input: { runId: string; iteration: number; fromVersion: number; sampleIds: number[] }): Promise<SealedBatchFigures>;
   /** Writes the batch manifest only (the sealing that training needs); sealBatch marks the samples after. */
-  writeBatchManifest(input: { runId: string; iteration: number; fromVersion: number; sampleIds: number[] }): Promise<{ totalTokens: number }>;
+  writeBatchManifest(input: { runId: string; iteration: number; fromVersion: number; sampleIds: number[] }): Promise<SealedBatchFigures>;
   /** The manifest of an iteration's batch if one was sealed (a retried iteration resumes at train). */
-  readSealedBatch(input: { runId: string; iteration: number }): Promise<{ sampleIds: number[]; totalTokens: number } | null>;
+  readSealedBatch(input: { runId: string; iteration: number }): Promise<({ sampleIds: number[] } & SealedBatchFigures) | null>;
   /** After shards stopped: which of their samples completed, were dropped, or are unfinished. */
   settleShards(input: { runId: string; shards: { shardId: string; sampleIds: number[] }[] }): Promise<ShardOutcome[]>;
   dropSamples(input: { runId: string; ids: number[]; reason: string }): Promise<{ dropped: number; reason: string }>;

@@ -17,6 +17,10 @@ export function buildRunSpec(parsed: ParsedRunConfig, runId: string): RunSpec {
     batchSize: config.batchSize,
     asyncRatio: config.asyncRatio,
     maxConcurrentSamples,
+    staleness: {
+      policy: config.rollout.staleness.policy,
+      ...(config.rollout.staleness.maxTokenLag === undefined ? {} : { maxTokenLag: config.rollout.staleness.maxTokenLag }),
+    },
     maxTurns: config.maxTurns,
     maxTokens: config.maxTokens,
     environmentTimeoutMs: config.environmentTimeoutSeconds * 1000,

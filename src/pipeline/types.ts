@@ -6,6 +6,7 @@
 import type { PoolLayout, RankId } from '../gpu/layout';
 import type { SampleLedger } from '../gpu/ledger';
 import type { PoolState } from '../gpu/roles';
+import type { LagHistogram, LagSummary, StalenessPolicy } from '../gpu/staleness';
 
 /** Everything a run needs, derived once from the validated config (src/config). */
 export interface RunSpec {
@@ -17,6 +18,8 @@ export interface RunSpec {
   asyncRatio: number;
   /** Live samples (not yet in a batch) the rollout keeps going at once. */
   maxConcurrentSamples: number;
+  /** Staleness policy (src/gpu/staleness.ts). Absent in specs of runs started before it: 'drop'. */
+  staleness?: { policy: StalenessPolicy; maxTokenLag?: number };
   maxTurns: number;
   maxTokens: number;
   /** Simulated milliseconds a trajectory may run, from its start, before its environment times out. */
@@ -86,6 +89,12 @@ export interface IterationInput {
   weightGroup?: WeightGroupState;
 }
 
+/** What the store says of a sealed batch: its tokens, and its generated tokens by version lag (absent for manifests written before). */
+export interface SealedBatchFigures {
+  totalTokens: number;
+  tokenLags?: LagHistogram;
+}
+
 export interface IterationStats {
   iteration: number;
   fromVersion: number;
@@ -102,6 +111,8 @@ export interface IterationStats {
   endedAtMs: number;
   /** Wall-clock ms per phase. */
   phaseMs: Partial<Record<Phase, number>>;
+  /** The batch's generated tokens by version lag behind fromVersion (src/gpu/staleness.ts). */
+  tokenLags?: LagHistogram;
 }
 
 /** What the iteration decided: the same program makes the same decisions in the simulator. */
@@ -156,6 +167,11 @@ export interface RunStatus {
     completedWaiting: number;
     waiting: number;
   };
+  /**
+   * The staleness figures of the run so far: trained ÷ (trained + dropped) samples, and the version
+   * lag of the trained tokens (absent before any batch with per-token versions).
+   */
+  staleness?: { policy: StalenessPolicy; utilization: number; tokenLag: LagSummary };
   batchSize: number;
   shrinkOverride: RankId[] | undefined;
   lastIteration: IterationStats | undefined;
@@ -219,4 +235,6 @@ export interface TrainStepInput {
   fromVersion: number;
   /** Lowest train node: it exports the new weights. */
   leader: boolean;
+  /** rollout.staleness.maxTokenLag: tokens lagging more leave the loss (src/gpu/staleness.ts). */
+  maxTokenLag?: number;
 }

@@ -1,8 +1,9 @@
 /**
- * The iteration program's effects in virtual time (src/iteration/effects.ts): what the engines do
- * takes the cost model's time on the virtual ranks, and every activity the workflow awaits in
- * sequence costs one control-plane round trip (ControlPlaneLatency), as it does in the pipeline.
- * Per-sample and per-rank behaviour stays in the simulator's world (the agent loop on VirtualRank).
+ * The iteration program's effects in virtual time (src/iteration/effects.ts): transitions and
+ * training take the cost model's time, and every activity the workflow awaits in sequence costs
+ * one control-plane round trip (ControlPlaneLatency), as it does in the pipeline. Per-sample and
+ * per-rank behaviour stays in the simulator's world (the agent loop, the environment timeout and
+ * the rank model on VirtualRank).
  */
 import { memoryTagShareMs, trainStepMs, weightBroadcastMs } from '../engines/sim/costFunctions';
 import type { MemoryTag } from '../engines/types';
@@ -28,12 +29,13 @@ export interface SimWorld {
   launchShard(shard: ShardRef): void;
   anyActive(shards: readonly ShardRef[]): boolean;
   stopShards(shards: readonly ShardRef[], migration: MigrationPolicy): ShardOutcome[];
-  sealBatch(ids: readonly number[]): number;
+  sealBatch(ids: readonly number[], trainVersion: number): number;
   markStale(ids: readonly number[]): void;
   setPool(pool: PoolState): void;
   onloadTrainer(trainGpus: readonly GpuId[]): number;
   setTrainer(activity: 'train' | 'offload' | undefined, trainGpus: readonly GpuId[]): void;
   setSyncing(on: boolean): void;
+  setServingVersion(version: number): void;
   flushCache(rank: RankId): void;
   /** Runs `event` after `ms` of virtual time. */
   after(ms: number, event: () => void): void;
@@ -113,9 +115,9 @@ function storeEffects(world: SimWorld, cfg: SimulationConfig): Pick<Effects, 're
       yield* roundTrips(1);
       return { outcomes, failures: [] };
     },
-    *sealBatch({ sampleIds }) {
+    *sealBatch({ sampleIds, fromVersion }) {
       yield* roundTrips(1);
-      return { totalTokens: world.sealBatch(sampleIds) };
+      return { totalTokens: world.sealBatch(sampleIds, fromVersion) };
     },
     *finishSeal() {
       // Marking runs alongside the shrink and training: never on the critical path here.
@@ -133,10 +135,11 @@ function rankEffects(world: SimWorld, cfg: SimulationConfig): Pick<Effects, 'res
       yield* sleep(tagsMs(tags) + activityRoundTripMs);
       return [];
     },
-    *syncWeights(ranks) {
+    *syncWeights(ranks, version) {
       world.setSyncing(true);
       yield* sleep(cost.weightSyncMs + activityRoundTripMs);
       world.setSyncing(false);
+      world.setServingVersion(version);
       // KV computed under the old weights is stale: every engine flushes its prefix cache.
       for (const rank of ranks) world.flushCache(rank);
     },
@@ -155,6 +158,7 @@ function rankEffects(world: SimWorld, cfg: SimulationConfig): Pick<Effects, 'res
         yield* sleep(weightBroadcastMs(cost, Math.max(...ranks.map((rank) => cfg.layout.ranks[rank]!.gpus.length))) + activityRoundTripMs);
       }
       world.setSyncing(false);
+      world.setServingVersion(version);
       for (const rank of ranks) world.flushCache(rank);
       yield* sleep((reload.length > 0 ? tagsMs(['kv_cache']) : 0) + activityRoundTripMs);
       return group;

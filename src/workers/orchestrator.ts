@@ -6,6 +6,7 @@ import path from 'node:path';
 import { NativeConnection, Worker, type WorkflowBundleOption } from '@temporalio/worker';
 import { createOrchestratorActivities } from '../activities/orchestrator';
 import { DigitsEnvironment } from '../engines/digits';
+import { createOpenEnvEnvironment } from '../engines/openenv';
 import { WorkloadModel } from '../engines/sim/workload';
 import { orchestratorQueue } from '../pipeline/naming';
 import { dataConverter, PLAINTEXT } from '../temporal/security';
@@ -55,11 +56,17 @@ export async function createVersionedOrchestratorWorker(
   };
   const workload = new WorkloadModel(config.simulation.workload, { maxTurns: config.maxTurns, maxTokens: config.maxTokens });
   const environment = config.engine.environment;
-  const digits = environment.kind === 'digits' ? new DigitsEnvironment(environment) : undefined;
+  // Real environments give each sample's prompt ids at admission (OpenEnv: a stateless reset with the episode's seed).
+  const prompter =
+    environment.kind === 'digits'
+      ? new DigitsEnvironment(environment)
+      : environment.kind === 'openenv'
+        ? createOpenEnvEnvironment(environment, config.engine.rollout, config.engine.rollout.kind === 'simulated' ? undefined : config.engine.rollout.endpoints[0])
+        : undefined;
   const activities = createOrchestratorActivities({
     store: storeCache(context.paths),
     promptTokens: (sampleId) => workload.promptTokens(sampleId),
-    ...(digits === undefined ? {} : { promptIds: (sampleId: number) => digits.promptIds(sampleId) }),
+    ...(prompter === undefined ? {} : { promptIds: (sampleId: number) => prompter.promptIds(sampleId) }),
     batchPollMs: options.batchPollMs ?? 100,
     heartbeatIntervalMs: HEARTBEAT_INTERVAL_MS,
     now: () => Date.now(),

@@ -10,8 +10,9 @@
  */
 import { ApplicationFailure, workflowInfo } from '@temporalio/workflow';
 import { PIPELINE_POLICY } from '../gpu';
+import { stalenessAdmission } from '../iteration/admission';
 import { IterationFailure, PoolBelowMinimum, runIteration } from '../iteration/program';
-import { createIterationState, DEFAULT_ADMISSION, type ProgramInput } from '../iteration/state';
+import { createIterationState, type ProgramInput } from '../iteration/state';
 import { describeError } from '../pipeline/errors';
 import type { IterationInput, IterationResult } from '../pipeline/types';
 import { drive } from './drive';
@@ -21,6 +22,8 @@ import { LostNodes } from './lostNodes';
 
 export function programInput(input: IterationInput): ProgramInput {
   const { spec } = input;
+  // The run's staleness policy (src/gpu/staleness.ts); runs started before it had one: 'drop'.
+  const staleness = spec.staleness ?? { policy: 'drop' as const };
   return {
     layout: spec.layout,
     iteration: input.iteration,
@@ -29,10 +32,11 @@ export function programInput(input: IterationInput): ProgramInput {
     batchSize: input.batchSize,
     asyncRatio: spec.asyncRatio,
     maxConcurrentSamples: spec.maxConcurrentSamples,
+    ...(staleness.maxTokenLag === undefined ? {} : { maxTokenLag: staleness.maxTokenLag }),
     ...(input.shrinkOverride === undefined ? {} : { shrinkOverride: input.shrinkOverride }),
     lostRanks: input.lostRanks ?? [],
     rejoinRanks: input.rejoinRanks ?? [],
-    options: { policy: PIPELINE_POLICY, admission: DEFAULT_ADMISSION },
+    options: { policy: PIPELINE_POLICY, admission: stalenessAdmission(staleness.policy) },
     ...(spec.weightSync === undefined ? {} : { weightSync: spec.weightSync }),
     ...(input.weightGroup === undefined ? {} : { weightGroup: input.weightGroup }),
   };

@@ -237,11 +237,11 @@ function trainerEffects(ctx: TemporalEffectsContext, shards: ShardRunner): Pick<
       };
       yield* awaiting(Promise.all([...releaseElsewhere, onEachNode(onload)]));
     },
-    *trainStep({ fromVersion }) {
+    *trainStep({ fromVersion, maxTokenLag }) {
       const leader = nodes[0];
       const step = (node: number) =>
         activities.trainer(node).trainStep.executeWithOptions({ summary: `train step v${fromVersion}→v${fromVersion + 1} node ${node}${node === leader ? ' (leader)' : ''}` }, [
-          { runId, node, iteration, fromVersion, leader: node === leader },
+          { runId, node, iteration, fromVersion, leader: node === leader, ...(maxTokenLag === undefined ? {} : { maxTokenLag }) },
         ]);
       const results = yield* awaiting(shards.unlessShardFails(() => onEachNode(step)));
       return results.map((result) => result.newVersion);

@@ -19,6 +19,7 @@ import {
 } from '@temporalio/workflow';
 import { addLostRanks, emptyLedger, planShrink, planWithLostRanks, removeLostRanks, samplesByState, type SampleLedger } from '../gpu';
 import type { RankId } from '../gpu/layout';
+import { mergeLagHistograms, runStalenessFigures, type LagHistogram } from '../gpu/staleness';
 import { checkIntRange } from '../gpu/validation';
 import { RUN_HISTORY_BYTES_BUDGET } from '../pipeline/historyBudget';
 import { iterationWorkflowId } from '../pipeline/naming';
@@ -60,6 +61,8 @@ export interface RunState {
   pausedForLostRanks?: boolean;
   /** Broadcast sync: the weight-update group the last iteration left formed. */
   weightGroup?: WeightGroupState;
+  /** Trained generated tokens of the run by version lag (absent before the first batch with per-token versions). */
+  tokenLags?: LagHistogram;
 }
 
 export interface RunInput {
@@ -168,6 +171,7 @@ function statusOf(run: RunContext): RunStatus {
     lastError: state.lastError ?? undefined,
     ...(run.rejectedSignals === undefined ? {} : { rejectedSignals: run.rejectedSignals }),
     ...((state.lostRanks ?? []).length > 0 ? { lostRanks: state.lostRanks } : {}),
+    ...(state.tokenLags === undefined ? {} : { staleness: runStalenessFigures(spec.staleness?.policy ?? 'drop', ledger.counters, state.tokenLags) }),
   };
 }
 
@@ -328,6 +332,7 @@ async function runIterationChild(run: RunContext): Promise<void> {
     state.weightGroup = result.weightGroup;
     run.progress = undefined;
     state.lastIteration = result.stats;
+    if (result.stats.tokenLags !== undefined) state.tokenLags = mergeLagHistograms(state.tokenLags ?? {}, result.stats.tokenLags);
     state.lastError = null;
     if (state.rejoinRanks !== undefined) state.rejoinRanks = state.rejoinRanks.filter((rank) => !rejoining.includes(rank));
     state.iteration += 1;

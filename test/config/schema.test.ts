@@ -21,7 +21,7 @@ describe('defaults', () => {
   it('fills every optional field', () => {
     const { config, maxConcurrentSamples } = parse(base());
     expect(config.run).toEqual({ iterations: 3 });
-    expect(config.rollout).toEqual({ gpus: 'all', gpusPerRank: 1 });
+    expect(config.rollout).toEqual({ gpus: 'all', gpusPerRank: 1, staleness: { policy: 'resume' } });
     expect(config.asyncRatio).toBe(1);
     expect(config.maxTurns).toBe(100);
     expect(config.maxTokens).toBe(65536);
@@ -102,7 +102,7 @@ describe('defaults', () => {
       { path: 'engine.trainer.kind', message: ['real rollout engines need the http trainer', 'rollout simulated, trainer http'] },
     ]);
     expectIssues(withKeys({ engine: { environment: { kind: 'digits' } } }), [
-      { path: 'engine.environment.kind', message: ["environment with token ids ('digits')", 'rollout simulated, environment digits'] },
+      { path: 'engine.environment.kind', message: ["environment with token ids ('digits' or 'openenv')", 'rollout simulated, environment digits'] },
     ]);
     const endpoints = Array.from({ length: 8 }, (_, i) => `http://n0:${30000 + i}`);
     expectIssues(
@@ -342,5 +342,13 @@ describe('out of range', () => {
     ]);
     expect(error.message).toContain('  - pool.gpusPerNode: expected an integer in [1, 64] (got 0)\n');
     expect(error.message.endsWith('  - trainBatch: unknown key')).toBe(true);
+  });
+});
+
+describe('rollout.staleness', () => {
+  it("defaults to 'resume', takes 'drop' and a hard token-lag limit, refuses anything else", () => {
+    expect(parse(withKeys({ rollout: { staleness: { policy: 'drop', maxTokenLag: 3 } } })).config.rollout.staleness).toEqual({ policy: 'drop', maxTokenLag: 3 });
+    expect(() => parse(withKeys({ rollout: { staleness: { policy: 'keep' } } }))).toThrow(/rollout\.staleness\.policy/);
+    expect(() => parse(withKeys({ rollout: { staleness: { maxTokenLag: -1 } } }))).toThrow(/rollout\.staleness\.maxTokenLag/);
   });
 });

@@ -7,6 +7,9 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startPipelineEnv, type PipelineEnv } from '../helpers/pipeline';
 import { REFERENCE_RL_BROADCAST_PRESET, runReferenceRl } from '../helpers/referenceRl';
+import { batchTrajectories } from '../../src/activities/gpuNode';
+import { expandSpans } from '../../src/gpu/staleness';
+import { turnVersionSpans } from '../../src/store';
 
 /** examples/reference-rl.yaml: batches of 16 samples, 4 turns each. */
 const ITERATIONS = 12;
@@ -28,9 +31,17 @@ describe('reference RL run (real engines, real pipeline)', () => {
     await env?.close();
   });
 
-  it('the mean reward rises over iterations', { timeout: 180_000 }, async () => {
-    const result = await runReferenceRl(env, { runId: 'reference-rl-learns', iterations: ITERATIONS, seed: 1 });
-    console.log(`reference RL: reward per iteration ${result.rewardPerIteration.map((r) => r.toFixed(3)).join(' ')} in ${result.seconds.toFixed(1)} s`);
+  // The new staleness policy (the default) learns by the same margin as ROLL's drop rule.
+  it.each(['resume', 'drop'] as const)('the mean reward rises over iterations (staleness %s)', { timeout: 900_000 }, async (staleness) => {
+    const result = await runReferenceRl(env, { runId: `reference-rl-learns-${staleness}`, iterations: ITERATIONS, seed: 1, staleness });
+    const lag = result.tokenLag;
+    console.log(
+      `reference RL (staleness ${staleness}): reward per iteration ${result.rewardPerIteration.map((r) => r.toFixed(3)).join(' ')} in ${result.seconds.toFixed(1)} s; ` +
+        `trained token lag mean ${lag.mean.toFixed(3)} p99 ${lag.p99} max ${lag.max} over ${lag.tokens} tokens; ` +
+        `samples admitted ${result.status.samples.admitted}, trained ${result.status.samples.trained}, dropped ${JSON.stringify(result.status.samples.dropped)}`,
+    );
+    expect(result.status.staleness?.policy).toBe(staleness);
+    expect(lag.tokens).toBeGreaterThan(0);
     expect(result.summary.iterations).toBe(ITERATIONS);
     expect(result.summary.version).toBe(ITERATIONS);
     expect(result.rewardPerIteration).toHaveLength(ITERATIONS);
@@ -88,5 +99,39 @@ describe('reference RL run (real engines, real pipeline)', () => {
       expect(turn.outputIds).toHaveLength(24);
     }
     expect(resumed.some((turn) => turn.resumedFrom?.rank !== turn.rank), story()).toBe(true);
+  });
+
+  it('a turn resumed across a weight sync keeps its prefix version; the sample is trained exactly once with per-token versions', { timeout: 900_000 }, async () => {
+    // Turns of 24 tokens at 25 ms: the stop before each weight sync cuts turns mid-generation; with
+    // the default staleness policy ('resume') they continue with the new weights.
+    const iterations = 4;
+    const result = await runReferenceRl(env, { runId: 'reference-rl-resumes', iterations, batchSize: 4, turns: 3, maxNewTokensPerTurn: 24, ignoreEos: true, decodeDelayMs: 25 });
+    expect(result.summary.version).toBe(iterations);
+    expect(result.status.staleness?.policy).toBe('resume');
+    const story = () => JSON.stringify(result.samples.map((x) => ({ id: x.id, status: x.status, batch: x.batch, turns: x.turns.map((t) => [t.weightVersion, t.tokenVersions]) })));
+    // Exactly once: no sample in two batches, none dropped, every admitted one trained or live.
+    const trainedIds = result.batches.flat().map((sample) => sample.id);
+    expect(new Set(trainedIds).size).toBe(trainedIds.length);
+    expect(result.status.samples.dropped.stale).toBe(0);
+    expect(result.status.samples.admitted).toBe(result.samples.length);
+    expect(result.samples.filter((sample) => sample.batch !== undefined).map((sample) => sample.id).sort((a, b) => a - b)).toEqual([...trainedIds].sort((a, b) => a - b));
+    // Some trained turn spans two versions: its prefix from the weights before a sync, the rest after.
+    const acrossSync = result.batches.flatMap((batch, iteration) =>
+      batch.flatMap((sample) => sample.turns.filter((t) => new Set((t.tokenVersions ?? []).map((span) => span.version)).size > 1).map((turn) => ({ sample, turn, iteration }))),
+    );
+    expect(acrossSync.length, story()).toBeGreaterThan(0);
+    for (const { sample, turn, iteration } of acrossSync) {
+      const spans = turn.tokenVersions!;
+      expect(spans.reduce((sum, span) => sum + span.tokens, 0)).toBe(turn.generatedTokens);
+      // Versions rise within the turn, the last one is the turn's, none is after the batch's version.
+      for (let i = 1; i < spans.length; i++) expect(spans[i]!.version).toBeGreaterThan(spans[i - 1]!.version);
+      expect(spans.at(-1)!.version).toBe(turn.weightVersion);
+      expect(turn.weightVersion).toBeLessThanOrEqual(iteration);
+      // The trainer's batch: one behaviour version per token, the same as the store's record.
+      const [trajectory] = batchTrajectories([sample], iteration)!;
+      const generated = trajectory!.versions!.filter((_, i) => trajectory!.lossMask[i] === 1);
+      expect(generated).toEqual(sample.turns.flatMap((t) => expandSpans(turnVersionSpans(t))));
+    }
+    console.log(`reference RL resumed across syncs: ${acrossSync.length} turns; trained token lag mean ${result.tokenLag.mean.toFixed(3)} max ${result.tokenLag.max}`);
   });
 });

@@ -50,7 +50,14 @@ export class HttpTrainer implements Trainer {
       {
         iteration: batch.iteration,
         from_version: batch.fromVersion,
-        trajectories: batch.trajectories.map((t) => ({ sample_id: t.sampleId, reward: t.reward, input_ids: t.inputIds, loss_mask: t.lossMask, logprobs: t.logprobs })),
+        trajectories: batch.trajectories.map((t) => ({
+          sample_id: t.sampleId,
+          reward: t.reward,
+          input_ids: t.inputIds,
+          loss_mask: t.lossMask,
+          logprobs: t.logprobs,
+          ...(t.versions === undefined ? {} : { versions: t.versions }),
+        })),
       },
       stepSchema,
       { ...(signal === undefined ? {} : { signal }), timeoutMs: this.trainStepTimeoutMs },
