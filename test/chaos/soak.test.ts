@@ -19,7 +19,7 @@ describe('short soak (real dev server, worker processes, injected faults)', () =
     const plan: PlannedFault[] = [
       { index: 0, kind: 'engine-crash', phase: 'rollout', point: 0.5 },
       { index: 1, kind: 'server-kill', phase: 'train', point: 0.3 },
-      { index: 2, kind: 'gpu-node-kill', phase: 'expand', point: 0.2 },
+      { index: 2, kind: 'gpu-node-kill', phase: 'sync', point: 0.2 },
     ];
     const lines: string[] = [];
     const report = await runChaos({ faults: plan.length, seed: 0, plan, stateDir: path.join(dir, 'state'), deadlineMs: 150_000, log: (line) => lines.push(line) });

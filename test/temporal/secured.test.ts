@@ -134,19 +134,23 @@ describe('secured run: mTLS + API key + payload codec (real CLI, real server)', 
       const raw = new Client({ connection });
       const histories = await Promise.all([runWorkflowId('secured'), iterationWorkflowId('secured', 0)].map((id) => raw.workflow.getHandle(id).fetchHistory()));
       // Search attributes stay plaintext by design (the server indexes them): only our four
-      // (run id, strategy, iteration, phase) and the SDK's TemporalChangeVersion, which holds the
-      // ids of the `patched()` workflow changes. Every other payload is ciphertext.
+      // (run id, strategy, iteration, phase). Every other payload is ciphertext.
       const all = histories.flatMap((history) => payloadsIn(history));
       const searchAttributes = all.filter(({ where }) => where.includes('.searchAttributes.indexedFields.'));
       expect(new Set(searchAttributes.map(({ where }) => where.split('.').pop()))).toEqual(
-        new Set(['TimeshareRunId', 'TimeshareStrategy', 'TimeshareIteration', 'TimesharePhase', 'TemporalChangeVersion']),
+        new Set(['TimeshareRunId', 'TimeshareStrategy', 'TimeshareIteration', 'TimesharePhase']),
       );
-      // The SDK writes the marker of a `patched()` change itself, unencoded: it holds the patch id only.
-      const patchMarkers = all.filter(({ where }) => where.includes('.markerRecordedEventAttributes.details.patch-data.'));
-      for (const { payload } of patchMarkers) {
-        expect(Object.keys(JSON.parse(Buffer.from(payload.data ?? []).toString()) as object).sort()).toEqual(['deprecated', 'id']);
+      // Workflow code versions are Worker Deployment versions, not patches: no plaintext patch
+      // marker (the SDK writes those unencoded) is left in the history.
+      expect(all.filter(({ where }) => where.includes('.markerRecordedEventAttributes.details.patch-data.'))).toEqual([]);
+      // The SDK's core writes a local activity's marker metadata itself, unencoded: which activity,
+      // its attempt and times, never its arguments or result (those are ciphertext, checked below).
+      const localActivityMarkers = all.filter(({ where }) => /\.markerRecordedEventAttributes\.details\.data\./.test(where));
+      for (const { payload } of localActivityMarkers) {
+        const keys = Object.keys(JSON.parse(Buffer.from(payload.data ?? []).toString()) as object);
+        expect(keys.every((key) => ['seq', 'attempt', 'activity_id', 'activity_type', 'complete_time', 'original_schedule_time', 'backoff'].includes(key)), keys.join(',')).toBe(true);
       }
-      const payloads = all.filter((entry) => !searchAttributes.includes(entry) && !patchMarkers.includes(entry)).map(({ payload }) => payload);
+      const payloads = all.filter((entry) => !searchAttributes.includes(entry) && !localActivityMarkers.includes(entry)).map(({ payload }) => payload);
       expect(payloads.length).toBeGreaterThan(20);
       for (const payload of payloads) {
         expect(new TextDecoder().decode(payload.metadata?.encoding)).toBe(ENCRYPTED_ENCODING);

@@ -25,8 +25,12 @@ describe('Temporal UI of a dev run (headless Chromium)', () => {
   beforeAll(() => {
     dir = mkdtempSync(path.join(os.tmpdir(), 'timeshare-ui-'));
   });
-  afterAll(() => {
-    dev?.kill('SIGKILL');
+  afterAll(async () => {
+    // Its server may still be writing into the state folder until the process has exited.
+    if (dev !== undefined) {
+      dev.kill('SIGKILL');
+      await dev.exited;
+    }
     rmSync(dir, { recursive: true, force: true });
   });
 
@@ -53,7 +57,7 @@ describe('Temporal UI of a dev run (headless Chromium)', () => {
     const timelineDom = await renderedDom(timeline);
     expect(timelineDom).toContain(iteration);
     // Activity rows of the iteration's phases.
-    for (const activity of ['trainStep', 'syncNodeWeights', 'resumeNodeMemory']) expect(timelineDom).toContain(activity);
+    for (const activity of ['runRolloutShard', 'trainStep', 'syncAndReloadNode']) expect(timelineDom).toContain(activity);
 
     const history = `${ui}/${iteration}/${iterationRunId}/history`;
     const historyDom = await renderedDom(history);
