@@ -8,7 +8,8 @@ import { createOrchestratorActivities } from '../activities/orchestrator';
 import { DigitsEnvironment } from '../engines/digits';
 import { WorkloadModel } from '../engines/sim/workload';
 import { orchestratorQueue } from '../pipeline/naming';
-import { dataConverter, PLAINTEXT } from '../temporal/security';
+import { PLAINTEXT, workerDataConverter } from '../temporal/security';
+import { refuseUndecodableArguments } from './undecodable';
 import { storeCache } from './runtime';
 import { HEARTBEAT_INTERVAL_MS, HEARTBEAT_THROTTLE, SHUTDOWN_GRACE, type WorkerContext } from './options';
 
@@ -43,7 +44,8 @@ export async function createOrchestratorWorker(
     taskQueue: orchestratorQueue(config.temporal.taskQueuePrefix),
     ...(options.workflowBundle === undefined ? { workflowsPath: WORKFLOWS_PATH } : { workflowBundle: options.workflowBundle }),
     activities,
-    dataConverter: dataConverter(context.temporal.security ?? PLAINTEXT),
+    dataConverter: workerDataConverter(context.temporal.security ?? PLAINTEXT),
+    interceptors: { activity: [refuseUndecodableArguments] },
     defaultHeartbeatThrottleInterval: HEARTBEAT_THROTTLE,
     maxHeartbeatThrottleInterval: '1 second',
     shutdownGraceTime: SHUTDOWN_GRACE,

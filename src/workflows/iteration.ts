@@ -66,6 +66,7 @@ import type { IterationInput, IterationProgress, IterationResult, IterationStats
 import { describeError } from '../pipeline/errors';
 import { PHASE_KEY } from '../temporal/searchAttributes';
 import { iterationProgressSignal, LOST_RANKS_PATCH } from './signals';
+import { assertDecoded } from '../temporal/payloadConverter';
 
 interface RunningShard {
   id: string;
@@ -79,6 +80,7 @@ interface RunningShard {
 }
 
 export async function iterationWorkflow(input: IterationInput): Promise<IterationResult> {
+  assertDecoded('iteration workflow input', input);
   const { spec, iteration } = input;
   const { layout } = spec;
   const info = workflowInfo();
@@ -223,6 +225,7 @@ export async function iterationWorkflow(input: IterationInput): Promise<Iteratio
         // Ordered across attempts and executions (an operator resume or a lost-node retry starts a
         // new execution at attempt 1): a later execution's reports supersede earlier ones.
         sequence: info.runStartTime.getTime() * 1_000 + progressSequence++,
+        ...(input.progressToken === undefined ? {} : { token: input.progressToken }),
       };
       const handle = getExternalWorkflowHandle(parent.workflowId, parent.runId);
       if (!progressNotAwaited) return handle.signal(iterationProgressSignal, progress);

@@ -16,6 +16,7 @@ import {
   patched,
   setHandler,
   upsertSearchAttributes,
+  uuid4,
   workflowInfo,
 } from '@temporalio/workflow';
 import { addLostRanks, emptyLedger, planShrink, planWithLostRanks, removeLostRanks, samplesByState, type SampleLedger } from '../gpu';
@@ -26,7 +27,9 @@ import { iterationWorkflowId } from '../pipeline/naming';
 import type { IterationProgress, IterationStats, Phase, RunSpec, RunStatus } from '../pipeline/types';
 import { describeError } from '../pipeline/errors';
 import { ITERATION_KEY, PHASE_KEY, RUN_ID_KEY, STRATEGY_KEY } from '../temporal/searchAttributes';
+import { assertDecoded } from '../temporal/payloadConverter';
 import { iterationWorkflow } from './iteration';
+import { judgeProgress } from './progressAcceptance';
 import {
   batchSizeUpdateSchema,
   iterationProgressSchema,
@@ -76,6 +79,7 @@ export interface RunSummary {
 }
 
 export async function runWorkflow(input: RunInput): Promise<RunSummary> {
+  assertDecoded('run workflow input', input);
   const { spec } = input;
   const state: RunState = input.state ?? {
     iteration: 0,
@@ -92,6 +96,8 @@ export async function runWorkflow(input: RunInput): Promise<RunSummary> {
   const handlesLostRanks = patched(LOST_RANKS_PATCH);
   let pauseRequested = false;
   let progress: IterationProgress | undefined;
+  /** Given to the running iteration; its progress reports must carry it. */
+  let progressToken: string | undefined;
   let rejectedSignals: RunStatus['rejectedSignals'];
   const progressSchema = iterationProgressSchema(spec.layout);
   let phase: Phase = state.iteration >= spec.iterations ? 'done' : 'starting';
@@ -130,20 +136,14 @@ export async function runWorkflow(input: RunInput): Promise<RunSummary> {
 
   setHandler(statusQuery, status);
   setHandler(iterationProgressSignal, (update: unknown) => {
-    // A signal cannot be rejected and must not fail the workflow: a bad payload is ignored, visibly.
-    const parsed = progressSchema.safeParse(update);
-    if (!parsed.success) {
-      const why = `iterationProgress signal ignored, bad payload: ${parsed.error.issues.map((issue) => `${issue.path.join('.') || '(payload)'}: ${issue.message}`).join('; ')}`;
-      rejectedSignals = { count: (rejectedSignals?.count ?? 0) + 1, last: why };
-      log.warn(why);
-      return;
+    // A signal cannot be rejected and must not fail the workflow: a bad or forged one is ignored, visibly.
+    const verdict = judgeProgress(update, progressSchema, { iteration: state.iteration, token: progressToken, current: progress });
+    if (verdict.kind === 'rejected') {
+      rejectedSignals = { count: (rejectedSignals?.count ?? 0) + 1, last: verdict.reason };
+      log.warn(verdict.reason);
+    } else if (verdict.kind === 'accepted') {
+      progress = verdict.report;
     }
-    const report = parsed.data;
-    // Ignore late progress of an earlier iteration (signals are not ordered across children),
-    // and a report overtaken by a later one of the same iteration (they are sent without waiting).
-    if (report.iteration !== state.iteration) return;
-    const overtaken = progress?.iteration === report.iteration && (report.sequence ?? 0) < (progress.sequence ?? 0);
-    if (!overtaken) progress = report;
   });
   setHandler(
     pauseUpdate,
@@ -269,6 +269,7 @@ export async function runWorkflow(input: RunInput): Promise<RunSummary> {
     // Ranks returned by the operator before this iteration: it reloads them. Ranks returned while
     // it runs stay in state.rejoinRanks for the next one.
     const rejoining = state.rejoinRanks ?? [];
+    progressToken = uuid4();
     try {
       const result = await executeChild(iterationWorkflow, {
         workflowId: iterationWorkflowId(spec.runId, state.iteration),
@@ -282,6 +283,7 @@ export async function runWorkflow(input: RunInput): Promise<RunSummary> {
             shrinkOverride: state.shrinkOverride ?? undefined,
             ...(lostRanks.length > 0 ? { lostRanks } : {}),
             ...(rejoining.length > 0 ? { rejoinRanks: rejoining } : {}),
+            progressToken,
           },
         ],
         retry: { maximumAttempts: 3, initialInterval: '2 seconds', nonRetryableErrorTypes: ['PoolRestoreFailed'] },

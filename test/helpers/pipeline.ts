@@ -12,6 +12,7 @@ import { orchestratorQueue, runWorkflowId } from '../../src/pipeline/naming';
 import { buildRunSpec } from '../../src/pipeline/spec';
 import type { RunSpec } from '../../src/pipeline/types';
 import { startDevServer, type DevServer } from '../../src/temporal/devServer';
+import { PAYLOAD_CONVERTER_PATH } from '../../src/temporal/security';
 import { createGpuNodeWorkers } from '../../src/workers/gpuNode';
 import type { WorkerContext } from '../../src/workers/options';
 import { createOrchestratorWorker, WORKFLOWS_PATH } from '../../src/workers/orchestrator';
@@ -29,7 +30,7 @@ function quietRuntime(): void {
 let bundle: Promise<WorkflowBundleWithSourceMap> | undefined;
 /** Bundling the workflows takes seconds: do it once per test file. */
 export function workflowBundle(): Promise<WorkflowBundleWithSourceMap> {
-  bundle ??= bundleWorkflowCode({ workflowsPath: WORKFLOWS_PATH, logger: { log: () => undefined, info: () => undefined, warn: () => undefined, error: console.error, debug: () => undefined, trace: () => undefined } });
+  bundle ??= bundleWorkflowCode({ workflowsPath: WORKFLOWS_PATH, payloadConverterPath: PAYLOAD_CONVERTER_PATH, logger: { log: () => undefined, info: () => undefined, warn: () => undefined, error: console.error, debug: () => undefined, trace: () => undefined } });
   return bundle;
 }
 
