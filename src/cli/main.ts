@@ -3,7 +3,7 @@
  * non-zero exit (2 for an invalid config or arguments, 1 otherwise).
  */
 import path from 'node:path';
-import { Command, InvalidArgumentError } from 'commander';
+import { Command } from 'commander';
 import { NativeConnection } from '@temporalio/worker';
 import { ConfigError, defaultConfigPath, loadRunConfigFile, resolveRunId, type ParsedRunConfig } from '../config';
 import { buildRunSpec } from '../pipeline/spec';
@@ -12,6 +12,7 @@ import { runWorkers } from '../workers/lifecycle';
 import { createOrchestratorWorker } from '../workers/orchestrator';
 import type { TemporalTarget, WorkerContext } from '../workers/options';
 import { runtimePaths } from '../workers/runtime';
+import { decimal, parseDecimalList } from './args';
 import { addBenchCommand } from './bench';
 import { startCodecServer } from '../temporal/codecServer';
 import { connectionOptions, resolveSecurity, SecurityConfigError, type SecurityFlags } from '../temporal/security';
@@ -29,13 +30,8 @@ function loadConfig(configPath: string): { parsed: ParsedRunConfig; runId: strin
   return { parsed, runId: resolveRunId(parsed.config, configPath) };
 }
 
-function integer(name: string, min: number): (value: string) => number {
-  return (value) => {
-    const n = Number(value);
-    if (!Number.isInteger(n) || n < min) throw new InvalidArgumentError(`${name} must be an integer >= ${min} (got '${value}')`);
-    return n;
-  };
-}
+/** Decimal digits only, >= min (src/cli/args.ts): `1e1` or `0x10` are refused, not read as 10 or 16. */
+const integer = (name: string, min: number): ((value: string) => number) => decimal(name, min);
 
 interface ConnectionFlags extends SecurityFlags {
   address?: string;
@@ -87,8 +83,8 @@ export function buildProgram(): Command {
     .description('Run the embedded default: local Temporal dev server + UI, workers (simulated GPUs, or the real engines the config names); start (or resume) the run and show progress')
     .argument('[config]', 'run configuration (YAML or JSON)', defaultConfigPath())
     .option('--state-dir <dir>', 'where the dev server database, engine state and logs live', DEFAULT_STATE_DIR)
-    .option('--port <port>', 'Temporal gRPC port', integer('--port', 1), 7233)
-    .option('--ui-port <port>', 'Temporal UI port', integer('--ui-port', 1), 8233)
+    .option('--port <port>', 'Temporal gRPC port', decimal('--port', 1, 65_535), 7233)
+    .option('--ui-port <port>', 'Temporal UI port', decimal('--ui-port', 1, 65_535), 8233)
     .option('--progress-every <seconds>', 'print progress at least this often', integer('--progress-every', 1), 5)
     .action(async (configPath: string, flags: { stateDir: string; port: number; uiPort: number; progressEvery: number }) => {
       const { parsed, runId } = loadConfig(configPath);
@@ -172,9 +168,7 @@ export function buildProgram(): Command {
       .description("Ranks released for training from the next iteration on ('default' returns to the layout's rule)")
       .argument('<run-id>')
       // Parsed by commander (not in the action) so that a bad rank is reported with usage, exit 2.
-      .argument('<ranks>', "comma-separated rank ids, or 'default'", (text: string) =>
-        text === 'default' ? null : text.split(',').map((part) => integer('rank id', 0)(part.trim())),
-      ),
+      .argument('<ranks>', "comma-separated rank ids, or 'default'", (text: string) => (text === 'default' ? null : parseDecimalList('rank ids', text, 0))),
   ).action(async (runId: string, ranks: number[] | null, flags: ConnectionFlags) => {
     const client = await connectClient(target(flags));
     try {
@@ -189,13 +183,8 @@ export function buildProgram(): Command {
       .command('return-ranks')
       .description('Return lost ranks to the pool once their node is back (they reload and sync weights at the next iteration)')
       .argument('<run-id>')
-      .argument('<ranks>', 'comma-separated rank ids (see `timeshare status`)'),
-  ).action(async (runId: string, ranksText: string, flags: ConnectionFlags) => {
-    const ranks = ranksText.split(',').map((part) => {
-      const rank = Number(part.trim());
-      if (part.trim() === '' || !Number.isInteger(rank) || rank < 0) throw new CliError(`rank id must be an integer >= 0 (got '${part.trim()}')`, 2);
-      return rank;
-    });
+      .argument('<ranks>', 'comma-separated rank ids (see `timeshare status`)', (text: string) => parseDecimalList('rank ids', text, 0)),
+  ).action(async (runId: string, ranks: number[], flags: ConnectionFlags) => {
     const client = await connectClient(target(flags));
     try {
       console.log(statusBlock(await sendUpdate(client, runId, { name: 'returnRanks', ranks })));
@@ -243,7 +232,7 @@ export function buildProgram(): Command {
       .description('Serve the payload codec over HTTP (POST /encode, /decode) so the Temporal UI can show encrypted payloads')
       .argument('[config]', 'run configuration whose temporal.codec to use (or give --codec-key-*)')
       .option('--host <host>', 'interface to listen on (anyone who reaches it can decrypt)', '127.0.0.1')
-      .option('--port <port>', 'port to listen on', integer('--port', 1), 8081)
+      .option('--port <port>', 'port to listen on', decimal('--port', 1, 65_535), 8081)
       .option('--cors-origin <origin...>', "origins allowed to call it from a browser (the Temporal UI's)", ['http://localhost:8233', 'http://127.0.0.1:8233']),
   ).action(async (configPath: string | undefined, flags: SecurityFlags & { host: string; port: number; corsOrigin: string[] }) => {
     const parsed = configPath === undefined ? undefined : loadConfig(configPath).parsed;
@@ -351,7 +340,9 @@ export async function main(argv: string[]): Promise<number> {
       // --help and --version exit 0; usage errors (already printed by commander) exit 2.
       return ['commander.helpDisplayed', 'commander.help', 'commander.version'].includes(commanderError.code) ? 0 : 2;
     }
-    console.error(`timeshare: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}`);
+    // One plain line; the stack only when asked for (TIMESHARE_DEBUG=1).
+    const debug = process.env.TIMESHARE_DEBUG === '1';
+    console.error(`timeshare: ${error instanceof Error ? (debug ? (error.stack ?? error.message) : error.message) : String(error)}`);
     return 1;
   }
 }

@@ -11,6 +11,7 @@
  */
 import { z } from 'zod';
 import { MAX_GPUS, STRATEGIES } from '../gpu/layout';
+import { MAX_LIVE_SAMPLES } from '../gpu/ledger';
 import { faultSchema } from '../engines/sim/faults';
 import { costModelSchema, workloadSchema } from '../engines/types';
 
@@ -299,8 +300,8 @@ export const runConfigSchema = z
         gpus: gpuListSchema.default('all'),
         /** GPUs per rollout rank (TP × PP of one engine instance); ranks never span nodes. */
         gpusPerRank: intAtLeast(1).default(1),
-        /** Live samples kept rolling at once; default batchSize × (1 + asyncRatio). */
-        maxConcurrentSamples: intAtLeast(1).optional(),
+        /** Live samples kept rolling at once; default batchSize × (1 + asyncRatio), at most MAX_LIVE_SAMPLES. */
+        maxConcurrentSamples: intIn(1, MAX_LIVE_SAMPLES).optional(),
       })
       .strict()
       .prefault({}),

@@ -25,15 +25,38 @@ describe('timeshare CLI: bad arguments', () => {
       stringify({ pool: { nodes: 1, gpusPerNode: 4 }, strategy: 'multiplexed', train: { gpus: [0, 1] }, batchSize: 4, temporal: { tls: {} } }),
     );
     const stateDir = path.join(dir, 'state');
+    const valid = { pool: { nodes: 1, gpusPerNode: 4 }, strategy: 'multiplexed', train: { gpus: [0, 1] }, batchSize: 4 };
+    const bomb = path.join(dir, 'bomb.yaml');
+    const lols = 'bcdefghi'.split('').map((name, i) => `${name}: &${name} [${Array(10).fill(`*${'abcdefghi'[i]}`).join(', ')}]`);
+    writeFileSync(bomb, [stringify(valid), 'a: &a [lol, lol, lol, lol, lol, lol, lol, lol, lol, lol]', ...lols].join('\n'));
+    const tooMany = path.join(dir, 'too-many.yaml');
+    writeFileSync(tooMany, stringify({ ...valid, rollout: { maxConcurrentSamples: 1e12 } }));
+    const upperCase = path.join(dir, 'My Run.yaml');
+    writeFileSync(upperCase, stringify(valid));
     const cases: Array<[string[], RegExp, Record<string, string>?]> = [
       [['status', 'r', '--tls-cert', 'client.pem'], /temporal.tls.keyFile: mTLS needs both certFile and keyFile/],
       [['status', 'r', '--tls-ca', path.join(dir, 'nope.pem')], /TLS CA certificate .*nope.pem: file not found/],
       [['status', 'r', '--api-key-env', 'TS_UNSET_KEY_VAR'], /environment variable TS_UNSET_KEY_VAR \(named by --api-key-env\) is not set/],
       [['status', 'r', '--codec-key-id', 'k1', '--codec-key-env', 'TS_SHORT_KEY'], /\$TS_SHORT_KEY: expected a 256-bit key/, { TS_SHORT_KEY: 'abcd' }],
       [['codec-server'], /no payload codec configured/],
-      [['set-shrink-set', 'r', '1,x'], /rank id must be an integer >= 0 \(got 'x'\)/],
-      [['worker', 'gpu-node', tlsConfig, '--node', 'one'], /--node must be an integer >= 0 \(got 'one'\)/],
-      [['dev', tlsConfig, '--port', '0'], /--port must be an integer >= 1 \(got '0'\)/],
+      [['set-shrink-set', 'r', '1,x'], /rank ids must be a decimal integer >= 0 \(got 'x'\)/],
+      [['worker', 'gpu-node', tlsConfig, '--node', 'one'], /--node must be a decimal integer >= 0 \(got 'one'\)/],
+      [['dev', tlsConfig, '--port', '0'], /--port must be a decimal integer >= 1 \(got '0'\)/],
+      // Decimal integers only: no exponent, hex, sign, fraction or padding read as a number.
+      [['set-batch-size', 'r', '1e1'], /batch size must be a decimal integer >= 1 \(got '1e1'\)/],
+      [['set-batch-size', 'r', '0x10'], /batch size must be a decimal integer >= 1 \(got '0x10'\)/],
+      [['set-batch-size', 'r', '+4'], /batch size must be a decimal integer >= 1 \(got '\+4'\)/],
+      [['set-batch-size', 'r', '4.0'], /batch size must be a decimal integer >= 1 \(got '4.0'\)/],
+      [['set-batch-size', 'r', '99999999999999999999'], /batch size must be a decimal integer >= 1/],
+      [['dev', tlsConfig, '--port', '70000'], /--port must be a decimal integer in \[1, 65535\] \(got '70000'\)/],
+      [['set-shrink-set', 'r', ''], /rank ids: expected a comma-separated list of integers, got an empty list/],
+      [['set-shrink-set', 'r', '0,,1'], /rank ids: item 2 of '0,,1' is empty/],
+      [['return-ranks', 'r', '1,1'], /rank ids: 1 listed more than once in '1,1'/],
+      [['return-ranks', 'r', ' '], /rank ids: expected a comma-separated list of integers, got an empty list/],
+      // Config errors found only at run time before: now refused by check-config with the field.
+      [['check-config', bomb], /YAML aliases expand too much/],
+      [['check-config', tooMany], /rollout.maxConcurrentSamples: expected an integer in \[1, 1000000\] \(got 1000000000000\)/],
+      [['check-config', upperCase], /run.id: not set, and the file name 'My Run' is not a run id/],
       [['dev', tlsConfig, '--state-dir', stateDir, '--port', '1'], /'timeshare dev' runs a local plaintext Temporal server: remove temporal.tls/],
       [['frobnicate'], /unknown command 'frobnicate'/],
     ];

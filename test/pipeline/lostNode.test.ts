@@ -166,5 +166,5 @@ describe('lost node (real Temporal, real worker processes)', () => {
       for (const proc of procs) proc.kill('SIGTERM');
       await Promise.all(procs.map((proc) => proc.exited));
     }
-  }, 240_000);
+  }, 600_000);
 });
