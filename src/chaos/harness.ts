@@ -26,10 +26,11 @@ import { freePort, startDevServer, type DevServer } from '../temporal/devServer'
 import { engineStateDir, faultInjectionDir, runtimePaths } from '../workers/runtime';
 import type { RunSummary } from '../workflows/run';
 import { checkIteration, checkObservedStatus, type RankEngineState, type TrainerEngineState } from './invariants';
+import { moduleFile, nodeArgsFor } from '../sourceFiles';
 import { coverage, FAULT_KINDS, FAULT_PHASES, isEngineFault, planFaults, type FaultKind, type FaultPhase, type PlannedFault } from './schedule';
 
-const MAIN = path.join(__dirname, '..', 'cli', 'main.ts');
-const TSX_LOADER = `file://${require.resolve('tsx')}`;
+/** Worker processes run the CLI's entry: compiled when this runs compiled, else through tsx. */
+const MAIN_ARGS = nodeArgsFor(moduleFile(__dirname, '..', 'cli', 'main'));
 
 export interface ChaosOptions {
   /** Faults to inject, one per iteration (the run has this many iterations). */
@@ -176,7 +177,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
     const fd = openSync(logFile, 'a');
     const child = spawn(
       process.execPath,
-      ['--import', TSX_LOADER, MAIN, ...worker.args, configPath, '--address', address, '--state-dir', stateDir, '--exit-with-parent'],
+      [...MAIN_ARGS, ...worker.args, configPath, '--address', address, '--state-dir', stateDir, '--exit-with-parent'],
       { stdio: ['ignore', fd, fd] },
     );
     closeSync(fd);

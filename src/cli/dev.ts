@@ -22,10 +22,11 @@ import { startDevServer, type DevServer } from '../temporal/devServer';
 import { DEFAULT_API_KEY_ENV, resolveSecurity, TLS_ENV } from '../temporal/security';
 import { CliError, connectClient, queryStatus, runResult, startOrAttachRun } from './client';
 import { progressLine, statusBlock } from './progress';
+import { moduleFile, nodeArgsFor } from '../sourceFiles';
 
-const MAIN = path.join(__dirname, 'main.ts');
-/** The tsx loader by absolute path, so workers start whatever the working directory. */
-const TSX_LOADER = `file://${require.resolve('tsx')}`;
+/** Worker processes run this CLI's entry: compiled when this runs compiled, else through tsx. */
+const MAIN = moduleFile(__dirname, 'main');
+const MAIN_ARGS = nodeArgsFor(MAIN);
 
 export interface DevOptions {
   configPath: string;
@@ -139,7 +140,7 @@ export async function runDev(options: DevOptions, log: (line: string) => void = 
   const launch = (worker: Supervised): void => {
     const logPath = path.join(stateDir, 'logs', `${worker.name}.log`);
     const fd = openSync(logPath, 'a');
-    const child = spawn(process.execPath, ['--import', TSX_LOADER, MAIN, ...worker.args], { stdio: ['ignore', fd, fd], env: plainEnv });
+    const child = spawn(process.execPath, [...MAIN_ARGS, ...worker.args], { stdio: ['ignore', fd, fd], env: plainEnv });
     closeSync(fd);
     worker.child = child;
     if (child.pid !== undefined) {

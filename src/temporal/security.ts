@@ -11,11 +11,11 @@
  */
 import { createPrivateKey, X509Certificate, type KeyObject } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import path from 'node:path';
 import type { DataConverter } from '@temporalio/common';
 import type { TLSConfig } from '@temporalio/client';
 import type { z } from 'zod';
 import { payloadCodecSchema, temporalTlsSchema, type RunConfig } from '../config/schema';
+import { moduleFile } from '../sourceFiles';
 import { AesGcmCodec, CodecError, UndecodableAsMarkerCodec } from './codec';
 
 export const TLS_ENV = {
@@ -207,8 +207,8 @@ export function dataConverter(security: ConnectionSecurity): DataConverter | und
   return security.codec === undefined ? undefined : { payloadCodecs: [security.codec] };
 }
 
-/** The payload converter module (also bundled into the workflow sandbox): .ts under tsx and vitest, .js when compiled. */
-export const PAYLOAD_CONVERTER_PATH = path.join(__dirname, `payloadConverter${path.extname(__filename)}`);
+/** The payload converter module (also bundled into the workflow sandbox). */
+export const PAYLOAD_CONVERTER_PATH = moduleFile(__dirname, 'payloadConverter');
 
 /**
  * The data converter for workers: a payload that cannot be decoded becomes a marker value that

@@ -2,7 +2,6 @@
  * The orchestrator worker: runs the workflows and the store bookkeeping activities on the
  * orchestrator task queue. One per run (or a few, for availability); needs no GPU.
  */
-import path from 'node:path';
 import { NativeConnection, Worker, type WorkflowBundleOption } from '@temporalio/worker';
 import { createOrchestratorActivities } from '../activities/orchestrator';
 import { DigitsEnvironment } from '../engines/digits';
@@ -10,10 +9,11 @@ import { WorkloadModel } from '../engines/sim/workload';
 import { orchestratorQueue } from '../pipeline/naming';
 import { PLAINTEXT, workerDataConverter } from '../temporal/security';
 import { refuseUndecodableArguments } from './undecodable';
+import { moduleFile } from '../sourceFiles';
 import { storeCache } from './runtime';
 import { HEARTBEAT_INTERVAL_MS, HEARTBEAT_THROTTLE, SHUTDOWN_GRACE, type WorkerContext } from './options';
 
-export const WORKFLOWS_PATH = path.join(__dirname, '..', 'workflows', 'index.ts');
+export const WORKFLOWS_PATH = moduleFile(__dirname, '..', 'workflows', 'index');
 
 export interface OrchestratorWorkerOptions {
   /** A pre-built workflow bundle (tests build it once); default: bundle src/workflows. */
