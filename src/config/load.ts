@@ -14,6 +14,7 @@ import { MAX_LIVE_SAMPLES } from '../gpu/ledger';
 import type { GpuId, PoolLayout } from '../gpu/layout';
 import { ValidationError } from '../gpu/validation';
 import { RUN_ID_PATTERN, runConfigSchema } from './schema';
+import { didYouMean, knownKeysAt } from './suggest';
 import type { GpuList, RunConfig } from './schema';
 
 // ---------------------------------------------------------------------------------------------
@@ -149,7 +150,11 @@ function zodIssues(error: z.ZodError): ConfigIssue[] {
   const issues: ConfigIssue[] = [];
   for (const issue of error.issues) {
     if (issue.code === 'unrecognized_keys') {
-      for (const key of issue.keys) issues.push({ path: formatPath([...issue.path, key]), message: 'unknown key' });
+      const known = knownKeysAt(runConfigSchema, issue.path);
+      for (const key of issue.keys) {
+        const meant = didYouMean(key, known);
+        issues.push({ path: formatPath([...issue.path, key]), message: meant === undefined ? 'unknown key' : `unknown key (did you mean '${meant}'?)` });
+      }
       continue;
     }
     const hasInput = 'input' in issue && issue.input !== undefined;
@@ -182,11 +187,7 @@ const FIELD_PATH = /^([A-Za-z_]\w*(?:\.[A-Za-z_]\w*|\[\d+\])*)\s*(?:\((.*)\))?$/
  * ("rollout rank 3", "pool size (nodes × gpusPerNode)").
  */
 export function validationIssue(error: ValidationError): ConfigIssue {
-  const prefix = `${error.pattern} failed for ${error.subject}: `;
-  const suffix = ` (offending: ${error.offending})`;
-  let detail = error.message;
-  if (detail.startsWith(prefix)) detail = detail.slice(prefix.length);
-  if (detail.endsWith(suffix)) detail = detail.slice(0, -suffix.length);
+  const detail = error.detail;
 
   let fieldPath: string;
   let rule: string | undefined;

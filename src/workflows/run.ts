@@ -118,8 +118,8 @@ export async function runWorkflow(input: RunInput): Promise<RunSummary> {
       pool: progress?.pool,
       samples: {
         admitted: ledger.counters.admitted,
-        // The current iteration's batch counts as trained once it is sealed.
-        trained: ledger.counters.batched + (progress?.batchSamples ?? 0),
+        // The current iteration's batch counts as trained once its train step is done.
+        trained: ledger.counters.batched + (progress !== undefined && trainStepDone(progress.phase) ? progress.batchSamples : 0),
         dropped: { ...ledger.counters.dropped },
         running: progress?.samplesRunning ?? states.running.length,
         completedWaiting: progress?.samplesCompleted ?? states.completed.length,
@@ -333,6 +333,11 @@ export async function runWorkflow(input: RunInput): Promise<RunSummary> {
   await condition(allHandlersFinished);
   const final = status();
   return { runId: spec.runId, iterations: state.iteration, version: state.version, stopped: state.stopRequested, samples: final.samples };
+}
+
+/** Phases after the train step (the batch is trained; shards stop, weights sync, ranks expand). */
+function trainStepDone(phase: Phase): boolean {
+  return phase === 'stop' || phase === 'sync' || phase === 'expand' || phase === 'done';
 }
 
 function rejectIfStopping(state: RunState): void {

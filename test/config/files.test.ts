@@ -125,6 +125,14 @@ describe('resolveRunId', () => {
     expect(refused.issues[0]?.message).toMatch(/file name 'My Run_2' is not a run id .*set run.id, e.g. 'run: \{ id: my-run-2 \}'/);
   });
 
+  it('suggests the key meant for an unknown one', () => {
+    const error = configErrorOf(() => loadRunConfigFile(write('typo.yaml', VALID_YAML.replace('batchSize', 'batchsize') + 'rollout:\n  maxConcurentSamples: 8\n  frobnicate: 1\n')));
+    const messages = Object.fromEntries(error.issues.map((issue) => [issue.path, issue.message]));
+    expect(messages.batchsize).toBe("unknown key (did you mean 'batchSize'?)");
+    expect(messages['rollout.maxConcurentSamples']).toBe("unknown key (did you mean 'maxConcurrentSamples'?)");
+    expect(messages['rollout.frobnicate']).toBe('unknown key');
+  });
+
   it('refuses a YAML alias bomb as a config error', () => {
     const bomb = ['a: &a [x, x, x, x, x, x, x, x, x, x]', ...'bcdefghi'.split('').map((name, i) => `${name}: &${name} [${Array(10).fill(`*${'abcdefghi'[i]}`).join(', ')}]`)].join('\n');
     const error = configErrorOf(() => loadRunConfigFile(write('bomb.yaml', `${bomb}\n`)));
