@@ -55,13 +55,21 @@ async function fired(stateDir: string, runId: string, id: string, timeoutMs = 12
   }
 }
 
-/** Pauses the run between two iterations and waits until it is held there. */
-async function pauseBetweenIterations(handle: WorkflowHandle): Promise<RunStatus> {
+/**
+ * Holds the run paused after its first iteration. A pause that reaches the run before its first
+ * iteration starts (the workers may start after the run) holds it before iteration 0: then it is
+ * resumed and paused again at once, which lets exactly one iteration run.
+ */
+async function pauseAfterFirstIteration(handle: WorkflowHandle): Promise<RunStatus> {
   await handle.executeUpdate('pause');
   for (;;) {
     const status = await handle.query<RunStatus>('status');
-    if (status.paused) return status;
     if (status.lastError !== undefined) throw new Error(`iteration failed: ${status.lastError}`);
+    if (status.paused && status.iteration >= 1) return status;
+    if (status.paused) {
+      await handle.executeUpdate('resume');
+      await handle.executeUpdate('pause');
+    }
     await new Promise((resolve) => setTimeout(resolve, 100));
   }
 }
@@ -101,7 +109,7 @@ describe('resume after SIGKILL of `timeshare dev`', () => {
       // Kill it in the train step of the second iteration, with shards in flight on the ranks
       // that keep rolling out: held there by a train step that answers late.
       const handle = client.workflow.getHandle(runWorkflowId('dev-crash'));
-      const held = await pauseBetweenIterations(handle);
+      const held = await pauseAfterFirstIteration(handle);
       expect(held.iteration).toBe(1);
       const hold = holdNextTrainStep(stateDir, 'dev-crash');
       await handle.executeUpdate('resume');
@@ -174,7 +182,7 @@ describe('worker SIGKILL mid-iteration, then restart', () => {
 
         // Hold the run in the phase (train: of iteration 1, the second), then kill the worker.
         if (killDuring === 'train') {
-          expect((await pauseBetweenIterations(handle)).iteration).toBe(1);
+          expect((await pauseAfterFirstIteration(handle)).iteration).toBe(1);
           const hold = holdNextTrainStep(stateDir, runId);
           await handle.executeUpdate('resume');
           await fired(stateDir, runId, hold);
