@@ -8,5 +8,8 @@ COPY tsconfig.json ./
 COPY bin ./bin
 COPY src ./src
 COPY examples ./examples
+# The workflow bundle, built once into .cache/bundles: workers load it instead of running webpack.
+COPY scripts/build-workflow-bundle.ts ./scripts/
+RUN npx tsx scripts/build-workflow-bundle.ts
 ENTRYPOINT ["/app/bin/timeshare"]
 CMD ["--help"]

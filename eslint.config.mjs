@@ -1,7 +1,7 @@
 // Lint: strict TypeScript everywhere, plus the two architectural rules that keep replay safe:
 //  - src/workflows/ is deterministic workflow code: no Node built-ins, no clocks, timers or
 //    randomness outside Temporal's APIs, and activities imported as types only;
-//  - src/gpu/ (the pure core) imports nothing from Temporal or Node.
+//  - src/gpu/ (the pure core) and src/iteration/ (the iteration program) import nothing from Temporal or Node.
 import tseslint from 'typescript-eslint';
 import { builtinModules } from 'node:module';
 
@@ -48,13 +48,16 @@ export default tseslint.config(
     },
   },
   {
-    files: ['src/gpu/**/*.ts'],
+    files: ['src/gpu/**/*.ts', 'src/iteration/**/*.ts'],
     rules: {
       'no-restricted-imports': [
         'error',
         {
           paths: nodeBuiltins.map((name) => ({ name, message: 'The pure core imports no Node built-ins.' })),
-          patterns: [{ group: ['@temporalio/*'], message: 'The pure core imports nothing from Temporal.' }],
+          patterns: [
+            { group: ['@temporalio/*'], message: 'The pure core imports nothing from Temporal.' },
+            { group: ['**/workflows/**', '**/activities/**', '**/sim/**', '**/store/**', '**/engines/sim/**'], message: 'The iteration program runs on the pure core and the contract types only.' },
+          ],
         },
       ],
       'no-restricted-syntax': [

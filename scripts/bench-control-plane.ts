@@ -17,8 +17,9 @@ import path from 'node:path';
 import { Command } from 'commander';
 import { Client, Connection } from '@temporalio/client';
 import type { temporal } from '@temporalio/proto';
-import { bundleWorkflowCode, DefaultLogger, Runtime } from '@temporalio/worker';
-import { historyToJson } from '../test/helpers/historyJson';
+import { bundleWorkflowCode, DefaultLogger } from '@temporalio/worker';
+import { installRuntimeLogger } from '../src/workers/logging';
+import { historyToJson } from '../src/temporal/historyJson';
 import type { BenchPoint } from '../src/bench/benchConfig';
 import { checkTargets, growth, summarize, table, type PointSummary } from '../src/bench/report';
 import { runPoint, type BenchEnv, type PointResult, type WorkerMode } from '../src/bench/runPoint';
@@ -96,7 +97,7 @@ async function main(): Promise<void> {
   const flags = program.opts<Flags>();
   if (flags.mode !== 'in-process' && flags.mode !== 'processes') throw new Error(`--mode must be 'in-process' or 'processes', got '${String(flags.mode)}'`);
 
-  Runtime.install({ logger: new DefaultLogger('WARN') });
+  installRuntimeLogger('WARN');
   const log = (line: string) => console.log(line);
   const rootDir = mkdtempSync(path.join(os.tmpdir(), 'timeshare-bench-'));
   log(`machine: ${os.cpus().length} × ${os.cpus()[0]?.model ?? 'cpu'}, ${(os.totalmem() / 2 ** 30).toFixed(0)} GiB, node ${process.version}; scratch ${rootDir}`);

@@ -29,4 +29,14 @@ bash scripts/provision-temporal.sh >/dev/null
 # simulated dev run does not need it).
 if [[ "${1:-}" != "--no-python" ]]; then
   bash scripts/ensure-python.sh
+  # Headless Chromium (Debian's package) for the Temporal UI screenshot test (test/ui/screenshots.test.ts).
+  if ! command -v chromium >/dev/null; then
+    if [[ "$(id -u)" == 0 ]] && command -v apt-get >/dev/null; then
+      echo "ensure-deps: installing chromium (apt-get)" >&2
+      apt-get update -qq >&2
+      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >&2
+    else
+      echo "ensure-deps: chromium is missing and cannot be installed here (needs root and apt-get); the UI screenshot test will fail until Debian's chromium package is installed" >&2
+    fi
+  fi
 fi

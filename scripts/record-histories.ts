@@ -5,14 +5,14 @@
  *
  *   npx tsx scripts/record-histories.ts
  *
- * Re-record after an intended change to workflow code, and commit the fixtures together with a
- * `patched()` guard for running workflows (docs/design.md §5.2).
+ * Re-record after an intended change to workflow code, once the fixtures of the version being
+ * replaced are frozen beside its bundle in test/fixtures/versions.ts (docs/design.md §5.2).
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { historyToJson } from '../test/helpers/historyJson';
+import { historyToJson } from '../src/temporal/historyJson';
 import { iterationWorkflowId, runWorkflowId } from '../src/pipeline/naming';
-import { smallConfig, startPipelineEnv } from '../test/helpers/pipeline';
+import { smallConfig, startPipelineEnv } from '../src/launch/localPipeline';
 
 const OUT = path.join(__dirname, '..', 'test', 'fixtures', 'histories');
 

@@ -5,8 +5,8 @@
  *
  *   npx tsx scripts/reference-rl.ts [iterations=12] [seed=1] [sglang|vllm]
  */
-import { startPipelineEnv } from '../test/helpers/pipeline';
-import { runReferenceRl } from '../test/helpers/referenceRl';
+import { startPipelineEnv } from '../src/launch/localPipeline';
+import { runReferenceRl } from '../src/bench/referenceRl';
 
 async function main(): Promise<void> {
   const iterations = Number(process.argv[2] ?? 12);

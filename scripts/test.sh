@@ -15,6 +15,8 @@ echo "== lint"
 npx eslint src test scripts
 echo "== reference engine (pytest)"
 (cd engines/reference && ../../.cache/pyenv/bin/python -m pytest -q -p no:cacheprovider tests)
+echo "== OpenEnv test environment (pytest)"
+(cd engines/openenv-env && ../../.cache/pyenv/bin/python -m pytest -q -p no:cacheprovider tests)
 echo "== tests"
 mkdir -p .timeshare
 results=.timeshare/test-results.json

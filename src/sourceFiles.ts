@@ -1,7 +1,7 @@
 /**
  * Where the project's own files are, whether this code runs from src/ (TypeScript under tsx or
- * vitest) or from dist/src/ (compiled by scripts/build.sh): the repository root, a sibling module
- * by base name, and how to start a Node process on one of our entry modules.
+ * vitest) or from dist/src/ (compiled by scripts/build.sh): the repository root and a module
+ * of ours by path (src/launch/entry.ts starts processes on them).
  */
 import { existsSync } from 'node:fs';
 import path from 'node:path';
@@ -20,9 +20,4 @@ export function repoRoot(): string {
     if (existsSync(path.join(dir, 'package.json')) && existsSync(path.join(dir, 'src'))) return dir;
     if (path.dirname(dir) === dir) throw new Error(`no package.json with a src/ folder above ${__dirname}`);
   }
-}
-
-/** Node arguments that run an entry module of ours: compiled as is, TypeScript through tsx. */
-export function nodeArgsFor(entry: string): string[] {
-  return COMPILED ? [entry] : ['--import', `file://${require.resolve('tsx')}`, entry];
 }

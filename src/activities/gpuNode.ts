@@ -13,17 +13,20 @@ import { setMaxListeners } from 'node:events';
 import { existsSync } from 'node:fs';
 import { z } from 'zod';
 import {
+  ALL_MEMORY_TAGS,
   type MemoryTag,
   engineStatusSchema,
   trainerStatusSchema,
   trainStepResultSchema,
   turnResultSchema,
   type AgentEnvironment,
+  type EpisodeHistory,
   type RolloutEngine,
   type Trainer,
   type Trajectory,
 } from '../engines/types';
-import { checkPostcondition } from '../gpu/validation';
+import { EpisodeLostError } from '../engines/openenv/errors';
+import { checkPostcondition, checkSubset } from '../gpu/validation';
 import type { GpuNodeActivities } from '../pipeline/activities';
 import type { RankMemoryInput, ShardInput, ShardOutcome, WeightSyncInput } from '../pipeline/types';
 import { contextIds, contextTokens, SampleStateError, type SampleRecord, type TrajectoryStore } from '../store';
@@ -128,6 +131,12 @@ export async function everyRank(calls: Promise<void>[]): Promise<void> {
   const results = await Promise.allSettled(calls);
   const failed = results.find((result): result is PromiseRejectedResult => result.status === 'rejected');
   if (failed !== undefined) throw failed.reason;
+}
+
+/** What a stateful environment needs to re-create a lost episode: the recorded prompt and observations. */
+function episodeHistory(record: SampleRecord): EpisodeHistory | undefined {
+  if (record.promptIds === undefined) return undefined;
+  return { promptIds: record.promptIds, observationIds: record.turns.map((t) => t.observationIds ?? []) };
 }
 
 type SampleEnd = { kind: 'completed' } | { kind: 'dropped'; reason: string } | { kind: 'unfinished' };
@@ -275,8 +284,13 @@ export function createGpuNodeActivities(deps: GpuNodeDeps): GpuNodeActivities {
       let step;
       try {
         const history = outputIds === undefined ? undefined : [...current.turns.map((t) => t.outputIds ?? []), outputIds];
-        step = await deps.environment.step(current.id, turn, generated, signal, history);
+        step = await deps.environment.step(current.id, turn, generated, signal, history, episodeHistory(current));
       } catch (error) {
+        if (error instanceof EpisodeLostError && !signal.aborted) {
+          // The crash rule (docs/engine-protocol.md): the episode cannot go on; the sample ends, counted by reason.
+          await store.dropSamples([current.id], error.reason);
+          return { kind: 'dropped', reason: error.reason };
+        }
         if (!signal.aborted) throw error;
         // Stopped during the tool call: keep the whole generated turn; it resumes with 0 new tokens.
         current = keepWholeTurn();
@@ -371,6 +385,8 @@ export function createGpuNodeActivities(deps: GpuNodeDeps): GpuNodeActivities {
               if (record.status === 'completed') return void outcome.completed.push(record.id);
               if (record.status === 'dropped') return void outcome.dropped.push({ id: record.id, reason: record.dropReason ?? 'unknown' });
               const end = await runSample(input, owner, engine, record, signal);
+              // A stateful environment frees the episode of a sample that ended (not of one that moves on).
+              if (end.kind !== 'unfinished') deps.environment.end?.(record.id);
               if (end.kind === 'completed') outcome.completed.push(record.id);
               else if (end.kind === 'dropped') outcome.dropped.push({ id: record.id, reason: end.reason });
               else outcome.unfinished.push(record.id);
@@ -411,19 +427,38 @@ export function createGpuNodeActivities(deps: GpuNodeDeps): GpuNodeActivities {
 
     async releaseNodeMemory({ runId, ranks, tags }) {
       await everyRank(ranks.map((rank) => releaseRankMemory({ runId, rank, tags })));
+      return { ranks, tags, state: 'released' as const };
     },
 
     async resumeNodeMemory({ runId, ranks, tags }) {
       await everyRank(ranks.map((rank) => resumeRankMemory({ runId, rank, tags })));
+      return { ranks, tags, state: 'resident' as const };
     },
 
     async syncNodeWeights({ runId, ranks, version }) {
       await everyRank(ranks.map((rank) => syncRankWeights({ runId, rank, version })));
+      return { ranks, version };
     },
 
-    async trainerOnload({ runId }) {
+    async syncAndReloadNode({ runId, ranks, version, reload }) {
+      checkSubset('ranks to reload', reload, ranks, { universeName: 'the ranks to sync' });
+      const reloading = new Set(reload);
+      await everyRank(
+        ranks.map(async (rank) => {
+          if (reloading.has(rank)) await resumeRankMemory({ runId, rank, tags: ['weights'] });
+          await syncRankWeights({ runId, rank, version });
+          if (reloading.has(rank)) await resumeRankMemory({ runId, rank, tags: ['kv_cache'] });
+        }),
+      );
+      return { ranks, version, reloaded: reload };
+    },
+
+    async trainerOnload({ runId, releaseRanks }) {
       requireRun(runId);
+      const released = releaseRanks ?? [];
+      await everyRank(released.map((rank) => releaseRankMemory({ runId, rank, tags: [...ALL_MEMORY_TAGS] })));
       await withHeartbeat(deps.heartbeatIntervalMs, () => ({ onloading: true }), () => trainer().onload());
+      return { node: deps.node, state: 'onloaded' as const, ...(releaseRanks === undefined ? {} : { released }) };
     },
 
     async trainStep({ runId, iteration, fromVersion, leader }) {
@@ -470,6 +505,7 @@ export function createGpuNodeActivities(deps: GpuNodeDeps): GpuNodeActivities {
     async trainerOffload({ runId }) {
       requireRun(runId);
       await withHeartbeat(deps.heartbeatIntervalMs, () => ({ offloading: true }), () => trainer().offload());
+      return { node: deps.node, state: 'offloaded' as const };
     },
   });
 }

@@ -16,7 +16,7 @@ export interface OrchestratorDeps {
   /** Prompt length of a new sample (the environment's reset; simulated from the workload). */
   promptTokens(sampleId: number): number;
   /** Real engines: the prompt's token ids (the environment's reset); its length wins over promptTokens. */
-  promptIds?(sampleId: number): number[];
+  promptIds?(sampleId: number): number[] | Promise<number[]>;
   /** How often awaitBatch looks for completions. */
   batchPollMs: number;
   /** Every activity heartbeats this often, so a dead orchestrator worker is noticed quickly. */
@@ -29,8 +29,9 @@ export function createOrchestratorActivities(deps: OrchestratorDeps): Orchestrat
     async admitSamples({ runId, ids, version }) {
       checkNoDuplicates('admitted sample ids', ids);
       const startedAtMs = deps.now();
-      const records: SampleRecord[] = ids.map((id) => {
-        const promptIds = deps.promptIds?.(id);
+      const prompts = await Promise.all(ids.map((id) => deps.promptIds?.(id)));
+      const records: SampleRecord[] = ids.map((id, i) => {
+        const promptIds = prompts[i];
         return {
           id,
           startVersion: version,
@@ -41,6 +42,7 @@ export function createOrchestratorActivities(deps: OrchestratorDeps): Orchestrat
         };
       });
       await deps.store(runId).createSamples(records);
+      return { admitted: ids.length, version };
     },
 
     async awaitBatch({ runId, candidates, batchSize }) {
@@ -97,6 +99,7 @@ export function createOrchestratorActivities(deps: OrchestratorDeps): Orchestrat
 
     async dropSamples({ runId, ids, reason }) {
       await deps.store(runId).dropSamples(ids, reason);
+      return { dropped: ids.length, reason };
     },
 
     async describeSamples({ runId, ids, fromId }) {

@@ -4,21 +4,20 @@
  * near-zero-duration simulated engines. Figures come from the recorded histories, the store and
  * /proc, after the run.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
-import { closeSync, mkdirSync, openSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import type { Client } from '@temporalio/client';
 import { temporal } from '@temporalio/proto';
-import { NativeConnection, type Worker, type WorkflowBundleWithSourceMap } from '@temporalio/worker';
+import type { WorkflowBundleWithSourceMap } from '@temporalio/worker';
 import { parseRunConfig } from '../config';
 import { checkPostcondition } from '../gpu/validation';
 import { iterationWorkflowId, orchestratorQueue, runWorkflowId } from '../pipeline/naming';
 import { buildRunSpec } from '../pipeline/spec';
 import { FsTrajectoryStore } from '../store';
-import { REPO_ROOT, type DevServer } from '../temporal/devServer';
-import { createGpuNodeWorkers } from '../workers/gpuNode';
+import { startInProcessWorkers } from '../launch/inProcess';
+import { startWorkerProcesses } from '../launch/workerProcesses';
+import type { DevServer } from '../temporal/devServer';
 import type { WorkerContext } from '../workers/options';
-import { createOrchestratorWorker } from '../workers/orchestrator';
 import { runtimePaths } from '../workers/runtime';
 import { benchConfig, type BenchPoint } from './benchConfig';
 import { executionAttempt, executionSpan, historyBytes, iterationMoments, type IterationMoments } from './historyFigures';
@@ -103,7 +102,7 @@ export async function runPoint(env: BenchEnv, point: BenchPoint, mode: WorkerMod
     paths: runtimePaths(parsed.config, dir),
     temporal: { address: env.server.address, namespace: 'default' },
   };
-  const workers = mode === 'in-process' ? await startInProcess(env, context) : await startProcesses(env, raw, dir, parsed.layout.nodes, options.log);
+  const workers = mode === 'in-process' ? await startInProcess(env, context) : await startProcesses(env, raw, dir, context, options.log);
   try {
     const sampler = new RssSampler(() => workers.pids);
     const workerCpu0 = sumCpu(workers.pids);
@@ -227,90 +226,31 @@ async function watchRss(client: Client, runId: string, total: number, every: num
 }
 
 async function startInProcess(env: BenchEnv, context: WorkerContext): Promise<StartedWorkers> {
-  const connection = await NativeConnection.connect({ address: env.server.address });
-  const workers: Worker[] = [await createOrchestratorWorker(connection, context, { workflowBundle: env.bundle })];
-  for (let node = 0; node < context.parsed.layout.nodes; node++) workers.push(...(await createGpuNodeWorkers(connection, context, node)));
-  const runs = workers.map((worker) => worker.run());
-  return {
-    pids: [process.pid],
-    async stop() {
-      for (const worker of workers) if (worker.getState() === 'RUNNING') worker.shutdown();
-      const results = await Promise.allSettled(runs);
-      await connection.close();
-      const failed = results.find((result): result is PromiseRejectedResult => result.status === 'rejected');
-      if (failed !== undefined) throw failed.reason;
-    },
-  };
+  const workers = await startInProcessWorkers(context, { workflowBundle: env.bundle });
+  return { pids: [process.pid], stop: () => workers.stop() };
 }
 
 /** One orchestrator and one gpu-node worker process per node, through the CLI, as deployed. */
-async function startProcesses(env: BenchEnv, raw: Record<string, unknown>, dir: string, nodes: number, log: (line: string) => void): Promise<StartedWorkers> {
+async function startProcesses(env: BenchEnv, raw: Record<string, unknown>, dir: string, context: WorkerContext, log: (line: string) => void): Promise<StartedWorkers> {
   const configPath = path.join(dir, 'config.json');
   writeFileSync(configPath, JSON.stringify(raw, null, 2));
-  const cli = path.join(REPO_ROOT, 'bin', 'timeshare');
-  const common = ['--address', env.server.address, '--state-dir', dir, '--exit-with-parent'];
-  const children: { name: string; child: ChildProcess; logFile: string }[] = [];
-  const spawnWorker = (name: string, args: string[]): void => {
-    const logFile = path.join(dir, `${name}.log`);
-    const fd = openSync(logFile, 'a');
-    const child = spawn(cli, [...args, ...common], { stdio: ['ignore', fd, fd] });
-    closeSync(fd);
-    children.push({ name, child, logFile });
-    child.once('exit', (code, signal) => {
-      if (!stopping) log(`  ${name} worker (pid ${child.pid}) exited during the run (code ${code}, signal ${signal}); log ${logFile}:\n${tail(logFile)}`);
-    });
-  };
-  let stopping = false;
-  const stop = async (): Promise<void> => {
-    stopping = true;
-    await Promise.all(children.map(({ child }) => stopChild(child)));
-  };
+  const workers = startWorkerProcesses({
+    configPath,
+    address: env.server.address,
+    stateDir: dir,
+    layout: context.parsed.layout,
+    taskQueuePrefix: context.parsed.config.temporal.taskQueuePrefix,
+    logDir: dir,
+    // Told only of exits we did not ask for.
+    onExit: (name, { code, signal }, logFile) => log(`  ${name} worker exited during the run (code ${code}, signal ${signal}); log ${logFile}`),
+  });
+  const stop = (): Promise<void> => workers.stop();
   try {
-    spawnWorker('orchestrator', ['worker', 'orchestrator', configPath]);
-    for (let node = 0; node < nodes; node++) spawnWorker(`gpu-node-${node}`, ['worker', 'gpu-node', configPath, '--node', String(node)]);
-    const deadline = Date.now() + 120_000;
-    for (const { name, child, logFile } of children) {
-      for (;;) {
-        if (child.exitCode !== null || child.signalCode !== null) throw new Error(`${name} worker exited early; log ${logFile}:\n${tail(logFile)}`);
-        if (readLog(logFile).includes('worker for run')) break;
-        if (Date.now() > deadline) throw new Error(`${name} worker not ready in 120 s; log ${logFile}:\n${tail(logFile)}`);
-        await new Promise((resolve) => setTimeout(resolve, 200));
-      }
-    }
-    log(`  ${children.length} worker processes ready (1 orchestrator, ${nodes} gpu-node)`);
+    await workers.waitUntilReady(120_000);
+    log(`  ${workers.processes.length} worker processes ready (1 orchestrator, ${workers.processes.length - 1} gpu-node)`);
   } catch (error) {
     await stop();
     throw error;
   }
-  return {
-    pids: children.map(({ child }) => child.pid!),
-    stop,
-  };
-}
-
-function readLog(file: string): string {
-  try {
-    return readFileSync(file, 'utf8');
-  } catch {
-    return '';
-  }
-}
-
-function tail(file: string, lines = 20): string {
-  try {
-    return readFileSync(file, 'utf8').split('\n').slice(-lines).join('\n');
-  } catch {
-    return '(no log yet)';
-  }
-}
-
-async function stopChild(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return;
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-  child.kill('SIGTERM');
-  const killed = await Promise.race([exited.then(() => true), new Promise<boolean>((resolve) => setTimeout(() => resolve(false), 10_000))]);
-  if (!killed) {
-    child.kill('SIGKILL');
-    await exited;
-  }
+  return { pids: workers.pids(), stop };
 }

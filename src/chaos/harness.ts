@@ -10,11 +10,11 @@
  * kill by a `slow` engine fault on the phase's operation. Engine faults go through the engines'
  * fault folder (src/engines/sim/injection.ts) and fire in the operation that defines the phase.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
-import { closeSync, existsSync, mkdirSync, openSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { Client, Connection, WorkflowNotFoundError } from '@temporalio/client';
 import { parseRunConfig, type ParsedRunConfig } from '../config';
+import { smallRunConfig, withFaultInjection } from '../config/small';
 import { injectFault, firedFaults, withdrawPending, type InjectedFaultInput } from '../engines/sim/injection';
 import { trainNodes } from '../gpu/layout';
 import { iterationWorkflowId, orchestratorQueue, runWorkflowId } from '../pipeline/naming';
@@ -22,15 +22,12 @@ import { buildRunSpec } from '../pipeline/spec';
 import type { RunSpec, RunStatus } from '../pipeline/types';
 import { describeError } from '../pipeline/errors';
 import { FsTrajectoryStore } from '../store';
+import { startWorkerProcesses } from '../launch/workerProcesses';
 import { freePort, startDevServer, type DevServer } from '../temporal/devServer';
 import { engineStateDir, faultInjectionDir, runtimePaths } from '../workers/runtime';
 import type { RunSummary } from '../workflows/run';
 import { checkIteration, checkObservedStatus, type RankEngineState, type TrainerEngineState } from './invariants';
-import { moduleFile, nodeArgsFor } from '../sourceFiles';
 import { coverage, FAULT_KINDS, FAULT_PHASES, isEngineFault, planFaults, type FaultKind, type FaultPhase, type PlannedFault } from './schedule';
-
-/** Worker processes run the CLI's entry: compiled when this runs compiled, else through tsx. */
-const MAIN_ARGS = nodeArgsFor(moduleFile(__dirname, '..', 'cli', 'main'));
 
 export interface ChaosOptions {
   /** Faults to inject, one per iteration (the run has this many iterations). */
@@ -75,30 +72,15 @@ export interface ChaosReport {
   coverage: { covered: number; total: number; missing: string[] };
 }
 
-/** The harness's run: multiplexed, 1 node × 4 GPUs (ranks 0, 1 train), short timeouts so recovery is quick. */
+/** The harness's run: the small simulated run with fault injection, short timeouts so recovery is quick. */
 export function chaosConfig(runId: string, iterations: number, storeDir: string): Record<string, unknown> {
-  return {
-    run: { id: runId, iterations },
-    pool: { nodes: 1, gpusPerNode: 4 },
-    strategy: 'multiplexed',
-    rollout: { gpus: 'all', gpusPerRank: 1 },
-    train: { gpus: [0, 1] },
-    batchSize: 8,
-    asyncRatio: 1,
-    maxTurns: 8,
-    maxTokens: 32768,
-    simulation: {
-      timeScale: 0.002,
-      faultInjection: true,
-      workload: {
-        turns: { median: 3, p90: 7 },
-        completionTokensPerTurn: { median: 150, p90: 600 },
-        envStepMs: { median: 300, p90: 1200 },
-      },
-    },
-    temporal: { heartbeatTimeoutSeconds: 2, activityRetry: { initialIntervalSeconds: 0.2, maximumAttempts: 5 } },
-    store: { dir: storeDir },
-  };
+  return withFaultInjection(
+    smallRunConfig({
+      run: { id: runId, iterations },
+      temporal: { heartbeatTimeoutSeconds: 2, activityRetry: { initialIntervalSeconds: 0.2, maximumAttempts: 5 } },
+      store: { dir: storeDir },
+    }),
+  );
 }
 
 /** Engine operation that defines each phase (where an engine fault, or a hold, lands). */
@@ -118,13 +100,6 @@ function phaseOperation(phase: FaultPhase, spec: RunSpec, point: number): Omit<I
     case 'expand':
       return { target: 'rollout', operation: 'resumeMemory', tag: 'kv_cache', at: pick(released) };
   }
-}
-
-interface Supervised {
-  name: string;
-  args: string[];
-  child: ChildProcess | undefined;
-  exited: Promise<void>;
 }
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -167,30 +142,16 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
   let server: DevServer = await startServer();
   const address = server.address;
 
-  let stopping = false;
-  const workers: Supervised[] = [
-    { name: 'orchestrator', args: ['worker', 'orchestrator'], child: undefined, exited: Promise.resolve() },
-    { name: 'gpu-node-0', args: ['worker', 'gpu-node', '--node', '0'], child: undefined, exited: Promise.resolve() },
-  ];
-  const launch = (worker: Supervised): void => {
-    const logFile = path.join(stateDir, 'logs', `${worker.name}.log`);
-    const fd = openSync(logFile, 'a');
-    const child = spawn(
-      process.execPath,
-      [...MAIN_ARGS, ...worker.args, configPath, '--address', address, '--state-dir', stateDir, '--exit-with-parent'],
-      { stdio: ['ignore', fd, fd] },
-    );
-    closeSync(fd);
-    worker.child = child;
-    worker.exited = new Promise((resolve) =>
-      child.once('exit', () => {
-        resolve();
-        // Crashed (an engine crash kills it) or killed by us: a supervisor would restart it.
-        if (!stopping) setTimeout(() => !stopping && launch(worker), 500);
-      }),
-    );
-  };
-  for (const worker of workers) launch(worker);
+  // Crashed (an engine crash kills one) or killed by us: restarted as a supervisor would.
+  const workers = startWorkerProcesses({
+    configPath,
+    address,
+    stateDir,
+    layout: spec.layout,
+    taskQueuePrefix: spec.taskQueuePrefix,
+    logDir: path.join(stateDir, 'logs'),
+    restartDelayMs: () => 500,
+  });
 
   const connection = await Connection.connect({ address });
   const client = new Client({ connection });
@@ -248,9 +209,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
 
   // Ctrl-C: end what we started (workers, server) before exiting.
   const onSignal = () => {
-    stopping = true;
-    for (const worker of workers) worker.child?.kill('SIGKILL');
-    void server.stop().finally(() => process.exit(130));
+    void Promise.all([workers.stop(0), server.stop()]).finally(() => process.exit(130));
   };
   process.once('SIGINT', onSignal);
   process.once('SIGTERM', onSignal);
@@ -344,10 +303,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
   } finally {
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
-    stopping = true;
-    for (const worker of workers) worker.child?.kill('SIGTERM');
-    await Promise.race([Promise.all(workers.map((worker) => worker.exited)), sleep(15_000)]);
-    for (const worker of workers) worker.child?.kill('SIGKILL');
+    await workers.stop(15_000);
     await connection.close().catch(() => undefined);
     await server.stop();
   }
@@ -404,16 +360,15 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
     await sleep(fault.phase === 'rollout' ? 0 : Math.round(fault.point * holdMs * 0.6));
     // The phase the run reports at the kill (the held call may outlive the phase that made it).
     record.observedPhase = (await poll())?.phase ?? 'unknown';
-    const killWorker = (worker: (typeof workers)[number] | undefined): boolean => worker?.child?.kill('SIGKILL') === true;
     switch (fault.kind) {
       case 'orchestrator-kill':
-        if (!killWorker(workers[0])) {
+        if (!workers.get('orchestrator').kill('SIGKILL')) {
           log(`  fault ${fault.index}: the orchestrator worker was not running (restarting); not injected`);
           return undefined;
         }
         break;
       case 'gpu-node-kill':
-        if (!killWorker(workers[1])) {
+        if (!workers.get('gpu-node-0').kill('SIGKILL')) {
           log(`  fault ${fault.index}: the gpu-node worker was not running (restarting); not injected`);
           return undefined;
         }

@@ -8,6 +8,7 @@ import { orchestratorQueue, runWorkflowId } from '../pipeline/naming';
 import { ITERATION_KEY, PHASE_KEY, RUN_ID_KEY, STRATEGY_KEY } from '../temporal/searchAttributes';
 import { connectionOptions, dataConverter, PLAINTEXT } from '../temporal/security';
 import type { TemporalTarget } from '../workers/options';
+import { EXIT } from './exitCodes';
 import type { RunInput, RunSummary } from '../workflows/run';
 import { pauseUpdate, resumeUpdate, returnRanksUpdate, setBatchSizeUpdate, setShrinkSetUpdate, stopUpdate } from '../workflows/signals';
 
@@ -21,6 +22,14 @@ export class CliError extends Error {
   }
 }
 
+/** The server did not answer (not a refusal): a watcher may wait for it (src/cli/watch.ts). */
+export class ServerUnreachableError extends CliError {
+  constructor(message: string) {
+    super(message, EXIT.serverUnreachable);
+    this.name = 'ServerUnreachableError';
+  }
+}
+
 export async function connectClient(target: TemporalTarget, timeoutMs = 5_000): Promise<Client> {
   const security = target.security ?? PLAINTEXT;
   let connection: Connection;
@@ -28,7 +37,7 @@ export async function connectClient(target: TemporalTarget, timeoutMs = 5_000): 
     connection = await Connection.connect({ address: target.address, connectTimeout: timeoutMs, ...connectionOptions(security) });
     await connection.workflowService.getSystemInfo({});
   } catch (error) {
-    throw new CliError(
+    throw new ServerUnreachableError(
       `cannot reach the Temporal server at ${target.address} (${security.summary}): ${error instanceof Error ? error.message : String(error)}\n` +
         `  Is it running? 'timeshare dev' starts a local one; otherwise pass --address host:port (and --namespace).`,
     );
@@ -81,10 +90,17 @@ export async function queryStatus(client: Client, runId: string): Promise<RunSta
     return await client.workflow.getHandle(runWorkflowId(runId)).query<RunStatus>('status');
   } catch (error) {
     if (error instanceof WorkflowNotFoundError) throw new CliError(`no run '${runId}' (workflow ${runWorkflowId(runId)}) on this server`);
-    // A query the server or the workers could not answer (no worker polling, a workflow task
-    // failing): one plain line with the reason, not the client's stack.
-    throw new CliError(`status of run '${runId}' unavailable: ${plainMessage(error)}`);
+    // Not a CliError: the watchers tell an outage (waited out) from a query the workers could not answer.
+    throw error;
   }
+}
+
+/**
+ * A status query the server answered but could not satisfy (no worker polling, a workflow task
+ * failing): one plain line with the reason, not the client's stack.
+ */
+export function statusUnavailable(runId: string, error: unknown): CliError {
+  return error instanceof CliError ? error : new CliError(`status of run '${runId}' unavailable: ${plainMessage(error)}`);
 }
 
 /** The message of an error and of its causes, on one line. */
@@ -144,7 +160,7 @@ export async function sendUpdate(client: Client, runId: string, update: RunUpdat
   } catch (error) {
     if (error instanceof WorkflowNotFoundError) throw await missingRun(client, runId, update.name);
     // Refused by the workflow's validator: the argument was wrong (exit 2, as for bad arguments).
-    if (error instanceof WorkflowUpdateFailedError) throw new CliError(`${update.name} rejected: ${plainMessage(error)}`, 2);
+    if (error instanceof WorkflowUpdateFailedError) throw new CliError(`${update.name} rejected: ${plainMessage(error)}`, EXIT.usage);
     throw new CliError(`${update.name} failed: ${plainMessage(error)}`);
   }
 }

@@ -5,28 +5,30 @@
  * attaches to it when it is already running, after a crash) and prints live progress until it
  * completes.
  *
+ * `dev` supervises what it owns: the dev server is started again on the same database when it
+ * dies, the workers likewise; every child ends with `dev` however it dies (src/process/owned.ts).
+ * It reports a run as failed only when the run workflow failed, and its exit code says what
+ * happened (src/cli/exitCodes.ts).
+ *
  * Killing this command at any point and running it again resumes the same run: the workflows are
- * in the database file, the samples in the store. Processes we started are recorded by pid in the
- * state folder, so a SIGKILLed dev's leftover server can be ended before a new one starts.
+ * in the database file, the samples in the store. Processes we started are also recorded by pid
+ * in the state folder, so a leftover of an earlier dev is ended before a new server starts.
  */
-import { ChildProcess, spawn } from 'node:child_process';
-import { existsSync, mkdirSync, openSync, closeSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import type { Client } from '@temporalio/client';
 import type { ParsedRunConfig } from '../config';
+import { TIMESHARE_MARKER } from '../launch/entry';
+import { backOffDelay } from '../launch/supervised';
+import { SupervisedDevServer } from '../launch/supervisedDevServer';
+import { startWorkerProcesses, type WorkerProcesses } from '../launch/workerProcesses';
 import { buildRunSpec } from '../pipeline/spec';
-import { nodeTaskQueues } from '../workers/gpuNode';
 import { runWorkflowId } from '../pipeline/naming';
 import { startCodecServer, type CodecServer } from '../temporal/codecServer';
-import { startDevServer, type DevServer } from '../temporal/devServer';
 import { DEFAULT_API_KEY_ENV, resolveSecurity, TLS_ENV } from '../temporal/security';
-import { CliError, connectClient, queryStatus, runResult, startOrAttachRun } from './client';
-import { progressLine, statusBlock } from './progress';
-import { moduleFile, nodeArgsFor } from '../sourceFiles';
-
-/** Worker processes run this CLI's entry: compiled when this runs compiled, else through tsx. */
-const MAIN = moduleFile(__dirname, 'main');
-const MAIN_ARGS = nodeArgsFor(MAIN);
+import { CliError, connectClient, startOrAttachRun } from './client';
+import { EXIT } from './exitCodes';
+import { OutageTracker, outcomeExitCode, outcomeLine, runOutcome, watchRun } from './watch';
 
 export interface DevOptions {
   configPath: string;
@@ -37,6 +39,10 @@ export interface DevOptions {
   uiPort: number;
   /** Seconds between progress lines when nothing changes. */
   progressEverySeconds: number;
+  /** How long the watcher waits out an unreachable server before giving up (ms). */
+  serverWaitMs: number;
+  /** Keep the server and its UI after the run ends, until interrupted. */
+  keepUi: boolean;
 }
 
 interface PidRecord {
@@ -55,11 +61,11 @@ function commandLineOf(pid: number): string | undefined {
   }
 }
 
-/** Ends processes a SIGKILLed earlier `dev` left behind: only those it recorded, and only if still them. */
+/** Ends processes an earlier `dev` left behind: only those it recorded, and only if still them. */
 function endLeftovers(stateDir: string, log: (line: string) => void): void {
   const file = pidFile(stateDir);
   if (!existsSync(file)) return;
-  const records = JSON.parse(readFileSync(file, 'utf8')) as PidRecord[];
+  const records = Object.values(JSON.parse(readFileSync(file, 'utf8')) as Record<string, PidRecord>);
   for (const { pid, marker } of records) {
     const commandLine = commandLineOf(pid);
     if (commandLine !== undefined && commandLine.includes(marker)) {
@@ -70,20 +76,46 @@ function endLeftovers(stateDir: string, log: (line: string) => void): void {
   rmSync(file);
 }
 
-function recordPids(stateDir: string, records: PidRecord[]): void {
-  writeFileSync(pidFile(stateDir), JSON.stringify(records));
+/** The pids of what this dev runs now, by process name, in the state folder. */
+class PidRecords {
+  private readonly records: Record<string, PidRecord> = {};
+  constructor(private readonly stateDir: string) {}
+  set(name: string, record: PidRecord): void {
+    this.records[name] = record;
+    writeFileSync(pidFile(this.stateDir), JSON.stringify(this.records));
+  }
+  clear(): void {
+    rmSync(pidFile(this.stateDir), { force: true });
+  }
 }
 
-interface Supervised {
-  name: string;
-  args: string[];
-  child: ChildProcess | undefined;
-  restarts: number;
+/** Resolves on the first SIGINT / SIGTERM; `off` removes the handlers. */
+function interruption(log: (line: string) => void, message: string): { interrupted: () => boolean; signalled: Promise<void>; off: () => void } {
+  let interrupted = false;
+  let resolve: () => void = () => undefined;
+  const signalled = new Promise<void>((done) => (resolve = done));
+  const onSignal = (signal: NodeJS.Signals): void => {
+    if (interrupted) return;
+    interrupted = true;
+    log(`\n${signal}: ${message}`);
+    resolve();
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  return {
+    interrupted: () => interrupted,
+    signalled,
+    off: () => {
+      process.off('SIGINT', onSignal);
+      process.off('SIGTERM', onSignal);
+    },
+  };
 }
 
 export async function runDev(options: DevOptions, log: (line: string) => void = (line) => console.log(line)): Promise<number> {
   const stateDir = path.resolve(options.stateDir);
-  mkdirSync(path.join(stateDir, 'logs'), { recursive: true });
+  const logDir = path.join(stateDir, 'logs');
+  mkdirSync(logDir, { recursive: true });
   endLeftovers(stateDir, log);
 
   const spec = buildRunSpec(options.parsed, options.runId);
@@ -108,16 +140,19 @@ export async function runDev(options: DevOptions, log: (line: string) => void = 
     });
     log(`payload codec: ${security.summary}; codec endpoint for the UI: ${codecServer.url}`);
   }
+  const pids = new PidRecords(stateDir);
   const dbFile = path.join(stateDir, 'temporal.db');
   log(`starting Temporal dev server (state: ${dbFile})`);
-  let server: DevServer;
+  let server: SupervisedDevServer;
   try {
-    server = await startDevServer({
+    server = await SupervisedDevServer.start({
       dbFile,
       port: options.port,
       uiPort: options.uiPort,
-      logFile: path.join(stateDir, 'logs', 'temporal.log'),
+      logFile: path.join(logDir, 'temporal.log'),
       ...(codecServer === undefined ? {} : { uiCodecEndpoint: codecServer.url }),
+      log,
+      onStart: (started) => pids.set('temporal', { pid: started.pid, marker: dbFile }),
     });
   } catch (error) {
     await codecServer?.close();
@@ -126,145 +161,78 @@ export async function runDev(options: DevOptions, log: (line: string) => void = 
         `  If another server uses the port, pass --port and --ui-port.`,
     );
   }
-  const records: PidRecord[] = [{ pid: server.pid, marker: dbFile }];
-  recordPids(stateDir, records);
+  const { address, uiUrl } = server.current;
 
-  const common = [path.resolve(options.configPath), '--address', server.address, '--state-dir', stateDir, '--exit-with-parent'];
-  const workers: Supervised[] = [{ name: 'orchestrator', args: ['worker', 'orchestrator', ...common], child: undefined, restarts: 0 }];
-  for (let node = 0; node < spec.layout.nodes; node++) {
-    if (nodeTaskQueues(spec.layout, spec.taskQueuePrefix, node).length === 0) continue;
-    workers.push({ name: `gpu-node-${node}`, args: ['worker', 'gpu-node', ...common, '--node', String(node)], child: undefined, restarts: 0 });
-  }
-
-  let shuttingDown = false;
-  const launch = (worker: Supervised): void => {
-    const logPath = path.join(stateDir, 'logs', `${worker.name}.log`);
-    const fd = openSync(logPath, 'a');
-    const child = spawn(process.execPath, [...MAIN_ARGS, ...worker.args], { stdio: ['ignore', fd, fd], env: plainEnv });
-    closeSync(fd);
-    worker.child = child;
-    if (child.pid !== undefined) {
-      records.push({ pid: child.pid, marker: MAIN });
-      recordPids(stateDir, records);
-    }
-    child.on('exit', (code, signal) => {
-      if (shuttingDown) return;
-      worker.restarts += 1;
-      const delayMs = Math.min(10_000, 500 * 2 ** Math.min(worker.restarts, 5));
-      log(`worker ${worker.name} exited (code ${code}, signal ${signal}); restarting in ${delayMs} ms — see ${logPath}`);
-      setTimeout(() => {
-        if (!shuttingDown) launch(worker);
-      }, delayMs);
-    });
-  };
-  for (const worker of workers) launch(worker);
-  log(`started ${workers.length} workers (logs in ${path.join(stateDir, 'logs')})`);
-
-  const shutdown = async (): Promise<void> => {
-    shuttingDown = true;
-    for (const worker of workers) worker.child?.kill('SIGTERM');
-    await Promise.all(
-      workers.map(
-        (worker) =>
-          new Promise<void>((resolve) => {
-            const child = worker.child;
-            if (child === undefined || child.exitCode !== null || child.signalCode !== null) return resolve();
-            const timer = setTimeout(() => {
-              child.kill('SIGKILL');
-              resolve();
-            }, 10_000);
-            child.once('exit', () => {
-              clearTimeout(timer);
-              resolve();
-            });
-          }),
-      ),
-    );
-    await server.stop();
-    await codecServer?.close();
-    rmSync(pidFile(stateDir), { force: true });
-  };
-
-  let interrupted = false;
-  const onSignal = (signal: NodeJS.Signals): void => {
-    if (interrupted) return;
-    interrupted = true;
-    log(`\n${signal}: stopping workers and server. The run is kept; run the same command again to resume it.`);
-  };
-  process.on('SIGINT', onSignal);
-  process.on('SIGTERM', onSignal);
-
+  const interrupt = interruption(log, 'stopping workers and server. The run is kept; run the same command again to resume it.');
   let client: Client | undefined;
+  let workers: WorkerProcesses | undefined;
   try {
-    client = await connectClient({ address: server.address, namespace: 'default', security });
-    const outcome = await startOrAttachRun(client, spec);
+    client = await connectClient({ address, namespace: 'default', security });
     const workflowId = runWorkflowId(spec.runId);
+    // A finished run needs no workers: answered from its workflow's close event (a status query
+    // would need a worker to replay the history), before any worker starts.
+    const outcome = await startOrAttachRun(client, spec);
     if (outcome.kind === 'finished') {
       log(`run '${spec.runId}' already finished (${outcome.status}). Its history stays in the UI; set run.id in the config to start another.`);
-      log(statusBlock(await queryStatus(client, spec.runId)));
-      return 0;
+      const ended = await runOutcome(client, spec.runId, new OutageTracker(address, { limitMs: options.serverWaitMs, log }));
+      log(outcomeLine(spec.runId, ended));
+      if (options.keepUi) await keepUi(uiUrl, workflowId, interrupt.signalled, log);
+      return outcomeExitCode(ended);
     }
+    workers = startWorkerProcesses({
+      configPath: options.configPath,
+      address,
+      stateDir,
+      layout: spec.layout,
+      taskQueuePrefix: spec.taskQueuePrefix,
+      logDir,
+      env: plainEnv,
+      restartDelayMs: backOffDelay,
+      setCurrentVersion: true,
+      onStart: (name, pid) => pids.set(name, { pid, marker: TIMESHARE_MARKER }),
+      onExit: (name, { code, signal, restartInMs }, logFile) =>
+        log(`worker ${name} exited (code ${code}, signal ${signal}); restarting in ${restartInMs} ms — see ${logFile}`),
+    });
+    log(`started ${workers.processes.length} workers (logs in ${logDir})`);
     log(outcome.kind === 'started' ? `started run '${spec.runId}' (${spec.layout.strategy})` : `resumed run '${spec.runId}' (already running)`);
-    if (server.uiUrl !== undefined) {
-      log(`Temporal UI: ${server.uiUrl}/namespaces/default/workflows/${workflowId}`);
-      log(`  (all runs: ${server.uiUrl}/namespaces/default/workflows?query=TimeshareRunId%3D%22${spec.runId}%22)`);
+    if (uiUrl !== undefined) {
+      log(`Temporal UI: ${uiUrl}/namespaces/default/workflows/${workflowId}`);
+      log(`  (all runs: ${uiUrl}/namespaces/default/workflows?query=TimeshareRunId%3D%22${spec.runId}%22)`);
     }
-    const summary = await watchRun(client, spec.runId, options.progressEverySeconds, log, () => interrupted);
-    if (summary === undefined) return 130;
-    log(`run '${spec.runId}' finished: ${summary}`);
-    return 0;
+    let ended;
+    try {
+      ended = await watchRun(client, spec.runId, {
+        address,
+        everySeconds: options.progressEverySeconds,
+        serverWait: { limitMs: options.serverWaitMs, log },
+        log,
+        interrupted: interrupt.interrupted,
+        abandoned: server.gaveUp,
+      });
+    } catch (error) {
+      // The watcher gave up on the server (its own exit code), or the server could not be restarted.
+      if (error instanceof CliError) throw error;
+      throw new CliError(error instanceof Error ? error.message : String(error), EXIT.supervisionFailed);
+    }
+    if (ended === undefined) return EXIT.interrupted;
+    log(outcomeLine(spec.runId, ended));
+    if (options.keepUi) {
+      await workers.stop();
+      await keepUi(uiUrl, workflowId, interrupt.signalled, log);
+    }
+    return outcomeExitCode(ended);
   } finally {
-    process.off('SIGINT', onSignal);
-    process.off('SIGTERM', onSignal);
+    interrupt.off();
     await client?.connection.close();
-    await shutdown();
+    await workers?.stop();
+    await server.stop();
+    await codecServer?.close();
+    pids.clear();
   }
 }
 
-/** Prints a progress line on every change (and every `everySeconds`) until the run ends or we are interrupted. */
-export async function watchRun(
-  client: Client,
-  runId: string,
-  everySeconds: number,
-  log: (line: string) => void,
-  interrupted: () => boolean,
-): Promise<string | undefined> {
-  let done = false;
-  let summary = '';
-  const result = runResult(client, runId).then(
-    (value) => {
-      done = true;
-      summary = `${value.iterations} iterations, weights v${value.version}, ${value.samples.trained} samples trained, dropped ${JSON.stringify(value.samples.dropped)}`;
-    },
-    (error: unknown) => {
-      done = true;
-      summary = `FAILED: ${error instanceof Error ? error.message : String(error)}`;
-    },
-  );
-  let lastKey = '';
-  let lastPrint = 0;
-  let firstTrained: { at: number; trained: number } | undefined;
-  while (!done && !interrupted()) {
-    try {
-      const status = await queryStatus(client, runId);
-      const now = Date.now();
-      firstTrained ??= { at: now, trained: status.samples.trained };
-      const elapsed = (now - firstTrained.at) / 1000;
-      const rate = elapsed > 1 && status.samples.trained > firstTrained.trained ? (status.samples.trained - firstTrained.trained) / elapsed : undefined;
-      const key = `${status.iteration}/${status.phase}/${status.paused}`;
-      if (key !== lastKey || now - lastPrint >= everySeconds * 1000) {
-        log(progressLine(status, rate));
-        if (status.lastError !== undefined && key !== lastKey) log(`  last error: ${status.lastError}`);
-        lastKey = key;
-        lastPrint = now;
-      }
-    } catch (error) {
-      // A query can fail while the orchestrator worker restarts; say so and keep watching.
-      log(`  (status unavailable: ${error instanceof Error ? error.message.split('\n')[0] : String(error)})`);
-    }
-    await Promise.race([result, new Promise((resolve) => setTimeout(resolve, 500))]);
-  }
-  if (interrupted()) return undefined;
-  await result;
-  return summary;
+/** --keep-ui: the server (and its UI) stay until Ctrl-C. */
+async function keepUi(uiUrl: string | undefined, workflowId: string, signalled: Promise<void>, log: (line: string) => void): Promise<void> {
+  log(`keeping the Temporal server${uiUrl === undefined ? '' : ` and its UI (${uiUrl}/namespaces/default/workflows/${workflowId})`} until Ctrl-C`);
+  await signalled;
 }

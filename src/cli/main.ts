@@ -2,6 +2,7 @@
  * The `timeshare` command. Every subcommand has --help; errors are one clear message and a
  * non-zero exit (2 for an invalid config or arguments, 1 otherwise).
  */
+import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { Command } from 'commander';
 import { NativeConnection } from '@temporalio/worker';
@@ -9,15 +10,18 @@ import { ConfigError, defaultConfigPath, loadRunConfigFile, resolveRunId, type P
 import { buildRunSpec } from '../pipeline/spec';
 import { createGpuNodeWorkers } from '../workers/gpuNode';
 import { runWorkers } from '../workers/lifecycle';
+import { installRuntimeLogger } from '../workers/logging';
 import { createOrchestratorWorker } from '../workers/orchestrator';
+import { checkBuildId } from '../workers/versioning';
 import type { TemporalTarget, WorkerContext } from '../workers/options';
 import { runtimePaths } from '../workers/runtime';
 import { decimal, parseDecimalList } from './args';
 import { addBenchCommand } from './bench';
 import { startCodecServer } from '../temporal/codecServer';
 import { connectionOptions, resolveSecurity, SecurityConfigError, type SecurityFlags } from '../temporal/security';
-import { CliError, connectClient, queryStatus, sendUpdate, startOrAttachRun } from './client';
-import { runDev, watchRun } from './dev';
+import { CliError, connectClient, sendUpdate, startOrAttachRun } from './client';
+import { runDev } from './dev';
+import { outcomeExitCode, outcomeLine, STATUS_SERVER_WAIT_SECONDS, statusThroughOutage, WATCH_SERVER_WAIT_SECONDS, watchRun } from './watch';
 import { formatReport, runChaos } from '../chaos/harness';
 import { FAULT_KINDS, FAULT_PHASES, type FaultKind, type FaultPhase } from '../chaos/schedule';
 import { statusBlock } from './progress';
@@ -86,7 +90,9 @@ export function buildProgram(): Command {
     .option('--port <port>', 'Temporal gRPC port', decimal('--port', 1, 65_535), 7233)
     .option('--ui-port <port>', 'Temporal UI port', decimal('--ui-port', 1, 65_535), 8233)
     .option('--progress-every <seconds>', 'print progress at least this often', integer('--progress-every', 1), 5)
-    .action(async (configPath: string, flags: { stateDir: string; port: number; uiPort: number; progressEvery: number }) => {
+    .option('--server-wait <seconds>', 'give up (exit 4) when the Temporal server stays unreachable this long', integer('--server-wait', 0), WATCH_SERVER_WAIT_SECONDS)
+    .option('--keep-ui', 'keep the server and the Temporal UI after the run ends, until Ctrl-C')
+    .action(async (configPath: string, flags: { stateDir: string; port: number; uiPort: number; progressEvery: number; serverWait: number; keepUi?: boolean }) => {
       const { parsed, runId } = loadConfig(configPath);
       process.exitCode = await runDev({
         configPath,
@@ -96,6 +102,8 @@ export function buildProgram(): Command {
         port: flags.port,
         uiPort: flags.uiPort,
         progressEverySeconds: flags.progressEvery,
+        serverWaitMs: flags.serverWait * 1000,
+        keepUi: flags.keepUi === true,
       });
     });
 
@@ -104,15 +112,25 @@ export function buildProgram(): Command {
       .command('start')
       .description('Start a run on a Temporal server (workers must be running: `timeshare worker ...`); attaches if it is already running')
       .argument('<config>', 'run configuration (YAML or JSON)')
-      .option('--watch', 'print progress until the run ends'),
-  ).action(async (configPath: string, flags: ConnectionFlags & { watch?: boolean }) => {
+      .option('--watch', 'print progress until the run ends (exit 0: finished, 3: the run failed, 4: server unreachable past --server-wait)')
+      .option('--server-wait <seconds>', 'with --watch: give up when the server stays unreachable this long', integer('--server-wait', 0), WATCH_SERVER_WAIT_SECONDS),
+  ).action(async (configPath: string, flags: ConnectionFlags & { watch?: boolean; serverWait: number }) => {
     const { parsed, runId } = loadConfig(configPath);
-    const client = await connectClient(target(flags, parsed));
+    const temporal = target(flags, parsed);
+    const client = await connectClient(temporal);
     try {
       const outcome = await startOrAttachRun(client, buildRunSpec(parsed, runId));
       if (outcome.kind === 'finished') throw new CliError(`run '${runId}' already finished (${outcome.status}); set run.id in the config to start another`);
       console.log(`${outcome.kind === 'started' ? 'started' : 'already running:'} run '${runId}'`);
-      if (flags.watch) console.log(await watchRun(client, runId, 5, (line) => console.log(line), () => false));
+      if (flags.watch) {
+        const log = (line: string) => console.log(line);
+        const serverWait = { limitMs: flags.serverWait * 1000, log };
+        const ended = await watchRun(client, runId, { address: temporal.address, everySeconds: 5, serverWait, log, interrupted: () => false });
+        if (ended !== undefined) {
+          console.log(outcomeLine(runId, ended));
+          process.exitCode = outcomeExitCode(ended);
+        }
+      }
     } finally {
       await client.connection.close();
     }
@@ -123,15 +141,11 @@ export function buildProgram(): Command {
       .command('status')
       .description("Show a run's iteration, phase, GPU roles, weight version and sample counts")
       .argument('<run-id>')
-      .option('--json', 'print the raw status as JSON'),
-  ).action(async (runId: string, flags: ConnectionFlags & { json?: boolean }) => {
-    const client = await connectClient(target(flags));
-    try {
-      const status = await queryStatus(client, runId);
-      console.log(flags.json ? JSON.stringify(status, null, 2) : statusBlock(status));
-    } finally {
-      await client.connection.close();
-    }
+      .option('--json', 'print the raw status as JSON')
+      .option('--server-wait <seconds>', 'wait this long for an unreachable server (exit 4 after)', integer('--server-wait', 0), STATUS_SERVER_WAIT_SECONDS),
+  ).action(async (runId: string, flags: ConnectionFlags & { json?: boolean; serverWait: number }) => {
+    const status = await statusThroughOutage(target(flags), runId, { limitMs: flags.serverWait * 1000, log: (line) => console.error(line) });
+    console.log(flags.json ? JSON.stringify(status, null, 2) : statusBlock(status));
   });
 
   const updateCommand = (name: string, update: 'pause' | 'resume' | 'stop', description: string) =>
@@ -193,17 +207,43 @@ export function buildProgram(): Command {
     }
   });
 
+  const buildIdFlag = (text: string): string => {
+    try {
+      return checkBuildId(text, '--build-id');
+    } catch (error) {
+      throw new CliError(error instanceof Error ? error.message : String(error), 2);
+    }
+  };
   const worker = program.command('worker').description('Run a worker process against an existing Temporal server');
   const workerFlags = (command: Command) =>
     withConnectionFlags(command)
       .option('--state-dir <dir>', 'local state (simulated engine state)', DEFAULT_STATE_DIR)
       .option('--exit-with-parent', 'exit when the parent process ends (used by `timeshare dev`)');
 
-  workerFlags(worker.command('orchestrator').description('Workflows and store bookkeeping (no GPU)').argument('<config>')).action(
-    async (configPath: string, flags: ConnectionFlags & { stateDir: string; exitWithParent?: boolean }) => {
+  workerFlags(
+    worker
+      .command('orchestrator')
+      .description('Workflows and store bookkeeping (no GPU); runs as a version of the Worker Deployment named after the task-queue prefix')
+      .argument('<config>')
+      .option('--build-id <id>', 'Worker Deployment build id (default: content hash of the workflow bundle)')
+      .option('--workflow-bundle <file>', 'run a prebuilt workflow bundle (e.g. an older version kept in .cache/bundles) instead of the bundle of src/workflows')
+      .option('--set-current', "make this version the deployment's current one (default: only when it has none)"),
+  ).action(
+    async (
+      configPath: string,
+      flags: ConnectionFlags & { stateDir: string; exitWithParent?: boolean; buildId?: string; workflowBundle?: string; setCurrent?: boolean },
+    ) => {
       const context = workerContext(configPath, flags);
+      const buildId = flags.buildId === undefined ? undefined : buildIdFlag(flags.buildId);
+      const bundleFile = flags.workflowBundle === undefined ? undefined : path.resolve(flags.workflowBundle);
+      if (bundleFile !== undefined && !existsSync(bundleFile)) throw new CliError(`--workflow-bundle: no file ${bundleFile}`, 2);
       const connection = await connectWorker(context.temporal);
-      const orchestrator = await createOrchestratorWorker(connection, context);
+      const orchestrator = await createOrchestratorWorker(connection, context, {
+        ...(buildId === undefined ? {} : { buildId }),
+        ...(bundleFile === undefined ? {} : { workflowBundle: { codePath: bundleFile } }),
+        setCurrent: flags.setCurrent === true ? 'always' : 'if-none',
+        log: (line) => console.error(line),
+      });
       console.error(`orchestrator worker for run '${context.runId}' on ${context.temporal.address} (${context.temporal.security?.summary ?? 'plaintext'})`);
       await runWorkers([orchestrator], connection, { exitWithParent: flags.exitWithParent });
     },
@@ -307,6 +347,7 @@ function workerContext(configPath: string, flags: ConnectionFlags & { stateDir: 
 }
 
 async function connectWorker(temporal: TemporalTarget): Promise<NativeConnection> {
+  installRuntimeLogger();
   try {
     return await NativeConnection.connect({ address: temporal.address, ...(temporal.security === undefined ? {} : connectionOptions(temporal.security)) });
   } catch (error) {

@@ -341,7 +341,7 @@ export function parseRunConfig(raw: unknown, source: string): ParsedRunConfig {
   if (realRollout !== (environment.kind !== 'simulated')) {
     issues.push({
       path: 'engine.environment.kind',
-      message: `real rollout engines need an environment with token ids ('digits') and simulated engines the simulated one (got rollout ${rollout.kind}, environment ${environment.kind})`,
+      message: `real rollout engines need an environment with token ids ('digits' or 'openenv') and simulated engines the simulated one (got rollout ${rollout.kind}, environment ${environment.kind})`,
     });
   }
   if (rollout.kind === 'vllm' && rollout.model === undefined) {

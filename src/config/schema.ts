@@ -12,8 +12,7 @@
 import { z } from 'zod';
 import { MAX_GPUS, STRATEGIES } from '../gpu/layout';
 import { MAX_LIVE_SAMPLES } from '../gpu/ledger';
-import { faultSchema } from '../engines/sim/faults';
-import { costModelSchema, workloadSchema } from '../engines/types';
+import { costModelSchema, faultSchema, workloadSchema } from '../engines/types';
 
 // ---------------------------------------------------------------------------------------------
 // Field helpers: one message per field that states the whole rule, whichever part of it failed.
@@ -252,9 +251,94 @@ export const trainerEngineSchema = z.discriminatedUnion('kind', [
 ]);
 export type TrainerEngineConfig = z.infer<typeof trainerEngineSchema>;
 
-/** The agent environment: simulated (token counts only) or the digits task on token ids (src/engines/digits.ts). */
+/** One OpenEnv environment server: its URL, and optionally the command the gpu-node worker starts and supervises. */
+const openEnvServerSchema = z
+  .object({
+    url: httpUrl(),
+    /** argv of a process that serves at `url`; the gpu-node worker starts it and restarts it when it exits. */
+    command: z.array(nonEmptyString()).min(1, { error: 'expected a command: a non-empty argv list' }).optional(),
+    /** Working directory of `command` (relative to the worker's). */
+    cwd: nonEmptyString('a directory path').optional(),
+    /** The gpu-node whose worker runs `command`. */
+    node: intAtLeast(0).default(0),
+  })
+  .strict();
+
+/** How the model's text output becomes an OpenEnv action (src/engines/openenv/actions.ts). */
+const toolCallSchema = z.discriminatedUnion('format', [
+  /** The text holds a JSON object {"name": tool, "arguments": {...}}: OpenEnv's call_tool action. */
+  z.object({ format: z.literal('json') }).strict(),
+  /** The whole text is one argument of a fixed tool: call_tool(tool, {argument: text}). */
+  z.object({ format: z.literal('text-argument'), tool: nonEmptyString('a tool name'), argument: nonEmptyString('an argument name') }).strict(),
+  /** The whole text is one field of the environment's own action model: {field: text}. */
+  z.object({ format: z.literal('text-field'), field: nonEmptyString('an action field name') }).strict(),
+]);
+
+/** An OpenEnv environment (reset/step over WebSocket sessions): src/engines/openenv/, docs/engine-protocol.md. */
+export const openEnvEnvironmentSchema = z
+  .object({
+    kind: z.literal('openenv'),
+    servers: z.array(openEnvServerSchema).min(1, { error: 'expected at least one environment server' }),
+    /** Concurrent episodes (WebSocket sessions) per server; more samples wait for a free session. */
+    sessionsPerServer: intIn(1, 100_000).default(64),
+    timeouts: z
+      .object({
+        connectSeconds: positiveNumber(3600).default(10),
+        resetSeconds: positiveNumber(3600).default(30),
+        stepSeconds: positiveNumber(86_400).default(120),
+        /** An episode no turn touched for this long is closed (its sample went to another worker). */
+        idleSeconds: positiveNumber(86_400).default(900),
+      })
+      .strict()
+      .prefault({}),
+    /** Re-creations of a lost session per turn before the sample ends as environment-unavailable. */
+    retries: intIn(0, 100).default(3),
+    /** Environment variable holding the servers' API key (sent as a bearer token). */
+    apiKeyEnv: envVarName().optional(),
+    /** Episode seeds derive from it and the sample id: reset(seed) must give the same prompt every time. */
+    seed: intAtLeast(0).default(1),
+    /**
+     * The environment is deterministic given its reset seed and the actions: a lost episode is
+     * re-created and the recorded actions replayed. Otherwise a lost episode ends its sample (counted).
+     */
+    deterministic: z.boolean().default(false),
+    toolCall: toolCallSchema.default({ format: 'json' }),
+    /** Observation field rendered as the observation's text; default: the whole observation as JSON. */
+    observationField: nonEmptyString('an observation field name').optional(),
+    /**
+     * The model's chat template for environment text: `{observation}` is replaced by the text.
+     * `prompt` wraps the reset observation, `observation` each later one (they follow the generated ids).
+     */
+    chatTemplate: z
+      .object({
+        prompt: nonEmptyString('a template containing {observation}').default('{observation}'),
+        observation: nonEmptyString('a template containing {observation}').default('{observation}'),
+      })
+      .strict()
+      .prefault({}),
+    /** Text ↔ ids: the rollout engine's own /tokenize and /detokenize, or a character-vocabulary file. */
+    tokenizer: z
+      .discriminatedUnion('kind', [
+        z.object({ kind: z.literal('engine') }).strict(),
+        z.object({ kind: z.literal('file'), path: nonEmptyString('a file path') }).strict(),
+      ])
+      .default({ kind: 'engine' }),
+    /** The sample's reward: the sum of the step rewards, or the last step's. */
+    reward: z.enum(['sum', 'last']).default('sum'),
+    /** End the episode after this many steps when the environment has not (e.g. an echo server). */
+    maxSteps: intIn(1, 100_000).optional(),
+  })
+  .strict()
+  .refine((e) => e.chatTemplate.prompt.includes('{observation}') && e.chatTemplate.observation.includes('{observation}'), {
+    message: 'each chat template must contain {observation}',
+    path: ['chatTemplate'],
+  });
+export type OpenEnvEnvironmentConfig = z.infer<typeof openEnvEnvironmentSchema>;
+
+/** The agent environment: simulated (token counts only), the digits task on token ids (src/engines/digits.ts) or an OpenEnv server. */
 export const environmentSchema = z.discriminatedUnion('kind', [
   simulatedEngineSchema,
+  openEnvEnvironmentSchema,
   z
     .object({
       kind: z.literal('digits'),

@@ -5,7 +5,6 @@
  * The key is read when the adapter is created, so a missing variable fails at worker start with
  * the variable's name; it never appears in an error, a log line or workflow history.
  */
-import type { RolloutEngineConfig, TrainerEngineConfig } from '../config/schema';
 
 export class EngineAuthError extends Error {
   constructor(message: string) {
@@ -32,13 +31,22 @@ export function engineAuthHeaders(apiKeyEnv: string | undefined, what: string, e
   return { Authorization: `Bearer ${key}` };
 }
 
+/**
+ * What auth reads of a config's engine section (engine.rollout, engine.trainer): stated here, not
+ * imported from the config, so that the config may depend on the engines and not the reverse.
+ */
+export interface EngineAuthSection {
+  kind: string;
+  apiKeyEnv?: string | undefined;
+}
+
 /** Headers for the rollout engines of a config (one key for every rank's endpoint). */
-export function rolloutEngineAuthHeaders(engine: RolloutEngineConfig, env: NodeJS.ProcessEnv = process.env): EngineAuthHeaders {
+export function rolloutEngineAuthHeaders(engine: EngineAuthSection, env: NodeJS.ProcessEnv = process.env): EngineAuthHeaders {
   return engine.kind === 'simulated' ? {} : engineAuthHeaders(engine.apiKeyEnv, 'engine.rollout', env);
 }
 
 /** Headers for the trainer service of a config. */
-export function trainerEngineAuthHeaders(engine: TrainerEngineConfig, env: NodeJS.ProcessEnv = process.env): EngineAuthHeaders {
+export function trainerEngineAuthHeaders(engine: EngineAuthSection, env: NodeJS.ProcessEnv = process.env): EngineAuthHeaders {
   return engine.kind === 'simulated' ? {} : engineAuthHeaders(engine.apiKeyEnv, 'engine.trainer', env);
 }
 

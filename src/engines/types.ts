@@ -95,13 +95,25 @@ export interface EnvironmentReset {
   promptIds?: number[];
 }
 
+/**
+ * What the store recorded of a sample's episode before this turn: stateful environments
+ * (OpenEnv sessions) re-create a lost episode from it and check the replay reproduces it.
+ */
+export interface EpisodeHistory {
+  promptIds: readonly number[];
+  /** The observation ids of turns 0..turn-1. */
+  observationIds: readonly (readonly number[])[];
+}
+
 export interface AgentEnvironment {
   /** Starts a trajectory: returns the prompt (its length, and its ids for real engines). */
   reset(sampleId: number): Promise<EnvironmentReset>;
   /**
-   * Applies the model's turn; resolves after the environment's step latency. Environments are
-   * stateless per sample (a migrated sample continues on another worker), so real ones get the
-   * output ids of every turn so far, this turn's last (`outputIds[turn]`).
+   * Applies the model's turn; resolves after the environment's step latency. A migrated sample
+   * continues on another worker, so real environments get the output ids of every turn so far,
+   * this turn's last (`outputIds[turn]`), and what was recorded of the episode (`history`).
+   * A stateful environment whose episode is lost and cannot be re-created rejects with an
+   * EpisodeLostError (src/engines/openenv/errors.ts): the sample ends with its reason.
    */
   step(
     sampleId: number,
@@ -109,7 +121,10 @@ export interface AgentEnvironment {
     generatedTokens: number,
     signal?: AbortSignal,
     outputIds?: readonly (readonly number[])[],
+    history?: EpisodeHistory,
   ): Promise<EnvironmentStep>;
+  /** The sample ended here (completed, truncated or dropped): stateful environments free its episode. */
+  end?(sampleId: number): void;
 }
 
 /**
@@ -180,6 +195,27 @@ export const logNormalSchema = z
   .strict()
   .refine((d) => d.p90 >= d.median, { message: 'p90 must be >= median' });
 export type LogNormalSpec = z.infer<typeof logNormalSchema>;
+
+/**
+ * A declared fault of the simulated engines (config `simulation.faults`; src/engines/sim/faults.ts
+ * applies them): here, beside the other config sections the engines define, so the config schema
+ * needs nothing from the simulated engines' code.
+ */
+export const faultSchema = z
+  .object({
+    target: z.enum(['rollout', 'trainer']),
+    operation: z.enum(['generate', 'releaseMemory', 'resumeMemory', 'updateWeights', 'onload', 'trainStep', 'exportWeights', 'offload']),
+    /** How many calls fail before the operation works again. */
+    failures: z.number().int().min(1).max(1000),
+    /** Only this rank (rollout) or node (trainer); omitted: every one. */
+    at: z.number().int().nonnegative().optional(),
+  })
+  .strict()
+  .refine((fault) => (fault.target === 'trainer') === ['onload', 'trainStep', 'exportWeights', 'offload'].includes(fault.operation), {
+    message: 'operation does not belong to the target (rollout: generate, releaseMemory, resumeMemory, updateWeights; trainer: onload, trainStep, exportWeights, offload)',
+    path: ['operation'],
+  });
+export type Fault = z.infer<typeof faultSchema>;
 
 export const costModelSchema = z
   .object({

@@ -16,7 +16,7 @@ import type {
 /** Run by the orchestrator worker: store bookkeeping, no GPU. */
 export interface OrchestratorActivities {
   /** Creates the sample records (idempotent: existing samples keep their progress). */
-  admitSamples(input: { runId: string; ids: number[]; version: number }): Promise<void>;
+  admitSamples(input: { runId: string; ids: number[]; version: number }): Promise<{ admitted: number; version: number }>;
   /** Waits until `batchSize` candidates completed (the workflow cancels it if every shard ends first). */
   awaitBatch(input: AwaitBatchInput): Promise<AwaitBatchResult>;
   /** Writes the batch manifest of the iteration and marks its samples (idempotent, exactly once). */
@@ -27,7 +27,7 @@ export interface OrchestratorActivities {
   readSealedBatch(input: { runId: string; iteration: number }): Promise<{ sampleIds: number[]; totalTokens: number } | null>;
   /** After shards stopped: which of their samples completed, were dropped, or are unfinished. */
   settleShards(input: { runId: string; shards: { shardId: string; sampleIds: number[] }[] }): Promise<ShardOutcome[]>;
-  dropSamples(input: { runId: string; ids: number[]; reason: string }): Promise<void>;
+  dropSamples(input: { runId: string; ids: number[]; reason: string }): Promise<{ dropped: number; reason: string }>;
   /**
    * For a retried iteration: the store's view of `ids` and of every sample with id >= fromId
    * (what the failed attempt admitted), ascending by id.
@@ -40,6 +40,18 @@ export interface AdmittedSample {
   startVersion: number;
   status: 'running' | 'completed' | 'dropped';
   dropReason?: string;
+}
+
+/** What a memory activity left (a small readable result in the Temporal UI instead of a null payload). */
+export interface NodeMemoryResult {
+  ranks: number[];
+  tags: MemoryTag[];
+  state: 'released' | 'resident';
+}
+
+export interface TrainerMemoryResult {
+  node: number;
+  state: 'onloaded' | 'offloaded';
 }
 
 /** Ranks of one node (all served by that node's worker). */
@@ -67,11 +79,20 @@ export interface GpuNodeActivities {
    * one activity per node instead of one per rank keeps events per iteration from growing with
    * the ranks on a node.
    */
-  releaseNodeMemory(input: NodeRanksInput & { tags: MemoryTag[] }): Promise<void>;
-  resumeNodeMemory(input: NodeRanksInput & { tags: MemoryTag[] }): Promise<void>;
-  syncNodeWeights(input: NodeRanksInput & { version: number }): Promise<void>;
-  trainerOnload(input: { runId: string; node: number }): Promise<void>;
+  releaseNodeMemory(input: NodeRanksInput & { tags: MemoryTag[] }): Promise<NodeMemoryResult>;
+  resumeNodeMemory(input: NodeRanksInput & { tags: MemoryTag[] }): Promise<NodeMemoryResult>;
+  syncNodeWeights(input: NodeRanksInput & { version: number }): Promise<{ ranks: number[]; version: number }>;
+  /**
+   * Weight sync and expand in one activity per node: each rank of `reload` resumes its weights,
+   * loads `version` and resumes its KV cache; every other rank loads `version`.
+   */
+  syncAndReloadNode(input: NodeRanksInput & { version: number; reload: number[] }): Promise<{ ranks: number[]; version: number; reloaded: number[] }>;
+  /**
+   * Onloads the node's part of the trainer; first releases `releaseRanks` (ranks of this node
+   * that shrink released: one round trip for what always follows each other).
+   */
+  trainerOnload(input: { runId: string; node: number; releaseRanks?: number[] }): Promise<TrainerMemoryResult & { released?: number[] }>;
   /** loss is null when a retry finds the step already done. */
   trainStep(input: TrainStepInput): Promise<{ newVersion: number; loss: number | null }>;
-  trainerOffload(input: { runId: string; node: number }): Promise<void>;
+  trainerOffload(input: { runId: string; node: number }): Promise<TrainerMemoryResult>;
 }

@@ -28,4 +28,5 @@ export const NON_RETRYABLE_ERROR_TYPES: readonly string[] = [
   'WrongRun',
   'WrongNode',
   'EngineProtocolError',
+  'EnvironmentProtocolError',
 ];

@@ -76,10 +76,21 @@ export interface IterationStats {
   phaseMs: Partial<Record<Phase, number>>;
 }
 
+/** What the iteration decided: the same program makes the same decisions in the simulator. */
+export interface IterationDecisions {
+  /** The trained batch, in selection order. */
+  batchIds: number[];
+  /** Ranks released at shrink (ascending). */
+  released: RankId[];
+  /** Unfinished samples moved off the released ranks (ascending). */
+  migratedIds: number[];
+}
+
 export interface IterationResult {
   version: number;
   ledger: SampleLedger;
   stats: IterationStats;
+  decisions: IterationDecisions;
 }
 
 /** Reported by an iteration to its run workflow (signal) at every phase change. */

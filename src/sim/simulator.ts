@@ -1,57 +1,37 @@
 /**
- * The discrete-event simulator: whole runs in virtual time, with the iteration flow of the
- * iteration workflow (src/workflows/iteration.ts) and the pure core it uses — planShrink,
- * assignLeastLoaded, the sample ledger (admit, assignToShard, settleShard, selectBatch, sealBatch,
- * staleIds, drop), the pool transitions — called, not copied. Timings come from the simulated
+ * The discrete-event simulator: whole runs in virtual time. It keeps no flow of its own: every
+ * iteration is the iteration program (src/iteration/program.ts) that the iteration workflow runs,
+ * with effects carried out on virtual ranks (src/sim/simEffects.ts). Timings come from the simulated
  * engines' cost model (src/engines/sim/costFunctions.ts) and workload (WorkloadModel), and the
  * per-sample agent loop follows the rollout shard activity (src/activities/gpuNode.ts).
  *
  * Deterministic for a seed: the workload is a pure function of (seed, sample, turn) and events at
  * one instant run in scheduling order. Pure: no Temporal, no clocks, no I/O.
  */
-import { memoryTagShareMs, prefillMs, trainStepMs } from '../engines/sim/costFunctions';
+import { prefillMs, trainStepMs } from '../engines/sim/costFunctions';
 import type { CostModel } from '../engines/types';
 import type { WorkloadModel } from '../engines/sim/workload';
 import {
-  adaptiveShrinkReady,
-  admit,
-  assignLeastLoaded,
-  assignToShard,
-  beginOffload,
-  beginOnload,
-  beginTraining,
-  checkLedgerInvariants,
-  checkPoolInvariants,
-  checkPostcondition,
-  completeOffload,
-  completeOnload,
-  drop,
   emptyLedger,
-  endTraining,
-  initialPoolState,
   keptPrefixTokens,
-  loadsByRank,
-  planShrink,
-  planShrinkByLeastWork,
-  samplesByState,
-  sealBatch,
-  selectBatch,
-  settleShard,
-  staleIds,
-  trainGroupIsMovable,
-  withTrainGroup,
   type DropReason,
+  type GpuId,
+  type MigrationPolicy,
   type PoolLayout,
   type PoolState,
   type RankId,
+  type RankWork,
   type SampleLedger,
   type SchedulingPolicy,
-  type ShrinkPlan,
 } from '../gpu';
-import type { Phase } from '../pipeline/types';
+import type { ShardRef } from '../iteration/effects';
+import { runIteration, type ProgramResult } from '../iteration/program';
+import { createIterationState, DEFAULT_ADMISSION, type IterationState, type ProgramInput } from '../iteration/state';
+import type { IterationDecisions, Phase, ShardOutcome } from '../pipeline/types';
 import type { Timeline, TimelineRole } from '../timeline/types';
 import { EventQueue } from './eventQueue';
 import { LaneRecorder } from './lanes';
+import { simEffects, type SimWorld, type Wait } from './simEffects';
 import { VirtualRank, type DecodeJob } from './virtualRank';
 
 export interface SimulationConfig {
@@ -98,6 +78,8 @@ export interface IterationRecord {
   released: RankId[];
   dropped: Partial<Record<DropReason, number>>;
   carriedOver: number;
+  /** The batch, the released ranks and the migrated samples (the same program decides them in the pipeline). */
+  decisions: IterationDecisions;
 }
 
 export interface SimulationTotals {
@@ -130,8 +112,6 @@ export interface SimulationResult {
   gpuMsByRole: Record<TimelineRole, number>;
   timeline: Timeline;
 }
-
-type Wait = { kind: 'sleep'; ms: number } | { kind: 'until'; ready: () => boolean };
 
 interface SimSample {
   id: number;
@@ -175,7 +155,7 @@ interface SimRankState {
 /** How often an adaptive trigger re-checks (virtual ms). */
 const ADAPTIVE_POLL_MS = 1000;
 
-export class Simulator {
+export class Simulator implements SimWorld {
   private readonly queue = new EventQueue();
   private nowMs = 0;
   private readonly cfg: SimulationConfig;
@@ -183,10 +163,9 @@ export class Simulator {
   private readonly samples = new Map<number, SimSample>();
   private readonly shards = new Map<string, SimShard>();
   private ledger: SampleLedger = emptyLedger();
-  private pool: PoolState;
-  private iterLayout: PoolLayout;
+  /** The running iteration's state (the program's). */
+  private state: IterationState | undefined;
   private version = 0;
-  private shardSerial = 0;
   private completionSeq = 0;
   private trainerOnloaded = false;
   private readonly lanes: LaneRecorder;
@@ -198,8 +177,6 @@ export class Simulator {
 
   constructor(cfg: SimulationConfig) {
     this.cfg = cfg;
-    this.iterLayout = cfg.layout;
-    this.pool = initialPoolState(cfg.layout);
     this.ranks = cfg.layout.ranks.map((rank) => {
       const engine = new VirtualRank(cfg.cost, this.queue, () => this.nowMs);
       engine.onBusyChange = () => this.lanes.refreshRank(rank.id);
@@ -275,213 +252,91 @@ export class Simulator {
   }
 
   // ---------------------------------------------------------------------------------------------
-  // The iteration flow (mirrors iterationWorkflow step by step)
+  // The iteration program (src/iteration/program.ts), driven in virtual time
   // ---------------------------------------------------------------------------------------------
 
   private *runIterations(): Generator<Wait, void, void> {
     for (let iteration = 0; iteration < this.cfg.iterations; iteration++) {
       this.lanes.recording = iteration < this.cfg.timelineIterations;
-      yield* this.runIteration(iteration);
+      const state = createIterationState(this.programInput(iteration), this.nowMs);
+      this.state = state;
+      const result: ProgramResult = yield* runIteration(simEffects(this, this.cfg, state), state);
+      this.ledger = state.ledger;
+      this.version = result.version;
+      this.totals.migrated += result.stats.migrated;
+      this.records.push(iterationRecord(result));
     }
   }
 
-  private *runIteration(iteration: number): Generator<Wait, void, void> {
-    const { cost, layout } = this.cfg;
-    const fromVersion = this.version;
-    const record: IterationRecord = {
+  private programInput(iteration: number): ProgramInput {
+    const { cfg } = this;
+    return {
+      layout: cfg.layout,
       iteration,
-      startMs: this.nowMs,
-      endMs: 0,
-      phaseMs: {},
-      batchSamples: 0,
-      batchTokens: 0,
-      admitted: 0,
-      migrated: 0,
-      released: [],
-      dropped: {},
-      carriedOver: 0,
+      fromVersion: this.version,
+      ledger: this.ledger,
+      batchSize: cfg.batchSize,
+      asyncRatio: cfg.asyncRatio,
+      maxConcurrentSamples: cfg.maxConcurrentSamples,
+      lostRanks: [],
+      rejoinRanks: [],
+      options: {
+        policy: cfg.policy,
+        admission: DEFAULT_ADMISSION,
+        adaptive: {
+          halfSaturation: cfg.cost.decodeHalfSaturationConcurrency,
+          pollMs: ADAPTIVE_POLL_MS,
+          maxWaitMs: (batchTokens) => trainStepMs(cfg.cost, batchTokens, cfg.layout.trainGpus.length),
+        },
+      },
     };
-    let phase: Phase = 'starting';
-    let phaseStart = this.nowMs;
-    const enterPhase = (next: Phase): void => {
-      record.phaseMs[phase] = (record.phaseMs[phase] ?? 0) + (this.nowMs - phaseStart);
-      phase = next;
-      phaseStart = this.nowMs;
-    };
-    const allRanks = layout.ranks.map((rank) => rank.id);
-    const { activityRoundTripMs } = this.cfg.controlPlane;
-    const roundTrips = (count: number): Wait => ({ kind: 'sleep', ms: count * activityRoundTripMs });
-
-    // ---- 0. carry-over: drop what the async ratio no longer admits
-    const stale = staleIds(this.ledger, fromVersion, this.cfg.asyncRatio);
-    if (stale.length > 0) {
-      this.ledger = drop(this.ledger, stale, 'stale');
-      for (const id of stale) this.markDropped(this.samples.get(id)!, 'stale');
-      this.countDrops(record, 'stale', stale.length);
-      yield roundTrips(1);
-    }
-    // describeSamples and readSealedBatch (recovery bookkeeping), issued together: one round trip
-    yield roundTrips(1);
-
-    // ---- 1. full rollout until the batch threshold
-    enterPhase('rollout');
-    this.placeAndLaunch(samplesByState(this.ledger).waiting, allRanks);
-    if (this.refill(allRanks, this.cfg.maxConcurrentSamples, record)) yield roundTrips(1);
-    let ready: number[] | undefined;
-    while (ready === undefined) {
-      const states = samplesByState(this.ledger);
-      const candidates = [...states.running, ...states.completed];
-      checkPostcondition('batch threshold: enough live samples to fill a batch', this.shards.size > 0 || candidates.length >= this.cfg.batchSize, () =>
-        JSON.stringify({ candidates: candidates.length, batchSize: this.cfg.batchSize }),
-      );
-      this.watchBatch(candidates);
-      yield { kind: 'until', ready: () => this.completedCandidates.length >= this.cfg.batchSize || this.everyShardEnded() };
-      // awaitBatch's answer (or the shards' ends) reaches the workflow.
-      yield roundTrips(1);
-      if (this.completedCandidates.length >= this.cfg.batchSize) {
-        ready = selectBatch(this.ledger, this.completedCandidates, this.cfg.batchSize);
-      } else {
-        yield* this.stopShardsWithLatency([...this.shards.values()], record);
-        this.placeAndLaunch(samplesByState(this.ledger).waiting, allRanks);
-        if (this.refill(allRanks, this.cfg.maxConcurrentSamples, record)) yield roundTrips(1);
-      }
-    }
-    this.candidates = undefined;
-    // sealBatch
-    yield roundTrips(1);
-    this.ledger = sealBatch(this.ledger, ready);
-    record.batchSamples = ready.length;
-    record.batchTokens = ready.reduce((sum, id) => sum + this.samples.get(id)!.committedTokens, 0);
-    this.totals.trainedSamples += ready.length;
-    this.totals.trainedTokens += record.batchTokens;
-    for (const id of ready) if (this.samples.get(id)!.shard === undefined) this.samples.delete(id);
-
-    // ---- 1b. adaptive trigger: wait while a shrink would overload the kept ranks
-    if (this.cfg.policy.trigger === 'adaptive' && layout.strategy === 'multiplexed') {
-      const keepCount = layout.ranks.length - layout.shrinkRanks.length;
-      const readyAt = this.nowMs;
-      const maxWaitMs = trainStepMs(cost, record.batchTokens, layout.trainGpus.length);
-      while (
-        !adaptiveShrinkReady({
-          // Samples still in their agent loop (the ledger changes only when shards settle).
-          running: [...this.shards.values()].reduce((sum, shard) => sum + shard.active, 0),
-          keepRanks: keepCount,
-          allRanks: layout.ranks.length,
-          halfSaturation: cost.decodeHalfSaturationConcurrency,
-          waitedMs: this.nowMs - readyAt,
-          maxWaitMs,
-        })
-      ) {
-        yield { kind: 'sleep', ms: ADAPTIVE_POLL_MS };
-      }
-    }
-
-    // ---- 2. shrink: release the train group's ranks
-    const plan = this.planShrink();
-    const { release, keep } = plan;
-    record.released = release;
-    if (release.length > 0) this.setPool(beginOffload(this.iterLayout, this.pool, release));
-    enterPhase('shrink');
-    if (release.length > 0) {
-      const releasedSet = new Set(release);
-      const moved = yield* this.stopShardsWithLatency([...this.shards.values()].filter((shard) => releasedSet.has(shard.rank)), record);
-      record.migrated = moved.length;
-      this.totals.migrated += moved.length;
-      if (keep.length > 0) this.placeAndLaunch(moved, keep);
-      yield { kind: 'sleep', ms: cost.offloadMs + activityRoundTripMs };
-      for (const rank of release) this.flushCache(rank);
-      this.setPool(completeOffload(this.iterLayout, this.pool, release));
-    }
-    if (keep.length > 0 && this.cfg.asyncRatio >= 1 && this.refill(keep, this.cfg.maxConcurrentSamples - this.cfg.batchSize, record)) yield roundTrips(1);
-
-    // ---- 3. train ‖ long tail
-    this.setPool(beginTraining(this.iterLayout, this.pool));
-    enterPhase('train');
-    const trainerShared = this.iterLayout.shrinkRanks.length > 0;
-    // trainerOnload is called every iteration (a no-op when the trainer stayed onloaded).
-    if (!this.trainerOnloaded) {
-      this.lanes.setTrainer('onload', this.iterLayout.trainGpus);
-      yield { kind: 'sleep', ms: cost.trainerOnloadMs };
-      this.trainerOnloaded = true;
-    }
-    yield roundTrips(1);
-    this.lanes.setTrainer('train', this.iterLayout.trainGpus);
-    yield { kind: 'sleep', ms: trainStepMs(cost, record.batchTokens, this.iterLayout.trainGpus.length) + activityRoundTripMs };
-    this.version = fromVersion + 1;
-    if (trainerShared) {
-      this.lanes.setTrainer('offload', this.iterLayout.trainGpus);
-      yield { kind: 'sleep', ms: cost.trainerOffloadMs + activityRoundTripMs };
-      this.trainerOnloaded = false;
-    }
-    this.lanes.setTrainer(undefined, this.iterLayout.trainGpus);
-    this.setPool(endTraining(this.iterLayout, this.pool));
-
-    // ---- 4. stop and checkpoint every shard
-    enterPhase('stop');
-    yield* this.stopShardsWithLatency([...this.shards.values()], record);
-
-    // ---- 5. weight sync, then expand
-    enterPhase('sync');
-    if (release.length > 0) {
-      this.setPool(beginOnload(this.iterLayout, this.pool, release));
-      yield { kind: 'sleep', ms: memoryTagShareMs(cost, 'weights', cost.onloadMs) + activityRoundTripMs };
-    }
-    this.lanes.setSyncing(true);
-    yield { kind: 'sleep', ms: cost.weightSyncMs + activityRoundTripMs };
-    this.lanes.setSyncing(false);
-    // KV computed under the old weights is stale: every engine flushes its prefix cache.
-    for (const rank of allRanks) this.flushCache(rank);
-    enterPhase('expand');
-    if (release.length > 0) {
-      yield { kind: 'sleep', ms: memoryTagShareMs(cost, 'kv_cache', cost.onloadMs) + activityRoundTripMs };
-      this.setPool(completeOnload(this.iterLayout, this.pool, release));
-    }
-    checkPoolInvariants(this.iterLayout, this.pool);
-    checkLedgerInvariants(this.ledger);
-    enterPhase('done');
-    this.iterLayout = layout;
-    record.carriedOver = this.ledger.live.length;
-    record.endMs = this.nowMs;
-    this.records.push(record);
   }
 
-  /** The shrink plan of this iteration under the release policy (the configured train group unless it may move). */
-  private planShrink(): ShrinkPlan {
-    const { layout, policy } = this.cfg;
-    if (policy.release === 'least-work' && trainGroupIsMovable(layout)) {
-      const work = layout.ranks.map((rank) => ({ rank: rank.id, work: 0 }));
-      for (const shard of this.shards.values()) {
-        for (const id of shard.sampleIds) {
-          const sample = this.samples.get(id);
-          if (sample?.status === 'running' && sample.shard === shard) work[shard.rank]!.work += this.inFlightWork(sample);
-        }
-      }
-      const plan = planShrinkByLeastWork(layout, work);
-      this.iterLayout = withTrainGroup(layout, plan);
-      return plan;
-    }
-    this.iterLayout = layout;
-    return planShrink(layout);
+  // ---------------------------------------------------------------------------------------------
+  // The world the effects act on (src/sim/simEffects.ts): samples, shards, ranks, lanes
+  // ---------------------------------------------------------------------------------------------
+
+  now(): number {
+    return this.nowMs;
   }
 
-  /** What moving the sample would cost: its context to prefill again elsewhere, plus the turn's decoded tokens. */
-  private inFlightWork(sample: SimSample): number {
+  after(ms: number, event: () => void): void {
+    this.queue.schedule(this.nowMs + ms, event);
+  }
+
+  /** Samples still running their agent loop. */
+  runningSamples(): number {
+    let running = 0;
+    for (const shard of this.shards.values()) running += shard.active;
+    return running;
+  }
+
+  /** What moving each rank's samples would cost: their context to prefill again elsewhere, plus the turns' decoded tokens. */
+  inFlightWork(ranks: readonly RankId[]): RankWork[] {
+    const work = new Map(ranks.map((rank) => [rank, 0]));
+    for (const shard of this.shards.values()) {
+      if (!work.has(shard.rank)) continue;
+      for (const id of shard.sampleIds) {
+        const sample = this.samples.get(id);
+        if (sample?.status === 'running' && sample.shard === shard) work.set(shard.rank, work.get(shard.rank)! + this.sampleWork(sample));
+      }
+    }
+    return ranks.map((rank) => ({ rank, work: work.get(rank)! }));
+  }
+
+  private sampleWork(sample: SimSample): number {
     const job = sample.job;
     const decoded = job === undefined ? sample.turnGenerated : this.ranks[sample.shard!.rank]!.engine.decodedSoFar(job);
     return sample.committedTokens + sample.partialTokens + decoded;
   }
 
-  private setPool(next: PoolState): void {
-    this.pool = next;
-    this.lanes.setPool(next);
-  }
-
-  private everyShardEnded(): boolean {
+  everyShardEnded(): boolean {
     for (const shard of this.shards.values()) if (shard.active > 0) return false;
     return true;
   }
 
-  private watchBatch(candidates: readonly number[]): void {
+  /** Starts watching the batch candidates: their completions are collected in completion order. */
+  watchBatch(candidates: readonly number[]): void {
     this.candidates = new Set(candidates);
     this.completedCandidates = candidates
       .map((id) => this.samples.get(id)!)
@@ -490,31 +345,20 @@ export class Simulator {
       .map((sample) => sample.id);
   }
 
-  private countDrops(record: IterationRecord, reason: DropReason, count: number): void {
-    record.dropped[reason] = (record.dropped[reason] ?? 0) + count;
+  completedInWatch(): readonly number[] {
+    return this.completedCandidates;
   }
 
-  // ---------------------------------------------------------------------------------------------
-  // Placement, shards and admission (the workflow's launchShard / stopShards / refill)
-  // ---------------------------------------------------------------------------------------------
-
-  private placeAndLaunch(ids: readonly number[], ranks: readonly RankId[]): void {
-    if (ids.length === 0 || ranks.length === 0) return;
-    for (const placement of assignLeastLoaded(ids, loadsByRank(this.ledger, ranks))) this.launchShard(placement.rank, placement.sampleIds);
+  endWatch(): void {
+    this.candidates = undefined;
   }
 
-  /** Admits up to `target` live samples onto `ranks`; true if any were admitted (admitSamples ran). */
-  private refill(ranks: readonly RankId[], target: number, record: IterationRecord): boolean {
-    if (ranks.length === 0) return false;
-    const room = target - this.ledger.live.length;
-    if (room <= 0) return false;
-    const admitted = admit(this.ledger, room, this.version);
-    this.ledger = admitted.ledger;
-    record.admitted += admitted.ids.length;
-    for (const id of admitted.ids) {
+  /** Creates the records of newly admitted samples. */
+  createSamples(ids: readonly number[], version: number): void {
+    for (const id of ids) {
       this.samples.set(id, {
         id,
-        startVersion: this.version,
+        startVersion: version,
         startedAt: this.nowMs,
         turns: this.cfg.workload.turnsFor(id),
         turn: 0,
@@ -530,71 +374,86 @@ export class Simulator {
         turnGenerated: 0,
       });
     }
-    this.placeAndLaunch(admitted.ids, ranks);
-    return true;
   }
 
-  /**
-   * The workflow's stopShards: the shards run on until the direct stop reaches them (one activity
-   * round trip), then stop where they are; settleShards is one more round trip.
-   */
-  private *stopShardsWithLatency(selected: readonly SimShard[], record: IterationRecord): Generator<Wait, number[], void> {
-    if (selected.length === 0) return [];
-    // A shard whose samples have all ended has returned already: nothing to cancel.
-    if (selected.some((shard) => shard.active > 0)) yield { kind: 'sleep', ms: this.cfg.controlPlane.shardStopMs };
-    const unfinished = this.stopShards(selected.filter((shard) => this.shards.has(shard.id)), record);
-    yield { kind: 'sleep', ms: this.cfg.controlPlane.activityRoundTripMs };
-    return unfinished;
-  }
-
-  private launchShard(rank: RankId, sampleIds: number[]): void {
-    const id = `s${this.shardSerial++}-r${rank}`;
-    this.ledger = assignToShard(this.ledger, sampleIds, rank, id);
-    const shard: SimShard = { id, rank, sampleIds, active: sampleIds.length };
-    this.shards.set(id, shard);
-    for (const sampleId of sampleIds) {
+  launchShard(ref: ShardRef): void {
+    const shard: SimShard = { id: ref.id, rank: ref.rank, sampleIds: ref.sampleIds, active: ref.sampleIds.length };
+    this.shards.set(ref.id, shard);
+    for (const sampleId of ref.sampleIds) {
       const sample = this.samples.get(sampleId)!;
       sample.shard = shard;
       this.startTurn(sample);
     }
   }
 
-  /** Stops the shards' samples where they are, settles the shards in the ledger; returns the unfinished ids. */
-  private stopShards(selected: readonly SimShard[], record: IterationRecord): number[] {
-    const unfinished: number[] = [];
-    for (const shard of selected) {
-      const mine: number[] = [];
-      const dropped = new Map<DropReason, number[]>();
+  /** Whether any of the shards still has a sample in its agent loop. */
+  anyActive(refs: readonly ShardRef[]): boolean {
+    return refs.some((ref) => (this.shards.get(ref.id)?.active ?? 0) > 0);
+  }
+
+  /** Stops the shards' samples where they are (the turn kept as `migration` says); returns each shard's outcome. */
+  stopShards(refs: readonly ShardRef[], migration: MigrationPolicy): ShardOutcome[] {
+    return refs.map((ref) => {
+      const outcome: ShardOutcome = { shardId: ref.id, completed: [], unfinished: [], dropped: [] };
+      const shard = this.shards.get(ref.id);
+      if (shard === undefined) return outcome;
       for (const id of shard.sampleIds) {
         const sample = this.samples.get(id);
         if (sample === undefined || sample.shard !== shard) continue;
         if (sample.status === 'running') {
-          this.interrupt(sample);
-          mine.push(id);
+          this.interrupt(sample, migration);
+          outcome.unfinished.push(id);
         } else if (sample.status === 'dropped') {
-          dropped.set(sample.dropReason!, [...(dropped.get(sample.dropReason!) ?? []), id]);
+          outcome.dropped.push({ id, reason: sample.dropReason! });
+        } else {
+          outcome.completed.push(id);
         }
         sample.shard = undefined;
       }
-      this.ledger = settleShard(this.ledger, shard.id, mine);
-      for (const [reason, ids] of dropped) {
-        this.ledger = drop(this.ledger, ids, reason);
-        this.countDrops(record, reason, ids.length);
-        for (const id of ids) this.samples.delete(id);
-      }
-      for (const id of shard.sampleIds) {
-        const sample = this.samples.get(id);
-        // A batched sample whose shard has now settled is no longer needed.
-        if (sample !== undefined && sample.status === 'completed' && !this.isLive(id)) this.samples.delete(id);
-      }
+      for (const { id } of outcome.dropped) this.samples.delete(id);
+      // A batched sample whose shard has now settled is no longer needed.
+      for (const id of outcome.completed) if (!this.isLive(id)) this.samples.delete(id);
       this.shards.delete(shard.id);
-      unfinished.push(...mine);
-    }
-    return unfinished;
+      return outcome;
+    });
+  }
+
+  /** The batch is sealed: its tokens count as trained; samples no shard holds any more are forgotten. */
+  sealBatch(ids: readonly number[]): number {
+    const tokens = ids.reduce((sum, id) => sum + this.samples.get(id)!.committedTokens, 0);
+    this.totals.trainedSamples += ids.length;
+    this.totals.trainedTokens += tokens;
+    for (const id of ids) if (this.samples.get(id)!.shard === undefined) this.samples.delete(id);
+    return tokens;
+  }
+
+  markStale(ids: readonly number[]): void {
+    for (const id of ids) this.markDropped(this.samples.get(id)!, 'stale');
+  }
+
+  setPool(next: PoolState): void {
+    this.lanes.setPool(next);
+  }
+
+  /** Ensures the trainer is onloaded; returns how long that takes (0 if it stayed onloaded). */
+  onloadTrainer(trainGpus: readonly GpuId[]): number {
+    if (this.trainerOnloaded) return 0;
+    this.lanes.setTrainer('onload', trainGpus);
+    this.trainerOnloaded = true;
+    return this.cfg.cost.trainerOnloadMs;
+  }
+
+  setTrainer(activity: 'train' | 'offload' | undefined, trainGpus: readonly GpuId[]): void {
+    if (activity === 'offload') this.trainerOnloaded = false;
+    this.lanes.setTrainer(activity, trainGpus);
+  }
+
+  setSyncing(on: boolean): void {
+    this.lanes.setSyncing(on);
   }
 
   private isLive(id: number): boolean {
-    const live = this.ledger.live;
+    const live = (this.state?.ledger ?? this.ledger).live;
     // Ascending by id: binary search.
     let lo = 0;
     let hi = live.length - 1;
@@ -608,7 +467,7 @@ export class Simulator {
     return false;
   }
 
-  private flushCache(rank: RankId): void {
+  flushCache(rank: RankId): void {
     this.ranks[rank]!.cache = new Map();
   }
 
@@ -659,7 +518,7 @@ export class Simulator {
   }
 
   /** Stops the sample's call or environment step; the turn resumes wherever the sample goes next. */
-  private interrupt(sample: SimSample): void {
+  private interrupt(sample: SimSample, migration: MigrationPolicy): void {
     if (sample.job !== undefined) {
       const rank = this.ranks[sample.shard!.rank]!;
       const decoded = rank.engine.abort(sample.job);
@@ -667,7 +526,7 @@ export class Simulator {
       this.totals.decodedTokens += decoded;
       rank.cache.set(sample.id, sample.callContext + decoded);
       const generated = sample.callPrefix + decoded;
-      const kept = keptPrefixTokens(this.cfg.policy.migration, generated);
+      const kept = keptPrefixTokens(migration, generated);
       this.totals.discardedTokens += generated - kept;
       sample.partialTokens = kept;
     } else if (sample.envEvent !== undefined) {
@@ -698,6 +557,24 @@ export class Simulator {
     this.totals.dropped[reason]++;
     if (reason === 'stale') this.samples.delete(sample.id);
   }
+}
+
+function iterationRecord(result: ProgramResult): IterationRecord {
+  const { stats, decisions } = result;
+  return {
+    iteration: stats.iteration,
+    startMs: stats.startedAtMs,
+    endMs: stats.endedAtMs,
+    phaseMs: stats.phaseMs,
+    batchSamples: stats.batchSamples,
+    batchTokens: stats.batchTokens,
+    admitted: stats.admitted,
+    migrated: stats.migrated,
+    released: decisions.released,
+    dropped: stats.dropped as Partial<Record<DropReason, number>>,
+    carriedOver: stats.carriedOver,
+    decisions,
+  };
 }
 
 export function simulate(cfg: SimulationConfig): SimulationResult {

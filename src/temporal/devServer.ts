@@ -4,11 +4,12 @@
  * the repo's ignored .cache/). We manage the process ourselves rather than through the SDK's
  * test helpers, which try to download a server.
  */
-import { ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { ChildProcess, execFileSync } from 'node:child_process';
 import { closeSync, mkdirSync, openSync, readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import path from 'node:path';
 import { Connection } from '@temporalio/client';
+import { spawnOwned } from '../process/owned';
 import { repoRoot } from '../sourceFiles';
 import { SEARCH_ATTRIBUTE_REGISTRATIONS } from './searchAttributes';
 
@@ -38,6 +39,8 @@ export interface DevServer {
   uiUrl: string | undefined;
   pid: number;
   logFile: string;
+  /** Resolves when the server process has exited, however (stop, a crash, a kill). */
+  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
   stop(): Promise<void>;
 }
 
@@ -144,10 +147,12 @@ async function startDevServerOnce(options: DevServerOptions): Promise<DevServer>
   for (const [name, type] of SEARCH_ATTRIBUTE_REGISTRATIONS) args.push('--search-attribute', `${name}=${type}`);
 
   const logFd = openSync(logFile, 'a');
-  const child = spawn(cli, args, { stdio: ['ignore', logFd, logFd] });
+  // Owned: the server ends with this process even when this one is SIGKILLed (src/process/owned.ts).
+  const child = spawnOwned({ command: cli, args }, { stdio: ['ignore', logFd, logFd] });
   closeSync(logFd);
   const pid = child.pid;
   if (pid === undefined) throw new Error(`could not start ${cli}`);
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
 
   const address = `${ip}:${port}`;
   const stop = async (): Promise<void> => {
@@ -177,7 +182,7 @@ async function startDevServerOnce(options: DevServerOptions): Promise<DevServer>
       } finally {
         await connection.close();
       }
-      return { address, uiUrl: uiPort === undefined ? undefined : `http://${ip}:${uiPort}`, pid, logFile, stop };
+      return { address, uiUrl: uiPort === undefined ? undefined : `http://${ip}:${uiPort}`, pid, logFile, exited, stop };
     } catch (error) {
       lastError = error;
       await new Promise((resolve) => setTimeout(resolve, 250));

@@ -10,6 +10,8 @@
  *   trainerOnload … trainStep … trainerOffload   → train, from the first call's start to the last
  *                                                  one's end (every lane holding that node's train GPUs)
  *   syncRankWeights / syncNodeWeights            → sync
+ *   syncAndReloadNode                            → onload on the ranks it reloads, sync on the others
+ *   trainerOnload with releaseRanks              → offload on those ranks (they release, then the trainer onloads)
  *   resumeRankMemory / resumeNodeMemory          → onload
  * Orchestrator activities (store bookkeeping, no GPU) are not drawn; idle fills the rest.
  * Activity inputs are decoded with the default (JSON) payload converter, after the client's payload
@@ -74,6 +76,8 @@ const NODE_RANKS_ROLES: Readonly<Record<string, TimelineRole>> = {
   resumeNodeMemory: 'onload',
 };
 const TRAINER_ACTIVITIES = new Set(['trainerOnload', 'trainStep', 'trainerOffload']);
+const syncAndReloadInputSchema = z.object({ ranks: z.array(id).min(1), reload: z.array(id) });
+const trainerOnloadInputSchema = z.object({ node: id, releaseRanks: z.array(id).optional() });
 
 /** Where two roles overlap on one lane, the chart shows the first in this order. */
 const ROLE_PRIORITY: readonly TimelineRole[] = ['offload', 'onload', 'sync', 'train', 'rollout'];
@@ -311,8 +315,16 @@ export function timelineFromIterationHistories(histories: readonly IterationHist
         const { ranks } = decodeFirstPayload(activity.input, nodeRanksInputSchema, what);
         checkPostcondition(`${what}: task queue is one of ranks ${JSON.stringify(ranks)}'s`, ranks.some((rank) => activity.taskQueue === rankQueue(spec.taskQueuePrefix, rank)), () => activity.taskQueue);
         for (const rank of ranks) add(lanes.rankLane(rank), NODE_RANKS_ROLES[activity.type] as TimelineRole, interval);
+      } else if (activity.type === 'syncAndReloadNode') {
+        const { ranks, reload } = decodeFirstPayload(activity.input, syncAndReloadInputSchema, what);
+        checkPostcondition(`${what}: task queue is one of ranks ${JSON.stringify(ranks)}'s`, ranks.some((rank) => activity.taskQueue === rankQueue(spec.taskQueuePrefix, rank)), () => activity.taskQueue);
+        for (const rank of ranks) add(lanes.rankLane(rank), reload.includes(rank) ? 'onload' : 'sync', interval);
       } else if (TRAINER_ACTIVITIES.has(activity.type)) {
         const { node } = decodeFirstPayload(activity.input, nodeInputSchema, what);
+        if (activity.type === 'trainerOnload') {
+          const { releaseRanks } = decodeFirstPayload(activity.input, trainerOnloadInputSchema, what);
+          for (const rank of releaseRanks ?? []) add(lanes.rankLane(rank), 'offload', interval);
+        }
         checkPostcondition(`${what}: task queue is train node ${node}'s`, activity.taskQueue === trainerQueue(spec.taskQueuePrefix, node), () => activity.taskQueue);
         const span = trainSpans.get(node);
         trainSpans.set(node, span === undefined ? interval : { startMs: Math.min(span.startMs, interval.startMs), endMs: Math.max(span.endMs, interval.endMs) });

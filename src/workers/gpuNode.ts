@@ -16,6 +16,7 @@ import { SimRolloutEngine } from '../engines/sim/rolloutEngine';
 import { SimTrainer } from '../engines/sim/trainer';
 import { WorkloadModel } from '../engines/sim/workload';
 import { DigitsEnvironment } from '../engines/digits';
+import { createOpenEnvEnvironment } from '../engines/openenv';
 import { engineAuthHeaders, headerSecrets } from '../engines/auth';
 import { HttpTrainer, SglangRolloutEngine, VllmRolloutEngine } from '../engines/http';
 import type { AgentEnvironment, RolloutEngine, Trainer } from '../engines/types';
@@ -51,8 +52,8 @@ function apiKey(variable: string | undefined, what: string): { apiKey?: string }
 export function createRealNodeEngines(context: WorkerContext, node: number): NodeEngines {
   const { config, layout } = context.parsed;
   const { rollout, trainer: trainerConfig, environment } = config.engine;
-  if (rollout.kind === 'simulated' || trainerConfig.kind !== 'http' || environment.kind !== 'digits') {
-    throw new Error(`gpu-node ${node}: real engines need rollout sglang|vllm, trainer http and environment digits (the config loader checks this)`);
+  if (rollout.kind === 'simulated' || trainerConfig.kind !== 'http' || environment.kind === 'simulated') {
+    throw new Error(`gpu-node ${node}: real engines need rollout sglang|vllm, trainer http and environment digits|openenv (the config loader checks this)`);
   }
   const { temperature, stopTokenIds, ignoreEos } = rollout.sampling;
   const sampling = { temperature, stopTokenIds, ignoreEos };
@@ -73,7 +74,11 @@ export function createRealNodeEngines(context: WorkerContext, node: number): Nod
   return {
     engines,
     trainer,
-    environment: new DigitsEnvironment(environment),
+    // An OpenEnv environment tokenizes with this node's first rank's engine (every rank serves the same model).
+    environment:
+      environment.kind === 'digits'
+        ? new DigitsEnvironment(environment)
+        : createOpenEnvEnvironment(environment, rollout, rollout.endpoints[ranksOnNode(layout, node)[0]?.id ?? 0], { superviseOnNode: node, log: (line) => console.warn(`gpu-node ${node}: ${line}`) }),
     timeScale: 1,
     ...(rollout.sampling.maxNewTokensPerTurn === undefined ? {} : { maxNewTokensPerTurn: rollout.sampling.maxNewTokensPerTurn }),
   };

@@ -2,23 +2,49 @@
  * The orchestrator worker: runs the workflows and the store bookkeeping activities on the
  * orchestrator task queue. One per run (or a few, for availability); needs no GPU.
  */
+import path from 'node:path';
 import { NativeConnection, Worker, type WorkflowBundleOption } from '@temporalio/worker';
 import { createOrchestratorActivities } from '../activities/orchestrator';
 import { DigitsEnvironment } from '../engines/digits';
+import { createOpenEnvEnvironment } from '../engines/openenv';
 import { WorkloadModel } from '../engines/sim/workload';
 import { orchestratorQueue } from '../pipeline/naming';
+import { repoRoot } from '../sourceFiles';
 import { PLAINTEXT, workerDataConverter } from '../temporal/security';
+import { bundleBuildId, cachedWorkflowBundle, type BundleInputs, type CachedWorkflowBundle } from './bundle';
 import { refuseUndecodableArguments } from './undecodable';
-import { moduleFile } from '../sourceFiles';
 import { storeCache } from './runtime';
+import { deploymentNameFor, setCurrentVersion, versionedWorkerOptions, type DeploymentVersion, type SetCurrentPolicy } from './versioning';
 import { HEARTBEAT_INTERVAL_MS, HEARTBEAT_THROTTLE, SHUTDOWN_GRACE, type WorkerContext } from './options';
 
-export const WORKFLOWS_PATH = moduleFile(__dirname, '..', 'workflows', 'index');
+/**
+ * The workflow bundle is built from the TypeScript sources even when this code runs compiled from
+ * dist/ (webpack compiles them itself): one code version has one build id, and the bundle's content
+ * hash follows every import.
+ */
+export const WORKFLOWS_PATH = path.join(repoRoot(), 'src', 'workflows', 'index.ts');
+
+/** The workflows with the payload converter the workers use (so a payload that cannot be decoded reaches a validator). */
+export const WORKFLOW_BUNDLE_INPUTS: BundleInputs = {
+  workflowsPath: WORKFLOWS_PATH,
+  payloadConverterPath: path.join(repoRoot(), 'src', 'temporal', 'payloadConverter.ts'),
+};
 
 export interface OrchestratorWorkerOptions {
-  /** A pre-built workflow bundle (tests build it once); default: bundle src/workflows. */
-  workflowBundle?: WorkflowBundleOption;
+  /** A pre-built workflow bundle; default: the cached bundle of src/workflows (built on a miss). */
+  workflowBundle?: WorkflowBundleOption | CachedWorkflowBundle;
+  /** Worker Deployment build id; default: the bundle's content hash. */
+  buildId?: string;
+  /** When this version becomes the deployment's current one (src/workers/versioning.ts); default `if-none`. */
+  setCurrent?: SetCurrentPolicy;
   batchPollMs?: number;
+  /** Where to say which version this worker runs and whether it became current; default: silent. */
+  log?: (line: string) => void;
+}
+
+export interface OrchestratorWorker {
+  worker: Worker;
+  version: DeploymentVersion;
 }
 
 export async function createOrchestratorWorker(
@@ -26,23 +52,44 @@ export async function createOrchestratorWorker(
   context: WorkerContext,
   options: OrchestratorWorkerOptions = {},
 ): Promise<Worker> {
+  return (await createVersionedOrchestratorWorker(connection, context, options)).worker;
+}
+
+/** The orchestrator worker and the Worker Deployment version it runs as (set current per `options.setCurrent`). */
+export async function createVersionedOrchestratorWorker(
+  connection: NativeConnection,
+  context: WorkerContext,
+  options: OrchestratorWorkerOptions = {},
+): Promise<OrchestratorWorker> {
   const { config } = context.parsed;
+  const bundle = options.workflowBundle ?? (await cachedWorkflowBundle(WORKFLOW_BUNDLE_INPUTS));
+  const version: DeploymentVersion = {
+    deploymentName: deploymentNameFor(config.temporal.taskQueuePrefix),
+    buildId: options.buildId ?? bundleBuildId(bundle),
+  };
   const workload = new WorkloadModel(config.simulation.workload, { maxTurns: config.maxTurns, maxTokens: config.maxTokens });
   const environment = config.engine.environment;
-  const digits = environment.kind === 'digits' ? new DigitsEnvironment(environment) : undefined;
+  // Real environments give each sample's prompt ids at admission (OpenEnv: a stateless reset with the episode's seed).
+  const prompter =
+    environment.kind === 'digits'
+      ? new DigitsEnvironment(environment)
+      : environment.kind === 'openenv'
+        ? createOpenEnvEnvironment(environment, config.engine.rollout, config.engine.rollout.kind === 'simulated' ? undefined : config.engine.rollout.endpoints[0])
+        : undefined;
   const activities = createOrchestratorActivities({
     store: storeCache(context.paths),
     promptTokens: (sampleId) => workload.promptTokens(sampleId),
-    ...(digits === undefined ? {} : { promptIds: (sampleId: number) => digits.promptIds(sampleId) }),
+    ...(prompter === undefined ? {} : { promptIds: (sampleId: number) => prompter.promptIds(sampleId) }),
     batchPollMs: options.batchPollMs ?? 100,
     heartbeatIntervalMs: HEARTBEAT_INTERVAL_MS,
     now: () => Date.now(),
   });
-  return Worker.create({
+  const worker = await Worker.create({
     connection,
     namespace: context.temporal.namespace,
     taskQueue: orchestratorQueue(config.temporal.taskQueuePrefix),
-    ...(options.workflowBundle === undefined ? { workflowsPath: WORKFLOWS_PATH } : { workflowBundle: options.workflowBundle }),
+    workflowBundle: bundleOption(bundle),
+    workerDeploymentOptions: versionedWorkerOptions(version),
     activities,
     dataConverter: workerDataConverter(context.temporal.security ?? PLAINTEXT),
     interceptors: { activity: [refuseUndecodableArguments] },
@@ -50,4 +97,12 @@ export async function createOrchestratorWorker(
     maxHeartbeatThrottleInterval: '1 second',
     shutdownGraceTime: SHUTDOWN_GRACE,
   });
+  const outcome = await setCurrentVersion(connection, context.temporal.namespace, version, options.setCurrent ?? 'if-none');
+  options.log?.(`orchestrator worker version ${version.deploymentName}.${version.buildId}: current version ${outcome}`);
+  return { worker, version };
+}
+
+/** The SDK's bundle option without our cache bookkeeping fields. */
+function bundleOption(bundle: WorkflowBundleOption | CachedWorkflowBundle): WorkflowBundleOption {
+  return 'buildId' in bundle ? { codePath: bundle.codePath } : bundle;
 }

@@ -9,11 +9,10 @@ import {
   ChildWorkflowFailure,
   allHandlersFinished,
   condition,
-  continueAsNew,
   executeChild,
   log,
+  makeContinueAsNewFunc,
   ParentClosePolicy,
-  patched,
   setHandler,
   upsertSearchAttributes,
   uuid4,
@@ -34,7 +33,6 @@ import {
   batchSizeUpdateSchema,
   iterationProgressSchema,
   iterationProgressSignal,
-  LOST_RANKS_PATCH,
   pauseUpdate,
   resumeUpdate,
   returnRanksUpdate,
@@ -78,6 +76,28 @@ export interface RunSummary {
   samples: RunStatus['samples'];
 }
 
+/** The run's mutable state in one object: what carries over continue-as-new, and what does not. */
+interface RunContext {
+  spec: RunSpec;
+  state: RunState;
+  pauseRequested: boolean;
+  /** The running iteration's latest progress report. */
+  progress: IterationProgress | undefined;
+  /** Given to the running iteration; its progress reports must carry it. */
+  progressToken: string | undefined;
+  rejectedSignals: RunStatus['rejectedSignals'];
+  phase: Phase;
+  iterationsThisExecution: number;
+}
+
+/**
+ * Continue-as-new onto the deployment's current version: executions are pinned to the version
+ * that started them, and the next one starts on the current version (upgrade on continue-as-new).
+ */
+function continueAsNewOnCurrentVersion(input: RunInput): Promise<never> {
+  return makeContinueAsNewFunc<typeof runWorkflow>({ initialVersioningBehavior: 'AUTO_UPGRADE' })(input);
+}
+
 export async function runWorkflow(input: RunInput): Promise<RunSummary> {
   assertDecoded('run workflow input', input);
   const { spec } = input;
@@ -92,252 +112,257 @@ export async function runWorkflow(input: RunInput): Promise<RunSummary> {
     lastIteration: null,
     lastError: null,
   };
-  // Lost-node handling (patched: a run recorded before it replays without it, docs/design.md §5.2).
-  const handlesLostRanks = patched(LOST_RANKS_PATCH);
-  let pauseRequested = false;
-  let progress: IterationProgress | undefined;
-  /** Given to the running iteration; its progress reports must carry it. */
-  let progressToken: string | undefined;
-  let rejectedSignals: RunStatus['rejectedSignals'];
-  const progressSchema = iterationProgressSchema(spec.layout);
-  let phase: Phase = state.iteration >= spec.iterations ? 'done' : 'starting';
-
-  const status = (): RunStatus => {
-    const ledger = state.ledger;
-    const states = samplesByState(ledger);
-    return {
-      runId: spec.runId,
-      strategy: spec.layout.strategy,
-      iteration: state.iteration,
-      iterationsTotal: spec.iterations,
-      phase: progress?.phase ?? phase,
-      version: progress?.version ?? state.version,
-      paused: state.paused,
-      pauseRequested,
-      stopRequested: state.stopRequested,
-      pool: progress?.pool,
-      samples: {
-        admitted: ledger.counters.admitted,
-        // The current iteration's batch counts as trained once its train step is done.
-        trained: ledger.counters.batched + (progress !== undefined && trainStepDone(progress.phase) ? progress.batchSamples : 0),
-        dropped: { ...ledger.counters.dropped },
-        running: progress?.samplesRunning ?? states.running.length,
-        completedWaiting: progress?.samplesCompleted ?? states.completed.length,
-        waiting: progress?.samplesWaiting ?? states.waiting.length,
-      },
-      batchSize: state.batchSize,
-      shrinkOverride: state.shrinkOverride ?? undefined,
-      lastIteration: state.lastIteration ?? undefined,
-      lastError: state.lastError ?? undefined,
-      ...(rejectedSignals === undefined ? {} : { rejectedSignals }),
-      ...((state.lostRanks ?? []).length > 0 ? { lostRanks: state.lostRanks } : {}),
-    };
+  const run: RunContext = {
+    spec,
+    state,
+    pauseRequested: false,
+    progress: undefined,
+    progressToken: undefined,
+    rejectedSignals: undefined,
+    phase: state.iteration >= spec.iterations ? 'done' : 'starting',
+    iterationsThisExecution: 0,
   };
-
-  setHandler(statusQuery, status);
-  setHandler(iterationProgressSignal, (update: unknown) => {
-    // A signal cannot be rejected and must not fail the workflow: a bad or forged one is ignored, visibly.
-    const verdict = judgeProgress(update, progressSchema, { iteration: state.iteration, token: progressToken, current: progress });
-    if (verdict.kind === 'rejected') {
-      rejectedSignals = { count: (rejectedSignals?.count ?? 0) + 1, last: verdict.reason };
-      log.warn(verdict.reason);
-    } else if (verdict.kind === 'accepted') {
-      progress = verdict.report;
-    }
-  });
-  setHandler(
-    pauseUpdate,
-    () => {
-      pauseRequested = true;
-      return status();
-    },
-    { validator: () => rejectIfStopping(state) },
-  );
-  setHandler(
-    resumeUpdate,
-    () => {
-      state.paused = false;
-      pauseRequested = false;
-      state.lastError = null;
-      return status();
-    },
-    {
-      validator: () => {
-        if (!state.paused && !pauseRequested) throw new Error('the run is not paused');
-      },
-    },
-  );
-  setHandler(
-    returnRanksUpdate,
-    (request) => {
-      state.lostRanks = removeLostRanks(spec.layout, state.lostRanks ?? [], request.ranks);
-      state.rejoinRanks = [...new Set([...(state.rejoinRanks ?? []), ...request.ranks])].sort((a, b) => a - b);
-      if (state.pausedForLostRanks && planWithLostRanks(spec.layout, state.lostRanks, state.shrinkOverride ?? undefined).viable) {
-        state.paused = false;
-        state.pausedForLostRanks = false;
-        state.lastError = null;
-      }
-      return status();
-    },
-    {
-      validator: (request) => {
-        const { ranks } = returnRanksUpdateSchema.parse(request);
-        removeLostRanks(spec.layout, state.lostRanks ?? [], ranks);
-      },
-    },
-  );
-  setHandler(
-    stopUpdate,
-    () => {
-      state.stopRequested = true;
-      return status();
-    },
-    { validator: () => rejectIfStopping(state) },
-  );
-  setHandler(
-    setBatchSizeUpdate,
-    (request) => {
-      state.batchSize = request.batchSize;
-      return status();
-    },
-    {
-      validator: (request) => {
-        const { batchSize } = batchSizeUpdateSchema.parse(request);
-        // A batch must be able to fill from the live samples the rollout keeps going.
-        checkIntRange('batchSize', batchSize, 1, spec.maxConcurrentSamples);
-      },
-    },
-  );
-  setHandler(
-    setShrinkSetUpdate,
-    (request) => {
-      state.shrinkOverride = request.ranks;
-      return status();
-    },
-    {
-      validator: (request) => {
-        const { ranks } = shrinkSetUpdateSchema.parse(request);
-        if (ranks !== null) planShrink(spec.layout, ranks);
-      },
-    },
-  );
-
+  registerHandlers(run);
   upsertSearchAttributes([
     { key: RUN_ID_KEY, value: spec.runId },
     { key: STRATEGY_KEY, value: spec.layout.strategy },
     { key: ITERATION_KEY, value: state.iteration },
   ]);
 
-  let iterationsThisExecution = 0;
   while (state.iteration < spec.iterations && !state.stopRequested) {
-    if (pauseRequested) {
-      state.paused = true;
-      pauseRequested = false;
-    }
-    if (state.paused) {
-      phase = 'starting';
-      progress = undefined;
-      await condition(() => !state.paused || state.stopRequested);
-      if (state.stopRequested) break;
-    }
-    const info = workflowInfo();
-    const overBudget = info.historySize > RUN_HISTORY_BYTES_BUDGET && patched('run-history-byte-budget');
-    if (iterationsThisExecution >= spec.iterationsPerRunExecution || info.continueAsNewSuggested || overBudget) {
-      await condition(allHandlersFinished);
-      await continueAsNew<typeof runWorkflow>({ spec, state: { ...state, paused: state.paused || pauseRequested } });
-    }
-
-    const lostRanks = state.lostRanks ?? [];
-    if (handlesLostRanks && lostRanks.length > 0) {
-      const plan = planWithLostRanks(spec.layout, lostRanks, state.shrinkOverride ?? undefined);
-      if (!plan.viable) {
-        state.paused = true;
-        state.pausedForLostRanks = true;
-        state.lastError =
-          `paused: ranks ${lostRanks.join(',')} are lost and ${plan.reason}; ` +
-          `bring their node back, then 'timeshare return-ranks ${spec.runId} ${lostRanks.join(',')}'`;
-        phase = 'recovering';
-        continue;
-      }
-    }
-
-    upsertSearchAttributes([
-      { key: ITERATION_KEY, value: state.iteration },
-      { key: PHASE_KEY, value: 'rollout' },
-    ]);
-    progress = undefined;
-    // Ranks returned by the operator before this iteration: it reloads them. Ranks returned while
-    // it runs stay in state.rejoinRanks for the next one.
-    const rejoining = state.rejoinRanks ?? [];
-    progressToken = uuid4();
-    try {
-      const result = await executeChild(iterationWorkflow, {
-        workflowId: iterationWorkflowId(spec.runId, state.iteration),
-        args: [
-          {
-            spec,
-            iteration: state.iteration,
-            version: state.version,
-            ledger: state.ledger,
-            batchSize: state.batchSize,
-            shrinkOverride: state.shrinkOverride ?? undefined,
-            ...(lostRanks.length > 0 ? { lostRanks } : {}),
-            ...(rejoining.length > 0 ? { rejoinRanks: rejoining } : {}),
-            progressToken,
-          },
-        ],
-        retry: { maximumAttempts: 3, initialInterval: '2 seconds', nonRetryableErrorTypes: ['PoolRestoreFailed'] },
-        parentClosePolicy: ParentClosePolicy.REQUEST_CANCEL,
-        typedSearchAttributes: [
-          { key: RUN_ID_KEY, value: spec.runId },
-          { key: STRATEGY_KEY, value: spec.layout.strategy },
-          { key: ITERATION_KEY, value: state.iteration },
-          { key: PHASE_KEY, value: 'starting' },
-        ],
-      });
-      state.version = result.version;
-      state.ledger = result.ledger;
-      progress = undefined;
-      state.lastIteration = result.stats;
-      state.lastError = null;
-      if (state.rejoinRanks !== undefined) state.rejoinRanks = state.rejoinRanks.filter((rank) => !rejoining.includes(rank));
-      state.iteration += 1;
-      iterationsThisExecution += 1;
-    } catch (error) {
-      const lost = handlesLostRanks ? ranksLost(error) : undefined;
-      if (lost !== undefined) {
-        // Ranks lost: the pool was restored without them; start the iteration again on what is left
-        // (the check above pauses the run if that is below the strategy minimum).
-        // From the current state: a rank returned while the iteration ran is no longer lost.
-        state.lostRanks = addLostRanks(spec.layout, state.lostRanks ?? [], lost.ranks);
-        state.rejoinRanks = (state.rejoinRanks ?? []).filter((rank) => !lost.ranks.includes(rank));
-        state.lastError = describeError(error);
-        if (lost.trainerNode !== null) {
-          state.paused = true;
-          state.lastError = `paused: trainer node ${lost.trainerNode} is lost (${describeError(error)}); bring it back, then 'timeshare resume ${spec.runId}'`;
-          phase = 'recovering';
-        }
-        continue;
-      }
-      // The iteration restored the pool before failing (or could not, and said so). Pause with
-      // the reason visible in status; `resume` retries the same iteration id.
-      state.lastError = describeError(error);
-      state.paused = true;
-      phase = 'recovering';
-    }
+    const next = await beforeIteration(run);
+    if (next === 'stop') break;
+    if (next === 'go') await runIterationChild(run);
   }
 
-  phase = 'done';
-  progress = undefined;
+  run.phase = 'done';
+  run.progress = undefined;
   upsertSearchAttributes([{ key: PHASE_KEY, value: 'done' }]);
   await condition(allHandlersFinished);
-  const final = status();
+  const final = statusOf(run);
   return { runId: spec.runId, iterations: state.iteration, version: state.version, stopped: state.stopRequested, samples: final.samples };
+}
+
+function statusOf(run: RunContext): RunStatus {
+  const { spec, state, progress } = run;
+  const ledger = state.ledger;
+  const states = samplesByState(ledger);
+  return {
+    runId: spec.runId,
+    strategy: spec.layout.strategy,
+    iteration: state.iteration,
+    iterationsTotal: spec.iterations,
+    phase: progress?.phase ?? run.phase,
+    version: progress?.version ?? state.version,
+    paused: state.paused,
+    pauseRequested: run.pauseRequested,
+    stopRequested: state.stopRequested,
+    pool: progress?.pool,
+    samples: {
+      admitted: ledger.counters.admitted,
+      // The current iteration's batch counts as trained once its train step is done.
+      trained: ledger.counters.batched + (progress !== undefined && trainStepDone(progress.phase) ? progress.batchSamples : 0),
+      dropped: { ...ledger.counters.dropped },
+      running: progress?.samplesRunning ?? states.running.length,
+      completedWaiting: progress?.samplesCompleted ?? states.completed.length,
+      waiting: progress?.samplesWaiting ?? states.waiting.length,
+    },
+    batchSize: state.batchSize,
+    shrinkOverride: state.shrinkOverride ?? undefined,
+    lastIteration: state.lastIteration ?? undefined,
+    lastError: state.lastError ?? undefined,
+    ...(run.rejectedSignals === undefined ? {} : { rejectedSignals: run.rejectedSignals }),
+    ...((state.lostRanks ?? []).length > 0 ? { lostRanks: state.lostRanks } : {}),
+  };
+}
+
+/** A progress report from the running iteration: validated (a signal cannot be rejected), newest kept. */
+function onProgress(run: RunContext, progressSchema: ReturnType<typeof iterationProgressSchema>, update: unknown): void {
+  // A signal cannot be rejected and must not fail the workflow: a bad or forged one is ignored, visibly.
+  const verdict = judgeProgress(update, progressSchema, { iteration: run.state.iteration, token: run.progressToken, current: run.progress });
+  if (verdict.kind === 'rejected') {
+    run.rejectedSignals = { count: (run.rejectedSignals?.count ?? 0) + 1, last: verdict.reason };
+    log.warn(verdict.reason);
+  } else if (verdict.kind === 'accepted') {
+    run.progress = verdict.report;
+  }
 }
 
 /** Phases after the train step (the batch is trained; shards stop, weights sync, ranks expand). */
 function trainStepDone(phase: Phase): boolean {
   return phase === 'stop' || phase === 'sync' || phase === 'expand' || phase === 'done';
+}
+
+function registerHandlers(run: RunContext): void {
+  const { spec, state } = run;
+  const progressSchema = iterationProgressSchema(spec.layout);
+  const status = () => statusOf(run);
+  setHandler(statusQuery, status);
+  setHandler(iterationProgressSignal, (update: unknown) => onProgress(run, progressSchema, update));
+  setHandler(pauseUpdate, () => ((run.pauseRequested = true), status()), { validator: () => rejectIfStopping(state) });
+  setHandler(
+    resumeUpdate,
+    () => {
+      state.paused = false;
+      run.pauseRequested = false;
+      state.lastError = null;
+      return status();
+    },
+    {
+      validator: () => {
+        if (!state.paused && !run.pauseRequested) throw new Error('the run is not paused');
+      },
+    },
+  );
+  setHandler(returnRanksUpdate, (request) => (returnRanks(run, request.ranks), status()), {
+    validator: (request) => {
+      const { ranks } = returnRanksUpdateSchema.parse(request);
+      removeLostRanks(spec.layout, state.lostRanks ?? [], ranks);
+    },
+  });
+  setHandler(stopUpdate, () => ((state.stopRequested = true), status()), { validator: () => rejectIfStopping(state) });
+  setHandler(setBatchSizeUpdate, (request) => ((state.batchSize = request.batchSize), status()), {
+    validator: (request) => {
+      const { batchSize } = batchSizeUpdateSchema.parse(request);
+      // A batch must be able to fill from the live samples the rollout keeps going.
+      checkIntRange('batchSize', batchSize, 1, spec.maxConcurrentSamples);
+    },
+  });
+  setHandler(setShrinkSetUpdate, (request) => ((state.shrinkOverride = request.ranks), status()), {
+    validator: (request) => {
+      const { ranks } = shrinkSetUpdateSchema.parse(request);
+      if (ranks !== null) planShrink(spec.layout, ranks);
+    },
+  });
+}
+
+/** The operator returned lost ranks: they rejoin at the next iteration; a run paused for them may go on. */
+function returnRanks(run: RunContext, ranks: RankId[]): void {
+  const { spec, state } = run;
+  state.lostRanks = removeLostRanks(spec.layout, state.lostRanks ?? [], ranks);
+  state.rejoinRanks = [...new Set([...(state.rejoinRanks ?? []), ...ranks])].sort((a, b) => a - b);
+  if (state.pausedForLostRanks && planWithLostRanks(spec.layout, state.lostRanks, state.shrinkOverride ?? undefined).viable) {
+    state.paused = false;
+    state.pausedForLostRanks = false;
+    state.lastError = null;
+  }
+}
+
+/**
+ * Between iterations: honours a pause, continues-as-new when the history asks for it, and pauses
+ * if the lost ranks leave the pool below the strategy minimum. 'go' starts the next iteration.
+ */
+async function beforeIteration(run: RunContext): Promise<'go' | 'stop' | 'again'> {
+  const { spec, state } = run;
+  if (run.pauseRequested) {
+    state.paused = true;
+    run.pauseRequested = false;
+  }
+  if (state.paused) {
+    run.phase = 'starting';
+    run.progress = undefined;
+    await condition(() => !state.paused || state.stopRequested);
+    if (state.stopRequested) return 'stop';
+  }
+  const info = workflowInfo();
+  const overBudget = info.historySize > RUN_HISTORY_BYTES_BUDGET;
+  // A new current Worker Deployment version: this execution stays pinned to its own, the next
+  // one (and so the next iteration, a child that inherits its parent's version) starts on it.
+  const newVersion = info.targetWorkerDeploymentVersionChanged;
+  if (run.iterationsThisExecution >= spec.iterationsPerRunExecution || info.continueAsNewSuggested || overBudget || newVersion) {
+    await condition(allHandlersFinished);
+    await continueAsNewOnCurrentVersion({ spec, state: { ...state, paused: state.paused || run.pauseRequested } });
+  }
+  const lostRanks = state.lostRanks ?? [];
+  if (lostRanks.length > 0) {
+    const plan = planWithLostRanks(spec.layout, lostRanks, state.shrinkOverride ?? undefined);
+    if (!plan.viable) {
+      state.paused = true;
+      state.pausedForLostRanks = true;
+      state.lastError =
+        `paused: ranks ${lostRanks.join(',')} are lost and ${plan.reason}; ` +
+        `bring their node back, then 'timeshare return-ranks ${spec.runId} ${lostRanks.join(',')}'`;
+      run.phase = 'recovering';
+      return 'again';
+    }
+  }
+  return 'go';
+}
+
+/** Runs the current iteration as a child workflow and takes in its result or its failure. */
+async function runIterationChild(run: RunContext): Promise<void> {
+  const { spec, state } = run;
+  const lostRanks = state.lostRanks ?? [];
+  upsertSearchAttributes([
+    { key: ITERATION_KEY, value: state.iteration },
+    { key: PHASE_KEY, value: 'rollout' },
+  ]);
+  run.progress = undefined;
+  // Ranks returned by the operator before this iteration: it reloads them. Ranks returned while
+  // it runs stay in state.rejoinRanks for the next one.
+  const rejoining = state.rejoinRanks ?? [];
+  run.progressToken = uuid4();
+  try {
+    const result = await executeChild(iterationWorkflow, {
+      workflowId: iterationWorkflowId(spec.runId, state.iteration),
+      staticSummary: `iteration ${state.iteration + 1} of ${spec.iterations}: weights v${state.version} → v${state.version + 1}, batch ${state.batchSize}`,
+      args: [
+        {
+          spec,
+          iteration: state.iteration,
+          version: state.version,
+          ledger: state.ledger,
+          batchSize: state.batchSize,
+          shrinkOverride: state.shrinkOverride ?? undefined,
+          ...(lostRanks.length > 0 ? { lostRanks } : {}),
+          ...(rejoining.length > 0 ? { rejoinRanks: rejoining } : {}),
+          progressToken: run.progressToken,
+        },
+      ],
+      retry: { maximumAttempts: 3, initialInterval: '2 seconds', nonRetryableErrorTypes: ['PoolRestoreFailed'] },
+      parentClosePolicy: ParentClosePolicy.REQUEST_CANCEL,
+      typedSearchAttributes: [
+        { key: RUN_ID_KEY, value: spec.runId },
+        { key: STRATEGY_KEY, value: spec.layout.strategy },
+        { key: ITERATION_KEY, value: state.iteration },
+        { key: PHASE_KEY, value: 'starting' },
+      ],
+    });
+    state.version = result.version;
+    state.ledger = result.ledger;
+    run.progress = undefined;
+    state.lastIteration = result.stats;
+    state.lastError = null;
+    if (state.rejoinRanks !== undefined) state.rejoinRanks = state.rejoinRanks.filter((rank) => !rejoining.includes(rank));
+    state.iteration += 1;
+    run.iterationsThisExecution += 1;
+  } catch (error) {
+    onIterationFailure(run, error);
+  }
+}
+
+function onIterationFailure(run: RunContext, error: unknown): void {
+  const { spec, state } = run;
+  const lost = ranksLost(error);
+  if (lost !== undefined) {
+    // Ranks lost: the pool was restored without them; start the iteration again on what is left
+    // (the check before each iteration pauses the run if that is below the strategy minimum).
+    // From the current state: a rank returned while the iteration ran is no longer lost.
+    state.lostRanks = addLostRanks(spec.layout, state.lostRanks ?? [], lost.ranks);
+    state.rejoinRanks = (state.rejoinRanks ?? []).filter((rank) => !lost.ranks.includes(rank));
+    state.lastError = describeError(error);
+    if (lost.trainerNode !== null) {
+      state.paused = true;
+      state.lastError = `paused: trainer node ${lost.trainerNode} is lost (${describeError(error)}); bring it back, then 'timeshare resume ${spec.runId}'`;
+      run.phase = 'recovering';
+    }
+    return;
+  }
+  // The iteration restored the pool before failing (or could not, and said so). Pause with
+  // the reason visible in status; `resume` retries the same iteration id.
+  state.lastError = describeError(error);
+  state.paused = true;
+  run.phase = 'recovering';
 }
 
 function rejectIfStopping(state: RunState): void {

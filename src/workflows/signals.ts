@@ -26,12 +26,6 @@ export const setShrinkSetUpdate = defineUpdate<RunStatus, [{ ranks: number[] | n
 /** The operator brought a lost node back: its ranks rejoin the pool at the next iteration. */
 export const returnRanksUpdate = defineUpdate<RunStatus, [{ ranks: number[] }]>('returnRanks');
 
-/**
- * Patch ids of workflow changes (docs/design.md §5.2): `patched(id)` is true in new executions and
- * false when replaying a history recorded before the change.
- */
-export const LOST_RANKS_PATCH = 'lost-ranks';
-
 export const batchSizeUpdateSchema = z.object({ batchSize: z.number().int().min(1) }).strict();
 export const shrinkSetUpdateSchema = z.object({ ranks: z.array(z.number().int().nonnegative()).nullable() }).strict();
 

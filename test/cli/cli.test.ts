@@ -38,8 +38,9 @@ describe('timeshare CLI', () => {
   });
 
   it('says clearly when the server is unreachable', async () => {
-    const result = await run(['status', 'some-run', '--address', `127.0.0.1:${await freePort()}`]);
-    expect(result.code).toBe(1);
+    const result = await run(['status', 'some-run', '--address', `127.0.0.1:${await freePort()}`, '--server-wait', '1']);
+    expect(result.code).toBe(4);
+    expect(result.stderr).toMatch(/server unreachable at .*, retrying for up to 1 s/);
     expect(result.stderr).toContain('cannot reach the Temporal server');
   });
 

@@ -87,7 +87,7 @@ describe('defaults', () => {
       { path: 'engine.trainer.kind', message: ['real rollout engines need the http trainer', 'rollout simulated, trainer http'] },
     ]);
     expectIssues(withKeys({ engine: { environment: { kind: 'digits' } } }), [
-      { path: 'engine.environment.kind', message: ["environment with token ids ('digits')", 'rollout simulated, environment digits'] },
+      { path: 'engine.environment.kind', message: ["environment with token ids ('digits' or 'openenv')", 'rollout simulated, environment digits'] },
     ]);
     const endpoints = Array.from({ length: 8 }, (_, i) => `http://n0:${30000 + i}`);
     expectIssues(

@@ -2,9 +2,10 @@
  * The real `bin/timeshare` CLI as a child process: run to its end (runCli), or started with its
  * output captured so a test can wait for a line, and SIGKILL to end it abruptly (startCli).
  */
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { execFile, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
 import { promisify } from 'node:util';
+import { spawnOwned } from '../../src/process/owned';
 
 export const BIN = path.join(__dirname, '..', '..', 'bin', 'timeshare');
 
@@ -18,7 +19,8 @@ export interface Proc {
 }
 
 export function startCli(args: string[], options: { cwd?: string } = {}): Proc {
-  const child = spawn(BIN, args, { cwd: options.cwd, stdio: ['ignore', 'pipe', 'pipe'] });
+  // Owned: the CLI (and so what it starts) ends with the test process, however that one ends.
+  const child = spawnOwned({ command: BIN, args }, { cwd: options.cwd, stdio: ['ignore', 'pipe', 'pipe'] });
   let text = '';
   const listeners = new Set<() => void>();
   const onData = (chunk: Buffer) => {
@@ -83,5 +85,24 @@ export async function runCli(args: string[], options: { cwd?: string; env?: Reco
   } catch (error) {
     const failed = error as { code: number; stdout: string; stderr: string };
     return { code: failed.code, stdout: failed.stdout, stderr: failed.stderr, out: failed.stdout + failed.stderr };
+  }
+}
+
+export function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** The pids still alive after up to `ms` (polling; returns as soon as all are gone). */
+export async function survivorsAfter(pids: readonly number[], ms: number): Promise<number[]> {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const left = pids.filter(alive);
+    if (left.length === 0 || Date.now() > deadline) return left;
+    await new Promise((resolve) => setTimeout(resolve, 200));
   }
 }

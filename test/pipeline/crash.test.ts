@@ -5,7 +5,7 @@
  * Each kill strikes at a known point: the run is held there by an injected fault (a train step or
  * generation calls that answer late), so no poll has to catch a short phase.
  */
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { Client, Connection, type WorkflowHandle } from '@temporalio/client';
@@ -19,7 +19,7 @@ import { freePort, startDevServer, type DevServer } from '../../src/temporal/dev
 import type { RunSummary } from '../../src/workflows/run';
 import { smallConfig } from '../helpers/pipeline';
 import { diagnoseRun } from '../helpers/diagnose';
-import { startCli, type Proc } from '../helpers/processes';
+import { startCli, survivorsAfter, type Proc } from '../helpers/processes';
 
 const ITERATIONS = 3;
 
@@ -120,10 +120,13 @@ describe('resume after SIGKILL of `timeshare dev`', () => {
       await client?.connection.close();
     }
     await first.exited;
+    // No orphans: the server and workers of the killed dev end with it (src/process/owned.ts).
+    const owned = Object.values(JSON.parse(readFileSync(path.join(stateDir, 'dev-processes.json'), 'utf8')) as Record<string, { pid: number }>);
+    expect(owned.length).toBe(3);
+    expect(await survivorsAfter(owned.map((record) => record.pid), 60_000)).toEqual([]);
 
     const second = startCli(await args());
     try {
-      await second.waitFor(/ending leftover process/);
       await second.waitFor(/resumed run 'dev-crash'/);
       const finished = await second.waitFor(/run 'dev-crash' finished/, 180_000);
       expect(finished).toContain(`${ITERATIONS} iterations, weights v${ITERATIONS}`);

@@ -1,29 +1,44 @@
 /**
- * Replay safety: the recorded histories (test/fixtures/histories, refreshed by
- * scripts/record-histories.ts) must replay against the current workflow code without a
- * non-determinism error. A change that breaks this needs a patched() guard (docs/design.md §5.2).
- *
- * Histories recorded before a guarded change are kept in a folder named after the patch
- * (`pre-lost-ranks/`, `pre-direct-stop-running-only/`): they are what a workflow already running
- * at deploy time looks like, and they must keep replaying (patched() is false there, the old path
- * runs). The current fixtures carry the patch markers (the new paths run).
+ * Replay safety per workflow code version: every version in test/fixtures/versions.ts replays its
+ * recorded histories against its own bundle without a non-determinism error. A running workflow
+ * is pinned to the Worker Deployment version that started it (docs/design.md §5.2), so this is
+ * what a worker of that version meets; the current code replays the current fixtures
+ * (test/fixtures/histories, refreshed by scripts/record-histories.ts).
  */
-import { readdirSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
+import { gunzipSync } from 'node:zlib';
 
-import { Worker } from '@temporalio/worker';
+import { Worker, type WorkflowBundleOption } from '@temporalio/worker';
 import { describe, expect, it } from 'vitest';
-import { LOST_RANKS_PATCH } from '../../src/workflows/signals';
+import { FIXTURES_DIR, fixturePath, WORKFLOW_CODE_VERSIONS, type WorkflowCodeVersion } from '../fixtures/versions';
 import { historyFromJson } from '../helpers/historyJson';
 import { workflowBundle } from '../helpers/pipeline';
 
-const DIR = path.join(__dirname, '..', 'fixtures', 'histories');
-const OLD_DIR = path.join(DIR, 'pre-lost-ranks');
-const BEFORE_RUNNING_ONLY_DIR = path.join(DIR, 'pre-direct-stop-running-only');
 const jsonIn = (dir: string) => readdirSync(dir).filter((name) => name.endsWith('.json'));
-const current = jsonIn(DIR);
-const old = jsonIn(OLD_DIR);
-const beforeRunningOnly = jsonIn(BEFORE_RUNNING_ONLY_DIR);
+
+/** Folders under the given roots that hold recorded histories (*.json), relative to test/fixtures. */
+function historyFolders(root: string): string[] {
+  if (!existsSync(root)) return [];
+  const folders: string[] = [];
+  const walk = (dir: string): void => {
+    if (jsonIn(dir).length > 0) folders.push(path.relative(FIXTURES_DIR, dir));
+    for (const name of readdirSync(dir)) if (statSync(path.join(dir, name)).isDirectory()) walk(path.join(dir, name));
+  };
+  walk(root);
+  return folders;
+}
+
+const frozenBundles = new Map<string, WorkflowBundleOption>();
+function bundleOf(version: WorkflowCodeVersion): Promise<WorkflowBundleOption> {
+  if (version.bundle === 'current') return workflowBundle();
+  let bundle = frozenBundles.get(version.bundle);
+  if (bundle === undefined) {
+    bundle = { code: gunzipSync(readFileSync(fixturePath(version.bundle))).toString('utf8') };
+    frozenBundles.set(version.bundle, bundle);
+  }
+  return Promise.resolve(bundle);
+}
 
 /** Patch ids recorded in a history (core_patch markers). */
 function patchIds(file: string): string[] {
@@ -36,36 +51,43 @@ function patchIds(file: string): string[] {
   });
 }
 
-describe('replay of recorded histories', () => {
-  it('has fixtures for the run workflow and iterations of every strategy, current and from before the lost-ranks change', () => {
-    for (const strategy of ['multiplexed', 'colocated', 'disaggregated']) {
-      for (const files of [current, old, beforeRunningOnly]) {
-        expect(files).toContain(`timeshare-replay-${strategy}.json`);
-        expect(files).toContain(`timeshare-replay-${strategy}-iter-0.json`);
+describe('replay of recorded histories, each against its own workflow code version', () => {
+  it('lists every folder of recorded histories in the version table, each once, and a bundle for each version', () => {
+    const listed = WORKFLOW_CODE_VERSIONS.flatMap((version) => version.histories);
+    expect(new Set(listed).size).toBe(listed.length);
+    const onDisk = [...historyFolders(fixturePath('histories')), ...historyFolders(fixturePath('versions'))];
+    expect([...listed].sort()).toEqual(onDisk.sort());
+    expect(WORKFLOW_CODE_VERSIONS.filter((version) => version.bundle === 'current').map((version) => version.id)).toEqual(['current']);
+    for (const version of WORKFLOW_CODE_VERSIONS) if (version.bundle !== 'current') expect(existsSync(fixturePath(version.bundle)), version.id).toBe(true);
+  });
+
+  it('has the run workflow and iterations of every strategy in each folder', () => {
+    for (const folder of WORKFLOW_CODE_VERSIONS.flatMap((version) => version.histories)) {
+      const files = jsonIn(fixturePath(folder));
+      for (const strategy of ['multiplexed', 'colocated', 'disaggregated']) {
+        expect(files, folder).toContain(`timeshare-replay-${strategy}.json`);
+        expect(files, folder).toContain(`timeshare-replay-${strategy}-iter-0.json`);
       }
     }
   });
 
-  it(`current fixtures take the '${LOST_RANKS_PATCH}' path (and later patched changes), the old ones none`, () => {
-    for (const file of current) expect(patchIds(path.join(DIR, file)), file).toContain(LOST_RANKS_PATCH);
-    for (const file of old) expect(patchIds(path.join(OLD_DIR, file)), file).toEqual([]);
-    // Iterations that stop shards carry the newest patch only in the current fixtures.
-    const iterations = (files: string[]) => files.filter((file) => file.includes('-iter-'));
-    for (const file of iterations(current)) expect(patchIds(path.join(DIR, file)), file).toContain('direct-stop-running-only');
-    for (const file of iterations(beforeRunningOnly)) expect(patchIds(path.join(BEFORE_RUNNING_ONLY_DIR, file)), file).not.toContain('direct-stop-running-only');
+  it('v1 fixtures cover both sides of its patched() branches (recorded before and after each change)', () => {
+    const ids = (folder: string) => jsonIn(fixturePath(folder)).map((file) => ({ file, ids: patchIds(fixturePath(path.join(folder, file))) }));
+    for (const { file, ids: found } of ids('versions/v1/histories')) expect(found, file).toContain('lost-ranks');
+    for (const { file, ids: found } of ids('versions/v1/histories/pre-lost-ranks')) expect(found, file).toEqual([]);
+    const iterations = (folder: string) => ids(folder).filter(({ file }) => file.includes('-iter-'));
+    for (const { file, ids: found } of iterations('versions/v1/histories')) expect(found, file).toContain('direct-stop-running-only');
+    for (const { file, ids: found } of iterations('versions/v1/histories/pre-direct-stop-running-only')) expect(found, file).not.toContain('direct-stop-running-only');
   });
 
-  for (const [dir, files] of [
-    [DIR, current],
-    [OLD_DIR, old],
-    [BEFORE_RUNNING_ONLY_DIR, beforeRunningOnly],
-  ] as const) {
-    for (const file of files) {
-      it(`replays ${path.relative(DIR, path.join(dir, file))}`, async () => {
-        const history = historyFromJson(readFileSync(path.join(dir, file), 'utf8'));
-        const workflowId = file.replace(/\.json$/, '');
-        await Worker.runReplayHistory({ workflowBundle: await workflowBundle() }, history, workflowId);
-      });
+  for (const version of WORKFLOW_CODE_VERSIONS) {
+    for (const folder of version.histories) {
+      for (const file of jsonIn(fixturePath(folder))) {
+        it(`${version.id}: replays ${path.join(folder, file)}`, async () => {
+          const history = historyFromJson(readFileSync(fixturePath(path.join(folder, file)), 'utf8'));
+          await Worker.runReplayHistory({ workflowBundle: await bundleOf(version) }, history, file.replace(/\.json$/, ''));
+        });
+      }
     }
   }
 });

@@ -103,7 +103,7 @@ describe('secured run: mTLS + API key + payload codec (real CLI, real server)', 
     for (const proc of procs) expect(await proc.waitFor(/worker for run 'secured'/)).toMatch(/mTLS \(CA .*client certificate .*\), API key from \$TS_TEMPORAL_KEY, payloads encrypted \(AES-256-GCM, key id 'k1'/);
 
     const started = await cli(['start', configPath, '--watch']);
-    expect(started.out).toMatch(/^1 iterations, weights v1, 8 samples trained/m);
+    expect(started.out).toMatch(/^run 'secured' finished: 1 iterations, weights v1, 8 samples trained/m);
     expect(started.code).toBe(0);
 
     const tlsFlags = ['--address', proxy.address, '--tls-ca', tls.caFile, '--tls-cert', tls.clientCertFile, '--tls-key', tls.clientKeyFile, '--tls-server-name', 'localhost', '--api-key-env', 'TS_TEMPORAL_KEY'];
@@ -121,8 +121,9 @@ describe('secured run: mTLS + API key + payload codec (real CLI, real server)', 
     expect(wrongKey.out).toMatch(/key id 'k1'\) failed authentication: the key differs from the one it was written with/);
     // mTLS is enforced: no client certificate, no connection.
     const refusedBefore = proxy.refusedHandshakes();
-    const noCert = await cli(['status', 'secured', '--address', proxy.address, '--tls-ca', tls.caFile, '--tls-server-name', 'localhost']);
-    expect(noCert.code).toBe(1);
+    // (--server-wait 0: a refused handshake looks like an unreachable server, exit 4, at once.)
+    const noCert = await cli(['status', 'secured', '--address', proxy.address, '--tls-ca', tls.caFile, '--tls-server-name', 'localhost', '--server-wait', '0']);
+    expect(noCert.code).toBe(4);
     expect(noCert.out).toMatch(/cannot reach the Temporal server at .* \(TLS \(CA /);
     expect(proxy.refusedHandshakes()).toBeGreaterThan(refusedBefore);
 

@@ -58,7 +58,7 @@ describe('timeline from a real run (real Temporal dev server)', () => {
     await env?.close();
   });
 
-  it('shows every rank rolling out, and the released ranks offload → train → onload → sync → onload, in wall time', async () => {
+  it('shows every rank rolling out, and the released ranks offload → train → onload (reload and sync in one activity), in wall time', async () => {
     const runId = 'timeline-run';
     const context = env.context(smallConfig({ run: { id: runId, iterations: 2 } }));
     const workers = await env.startWorkers(context);
@@ -86,8 +86,9 @@ describe('timeline from a real run (real Temporal dev server)', () => {
         for (const [index, lane] of timeline.lanes.entries()) {
           const sequence = roleSequence(timeline, lane, iteration);
           if (shrinkRanks.includes(index)) {
-            // Released: stop rolling out, give the GPU to the trainer, take it back, sync, resume.
-            expect(sequence, `${lane} iteration ${iteration}`).toEqual(['rollout', 'offload', 'train', 'onload', 'sync', 'onload']);
+            // Released: stop rolling out, give the GPU to the trainer (release + trainer onload in
+            // one activity), take it back (reload + sync in one activity).
+            expect(sequence, `${lane} iteration ${iteration}`).toEqual(['rollout', 'offload', 'train', 'onload']);
           } else {
             // Kept: roll out (through training: the long tail), then sync.
             expect(sequence, `${lane} iteration ${iteration}`).toEqual(['rollout', 'sync']);
@@ -143,7 +144,7 @@ describe('timeline from recorded histories of the other strategies', () => {
   it('colocated: every rank is released and trains', () => {
     const timeline = timelineFromIterationHistories([fixture('colocated', 0)]);
     expectTiledLanes(timeline);
-    for (const lane of timeline.lanes) expect(roleSequence(timeline, lane, 0)).toEqual(['rollout', 'offload', 'train', 'onload', 'sync', 'onload']);
+    for (const lane of timeline.lanes) expect(roleSequence(timeline, lane, 0)).toEqual(['rollout', 'offload', 'train', 'onload']);
   });
 
   it('refuses a history whose activity ran on another rank than its input names', () => {

@@ -38,6 +38,13 @@ class ModelConfig:
             raise ValueError(f"{path}: d_model {config.d_model} is not a multiple of n_heads {config.n_heads}")
         return config
 
+    def encode(self, text: str) -> list[int]:
+        """Token ids of `text`, one per character; a character outside the vocabulary is an error."""
+        missing = sorted({c for c in text if c not in self.vocabulary})
+        if missing:
+            raise ValueError(f"characters outside the vocabulary {self.vocabulary!r}: {missing!r}")
+        return [self.vocabulary.index(c) for c in text]
+
     def decode(self, ids: list[int]) -> str:
         return "".join(self.vocabulary[i] if i < len(self.vocabulary) else "" for i in ids)
 

@@ -125,6 +125,31 @@ class Handler(BaseHTTPRequestHandler):
     def do_POST(self):  # noqa: N802
         self._dispatch("POST")
 
+    # ----- tokenizer (vLLM and SGLang share the paths) -----
+
+    def tokenize(self, body, _query):
+        """vLLM `/tokenize` ({prompt} → {count, max_model_len, tokens}) and SGLang's (same shape).
+
+        The vocabulary is characters: a character outside it is an error, never dropped."""
+        if "messages" in body:
+            raise EngineError(400, "the reference engine tokenizes a rendered prompt, not messages")
+        prompt = _field(body, "prompt", str, required=True)
+        try:
+            tokens = self.app.config.encode(prompt)
+        except ValueError as error:
+            raise EngineError(400, str(error)) from error
+        return 200, {"count": len(tokens), "max_model_len": self.app.config.max_seq_len, "tokens": tokens}
+
+    def detokenize(self, body, _query):
+        """vLLM `/detokenize` answers {prompt}, SGLang's {text}: both are given. EOS decodes to ''."""
+        tokens = _int_list(body, "tokens", required=True)
+        vocab = self.app.config.vocab_size
+        bad = [t for t in tokens if not 0 <= t < vocab]
+        if bad:
+            raise EngineError(400, f"token ids out of the vocabulary (size {vocab}): {bad[:5]}")
+        text = self.app.config.decode(tokens)
+        return 200, {"prompt": text, "text": text}
+
     # ----- SGLang native -----
 
     def sgl_generate(self, body, _query):
@@ -368,6 +393,8 @@ ROUTES = {
     ("POST", "/flush_cache"): Handler.sgl_flush_cache,
     ("GET", "/flush_cache"): Handler.sgl_flush_cache,
     ("GET", "/health"): Handler.health,
+    ("POST", "/tokenize"): Handler.tokenize,
+    ("POST", "/detokenize"): Handler.detokenize,
     ("GET", "/model_info"): Handler.model_info,
     ("GET", "/get_model_info"): Handler.model_info,
     ("GET", "/weight_version"): Handler.weight_version,

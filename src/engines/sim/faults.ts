@@ -4,24 +4,10 @@
  * leaves the pool consistent (docs/design.md §3.2); the fault-injection harness builds on it.
  * Counts are per worker process: a restarted worker starts counting again.
  */
-import { z } from 'zod';
-import type { MemoryTag, RolloutEngine, Trainer, TrainBatch, TurnRequest } from '../types';
+import type { Fault, MemoryTag, RolloutEngine, Trainer, TrainBatch, TurnRequest } from '../types';
 
-export const faultSchema = z
-  .object({
-    target: z.enum(['rollout', 'trainer']),
-    operation: z.enum(['generate', 'releaseMemory', 'resumeMemory', 'updateWeights', 'onload', 'trainStep', 'exportWeights', 'offload']),
-    /** How many calls fail before the operation works again. */
-    failures: z.number().int().min(1).max(1000),
-    /** Only this rank (rollout) or node (trainer); omitted: every one. */
-    at: z.number().int().nonnegative().optional(),
-  })
-  .strict()
-  .refine((fault) => (fault.target === 'trainer') === ['onload', 'trainStep', 'exportWeights', 'offload'].includes(fault.operation), {
-    message: 'operation does not belong to the target (rollout: generate, releaseMemory, resumeMemory, updateWeights; trainer: onload, trainStep, exportWeights, offload)',
-    path: ['operation'],
-  });
-export type Fault = z.infer<typeof faultSchema>;
+export type { Fault } from '../types';
+
 
 export class SimulatedEngineFault extends Error {
   constructor(message: string) {

@@ -1,0 +1,1 @@
+"""A multi-turn, tool-using OpenEnv environment for timeshare's tests and examples."""

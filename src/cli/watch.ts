@@ -1,0 +1,233 @@
+/**
+ * Watching a run through server outages (`dev`, `start --watch`, `status`). A call that fails
+ * because the Temporal server does not answer is not the run failing: the watcher says the server
+ * is unreachable, keeps trying for up to --server-wait seconds, and gives up with its own exit
+ * code (EXIT.serverUnreachable). A run is reported as failed only when its workflow closed as
+ * failed, terminated, cancelled or timed out.
+ */
+import { WorkflowFailedError, WorkflowNotFoundError, type Client } from '@temporalio/client';
+import { describeError } from '../pipeline/errors';
+import { runWorkflowId } from '../pipeline/naming';
+import type { RunStatus } from '../pipeline/types';
+import type { RunSummary } from '../workflows/run';
+import { CliError, connectClient, queryStatus, runResult, ServerUnreachableError, statusUnavailable } from './client';
+import { EXIT } from './exitCodes';
+import { progressLine } from './progress';
+import type { TemporalTarget } from '../workers/options';
+
+export interface ServerWait {
+  /** How long an outage may last before the watcher gives up (0: give up at the first failure). */
+  limitMs: number;
+  log: (line: string) => void;
+}
+
+/** Default --server-wait of the watchers that follow a run to its end (`dev`, `start --watch`). */
+export const WATCH_SERVER_WAIT_SECONDS = 300;
+/** Default --server-wait of one-shot commands (`status`). */
+export const STATUS_SERVER_WAIT_SECONDS = 30;
+
+const RETRY_EVERY_MS = 1_000;
+/** A probe or a status query that takes longer than this counts as no answer. */
+const PROBE_TIMEOUT_MS = 3_000;
+const QUERY_TIMEOUT_MS = 10_000;
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+const firstLine = (error: unknown): string => describeError(error).split('\n')[0] ?? '';
+
+/** One outage at a time: its first failure and its end are each told in one line. */
+export class OutageTracker {
+  private since: number | undefined;
+
+  constructor(
+    private readonly address: string,
+    private readonly wait: ServerWait,
+  ) {}
+
+  /** Records a failed contact; throws ServerUnreachableError once the outage has lasted past the limit. */
+  failed(error: unknown): void {
+    const now = Date.now();
+    if (this.since === undefined) {
+      if (this.wait.limitMs === 0) throw error instanceof ServerUnreachableError ? error : this.giveUp(0, error);
+      this.since = now;
+      this.wait.log(`  server unreachable at ${this.address}, retrying for up to ${Math.round(this.wait.limitMs / 1000)} s (--server-wait): ${firstLine(error)}`);
+      return;
+    }
+    if (now - this.since >= this.wait.limitMs) throw this.giveUp(now - this.since, error);
+  }
+
+  reachable(): void {
+    if (this.since === undefined) return;
+    this.wait.log(`  server reachable again after ${((Date.now() - this.since) / 1000).toFixed(0)} s`);
+    this.since = undefined;
+  }
+
+  private giveUp(elapsedMs: number, error: unknown): ServerUnreachableError {
+    return new ServerUnreachableError(
+      `gave up: the Temporal server at ${this.address} has not answered for ${(elapsedMs / 1000).toFixed(0)} s (--server-wait ${Math.round(this.wait.limitMs / 1000)}): ${firstLine(error)}\n` +
+        `  The run itself may still be going on; look again once the server is back.`,
+    );
+  }
+}
+
+/** Whether the server answers at all (a system-info call with a short deadline). */
+export async function serverAnswers(client: Client): Promise<boolean> {
+  try {
+    await client.withDeadline(Date.now() + PROBE_TIMEOUT_MS, () => client.workflowService.getSystemInfo({}));
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Runs `operation` until it succeeds. A failure while the server does not answer is an outage
+ * (retried, within the limit); a failure while it answers is the operation's own error, rethrown.
+ */
+export async function retryThroughOutage<T>(client: Client, tracker: OutageTracker, operation: () => Promise<T>): Promise<T> {
+  for (;;) {
+    try {
+      const value = await operation();
+      tracker.reachable();
+      return value;
+    } catch (error) {
+      if (error instanceof CliError || (await serverAnswers(client))) throw error;
+      tracker.failed(error);
+      await sleep(RETRY_EVERY_MS);
+    }
+  }
+}
+
+/** connectClient, waiting out a server that does not answer yet (or any more). */
+export async function connectThroughOutage(target: TemporalTarget, tracker: OutageTracker): Promise<Client> {
+  for (;;) {
+    try {
+      const client = await connectClient(target);
+      tracker.reachable();
+      return client;
+    } catch (error) {
+      if (!(error instanceof ServerUnreachableError)) throw error;
+      tracker.failed(error);
+      await sleep(RETRY_EVERY_MS);
+    }
+  }
+}
+
+/** `timeshare status`: the run's status, waiting out an outage. */
+export async function statusThroughOutage(target: TemporalTarget, runId: string, wait: ServerWait): Promise<RunStatus> {
+  const tracker = new OutageTracker(target.address, wait);
+  const client = await connectThroughOutage(target, tracker);
+  try {
+    return await retryThroughOutage(client, tracker, () => client.withDeadline(Date.now() + QUERY_TIMEOUT_MS, () => queryStatus(client, runId)));
+  } catch (error) {
+    throw statusUnavailable(runId, error);
+  } finally {
+    await client.connection.close();
+  }
+}
+
+export type RunOutcome = { kind: 'completed'; summary: RunSummary } | { kind: 'failed'; message: string };
+
+/** How the run ended, from its workflow's close event (no worker needed); outages are waited out, other errors rethrown. */
+export async function runOutcome(client: Client, runId: string, tracker: OutageTracker): Promise<RunOutcome> {
+  // The server answering while the result cannot be read: retried a few times (a long poll cut by
+  // a restart), then reported as what it is.
+  let failuresWhileAnswering = 0;
+  for (;;) {
+    try {
+      const summary = await runResult(client, runId);
+      tracker.reachable();
+      return { kind: 'completed', summary };
+    } catch (error) {
+      if (error instanceof WorkflowFailedError) return { kind: 'failed', message: describeError(error) };
+      if (error instanceof WorkflowNotFoundError) throw new CliError(`no run '${runId}' (workflow ${runWorkflowId(runId)}) on this server`);
+      if (await serverAnswers(client)) {
+        failuresWhileAnswering += 1;
+        if (failuresWhileAnswering >= 3) throw new CliError(`could not read how run '${runId}' ended: ${describeError(error)}`);
+      } else {
+        failuresWhileAnswering = 0;
+        tracker.failed(error);
+      }
+      await sleep(RETRY_EVERY_MS);
+    }
+  }
+}
+
+export function outcomeLine(runId: string, outcome: RunOutcome): string {
+  if (outcome.kind === 'failed') return `run '${runId}' FAILED: ${outcome.message}`;
+  const { summary } = outcome;
+  return `run '${runId}' finished: ${summary.iterations} iterations, weights v${summary.version}, ${summary.samples.trained} samples trained, dropped ${JSON.stringify(summary.samples.dropped)}`;
+}
+
+export function outcomeExitCode(outcome: RunOutcome): number {
+  return outcome.kind === 'completed' ? EXIT.ok : EXIT.runFailed;
+}
+
+export interface WatchOptions {
+  address: string;
+  /** Seconds between progress lines when nothing changes. */
+  everySeconds: number;
+  serverWait: ServerWait;
+  log: (line: string) => void;
+  interrupted: () => boolean;
+  /** Rejects when something the watcher depends on is gone for good (dev: its server could not be restarted). */
+  abandoned?: Promise<never>;
+}
+
+/**
+ * Prints a progress line on every change (and every `everySeconds`) until the run ends; returns
+ * how it ended, or undefined when interrupted. Throws ServerUnreachableError past the wait limit.
+ */
+export async function watchRun(client: Client, runId: string, options: WatchOptions): Promise<RunOutcome | undefined> {
+  const { log } = options;
+  const tracker = new OutageTracker(options.address, options.serverWait);
+  let outcome: RunOutcome | undefined;
+  let failure: unknown;
+  let failed = false;
+  const settle = (promise: Promise<unknown>) =>
+    promise.catch((error: unknown) => {
+      failure ??= error;
+      failed = true;
+    });
+  const ended = settle(runOutcome(client, runId, tracker).then((value) => (outcome = value)));
+  if (options.abandoned !== undefined) void settle(options.abandoned);
+
+  let lastKey = '';
+  let lastPrint = 0;
+  let saidUnavailable = false;
+  let firstTrained: { at: number; trained: number } | undefined;
+  while (outcome === undefined && !failed && !options.interrupted()) {
+    try {
+      const status = await client.withDeadline(Date.now() + QUERY_TIMEOUT_MS, () => queryStatus(client, runId));
+      tracker.reachable();
+      saidUnavailable = false;
+      const now = Date.now();
+      firstTrained ??= { at: now, trained: status.samples.trained };
+      const elapsed = (now - firstTrained.at) / 1000;
+      const rate = elapsed > 1 && status.samples.trained > firstTrained.trained ? (status.samples.trained - firstTrained.trained) / elapsed : undefined;
+      const key = `${status.iteration}/${status.phase}/${status.paused}`;
+      if (key !== lastKey || now - lastPrint >= options.everySeconds * 1000) {
+        log(progressLine(status, rate));
+        if (status.lastError !== undefined && key !== lastKey) log(`  last error: ${status.lastError}`);
+        lastKey = key;
+        lastPrint = now;
+      }
+    } catch (error) {
+      if (outcome !== undefined || failed) break;
+      if (error instanceof CliError) throw error;
+      if (await serverAnswers(client)) {
+        // The server answers but the query does not (no orchestrator worker polling yet, or one
+        // restarting): said once until a status comes through.
+        if (!saidUnavailable) log(`  (status unavailable until the orchestrator worker answers: ${firstLine(error)})`);
+        saidUnavailable = true;
+      } else {
+        tracker.failed(error);
+      }
+    }
+    await Promise.race([ended, sleep(500)]);
+  }
+  if (failed) throw failure;
+  if (outcome === undefined && options.interrupted()) return undefined;
+  await ended;
+  if (failed) throw failure;
+  return outcome;
+}

@@ -1,0 +1,365 @@
+/**
+ * An OpenEnv environment server as the agent's environment (engine.environment.kind: openenv).
+ *
+ * One episode per sample: a WebSocket session (one environment instance on the server), reset
+ * with a seed derived from the sample id, then one step per turn. The model's output ids are
+ * decoded with the rollout engine's tokenizer into text, the text becomes an action
+ * (./actions.ts); the observation's text is wrapped in the chat template and tokenized. The ids
+ * the trainer sees are the generated ids as generated plus these observation ids: generated ids
+ * are never re-tokenized.
+ *
+ * Episodes are addressed by sample, not by worker: every rank of this worker reaches the same
+ * session, so a sample moved between them keeps its episode. A sample that arrives without a
+ * live session here (it moved from another worker, or the worker, the server or the session
+ * died) follows the crash rule: if the environment is declared deterministic, the episode is
+ * re-created (same seed) and the recorded actions replayed, each answer checked against the
+ * recorded ids; otherwise the sample ends with the counted reason `environment-lost`.
+ * docs/engine-protocol.md ("Environment") states the rule.
+ */
+import type { OpenEnvEnvironmentConfig } from '../../config/schema';
+import type { AgentEnvironment, EnvironmentReset, EnvironmentStep, EpisodeHistory } from '../types';
+import { buildAction, observationText, renderTemplate } from './actions';
+import { EnvironmentProtocolError, EnvironmentUnavailableError, EpisodeLostError } from './errors';
+import { stepResultSchema, type OpenEnvStepResult } from './protocol';
+import { OpenEnvSession } from './session';
+import type { SupervisedServer } from './supervisor';
+import type { Tokenizer } from './tokenizer';
+import { z } from 'zod';
+
+export interface OpenEnvEnvironmentOptions {
+  config: OpenEnvEnvironmentConfig;
+  tokenizer: Tokenizer;
+  apiKey?: string;
+  now?: () => number;
+  /** Pause between re-creations of a lost session (default 500 ms). */
+  retryDelayMs?: number;
+  /** The servers this worker runs itself, by index in config.servers (undefined: not supervised here). */
+  supervised?: readonly (SupervisedServer | undefined)[];
+}
+
+interface Episode {
+  sampleId: number;
+  server: number;
+  session: OpenEnvSession;
+  /** Turns applied (steps sent, or invalid tool calls answered without a step). */
+  turns: number;
+  rewards: number[];
+  done: boolean;
+  lastUsedMs: number;
+  /** The last turn's answer, kept so a turn stopped during its step resumes with it, not a second step. */
+  last?: { turn: number; key: string; result: Promise<EnvironmentStep> };
+}
+
+const EXCERPT = 300;
+
+export class OpenEnvEnvironment implements AgentEnvironment {
+  private readonly config: OpenEnvEnvironmentConfig;
+  private readonly episodes = new Map<number, Episode>();
+  private readonly active: number[];
+  private readonly waiting: (() => void)[] = [];
+  private readonly now: () => number;
+
+  constructor(private readonly options: OpenEnvEnvironmentOptions) {
+    this.config = options.config;
+    this.active = options.config.servers.map(() => 0);
+    this.now = options.now ?? (() => Date.now());
+  }
+
+  /** The reset seed of a sample's episode: the same wherever and whenever it is re-created. */
+  episodeSeed(sampleId: number): number {
+    return (this.config.seed * 1_000_003 + sampleId) % 2_147_483_647;
+  }
+
+  /** Live episodes held by this worker (tests, status). */
+  get liveEpisodes(): number {
+    return [...this.episodes.values()].filter((e) => !e.session.closed).length;
+  }
+
+  /**
+   * The prompt of a sample, from a stateless reset (HTTP POST /reset with the episode's seed):
+   * the orchestrator records it at admission; the episode's session must reproduce it.
+   */
+  async promptIds(sampleId: number): Promise<number[]> {
+    const index = sampleId % this.config.servers.length;
+    const server = this.config.servers[index];
+    if (server === undefined) throw new Error('openenv: no servers configured');
+    await this.options.supervised?.[index]?.ready();
+    const url = `${server.url.replace(/\/+$/, '')}/reset`;
+    const where = `OpenEnv POST ${url}`;
+    let response: Response;
+    try {
+      response = await fetch(url, {
+        method: 'POST',
+        headers: { 'Content-Type': 'application/json', ...(this.options.apiKey === undefined ? {} : { Authorization: `Bearer ${this.options.apiKey}` }) },
+        body: JSON.stringify(this.resetData(sampleId)),
+        signal: AbortSignal.timeout(this.config.timeouts.resetSeconds * 1000),
+      });
+    } catch (error) {
+      throw new EnvironmentUnavailableError(where, `no answer: ${error instanceof Error ? error.message : String(error)}`);
+    }
+    const text = await response.text();
+    if (response.status >= 500) throw new EnvironmentUnavailableError(where, `HTTP ${response.status}: ${text.slice(0, EXCERPT)}`);
+    if (!response.ok) throw new EnvironmentProtocolError(where, `HTTP ${response.status}: ${text.slice(0, EXCERPT)}`);
+    let value: unknown;
+    try {
+      value = JSON.parse(text);
+    } catch {
+      throw new EnvironmentProtocolError(where, `expected JSON, got ${JSON.stringify(text.slice(0, EXCERPT))}`);
+    }
+    const parsed = stepResultSchema.safeParse(value);
+    if (!parsed.success) throw new EnvironmentProtocolError(where, `malformed reset answer: ${z.prettifyError(parsed.error).replace(/\n/g, '; ')}`);
+    return this.promptOf(parsed.data, where);
+  }
+
+  async reset(sampleId: number): Promise<EnvironmentReset> {
+    const promptIds = await this.promptIds(sampleId);
+    return { promptTokens: promptIds.length, promptIds };
+  }
+
+  async step(
+    sampleId: number,
+    turn: number,
+    generatedTokens: number,
+    signal?: AbortSignal,
+    outputIds?: readonly (readonly number[])[],
+    history?: EpisodeHistory,
+  ): Promise<EnvironmentStep> {
+    signal?.throwIfAborted();
+    if (outputIds?.length !== turn + 1) {
+      throw new Error(`openenv: sample ${sampleId} turn ${turn} needs the output ids of turns 0..${turn}, got ${outputIds?.length ?? 'none'}`);
+    }
+    const current = outputIds[turn] ?? [];
+    if (current.length !== generatedTokens) throw new Error(`openenv: sample ${sampleId} turn ${turn}: ${generatedTokens} generated tokens but ${current.length} ids`);
+    const key = JSON.stringify(current);
+    this.reapIdle();
+    const live = this.episodes.get(sampleId);
+    if (live?.last?.turn === turn && live.last.key === key) {
+      try {
+        return await abortable(live.last.result, signal);
+      } catch (error) {
+        // The kept answer failed (its session died): the turn is retried below like any lost session.
+        if (!(error instanceof EnvironmentUnavailableError) || signal?.aborted === true) throw error;
+        this.end(sampleId);
+      }
+    }
+    for (let attempt = 0; ; attempt++) {
+      try {
+        const episode = await this.episodeAt(sampleId, turn, outputIds, history, signal);
+        const result = this.applyTurn(episode, turn, current);
+        episode.last = { turn, key, result };
+        // Stopped mid-step, the answer still lands on the episode for the resumed turn to take.
+        result.catch(() => undefined);
+        return await abortable(result, signal);
+      } catch (error) {
+        if (!(error instanceof EnvironmentUnavailableError) || signal?.aborted === true) throw error;
+        this.end(sampleId);
+        if (attempt >= this.config.retries) throw new EpisodeLostError(sampleId, 'environment-unavailable', `${this.config.retries + 1} sessions failed: ${error.message}`);
+        await delay(this.options.retryDelayMs ?? 500, signal);
+      }
+    }
+  }
+
+  /** Frees the sample's episode (its session and server slot). Idempotent. */
+  end(sampleId: number): void {
+    const episode = this.episodes.get(sampleId);
+    if (episode === undefined) return;
+    this.episodes.delete(sampleId);
+    this.closeSession(episode);
+  }
+
+  /** Ends every episode (worker shutdown). */
+  close(): void {
+    for (const id of [...this.episodes.keys()]) this.end(id);
+  }
+
+  /** The servers this worker runs (tests, status). */
+  supervisedServers(): SupervisedServer[] {
+    return (this.options.supervised ?? []).filter((s): s is SupervisedServer => s !== undefined);
+  }
+
+  /** Stops the servers this worker runs. */
+  async stopServers(): Promise<void> {
+    for (const server of this.supervisedServers()) await server.stop();
+  }
+
+  /** The live episode at `turn`, or a new one: opened, reset and (deterministic) replayed to `turn`. */
+  private async episodeAt(sampleId: number, turn: number, outputIds: readonly (readonly number[])[], history: EpisodeHistory | undefined, signal?: AbortSignal): Promise<Episode> {
+    const live = this.episodes.get(sampleId);
+    if (live !== undefined && !live.session.closed && !live.done && live.turns === turn) return live;
+    if (live !== undefined) this.end(sampleId);
+    if (turn > 0 && !this.config.deterministic) {
+      throw new EpisodeLostError(
+        sampleId,
+        'environment-lost',
+        `no live session for turn ${turn} on this worker (its session, server or worker was lost, or it moved here) and the environment is not declared deterministic, so it is not replayed`,
+      );
+    }
+    const server = await this.acquireServer(signal);
+    let session: OpenEnvSession;
+    try {
+      await this.options.supervised?.[server]?.ready();
+      session = await OpenEnvSession.open({
+        serverUrl: this.serverUrl(server),
+        connectTimeoutMs: this.config.timeouts.connectSeconds * 1000,
+        ...(this.options.apiKey === undefined ? {} : { apiKey: this.options.apiKey }),
+      });
+    } catch (error) {
+      this.releaseServer(server);
+      throw error;
+    }
+    const episode: Episode = { sampleId, server, session, turns: 0, rewards: [], done: false, lastUsedMs: this.now() };
+    this.episodes.set(sampleId, episode);
+    const reset = await session.reset(this.resetData(sampleId), this.config.timeouts.resetSeconds * 1000);
+    const promptIds = await this.promptOf(reset, session.where);
+    if (history !== undefined && !sameIds(promptIds, history.promptIds)) {
+      this.end(sampleId);
+      throw new EpisodeLostError(sampleId, 'environment-diverged', `the session's reset (seed ${this.episodeSeed(sampleId)}) gave other prompt ids than recorded: ${excerpt(promptIds)} vs ${excerpt(history.promptIds)}`);
+    }
+    for (let t = 0; t < turn; t++) {
+      const step = await this.applyTurn(episode, t, outputIds[t] ?? []);
+      const recorded = history?.observationIds[t];
+      if (step.done || (recorded !== undefined && !sameIds(step.observationIds ?? [], recorded))) {
+        this.end(sampleId);
+        throw new EpisodeLostError(
+          sampleId,
+          'environment-diverged',
+          `replaying turn ${t} ${step.done ? 'ended the episode' : `gave observation ${excerpt(step.observationIds ?? [])}, recorded ${excerpt(recorded ?? [])}`}`,
+        );
+      }
+    }
+    return episode;
+  }
+
+  /** One turn: the output ids → text → action → step → observation ids (or the end and its reward). */
+  private async applyTurn(episode: Episode, turn: number, ids: readonly number[]): Promise<EnvironmentStep> {
+    const text = await this.options.tokenizer.decode(ids);
+    const built = buildAction(text, this.config.toolCall);
+    let answerText: string | undefined;
+    let reward = 0;
+    let done = false;
+    if ('invalid' in built) {
+      answerText = `invalid tool call: ${built.invalid}`;
+    } else {
+      let result: OpenEnvStepResult;
+      try {
+        result = await episode.session.step(built.action, this.config.timeouts.stepSeconds * 1000);
+      } catch (error) {
+        // The server refused the action (its schema): the model's mistake, answered as an observation.
+        if (!(error instanceof EnvironmentProtocolError) || error.code !== 'VALIDATION_ERROR') throw error;
+        result = { observation: { error: error.message }, done: false, reward: 0 };
+        answerText = `invalid action: ${error.message}`;
+      }
+      reward = result.reward ?? 0;
+      done = result.done;
+      answerText ??= observationText(result.observation, this.config.observationField, episode.session.where);
+    }
+    episode.turns = turn + 1;
+    episode.rewards.push(reward);
+    episode.lastUsedMs = this.now();
+    if (done || (this.config.maxSteps !== undefined && turn + 1 >= this.config.maxSteps)) {
+      episode.done = true;
+      this.closeSession(episode);
+      const total = this.config.reward === 'sum' ? episode.rewards.reduce((a, b) => a + b, 0) : reward;
+      return { observationTokens: 0, observationIds: [], done: true, reward: total };
+    }
+    const observationIds = await this.options.tokenizer.encode(renderTemplate(this.config.chatTemplate.observation, answerText ?? ''));
+    return { observationTokens: observationIds.length, observationIds, done: false };
+  }
+
+  private async promptOf(reset: OpenEnvStepResult, where: string): Promise<number[]> {
+    if (reset.done) throw new EnvironmentProtocolError(where, 'the reset answered done: an episode must start not done');
+    const text = observationText(reset.observation, this.config.observationField, where);
+    const ids = await this.options.tokenizer.encode(renderTemplate(this.config.chatTemplate.prompt, text));
+    if (ids.length === 0) throw new EnvironmentProtocolError(where, 'the reset observation renders to no tokens: a prompt needs at least one');
+    return ids;
+  }
+
+  private resetData(sampleId: number): Record<string, unknown> {
+    return { seed: this.episodeSeed(sampleId), episode_id: `sample-${sampleId}` };
+  }
+
+  private serverUrl(server: number): string {
+    const config = this.config.servers[server];
+    if (config === undefined) throw new Error(`openenv: no server ${server}`);
+    return config.url;
+  }
+
+  /** The least busy server with a free session, waiting for one when all are full. */
+  private async acquireServer(signal?: AbortSignal): Promise<number> {
+    for (;;) {
+      signal?.throwIfAborted();
+      let best = -1;
+      this.active.forEach((count, server) => {
+        if (count < this.config.sessionsPerServer && (best < 0 || count < (this.active[best] ?? 0))) best = server;
+      });
+      if (best >= 0) {
+        this.active[best] = (this.active[best] ?? 0) + 1;
+        return best;
+      }
+      await new Promise<void>((resolve) => {
+        const wake = () => {
+          signal?.removeEventListener('abort', wake);
+          resolve();
+        };
+        this.waiting.push(wake);
+        signal?.addEventListener('abort', wake, { once: true });
+      });
+    }
+  }
+
+  private releaseServer(server: number): void {
+    this.active[server] = Math.max(0, (this.active[server] ?? 0) - 1);
+    // Every waiter looks again (one woken by its abort has left; waking all loses no free slot).
+    for (const wake of this.waiting.splice(0)) wake();
+  }
+
+  private closeSession(episode: Episode): void {
+    if (episode.session.closed) return;
+    episode.session.close();
+    this.releaseServer(episode.server);
+  }
+
+  /** Episodes no turn touched for idleSeconds went elsewhere (their sample moved or ended): free them. */
+  private reapIdle(): void {
+    const cutoff = this.now() - this.config.timeouts.idleSeconds * 1000;
+    for (const [id, episode] of this.episodes) if (episode.lastUsedMs < cutoff) this.end(id);
+  }
+}
+
+function sameIds(a: readonly number[], b: readonly number[]): boolean {
+  return a.length === b.length && a.every((id, i) => id === b[i]);
+}
+
+function excerpt(ids: readonly number[]): string {
+  return ids.length <= 12 ? `[${ids.join(',')}]` : `[${ids.slice(0, 12).join(',')},… ${ids.length} ids]`;
+}
+
+/** Rejects when `signal` aborts; the promise itself runs on. */
+function abortable<T>(promise: Promise<T>, signal?: AbortSignal): Promise<T> {
+  if (signal === undefined) return promise;
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => reject(signal.reason instanceof Error ? signal.reason : new Error('aborted'));
+    if (signal.aborted) return onAbort();
+    signal.addEventListener('abort', onAbort, { once: true });
+    promise.then(
+      (value) => {
+        signal.removeEventListener('abort', onAbort);
+        resolve(value);
+      },
+      (error: unknown) => {
+        signal.removeEventListener('abort', onAbort);
+        reject(error instanceof Error ? error : new Error(String(error)));
+      },
+    );
+  });
+}
+
+function delay(ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(resolve, ms);
+    signal?.addEventListener('abort', () => {
+      clearTimeout(timer);
+      reject(signal.reason instanceof Error ? signal.reason : new Error('aborted'));
+    }, { once: true });
+  });
+}

@@ -1,0 +1,49 @@
+/**
+ * OpenEnv environments (engine.environment.kind: openenv): the adapter, its tokenizer and the
+ * supervised server processes. docs/engine-protocol.md ("Environment") is the contract.
+ */
+import type { OpenEnvEnvironmentConfig, RolloutEngineConfig } from '../../config/schema';
+import { engineAuthHeaders, headerSecrets } from '../auth';
+import { OpenEnvEnvironment } from './environment';
+import { SupervisedServer } from './supervisor';
+import { EngineTokenizer, VocabularyTokenizer, type Tokenizer } from './tokenizer';
+
+export { OpenEnvEnvironment } from './environment';
+export { EnvironmentProtocolError, EnvironmentUnavailableError, EpisodeLostError, EPISODE_LOST_REASONS } from './errors';
+export { EngineTokenizer, VocabularyTokenizer, type Tokenizer } from './tokenizer';
+export { SupervisedServer } from './supervisor';
+
+/** The tokenizer of the rollout engine at `endpoint` (its own /tokenize), or the configured file. */
+export function environmentTokenizer(config: OpenEnvEnvironmentConfig, rollout: RolloutEngineConfig, endpoint: string | undefined): Tokenizer {
+  if (config.tokenizer.kind === 'file') return VocabularyTokenizer.fromFile(config.tokenizer.path);
+  if (rollout.kind === 'simulated') throw new Error('engine.environment.tokenizer: kind engine needs real rollout engines (sglang | vllm)');
+  if (endpoint === undefined) throw new Error('engine.environment.tokenizer: no rollout endpoint to tokenize with');
+  const [apiKey] = headerSecrets(engineAuthHeaders(rollout.apiKeyEnv, 'engine.rollout'));
+  return new EngineTokenizer({ baseUrl: endpoint, kind: rollout.kind, ...(rollout.model === undefined ? {} : { model: rollout.model }), ...(apiKey === undefined ? {} : { apiKey }) });
+}
+
+/**
+ * The environment for a worker whose rollout engine (tokenizer) is at `endpoint`. With
+ * `superviseOnNode` (a gpu-node worker), the servers configured with a command for that node are
+ * started here and restarted when they exit; others (the orchestrator) wait for them to serve.
+ */
+export function createOpenEnvEnvironment(
+  config: OpenEnvEnvironmentConfig,
+  rollout: RolloutEngineConfig,
+  endpoint: string | undefined,
+  options: { superviseOnNode?: number; log?: (line: string) => void } = {},
+): OpenEnvEnvironment {
+  const [apiKey] = headerSecrets(engineAuthHeaders(config.apiKeyEnv, 'engine.environment'));
+  const supervised = config.servers.map((server) =>
+    server.command === undefined || options.superviseOnNode !== server.node
+      ? undefined
+      : new SupervisedServer({ url: server.url, command: server.command, ...(server.cwd === undefined ? {} : { cwd: server.cwd }) }, { ...(options.log === undefined ? {} : { log: options.log }) }),
+  );
+  for (const server of supervised) void server?.ready().catch(() => undefined);
+  return new OpenEnvEnvironment({
+    config,
+    tokenizer: environmentTokenizer(config, rollout, endpoint),
+    ...(apiKey === undefined ? {} : { apiKey }),
+    supervised,
+  });
+}

@@ -1,0 +1,139 @@
+/**
+ * One OpenEnv episode's session: a WebSocket to the server's `/ws`, which holds one environment
+ * instance for as long as the connection lives. Requests go one at a time (the protocol answers
+ * in order). A closed socket, a timeout or a connection failure is EnvironmentUnavailableError
+ * and leaves the session closed (the episode's state on the server is gone with it); a malformed
+ * answer is EnvironmentProtocolError and closes it too (the stream can no longer be trusted).
+ */
+import WebSocket from 'ws';
+import { z } from 'zod';
+import { EnvironmentProtocolError, EnvironmentUnavailableError } from './errors';
+import { sessionUrl, UNAVAILABLE_ERROR_CODES, wsAnswerSchema, type OpenEnvAction, type OpenEnvStepResult } from './protocol';
+
+export interface SessionOptions {
+  serverUrl: string;
+  apiKey?: string;
+  connectTimeoutMs: number;
+}
+
+const EXCERPT = 300;
+
+export class OpenEnvSession {
+  private pending: { resolve(answer: OpenEnvStepResult): void; reject(error: Error): void; timer: NodeJS.Timeout } | undefined;
+  private closedBecause: string | undefined;
+
+  private constructor(
+    private readonly socket: WebSocket,
+    readonly where: string,
+  ) {
+    socket.on('message', (data) => this.onMessage(String(data)));
+    socket.on('close', (code, reason) => this.fail(new EnvironmentUnavailableError(this.where, `the WebSocket closed (code ${code}${reason.length > 0 ? `, ${reason.toString()}` : ''})`)));
+    socket.on('error', (error) => this.fail(new EnvironmentUnavailableError(this.where, `WebSocket error: ${error.message}`)));
+  }
+
+  /** Opens a session (a new environment instance on the server). */
+  static open(options: SessionOptions): Promise<OpenEnvSession> {
+    const url = sessionUrl(options.serverUrl);
+    const where = `OpenEnv session ${url}`;
+    return new Promise((resolve, reject) => {
+      const socket = new WebSocket(url, {
+        handshakeTimeout: options.connectTimeoutMs,
+        ...(options.apiKey === undefined ? {} : { headers: { Authorization: `Bearer ${options.apiKey}` } }),
+      });
+      const onError = (error: Error) => {
+        socket.removeAllListeners();
+        socket.on('error', () => undefined);
+        socket.terminate();
+        reject(new EnvironmentUnavailableError(where, `cannot connect: ${error.message}`));
+      };
+      socket.once('error', onError);
+      socket.once('unexpected-response', (_request, response) => onError(new Error(`HTTP ${response.statusCode ?? '?'} on the WebSocket upgrade`)));
+      socket.once('open', () => {
+        socket.removeListener('error', onError);
+        socket.removeAllListeners('unexpected-response');
+        resolve(new OpenEnvSession(socket, where));
+      });
+    });
+  }
+
+  get closed(): boolean {
+    return this.closedBecause !== undefined;
+  }
+
+  reset(data: Record<string, unknown>, timeoutMs: number): Promise<OpenEnvStepResult> {
+    return this.request({ type: 'reset', data }, timeoutMs, 'reset');
+  }
+
+  step(action: OpenEnvAction, timeoutMs: number): Promise<OpenEnvStepResult> {
+    return this.request({ type: 'step', data: action }, timeoutMs, 'step');
+  }
+
+  /** Ends the session (the server destroys its environment). Idempotent. */
+  close(): void {
+    if (this.closed) return;
+    if (this.socket.readyState === WebSocket.OPEN) this.socket.send(JSON.stringify({ type: 'close' }));
+    this.fail(new EnvironmentUnavailableError(this.where, 'the session was closed by this client'));
+    this.socket.close();
+  }
+
+  private request(message: { type: string; data: unknown }, timeoutMs: number, what: string): Promise<OpenEnvStepResult> {
+    if (this.closedBecause !== undefined) return Promise.reject(new EnvironmentUnavailableError(this.where, `${what} on a closed session (${this.closedBecause})`));
+    if (this.pending !== undefined) return Promise.reject(new Error(`${this.where}: ${what} while another request is in flight (one request at a time per session)`));
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        // A late answer must never be taken for the next request's: the session ends here.
+        this.fail(new EnvironmentUnavailableError(this.where, `${what} had no answer within ${timeoutMs} ms`));
+        this.socket.terminate();
+      }, timeoutMs);
+      this.pending = { resolve, reject, timer };
+      this.socket.send(JSON.stringify(message), (error) => {
+        if (error !== undefined && error !== null) this.fail(new EnvironmentUnavailableError(this.where, `cannot send ${what}: ${error.message}`));
+      });
+    });
+  }
+
+  private onMessage(text: string): void {
+    const pending = this.pending;
+    if (pending === undefined) {
+      this.fail(new EnvironmentProtocolError(this.where, `an answer no request asked for: ${JSON.stringify(text.slice(0, EXCERPT))}`));
+      this.socket.terminate();
+      return;
+    }
+    let value: unknown;
+    try {
+      value = JSON.parse(text);
+    } catch {
+      this.fail(new EnvironmentProtocolError(this.where, `expected a JSON message, got ${JSON.stringify(text.slice(0, EXCERPT))}`));
+      this.socket.terminate();
+      return;
+    }
+    const parsed = wsAnswerSchema.safeParse(value);
+    if (!parsed.success) {
+      this.fail(new EnvironmentProtocolError(this.where, `malformed answer: ${z.prettifyError(parsed.error).replace(/\n/g, '; ')}: ${JSON.stringify(text.slice(0, EXCERPT))}`));
+      this.socket.terminate();
+      return;
+    }
+    this.pending = undefined;
+    clearTimeout(pending.timer);
+    const answer = parsed.data;
+    if (answer.type === 'observation') return pending.resolve(answer.data);
+    if (answer.type === 'error') {
+      const code = answer.data.code ?? 'UNKNOWN';
+      const error = UNAVAILABLE_ERROR_CODES.includes(code)
+        ? new EnvironmentUnavailableError(this.where, `server error ${code}: ${answer.data.message}`)
+        : new EnvironmentProtocolError(this.where, `server error ${code}: ${answer.data.message}`, code);
+      return pending.reject(error);
+    }
+    pending.reject(new EnvironmentProtocolError(this.where, `expected an observation, got a ${answer.type} message`));
+  }
+
+  /** Ends the session for `error`: the request in flight (if any) fails with it. */
+  private fail(error: Error): void {
+    this.closedBecause ??= error.message;
+    const pending = this.pending;
+    if (pending === undefined) return;
+    this.pending = undefined;
+    clearTimeout(pending.timer);
+    pending.reject(error);
+  }
+}

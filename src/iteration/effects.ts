@@ -1,0 +1,113 @@
+/**
+ * What the iteration program asks of the world, and nothing else. Two drivers implement it: the
+ * Temporal iteration workflow (activities and timers, src/workflows/iterationEffects.ts) and the
+ * discrete-event simulator (virtual ranks in virtual time, src/sim/simEffects.ts).
+ *
+ * The program is a generator: every effect that takes time is a `Step`, a generator that yields
+ * the driver's own suspension type `S` (a promise in the workflow, a virtual-time wait in the
+ * simulator) and returns the effect's result. So the program is deterministic and synchronous to
+ * the simulator, and a plain async function to the workflow. Effects that take no time (launching
+ * a shard, reporting a phase) are plain calls.
+ */
+import type { MemoryTag } from '../engines/types';
+import type { DropReason, MigrationPolicy, PoolState, RankId, RankWork } from '../gpu';
+import type { AdmittedSample } from '../pipeline/activities';
+import type { Phase, ShardOutcome } from '../pipeline/types';
+
+/** A suspended effect: yields the driver's suspension `S`, returns `T`. */
+export type Step<S, T> = Generator<S, T, unknown>;
+
+/** A rollout shard as the program knows it: a fixed set of samples on one rank. */
+export interface ShardRef {
+  id: string;
+  rank: RankId;
+  sampleIds: number[];
+}
+
+/** What an earlier attempt or execution of the same iteration left in the store. */
+export interface StoreRecovery {
+  /** Samples the store knows among the waiting ones and from the ledger's next id on. */
+  seen: AdmittedSample[];
+  /** The iteration's sealed batch, if an earlier attempt sealed it. */
+  sealed: { sampleIds: number[]; totalTokens: number } | null;
+}
+
+/** Reported at every phase change (the workflow's progress signal, search attribute and details). */
+export interface PhaseReport {
+  phase: Phase;
+  pool: PoolState;
+  version: number;
+  samplesRunning: number;
+  samplesCompleted: number;
+  samplesWaiting: number;
+  batchSamples: number;
+}
+
+/** A group of ranks whose memory reload failed in the compensation (lost ranks excluded). */
+export interface ReloadFailure {
+  ranks: RankId[];
+  error: unknown;
+}
+
+export interface IterationEffects<S> {
+  /** Current time in ms (workflow time or virtual time). */
+  now(): number;
+  /** A phase began (no wait: progress is advisory). */
+  phaseEntered(report: PhaseReport): void;
+  /** The pool's roles changed (the simulator's timeline; nothing to do in the workflow). */
+  poolChanged(pool: PoolState): void;
+  /** The shard id of the next shard on `rank` (unique per execution: fences earlier owners out). */
+  shardId(rank: RankId, serial: number): string;
+
+  recoverFromStore(input: { waiting: number[]; fromId: number }): Step<S, StoreRecovery>;
+  dropSamples(ids: number[], reason: DropReason): Step<S, void>;
+  /** Creates the admitted samples' records, then starts their shards (one step: admission always launches). */
+  admitAndLaunch(input: { ids: number[]; version: number; shards: ShardRef[] }): Step<S, void>;
+  /** Starts a shard of samples that already exist; it runs until it ends or is stopped. */
+  launchShard(shard: ShardRef, version: number): void;
+  /**
+   * Waits until `batchSize` of the candidates completed (returns them in completion order) or
+   * every running shard ended first (returns undefined). A failing shard raises.
+   */
+  awaitBatch(input: { candidates: number[]; batchSize: number }): Step<S, number[] | undefined>;
+  /**
+   * Stops the shards (each checkpoints its samples before it acknowledges) and returns their
+   * outcomes from the store, and the errors of shards that failed (ended other than by our stop).
+   */
+  stopShards(input: { shards: ShardRef[]; migration: MigrationPolicy; tolerateFailures: boolean }): Step<S, { outcomes: ShardOutcome[]; failures: unknown[] }>;
+  /** Writes the batch manifest (training needs it); marking each sample may go on until `finishSeal`. */
+  sealBatch(input: { sampleIds: number[]; fromVersion: number }): Step<S, { totalTokens: number }>;
+  /** Ends the per-sample marking begun by `sealBatch` or found sealed (idempotent). */
+  finishSeal(input: { sampleIds: number[]; fromVersion: number }): Step<S, void>;
+
+  resumeMemory(ranks: RankId[], tags: MemoryTag[]): Step<S, void>;
+  /** Resumes memory on every group it can; returns the groups that failed (a lost node is not a failure). */
+  resumeMemorySettled(ranks: RankId[], tags: MemoryTag[]): Step<S, ReloadFailure[]>;
+  syncWeights(ranks: RankId[], version: number): Step<S, void>;
+  /** Weight sync and expand in one step per node: `reload` ranks resume weights, load `version`, resume KV cache; the others load `version`. */
+  syncAndReload(input: { ranks: RankId[]; reload: RankId[]; version: number }): Step<S, void>;
+  /** Releases the released ranks' memory (all tags), then onloads the trainer: one step, since the onload needs those GPUs. */
+  releaseAndOnloadTrainer(release: RankId[]): Step<S, void>;
+  /** One train step on the sealed batch; returns the version every train node reached. A failing shard raises. */
+  trainStep(input: { fromVersion: number; batchTokens: number }): Step<S, number[]>;
+  /** Starts the trainer's offload without waiting (it runs alongside the stop of the shards). */
+  beginTrainerOffload(): void;
+  /** Waits for the offload begun by beginTrainerOffload. */
+  awaitTrainerOffload(): Step<S, void>;
+  trainerOffload(): Step<S, void>;
+
+  sleep(ms: number): Step<S, void>;
+  /** Samples still in their agent loop (the adaptive shrink trigger). */
+  runningSamples(): number;
+  /** In-flight work per rank (the least-work release policy). */
+  inFlightWork(ranks: readonly RankId[]): RankWork[];
+  /** Runs `step` so that a cancellation of the iteration does not interrupt it (the compensation). */
+  nonCancellable<T>(step: Step<S, T>): Step<S, T>;
+
+  /** Ranks found lost during this attempt (their node took no activity). */
+  lostRanks(): ReadonlySet<RankId>;
+  /** Whether the trainer's node was found lost (nothing to offload there). */
+  trainerNodeLost(): boolean;
+  /** Whether an error means that a node stopped taking activities. */
+  isLostNode(error: unknown): boolean;
+}

@@ -1,0 +1,226 @@
+/**
+ * The named operations of an iteration, each over the state object and the effects. The program
+ * (program.ts) strings them together; none holds state of its own.
+ */
+import { ALL_MEMORY_TAGS } from '../engines/types';
+import {
+  adoptSamples,
+  admit,
+  assignLeastLoaded,
+  assignToShard,
+  checkLedgerInvariants,
+  checkPostcondition,
+  drop,
+  loadsByRank,
+  markCompleted,
+  planShrink,
+  planShrinkByLeastWork,
+  samplesByState,
+  sealBatch,
+  selectBatch,
+  settleShard,
+  trainGroupIsMovable,
+  withTrainGroup,
+  type DropReason,
+  type PoolState,
+  type RankId,
+} from '../gpu';
+import { completeOnload, rejoinRanks } from '../gpu/roles';
+import type { Phase, ShardOutcome } from '../pipeline/types';
+import type { IterationEffects, ShardRef, Step, StoreRecovery } from './effects';
+import type { IterationState } from './state';
+
+/** Ends the current phase (its time goes to the stats) and reports the next. */
+export function enterPhase<S>(fx: IterationEffects<S>, st: IterationState, next: Phase): void {
+  const now = fx.now();
+  st.stats.phaseMs[st.phase] = (st.stats.phaseMs[st.phase] ?? 0) + (now - st.phaseStartedAt);
+  st.phase = next;
+  st.phaseStartedAt = now;
+  const states = samplesByState(st.ledger);
+  fx.phaseEntered({
+    phase: next,
+    pool: st.pool,
+    version: st.stats.toVersion,
+    samplesRunning: states.running.length,
+    samplesCompleted: states.completed.length,
+    samplesWaiting: states.waiting.length,
+    batchSamples: st.batch?.sampleIds.length ?? 0,
+  });
+}
+
+/** Moves the pool to its next state (computed by a pure transition of src/gpu/roles). */
+export function setPool<S>(fx: IterationEffects<S>, st: IterationState, next: PoolState): void {
+  st.pool = next;
+  fx.poolChanged(next);
+}
+
+function countDrops(st: IterationState, reason: string, count: number): void {
+  st.stats.dropped[reason] = (st.stats.dropped[reason] ?? 0) + count;
+}
+
+/** Places waiting samples least-loaded over `ranks` as new shards; returns them (not started). */
+export function placeShards<S>(fx: IterationEffects<S>, st: IterationState, ids: readonly number[], ranks: readonly RankId[]): ShardRef[] {
+  if (ids.length === 0 || ranks.length === 0) return [];
+  const shards: ShardRef[] = [];
+  for (const placement of assignLeastLoaded(ids, loadsByRank(st.ledger, ranks))) {
+    if (placement.sampleIds.length === 0) continue;
+    const shard: ShardRef = { id: fx.shardId(placement.rank, st.shardSerial++), rank: placement.rank, sampleIds: placement.sampleIds };
+    st.ledger = assignToShard(st.ledger, shard.sampleIds, shard.rank, shard.id);
+    st.shards.set(shard.id, shard);
+    shards.push(shard);
+  }
+  return shards;
+}
+
+/** Places existing waiting samples over `ranks` and starts their shards. */
+export function relaunch<S>(fx: IterationEffects<S>, st: IterationState, ids: readonly number[], ranks: readonly RankId[]): void {
+  for (const shard of placeShards(fx, st, ids, ranks)) fx.launchShard(shard, st.stats.toVersion);
+}
+
+/** Admits new samples (version = current weights) until `liveTarget` samples are live, onto `ranks`. */
+export function* refill<S>(fx: IterationEffects<S>, st: IterationState, ranks: readonly RankId[], liveTarget: number): Step<S, void> {
+  if (ranks.length === 0) return;
+  const room = st.input.options.admission.admissionRoom({ ledger: st.ledger, liveTarget });
+  if (room <= 0) return;
+  const admitted = admit(st.ledger, room, st.stats.toVersion);
+  st.ledger = admitted.ledger;
+  st.stats.admitted += admitted.ids.length;
+  const shards = placeShards(fx, st, admitted.ids, ranks);
+  yield* fx.admitAndLaunch({ ids: admitted.ids, version: st.stats.toVersion, shards });
+}
+
+/** Applies shard outcomes to the ledger; returns the unfinished samples. */
+export function settleOutcomes(st: IterationState, outcomes: readonly ShardOutcome[]): number[] {
+  const unfinished: number[] = [];
+  for (const outcome of outcomes) {
+    st.ledger = settleShard(st.ledger, outcome.shardId, outcome.unfinished);
+    const byReason = new Map<string, number[]>();
+    for (const { id, reason } of outcome.dropped) byReason.set(reason, [...(byReason.get(reason) ?? []), id]);
+    for (const [reason, ids] of byReason) {
+      st.ledger = drop(st.ledger, ids, reason as DropReason);
+      countDrops(st, reason, ids.length);
+    }
+    unfinished.push(...outcome.unfinished);
+    st.shards.delete(outcome.shardId);
+  }
+  checkLedgerInvariants(st.ledger);
+  return unfinished;
+}
+
+/**
+ * Stops the shards, waits for their checkpoints and settles them; returns their unfinished
+ * samples. A failed shard is raised after settling unless `tolerateFailures`.
+ */
+export function* stopAndSettle<S>(fx: IterationEffects<S>, st: IterationState, selected: ShardRef[], tolerateFailures = false): Step<S, number[]> {
+  if (selected.length === 0) return [];
+  const { outcomes, failures } = yield* fx.stopShards({ shards: selected, migration: st.input.options.policy.migration, tolerateFailures });
+  const unfinished = settleOutcomes(st, outcomes);
+  if (failures.length > 0 && !tolerateFailures) throw failures[0];
+  return unfinished;
+}
+
+/** Returned ranks reload and catch up with the weights before they serve. */
+export function* rejoin<S>(fx: IterationEffects<S>, st: IterationState): Step<S, void> {
+  const ranks = st.input.rejoinRanks;
+  if (ranks.length === 0) return;
+  setPool(fx, st, rejoinRanks(st.layout, st.pool, ranks));
+  yield* fx.resumeMemory([...ranks], [...ALL_MEMORY_TAGS]);
+  yield* fx.syncWeights([...ranks], st.input.fromVersion);
+  setPool(fx, st, completeOnload(st.layout, st.pool, ranks));
+}
+
+/** Carry-over: drops what the admission policy no longer admits (the stale samples). */
+export function* carryOver<S>(fx: IterationEffects<S>, st: IterationState): Step<S, void> {
+  const { asyncRatio, fromVersion, options } = st.input;
+  const decision = options.admission.carryOver({ ledger: st.ledger, trainVersion: fromVersion, asyncRatio });
+  for (const { ids, reason } of decision.drop) {
+    if (ids.length === 0) continue;
+    st.ledger = drop(st.ledger, ids, reason);
+    countDrops(st, reason, ids.length);
+    yield* fx.dropSamples(ids, reason);
+  }
+}
+
+/**
+ * Takes in what an earlier attempt or execution of this iteration left in the store: the samples
+ * it admitted (same ids), those it finished or dropped, and its sealed batch.
+ */
+export function adoptRecovered(st: IterationState, nextIdBefore: number, recovery: StoreRecovery): void {
+  const { seen } = recovery;
+  const fresh = seen.filter((sample) => sample.id >= nextIdBefore);
+  st.ledger = adoptSamples(
+    st.ledger,
+    fresh.map((sample) => ({ id: sample.id, startVersion: sample.startVersion, state: sample.status === 'running' ? ('waiting' as const) : ('completed' as const) })),
+  );
+  st.stats.admitted += fresh.length;
+  const finished = seen.filter((sample) => sample.id < nextIdBefore && sample.status !== 'running').map((sample) => sample.id);
+  if (finished.length > 0) st.ledger = markCompleted(st.ledger, finished);
+  for (const sample of seen.filter((candidate) => candidate.status === 'dropped')) {
+    const reason = (sample.dropReason ?? 'unknown') as DropReason;
+    st.ledger = drop(st.ledger, [sample.id], reason);
+    countDrops(st, reason, 1);
+  }
+  if (recovery.sealed !== null) takeBatch(st, recovery.sealed);
+}
+
+function takeBatch(st: IterationState, batch: { sampleIds: number[]; totalTokens: number }): void {
+  st.ledger = sealBatch(st.ledger, batch.sampleIds);
+  st.batch = batch;
+  st.stats.batchSamples = batch.sampleIds.length;
+  st.stats.batchTokens = batch.totalTokens;
+  st.decisions.batchIds = [...batch.sampleIds];
+}
+
+/**
+ * Full rollout until the batch threshold: waiting samples go out least-loaded, new ones are
+ * admitted; if every shard ends before enough complete, the shards are settled, more samples
+ * admitted, and the wait repeats. Returns the selected batch.
+ */
+export function* rolloutUntilBatch<S>(fx: IterationEffects<S>, st: IterationState): Step<S, number[]> {
+  const { batchSize, maxConcurrentSamples } = st.input;
+  relaunch(fx, st, samplesByState(st.ledger).waiting, st.active);
+  yield* refill(fx, st, st.active, maxConcurrentSamples);
+  for (;;) {
+    const states = samplesByState(st.ledger);
+    const candidates = [...states.running, ...states.completed];
+    checkPostcondition('batch threshold: enough live samples to fill a batch', st.shards.size > 0 || candidates.length >= batchSize, () =>
+      JSON.stringify({ candidates: candidates.length, batchSize }),
+    );
+    const completed = yield* fx.awaitBatch({ candidates, batchSize });
+    if (completed !== undefined) return selectBatch(st.ledger, completed, batchSize);
+    yield* stopAndSettle(fx, st, [...st.shards.values()]);
+    relaunch(fx, st, samplesByState(st.ledger).waiting, st.active);
+    yield* refill(fx, st, st.active, maxConcurrentSamples);
+  }
+}
+
+/** Seals the batch in the store (the manifest training needs) and in the ledger. */
+export function* seal<S>(fx: IterationEffects<S>, st: IterationState, ids: number[]): Step<S, void> {
+  const { totalTokens } = yield* fx.sealBatch({ sampleIds: ids, fromVersion: st.input.fromVersion });
+  takeBatch(st, { sampleIds: ids, totalTokens });
+}
+
+/** The 'adaptive' trigger: waits while a shrink would overload the ranks that keep rolling out. */
+export function* awaitShrinkTrigger<S>(fx: IterationEffects<S>, st: IterationState, ready: (input: { running: number; waitedMs: number; maxWaitMs: number }) => boolean): Step<S, void> {
+  const adaptive = st.input.options.adaptive;
+  if (adaptive === undefined) throw new Error("the 'adaptive' shrink trigger needs ProgramOptions.adaptive (its cost-model parameters)");
+  const readyAt = fx.now();
+  const maxWaitMs = adaptive.maxWaitMs(st.stats.batchTokens);
+  while (!ready({ running: fx.runningSamples(), waitedMs: fx.now() - readyAt, maxWaitMs })) yield* fx.sleep(adaptive.pollMs);
+}
+
+/** Which ranks this shrink releases, under the release policy (the train group moves only where it may). */
+export function planRelease<S>(fx: IterationEffects<S>, st: IterationState): { release: RankId[]; keep: RankId[] } {
+  const { layout, lostRanks, shrinkOverride, options } = st.input;
+  if (options.policy.release === 'least-work' && lostRanks.length === 0 && shrinkOverride === undefined && trainGroupIsMovable(layout)) {
+    const plan = planShrinkByLeastWork(layout, fx.inFlightWork(st.active));
+    st.layout = withTrainGroup(layout, plan);
+    return { release: plan.release, keep: plan.keep };
+  }
+  if (lostRanks.length > 0) {
+    const lost = new Set(lostRanks);
+    const plan = planShrink(layout, shrinkOverride);
+    return { release: plan.release.filter((rank) => !lost.has(rank)), keep: plan.keep.filter((rank) => !lost.has(rank)) };
+  }
+  return planShrink(layout, shrinkOverride);
+}

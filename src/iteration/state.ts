@@ -1,0 +1,106 @@
+/**
+ * The iteration's mutable state, in one object: what the program has decided so far. Drivers may
+ * read it (the simulator reads the ledger); only the program's operations write it.
+ */
+import { initialPoolState, type PoolLayout, type PoolState, type RankId, type SampleLedger, type SchedulingPolicy } from '../gpu';
+import type { IterationDecisions, IterationStats, Phase } from '../pipeline/types';
+import { STALENESS_BOUND_ADMISSION, type AdmissionPolicy } from './admission';
+import type { ShardRef } from './effects';
+
+/** What the program is asked to do: one iteration of one run. */
+export interface ProgramInput {
+  layout: PoolLayout;
+  iteration: number;
+  /** Weight version every rank serves at the start. */
+  fromVersion: number;
+  ledger: SampleLedger;
+  batchSize: number;
+  asyncRatio: number;
+  maxConcurrentSamples: number;
+  /** Operator override of the ranks released at shrink. */
+  shrinkOverride?: RankId[];
+  /** Ranks out of the pool (their node is lost). */
+  lostRanks: RankId[];
+  /** Ranks returned by the operator: reloaded and synced before the rollout. */
+  rejoinRanks: RankId[];
+  options: ProgramOptions;
+}
+
+/** The adaptive shrink trigger's parameters (docs/simulator.md). */
+export interface AdaptiveTriggerOptions {
+  /** The cost model's decodeHalfSaturationConcurrency. */
+  halfSaturation: number;
+  /** How often the trigger re-checks (ms). */
+  pollMs: number;
+  /** The longest the shrink may wait once the batch is ready, for a batch of this many tokens. */
+  maxWaitMs(batchTokens: number): number;
+}
+
+/** The scheduling choices of the program: the policy the bench measures is the policy the pipeline runs. */
+export interface ProgramOptions {
+  policy: SchedulingPolicy;
+  admission: AdmissionPolicy;
+  /** Needed by the 'adaptive' trigger only. */
+  adaptive?: AdaptiveTriggerOptions;
+}
+
+export const DEFAULT_ADMISSION: AdmissionPolicy = STALENESS_BOUND_ADMISSION;
+
+export interface IterationState {
+  readonly input: ProgramInput;
+  /** The iteration's layout: the configured one, or with the train group moved (least-work release). */
+  layout: PoolLayout;
+  ledger: SampleLedger;
+  pool: PoolState;
+  phase: Phase;
+  phaseStartedAt: number;
+  /** Shards started and not yet settled, by id. */
+  shards: Map<string, ShardRef>;
+  shardSerial: number;
+  /** The sealed batch, once there is one. */
+  batch: { sampleIds: number[]; totalTokens: number } | undefined;
+  /** Ranks released at shrink and those that keep rolling out (set at shrink). */
+  release: RankId[];
+  keep: RankId[];
+  /** The ranks in the pool this iteration (all but the lost ones). */
+  active: RankId[];
+  trainerOnloaded: boolean;
+  /** The version the train step produced, once it did. */
+  committedVersion: number | undefined;
+  stats: IterationStats;
+  decisions: IterationDecisions;
+}
+
+export function createIterationState(input: ProgramInput, nowMs: number): IterationState {
+  return {
+    input,
+    layout: input.layout,
+    ledger: input.ledger,
+    pool: initialPoolState(input.layout, [...input.lostRanks, ...input.rejoinRanks]),
+    phase: 'starting',
+    phaseStartedAt: nowMs,
+    shards: new Map(),
+    shardSerial: 0,
+    batch: undefined,
+    release: [],
+    keep: [],
+    active: [],
+    trainerOnloaded: false,
+    committedVersion: undefined,
+    stats: {
+      iteration: input.iteration,
+      fromVersion: input.fromVersion,
+      toVersion: input.fromVersion,
+      batchSamples: 0,
+      batchTokens: 0,
+      admitted: 0,
+      migrated: 0,
+      dropped: {},
+      carriedOver: 0,
+      startedAtMs: nowMs,
+      endedAtMs: 0,
+      phaseMs: {},
+    },
+    decisions: { batchIds: [], released: [], migratedIds: [] },
+  };
+}

@@ -1,0 +1,96 @@
+/**
+ * The worker processes of one run, as deployed: one orchestrator and one gpu-node worker per node
+ * that hosts a rank or the trainer, each a `timeshare worker …` child process (supervised.ts).
+ * Started by `dev`, `chaos` and the control-plane bench.
+ */
+import path from 'node:path';
+import type { PoolLayout } from '../gpu/layout';
+import { nodeTaskQueues } from '../workers/gpuNode';
+import { timeshareInvocation } from './entry';
+import { SupervisedProcess, type ExitInfo } from './supervised';
+
+export interface WorkerProcessesOptions {
+  configPath: string;
+  address: string;
+  stateDir: string;
+  layout: PoolLayout;
+  taskQueuePrefix: string;
+  /** One `<name>.log` per worker here. */
+  logDir: string;
+  env?: NodeJS.ProcessEnv;
+  /** Restart policy after an exit we did not ask for (see SupervisedOptions); absent: no restart. */
+  restartDelayMs?: (restarts: number) => number;
+  onStart?: (name: string, pid: number) => void;
+  onExit?: (name: string, info: ExitInfo, logFile: string) => void;
+  /** The orchestrator makes its Worker Deployment version current even if another one is (`--set-current`). */
+  setCurrentVersion?: boolean;
+}
+
+/** What a worker prints once it polls its task queues (src/cli/main.ts). */
+const READY_LINE = 'worker for run';
+
+export class WorkerProcesses {
+  constructor(readonly processes: readonly SupervisedProcess[]) {}
+
+  get(name: string): SupervisedProcess {
+    const found = this.processes.find((worker) => worker.name === name);
+    if (found === undefined) throw new Error(`no worker process named '${name}' (have ${this.processes.map((worker) => worker.name).join(', ')})`);
+    return found;
+  }
+
+  pids(): number[] {
+    return this.processes.map((worker) => worker.pid).filter((pid): pid is number => pid !== undefined);
+  }
+
+  /** Waits until every worker has said it serves its queues; throws with the log of one that exited or took too long. */
+  async waitUntilReady(timeoutMs: number): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    for (const worker of this.processes) {
+      for (;;) {
+        if (worker.log().includes(READY_LINE)) break;
+        if (worker.pid === undefined) throw new Error(`${worker.name} worker exited before it was ready; log ${worker.logFile}:\n${tail(worker.log())}`);
+        if (Date.now() > deadline) throw new Error(`${worker.name} worker not ready in ${timeoutMs} ms; log ${worker.logFile}:\n${tail(worker.log())}`);
+        await new Promise((resolve) => setTimeout(resolve, 200));
+      }
+    }
+  }
+
+  async stop(graceMs = 10_000): Promise<void> {
+    await Promise.all(this.processes.map((worker) => worker.stop(graceMs)));
+  }
+}
+
+function tail(text: string, lines = 20): string {
+  return text.split('\n').slice(-lines).join('\n');
+}
+
+/** The `timeshare worker …` argument lists for a run: the orchestrator, then each node with something to serve. */
+export function workerCommands(
+  options: Pick<WorkerProcessesOptions, 'configPath' | 'address' | 'stateDir' | 'layout' | 'taskQueuePrefix' | 'setCurrentVersion'>,
+): { name: string; args: string[] }[] {
+  const common = [path.resolve(options.configPath), '--address', options.address, '--state-dir', options.stateDir, '--exit-with-parent'];
+  const orchestratorArgs = ['worker', 'orchestrator', ...common, ...(options.setCurrentVersion === true ? ['--set-current'] : [])];
+  const commands = [{ name: 'orchestrator', args: orchestratorArgs }];
+  for (let node = 0; node < options.layout.nodes; node++) {
+    if (nodeTaskQueues(options.layout, options.taskQueuePrefix, node).length === 0) continue;
+    commands.push({ name: `gpu-node-${node}`, args: ['worker', 'gpu-node', ...common, '--node', String(node)] });
+  }
+  return commands;
+}
+
+export function startWorkerProcesses(options: WorkerProcessesOptions): WorkerProcesses {
+  return new WorkerProcesses(
+    workerCommands(options).map(({ name, args }) => {
+      const logFile = path.join(options.logDir, `${name}.log`);
+      return new SupervisedProcess({
+        name,
+        invocation: timeshareInvocation(args),
+        logFile,
+        ...(options.env === undefined ? {} : { env: options.env }),
+        ...(options.restartDelayMs === undefined ? {} : { restartDelayMs: options.restartDelayMs }),
+        onStart: (pid) => options.onStart?.(name, pid),
+        onExit: (info) => options.onExit?.(name, info, logFile),
+      });
+    }),
+  );
+}

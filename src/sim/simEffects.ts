@@ -1,0 +1,198 @@
+/**
+ * The iteration program's effects in virtual time (src/iteration/effects.ts): what the engines do
+ * takes the cost model's time on the virtual ranks, and every activity the workflow awaits in
+ * sequence costs one control-plane round trip (ControlPlaneLatency), as it does in the pipeline.
+ * Per-sample and per-rank behaviour stays in the simulator's world (the agent loop on VirtualRank).
+ */
+import { memoryTagShareMs, trainStepMs } from '../engines/sim/costFunctions';
+import type { MemoryTag } from '../engines/types';
+import type { GpuId, MigrationPolicy, PoolState, RankId, RankWork } from '../gpu';
+import type { IterationEffects, ShardRef, Step } from '../iteration/effects';
+import type { IterationState } from '../iteration/state';
+import type { ShardOutcome } from '../pipeline/types';
+import type { SimulationConfig } from './simulator';
+
+/** What the simulator's run loop waits for: virtual time, or a condition on the world. */
+export type Wait = { kind: 'sleep'; ms: number } | { kind: 'until'; ready: () => boolean };
+
+/** The simulator's world as the effects see it (implemented by Simulator). */
+export interface SimWorld {
+  now(): number;
+  runningSamples(): number;
+  inFlightWork(ranks: readonly RankId[]): RankWork[];
+  everyShardEnded(): boolean;
+  watchBatch(candidates: readonly number[]): void;
+  completedInWatch(): readonly number[];
+  endWatch(): void;
+  createSamples(ids: readonly number[], version: number): void;
+  launchShard(shard: ShardRef): void;
+  anyActive(shards: readonly ShardRef[]): boolean;
+  stopShards(shards: readonly ShardRef[], migration: MigrationPolicy): ShardOutcome[];
+  sealBatch(ids: readonly number[]): number;
+  markStale(ids: readonly number[]): void;
+  setPool(pool: PoolState): void;
+  onloadTrainer(trainGpus: readonly GpuId[]): number;
+  setTrainer(activity: 'train' | 'offload' | undefined, trainGpus: readonly GpuId[]): void;
+  setSyncing(on: boolean): void;
+  flushCache(rank: RankId): void;
+  /** Runs `event` after `ms` of virtual time. */
+  after(ms: number, event: () => void): void;
+}
+
+function* sleep(ms: number): Step<Wait, void> {
+  yield { kind: 'sleep', ms };
+}
+
+type Effects = IterationEffects<Wait>;
+
+/** Latency helpers shared by the effect groups. */
+function timing(cfg: SimulationConfig) {
+  const { cost } = cfg;
+  const { activityRoundTripMs } = cfg.controlPlane;
+  return {
+    cost,
+    activityRoundTripMs,
+    shardStopMs: cfg.controlPlane.shardStopMs,
+    roundTrips: (count: number) => sleep(count * activityRoundTripMs),
+    tagsMs: (tags: readonly MemoryTag[]) => tags.reduce((sum, tag) => sum + memoryTagShareMs(cost, tag, cost.onloadMs), 0),
+  };
+}
+
+export function simEffects(world: SimWorld, cfg: SimulationConfig, state: IterationState): Effects {
+  const noLostRanks: ReadonlySet<RankId> = new Set();
+  return {
+    now: () => world.now(),
+    phaseEntered: () => undefined,
+    poolChanged: (pool) => world.setPool(pool),
+    shardId: (rank, serial) => `s${serial}-r${rank}`,
+    launchShard: (shard) => world.launchShard(shard),
+    ...storeEffects(world, cfg),
+    ...rankEffects(world, cfg),
+    ...trainerEffects(world, cfg, state),
+    sleep,
+    runningSamples: () => world.runningSamples(),
+    inFlightWork: (ranks) => world.inFlightWork(ranks),
+    nonCancellable: (step) => step,
+    lostRanks: () => noLostRanks,
+    trainerNodeLost: () => false,
+    isLostNode: () => false,
+  };
+}
+
+function storeEffects(world: SimWorld, cfg: SimulationConfig): Pick<Effects, 'recoverFromStore' | 'dropSamples' | 'admitAndLaunch' | 'awaitBatch' | 'stopShards' | 'sealBatch' | 'finishSeal'> {
+  const { roundTrips, shardStopMs } = timing(cfg);
+  return {
+    *recoverFromStore() {
+      // describeSamples and readSealedBatch, issued together: one round trip; nothing left behind.
+      yield* roundTrips(1);
+      return { seen: [], sealed: null };
+    },
+    *dropSamples(ids) {
+      world.markStale(ids);
+      yield* roundTrips(1);
+    },
+    *admitAndLaunch({ ids, version, shards }) {
+      world.createSamples(ids, version);
+      for (const shard of shards) world.launchShard(shard);
+      yield* roundTrips(1);
+    },
+    *awaitBatch({ candidates, batchSize }) {
+      world.watchBatch(candidates);
+      yield { kind: 'until', ready: () => world.completedInWatch().length >= batchSize || world.everyShardEnded() };
+      // awaitBatch's answer (or the shards' ends) reaches the workflow.
+      yield* roundTrips(1);
+      if (world.completedInWatch().length < batchSize) return undefined;
+      const completed = [...world.completedInWatch()];
+      world.endWatch();
+      return completed;
+    },
+    *stopShards({ shards, migration }) {
+      // The shards run on until the direct stop reaches them; settling is one more round trip.
+      if (world.anyActive(shards)) yield* sleep(shardStopMs);
+      const outcomes = world.stopShards(shards, migration);
+      yield* roundTrips(1);
+      return { outcomes, failures: [] };
+    },
+    *sealBatch({ sampleIds }) {
+      yield* roundTrips(1);
+      return { totalTokens: world.sealBatch(sampleIds) };
+    },
+    *finishSeal() {
+      // Marking runs alongside the shrink and training: never on the critical path here.
+    },
+  };
+}
+
+function rankEffects(world: SimWorld, cfg: SimulationConfig): Pick<Effects, 'resumeMemory' | 'resumeMemorySettled' | 'syncWeights' | 'syncAndReload'> {
+  const { cost, activityRoundTripMs, tagsMs } = timing(cfg);
+  return {
+    *resumeMemory(_ranks, tags) {
+      yield* sleep(tagsMs(tags) + activityRoundTripMs);
+    },
+    *resumeMemorySettled(_ranks, tags) {
+      yield* sleep(tagsMs(tags) + activityRoundTripMs);
+      return [];
+    },
+    *syncWeights(ranks) {
+      world.setSyncing(true);
+      yield* sleep(cost.weightSyncMs + activityRoundTripMs);
+      world.setSyncing(false);
+      // KV computed under the old weights is stale: every engine flushes its prefix cache.
+      for (const rank of ranks) world.flushCache(rank);
+    },
+    *syncAndReload({ ranks, reload }) {
+      if (reload.length > 0) yield* sleep(tagsMs(['weights']));
+      world.setSyncing(true);
+      yield* sleep(cost.weightSyncMs);
+      world.setSyncing(false);
+      for (const rank of ranks) world.flushCache(rank);
+      yield* sleep((reload.length > 0 ? tagsMs(['kv_cache']) : 0) + activityRoundTripMs);
+    },
+  };
+}
+
+function trainerEffects(
+  world: SimWorld,
+  cfg: SimulationConfig,
+  state: IterationState,
+): Pick<Effects, 'releaseAndOnloadTrainer' | 'trainStep' | 'beginTrainerOffload' | 'awaitTrainerOffload' | 'trainerOffload'> {
+  const { cost, activityRoundTripMs, roundTrips } = timing(cfg);
+  let offloaded = true;
+  return {
+    *releaseAndOnloadTrainer(release) {
+      if (release.length > 0) {
+        yield* sleep(cost.offloadMs);
+        for (const rank of release) world.flushCache(rank);
+      }
+      // Called every iteration (a no-op when the trainer stayed onloaded).
+      const onloadMs = world.onloadTrainer(state.layout.trainGpus);
+      if (onloadMs > 0) yield* sleep(onloadMs);
+      yield* roundTrips(1);
+    },
+    *trainStep({ fromVersion, batchTokens }) {
+      const { trainGpus, shrinkRanks } = state.layout;
+      world.setTrainer('train', trainGpus);
+      yield* sleep(trainStepMs(cost, batchTokens, trainGpus.length) + activityRoundTripMs);
+      if (shrinkRanks.length === 0) world.setTrainer(undefined, trainGpus);
+      return [fromVersion + 1];
+    },
+    beginTrainerOffload() {
+      const { trainGpus } = state.layout;
+      offloaded = false;
+      world.setTrainer('offload', trainGpus);
+      world.after(cost.trainerOffloadMs + activityRoundTripMs, () => {
+        world.setTrainer(undefined, trainGpus);
+        offloaded = true;
+      });
+    },
+    *awaitTrainerOffload() {
+      yield { kind: 'until', ready: () => offloaded };
+    },
+    *trainerOffload() {
+      const { trainGpus } = state.layout;
+      world.setTrainer('offload', trainGpus);
+      yield* sleep(cost.trainerOffloadMs + activityRoundTripMs);
+      world.setTrainer(undefined, trainGpus);
+    },
+  };
+}

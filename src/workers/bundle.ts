@@ -1,0 +1,141 @@
+/**
+ * The workflow bundle, built once per code version and reused: webpack takes 13-49 s on a busy
+ * 2-core machine, too long to pay at every worker start. The version is a content hash of what
+ * goes into the bundle (the workflow entry, the payload converter module if any, every local module
+ * they import, transitively, plus the locked dependency versions); it names the cached file and is the worker's default build id
+ * (docs/design.md §5.2, Worker Versioning).
+ */
+import { createHash } from 'node:crypto';
+import { existsSync, mkdirSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { bundleWorkflowCode, type WorkflowBundleOption, type WorkflowBundlePath } from '@temporalio/worker';
+
+/** Bump when the way a bundle is built changes (bundler options), so old cache entries are not reused. */
+const BUNDLE_RECIPE = 'timeshare-workflow-bundle-1';
+/** Environment variable that moves the bundle cache (default: `<repo>/.cache/bundles`). */
+export const BUNDLE_CACHE_ENV = 'TIMESHARE_BUNDLE_CACHE';
+const BUILD_ID_HEX_CHARS = 16;
+
+/** What a bundle is built from: the workflows and, optionally, the payload converter bundled with them. */
+export interface BundleInputs {
+  workflowsPath: string;
+  /** A module exporting `payloadConverter`, used inside the workflow sandbox (src/temporal/payloadConverter.ts). */
+  payloadConverterPath?: string;
+}
+
+export interface WorkflowSources {
+  /** The workflow bundle's entry point. */
+  entry: string;
+  /** The payload converter bundled with the workflows, if any. */
+  payloadConverterPath?: string;
+  /** Every file the hash covers (entry, local imports, the lock file), repo-relative, sorted. */
+  files: string[];
+  /** Content hash of those files: the code version. */
+  hash: string;
+}
+
+export interface CachedWorkflowBundle extends WorkflowBundlePath {
+  /** The code version: a short content hash, usable as a Worker Deployment build id. */
+  buildId: string;
+  /** Whether this call built the bundle (false: it was in the cache). */
+  built: boolean;
+}
+
+/** `import … from './x'`, `export … from '../y'`, `import './z'`, `import('./w')`: the specifier. */
+const IMPORT_PATTERN = /(?:\bfrom\s+|\bimport\s*\(?\s*)['"]([^'"]+)['"]/g;
+const RESOLVE_SUFFIXES = ['', '.ts', '.tsx', '.js', '/index.ts', '/index.js'];
+
+function resolveLocalImport(fromFile: string, specifier: string): string {
+  const base = path.resolve(path.dirname(fromFile), specifier);
+  for (const suffix of RESOLVE_SUFFIXES) {
+    const candidate = base + suffix;
+    if (existsSync(candidate) && statSync(candidate).isFile()) return candidate;
+  }
+  throw new Error(`workflow bundle: cannot resolve import '${specifier}' from ${fromFile}`);
+}
+
+/** The repository root: the nearest folder above the entry that holds a package.json. */
+export function packageRoot(from: string): string {
+  for (let dir = path.dirname(from); ; dir = path.dirname(dir)) {
+    if (existsSync(path.join(dir, 'package.json'))) return dir;
+    if (path.dirname(dir) === dir) throw new Error(`workflow bundle: no package.json above ${from}`);
+  }
+}
+
+/** Local modules reachable from the entries by relative imports (packages are covered by the lock file). */
+function localModules(entries: readonly string[]): string[] {
+  const seen = new Set<string>();
+  const pending = entries.map((entry) => path.resolve(entry));
+  while (pending.length > 0) {
+    const file = pending.pop()!;
+    if (seen.has(file)) continue;
+    seen.add(file);
+    for (const match of readFileSync(file, 'utf8').matchAll(IMPORT_PATTERN)) {
+      const specifier = match[1]!;
+      if (specifier.startsWith('.')) pending.push(resolveLocalImport(file, specifier));
+    }
+  }
+  return [...seen];
+}
+
+const bundleInputs = (inputs: string | BundleInputs): BundleInputs => (typeof inputs === 'string' ? { workflowsPath: inputs } : inputs);
+
+/** What goes into the bundle of these inputs (a workflows entry alone, or with a payload converter), and its content hash. Pure reads; no bundling. */
+export function workflowSources(inputs: string | BundleInputs): WorkflowSources {
+  const { workflowsPath: entry, payloadConverterPath: converter } = bundleInputs(inputs);
+  const root = packageRoot(entry);
+  const lockFile = path.join(root, 'package-lock.json');
+  const files = [...localModules(converter === undefined ? [entry] : [entry, converter]), ...(existsSync(lockFile) ? [lockFile] : [])]
+    .map((file) => path.relative(root, file))
+    .sort();
+  const hash = createHash('sha256').update(BUNDLE_RECIPE).update('\0');
+  // Which module is the converter matters too (the same files bundled without it are another bundle).
+  hash.update(`payload converter: ${converter === undefined ? '(default)' : path.relative(root, path.resolve(converter))}`).update('\0');
+  for (const file of files) hash.update(file).update('\0').update(readFileSync(path.join(root, file))).update('\0');
+  return { entry: path.resolve(entry), ...(converter === undefined ? {} : { payloadConverterPath: path.resolve(converter) }), files, hash: hash.digest('hex') };
+}
+
+export function bundleCacheDir(entry: string): string {
+  return process.env[BUNDLE_CACHE_ENV] ?? path.join(packageRoot(entry), '.cache', 'bundles');
+}
+
+const quietLogger = {
+  log: () => undefined,
+  info: () => undefined,
+  warn: (message: string) => console.error(message),
+  error: (message: string) => console.error(message),
+  debug: () => undefined,
+  trace: () => undefined,
+};
+
+/**
+ * The bundle of these inputs for their current sources: read from the cache, or built and written
+ * there (atomically: concurrent workers never read a half-written file).
+ */
+export async function cachedWorkflowBundle(inputs: string | BundleInputs, cacheDir = bundleCacheDir(bundleInputs(inputs).workflowsPath)): Promise<CachedWorkflowBundle> {
+  const { workflowsPath, payloadConverterPath } = bundleInputs(inputs);
+  const { hash } = workflowSources(inputs);
+  const buildId = hash.slice(0, BUILD_ID_HEX_CHARS);
+  const codePath = path.join(cacheDir, `${hash}.js`);
+  if (existsSync(codePath)) return { codePath, buildId, built: false };
+  const { code } = await bundleWorkflowCode({ workflowsPath, ...(payloadConverterPath === undefined ? {} : { payloadConverterPath }), logger: quietLogger });
+  mkdirSync(cacheDir, { recursive: true });
+  const partial = `${codePath}.${process.pid}.partial`;
+  writeFileSync(partial, code);
+  renameSync(partial, codePath);
+  return { codePath, buildId, built: true };
+}
+
+const CACHED_BUNDLE_NAME = /^([0-9a-f]{64})\.js$/;
+
+/**
+ * The build id of a bundle given as an option: its own when it came from the cache (also a file of
+ * the cache given by path, `<hash>.js`, so an older version keeps its build id), else a hash of its code.
+ */
+export function bundleBuildId(bundle: WorkflowBundleOption | CachedWorkflowBundle): string {
+  if ('buildId' in bundle) return bundle.buildId;
+  const cachedName = 'codePath' in bundle ? CACHED_BUNDLE_NAME.exec(path.basename(bundle.codePath)) : null;
+  if (cachedName !== null) return cachedName[1]!.slice(0, BUILD_ID_HEX_CHARS);
+  const code = 'code' in bundle ? bundle.code : readFileSync(bundle.codePath, 'utf8');
+  return createHash('sha256').update(code).digest('hex').slice(0, BUILD_ID_HEX_CHARS);
+}

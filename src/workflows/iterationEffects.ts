@@ -1,0 +1,235 @@
+/**
+ * The iteration program's effects as Temporal activities and timers (src/iteration/effects.ts).
+ * Memory and weight operations go to each node once for all its ranks; every rank or trainer call
+ * goes through LostNodes, so a node that takes no activity marks its ranks lost.
+ */
+import { ApplicationFailure, CancellationScope, getExternalWorkflowHandle, log, setCurrentDetails, sleep, upsertSearchAttributes, workflowInfo } from '@temporalio/workflow';
+import { ALL_MEMORY_TAGS, type MemoryTag } from '../engines/types';
+import { trainNodes, type RankId, type RankWork } from '../gpu';
+import type { IterationEffects, PhaseReport, ReloadFailure, Step } from '../iteration/effects';
+import { describeError } from '../pipeline/errors';
+import { shardId } from '../pipeline/naming';
+import type { RunSpec } from '../pipeline/types';
+import type { IterationProgress } from '../pipeline/types';
+import { PHASE_KEY } from '../temporal/searchAttributes';
+import { awaiting, drive, rankRanges, type Suspension } from './drive';
+import type { IterationActivities } from './iterationActivities';
+import { isLostNodeError, type LostNodes } from './lostNodes';
+import { ShardRunner } from './shards';
+import { iterationProgressSignal } from './signals';
+
+export interface TemporalEffectsContext {
+  spec: RunSpec;
+  iteration: number;
+  activities: IterationActivities;
+  lost: LostNodes;
+  /** The run's token for this iteration (IterationInput.progressToken), echoed in every progress report. */
+  progressToken?: string;
+}
+
+type Effects = IterationEffects<Suspension>;
+
+/** Groups ranks by node (one activity per node instead of one per rank). */
+function nodeGroups(spec: RunSpec, ranks: readonly RankId[]): { node: number; ranks: RankId[] }[] {
+  const byNode = new Map<number, RankId[]>();
+  for (const rank of ranks) {
+    const node = spec.layout.ranks[rank]?.node;
+    if (node === undefined) throw ApplicationFailure.nonRetryable(`rank ${rank} is not in the layout`);
+    byNode.set(node, [...(byNode.get(node) ?? []), rank]);
+  }
+  return [...byNode.entries()].map(([node, onNode]) => ({ node, ranks: onNode }));
+}
+
+export function temporalEffects(ctx: TemporalEffectsContext): Effects {
+  const shards = new ShardRunner(ctx.spec, ctx.iteration, ctx.activities, ctx.lost);
+  const executionTag = workflowInfo().runId.slice(0, 8);
+  let progressSequence = 0;
+  return {
+    now: () => Date.now(),
+    phaseEntered: (report) => reportPhase(ctx, report, progressSequence++),
+    poolChanged: () => undefined,
+    // Unique per execution (attempts and operator resumes alike): fences earlier shards out of the store.
+    shardId: (rank, serial) => shardId(ctx.iteration, executionTag, rank, serial),
+    launchShard: (shard, version) => shards.launch(shard, version),
+    ...bookkeepingEffects(ctx, shards),
+    ...nodeEffects(ctx),
+    ...trainerEffects(ctx, shards),
+    sleep: (ms) => awaiting(sleep(ms)),
+    runningSamples: () => {
+      throw ApplicationFailure.nonRetryable("the 'adaptive' shrink trigger needs per-sample progress the workflow does not observe; use 'batch-ready'");
+    },
+    inFlightWork: (): RankWork[] => {
+      throw ApplicationFailure.nonRetryable("the 'least-work' release policy needs in-flight work the workflow does not observe; use 'fixed'");
+    },
+    nonCancellable: <T>(step: Step<Suspension, T>) => awaiting(CancellationScope.nonCancellable(() => drive(step))),
+    lostRanks: () => ctx.lost.ranks,
+    trainerNodeLost: () => ctx.lost.trainerNode !== undefined,
+    isLostNode: (error) => isLost(error),
+  };
+}
+
+const isLost = isLostNodeError;
+
+/** Search attribute, current details and the run's progress signal (not awaited: advisory). */
+function reportPhase(ctx: TemporalEffectsContext, report: PhaseReport, sequence: number): void {
+  upsertSearchAttributes([{ key: PHASE_KEY, value: report.phase }]);
+  setCurrentDetails(
+    `iteration ${ctx.iteration + 1}: ${report.phase} · weights v${report.version} · samples running ${report.samplesRunning}, ` +
+      `completed ${report.samplesCompleted}, waiting ${report.samplesWaiting} · batch ${report.batchSamples}`,
+  );
+  const parent = workflowInfo().parent;
+  // The run learns that the iteration is done from its result: no signal for 'done'.
+  if (parent === undefined || report.phase === 'done') return;
+  const info = workflowInfo();
+  const progress: IterationProgress = {
+    iteration: ctx.iteration,
+    ...report,
+    // Ordered across attempts and executions (an operator resume or a lost-node retry starts a new
+    // execution at attempt 1): a later execution's reports supersede earlier ones.
+    sequence: info.runStartTime.getTime() * 1_000 + sequence,
+    ...(ctx.progressToken === undefined ? {} : { token: ctx.progressToken }),
+  };
+  getExternalWorkflowHandle(parent.workflowId, parent.runId)
+    .signal(iterationProgressSignal, progress)
+    .catch((error: unknown) => log.warn(`iteration ${ctx.iteration}: progress signal for phase '${report.phase}' not delivered: ${describeError(error)}`));
+}
+
+function bookkeepingEffects(ctx: TemporalEffectsContext, shards: ShardRunner): Pick<Effects, 'recoverFromStore' | 'dropSamples' | 'admitAndLaunch' | 'awaitBatch' | 'stopShards' | 'sealBatch' | 'finishSeal'> {
+  const { spec, iteration } = ctx;
+  const store = ctx.activities.bookkeeping;
+  const runId = spec.runId;
+  let marking: Promise<unknown> | undefined;
+  return {
+    *recoverFromStore({ waiting, fromId }) {
+      // Both reads are independent: issued together they cost one round trip.
+      const [seen, sealed] = yield* awaiting(
+        Promise.all([
+          store.describeSamples.executeWithOptions({ summary: `recover: describe ${waiting.length} waiting samples and ids from ${fromId}` }, [{ runId, ids: waiting, fromId }]),
+          store.readSealedBatch.executeWithOptions({ summary: `recover: sealed batch of iteration ${iteration + 1}?` }, [{ runId, iteration }]),
+        ]),
+      );
+      return { seen, sealed };
+    },
+    *dropSamples(ids, reason) {
+      yield* awaiting(store.dropSamples.executeWithOptions({ summary: `drop ${ids.length} samples (${reason})` }, [{ runId, ids, reason }]));
+    },
+    *admitAndLaunch({ ids, version, shards: placed }) {
+      yield* awaiting(store.admitSamples.executeWithOptions({ summary: `admit ${ids.length} samples at v${version}` }, [{ runId, ids, version }]));
+      for (const shard of placed) shards.launch(shard, version);
+    },
+    *awaitBatch({ candidates, batchSize }) {
+      const summary = `await batch of ${batchSize} among ${candidates.length} candidates`;
+      const watch = () => ctx.activities.batchWatcher.awaitBatch.executeWithOptions({ summary }, [{ runId, iteration, candidates, batchSize }]);
+      const result = yield* awaiting(shards.unlessShardFails(() => Promise.race([watch(), shards.everyShardEnded()])));
+      return result?.sampleIds;
+    },
+    *stopShards({ shards: refs, migration }) {
+      if (migration !== 'keep-prefix') throw ApplicationFailure.nonRetryable(`migration policy '${migration}': the rollout shards keep the prefix of an interrupted turn`);
+      const failures = yield* awaiting(shards.stop(refs));
+      const summary = `settle ${refs.length} shards (ranks ${rankRanges([...new Set(refs.map((ref) => ref.rank))])})`;
+      const outcomes = yield* awaiting(store.settleShards.executeWithOptions({ summary }, [{ runId, shards: refs.map((ref) => ({ shardId: ref.id, sampleIds: ref.sampleIds })) }]));
+      return { outcomes, failures };
+    },
+    *sealBatch({ sampleIds, fromVersion }) {
+      // Training needs the manifest only; marking each sample (store I/O per sample) runs alongside
+      // the shrink and training and is awaited before the iteration ends.
+      const manifest = yield* awaiting(store.writeBatchManifest.executeWithOptions({ summary: `seal batch manifest (${sampleIds.length} samples)` }, [{ runId, iteration, fromVersion, sampleIds }]));
+      marking = startMarking(ctx, sampleIds, fromVersion);
+      return manifest;
+    },
+    *finishSeal({ sampleIds, fromVersion }) {
+      // Idempotent: also completes the marking of an earlier attempt that sealed the batch.
+      yield* awaiting(marking ?? startMarking(ctx, sampleIds, fromVersion));
+    },
+  };
+}
+
+function startMarking(ctx: TemporalEffectsContext, sampleIds: number[], fromVersion: number): Promise<unknown> {
+  const marking = ctx.activities.background.sealBatch.executeWithOptions({ summary: `mark ${sampleIds.length} batch samples` }, [
+    { runId: ctx.spec.runId, iteration: ctx.iteration, fromVersion, sampleIds },
+  ]);
+  marking.catch(() => undefined); // observed by finishSeal
+  return marking;
+}
+
+type NodeGroup = { node: number; ranks: RankId[] };
+
+function nodeEffects(ctx: TemporalEffectsContext): Pick<Effects, 'resumeMemory' | 'resumeMemorySettled' | 'syncWeights' | 'syncAndReload'> {
+  const { spec, lost, activities } = ctx;
+  const runId = spec.runId;
+  const onGroup = <T>(group: NodeGroup, call: (node: ReturnType<IterationActivities['rank']>, summary: string) => Promise<T>, summary: string): Promise<T> =>
+    lost.onRank(group.ranks[0]!, call(activities.rank(group.ranks[0]!), `${summary} node ${group.node} ranks ${rankRanges(group.ranks)}`));
+  const resume = (group: NodeGroup, tags: MemoryTag[]) =>
+    onGroup(group, (node, summary) => node.resumeNodeMemory.executeWithOptions({ summary }, [{ runId, ranks: group.ranks, tags }]), `reload ${tags.join('+')}`);
+  return {
+    *resumeMemory(ranks, tags) {
+      yield* awaiting(Promise.all(nodeGroups(spec, ranks).map((group) => resume(group, tags))));
+    },
+    *resumeMemorySettled(ranks, tags) {
+      const groups = nodeGroups(spec, ranks);
+      const results = yield* awaiting(Promise.allSettled(groups.map((group) => resume(group, tags))));
+      // A rank found lost while reloading joins the lost ones instead of failing the restore.
+      return results.flatMap((result, i): ReloadFailure[] => (result.status === 'rejected' && !isLost(result.reason) ? [{ ranks: groups[i]!.ranks, error: result.reason }] : []));
+    },
+    *syncWeights(ranks, version) {
+      const sync = (group: NodeGroup) => onGroup(group, (node, summary) => node.syncNodeWeights.executeWithOptions({ summary }, [{ runId, ranks: group.ranks, version }]), `sync weights v${version}`);
+      yield* awaiting(Promise.all(nodeGroups(spec, ranks).map(sync)));
+    },
+    *syncAndReload({ ranks, reload, version }) {
+      const reloading = new Set(reload);
+      const step = (group: NodeGroup) => {
+        const here = group.ranks.filter((rank) => reloading.has(rank));
+        const what = here.length === 0 ? `sync weights v${version}` : `sync weights v${version} + reload ranks ${rankRanges(here)} of`;
+        return onGroup(group, (node, summary) => node.syncAndReloadNode.executeWithOptions({ summary }, [{ runId, ranks: group.ranks, version, reload: here }]), what);
+      };
+      yield* awaiting(Promise.all(nodeGroups(spec, ranks).map(step)));
+    },
+  };
+}
+
+function trainerEffects(ctx: TemporalEffectsContext, shards: ShardRunner): Pick<Effects, 'releaseAndOnloadTrainer' | 'trainStep' | 'beginTrainerOffload' | 'awaitTrainerOffload' | 'trainerOffload'> {
+  const { spec, lost, activities, iteration } = ctx;
+  const runId = spec.runId;
+  const nodes = trainNodes(spec.layout);
+  const onEachNode = <T>(call: (node: number) => Promise<T>): Promise<T[]> => Promise.all(nodes.map((node) => lost.onTrainerNode(node, call(node))));
+  const offload = () => onEachNode((node) => activities.trainer(node).trainerOffload.executeWithOptions({ summary: `trainer offload node ${node}` }, [{ runId, node }]));
+  let offloading: Promise<unknown> | undefined;
+  return {
+    *releaseAndOnloadTrainer(release) {
+      // Released ranks on a train node are released by that node's onload activity; any others
+      // (an operator's larger shrink set) by their own node's activity, alongside.
+      const trainNodeSet = new Set(nodes);
+      const groups = nodeGroups(spec, release);
+      const elsewhere = groups.filter((group) => !trainNodeSet.has(group.node));
+      const releaseElsewhere = elsewhere.map((group) =>
+        lost.onRank(group.ranks[0]!, activities.rank(group.ranks[0]!).releaseNodeMemory.executeWithOptions({ summary: `offload node ${group.node} ranks ${rankRanges(group.ranks)}` }, [{ runId, ranks: group.ranks, tags: [...ALL_MEMORY_TAGS] }])),
+      );
+      const onload = (node: number) => {
+        const releaseRanks = groups.find((group) => group.node === node)?.ranks ?? [];
+        const summary = releaseRanks.length === 0 ? `trainer onload node ${node}` : `offload node ${node} ranks ${rankRanges(releaseRanks)}, trainer onload`;
+        return activities.trainer(node).trainerOnload.executeWithOptions({ summary }, [{ runId, node, ...(releaseRanks.length === 0 ? {} : { releaseRanks }) }]);
+      };
+      yield* awaiting(Promise.all([...releaseElsewhere, onEachNode(onload)]));
+    },
+    *trainStep({ fromVersion }) {
+      const leader = nodes[0];
+      const step = (node: number) =>
+        activities.trainer(node).trainStep.executeWithOptions({ summary: `train step v${fromVersion}→v${fromVersion + 1} node ${node}${node === leader ? ' (leader)' : ''}` }, [
+          { runId, node, iteration, fromVersion, leader: node === leader },
+        ]);
+      const results = yield* awaiting(shards.unlessShardFails(() => onEachNode(step)));
+      return results.map((result) => result.newVersion);
+    },
+    beginTrainerOffload() {
+      offloading = offload();
+      offloading.catch(() => undefined); // observed by awaitTrainerOffload
+    },
+    *awaitTrainerOffload() {
+      if (offloading === undefined) throw new Error('awaitTrainerOffload: no offload was begun');
+      yield* awaiting(offloading);
+    },
+    *trainerOffload() {
+      yield* awaiting(offload());
+    },
+  };
+}

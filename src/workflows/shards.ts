@@ -1,0 +1,131 @@
+/**
+ * Rollout shards in the iteration workflow: each is an activity on its rank's queue in its own
+ * cancellation scope; stopping one asks its node's worker directly (one round trip) and cancels it
+ * (the fallback for a shard the worker is not running), then waits until it has checkpointed.
+ */
+import { ActivityFailure, CancellationScope, isCancellation, log, TimeoutFailure } from '@temporalio/workflow';
+import { TimeoutType } from '@temporalio/common';
+import type { RankId } from '../gpu/layout';
+import type { ShardRef } from '../iteration/effects';
+import { describeError } from '../pipeline/errors';
+import type { RunSpec } from '../pipeline/types';
+import type { ShardInput } from '../pipeline/types';
+import type { IterationActivities } from './iterationActivities';
+import type { LostNodes } from './lostNodes';
+
+interface RunningShard {
+  ref: ShardRef;
+  scope: CancellationScope;
+  /** Settles when the activity ends: completed, cancelled (after checkpointing) or failed. */
+  ended: Promise<unknown>;
+  /** Set once `ended` has settled: such a shard needs no stop. */
+  done: boolean;
+}
+
+/**
+ * A shard whose worker died after we asked it to stop ends on its heartbeat timeout (Temporal does
+ * not retry an activity whose cancellation was requested). Its samples are in the store at their
+ * last checkpoint, and the store fences the dead shard out: it settles like a cancelled one.
+ */
+function diedWhileStopping(error: unknown): boolean {
+  return error instanceof ActivityFailure && error.cause instanceof TimeoutFailure && error.cause.timeoutType === TimeoutType.HEARTBEAT;
+}
+
+export class ShardRunner {
+  private readonly running = new Map<string, RunningShard>();
+
+  constructor(
+    private readonly spec: RunSpec,
+    private readonly iteration: number,
+    private readonly activities: IterationActivities,
+    private readonly lost: LostNodes,
+  ) {}
+
+  launch(ref: ShardRef, version: number): void {
+    const input: ShardInput = {
+      runId: this.spec.runId,
+      shardId: ref.id,
+      rank: ref.rank,
+      sampleIds: ref.sampleIds,
+      version,
+      maxTurns: this.spec.maxTurns,
+      maxTokens: this.spec.maxTokens,
+      environmentTimeoutMs: this.spec.environmentTimeoutMs,
+    };
+    const summary = `rollout rank ${ref.rank} shard ${ref.id} (${ref.sampleIds.length} samples, v${version})`;
+    const scope = new CancellationScope();
+    const ended = scope.run(() => this.lost.onRank(ref.rank, this.activities.shard(ref.rank).runRolloutShard.executeWithOptions({ summary }, [input])));
+    const shard: RunningShard = { ref, scope, ended, done: false };
+    // Observed later (stop / failure); mark handled so an early rejection is not unhandled.
+    ended.then(
+      () => (shard.done = true),
+      () => (shard.done = true),
+    );
+    this.running.set(ref.id, shard);
+  }
+
+  /** Settles once every running shard has ended (never, if none runs). */
+  everyShardEnded(): Promise<undefined> {
+    if (this.running.size === 0) return new Promise<undefined>(() => undefined);
+    return Promise.allSettled([...this.running.values()].map((shard) => shard.ended)).then(() => undefined);
+  }
+
+  /**
+   * Runs `work` in its own scope unless a shard fails first (then the failure is raised). The
+   * scope is cancelled once the race is decided, so nothing `work` started outlives it.
+   */
+  async unlessShardFails<T>(work: () => Promise<T>): Promise<T> {
+    const scope = new CancellationScope();
+    const result = scope.run(work);
+    result.catch(() => undefined);
+    const shardFailure = new Promise<never>((_, reject) => {
+      for (const shard of this.running.values()) shard.ended.catch((error: unknown) => !isCancellation(error) && reject(error));
+    });
+    try {
+      return await Promise.race([result, shardFailure]);
+    } finally {
+      scope.cancel();
+    }
+  }
+
+  /** Stops the shards and waits for each to end; returns the failures of those that failed. */
+  async stop(refs: readonly ShardRef[]): Promise<unknown[]> {
+    const selected = refs.map((ref) => this.running.get(ref.id)).filter((shard): shard is RunningShard => shard !== undefined);
+    for (const shard of selected) shard.scope.cancel();
+    // The direct stop goes to shards still running only: one to an ended shard is wasted, and one
+    // to a lost node would hold the stop for its whole timeout.
+    const stopping = this.requestDirectStop(selected.filter((shard) => !shard.done));
+    const failures: unknown[] = [];
+    for (const shard of selected) {
+      try {
+        await shard.ended;
+      } catch (error) {
+        if (!isCancellation(error) && !diedWhileStopping(error)) failures.push(error);
+      }
+      this.running.delete(shard.ref.id);
+    }
+    await stopping;
+    return failures;
+  }
+
+  private requestDirectStop(selected: readonly RunningShard[]): Promise<void> {
+    const byNode = new Map<number, RunningShard[]>();
+    for (const shard of selected) {
+      const node = this.spec.layout.ranks[shard.ref.rank]!.node;
+      byNode.set(node, [...(byNode.get(node) ?? []), shard]);
+    }
+    const stops = [...byNode.entries()].map(([node, onNode]) => {
+      const rank: RankId = onNode[0]!.ref.rank;
+      const summary = `stop shards node ${node} (${onNode.length} shards)`;
+      return this.activities
+        .stopper(rank)
+        .stopShards.executeWithOptions({ summary }, [{ runId: this.spec.runId, shardIds: onNode.map((shard) => shard.ref.id) }])
+        .then(
+          () => undefined,
+          // Not fatal: the cancellation request still stops the shards, one heartbeat later.
+          (error: unknown) => log.warn(`iteration ${this.iteration}: direct stop of shards on node ${node} failed, relying on cancellation: ${describeError(error)}`),
+        );
+    });
+    return Promise.all(stops).then(() => undefined);
+  }
+}

@@ -1,0 +1,154 @@
+/**
+ * The production path on a PostgreSQL-backed Temporal server (scripts/cluster.sh): the server
+ * built from the Go module proxy, PostgreSQL, schema, the `default` namespace and the search
+ * attributes set up by the script; the README's cluster path (workers as `timeshare worker`
+ * processes, the run started with `timeshare start`). Mid-run the Temporal server is SIGKILLed
+ * and restarted, later PostgreSQL (postmaster and its backends); the run completes with every
+ * sample exactly once (the store audit).
+ *
+ * Opt-in (`npm run test:cluster`): the first run builds the server (minutes on 2 cores).
+ */
+import { execFile } from 'node:child_process';
+import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import { Client, Connection } from '@temporalio/client';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { stringify } from 'yaml';
+import { runWorkflowId } from '../../src/pipeline/naming';
+import type { RunStatus } from '../../src/pipeline/types';
+import { FsTrajectoryStore } from '../../src/store';
+import { startCli, type Proc } from '../helpers/processes';
+
+const ENABLED = process.env.TIMESHARE_CLUSTER_TEST === '1';
+const SCRIPT = path.join(__dirname, '..', '..', 'scripts', 'cluster.sh');
+const ITERATIONS = 6;
+const BATCH = 8;
+const RUN_ID = 'cluster';
+
+const portFree = (port: number): Promise<boolean> =>
+  new Promise((resolve) => {
+    const server = createServer();
+    server.once('error', () => resolve(false));
+    server.listen(port, '127.0.0.1', () => server.close(() => resolve(true)));
+  });
+
+/** A base port whose next `count` ports are all free (the server's services use consecutive ports). */
+async function freePortRange(count: number): Promise<number> {
+  for (let attempt = 0; attempt < 50; attempt++) {
+    const base = 20_000 + Math.floor(Math.random() * 30_000);
+    const free = await Promise.all(Array.from({ length: count }, (_, i) => portFree(base + i)));
+    if (free.every(Boolean)) return base;
+  }
+  throw new Error(`no ${count} consecutive free ports found`);
+}
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+async function waitFor<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs: number): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let lastError: unknown;
+  for (;;) {
+    try {
+      const value = await probe();
+      if (value !== undefined) return value;
+    } catch (error) {
+      lastError = error; // the server or its database may be down: that is what the test does
+    }
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what} (last error: ${String(lastError)})`);
+    await sleep(500);
+  }
+}
+
+describe.skipIf(!ENABLED)('PostgreSQL-backed Temporal cluster (scripts/cluster.sh)', () => {
+  let dir: string;
+  let env: NodeJS.ProcessEnv;
+  let address: string;
+  const workers: Proc[] = [];
+  const cluster = (command: string) => promisify(execFile)('bash', [SCRIPT, command], { env, maxBuffer: 16 * 1024 * 1024, timeout: 1_800_000 });
+
+  beforeAll(async () => {
+    dir = mkdtempSync(path.join(os.tmpdir(), 'timeshare-cluster-'));
+    chmodSync(dir, 0o755); // PostgreSQL runs as the postgres user when the test runs as root
+    const port = await freePortRange(10);
+    let pgPort = await freePortRange(1);
+    while (pgPort >= port && pgPort < port + 10) pgPort = await freePortRange(1);
+    address = `127.0.0.1:${port}`;
+    env = { ...process.env, TIMESHARE_CLUSTER_DIR: path.join(dir, 'cluster'), TIMESHARE_CLUSTER_PORT: String(port), TIMESHARE_PG_PORT: String(pgPort) };
+    await cluster('up');
+  }, 1_900_000);
+
+  afterAll(async () => {
+    for (const worker of workers) worker.kill('SIGTERM');
+    await Promise.all(workers.map((worker) => worker.exited));
+    if (dir !== undefined) {
+      await cluster('down').catch((error: unknown) => console.error(`cluster.sh down failed: ${String(error)}`));
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, 120_000);
+
+  it('completes a run through SIGKILLs of the Temporal server and of PostgreSQL, every sample exactly once', async () => {
+    const store = path.join(dir, 'store');
+    const config = path.join(dir, 'cluster.yaml');
+    writeFileSync(
+      config,
+      stringify({
+        run: { id: RUN_ID, iterations: ITERATIONS },
+        pool: { nodes: 1, gpusPerNode: 4 },
+        strategy: 'multiplexed',
+        rollout: { gpus: 'all', gpusPerRank: 1 },
+        train: { gpus: [0, 1] },
+        batchSize: BATCH,
+        asyncRatio: 1,
+        maxTurns: 8,
+        simulation: {
+          timeScale: 0.02,
+          workload: { turns: { median: 3, p90: 7 }, completionTokensPerTurn: { median: 150, p90: 600 }, envStepMs: { median: 300, p90: 1200 } },
+        },
+        store: { dir: store },
+      }),
+    );
+    const flags = ['--address', address, '--state-dir', path.join(dir, 'state')];
+    workers.push(startCli(['worker', 'orchestrator', config, ...flags]));
+    workers.push(startCli(['worker', 'gpu-node', config, '--node', '0', ...flags]));
+    const started = startCli(['start', config, '--address', address]);
+    expect(await started.exited, started.output()).toBe(0);
+
+    const client = new Client({ connection: await Connection.connect({ address }) });
+    const handle = client.workflow.getHandle(runWorkflowId(RUN_ID));
+    /** Waits for iteration k, then checks the run is still mid-way (so the kill that follows hits a running run). */
+    const iterationReached = async (k: number): Promise<void> => {
+      const status = await waitFor(`iteration ${k}`, async () => {
+        const current = await handle.query<RunStatus>('status');
+        return current.iteration >= k ? current : undefined;
+      }, 900_000);
+      expect(status.iteration, 'the run must still be running when it is killed').toBeLessThan(ITERATIONS - 1);
+    };
+
+    await iterationReached(1);
+    const serverPid = Number(readFileSync(path.join(dir, 'cluster', 'temporal-server.pid'), 'utf8'));
+    process.kill(serverPid, 'SIGKILL');
+    await sleep(10_000);
+    await cluster('up');
+
+    await iterationReached(2);
+    const postmaster = Number(readFileSync(path.join(dir, 'cluster', 'pg', 'postmaster.pid'), 'utf8').split('\n')[0]);
+    const { stdout: backends } = await promisify(execFile)('pgrep', ['-P', String(postmaster)]).catch(() => ({ stdout: '' }));
+    process.kill(postmaster, 'SIGKILL');
+    for (const pid of backends.split('\n').filter(Boolean)) process.kill(Number(pid), 'SIGKILL');
+    await sleep(10_000);
+    await cluster('up');
+
+    const summary = await waitFor('the run to complete', async () => ((await handle.describe()).status.name === 'COMPLETED' ? handle.result() : undefined), 900_000);
+    expect((summary as { iterations: number }).iterations).toBe(ITERATIONS);
+    await client.connection.close();
+
+    const trajectories = new FsTrajectoryStore(store, RUN_ID);
+    const audit = await trajectories.audit();
+    expect(audit.violations).toEqual([]);
+    expect(audit.batched).toBe(ITERATIONS * BATCH);
+    expect(await trajectories.listBatches()).toEqual(Array.from({ length: ITERATIONS }, (_, i) => i));
+  }, 2_400_000);
+});

@@ -1,0 +1,170 @@
+/**
+ * Bad environment answers: a misbehaving server (a WebSocket and HTTP server in this process that
+ * answers as told) in front of the OpenEnv adapter. Malformed JSON and wrong schemas are
+ * EnvironmentProtocolError (non-retryable, src/pipeline/errors.ts); HTTP 5xx, a hanging step
+ * and a closed WebSocket are EnvironmentUnavailableError, retried on a new session up to
+ * `retries`, then the sample ends as environment-unavailable (counted); nothing is lost.
+ */
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { afterEach, describe, expect, it } from 'vitest';
+import { WebSocketServer, type WebSocket } from 'ws';
+import { EnvironmentProtocolError, EnvironmentUnavailableError, EpisodeLostError, OpenEnvEnvironment } from '../../../src/engines/openenv';
+import { NON_RETRYABLE_ERROR_TYPES } from '../../../src/pipeline/errors';
+import { agentTokenizer, EOS, id, openEnvConfig } from './helpers';
+
+type Behaviour = (message: { type: string; data?: unknown }, socket: WebSocket) => void;
+
+const good = (text: string) => JSON.stringify({ type: 'observation', data: { observation: { text }, reward: 0, done: false } });
+
+/** A server whose /reset answers `reset` and whose sessions answer per `behaviour`. */
+async function misbehaving(behaviour: Behaviour, reset: (res: import('node:http').ServerResponse) => void = (res) => res.end(JSON.stringify({ observation: { text: '5' }, reward: 0, done: false }))) {
+  const sessions = { opened: 0 };
+  const http: Server = createServer((req, res) => {
+    req.resume();
+    req.on('end', () => reset(res));
+  });
+  const wss = new WebSocketServer({ server: http, path: '/ws' });
+  wss.on('connection', (socket) => {
+    sessions.opened++;
+    socket.on('message', (raw) => behaviour(JSON.parse(String(raw)) as { type: string }, socket));
+  });
+  await new Promise<void>((resolve) => http.listen(0, '127.0.0.1', resolve));
+  const url = `http://127.0.0.1:${(http.address() as AddressInfo).port}`;
+  return {
+    url,
+    sessions,
+    close: async () => {
+      for (const client of wss.clients) client.terminate();
+      wss.close();
+      await new Promise((resolve) => http.close(resolve));
+    },
+  };
+}
+
+const closers: (() => Promise<void>)[] = [];
+afterEach(async () => {
+  while (closers.length > 0) await closers.pop()?.();
+});
+
+async function server(behaviour: Behaviour, reset?: (res: import('node:http').ServerResponse) => void) {
+  const s = await misbehaving(behaviour, reset);
+  closers.push(s.close);
+  return s;
+}
+
+function environment(url: string, overrides: Record<string, unknown> = {}) {
+  return new OpenEnvEnvironment({ config: openEnvConfig([url], { retries: 1, timeouts: { stepSeconds: 0.5, resetSeconds: 2 }, ...overrides }), tokenizer: agentTokenizer(), retryDelayMs: 10 });
+}
+
+const promptIds = [id('5')];
+const turn0 = [[id('8'), EOS]];
+
+describe('bad environment answers', () => {
+  it('a malformed JSON answer is a non-retryable EnvironmentProtocolError naming the session', async () => {
+    const s = await server((message, socket) => socket.send(message.type === 'reset' ? good('5') : '{not json'));
+    const error = await environment(s.url).step(1, 0, 2, undefined, turn0, { promptIds, observationIds: [] }).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(EnvironmentProtocolError);
+    expect(String(error)).toMatch(/OpenEnv session ws:\/\/127\.0\.0\.1:\d+\/ws: expected a JSON message, got "\{not json"/);
+    expect(NON_RETRYABLE_ERROR_TYPES).toContain((error as Error).name);
+  });
+
+  it('an answer of the wrong schema is an EnvironmentProtocolError that says what is wrong', async () => {
+    const s = await server((message, socket) => socket.send(message.type === 'reset' ? good('5') : JSON.stringify({ type: 'observation', data: { observation: 'text', done: 'no' } })));
+    const error = await environment(s.url).step(1, 0, 2, undefined, turn0, { promptIds, observationIds: [] }).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(EnvironmentProtocolError);
+    expect(String(error)).toMatch(/malformed answer: .*observation/);
+  });
+
+  it('an observation without the configured text field is an EnvironmentProtocolError listing the fields', async () => {
+    const s = await server((message, socket) => socket.send(message.type === 'reset' ? good('5') : JSON.stringify({ type: 'observation', data: { observation: { board: 'x' }, reward: 0, done: false } })));
+    await expect(environment(s.url).step(1, 0, 2, undefined, turn0, { promptIds, observationIds: [] })).rejects.toThrow(/no text field "text" \(fields: board\)/);
+  });
+
+  it('a hanging step times out, is retried on a new session, then ends the sample as environment-unavailable', async () => {
+    const s = await server((message, socket) => {
+      if (message.type === 'reset') socket.send(good('5'));
+      // step: never answers
+    });
+    const error = await environment(s.url).step(1, 0, 2, undefined, turn0, { promptIds, observationIds: [] }).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(EpisodeLostError);
+    expect((error as EpisodeLostError).reason).toBe('environment-unavailable');
+    expect(String(error)).toMatch(/2 sessions failed: .*step had no answer within 500 ms/);
+    expect(s.sessions.opened).toBe(2);
+  });
+
+  it('a WebSocket closed mid-step is retried on a new session, and the turn goes on when the server answers', async () => {
+    let steps = 0;
+    const s = await server((message, socket) => {
+      if (message.type === 'reset') return socket.send(good('5'));
+      if (++steps === 1) return socket.close(1011, 'crashed');
+      socket.send(good('+1'));
+    });
+    const step = await environment(s.url).step(1, 0, 2, undefined, turn0, { promptIds, observationIds: [] });
+    expect(step.observationIds).toEqual([id('+'), id('1')]);
+    expect(s.sessions.opened).toBe(2);
+  });
+
+  it('an error message from the server for a well-formed request is an EnvironmentProtocolError with its code', async () => {
+    const s = await server((message, socket) =>
+      socket.send(message.type === 'reset' ? good('5') : JSON.stringify({ type: 'error', data: { message: 'boom', code: 'EXECUTION_ERROR' } })),
+    );
+    await expect(environment(s.url).step(1, 0, 2, undefined, turn0, { promptIds, observationIds: [] })).rejects.toMatchObject({ name: 'EnvironmentProtocolError', code: 'EXECUTION_ERROR' });
+  });
+
+  it('an action the server refuses (VALIDATION_ERROR) is the model mistake: answered as an observation, the episode goes on', async () => {
+    const s = await server((message, socket) =>
+      socket.send(message.type === 'reset' ? good('5') : JSON.stringify({ type: 'error', data: { message: 'Invalid message', code: 'VALIDATION_ERROR' } })),
+    );
+    // A byte tokenizer (the agent vocabulary cannot spell the refusal): the observation is the refusal's text.
+    const bytes = { encode: async (text: string) => [...Buffer.from(text)], decode: async (ids: readonly number[]) => Buffer.from([...ids]).toString() };
+    const env = new OpenEnvEnvironment({ config: openEnvConfig([s.url], { observationField: 'text' }), tokenizer: bytes });
+    const step = await env.step(1, 0, 1, undefined, [[...Buffer.from('7')]], { promptIds: [...Buffer.from('5')], observationIds: [] });
+    expect(step.done).toBe(false);
+    expect(await bytes.decode(step.observationIds ?? [])).toMatch(/^invalid action: .*server error VALIDATION_ERROR: Invalid message$/);
+    expect(env.liveEpisodes).toBe(1);
+    env.close();
+  });
+
+  it('HTTP 5xx on the stateless reset is retryable (unavailable); 4xx and malformed bodies are protocol errors', async () => {
+    const s5 = await server(() => undefined, (res) => {
+      res.statusCode = 503;
+      res.end('overloaded');
+    });
+    await expect(environment(s5.url).promptIds(3)).rejects.toBeInstanceOf(EnvironmentUnavailableError);
+    expect(NON_RETRYABLE_ERROR_TYPES).not.toContain('EnvironmentUnavailableError');
+    const s4 = await server(() => undefined, (res) => {
+      res.statusCode = 422;
+      res.end('{"detail":"bad seed"}');
+    });
+    await expect(environment(s4.url).promptIds(3)).rejects.toThrow(/HTTP 422: \{"detail":"bad seed"\}/);
+    const bad = await server(() => undefined, (res) => res.end('<html>'));
+    await expect(environment(bad.url).promptIds(3)).rejects.toThrow(/expected JSON, got "<html>"/);
+  });
+
+  it('a turn stopped during its step resumes with the kept answer: the environment steps once', async () => {
+    let steps = 0;
+    const s = await server((message, socket) => {
+      if (message.type === 'reset') return socket.send(good('5'));
+      steps++;
+      setTimeout(() => socket.send(good('+1')), 300);
+    });
+    const env = environment(s.url, { timeouts: { stepSeconds: 5 } });
+    const stop = new AbortController();
+    setTimeout(() => stop.abort(new Error('shard stopped')), 50);
+    await expect(env.step(1, 0, 2, stop.signal, turn0, { promptIds, observationIds: [] })).rejects.toThrow(/shard stopped/);
+    const resumed = await env.step(1, 0, 2, undefined, turn0, { promptIds, observationIds: [] });
+    expect(resumed.observationIds).toEqual([id('+'), id('1')]);
+    expect(steps).toBe(1);
+    expect(s.sessions.opened).toBe(1);
+    env.close();
+  });
+
+  it('a server that is down: connection refused is unavailable, then environment-unavailable after the retries', async () => {
+    const s = await server(() => undefined);
+    const url = s.url;
+    await closers.pop()?.();
+    await expect(environment(url).promptIds(3)).rejects.toBeInstanceOf(EnvironmentUnavailableError);
+    await expect(environment(url).step(1, 0, 2, undefined, turn0, { promptIds, observationIds: [] })).rejects.toMatchObject({ reason: 'environment-unavailable' });
+  });
+});

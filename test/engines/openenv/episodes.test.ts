@@ -1,0 +1,144 @@
+/**
+ * The OpenEnv adapter against the real vault environment server (engines/openenv-env on
+ * OpenEnv's server, a child process) and the reference engine's /tokenize and /detokenize:
+ * episodes over WebSocket sessions, the tool-call action, the crash rule with a server process
+ * killed mid-episode, a sample moving between ranks and workers.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { EngineTokenizer, EpisodeLostError, OpenEnvEnvironment } from '../../../src/engines/openenv';
+import { startOpenEnvServer, type ServerProcess } from '../../../src/engines/openenv/launch';
+import { startReferenceEngine, type ReferenceEngineProcess } from '../../../src/engines/reference/launch';
+import { AGENT_MODEL_CONFIG, agentTokenizer, answerId, EOS, id, openEnvConfig } from './helpers';
+
+/** Plays one sample's episode to the end, pressing right on the turns in `right`; returns each step. */
+async function play(env: OpenEnvEnvironment, sampleId: number, right: (turn: number) => boolean, turns = 4) {
+  const promptIds = await env.promptIds(sampleId);
+  const outputs: number[][] = [];
+  const observations: number[][] = [];
+  let shown = promptIds.at(-1) as number;
+  let last;
+  for (let turn = 0; turn < turns; turn++) {
+    const press = right(turn) ? answerId(shown) : (answerId(shown) + 1) % 10;
+    outputs.push([press, EOS]);
+    last = await env.step(sampleId, turn, 2, undefined, outputs, { promptIds, observationIds: observations });
+    if (!last.done) {
+      observations.push(last.observationIds ?? []);
+      shown = last.observationIds?.at(-1) as number;
+    }
+  }
+  return { promptIds, observations, last };
+}
+
+describe('OpenEnv episodes (real environment server)', () => {
+  let servers: ServerProcess[] = [];
+  let engine: ReferenceEngineProcess;
+  beforeAll(async () => {
+    const started = await Promise.allSettled([startOpenEnvServer(), startOpenEnvServer(), startReferenceEngine({ configPath: AGENT_MODEL_CONFIG, device: 'cpu', startTimeoutMs: 240_000 })]);
+    for (const s of started) if (s.status === 'rejected') throw s.reason;
+    servers = started.slice(0, 2).map((s) => (s as PromiseFulfilledResult<ServerProcess>).value);
+    engine = (started[2] as PromiseFulfilledResult<ReferenceEngineProcess>).value;
+  }, 300_000);
+  afterAll(async () => {
+    for (const server of servers) await server.stop();
+    await engine?.stop();
+  });
+
+  it('plays an episode with the engine tokenizer: prompt, call_tool presses, observations, the verifiable reward', { timeout: 60_000 }, async () => {
+    const tokenizer = new EngineTokenizer({ baseUrl: engine.url, kind: 'sglang' });
+    const env = new OpenEnvEnvironment({ config: openEnvConfig([servers[0]!.url]), tokenizer });
+    const allRight = await play(env, 7, () => true);
+    expect(allRight.promptIds).toHaveLength(1);
+    // Every observation says the press was right ('+') and shows the next digit.
+    for (const obs of allRight.observations) {
+      expect(obs).toHaveLength(2);
+      expect(obs[0]).toBe(id('+'));
+    }
+    expect(allRight.last).toMatchObject({ done: true, reward: 1, observationIds: [] });
+    const half = await play(env, 8, (turn) => turn % 2 === 0);
+    expect(half.observations.map((o) => o[0])).toEqual([id('+'), id('-'), id('+')]);
+    expect(half.last?.reward).toBe(0.5);
+    // The same sample id gives the same episode (the seed derives from it): a fresh reset agrees.
+    expect(await env.promptIds(7)).toEqual(allRight.promptIds);
+    expect(env.liveEpisodes).toBe(0);
+  });
+
+  it('a sample that moves to another rank of the worker keeps its session; one that moves to another worker is replayed', { timeout: 60_000 }, async () => {
+    const config = openEnvConfig([servers[0]!.url]);
+    const worker1 = new OpenEnvEnvironment({ config, tokenizer: agentTokenizer() });
+    const promptIds = await worker1.promptIds(21);
+    const shown0 = promptIds[0]!;
+    const out0 = [answerId(shown0), EOS];
+    const step0 = await worker1.step(21, 0, 2, undefined, [out0], { promptIds, observationIds: [] });
+    expect(worker1.liveEpisodes).toBe(1);
+    // Same worker, another rank: the same environment object, the same session (no replay needed even if not deterministic).
+    const notReplaying = new OpenEnvEnvironment({ config: openEnvConfig([servers[0]!.url], { deterministic: false }), tokenizer: agentTokenizer() });
+    const shown1 = step0.observationIds!.at(-1)!;
+    const out1 = [answerId(shown1), EOS];
+    const step1 = await worker1.step(21, 1, 2, undefined, [out0, out1], { promptIds, observationIds: [step0.observationIds!] });
+    expect(step1.observationIds![0]).toBe(id('+'));
+    // Another worker picks the sample up at turn 2: it re-creates the episode and replays turns 0-1.
+    const worker2 = new OpenEnvEnvironment({ config, tokenizer: agentTokenizer() });
+    const shown2 = step1.observationIds!.at(-1)!;
+    const out2 = [(answerId(shown2) + 1) % 10, EOS];
+    const history = { promptIds, observationIds: [step0.observationIds!, step1.observationIds!] };
+    const step2 = await worker2.step(21, 2, 2, undefined, [out0, out1, out2], history);
+    expect(step2.observationIds![0]).toBe(id('-'));
+    // A worker whose environment is not declared deterministic ends the sample instead, with the counted reason.
+    await expect(notReplaying.step(21, 2, 2, undefined, [out0, out1, out2], history)).rejects.toMatchObject({ name: 'EpisodeLostError', reason: 'environment-lost' });
+    worker1.end(21);
+    worker2.end(21);
+    expect(worker1.liveEpisodes + worker2.liveEpisodes).toBe(0);
+  });
+
+  it('an environment server killed mid-episode: deterministic episodes are re-created elsewhere and replayed; others end counted', { timeout: 180_000 }, async () => {
+    const doomed = await startOpenEnvServer();
+    try {
+      // The doomed server first (least busy wins ties), the surviving one second.
+      const config = openEnvConfig([doomed.url, servers[1]!.url], { retries: 2 });
+      const env = new OpenEnvEnvironment({ config, tokenizer: agentTokenizer(), retryDelayMs: 100 });
+      const lossy = new OpenEnvEnvironment({ config: { ...config, deterministic: false }, tokenizer: agentTokenizer(), retryDelayMs: 100 });
+      const run = async (e: OpenEnvEnvironment, sampleId: number) => {
+        const promptIds = await e.promptIds(sampleId);
+        const outs = [[answerId(promptIds[0]!), EOS]];
+        const first = await e.step(sampleId, 0, 2, undefined, outs, { promptIds, observationIds: [] });
+        return { promptIds, outs, first };
+      };
+      const a = await run(env, 31);
+      const b = await run(lossy, 32);
+      expect(env.liveEpisodes + lossy.liveEpisodes).toBe(2);
+      await doomed.kill();
+      // Turn 1 of each: the session is gone with the server.
+      const outsA = [...a.outs, [answerId(a.first.observationIds!.at(-1)!), EOS]];
+      const stepA = await env.step(31, 1, 2, undefined, outsA, { promptIds: a.promptIds, observationIds: [a.first.observationIds!] });
+      // Replayed on the surviving server: turn 0's press was right, turn 1's too.
+      expect(stepA.observationIds![0]).toBe(id('+'));
+      const outsB = [...b.outs, [answerId(b.first.observationIds!.at(-1)!), EOS]];
+      const lost = await lossy.step(32, 1, 2, undefined, outsB, { promptIds: b.promptIds, observationIds: [b.first.observationIds!] }).catch((error: unknown) => error);
+      expect(lost).toBeInstanceOf(EpisodeLostError);
+      expect((lost as EpisodeLostError).reason).toBe('environment-lost');
+      // The replayed episode goes on to its end with the reward of every turn, the ones before the crash included.
+      let outs = outsA;
+      let observations = [a.first.observationIds!, stepA.observationIds!];
+      let last = stepA;
+      for (let turn = 2; turn < 4; turn++) {
+        outs = [...outs, [answerId(last.observationIds!.at(-1)!), EOS]];
+        last = await env.step(31, turn, 2, undefined, outs, { promptIds: a.promptIds, observationIds: observations });
+        if (!last.done) observations = [...observations, last.observationIds!];
+      }
+      expect(last).toMatchObject({ done: true, reward: 1 });
+    } finally {
+      await doomed.stop();
+    }
+  });
+
+  it('a replay that does not reproduce the recorded observations ends the sample as environment-diverged', { timeout: 60_000 }, async () => {
+    const env = new OpenEnvEnvironment({ config: openEnvConfig([servers[0]!.url]), tokenizer: agentTokenizer() });
+    const promptIds = await env.promptIds(41);
+    const outs = [[answerId(promptIds[0]!), EOS], [0, EOS]];
+    // A recorded observation the environment would not give (a wrong press mark).
+    const forged = [id('-'), id('0')];
+    await expect(env.step(41, 1, 2, undefined, outs, { promptIds, observationIds: [forged] })).rejects.toMatchObject({ name: 'EpisodeLostError', reason: 'environment-diverged' });
+    await expect(env.step(41, 0, 2, undefined, outs.slice(0, 1), { promptIds: [id('9'), id('9')], observationIds: [] })).rejects.toMatchObject({ reason: 'environment-diverged' });
+    expect(env.liveEpisodes).toBe(0);
+  });
+});
