@@ -29,9 +29,11 @@ import { EpisodeLostError } from '../engines/openenv/errors';
 import { checkPostcondition, checkSubset } from '../gpu/validation';
 import type { GpuNodeActivities } from '../pipeline/activities';
 import type { RankMemoryInput, ShardInput, ShardOutcome, WeightSyncInput } from '../pipeline/types';
-import { contextIds, contextTokens, SampleStateError, type SampleRecord, type TrajectoryStore } from '../store';
+import { appendSpan, expandSpans, withinLagLimit, type VersionSpan } from '../gpu/staleness';
+import { contextIds, contextTokens, SampleStateError, turnVersionSpans, type SampleRecord, type TrajectoryStore } from '../store';
 import { failingFast } from './failFast';
 import { withHeartbeat } from './heartbeat';
+import { createWeightBroadcastActivities } from './weightBroadcast';
 
 export interface GpuNodeDeps {
   node: number;
@@ -52,6 +54,11 @@ export interface GpuNodeDeps {
   heartbeatIntervalMs: number;
   /** Real engines: cap on new tokens per turn (an agent turn is short; the trajectory budget is not). */
   maxNewTokensPerTurn?: number;
+  /**
+   * Whether the train step's leader exports the new weights (disk sync). With broadcast sync the
+   * weights go to the engines from the trainer's memory; the export runs only as the fallback.
+   */
+  exportOnTrainStep?: boolean;
   now(): number;
 }
 
@@ -76,11 +83,13 @@ function engineAnswer<T>(schema: z.ZodType<T>, answer: unknown, what: string): T
 }
 
 /**
- * The trainer's view of a batch: each sample's whole token sequence with the policy's tokens
- * masked in and their sampling logprobs. Undefined when the samples carry no ids (simulated run);
- * a batch that mixes both is a bug and throws.
+ * The trainer's view of a batch trained from `trainVersion`: each sample's whole token sequence with
+ * the policy's tokens masked in, their behaviour logprobs and the version that generated each token
+ * (the trainer's off-policy correction uses both). Tokens lagging `trainVersion` by more than
+ * `maxTokenLag` stay as context but are masked out of the loss (docs/design.md §5.2 "Staleness").
+ * Undefined when the samples carry no ids (simulated run); a batch that mixes both is a bug and throws.
  */
-export function batchTrajectories(records: readonly SampleRecord[]): Trajectory[] | undefined {
+export function batchTrajectories(records: readonly SampleRecord[], trainVersion: number, maxTokenLag?: number): Trajectory[] | undefined {
   const withIds = records.filter((r) => r.promptIds !== undefined).length;
   if (withIds === 0) return undefined;
   if (withIds !== records.length) {
@@ -93,15 +102,21 @@ export function batchTrajectories(records: readonly SampleRecord[]): Trajectory[
     const inputIds = [...(record.promptIds ?? [])];
     const lossMask: (0 | 1)[] = inputIds.map(() => 0);
     const logprobs: number[] = inputIds.map(() => 0);
+    const versions: number[] = inputIds.map(() => record.startVersion);
     for (const t of record.turns) {
       if (t.outputIds === undefined || t.logprobs === undefined || t.observationIds === undefined) {
         throw ApplicationFailure.nonRetryable(`batch sample ${record.id} turn ${t.turn} lacks its ids or logprobs`, 'StoreStateError');
       }
+      const tokenVersions = expandSpans(turnVersionSpans(t));
+      if (tokenVersions.some((version) => version > trainVersion)) {
+        throw ApplicationFailure.nonRetryable(`batch sample ${record.id} turn ${t.turn} has tokens of a version after v${trainVersion}, the version it is trained from`, 'StoreStateError');
+      }
       inputIds.push(...t.outputIds, ...t.observationIds);
-      lossMask.push(...t.outputIds.map(() => 1 as const), ...t.observationIds.map(() => 0 as const));
+      lossMask.push(...tokenVersions.map((version) => (withinLagLimit(version, trainVersion, maxTokenLag) ? (1 as const) : (0 as const))), ...t.observationIds.map(() => 0 as const));
       logprobs.push(...t.logprobs, ...t.observationIds.map(() => 0));
+      versions.push(...tokenVersions, ...t.observationIds.map(() => t.weightVersion));
     }
-    return { sampleId: record.id, reward: record.reward, inputIds, lossMask, logprobs };
+    return { sampleId: record.id, reward: record.reward, inputIds, lossMask, logprobs, versions };
   });
 }
 
@@ -164,7 +179,7 @@ export function createGpuNodeActivities(deps: GpuNodeDeps): GpuNodeActivities {
     return deps.trainer;
   };
 
-  type Generation = { generated?: number; outputIds?: readonly number[]; logprobs?: readonly number[]; weightVersion: number };
+  type Generation = { generated?: number; outputIds?: readonly number[]; logprobs?: readonly number[]; weightVersion: number; tokenVersions: VersionSpan[] };
 
   /**
    * One engine call for (the rest of) a turn. Checkpoints and returns 'aborted' when the call was
@@ -216,6 +231,8 @@ export function createGpuNodeActivities(deps: GpuNodeDeps): GpuNodeActivities {
       logprobs = [...(partial?.logprobs ?? []), ...result.logprobs];
     }
     const generated = prefixTokens + result.outputTokens;
+    // The prefix keeps the versions that generated it; this call's tokens are the engine's current version.
+    const tokenVersions = appendSpan(partial === undefined ? [] : turnVersionSpans(partial), result.weightVersion, result.outputTokens);
     if (result.finishReason === 'abort') {
       const store = deps.store(input.runId);
       const next: SampleRecord = {
@@ -224,6 +241,7 @@ export function createGpuNodeActivities(deps: GpuNodeDeps): GpuNodeActivities {
           turn,
           tokens: generated,
           weightVersion: result.weightVersion,
+          tokenVersions,
           rank: input.rank,
           ...(outputIds === undefined ? {} : { ids: outputIds, logprobs }),
         },
@@ -231,7 +249,7 @@ export function createGpuNodeActivities(deps: GpuNodeDeps): GpuNodeActivities {
       await store.checkpoint(next, owner);
       return 'aborted';
     }
-    return { generated, outputIds, logprobs, weightVersion: result.weightVersion };
+    return { generated, outputIds, logprobs, weightVersion: result.weightVersion, tokenVersions };
   }
 
   async function runSample(input: ShardInput, owner: string, engine: RolloutEngine, record: SampleRecord, signal: AbortSignal): Promise<SampleEnd> {
@@ -264,19 +282,21 @@ export function createGpuNodeActivities(deps: GpuNodeDeps): GpuNodeActivities {
       const generation =
         partial?.finished === true && partial.ids !== undefined
           ? // Real engines: the turn had finished before a stop during its tool call; do not extend it.
-            { outputIds: partial.ids, logprobs: partial.logprobs, weightVersion: partial.weightVersion }
+            { outputIds: partial.ids, logprobs: partial.logprobs, weightVersion: partial.weightVersion, tokenVersions: turnVersionSpans(partial) }
           : await generateTurn(input, owner, engine, current, turn, context, prefixTokens, inputIds, partial, attempt, signal);
       if (generation === 'aborted') return { kind: 'unfinished' };
       const generated = generation.generated ?? prefixTokens;
       const outputIds = generation.outputIds;
       const logprobs = generation.logprobs;
       const weightVersion = generation.weightVersion;
+      const tokenVersions = generation.tokenVersions;
       const keepWholeTurn = (): SampleRecord => ({
         ...current,
         partial: {
           turn,
           tokens: generated,
           weightVersion,
+          tokenVersions,
           rank: input.rank,
           ...(outputIds === undefined ? {} : { ids: [...outputIds], logprobs: [...(logprobs ?? [])], finished: true }),
         },
@@ -313,6 +333,7 @@ export function createGpuNodeActivities(deps: GpuNodeDeps): GpuNodeActivities {
             generatedTokens: generated,
             observationTokens: step.observationTokens,
             weightVersion,
+            tokenVersions,
             rank: input.rank,
             ...(outputIds === undefined ? {} : { outputIds: [...outputIds], logprobs: [...(logprobs ?? [])], observationIds: step.observationIds }),
             ...(partial === undefined || partial.tokens === 0 ? {} : { resumedFrom: { rank: partial.rank, tokens: partial.tokens } }),
@@ -354,7 +375,25 @@ export function createGpuNodeActivities(deps: GpuNodeDeps): GpuNodeActivities {
     checkPostcondition(`rank ${rank} serves weights v${version}`, status.weightVersion === version, () => JSON.stringify(status));
   }
 
+  async function exportWeights(runId: string, version: number): Promise<void> {
+    if (existsSync(deps.weightsPath(runId, version))) return;
+    const exported = await trainer().exportWeights(version, deps.weightsDir(runId));
+    checkPostcondition(`weights v${version} exported where engines load them`, exported.path === deps.weightsPath(runId, version), () => exported.path);
+  }
+
+  const broadcast = createWeightBroadcastActivities({
+    node: deps.node,
+    heartbeatIntervalMs: deps.heartbeatIntervalMs,
+    weightsDir: deps.weightsDir,
+    requireRun,
+    engineFor,
+    trainer,
+    everyRank,
+    exportWeights,
+  });
+
   return failingFast<GpuNodeActivities>({
+    ...broadcast,
     async runRolloutShard(input) {
       requireRun(input.runId);
       const engine = engineFor(input.rank);
@@ -461,7 +500,7 @@ export function createGpuNodeActivities(deps: GpuNodeDeps): GpuNodeActivities {
       return { node: deps.node, state: 'onloaded' as const, ...(releaseRanks === undefined ? {} : { released }) };
     },
 
-    async trainStep({ runId, iteration, fromVersion, leader }) {
+    async trainStep({ runId, iteration, fromVersion, leader, maxTokenLag }) {
       requireRun(runId);
       const node = trainer();
       const newVersion = fromVersion + 1;
@@ -477,7 +516,7 @@ export function createGpuNodeActivities(deps: GpuNodeDeps): GpuNodeActivities {
         }
         const store = deps.store(runId);
         const batch = await store.readBatch(iteration);
-        const trajectories = batchTrajectories(await store.readSamples(batch.sampleIds));
+        const trajectories = batchTrajectories(await store.readSamples(batch.sampleIds), fromVersion, maxTokenLag);
         const result = engineAnswer(
           trainStepResultSchema,
           await withHeartbeat(deps.heartbeatIntervalMs, () => ({ iteration, training: true }), () =>
@@ -495,10 +534,7 @@ export function createGpuNodeActivities(deps: GpuNodeDeps): GpuNodeActivities {
         }
         loss = result.loss;
       }
-      if (leader && !existsSync(deps.weightsPath(runId, newVersion))) {
-        const exported = await node.exportWeights(newVersion, deps.weightsDir(runId));
-        checkPostcondition(`weights v${newVersion} exported where engines load them`, exported.path === deps.weightsPath(runId, newVersion), () => exported.path);
-      }
+      if (leader && deps.exportOnTrainStep !== false) await exportWeights(runId, newVersion);
       return { newVersion, loss };
     },
 

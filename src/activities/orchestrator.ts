@@ -8,8 +8,12 @@ import { checkNoDuplicates, checkNonEmpty } from '../gpu/validation';
 import type { OrchestratorActivities } from '../pipeline/activities';
 import { failingFast } from './failFast';
 import { heartbeating } from './heartbeat';
-import type { ShardOutcome } from '../pipeline/types';
-import { BatchNotFoundError, type SampleRecord, type TrajectoryStore } from '../store';
+import type { SealedBatchFigures, ShardOutcome } from '../pipeline/types';
+import { BatchNotFoundError, type BatchManifest, type SampleRecord, type TrajectoryStore } from '../store';
+
+function sealedFigures(manifest: BatchManifest): SealedBatchFigures {
+  return { totalTokens: manifest.totalTokens, ...(manifest.tokenLags === undefined ? {} : { tokenLags: manifest.tokenLags }) };
+}
 
 export interface OrchestratorDeps {
   store(runId: string): TrajectoryStore;
@@ -63,18 +67,18 @@ export function createOrchestratorActivities(deps: OrchestratorDeps): Orchestrat
 
     async sealBatch({ runId, iteration, fromVersion, sampleIds }) {
       const manifest = await deps.store(runId).sealBatch(iteration, fromVersion, sampleIds, deps.now());
-      return { totalTokens: manifest.totalTokens };
+      return sealedFigures(manifest);
     },
 
     async writeBatchManifest({ runId, iteration, fromVersion, sampleIds }) {
       const manifest = await deps.store(runId).writeBatchManifest(iteration, fromVersion, sampleIds, deps.now());
-      return { totalTokens: manifest.totalTokens };
+      return sealedFigures(manifest);
     },
 
     async readSealedBatch({ runId, iteration }) {
       try {
         const manifest = await deps.store(runId).readBatch(iteration);
-        return { sampleIds: manifest.sampleIds, totalTokens: manifest.totalTokens };
+        return { sampleIds: manifest.sampleIds, ...sealedFigures(manifest) };
       } catch (error) {
         if (error instanceof BatchNotFoundError) return null;
         throw error;

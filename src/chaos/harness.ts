@@ -41,6 +41,11 @@ export interface ChaosOptions {
   log?: (line: string) => void;
   /** A fixed schedule instead of the seeded one (tests pin the faults they need). */
   plan?: PlannedFault[];
+  /**
+   * How the run syncs weights (default disk). With broadcast, faults aimed at the sync phase strike
+   * an engine's receive of the collective (hang, crash, error, slow, or a process kill held there).
+   */
+  weightSync?: 'disk' | 'broadcast';
 }
 
 export interface InjectedRecord {
@@ -73,12 +78,14 @@ export interface ChaosReport {
 }
 
 /** The harness's run: the small simulated run with fault injection, short timeouts so recovery is quick. */
-export function chaosConfig(runId: string, iterations: number, storeDir: string): Record<string, unknown> {
+export function chaosConfig(runId: string, iterations: number, storeDir: string, weightSync: 'disk' | 'broadcast' = 'disk'): Record<string, unknown> {
   return withFaultInjection(
     smallRunConfig({
       run: { id: runId, iterations },
       temporal: { heartbeatTimeoutSeconds: 2, activityRetry: { initialIntervalSeconds: 0.2, maximumAttempts: 5 } },
       store: { dir: storeDir },
+      // A short deadline per collective: a hung member is torn out of the group quickly.
+      ...(weightSync === 'broadcast' ? { engine: { weightSync: { mode: 'broadcast', timeoutSeconds: 20, attempts: 4 } } } : {}),
     }),
   );
 }
@@ -96,7 +103,7 @@ function phaseOperation(phase: FaultPhase, spec: RunSpec, point: number): Omit<I
     case 'train':
       return { target: 'trainer', operation: 'trainStep', at: trainNodes(spec.layout)[0]! };
     case 'sync':
-      return { target: 'rollout', operation: 'updateWeights', at: pick(ranks) };
+      return { target: 'rollout', operation: spec.weightSync === undefined ? 'updateWeights' : 'receiveWeights', at: pick(ranks) };
     case 'expand':
       return { target: 'rollout', operation: 'resumeMemory', tag: 'kv_cache', at: pick(released) };
   }
@@ -128,7 +135,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
   const plan = options.plan ?? planFaults({ seed: options.seed, count: options.faults, kinds: options.kinds, phases: options.phases });
 
   const configPath = path.join(stateDir, `${runId}.json`);
-  const raw = chaosConfig(runId, plan.length, path.join(stateDir, 'store'));
+  const raw = chaosConfig(runId, plan.length, path.join(stateDir, 'store'), options.weightSync);
   writeFileSync(configPath, JSON.stringify(raw, null, 2));
   const parsed: ParsedRunConfig = parseRunConfig(raw, configPath);
   const spec = buildRunSpec(parsed, runId);

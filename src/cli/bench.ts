@@ -6,11 +6,12 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { Command, InvalidArgumentError } from 'commander';
-import { loadTurnsCsv, WorkloadModel } from '../engines/sim/workload';
-import { PIPELINE_POLICY, ROLL_BASELINE_POLICY, type SchedulingPolicy, type Strategy } from '../gpu';
+import { loadWorkloadCsv, WorkloadModel } from '../engines/sim/workload';
+import { PIPELINE_POLICY, ROLL_BASELINE_POLICY, type SchedulingPolicy, type StalenessPolicy, type Strategy } from '../gpu';
 import { simulationConfig } from '../sim/config';
-import { asStrategy, presetPath, readRawConfig, resizePool, shapedWorkload, WORKLOAD_SHAPE_NOTES, WORKLOAD_SHAPES, type WorkloadShape } from '../sim/presets';
-import { strategyReport, type StrategyReport } from '../sim/report';
+import { minimumTrainGpus } from '../engines/sim/roofline';
+import { asStrategy, presetPath, readRawConfig, resizePool, withTrainNodes, shapedWorkload, WORKLOAD_SHAPE_NOTES, WORKLOAD_SHAPES, type WorkloadShape } from '../sim/presets';
+import { strategyReport, type StalenessReport, type StrategyReport } from '../sim/report';
 import { simulate } from '../sim/simulator';
 import { checkTimelines } from '../timeline/schema';
 import type { Timeline } from '../timeline/types';
@@ -27,13 +28,18 @@ export const SEED_FIGURES = {
 
 const STRATEGY_ORDER: readonly Strategy[] = ['disaggregated', 'multiplexed', 'colocated'];
 
-/** The policies measured against the ROLL-like baseline: each change alone, then the combination. */
-export const POLICY_VARIANTS: readonly { name: string; policy: SchedulingPolicy }[] = [
-  { name: 'ROLL-like baseline', policy: ROLL_BASELINE_POLICY },
-  { name: '(a) keep prefix', policy: { ...ROLL_BASELINE_POLICY, migration: 'keep-prefix' } },
-  { name: '(b) least-work release', policy: { ...ROLL_BASELINE_POLICY, release: 'least-work' } },
-  { name: '(c) adaptive trigger', policy: { ...ROLL_BASELINE_POLICY, trigger: 'adaptive' } },
-  { name: '(a)+(b)', policy: { migration: 'keep-prefix', release: 'least-work', trigger: 'batch-ready' } },
+/**
+ * The policies measured against the ROLL-like baseline (re-issue the turn, drop the stale): each
+ * change alone, then combinations; (d) is the staleness policy 'resume' (src/gpu/staleness.ts).
+ */
+export const POLICY_VARIANTS: readonly { name: string; policy: SchedulingPolicy; staleness: StalenessPolicy }[] = [
+  { name: 'ROLL-like baseline', policy: ROLL_BASELINE_POLICY, staleness: 'drop' },
+  { name: '(a) keep prefix', policy: { ...ROLL_BASELINE_POLICY, migration: 'keep-prefix' }, staleness: 'drop' },
+  { name: '(b) least-work release', policy: { ...ROLL_BASELINE_POLICY, release: 'least-work' }, staleness: 'drop' },
+  { name: '(c) adaptive trigger', policy: { ...ROLL_BASELINE_POLICY, trigger: 'adaptive' }, staleness: 'drop' },
+  { name: '(a)+(b)', policy: { migration: 'keep-prefix', release: 'least-work', trigger: 'batch-ready' }, staleness: 'drop' },
+  { name: '(d) resume across versions', policy: ROLL_BASELINE_POLICY, staleness: 'resume' },
+  { name: '(a)+(d) pipeline default', policy: PIPELINE_POLICY, staleness: 'resume' },
 ];
 
 export interface BenchFlags {
@@ -46,6 +52,8 @@ export interface BenchFlags {
   sweepIterations: number;
   timelineIterations: number;
   workloadCsv?: string;
+  /** Iterations per candidate in the search for the best feasible static split (0: no search). */
+  splitIterations: number;
 }
 
 function integer(name: string, min: number): (value: string) => number {
@@ -68,6 +76,7 @@ export function addBenchCommand(program: Command): void {
     .option('--sweep', 'also run the robustness sweep (its own workload shapes × pool sizes; --workload-csv does not apply to it)', false)
     .option('--sweep-iterations <n>', 'iterations per run in the sweep', integer('--sweep-iterations', 1), 30)
     .option('--timeline-iterations <n>', 'iterations recorded in timelines.json', integer('--timeline-iterations', 0), 3)
+    .option('--split-iterations <n>', 'iterations per train-group size in the search for the best feasible static split (0: skip the search)', integer('--split-iterations', 0), 10)
     .option('--workload-csv <file>', 'draw turns per trajectory from this CSV (a "turns" column), e.g. the SWE-bench Verified statistics')
     .action(async (flags: BenchFlags) => {
       await runBench(flags);
@@ -104,7 +113,7 @@ function loadBase(flags: BenchFlags): LoadedBase {
 function csvWorkload(base: LoadedBase, strategy: Strategy, csv: string): WorkloadModel {
   const parsed = asStrategy(base.raw, strategy, base.file);
   const params = { ...parsed.config.simulation.workload, turnDistribution: 'csv' as const, csvPath: csv };
-  return new WorkloadModel(params, { maxTurns: parsed.config.maxTurns, maxTokens: parsed.config.maxTokens }, loadTurnsCsv(csv));
+  return new WorkloadModel(params, { maxTurns: parsed.config.maxTurns, maxTokens: parsed.config.maxTokens }, loadWorkloadCsv(csv).rows);
 }
 
 export async function runBench(flags: BenchFlags): Promise<void> {
@@ -141,8 +150,11 @@ export async function runBench(flags: BenchFlags): Promise<void> {
   }
   const simSeconds = (Date.now() - started) / 1000;
   const simCpuSeconds = cpuSeconds();
-  console.log(`timeshare bench: ${base.name} (${base.file}), ${flags.iterations} iterations per strategy, policy: the pipeline's (${describePolicy(PIPELINE_POLICY)})`);
-  if (csv !== undefined) console.log(`workload: turns per trajectory drawn from ${csv}`);
+  console.log(`timeshare bench: ${base.name} (${base.file}), ${flags.iterations} iterations per strategy, policy: the pipeline's (${describePolicy(PIPELINE_POLICY)}), staleness: ${asStrategy(base.raw, 'multiplexed', base.file).config.rollout.staleness.policy}`);
+  if (csv !== undefined) {
+    const table = loadWorkloadCsv(csv);
+    console.log(`workload: turns per trajectory drawn from ${csv}; columns used: ${table.usedColumns.join(', ')}; not used: ${table.ignoredColumns.join(', ') || 'none'}`);
+  }
   console.log('');
   console.log(strategyTable(reports));
   console.log('');
@@ -151,6 +163,17 @@ export async function runBench(flags: BenchFlags): Promise<void> {
       STRATEGY_ORDER.map((s) => `${s} ${wallByStrategy[s]!.toFixed(1)} s`).join(', ') +
       '; wall time includes waiting for a shared CPU)',
   );
+
+  // ---- the best feasible static split
+  let bestSplit: SplitSearch | undefined;
+  if (flags.splitIterations > 0) {
+    const t0 = Date.now();
+    bestSplit = searchStaticSplits(base, flags.splitIterations, csv);
+    const mux = reports.find((r) => r.strategy === 'multiplexed')!;
+    console.log('');
+    console.log(splitTable(bestSplit, mux, flags.splitIterations));
+    console.log(`(split search: ${((Date.now() - t0) / 1000).toFixed(1)} s wall)`);
+  }
 
   // ---- policies
   let policies: PolicyRow[] | undefined;
@@ -182,6 +205,8 @@ export async function runBench(flags: BenchFlags): Promise<void> {
     workloadCsv: csv,
     seed: SEED_FIGURES,
     strategies: reports,
+    idealBoundFraction: Object.fromEntries(reports.map((r) => [r.strategy, r.idealBoundFraction])),
+    bestStaticSplit: bestSplit,
     iterationRecords,
     policies,
     sweep,
@@ -243,7 +268,17 @@ export function strategyTable(reports: readonly StrategyReport[]): string {
     row('GPU idle (bubble)', (r) => pct(r.idleFraction)),
     row('timeout rate', (r) => `${pct(r.timeoutRate)} (${r.timeouts})`, SEED_FIGURES.timeouts),
     row('stale drops (lag > async ratio)', (r) => String(r.staleDrops)),
+    row('sample utilization (trajectories / tokens)', (r) => `${pct(r.staleness.utilization.trajectories)} / ${pct(r.staleness.utilization.tokens)}`),
+    row('trained token lag (mean / p99 / max)', (r) => `${num(r.staleness.tokenLag.mean)} / ${r.staleness.tokenLag.p99} / ${r.staleness.tokenLag.max}`),
+    row('long-tail bias (KS turns, trained vs decided)', (r) => num(r.staleness.turnsKs, 3)),
     row('admitted trajectories lost (timeout + stale)', (r) => pct(r.lostRate)),
+    row('admitted trajectories cut by maxTurns / maxTokens', (r) => `${r.cutByTurnLimit} / ${r.cutByTokenLimit} of ${r.admitted}`),
+    row('KV capacity per rank (tokens)', (r) => (Number.isFinite(r.kvCapacityTokensPerRank) ? String(r.kvCapacityTokensPerRank) : 'unlimited')),
+    row('generate calls queued (KV room or slot)', (r) => pct(r.queuedCallShare)),
+    row('prefilled tokens per decoded token', (r) => num(r.prefillPerDecodedToken, 1)),
+    row('rollout occupancy weighted by work (vs its batch unpaused)', (r) => pct(r.rolloutWorkOccupancy)),
+    row('GPU time needed: decode at rank peak / train', (r) => `${pct(r.rolloutWorkShare)} / ${pct(r.trainWorkShare)}`),
+    row('fraction of the ideal bound', (r) => pct(r.idealBoundFraction)),
     row('shrink overhead (share of run)', (r) => pct(r.shrinkShare), `offload ${SEED_FIGURES.shrinkOffloadSeconds}`),
     row('sync + expand (share of run)', (r) => pct(r.syncShare)),
     row('weight sync / training time', (r) => pct(r.syncShareOfTraining), SEED_FIGURES.syncOverheadOfTraining),
@@ -254,6 +289,7 @@ export function strategyTable(reports: readonly StrategyReport[]): string {
 interface PolicyRow {
   name: string;
   policy: SchedulingPolicy;
+  staleness: StalenessPolicy;
   report: StrategyReport;
   /** Trained trajectories/s relative to the baseline, minus 1. */
   gainOverBaseline: number;
@@ -261,14 +297,16 @@ interface PolicyRow {
 
 function comparePolicies(base: LoadedBase, iterations: number, csv: string | undefined, workload?: (parsed: ReturnType<typeof asStrategy>) => WorkloadModel): PolicyRow[] {
   const parsed = asStrategy(base.raw, 'multiplexed', base.file);
-  const rows = POLICY_VARIANTS.map(({ name, policy }) => ({
+  const rows = POLICY_VARIANTS.map(({ name, policy, staleness }) => ({
     name,
     policy,
+    staleness,
     report: strategyReport(
       simulate(
         simulationConfig(parsed, {
           iterations,
           policy,
+          staleness,
           baseDir: path.dirname(base.file),
           workload: workload?.(parsed) ?? (csv === undefined ? undefined : csvWorkload(base, 'multiplexed', csv)),
         }),
@@ -284,7 +322,7 @@ function policyTable(rows: readonly PolicyRow[], title: string): string {
   return (
     `policies (${title}):\n` +
     renderTable(
-      ['policy', 'trajectories/s', 'vs baseline', 'iteration s', 'tokens/s', 'discarded tokens', 'migrated/iter'],
+      ['policy', 'trajectories/s', 'vs baseline', 'iteration s', 'tokens/s', 'discarded tokens', 'migrated/iter', ...STALENESS_COLUMNS],
       rows.map((row) => [
         row.name,
         num(row.report.trajectoriesPerSecond, 3),
@@ -293,16 +331,30 @@ function policyTable(rows: readonly PolicyRow[], title: string): string {
         num(row.report.generatedTokensPerSecond, 0),
         pct(row.report.discardedTokenShare),
         num(row.report.migratedPerIteration, 0),
+        ...stalenessCells(row.report.staleness),
       ]),
     )
   );
+}
+
+const STALENESS_COLUMNS = ['util traj', 'util tok', 'lag mean', 'lag p99', 'lag max', 'KS turns'];
+
+function stalenessCells(report: StalenessReport): string[] {
+  return [
+    pct(report.utilization.trajectories),
+    pct(report.utilization.tokens),
+    num(report.tokenLag.mean),
+    String(report.tokenLag.p99),
+    String(report.tokenLag.max),
+    num(report.turnsKs, 3),
+  ];
 }
 
 interface SweepRow {
   shape: WorkloadShape;
   gpus: number;
   strategies: Record<string, { trajectoriesPerSecond: number; tokensPerSecond: number; timeoutRate: number; idleFraction: number }>;
-  policies: { name: string; trajectoriesPerSecond: number; gainOverBaseline: number }[];
+  policies: { name: string; trajectoriesPerSecond: number; gainOverBaseline: number; staleness: StalenessReport }[];
 }
 
 /** The pool sizes of the sweep: the preset's and half of it. */
@@ -334,6 +386,7 @@ function runSweep(base: LoadedBase, iterations: number): SweepRow[] {
         name: row.name,
         trajectoriesPerSecond: row.report.trajectoriesPerSecond,
         gainOverBaseline: row.gainOverBaseline,
+        staleness: row.report.staleness,
       }));
       rows.push({ shape, gpus, strategies, policies });
     }
@@ -341,10 +394,23 @@ function runSweep(base: LoadedBase, iterations: number): SweepRow[] {
   return rows;
 }
 
+function sweepStaleness(report: StalenessReport): string {
+  return `${pct(report.utilization.trajectories)} / ${num(report.tokenLag.mean)}·${report.tokenLag.p99}·${report.tokenLag.max} / ${num(report.turnsKs, 3)}`;
+}
+
 function sweepTable(rows: readonly SweepRow[], iterations: number): string {
   const signed = (x: number): string => `${x >= 0 ? '+' : ''}${(x * 100).toFixed(1)} %`;
   const policyNames = rows[0]?.policies.slice(1).map((p) => p.name) ?? [];
-  const header = ['workload', 'GPUs', 'mux/disagg tok/s', 'mux/coloc traj/s', 'timeouts disagg / mux', ...policyNames.map((n) => `${n} vs ROLL`)];
+  const header = [
+    'workload',
+    'GPUs',
+    'mux/disagg tok/s',
+    'mux/coloc traj/s',
+    'timeouts disagg / mux',
+    ...policyNames.map((n) => `${n} vs ROLL`),
+    'ROLL util / KS',
+    'default util / lag mean·p99·max / KS',
+  ];
   const body = rows.map((row) => {
     const s = row.strategies;
     return [
@@ -354,8 +420,74 @@ function sweepTable(rows: readonly SweepRow[], iterations: number): string {
       `${num(s.multiplexed!.trajectoriesPerSecond / s.colocated!.trajectoriesPerSecond)}×`,
       `${pct(s.disaggregated!.timeoutRate)} / ${pct(s.multiplexed!.timeoutRate)}`,
       ...row.policies.slice(1).map((p) => signed(p.gainOverBaseline)),
+      `${pct(row.policies[0]!.staleness.utilization.trajectories)} / ${num(row.policies[0]!.staleness.turnsKs, 3)}`,
+      sweepStaleness(row.policies.at(-1)!.staleness),
     ];
   });
   const notes = WORKLOAD_SHAPES.map((shape) => `  ${shape}: ${WORKLOAD_SHAPE_NOTES[shape]}`).join('\n');
   return `robustness sweep (${iterations} iterations per run; policies on multiplexed, trajectories/s vs the ROLL-like baseline):\n${renderTable(header, body)}\n${notes}`;
+}
+
+interface SplitCandidate {
+  trainGpus: number;
+  trajectoriesPerSecond: number;
+  tokensPerSecond: number;
+  timeoutRate: number;
+}
+
+interface SplitSearch {
+  /** The smallest train group training memory allows (GPUs), rounded up to whole nodes. */
+  minimumTrainGpus: number;
+  iterations: number;
+  candidates: SplitCandidate[];
+  best: SplitCandidate;
+}
+
+/**
+ * Every static split the pool allows (train group of whole nodes, from the smallest training
+ * memory allows to all nodes but one), as disaggregated runs of `iterations` iterations; the best
+ * by trained trajectories/s.
+ */
+function searchStaticSplits(base: LoadedBase, iterations: number, csv: string | undefined): SplitSearch {
+  const parsed = asStrategy(base.raw, 'multiplexed', base.file);
+  const { nodes, gpusPerNode } = parsed.layout;
+  const hardware = parsed.config.simulation.hardware;
+  const minimum = hardware === undefined ? 1 : minimumTrainGpus(hardware, parsed.config.maxTokens);
+  const firstNodes = Math.max(1, Math.ceil(minimum / gpusPerNode));
+  if (firstNodes >= nodes) throw new CliError(`no feasible static split: training needs ${minimum} GPUs, the pool has ${nodes} nodes of ${gpusPerNode}`, 2);
+  const candidates: SplitCandidate[] = [];
+  for (let trainNodes = firstNodes; trainNodes < nodes; trainNodes++) {
+    const raw = withTrainNodes(base.raw, trainNodes, gpusPerNode);
+    const split = asStrategy(raw, 'disaggregated', base.file);
+    const report = strategyReport(
+      simulate(
+        simulationConfig(split, {
+          iterations,
+          baseDir: path.dirname(base.file),
+          workload: csv === undefined ? undefined : csvWorkload({ ...base, raw }, 'disaggregated', csv),
+        }),
+      ),
+    );
+    candidates.push({ trainGpus: trainNodes * gpusPerNode, trajectoriesPerSecond: report.trajectoriesPerSecond, tokensPerSecond: report.generatedTokensPerSecond, timeoutRate: report.timeoutRate });
+  }
+  const best = candidates.reduce((a, b) => (b.trajectoriesPerSecond > a.trajectoriesPerSecond ? b : a));
+  return { minimumTrainGpus: minimum, iterations, candidates, best };
+}
+
+function splitTable(search: SplitSearch, mux: StrategyReport, iterations: number): string {
+  const header = ['train GPUs', 'rollout GPUs', 'trajectories/s', 'tokens/s', 'timeout rate'];
+  const rows = search.candidates.map((c) => [
+    `${c.trainGpus}${c === search.best ? ' (best)' : ''}`,
+    String(mux.gpus - c.trainGpus),
+    num(c.trajectoriesPerSecond, 3),
+    num(c.tokensPerSecond, 0),
+    pct(c.timeoutRate),
+  ]);
+  return (
+    `static splits (disaggregated, ${iterations} iterations each; training memory needs at least ${search.minimumTrainGpus} GPUs):\n` +
+    renderTable(header, rows) +
+    `\nmultiplexed / best feasible static split (${search.best.trainGpus} + ${mux.gpus - search.best.trainGpus}): ` +
+    `${num(mux.trajectoriesPerSecond / search.best.trajectoriesPerSecond)}× trajectories/s, ${num(mux.generatedTokensPerSecond / search.best.tokensPerSecond)}× tokens/s ` +
+    `(multiplexed over ${mux.iterations} iterations)`
+  );
 }

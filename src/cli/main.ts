@@ -301,8 +301,11 @@ export function buildProgram(): Command {
     .option('--phases <list>', `comma-separated phases (default all: ${FAULT_PHASES.join(',')})`)
     .option('--state-dir <dir>', 'fresh folder for the dev server database, store, engine state and logs (default .timeshare/chaos/<seed>-<time>)')
     .option('--deadline-minutes <n>', 'give up after this long', integer('--deadline-minutes', 1), 30)
-    .action(async (flags: { faults: number; seed: number; kinds?: string; phases?: string; stateDir?: string; deadlineMinutes: number }) => {
+    .option('--weight-sync <mode>', 'disk | broadcast: how the run syncs weights (broadcast: sync faults strike the collective)', 'disk')
+    .action(async (flags: { faults: number; seed: number; kinds?: string; phases?: string; stateDir?: string; deadlineMinutes: number; weightSync: string }) => {
+      if (flags.weightSync !== 'disk' && flags.weightSync !== 'broadcast') throw new CliError(`--weight-sync: expected disk or broadcast, got ${JSON.stringify(flags.weightSync)}`, 2);
       const report = await runChaos({
+        weightSync: flags.weightSync,
         faults: flags.faults,
         seed: flags.seed,
         kinds: listOption('--kinds', flags.kinds, FAULT_KINDS) as FaultKind[] | undefined,

@@ -24,13 +24,20 @@ export function iterationNumber(status: RunStatus): number {
   return status.phase === 'done' ? status.iteration : Math.min(status.iteration + 1, status.iterationsTotal);
 }
 
+/** Sample utilization and the version lag of trained tokens, once a batch reported them. */
+function stalenessSummary(status: RunStatus): string {
+  const s = status.staleness;
+  if (s === undefined) return '';
+  return ` | utilization ${(s.utilization * 100).toFixed(1)} % | token lag mean ${s.tokenLag.mean.toFixed(2)} p99 ${s.tokenLag.p99} max ${s.tokenLag.max}`;
+}
+
 export function progressLine(status: RunStatus, samplesPerSecond: number | undefined): string {
   const state = status.paused ? 'PAUSED' : status.phase;
   const rate = samplesPerSecond === undefined ? '' : ` | ${samplesPerSecond.toFixed(2)} samples/s trained`;
   return (
     `iter ${iterationNumber(status)}/${status.iterationsTotal} | ${state} | weights v${status.version} | ${roleSummary(status)} | ` +
     `samples: ${status.samples.trained} trained, ${status.samples.running} running, ${status.samples.completedWaiting} done-waiting, ` +
-    `${status.samples.waiting} carried, ${dropped(status)} dropped${rate}`
+    `${status.samples.waiting} carried, ${dropped(status)} dropped${stalenessSummary(status)}${rate}`
   );
 }
 
@@ -45,6 +52,13 @@ export function statusBlock(status: RunStatus): string {
     `samples:    admitted ${status.samples.admitted}, trained ${status.samples.trained}, running ${status.samples.running}, ` +
       `completed-waiting ${status.samples.completedWaiting}, carried ${status.samples.waiting}, dropped ${JSON.stringify(status.samples.dropped)}`,
   ];
+  if (status.staleness !== undefined) {
+    const s = status.staleness;
+    lines.push(
+      `staleness:  policy ${s.policy}, utilization ${(s.utilization * 100).toFixed(1)} % (trained ÷ trained + dropped), ` +
+        `trained token lag mean ${s.tokenLag.mean.toFixed(2)} / p99 ${s.tokenLag.p99} / max ${s.tokenLag.max} versions (${s.tokenLag.tokens} tokens)`,
+    );
+  }
   if (status.pool !== undefined) lines.push(`roles:      ${status.pool.roles.map((role, gpu) => `${gpu}:${role}`).join(' ')}`);
   if (status.shrinkOverride !== undefined) lines.push(`shrink set: ranks ${status.shrinkOverride.join(',')} (override)`);
   if (status.lastIteration !== undefined) {

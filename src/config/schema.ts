@@ -11,8 +11,11 @@
  */
 import { z } from 'zod';
 import { MAX_GPUS, STRATEGIES } from '../gpu/layout';
+import { DEFAULT_STALENESS_POLICY, STALENESS_POLICIES } from '../gpu/staleness';
 import { MAX_LIVE_SAMPLES } from '../gpu/ledger';
-import { costModelSchema, faultSchema, workloadSchema } from '../engines/types';
+import { hardwareSchema } from '../engines/hardware';
+import { collectiveBackendSchema, costModelSchema, faultSchema, weightSyncModeSchema, workloadSchema } from '../engines/types';
+import type { OpenEnvEnvironmentConfig as EngineOpenEnvConfig } from '../engines/openenv/config';
 
 // ---------------------------------------------------------------------------------------------
 // Field helpers: one message per field that states the whole rule, whichever part of it failed.
@@ -334,6 +337,9 @@ export const openEnvEnvironmentSchema = z
     path: ['chatTemplate'],
   });
 export type OpenEnvEnvironmentConfig = z.infer<typeof openEnvEnvironmentSchema>;
+/** Compile-time check: the schema produces exactly the settings the OpenEnv engine reads. */
+const _openEnvConfigMatches: [OpenEnvEnvironmentConfig, EngineOpenEnvConfig] extends [EngineOpenEnvConfig, OpenEnvEnvironmentConfig] ? true : never = true;
+void _openEnvConfigMatches;
 
 /** The agent environment: simulated (token counts only), the digits task on token ids (src/engines/digits.ts) or an OpenEnv server. */
 export const environmentSchema = z.discriminatedUnion('kind', [
@@ -351,6 +357,30 @@ export const environmentSchema = z.discriminatedUnion('kind', [
     .strict(),
 ]);
 export type EnvironmentConfig = z.infer<typeof environmentSchema>;
+
+/**
+ * How new weights reach the rollout engines: `disk` (the trainer exports a file, every engine
+ * loads it) or `broadcast` (a collective from the trainer's memory to every engine,
+ * docs/engine-protocol.md "Weight sync"). Broadcast settings apply with mode broadcast only.
+ */
+export const weightSyncSchema = z
+  .object({
+    mode: weightSyncModeSchema.default('disk'),
+    /** Collective backend: nccl between GPUs, gloo on CPU (the reference engine without CUDA). */
+    backend: collectiveBackendSchema.default('nccl'),
+    /** Bucket size: one broadcast per bucket of consecutive tensors (a bigger tensor goes alone). */
+    bucketMiB: positiveNumber(65_536).default(512),
+    /** One deadline for the whole collective (group formation + transfer on every member). */
+    timeoutSeconds: positiveNumber(86_400).default(600),
+    /** Collectives tried (each in a new group) before the sync fails or falls back. */
+    attempts: intIn(1, 20).default(3),
+    /** After the last failed attempt: `disk` exports and loads from files; `none` fails the sync. */
+    fallback: z.enum(['none', 'disk']).default('none'),
+    /** Address the engines reach the trainer's group store at; default: the trainer endpoint's host. */
+    masterAddress: nonEmptyString('a host name or IP address').optional(),
+  })
+  .strict();
+export type WeightSyncConfig = z.infer<typeof weightSyncSchema>;
 
 // ---------------------------------------------------------------------------------------------
 // The run configuration
@@ -386,6 +416,16 @@ export const runConfigSchema = z
         gpusPerRank: intAtLeast(1).default(1),
         /** Live samples kept rolling at once; default batchSize × (1 + asyncRatio), at most MAX_LIVE_SAMPLES. */
         maxConcurrentSamples: intIn(1, MAX_LIVE_SAMPLES).optional(),
+        /** What becomes of samples that outlive their weight version (docs/design.md §5.2 "Staleness"). */
+        staleness: z
+          .object({
+            /** 'resume': continue across syncs, nothing discarded for its age; 'drop': ROLL's rule (lag > asyncRatio dropped). */
+            policy: z.enum(STALENESS_POLICIES, { error: `expected one of ${STALENESS_POLICIES.map((s) => JSON.stringify(s)).join(' | ')}` }).default(DEFAULT_STALENESS_POLICY),
+            /** Hard limit: generated tokens lagging the trained version by more stay as context but leave the loss. */
+            maxTokenLag: intIn(0, 1000).optional(),
+          })
+          .strict()
+          .prefault({}),
       })
       .strict()
       .prefault({}),
@@ -406,6 +446,7 @@ export const runConfigSchema = z
         rollout: rolloutEngineSchema.default({ kind: 'simulated' }),
         trainer: trainerEngineSchema.default({ kind: 'simulated' }),
         environment: environmentSchema.default({ kind: 'simulated' }),
+        weightSync: weightSyncSchema.prefault({}),
       })
       .strict()
       .prefault({}),
@@ -414,6 +455,12 @@ export const runConfigSchema = z
         /** Real seconds per simulated second (0.01: 100× faster than real time). */
         timeScale: positiveNumber(1000).default(DEFAULT_TIME_SCALE),
         costModel: costModelSchema.prefault({}),
+        /**
+         * The model and GPUs (optional): the simulator then derives KV capacity, decode and prefill
+         * costs, transfers and training rate from them (src/engines/sim/roofline.ts) instead of the
+         * cost model's assumed rates.
+         */
+        hardware: hardwareSchema.optional(),
         workload: workloadSchema.prefault({}),
         /** Declared engine faults (tests, fault injection): the first N calls of an operation fail. */
         faults: z.array(faultSchema).default([]),

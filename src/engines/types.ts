@@ -60,6 +60,89 @@ export const engineStatusSchema = z.object({
 });
 export type EngineStatus = z.infer<typeof engineStatusSchema>;
 
+// ---------------------------------------------------------------------------------------------
+// Weight sync by collective broadcast (docs/engine-protocol.md §1, "Weight sync"): a weight-update
+// group of the trainer (rank 0) and every rollout engine, formed over a TCP store the trainer
+// hosts; per version the trainer sends bucketed tensors and each engine swaps them in at once.
+// ---------------------------------------------------------------------------------------------
+
+export const weightSyncModeSchema = z.enum(['disk', 'broadcast']);
+export type WeightSyncMode = z.infer<typeof weightSyncModeSchema>;
+export const collectiveBackendSchema = z.enum(['gloo', 'nccl']);
+export type CollectiveBackend = z.infer<typeof collectiveBackendSchema>;
+/**
+ * How a bucket travels: one flat broadcast per bucket (SGLang `load_format: flattened_bucket`)
+ * or one broadcast per tensor (vLLM's unpacked NCCL transfer).
+ */
+export const tensorLayoutSchema = z.enum(['flattened_bucket', 'per_tensor']);
+export type TensorLayout = z.infer<typeof tensorLayoutSchema>;
+
+/** What the trainer needs to open a group; it answers with the store's port. */
+export interface WeightGroupSpec {
+  name: string;
+  masterAddress: string;
+  worldSize: number;
+  backend: CollectiveBackend;
+}
+
+export const weightGroupSchema = z.object({
+  name: z.string().min(1),
+  masterAddress: z.string().min(1),
+  masterPort: z.number().int().min(0).max(65_535),
+  worldSize: z.number().int().min(2),
+  backend: collectiveBackendSchema,
+});
+export type WeightGroup = z.infer<typeof weightGroupSchema>;
+
+export const weightBucketSchema = z
+  .object({
+    names: z.array(z.string().min(1)).min(1),
+    dtypes: z.array(z.string().min(1)),
+    shapes: z.array(z.array(z.number().int().nonnegative())),
+    bytes: z.number().int().nonnegative(),
+  })
+  .refine((b) => b.dtypes.length === b.names.length && b.shapes.length === b.names.length, { message: 'names, dtypes and shapes must have one length' });
+export type WeightBucket = z.infer<typeof weightBucketSchema>;
+
+/** The model's tensors in broadcast order, cut into buckets; both sides of a broadcast follow it. */
+export const weightManifestSchema = z.object({
+  buckets: z.array(weightBucketSchema).min(1),
+  totalBytes: z.number().int().nonnegative(),
+});
+export type WeightManifest = z.infer<typeof weightManifestSchema>;
+
+export const broadcastResultSchema = z.object({
+  bytes: z.number().int().nonnegative(),
+  buckets: z.number().int().nonnegative(),
+  tensors: z.number().int().nonnegative(),
+  seconds: z.number().nonnegative(),
+});
+export type BroadcastResult = z.infer<typeof broadcastResultSchema>;
+
+/** The rollout engine's side of a broadcast (engines that support it). */
+export interface WeightReceiver {
+  /** Joins the group as ranks rankOffset.. (one per GPU of the engine); resolves once the group formed. */
+  joinWeightGroup(group: WeightGroup, rankOffset: number, signal?: AbortSignal): Promise<void>;
+  /**
+   * Receives every bucket of `manifest` from rank 0 and serves `version` afterwards; until the last
+   * tensor arrived it serves the old version. Needs weights resident.
+   */
+  receiveWeights(group: WeightGroup, version: number, manifest: WeightManifest, signal?: AbortSignal): Promise<void>;
+  /** Leaves the group (idempotent: an unknown group is no error). */
+  leaveWeightGroup(groupName: string): Promise<void>;
+}
+
+/** The trainer's side of a broadcast (trainers that support it). */
+export interface WeightSender {
+  /** Hosts the group's store and starts forming the group as rank 0; answers with the port at once. */
+  openWeightGroup(spec: WeightGroupSpec): Promise<WeightGroup>;
+  /** The current weights cut into buckets of at most `bucketBytes` (a bigger tensor alone). */
+  weightManifest(bucketBytes: number): Promise<WeightManifest>;
+  /** Sends the weights of `version` (the trainer's current) to the group; resolves once all are sent. */
+  broadcastWeights(groupName: string, version: number, bucketBytes: number, layout: TensorLayout, signal?: AbortSignal): Promise<BroadcastResult>;
+  closeWeightGroup(groupName: string): Promise<void>;
+}
+
 export interface RolloutEngine {
   /**
    * Generates (the rest of) one turn. If `signal` aborts, resolves (does not reject) with
@@ -76,6 +159,8 @@ export interface RolloutEngine {
   /** Loads weights of `version` from `path`. Idempotent for the same version. Needs weights resident. */
   updateWeights(version: number, path: string): Promise<void>;
   status(): Promise<EngineStatus>;
+  /** Weight sync by broadcast; absent on engines that load weights from disk only. */
+  readonly broadcast?: WeightReceiver;
 }
 
 /** The agent's environment (tool sandbox, judge). */
@@ -138,11 +223,19 @@ export const trajectorySchema = z
     reward: z.number().finite(),
     inputIds: z.array(z.number().int().nonnegative()).min(1),
     lossMask: z.array(z.union([z.literal(0), z.literal(1)])),
+    /** Behaviour logprobs: what the generating weights gave each token when it was sampled. */
     logprobs: z.array(z.number().finite()),
+    /**
+     * Behaviour version per token: the weight version that generated it (a trajectory resumed across
+     * weight syncs mixes versions). Where the mask is 0 it is the version of the turn the token
+     * belongs to (the sample's start version for the prompt). Absent: every token is on-policy.
+     */
+    versions: z.array(z.number().int().nonnegative()).optional(),
   })
   .refine((t) => t.lossMask.length === t.inputIds.length && t.logprobs.length === t.inputIds.length, {
     message: 'inputIds, lossMask and logprobs must have the same length',
-  });
+  })
+  .refine((t) => t.versions === undefined || t.versions.length === t.inputIds.length, { message: 'versions must have one entry per token' });
 export type Trajectory = z.infer<typeof trajectorySchema>;
 
 export interface TrainBatch {
@@ -152,7 +245,7 @@ export interface TrainBatch {
   sampleIds: number[];
   /** Total tokens (context + generated) in the batch; drives the simulated step time. */
   totalTokens: number;
-  /** The batch's trajectories with token ids, logprobs and rewards (present when the samples have ids). */
+  /** The batch's trajectories with token ids, behaviour logprobs and versions, and rewards (present when the samples have ids). */
   trajectories?: Trajectory[];
 }
 
@@ -179,6 +272,8 @@ export interface Trainer {
   /** Moves parameters and optimizer state to host memory, freeing the GPUs. Idempotent. */
   offload(): Promise<void>;
   status(): Promise<TrainerStatus>;
+  /** Weight sync by broadcast; absent on trainers that export to disk only. */
+  readonly broadcast?: WeightSender;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -231,6 +326,15 @@ export const costModelSchema = z
     onloadMs: z.number().nonnegative().default(3000),
     /** Loading a new weight version into one rank. */
     weightSyncMs: z.number().nonnegative().default(1500),
+    /**
+     * Broadcast sync: bandwidth of the trainer → engines collective (GiB/s; NCCL over NVLink or
+     * InfiniBand, pipelined, so it does not fall with the number of engines). The bytes sent are
+     * one rank's weights (rolloutWeightsGiBPerGpu × GPUs per rank). Kimi's checkpoint-engine
+     * moved Qwen3-235B-A22B (~470 GB bf16) in 6.22 s on 8×H800: ~75 GB/s aggregate.
+     */
+    broadcastGiBPerSecond: z.number().positive().default(25),
+    /** Broadcast sync: forming a weight-update group (rendezvous + communicator setup). */
+    weightGroupSetupMs: z.number().nonnegative().default(2000),
     /** Trainer onload / offload of parameters and optimizer state. */
     trainerOnloadMs: z.number().nonnegative().default(4000),
     trainerOffloadMs: z.number().nonnegative().default(3000),

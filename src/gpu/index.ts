@@ -7,3 +7,4 @@ export * from './planning';
 export * from './ledger';
 export * from './policies';
 export * from './lost';
+export * from './staleness';

@@ -12,7 +12,7 @@
 import type { MemoryTag } from '../engines/types';
 import type { DropReason, MigrationPolicy, PoolState, RankId, RankWork } from '../gpu';
 import type { AdmittedSample } from '../pipeline/activities';
-import type { Phase, ShardOutcome } from '../pipeline/types';
+import type { BroadcastSyncSpec, Phase, SealedBatchFigures, ShardOutcome, WeightGroupState } from '../pipeline/types';
 
 /** A suspended effect: yields the driver's suspension `S`, returns `T`. */
 export type Step<S, T> = Generator<S, T, unknown>;
@@ -29,7 +29,7 @@ export interface StoreRecovery {
   /** Samples the store knows among the waiting ones and from the ledger's next id on. */
   seen: AdmittedSample[];
   /** The iteration's sealed batch, if an earlier attempt sealed it. */
-  sealed: { sampleIds: number[]; totalTokens: number } | null;
+  sealed: ({ sampleIds: number[] } & SealedBatchFigures) | null;
 }
 
 /** Reported at every phase change (the workflow's progress signal, search attribute and details). */
@@ -76,20 +76,34 @@ export interface IterationEffects<S> {
    */
   stopShards(input: { shards: ShardRef[]; migration: MigrationPolicy; tolerateFailures: boolean }): Step<S, { outcomes: ShardOutcome[]; failures: unknown[] }>;
   /** Writes the batch manifest (training needs it); marking each sample may go on until `finishSeal`. */
-  sealBatch(input: { sampleIds: number[]; fromVersion: number }): Step<S, { totalTokens: number }>;
+  sealBatch(input: { sampleIds: number[]; fromVersion: number }): Step<S, SealedBatchFigures>;
   /** Ends the per-sample marking begun by `sealBatch` or found sealed (idempotent). */
   finishSeal(input: { sampleIds: number[]; fromVersion: number }): Step<S, void>;
 
   resumeMemory(ranks: RankId[], tags: MemoryTag[]): Step<S, void>;
   /** Resumes memory on every group it can; returns the groups that failed (a lost node is not a failure). */
   resumeMemorySettled(ranks: RankId[], tags: MemoryTag[]): Step<S, ReloadFailure[]>;
-  syncWeights(ranks: RankId[], version: number): Step<S, void>;
-  /** Weight sync and expand in one step per node: `reload` ranks resume weights, load `version`, resume KV cache; the others load `version`. */
-  syncAndReload(input: { ranks: RankId[]; reload: RankId[]; version: number }): Step<S, void>;
+  /** The ranks load `version` from its file (with `broadcast` set, the trainer exports that file first: a broadcast run exports none per version). */
+  syncWeights(ranks: RankId[], version: number, broadcast?: BroadcastSyncSpec): Step<S, void>;
+  /**
+   * Weight sync and expand: `reload` ranks resume weights, every rank gets `version`, `reload`
+   * ranks resume KV cache. From disk: one step per node. With `broadcast`: one collective from the
+   * trainer to every rank in `group` (kept from the last iteration when its members are the same,
+   * else formed anew). Returns the group left formed for the next iteration (undefined: none).
+   */
+  syncAndReload(input: {
+    ranks: RankId[];
+    reload: RankId[];
+    version: number;
+    broadcast?: { spec: BroadcastSyncSpec; group: WeightGroupState | undefined };
+  }): Step<S, WeightGroupState | undefined>;
   /** Releases the released ranks' memory (all tags), then onloads the trainer: one step, since the onload needs those GPUs. */
   releaseAndOnloadTrainer(release: RankId[]): Step<S, void>;
-  /** One train step on the sealed batch; returns the version every train node reached. A failing shard raises. */
-  trainStep(input: { fromVersion: number; batchTokens: number }): Step<S, number[]>;
+  /**
+   * One train step on the sealed batch; returns the version every train node reached. A failing
+   * shard raises. Tokens lagging `fromVersion` by more than `maxTokenLag` are left out of the loss.
+   */
+  trainStep(input: { fromVersion: number; batchTokens: number; maxTokenLag?: number }): Step<S, number[]>;
   /** Starts the trainer's offload without waiting (it runs alongside the stop of the shards). */
   beginTrainerOffload(): void;
   /** Waits for the offload begun by beginTrainerOffload. */

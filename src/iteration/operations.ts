@@ -26,7 +26,7 @@ import {
   type RankId,
 } from '../gpu';
 import { completeOnload, rejoinRanks } from '../gpu/roles';
-import type { Phase, ShardOutcome } from '../pipeline/types';
+import type { Phase, SealedBatchFigures, ShardOutcome } from '../pipeline/types';
 import type { IterationEffects, ShardRef, Step, StoreRecovery } from './effects';
 import type { IterationState } from './state';
 
@@ -77,10 +77,14 @@ export function relaunch<S>(fx: IterationEffects<S>, st: IterationState, ids: re
   for (const shard of placeShards(fx, st, ids, ranks)) fx.launchShard(shard, st.stats.toVersion);
 }
 
-/** Admits new samples (version = current weights) until `liveTarget` samples are live, onto `ranks`. */
-export function* refill<S>(fx: IterationEffects<S>, st: IterationState, ranks: readonly RankId[], liveTarget: number): Step<S, void> {
+/**
+ * Admits new samples (version = current weights) onto `ranks`, as many as the admission policy's
+ * bound allows before the batch is sealed or after (`batchSealed`).
+ */
+export function* refill<S>(fx: IterationEffects<S>, st: IterationState, ranks: readonly RankId[], batchSealed: boolean): Step<S, void> {
   if (ranks.length === 0) return;
-  const room = st.input.options.admission.admissionRoom({ ledger: st.ledger, liveTarget });
+  const { batchSize, asyncRatio, maxConcurrentSamples, options } = st.input;
+  const room = options.admission.admissionRoom({ ledger: st.ledger, batchSize, asyncRatio, maxConcurrentSamples, batchSealed });
   if (room <= 0) return;
   const admitted = admit(st.ledger, room, st.stats.toVersion);
   st.ledger = admitted.ledger;
@@ -125,7 +129,7 @@ export function* rejoin<S>(fx: IterationEffects<S>, st: IterationState): Step<S,
   if (ranks.length === 0) return;
   setPool(fx, st, rejoinRanks(st.layout, st.pool, ranks));
   yield* fx.resumeMemory([...ranks], [...ALL_MEMORY_TAGS]);
-  yield* fx.syncWeights([...ranks], st.input.fromVersion);
+  yield* fx.syncWeights([...ranks], st.input.fromVersion, st.input.weightSync);
   setPool(fx, st, completeOnload(st.layout, st.pool, ranks));
 }
 
@@ -163,11 +167,13 @@ export function adoptRecovered(st: IterationState, nextIdBefore: number, recover
   if (recovery.sealed !== null) takeBatch(st, recovery.sealed);
 }
 
-function takeBatch(st: IterationState, batch: { sampleIds: number[]; totalTokens: number }): void {
+function takeBatch(st: IterationState, batch: { sampleIds: number[] } & SealedBatchFigures): void {
   st.ledger = sealBatch(st.ledger, batch.sampleIds);
   st.batch = batch;
   st.stats.batchSamples = batch.sampleIds.length;
   st.stats.batchTokens = batch.totalTokens;
+  // The version lag of the batch's tokens (status and progress), where the store recorded versions.
+  if (batch.tokenLags !== undefined) st.stats.tokenLags = batch.tokenLags;
   st.decisions.batchIds = [...batch.sampleIds];
 }
 
@@ -177,9 +183,9 @@ function takeBatch(st: IterationState, batch: { sampleIds: number[]; totalTokens
  * admitted, and the wait repeats. Returns the selected batch.
  */
 export function* rolloutUntilBatch<S>(fx: IterationEffects<S>, st: IterationState): Step<S, number[]> {
-  const { batchSize, maxConcurrentSamples } = st.input;
+  const { batchSize } = st.input;
   relaunch(fx, st, samplesByState(st.ledger).waiting, st.active);
-  yield* refill(fx, st, st.active, maxConcurrentSamples);
+  yield* refill(fx, st, st.active, false);
   for (;;) {
     const states = samplesByState(st.ledger);
     const candidates = [...states.running, ...states.completed];
@@ -190,14 +196,14 @@ export function* rolloutUntilBatch<S>(fx: IterationEffects<S>, st: IterationStat
     if (completed !== undefined) return selectBatch(st.ledger, completed, batchSize);
     yield* stopAndSettle(fx, st, [...st.shards.values()]);
     relaunch(fx, st, samplesByState(st.ledger).waiting, st.active);
-    yield* refill(fx, st, st.active, maxConcurrentSamples);
+    yield* refill(fx, st, st.active, false);
   }
 }
 
 /** Seals the batch in the store (the manifest training needs) and in the ledger. */
 export function* seal<S>(fx: IterationEffects<S>, st: IterationState, ids: number[]): Step<S, void> {
-  const { totalTokens } = yield* fx.sealBatch({ sampleIds: ids, fromVersion: st.input.fromVersion });
-  takeBatch(st, { sampleIds: ids, totalTokens });
+  const figures = yield* fx.sealBatch({ sampleIds: ids, fromVersion: st.input.fromVersion });
+  takeBatch(st, { sampleIds: ids, ...figures });
 }
 
 /** The 'adaptive' trigger: waits while a shrink would overload the ranks that keep rolling out. */

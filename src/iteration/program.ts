@@ -22,7 +22,7 @@ import {
   type RankId,
 } from '../gpu';
 import { beginOffload, beginOnload, beginTraining, completeOffload, completeOnload, endTraining, initialPoolState } from '../gpu/roles';
-import type { IterationDecisions, IterationStats, Phase } from '../pipeline/types';
+import type { IterationDecisions, IterationStats, Phase, WeightGroupState } from '../pipeline/types';
 import type { IterationEffects, Step } from './effects';
 import {
   adoptRecovered,
@@ -44,6 +44,8 @@ export interface ProgramResult {
   version: number;
   stats: IterationStats;
   decisions: IterationDecisions;
+  /** Broadcast sync: the group left formed for the next iteration (absent: none). */
+  weightGroup?: WeightGroupState;
 }
 
 /** The program cannot run this iteration at all (the pool lost too much): not retryable. */
@@ -99,7 +101,7 @@ export function* runIteration<S>(fx: IterationEffects<S>, st: IterationState): S
   enterPhase(fx, st, 'done');
   st.stats.carriedOver = st.ledger.live.length;
   st.stats.endedAtMs = fx.now();
-  return { version: st.stats.toVersion, stats: st.stats, decisions: st.decisions };
+  return { version: st.stats.toVersion, stats: st.stats, decisions: st.decisions, ...(st.weightGroup === undefined ? {} : { weightGroup: st.weightGroup }) };
 }
 
 function waitingIds(st: IterationState): number[] {
@@ -133,8 +135,8 @@ export function* shrink<S>(fx: IterationEffects<S>, st: IterationState): Step<S,
     relaunch(fx, st, moved, keep);
   }
   // New samples start on the kept ranks only within the staleness bound: the samples still live
-  // already fill the next `asyncRatio` batches up to maxConcurrentSamples − batchSize.
-  if (keep.length > 0 && st.input.asyncRatio >= 1) yield* refill(fx, st, keep, st.input.maxConcurrentSamples - st.input.batchSize);
+  // already fill the next `asyncRatio` batches (the admission policy's bound with the batch sealed).
+  if (keep.length > 0 && st.input.asyncRatio >= 1) yield* refill(fx, st, keep, true);
 }
 
 /**
@@ -148,8 +150,9 @@ export function* releaseAndTrain<S>(fx: IterationEffects<S>, st: IterationState)
   if (st.release.length > 0) setPool(fx, st, completeOffload(st.layout, st.pool, st.release));
   setPool(fx, st, beginTraining(st.layout, st.pool));
   enterPhase(fx, st, 'train');
-  const reached = yield* fx.trainStep({ fromVersion: st.input.fromVersion, batchTokens: st.stats.batchTokens });
-  const newVersion = st.input.fromVersion + 1;
+  const { fromVersion, maxTokenLag } = st.input;
+  const reached = yield* fx.trainStep({ fromVersion, batchTokens: st.stats.batchTokens, ...(maxTokenLag === undefined ? {} : { maxTokenLag }) });
+  const newVersion = fromVersion + 1;
   checkPostcondition('train step: every train node reached the next version', reached.every((version) => version === newVersion), () => JSON.stringify(reached));
   st.committedVersion = newVersion;
   st.stats.toVersion = newVersion;
@@ -172,7 +175,13 @@ export function* syncAndExpand<S>(fx: IterationEffects<S>, st: IterationState): 
   const release = st.release;
   enterPhase(fx, st, 'sync');
   if (release.length > 0) setPool(fx, st, beginOnload(st.layout, st.pool, release));
-  yield* fx.syncAndReload({ ranks: st.active, reload: release, version: st.stats.toVersion });
+  const { weightSync } = st.input;
+  st.weightGroup = yield* fx.syncAndReload({
+    ranks: st.active,
+    reload: release,
+    version: st.stats.toVersion,
+    ...(weightSync === undefined ? {} : { broadcast: { spec: weightSync, group: st.weightGroup } }),
+  });
   enterPhase(fx, st, 'expand');
   if (release.length > 0) setPool(fx, st, completeOnload(st.layout, st.pool, release));
 }

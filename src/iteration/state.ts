@@ -3,8 +3,8 @@
  * read it (the simulator reads the ledger); only the program's operations write it.
  */
 import { initialPoolState, type PoolLayout, type PoolState, type RankId, type SampleLedger, type SchedulingPolicy } from '../gpu';
-import type { IterationDecisions, IterationStats, Phase } from '../pipeline/types';
-import { STALENESS_BOUND_ADMISSION, type AdmissionPolicy } from './admission';
+import type { BroadcastSyncSpec, IterationDecisions, IterationStats, Phase, SealedBatchFigures, WeightGroupState } from '../pipeline/types';
+import { type AdmissionPolicy } from './admission';
 import type { ShardRef } from './effects';
 
 /** What the program is asked to do: one iteration of one run. */
@@ -17,6 +17,8 @@ export interface ProgramInput {
   batchSize: number;
   asyncRatio: number;
   maxConcurrentSamples: number;
+  /** rollout.staleness.maxTokenLag: generated tokens lagging the trained version by more are left out of the loss. */
+  maxTokenLag?: number;
   /** Operator override of the ranks released at shrink. */
   shrinkOverride?: RankId[];
   /** Ranks out of the pool (their node is lost). */
@@ -24,6 +26,10 @@ export interface ProgramInput {
   /** Ranks returned by the operator: reloaded and synced before the rollout. */
   rejoinRanks: RankId[];
   options: ProgramOptions;
+  /** Weight sync by broadcast; absent: every rank loads the weights from disk. */
+  weightSync?: BroadcastSyncSpec;
+  /** Broadcast sync: the weight-update group the previous iteration left formed. */
+  weightGroup?: WeightGroupState;
 }
 
 /** The adaptive shrink trigger's parameters (docs/simulator.md). */
@@ -44,8 +50,6 @@ export interface ProgramOptions {
   adaptive?: AdaptiveTriggerOptions;
 }
 
-export const DEFAULT_ADMISSION: AdmissionPolicy = STALENESS_BOUND_ADMISSION;
-
 export interface IterationState {
   readonly input: ProgramInput;
   /** The iteration's layout: the configured one, or with the train group moved (least-work release). */
@@ -58,7 +62,7 @@ export interface IterationState {
   shards: Map<string, ShardRef>;
   shardSerial: number;
   /** The sealed batch, once there is one. */
-  batch: { sampleIds: number[]; totalTokens: number } | undefined;
+  batch: ({ sampleIds: number[] } & SealedBatchFigures) | undefined;
   /** Ranks released at shrink and those that keep rolling out (set at shrink). */
   release: RankId[];
   keep: RankId[];
@@ -67,6 +71,8 @@ export interface IterationState {
   trainerOnloaded: boolean;
   /** The version the train step produced, once it did. */
   committedVersion: number | undefined;
+  /** Broadcast sync: the group formed now (the previous iteration's until this one syncs). */
+  weightGroup: WeightGroupState | undefined;
   stats: IterationStats;
   decisions: IterationDecisions;
 }
@@ -87,6 +93,7 @@ export function createIterationState(input: ProgramInput, nowMs: number): Iterat
     active: [],
     trainerOnloaded: false,
     committedVersion: undefined,
+    weightGroup: input.weightGroup,
     stats: {
       iteration: input.iteration,
       fromVersion: input.fromVersion,

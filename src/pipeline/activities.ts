@@ -2,12 +2,13 @@
  * The activity interfaces, as the workflows see them. Workflows import these types only
  * (proxyActivities); src/activities/ implements them.
  */
-import type { MemoryTag } from '../engines/types';
+import type { BroadcastResult, MemoryTag, TensorLayout, WeightGroup, WeightGroupSpec } from '../engines/types';
 import type {
   AwaitBatchInput,
   AwaitBatchResult,
   RankMemoryInput,
   ShardInput,
+  SealedBatchFigures,
   ShardOutcome,
   TrainStepInput,
   WeightSyncInput,
@@ -20,11 +21,11 @@ export interface OrchestratorActivities {
   /** Waits until `batchSize` candidates completed (the workflow cancels it if every shard ends first). */
   awaitBatch(input: AwaitBatchInput): Promise<AwaitBatchResult>;
   /** Writes the batch manifest of the iteration and marks its samples (idempotent, exactly once). */
-  sealBatch(input: { runId: string; iteration: number; fromVersion: number; sampleIds: number[] }): Promise<{ totalTokens: number }>;
+  sealBatch(input: { runId: string; iteration: number; fromVersion: number; sampleIds: number[] }): Promise<SealedBatchFigures>;
   /** Writes the batch manifest only (the sealing that training needs); sealBatch marks the samples after. */
-  writeBatchManifest(input: { runId: string; iteration: number; fromVersion: number; sampleIds: number[] }): Promise<{ totalTokens: number }>;
+  writeBatchManifest(input: { runId: string; iteration: number; fromVersion: number; sampleIds: number[] }): Promise<SealedBatchFigures>;
   /** The manifest of an iteration's batch if one was sealed (a retried iteration resumes at train). */
-  readSealedBatch(input: { runId: string; iteration: number }): Promise<{ sampleIds: number[]; totalTokens: number } | null>;
+  readSealedBatch(input: { runId: string; iteration: number }): Promise<({ sampleIds: number[] } & SealedBatchFigures) | null>;
   /** After shards stopped: which of their samples completed, were dropped, or are unfinished. */
   settleShards(input: { runId: string; shards: { shardId: string; sampleIds: number[] }[] }): Promise<ShardOutcome[]>;
   dropSamples(input: { runId: string; ids: number[]; reason: string }): Promise<{ dropped: number; reason: string }>;
@@ -60,8 +61,27 @@ export interface NodeRanksInput {
   ranks: number[];
 }
 
+/**
+ * Weight sync by broadcast (src/activities/weightBroadcast.ts). Trainer queue: open, broadcast,
+ * close, export (the disk fallback). Rank queues, once per node for its ranks: join, receive,
+ * leave. The two sides of a collective run together; none is retried alone.
+ */
+export interface WeightBroadcastActivities {
+  /** Opens the group on the trainer (rank 0, hosting the store) and writes the manifest to the store. */
+  openWeightGroup(input: { runId: string; node: number; spec: WeightGroupSpec; bucketBytes: number }): Promise<WeightGroup>;
+  broadcastWeights(input: { runId: string; node: number; groupName: string; version: number; bucketBytes: number; layout: TensorLayout }): Promise<BroadcastResult>;
+  closeWeightGroup(input: { runId: string; node: number; groupName: string }): Promise<void>;
+  /** Exports the trainer's weights of `version` for a disk sync (idempotent). */
+  exportWeights(input: { runId: string; node: number; version: number }): Promise<void>;
+  /** Each rank joins as ranks rankOffsets[i].. of the group. */
+  joinWeightGroup(input: NodeRanksInput & { group: WeightGroup; rankOffsets: number[] }): Promise<void>;
+  /** Each rank receives `version` and serves it (checked). */
+  receiveWeights(input: NodeRanksInput & { group: WeightGroup; version: number }): Promise<void>;
+  leaveWeightGroup(input: NodeRanksInput & { groupName: string }): Promise<void>;
+}
+
 /** Run by the gpu-node worker that owns the rank's (or train node's) GPUs. */
-export interface GpuNodeActivities {
+export interface GpuNodeActivities extends WeightBroadcastActivities {
   /** The agent loop for the shard's samples on the rank's engine; honours cancellation. */
   runRolloutShard(input: ShardInput): Promise<ShardOutcome>;
   /**

@@ -3,7 +3,7 @@
  * workflows never see the config file format).
  */
 import type { ParsedRunConfig } from '../config';
-import type { RunSpec } from './types';
+import type { BroadcastSyncSpec, RunSpec } from './types';
 
 /** Iterations per run-workflow execution before continue-as-new keeps its history short. */
 export const DEFAULT_ITERATIONS_PER_RUN_EXECUTION = 25;
@@ -17,6 +17,10 @@ export function buildRunSpec(parsed: ParsedRunConfig, runId: string): RunSpec {
     batchSize: config.batchSize,
     asyncRatio: config.asyncRatio,
     maxConcurrentSamples,
+    staleness: {
+      policy: config.rollout.staleness.policy,
+      ...(config.rollout.staleness.maxTokenLag === undefined ? {} : { maxTokenLag: config.rollout.staleness.maxTokenLag }),
+    },
     maxTurns: config.maxTurns,
     maxTokens: config.maxTokens,
     environmentTimeoutMs: config.environmentTimeoutSeconds * 1000,
@@ -28,5 +32,21 @@ export function buildRunSpec(parsed: ParsedRunConfig, runId: string): RunSpec {
       maximumAttempts: config.temporal.activityRetry.maximumAttempts,
     },
     iterationsPerRunExecution: DEFAULT_ITERATIONS_PER_RUN_EXECUTION,
+    ...(config.engine.weightSync.mode === 'broadcast' ? { weightSync: broadcastSyncSpec(parsed) } : {}),
+  };
+}
+
+function broadcastSyncSpec(parsed: ParsedRunConfig): BroadcastSyncSpec {
+  const { rollout, trainer, weightSync } = parsed.config.engine;
+  const trainerHost = trainer.kind === 'http' ? new URL(trainer.endpoint).hostname.replace(/^\[(.*)\]$/, '$1') : '127.0.0.1';
+  return {
+    mode: 'broadcast',
+    backend: weightSync.backend,
+    bucketBytes: Math.max(1, Math.round(weightSync.bucketMiB * 1024 * 1024)),
+    timeoutMs: weightSync.timeoutSeconds * 1000,
+    attempts: weightSync.attempts,
+    fallback: weightSync.fallback,
+    masterAddress: weightSync.masterAddress ?? trainerHost,
+    layout: rollout.kind === 'vllm' ? 'per_tensor' : 'flattened_bucket',
   };
 }

@@ -6,6 +6,7 @@
 import type { PoolLayout, RankId } from '../gpu/layout';
 import type { SampleLedger } from '../gpu/ledger';
 import type { PoolState } from '../gpu/roles';
+import type { LagHistogram, LagSummary, StalenessPolicy } from '../gpu/staleness';
 
 /** Everything a run needs, derived once from the validated config (src/config). */
 export interface RunSpec {
@@ -17,6 +18,8 @@ export interface RunSpec {
   asyncRatio: number;
   /** Live samples (not yet in a batch) the rollout keeps going at once. */
   maxConcurrentSamples: number;
+  /** Staleness policy (src/gpu/staleness.ts). Absent in specs of runs started before it: 'drop'. */
+  staleness?: { policy: StalenessPolicy; maxTokenLag?: number };
   maxTurns: number;
   maxTokens: number;
   /** Simulated milliseconds a trajectory may run, from its start, before its environment times out. */
@@ -33,6 +36,37 @@ export interface RunSpec {
   activityRetry: { initialIntervalMs: number; maximumAttempts: number };
   /** Continue-as-new after this many iterations in one run-workflow execution. */
   iterationsPerRunExecution: number;
+  /** Weight sync by broadcast; absent: every engine loads the exported weights from disk. */
+  weightSync?: BroadcastSyncSpec;
+}
+
+/** How the iteration syncs weights by broadcast (engine.weightSync in the config). */
+export interface BroadcastSyncSpec {
+  mode: 'broadcast';
+  backend: 'gloo' | 'nccl';
+  bucketBytes: number;
+  /** One deadline for a whole collective (group formation and transfer). */
+  timeoutMs: number;
+  attempts: number;
+  fallback: 'none' | 'disk';
+  masterAddress: string;
+  /** flattened_bucket (SGLang, reference, simulated) or per_tensor (vLLM). */
+  layout: 'flattened_bucket' | 'per_tensor';
+}
+
+/**
+ * The weight-update group a run keeps between iterations: created once, rebuilt when a member
+ * restarted (its first collective fails), when the members change (lost or returned ranks) or
+ * after any failed collective.
+ */
+export interface WeightGroupState {
+  name: string;
+  masterAddress: string;
+  masterPort: number;
+  worldSize: number;
+  backend: 'gloo' | 'nccl';
+  /** The rollout ranks in the group (rank offsets follow from the layout). */
+  ranks: RankId[];
 }
 
 export type Phase = 'starting' | 'rollout' | 'shrink' | 'train' | 'stop' | 'sync' | 'expand' | 'recovering' | 'done';
@@ -56,6 +90,14 @@ export interface IterationInput {
    * accepts only reports that carry it, so a signal sent from outside cannot fake progress.
    */
   progressToken?: string;
+  /** Broadcast sync: the group the previous iteration left formed. */
+  weightGroup?: WeightGroupState;
+}
+
+/** What the store says of a sealed batch: its tokens, and its generated tokens by version lag (absent for manifests written before). */
+export interface SealedBatchFigures {
+  totalTokens: number;
+  tokenLags?: LagHistogram;
 }
 
 export interface IterationStats {
@@ -74,6 +116,8 @@ export interface IterationStats {
   endedAtMs: number;
   /** Wall-clock ms per phase. */
   phaseMs: Partial<Record<Phase, number>>;
+  /** The batch's generated tokens by version lag behind fromVersion (src/gpu/staleness.ts). */
+  tokenLags?: LagHistogram;
 }
 
 /** What the iteration decided: the same program makes the same decisions in the simulator. */
@@ -91,6 +135,8 @@ export interface IterationResult {
   ledger: SampleLedger;
   stats: IterationStats;
   decisions: IterationDecisions;
+  /** Broadcast sync: the group left formed for the next iteration (absent: none). */
+  weightGroup?: WeightGroupState;
 }
 
 /** Reported by an iteration to its run workflow (signal) at every phase change. */
@@ -128,6 +174,11 @@ export interface RunStatus {
     completedWaiting: number;
     waiting: number;
   };
+  /**
+   * The staleness figures of the run so far: trained ÷ (trained + dropped) samples, and the version
+   * lag of the trained tokens (absent before any batch with per-token versions).
+   */
+  staleness?: { policy: StalenessPolicy; utilization: number; tokenLag: LagSummary };
   batchSize: number;
   shrinkOverride: RankId[] | undefined;
   lastIteration: IterationStats | undefined;
@@ -191,4 +242,6 @@ export interface TrainStepInput {
   fromVersion: number;
   /** Lowest train node: it exports the new weights. */
   leader: boolean;
+  /** rollout.staleness.maxTokenLag: tokens lagging more leave the loss (src/gpu/staleness.ts). */
+  maxTokenLag?: number;
 }

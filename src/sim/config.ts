@@ -3,8 +3,10 @@
  * buildRunSpec) plus the simulated engines' cost model and workload.
  */
 import type { ParsedRunConfig } from '../config';
+import { assumedRateRankModel, derivedCostModel, minimumTrainGpus, rooflineRankModel, type RankModel } from '../engines/sim/roofline';
 import { WorkloadModel } from '../engines/sim/workload';
-import { checkIntRange, PIPELINE_POLICY, type SchedulingPolicy } from '../gpu';
+import type { CostModel } from '../engines/types';
+import { checkIntRange, PIPELINE_POLICY, type SchedulingPolicy, type StalenessPolicy } from '../gpu';
 import { buildRunSpec } from '../pipeline/spec';
 import type { ControlPlaneLatency, SimulationConfig } from './simulator';
 
@@ -20,6 +22,8 @@ export interface SimulationOptions {
   /** Overrides run.iterations. */
   iterations?: number;
   policy?: SchedulingPolicy;
+  /** Overrides rollout.staleness.policy. */
+  staleness?: StalenessPolicy;
   timelineIterations?: number;
   /** Directory a relative workload csvPath resolves against (the config file's directory). */
   baseDir?: string;
@@ -53,14 +57,37 @@ export function simulationConfig(parsed: ParsedRunConfig, options: SimulationOpt
     maxTurns: spec.maxTurns,
     maxTokens: spec.maxTokens,
     environmentTimeoutMs: spec.environmentTimeoutMs,
-    cost: config.simulation.costModel,
+    ...rankCosts(parsed),
     workload,
     policy: options.policy ?? PIPELINE_POLICY,
+    staleness: { ...spec.staleness!, ...(options.staleness === undefined ? {} : { policy: options.staleness }) },
     controlPlane: scaleLatency(options.controlPlaneRealMs ?? DEFAULT_CONTROL_PLANE_REAL_MS, options.timeBase === 'config' ? config.simulation.timeScale : 1),
     timelineIterations: checkIntRange('timeline iterations', options.timelineIterations ?? 0, 0, iterations),
+    ...(spec.weightSync === undefined ? {} : { weightSync: spec.weightSync }),
   };
 }
 
 function scaleLatency(real: ControlPlaneLatency, timeScale: number): ControlPlaneLatency {
   return { activityRoundTripMs: real.activityRoundTripMs / timeScale, shardStopMs: real.shardStopMs / timeScale };
+}
+
+/**
+ * The cost model and rank model of a config: derived from `simulation.hardware` when the config
+ * describes the model and GPUs (the capacity-aware roofline), else the cost model's assumed rates
+ * (what the pipeline's simulated engines run).
+ */
+export function rankCosts(parsed: ParsedRunConfig): { cost: CostModel; rankModel: RankModel } {
+  const { config, layout } = parsed;
+  const hardware = config.simulation.hardware;
+  if (hardware === undefined) return { cost: config.simulation.costModel, rankModel: assumedRateRankModel(config.simulation.costModel) };
+  const gpusPerRank = layout.ranks[0]?.gpus.length ?? 1;
+  const trainGpus = layout.trainGpus.length;
+  const minimum = minimumTrainGpus(hardware, config.maxTokens);
+  if (trainGpus < minimum) {
+    throw new Error(
+      `train group of ${trainGpus} GPUs cannot hold ${hardware.model.name} for training at ${config.maxTokens} tokens: ` +
+        `it needs at least ${minimum} ${hardware.gpu.name} GPUs (parameters, gradients, optimizer state and activations)`,
+    );
+  }
+  return { cost: derivedCostModel(config.simulation.costModel, hardware, gpusPerRank, trainGpus), rankModel: rooflineRankModel(hardware, gpusPerRank) };
 }

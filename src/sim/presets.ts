@@ -11,7 +11,7 @@ import { WorkloadModel } from '../engines/sim/workload';
 import { logNormal } from '../engines/sim/random';
 import type { Strategy } from '../gpu';
 
-export const PRESETS = ['seed-160'] as const;
+export const PRESETS = ['seed-160', 'dense-8b-h100'] as const;
 export type PresetName = (typeof PRESETS)[number];
 
 type Raw = Record<string, unknown>;
@@ -77,6 +77,11 @@ export function resizePool(base: Raw, nodes: number, source: string): Raw {
     train: { gpus: `0-${trainNodes * layout.gpusPerNode - 1}` },
     batchSize,
   };
+}
+
+/** The base with its train group on the first `trainNodes` whole nodes. */
+export function withTrainNodes(base: Raw, trainNodes: number, gpusPerNode: number): Raw {
+  return { ...base, train: { gpus: `0-${trainNodes * gpusPerNode - 1}` } };
 }
 
 export const WORKLOAD_SHAPES = ['swe', 'heavy-tail', 'light-tail', 'bimodal'] as const;

@@ -3,6 +3,7 @@
  * iteration time, GPU busy fraction by role, idle (bubble) fraction, timeout rate and the share
  * of shrink / weight-sync overhead.
  */
+import { ksDistance, lagSummary, sampleUtilization, type LagSummary, type Utilization } from '../gpu/staleness';
 import { TIMELINE_ROLES, type TimelineRole } from '../timeline/types';
 import type { SimulationResult } from './simulator';
 
@@ -39,6 +40,69 @@ export interface StrategyReport {
   syncShare: number;
   syncShareOfTraining: number;
   migratedPerIteration: number;
+  staleness: StalenessReport;
+  /** KV-cache capacity of one rollout rank (tokens; Infinity under the assumed-rate model). */
+  kvCapacityTokensPerRank: number;
+  /**
+   * Rollout occupancy weighted by work: tokens decoded over the tokens the ranks would have decoded
+   * at their running batch without pause (1 = no prefill stall while requests were running).
+   * A rank with one request counts for one request's worth, not as busy.
+   */
+  rolloutWorkOccupancy: number;
+  /**
+   * Shares of all GPU time that the decoded tokens need at the rank's peak (a full batch of
+   * maxRunningRequests with a full KV cache) and the training at its rate.
+   */
+  rolloutWorkShare: number;
+  trainWorkShare: number;
+  /**
+   * The fraction of the ideal bound reached: the GPU time the trained trajectories need with every
+   * GPU decoding at its peak and training at its rate, no prefill, queueing or transitions, over
+   * the GPU time the run took.
+   */
+  idealBoundFraction: number;
+  /** Context tokens prefilled per token decoded (re-prefill after eviction, flush or migration included). */
+  prefillPerDecodedToken: number;
+  /** Generate calls that waited for KV room or a running slot, per call. */
+  queuedCallShare: number;
+  /** Trajectories the turn limit and the token budget cut, and the trajectories admitted. */
+  cutByTurnLimit: number;
+  cutByTokenLimit: number;
+  admitted: number;
+}
+
+/** The cost of the staleness policy (docs/design.md §5.2 "Staleness"). */
+export interface StalenessReport {
+  policy: string;
+  /** Trained ÷ decided samples (trained + dropped), in trajectories and in decoded tokens. */
+  utilization: Utilization;
+  /** Version lag of trained generated tokens behind the version they were trained from. */
+  tokenLag: LagSummary;
+  /** Trained tokens beyond rollout.staleness.maxTokenLag (left out of the loss). */
+  tokensOverLagLimit: number;
+  /** Long-tail bias: KS distance between turns per trajectory of trained and decided samples. */
+  turnsKs: number;
+  /** The same against every admitted sample, the ones still live at the end of the run included (censored by the run's end). */
+  turnsKsAllAdmitted: number;
+  liveAtEnd: number;
+}
+
+export function stalenessReport(result: SimulationResult): StalenessReport {
+  const s = result.totals.staleness;
+  return {
+    policy: result.staleness.policy,
+    utilization: sampleUtilization({
+      trained: result.totals.trainedSamples,
+      discarded: s.discarded,
+      trainedTokens: s.trainedGeneratedTokens,
+      decodedTokens: s.trainedDecodedTokens + s.discardedDecodedTokens,
+    }),
+    tokenLag: lagSummary(s.lagHistogram),
+    tokensOverLagLimit: s.tokensOverLagLimit,
+    turnsKs: ksDistance(s.trainedTurns, s.decidedTurns),
+    turnsKsAllAdmitted: ksDistance(s.trainedTurns, s.admittedTurns),
+    liveAtEnd: s.liveAtEnd,
+  };
 }
 
 function phaseTotal(result: SimulationResult, phase: string): number {
@@ -80,5 +144,29 @@ export function strategyReport(result: SimulationResult): StrategyReport {
     syncShare: (syncMs + phaseTotal(result, 'expand')) / totals.virtualMs,
     syncShareOfTraining: trainMs > 0 ? (iterations * result.weightSyncMs) / trainMs : 0,
     migratedPerIteration: totals.migrated / iterations,
+    staleness: stalenessReport(result),
+    kvCapacityTokensPerRank: result.kvCapacityTokensPerRank,
+    ...workFigures(result, gpuMsTotal),
+    prefillPerDecodedToken: result.rankTotals.decodedTokens > 0 ? result.rankTotals.prefilledTokens / result.rankTotals.decodedTokens : 0,
+    queuedCallShare: result.rankTotals.admitted > 0 ? result.rankTotals.queuedAdmissions / result.rankTotals.admitted : 0,
+    cutByTurnLimit: totals.cutByTurnLimit,
+    cutByTokenLimit: totals.cutByTokenLimit,
+    admitted,
+  };
+}
+
+function workFigures(result: SimulationResult, gpuMsTotal: number): Pick<StrategyReport, 'rolloutWorkOccupancy' | 'rolloutWorkShare' | 'trainWorkShare' | 'idealBoundFraction'> {
+  const peakPerGpu = result.rankPeakDecodeTokensPerSecond / result.gpusPerRank;
+  const trainPerGpu = result.trainTokensPerSecondPerGpu;
+  const gpuSeconds = gpuMsTotal / 1000;
+  const decodeAtPeak = result.rankTotals.decodedTokens / peakPerGpu;
+  const trainAtRate = result.totals.trainedTokens / trainPerGpu;
+  const ideal = result.totals.trainedGeneratedTokens / peakPerGpu + trainAtRate;
+  const potential = result.rankTotals.potentialTokens;
+  return {
+    rolloutWorkOccupancy: potential > 0 ? result.rankTotals.decodedTokens / potential : 0,
+    rolloutWorkShare: gpuSeconds > 0 ? decodeAtPeak / gpuSeconds : 0,
+    trainWorkShare: gpuSeconds > 0 ? trainAtRate / gpuSeconds : 0,
+    idealBoundFraction: gpuSeconds > 0 ? ideal / gpuSeconds : 0,
   };
 }

@@ -1,15 +1,16 @@
 /**
- * The iteration program's effects in virtual time (src/iteration/effects.ts): what the engines do
- * takes the cost model's time on the virtual ranks, and every activity the workflow awaits in
- * sequence costs one control-plane round trip (ControlPlaneLatency), as it does in the pipeline.
- * Per-sample and per-rank behaviour stays in the simulator's world (the agent loop on VirtualRank).
+ * The iteration program's effects in virtual time (src/iteration/effects.ts): transitions and
+ * training take the cost model's time, and every activity the workflow awaits in sequence costs
+ * one control-plane round trip (ControlPlaneLatency), as it does in the pipeline. Per-sample and
+ * per-rank behaviour stays in the simulator's world (the agent loop, the environment timeout and
+ * the rank model on VirtualRank).
  */
-import { memoryTagShareMs, trainStepMs } from '../engines/sim/costFunctions';
+import { memoryTagShareMs, trainStepMs, weightBroadcastMs } from '../engines/sim/costFunctions';
 import type { MemoryTag } from '../engines/types';
 import type { GpuId, MigrationPolicy, PoolState, RankId, RankWork } from '../gpu';
 import type { IterationEffects, ShardRef, Step } from '../iteration/effects';
 import type { IterationState } from '../iteration/state';
-import type { ShardOutcome } from '../pipeline/types';
+import type { BroadcastSyncSpec, ShardOutcome, WeightGroupState } from '../pipeline/types';
 import type { SimulationConfig } from './simulator';
 
 /** What the simulator's run loop waits for: virtual time, or a condition on the world. */
@@ -28,12 +29,13 @@ export interface SimWorld {
   launchShard(shard: ShardRef): void;
   anyActive(shards: readonly ShardRef[]): boolean;
   stopShards(shards: readonly ShardRef[], migration: MigrationPolicy): ShardOutcome[];
-  sealBatch(ids: readonly number[]): number;
+  sealBatch(ids: readonly number[], trainVersion: number): number;
   markStale(ids: readonly number[]): void;
   setPool(pool: PoolState): void;
   onloadTrainer(trainGpus: readonly GpuId[]): number;
   setTrainer(activity: 'train' | 'offload' | undefined, trainGpus: readonly GpuId[]): void;
   setSyncing(on: boolean): void;
+  setServingVersion(version: number): void;
   flushCache(rank: RankId): void;
   /** Runs `event` after `ms` of virtual time. */
   after(ms: number, event: () => void): void;
@@ -113,9 +115,9 @@ function storeEffects(world: SimWorld, cfg: SimulationConfig): Pick<Effects, 're
       yield* roundTrips(1);
       return { outcomes, failures: [] };
     },
-    *sealBatch({ sampleIds }) {
+    *sealBatch({ sampleIds, fromVersion }) {
       yield* roundTrips(1);
-      return { totalTokens: world.sealBatch(sampleIds) };
+      return { totalTokens: world.sealBatch(sampleIds, fromVersion) };
     },
     *finishSeal() {
       // Marking runs alongside the shrink and training: never on the critical path here.
@@ -133,22 +135,46 @@ function rankEffects(world: SimWorld, cfg: SimulationConfig): Pick<Effects, 'res
       yield* sleep(tagsMs(tags) + activityRoundTripMs);
       return [];
     },
-    *syncWeights(ranks) {
+    *syncWeights(ranks, version) {
       world.setSyncing(true);
       yield* sleep(cost.weightSyncMs + activityRoundTripMs);
       world.setSyncing(false);
+      world.setServingVersion(version);
       // KV computed under the old weights is stale: every engine flushes its prefix cache.
       for (const rank of ranks) world.flushCache(rank);
     },
-    *syncAndReload({ ranks, reload }) {
+    *syncAndReload({ ranks, reload, version, broadcast }) {
       if (reload.length > 0) yield* sleep(tagsMs(['weights']));
       world.setSyncing(true);
-      yield* sleep(cost.weightSyncMs);
+      let group: WeightGroupState | undefined;
+      if (broadcast === undefined) yield* sleep(cost.weightSyncMs);
+      else {
+        // The pipeline awaits the reload, the collective and the KV reload in turn: one round trip each.
+        if (reload.length > 0) yield* sleep(activityRoundTripMs);
+        const kept = broadcast.group !== undefined && sameMembers(broadcast.group.ranks, ranks) && broadcast.group.backend === broadcast.spec.backend;
+        // Forming a group: the trainer opens it, then every node joins (two round trips).
+        if (!kept) yield* sleep(2 * activityRoundTripMs);
+        group = kept ? broadcast.group : simulatedGroup(cfg, broadcast.spec, ranks, version);
+        yield* sleep(weightBroadcastMs(cost, Math.max(...ranks.map((rank) => cfg.layout.ranks[rank]!.gpus.length))) + activityRoundTripMs);
+      }
       world.setSyncing(false);
+      world.setServingVersion(version);
       for (const rank of ranks) world.flushCache(rank);
       yield* sleep((reload.length > 0 ? tagsMs(['kv_cache']) : 0) + activityRoundTripMs);
+      return group;
     },
   };
+}
+
+function sameMembers(a: readonly RankId[], b: readonly RankId[]): boolean {
+  const sorted = [...b].sort((x, y) => x - y);
+  return a.length === b.length && [...a].sort((x, y) => x - y).every((rank, i) => rank === sorted[i]);
+}
+
+/** The group the pipeline would form: the trainer is member 0, each rank one member per GPU. */
+function simulatedGroup(cfg: SimulationConfig, spec: BroadcastSyncSpec, ranks: readonly RankId[], version: number): WeightGroupState {
+  const worldSize = 1 + ranks.reduce((sum, rank) => sum + cfg.layout.ranks[rank]!.gpus.length, 0);
+  return { name: `sim-v${version}`, masterAddress: spec.masterAddress, masterPort: 0, worldSize, backend: spec.backend, ranks: [...ranks].sort((a, b) => a - b) };
 }
 
 function trainerEffects(

@@ -1,20 +1,29 @@
 /**
  * The discrete-event simulator: whole runs in virtual time. It keeps no flow of its own: every
  * iteration is the iteration program (src/iteration/program.ts) that the iteration workflow runs,
- * with effects carried out on virtual ranks (src/sim/simEffects.ts). Timings come from the simulated
- * engines' cost model (src/engines/sim/costFunctions.ts) and workload (WorkloadModel), and the
- * per-sample agent loop follows the rollout shard activity (src/activities/gpuNode.ts).
+ * with effects carried out on virtual ranks (src/sim/simEffects.ts). A rank's generate calls take
+ * the rank model's time (src/engines/sim/roofline.ts: the capacity-aware roofline, or the assumed
+ * rates of the simulated engines), transitions and training the cost model's
+ * (src/engines/sim/costFunctions.ts); the workload is the WorkloadModel's, and the per-sample agent
+ * loop follows the rollout shard activity (src/activities/gpuNode.ts).
  *
  * Deterministic for a seed: the workload is a pure function of (seed, sample, turn) and events at
  * one instant run in scheduling order. Pure: no Temporal, no clocks, no I/O.
  */
-import { prefillMs, trainStepMs } from '../engines/sim/costFunctions';
+import { trainStepMs, weightBroadcastMs } from '../engines/sim/costFunctions';
+import type { RankModel } from '../engines/sim/roofline';
 import type { CostModel } from '../engines/types';
 import type { WorkloadModel } from '../engines/sim/workload';
 import {
+  addCount,
+  addTokenLags,
+  appendSpan,
   emptyLedger,
   keptPrefixTokens,
+  spanTokens,
+  type CountHistogram,
   type DropReason,
+  type LagHistogram,
   type GpuId,
   type MigrationPolicy,
   type PoolLayout,
@@ -23,11 +32,14 @@ import {
   type RankWork,
   type SampleLedger,
   type SchedulingPolicy,
+  type StalenessPolicy,
+  type VersionSpan,
 } from '../gpu';
+import { stalenessAdmission } from '../iteration/admission';
 import type { ShardRef } from '../iteration/effects';
 import { runIteration, type ProgramResult } from '../iteration/program';
-import { createIterationState, DEFAULT_ADMISSION, type IterationState, type ProgramInput } from '../iteration/state';
-import type { IterationDecisions, Phase, ShardOutcome } from '../pipeline/types';
+import { createIterationState, type IterationState, type ProgramInput } from '../iteration/state';
+import type { BroadcastSyncSpec, IterationDecisions, Phase, ShardOutcome, WeightGroupState } from '../pipeline/types';
 import type { Timeline, TimelineRole } from '../timeline/types';
 import { EventQueue } from './eventQueue';
 import { LaneRecorder } from './lanes';
@@ -46,12 +58,18 @@ export interface SimulationConfig {
   maxTokens: number;
   environmentTimeoutMs: number;
   cost: CostModel;
+  /** Each rollout rank's capacity and decode/prefill costs (roofline or assumed rates). */
+  rankModel: RankModel;
   workload: WorkloadModel;
   policy: SchedulingPolicy;
+  /** What becomes of samples that outlive their version (the pipeline's rollout.staleness). */
+  staleness: { policy: StalenessPolicy; maxTokenLag?: number };
   /** Latency of the control plane itself, in simulated ms (see ControlPlaneLatency). */
   controlPlane: ControlPlaneLatency;
   /** Timeline segments are recorded for the first this-many iterations (0: none). */
   timelineIterations: number;
+  /** Weight sync by broadcast (costed as weightBroadcastMs); absent: from disk (weightSyncMs). */
+  weightSync?: BroadcastSyncSpec;
 }
 
 /**
@@ -95,7 +113,45 @@ export interface SimulationTotals {
   dropped: Record<DropReason, number>;
   /** Samples moved off released ranks at shrink, summed over iterations. */
   migrated: number;
+  /** Tokens the trained trajectories generated (their share of the rollout work). */
+  trainedGeneratedTokens: number;
+  /** Trajectories whose drawn turn count exceeded maxTurns (cut to maxTurns). */
+  cutByTurnLimit: number;
+  /** Trajectories the token budget (maxTokens) ended or truncated. */
+  cutByTokenLimit: number;
   events: number;
+  staleness: StalenessTotals;
+}
+
+/** What the staleness figures are computed from (src/gpu/staleness.ts). */
+export interface StalenessTotals {
+  /** Trained generated tokens by version lag behind the version they were trained from. */
+  lagHistogram: LagHistogram;
+  /** Trained generated tokens beyond rollout.staleness.maxTokenLag (left out of the loss). */
+  tokensOverLagLimit: number;
+  /** Generated tokens of trained samples, and every token decoded for them (regenerated ones included). */
+  trainedGeneratedTokens: number;
+  trainedDecodedTokens: number;
+  /** Samples dropped (any reason) and the tokens decoded for them. */
+  discarded: number;
+  discardedDecodedTokens: number;
+  /** Turns per trajectory (the workload's length) of trained, of decided (trained or dropped), and of all admitted samples. */
+  trainedTurns: CountHistogram;
+  decidedTurns: CountHistogram;
+  admittedTurns: CountHistogram;
+  /** Samples admitted and still live at the end of the run (neither trained nor dropped yet). */
+  liveAtEnd: number;
+}
+
+/** What the rollout ranks did, summed over ranks: the capacity-aware model's counters. */
+export interface RankTotals {
+  decodedTokens: number;
+  /** What the ranks would have decoded without prefill stalls at their batches (VirtualRank.potentialTokens). */
+  potentialTokens: number;
+  prefilledTokens: number;
+  admitted: number;
+  queuedAdmissions: number;
+  evictions: number;
 }
 
 export interface SimulationResult {
@@ -104,12 +160,21 @@ export interface SimulationResult {
   gpus: number;
   ranks: number;
   policy: SchedulingPolicy;
-  /** The cost model's weight-sync time of one rank (all ranks sync in parallel). */
+  staleness: SimulationConfig['staleness'];
+  /** The cost model's weight-sync time of one rank (all ranks sync in parallel; a broadcast reaches all at once). */
   weightSyncMs: number;
   iterations: IterationRecord[];
   totals: SimulationTotals;
   /** GPU-milliseconds spent in each role over the whole run. */
   gpuMsByRole: Record<TimelineRole, number>;
+  rankTotals: RankTotals;
+  kvCapacityTokensPerRank: number;
+  /** Peak decode tokens/s of one rank and its GPUs (to weigh occupancy by work). */
+  rankPeakDecodeTokensPerSecond: number;
+  gpusPerRank: number;
+  /** Prefill and training peak rates, for the ideal bound. */
+  rankPeakPrefillTokensPerSecond: number;
+  trainTokensPerSecondPerGpu: number;
   timeline: Timeline;
 }
 
@@ -120,6 +185,11 @@ interface SimSample {
   turns: number;
   /** Turns committed so far (the next turn's index). */
   turn: number;
+  /** Versions of the committed turns' generated tokens, and of the current turn's kept prefix or finished generation. */
+  spans: VersionSpan[];
+  turnSpans: VersionSpan[];
+  /** Every token decoded for this sample, regenerated ones included. */
+  decoded: number;
   /** prompt + generated + observations of committed turns. */
   committedTokens: number;
   /** Tokens of the current turn kept from an interrupted attempt. */
@@ -130,12 +200,17 @@ interface SimSample {
   shard: SimShard | undefined;
   /** The running generate call, or the running environment step. */
   job: DecodeJob | undefined;
-  /** Context and prefix of the running call (to account an abort). */
-  callContext: number;
+  /** The running call's prefix: its turn's tokens kept from an interrupted attempt (to account an abort). */
   callPrefix: number;
   envEvent: { cancelled: boolean } | undefined;
   /** Tokens generated in the current turn once its call completed (during the env step). */
   turnGenerated: number;
+  /** Tokens generated in committed turns. */
+  generatedTokens: number;
+  /** The token budget ended or truncated this trajectory (counted once). */
+  cutByTokens: boolean;
+  /** The environment timeout, armed at admission. */
+  timeoutEvent: { cancelled: boolean } | undefined;
 }
 
 interface SimShard {
@@ -147,9 +222,8 @@ interface SimShard {
 }
 
 interface SimRankState {
+  /** The rank's engine: queue, KV cache with its prefixes, prefill and decode. */
   engine: VirtualRank;
-  /** Prefix cache: per sample, the context length whose KV the rank holds. Replaced on flush. */
-  cache: Map<number, number>;
 }
 
 /** How often an adaptive trigger re-checks (virtual ms). */
@@ -166,6 +240,10 @@ export class Simulator implements SimWorld {
   /** The running iteration's state (the program's). */
   private state: IterationState | undefined;
   private version = 0;
+  /** Broadcast sync: the group the last iteration left formed. */
+  private weightGroup: WeightGroupState | undefined;
+  /** The weight version the rollout engines serve (the trainer's version once synced). */
+  private servingVersion = 0;
   private completionSeq = 0;
   private trainerOnloaded = false;
   private readonly lanes: LaneRecorder;
@@ -178,9 +256,9 @@ export class Simulator implements SimWorld {
   constructor(cfg: SimulationConfig) {
     this.cfg = cfg;
     this.ranks = cfg.layout.ranks.map((rank) => {
-      const engine = new VirtualRank(cfg.cost, this.queue, () => this.nowMs);
+      const engine = new VirtualRank(cfg.rankModel, this.queue, () => this.nowMs);
       engine.onBusyChange = () => this.lanes.refreshRank(rank.id);
-      return { engine, cache: new Map() };
+      return { engine };
     });
     this.lanes = new LaneRecorder(cfg.layout, () => this.nowMs, (rank) => this.ranks[rank]!.engine.running > 0);
     this.totals = {
@@ -192,7 +270,22 @@ export class Simulator implements SimWorld {
       completedTrajectories: 0,
       dropped: { stale: 0, 'environment-timeout': 0, 'max-turns-exceeded': 0 },
       migrated: 0,
+      trainedGeneratedTokens: 0,
+      cutByTurnLimit: 0,
+      cutByTokenLimit: 0,
       events: 0,
+      staleness: {
+        lagHistogram: {},
+        tokensOverLagLimit: 0,
+        trainedGeneratedTokens: 0,
+        trainedDecodedTokens: 0,
+        discarded: 0,
+        discardedDecodedTokens: 0,
+        trainedTurns: {},
+        decidedTurns: {},
+        admittedTurns: {},
+        liveAtEnd: 0,
+      },
     };
   }
 
@@ -236,6 +329,7 @@ export class Simulator implements SimWorld {
       }
     }
     this.totals.virtualMs = this.nowMs;
+    this.totals.staleness.liveAtEnd = this.ledger.live.length;
     this.lanes.close();
     return {
       label: this.cfg.label,
@@ -243,12 +337,33 @@ export class Simulator implements SimWorld {
       gpus: this.cfg.layout.nodes * this.cfg.layout.gpusPerNode,
       ranks: this.cfg.layout.ranks.length,
       policy: this.cfg.policy,
-      weightSyncMs: this.cfg.cost.weightSyncMs,
+      staleness: this.cfg.staleness,
+      weightSyncMs:
+        this.cfg.weightSync === undefined ? this.cfg.cost.weightSyncMs : weightBroadcastMs(this.cfg.cost, Math.max(...this.cfg.layout.ranks.map((rank) => rank.gpus.length))),
       iterations: this.records,
       totals: this.totals,
       gpuMsByRole: this.lanes.gpuMsByRole(),
+      rankTotals: this.rankTotals(),
+      kvCapacityTokensPerRank: this.cfg.rankModel.kvCapacityTokens,
+      rankPeakDecodeTokensPerSecond: this.cfg.rankModel.peakDecodeTokensPerSecond,
+      gpusPerRank: this.cfg.layout.ranks[0]?.gpus.length ?? 1,
+      rankPeakPrefillTokensPerSecond: this.cfg.rankModel.peakPrefillTokensPerSecond,
+      trainTokensPerSecondPerGpu: this.cfg.cost.trainTokensPerSecondPerGpu,
       timeline: this.lanes.timeline(this.cfg.label, this.cfg.layout.strategy),
     };
+  }
+
+  private rankTotals(): RankTotals {
+    const totals: RankTotals = { decodedTokens: 0, potentialTokens: 0, prefilledTokens: 0, admitted: 0, queuedAdmissions: 0, evictions: 0 };
+    for (const { engine } of this.ranks) {
+      totals.decodedTokens += engine.decodedTokens;
+      totals.potentialTokens += engine.potentialTokens;
+      totals.prefilledTokens += engine.prefilledTokens;
+      totals.admitted += engine.admitted;
+      totals.queuedAdmissions += engine.queuedAdmissions;
+      totals.evictions += engine.evictions;
+    }
+    return totals;
   }
 
   // ---------------------------------------------------------------------------------------------
@@ -263,6 +378,7 @@ export class Simulator implements SimWorld {
       const result: ProgramResult = yield* runIteration(simEffects(this, this.cfg, state), state);
       this.ledger = state.ledger;
       this.version = result.version;
+      this.weightGroup = result.weightGroup;
       this.totals.migrated += result.stats.migrated;
       this.records.push(iterationRecord(result));
     }
@@ -278,11 +394,13 @@ export class Simulator implements SimWorld {
       batchSize: cfg.batchSize,
       asyncRatio: cfg.asyncRatio,
       maxConcurrentSamples: cfg.maxConcurrentSamples,
+      ...(cfg.staleness.maxTokenLag === undefined ? {} : { maxTokenLag: cfg.staleness.maxTokenLag }),
       lostRanks: [],
       rejoinRanks: [],
+      ...(cfg.weightSync === undefined ? {} : { weightSync: cfg.weightSync, ...(this.weightGroup === undefined ? {} : { weightGroup: this.weightGroup }) }),
       options: {
         policy: cfg.policy,
-        admission: DEFAULT_ADMISSION,
+        admission: stalenessAdmission(cfg.staleness.policy),
         adaptive: {
           halfSaturation: cfg.cost.decodeHalfSaturationConcurrency,
           pollMs: ADAPTIVE_POLL_MS,
@@ -353,26 +471,39 @@ export class Simulator implements SimWorld {
     this.candidates = undefined;
   }
 
-  /** Creates the records of newly admitted samples. */
+  /**
+   * Creates the records of newly admitted samples and arms each one's environment timeout (the
+   * sandbox's lifetime runs from admission, queueing included).
+   */
   createSamples(ids: readonly number[], version: number): void {
     for (const id of ids) {
-      this.samples.set(id, {
+      const turns = this.cfg.workload.turnsFor(id);
+      this.totals.staleness.admittedTurns = addCount(this.totals.staleness.admittedTurns, turns);
+      if (this.cfg.workload.drawnTurns(id) > this.cfg.maxTurns) this.totals.cutByTurnLimit++;
+      const sample: SimSample = {
         id,
         startVersion: version,
         startedAt: this.nowMs,
-        turns: this.cfg.workload.turnsFor(id),
+        turns,
         turn: 0,
+        spans: [],
+        turnSpans: [],
+        decoded: 0,
         committedTokens: this.cfg.workload.promptTokens(id),
         partialTokens: 0,
         status: 'running',
         completionSeq: -1,
         shard: undefined,
         job: undefined,
-        callContext: 0,
         callPrefix: 0,
         envEvent: undefined,
         turnGenerated: 0,
-      });
+        generatedTokens: 0,
+        cutByTokens: false,
+        timeoutEvent: undefined,
+      };
+      sample.timeoutEvent = this.queue.schedule(this.nowMs + this.cfg.environmentTimeoutMs, () => this.onEnvironmentTimeout(sample));
+      this.samples.set(id, sample);
     }
   }
 
@@ -418,13 +549,32 @@ export class Simulator implements SimWorld {
     });
   }
 
-  /** The batch is sealed: its tokens count as trained; samples no shard holds any more are forgotten. */
-  sealBatch(ids: readonly number[]): number {
+  /** The batch trained from `trainVersion` is sealed: its tokens count as trained; samples no shard holds any more are forgotten. */
+  sealBatch(ids: readonly number[], trainVersion: number): number {
     const tokens = ids.reduce((sum, id) => sum + this.samples.get(id)!.committedTokens, 0);
     this.totals.trainedSamples += ids.length;
     this.totals.trainedTokens += tokens;
+    this.recordTrained(ids, trainVersion);
+    this.totals.trainedGeneratedTokens += ids.reduce((sum, id) => sum + this.samples.get(id)!.generatedTokens, 0);
     for (const id of ids) if (this.samples.get(id)!.shard === undefined) this.samples.delete(id);
     return tokens;
+  }
+
+  /** The staleness figures of a batch trained from `trainVersion` (src/gpu/staleness.ts). */
+  private recordTrained(ids: readonly number[], trainVersion: number): void {
+    const staleness = this.totals.staleness;
+    const limit = this.cfg.staleness.maxTokenLag;
+    for (const id of ids) {
+      const sample = this.samples.get(id)!;
+      staleness.lagHistogram = addTokenLags(staleness.lagHistogram, sample.spans, trainVersion);
+      if (limit !== undefined) {
+        for (const span of sample.spans) if (trainVersion - span.version > limit) staleness.tokensOverLagLimit += span.tokens;
+      }
+      staleness.trainedGeneratedTokens += spanTokens(sample.spans);
+      staleness.trainedDecodedTokens += sample.decoded;
+      staleness.trainedTurns = addCount(staleness.trainedTurns, sample.turns);
+      staleness.decidedTurns = addCount(staleness.decidedTurns, sample.turns);
+    }
   }
 
   markStale(ids: readonly number[]): void {
@@ -452,6 +602,11 @@ export class Simulator implements SimWorld {
     this.lanes.setSyncing(on);
   }
 
+  /** The rollout engines serve `version` from now on (the tokens they generate carry it). */
+  setServingVersion(version: number): void {
+    this.servingVersion = version;
+  }
+
   private isLive(id: number): boolean {
     const live = (this.state?.ledger ?? this.ledger).live;
     // Ascending by id: binary search.
@@ -468,7 +623,7 @@ export class Simulator implements SimWorld {
   }
 
   flushCache(rank: RankId): void {
-    this.ranks[rank]!.cache = new Map();
+    this.ranks[rank]!.engine.flushCache();
   }
 
   // ---------------------------------------------------------------------------------------------
@@ -476,29 +631,28 @@ export class Simulator implements SimWorld {
   // ---------------------------------------------------------------------------------------------
 
   private startTurn(sample: SimSample): void {
-    const { maxTurns, maxTokens, workload, cost } = this.cfg;
+    const { maxTurns, maxTokens, workload } = this.cfg;
     if (this.nowMs - sample.startedAt > this.cfg.environmentTimeoutMs) {
       this.endSample(sample, 'dropped', 'environment-timeout');
       return;
     }
     const context = sample.committedTokens + sample.partialTokens;
     if (sample.turn >= maxTurns || context >= maxTokens) {
+      if (context >= maxTokens) this.countTokenCut(sample);
       this.endSample(sample, 'completed');
       return;
     }
     const prefix = sample.partialTokens;
     const wanted = Math.max(0, workload.completionTokens(sample.id, sample.turn) - prefix);
     const target = Math.min(wanted, Math.max(1, maxTokens - context));
+    if (target < wanted) this.countTokenCut(sample);
     const rank = this.ranks[sample.shard!.rank]!;
-    const cached = Math.min(rank.cache.get(sample.id) ?? 0, context);
-    rank.cache.set(sample.id, context);
-    sample.callContext = context;
     sample.callPrefix = prefix;
-    const cache = rank.cache;
-    sample.job = rank.engine.start(sample.id, target, prefillMs(cost, context - cached), (job) => {
+    sample.job = rank.engine.start(sample.id, context, target, (job) => {
       sample.job = undefined;
-      if (rank.cache === cache) cache.set(sample.id, context + job.targetTokens);
       this.totals.decodedTokens += job.targetTokens;
+      sample.decoded += job.targetTokens;
+      sample.turnSpans = appendSpan(sample.turnSpans, this.servingVersion, job.targetTokens);
       this.afterGenerate(sample, prefix + job.targetTokens);
     });
   }
@@ -509,6 +663,9 @@ export class Simulator implements SimWorld {
     sample.envEvent = this.queue.schedule(this.nowMs + this.cfg.workload.envStepMs(sample.id, turn), () => {
       sample.envEvent = undefined;
       sample.committedTokens += generated + this.cfg.workload.observationTokens(sample.id, turn);
+      for (const span of sample.turnSpans) sample.spans = appendSpan(sample.spans, span.version, span.tokens);
+      sample.turnSpans = [];
+      sample.generatedTokens += generated;
       sample.partialTokens = 0;
       sample.turnGenerated = 0;
       sample.turn = turn + 1;
@@ -524,11 +681,13 @@ export class Simulator implements SimWorld {
       const decoded = rank.engine.abort(sample.job);
       sample.job = undefined;
       this.totals.decodedTokens += decoded;
-      rank.cache.set(sample.id, sample.callContext + decoded);
+      sample.decoded += decoded;
       const generated = sample.callPrefix + decoded;
       const kept = keptPrefixTokens(migration, generated);
       this.totals.discardedTokens += generated - kept;
       sample.partialTokens = kept;
+      // The kept prefix keeps the versions it was generated with; a regenerated turn starts afresh.
+      sample.turnSpans = kept === 0 ? [] : appendSpan(sample.turnSpans, this.servingVersion, decoded);
     } else if (sample.envEvent !== undefined) {
       // Stopped during the tool call: the whole generated turn is kept; the step runs again.
       sample.envEvent.cancelled = true;
@@ -538,9 +697,37 @@ export class Simulator implements SimWorld {
     }
   }
 
+  private countTokenCut(sample: SimSample): void {
+    if (sample.cutByTokens) return;
+    sample.cutByTokens = true;
+    this.totals.cutByTokenLimit++;
+  }
+
+  /**
+   * The environment's sandbox expires a fixed time after the trajectory started, queueing
+   * included: a sample still in its agent loop then is stopped where it is (in a generate call or
+   * a tool step) and dropped; its shard reports it dropped when it is stopped, as a shard does in
+   * the pipeline. One waiting for a shard is dropped when it next starts a turn.
+   */
+  private onEnvironmentTimeout(sample: SimSample): void {
+    sample.timeoutEvent = undefined;
+    if (sample.status !== 'running' || sample.shard === undefined) return;
+    if (sample.job !== undefined) {
+      const decoded = this.ranks[sample.shard.rank]!.engine.abort(sample.job);
+      sample.job = undefined;
+      this.totals.decodedTokens += decoded;
+      this.totals.discardedTokens += decoded;
+    } else if (sample.envEvent !== undefined) {
+      sample.envEvent.cancelled = true;
+      sample.envEvent = undefined;
+    }
+    this.endSample(sample, 'dropped', 'environment-timeout');
+  }
+
   private endSample(sample: SimSample, status: 'completed' | 'dropped', reason?: DropReason): void {
     const shard = sample.shard!;
     shard.active--;
+    this.disarmTimeout(sample);
     if (status === 'completed') {
       sample.status = 'completed';
       sample.completionSeq = this.completionSeq++;
@@ -552,10 +739,21 @@ export class Simulator implements SimWorld {
   }
 
   private markDropped(sample: SimSample, reason: DropReason): void {
+    this.disarmTimeout(sample);
     sample.status = 'dropped';
     sample.dropReason = reason;
     this.totals.dropped[reason]++;
+    const staleness = this.totals.staleness;
+    staleness.discarded++;
+    staleness.discardedDecodedTokens += sample.decoded;
+    staleness.decidedTurns = addCount(staleness.decidedTurns, sample.turns);
     if (reason === 'stale') this.samples.delete(sample.id);
+  }
+
+  private disarmTimeout(sample: SimSample): void {
+    if (sample.timeoutEvent === undefined) return;
+    sample.timeoutEvent.cancelled = true;
+    sample.timeoutEvent = undefined;
   }
 }
 

@@ -47,6 +47,7 @@ import {
   StoreCorruptionError,
   StoreError,
   batchManifestSchema,
+  batchTokenLags,
   completedMarkerSchema,
   sampleRecordSchema,
   totalTokens,
@@ -415,6 +416,7 @@ export class FsTrajectoryStore implements TrajectoryStore {
           sampleIds: [...ids],
           totalTokens: records.reduce((sum, r) => sum + totalTokens(r), 0),
           createdAtMs: nowMs,
+          tokenLags: batchTokenLags(records, fromVersion),
         };
         if (!(await createExclusive(path, JSON.stringify(fresh), this.sync))) {
           // Written by a store that does not share our lock directory: accept it only if identical.

@@ -127,6 +127,7 @@ export function createSimulatedNodeEngines(context: WorkerContext, node: number)
           clock,
           memory,
           statePath: path.join(stateDir, `trainer-node-${node}.json`),
+          gpusPerRank: config.rollout.gpusPerRank,
         });
   const declaredTrainer = simTrainer === undefined || config.simulation.faults.length === 0 ? simTrainer : faultyTrainer(simTrainer, faults, node);
   const trainer = declaredTrainer === undefined || injector === undefined ? declaredTrainer : injectableTrainer(declaredTrainer, injector, node);
@@ -166,6 +167,7 @@ export async function createGpuNodeWorkers(
     timeScale: engines.timeScale,
     ...(engines.maxNewTokensPerTurn === undefined ? {} : { maxNewTokensPerTurn: engines.maxNewTokensPerTurn }),
     heartbeatIntervalMs: HEARTBEAT_INTERVAL_MS,
+    exportOnTrainStep: config.engine.weightSync.mode === 'disk',
     now: () => Date.now(),
   });
   return Promise.all(

@@ -10,8 +10,9 @@
  */
 import { ApplicationFailure, workflowInfo } from '@temporalio/workflow';
 import { PIPELINE_POLICY } from '../gpu';
+import { stalenessAdmission } from '../iteration/admission';
 import { IterationFailure, PoolBelowMinimum, runIteration } from '../iteration/program';
-import { createIterationState, DEFAULT_ADMISSION, type ProgramInput } from '../iteration/state';
+import { createIterationState, type ProgramInput } from '../iteration/state';
 import { describeError } from '../pipeline/errors';
 import type { IterationInput, IterationResult } from '../pipeline/types';
 import { assertDecoded } from '../temporal/payloadConverter';
@@ -22,6 +23,8 @@ import { LostNodes } from './lostNodes';
 
 export function programInput(input: IterationInput): ProgramInput {
   const { spec } = input;
+  // The run's staleness policy (src/gpu/staleness.ts); runs started before it had one: 'drop'.
+  const staleness = spec.staleness ?? { policy: 'drop' as const };
   return {
     layout: spec.layout,
     iteration: input.iteration,
@@ -30,10 +33,13 @@ export function programInput(input: IterationInput): ProgramInput {
     batchSize: input.batchSize,
     asyncRatio: spec.asyncRatio,
     maxConcurrentSamples: spec.maxConcurrentSamples,
+    ...(staleness.maxTokenLag === undefined ? {} : { maxTokenLag: staleness.maxTokenLag }),
     ...(input.shrinkOverride === undefined ? {} : { shrinkOverride: input.shrinkOverride }),
     lostRanks: input.lostRanks ?? [],
     rejoinRanks: input.rejoinRanks ?? [],
-    options: { policy: PIPELINE_POLICY, admission: DEFAULT_ADMISSION },
+    options: { policy: PIPELINE_POLICY, admission: stalenessAdmission(staleness.policy) },
+    ...(spec.weightSync === undefined ? {} : { weightSync: spec.weightSync }),
+    ...(input.weightGroup === undefined ? {} : { weightGroup: input.weightGroup }),
   };
 }
 
@@ -50,7 +56,13 @@ export async function iterationWorkflow(input: IterationInput): Promise<Iteratio
   const state = createIterationState(programInput(input), fx.now());
   try {
     const result = await drive(runIteration(fx, state));
-    return { version: result.version, ledger: state.ledger, stats: result.stats, decisions: result.decisions };
+    return {
+      version: result.version,
+      ledger: state.ledger,
+      stats: result.stats,
+      decisions: result.decisions,
+      ...(result.weightGroup === undefined ? {} : { weightGroup: result.weightGroup }),
+    };
   } catch (error) {
     throw failureOf(input, lost, error);
   }

@@ -17,6 +17,7 @@ import type { IterationActivities } from './iterationActivities';
 import { isLostNodeError, type LostNodes } from './lostNodes';
 import { ShardRunner } from './shards';
 import { iterationProgressSignal } from './signals';
+import { createBroadcastSync } from './weightSync';
 
 export interface TemporalEffectsContext {
   spec: RunSpec;
@@ -161,6 +162,19 @@ function nodeEffects(ctx: TemporalEffectsContext): Pick<Effects, 'resumeMemory' 
     lost.onRank(group.ranks[0]!, call(activities.rank(group.ranks[0]!), `${summary} node ${group.node} ranks ${rankRanges(group.ranks)}`));
   const resume = (group: NodeGroup, tags: MemoryTag[]) =>
     onGroup(group, (node, summary) => node.resumeNodeMemory.executeWithOptions({ summary }, [{ runId, ranks: group.ranks, tags }]), `reload ${tags.join('+')}`);
+  const diskSync = (ranks: readonly RankId[], version: number) =>
+    Promise.all(
+      nodeGroups(spec, ranks).map((group) =>
+        onGroup(group, (node, summary) => node.syncNodeWeights.executeWithOptions({ summary }, [{ runId, ranks: group.ranks, version }]), `sync weights v${version}`),
+      ),
+    );
+  // The broadcast's sender: the train leader.
+  const trainerLeader = trainNodes(spec.layout)[0]!;
+  const exportOnLeader = (version: number) =>
+    lost.onTrainerNode(
+      trainerLeader,
+      activities.trainer(trainerLeader).exportWeights.executeWithOptions({ summary: `export weights v${version} node ${trainerLeader}` }, [{ runId, node: trainerLeader, version }]),
+    );
   return {
     *resumeMemory(ranks, tags) {
       yield* awaiting(Promise.all(nodeGroups(spec, ranks).map((group) => resume(group, tags))));
@@ -171,11 +185,25 @@ function nodeEffects(ctx: TemporalEffectsContext): Pick<Effects, 'resumeMemory' 
       // A rank found lost while reloading joins the lost ones instead of failing the restore.
       return results.flatMap((result, i): ReloadFailure[] => (result.status === 'rejected' && !isLost(result.reason) ? [{ ranks: groups[i]!.ranks, error: result.reason }] : []));
     },
-    *syncWeights(ranks, version) {
-      const sync = (group: NodeGroup) => onGroup(group, (node, summary) => node.syncNodeWeights.executeWithOptions({ summary }, [{ runId, ranks: group.ranks, version }]), `sync weights v${version}`);
-      yield* awaiting(Promise.all(nodeGroups(spec, ranks).map(sync)));
+    *syncWeights(ranks, version, broadcast) {
+      // A broadcast run exports no file per version: the trainer exports this one for the loading ranks.
+      if (broadcast !== undefined) yield* awaiting(exportOnLeader(version));
+      yield* awaiting(diskSync(ranks, version));
     },
-    *syncAndReload({ ranks, reload, version }) {
+    *syncAndReload({ ranks, reload, version, broadcast }) {
+      if (broadcast !== undefined) {
+        if (reload.length > 0) yield* awaiting(Promise.all(nodeGroups(spec, reload).map((group) => resume(group, ['weights']))));
+        const sync = createBroadcastSync({
+          spec: { ...spec, weightSync: broadcast.spec },
+          groupTag: `i${ctx.iteration}-${workflowInfo().runId.slice(0, 8)}`,
+          trainerNode: trainerLeader,
+          nodeGroups: (members) => nodeGroups(spec, members).map((group) => group.ranks),
+          diskSync,
+        });
+        const outcome = yield* awaiting(sync.syncWeights(ranks, version, broadcast.group));
+        if (reload.length > 0) yield* awaiting(Promise.all(nodeGroups(spec, reload).map((group) => resume(group, ['kv_cache']))));
+        return outcome.group;
+      }
       const reloading = new Set(reload);
       const step = (group: NodeGroup) => {
         const here = group.ranks.filter((rank) => reloading.has(rank));
@@ -183,6 +211,7 @@ function nodeEffects(ctx: TemporalEffectsContext): Pick<Effects, 'resumeMemory' 
         return onGroup(group, (node, summary) => node.syncAndReloadNode.executeWithOptions({ summary }, [{ runId, ranks: group.ranks, version, reload: here }]), what);
       };
       yield* awaiting(Promise.all(nodeGroups(spec, ranks).map(step)));
+      return undefined;
     },
   };
 }
@@ -211,11 +240,11 @@ function trainerEffects(ctx: TemporalEffectsContext, shards: ShardRunner): Pick<
       };
       yield* awaiting(Promise.all([...releaseElsewhere, onEachNode(onload)]));
     },
-    *trainStep({ fromVersion }) {
+    *trainStep({ fromVersion, maxTokenLag }) {
       const leader = nodes[0];
       const step = (node: number) =>
         activities.trainer(node).trainStep.executeWithOptions({ summary: `train step v${fromVersion}→v${fromVersion + 1} node ${node}${node === leader ? ' (leader)' : ''}` }, [
-          { runId, node, iteration, fromVersion, leader: node === leader },
+          { runId, node, iteration, fromVersion, leader: node === leader, ...(maxTokenLag === undefined ? {} : { maxTokenLag }) },
         ]);
       const results = yield* awaiting(shards.unlessShardFails(() => onEachNode(step)));
       return results.map((result) => result.newVersion);

@@ -20,10 +20,11 @@ import {
 } from '@temporalio/workflow';
 import { addLostRanks, emptyLedger, planShrink, planWithLostRanks, removeLostRanks, samplesByState, type SampleLedger } from '../gpu';
 import type { RankId } from '../gpu/layout';
+import { mergeLagHistograms, runStalenessFigures, type LagHistogram } from '../gpu/staleness';
 import { checkIntRange } from '../gpu/validation';
 import { RUN_HISTORY_BYTES_BUDGET } from '../pipeline/historyBudget';
 import { iterationWorkflowId } from '../pipeline/naming';
-import type { IterationProgress, IterationStats, Phase, RunSpec, RunStatus } from '../pipeline/types';
+import type { IterationProgress, IterationStats, Phase, RunSpec, RunStatus, WeightGroupState } from '../pipeline/types';
 import { describeError } from '../pipeline/errors';
 import { ITERATION_KEY, PHASE_KEY, RUN_ID_KEY, STRATEGY_KEY } from '../temporal/searchAttributes';
 import { assertDecoded } from '../temporal/payloadConverter';
@@ -61,6 +62,10 @@ export interface RunState {
   rejoinRanks?: RankId[];
   /** Paused because the pool without the lost ranks is below the strategy minimum. */
   pausedForLostRanks?: boolean;
+  /** Broadcast sync: the weight-update group the last iteration left formed. */
+  weightGroup?: WeightGroupState;
+  /** Trained generated tokens of the run by version lag (absent before the first batch with per-token versions). */
+  tokenLags?: LagHistogram;
 }
 
 export interface RunInput {
@@ -173,6 +178,7 @@ function statusOf(run: RunContext): RunStatus {
     lastError: state.lastError ?? undefined,
     ...(run.rejectedSignals === undefined ? {} : { rejectedSignals: run.rejectedSignals }),
     ...((state.lostRanks ?? []).length > 0 ? { lostRanks: state.lostRanks } : {}),
+    ...(state.tokenLags === undefined ? {} : { staleness: runStalenessFigures(spec.staleness?.policy ?? 'drop', ledger.counters, state.tokenLags) }),
   };
 }
 
@@ -317,6 +323,7 @@ async function runIterationChild(run: RunContext): Promise<void> {
           ...(lostRanks.length > 0 ? { lostRanks } : {}),
           ...(rejoining.length > 0 ? { rejoinRanks: rejoining } : {}),
           progressToken: run.progressToken,
+          ...(state.weightGroup === undefined ? {} : { weightGroup: state.weightGroup }),
         },
       ],
       retry: { maximumAttempts: 3, initialInterval: '2 seconds', nonRetryableErrorTypes: ['PoolRestoreFailed'] },
@@ -330,8 +337,10 @@ async function runIterationChild(run: RunContext): Promise<void> {
     });
     state.version = result.version;
     state.ledger = result.ledger;
+    state.weightGroup = result.weightGroup;
     run.progress = undefined;
     state.lastIteration = result.stats;
+    if (result.stats.tokenLags !== undefined) state.tokenLags = mergeLagHistograms(state.tokenLags ?? {}, result.stats.tokenLags);
     state.lastError = null;
     if (state.rejoinRanks !== undefined) state.rejoinRanks = state.rejoinRanks.filter((rank) => !rejoining.includes(rank));
     state.iteration += 1;

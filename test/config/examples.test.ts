@@ -22,7 +22,7 @@ describe('examples/', () => {
     expect(config.simulation.workload.completionTokensPerTurn).toEqual({ median: 200, p90: 800 });
     expect(config.simulation.workload.envStepMs).toEqual({ median: 400, p90: 1500 });
     expect(config.simulation.timeScale).toBeGreaterThan(0);
-    expect(config.engine).toEqual({ rollout: { kind: 'simulated' }, trainer: { kind: 'simulated' }, environment: { kind: 'simulated' } });
+    expect(config.engine).toEqual({ rollout: { kind: 'simulated' }, trainer: { kind: 'simulated' }, environment: { kind: 'simulated' }, weightSync: { mode: 'disk', backend: 'nccl', bucketMiB: 512, timeoutSeconds: 600, attempts: 3, fallback: 'none' } });
     expect(resolveRunId(config, file('multiplexed.yaml'))).toBe('multiplexed');
   });
 

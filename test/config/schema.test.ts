@@ -2,16 +2,31 @@ import { describe, expect, it } from 'vitest';
 import { parseGpuRanges, runConfigSchema } from '../../src/config';
 import { base, expectIssues, parse, withKeys } from './helpers';
 
+describe('engine.weightSync', () => {
+  it('broadcast settings are checked, and the run spec carries them with the trainer host as the master address', async () => {
+    const { parseRunConfig } = await import('../../src/config');
+    const { buildRunSpec } = await import('../../src/pipeline/spec');
+    const base = { pool: { nodes: 1, gpusPerNode: 2 }, strategy: 'multiplexed', train: { gpus: [0] }, batchSize: 4 };
+    const parsed = parseRunConfig({ ...base, engine: { weightSync: { mode: 'broadcast', bucketMiB: 1, attempts: 2, fallback: 'disk' } } }, '<test>');
+    expect(buildRunSpec(parsed, 'r').weightSync).toEqual({
+      mode: 'broadcast', backend: 'nccl', bucketBytes: 1024 * 1024, timeoutMs: 600_000, attempts: 2, fallback: 'disk', masterAddress: '127.0.0.1', layout: 'flattened_bucket',
+    });
+    expect(buildRunSpec(parseRunConfig(base, '<test>'), 'r').weightSync).toBeUndefined();
+    expect(() => parseRunConfig({ ...base, engine: { weightSync: { mode: 'carrier-pigeon' } } }, '<test>')).toThrow(/weightSync.mode/);
+    expect(() => parseRunConfig({ ...base, engine: { weightSync: { attempts: 0 } } }, '<test>')).toThrow(/weightSync.attempts/);
+  });
+});
+
 describe('defaults', () => {
   it('fills every optional field', () => {
     const { config, maxConcurrentSamples } = parse(base());
     expect(config.run).toEqual({ iterations: 3 });
-    expect(config.rollout).toEqual({ gpus: 'all', gpusPerRank: 1 });
+    expect(config.rollout).toEqual({ gpus: 'all', gpusPerRank: 1, staleness: { policy: 'resume' } });
     expect(config.asyncRatio).toBe(1);
     expect(config.maxTurns).toBe(100);
     expect(config.maxTokens).toBe(65536);
     expect(config.environmentTimeoutSeconds).toBe(3600);
-    expect(config.engine).toEqual({ rollout: { kind: 'simulated' }, trainer: { kind: 'simulated' }, environment: { kind: 'simulated' } });
+    expect(config.engine).toEqual({ rollout: { kind: 'simulated' }, trainer: { kind: 'simulated' }, environment: { kind: 'simulated' }, weightSync: { mode: 'disk', backend: 'nccl', bucketMiB: 512, timeoutSeconds: 600, attempts: 3, fallback: 'none' } });
     expect(config.simulation.timeScale).toBe(0.01);
     expect(config.simulation.costModel.decodeTokensPerSecondPerRank).toBe(2500);
     expect(config.simulation.costModel.offloadMs).toBe(2500);
@@ -328,5 +343,13 @@ describe('out of range', () => {
     ]);
     expect(error.message).toContain('  - pool.gpusPerNode: expected an integer in [1, 64] (got 0)\n');
     expect(error.message.endsWith('  - trainBatch: unknown key')).toBe(true);
+  });
+});
+
+describe('rollout.staleness', () => {
+  it("defaults to 'resume', takes 'drop' and a hard token-lag limit, refuses anything else", () => {
+    expect(parse(withKeys({ rollout: { staleness: { policy: 'drop', maxTokenLag: 3 } } })).config.rollout.staleness).toEqual({ policy: 'drop', maxTokenLag: 3 });
+    expect(() => parse(withKeys({ rollout: { staleness: { policy: 'keep' } } }))).toThrow(/rollout\.staleness\.policy/);
+    expect(() => parse(withKeys({ rollout: { staleness: { maxTokenLag: -1 } } }))).toThrow(/rollout\.staleness\.maxTokenLag/);
   });
 });

@@ -2,7 +2,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { CsvFormatError, parseCsvRecords } from '../../src/engines/sim/csv';
-import { loadTurnsCsv, WorkloadModel } from '../../src/engines/sim/workload';
+import { loadTurnsCsv, loadWorkloadCsv, WorkloadModel } from '../../src/engines/sim/workload';
 import { workloadSchema } from '../../src/engines/types';
 import { ValidationError } from '../../src/gpu/validation';
 import { median, quantile, REPO_ROOT, SHARED_CSV, tempDir } from './helpers';
@@ -68,6 +68,37 @@ describe('WorkloadModel (csv)', () => {
     expect(Math.min(...turns)).toBeGreaterThanOrEqual(13);
     const capped = WorkloadModel.fromParams(params, { maxTurns: 50, maxTokens: 65_536 }, { baseDir: REPO_ROOT });
     expect(Math.max(...ids.map((id) => capped.turnsFor(id)))).toBe(50);
+  });
+
+  it("uses the CSV's per-turn token and tool-time columns for that trajectory's draws, and names the columns it does not use", () => {
+    const dir = tempDir('csv-columns');
+    const file = path.join(dir, 'columns.csv');
+    // Two trajectories: 10 turns of ~50 tokens and 1 s of tool time; 20 turns of ~2000 tokens and 30 s.
+    fs.writeFileSync(file, 'task_id,turns,gen_tokens_total,tool_seconds_per_turn,wall_seconds\na,10,500,1,99\nb,20,40000,30,99\n');
+    const table = loadWorkloadCsv(file);
+    expect(table.rows).toEqual([
+      { turns: 10, completionTokensPerTurn: 50, toolSecondsPerTurn: 1 },
+      { turns: 20, completionTokensPerTurn: 2000, toolSecondsPerTurn: 30 },
+    ]);
+    expect(table.usedColumns).toEqual(['turns', 'gen_tokens_total', 'tool_seconds_per_turn']);
+    expect(table.ignoredColumns).toEqual(['task_id', 'wall_seconds']);
+    const params = workloadSchema.parse({ turnDistribution: 'csv', csvPath: file });
+    const model = WorkloadModel.fromParams(params, limits);
+    const mean = (values: number[]): number => values.reduce((a, b) => a + b, 0) / values.length;
+    for (const [turns, tokens, toolMs] of [
+      [10, 50, 1000],
+      [20, 2000, 30_000],
+    ] as const) {
+      const samples = ids.filter((id) => model.turnsFor(id) === turns).slice(0, 400);
+      expect(samples.length).toBeGreaterThan(100);
+      const drawnTokens = mean(samples.flatMap((id) => [0, 1, 2, 3, 4].map((turn) => model.completionTokens(id, turn))));
+      const drawnTool = mean(samples.flatMap((id) => [0, 1, 2, 3, 4].map((turn) => model.envStepMs(id, turn))));
+      expect(Math.abs(drawnTokens / tokens - 1)).toBeLessThan(0.25);
+      expect(Math.abs(drawnTool / toolMs - 1)).toBeLessThan(0.25);
+    }
+    expect(() => loadWorkloadCsv(path.join(dir, 'bad.csv'))).toThrow(/cannot read/);
+    fs.writeFileSync(path.join(dir, 'neg.csv'), 'turns,tool_seconds_per_turn\n3,-1\n');
+    expect(() => loadWorkloadCsv(path.join(dir, 'neg.csv'))).toThrow(/neg\.csv:2: column "tool_seconds_per_turn" must be a non-negative number/);
   });
 
   it('refuses a csv distribution without turn counts', () => {

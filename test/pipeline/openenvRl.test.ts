@@ -34,7 +34,7 @@ describe('agentic RL on an OpenEnv server (real engines, real environment, real 
     expect(result.summary.iterations).toBe(1);
     const batch = result.batches[0] ?? [];
     expect(batch).toHaveLength(8);
-    const trajectories = batchTrajectories(batch) ?? [];
+    const trajectories = batchTrajectories(batch, 0) ?? [];
     const tokenizer = new EngineTokenizer({ baseUrl: processes.trainer.url, kind: 'sglang' });
     let roundTripsThatDrift = 0;
     for (const [i, sample] of batch.entries()) {

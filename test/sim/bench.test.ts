@@ -17,17 +17,43 @@ describe('timeshare bench', () => {
 
   it('prints the three strategies beside the seed figures and writes bench.json, timelines.json and their charts', async () => {
     const out = path.join(dir, 'seed');
-    const result = await run(['bench', '--preset', 'seed-160', '--iterations', '2', '--timeline-iterations', '1', '--out', out]);
+    const result = await run(['bench', '--preset', 'seed-160', '--iterations', '2', '--split-iterations', '1', '--timeline-iterations', '1', '--out', out]);
     expect(result.code, result.stderr).toBe(0);
-    for (const text of ['disaggregated (160 GPUs)', 'multiplexed (160 GPUs)', 'colocated (160 GPUs)', 'seed', '3.5×', '< 1 %', 'timeout rate', 'GPU idle (bubble)', 'CPU']) {
+    for (const text of [
+      'disaggregated (160 GPUs)',
+      'multiplexed (160 GPUs)',
+      'colocated (160 GPUs)',
+      'seed',
+      '3.5×',
+      '< 1 %',
+      'timeout rate',
+      'GPU idle (bubble)',
+      'CPU',
+      'fraction of the ideal bound',
+      'cut by maxTurns / maxTokens',
+      'KV capacity per rank',
+      'multiplexed / best feasible static split',
+    ]) {
       expect(result.stdout).toContain(text);
     }
-    const bench = JSON.parse(readFileSync(path.join(out, 'bench.json'), 'utf8')) as { strategies: { strategy: string; iterations: number; trajectoriesPerSecond: number }[] };
+    const bench = JSON.parse(readFileSync(path.join(out, 'bench.json'), 'utf8')) as {
+      strategies: { strategy: string; iterations: number; trajectoriesPerSecond: number; idealBoundFraction: number }[];
+      idealBoundFraction: Record<string, number>;
+      bestStaticSplit: { minimumTrainGpus: number; best: { trainGpus: number }; candidates: { trainGpus: number }[] };
+    };
     expect(bench.strategies.map((s) => s.strategy)).toEqual(['disaggregated', 'multiplexed', 'colocated']);
     for (const report of bench.strategies) {
       expect(report.iterations).toBe(2);
       expect(report.trajectoriesPerSecond).toBeGreaterThan(0);
+      expect(report.idealBoundFraction).toBeGreaterThan(0);
+      expect(report.idealBoundFraction).toBeLessThanOrEqual(1);
+      expect(bench.idealBoundFraction[report.strategy]).toBe(report.idealBoundFraction);
     }
+    // Static splits from the smallest train group training memory allows, in whole nodes.
+    const split = bench.bestStaticSplit;
+    expect(split.candidates[0]!.trainGpus).toBeGreaterThanOrEqual(split.minimumTrainGpus);
+    expect(split.candidates[0]!.trainGpus - split.minimumTrainGpus).toBeLessThan(8);
+    expect(split.candidates.map((c) => c.trainGpus)).toContain(split.best.trainGpus);
     const timelines = JSON.parse(readFileSync(path.join(out, 'timelines.json'), 'utf8')) as Timeline[];
     expect(timelines).toHaveLength(3);
     for (const timeline of timelines) {
@@ -45,18 +71,18 @@ describe('timeshare bench', () => {
     for (const strategy of ['disaggregated', 'multiplexed', 'colocated']) expect(svg).toContain(`${strategy} (160 GPUs)`);
     const png = readFileSync(path.join(out, 'timelines.png'));
     expect(png.subarray(0, 8).toString('hex')).toBe('89504e470d0a1a0a');
-  }, 120_000);
+  }, 400_000);
 
   it('draws turn counts from a CSV; refuses a CSV without a turns column and an unknown preset', async () => {
     const csv = path.join(dir, 'turns.csv');
     writeFileSync(csv, `task,turns\n${Array.from({ length: 50 }, (_, i) => `t${i},${5 + (i % 20)}`).join('\n')}\n`);
-    const ok = await run(['bench', '--iterations', '1', '--timeline-iterations', '0', '--workload-csv', csv, '--out', path.join(dir, 'csv')]);
+    const ok = await run(['bench', '--iterations', '1', '--split-iterations', '0', '--timeline-iterations', '0', '--workload-csv', csv, '--out', path.join(dir, 'csv')]);
     expect(ok.code, ok.stderr).toBe(0);
-    expect(ok.stdout).toContain(`turns per trajectory drawn from ${csv}`);
+    expect(ok.stdout).toContain(`turns per trajectory drawn from ${csv}; columns used: turns; not used: task`);
 
     const bad = path.join(dir, 'bad.csv');
     writeFileSync(bad, 'task,steps\na,3\n');
-    const refused = await run(['bench', '--iterations', '1', '--workload-csv', bad, '--out', path.join(dir, 'bad')]);
+    const refused = await run(['bench', '--iterations', '1', '--split-iterations', '0', '--workload-csv', bad, '--out', path.join(dir, 'bad')]);
     expect(refused.code).not.toBe(0);
     expect(refused.stderr).toContain('no "turns" column');
 
@@ -67,5 +93,5 @@ describe('timeshare bench', () => {
     const unknown = await run(['bench', '--preset', 'nope']);
     expect(unknown.code).toBe(2);
     expect(unknown.stderr).toContain("unknown bench preset 'nope'");
-  }, 120_000);
+  }, 400_000);
 });

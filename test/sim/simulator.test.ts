@@ -4,7 +4,8 @@
  */
 import { describe, expect, it } from 'vitest';
 import { parseRunConfig } from '../../src/config';
-import { decodeTokensPerMsPerRequest } from '../../src/engines/sim/costFunctions';
+import { decodeTokensPerMsPerRequest, weightBroadcastMs } from '../../src/engines/sim/costFunctions';
+import { assumedRateRankModel } from '../../src/engines/sim/roofline';
 import { costModelSchema } from '../../src/engines/types';
 import { adaptiveShrinkReady, planShrinkByLeastWork, ROLL_BASELINE_POLICY, trainGroupIsMovable } from '../../src/gpu';
 import { simulationConfig } from '../../src/sim/config';
@@ -116,13 +117,15 @@ describe('simulator', () => {
 
 describe('virtual rank (decode model)', () => {
   const cost = costModelSchema.parse({});
+  const model = assumedRateRankModel(cost);
 
   it('n equal requests started together finish at prefill + target / (per-request rate at n)', () => {
+    // 5000 uncached context tokens at 40 ms per 1000: a 200 ms prefill timer per request.
     const queue = new EventQueue();
     let now = 0;
-    const rank = new VirtualRank(cost, queue, () => now);
+    const rank = new VirtualRank(model, queue, () => now);
     const done: number[] = [];
-    for (let i = 0; i < 5; i++) rank.start(i, 1000, 200, () => done.push(now));
+    for (let i = 0; i < 5; i++) rank.start(i, 5000, 1000, () => done.push(now));
     for (let event = queue.pop(); event !== undefined; event = queue.pop()) {
       now = event.at;
       event.run();
@@ -135,10 +138,10 @@ describe('virtual rank (decode model)', () => {
   it('an aborted request reports the tokens decoded so far; the others speed up', () => {
     const queue = new EventQueue();
     let now = 0;
-    const rank = new VirtualRank(cost, queue, () => now);
+    const rank = new VirtualRank(model, queue, () => now);
     const finished: number[] = [];
-    const a = rank.start(0, 1000, 0, () => finished.push(now));
-    rank.start(1, 1000, 0, () => finished.push(now));
+    const a = rank.start(0, 0, 1000, () => finished.push(now));
+    rank.start(1, 0, 1000, () => finished.push(now));
     const abortAt = 3000;
     queue.schedule(abortAt, () => {
       const decoded = rank.abort(a);
@@ -191,5 +194,70 @@ describe('policies (pure)', () => {
     expect(adaptiveShrinkReady({ ...base, running: 20 })).toBe(true);
     expect(adaptiveShrinkReady({ ...base, running: 400, waitedMs: 1000 })).toBe(true);
     expectValidation(() => adaptiveShrinkReady({ ...base, running: 1, keepRanks: 0 }), 'VAL_INT_RANGE', 'kept ranks');
+  });
+});
+
+describe('simulator: weight sync by broadcast', () => {
+  const costModel = { weightSyncMs: 20_000, rolloutWeightsGiBPerGpu: 30, broadcastGiBPerSecond: 25 };
+  const withSync = (mode: 'disk' | 'broadcast') =>
+    simulate(
+      simulationConfig(parseRunConfig({ ...BASE, engine: { weightSync: { mode } }, simulation: { ...(BASE.simulation as object), costModel } }, '<test>'), {
+        timelineIterations: 0,
+      }),
+    );
+
+  it('costs the sync phase as weightBroadcastMs (one collective for every rank), the disk sync as weightSyncMs', () => {
+    const disk = withSync('disk');
+    const broadcast = withSync('broadcast');
+    const cost = costModelSchema.parse(costModel);
+    // Ranks of 2 GPUs: 60 GiB at 25 GiB/s.
+    expect(broadcast.weightSyncMs).toBeCloseTo(weightBroadcastMs(cost, 2), 6);
+    expect(broadcast.weightSyncMs).toBeCloseTo(2400, 6);
+    expect(disk.weightSyncMs).toBe(20_000);
+    for (let i = 0; i < 4; i++) {
+      const syncDisk = disk.iterations[i]!.phaseMs.sync!;
+      const syncBroadcast = broadcast.iterations[i]!.phaseMs.sync!;
+      expect(syncDisk).toBeGreaterThanOrEqual(20_000);
+      expect(syncBroadcast).toBeGreaterThanOrEqual(2400);
+      expect(syncBroadcast).toBeLessThan(syncDisk - 15_000);
+    }
+  });
+
+  it('forms the weight-update group once and keeps it: the first sync pays two more round trips than the later ones', () => {
+    const broadcast = withSync('broadcast');
+    const syncs = broadcast.iterations.map((record) => record.phaseMs.sync!);
+    const roundTrip = simulationConfig(parseRunConfig(BASE, '<test>')).controlPlane.activityRoundTripMs;
+    for (const later of syncs.slice(1)) expect(syncs[0]! - later).toBeCloseTo(2 * roundTrip, 6);
+  });
+});
+
+describe('staleness policies in the simulator', () => {
+  // A heavy tail (p90 28 turns against a median of 6) over 8 iterations: 'drop' loses the long ones.
+  const tail = { ...BASE, run: { id: 'sim-stale', iterations: 8 }, simulation: { workload: { seed: 3, turns: { median: 6, p90: 28 } } } };
+  const sim = (staleness: 'drop' | 'resume') => simulate(simulationConfig(asStrategy(tail, 'multiplexed', '<test>'), { staleness }));
+
+  it("'drop' discards the long tail as stale; 'resume' discards nothing, trains every decided sample and keeps the trained turns unbiased", () => {
+    const drop = strategyReport(sim('drop'));
+    const resume = strategyReport(sim('resume'));
+    expect(drop.staleDrops).toBeGreaterThan(0);
+    expect(drop.staleness.utilization.trajectories).toBeLessThan(1);
+    expect(drop.staleness.turnsKs).toBeGreaterThan(0.05);
+    // Under 'drop' no trained token lags more than the async ratio (its samples are at most 1 version old).
+    expect(drop.staleness.tokenLag.max).toBeLessThanOrEqual(1);
+    expect(resume.staleDrops).toBe(0);
+    expect(resume.staleness.utilization.trajectories).toBe(1);
+    expect(resume.staleness.turnsKs).toBe(0);
+    // The long tail trains late: some tokens lag more than one version, most do not.
+    expect(resume.staleness.tokenLag.max).toBeGreaterThan(1);
+    expect(resume.staleness.tokenLag.mean).toBeLessThan(resume.staleness.tokenLag.max);
+  });
+
+  it('every trained generated token has a version, and tokens over the hard lag limit are counted', () => {
+    const result = simulate(simulationConfig(asStrategy({ ...tail, rollout: { ...(BASE.rollout as object), staleness: { policy: 'resume', maxTokenLag: 1 } } }, 'multiplexed', '<test>')));
+    const s = result.totals.staleness;
+    expect(Object.values(s.lagHistogram).reduce((a, b) => a + b, 0)).toBe(s.trainedGeneratedTokens);
+    const overOne = Object.entries(s.lagHistogram).filter(([lag]) => Number(lag) > 1).reduce((a, [, n]) => a + n, 0);
+    expect(s.tokensOverLagLimit).toBe(overOne);
+    expect(overOne).toBeGreaterThan(0);
   });
 });

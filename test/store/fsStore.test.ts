@@ -244,7 +244,8 @@ describe('sealing batches (exactly once)', () => {
   it('writes the manifest, assigns the samples, and is idempotent', async () => {
     await completed([1, 2, 3], [1, 2, 3]);
     const manifest = await store.sealBatch(4, 2, [2, 1], 500);
-    expect(manifest).toEqual({ iteration: 4, fromVersion: 2, sampleIds: [2, 1], totalTokens: 2 * (100 + 2 * 15), createdAtMs: 500 });
+    // Each sample: 2 turns of 10 generated tokens at v0, trained from v2: 40 tokens at lag 2.
+    expect(manifest).toEqual({ iteration: 4, fromVersion: 2, sampleIds: [2, 1], totalTokens: 2 * (100 + 2 * 15), createdAtMs: 500, tokenLags: { 2: 40 } });
     expect(await store.readBatch(4)).toEqual(manifest);
     expect(JSON.parse(await readFile(store.batchPath(4), 'utf8'))).toEqual(manifest);
     expect((await store.readSamples([1, 2, 3])).map((r) => r.batch)).toEqual([4, 4, undefined]);

@@ -35,10 +35,51 @@ describe('token ids on sample records', () => {
   it('a batch becomes trajectories: policy tokens masked in with their logprobs, prompt and observations out', () => {
     const completed: SampleRecord = { ...record, partial: undefined, status: 'completed', reward: 0.5, completedAtMs: 9 };
     delete completed.partial;
-    expect(batchTrajectories([completed])).toEqual([
-      { sampleId: 3, reward: 0.5, inputIds: [7, 10, 1, 11, 4, 2], lossMask: [0, 0, 1, 1, 0, 1], logprobs: [0, 0, -1, -1, 0, -1] },
+    expect(batchTrajectories([completed], 0)).toEqual([
+      { sampleId: 3, reward: 0.5, inputIds: [7, 10, 1, 11, 4, 2], lossMask: [0, 0, 1, 1, 0, 1], logprobs: [0, 0, -1, -1, 0, -1], versions: [0, 0, 0, 0, 0, 0] },
     ]);
-    expect(batchTrajectories([{ ...sample(1), status: 'completed', reward: 1, completedAtMs: 2 }])).toBeUndefined();
-    expect(() => batchTrajectories([completed, { ...sample(1), status: 'completed', reward: 1, completedAtMs: 2 }])).toThrow(/mixes samples with and without token ids/);
+    expect(batchTrajectories([{ ...sample(1), status: 'completed', reward: 1, completedAtMs: 2 }], 0)).toBeUndefined();
+    expect(() => batchTrajectories([completed, { ...sample(1), status: 'completed', reward: 1, completedAtMs: 2 }], 0)).toThrow(/mixes samples with and without token ids/);
+  });
+
+  describe('per-token versions', () => {
+    // Turn 0 at v0; turn 1 resumed across a sync: 2 tokens of v0 kept, 1 of v1; turn 2 at v2.
+    const resumed: SampleRecord = sample(4, {
+      promptTokens: 1,
+      promptIds: [7],
+      turns: [
+        idTurn(0, [1, 11], [4]),
+        { ...idTurn(1, [2, 3, 5], [6]), weightVersion: 1, tokenVersions: [{ version: 0, tokens: 2 }, { version: 1, tokens: 1 }] },
+        { ...idTurn(2, [8], []), weightVersion: 2 },
+      ],
+      status: 'completed',
+      reward: 1,
+      completedAtMs: 9,
+    });
+
+    it('a record checks that token versions cover the generated tokens', () => {
+      expect(sampleRecordSchema.safeParse(resumed).success).toBe(true);
+      const bad = { ...resumed, turns: [resumed.turns[0]!, { ...resumed.turns[1]!, tokenVersions: [{ version: 0, tokens: 2 }] }, resumed.turns[2]!] };
+      const parsed = sampleRecordSchema.safeParse(bad);
+      expect(parsed.success).toBe(false);
+      expect(parsed.error?.message).toContain('token versions cover 2 tokens of 3');
+    });
+
+    it('the batch carries one behaviour version per token, across the sync', () => {
+      const [t] = batchTrajectories([resumed], 2)!;
+      expect(t!.inputIds).toEqual([7, 1, 11, 4, 2, 3, 5, 6, 8]);
+      expect(t!.lossMask).toEqual([0, 1, 1, 0, 1, 1, 1, 0, 1]);
+      expect(t!.versions).toEqual([0, 0, 0, 0, 0, 0, 1, 1, 2]);
+    });
+
+    it('maxTokenLag leaves tokens that lag more out of the loss, and keeps them as context', () => {
+      const [t] = batchTrajectories([resumed], 2, 1)!;
+      expect(t!.inputIds).toHaveLength(9);
+      expect(t!.lossMask).toEqual([0, 0, 0, 0, 0, 0, 1, 0, 1]);
+    });
+
+    it('a token from a version after the one trained from is refused', () => {
+      expect(() => batchTrajectories([resumed], 1)).toThrow(/version after v1/);
+    });
   });
 });

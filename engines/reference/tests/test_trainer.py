@@ -51,7 +51,7 @@ def test_offload_frees_parameters_and_onload_restores_them_with_optimizer_state(
     snapshot = {k: v.clone() for k, v in trainer.model.state_dict().items()}
     moments = {id(p): s["exp_avg"].clone() for p, s in trainer.optimizer.state.items()}
     status, body = client.post("/trainer/offload")
-    assert status == 200 and body == {"onloaded": False, "weight_version": 1, "device": "cpu"}
+    assert status == 200 and body == {"onloaded": False, "weight_version": 1, "device": "cpu", "weight_update_groups": {}}
     assert all(p.numel() == 0 for p in trainer.model.parameters())
     assert client.post("/trainer/train_step", {"from_version": 1, "trajectories": [t, u]})[0] == 409
     status, body = client.post("/trainer/onload")
@@ -71,3 +71,36 @@ def test_export_writes_safetensors_under_the_version_even_when_offloaded(client,
     assert set(state) == set(client.app.engine.model.state_dict())
     status, body = client.post("/trainer/export_weights", {"version": 4, "dir": str(tmp_path)})
     assert status == 409
+
+
+def test_off_policy_tokens_are_weighted_by_the_behaviour_ratio_and_capped(client):
+    """Decoupled PPO: w = pi_prox / pi_behav per token; tokens beyond the cap leave the loss; lags reported from versions."""
+    client.post("/trainer/onload")
+    prompt = [7, 10]
+    on_policy = logprob_of(client, prompt, 0)
+    # Sample 0's token was sampled by the current weights (v2); sample 1's by v0 with a much higher
+    # probability than the current weights give it (w = exp(on - 0) far above the cap); sample 2's by v1.
+    trajectories = [
+        {"sample_id": 0, "reward": 1.0, "input_ids": prompt + [0], "loss_mask": [0, 0, 1], "logprobs": [0, 0, on_policy], "versions": [2, 2, 2]},
+        {"sample_id": 1, "reward": 0.0, "input_ids": prompt + [0], "loss_mask": [0, 0, 1], "logprobs": [0, 0, on_policy + 4.0], "versions": [0, 0, 0]},
+        {"sample_id": 2, "reward": 0.0, "input_ids": prompt + [5], "loss_mask": [0, 0, 1], "logprobs": [0, 0, logprob_of(client, prompt, 5) + 0.1], "versions": [1, 1, 1]},
+    ]
+    client.app.trainer.weight_version = 2
+    status, step = client.post("/trainer/train_step", {"from_version": 2, "trajectories": trajectories})
+    assert status == 200, step
+    off = step["off_policy"]
+    assert off["tokens"] == 3 and off["max_lag"] == 2 and abs(off["mean_lag"] - 1.0) < 1e-9
+    # Sample 1 sampled with w = exp(-4) (kept, tiny weight); sample 0 on-policy (w = 1).
+    assert off["tokens_over_weight_cap"] == 0
+    # Against the weights now (v3): samples 0 and 2 as sampled, sample 1 with w = exp(4) > 5: filtered out.
+    now_good, now_bad = logprob_of(client, prompt, 0), logprob_of(client, prompt, 5)
+    trajectories[0]["logprobs"] = [0, 0, now_good]
+    trajectories[1]["logprobs"] = [0, 0, now_good - 4.0]
+    trajectories[2]["logprobs"] = [0, 0, now_bad]
+    status, step = client.post("/trainer/train_step", {"from_version": 3, "trajectories": trajectories})
+    assert status == 200, step
+    assert step["off_policy"]["tokens_over_weight_cap"] == 1
+    status, body = client.post("/trainer/train_step", {"from_version": 4, "trajectories": [{**trajectories[0], "versions": [5, 5, 5]}]})
+    assert status == 400 and "later version" in body["error"]["message"]
+    status, body = client.post("/trainer/train_step", {"from_version": 4, "trajectories": [{**trajectories[0], "versions": [1]}]})
+    assert status == 400 and "versions" in body["error"]["message"]

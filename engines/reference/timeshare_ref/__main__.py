@@ -23,8 +23,12 @@ def main() -> None:
     parser.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:N")
     parser.add_argument("--lr", type=float, default=3e-3)
     parser.add_argument("--epochs", type=int, default=4, help="passes over each batch per train step (PPO-style, clipped ratio)")
+    parser.add_argument("--behaviour-weight-cap", type=float, default=5.0, help="off-policy tokens whose importance weight pi_prox/pi_behav exceeds this leave the loss (AReaL's behav_imp_weight_cap)")
     parser.add_argument("--api-key-env", default=None, help="environment variable holding the API key clients must send")
     parser.add_argument("--decode-delay-ms", type=float, default=0.0, help="sleep per generated token (tests: stands in for a big model's decode time)")
+    parser.add_argument("--weight-sync-timeout-s", type=float, default=60.0, help="timeout of weight-update group formation and of each broadcast operation")
+    parser.add_argument("--broadcast-delay-ms", type=float, default=0.0, help="trainer: sleep between broadcast buckets (tests: stands in for a big model's transfer time)")
+    parser.add_argument("--checkpoint-dir", default=None, help="trainer: save every step here and resume from it at start (survives a restart)")
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (small model: 1 avoids oversubscription)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -35,7 +39,15 @@ def main() -> None:
             sys.exit(f"--api-key-env {args.api_key_env}: the variable is unset or empty")
     config = ModelConfig.load(args.config)
     device = pick_device(args.device)
-    app = App(config, RolloutEngine(config, device, decode_delay_s=args.decode_delay_ms / 1000), Trainer(config, device, lr=args.lr, epochs=args.epochs), model_name="timeshare-reference", api_key=api_key)
+    app = App(
+        config,
+        RolloutEngine(config, device, decode_delay_s=args.decode_delay_ms / 1000),
+        Trainer(config, device, lr=args.lr, epochs=args.epochs, behaviour_weight_cap=args.behaviour_weight_cap, checkpoint_dir=args.checkpoint_dir),
+        model_name="timeshare-reference",
+        api_key=api_key,
+        weight_sync_timeout_s=args.weight_sync_timeout_s,
+        broadcast_delay_s=args.broadcast_delay_ms / 1000,
+    )
     server = make_server(app, args.host, args.port)
     print(f"READY {server.server_address[1]}", flush=True)
     try:

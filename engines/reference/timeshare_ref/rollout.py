@@ -199,8 +199,23 @@ class RolloutEngine:
             expected = set(self.model.state_dict().keys())
             if set(state.keys()) != expected:
                 raise EngineError(400, f"{file} does not match the model: missing {sorted(expected - state.keys())[:3]}, unexpected {sorted(state.keys() - expected)[:3]}")
+            self.swap_weights(state, weight_version, model_path)
+
+    def parameter_specs(self) -> dict[str, tuple[torch.dtype, tuple[int, ...]]]:
+        """Name -> (dtype, shape) of every tensor of the model's state (what a full update covers)."""
+        with self.lock:
+            if self.weights.resident:
+                return {k: (v.dtype, tuple(v.shape)) for k, v in self.model.state_dict().items()}
+            return {k: (v.dtype, tuple(v.shape)) for k, v in (self.weights.host or {}).items()}
+
+    def swap_weights(self, state: dict[str, torch.Tensor], weight_version: str | None, source: str) -> None:
+        """Replaces every weight at once, between two tokens (the lock): requests see the old
+        version or the new one, never a mix. Needs resident weights."""
+        with self.lock:
+            if not self.weights.resident:
+                raise EngineError(400, "cannot update weights while they are released (resume_memory_occupation with tag 'weights' first)")
             self.model.load_state_dict(state)
-            self.model_path = model_path
+            self.model_path = source
             if weight_version is not None:
                 self.weight_version = weight_version
 

@@ -18,16 +18,38 @@ from urllib.parse import parse_qs, urlparse
 from .model import ModelConfig
 from .rollout import TAGS, EngineError, RolloutEngine
 from .trainer import Trainer, parse_trajectory
+from .weight_sync import WeightReceiver, WeightSender, parse_bucket
+
+# vLLM has one weight-transfer engine per server: its group has this name here.
+VLLM_GROUP = "vllm-weight-transfer"
 
 
 class App:
-    def __init__(self, config: ModelConfig, engine: RolloutEngine, trainer: Trainer, model_name: str, api_key: str | None):
+    def __init__(
+        self,
+        config: ModelConfig,
+        engine: RolloutEngine,
+        trainer: Trainer,
+        model_name: str,
+        api_key: str | None,
+        weight_sync_timeout_s: float = 60.0,
+        broadcast_delay_s: float = 0.0,
+    ):
         self.config = config
         self.engine = engine
         self.trainer = trainer
         self.model_name = model_name
         self.api_key = api_key
         self.started = time.time()
+        self.weight_sync_timeout_s = weight_sync_timeout_s
+        self.receiver = WeightReceiver(engine.device, engine.parameter_specs())
+        self.sender = WeightSender(trainer.device, delay_per_bucket_s=broadcast_delay_s)
+        # The backend the engine uses when vLLM's init does not name one (vLLM sets it at start).
+        self.default_backend = "nccl" if engine.device.type == "cuda" else "gloo"
+
+    def check_backend(self, backend: str) -> None:
+        if backend == "nccl" and self.engine.device.type != "cuda":
+            raise EngineError(400, "backend nccl needs CUDA; this engine runs on CPU (use gloo)")
 
 
 def _field(body: dict, name: str, kind, default=None, required=False):
@@ -228,7 +250,90 @@ class Handler(BaseHTTPRequestHandler):
             "resident_memory_tags": engine.resident(),
             "running_requests": engine.running_count(),
             "paused": not engine.unpaused.is_set(),
+            "weight_update": self.app.receiver.describe(),
         }
+
+    # ----- weight sync by broadcast (SGLang shapes) -----
+
+    def sgl_init_weights_update_group(self, body, _query):
+        backend = _field(body, "backend", str, default="nccl")
+        self.app.check_backend(backend)
+        name = _field(body, "group_name", str, default="weight_update_group")
+        try:
+            self.app.receiver.join(
+                name,
+                _field(body, "master_address", str, required=True),
+                _field(body, "master_port", int, required=True),
+                _field(body, "rank_offset", int, required=True),
+                _field(body, "world_size", int, required=True),
+                backend,
+                self.app.weight_sync_timeout_s,
+            )
+        except EngineError as error:
+            return error.status, {"success": False, "message": str(error)}
+        return 200, {"success": True, "message": f"joined weight-update group {name}"}
+
+    def sgl_update_weights_from_distributed(self, body, _query):
+        names, dtypes, shapes = parse_bucket(body)
+        name = _field(body, "group_name", str, default="weight_update_group")
+        version = body.get("weight_version")
+        version = None if version is None else str(version)
+        load_format = _field(body, "load_format", str)
+        if load_format not in (None, "flattened_bucket"):
+            return 400, {"success": False, "message": f"load_format {load_format!r} is not supported (None or flattened_bucket)"}
+        if _field(body, "abort_all_requests", bool, default=False):
+            self.app.engine.abort(None)
+        try:
+            self.app.receiver.receive(name, names, dtypes, shapes, load_format == "flattened_bucket", version)
+            staged = self.app.receiver.take_complete(name)
+            if staged is None:
+                return 200, {"success": True, "message": f"staged {len(names)} tensors; the model changes once every tensor arrived"}
+            self.app.engine.swap_weights(staged.tensors, staged.version, f"<broadcast in group {name}>")
+        except EngineError as error:
+            return error.status, {"success": False, "message": str(error)}
+        return 200, {"success": True, "message": f"Succeeded to update parameter online (version {self.app.engine.weight_version})."}
+
+    def sgl_destroy_weights_update_group(self, body, _query):
+        name = _field(body, "group_name", str, default="weight_update_group")
+        existed = self.app.receiver.destroy(name)
+        return 200, {"success": True, "message": f"destroyed {name}" if existed else f"no group {name}"}
+
+    # ----- weight sync by broadcast (vLLM shapes) -----
+
+    def vllm_init_weight_transfer_engine(self, body, _query):
+        info = _field(body, "init_info", dict, required=True)
+        # One transfer engine per server: a new init replaces the old group (vLLM re-initialises).
+        self.app.receiver.destroy(VLLM_GROUP)
+        self.app.receiver.join(
+            VLLM_GROUP,
+            _field(info, "master_address", str, required=True),
+            _field(info, "master_port", int, required=True),
+            _field(info, "rank_offset", int, required=True),
+            _field(info, "world_size", int, required=True),
+            self.app.default_backend,
+            self.app.weight_sync_timeout_s,
+        )
+        return 200, {"status": "ok"}
+
+    def vllm_start_weight_update(self, _body, _query):
+        self.app.receiver.begin(VLLM_GROUP, None)
+        return 200, {"status": "ok"}
+
+    def vllm_update_weights(self, body, _query):
+        info = _field(body, "update_info", dict, required=True)
+        if _field(info, "packed", bool, default=False):
+            raise EngineError(400, "packed updates are not supported by the reference engine (packed: false)")
+        names, dtypes, shapes = parse_bucket(info, dtypes_key="dtype_names")
+        self.app.receiver.receive(VLLM_GROUP, names, dtypes, shapes, False, None)
+        return 200, {"status": "ok"}
+
+    def vllm_finish_weight_update(self, _body, _query):
+        staged = self.app.receiver.take_complete(VLLM_GROUP)
+        if staged is None:
+            described = self.app.receiver.describe()["staging"].get(VLLM_GROUP)
+            raise EngineError(409, f"finish_weight_update before every tensor arrived ({described}); the engine keeps its weights")
+        self.app.engine.swap_weights(staged.tensors, None, "<weight transfer engine>")
+        return 200, {"status": "ok"}
 
     def weight_version(self, _body, _query):
         return 200, {"weight_version": self.app.engine.weight_version}
@@ -360,7 +465,43 @@ class Handler(BaseHTTPRequestHandler):
 
     def trainer_status(self, _body, _query):
         t = self.app.trainer
-        return 200, {"onloaded": t.onloaded, "weight_version": t.weight_version, "device": str(t.device)}
+        return 200, {"onloaded": t.onloaded, "weight_version": t.weight_version, "device": str(t.device), "weight_update_groups": self.app.sender.describe()}
+
+    def trainer_init_weights_update_group(self, body, _query):
+        backend = _field(body, "backend", str, required=True)
+        self.app.check_backend(backend)
+        address = _field(body, "master_address", str, required=True)
+        port = self.app.sender.open(
+            _field(body, "group_name", str, required=True),
+            address,
+            _field(body, "master_port", int, default=0),
+            _field(body, "world_size", int, required=True),
+            backend,
+            self.app.weight_sync_timeout_s,
+        )
+        return 200, {"success": True, "master_address": address, "master_port": port}
+
+    def trainer_weights_manifest(self, body, _query):
+        from .weight_sync import plan_buckets
+
+        named = self.app.trainer.named_weights(self.app.trainer.weight_version)
+        buckets = plan_buckets(named, _field(body, "bucket_bytes", int, required=True))
+        return 200, {"buckets": [b.as_json() for b in buckets], "total_bytes": sum(b.nbytes for b in buckets)}
+
+    def trainer_broadcast_weights(self, body, _query):
+        version = _field(body, "version", int, required=True)
+        layout = _field(body, "format", str, default="flattened_bucket")
+        if layout not in ("flattened_bucket", "per_tensor"):
+            raise EngineError(400, f"format must be flattened_bucket or per_tensor, got {layout!r}")
+        named = self.app.trainer.named_weights(version)
+        result = self.app.sender.broadcast(_field(body, "group_name", str, required=True), named, _field(body, "bucket_bytes", int, required=True), layout == "flattened_bucket")
+        if self.app.trainer.weight_version != version:
+            raise EngineError(409, f"the trainer moved from version {version} to {self.app.trainer.weight_version} during the broadcast")
+        return 200, {"version": version, **result}
+
+    def trainer_destroy_weights_update_group(self, body, _query):
+        name = _field(body, "group_name", str, required=True)
+        return 200, {"success": True, "destroyed": self.app.sender.destroy(name)}
 
     def trainer_onload(self, _body, _query):
         self.app.trainer.onload()
@@ -410,7 +551,18 @@ ROUTES = {
     ("POST", "/collective_rpc"): Handler.vllm_collective_rpc,
     ("POST", "/update_weight_version"): Handler.vllm_update_weight_version,
     ("GET", "/weight_info"): Handler.vllm_weight_info,
+    ("POST", "/init_weights_update_group"): Handler.sgl_init_weights_update_group,
+    ("POST", "/update_weights_from_distributed"): Handler.sgl_update_weights_from_distributed,
+    ("POST", "/destroy_weights_update_group"): Handler.sgl_destroy_weights_update_group,
+    ("POST", "/init_weight_transfer_engine"): Handler.vllm_init_weight_transfer_engine,
+    ("POST", "/start_weight_update"): Handler.vllm_start_weight_update,
+    ("POST", "/update_weights"): Handler.vllm_update_weights,
+    ("POST", "/finish_weight_update"): Handler.vllm_finish_weight_update,
     ("GET", "/trainer/status"): Handler.trainer_status,
+    ("POST", "/trainer/init_weights_update_group"): Handler.trainer_init_weights_update_group,
+    ("POST", "/trainer/weights_manifest"): Handler.trainer_weights_manifest,
+    ("POST", "/trainer/broadcast_weights"): Handler.trainer_broadcast_weights,
+    ("POST", "/trainer/destroy_weights_update_group"): Handler.trainer_destroy_weights_update_group,
     ("POST", "/trainer/onload"): Handler.trainer_onload,
     ("POST", "/trainer/offload"): Handler.trainer_offload,
     ("POST", "/trainer/train_step"): Handler.trainer_train_step,

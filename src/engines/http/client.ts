@@ -78,8 +78,8 @@ export class HttpClient {
   }
 
   /** Sends and ignores the body (SGLang answers some control calls with plain text). */
-  async call(method: 'GET' | 'POST', path: string, body?: unknown): Promise<void> {
-    const response = await this.send(method, path, body);
+  async call(method: 'GET' | 'POST', path: string, body?: unknown, options: { signal?: AbortSignal; timeoutMs?: number | null } = {}): Promise<void> {
+    const response = await this.send(method, path, body, options);
     await response.arrayBuffer();
   }
 }

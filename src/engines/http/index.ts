@@ -5,3 +5,4 @@ export * from './sampling';
 export * from './sglang';
 export * from './vllm';
 export * from './trainer';
+export * from './broadcast';

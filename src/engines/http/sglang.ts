@@ -6,7 +6,8 @@
  *   abort           POST /abort_request {rid} | {abort_all: true}; the aborted /generate answers
  *                   with finish_reason.type "abort" and the tokens generated so far
  *   release/resume  POST /release_memory_occupation, /resume_memory_occupation {tags}
- *   weights         POST /update_weights_from_disk {model_path, weight_version}
+ *   weights         POST /update_weights_from_disk {model_path, weight_version}, or by broadcast
+ *                   (./broadcast.ts: init_weights_update_group, update_weights_from_distributed)
  *   status          GET /model_info (weight_version; the reference engine adds resident tags)
  *
  * SGLang does not report which memory tags are resident: the adapter records what its own
@@ -14,6 +15,7 @@
  */
 import { z } from 'zod';
 import { ALL_MEMORY_TAGS, type EngineStatus, type MemoryTag, type RolloutEngine, type TurnRequest, type TurnResult } from '../types';
+import { SglangWeightReceiver } from './broadcast';
 import { describe, HttpClient, parseVersion } from './client';
 import { EngineProtocolError } from './errors';
 import type { RolloutAdapterOptions, SamplingOptions } from './sampling';
@@ -48,11 +50,13 @@ export class SglangRolloutEngine implements RolloutEngine {
   private readonly resident = new Set<MemoryTag>(ALL_MEMORY_TAGS);
   private readonly running = new Set<string>();
   private servedVersion: number;
+  readonly broadcast: SglangWeightReceiver;
 
   constructor(options: RolloutAdapterOptions) {
     this.http = new HttpClient({ baseUrl: options.baseUrl, ...(options.apiKey === undefined ? {} : { apiKey: options.apiKey }) });
     this.sampling = options.sampling;
     this.servedVersion = options.initialVersion ?? 0;
+    this.broadcast = new SglangWeightReceiver(this.http, (version) => (this.servedVersion = version));
   }
 
   async generate(request: TurnRequest, signal?: AbortSignal): Promise<TurnResult> {

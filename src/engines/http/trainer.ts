@@ -4,6 +4,7 @@
  */
 import { z } from 'zod';
 import type { TrainBatch, Trainer, TrainerStatus, TrainStepResult } from '../types';
+import { HttpWeightSender } from './broadcast';
 import { HttpClient } from './client';
 import { EngineProtocolError } from './errors';
 
@@ -25,7 +26,10 @@ export class HttpTrainer implements Trainer {
   constructor(options: HttpTrainerOptions) {
     this.http = new HttpClient({ baseUrl: options.baseUrl, ...(options.apiKey === undefined ? {} : { apiKey: options.apiKey }) });
     this.trainStepTimeoutMs = options.trainStepTimeoutMs ?? 3_600_000;
+    this.broadcast = new HttpWeightSender(this.http);
   }
+
+  readonly broadcast: HttpWeightSender;
 
   async onload(): Promise<void> {
     await this.http.json('POST', '/trainer/onload', {}, statusSchema);
@@ -46,7 +50,14 @@ export class HttpTrainer implements Trainer {
       {
         iteration: batch.iteration,
         from_version: batch.fromVersion,
-        trajectories: batch.trajectories.map((t) => ({ sample_id: t.sampleId, reward: t.reward, input_ids: t.inputIds, loss_mask: t.lossMask, logprobs: t.logprobs })),
+        trajectories: batch.trajectories.map((t) => ({
+          sample_id: t.sampleId,
+          reward: t.reward,
+          input_ids: t.inputIds,
+          loss_mask: t.lossMask,
+          logprobs: t.logprobs,
+          ...(t.versions === undefined ? {} : { versions: t.versions }),
+        })),
       },
       stepSchema,
       { ...(signal === undefined ? {} : { signal }), timeoutMs: this.trainStepTimeoutMs },

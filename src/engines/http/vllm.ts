@@ -11,11 +11,13 @@
  *   abortAll        POST /abort_requests {} (no ids: every in-flight request)
  *   release/resume  POST /sleep?level=1 (weights and KV cache together), /wake_up?tags=...
  *   weights         POST /collective_rpc {method: reload_weights, kwargs: {weights_path}}, then
- *                   POST /update_weight_version {new_version}
+ *                   POST /update_weight_version {new_version}; or by broadcast (./broadcast.ts:
+ *                   init_weight_transfer_engine, start/update/finish_weight_update)
  *   status          GET /weight_info, GET /is_sleeping
  */
 import { z } from 'zod';
 import { ALL_MEMORY_TAGS, type EngineStatus, type MemoryTag, type RolloutEngine, type TurnRequest, type TurnResult } from '../types';
+import { VllmWeightReceiver } from './broadcast';
 import { HttpClient, parseJson, parseVersion } from './client';
 import { EngineHttpError, EngineProtocolError } from './errors';
 import type { RolloutAdapterOptions, SamplingOptions } from './sampling';
@@ -57,7 +59,10 @@ export class VllmRolloutEngine implements RolloutEngine {
     this.sampling = options.sampling;
     this.model = options.model;
     this.servedVersion = options.initialVersion ?? 0;
+    this.broadcast = new VllmWeightReceiver(this.http, (version) => (this.servedVersion = version));
   }
+
+  readonly broadcast: VllmWeightReceiver;
 
   async generate(request: TurnRequest, signal?: AbortSignal): Promise<TurnResult> {
     const endpoint = this.http.endpoint('POST', '/v1/completions');

@@ -9,11 +9,11 @@
  * Text that is not a tool call is not sent: the turn's observation says why (the model learns from it).
  */
 import { z } from 'zod';
-import type { OpenEnvEnvironmentConfig } from '../../config/schema';
+import type { ToolCallFormat } from './config';
 import { EnvironmentProtocolError } from './errors';
 import type { OpenEnvAction } from './protocol';
 
-export type ToolCallFormat = OpenEnvEnvironmentConfig['toolCall'];
+export type { ToolCallFormat } from './config';
 export type ActionOrInvalid = { action: OpenEnvAction } | { invalid: string };
 
 const jsonToolCall = z.object({ name: z.string().min(1), arguments: z.record(z.string(), z.unknown()).default({}) }).strict();

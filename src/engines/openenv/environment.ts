@@ -16,7 +16,7 @@
  * recorded ids; otherwise the sample ends with the counted reason `environment-lost`.
  * docs/engine-protocol.md ("Environment") states the rule.
  */
-import type { OpenEnvEnvironmentConfig } from '../../config/schema';
+import type { OpenEnvEnvironmentConfig } from './config';
 import type { AgentEnvironment, EnvironmentReset, EnvironmentStep, EpisodeHistory } from '../types';
 import { buildAction, observationText, renderTemplate } from './actions';
 import { EnvironmentProtocolError, EnvironmentUnavailableError, EpisodeLostError } from './errors';

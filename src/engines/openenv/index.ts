@@ -2,7 +2,7 @@
  * OpenEnv environments (engine.environment.kind: openenv): the adapter, its tokenizer and the
  * supervised server processes. docs/engine-protocol.md ("Environment") is the contract.
  */
-import type { OpenEnvEnvironmentConfig, RolloutEngineConfig } from '../../config/schema';
+import type { OpenEnvEnvironmentConfig, TokenizerRolloutEngine } from './config';
 import { engineAuthHeaders, headerSecrets } from '../auth';
 import { OpenEnvEnvironment } from './environment';
 import { SupervisedServer } from './supervisor';
@@ -14,7 +14,7 @@ export { EngineTokenizer, VocabularyTokenizer, type Tokenizer } from './tokenize
 export { SupervisedServer } from './supervisor';
 
 /** The tokenizer of the rollout engine at `endpoint` (its own /tokenize), or the configured file. */
-export function environmentTokenizer(config: OpenEnvEnvironmentConfig, rollout: RolloutEngineConfig, endpoint: string | undefined): Tokenizer {
+export function environmentTokenizer(config: OpenEnvEnvironmentConfig, rollout: TokenizerRolloutEngine, endpoint: string | undefined): Tokenizer {
   if (config.tokenizer.kind === 'file') return VocabularyTokenizer.fromFile(config.tokenizer.path);
   if (rollout.kind === 'simulated') throw new Error('engine.environment.tokenizer: kind engine needs real rollout engines (sglang | vllm)');
   if (endpoint === undefined) throw new Error('engine.environment.tokenizer: no rollout endpoint to tokenize with');
@@ -29,7 +29,7 @@ export function environmentTokenizer(config: OpenEnvEnvironmentConfig, rollout: 
  */
 export function createOpenEnvEnvironment(
   config: OpenEnvEnvironmentConfig,
-  rollout: RolloutEngineConfig,
+  rollout: TokenizerRolloutEngine,
   endpoint: string | undefined,
   options: { superviseOnNode?: number; log?: (line: string) => void } = {},
 ): OpenEnvEnvironment {

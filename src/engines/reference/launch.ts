@@ -32,6 +32,12 @@ export interface ReferenceEngineOptions {
   epochs?: number;
   /** Sleep this long per generated token (stands in for a big model's decode time in tests). */
   decodeDelayMs?: number;
+  /** Timeout of weight-update group formation and of each broadcast operation (default 60 s). */
+  weightSyncTimeoutS?: number;
+  /** Trainer: sleep between broadcast buckets (stands in for a big model's transfer time in tests). */
+  broadcastDelayMs?: number;
+  /** Trainer: save every step here and resume from it at start (survives a restart). */
+  checkpointDir?: string;
   /** Name of an environment variable (set for the child) that holds the API key. */
   apiKeyEnv?: string;
   env?: NodeJS.ProcessEnv;
@@ -52,6 +58,9 @@ export async function startReferenceEngine(options: ReferenceEngineOptions = {})
   if (options.epochs !== undefined) args.push('--epochs', String(options.epochs));
   if (options.decodeDelayMs !== undefined) args.push('--decode-delay-ms', String(options.decodeDelayMs));
   if (options.apiKeyEnv !== undefined) args.push('--api-key-env', options.apiKeyEnv);
+  if (options.weightSyncTimeoutS !== undefined) args.push('--weight-sync-timeout-s', String(options.weightSyncTimeoutS));
+  if (options.broadcastDelayMs !== undefined) args.push('--broadcast-delay-ms', String(options.broadcastDelayMs));
+  if (options.checkpointDir !== undefined) args.push('--checkpoint-dir', options.checkpointDir);
   const child = spawn(referencePython(), args, { cwd: REFERENCE_DIR, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...options.env } });
   let text = '';
   child.stdout.on('data', (chunk: Buffer) => (text += chunk.toString()));

@@ -38,3 +38,12 @@ export function memoryTagShareMs(
   const own = tag === 'weights' ? cost.rolloutWeightsGiBPerGpu : cost.rolloutKvCacheGiBPerGpu;
   return all > 0 ? (totalMs * own) / all : totalMs / 2;
 }
+
+/**
+ * Simulated duration of one weight broadcast from the trainer to every engine: one rank's weights
+ * (GiB per GPU × GPUs per rank) at the collective's bandwidth. A pipelined broadcast (ring or tree,
+ * chunked) takes about as long for many receivers as for one, so the number of engines is not in it.
+ */
+export function weightBroadcastMs(cost: Pick<CostModel, 'rolloutWeightsGiBPerGpu' | 'broadcastGiBPerSecond'>, gpusPerRank: number): number {
+  return ((cost.rolloutWeightsGiBPerGpu * gpusPerRank) / cost.broadcastGiBPerSecond) * 1000;
+}

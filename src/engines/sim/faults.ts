@@ -54,6 +54,7 @@ export function faultyRolloutEngine(engine: RolloutEngine, plan: FaultPlan, rank
       return engine.updateWeights(version, path);
     },
     status: () => engine.status(),
+    ...(engine.broadcast === undefined ? {} : { broadcast: engine.broadcast }),
   };
 }
 
@@ -76,6 +77,7 @@ export function faultyTrainer(trainer: Trainer, plan: FaultPlan, node: number): 
       return trainer.offload();
     },
     status: () => trainer.status(),
+    ...(trainer.broadcast === undefined ? {} : { broadcast: trainer.broadcast }),
   };
 }
 

@@ -15,15 +15,15 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { z } from 'zod';
-import { memoryTagSchema, type MemoryTag, type RolloutEngine, type Trainer, type TrainBatch, type TurnRequest } from '../types';
+import { memoryTagSchema, type MemoryTag, type RolloutEngine, type Trainer, type TrainBatch, type TurnRequest, type WeightReceiver, type WeightSender } from '../types';
 import { SimulatedEngineFault } from './faults';
 import { writeJsonAtomic } from './persistentState';
 
 export const INJECTED_FAULT_KINDS = ['error', 'crash', 'hang', 'slow'] as const;
 export type InjectedFaultKind = (typeof INJECTED_FAULT_KINDS)[number];
 
-export const ROLLOUT_OPERATIONS = ['generate', 'releaseMemory', 'resumeMemory', 'updateWeights'] as const;
-export const TRAINER_OPERATIONS = ['onload', 'trainStep', 'exportWeights', 'offload'] as const;
+export const ROLLOUT_OPERATIONS = ['generate', 'releaseMemory', 'resumeMemory', 'updateWeights', 'joinWeightGroup', 'receiveWeights'] as const;
+export const TRAINER_OPERATIONS = ['onload', 'trainStep', 'exportWeights', 'offload', 'broadcastWeights'] as const;
 
 export const injectedFaultSchema = z
   .object({
@@ -183,6 +183,33 @@ export function injectableRolloutEngine(engine: RolloutEngine, injector: FaultIn
       return engine.updateWeights(version, weightsPath);
     },
     status: () => engine.status(),
+    ...(engine.broadcast === undefined ? {} : { broadcast: injectableReceiver(engine.broadcast, injector, rank) }),
+  };
+}
+
+function injectableReceiver(receiver: WeightReceiver, injector: FaultInjector, rank: number): WeightReceiver {
+  return {
+    joinWeightGroup: async (group, rankOffset, signal) => {
+      await injector.before('rollout', 'joinWeightGroup', rank);
+      return receiver.joinWeightGroup(group, rankOffset, signal);
+    },
+    receiveWeights: async (group, version, manifest, signal) => {
+      await injector.before('rollout', 'receiveWeights', rank);
+      return receiver.receiveWeights(group, version, manifest, signal);
+    },
+    leaveWeightGroup: (groupName) => receiver.leaveWeightGroup(groupName),
+  };
+}
+
+function injectableSender(sender: WeightSender, injector: FaultInjector, node: number): WeightSender {
+  return {
+    openWeightGroup: (spec) => sender.openWeightGroup(spec),
+    weightManifest: (bucketBytes) => sender.weightManifest(bucketBytes),
+    broadcastWeights: async (groupName, version, bucketBytes, layout, signal) => {
+      await injector.before('trainer', 'broadcastWeights', node);
+      return sender.broadcastWeights(groupName, version, bucketBytes, layout, signal);
+    },
+    closeWeightGroup: (groupName) => sender.closeWeightGroup(groupName),
   };
 }
 
@@ -205,5 +232,6 @@ export function injectableTrainer(trainer: Trainer, injector: FaultInjector, nod
       return trainer.offload();
     },
     status: () => trainer.status(),
+    ...(trainer.broadcast === undefined ? {} : { broadcast: injectableSender(trainer.broadcast, injector, node) }),
   };
 }

@@ -65,14 +65,23 @@ function splitSafeInteger(subject: string, value: number): [number, number] {
   return [value - high * TWO_POW_32, high];
 }
 
+/** True for an integer in [0, 2^32): its high word is 0 (the common case, checked without allocating). */
+function isUint32(value: number): boolean {
+  return value >>> 0 === value;
+}
+
 /**
  * A uniform draw in the open interval (0, 1), keyed by (seed, stream, sampleId, turn).
  * Open at both ends so inverse CDFs never see 0 or 1. Resolution 2^-32.
  */
 export function uniform01(seed: number, stream: string, sampleId: number, turn = 0): number {
-  const [seedLo, seedHi] = splitSafeInteger('random draw seed', seed);
-  const [idLo, idHi] = splitSafeInteger('random draw sampleId', sampleId);
-  const [turnLo, turnHi] = splitSafeInteger('random draw turn', turn);
+  const [seedLo, seedHi] = isUint32(seed) ? [seed, 0] : splitSafeInteger('random draw seed', seed);
+  const idSmall = isUint32(sampleId);
+  const idLo = idSmall ? sampleId : splitSafeInteger('random draw sampleId', sampleId)[0];
+  const idHi = idSmall ? 0 : splitSafeInteger('random draw sampleId', sampleId)[1];
+  const turnSmall = isUint32(turn);
+  const turnLo = turnSmall ? turn : splitSafeInteger('random draw turn', turn)[0];
+  const turnHi = turnSmall ? 0 : splitSafeInteger('random draw turn', turn)[1];
   // The same words as hashWords32([seedLo, seedHi, hash(stream), idLo, idHi, turnLo, turnHi]),
   // mixed without building the array: this is the simulator's hottest function.
   let h = 0;

@@ -13,6 +13,7 @@
  * so after a worker restart a repeated release is still a no-op.
  */
 import fs from 'node:fs/promises';
+import path from 'node:path';
 import { z } from 'zod';
 import type { GpuId, RankId } from '../../gpu/layout';
 import { checkIntRange, checkNoDuplicates, checkNonEmpty } from '../../gpu/validation';
@@ -25,7 +26,9 @@ import {
   type RolloutEngine,
   type TurnRequest,
   type TurnResult,
+  type WeightReceiver,
 } from '../types';
+import { SimWeightReceiver } from './broadcast';
 import type { SimClock } from './clock';
 import { memoryTagShareMs, prefillMs } from './costFunctions';
 import { DecodeScheduler } from './decodeScheduler';
@@ -43,6 +46,8 @@ const engineStateSchema = z
   .object({
     weightVersion: z.number().int().nonnegative(),
     resident: z.array(memoryTagSchema),
+    /** The weight-update group the engine joined (broadcast sync). */
+    weightGroup: z.string().optional(),
   })
   .strict();
 type EngineState = z.infer<typeof engineStateSchema>;
@@ -95,6 +100,9 @@ export class SimRolloutEngine implements RolloutEngine {
   private readonly scheduler: DecodeScheduler;
   private readonly gate: TransitionGate;
   private weightVersion: number;
+  private weightGroup: string | undefined;
+  /** Weight sync by broadcast (needs statePath: the group folder sits beside the state file). */
+  readonly broadcast: WeightReceiver | undefined;
   private readonly resident = new Set<MemoryTag>();
   /** Prefix cache: per sample, the context length (tokens) whose KV this rank holds. */
   private readonly prefixCache = new Map<number, number>();
@@ -120,6 +128,22 @@ export class SimRolloutEngine implements RolloutEngine {
     // A fresh engine process starts with its weights loaded and its KV cache allocated.
     const state: EngineState = saved ?? { weightVersion: 0, resident: [...ALL_MEMORY_TAGS] };
     this.weightVersion = state.weightVersion;
+    this.weightGroup = state.weightGroup;
+    this.broadcast =
+      this.statePath === undefined
+        ? undefined
+        : new SimWeightReceiver({
+            name: this.name,
+            dir: path.join(path.dirname(this.statePath), 'broadcast'),
+            clock: this.clock,
+            cost: this.cost,
+            joined: () => this.weightGroup,
+            setJoined: (group) => {
+              this.weightGroup = group;
+              this.persist();
+            },
+            apply: (version) => this.applyBroadcastVersion(version),
+          });
     for (const tag of RESUME_ORDER) {
       if (!state.resident.includes(tag)) continue;
       // The engine process holds this memory; make this process's ledger show it (see SimGpuMemory.adopt).
@@ -148,7 +172,7 @@ export class SimRolloutEngine implements RolloutEngine {
 
   private persist(): void {
     if (this.statePath === undefined) return;
-    const state: EngineState = { weightVersion: this.weightVersion, resident: this.residentTags() };
+    const state: EngineState = { weightVersion: this.weightVersion, resident: this.residentTags(), ...(this.weightGroup === undefined ? {} : { weightGroup: this.weightGroup }) };
     writeJsonAtomic(this.statePath, state);
   }
 
@@ -309,6 +333,19 @@ export class SimRolloutEngine implements RolloutEngine {
       await this.clock.sleep(this.cost.weightSyncMs);
       this.weightVersion = version;
       // KV computed under the old weights is stale (SGLang flushes its cache on a weight update).
+      this.flushPrefixCache();
+      this.persist();
+    });
+  }
+
+  /** The end of a received broadcast: the whole version is swapped in at once. */
+  private applyBroadcastVersion(version: number): Promise<void> {
+    const method = `receiveWeights(v${version})`;
+    return this.gate.run(method, async () => {
+      if (!this.resident.has('weights')) throw new EngineStateError(this.name, `${method}: weights are not resident (resume weights first)`);
+      if (version < this.weightVersion) throw new EngineStateError(this.name, `${method}: refusing to go back from v${this.weightVersion}`);
+      if (this.scheduler.running > 0) throw new EngineStateError(this.name, `${method} with ${this.scheduler.running} running request(s): stop generation first (abortAll)`);
+      this.weightVersion = version;
       this.flushPrefixCache();
       this.persist();
     });

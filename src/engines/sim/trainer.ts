@@ -14,7 +14,8 @@ import path from 'node:path';
 import { z } from 'zod';
 import type { GpuId, NodeId } from '../../gpu/layout';
 import { checkIntRange, checkNoDuplicates, checkNonEmpty } from '../../gpu/validation';
-import type { CostModel, TrainBatch, Trainer, TrainerStatus, TrainStepResult } from '../types';
+import type { CostModel, TrainBatch, Trainer, TrainerStatus, TrainStepResult, WeightSender } from '../types';
+import { SimWeightSender } from './broadcast';
 import type { SimClock } from './clock';
 import { trainStepMs } from './costFunctions';
 import { EngineStateError } from './errors';
@@ -58,6 +59,8 @@ export interface SimTrainerOptions {
   memory: SimGpuMemory;
   /** JSON file persisting {onloaded, weightVersion, lastStep}; omitted: nothing survives the object. */
   statePath?: string;
+  /** GPUs per rollout rank (broadcast sync sends one rank's weights); default 1. */
+  gpusPerRank?: number;
   /** Weight version when there is no saved state (a run resumed from a checkpoint). Default 0. */
   initialVersion?: number;
   /** Seed of the simulated loss noise. Default 1. */
@@ -98,7 +101,21 @@ export class SimTrainer implements Trainer {
     this.state = saved ?? { onloaded: false, weightVersion: initialVersion };
     if (this.state.onloaded) this.memory.adopt(this.owner, this.gpus, this.cost.trainerGiBPerGpu);
     this.persist();
+    this.broadcast =
+      this.statePath === undefined
+        ? undefined
+        : new SimWeightSender({
+            name: this.name,
+            dir: path.join(path.dirname(this.statePath), 'broadcast'),
+            clock: this.clock,
+            cost: this.cost,
+            gpusPerRank: options.gpusPerRank ?? 1,
+            version: () => this.state.weightVersion,
+          });
   }
+
+  /** Weight sync by broadcast (needs statePath: the group folder sits beside the state file). */
+  readonly broadcast: WeightSender | undefined;
 
   private persist(): void {
     if (this.statePath !== undefined) writeJsonAtomic(this.statePath, this.state);

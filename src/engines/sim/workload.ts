@@ -11,7 +11,7 @@ import path from 'node:path';
 import { checkIntRange, checkNonEmpty } from '../../gpu/validation';
 import type { Workload } from '../types';
 import { CsvFormatError, parseCsvTable } from './csv';
-import { logNormal, uniform01 } from './random';
+import { logNormal, uniform01, Z90 } from './random';
 
 /** Draw streams: one name per quantity, so adding a quantity never shifts the others. */
 const STREAM = {
@@ -32,61 +32,123 @@ export interface WorkloadLimits {
   maxTokens: number;
 }
 
-/**
- * Reads the `turns` column of a per-trajectory CSV (such as shared/data/swebv_mini_gemini3pro.csv).
- * Throws CsvFormatError / ValidationError naming the file and line of the first bad row.
- */
-export function loadTurnsCsv(file: string): number[] {
-  let text: string;
+/** One trajectory of a workload CSV: its turns and, when the CSV has them, its per-turn means. */
+export interface WorkloadCsvRow {
+  turns: number;
+  /** Mean completion tokens per turn (column completion_tokens_per_turn, or gen_tokens_total / turns). */
+  completionTokensPerTurn?: number;
+  /** Mean tool (environment step) time per turn in seconds (column tool_seconds_per_turn). */
+  toolSecondsPerTurn?: number;
+}
+
+export interface WorkloadCsv {
+  file: string;
+  rows: WorkloadCsvRow[];
+  /** Columns the workload uses, and those it does not (reported, never silently dropped). */
+  usedColumns: string[];
+  ignoredColumns: string[];
+}
+
+/** Columns a per-trajectory workload CSV may carry besides `turns`. */
+export const WORKLOAD_CSV_COLUMNS = ['turns', 'completion_tokens_per_turn', 'gen_tokens_total', 'tool_seconds_per_turn'] as const;
+
+function readCsvText(file: string): string {
   try {
-    text = fs.readFileSync(file, 'utf8');
+    return fs.readFileSync(file, 'utf8');
   } catch (err) {
     throw new Error(`cannot read workload CSV ${file}: ${(err as Error).message}`);
   }
-  const table = parseCsvTable(text, file);
-  const column = table.header.indexOf('turns');
-  if (column < 0) {
+}
+
+/**
+ * Reads a per-trajectory CSV (such as shared/data/swebv_mini_gemini3pro.csv): the `turns` column,
+ * and optionally `completion_tokens_per_turn` (or `gen_tokens_total`) and `tool_seconds_per_turn`.
+ * Throws CsvFormatError / ValidationError naming the file and line of the first bad value.
+ */
+export function loadWorkloadCsv(file: string): WorkloadCsv {
+  const table = parseCsvTable(readCsvText(file), file);
+  const column = (name: string): number => table.header.indexOf(name);
+  if (column('turns') < 0) {
     throw new CsvFormatError(file, 1, `no "turns" column in the header (columns: ${table.header.join(', ')})`);
   }
-  const turns = table.rows.map((row) => {
-    const raw = (row.fields[column] ?? '').trim();
-    if (!/^\d+$/.test(raw)) {
-      throw new CsvFormatError(file, row.line, `column "turns" must be a positive integer, got ${JSON.stringify(raw)}`);
+  const number = (row: { line: number; fields: string[] }, name: string, integer: boolean): number | undefined => {
+    const index = column(name);
+    if (index < 0) return undefined;
+    const raw = (row.fields[index] ?? '').trim();
+    const value = Number(raw);
+    if (raw === '' || !Number.isFinite(value) || value < 0 || (integer && !Number.isInteger(value))) {
+      throw new CsvFormatError(file, row.line, `column "${name}" must be a non-negative ${integer ? 'integer' : 'number'}, got ${JSON.stringify(raw)}`);
     }
-    return checkIntRange(`${file}:${row.line} column "turns"`, Number(raw), 1, MAX_CSV_TURNS);
+    return value;
+  };
+  const rows = table.rows.map((row): WorkloadCsvRow => {
+    const rawTurns = (row.fields[column('turns')] ?? '').trim();
+    if (!/^\d+$/.test(rawTurns)) {
+      throw new CsvFormatError(file, row.line, `column "turns" must be a positive integer, got ${JSON.stringify(rawTurns)}`);
+    }
+    const turns = checkIntRange(`${file}:${row.line} column "turns"`, Number(rawTurns), 1, MAX_CSV_TURNS);
+    const perTurn = number(row, 'completion_tokens_per_turn', false);
+    const total = number(row, 'gen_tokens_total', true);
+    const completion = perTurn ?? (total === undefined ? undefined : total / turns);
+    const tool = number(row, 'tool_seconds_per_turn', false);
+    return {
+      turns,
+      ...(completion === undefined ? {} : { completionTokensPerTurn: Math.max(1, completion) }),
+      ...(tool === undefined ? {} : { toolSecondsPerTurn: tool }),
+    };
   });
-  checkNonEmpty(`data rows of workload CSV ${file}`, turns);
-  return turns;
+  checkNonEmpty(`data rows of workload CSV ${file}`, rows);
+  const known = new Set<string>(WORKLOAD_CSV_COLUMNS);
+  // gen_tokens_total is not used when completion_tokens_per_turn is there.
+  const shadowed = column('completion_tokens_per_turn') >= 0 ? 'gen_tokens_total' : undefined;
+  const usedColumns = table.header.filter((name) => known.has(name) && name !== shadowed);
+  return { file, rows, usedColumns, ignoredColumns: table.header.filter((name) => !usedColumns.includes(name)) };
+}
+
+/** The `turns` column of a per-trajectory CSV (see loadWorkloadCsv). */
+export function loadTurnsCsv(file: string): number[] {
+  return loadWorkloadCsv(file).rows.map((row) => row.turns);
+}
+
+/** Mean of the log-normal with this median and p90. */
+function logNormalMean(spec: { median: number; p90: number }): number {
+  const sigma = Math.log(spec.p90 / spec.median) / Z90;
+  return spec.median * Math.exp((sigma * sigma) / 2);
 }
 
 export class WorkloadModel {
   readonly maxTurns: number;
   readonly maxTokens: number;
-  /** Empirical turn counts when turnDistribution is 'csv'; undefined for 'lognormal'. */
-  private readonly csvTurns: readonly number[] | undefined;
+  /** Empirical trajectories when turnDistribution is 'csv'; undefined for 'lognormal'. */
+  private readonly csvRows: readonly WorkloadCsvRow[] | undefined;
 
   /**
-   * `csvTurns` must be given (e.g. from loadTurnsCsv) when params.turnDistribution is 'csv';
-   * use `WorkloadModel.fromParams` to have the file read for you.
+   * `csv` (turn counts, or the rows of loadWorkloadCsv) must be given when
+   * params.turnDistribution is 'csv'; use `WorkloadModel.fromParams` to have the file read for you.
+   * Rows with per-turn means scale that trajectory's draws (the configured distribution's shape,
+   * the row's mean).
    */
   constructor(
     readonly params: Workload,
     limits: WorkloadLimits,
-    csvTurns?: readonly number[],
+    csv?: readonly number[] | readonly WorkloadCsvRow[],
   ) {
     this.maxTurns = checkIntRange('workload maxTurns', limits.maxTurns, 1, Number.MAX_SAFE_INTEGER);
     this.maxTokens = checkIntRange('workload maxTokens', limits.maxTokens, 1, Number.MAX_SAFE_INTEGER);
     checkIntRange('workload seed', params.seed, 0, Number.MAX_SAFE_INTEGER);
     if (params.turnDistribution === 'csv') {
-      if (csvTurns === undefined) {
+      if (csv === undefined) {
         throw new Error("WorkloadModel: turnDistribution is 'csv' but no CSV turn counts were given (use WorkloadModel.fromParams)");
       }
-      checkNonEmpty('workload CSV turn counts', csvTurns);
-      csvTurns.forEach((t, i) => checkIntRange(`workload CSV turn count #${i}`, t, 1, MAX_CSV_TURNS));
-      this.csvTurns = [...csvTurns];
+      const rows = (csv as readonly (number | WorkloadCsvRow)[]).map((row): WorkloadCsvRow => (typeof row === 'number' ? { turns: row } : row));
+      checkNonEmpty('workload CSV turn counts', rows);
+      rows.forEach((row, i) => checkIntRange(`workload CSV turn count #${i}`, row.turns, 1, MAX_CSV_TURNS));
+      this.csvRows = rows;
     } else {
-      this.csvTurns = undefined;
+      this.csvRows = undefined;
     }
+    this.completionMean = logNormalMean(params.completionTokensPerTurn);
+    this.envStepMean = logNormalMean(params.envStepMs);
   }
 
   /**
@@ -98,27 +160,41 @@ export class WorkloadModel {
     if (params.turnDistribution !== 'csv') return new WorkloadModel(params, limits);
     if (params.csvPath === undefined) throw new Error("WorkloadModel: turnDistribution is 'csv' but csvPath is not set");
     const file = path.resolve(options.baseDir ?? process.cwd(), params.csvPath);
-    return new WorkloadModel(params, limits, loadTurnsCsv(file));
+    return new WorkloadModel(params, limits, loadWorkloadCsv(file).rows);
+  }
+
+  private readonly completionMean: number;
+  private readonly envStepMean: number;
+
+  /** The CSV trajectory a sample replays (the same draw as its turn count), if any. */
+  private csvRow(sampleId: number): WorkloadCsvRow | undefined {
+    const rows = this.csvRows;
+    if (rows === undefined) return undefined;
+    const u = this.u(STREAM.turns, sampleId);
+    return rows[Math.min(rows.length - 1, Math.floor(u * rows.length))];
   }
 
   private u(stream: string, sampleId: number, turn = 0): number {
     return uniform01(this.params.seed, stream, sampleId, turn);
   }
 
-  /** Number of turns of the sample's trajectory, in [1, maxTurns]. */
+  /** Turns the sample's trajectory would have without the maxTurns limit (>= 1). */
+  drawnTurns(sampleId: number): number {
+    // Empirical draw: the same u picks one of the CSV's trajectories uniformly.
+    const drawn = this.csvRows === undefined ? Math.round(logNormal(this.params.turns, this.u(STREAM.turns, sampleId))) : (this.csvRow(sampleId)?.turns ?? 1);
+    return Math.max(1, drawn);
+  }
+
+  /** Number of turns of the sample's trajectory, in [1, maxTurns] (drawnTurns cut at the limit). */
   turnsFor(sampleId: number): number {
-    const u = this.u(STREAM.turns, sampleId);
-    const drawn =
-      this.csvTurns === undefined
-        ? Math.round(logNormal(this.params.turns, u))
-        : // Empirical draw: u in (0,1) picks one of the CSV's trajectories uniformly.
-          (this.csvTurns[Math.min(this.csvTurns.length - 1, Math.floor(u * this.csvTurns.length))] ?? 1);
-    return Math.min(this.maxTurns, Math.max(1, drawn));
+    return Math.min(this.maxTurns, this.drawnTurns(sampleId));
   }
 
   /** Tokens the model generates in this turn, in [1, maxTokens]. */
   completionTokens(sampleId: number, turn: number): number {
-    const drawn = Math.round(logNormal(this.params.completionTokensPerTurn, this.u(STREAM.completion, sampleId, turn)));
+    const draw = logNormal(this.params.completionTokensPerTurn, this.u(STREAM.completion, sampleId, turn));
+    const mean = this.csvRows === undefined ? undefined : this.csvRow(sampleId)?.completionTokensPerTurn;
+    const drawn = Math.round(mean === undefined ? draw : (draw * mean) / this.completionMean);
     return Math.min(this.maxTokens, Math.max(1, drawn));
   }
 
@@ -129,7 +205,9 @@ export class WorkloadModel {
 
   /** Simulated latency of the environment step after this turn (ms). */
   envStepMs(sampleId: number, turn: number): number {
-    return logNormal(this.params.envStepMs, this.u(STREAM.envStep, sampleId, turn));
+    const draw = logNormal(this.params.envStepMs, this.u(STREAM.envStep, sampleId, turn));
+    const seconds = this.csvRows === undefined ? undefined : this.csvRow(sampleId)?.toolSecondsPerTurn;
+    return seconds === undefined ? draw : (draw * seconds * 1000) / this.envStepMean;
   }
 
   /** Reward of the finished trajectory: 1 with probability successRate, else 0. */

@@ -1,0 +1,141 @@
+"""Weight sync by broadcast: a real gloo group between a trainer and two engines (each its own
+HTTP server, in this process), bucketed send, staged receive and one swap per version."""
+from __future__ import annotations
+
+import threading
+
+import pytest
+import torch
+
+from conftest import CONFIG, Client
+from timeshare_ref.model import ModelConfig
+from timeshare_ref.rollout import RolloutEngine
+from timeshare_ref.server import App, make_server, serve_in_thread
+from timeshare_ref.trainer import Trainer
+
+
+@pytest.fixture()
+def members():
+    torch.set_num_threads(1)
+    config = ModelConfig.load(CONFIG)
+    device = torch.device("cpu")
+    servers, clients = [], []
+    for _ in range(3):
+        app = App(config, RolloutEngine(config, device), Trainer(config, device, lr=1e-2), model_name="ref", api_key=None, weight_sync_timeout_s=10)
+        server = make_server(app, "127.0.0.1", 0)
+        serve_in_thread(server)
+        servers.append(server)
+        clients.append(Client(f"http://127.0.0.1:{server.server_address[1]}", app))
+    try:
+        yield clients
+    finally:
+        for server in servers:
+            server.shutdown()
+            server.server_close()
+
+
+def train_once(trainer: Client) -> int:
+    trainer.post("/trainer/onload")
+    t = [{"sample_id": i, "reward": float(i % 2), "input_ids": [3, 4, i % 10], "loss_mask": [0, 0, 1], "logprobs": [0, 0, -2.0]} for i in range(4)]
+    status, step = trainer.post("/trainer/train_step", {"from_version": trainer.app.trainer.weight_version, "trajectories": t})
+    assert status == 200, step
+    return step["new_version"]
+
+
+def in_parallel(*calls):
+    results = [None] * len(calls)
+
+    def run(i, call):
+        results[i] = call()
+
+    threads = [threading.Thread(target=run, args=(i, c)) for i, c in enumerate(calls)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    return results
+
+
+def open_group(trainer: Client, engines: list[Client], name: str) -> None:
+    status, opened = trainer.post("/trainer/init_weights_update_group", {"group_name": name, "master_address": "127.0.0.1", "master_port": 0, "world_size": 1 + len(engines), "backend": "gloo"})
+    assert status == 200, opened
+    joins = in_parallel(*[
+        (lambda e=e, r=r: e.post("/init_weights_update_group", {"master_address": "127.0.0.1", "master_port": opened["master_port"], "rank_offset": r, "world_size": 1 + len(engines), "group_name": name, "backend": "gloo"}))
+        for r, e in enumerate(engines, start=1)
+    ])
+    assert all(s == 200 and b["success"] for s, b in joins), joins
+
+
+def test_broadcast_moves_the_trained_weights_to_every_engine_in_one_swap(members):
+    trainer, *engines = members
+    version = train_once(trainer)
+    open_group(trainer, engines, "g1")
+    status, manifest = trainer.post("/trainer/weights_manifest", {"bucket_bytes": 64 * 1024})
+    assert status == 200 and len(manifest["buckets"]) > 1, manifest
+    buckets = manifest["buckets"]
+
+    def receive(engine: Client):
+        answers = []
+        for i, b in enumerate(buckets):
+            last = {"weight_version": str(version)} if i == len(buckets) - 1 else {}
+            answers.append(engine.post("/update_weights_from_distributed", {"names": b["names"], "dtypes": b["dtypes"], "shapes": b["shapes"], "group_name": "g1", "load_format": "flattened_bucket", **last}))
+            if i == 0:
+                # One bucket in: nothing served has changed yet.
+                assert engine.app.engine.weight_version == "0"
+        return answers
+
+    sent, *received = in_parallel(
+        lambda: trainer.post("/trainer/broadcast_weights", {"group_name": "g1", "version": version, "bucket_bytes": 64 * 1024}),
+        *[(lambda e=e: receive(e)) for e in engines],
+    )
+    assert sent[0] == 200, sent
+    assert sent[1]["bytes"] == manifest["total_bytes"] and sent[1]["buckets"] == len(buckets)
+    for engine, answers in zip(engines, received):
+        assert all(s == 200 and b["success"] for s, b in answers), answers
+        assert engine.get("/model_info")[1]["weight_version"] == str(version)
+        ours = trainer.app.trainer.model.state_dict()
+        for name, tensor in engine.app.engine.model.state_dict().items():
+            assert torch.equal(tensor, ours[name].to(tensor.device)), name
+
+
+def test_vllm_shapes_swap_at_finish_only(members):
+    trainer, *engines = members
+    version = train_once(trainer)
+    status, opened = trainer.post("/trainer/init_weights_update_group", {"group_name": "v", "master_address": "127.0.0.1", "master_port": 0, "world_size": 3, "backend": "gloo"})
+    assert status == 200
+    joins = in_parallel(*[(lambda e=e, r=r: e.post("/init_weight_transfer_engine", {"init_info": {"master_address": "127.0.0.1", "master_port": opened["master_port"], "rank_offset": r, "world_size": 3}})) for r, e in enumerate(engines, start=1)])
+    assert all(s == 200 for s, _ in joins), joins
+    _, manifest = trainer.post("/trainer/weights_manifest", {"bucket_bytes": 1 << 30})
+    b = manifest["buckets"][0]
+    before = {k: v.clone() for k, v in engines[0].app.engine.model.state_dict().items()}
+
+    def receive(engine: Client):
+        out = [engine.post("/start_weight_update", {"is_checkpoint_format": True})]
+        out.append(engine.post("/update_weights", {"update_info": {"names": b["names"], "dtype_names": b["dtypes"], "shapes": b["shapes"], "packed": False}}))
+        unchanged = all(torch.equal(v, before[k]) for k, v in engine.app.engine.model.state_dict().items())
+        out.append(engine.post("/finish_weight_update", {}))
+        return out, unchanged
+
+    sent, *received = in_parallel(
+        lambda: trainer.post("/trainer/broadcast_weights", {"group_name": "v", "version": version, "bucket_bytes": 1 << 30, "format": "per_tensor"}),
+        *[(lambda e=e: receive(e)) for e in engines],
+    )
+    assert sent[0] == 200, sent
+    for engine, (answers, unchanged) in zip(engines, received):
+        assert all(s == 200 for s, _ in answers), answers
+        assert unchanged, "weights changed before finish_weight_update"
+        ours = trainer.app.trainer.model.state_dict()
+        assert all(torch.equal(v, ours[k]) for k, v in engine.app.engine.model.state_dict().items())
+
+
+def test_update_without_the_group_and_an_incomplete_vllm_update_are_refused(members):
+    trainer, engine, _ = members
+    _, manifest = trainer.post("/trainer/weights_manifest", {"bucket_bytes": 1 << 30})
+    b = manifest["buckets"][0]
+    status, body = engine.post("/update_weights_from_distributed", {"names": b["names"], "dtypes": b["dtypes"], "shapes": b["shapes"], "group_name": "nope"})
+    assert status == 400 and body["success"] is False and "not initialised" in body["message"]
+    status, body = trainer.post("/trainer/broadcast_weights", {"group_name": "nope", "version": 0, "bucket_bytes": 1024})
+    assert status == 400 and "not open" in body["error"]["message"]
+    status, body = trainer.post("/trainer/broadcast_weights", {"group_name": "nope", "version": 5, "bucket_bytes": 1024})
+    assert status == 409
+

@@ -1,0 +1,138 @@
+/**
+ * GPU-node activities of weight sync by broadcast (docs/design.md §3.1 step 7, §5.2): the
+ * trainer's side (open the group, broadcast, close) on the trainer queue, the engines' side
+ * (join, receive, leave) once per node for all its ranks. The workflow starts both sides of a
+ * collective together under one deadline (src/workflows/weightSync.ts); every call heartbeats
+ * and honours cancellation, and none is retried on its own: a collective is retried whole, in a
+ * new group.
+ *
+ * The manifest (which tensors, in which buckets) is written to the store when the group opens,
+ * so receivers on every node know what to expect without reaching the trainer.
+ */
+import { Context } from '@temporalio/activity';
+import { ApplicationFailure } from '@temporalio/common';
+import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { z } from 'zod';
+import {
+  broadcastResultSchema,
+  engineStatusSchema,
+  weightGroupSchema,
+  weightManifestSchema,
+  type RolloutEngine,
+  type Trainer,
+  type WeightManifest,
+  type WeightReceiver,
+  type WeightSender,
+} from '../engines/types';
+import { checkPostcondition } from '../gpu/validation';
+import type { WeightBroadcastActivities } from '../pipeline/activities';
+import { withHeartbeat } from './heartbeat';
+
+export interface WeightBroadcastDeps {
+  node: number;
+  heartbeatIntervalMs: number;
+  weightsDir(runId: string): string;
+  requireRun(runId: string): void;
+  engineFor(rank: number): RolloutEngine;
+  trainer(): Trainer;
+  everyRank(calls: Promise<void>[]): Promise<void>;
+  /** Writes the weights of `version` for the engines to load from disk (the fallback). */
+  exportWeights(runId: string, version: number): Promise<void>;
+}
+
+function notSupported(what: string): ApplicationFailure {
+  return ApplicationFailure.nonRetryable(`${what} does not support weight sync by broadcast (engine.weightSync.mode: disk)`, 'EngineProtocolError');
+}
+
+function answer<T>(schema: z.ZodType<T>, value: unknown, what: string): T {
+  const parsed = schema.safeParse(value);
+  if (!parsed.success) throw ApplicationFailure.nonRetryable(`${what} returned a malformed answer: ${z.prettifyError(parsed.error).replace(/\n/g, ' ')}`, 'EngineProtocolError');
+  return parsed.data;
+}
+
+export const manifestPath = (weightsDir: string, groupName: string): string => path.join(weightsDir, 'broadcast', `${groupName}.json`);
+
+function writeManifest(file: string, manifest: WeightManifest): void {
+  mkdirSync(path.dirname(file), { recursive: true });
+  const staging = `${file}.${process.pid}.tmp`;
+  writeFileSync(staging, JSON.stringify(manifest));
+  renameSync(staging, file);
+}
+
+function readManifest(file: string): WeightManifest {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(readFileSync(file, 'utf8'));
+  } catch (error) {
+    throw ApplicationFailure.nonRetryable(`weight manifest ${file} is unreadable: ${(error as Error).message}`, 'StoreCorruptionError');
+  }
+  const parsed = weightManifestSchema.safeParse(raw);
+  if (!parsed.success) throw ApplicationFailure.nonRetryable(`weight manifest ${file} is malformed: ${z.prettifyError(parsed.error).replace(/\n/g, ' ')}`, 'StoreCorruptionError');
+  return parsed.data;
+}
+
+export function createWeightBroadcastActivities(deps: WeightBroadcastDeps): WeightBroadcastActivities {
+  const sender = (): WeightSender => deps.trainer().broadcast ?? (() => { throw notSupported(`the trainer on node ${deps.node}`); })();
+  const receiver = (rank: number): WeightReceiver => deps.engineFor(rank).broadcast ?? (() => { throw notSupported(`the rank ${rank} engine`); })();
+  const signal = (): AbortSignal => Context.current().cancellationSignal;
+
+  return {
+    async openWeightGroup({ runId, spec, bucketBytes }) {
+      deps.requireRun(runId);
+      const trainer = sender();
+      const group = answer(weightGroupSchema, await trainer.openWeightGroup(spec), `trainer on node ${deps.node}: open ${spec.name}`);
+      checkPostcondition(`weight group ${spec.name} opened as asked`, group.name === spec.name && group.worldSize === spec.worldSize && group.backend === spec.backend, () => JSON.stringify(group));
+      const manifest = answer(weightManifestSchema, await trainer.weightManifest(bucketBytes), `trainer on node ${deps.node}: weight manifest`);
+      writeManifest(manifestPath(deps.weightsDir(runId), spec.name), manifest);
+      return group;
+    },
+
+    async broadcastWeights({ runId, groupName, version, bucketBytes, layout }) {
+      deps.requireRun(runId);
+      const trainer = sender();
+      const result = await withHeartbeat(deps.heartbeatIntervalMs, () => ({ broadcasting: version, group: groupName }), () =>
+        trainer.broadcastWeights(groupName, version, bucketBytes, layout, signal()),
+      );
+      return answer(broadcastResultSchema, result, `trainer on node ${deps.node}: broadcast of v${version}`);
+    },
+
+    async closeWeightGroup({ runId, groupName }) {
+      deps.requireRun(runId);
+      await sender().closeWeightGroup(groupName);
+    },
+
+    async exportWeights({ runId, version }) {
+      deps.requireRun(runId);
+      await withHeartbeat(deps.heartbeatIntervalMs, () => ({ exporting: version }), () => deps.exportWeights(runId, version));
+    },
+
+    async joinWeightGroup({ runId, ranks, group, rankOffsets }) {
+      deps.requireRun(runId);
+      checkPostcondition('one rank offset per rank', rankOffsets.length === ranks.length, () => JSON.stringify({ ranks, rankOffsets }));
+      await withHeartbeat(deps.heartbeatIntervalMs, () => ({ joining: group.name, ranks }), () =>
+        deps.everyRank(ranks.map((rank, i) => receiver(rank).joinWeightGroup(group, rankOffsets[i]!, signal()))),
+      );
+    },
+
+    async receiveWeights({ runId, ranks, group, version }) {
+      deps.requireRun(runId);
+      const manifest = readManifest(manifestPath(deps.weightsDir(runId), group.name));
+      await withHeartbeat(deps.heartbeatIntervalMs, () => ({ receiving: version, group: group.name, ranks }), () =>
+        deps.everyRank(
+          ranks.map(async (rank) => {
+            const engine = deps.engineFor(rank);
+            await receiver(rank).receiveWeights(group, version, manifest, signal());
+            const status = answer(engineStatusSchema, await engine.status(), `rank ${rank} engine status`);
+            checkPostcondition(`rank ${rank} serves weights v${version}`, status.weightVersion === version, () => JSON.stringify(status));
+          }),
+        ),
+      );
+    },
+
+    async leaveWeightGroup({ runId, ranks, groupName }) {
+      deps.requireRun(runId);
+      await deps.everyRank(ranks.map((rank) => receiver(rank).leaveWeightGroup(groupName)));
+    },
+  };
+}

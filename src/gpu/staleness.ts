@@ -1,0 +1,233 @@
+/**
+ * Staleness: what becomes of a sample that outlives its weight version, how many new samples may
+ * start ahead of training, and the figures that show what a policy costs (sample utilization,
+ * version lag of trained tokens, long-tail bias). Pure and deterministic; the iteration program's
+ * admission decision (src/iteration/admission.ts, run by the workflow and the simulator) calls
+ * `carryOverStaleIds` at carry-over and `admissionRoom` at every admission (docs/design.md §5.2
+ * "Staleness").
+ */
+import { staleIds, type SampleLedger } from './ledger';
+import { checkIntRange, checkPostcondition, ValidationError } from './validation';
+
+/**
+ * 'resume' (default): no finished work is discarded for its age. A live sample continues with the
+ * current weights after each sync (partial rollout across versions); every token records the
+ * version that generated it, and the trainer corrects for the lag with the behaviour logprobs.
+ * 'drop': ROLL's rule, kept as the baseline: a sample whose start version lags the version to be
+ * trained by more than the async ratio is dropped at carry-over, after it ran (rollout_scheduler.py,
+ * `GroupQueue.advance_step`).
+ */
+export const STALENESS_POLICIES = ['resume', 'drop'] as const;
+export type StalenessPolicy = (typeof STALENESS_POLICIES)[number];
+export const DEFAULT_STALENESS_POLICY: StalenessPolicy = 'resume';
+
+/** Live samples the carry-over drops as stale before an iteration that trains from `trainVersion`. */
+export function carryOverStaleIds(ledger: SampleLedger, trainVersion: number, asyncRatio: number, policy: StalenessPolicy): number[] {
+  checkIntRange('carry-over: train version', trainVersion, 0, Number.MAX_SAFE_INTEGER);
+  checkIntRange('carry-over: async ratio', asyncRatio, 0, Number.MAX_SAFE_INTEGER);
+  if (policy === 'drop') return staleIds(ledger, trainVersion, asyncRatio);
+  if (policy === 'resume') return [];
+  throw new ValidationError('VAL_SUBSET', 'staleness policy', JSON.stringify(policy), `must be one of ${STALENESS_POLICIES.join(', ')}`);
+}
+
+export interface AdmissionInput {
+  policy: StalenessPolicy;
+  /** Live samples now (the ledger's, which excludes a batch already sealed). */
+  live: number;
+  batchSize: number;
+  asyncRatio: number;
+  maxConcurrentSamples: number;
+  /** Whether this iteration's batch is already sealed (admission during train ‖ long tail). */
+  batchSealed: boolean;
+}
+
+/**
+ * How many new samples may start now.
+ *
+ * 'drop' keeps the pipeline's rule: up to maxConcurrentSamples live before the batch, and
+ * maxConcurrentSamples − batchSize after it is sealed.
+ *
+ * 'resume' adds AReaL's staleness bound (inclusionAI/AReaL, areal/core/staleness_manager.py,
+ * `get_capacity`: (max_staleness + version + 1) × batch − (accepted + running)): samples admitted
+ * but not yet trained never exceed the batches of the next `asyncRatio + 1` versions, counted per
+ * iteration so that a batch-size update cannot make the bound negative for good. A sample admitted
+ * now is then expected in a batch within `asyncRatio` versions; the long tail that takes longer is
+ * trained late, not dropped, and holds back admission meanwhile.
+ */
+export function admissionRoom(input: AdmissionInput): number {
+  checkIntRange('admission: live samples', input.live, 0, Number.MAX_SAFE_INTEGER);
+  checkIntRange('admission: batch size', input.batchSize, 1, Number.MAX_SAFE_INTEGER);
+  checkIntRange('admission: async ratio', input.asyncRatio, 0, Number.MAX_SAFE_INTEGER);
+  checkIntRange('admission: max concurrent samples', input.maxConcurrentSamples, 1, Number.MAX_SAFE_INTEGER);
+  const sealed = input.batchSealed ? input.batchSize : 0;
+  let target = input.maxConcurrentSamples - sealed;
+  if (input.policy === 'resume') target = Math.min(target, (input.asyncRatio + 1) * input.batchSize - sealed);
+  return Math.max(0, target - input.live);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Per-token versions
+// ---------------------------------------------------------------------------------------------
+
+/** A run of consecutive generated tokens from one weight version. */
+export interface VersionSpan {
+  version: number;
+  tokens: number;
+}
+
+/** Appends `tokens` tokens of `version`, merging with the last span when it has the same version. */
+export function appendSpan(spans: readonly VersionSpan[], version: number, tokens: number): VersionSpan[] {
+  checkIntRange('version span: version', version, 0, Number.MAX_SAFE_INTEGER);
+  checkIntRange('version span: tokens', tokens, 0, Number.MAX_SAFE_INTEGER);
+  if (tokens === 0) return [...spans];
+  const last = spans.at(-1);
+  if (last?.version === version) return [...spans.slice(0, -1), { version, tokens: last.tokens + tokens }];
+  return [...spans, { version, tokens }];
+}
+
+/** One version per token, from spans. */
+export function expandSpans(spans: readonly VersionSpan[]): number[] {
+  return spans.flatMap((span) => Array.from({ length: span.tokens }, () => span.version));
+}
+
+export function spanTokens(spans: readonly VersionSpan[]): number {
+  return spans.reduce((sum, span) => sum + span.tokens, 0);
+}
+
+/**
+ * The hard limit on token lag (rollout.staleness.maxTokenLag): a generated token whose version lags
+ * the trained version by more stays in the trajectory as context but is left out of the loss (mask
+ * 0). The trajectory is still trained on its fresher tokens and its reward; see docs/design.md §5.2.
+ */
+export function withinLagLimit(tokenVersion: number, trainVersion: number, maxTokenLag: number | undefined): boolean {
+  const lag = trainVersion - tokenVersion;
+  if (lag < 0) {
+    throw new ValidationError('VAL_INT_RANGE', 'token version', String(tokenVersion), `a token of a batch trained from v${trainVersion} cannot come from a later version`);
+  }
+  return maxTokenLag === undefined || lag <= maxTokenLag;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Figures: version lag of trained tokens, sample utilization, long-tail bias
+// ---------------------------------------------------------------------------------------------
+
+/** Trained tokens by version lag (lag → tokens). JSON-friendly: keys are decimal lags. */
+export type LagHistogram = Record<string, number>;
+
+/** Adds a trained trajectory's generated tokens to `histogram`, at their lag behind `trainVersion`. */
+export function addTokenLags(histogram: LagHistogram, spans: readonly VersionSpan[], trainVersion: number): LagHistogram {
+  const next = { ...histogram };
+  for (const span of spans) {
+    const lag = trainVersion - span.version;
+    checkIntRange(`token lag (v${span.version} trained from v${trainVersion})`, lag, 0, Number.MAX_SAFE_INTEGER);
+    if (span.tokens > 0) next[lag] = (next[lag] ?? 0) + span.tokens;
+  }
+  return next;
+}
+
+export function mergeLagHistograms(a: LagHistogram, b: LagHistogram): LagHistogram {
+  const next = { ...a };
+  for (const [lag, tokens] of Object.entries(b)) next[lag] = (next[lag] ?? 0) + tokens;
+  return next;
+}
+
+export interface LagSummary {
+  /** Trained generated tokens counted. */
+  tokens: number;
+  mean: number;
+  p99: number;
+  max: number;
+}
+
+export function lagSummary(histogram: LagHistogram): LagSummary {
+  const entries = Object.entries(histogram)
+    .map(([lag, tokens]) => ({ lag: Number(lag), tokens }))
+    .filter((entry) => entry.tokens > 0)
+    .sort((a, b) => a.lag - b.lag);
+  const tokens = entries.reduce((sum, entry) => sum + entry.tokens, 0);
+  if (tokens === 0) return { tokens: 0, mean: 0, p99: 0, max: 0 };
+  const mean = entries.reduce((sum, entry) => sum + entry.lag * entry.tokens, 0) / tokens;
+  // Nearest-rank percentile: the smallest lag with at least 99 % of the tokens at or below it.
+  const rank = Math.ceil(0.99 * tokens);
+  let seen = 0;
+  let p99 = entries.at(-1)!.lag;
+  for (const entry of entries) {
+    seen += entry.tokens;
+    if (seen >= rank) {
+      p99 = entry.lag;
+      break;
+    }
+  }
+  return { tokens, mean, p99, max: entries.at(-1)!.lag };
+}
+
+/** Counts of a discrete value (e.g. turns per trajectory): value → count. */
+export type CountHistogram = Record<string, number>;
+
+export function addCount(histogram: CountHistogram, value: number, count = 1): CountHistogram {
+  checkIntRange('histogram value', value, 0, Number.MAX_SAFE_INTEGER);
+  return { ...histogram, [value]: (histogram[value] ?? 0) + count };
+}
+
+/**
+ * Two-sample Kolmogorov–Smirnov distance: the largest gap between the empirical CDFs of two
+ * discrete samples given as counts. 0 when either is empty (nothing to compare).
+ */
+export function ksDistance(a: CountHistogram, b: CountHistogram): number {
+  const total = (h: CountHistogram): number => Object.values(h).reduce((sum, n) => sum + n, 0);
+  const na = total(a);
+  const nb = total(b);
+  if (na === 0 || nb === 0) return 0;
+  const values = [...new Set([...Object.keys(a), ...Object.keys(b)].map(Number))].sort((x, y) => x - y);
+  let ca = 0;
+  let cb = 0;
+  let distance = 0;
+  for (const value of values) {
+    ca += a[value] ?? 0;
+    cb += b[value] ?? 0;
+    distance = Math.max(distance, Math.abs(ca / na - cb / nb));
+  }
+  checkPostcondition('KS distance in [0, 1]', distance >= 0 && distance <= 1 + 1e-12, () => String(distance));
+  return Math.min(1, distance);
+}
+
+/** The run's staleness figures for status: trained ÷ (trained + dropped) samples and the lag of trained tokens. */
+export function runStalenessFigures(
+  policy: StalenessPolicy,
+  counters: { batched: number; dropped: Record<string, number> },
+  tokenLags: LagHistogram,
+): { policy: StalenessPolicy; utilization: number; tokenLag: LagSummary } {
+  const dropped = Object.values(counters.dropped).reduce((sum, n) => sum + n, 0);
+  const decided = counters.batched + dropped;
+  return { policy, utilization: decided === 0 ? 1 : counters.batched / decided, tokenLag: lagSummary(tokenLags) };
+}
+
+export interface UtilizationInput {
+  /** Samples trained, and samples discarded (dropped for any reason). */
+  trained: number;
+  discarded: number;
+  /** Generated tokens of the trained samples, and all tokens decoded for trained or discarded samples (regenerated ones included). */
+  trainedTokens: number;
+  decodedTokens: number;
+}
+
+export interface Utilization {
+  /** trained ÷ (trained + discarded): of the admitted samples whose fate is decided, the share trained. */
+  trajectories: number;
+  /** trained samples' generated tokens ÷ tokens decoded for decided samples. */
+  tokens: number;
+}
+
+/**
+ * Sample utilization over the samples whose fate is decided: those still live when the measurement
+ * is taken are neither trained nor lost yet, and are left out of both sides.
+ */
+export function sampleUtilization(input: UtilizationInput): Utilization {
+  for (const [name, value] of Object.entries(input)) checkIntRange(`utilization: ${name}`, value, 0, Number.MAX_SAFE_INTEGER);
+  checkPostcondition('utilization: trained tokens ≤ decoded tokens', input.trainedTokens <= input.decodedTokens, () => JSON.stringify(input));
+  const decided = input.trained + input.discarded;
+  return {
+    trajectories: decided === 0 ? 1 : input.trained / decided,
+    tokens: input.decodedTokens === 0 ? 1 : input.trainedTokens / input.decodedTokens,
+  };
+}

@@ -1,0 +1,117 @@
+/** Staleness policies, the admission bound, per-token versions and the staleness figures. */
+import { describe, expect, it } from 'vitest';
+import {
+  addCount,
+  addTokenLags,
+  admissionRoom,
+  admit,
+  appendSpan,
+  assignToShard,
+  carryOverStaleIds,
+  emptyLedger,
+  expandSpans,
+  ksDistance,
+  lagSummary,
+  sampleUtilization,
+  settleShard,
+  withinLagLimit,
+} from '../../src/gpu';
+import { expectValidation } from './helpers';
+
+describe('carry-over', () => {
+  // 0,1 admitted at v0 (0 completed, 1 waiting), 2 at v1 waiting, 3 at v0 still running.
+  let ledger = admit(emptyLedger(), 2, 0).ledger;
+  ledger = admit(ledger, 1, 1).ledger;
+  ledger = admit(ledger, 1, 0).ledger;
+  ledger = assignToShard(ledger, [0, 3], 0, 's');
+  ledger = settleShard(ledger, 's', [3]);
+  ledger = assignToShard(ledger, [3], 0, 't');
+
+  it("'drop' drops what lags the train version by more than the async ratio, unless running (ROLL's rule)", () => {
+    expect(carryOverStaleIds(ledger, 2, 1, 'drop')).toEqual([0, 1]);
+    expect(carryOverStaleIds(ledger, 1, 1, 'drop')).toEqual([]);
+  });
+
+  it("'resume' drops nothing, however old", () => {
+    expect(carryOverStaleIds(ledger, 9, 1, 'resume')).toEqual([]);
+  });
+
+  it('refuses an unknown policy', () => {
+    expectValidation(() => carryOverStaleIds(ledger, 2, 1, 'keep' as never), 'VAL_SUBSET', 'staleness policy');
+  });
+});
+
+describe('admissionRoom', () => {
+  const base = { batchSize: 4, asyncRatio: 1, maxConcurrentSamples: 8, live: 3, batchSealed: false };
+
+  it("'drop' keeps the pipeline's targets: maxConcurrentSamples before the batch, minus a batch after it is sealed", () => {
+    expect(admissionRoom({ ...base, policy: 'drop' })).toBe(5);
+    expect(admissionRoom({ ...base, policy: 'drop', batchSealed: true })).toBe(1);
+    expect(admissionRoom({ ...base, policy: 'drop', maxConcurrentSamples: 20 })).toBe(17);
+  });
+
+  it("'resume' also caps live samples at (asyncRatio + 1) batches, as AReaL's staleness manager does", () => {
+    expect(admissionRoom({ ...base, policy: 'resume' })).toBe(5);
+    expect(admissionRoom({ ...base, policy: 'resume', maxConcurrentSamples: 20 })).toBe(5);
+    expect(admissionRoom({ ...base, policy: 'resume', maxConcurrentSamples: 20, batchSealed: true })).toBe(1);
+    expect(admissionRoom({ ...base, policy: 'resume', asyncRatio: 0, batchSealed: true })).toBe(0);
+  });
+
+  it('never goes negative when more samples are live than the bound (a batch-size update, a long tail)', () => {
+    expect(admissionRoom({ ...base, policy: 'resume', live: 30 })).toBe(0);
+  });
+
+  it('validates its inputs', () => {
+    expectValidation(() => admissionRoom({ ...base, policy: 'resume', batchSize: 0 }), 'VAL_INT_RANGE', 'admission: batch size');
+  });
+});
+
+describe('version spans', () => {
+  it('merge a run of one version and expand to one version per token', () => {
+    let spans = appendSpan([], 0, 2);
+    spans = appendSpan(spans, 0, 1);
+    spans = appendSpan(spans, 1, 0);
+    spans = appendSpan(spans, 2, 2);
+    expect(spans).toEqual([
+      { version: 0, tokens: 3 },
+      { version: 2, tokens: 2 },
+    ]);
+    expect(expandSpans(spans)).toEqual([0, 0, 0, 2, 2]);
+  });
+
+  it('the hard lag limit keeps tokens at or under it, and refuses a token from the future', () => {
+    expect(withinLagLimit(3, 5, 2)).toBe(true);
+    expect(withinLagLimit(2, 5, 2)).toBe(false);
+    expect(withinLagLimit(0, 5, undefined)).toBe(true);
+    expectValidation(() => withinLagLimit(6, 5, 2), 'VAL_INT_RANGE', 'token version');
+  });
+});
+
+describe('staleness figures', () => {
+  it('lag of trained tokens: mean, nearest-rank p99 and max over tokens', () => {
+    let histogram = addTokenLags({}, [{ version: 4, tokens: 98 }], 4);
+    histogram = addTokenLags(histogram, [{ version: 3, tokens: 1 }, { version: 1, tokens: 1 }], 4);
+    expect(histogram).toEqual({ 0: 98, 1: 1, 3: 1 });
+    expect(lagSummary(histogram)).toEqual({ tokens: 100, mean: 0.04, p99: 1, max: 3 });
+    expect(lagSummary({})).toEqual({ tokens: 0, mean: 0, p99: 0, max: 0 });
+    expectValidation(() => addTokenLags({}, [{ version: 5, tokens: 1 }], 4), 'VAL_INT_RANGE', 'token lag');
+  });
+
+  it('KS distance between turn-count distributions', () => {
+    const short = [1, 2, 3].reduce((h, v) => addCount(h, v), {});
+    const long = [3, 4, 5].reduce((h, v) => addCount(h, v), {});
+    expect(ksDistance(short, short)).toBe(0);
+    expect(ksDistance(short, long)).toBeCloseTo(2 / 3);
+    // Trained = admitted minus its longest third: the gap is at the tail.
+    const admitted = [1, 2, 3, 4, 5, 6].reduce((h, v) => addCount(h, v), {});
+    const trained = [1, 2, 3, 4].reduce((h, v) => addCount(h, v), {});
+    expect(ksDistance(trained, admitted)).toBeCloseTo(1 / 3);
+    expect(ksDistance({}, admitted)).toBe(0);
+  });
+
+  it('utilization over decided samples, in trajectories and tokens', () => {
+    expect(sampleUtilization({ trained: 84, discarded: 16, trainedTokens: 700, decodedTokens: 1000 })).toEqual({ trajectories: 0.84, tokens: 0.7 });
+    expect(sampleUtilization({ trained: 0, discarded: 0, trainedTokens: 0, decodedTokens: 0 })).toEqual({ trajectories: 1, tokens: 1 });
+    expectValidation(() => sampleUtilization({ trained: 1, discarded: 0, trainedTokens: 2, decodedTokens: 1 }), 'AST_POSTCONDITION', 'utilization');
+  });
+});

@@ -1,0 +1,27 @@
+/** The program's carry-over/admission decision under each staleness policy (src/iteration/admission.ts). */
+import { describe, expect, it } from 'vitest';
+import { admit, emptyLedger } from '../../src/gpu';
+import { STALENESS_BOUND_ADMISSION, stalenessAdmission } from '../../src/iteration/admission';
+
+describe('stalenessAdmission', () => {
+  // Samples 0 and 1 admitted at v0 (waiting), 2 at v2.
+  let ledger = admit(emptyLedger(), 2, 0).ledger;
+  ledger = admit(ledger, 1, 2).ledger;
+  const bound = { batchSize: 2, asyncRatio: 1, maxConcurrentSamples: 10 };
+
+  it("'drop' drops the samples that lag the train version by more than the async ratio, as 'stale'", () => {
+    expect(stalenessAdmission('drop').carryOver({ ledger, trainVersion: 2, asyncRatio: 1 })).toEqual({ drop: [{ ids: [0, 1], reason: 'stale' }] });
+    expect(STALENESS_BOUND_ADMISSION.carryOver({ ledger, trainVersion: 1, asyncRatio: 1 })).toEqual({ drop: [] });
+  });
+
+  it("'resume' carries every sample over", () => {
+    expect(stalenessAdmission('resume').carryOver({ ledger, trainVersion: 9, asyncRatio: 1 })).toEqual({ drop: [] });
+  });
+
+  it("admits up to maxConcurrentSamples under 'drop', and within (asyncRatio + 1) × batchSize under 'resume'", () => {
+    expect(stalenessAdmission('drop').admissionRoom({ ledger, ...bound, batchSealed: false })).toBe(7);
+    expect(stalenessAdmission('drop').admissionRoom({ ledger, ...bound, batchSealed: true })).toBe(5);
+    expect(stalenessAdmission('resume').admissionRoom({ ledger, ...bound, batchSealed: false })).toBe(1);
+    expect(stalenessAdmission('resume').admissionRoom({ ledger, ...bound, batchSealed: true })).toBe(0);
+  });
+});
