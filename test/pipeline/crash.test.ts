@@ -121,9 +121,10 @@ describe('resume after SIGKILL of `timeshare dev`', () => {
     }
     await first.exited;
     // No orphans: the server and workers of the killed dev end with it (src/process/owned.ts).
-    const owned = Object.values(JSON.parse(readFileSync(path.join(stateDir, 'dev-processes.json'), 'utf8')) as Record<string, { pid: number }>);
+    const ownedByName = JSON.parse(readFileSync(path.join(stateDir, 'dev-processes.json'), 'utf8')) as Record<string, { pid: number }>;
+    const owned = Object.values(ownedByName);
     expect(owned.length).toBe(3);
-    expect(await survivorsAfter(owned.map((record) => record.pid), 60_000)).toEqual([]);
+    expect(await survivorsAfter(owned.map((record) => record.pid), 60_000), `processes of the killed dev: ${JSON.stringify(ownedByName)}`).toEqual([]);
 
     const second = startCli(await args());
     try {
