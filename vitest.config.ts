@@ -3,6 +3,8 @@ import { defineConfig } from 'vitest/config';
 export default defineConfig({
   test: {
     include: ['test/**/*.test.ts'],
+    setupFiles: ['test/setup/requireTs.ts'],
+    globalSetup: ['test/setup/build.ts'],
     // Temporal-backed tests start real servers and workers: give them room on a 2-core machine.
     testTimeout: 120_000,
     hookTimeout: 120_000,

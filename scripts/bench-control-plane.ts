@@ -25,6 +25,7 @@ import { checkTargets, growth, summarize, table, type PointSummary } from '../sr
 import { runPoint, type BenchEnv, type PointResult, type WorkerMode } from '../src/bench/runPoint';
 import { checkIntRange } from '../src/gpu/validation';
 import { startDevServer } from '../src/temporal/devServer';
+import { PAYLOAD_CONVERTER_PATH } from '../src/temporal/security';
 import { WORKFLOWS_PATH } from '../src/workers/orchestrator';
 
 interface Flags {
@@ -112,7 +113,7 @@ async function main(): Promise<void> {
   const connection = await Connection.connect({ address: server.address });
   const results: PointResult[] = [];
   try {
-    const bundle = await bundleWorkflowCode({ workflowsPath: WORKFLOWS_PATH, logger: new DefaultLogger('ERROR') });
+    const bundle = await bundleWorkflowCode({ workflowsPath: WORKFLOWS_PATH, payloadConverterPath: PAYLOAD_CONVERTER_PATH, logger: new DefaultLogger('ERROR') });
     const env: BenchEnv = { server, client: new Client({ connection }), bundle, rootDir };
     const sections: { title: string; summaries: PointSummary[]; axis: 'ranks' | 'batch' }[] = [];
     for (const section of plan(flags)) {

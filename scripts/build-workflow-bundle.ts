@@ -9,7 +9,7 @@ import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { gzipSync } from 'node:zlib';
 import path from 'node:path';
 import { cachedWorkflowBundle } from '../src/workers/bundle';
-import { WORKFLOWS_PATH } from '../src/workers/orchestrator';
+import { WORKFLOW_BUNDLE_INPUTS } from '../src/workers/orchestrator';
 
 async function main(): Promise<void> {
   const args = process.argv.slice(2);
@@ -17,7 +17,7 @@ async function main(): Promise<void> {
   const out = outIndex >= 0 ? args[outIndex + 1] : undefined;
   if (outIndex >= 0 && out === undefined) throw new Error('--out needs a file name');
   const started = Date.now();
-  const bundle = await cachedWorkflowBundle(WORKFLOWS_PATH);
+  const bundle = await cachedWorkflowBundle(WORKFLOW_BUNDLE_INPUTS);
   console.log(`build id ${bundle.buildId}: ${bundle.codePath} (${bundle.built ? 'built' : 'cached'}, ${Date.now() - started} ms)`);
   if (out !== undefined) {
     mkdirSync(path.dirname(path.resolve(out)), { recursive: true });

@@ -7,6 +7,8 @@ repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "${repo_root}"
 
 bash scripts/ensure-deps.sh
+echo "== build (dist/, when sources changed)"
+bash scripts/build.sh
 echo "== typecheck"
 npx tsc -p tsconfig.json --noEmit
 echo "== lint"

@@ -15,6 +15,7 @@ import type { AuditReport, SampleRecord } from '../store';
 import { weightsDir } from '../workers/runtime';
 import type { RunSummary } from '../workflows/run';
 import type { PipelineEnv } from '../launch/localPipeline';
+import { repoRoot } from '../sourceFiles';
 
 export interface ReferenceRlOptions {
   /** Run id (and store folder): distinct per run in one Temporal server. Default reference-rl-<kind>. */
@@ -84,8 +85,8 @@ export interface ReferenceRlResult {
   seconds: number;
 }
 
-export const REFERENCE_RL_PRESET = path.join(__dirname, '..', '..', 'examples', 'reference-rl.yaml');
-export const REFERENCE_RL_BROADCAST_PRESET = path.join(__dirname, '..', '..', 'examples', 'reference-rl-broadcast.yaml');
+export const REFERENCE_RL_PRESET = path.join(repoRoot(), 'examples', 'reference-rl.yaml');
+export const REFERENCE_RL_BROADCAST_PRESET = path.join(repoRoot(), 'examples', 'reference-rl-broadcast.yaml');
 
 /** examples/reference-rl.yaml with this run's endpoints, iterations and batch size. */
 export function referenceRlConfig(options: ReferenceRlOptions, rollout: readonly string[], trainer: string): Record<string, unknown> {

@@ -2,7 +2,7 @@
  * Client-side operations on runs, shared by the CLI and the tests: connect (with an error that
  * says what to do when the server is unreachable), start or attach to a run, query, update.
  */
-import { Client, Connection, WorkflowNotFoundError } from '@temporalio/client';
+import { Client, Connection, WorkflowNotFoundError, WorkflowUpdateFailedError } from '@temporalio/client';
 import type { RunSpec, RunStatus } from '../pipeline/types';
 import { orchestratorQueue, runWorkflowId } from '../pipeline/naming';
 import { ITERATION_KEY, PHASE_KEY, RUN_ID_KEY, STRATEGY_KEY } from '../temporal/searchAttributes';
@@ -90,8 +90,42 @@ export async function queryStatus(client: Client, runId: string): Promise<RunSta
     return await client.workflow.getHandle(runWorkflowId(runId)).query<RunStatus>('status');
   } catch (error) {
     if (error instanceof WorkflowNotFoundError) throw new CliError(`no run '${runId}' (workflow ${runWorkflowId(runId)}) on this server`);
+    // Not a CliError: the watchers tell an outage (waited out) from a query the workers could not answer.
     throw error;
   }
+}
+
+/**
+ * A status query the server answered but could not satisfy (no worker polling, a workflow task
+ * failing): one plain line with the reason, not the client's stack.
+ */
+export function statusUnavailable(runId: string, error: unknown): CliError {
+  return error instanceof CliError ? error : new CliError(`status of run '${runId}' unavailable: ${plainMessage(error)}`);
+}
+
+/** The message of an error and of its causes, on one line. */
+function plainMessage(error: unknown): string {
+  const parts: string[] = [];
+  for (let current: unknown = error; current instanceof Error && parts.length < 4; current = current.cause) {
+    if (!parts.some((part) => part.includes(current instanceof Error ? current.message : ''))) parts.push(current.message);
+  }
+  return (parts.length > 0 ? parts.join(': ') : String(error)).replace(/\s*\n\s*/g, ' ');
+}
+
+/**
+ * Why an update found no workflow: the run never existed, or it is finished (a closed workflow
+ * takes no updates, and the server answers "not found" for it too).
+ */
+async function missingRun(client: Client, runId: string, update: string): Promise<CliError> {
+  try {
+    const description = await client.workflow.getHandle(runWorkflowId(runId)).describe();
+    if (description.status.name !== 'RUNNING') {
+      return new CliError(`run '${runId}' is finished (${description.status.name.toLowerCase()}): nothing to ${update}; 'timeshare status ${runId}' shows how it ended`);
+    }
+  } catch (error) {
+    if (!(error instanceof WorkflowNotFoundError)) return new CliError(`${update}: run '${runId}' not reachable: ${plainMessage(error)}`);
+  }
+  return new CliError(`no run '${runId}' (workflow ${runWorkflowId(runId)}) on this server`);
 }
 
 export async function runResult(client: Client, runId: string): Promise<RunSummary> {
@@ -124,8 +158,9 @@ export async function sendUpdate(client: Client, runId: string, update: RunUpdat
         return await handle.executeUpdate(returnRanksUpdate, { args: [{ ranks: update.ranks }] });
     }
   } catch (error) {
-    if (error instanceof WorkflowNotFoundError) throw new CliError(`no run '${runId}' (workflow ${runWorkflowId(runId)}) on this server`);
-    const cause = error instanceof Error && error.cause instanceof Error ? `: ${error.cause.message}` : '';
-    throw new CliError(`${update.name} rejected: ${error instanceof Error ? error.message : String(error)}${cause}`);
+    if (error instanceof WorkflowNotFoundError) throw await missingRun(client, runId, update.name);
+    // Refused by the workflow's validator: the argument was wrong (exit 2, as for bad arguments).
+    if (error instanceof WorkflowUpdateFailedError) throw new CliError(`${update.name} rejected: ${plainMessage(error)}`, EXIT.usage);
+    throw new CliError(`${update.name} failed: ${plainMessage(error)}`);
   }
 }

@@ -4,7 +4,7 @@
  */
 import { existsSync } from 'node:fs';
 import path from 'node:path';
-import { Command, InvalidArgumentError } from 'commander';
+import { Command } from 'commander';
 import { NativeConnection } from '@temporalio/worker';
 import { ConfigError, defaultConfigPath, loadRunConfigFile, resolveRunId, type ParsedRunConfig } from '../config';
 import { buildRunSpec } from '../pipeline/spec';
@@ -15,6 +15,7 @@ import { createOrchestratorWorker } from '../workers/orchestrator';
 import { checkBuildId } from '../workers/versioning';
 import type { TemporalTarget, WorkerContext } from '../workers/options';
 import { runtimePaths } from '../workers/runtime';
+import { decimal, parseDecimalList } from './args';
 import { addBenchCommand } from './bench';
 import { startCodecServer } from '../temporal/codecServer';
 import { connectionOptions, resolveSecurity, SecurityConfigError, type SecurityFlags } from '../temporal/security';
@@ -33,13 +34,8 @@ function loadConfig(configPath: string): { parsed: ParsedRunConfig; runId: strin
   return { parsed, runId: resolveRunId(parsed.config, configPath) };
 }
 
-function integer(name: string, min: number): (value: string) => number {
-  return (value) => {
-    const n = Number(value);
-    if (!Number.isInteger(n) || n < min) throw new InvalidArgumentError(`${name} must be an integer >= ${min} (got '${value}')`);
-    return n;
-  };
-}
+/** Decimal digits only, >= min (src/cli/args.ts): `1e1` or `0x10` are refused, not read as 10 or 16. */
+const integer = (name: string, min: number): ((value: string) => number) => decimal(name, min);
 
 interface ConnectionFlags extends SecurityFlags {
   address?: string;
@@ -91,8 +87,8 @@ export function buildProgram(): Command {
     .description('Run the embedded default: local Temporal dev server + UI, workers (simulated GPUs, or the real engines the config names); start (or resume) the run and show progress')
     .argument('[config]', 'run configuration (YAML or JSON)', defaultConfigPath())
     .option('--state-dir <dir>', 'where the dev server database, engine state and logs live', DEFAULT_STATE_DIR)
-    .option('--port <port>', 'Temporal gRPC port', integer('--port', 1), 7233)
-    .option('--ui-port <port>', 'Temporal UI port', integer('--ui-port', 1), 8233)
+    .option('--port <port>', 'Temporal gRPC port', decimal('--port', 1, 65_535), 7233)
+    .option('--ui-port <port>', 'Temporal UI port', decimal('--ui-port', 1, 65_535), 8233)
     .option('--progress-every <seconds>', 'print progress at least this often', integer('--progress-every', 1), 5)
     .option('--server-wait <seconds>', 'give up (exit 4) when the Temporal server stays unreachable this long', integer('--server-wait', 0), WATCH_SERVER_WAIT_SECONDS)
     .option('--keep-ui', 'keep the server and the Temporal UI after the run ends, until Ctrl-C')
@@ -186,9 +182,7 @@ export function buildProgram(): Command {
       .description("Ranks released for training from the next iteration on ('default' returns to the layout's rule)")
       .argument('<run-id>')
       // Parsed by commander (not in the action) so that a bad rank is reported with usage, exit 2.
-      .argument('<ranks>', "comma-separated rank ids, or 'default'", (text: string) =>
-        text === 'default' ? null : text.split(',').map((part) => integer('rank id', 0)(part.trim())),
-      ),
+      .argument('<ranks>', "comma-separated rank ids, or 'default'", (text: string) => (text === 'default' ? null : parseDecimalList('rank ids', text, 0))),
   ).action(async (runId: string, ranks: number[] | null, flags: ConnectionFlags) => {
     const client = await connectClient(target(flags));
     try {
@@ -203,13 +197,8 @@ export function buildProgram(): Command {
       .command('return-ranks')
       .description('Return lost ranks to the pool once their node is back (they reload and sync weights at the next iteration)')
       .argument('<run-id>')
-      .argument('<ranks>', 'comma-separated rank ids (see `timeshare status`)'),
-  ).action(async (runId: string, ranksText: string, flags: ConnectionFlags) => {
-    const ranks = ranksText.split(',').map((part) => {
-      const rank = Number(part.trim());
-      if (part.trim() === '' || !Number.isInteger(rank) || rank < 0) throw new CliError(`rank id must be an integer >= 0 (got '${part.trim()}')`, 2);
-      return rank;
-    });
+      .argument('<ranks>', 'comma-separated rank ids (see `timeshare status`)', (text: string) => parseDecimalList('rank ids', text, 0)),
+  ).action(async (runId: string, ranks: number[], flags: ConnectionFlags) => {
     const client = await connectClient(target(flags));
     try {
       console.log(statusBlock(await sendUpdate(client, runId, { name: 'returnRanks', ranks })));
@@ -283,7 +272,7 @@ export function buildProgram(): Command {
       .description('Serve the payload codec over HTTP (POST /encode, /decode) so the Temporal UI can show encrypted payloads')
       .argument('[config]', 'run configuration whose temporal.codec to use (or give --codec-key-*)')
       .option('--host <host>', 'interface to listen on (anyone who reaches it can decrypt)', '127.0.0.1')
-      .option('--port <port>', 'port to listen on', integer('--port', 1), 8081)
+      .option('--port <port>', 'port to listen on', decimal('--port', 1, 65_535), 8081)
       .option('--cors-origin <origin...>', "origins allowed to call it from a browser (the Temporal UI's)", ['http://localhost:8233', 'http://127.0.0.1:8233']),
   ).action(async (configPath: string | undefined, flags: SecurityFlags & { host: string; port: number; corsOrigin: string[] }) => {
     const parsed = configPath === undefined ? undefined : loadConfig(configPath).parsed;
@@ -314,7 +303,7 @@ export function buildProgram(): Command {
     .option('--deadline-minutes <n>', 'give up after this long', integer('--deadline-minutes', 1), 30)
     .option('--weight-sync <mode>', 'disk | broadcast: how the run syncs weights (broadcast: sync faults strike the collective)', 'disk')
     .action(async (flags: { faults: number; seed: number; kinds?: string; phases?: string; stateDir?: string; deadlineMinutes: number; weightSync: string }) => {
-      if (flags.weightSync !== 'disk' && flags.weightSync !== 'broadcast') throw new InvalidArgumentError(`--weight-sync: expected disk or broadcast, got ${JSON.stringify(flags.weightSync)}`);
+      if (flags.weightSync !== 'disk' && flags.weightSync !== 'broadcast') throw new CliError(`--weight-sync: expected disk or broadcast, got ${JSON.stringify(flags.weightSync)}`, 2);
       const report = await runChaos({
         weightSync: flags.weightSync,
         faults: flags.faults,
@@ -395,7 +384,9 @@ export async function main(argv: string[]): Promise<number> {
       // --help and --version exit 0; usage errors (already printed by commander) exit 2.
       return ['commander.helpDisplayed', 'commander.help', 'commander.version'].includes(commanderError.code) ? 0 : 2;
     }
-    console.error(`timeshare: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}`);
+    // One plain line; the stack only when asked for (TIMESHARE_DEBUG=1).
+    const debug = process.env.TIMESHARE_DEBUG === '1';
+    console.error(`timeshare: ${error instanceof Error ? (debug ? (error.stack ?? error.message) : error.message) : String(error)}`);
     return 1;
   }
 }

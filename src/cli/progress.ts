@@ -16,6 +16,14 @@ function dropped(status: RunStatus): number {
   return Object.values(status.samples.dropped).reduce((sum, n) => sum + n, 0);
 }
 
+/**
+ * The iteration a person reads, 1-based: the one running (iteration k of the workflow id
+ * `-iter-<k>` is number k + 1), or once the run is done the number of iterations it ran.
+ */
+export function iterationNumber(status: RunStatus): number {
+  return status.phase === 'done' ? status.iteration : Math.min(status.iteration + 1, status.iterationsTotal);
+}
+
 /** Sample utilization and the version lag of trained tokens, once a batch reported them. */
 function stalenessSummary(status: RunStatus): string {
   const s = status.staleness;
@@ -27,7 +35,7 @@ export function progressLine(status: RunStatus, samplesPerSecond: number | undef
   const state = status.paused ? 'PAUSED' : status.phase;
   const rate = samplesPerSecond === undefined ? '' : ` | ${samplesPerSecond.toFixed(2)} samples/s trained`;
   return (
-    `iter ${Math.min(status.iteration + 1, status.iterationsTotal)}/${status.iterationsTotal} | ${state} | weights v${status.version} | ${roleSummary(status)} | ` +
+    `iter ${iterationNumber(status)}/${status.iterationsTotal} | ${state} | weights v${status.version} | ${roleSummary(status)} | ` +
     `samples: ${status.samples.trained} trained, ${status.samples.running} running, ${status.samples.completedWaiting} done-waiting, ` +
     `${status.samples.waiting} carried, ${dropped(status)} dropped${stalenessSummary(status)}${rate}`
   );
@@ -36,7 +44,7 @@ export function progressLine(status: RunStatus, samplesPerSecond: number | undef
 export function statusBlock(status: RunStatus): string {
   const lines = [
     `run:        ${status.runId} (${status.strategy})`,
-    `iteration:  ${status.iteration} of ${status.iterationsTotal}`,
+    `iteration:  ${iterationNumber(status)} of ${status.iterationsTotal}${status.phase === 'done' ? ' (done)' : ''}`,
     `phase:      ${status.phase}${status.paused ? ' (paused)' : ''}${status.pauseRequested ? ' (pause requested)' : ''}${status.stopRequested ? ' (stop requested)' : ''}`,
     `weights:    v${status.version}`,
     `batch size: ${status.batchSize}`,
@@ -56,7 +64,7 @@ export function statusBlock(status: RunStatus): string {
   if (status.lastIteration !== undefined) {
     const last = status.lastIteration;
     lines.push(
-      `last iter:  #${last.iteration} v${last.fromVersion}→v${last.toVersion}, ${last.batchSamples} samples / ${last.batchTokens} tokens, ` +
+      `last iter:  #${last.iteration + 1} v${last.fromVersion}→v${last.toVersion}, ${last.batchSamples} samples / ${last.batchTokens} tokens, ` +
         `${((last.endedAtMs - last.startedAtMs) / 1000).toFixed(1)} s, migrated ${last.migrated}`,
     );
   }

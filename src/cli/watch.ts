@@ -10,7 +10,7 @@ import { describeError } from '../pipeline/errors';
 import { runWorkflowId } from '../pipeline/naming';
 import type { RunStatus } from '../pipeline/types';
 import type { RunSummary } from '../workflows/run';
-import { CliError, connectClient, queryStatus, runResult, ServerUnreachableError } from './client';
+import { CliError, connectClient, queryStatus, runResult, ServerUnreachableError, statusUnavailable } from './client';
 import { EXIT } from './exitCodes';
 import { progressLine } from './progress';
 import type { TemporalTarget } from '../workers/options';
@@ -118,6 +118,8 @@ export async function statusThroughOutage(target: TemporalTarget, runId: string,
   const client = await connectThroughOutage(target, tracker);
   try {
     return await retryThroughOutage(client, tracker, () => client.withDeadline(Date.now() + QUERY_TIMEOUT_MS, () => queryStatus(client, runId)));
+  } catch (error) {
+    throw statusUnavailable(runId, error);
   } finally {
     await client.connection.close();
   }

@@ -10,9 +10,11 @@ import { isMap, isPair, isScalar, isSeq, LineCounter, parseDocument } from 'yaml
 import type { Node as YamlNode } from 'yaml';
 import type { z } from 'zod';
 import { buildLayout } from '../gpu/layout';
+import { MAX_LIVE_SAMPLES } from '../gpu/ledger';
 import type { GpuId, PoolLayout } from '../gpu/layout';
 import { ValidationError } from '../gpu/validation';
-import { runConfigSchema } from './schema';
+import { RUN_ID_PATTERN, runConfigSchema } from './schema';
+import { didYouMean, knownKeysAt } from './suggest';
 import type { GpuList, RunConfig } from './schema';
 
 // ---------------------------------------------------------------------------------------------
@@ -148,7 +150,11 @@ function zodIssues(error: z.ZodError): ConfigIssue[] {
   const issues: ConfigIssue[] = [];
   for (const issue of error.issues) {
     if (issue.code === 'unrecognized_keys') {
-      for (const key of issue.keys) issues.push({ path: formatPath([...issue.path, key]), message: 'unknown key' });
+      const known = knownKeysAt(runConfigSchema, issue.path);
+      for (const key of issue.keys) {
+        const meant = didYouMean(key, known);
+        issues.push({ path: formatPath([...issue.path, key]), message: meant === undefined ? 'unknown key' : `unknown key (did you mean '${meant}'?)` });
+      }
       continue;
     }
     const hasInput = 'input' in issue && issue.input !== undefined;
@@ -181,11 +187,7 @@ const FIELD_PATH = /^([A-Za-z_]\w*(?:\.[A-Za-z_]\w*|\[\d+\])*)\s*(?:\((.*)\))?$/
  * ("rollout rank 3", "pool size (nodes × gpusPerNode)").
  */
 export function validationIssue(error: ValidationError): ConfigIssue {
-  const prefix = `${error.pattern} failed for ${error.subject}: `;
-  const suffix = ` (offending: ${error.offending})`;
-  let detail = error.message;
-  if (detail.startsWith(prefix)) detail = detail.slice(prefix.length);
-  if (detail.endsWith(suffix)) detail = detail.slice(0, -suffix.length);
+  const detail = error.detail;
 
   let fieldPath: string;
   let rule: string | undefined;
@@ -284,6 +286,12 @@ export function parseRunConfig(raw: unknown, source: string): ParsedRunConfig {
     });
   }
   const maxConcurrentSamples = config.rollout.maxConcurrentSamples ?? config.batchSize * (1 + config.asyncRatio);
+  if (config.rollout.maxConcurrentSamples === undefined && maxConcurrentSamples > MAX_LIVE_SAMPLES) {
+    issues.push({
+      path: 'asyncRatio',
+      message: `batchSize × (1 + asyncRatio) = ${maxConcurrentSamples} live samples is more than a run can hold (${MAX_LIVE_SAMPLES}); lower asyncRatio or set rollout.maxConcurrentSamples`,
+    });
+  }
   if (maxConcurrentSamples < config.batchSize) {
     issues.push({
       path: 'rollout.maxConcurrentSamples',
@@ -347,6 +355,9 @@ export function parseRunConfig(raw: unknown, source: string): ParsedRunConfig {
 // ---------------------------------------------------------------------------------------------
 // Files
 // ---------------------------------------------------------------------------------------------
+
+/** Alias uses a YAML config may expand (a config needs a handful; an alias bomb needs millions). */
+const MAX_ALIAS_EXPANSIONS = 1000;
 
 export const CONFIG_EXTENSIONS = ['.yaml', '.yml', '.json'] as const;
 
@@ -441,7 +452,14 @@ function readConfigFile(file: string): { raw: unknown; lineOf?: (fieldPath: stri
       }),
     );
   }
-  const raw: unknown = doc.toJS({ maxAliasCount: 1000 });
+  let raw: unknown;
+  try {
+    raw = doc.toJS({ maxAliasCount: MAX_ALIAS_EXPANSIONS });
+  } catch (error) {
+    // The yaml library refuses a document whose aliases expand without bound (a "billion laughs").
+    const message = error instanceof Error ? error.message : String(error);
+    throw new ConfigError(file, [{ path: '', message: `YAML aliases expand too much (more than ${MAX_ALIAS_EXPANSIONS} alias uses): ${message}` }]);
+  }
   if (raw === null || raw === undefined) {
     throw new ConfigError(file, [
       { path: '', message: 'the file is empty: expected a mapping with at least pool, strategy, train and batchSize' },
@@ -484,10 +502,21 @@ export function slugify(text: string): string {
   return slug === '' ? 'run' : slug;
 }
 
-/** The run id: `run.id` from the config, else a slug of the config file's base name. */
+/**
+ * The run id: `run.id` from the config, else the config file's base name if it is a valid run id.
+ * A name that is not (upper case, spaces…) is refused rather than changed, so the id a person
+ * types later is the one they see.
+ */
 export function resolveRunId(config: RunConfig, configPath: string): string {
   if (config.run.id !== undefined) return config.run.id;
-  return slugify(path.basename(configPath, path.extname(configPath)));
+  const name = path.basename(configPath, path.extname(configPath));
+  if (RUN_ID_PATTERN.test(name)) return name;
+  throw new ConfigError(configPath, [
+    {
+      path: 'run.id',
+      message: `not set, and the file name '${name}' is not a run id (lower-case letters, digits and dashes, at most 63, ${RUN_ID_PATTERN.source}); set run.id, e.g. 'run: { id: ${slugify(name)} }'`,
+    },
+  ]);
 }
 
 /**

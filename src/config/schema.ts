@@ -12,6 +12,7 @@
 import { z } from 'zod';
 import { MAX_GPUS, STRATEGIES } from '../gpu/layout';
 import { DEFAULT_STALENESS_POLICY, STALENESS_POLICIES } from '../gpu/staleness';
+import { MAX_LIVE_SAMPLES } from '../gpu/ledger';
 import { hardwareSchema } from '../engines/hardware';
 import { collectiveBackendSchema, costModelSchema, faultSchema, weightSyncModeSchema, workloadSchema } from '../engines/types';
 import type { OpenEnvEnvironmentConfig as EngineOpenEnvConfig } from '../engines/openenv/config';
@@ -413,8 +414,8 @@ export const runConfigSchema = z
         gpus: gpuListSchema.default('all'),
         /** GPUs per rollout rank (TP × PP of one engine instance); ranks never span nodes. */
         gpusPerRank: intAtLeast(1).default(1),
-        /** Live samples kept rolling at once; default batchSize × (1 + asyncRatio). */
-        maxConcurrentSamples: intAtLeast(1).optional(),
+        /** Live samples kept rolling at once; default batchSize × (1 + asyncRatio), at most MAX_LIVE_SAMPLES. */
+        maxConcurrentSamples: intIn(1, MAX_LIVE_SAMPLES).optional(),
         /** What becomes of samples that outlive their weight version (docs/design.md §5.2 "Staleness"). */
         staleness: z
           .object({

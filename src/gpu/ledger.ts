@@ -65,8 +65,11 @@ function requireStates(ledger: SampleLedger, subject: string, ids: readonly numb
 }
 
 /** Admits `count` new samples at weight `version`; returns their ids. */
+/** Most live samples a run may hold at once (rollout.maxConcurrentSamples is checked against it). */
+export const MAX_LIVE_SAMPLES = 1_000_000;
+
 export function admit(ledger: SampleLedger, count: number, version: number): { ledger: SampleLedger; ids: number[] } {
-  checkIntRange('admit: count', count, 0, 1_000_000);
+  checkIntRange('admit: count', count, 0, MAX_LIVE_SAMPLES);
   checkIntRange('admit: version', version, 0, Number.MAX_SAFE_INTEGER);
   const next = copy(ledger);
   const ids = Array.from({ length: count }, (_, i) => ledger.nextSampleId + i);

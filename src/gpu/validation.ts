@@ -26,9 +26,11 @@ export class ValidationError extends Error {
     readonly subject: string,
     /** The offending value(s), rendered for the message. */
     readonly offending: string,
-    detail: string,
+    /** The rule broken, in plain words. */
+    readonly detail: string,
   ) {
-    super(`${pattern} failed for ${subject}: ${detail} (offending: ${offending})`);
+    // Plain words first; the pattern's name after them, for whoever greps the code.
+    super(`${subject}: ${detail} (offending: ${offending}) [${pattern}]`);
     this.name = 'ValidationError';
   }
 }

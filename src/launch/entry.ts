@@ -1,13 +1,20 @@
 /**
  * How a `timeshare` subcommand is started as a child process (worker processes of `dev`, `chaos`
- * and the control-plane bench). The one place that knows how the CLI's entry is invoked.
+ * and the control-plane bench). The one place that knows how the CLI's entry is invoked: the
+ * compiled JavaScript in dist/ when this code runs compiled (bin/timeshare), else the TypeScript
+ * source through the tsx loader (tests, `npx tsx`).
  */
-import path from 'node:path';
 import type { Invocation } from '../process/owned';
+import { COMPILED, moduleFile } from '../sourceFiles';
 
-const CLI_MAIN = path.join(__dirname, '..', 'cli', 'main.ts');
+const CLI_MAIN = moduleFile(__dirname, '..', 'cli', 'main');
 /** The tsx loader by absolute path, so a child starts whatever its working directory. */
 const TSX_LOADER = `file://${require.resolve('tsx')}`;
+
+/** Node arguments that run an entry module of ours: compiled as is, TypeScript through tsx. */
+export function nodeArgsFor(entry: string): string[] {
+  return COMPILED ? [entry] : ['--import', TSX_LOADER, entry];
+}
 
 /** The command line that runs a TypeScript file of this repository: this Node with the tsx loader. */
 export function typeScriptInvocation(file: string, args: readonly string[]): Invocation {
@@ -16,7 +23,7 @@ export function typeScriptInvocation(file: string, args: readonly string[]): Inv
 
 /** The command line that runs `timeshare <args>`. */
 export function timeshareInvocation(args: readonly string[]): Invocation {
-  return typeScriptInvocation(CLI_MAIN, args);
+  return { command: process.execPath, args: [...nodeArgsFor(CLI_MAIN), ...args] };
 }
 
 /** What a worker started by `timeshareInvocation` has on its command line (to recognise our leftovers). */

@@ -17,14 +17,14 @@ import { startDevServer, type DevServer } from '../temporal/devServer';
 import { cachedWorkflowBundle, type CachedWorkflowBundle } from '../workers/bundle';
 import { installRuntimeLogger } from '../workers/logging';
 import type { WorkerContext } from '../workers/options';
-import { WORKFLOWS_PATH } from '../workers/orchestrator';
+import { WORKFLOW_BUNDLE_INPUTS } from '../workers/orchestrator';
 import { runtimePaths, storeCache } from '../workers/runtime';
 import type { FsTrajectoryStore } from '../store';
 
 let bundle: Promise<CachedWorkflowBundle> | undefined;
 /** The workflow bundle of the current sources, built once per code version (src/workers/bundle.ts). */
 export function workflowBundle(): Promise<CachedWorkflowBundle> {
-  bundle ??= cachedWorkflowBundle(WORKFLOWS_PATH);
+  bundle ??= cachedWorkflowBundle(WORKFLOW_BUNDLE_INPUTS);
   return bundle;
 }
 

@@ -85,6 +85,11 @@ export interface IterationInput {
   lostRanks?: RankId[];
   /** Ranks the operator returned since the last iteration: reloaded and synced before the rollout. */
   rejoinRanks?: RankId[];
+  /**
+   * Chosen by the run workflow for this iteration and echoed in every progress report: the run
+   * accepts only reports that carry it, so a signal sent from outside cannot fake progress.
+   */
+  progressToken?: string;
   /** Broadcast sync: the group the previous iteration left formed. */
   weightGroup?: WeightGroupState;
 }
@@ -146,6 +151,8 @@ export interface IterationProgress {
   batchSamples: number;
   /** Order of the reports of one iteration, across its attempts (signals not awaited may arrive out of order). */
   sequence?: number;
+  /** The iteration's `progressToken` (absent in histories recorded before it). */
+  token?: string;
 }
 
 export interface RunStatus {

@@ -47,9 +47,28 @@ export async function fsyncDir(dir: string): Promise<void> {
   }
 }
 
+/** A store folder is gone (deleted under a running run): names the folder, keeps code ENOENT. */
+export class MissingDirectoryError extends Error {
+  readonly code = 'ENOENT';
+  constructor(
+    readonly dir: string,
+    file: string,
+  ) {
+    super(`store directory ${dir} is missing (deleted?): cannot write ${basename(file)} there; restore the folder (or the store) and resume`);
+    this.name = 'MissingDirectoryError';
+  }
+}
+
 async function writeTemp(path: string, data: string, sync: boolean): Promise<string> {
   const tmp = tempPathFor(path);
-  const handle = await fs.open(tmp, 'wx', 0o644);
+  let handle: fs.FileHandle;
+  try {
+    handle = await fs.open(tmp, 'wx', 0o644);
+  } catch (err) {
+    // ENOENT on a fresh temp name means its folder is gone: say which, not the temp file's name.
+    if (errnoCode(err) === 'ENOENT') throw new MissingDirectoryError(dirname(path), path);
+    throw err;
+  }
   try {
     await handle.writeFile(data, 'utf8');
     if (sync) await handle.sync();

@@ -15,6 +15,7 @@ import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import type { Payload, PayloadCodec } from '@temporalio/common';
 import { CODEC_KEY_ID_PATTERN } from '../config/schema';
+import { UNDECODABLE_ENCODING } from './payloadConverter';
 
 export const ENCRYPTED_ENCODING = 'binary/encrypted';
 export const CIPHER_NAME = 'AES-256-GCM';
@@ -199,5 +200,35 @@ export class AesGcmCodec implements PayloadCodec {
         throw new CodecError(`encrypted payload (key id '${keyId}') decrypted to a malformed payload: ${error instanceof Error ? error.message : String(error)}`);
       }
     });
+  }
+}
+
+/**
+ * The workers' view of a codec: a payload it cannot decode becomes an `UNDECODABLE_ENCODING`
+ * payload carrying the reason, instead of an error that would fail the whole workflow task (a
+ * signal with a foreign encrypted payload would wedge the run for good). The payload converter
+ * turns it into a marker that the signal and update validators reject, and that workflow inputs
+ * and activity arguments refuse (./payloadConverter.ts).
+ */
+export class UndecodableAsMarkerCodec implements PayloadCodec {
+  constructor(private readonly inner: PayloadCodec) {}
+
+  encode(payloads: Payload[]): Promise<Payload[]> {
+    return this.inner.encode(payloads);
+  }
+
+  async decode(payloads: Payload[]): Promise<Payload[]> {
+    return Promise.all(
+      payloads.map(async (payload) => {
+        try {
+          const [decoded] = await this.inner.decode([payload]);
+          if (decoded === undefined) throw new CodecError('codec returned no payload');
+          return decoded;
+        } catch (error) {
+          const reason = error instanceof Error ? error.message : String(error);
+          return { metadata: { encoding: encoder.encode(UNDECODABLE_ENCODING) }, data: encoder.encode(reason) };
+        }
+      }),
+    );
   }
 }

@@ -10,9 +10,10 @@ import { createServer } from 'node:net';
 import path from 'node:path';
 import { Connection } from '@temporalio/client';
 import { spawnOwned } from '../process/owned';
+import { repoRoot } from '../sourceFiles';
 import { SEARCH_ATTRIBUTE_REGISTRATIONS } from './searchAttributes';
 
-export const REPO_ROOT = path.resolve(__dirname, '..', '..');
+export const REPO_ROOT = repoRoot();
 
 export interface DevServerOptions {
   /** SQLite file for persistent state; omitted = in-memory (lost when the server stops). */

@@ -15,7 +15,8 @@ import type { DataConverter } from '@temporalio/common';
 import type { TLSConfig } from '@temporalio/client';
 import type { z } from 'zod';
 import { payloadCodecSchema, temporalTlsSchema, type RunConfig } from '../config/schema';
-import { AesGcmCodec, CodecError } from './codec';
+import { moduleFile } from '../sourceFiles';
+import { AesGcmCodec, CodecError, UndecodableAsMarkerCodec } from './codec';
 
 export const TLS_ENV = {
   caFile: 'TEMPORAL_TLS_CA_PATH',
@@ -201,7 +202,21 @@ export function connectionOptions(security: ConnectionSecurity): { tls?: TLSConf
   };
 }
 
-/** The data converter for clients and workers: the codec when one is configured. */
+/** The data converter for clients: the codec when one is configured (a payload it cannot decode is an error). */
 export function dataConverter(security: ConnectionSecurity): DataConverter | undefined {
   return security.codec === undefined ? undefined : { payloadCodecs: [security.codec] };
+}
+
+/** The payload converter module (also bundled into the workflow sandbox). */
+export const PAYLOAD_CONVERTER_PATH = moduleFile(__dirname, 'payloadConverter');
+
+/**
+ * The data converter for workers: a payload that cannot be decoded becomes a marker value that
+ * validation rejects, never an error that fails a workflow task (./payloadConverter.ts).
+ */
+export function workerDataConverter(security: ConnectionSecurity): DataConverter {
+  return {
+    payloadConverterPath: PAYLOAD_CONVERTER_PATH,
+    ...(security.codec === undefined ? {} : { payloadCodecs: [new UndecodableAsMarkerCodec(security.codec)] }),
+  };
 }

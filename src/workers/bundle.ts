@@ -1,8 +1,8 @@
 /**
  * The workflow bundle, built once per code version and reused: webpack takes 13-49 s on a busy
  * 2-core machine, too long to pay at every worker start. The version is a content hash of what
- * goes into the bundle (the workflow entry and every local module it imports, transitively, plus
- * the locked dependency versions); it names the cached file and is the worker's default build id
+ * goes into the bundle (the workflow entry, the payload converter module if any, every local module
+ * they import, transitively, plus the locked dependency versions); it names the cached file and is the worker's default build id
  * (docs/design.md §5.2, Worker Versioning).
  */
 import { createHash } from 'node:crypto';
@@ -16,9 +16,18 @@ const BUNDLE_RECIPE = 'timeshare-workflow-bundle-1';
 export const BUNDLE_CACHE_ENV = 'TIMESHARE_BUNDLE_CACHE';
 const BUILD_ID_HEX_CHARS = 16;
 
+/** What a bundle is built from: the workflows and, optionally, the payload converter bundled with them. */
+export interface BundleInputs {
+  workflowsPath: string;
+  /** A module exporting `payloadConverter`, used inside the workflow sandbox (src/temporal/payloadConverter.ts). */
+  payloadConverterPath?: string;
+}
+
 export interface WorkflowSources {
   /** The workflow bundle's entry point. */
   entry: string;
+  /** The payload converter bundled with the workflows, if any. */
+  payloadConverterPath?: string;
   /** Every file the hash covers (entry, local imports, the lock file), repo-relative, sorted. */
   files: string[];
   /** Content hash of those files: the code version. */
@@ -53,10 +62,10 @@ export function packageRoot(from: string): string {
   }
 }
 
-/** Local modules reachable from the entry by relative imports (packages are covered by the lock file). */
-function localModules(entry: string): string[] {
+/** Local modules reachable from the entries by relative imports (packages are covered by the lock file). */
+function localModules(entries: readonly string[]): string[] {
   const seen = new Set<string>();
-  const pending = [path.resolve(entry)];
+  const pending = entries.map((entry) => path.resolve(entry));
   while (pending.length > 0) {
     const file = pending.pop()!;
     if (seen.has(file)) continue;
@@ -69,16 +78,21 @@ function localModules(entry: string): string[] {
   return [...seen];
 }
 
-/** What goes into the bundle of `entry`, and its content hash. Pure reads; no bundling. */
-export function workflowSources(entry: string): WorkflowSources {
+const bundleInputs = (inputs: string | BundleInputs): BundleInputs => (typeof inputs === 'string' ? { workflowsPath: inputs } : inputs);
+
+/** What goes into the bundle of these inputs (a workflows entry alone, or with a payload converter), and its content hash. Pure reads; no bundling. */
+export function workflowSources(inputs: string | BundleInputs): WorkflowSources {
+  const { workflowsPath: entry, payloadConverterPath: converter } = bundleInputs(inputs);
   const root = packageRoot(entry);
   const lockFile = path.join(root, 'package-lock.json');
-  const files = [...localModules(entry), ...(existsSync(lockFile) ? [lockFile] : [])]
+  const files = [...localModules(converter === undefined ? [entry] : [entry, converter]), ...(existsSync(lockFile) ? [lockFile] : [])]
     .map((file) => path.relative(root, file))
     .sort();
   const hash = createHash('sha256').update(BUNDLE_RECIPE).update('\0');
+  // Which module is the converter matters too (the same files bundled without it are another bundle).
+  hash.update(`payload converter: ${converter === undefined ? '(default)' : path.relative(root, path.resolve(converter))}`).update('\0');
   for (const file of files) hash.update(file).update('\0').update(readFileSync(path.join(root, file))).update('\0');
-  return { entry: path.resolve(entry), files, hash: hash.digest('hex') };
+  return { entry: path.resolve(entry), ...(converter === undefined ? {} : { payloadConverterPath: path.resolve(converter) }), files, hash: hash.digest('hex') };
 }
 
 export function bundleCacheDir(entry: string): string {
@@ -95,15 +109,16 @@ const quietLogger = {
 };
 
 /**
- * The bundle of `entry` for its current sources: read from the cache, or built and written there
- * (atomically: concurrent workers never read a half-written file).
+ * The bundle of these inputs for their current sources: read from the cache, or built and written
+ * there (atomically: concurrent workers never read a half-written file).
  */
-export async function cachedWorkflowBundle(entry: string, cacheDir = bundleCacheDir(entry)): Promise<CachedWorkflowBundle> {
-  const { hash } = workflowSources(entry);
+export async function cachedWorkflowBundle(inputs: string | BundleInputs, cacheDir = bundleCacheDir(bundleInputs(inputs).workflowsPath)): Promise<CachedWorkflowBundle> {
+  const { workflowsPath, payloadConverterPath } = bundleInputs(inputs);
+  const { hash } = workflowSources(inputs);
   const buildId = hash.slice(0, BUILD_ID_HEX_CHARS);
   const codePath = path.join(cacheDir, `${hash}.js`);
   if (existsSync(codePath)) return { codePath, buildId, built: false };
-  const { code } = await bundleWorkflowCode({ workflowsPath: entry, logger: quietLogger });
+  const { code } = await bundleWorkflowCode({ workflowsPath, ...(payloadConverterPath === undefined ? {} : { payloadConverterPath }), logger: quietLogger });
   mkdirSync(cacheDir, { recursive: true });
   const partial = `${codePath}.${process.pid}.partial`;
   writeFileSync(partial, code);

@@ -23,7 +23,8 @@ import type { AgentEnvironment, RolloutEngine, Trainer } from '../engines/types'
 import { deviceAddress, ranksOnNode, trainNodes, type PoolLayout } from '../gpu/layout';
 import { checkIntRange } from '../gpu/validation';
 import { rankQueue, trainerQueue } from '../pipeline/naming';
-import { dataConverter, PLAINTEXT } from '../temporal/security';
+import { PLAINTEXT, workerDataConverter } from '../temporal/security';
+import { refuseUndecodableArguments } from './undecodable';
 import { engineStateDir, faultInjectionDir, modelWeightsPath, storeCache, weightsDir, weightsPath } from './runtime';
 import { HEARTBEAT_INTERVAL_MS, HEARTBEAT_THROTTLE, RANK_QUEUE_POLLERS, SHUTDOWN_GRACE, type WorkerContext } from './options';
 
@@ -176,7 +177,8 @@ export async function createGpuNodeWorkers(
         namespace: context.temporal.namespace,
         taskQueue,
         activities,
-        dataConverter: dataConverter(context.temporal.security ?? PLAINTEXT),
+        dataConverter: workerDataConverter(context.temporal.security ?? PLAINTEXT),
+        interceptors: { activity: [refuseUndecodableArguments] },
         // (The SDK 1.24 ignores maxConcurrentActivityTaskPolls; the poller behaviour is what counts.)
         activityTaskPollerBehavior: { type: 'simple-maximum', maximum: RANK_QUEUE_POLLERS },
         defaultHeartbeatThrottleInterval: HEARTBEAT_THROTTLE,

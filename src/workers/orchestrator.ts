@@ -9,13 +9,26 @@ import { DigitsEnvironment } from '../engines/digits';
 import { createOpenEnvEnvironment } from '../engines/openenv';
 import { WorkloadModel } from '../engines/sim/workload';
 import { orchestratorQueue } from '../pipeline/naming';
-import { dataConverter, PLAINTEXT } from '../temporal/security';
-import { bundleBuildId, cachedWorkflowBundle, type CachedWorkflowBundle } from './bundle';
+import { repoRoot } from '../sourceFiles';
+import { PLAINTEXT, workerDataConverter } from '../temporal/security';
+import { bundleBuildId, cachedWorkflowBundle, type BundleInputs, type CachedWorkflowBundle } from './bundle';
+import { refuseUndecodableArguments } from './undecodable';
 import { storeCache } from './runtime';
 import { deploymentNameFor, setCurrentVersion, versionedWorkerOptions, type DeploymentVersion, type SetCurrentPolicy } from './versioning';
 import { HEARTBEAT_INTERVAL_MS, HEARTBEAT_THROTTLE, SHUTDOWN_GRACE, type WorkerContext } from './options';
 
-export const WORKFLOWS_PATH = path.join(__dirname, '..', 'workflows', 'index.ts');
+/**
+ * The workflow bundle is built from the TypeScript sources even when this code runs compiled from
+ * dist/ (webpack compiles them itself): one code version has one build id, and the bundle's content
+ * hash follows every import.
+ */
+export const WORKFLOWS_PATH = path.join(repoRoot(), 'src', 'workflows', 'index.ts');
+
+/** The workflows with the payload converter the workers use (so a payload that cannot be decoded reaches a validator). */
+export const WORKFLOW_BUNDLE_INPUTS: BundleInputs = {
+  workflowsPath: WORKFLOWS_PATH,
+  payloadConverterPath: path.join(repoRoot(), 'src', 'temporal', 'payloadConverter.ts'),
+};
 
 export interface OrchestratorWorkerOptions {
   /** A pre-built workflow bundle; default: the cached bundle of src/workflows (built on a miss). */
@@ -49,7 +62,7 @@ export async function createVersionedOrchestratorWorker(
   options: OrchestratorWorkerOptions = {},
 ): Promise<OrchestratorWorker> {
   const { config } = context.parsed;
-  const bundle = options.workflowBundle ?? (await cachedWorkflowBundle(WORKFLOWS_PATH));
+  const bundle = options.workflowBundle ?? (await cachedWorkflowBundle(WORKFLOW_BUNDLE_INPUTS));
   const version: DeploymentVersion = {
     deploymentName: deploymentNameFor(config.temporal.taskQueuePrefix),
     buildId: options.buildId ?? bundleBuildId(bundle),
@@ -78,7 +91,8 @@ export async function createVersionedOrchestratorWorker(
     workflowBundle: bundleOption(bundle),
     workerDeploymentOptions: versionedWorkerOptions(version),
     activities,
-    dataConverter: dataConverter(context.temporal.security ?? PLAINTEXT),
+    dataConverter: workerDataConverter(context.temporal.security ?? PLAINTEXT),
+    interceptors: { activity: [refuseUndecodableArguments] },
     defaultHeartbeatThrottleInterval: HEARTBEAT_THROTTLE,
     maxHeartbeatThrottleInterval: '1 second',
     shutdownGraceTime: SHUTDOWN_GRACE,

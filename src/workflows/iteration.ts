@@ -15,6 +15,7 @@ import { IterationFailure, PoolBelowMinimum, runIteration } from '../iteration/p
 import { createIterationState, type ProgramInput } from '../iteration/state';
 import { describeError } from '../pipeline/errors';
 import type { IterationInput, IterationResult } from '../pipeline/types';
+import { assertDecoded } from '../temporal/payloadConverter';
 import { drive } from './drive';
 import { iterationActivities } from './iterationActivities';
 import { temporalEffects } from './iterationEffects';
@@ -43,8 +44,15 @@ export function programInput(input: IterationInput): ProgramInput {
 }
 
 export async function iterationWorkflow(input: IterationInput): Promise<IterationResult> {
+  assertDecoded('iteration workflow input', input);
   const lost = new LostNodes(input.spec.layout);
-  const fx = temporalEffects({ spec: input.spec, iteration: input.iteration, activities: iterationActivities(input.spec), lost });
+  const fx = temporalEffects({
+    spec: input.spec,
+    iteration: input.iteration,
+    activities: iterationActivities(input.spec),
+    lost,
+    ...(input.progressToken === undefined ? {} : { progressToken: input.progressToken }),
+  });
   const state = createIterationState(programInput(input), fx.now());
   try {
     const result = await drive(runIteration(fx, state));

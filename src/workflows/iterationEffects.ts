@@ -24,6 +24,8 @@ export interface TemporalEffectsContext {
   iteration: number;
   activities: IterationActivities;
   lost: LostNodes;
+  /** The run's token for this iteration (IterationInput.progressToken), echoed in every progress report. */
+  progressToken?: string;
 }
 
 type Effects = IterationEffects<Suspension>;
@@ -86,6 +88,7 @@ function reportPhase(ctx: TemporalEffectsContext, report: PhaseReport, sequence:
     // Ordered across attempts and executions (an operator resume or a lost-node retry starts a new
     // execution at attempt 1): a later execution's reports supersede earlier ones.
     sequence: info.runStartTime.getTime() * 1_000 + sequence,
+    ...(ctx.progressToken === undefined ? {} : { token: ctx.progressToken }),
   };
   getExternalWorkflowHandle(parent.workflowId, parent.runId)
     .signal(iterationProgressSignal, progress)

@@ -15,6 +15,7 @@ import {
   ParentClosePolicy,
   setHandler,
   upsertSearchAttributes,
+  uuid4,
   workflowInfo,
 } from '@temporalio/workflow';
 import { addLostRanks, emptyLedger, planShrink, planWithLostRanks, removeLostRanks, samplesByState, type SampleLedger } from '../gpu';
@@ -26,7 +27,9 @@ import { iterationWorkflowId } from '../pipeline/naming';
 import type { IterationProgress, IterationStats, Phase, RunSpec, RunStatus, WeightGroupState } from '../pipeline/types';
 import { describeError } from '../pipeline/errors';
 import { ITERATION_KEY, PHASE_KEY, RUN_ID_KEY, STRATEGY_KEY } from '../temporal/searchAttributes';
+import { assertDecoded } from '../temporal/payloadConverter';
 import { iterationWorkflow } from './iteration';
+import { judgeProgress } from './progressAcceptance';
 import {
   batchSizeUpdateSchema,
   iterationProgressSchema,
@@ -85,6 +88,8 @@ interface RunContext {
   pauseRequested: boolean;
   /** The running iteration's latest progress report. */
   progress: IterationProgress | undefined;
+  /** Given to the running iteration; its progress reports must carry it. */
+  progressToken: string | undefined;
   rejectedSignals: RunStatus['rejectedSignals'];
   phase: Phase;
   iterationsThisExecution: number;
@@ -99,6 +104,7 @@ function continueAsNewOnCurrentVersion(input: RunInput): Promise<never> {
 }
 
 export async function runWorkflow(input: RunInput): Promise<RunSummary> {
+  assertDecoded('run workflow input', input);
   const { spec } = input;
   const state: RunState = input.state ?? {
     iteration: 0,
@@ -116,6 +122,7 @@ export async function runWorkflow(input: RunInput): Promise<RunSummary> {
     state,
     pauseRequested: false,
     progress: undefined,
+    progressToken: undefined,
     rejectedSignals: undefined,
     phase: state.iteration >= spec.iterations ? 'done' : 'starting',
     iterationsThisExecution: 0,
@@ -158,8 +165,8 @@ function statusOf(run: RunContext): RunStatus {
     pool: progress?.pool,
     samples: {
       admitted: ledger.counters.admitted,
-      // The current iteration's batch counts as trained once it is sealed.
-      trained: ledger.counters.batched + (progress?.batchSamples ?? 0),
+      // The current iteration's batch counts as trained once its train step is done.
+      trained: ledger.counters.batched + (progress !== undefined && trainStepDone(progress.phase) ? progress.batchSamples : 0),
       dropped: { ...ledger.counters.dropped },
       running: progress?.samplesRunning ?? states.running.length,
       completedWaiting: progress?.samplesCompleted ?? states.completed.length,
@@ -177,20 +184,19 @@ function statusOf(run: RunContext): RunStatus {
 
 /** A progress report from the running iteration: validated (a signal cannot be rejected), newest kept. */
 function onProgress(run: RunContext, progressSchema: ReturnType<typeof iterationProgressSchema>, update: unknown): void {
-  // A signal cannot be rejected and must not fail the workflow: a bad payload is ignored, visibly.
-  const parsed = progressSchema.safeParse(update);
-  if (!parsed.success) {
-    const why = `iterationProgress signal ignored, bad payload: ${parsed.error.issues.map((issue) => `${issue.path.join('.') || '(payload)'}: ${issue.message}`).join('; ')}`;
-    run.rejectedSignals = { count: (run.rejectedSignals?.count ?? 0) + 1, last: why };
-    log.warn(why);
-    return;
+  // A signal cannot be rejected and must not fail the workflow: a bad or forged one is ignored, visibly.
+  const verdict = judgeProgress(update, progressSchema, { iteration: run.state.iteration, token: run.progressToken, current: run.progress });
+  if (verdict.kind === 'rejected') {
+    run.rejectedSignals = { count: (run.rejectedSignals?.count ?? 0) + 1, last: verdict.reason };
+    log.warn(verdict.reason);
+  } else if (verdict.kind === 'accepted') {
+    run.progress = verdict.report;
   }
-  const report = parsed.data;
-  // Ignore late progress of an earlier iteration (signals are not ordered across children),
-  // and a report overtaken by a later one of the same iteration (they are sent without waiting).
-  if (report.iteration !== run.state.iteration) return;
-  const overtaken = run.progress?.iteration === report.iteration && (report.sequence ?? 0) < (run.progress.sequence ?? 0);
-  if (!overtaken) run.progress = report;
+}
+
+/** Phases after the train step (the batch is trained; shards stop, weights sync, ranks expand). */
+function trainStepDone(phase: Phase): boolean {
+  return phase === 'stop' || phase === 'sync' || phase === 'expand' || phase === 'done';
 }
 
 function registerHandlers(run: RunContext): void {
@@ -301,6 +307,7 @@ async function runIterationChild(run: RunContext): Promise<void> {
   // Ranks returned by the operator before this iteration: it reloads them. Ranks returned while
   // it runs stay in state.rejoinRanks for the next one.
   const rejoining = state.rejoinRanks ?? [];
+  run.progressToken = uuid4();
   try {
     const result = await executeChild(iterationWorkflow, {
       workflowId: iterationWorkflowId(spec.runId, state.iteration),
@@ -315,6 +322,7 @@ async function runIterationChild(run: RunContext): Promise<void> {
           shrinkOverride: state.shrinkOverride ?? undefined,
           ...(lostRanks.length > 0 ? { lostRanks } : {}),
           ...(rejoining.length > 0 ? { rejoinRanks: rejoining } : {}),
+          progressToken: run.progressToken,
           ...(state.weightGroup === undefined ? {} : { weightGroup: state.weightGroup }),
         },
       ],

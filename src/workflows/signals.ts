@@ -53,6 +53,7 @@ export function iterationProgressSchema(layout: PoolLayout): z.ZodType<Iteration
       samplesWaiting: count(),
       batchSamples: count(),
       sequence: count().optional(),
+      token: z.string().max(64).optional(),
     })
     .strict();
 }

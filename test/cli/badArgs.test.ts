@@ -18,32 +18,57 @@ describe('timeshare CLI: bad arguments', () => {
   });
   afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
-  it('each bad argument or security setting is refused with exit 2 and the reason', async () => {
-    const tlsConfig = path.join(dir, 'tls.yaml');
+  // Files the cases name, written before they run (dir is known only then).
+  const file = (name: string) => path.join(dir, name);
+  beforeAll(() => {
     writeFileSync(
-      tlsConfig,
+      file('tls.yaml'),
       stringify({ pool: { nodes: 1, gpusPerNode: 4 }, strategy: 'multiplexed', train: { gpus: [0, 1] }, batchSize: 4, temporal: { tls: {} } }),
     );
-    const stateDir = path.join(dir, 'state');
-    const cases: Array<[string[], RegExp, Record<string, string>?]> = [
-      [['status', 'r', '--tls-cert', 'client.pem'], /temporal.tls.keyFile: mTLS needs both certFile and keyFile/],
-      [['status', 'r', '--tls-ca', path.join(dir, 'nope.pem')], /TLS CA certificate .*nope.pem: file not found/],
-      [['status', 'r', '--api-key-env', 'TS_UNSET_KEY_VAR'], /environment variable TS_UNSET_KEY_VAR \(named by --api-key-env\) is not set/],
-      [['status', 'r', '--codec-key-id', 'k1', '--codec-key-env', 'TS_SHORT_KEY'], /\$TS_SHORT_KEY: expected a 256-bit key/, { TS_SHORT_KEY: 'abcd' }],
-      [['codec-server'], /no payload codec configured/],
-      [['set-shrink-set', 'r', '1,x'], /rank id must be an integer >= 0 \(got 'x'\)/],
-      [['worker', 'gpu-node', tlsConfig, '--node', 'one'], /--node must be an integer >= 0 \(got 'one'\)/],
-      [['dev', tlsConfig, '--port', '0'], /--port must be an integer >= 1 \(got '0'\)/],
-      [['dev', tlsConfig, '--state-dir', stateDir, '--port', '1'], /'timeshare dev' runs a local plaintext Temporal server: remove temporal.tls/],
-      [['frobnicate'], /unknown command 'frobnicate'/],
-    ];
-    const results = await Promise.all(cases.map(([args, , env]) => run(args, env)));
-    cases.forEach(([args, pattern], index) => {
-      const result = results[index] as { code: number; out: string };
-      expect(result.out, args.join(' ')).toMatch(pattern);
-      expect(result.code, `${args.join(' ')}: ${result.out}`).toBe(2);
-      expect(result.out).not.toMatch(/\n\s+at /); // a message, not a stack trace
-    });
-    expect(existsSync(path.join(stateDir, 'temporal.db'))).toBe(false);
+    const valid = { pool: { nodes: 1, gpusPerNode: 4 }, strategy: 'multiplexed', train: { gpus: [0, 1] }, batchSize: 4 };
+    const lols = 'bcdefghi'.split('').map((name, i) => `${name}: &${name} [${Array(10).fill(`*${'abcdefghi'[i]}`).join(', ')}]`);
+    writeFileSync(file('bomb.yaml'), [stringify(valid), 'a: &a [lol, lol, lol, lol, lol, lol, lol, lol, lol, lol]', ...lols].join('\n'));
+    writeFileSync(file('too-many.yaml'), stringify({ ...valid, rollout: { maxConcurrentSamples: 1e12 } }));
+    writeFileSync(file('My Run.yaml'), stringify(valid));
+  });
+
+  // One test per case, run one after another: each CLI start gets the whole timeout, however busy the machine.
+  const cases: Array<[string[], RegExp, Record<string, string>?]> = [
+    [['status', 'r', '--tls-cert', 'client.pem'], /temporal.tls.keyFile: mTLS needs both certFile and keyFile/],
+    [['status', 'r', '--tls-ca', '/nonexistent/nope.pem'], /TLS CA certificate .*nope.pem: file not found/],
+    [['status', 'r', '--api-key-env', 'TS_UNSET_KEY_VAR'], /environment variable TS_UNSET_KEY_VAR \(named by --api-key-env\) is not set/],
+    [['status', 'r', '--codec-key-id', 'k1', '--codec-key-env', 'TS_SHORT_KEY'], /\$TS_SHORT_KEY: expected a 256-bit key/, { TS_SHORT_KEY: 'abcd' }],
+    [['codec-server'], /no payload codec configured/],
+    [['set-shrink-set', 'r', '1,x'], /rank ids must be a decimal integer >= 0 \(got 'x'\)/],
+    [['worker', 'gpu-node', '@tls.yaml', '--node', 'one'], /--node must be a decimal integer >= 0 \(got 'one'\)/],
+    [['dev', '@tls.yaml', '--port', '0'], /--port must be a decimal integer in \[1, 65535\] \(got '0'\)/],
+    // Decimal integers only: no exponent, hex, sign, fraction or padding read as a number.
+    [['set-batch-size', 'r', '1e1'], /batch size must be a decimal integer >= 1 \(got '1e1'\)/],
+    [['set-batch-size', 'r', '0x10'], /batch size must be a decimal integer >= 1 \(got '0x10'\)/],
+    [['set-batch-size', 'r', '+4'], /batch size must be a decimal integer >= 1 \(got '\+4'\)/],
+    [['set-batch-size', 'r', '4.0'], /batch size must be a decimal integer >= 1 \(got '4.0'\)/],
+    [['set-batch-size', 'r', '99999999999999999999'], /batch size must be a decimal integer >= 1/],
+    [['dev', '@tls.yaml', '--port', '70000'], /--port must be a decimal integer in \[1, 65535\] \(got '70000'\)/],
+    [['set-shrink-set', 'r', ''], /rank ids: expected a comma-separated list of integers, got an empty list/],
+    [['set-shrink-set', 'r', '0,,1'], /rank ids: item 2 of '0,,1' is empty/],
+    [['return-ranks', 'r', '1,1'], /rank ids: 1 listed more than once in '1,1'/],
+    [['return-ranks', 'r', ' '], /rank ids: expected a comma-separated list of integers, got an empty list/],
+    // Config errors found only at run time before: now refused by check-config with the field.
+    [['check-config', '@bomb.yaml'], /YAML aliases expand too much/],
+    [['check-config', '@too-many.yaml'], /rollout.maxConcurrentSamples: expected an integer in \[1, 1000000\] \(got 1000000000000\)/],
+    [['check-config', '@My Run.yaml'], /run.id: not set, and the file name 'My Run' is not a run id/],
+    [['dev', '@tls.yaml', '--state-dir', '@state', '--port', '1'], /'timeshare dev' runs a local plaintext Temporal server: remove temporal.tls/],
+    [['frobnicate'], /unknown command 'frobnicate'/],
+  ];
+  it.each(cases.map(([args, pattern, env]) => [args.join(' '), args, pattern, env ?? {}] as const))('refuses with exit 2: %s', async (_name, args, pattern, env) => {
+    // '@name' stands for a file in this test's folder.
+    const result = await run(args.map((arg) => (arg.startsWith('@') ? file(arg.slice(1)) : arg)), env);
+    expect(result.out, args.join(' ')).toMatch(pattern);
+    expect(result.code, `${args.join(' ')}: ${result.out}`).toBe(2);
+    expect(result.out).not.toMatch(/\n\s+at /); // a message, not a stack trace
+  });
+
+  it('started nothing', () => {
+    expect(existsSync(file('state/temporal.db'))).toBe(false);
   });
 });

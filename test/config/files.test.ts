@@ -114,11 +114,35 @@ describe('loadRunConfigFile', () => {
 });
 
 describe('resolveRunId', () => {
-  it('uses run.id when set, else a slug of the file name', () => {
+  it('uses run.id when set, else the file name if it is a run id; refuses to change a name that is not', () => {
     const withId = loadRunConfigFile(write('x.yaml', `${VALID_YAML}run:\n  id: exp-7\n`));
     expect(resolveRunId(withId.config, '/any/where/x.yaml')).toBe('exp-7');
-    const { config } = loadRunConfigFile(write('My Run_2.yaml', VALID_YAML));
-    expect(resolveRunId(config, path.join(dir, 'My Run_2.yaml'))).toBe('my-run-2');
+    const { config } = loadRunConfigFile(write('my-run-2.yaml', VALID_YAML));
+    expect(resolveRunId(config, path.join(dir, 'my-run-2.yaml'))).toBe('my-run-2');
+    const refused = configErrorOf(() => resolveRunId(config, path.join(dir, 'My Run_2.yaml')));
+    expect(refused.issues).toHaveLength(1);
+    expect(refused.issues[0]?.path).toBe('run.id');
+    expect(refused.issues[0]?.message).toMatch(/file name 'My Run_2' is not a run id .*set run.id, e.g. 'run: \{ id: my-run-2 \}'/);
+  });
+
+  it('suggests the key meant for an unknown one', () => {
+    const error = configErrorOf(() => loadRunConfigFile(write('typo.yaml', VALID_YAML.replace('batchSize', 'batchsize') + 'rollout:\n  maxConcurentSamples: 8\n  frobnicate: 1\n')));
+    const messages = Object.fromEntries(error.issues.map((issue) => [issue.path, issue.message]));
+    expect(messages.batchsize).toBe("unknown key (did you mean 'batchSize'?)");
+    expect(messages['rollout.maxConcurentSamples']).toBe("unknown key (did you mean 'maxConcurrentSamples'?)");
+    expect(messages['rollout.frobnicate']).toBe('unknown key');
+  });
+
+  it('refuses a YAML alias bomb as a config error', () => {
+    const bomb = ['a: &a [x, x, x, x, x, x, x, x, x, x]', ...'bcdefghi'.split('').map((name, i) => `${name}: &${name} [${Array(10).fill(`*${'abcdefghi'[i]}`).join(', ')}]`)].join('\n');
+    const error = configErrorOf(() => loadRunConfigFile(write('bomb.yaml', `${bomb}\n`)));
+    expect(error.issues[0]?.message).toMatch(/YAML aliases expand too much/);
+  });
+
+  it('states the live-sample limit in the config: maxConcurrentSamples and the default it derives', () => {
+    const tooMany = configErrorOf(() => loadRunConfigFile(write('many.yaml', `${VALID_YAML}rollout:\n  maxConcurrentSamples: 1000000000000\n`)));
+    expect(tooMany.issues.map((issue) => issue.path)).toContain('rollout.maxConcurrentSamples');
+    expect(tooMany.message).toMatch(/expected an integer in \[1, 1000000\]/);
   });
 
   it('slugify always yields a valid run id', () => {

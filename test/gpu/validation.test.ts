@@ -11,7 +11,7 @@ describe('ValidationError', () => {
     expect(error.pattern).toBe('VAL_SUBSET');
     expect(error.subject).toBe('train.gpus');
     expect(error.offending).toBe('[9]');
-    expect(error.message).toBe('VAL_SUBSET failed for train.gpus: not all elements are in the pool (offending: [9])');
+    expect(error.message).toBe('train.gpus: not all elements are in the pool (offending: [9]) [VAL_SUBSET]');
   });
 });
 
@@ -98,7 +98,7 @@ describe('VAL_NON_EMPTY checkNonEmpty', () => {
   it('fails the empty list, naming the subject', () => {
     const error = expectValidation(() => checkNonEmpty('rollout.gpus', []), 'VAL_NON_EMPTY', 'rollout.gpus', 'must not be empty');
     expect(error.offending).toBe('[]');
-    expect(error.message).toBe('VAL_NON_EMPTY failed for rollout.gpus: must not be empty (offending: [])');
+    expect(error.message).toBe('rollout.gpus: must not be empty (offending: []) [VAL_NON_EMPTY]');
   });
 });
 

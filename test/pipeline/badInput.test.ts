@@ -6,17 +6,27 @@
  *   non-retryable EngineProtocolError naming the engine and the request; the run pauses with the
  *   reason, nothing is dropped, and once the engine behaves the run resumes and completes;
  * - a missing or corrupted sample file pauses the run with an error naming the sample and the
- *   file; the sample is not dropped, and the run completes once the file is back.
+ *   file; the sample is not dropped, and the run completes once the file is back;
+ * - poison input sent with the `temporal` CLI (payloads no converter or codec can decode, forged
+ *   progress reports, updates with wrong content) never fails a workflow task: each is rejected,
+ *   the reason is in status, and the run finishes.
  */
+import { execFile } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
+import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { TurnRequest, RolloutEngine, Trainer, TrainBatch } from '../../src/engines/types';
-import { iterationWorkflowId } from '../../src/pipeline/naming';
+import { iterationWorkflowId, runWorkflowId } from '../../src/pipeline/naming';
+import { AesGcmCodec } from '../../src/temporal/codec';
+import { temporalCliPath } from '../../src/temporal/devServer';
+import { PLAINTEXT } from '../../src/temporal/security';
 import type { RunStatus } from '../../src/pipeline/types';
 import { createGpuNodeWorkers, createSimulatedNodeEngines } from '../../src/workers/gpuNode';
 import { createOrchestratorWorker } from '../../src/workers/orchestrator';
 import { Context } from '@temporalio/activity';
+import { Client } from '@temporalio/client';
 import { NativeConnection } from '@temporalio/worker';
 import type { RunSummary } from '../../src/workflows/run';
 import { setBatchSizeUpdate, setShrinkSetUpdate } from '../../src/workflows/signals';
@@ -217,6 +227,108 @@ describe('pipeline: bad input (real Temporal)', () => {
       for (const worker of workers) if (worker.getState() === 'RUNNING') worker.shutdown();
       await Promise.allSettled(running);
       await connection.close();
+    }
+  });
+
+  it('poison signals, updates and queries sent with the temporal CLI are rejected and the run finishes', async () => {
+    const runId = 'poison';
+    const codec = new AesGcmCodec('k1', randomBytes(32));
+    const base = env.context(smallConfig({ run: { id: runId, iterations: 3 } }));
+    // Workers decrypt with the codec (plaintext payloads pass through it), as with temporal.codec set.
+    const context = { ...base, temporal: { ...base.temporal, security: { ...PLAINTEXT, codec } } };
+    const workers = await env.startWorkers(context);
+    try {
+      await env.startRun(context);
+      const client = new Client({ connection: env.client.connection, dataConverter: { payloadCodecs: [codec] } });
+      const handle = client.workflow.getHandle(runWorkflowId(runId));
+      const status = () => handle.query<RunStatus>('status');
+      // Hold the run at a known point: paused between two iterations.
+      await handle.executeUpdate('pause');
+      let held = await status();
+      while (!held.paused) {
+        if (held.lastError !== undefined) throw new Error(`iteration failed: ${held.lastError}`);
+        await new Promise((resolve) => setTimeout(resolve, 200));
+        held = await status();
+      }
+      expect(held.iteration).toBeLessThan(3);
+
+      const cli = temporalCliPath();
+      const workflow = ['--address', env.server.address, '--workflow-id', runWorkflowId(runId)];
+      const temporal = async (...args: string[]): Promise<{ ok: boolean; output: string }> => {
+        try {
+          const { stdout, stderr } = await promisify(execFile)(cli, [...args, ...workflow], { timeout: 60_000 });
+          return { ok: true, output: stdout + stderr };
+        } catch (error) {
+          const failed = error as { stdout?: string; stderr?: string; message: string };
+          return { ok: false, output: `${failed.stdout ?? ''}${failed.stderr ?? failed.message}` };
+        }
+      };
+      const signal = (...args: string[]) => temporal('workflow', 'signal', '--name', 'iterationProgress', ...args);
+      const base64 = (text: string) => Buffer.from(text).toString('base64');
+      const encrypted = ['--input-meta', 'encoding=binary/encrypted', '--input-meta', 'encryption-cipher=AES-256-GCM'];
+      const forged = (token?: string) =>
+        JSON.stringify({
+          iteration: held.iteration, phase: 'train', version: 7, samplesRunning: 99, samplesCompleted: 99, samplesWaiting: 0, batchSamples: 99,
+          pool: { roles: ['training', 'training', 'training', 'training'], rankPhases: ['released', 'released', 'released', 'released'] },
+          sequence: Number.MAX_SAFE_INTEGER,
+          ...(token === undefined ? {} : { token }),
+        });
+      const rejectedSignals: [string, () => Promise<{ ok: boolean; output: string }>, RegExp][] = [
+        ['unknown encoding', () => signal('--input-meta', 'encoding=made/up', '--input', '{"a":1}'), /cannot be decoded: encoding 'made\/up'/],
+        // (The CLI refuses to send malformed JSON as json/plain.)
+        ['raw bytes', () => signal('--input-meta', 'encoding=binary/plain', '--input-base64', '--input', base64('{"iteration": ')), /bad payload: expected an object, got 14 raw bytes/],
+        ['another key', () => signal(...encrypted, '--input-meta', 'encryption-key-id=other', '--input-base64', '--input', base64('x'.repeat(40))), /key id 'other'/],
+        ['forged ciphertext', () => signal(...encrypted, '--input-meta', 'encryption-key-id=k1', '--input-base64', '--input', base64('x'.repeat(40))), /failed authentication/],
+        ['forged progress', () => signal('--input', forged()), /not sent by the running execution/],
+        ['forged progress with a token', () => signal('--input', forged('0123')), /not sent by the running execution/],
+      ];
+      for (const [index, [what, send, reason]] of rejectedSignals.entries()) {
+        const sent = await send();
+        expect(sent.ok, `${what}: ${sent.output}`).toBe(true);
+        const after = await status();
+        expect(after.rejectedSignals?.count, what).toBe(index + 1);
+        expect(after.rejectedSignals?.last, what).toMatch(reason);
+        expect(after.phase, what).toBe(held.phase);
+        expect(after.version, what).toBe(held.version);
+        expect(after.pool, what).toEqual(held.pool);
+      }
+
+      // Updates with an undecodable payload or wrong content are refused; nothing changes.
+      const update = (name: string, ...args: string[]) => temporal('workflow', 'update', 'execute', '--name', name, ...args);
+      const refusedUpdates: [string, () => Promise<{ ok: boolean; output: string }>][] = [
+        ['undecodable batch size', () => update('setBatchSize', '--input-meta', 'encoding=made/up', '--input', '{"batchSize":4}')],
+        ['batch size 1e12', () => update('setBatchSize', '--input', '{"batchSize":1000000000000}')],
+        ['batch size as text', () => update('setBatchSize', '--input', '{"batchSize":"4"}')],
+        ['shrink set not a list', () => update('setShrinkSet', '--input', '{"ranks":"0,1"}')],
+        ['returning a rank that is not lost', () => update('returnRanks', '--input', '{"ranks":[1]}')],
+        ['undecodable ranks', () => update('returnRanks', ...encrypted, '--input-meta', 'encryption-key-id=k1', '--input-base64', '--input', base64('y'.repeat(40)))],
+      ];
+      for (const [what, send] of refusedUpdates) {
+        const sent = await send();
+        expect(sent.ok, `${what} was accepted: ${sent.output}`).toBe(false);
+        expect(sent.output, what).not.toMatch(/deadline|timeout|unavailable/i);
+      }
+      // A query with an undecodable argument still answers (the status, encrypted by the codec).
+      const queried = await temporal('workflow', 'query', '--name', 'status', '--input-meta', 'encoding=made/up', '--input', '{}');
+      expect(queried.ok, queried.output).toBe(true);
+      expect(queried.output).toMatch(/QueryResult .*"encryption-key-id":"azE="/);
+
+      const unchanged = await status();
+      expect(unchanged.batchSize).toBe(held.batchSize);
+      expect(unchanged.shrinkOverride).toBeUndefined();
+      expect(unchanged.rejectedSignals?.count).toBe(rejectedSignals.length);
+
+      // No workflow task of the run failed, and the run carries on to the end.
+      await handle.executeUpdate('resume');
+      const summary = (await handle.result()) as RunSummary;
+      expect(summary.iterations).toBe(3);
+      const events = (await handle.fetchHistory()).events ?? [];
+      expect(events.filter((event) => event.workflowTaskFailedEventAttributes != null)).toEqual([]);
+      const audit = await env.store(context).audit();
+      expect(audit.violations).toEqual([]);
+      expect(audit.batched).toBe(summary.samples.trained);
+    } finally {
+      await workers.stop();
     }
   });
 });

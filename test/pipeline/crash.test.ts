@@ -2,15 +2,18 @@
  * Durability: processes are SIGKILLed in the middle of an iteration and started again; the same
  * run continues (same workflow ids, no iteration repeated) and every sample is accounted for
  * exactly once. Real processes (`bin/timeshare`), a real Temporal dev server, no mocks.
+ * Each kill strikes at a known point: the run is held there by an injected fault (a train step or
+ * generation calls that answer late), so no poll has to catch a short phase.
  */
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { Client, Connection } from '@temporalio/client';
+import { Client, Connection, type WorkflowHandle } from '@temporalio/client';
 import { stringify } from 'yaml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runWorkflowId } from '../../src/pipeline/naming';
 import type { RunStatus } from '../../src/pipeline/types';
+import { firedFaults, injectFault, withdrawPending, type FiredFault } from '../../src/engines/sim/injection';
 import { FsTrajectoryStore } from '../../src/store';
 import { freePort, startDevServer, type DevServer } from '../../src/temporal/devServer';
 import type { RunSummary } from '../../src/workflows/run';
@@ -20,17 +23,55 @@ import { startCli, survivorsAfter, type Proc } from '../helpers/processes';
 
 const ITERATIONS = 3;
 
-function writeConfig(dir: string, runId: string, extra: Record<string, unknown> = {}): string {
+function writeConfig(dir: string, runId: string): string {
   const file = path.join(dir, `${runId}.yaml`);
   const config = smallConfig({
     run: { id: runId, iterations: ITERATIONS },
     store: { dir: path.join(dir, 'store') },
     // A dead worker's activities are retried after this long without a heartbeat.
     temporal: { heartbeatTimeoutSeconds: 3 },
-    ...extra,
   });
+  // The simulated engines take faults dropped in <state>/engines/<run>/faults (holds, below).
+  config.simulation = { ...(config.simulation as Record<string, unknown>), faultInjection: true };
   writeFileSync(file, stringify(config));
   return file;
+}
+
+const faultDir = (stateDir: string, runId: string) => path.join(stateDir, 'engines', runId, 'faults');
+
+/** Holds the train step that next starts: it answers 10 minutes late (the kill comes first). */
+function holdNextTrainStep(stateDir: string, runId: string): string {
+  return injectFault(faultDir(stateDir, runId), { id: 'hold-train', target: 'trainer', operation: 'trainStep', kind: 'slow', durationMs: 600_000 }).id;
+}
+
+/** Resolves once the fault fired: the call it holds is in flight. */
+async function fired(stateDir: string, runId: string, id: string, timeoutMs = 120_000): Promise<FiredFault> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const fault = firedFaults(faultDir(stateDir, runId)).get(id);
+    if (fault !== undefined) return fault;
+    if (Date.now() > deadline) throw new Error(`fault ${id} did not fire in ${timeoutMs} ms`);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+}
+
+/**
+ * Holds the run paused after its first iteration. A pause that reaches the run before its first
+ * iteration starts (the workers may start after the run) holds it before iteration 0: then it is
+ * resumed and paused again at once, which lets exactly one iteration run.
+ */
+async function pauseAfterFirstIteration(handle: WorkflowHandle): Promise<RunStatus> {
+  await handle.executeUpdate('pause');
+  for (;;) {
+    const status = await handle.query<RunStatus>('status');
+    if (status.lastError !== undefined) throw new Error(`iteration failed: ${status.lastError}`);
+    if (status.paused && status.iteration >= 1) return status;
+    if (status.paused) {
+      await handle.executeUpdate('resume');
+      await handle.executeUpdate('pause');
+    }
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
 }
 
 /** The store's own proof, plus the batches being exactly iterations 0..n-1 from versions 0..n-1. */
@@ -59,21 +100,31 @@ describe('resume after SIGKILL of `timeshare dev`', () => {
     const stateDir = path.join(dir, 'state');
     const args = async () => ['dev', config, '--state-dir', stateDir, '--port', String(await freePort()), '--ui-port', String(await freePort())];
 
-    const first: Proc = startCli(await args());
+    const firstArgs = await args();
+    const first: Proc = startCli(firstArgs);
+    let client: Client | undefined;
     try {
       await first.waitFor(/started run 'dev-crash'/);
-      // Kill it in the middle of the second iteration (shrink or train, whichever the progress
-      // lines catch: with fast transitions a phase can pass between two status polls), with
-      // shards in flight on the ranks that keep rolling out.
-      await first.waitFor(/iter 2\/3 \| (shrink|train)/);
+      client = new Client({ connection: await Connection.connect({ address: `127.0.0.1:${firstArgs[5]}` }) });
+      // Kill it in the train step of the second iteration, with shards in flight on the ranks
+      // that keep rolling out: held there by a train step that answers late.
+      const handle = client.workflow.getHandle(runWorkflowId('dev-crash'));
+      const held = await pauseAfterFirstIteration(handle);
+      expect(held.iteration).toBe(1);
+      const hold = holdNextTrainStep(stateDir, 'dev-crash');
+      await handle.executeUpdate('resume');
+      await fired(stateDir, 'dev-crash', hold);
+      expect((await handle.query<RunStatus>('status')).iteration).toBe(1);
     } finally {
       first.kill('SIGKILL');
+      await client?.connection.close();
     }
     await first.exited;
     // No orphans: the server and workers of the killed dev end with it (src/process/owned.ts).
-    const owned = Object.values(JSON.parse(readFileSync(path.join(stateDir, 'dev-processes.json'), 'utf8')) as Record<string, { pid: number }>);
+    const ownedByName = JSON.parse(readFileSync(path.join(stateDir, 'dev-processes.json'), 'utf8')) as Record<string, { pid: number }>;
+    const owned = Object.values(ownedByName);
     expect(owned.length).toBe(3);
-    expect(await survivorsAfter(owned.map((record) => record.pid), 60_000)).toEqual([]);
+    expect(await survivorsAfter(owned.map((record) => record.pid), 60_000), `processes of the killed dev: ${JSON.stringify(ownedByName)}`).toEqual([]);
 
     const second = startCli(await args());
     try {
@@ -120,16 +171,32 @@ describe('worker SIGKILL mid-iteration, then restart', () => {
       const procs: Proc[] = [startCli(argsOf('orchestrator')), startCli(argsOf('gpu-node'))];
       try {
         await Promise.all(procs.map((proc) => proc.waitFor(/worker for run/)));
+        // Rollout: iteration 0 carries completed samples into 1, whose rollout may then be short,
+        // so hold the rollout of iteration 0: the first generations (up to the 16 samples admitted)
+        // answer 30 s late, so no sample completes and no batch forms before the kill.
+        const holds =
+          killDuring === 'rollout'
+            ? Array.from({ length: 16 }, (_, i) =>
+                injectFault(faultDir(stateDir, runId), { id: `hold-generate-${i}`, target: 'rollout', operation: 'generate', kind: 'slow', durationMs: 30_000 }).id,
+              )
+            : [];
         const start = startCli(['start', config, '--address', server.address]);
         await start.waitFor(/started run/);
         const handle = client.workflow.getHandle(runWorkflowId(runId));
 
-        // Wait until iteration 1 (the second) reaches the phase, then kill the worker.
-        for (;;) {
+        // Hold the run in the phase (train: of iteration 1, the second), then kill the worker.
+        if (killDuring === 'train') {
+          expect((await pauseAfterFirstIteration(handle)).iteration).toBe(1);
+          const hold = holdNextTrainStep(stateDir, runId);
+          await handle.executeUpdate('resume');
+          await fired(stateDir, runId, hold);
+        } else {
+          const firstFired = await Promise.race(holds.map((id) => fired(stateDir, runId, id)));
           const status = await handle.query<RunStatus>('status');
-          if (status.iteration === 1 && status.phase === killDuring) break;
-          expect(status.iteration).toBeLessThanOrEqual(1);
-          await new Promise((resolve) => setTimeout(resolve, 50));
+          expect([status.iteration, status.phase]).toEqual([0, 'rollout']);
+          // The kill below comes while the holds last (checked, not assumed); holds not taken are withdrawn.
+          expect(Date.now()).toBeLessThan(firstFired.firedAtMs + 30_000);
+          withdrawPending(faultDir(stateDir, runId));
         }
         const victim = worker === 'gpu-node' ? 1 : 0;
         procs[victim]!.kill('SIGKILL');

@@ -3,7 +3,8 @@
  * are marked lost, the iteration is restored and started again without them, and the run goes on
  * smaller; once the node is back, `timeshare return-ranks` brings them in (they reload and sync the
  * weights). Losing the node with the train group pauses the run with the reason instead. Real
- * processes (`bin/timeshare`), a real Temporal dev server.
+ * processes (`bin/timeshare`), a real Temporal dev server. Nodes die while the run is paused
+ * between iterations (a known point), so the test never races the run.
  */
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
@@ -20,7 +21,7 @@ import { diagnoseRun } from '../helpers/diagnose';
 import { smallConfig } from '../helpers/pipeline';
 import { startCli, type Proc } from '../helpers/processes';
 
-const ITERATIONS = 7;
+const ITERATIONS = 5;
 const RUN_ID = 'lost-node';
 
 describe('lost node (real Temporal, real worker processes)', () => {
@@ -75,53 +76,81 @@ describe('lost node (real Temporal, real worker processes)', () => {
     try {
       await Promise.all(procs.map((proc) => proc.waitFor(/worker for run/)));
       expect((await cli(['start', config])).code).toBe(0);
+      // The run is held at known points (paused between iterations) while the test kills and
+      // restarts nodes, so nothing depends on how fast the iterations run against the CLI calls.
+      const paused = () => waitStatus('paused', (s) => s.paused);
+      // Resume and at once ask to pause again: the run does one iteration (or stops at the next
+      // loop turn if the iteration failed) and waits.
+      const oneIteration = async (): Promise<RunStatus> => {
+        await handle.executeUpdate('resume');
+        await handle.executeUpdate('pause');
+        return paused();
+      };
+      const engineVersion = (rank: number): number =>
+        (JSON.parse(readFileSync(path.join(stateDir, 'engines', RUN_ID, `rank-${rank}.json`), 'utf8')) as { weightVersion: number }).weightVersion;
 
-      // Node 1 (ranks 3, 4, 5) dies in the rollout of iteration 1 and does not come back.
-      await waitStatus('iteration 1 rollout', (s) => s.iteration === 1 && s.phase === 'rollout');
+      await handle.executeUpdate('pause');
+      // (A pause that reaches the run before its first iteration holds it before iteration 0.)
+      let first = (await paused()).iteration;
+      if (first === 0) first = (await oneIteration()).iteration;
+      expect(first).toBe(1);
+      // Node 1 (ranks 3, 4, 5) dies between two iterations and does not come back.
       procs[2]!.kill('SIGKILL');
       await procs[2]!.exited;
-      await waitStatus('ranks 3-5 lost', (s) => JSON.stringify(s.lostRanks) === '[3,4,5]');
-      // The pool goes on without them: iteration 1 again, then iteration 2, on ranks 0-2.
-      const smaller = await waitStatus('an iteration on the smaller pool', (s) => s.pool !== undefined && s.pool.rankPhases[3] === 'lost' && s.phase === 'train');
-      expect(smaller.pool!.rankPhases.slice(3)).toEqual(['lost', 'lost', 'lost']);
-      expect(smaller.paused).toBe(false);
-      await waitStatus('iteration 2 done without node 1', (s) => s.iteration >= 2);
-      // One execution of iteration 1 ended with the lost ranks (an earlier one may have failed on the dead shards' heartbeat timeout and been retried).
+      const lost = await oneIteration();
+      expect(lost.iteration).toBe(first);
+      expect(lost.lostRanks).toEqual([3, 4, 5]);
+      // One execution of the iteration ended with the lost ranks.
       const failures: string[] = [];
-      for await (const execution of client.workflow.list({ query: `WorkflowId = '${iterationWorkflowId(RUN_ID, 1)}' AND ExecutionStatus = 'Failed'` })) {
+      for await (const execution of client.workflow.list({ query: `WorkflowId = '${iterationWorkflowId(RUN_ID, first)}' AND ExecutionStatus = 'Failed'` })) {
         const history = await client.workflow.getHandle(execution.workflowId, execution.runId).fetchHistory();
         failures.push(history.events?.at(-1)?.workflowExecutionFailedEventAttributes?.failure?.message ?? '');
       }
       expect(failures.join('\n')).toMatch(/ranks 3,4,5 lost in phase '\w+'.*pool restored without them/);
+
+      // The pool goes on without them: the same iteration again, on ranks 0-2.
+      const smaller = await oneIteration();
+      expect(smaller.iteration).toBe(first + 1);
+      expect(smaller.lastError).toBeUndefined();
+      expect(smaller.lostRanks).toEqual([3, 4, 5]);
+      // Ranks 0-2 took the new weights; the lost ranks kept the ones they had when node 1 died.
+      expect([0, 1, 2].map(engineVersion)).toEqual([smaller.iteration, smaller.iteration, smaller.iteration]);
+      expect([3, 4, 5].map(engineVersion)).toEqual([first, first, first]);
 
       // Only lost ranks can be returned.
       const refused = await cli(['return-ranks', RUN_ID, '2']);
       expect(refused.code).not.toBe(0);
       expect(refused.output).toMatch(/returned ranks/);
 
-      // The operator pauses the run, brings the node back and returns its ranks; they rejoin at the next iteration.
-      expect((await cli(['pause', RUN_ID])).code).toBe(0);
-      const pausedAt = (await waitStatus('paused by the operator', (s) => s.paused)).iteration;
+      // The operator brings the node back and returns its ranks; they rejoin at the next iteration.
       procs[2] = node(1);
       await procs[2].waitFor(/worker for run/);
       const returned = await cli(['return-ranks', RUN_ID, '3,4,5']);
       expect(returned.code, returned.output).toBe(0);
-      expect((await cli(['resume', RUN_ID])).code).toBe(0);
-      await waitStatus('ranks 3-5 serving again', (s) => s.iteration === pausedAt && s.lostRanks === undefined && s.pool !== undefined && s.pool.rankPhases[3] === 'serving');
+      const rejoined = await oneIteration();
+      expect(rejoined.iteration).toBe(smaller.iteration + 1);
+      expect(rejoined.lostRanks).toBeUndefined();
+      expect([0, 1, 2, 3, 4, 5].map(engineVersion)).toEqual(Array(6).fill(rejoined.iteration));
 
       // Node 0 (the train group) dies: below the multiplexed minimum, the run pauses and says why.
-      const before = (await handle.query<RunStatus>('status')).iteration;
-      await waitStatus('next iteration rollout', (s) => s.iteration > before && s.phase === 'rollout');
       procs[1]!.kill('SIGKILL');
       await procs[1]!.exited;
-      const paused = await waitStatus('paused below the minimum', (s) => s.paused && s.lostRanks !== undefined);
-      expect(paused.lostRanks).toEqual([0, 1, 2]);
-      expect(paused.lastError).toMatch(/ranks 0,1 hold train GPUs.*train group is incomplete.*timeshare return-ranks lost-node 0,1,2/);
+      expect((await cli(['resume', RUN_ID])).code).toBe(0);
+      const below = await waitStatus('paused below the minimum', (s) => s.paused && s.lostRanks !== undefined);
+      expect(below.lostRanks).toEqual([0, 1, 2]);
+      // Which call meets the dead node first decides the reason: a shard's launch in the rollout
+      // (ranks lost, the pool below the minimum) or, when ranks 3-5 fill the batch before the
+      // lost-node timeout, the shrink's trainer onload (the trainer node is lost). Both pause and say what to do.
+      const belowMinimum = /ranks 0,1 hold train GPUs.*train group is incomplete.*timeshare return-ranks lost-node 0,1,2/;
+      const trainerLost = /paused: trainer node 0 is lost .*ranks 0,1,2 lost in phase '\w+'.*timeshare resume lost-node/;
+      expect(below.lastError).toMatch(new RegExp(`${belowMinimum.source}|${trainerLost.source}`));
       expect((await cli(['status', RUN_ID])).output).toMatch(/lost ranks: 0,1,2/);
 
       procs[1] = node(0);
       await procs[1].waitFor(/worker for run/);
       expect((await cli(['return-ranks', RUN_ID, '0,1,2'])).code).toBe(0);
+      // A run paused for its trainer node waits for the operator's resume once the node is back.
+      if (trainerLost.test(below.lastError ?? '')) expect((await cli(['resume', RUN_ID])).code).toBe(0);
       const summary = (await Promise.race([
         handle.result(),
         new Promise((_, reject) => setTimeout(() => reject(new Error('run did not finish in 90 s')), 90_000)),
@@ -147,5 +176,5 @@ describe('lost node (real Temporal, real worker processes)', () => {
       for (const proc of procs) proc.kill('SIGTERM');
       await Promise.all(procs.map((proc) => proc.exited));
     }
-  }, 240_000);
+  }, 600_000);
 });

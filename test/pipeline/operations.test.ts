@@ -34,6 +34,11 @@ describe('pipeline: operator updates (real Temporal)', () => {
       await expect(sendUpdate(env.client, runId, { name: 'setShrinkSet', ranks: [2, 3] })).rejects.toThrow(/ranks overlapping the train group/);
       await expect(sendUpdate(env.client, runId, { name: 'setShrinkSet', ranks: [0, 1, 2, 3] })).rejects.toThrow(/keep rolling out/);
       await expect(sendUpdate(env.client, runId, { name: 'resume' })).rejects.toThrow(/not paused/);
+      // A refused argument exits 2, like any bad argument.
+      const refused = await sendUpdate(env.client, runId, { name: 'setBatchSize', batchSize: spec.maxConcurrentSamples + 1 }).catch((error: unknown) => error);
+      expect(refused).toBeInstanceOf(CliError);
+      expect((refused as CliError).exitCode).toBe(2);
+      expect((refused as CliError).message).toMatch(/batchSize: .* \[VAL_INT_RANGE\]/);
       const unchanged = await handle.query<RunStatus>('status');
       expect(unchanged.batchSize).toBe(before.batchSize);
       expect(unchanged.shrinkOverride).toBeUndefined();
@@ -64,6 +69,9 @@ describe('pipeline: operator updates (real Temporal)', () => {
       const summary = (await handle.result()) as RunSummary;
       expect(summary.stopped).toBe(true);
       expect(summary.iterations).toBeLessThan(50);
+      // The finished run: an update says it is finished, not that it does not exist.
+      await expect(sendUpdate(env.client, runId, { name: 'pause' })).rejects.toThrow(/run 'operations' is finished \(completed\): nothing to pause/);
+      await expect(sendUpdate(env.client, 'no-such-run', { name: 'stop' })).rejects.toThrow(/no run 'no-such-run'/);
 
       // The iteration after the updates trained a batch of 4 with ranks 0-2 released.
       const after = (await env.client.workflow.getHandle(iterationWorkflowId(runId, pausedAt)).result()) as IterationResult;

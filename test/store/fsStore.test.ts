@@ -1,4 +1,4 @@
-import { readFile, readdir, stat, unlink, writeFile } from 'node:fs/promises';
+import { readFile, readdir, rm, stat, unlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { ValidationError } from '../../src/gpu/validation';
@@ -14,6 +14,7 @@ import {
   type SampleRecord,
   type TrajectoryStore,
 } from '../../src/store';
+import { atomicWrite, errnoCode, MissingDirectoryError } from '../../src/store/fsUtil';
 import { sample, tempStore, turn, withTurns, type TempStore } from './helpers';
 
 let t: TempStore;
@@ -67,6 +68,16 @@ describe('layout and round trips', () => {
     expect((err as Error).message).toContain(store.samplePath(42));
     await store.createSamples([sample(1)]);
     await expect(store.readSamples([1, 43])).rejects.toThrow(SampleNotFoundError);
+  });
+
+  it('a deleted store folder: the error names the folder, not a temp file', async () => {
+    const dir = join(t.root, 'run-1', 'batches');
+    await rm(dir, { recursive: true, force: true });
+    const err = await atomicWrite(join(dir, '0.json'), '{}').catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(MissingDirectoryError);
+    expect(String(err)).toContain(`store directory ${dir} is missing`);
+    expect(String(err)).not.toMatch(/\.tmp/);
+    expect(errnoCode(err)).toBe('ENOENT');
   });
 });
 

@@ -43,6 +43,19 @@ describe('workflow bundle cache', () => {
     expect(workflowSources(entry).hash).not.toBe(afterImport);
   });
 
+  it('covers the payload converter: bundled with one, or with another, is another code version', () => {
+    const dir = tinyPackage();
+    const entry = path.join(dir, 'src', 'index.ts');
+    writeFileSync(path.join(dir, 'src', 'converter.ts'), "import { b } from './lib/b';\nexport const payloadConverter = b;\n");
+    const without = workflowSources(entry);
+    const withConverter = workflowSources({ workflowsPath: entry, payloadConverterPath: path.join(dir, 'src', 'converter.ts') });
+    expect(withConverter.files).toEqual(['package-lock.json', 'src/a.ts', 'src/converter.ts', 'src/index.ts', 'src/lib/b.ts', 'src/types.ts']);
+    expect(withConverter.hash).not.toBe(without.hash);
+    writeFileSync(path.join(dir, 'src', 'converter.ts'), "import { b } from './lib/b';\nexport const payloadConverter = [b];\n");
+    expect(workflowSources({ workflowsPath: entry, payloadConverterPath: path.join(dir, 'src', 'converter.ts') }).hash).not.toBe(withConverter.hash);
+    expect(workflowSources(entry).hash).toBe(without.hash);
+  });
+
   it('names an import it cannot resolve', () => {
     const dir = tinyPackage();
     writeFileSync(path.join(dir, 'src', 'a.ts'), "import { gone } from './gone';\nexport const a = gone;\n");

@@ -6,8 +6,9 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import path from 'node:path';
+import { repoRoot } from '../../sourceFiles';
 
-export const REPO_ROOT = path.resolve(__dirname, '..', '..', '..');
+export const REPO_ROOT = repoRoot();
 export const REFERENCE_DIR = path.join(REPO_ROOT, 'engines', 'reference');
 export const REFERENCE_CONFIG = path.join(REFERENCE_DIR, 'configs', 'tiny.json');
 

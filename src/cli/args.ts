@@ -1,0 +1,37 @@
+/**
+ * Strict parsing of numbers and lists typed on the command line: decimal digits only (so `1e1`,
+ * `0x10`, ` 3` or `3.0` are refused rather than read as 10, 16 or 3), within a stated range, and
+ * comma-separated lists without empty items. Errors are commander InvalidArgumentErrors: usage
+ * and exit 2.
+ */
+import { InvalidArgumentError } from 'commander';
+
+const DECIMAL = /^(0|[1-9][0-9]*)$/;
+
+/** A decimal integer in [min, max] (max defaults to the largest safe integer). */
+export function parseDecimal(name: string, text: string, min: number, max = Number.MAX_SAFE_INTEGER): number {
+  const value = DECIMAL.test(text) ? Number(text) : Number.NaN;
+  if (!Number.isSafeInteger(value) || value < min || value > max) {
+    const range = max === Number.MAX_SAFE_INTEGER ? `>= ${min}` : `in [${min}, ${max}]`;
+    throw new InvalidArgumentError(`${name} must be a decimal integer ${range} (got '${text}')`);
+  }
+  return value;
+}
+
+/** A commander argument parser for parseDecimal. */
+export function decimal(name: string, min: number, max?: number): (text: string) => number {
+  return (text) => parseDecimal(name, text, min, max);
+}
+
+/** A non-empty comma-separated list of decimal integers >= min, each item non-empty, no repeats. */
+export function parseDecimalList(name: string, text: string, min: number): number[] {
+  if (text.trim() === '') throw new InvalidArgumentError(`${name}: expected a comma-separated list of integers, got an empty list`);
+  const items = text.split(',').map((item) => item.trim());
+  const values = items.map((item, index) => {
+    if (item === '') throw new InvalidArgumentError(`${name}: item ${index + 1} of '${text}' is empty`);
+    return parseDecimal(name, item, min);
+  });
+  const repeated = values.filter((value, index) => values.indexOf(value) !== index);
+  if (repeated.length > 0) throw new InvalidArgumentError(`${name}: ${[...new Set(repeated)].join(', ')} listed more than once in '${text}'`);
+  return values;
+}
