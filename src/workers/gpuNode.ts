@@ -26,7 +26,7 @@ import { rankQueue, trainerQueue } from '../pipeline/naming';
 import { PLAINTEXT, workerDataConverter } from '../temporal/security';
 import { refuseUndecodableArguments } from './undecodable';
 import { engineStateDir, faultInjectionDir, modelWeightsPath, storeCache, weightsDir, weightsPath } from './runtime';
-import { HEARTBEAT_INTERVAL_MS, HEARTBEAT_THROTTLE, RANK_QUEUE_POLLERS, SHUTDOWN_GRACE, type WorkerContext } from './options';
+import { HEARTBEAT_INTERVAL_MS, HEARTBEAT_THROTTLE, RANK_QUEUE_POLLERS, SHUTDOWN_FORCE, SHUTDOWN_GRACE, type WorkerContext } from './options';
 
 export interface NodeEngines {
   engines: Map<number, RolloutEngine>;
@@ -184,6 +184,7 @@ export async function createGpuNodeWorkers(
         defaultHeartbeatThrottleInterval: HEARTBEAT_THROTTLE,
         maxHeartbeatThrottleInterval: '1 second',
         shutdownGraceTime: SHUTDOWN_GRACE,
+        shutdownForceTime: SHUTDOWN_FORCE,
       }),
     ),
   );

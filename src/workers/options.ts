@@ -30,6 +30,11 @@ export const HEARTBEAT_THROTTLE = '200 milliseconds';
 /** Running activities (shards) are cancelled this long after shutdown starts, so they checkpoint. */
 export const SHUTDOWN_GRACE = '2 seconds';
 /**
+ * A worker that is shutting down stops this long after shutdown starts even if an activity ignores
+ * its cancellation (an engine call that hangs): a worker whose parent died must not outlive it.
+ */
+export const SHUTDOWN_FORCE = '15 seconds';
+/**
  * Activity pollers per rank (and trainer) queue. Each queue sees a few activities per iteration,
  * and the server caps concurrent polls per namespace: with the SDK default (up to 10 per worker)
  * 128 ranks already exceeded the dev server's cap ("namespace concurrent poller limit exceeded")

@@ -15,7 +15,7 @@ import { bundleBuildId, cachedWorkflowBundle, type BundleInputs, type CachedWork
 import { refuseUndecodableArguments } from './undecodable';
 import { storeCache } from './runtime';
 import { deploymentNameFor, setCurrentVersion, versionedWorkerOptions, type DeploymentVersion, type SetCurrentPolicy } from './versioning';
-import { HEARTBEAT_INTERVAL_MS, HEARTBEAT_THROTTLE, SHUTDOWN_GRACE, type WorkerContext } from './options';
+import { HEARTBEAT_INTERVAL_MS, HEARTBEAT_THROTTLE, SHUTDOWN_FORCE, SHUTDOWN_GRACE, type WorkerContext } from './options';
 
 /**
  * The workflow bundle is built from the TypeScript sources even when this code runs compiled from
@@ -96,6 +96,7 @@ export async function createVersionedOrchestratorWorker(
     defaultHeartbeatThrottleInterval: HEARTBEAT_THROTTLE,
     maxHeartbeatThrottleInterval: '1 second',
     shutdownGraceTime: SHUTDOWN_GRACE,
+    shutdownForceTime: SHUTDOWN_FORCE,
   });
   const outcome = await setCurrentVersion(connection, context.temporal.namespace, version, options.setCurrent ?? 'if-none');
   options.log?.(`orchestrator worker version ${version.deploymentName}.${version.buildId}: current version ${outcome}`);
