@@ -24,7 +24,7 @@ import { runDev } from './dev';
 import { outcomeExitCode, outcomeLine, STATUS_SERVER_WAIT_SECONDS, statusThroughOutage, WATCH_SERVER_WAIT_SECONDS, watchRun } from './watch';
 import { formatReport, runChaos } from '../chaos/harness';
 import { FAULT_KINDS, FAULT_PHASES, type FaultKind, type FaultPhase } from '../chaos/schedule';
-import { statusBlock } from './progress';
+import { formatIdRanges, statusBlock } from './progress';
 import { addTimelineCommand } from './timeline';
 
 const DEFAULT_STATE_DIR = '.timeshare';
@@ -224,7 +224,7 @@ export function buildProgram(): Command {
     worker
       .command('orchestrator')
       .description('Workflows and store bookkeeping (no GPU); runs as a version of the Worker Deployment named after the task-queue prefix')
-      .argument('<config>')
+      .argument('<config>', 'run config (YAML or JSON) the run was started with')
       .option('--build-id <id>', 'Worker Deployment build id (default: content hash of the workflow bundle)')
       .option('--workflow-bundle <file>', 'run a prebuilt workflow bundle (e.g. an older version kept in .cache/bundles) instead of the bundle of src/workflows')
       .option('--set-current', "make this version the deployment's current one (default: only when it has none)"),
@@ -253,7 +253,7 @@ export function buildProgram(): Command {
     worker
       .command('gpu-node')
       .description("One GPU node: its ranks' rollout engines and its part of the trainer")
-      .argument('<config>')
+      .argument('<config>', 'run config (YAML or JSON) the run was started with')
       .requiredOption('--node <index>', 'node index in the pool', integer('--node', 0)),
   ).action(async (configPath: string, flags: ConnectionFlags & { stateDir: string; exitWithParent?: boolean; node: number }) => {
     const context = workerContext(configPath, flags);
@@ -320,14 +320,14 @@ export function buildProgram(): Command {
   program
     .command('check-config')
     .description('Validate a run configuration and print the GPU layout it describes')
-    .argument('<config>')
+    .argument('<config>', 'run configuration (YAML or JSON) to check')
     .action((configPath: string) => {
       const { parsed, runId } = loadConfig(configPath);
       const { layout } = parsed;
       console.log(`${configPath}: valid. run '${runId}', ${layout.strategy}, ${layout.nodes}×${layout.gpusPerNode} GPUs`);
-      console.log(`  rollout ranks: ${layout.ranks.map((rank) => `${rank.id}:[${rank.gpus.join(',')}]@node${rank.node}`).join(' ')}`);
-      console.log(`  train GPUs:    ${layout.trainGpus.join(',')}`);
-      console.log(`  released at shrink: ranks ${layout.shrinkRanks.join(',') || '(none)'}`);
+      console.log(`  rollout ranks: ${layout.ranks.map((rank) => `${rank.id}:[${formatIdRanges(rank.gpus)}]@node${rank.node}`).join(' ')}`);
+      console.log(`  train GPUs:    ${formatIdRanges(layout.trainGpus)}`);
+      console.log(`  released at shrink: ranks ${formatIdRanges(layout.shrinkRanks) || '(none)'}`);
     });
 
   addBenchCommand(program);

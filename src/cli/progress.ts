@@ -72,3 +72,16 @@ export function statusBlock(status: RunStatus): string {
   if (status.lastError !== undefined) lines.push(`last error: ${status.lastError}`);
   return lines.join('\n');
 }
+
+/** Ids as ranges, the form configs take (`0-3,8,10-11`): 128 GPUs read as `0-127`, not 128 numbers. */
+export function formatIdRanges(ids: readonly number[]): string {
+  const sorted = [...ids].sort((a, b) => a - b);
+  const parts: string[] = [];
+  for (let i = 0; i < sorted.length; ) {
+    let j = i;
+    while (j + 1 < sorted.length && sorted[j + 1] === sorted[j]! + 1) j++;
+    parts.push(j === i ? String(sorted[i]) : `${sorted[i]}-${sorted[j]}`);
+    i = j + 1;
+  }
+  return parts.join(',');
+}

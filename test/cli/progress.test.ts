@@ -1,6 +1,7 @@
 /** The progress line and status block show the staleness figures once a batch reported them. */
 import { describe, expect, it } from 'vitest';
-import { progressLine, statusBlock } from '../../src/cli/progress';
+import { formatIdRanges, progressLine, statusBlock } from '../../src/cli/progress';
+import { parseGpuRanges } from '../../src/config/schema';
 import type { RunStatus } from '../../src/pipeline/types';
 
 const status: RunStatus = {
@@ -32,5 +33,20 @@ describe('staleness in progress and status', () => {
     expect(progressLine(withFigures, undefined)).toContain('utilization 100.0 % | token lag mean 0.50 p99 2 max 3');
     expect(statusBlock(withFigures)).toContain('staleness:  policy resume, utilization 100.0 %');
     expect(statusBlock(withFigures)).toContain('mean 0.50 / p99 2 / max 3 versions (900 tokens)');
+  });
+});
+
+describe('formatIdRanges', () => {
+  it('writes ids as the ranges a config takes, and parseGpuRanges reads them back', () => {
+    expect(formatIdRanges([])).toBe('');
+    expect(formatIdRanges([3])).toBe('3');
+    expect(formatIdRanges([0, 1, 2, 3, 8, 10, 11])).toBe('0-3,8,10-11');
+    expect(formatIdRanges([11, 10, 0, 2, 1])).toBe('0-2,10-11');
+    const ids = Array.from({ length: 128 }, (_, i) => i);
+    expect(formatIdRanges(ids)).toBe('0-127');
+    for (const sample of [[0, 1, 2, 3, 8, 10, 11], ids, [5, 7, 9], [4, 5]]) {
+      const parsed = parseGpuRanges(formatIdRanges(sample));
+      expect(parsed).toEqual({ ok: true, ids: [...sample].sort((a, b) => a - b) });
+    }
   });
 });
