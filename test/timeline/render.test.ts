@@ -92,7 +92,7 @@ describe('timeline charts', () => {
       [broken((t) => ((t.segments[2] as TimelineSegment).endMs = 10_001)), /timelines to render\[1\] 'multiplexed \(4 GPUs\)': segment 2 \(train on 'GPU 0'\) lies within \[0, endMs\].*"endMs":10001/, ValidationError],
       [broken((t) => ((t.segments[0] as TimelineSegment).startMs = 5_000)), /segment 0 \(rollout on 'GPU 0'\) starts no later than it ends/, ValidationError],
       [broken((t) => ((t.segments[1] as TimelineSegment).lane = 'GPU 9')), /segment lanes.*\["GPU 9"\]/, ValidationError],
-      [broken((t) => t.lanes.push('GPU 0')), /VAL_NO_DUPLICATES.*lanes.*\["GPU 0"\]/, ValidationError],
+      [broken((t) => t.lanes.push('GPU 0')), /lanes.*duplicates.*\["GPU 0"\].*\[VAL_NO_DUPLICATES\]/, ValidationError],
       [broken((t) => ((t.segments[0] as TimelineSegment).role = 'lunch' as TimelineRole)), /1\.segments\.0\.role: Invalid option/, TimelineFormatError],
       [broken((t) => ((t.segments[0] as TimelineSegment).startMs = -1)), /1\.segments\.0\.startMs: Too small/, TimelineFormatError],
       [broken((t) => (t.marks = [{ atMs: 20_000, label: 'late' }])), /mark 0 \('late'\) lies within \[0, endMs\]/, ValidationError],
