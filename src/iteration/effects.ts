@@ -12,7 +12,7 @@
 import type { MemoryTag } from '../engines/types';
 import type { DropReason, MigrationPolicy, PoolState, RankId, RankWork } from '../gpu';
 import type { AdmittedSample } from '../pipeline/activities';
-import type { BroadcastSyncSpec, Phase, SealedBatchFigures, ShardOutcome, WeightGroupState } from '../pipeline/types';
+import type { BroadcastSyncSpec, IterationProgress, SealedBatchFigures, ShardOutcome, WeightGroupState } from '../pipeline/types';
 
 /** A suspended effect: yields the driver's suspension `S`, returns `T`. */
 export type Step<S, T> = Generator<S, T, unknown>;
@@ -33,15 +33,7 @@ export interface StoreRecovery {
 }
 
 /** Reported at every phase change (the workflow's progress signal, search attribute and details). */
-export interface PhaseReport {
-  phase: Phase;
-  pool: PoolState;
-  version: number;
-  samplesRunning: number;
-  samplesCompleted: number;
-  samplesWaiting: number;
-  batchSamples: number;
-}
+export type PhaseReport = Omit<IterationProgress, 'iteration' | 'sequence' | 'token'>;
 
 /** A group of ranks whose memory reload failed in the compensation (lost ranks excluded). */
 export interface ReloadFailure {
