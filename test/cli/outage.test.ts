@@ -55,6 +55,20 @@ async function expectAudited(storeRoot: string, runId: string): Promise<void> {
   expect(audit.batched).toBe(2 * 8);
 }
 
+/** The run's worker processes against the server at `address`, restarted when they exit. */
+function runWorkerProcesses(address: string, config: string, runId: string, stateDir: string, logDir: string): WorkerProcesses {
+  const spec = buildRunSpec(parseRunConfig(JSON.parse(readFileSync(config, 'utf8')) as Record<string, unknown>, config), runId);
+  return startWorkerProcesses({
+    configPath: config,
+    address,
+    stateDir,
+    layout: spec.layout,
+    taskQueuePrefix: spec.taskQueuePrefix,
+    logDir,
+    restartDelayMs: backOffDelay,
+  });
+}
+
 describe('`dev` when only its Temporal server is killed', () => {
   let dir: string;
   beforeAll(() => {
@@ -108,16 +122,7 @@ describe('`start --watch` and `status` through an outage of a server they do not
     const runId = 'watch-outage';
     const config = writeConfig(dir, runId);
     const stateDir = path.join(dir, 'state');
-    const spec = buildRunSpec(parseRunConfig(JSON.parse(readFileSync(config, 'utf8')) as Record<string, unknown>, config), runId);
-    workers = startWorkerProcesses({
-      configPath: config,
-      address: server.address,
-      stateDir,
-      layout: spec.layout,
-      taskQueuePrefix: spec.taskQueuePrefix,
-      logDir: path.join(dir, 'logs'),
-      restartDelayMs: backOffDelay,
-    });
+    workers = runWorkerProcesses(server.address, config, runId, stateDir, path.join(dir, 'logs'));
     const watch = startCli(['start', config, '--address', server.address, '--watch', '--server-wait', '300']);
     try {
       await watch.waitFor(/started run 'watch-outage'/, 240_000);
@@ -146,16 +151,7 @@ describe('`start --watch` and `status` through an outage of a server they do not
     const config = writeConfig(dir, runId);
     const stateDir = path.join(dir, 'state');
     await workers?.stop();
-    const spec = buildRunSpec(parseRunConfig(JSON.parse(readFileSync(config, 'utf8')) as Record<string, unknown>, config), runId);
-    workers = startWorkerProcesses({
-      configPath: config,
-      address: server.address,
-      stateDir,
-      layout: spec.layout,
-      taskQueuePrefix: spec.taskQueuePrefix,
-      logDir: path.join(dir, 'logs-2'),
-      restartDelayMs: backOffDelay,
-    });
+    workers = runWorkerProcesses(server.address, config, runId, stateDir, path.join(dir, 'logs-2'));
     const watch = startCli(['start', config, '--address', server.address, '--watch', '--server-wait', '5']);
     try {
       await watch.waitFor(/started run 'watch-gives-up'/, 240_000);
