@@ -23,6 +23,13 @@ port="${TIMESHARE_CLUSTER_PORT:-7233}"
 pg_port="${TIMESHARE_PG_PORT:-55432}"
 pg_data="${state}/pg"
 address="127.0.0.1:${port}"
+[[ "${port}" =~ ^[0-9]+$ && "${pg_port}" =~ ^[0-9]+$ ]] || { echo "cluster: TIMESHARE_CLUSTER_PORT and TIMESHARE_PG_PORT must be port numbers" >&2; exit 2; }
+# The server records its membership ports in a SMALLINT column (cluster_membership.rpc_port):
+# a port above 32767 makes it exit at start with "value ... is out of range for type smallint".
+if ((port < 1024 || port + 9 > 32767)); then
+  echo "cluster: TIMESHARE_CLUSTER_PORT=${port}: the server uses it and the next 9 ports, which must lie in 1024-32767" >&2
+  exit 2
+fi
 db_user=temporal
 db_password=temporal
 
@@ -69,7 +76,24 @@ as_pg_user() {
   fi
 }
 
-pg_running() { [[ -f "${pg_data}/postmaster.pid" ]] && kill -0 "$(head -1 "${pg_data}/postmaster.pid")" 2> /dev/null; }
+# A process that exited but was not reaped yet (a zombie) still answers `kill -0`: not alive.
+alive() {
+  local state
+  state="$(ps -o stat= -p "$1" 2> /dev/null)" || return 1
+  [[ -n "${state}" && "${state}" != Z* ]]
+}
+
+# Waits up to $2 seconds for process $1 to exit.
+wait_exit() {
+  local pid="$1" seconds="$2"
+  for _ in $(seq 1 $((seconds * 4))); do
+    alive "${pid}" || return 0
+    sleep 0.25
+  done
+  return 1
+}
+
+pg_running() { [[ -f "${pg_data}/postmaster.pid" ]] && alive "$(head -1 "${pg_data}/postmaster.pid")"; }
 
 start_postgres() {
   local bin
@@ -185,7 +209,25 @@ dynamicConfigClient:
 EOF
 }
 
-server_running() { [[ -f "${state}/temporal-server.pid" ]] && kill -0 "$(cat "${state}/temporal-server.pid")" 2> /dev/null; }
+server_running() { [[ -f "${state}/temporal-server.pid" ]] && alive "$(cat "${state}/temporal-server.pid")"; }
+
+# SIGTERM, then SIGKILL if the server has not exited within 60 s: a server still shutting down
+# holds its ports, and a new one started beside it would fail to bind them.
+stop_server() {
+  local pid
+  pid="$(cat "${state}/temporal-server.pid")"
+  kill "${pid}" 2> /dev/null || true
+  if ! wait_exit "${pid}" 60; then
+    log "the Temporal server (pid ${pid}) did not exit within 60 s of SIGTERM: SIGKILL"
+    kill -KILL "${pid}" 2> /dev/null || true
+    wait_exit "${pid}" 10 || die "the Temporal server (pid ${pid}) survived SIGKILL"
+  fi
+}
+
+# The message of the server's last fatal log line, the reason it exited at start.
+server_fatal_error() {
+  grep '"level":"fatal"' "${state}/logs/temporal-server.log" | tail -1 | sed -E 's/.*"msg":"([^"]*)","error":"(([^"\\]|\\.)*)".*/\1: \2/' || echo "no fatal line in the log"
+}
 
 start_server() {
   if server_running; then return; fi
@@ -196,7 +238,7 @@ start_server() {
   echo $! > "${state}/temporal-server.pid"
   for _ in $(seq 1 240); do
     if temporal_cli operator cluster health --address "${address}" 2> /dev/null | grep -q SERVING; then return; fi
-    server_running || die "the Temporal server exited; see ${state}/logs/temporal-server.log"
+    server_running || die "the Temporal server exited: $(server_fatal_error) (log: ${state}/logs/temporal-server.log)"
     sleep 0.5
   done
   die "the Temporal server did not become healthy within 120 s; see ${state}/logs/temporal-server.log"
@@ -231,7 +273,7 @@ up() {
 
 down() {
   if server_running; then
-    kill "$(cat "${state}/temporal-server.pid")"
+    stop_server
     log "stopped the Temporal server"
   fi
   rm -f "${state}/temporal-server.pid"

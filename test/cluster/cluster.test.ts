@@ -35,10 +35,13 @@ const portFree = (port: number): Promise<boolean> =>
     server.listen(port, '127.0.0.1', () => server.close(() => resolve(true)));
   });
 
-/** A base port whose next `count` ports are all free (the server's services use consecutive ports). */
+/**
+ * A base port whose next `count` ports are all free (the server's services use consecutive ports),
+ * all below 32768: the server stores its membership ports in a SMALLINT column.
+ */
 async function freePortRange(count: number): Promise<number> {
   for (let attempt = 0; attempt < 50; attempt++) {
-    const base = 20_000 + Math.floor(Math.random() * 30_000);
+    const base = 20_000 + Math.floor(Math.random() * (32_768 - count - 20_000));
     const free = await Promise.all(Array.from({ length: count }, (_, i) => portFree(base + i)));
     if (free.every(Boolean)) return base;
   }
