@@ -10,13 +10,14 @@
 #   bash scripts/cluster.sh status
 #
 # Environment: TIMESHARE_CLUSTER_DIR (state: data, config, logs, pids; default .timeshare/cluster),
-# TIMESHARE_CLUSTER_PORT (Temporal front end, default 7233; the services use the next 9 ports),
-# TIMESHARE_PG_PORT (default 55432), TEMPORAL_SERVER_VERSION (default 1.32.0, the server of the
-# pinned CLI). `up` is idempotent: it starts what is not running and sets up what is missing.
+# TIMESHARE_CLUSTER_PORT (Temporal front end, default 7233; the services use the next 9 ports, all
+# ≤ 32767), TIMESHARE_PG_PORT (default 55432), TEMPORAL_SERVER_VERSION (default 1.32.0, the server
+# of the pinned CLI), TIMESHARE_CLUSTER_BUILD_DIR (the built server and schema files, default
+# .cache/cluster/server-<version>). `up` is idempotent: it starts what is not running and sets up what is missing.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 version="${TEMPORAL_SERVER_VERSION:-1.32.0}"
-build_dir="${root}/.cache/cluster/server-${version}"
+build_dir="${TIMESHARE_CLUSTER_BUILD_DIR:-${root}/.cache/cluster/server-${version}}"
 bin_dir="${build_dir}/bin"
 state="${TIMESHARE_CLUSTER_DIR:-${root}/.timeshare/cluster}"
 port="${TIMESHARE_CLUSTER_PORT:-7233}"
@@ -289,16 +290,18 @@ status() {
 }
 
 # The README's cluster path against this server: one orchestrator and one gpu-node worker per
-# node, `timeshare start --watch`; the workers stop when the run ends.
+# node, `timeshare start --watch`; the workers stop when the run ends. The workers' local state
+# (simulated engines, per run id) lives with this server's data: a fresh cluster folder must not
+# meet the engine state of an earlier server's run of the same id.
 run_config() {
-  local config="$1" nodes pids=() code=0
+  local config="$1" nodes pids=() code=0 flags=(--address "${address}" --state-dir "${state}/workers")
   [[ -f "${config}" ]] || die "no config file ${config}"
   nodes="$("${root}/bin/timeshare" check-config "${config}" | head -1 | sed -E 's/.*, ([0-9]+)×[0-9]+ GPUs$/\1/')"
   [[ "${nodes}" =~ ^[0-9]+$ ]] || die "could not read the node count of ${config} from check-config"
-  "${root}/bin/timeshare" worker orchestrator "${config}" --address "${address}" >> "${state}/logs/orchestrator.log" 2>&1 &
+  "${root}/bin/timeshare" worker orchestrator "${config}" "${flags[@]}" >> "${state}/logs/orchestrator.log" 2>&1 &
   pids+=($!)
   for node in $(seq 0 $((nodes - 1))); do
-    "${root}/bin/timeshare" worker gpu-node "${config}" --node "${node}" --address "${address}" >> "${state}/logs/gpu-node-${node}.log" 2>&1 &
+    "${root}/bin/timeshare" worker gpu-node "${config}" --node "${node}" "${flags[@]}" >> "${state}/logs/gpu-node-${node}.log" 2>&1 &
     pids+=($!)
   done
   "${root}/bin/timeshare" start "${config}" --address "${address}" --watch || code=$?

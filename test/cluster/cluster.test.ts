@@ -130,19 +130,24 @@ describe.skipIf(!ENABLED)('PostgreSQL-backed Temporal cluster (scripts/cluster.s
       expect(status.iteration, 'the run must still be running when it is killed').toBeLessThan(ITERATIONS - 1);
     };
 
+    const serverPid = () => Number(readFileSync(path.join(dir, 'cluster', 'temporal-server.pid'), 'utf8'));
+    const postmasterPid = () => Number(readFileSync(path.join(dir, 'cluster', 'pg', 'postmaster.pid'), 'utf8').split('\n')[0]);
+
     await iterationReached(1);
-    const serverPid = Number(readFileSync(path.join(dir, 'cluster', 'temporal-server.pid'), 'utf8'));
-    process.kill(serverPid, 'SIGKILL');
+    const killedServer = serverPid();
+    process.kill(killedServer, 'SIGKILL');
     await sleep(10_000);
     await cluster('up');
+    expect(serverPid(), 'cluster.sh up must start a new server').not.toBe(killedServer);
 
     await iterationReached(2);
-    const postmaster = Number(readFileSync(path.join(dir, 'cluster', 'pg', 'postmaster.pid'), 'utf8').split('\n')[0]);
-    const { stdout: backends } = await promisify(execFile)('pgrep', ['-P', String(postmaster)]).catch(() => ({ stdout: '' }));
-    process.kill(postmaster, 'SIGKILL');
+    const killedPostmaster = postmasterPid();
+    const { stdout: backends } = await promisify(execFile)('pgrep', ['-P', String(killedPostmaster)]).catch(() => ({ stdout: '' }));
+    process.kill(killedPostmaster, 'SIGKILL');
     for (const pid of backends.split('\n').filter(Boolean)) process.kill(Number(pid), 'SIGKILL');
     await sleep(10_000);
     await cluster('up');
+    expect(postmasterPid(), 'cluster.sh up must start PostgreSQL again').not.toBe(killedPostmaster);
 
     const summary = await waitFor('the run to complete', async () => ((await handle.describe()).status.name === 'COMPLETED' ? handle.result() : undefined), 900_000);
     expect((summary as { iterations: number }).iterations).toBe(ITERATIONS);
