@@ -81,8 +81,20 @@ export async function startOrAttachRun(client: Client, spec: RunSpec): Promise<S
       { key: ITERATION_KEY, value: 0 },
       { key: PHASE_KEY, value: 'starting' },
     ],
+  }).catch((error: unknown) => {
+    throw missingSearchAttributes(error) ?? error;
   });
   return { kind: 'started' };
+}
+
+/**
+ * A plain server has no custom search attributes until they are registered; the client's own
+ * message ("Failed to start Workflow") hides the server's reason in its cause.
+ */
+function missingSearchAttributes(error: unknown): CliError | undefined {
+  const message = plainMessage(error);
+  if (!/no mapping defined for search attribute/i.test(message)) return undefined;
+  return new CliError(`${message}\n  Register the run's search attributes on this namespace once (deploy/README.md, "Any other cluster: what a plain server needs").`);
 }
 
 export async function queryStatus(client: Client, runId: string): Promise<RunStatus> {

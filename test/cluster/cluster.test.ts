@@ -4,9 +4,11 @@
  * attributes set up by the script; the README's cluster path (workers as `timeshare worker`
  * processes, the run started with `timeshare start`). Mid-run the Temporal server is SIGKILLed
  * and restarted, later PostgreSQL (postmaster and its backends); the run completes with every
- * sample exactly once (the store audit).
+ * sample exactly once (the store audit). A namespace without the search attributes gets a plain
+ * refusal from `timeshare start`.
  *
- * Opt-in (`npm run test:cluster`): the first run builds the server (minutes on 2 cores).
+ * Opt-in (`npm run test:cluster`): the first run builds the server (over an hour of compiling on
+ * 2 busy cores; docs/reliability.md).
  */
 import { execFile } from 'node:child_process';
 import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -20,7 +22,8 @@ import { stringify } from 'yaml';
 import { runWorkflowId } from '../../src/pipeline/naming';
 import type { RunStatus } from '../../src/pipeline/types';
 import { FsTrajectoryStore } from '../../src/store';
-import { startCli, type Proc } from '../helpers/processes';
+import { temporalCliPath } from '../../src/temporal/devServer';
+import { runCli, startCli, type Proc } from '../helpers/processes';
 
 const ENABLED = process.env.TIMESHARE_CLUSTER_TEST === '1';
 const SCRIPT = path.join(__dirname, '..', '..', 'scripts', 'cluster.sh');
@@ -159,4 +162,18 @@ describe.skipIf(!ENABLED)('PostgreSQL-backed Temporal cluster (scripts/cluster.s
     expect(audit.batched).toBe(ITERATIONS * BATCH);
     expect(await trajectories.listBatches()).toEqual(Array.from({ length: ITERATIONS }, (_, i) => i));
   }, 2_400_000);
+
+  it('refuses to start a run on a namespace without the search attributes, naming them and the fix', async () => {
+    await promisify(execFile)(temporalCliPath(), ['operator', 'namespace', 'create', '--namespace', 'bare', '--address', address]);
+    const config = path.join(dir, 'bare.yaml');
+    writeFileSync(config, stringify({ run: { id: 'bare' }, pool: { nodes: 1, gpusPerNode: 2 }, strategy: 'colocated', train: { gpus: 'all' }, asyncRatio: 0, batchSize: 4, store: { dir: path.join(dir, 'bare-store') } }));
+    // A namespace just created is known to the front end once its namespace cache refreshes (≈ 10 s).
+    const refused = await waitFor('namespace bare to be usable', async () => {
+      const result = await runCli(['start', config, '--address', address, '--namespace', 'bare'], { timeoutMs: 120_000 });
+      return result.stderr.includes("namespace 'bare' not found") ? undefined : result;
+    }, 120_000);
+    expect(refused.code, refused.out).toBe(1);
+    expect(refused.stderr).toMatch(/no mapping defined for search attribute Timeshare/);
+    expect(refused.stderr).toContain('Register the run\'s search attributes');
+  }, 300_000);
 });
