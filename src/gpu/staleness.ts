@@ -34,6 +34,8 @@ export interface AdmissionInput {
   policy: StalenessPolicy;
   /** Live samples now (the ledger's, which excludes a batch already sealed). */
   live: number;
+  /** Of the live samples, those still rolling out (not completed). */
+  running: number;
   batchSize: number;
   asyncRatio: number;
   maxConcurrentSamples: number;
@@ -42,27 +44,67 @@ export interface AdmissionInput {
 }
 
 /**
+ * Samples rolling out at once under 'resume': the batch size, AReaL's default for
+ * `max_concurrent_rollouts` (inclusionAI/AReaL, workflow_executor.py: `max_concurrent_rollouts or
+ * consumer_batch_size`). Completed samples waiting for a batch do not count: they hold no engine.
+ */
+export function maxRunningSamples(batchSize: number, maxConcurrentSamples: number): number {
+  return Math.min(batchSize, maxConcurrentSamples);
+}
+
+/**
  * How many new samples may start now.
  *
  * 'drop' keeps the pipeline's rule: up to maxConcurrentSamples live before the batch, and
  * maxConcurrentSamples − batchSize after it is sealed.
  *
- * 'resume' adds AReaL's staleness bound (inclusionAI/AReaL, areal/core/staleness_manager.py,
- * `get_capacity`: (max_staleness + version + 1) × batch − (accepted + running)): samples admitted
- * but not yet trained never exceed the batches of the next `asyncRatio + 1` versions, counted per
- * iteration so that a batch-size update cannot make the bound negative for good. A sample admitted
- * now is then expected in a batch within `asyncRatio` versions; the long tail that takes longer is
- * trained late, not dropped, and holds back admission meanwhile.
+ * 'resume' is AReaL's capacity rule (areal/core/staleness_manager.py, `get_capacity`): the lesser
+ * of a concurrency room and a staleness room.
+ * - Staleness: samples admitted but not yet trained never exceed the batches of the next
+ *   `asyncRatio + 1` versions ((max_staleness + version + 1) × batch − (accepted + running)),
+ *   counted per iteration so that a batch-size update cannot make the bound negative for good.
+ * - Concurrency: samples rolling out never exceed `maxRunningSamples` (the batch size). A sample
+ *   started beyond what the engines can serve at once only queues: it ages (its tokens lag more
+ *   once trained) and evicts the prefixes of the samples it waits behind, which then prefill their
+ *   whole context again. The program admits again as samples complete (`admissionPoint`), so the
+ *   engines stay busy without running ahead.
  */
 export function admissionRoom(input: AdmissionInput): number {
   checkIntRange('admission: live samples', input.live, 0, Number.MAX_SAFE_INTEGER);
+  checkIntRange('admission: running samples', input.running, 0, input.live);
   checkIntRange('admission: batch size', input.batchSize, 1, Number.MAX_SAFE_INTEGER);
   checkIntRange('admission: async ratio', input.asyncRatio, 0, Number.MAX_SAFE_INTEGER);
   checkIntRange('admission: max concurrent samples', input.maxConcurrentSamples, 1, Number.MAX_SAFE_INTEGER);
   const sealed = input.batchSealed ? input.batchSize : 0;
-  let target = input.maxConcurrentSamples - sealed;
-  if (input.policy === 'resume') target = Math.min(target, (input.asyncRatio + 1) * input.batchSize - sealed);
-  return Math.max(0, target - input.live);
+  const liveRoom = input.maxConcurrentSamples - sealed - input.live;
+  if (input.policy === 'drop') return Math.max(0, liveRoom);
+  const stalenessRoom = Math.min(liveRoom, (input.asyncRatio + 1) * input.batchSize - sealed - input.live);
+  const concurrencyRoom = maxRunningSamples(input.batchSize, input.maxConcurrentSamples) - input.running;
+  return Math.max(0, Math.min(stalenessRoom, concurrencyRoom));
+}
+
+/**
+ * Admission in steps of an eighth of the running cap: each step costs the control plane an
+ * admission and a batch watch (two round trips and one shard per rank placed), and between steps
+ * the running samples fall at most that far below the cap.
+ */
+export const ADMISSION_STEPS_PER_CAP = 8;
+
+/**
+ * While the batch fills: after how many completed candidates the program should admit again, or
+ * `batchSize` when no admission can happen before the batch ('drop' admits only at the start of
+ * an iteration and when every shard ended; under 'resume' a completion frees a running slot, but
+ * not room under the staleness bound, which counts completed samples until they are trained).
+ */
+export function admissionPoint(input: AdmissionInput & { completed: number }): number {
+  checkIntRange('admission point: completed samples', input.completed, 0, input.live);
+  if (input.policy === 'drop' || input.batchSealed) return input.batchSize;
+  const stalenessRoom = admissionRoom({ ...input, running: 0 });
+  if (stalenessRoom === 0) return input.batchSize;
+  const cap = maxRunningSamples(input.batchSize, input.maxConcurrentSamples);
+  const step = Math.min(stalenessRoom, Math.max(1, Math.ceil(cap / ADMISSION_STEPS_PER_CAP)));
+  const completions = Math.max(1, input.running - (cap - step));
+  return Math.min(input.batchSize, input.completed + completions);
 }
 
 // ---------------------------------------------------------------------------------------------

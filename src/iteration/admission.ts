@@ -4,7 +4,7 @@
  * staleness policy can be swapped without touching the flow. The rules themselves are the
  * staleness policies of src/gpu/staleness.ts.
  */
-import { admissionRoom, carryOverStaleIds, type DropReason, type SampleLedger, type StalenessPolicy } from '../gpu';
+import { admissionPoint, admissionRoom, carryOverStaleIds, checkIntRange, type DropReason, type SampleLedger, type StalenessPolicy } from '../gpu';
 
 export interface CarryOverDecision {
   /** Live samples to drop before the iteration starts, with the reason. */
@@ -18,6 +18,11 @@ export interface AdmissionRoomInput {
   maxConcurrentSamples: number;
   /** Whether this iteration's batch is already sealed (admission during train ‖ long tail). */
   batchSealed: boolean;
+  /**
+   * Live samples the store reports completed while their shard still runs (the ledger learns it
+   * when the shard settles): they no longer roll out. 0 when not known.
+   */
+  reportedCompleted: number;
 }
 
 export interface AdmissionPolicy {
@@ -25,6 +30,8 @@ export interface AdmissionPolicy {
   carryOver(input: { ledger: SampleLedger; trainVersion: number; asyncRatio: number }): CarryOverDecision;
   /** How many new samples to admit now. */
   admissionRoom(input: AdmissionRoomInput): number;
+  /** While the batch fills: after how many completed candidates to admit again (batchSize: not before the batch). */
+  admissionPoint(input: AdmissionRoomInput & { completed: number }): number;
 }
 
 /** The admission decision of a staleness policy ('resume': nothing dropped for its age; 'drop': docs/design.md §3.1). */
@@ -34,10 +41,19 @@ export function stalenessAdmission(policy: StalenessPolicy): AdmissionPolicy {
       const stale = carryOverStaleIds(ledger, trainVersion, asyncRatio, policy);
       return { drop: stale.length === 0 ? [] : [{ ids: stale, reason: 'stale' }] };
     },
-    admissionRoom({ ledger, ...bound }) {
-      return admissionRoom({ policy, live: ledger.live.length, ...bound });
+    admissionRoom({ ledger, reportedCompleted, ...bound }) {
+      return admissionRoom({ policy, live: ledger.live.length, running: rolling(ledger, reportedCompleted), ...bound });
+    },
+    admissionPoint({ ledger, reportedCompleted, ...bound }) {
+      return admissionPoint({ policy, live: ledger.live.length, running: rolling(ledger, reportedCompleted), ...bound });
     },
   };
+}
+
+/** Live samples still rolling out: waiting or running in the ledger, less those the store reports completed. */
+function rolling(ledger: SampleLedger, reportedCompleted: number): number {
+  const unfinished = ledger.live.filter((sample) => sample.state !== 'completed').length;
+  return unfinished - checkIntRange('admission: samples reported completed', reportedCompleted, 0, unfinished);
 }
 
 /**

@@ -8,6 +8,7 @@ import {
   admit,
   assignLeastLoaded,
   assignToShard,
+  checkIntRange,
   checkLedgerInvariants,
   checkPostcondition,
   drop,
@@ -28,6 +29,7 @@ import {
 import { completeOnload, rejoinRanks } from '../gpu/roles';
 import type { Phase, SealedBatchFigures, ShardOutcome } from '../pipeline/types';
 import type { IterationEffects, ShardRef, Step, StoreRecovery } from './effects';
+import type { AdmissionRoomInput } from './admission';
 import type { IterationState } from './state';
 
 /** Ends the current phase (its time goes to the stats) and reports the next. */
@@ -79,18 +81,23 @@ export function relaunch<S>(fx: IterationEffects<S>, st: IterationState, ids: re
 
 /**
  * Admits new samples (version = current weights) onto `ranks`, as many as the admission policy's
- * bound allows before the batch is sealed or after (`batchSealed`).
+ * bound allows before the batch is sealed or after (`batchSealed`); `reportedCompleted`: live
+ * samples the store reports completed while their shard runs on.
  */
-export function* refill<S>(fx: IterationEffects<S>, st: IterationState, ranks: readonly RankId[], batchSealed: boolean): Step<S, void> {
+export function* refill<S>(fx: IterationEffects<S>, st: IterationState, ranks: readonly RankId[], batchSealed: boolean, reportedCompleted = 0): Step<S, void> {
   if (ranks.length === 0) return;
-  const { batchSize, asyncRatio, maxConcurrentSamples, options } = st.input;
-  const room = options.admission.admissionRoom({ ledger: st.ledger, batchSize, asyncRatio, maxConcurrentSamples, batchSealed });
+  const room = st.input.options.admission.admissionRoom(admissionInput(st, batchSealed, reportedCompleted));
   if (room <= 0) return;
   const admitted = admit(st.ledger, room, st.stats.toVersion);
   st.ledger = admitted.ledger;
   st.stats.admitted += admitted.ids.length;
   const shards = placeShards(fx, st, admitted.ids, ranks);
   yield* fx.admitAndLaunch({ ids: admitted.ids, version: st.stats.toVersion, shards });
+}
+
+function admissionInput(st: IterationState, batchSealed: boolean, reportedCompleted: number): AdmissionRoomInput {
+  const { batchSize, asyncRatio, maxConcurrentSamples } = st.input;
+  return { ledger: st.ledger, batchSize, asyncRatio, maxConcurrentSamples, batchSealed, reportedCompleted };
 }
 
 /** Applies shard outcomes to the ledger; returns the unfinished samples. */
@@ -179,25 +186,47 @@ function takeBatch(st: IterationState, batch: { sampleIds: number[] } & SealedBa
 
 /**
  * Full rollout until the batch threshold: waiting samples go out least-loaded, new ones are
- * admitted; if every shard ends before enough complete, the shards are settled, more samples
- * admitted, and the wait repeats. Returns the selected batch.
+ * admitted, and admitted again at the admission policy's points as samples complete; if every
+ * shard ends before enough complete, the shards are settled, more samples admitted, and the wait
+ * repeats. Returns the selected batch.
  */
 export function* rolloutUntilBatch<S>(fx: IterationEffects<S>, st: IterationState): Step<S, number[]> {
   const { batchSize } = st.input;
   relaunch(fx, st, samplesByState(st.ledger).waiting, st.active);
   yield* refill(fx, st, st.active, false);
+  let reported: number[] = [];
   for (;;) {
     const states = samplesByState(st.ledger);
     const candidates = [...states.running, ...states.completed];
     checkPostcondition('batch threshold: enough live samples to fill a batch', st.shards.size > 0 || candidates.length >= batchSize, () =>
       JSON.stringify({ candidates: candidates.length, batchSize }),
     );
-    const completed = yield* fx.awaitBatch({ candidates, batchSize });
-    if (completed !== undefined) return selectBatch(st.ledger, completed, batchSize);
+    const wakeAt = admissionPointNow(st, reported, states.completed.length);
+    const completed = yield* fx.awaitBatch({ candidates, batchSize: wakeAt });
+    if (completed !== undefined && completed.length >= batchSize) return selectBatch(st.ledger, completed, batchSize);
+    if (completed !== undefined) {
+      reported = completed;
+      yield* refill(fx, st, st.active, false, reportedStillRunning(st, reported));
+      continue;
+    }
+    reported = [];
     yield* stopAndSettle(fx, st, [...st.shards.values()]);
     relaunch(fx, st, samplesByState(st.ledger).waiting, st.active);
     yield* refill(fx, st, st.active, false);
   }
+}
+
+/** The completed-candidate count at which to admit again (the batch size: only when the batch is ready). */
+function admissionPointNow(st: IterationState, reported: readonly number[], settledCompleted: number): number {
+  const reportedCompleted = reportedStillRunning(st, reported);
+  const point = st.input.options.admission.admissionPoint({ ...admissionInput(st, false, reportedCompleted), completed: settledCompleted + reportedCompleted });
+  return checkIntRange('admission point', point, 1, st.input.batchSize);
+}
+
+/** Of the samples the store reported completed, those the ledger still has running (their shard runs on). */
+function reportedStillRunning(st: IterationState, reported: readonly number[]): number {
+  const running = new Set(samplesByState(st.ledger).running);
+  return reported.filter((id) => running.has(id)).length;
 }
 
 /** Seals the batch in the store (the manifest training needs) and in the ledger. */

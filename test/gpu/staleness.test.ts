@@ -3,6 +3,8 @@ import { describe, expect, it } from 'vitest';
 import {
   addCount,
   addTokenLags,
+  ADMISSION_STEPS_PER_CAP,
+  admissionPoint,
   admissionRoom,
   admit,
   appendSpan,
@@ -42,7 +44,7 @@ describe('carry-over', () => {
 });
 
 describe('admissionRoom', () => {
-  const base = { batchSize: 4, asyncRatio: 1, maxConcurrentSamples: 8, live: 3, batchSealed: false };
+  const base = { batchSize: 4, asyncRatio: 1, maxConcurrentSamples: 8, live: 3, running: 3, batchSealed: false };
 
   it("'drop' keeps the pipeline's targets: maxConcurrentSamples before the batch, minus a batch after it is sealed", () => {
     expect(admissionRoom({ ...base, policy: 'drop' })).toBe(5);
@@ -50,19 +52,55 @@ describe('admissionRoom', () => {
     expect(admissionRoom({ ...base, policy: 'drop', maxConcurrentSamples: 20 })).toBe(17);
   });
 
-  it("'resume' also caps live samples at (asyncRatio + 1) batches, as AReaL's staleness manager does", () => {
-    expect(admissionRoom({ ...base, policy: 'resume' })).toBe(5);
-    expect(admissionRoom({ ...base, policy: 'resume', maxConcurrentSamples: 20 })).toBe(5);
-    expect(admissionRoom({ ...base, policy: 'resume', maxConcurrentSamples: 20, batchSealed: true })).toBe(1);
+  it("'resume' caps live samples at (asyncRatio + 1) batches, as AReaL's staleness manager does", () => {
+    expect(admissionRoom({ ...base, policy: 'resume', live: 7, running: 0 })).toBe(1);
+    expect(admissionRoom({ ...base, policy: 'resume', maxConcurrentSamples: 20, live: 7, running: 0 })).toBe(1);
+    expect(admissionRoom({ ...base, policy: 'resume', maxConcurrentSamples: 20, running: 1, batchSealed: true })).toBe(1);
     expect(admissionRoom({ ...base, policy: 'resume', asyncRatio: 0, batchSealed: true })).toBe(0);
   });
 
+  it("'resume' caps the samples rolling out at the batch size (AReaL's default concurrency); completed ones do not count", () => {
+    expect(admissionRoom({ ...base, policy: 'resume' })).toBe(1);
+    expect(admissionRoom({ ...base, policy: 'resume', running: 0 })).toBe(4);
+    expect(admissionRoom({ ...base, policy: 'resume', running: 0, maxConcurrentSamples: 5 })).toBe(2);
+    expect(admissionRoom({ ...base, policy: 'drop', running: 0 })).toBe(5);
+  });
+
   it('never goes negative when more samples are live than the bound (a batch-size update, a long tail)', () => {
-    expect(admissionRoom({ ...base, policy: 'resume', live: 30 })).toBe(0);
+    expect(admissionRoom({ ...base, policy: 'resume', live: 30, running: 30 })).toBe(0);
   });
 
   it('validates its inputs', () => {
     expectValidation(() => admissionRoom({ ...base, policy: 'resume', batchSize: 0 }), 'VAL_INT_RANGE', 'admission: batch size');
+    expectValidation(() => admissionRoom({ ...base, policy: 'resume', running: 4 }), 'VAL_INT_RANGE', 'admission: running samples');
+  });
+});
+
+describe('admissionPoint', () => {
+  const base = { batchSize: 64, asyncRatio: 1, maxConcurrentSamples: 128, live: 64, running: 64, completed: 0, batchSealed: false };
+
+  it("'drop', and a sealed batch, admit nothing before the batch is ready", () => {
+    expect(admissionPoint({ ...base, policy: 'drop' })).toBe(64);
+    expect(admissionPoint({ ...base, policy: 'resume', batchSealed: true })).toBe(64);
+  });
+
+  it("'resume' admits again once an eighth of the running cap has completed", () => {
+    expect(ADMISSION_STEPS_PER_CAP).toBe(8);
+    expect(admissionPoint({ ...base, policy: 'resume' })).toBe(8);
+    expect(admissionPoint({ ...base, policy: 'resume', live: 80, running: 64, completed: 16 })).toBe(24);
+    // The staleness room left (3) is smaller than a step: admit it once 3 slots are free (61 + 3).
+    expect(admissionPoint({ ...base, policy: 'resume', live: 125, running: 64, completed: 61 })).toBe(64);
+    expect(admissionPoint({ ...base, policy: 'resume', batchSize: 80, live: 125, running: 64, completed: 61 })).toBe(62);
+    // Never past the batch.
+    expect(admissionPoint({ ...base, policy: 'resume', live: 120, running: 64, completed: 60 })).toBe(64);
+  });
+
+  it("'resume' waits for the batch when the staleness bound leaves no room (completed samples count until trained)", () => {
+    expect(admissionPoint({ ...base, policy: 'resume', live: 128, running: 64, completed: 64 })).toBe(64);
+  });
+
+  it('validates its inputs', () => {
+    expectValidation(() => admissionPoint({ ...base, policy: 'resume', completed: 65 }), 'VAL_INT_RANGE', 'admission point: completed samples');
   });
 });
 

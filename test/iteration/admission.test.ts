@@ -7,7 +7,7 @@ describe('stalenessAdmission', () => {
   // Samples 0 and 1 admitted at v0 (waiting), 2 at v2.
   let ledger = admit(emptyLedger(), 2, 0).ledger;
   ledger = admit(ledger, 1, 2).ledger;
-  const bound = { batchSize: 2, asyncRatio: 1, maxConcurrentSamples: 10 };
+  const bound = { batchSize: 2, asyncRatio: 1, maxConcurrentSamples: 10, reportedCompleted: 0 };
 
   it("'drop' drops the samples that lag the train version by more than the async ratio, as 'stale'", () => {
     expect(stalenessAdmission('drop').carryOver({ ledger, trainVersion: 2, asyncRatio: 1 })).toEqual({ drop: [{ ids: [0, 1], reason: 'stale' }] });
@@ -21,7 +21,15 @@ describe('stalenessAdmission', () => {
   it("admits up to maxConcurrentSamples under 'drop', and within (asyncRatio + 1) × batchSize under 'resume'", () => {
     expect(stalenessAdmission('drop').admissionRoom({ ledger, ...bound, batchSealed: false })).toBe(7);
     expect(stalenessAdmission('drop').admissionRoom({ ledger, ...bound, batchSealed: true })).toBe(5);
-    expect(stalenessAdmission('resume').admissionRoom({ ledger, ...bound, batchSealed: false })).toBe(1);
     expect(stalenessAdmission('resume').admissionRoom({ ledger, ...bound, batchSealed: true })).toBe(0);
+  });
+
+  it("'resume' counts waiting and running samples against the running cap, less those the store reports completed", () => {
+    // Three live samples rolling out and a cap of one batch (2): no room until they complete.
+    expect(stalenessAdmission('resume').admissionRoom({ ledger, ...bound, batchSealed: false })).toBe(0);
+    // All three reported completed: the staleness bound (4 live) leaves one.
+    expect(stalenessAdmission('resume').admissionRoom({ ledger, ...bound, batchSealed: false, reportedCompleted: 3 })).toBe(1);
+    expect(stalenessAdmission('resume').admissionPoint({ ledger, ...bound, batchSealed: false, completed: 0 })).toBe(2);
+    expect(() => stalenessAdmission('resume').admissionRoom({ ledger, ...bound, batchSealed: false, reportedCompleted: 4 })).toThrow(/samples reported completed/);
   });
 });

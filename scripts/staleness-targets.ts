@@ -1,0 +1,76 @@
+/**
+ * The staleness targets of docs/benchmarks.md ("Staleness"), on the seed preset and the four
+ * workload shapes of the sweep: the ROLL-like baseline and the pipeline's default, the two rows of
+ * `timeshare bench --compare-policies` the targets compare, and nothing else (the full command
+ * also runs five other policies and the strategies: hours on a shared machine).
+ *
+ *   npx tsx scripts/staleness-targets.ts [--iterations 30] [--nodes 20]
+ *
+ * Per row: trained trajectories/s of both and their ratio, sample utilization, trained-token lag,
+ * KS of trained vs decided turn counts, and the mean turns and decoded tokens per trained
+ * trajectory (the work a trained trajectory costs: 'drop' trains the shorter ones).
+ */
+import path from 'node:path';
+import { POLICY_VARIANTS } from '../src/cli/bench';
+import { simulationConfig } from '../src/sim/config';
+import { asStrategy, presetPath, readRawConfig, resizePool, shapedWorkload, WORKLOAD_SHAPES, type WorkloadShape } from '../src/sim/presets';
+import { strategyReport } from '../src/sim/report';
+import { simulate, type SimulationResult } from '../src/sim/simulator';
+
+function flag(name: string, fallback: number): number {
+  const at = process.argv.indexOf(name);
+  if (at < 0) return fallback;
+  const value = Number(process.argv[at + 1]);
+  if (!Number.isInteger(value) || value < 1) throw new Error(`${name} needs a positive integer (got '${process.argv[at + 1]}')`);
+  return value;
+}
+
+const iterations = flag('--iterations', 30);
+const file = presetPath('seed-160');
+const preset = readRawConfig(file);
+const raw = process.argv.includes('--nodes') ? resizePool(preset, flag('--nodes', 20), file) : preset;
+const baseline = POLICY_VARIANTS[0]!;
+const pipelineDefault = POLICY_VARIANTS.at(-1)!;
+
+function meanTurns(result: SimulationResult): number {
+  const entries = Object.entries(result.totals.staleness.trainedTurns);
+  const count = entries.reduce((sum, [, n]) => sum + n, 0);
+  return count === 0 ? 0 : entries.reduce((sum, [turns, n]) => sum + Number(turns) * n, 0) / count;
+}
+
+function run(shape: WorkloadShape | 'preset', variant: (typeof POLICY_VARIANTS)[number]) {
+  const parsed = asStrategy(raw, 'multiplexed', file);
+  const started = Date.now();
+  const result = simulate(
+    simulationConfig(parsed, {
+      iterations,
+      policy: variant.policy,
+      staleness: variant.staleness,
+      baseDir: path.dirname(file),
+      ...(shape === 'preset' ? {} : { workload: shapedWorkload(parsed, shape) }),
+    }),
+  );
+  const report = strategyReport(result);
+  return { report, meanTurns: meanTurns(result), decodedPerTrained: result.totals.staleness.trainedDecodedTokens / Math.max(1, result.totals.trainedSamples), wallSeconds: (Date.now() - started) / 1000 };
+}
+
+const pct = (x: number): string => `${(x * 100).toFixed(1)} %`;
+console.log(`staleness targets: seed-160 multiplexed, ${iterations} iterations per run; ${baseline.name} vs ${pipelineDefault.name}`);
+console.log('row | traj/s baseline → default (ratio) | util traj / tok | lag mean/p99/max | KS turns (baseline) | turns per trained traj baseline → default | decoded tokens per trained traj | wall s');
+for (const shape of ['preset', ...WORKLOAD_SHAPES] as const) {
+  const b = run(shape, baseline);
+  const d = run(shape, pipelineDefault);
+  const s = d.report.staleness;
+  console.log(
+    [
+      shape,
+      `${b.report.trajectoriesPerSecond.toFixed(3)} → ${d.report.trajectoriesPerSecond.toFixed(3)} (${(d.report.trajectoriesPerSecond / b.report.trajectoriesPerSecond).toFixed(3)}×)`,
+      `${pct(s.utilization.trajectories)} / ${pct(s.utilization.tokens)}`,
+      `${s.tokenLag.mean.toFixed(2)}/${s.tokenLag.p99}/${s.tokenLag.max}`,
+      `${s.turnsKs.toFixed(3)} (${b.report.staleness.turnsKs.toFixed(3)})`,
+      `${b.meanTurns.toFixed(1)} → ${d.meanTurns.toFixed(1)}`,
+      `${Math.round(b.decodedPerTrained)} → ${Math.round(d.decodedPerTrained)}`,
+      `${(b.wallSeconds + d.wallSeconds).toFixed(0)}`,
+    ].join(' | '),
+  );
+}
