@@ -16,7 +16,6 @@ import type { CostModel } from '../engines/types';
 import type { WorkloadModel } from '../engines/sim/workload';
 import {
   addTokenLags,
-  appendSpan,
   emptyLedger,
   keptPrefixTokens,
   spanTokens,
@@ -662,7 +661,7 @@ export class Simulator implements SimWorld {
     sample.job = undefined;
     this.totals.decodedTokens += job.targetTokens;
     sample.decoded += job.targetTokens;
-    sample.turnSpans = appendSpan(sample.turnSpans, this.servingVersion, job.targetTokens);
+    pushSpan(sample.turnSpans, this.servingVersion, job.targetTokens);
     sample.turnGenerated = sample.callPrefix + job.targetTokens;
     sample.envEvent = this.queue.schedule(this.nowMs + this.cfg.workload.envStepMs(sample.id, sample.turn), sample.onEnvStepEnd);
   }
@@ -673,8 +672,8 @@ export class Simulator implements SimWorld {
     const turn = sample.turn;
     sample.envEvent = undefined;
     sample.committedTokens += generated + this.cfg.workload.observationTokens(sample.id, turn);
-    for (const span of sample.turnSpans) sample.spans = appendSpan(sample.spans, span.version, span.tokens);
-    sample.turnSpans = [];
+    for (const span of sample.turnSpans) pushSpan(sample.spans, span.version, span.tokens);
+    sample.turnSpans.length = 0;
     sample.generatedTokens += generated;
     sample.partialTokens = 0;
     sample.turnGenerated = 0;
@@ -696,7 +695,8 @@ export class Simulator implements SimWorld {
       this.totals.discardedTokens += generated - kept;
       sample.partialTokens = kept;
       // The kept prefix keeps the versions it was generated with; a regenerated turn starts afresh.
-      sample.turnSpans = kept === 0 ? [] : appendSpan(sample.turnSpans, this.servingVersion, decoded);
+      if (kept === 0) sample.turnSpans.length = 0;
+      else pushSpan(sample.turnSpans, this.servingVersion, decoded);
     } else if (sample.envEvent !== undefined) {
       // Stopped during the tool call: the whole generated turn is kept; the step runs again.
       sample.envEvent.cancelled = true;
@@ -765,6 +765,18 @@ export class Simulator implements SimWorld {
     sample.timeoutEvent.cancelled = true;
     sample.timeoutEvent = undefined;
   }
+}
+
+/**
+ * appendSpan (src/gpu/staleness.ts) on a sample's own span list, in place: the same spans (a
+ * token count joins the last span when its version is the same), without a copy per turn. The
+ * sample's lists are never shared, and spans pushed here are new objects.
+ */
+function pushSpan(spans: VersionSpan[], version: number, tokens: number): void {
+  if (tokens === 0) return;
+  const last = spans[spans.length - 1];
+  if (last !== undefined && last.version === version) last.tokens += tokens;
+  else spans.push({ version, tokens });
 }
 
 /**
