@@ -123,6 +123,9 @@ export async function runBench(flags: BenchFlags): Promise<void> {
   const outDir = path.resolve(flags.out ?? path.join('.timeshare', 'bench', base.name));
   const csv = flags.workloadCsv === undefined ? undefined : path.resolve(flags.workloadCsv);
 
+  // Read before any simulation starts: a bad CSV is refused at once, in plain words.
+  const csvTable = csv === undefined ? undefined : loadWorkloadCsv(csv);
+
   // ---- the three strategies and the static split candidates, side by side on the worker threads
   const strategyJobs: BenchJob[] = STRATEGY_ORDER.map((strategy) => ({
     file: base.file,
@@ -149,9 +152,8 @@ export async function runBench(flags: BenchFlags): Promise<void> {
   const simSeconds = (Date.now() - started) / 1000;
   const simCpuSeconds = cpuSeconds();
   console.log(`timeshare bench: ${base.name} (${base.file}), ${flags.iterations} iterations per strategy, policy: the pipeline's (${describePolicy(PIPELINE_POLICY)}), staleness: ${asStrategy(base.raw, 'multiplexed', base.file).config.rollout.staleness.policy}`);
-  if (csv !== undefined) {
-    const table = loadWorkloadCsv(csv);
-    console.log(`workload: turns per trajectory drawn from ${csv}; columns used: ${table.usedColumns.join(', ')}; not used: ${table.ignoredColumns.join(', ') || 'none'}`);
+  if (csvTable !== undefined) {
+    console.log(`workload: turns per trajectory drawn from ${csv}; columns used: ${csvTable.usedColumns.join(', ')}; not used: ${csvTable.ignoredColumns.join(', ') || 'none'}`);
   }
   console.log('');
   console.log(strategyTable(reports));

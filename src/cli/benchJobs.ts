@@ -107,8 +107,12 @@ export async function runBenchJobs(jobs: readonly BenchJob[], threads: number): 
         current = next++;
         worker.postMessage(jobs[current]);
       };
-      worker.on('message', (message: { result?: BenchJobResult; error?: string }) => {
-        if (message.error !== undefined) return fail(new Error(message.error));
+      worker.on('message', (message: { result?: BenchJobResult; error?: string; stack?: string }) => {
+        if (message.error !== undefined) {
+          const error = new Error(message.error);
+          if (message.stack !== undefined) error.stack = message.stack;
+          return fail(error);
+        }
         results[current] = message.result!;
         feed();
       });

@@ -8,6 +8,6 @@ port.on('message', (job: BenchJob) => {
   try {
     port.postMessage({ result: runBenchJob(job) });
   } catch (error) {
-    port.postMessage({ error: error instanceof Error ? (error.stack ?? error.message) : String(error) });
+    port.postMessage(error instanceof Error ? { error: error.message, stack: error.stack } : { error: String(error) });
   }
 });
