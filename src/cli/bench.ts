@@ -6,15 +6,14 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { Command, InvalidArgumentError } from 'commander';
-import { loadWorkloadCsv, WorkloadModel } from '../engines/sim/workload';
+import { loadWorkloadCsv } from '../engines/sim/workload';
 import { PIPELINE_POLICY, ROLL_BASELINE_POLICY, type SchedulingPolicy, type StalenessPolicy, type Strategy } from '../gpu';
-import { simulationConfig } from '../sim/config';
 import { minimumTrainGpus } from '../engines/sim/roofline';
-import { asStrategy, presetPath, readRawConfig, resizePool, withTrainNodes, shapedWorkload, WORKLOAD_SHAPE_NOTES, WORKLOAD_SHAPES, type WorkloadShape } from '../sim/presets';
-import { strategyReport, type StalenessReport, type StrategyReport } from '../sim/report';
-import { simulate } from '../sim/simulator';
+import { asStrategy, presetPath, readRawConfig, resizePool, withTrainNodes, WORKLOAD_SHAPE_NOTES, WORKLOAD_SHAPES, type WorkloadShape } from '../sim/presets';
+import type { StalenessReport, StrategyReport } from '../sim/report';
 import { checkTimelines } from '../timeline/schema';
 import type { Timeline } from '../timeline/types';
+import { defaultBenchThreads, runBenchJobs, type BenchJob, type BenchJobResult } from './benchJobs';
 import { CliError } from './client';
 import { writeTimelineCharts } from './timeline';
 
@@ -54,6 +53,8 @@ export interface BenchFlags {
   workloadCsv?: string;
   /** Iterations per candidate in the search for the best feasible static split (0: no search). */
   splitIterations: number;
+  /** Simulations run side by side on this many worker threads. */
+  threads: number;
 }
 
 function integer(name: string, min: number): (value: string) => number {
@@ -78,6 +79,7 @@ export function addBenchCommand(program: Command): void {
     .option('--timeline-iterations <n>', 'iterations recorded in timelines.json', integer('--timeline-iterations', 0), 3)
     .option('--split-iterations <n>', 'iterations per train-group size in the search for the best feasible static split (0: skip the search)', integer('--split-iterations', 0), 10)
     .option('--workload-csv <file>', 'draw turns per trajectory from this CSV (a "turns" column), e.g. the SWE-bench Verified statistics')
+    .option('--threads <n>', 'simulations run side by side on this many worker threads (default: the CPUs available; 1: in the main thread)', integer('--threads', 1), defaultBenchThreads())
     .action(async (flags: BenchFlags) => {
       await runBench(flags);
     });
@@ -110,12 +112,6 @@ function loadBase(flags: BenchFlags): LoadedBase {
   return { name: flags.preset, file, raw: readRawConfig(file) };
 }
 
-function csvWorkload(base: LoadedBase, strategy: Strategy, csv: string): WorkloadModel {
-  const parsed = asStrategy(base.raw, strategy, base.file);
-  const params = { ...parsed.config.simulation.workload, turnDistribution: 'csv' as const, csvPath: csv };
-  return new WorkloadModel(params, { maxTurns: parsed.config.maxTurns, maxTokens: parsed.config.maxTokens }, loadWorkloadCsv(csv).rows);
-}
-
 export async function runBench(flags: BenchFlags): Promise<void> {
   const started = Date.now();
   const cpuStart = process.cpuUsage();
@@ -127,59 +123,64 @@ export async function runBench(flags: BenchFlags): Promise<void> {
   const outDir = path.resolve(flags.out ?? path.join('.timeshare', 'bench', base.name));
   const csv = flags.workloadCsv === undefined ? undefined : path.resolve(flags.workloadCsv);
 
-  // ---- the three strategies
+  // Read before any simulation starts: a bad CSV is refused at once, in plain words.
+  const csvTable = csv === undefined ? undefined : loadWorkloadCsv(csv);
+
+  // ---- the three strategies and the static split candidates, side by side on the worker threads
+  const strategyJobs: BenchJob[] = STRATEGY_ORDER.map((strategy) => ({
+    file: base.file,
+    raw: base.raw,
+    strategy,
+    iterations: flags.iterations,
+    timelineIterations: Math.min(flags.timelineIterations, flags.iterations),
+    ...(csv === undefined ? {} : { csv }),
+    full: true,
+  }));
+  const split = flags.splitIterations > 0 ? staticSplitJobs(base, flags.splitIterations, csv) : undefined;
+  const results = await runBenchJobs([...strategyJobs, ...(split?.jobs ?? [])], flags.threads);
   const reports: StrategyReport[] = [];
   const timelines: Timeline[] = [];
   const iterationRecords: Record<string, unknown> = {};
   const wallByStrategy: Record<string, number> = {};
-  for (const strategy of STRATEGY_ORDER) {
-    const t0 = Date.now();
-    const parsed = asStrategy(base.raw, strategy, base.file);
-    const result = simulate(
-      simulationConfig(parsed, {
-        iterations: flags.iterations,
-        timelineIterations: Math.min(flags.timelineIterations, flags.iterations),
-        baseDir: path.dirname(base.file),
-        workload: csv === undefined ? undefined : csvWorkload(base, strategy, csv),
-      }),
-    );
-    wallByStrategy[strategy] = (Date.now() - t0) / 1000;
-    reports.push(strategyReport(result));
-    timelines.push(result.timeline);
+  STRATEGY_ORDER.forEach((strategy, i) => {
+    const result = results[i]!;
+    wallByStrategy[strategy] = result.wallSeconds;
+    reports.push(result.report);
+    timelines.push(result.timeline!);
     iterationRecords[strategy] = result.iterations;
-  }
+  });
   const simSeconds = (Date.now() - started) / 1000;
   const simCpuSeconds = cpuSeconds();
   console.log(`timeshare bench: ${base.name} (${base.file}), ${flags.iterations} iterations per strategy, policy: the pipeline's (${describePolicy(PIPELINE_POLICY)}), staleness: ${asStrategy(base.raw, 'multiplexed', base.file).config.rollout.staleness.policy}`);
-  if (csv !== undefined) {
-    const table = loadWorkloadCsv(csv);
-    console.log(`workload: turns per trajectory drawn from ${csv}; columns used: ${table.usedColumns.join(', ')}; not used: ${table.ignoredColumns.join(', ') || 'none'}`);
+  if (csvTable !== undefined) {
+    console.log(`workload: turns per trajectory drawn from ${csv}; columns used: ${csvTable.usedColumns.join(', ')}; not used: ${csvTable.ignoredColumns.join(', ') || 'none'}`);
   }
   console.log('');
   console.log(strategyTable(reports));
   console.log('');
+  const splitJobs = split === undefined ? '' : ` and ${split.jobs.length} static splits × ${flags.splitIterations} iterations`;
   console.log(
-    `simulated ${flags.iterations} iterations × 3 strategies in ${simSeconds.toFixed(1)} s wall, ${simCpuSeconds.toFixed(1)} s CPU (` +
+    `simulated ${flags.iterations} iterations × 3 strategies${splitJobs} in ${simSeconds.toFixed(1)} s wall, ${simCpuSeconds.toFixed(1)} s CPU, ` +
+      `${Math.min(flags.threads, results.length)} threads (each simulation's own wall time: ` +
       STRATEGY_ORDER.map((s) => `${s} ${wallByStrategy[s]!.toFixed(1)} s`).join(', ') +
+      (split === undefined ? '' : `, splits ${results.slice(STRATEGY_ORDER.length).reduce((sum, r) => sum + r.wallSeconds, 0).toFixed(1)} s`) +
       '; wall time includes waiting for a shared CPU)',
   );
 
   // ---- the best feasible static split
   let bestSplit: SplitSearch | undefined;
-  if (flags.splitIterations > 0) {
-    const t0 = Date.now();
-    bestSplit = searchStaticSplits(base, flags.splitIterations, csv);
+  if (split !== undefined) {
+    bestSplit = bestStaticSplit(split, results.slice(STRATEGY_ORDER.length));
     const mux = reports.find((r) => r.strategy === 'multiplexed')!;
     console.log('');
     console.log(splitTable(bestSplit, mux, flags.splitIterations));
-    console.log(`(split search: ${((Date.now() - t0) / 1000).toFixed(1)} s wall)`);
   }
 
   // ---- policies
   let policies: PolicyRow[] | undefined;
   if (flags.comparePolicies) {
     const t0 = Date.now();
-    policies = comparePolicies(base, flags.iterations, csv);
+    policies = await comparePolicies(base, flags.iterations, csv, flags.threads);
     console.log('');
     console.log(policyTable(policies, `${base.name} multiplexed, ${flags.iterations} iterations`));
     console.log(`(policy comparison: ${((Date.now() - t0) / 1000).toFixed(1)} s wall)`);
@@ -189,7 +190,7 @@ export async function runBench(flags: BenchFlags): Promise<void> {
   let sweep: SweepRow[] | undefined;
   if (flags.sweep) {
     const t0 = Date.now();
-    sweep = runSweep(base, flags.sweepIterations);
+    sweep = await runSweep(base, flags.sweepIterations, flags.threads);
     console.log('');
     console.log(sweepTable(sweep, flags.sweepIterations));
     console.log(`(sweep: ${((Date.now() - t0) / 1000).toFixed(1)} s wall)`);
@@ -295,26 +296,26 @@ interface PolicyRow {
   gainOverBaseline: number;
 }
 
-function comparePolicies(base: LoadedBase, iterations: number, csv: string | undefined, workload?: (parsed: ReturnType<typeof asStrategy>) => WorkloadModel): PolicyRow[] {
-  const parsed = asStrategy(base.raw, 'multiplexed', base.file);
-  const rows = POLICY_VARIANTS.map(({ name, policy, staleness }) => ({
-    name,
+function policyJobs(base: LoadedBase, iterations: number, csv: string | undefined, shape?: WorkloadShape): BenchJob[] {
+  return POLICY_VARIANTS.map(({ policy, staleness }) => ({
+    file: base.file,
+    raw: base.raw,
+    strategy: 'multiplexed' as const,
+    iterations,
     policy,
     staleness,
-    report: strategyReport(
-      simulate(
-        simulationConfig(parsed, {
-          iterations,
-          policy,
-          staleness,
-          baseDir: path.dirname(base.file),
-          workload: workload?.(parsed) ?? (csv === undefined ? undefined : csvWorkload(base, 'multiplexed', csv)),
-        }),
-      ),
-    ),
+    ...(shape !== undefined ? { shape } : csv === undefined ? {} : { csv }),
   }));
+}
+
+function policyRows(results: readonly BenchJobResult[]): PolicyRow[] {
+  const rows = POLICY_VARIANTS.map(({ name, policy, staleness }, i) => ({ name, policy, staleness, report: results[i]!.report }));
   const baseline = rows[0]!.report.trajectoriesPerSecond;
   return rows.map((row) => ({ ...row, gainOverBaseline: row.report.trajectoriesPerSecond / baseline - 1 }));
+}
+
+async function comparePolicies(base: LoadedBase, iterations: number, csv: string | undefined, threads: number): Promise<PolicyRow[]> {
+  return policyRows(await runBenchJobs(policyJobs(base, iterations, csv), threads));
 }
 
 function policyTable(rows: readonly PolicyRow[], title: string): string {
@@ -364,34 +365,38 @@ function sweepPools(base: LoadedBase): number[] {
   return [nodes, Math.max(2, Math.round(nodes / 2))];
 }
 
-function runSweep(base: LoadedBase, iterations: number): SweepRow[] {
-  const rows: SweepRow[] = [];
-  for (const nodes of sweepPools(base)) {
+async function runSweep(base: LoadedBase, iterations: number, threads: number): Promise<SweepRow[]> {
+  const points = sweepPools(base).flatMap((nodes) => {
     const resized: LoadedBase = { ...base, raw: resizePool(base.raw, nodes, base.file) };
-    for (const shape of WORKLOAD_SHAPES) {
-      const strategies: SweepRow['strategies'] = {};
-      let gpus = 0;
-      for (const strategy of STRATEGY_ORDER) {
-        const parsed = asStrategy(resized.raw, strategy, base.file);
-        gpus = parsed.layout.nodes * parsed.layout.gpusPerNode;
-        const report = strategyReport(simulate(simulationConfig(parsed, { iterations, workload: shapedWorkload(parsed, shape) })));
-        strategies[strategy] = {
-          trajectoriesPerSecond: report.trajectoriesPerSecond,
-          tokensPerSecond: report.generatedTokensPerSecond,
-          timeoutRate: report.timeoutRate,
-          idleFraction: report.idleFraction,
-        };
-      }
-      const policies = comparePolicies(resized, iterations, undefined, (parsed) => shapedWorkload(parsed, shape)).map((row) => ({
-        name: row.name,
-        trajectoriesPerSecond: row.report.trajectoriesPerSecond,
-        gainOverBaseline: row.gainOverBaseline,
-        staleness: row.report.staleness,
-      }));
-      rows.push({ shape, gpus, strategies, policies });
-    }
-  }
-  return rows;
+    return WORKLOAD_SHAPES.map((shape) => ({ resized, shape }));
+  });
+  const jobsPerPoint = STRATEGY_ORDER.length + POLICY_VARIANTS.length;
+  const jobs = points.flatMap(({ resized, shape }): BenchJob[] => [
+    ...STRATEGY_ORDER.map((strategy) => ({ file: base.file, raw: resized.raw, strategy, iterations, shape })),
+    ...policyJobs(resized, iterations, undefined, shape),
+  ]);
+  const results = await runBenchJobs(jobs, threads);
+  return points.map(({ resized, shape }, point) => {
+    const own = results.slice(point * jobsPerPoint, (point + 1) * jobsPerPoint);
+    const strategies: SweepRow['strategies'] = {};
+    STRATEGY_ORDER.forEach((strategy, i) => {
+      const report = own[i]!.report;
+      strategies[strategy] = {
+        trajectoriesPerSecond: report.trajectoriesPerSecond,
+        tokensPerSecond: report.generatedTokensPerSecond,
+        timeoutRate: report.timeoutRate,
+        idleFraction: report.idleFraction,
+      };
+    });
+    const parsed = asStrategy(resized.raw, 'colocated', base.file);
+    const policies = policyRows(own.slice(STRATEGY_ORDER.length)).map((row) => ({
+      name: row.name,
+      trajectoriesPerSecond: row.report.trajectoriesPerSecond,
+      gainOverBaseline: row.gainOverBaseline,
+      staleness: row.report.staleness,
+    }));
+    return { shape, gpus: parsed.layout.nodes * parsed.layout.gpusPerNode, strategies, policies };
+  });
 }
 
 function sweepStaleness(report: StalenessReport): string {
@@ -443,35 +448,41 @@ interface SplitSearch {
   best: SplitCandidate;
 }
 
+interface SplitJobs {
+  minimumTrainGpus: number;
+  iterations: number;
+  trainGpus: number[];
+  jobs: BenchJob[];
+}
+
 /**
  * Every static split the pool allows (train group of whole nodes, from the smallest training
- * memory allows to all nodes but one), as disaggregated runs of `iterations` iterations; the best
- * by trained trajectories/s.
+ * memory allows to all nodes but one), as disaggregated runs of `iterations` iterations.
  */
-function searchStaticSplits(base: LoadedBase, iterations: number, csv: string | undefined): SplitSearch {
+function staticSplitJobs(base: LoadedBase, iterations: number, csv: string | undefined): SplitJobs {
   const parsed = asStrategy(base.raw, 'multiplexed', base.file);
   const { nodes, gpusPerNode } = parsed.layout;
   const hardware = parsed.config.simulation.hardware;
   const minimum = hardware === undefined ? 1 : minimumTrainGpus(hardware, parsed.config.maxTokens);
   const firstNodes = Math.max(1, Math.ceil(minimum / gpusPerNode));
   if (firstNodes >= nodes) throw new CliError(`no feasible static split: training needs ${minimum} GPUs, the pool has ${nodes} nodes of ${gpusPerNode}`, 2);
-  const candidates: SplitCandidate[] = [];
+  const trainGpus: number[] = [];
+  const jobs: BenchJob[] = [];
   for (let trainNodes = firstNodes; trainNodes < nodes; trainNodes++) {
-    const raw = withTrainNodes(base.raw, trainNodes, gpusPerNode);
-    const split = asStrategy(raw, 'disaggregated', base.file);
-    const report = strategyReport(
-      simulate(
-        simulationConfig(split, {
-          iterations,
-          baseDir: path.dirname(base.file),
-          workload: csv === undefined ? undefined : csvWorkload({ ...base, raw }, 'disaggregated', csv),
-        }),
-      ),
-    );
-    candidates.push({ trainGpus: trainNodes * gpusPerNode, trajectoriesPerSecond: report.trajectoriesPerSecond, tokensPerSecond: report.generatedTokensPerSecond, timeoutRate: report.timeoutRate });
+    trainGpus.push(trainNodes * gpusPerNode);
+    jobs.push({ file: base.file, raw: withTrainNodes(base.raw, trainNodes, gpusPerNode), strategy: 'disaggregated', iterations, ...(csv === undefined ? {} : { csv }) });
   }
+  return { minimumTrainGpus: minimum, iterations, trainGpus, jobs };
+}
+
+/** The candidates' figures, and the best by trained trajectories/s. */
+function bestStaticSplit(split: SplitJobs, results: readonly BenchJobResult[]): SplitSearch {
+  const candidates: SplitCandidate[] = split.trainGpus.map((trainGpus, i) => {
+    const report = results[i]!.report;
+    return { trainGpus, trajectoriesPerSecond: report.trajectoriesPerSecond, tokensPerSecond: report.generatedTokensPerSecond, timeoutRate: report.timeoutRate };
+  });
   const best = candidates.reduce((a, b) => (b.trajectoriesPerSecond > a.trajectoriesPerSecond ? b : a));
-  return { minimumTrainGpus: minimum, iterations, candidates, best };
+  return { minimumTrainGpus: split.minimumTrainGpus, iterations: split.iterations, candidates, best };
 }
 
 function splitTable(search: SplitSearch, mux: StrategyReport, iterations: number): string {

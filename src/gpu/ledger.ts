@@ -163,6 +163,71 @@ export function settleShard(ledger: SampleLedger, shardId: string, unfinished: r
   return next;
 }
 
+/** One new shard: waiting samples that start together on `rank`. */
+export interface ShardPlacement {
+  id: string;
+  rank: RankId;
+  sampleIds: readonly number[];
+}
+
+/**
+ * assignToShard for several new shards at once: one copy of the ledger and one invariant check
+ * instead of one per shard (a refill places a shard on every rank). No sample may be in two of them.
+ */
+export function assignToShards(ledger: SampleLedger, shards: readonly ShardPlacement[]): SampleLedger {
+  if (shards.length === 0) return ledger;
+  for (const shard of shards) checkIntRange(`assignToShards ${shard.id}: rank`, shard.rank, 0, Number.MAX_SAFE_INTEGER);
+  checkNoDuplicates('assignToShards: shard ids', shards, (shard) => shard.id);
+  requireStates(ledger, `assignToShards ${shards.map((shard) => shard.id).join(', ')}`, shards.flatMap((shard) => shard.sampleIds), ['waiting']);
+  const ids = new Set(shards.map((shard) => shard.id));
+  const inUse = ledger.live.find((sample) => sample.shardId !== undefined && ids.has(sample.shardId));
+  if (inUse !== undefined) {
+    throw new ValidationError('VAL_NO_DUPLICATES', 'assignToShards: shard id', JSON.stringify(inUse.shardId), 'shard id already in use');
+  }
+  const next = copy(ledger);
+  const placement = new Map<number, ShardPlacement>();
+  for (const shard of shards) for (const id of shard.sampleIds) placement.set(id, shard);
+  for (const sample of next.live) {
+    const shard = placement.get(sample.id);
+    if (shard === undefined) continue;
+    sample.state = 'running';
+    sample.rank = shard.rank;
+    sample.shardId = shard.id;
+  }
+  checkLedgerInvariants(next);
+  return next;
+}
+
+/**
+ * settleShard for several ended shards at once (one copy, one invariant check): each shard's
+ * `unfinished` samples wait for a new placement, its other live samples completed.
+ */
+export function settleShards(ledger: SampleLedger, shards: readonly { shardId: string; unfinished: readonly number[] }[]): SampleLedger {
+  if (shards.length === 0) return ledger;
+  checkNoDuplicates('settleShards: shard ids', shards, (shard) => shard.shardId);
+  const settling = new Map(shards.map((shard) => [shard.shardId, new Set<number>()]));
+  for (const sample of ledger.live) if (sample.shardId !== undefined) settling.get(sample.shardId)?.add(sample.id);
+  const again = new Set<number>();
+  for (const { shardId, unfinished } of shards) {
+    checkNoDuplicates(`settleShard ${shardId}: unfinished`, unfinished);
+    const onShard = settling.get(shardId)!;
+    const strays = unfinished.filter((id) => !onShard.has(id));
+    if (strays.length > 0) {
+      throw new ValidationError('VAL_SUBSET', `settleShard ${shardId}: unfinished`, JSON.stringify(strays), "not running on this shard");
+    }
+    for (const id of unfinished) again.add(id);
+  }
+  const next = copy(ledger);
+  for (const sample of next.live) {
+    if (sample.shardId === undefined || !settling.has(sample.shardId)) continue;
+    sample.state = again.has(sample.id) ? 'waiting' : 'completed';
+    delete sample.rank;
+    delete sample.shardId;
+  }
+  checkLedgerInvariants(next);
+  return next;
+}
+
 /** The samples of a training batch leave the ledger. They may still be on a running shard. */
 export function sealBatch(ledger: SampleLedger, ids: readonly number[]): SampleLedger {
   requireStates(ledger, 'sealBatch', ids, ['running', 'completed']);

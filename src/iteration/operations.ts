@@ -7,7 +7,7 @@ import {
   adoptSamples,
   admit,
   assignLeastLoaded,
-  assignToShard,
+  assignToShards,
   checkIntRange,
   checkLedgerInvariants,
   checkPostcondition,
@@ -19,7 +19,7 @@ import {
   samplesByState,
   sealBatch,
   selectBatch,
-  settleShard,
+  settleShards,
   trainGroupIsMovable,
   withTrainGroup,
   type DropReason,
@@ -66,11 +66,10 @@ export function placeShards<S>(fx: IterationEffects<S>, st: IterationState, ids:
   const shards: ShardRef[] = [];
   for (const placement of assignLeastLoaded(ids, loadsByRank(st.ledger, ranks))) {
     if (placement.sampleIds.length === 0) continue;
-    const shard: ShardRef = { id: fx.shardId(placement.rank, st.shardSerial++), rank: placement.rank, sampleIds: placement.sampleIds };
-    st.ledger = assignToShard(st.ledger, shard.sampleIds, shard.rank, shard.id);
-    st.shards.set(shard.id, shard);
-    shards.push(shard);
+    shards.push({ id: fx.shardId(placement.rank, st.shardSerial++), rank: placement.rank, sampleIds: placement.sampleIds });
   }
+  st.ledger = assignToShards(st.ledger, shards);
+  for (const shard of shards) st.shards.set(shard.id, shard);
   return shards;
 }
 
@@ -103,16 +102,21 @@ function admissionInput(st: IterationState, batchSealed: boolean, reportedComple
 /** Applies shard outcomes to the ledger; returns the unfinished samples. */
 export function settleOutcomes(st: IterationState, outcomes: readonly ShardOutcome[]): number[] {
   const unfinished: number[] = [];
+  st.ledger = settleShards(st.ledger, outcomes);
+  // The shards' drops, one ledger operation per reason (in the order the reasons first appear).
+  const byReason = new Map<string, number[]>();
   for (const outcome of outcomes) {
-    st.ledger = settleShard(st.ledger, outcome.shardId, outcome.unfinished);
-    const byReason = new Map<string, number[]>();
-    for (const { id, reason } of outcome.dropped) byReason.set(reason, [...(byReason.get(reason) ?? []), id]);
-    for (const [reason, ids] of byReason) {
-      st.ledger = drop(st.ledger, ids, reason as DropReason);
-      countDrops(st, reason, ids.length);
+    for (const { id, reason } of outcome.dropped) {
+      const ids = byReason.get(reason);
+      if (ids === undefined) byReason.set(reason, [id]);
+      else ids.push(id);
     }
     unfinished.push(...outcome.unfinished);
     st.shards.delete(outcome.shardId);
+  }
+  for (const [reason, ids] of byReason) {
+    st.ledger = drop(st.ledger, ids, reason as DropReason);
+    countDrops(st, reason, ids.length);
   }
   checkLedgerInvariants(st.ledger);
   return unfinished;

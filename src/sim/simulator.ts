@@ -15,9 +15,7 @@ import type { RankModel } from '../engines/sim/roofline';
 import type { CostModel } from '../engines/types';
 import type { WorkloadModel } from '../engines/sim/workload';
 import {
-  addCount,
   addTokenLags,
-  appendSpan,
   emptyLedger,
   keptPrefixTokens,
   spanTokens,
@@ -211,6 +209,9 @@ interface SimSample {
   cutByTokens: boolean;
   /** The environment timeout, armed at admission. */
   timeoutEvent: { cancelled: boolean } | undefined;
+  /** The sample's event handlers, made once (not one closure per turn). */
+  onGenerated: (job: DecodeJob) => void;
+  onEnvStepEnd: () => void;
 }
 
 interface SimShard {
@@ -252,6 +253,8 @@ export class Simulator implements SimWorld {
   /** Batch watch: candidates and their completions, in completion order. */
   private candidates: Set<number> | undefined;
   private completedCandidates: number[] = [];
+  /** Σ active over the shards (samples still in their agent loop), kept as shards change. */
+  private activeSamples = 0;
 
   constructor(cfg: SimulationConfig) {
     this.cfg = cfg;
@@ -424,9 +427,7 @@ export class Simulator implements SimWorld {
 
   /** Samples still running their agent loop. */
   runningSamples(): number {
-    let running = 0;
-    for (const shard of this.shards.values()) running += shard.active;
-    return running;
+    return this.activeSamples;
   }
 
   /** What moving each rank's samples would cost: their context to prefill again elsewhere, plus the turns' decoded tokens. */
@@ -449,8 +450,7 @@ export class Simulator implements SimWorld {
   }
 
   everyShardEnded(): boolean {
-    for (const shard of this.shards.values()) if (shard.active > 0) return false;
-    return true;
+    return this.activeSamples === 0;
   }
 
   /** Starts watching the batch candidates: their completions are collected in completion order. */
@@ -478,7 +478,7 @@ export class Simulator implements SimWorld {
   createSamples(ids: readonly number[], version: number): void {
     for (const id of ids) {
       const turns = this.cfg.workload.turnsFor(id);
-      this.totals.staleness.admittedTurns = addCount(this.totals.staleness.admittedTurns, turns);
+      countInPlace(this.totals.staleness.admittedTurns, turns);
       if (this.cfg.workload.drawnTurns(id) > this.cfg.maxTurns) this.totals.cutByTurnLimit++;
       const sample: SimSample = {
         id,
@@ -501,6 +501,8 @@ export class Simulator implements SimWorld {
         generatedTokens: 0,
         cutByTokens: false,
         timeoutEvent: undefined,
+        onGenerated: (job) => this.onGenerated(sample, job),
+        onEnvStepEnd: () => this.onEnvStepEnd(sample),
       };
       sample.timeoutEvent = this.queue.schedule(this.nowMs + this.cfg.environmentTimeoutMs, () => this.onEnvironmentTimeout(sample));
       this.samples.set(id, sample);
@@ -508,8 +510,10 @@ export class Simulator implements SimWorld {
   }
 
   launchShard(ref: ShardRef): void {
+    if (this.shards.has(ref.id)) throw new Error(`simulation ${this.cfg.label}: shard ${ref.id} launched twice`);
     const shard: SimShard = { id: ref.id, rank: ref.rank, sampleIds: ref.sampleIds, active: ref.sampleIds.length };
     this.shards.set(ref.id, shard);
+    this.activeSamples += shard.active;
     for (const sampleId of ref.sampleIds) {
       const sample = this.samples.get(sampleId)!;
       sample.shard = shard;
@@ -545,6 +549,7 @@ export class Simulator implements SimWorld {
       // A batched sample whose shard has now settled is no longer needed.
       for (const id of outcome.completed) if (!this.isLive(id)) this.samples.delete(id);
       this.shards.delete(shard.id);
+      this.activeSamples -= shard.active;
       return outcome;
     });
   }
@@ -572,8 +577,8 @@ export class Simulator implements SimWorld {
       }
       staleness.trainedGeneratedTokens += spanTokens(sample.spans);
       staleness.trainedDecodedTokens += sample.decoded;
-      staleness.trainedTurns = addCount(staleness.trainedTurns, sample.turns);
-      staleness.decidedTurns = addCount(staleness.decidedTurns, sample.turns);
+      countInPlace(staleness.trainedTurns, sample.turns);
+      countInPlace(staleness.decidedTurns, sample.turns);
     }
   }
 
@@ -648,30 +653,33 @@ export class Simulator implements SimWorld {
     if (target < wanted) this.countTokenCut(sample);
     const rank = this.ranks[sample.shard!.rank]!;
     sample.callPrefix = prefix;
-    sample.job = rank.engine.start(sample.id, context, target, (job) => {
-      sample.job = undefined;
-      this.totals.decodedTokens += job.targetTokens;
-      sample.decoded += job.targetTokens;
-      sample.turnSpans = appendSpan(sample.turnSpans, this.servingVersion, job.targetTokens);
-      this.afterGenerate(sample, prefix + job.targetTokens);
-    });
+    sample.job = rank.engine.start(sample.id, context, target, sample.onGenerated);
   }
 
-  private afterGenerate(sample: SimSample, generated: number): void {
-    sample.turnGenerated = generated;
+  /** The turn's generate call completed: the environment step follows. */
+  private onGenerated(sample: SimSample, job: DecodeJob): void {
+    sample.job = undefined;
+    this.totals.decodedTokens += job.targetTokens;
+    sample.decoded += job.targetTokens;
+    pushSpan(sample.turnSpans, this.servingVersion, job.targetTokens);
+    sample.turnGenerated = sample.callPrefix + job.targetTokens;
+    sample.envEvent = this.queue.schedule(this.nowMs + this.cfg.workload.envStepMs(sample.id, sample.turn), sample.onEnvStepEnd);
+  }
+
+  /** The environment step ended: the turn is committed (its generation and observation), the next starts. */
+  private onEnvStepEnd(sample: SimSample): void {
+    const generated = sample.turnGenerated;
     const turn = sample.turn;
-    sample.envEvent = this.queue.schedule(this.nowMs + this.cfg.workload.envStepMs(sample.id, turn), () => {
-      sample.envEvent = undefined;
-      sample.committedTokens += generated + this.cfg.workload.observationTokens(sample.id, turn);
-      for (const span of sample.turnSpans) sample.spans = appendSpan(sample.spans, span.version, span.tokens);
-      sample.turnSpans = [];
-      sample.generatedTokens += generated;
-      sample.partialTokens = 0;
-      sample.turnGenerated = 0;
-      sample.turn = turn + 1;
-      if (sample.turn >= sample.turns) this.endSample(sample, 'completed');
-      else this.startTurn(sample);
-    });
+    sample.envEvent = undefined;
+    sample.committedTokens += generated + this.cfg.workload.observationTokens(sample.id, turn);
+    for (const span of sample.turnSpans) pushSpan(sample.spans, span.version, span.tokens);
+    sample.turnSpans.length = 0;
+    sample.generatedTokens += generated;
+    sample.partialTokens = 0;
+    sample.turnGenerated = 0;
+    sample.turn = turn + 1;
+    if (sample.turn >= sample.turns) this.endSample(sample, 'completed');
+    else this.startTurn(sample);
   }
 
   /** Stops the sample's call or environment step; the turn resumes wherever the sample goes next. */
@@ -687,7 +695,8 @@ export class Simulator implements SimWorld {
       this.totals.discardedTokens += generated - kept;
       sample.partialTokens = kept;
       // The kept prefix keeps the versions it was generated with; a regenerated turn starts afresh.
-      sample.turnSpans = kept === 0 ? [] : appendSpan(sample.turnSpans, this.servingVersion, decoded);
+      if (kept === 0) sample.turnSpans.length = 0;
+      else pushSpan(sample.turnSpans, this.servingVersion, decoded);
     } else if (sample.envEvent !== undefined) {
       // Stopped during the tool call: the whole generated turn is kept; the step runs again.
       sample.envEvent.cancelled = true;
@@ -727,6 +736,7 @@ export class Simulator implements SimWorld {
   private endSample(sample: SimSample, status: 'completed' | 'dropped', reason?: DropReason): void {
     const shard = sample.shard!;
     shard.active--;
+    this.activeSamples--;
     this.disarmTimeout(sample);
     if (status === 'completed') {
       sample.status = 'completed';
@@ -746,7 +756,7 @@ export class Simulator implements SimWorld {
     const staleness = this.totals.staleness;
     staleness.discarded++;
     staleness.discardedDecodedTokens += sample.decoded;
-    staleness.decidedTurns = addCount(staleness.decidedTurns, sample.turns);
+    countInPlace(staleness.decidedTurns, sample.turns);
     if (reason === 'stale') this.samples.delete(sample.id);
   }
 
@@ -755,6 +765,26 @@ export class Simulator implements SimWorld {
     sample.timeoutEvent.cancelled = true;
     sample.timeoutEvent = undefined;
   }
+}
+
+/**
+ * appendSpan (src/gpu/staleness.ts) on a sample's own span list, in place: the same spans (a
+ * token count joins the last span when its version is the same), without a copy per turn. The
+ * sample's lists are never shared, and spans pushed here are new objects.
+ */
+function pushSpan(spans: VersionSpan[], version: number, tokens: number): void {
+  if (tokens === 0) return;
+  const last = spans[spans.length - 1];
+  if (last !== undefined && last.version === version) last.tokens += tokens;
+  else spans.push({ version, tokens });
+}
+
+/**
+ * One more count of `value` (a turn count the workload drew, an integer >= 1), in the run's own
+ * histogram: addCount's copy per sample would cost O(distinct values) for every sample.
+ */
+function countInPlace(histogram: CountHistogram, value: number): void {
+  histogram[value] = (histogram[value] ?? 0) + 1;
 }
 
 function iterationRecord(result: ProgramResult): IterationRecord {

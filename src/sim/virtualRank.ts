@@ -85,6 +85,8 @@ export class VirtualRank {
   private idle = new Map<number, number>();
   private idleTokens = 0;
   private generation = 0;
+  /** The completion event's handler (one closure per rank, not one per re-plan). */
+  private readonly completionHandler = (): void => this.onCompletion();
   /** Called when `running` changes between 0 and non-zero (the rank's GPUs turn busy or idle). */
   onBusyChange: ((busy: boolean) => void) | undefined;
 
@@ -294,7 +296,7 @@ export class VirtualRank {
     const first = this.decoding[0];
     if (first === undefined || this.rate <= 0) return;
     const at = this.now() + Math.max(0, first.threshold - this.service) / this.rate;
-    this.completionEvent = this.queue.schedule(at, () => this.onCompletion());
+    this.completionEvent = this.queue.schedule(at, this.completionHandler);
   }
 
   private onCompletion(): void {

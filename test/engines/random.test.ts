@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { ValidationError } from '../../src/gpu/validation';
-import { hashString32, inverseNormalCdf, logNormal, uniform01, Z90 } from '../../src/engines/sim/random';
+import { hashString32, hashWords32, inverseNormalCdf, logNormal, logNormalQuantile, uniform01, uniformStream, Z90 } from '../../src/engines/sim/random';
 import { median, quantile } from './helpers';
 
 describe('uniform01: keyed, order-independent draws', () => {
@@ -78,5 +78,26 @@ describe('logNormal', () => {
     expect(logNormal({ median: 36, p90: 66 }, 0.5)).toBeCloseTo(36, 6);
     expect(logNormal({ median: 36, p90: 66 }, 0.9)).toBeCloseTo(66, 5);
     expect(logNormal({ median: 500, p90: 500 }, 0.999)).toBe(500);
+  });
+});
+
+describe('per-stream draws (the simulator\'s hot path)', () => {
+  it('uniformStream and logNormalQuantile give exactly uniform01 and logNormal, ids and seeds above 2^32 included', () => {
+    const TWO_32 = 2 ** 32;
+    for (const seed of [0, 42, TWO_32 + 5]) {
+      const draw = uniformStream(seed, 'env-step-ms');
+      for (const [id, turn] of [[0, 0], [1, 3], [123_456, 99], [TWO_32 + 17, 2], [9, TWO_32 * 3 + 1]] as const) {
+        expect(draw(id, turn)).toBe(uniform01(seed, 'env-step-ms', id, turn));
+      }
+      expect(draw(7)).toBe(uniform01(seed, 'env-step-ms', 7, 0));
+    }
+    // The documented hash: MurmurHash3 of the key's words, (0.5 + h) / 2^32.
+    const words = [42, 0, hashString32('turns'), 5, 0, 3, 0];
+    expect(uniformStream(42, 'turns')(5, 3)).toBe((hashWords32(words) + 0.5) / TWO_32);
+    const spec = { median: 400, p90: 1500 };
+    const quantileOf = logNormalQuantile(spec);
+    for (const u of [1e-9, 0.01, 0.3, 0.5, 0.97, 1 - 1e-9]) expect(quantileOf(u)).toBe(spec.median * Math.exp((Math.log(spec.p90 / spec.median) / Z90) * inverseNormalCdf(u)));
+    expect(() => logNormalQuantile({ median: 0, p90: 1 })).toThrow(/0 < median <= p90/);
+    expect(() => uniformStream(-1, 'turns')).toThrow(ValidationError);
   });
 });

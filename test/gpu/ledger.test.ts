@@ -4,6 +4,7 @@ import {
   adoptSamples,
   admit,
   assignToShard,
+  assignToShards,
   checkLedgerInvariants,
   drop,
   emptyLedger,
@@ -14,6 +15,7 @@ import {
   sealBatch,
   selectBatch,
   settleShard,
+  settleShards,
   staleIds,
   type DropReason,
   type SampleLedger,
@@ -99,6 +101,46 @@ describe('assignToShard', () => {
     expectRejectedUnchanged(ledger, (l) => assignToShard(l, [5], 2, 'b'), 'VAL_NO_DUPLICATES', 'assignToShard: shard id', 'offending: "b"', 'already in use');
     expectRejectedUnchanged(ledger, (l) => assignToShard(l, [5, 5], 2, 'c'), 'VAL_NO_DUPLICATES', 'assignToShard c', 'offending: [5]');
     expectRejectedUnchanged(ledger, (l) => assignToShard(l, [5], -1, 'c'), 'VAL_INT_RANGE', 'assignToShard: rank', 'offending: -1');
+  });
+});
+
+describe('assignToShards (several new shards, one ledger operation)', () => {
+  it('equals assignToShard shard by shard', () => {
+    let ledger = admit(emptyLedger(), 8, 0).ledger;
+    ledger = deepFreeze(ledger);
+    const shards = [
+      { id: 'x', rank: 2, sampleIds: [0, 3, 6] },
+      { id: 'y', rank: 0, sampleIds: [1, 4] },
+      { id: 'z', rank: 1, sampleIds: [7] },
+    ];
+    const oneByOne = shards.reduce((l, shard) => assignToShard(l, shard.sampleIds, shard.rank, shard.id), ledger);
+    expect(assignToShards(ledger, shards)).toEqual(oneByOne);
+    expect(assignToShards(ledger, [])).toBe(ledger);
+  });
+
+  it('refuses a sample in two shards, a shard id twice or in use, a sample not waiting and a bad rank, changing nothing', () => {
+    const ledger = fixture();
+    expectRejectedUnchanged(ledger, (l) => assignToShards(l, [{ id: 'c', rank: 0, sampleIds: [5] }, { id: 'd', rank: 1, sampleIds: [5] }]), 'VAL_NO_DUPLICATES', 'assignToShards c, d', 'offending: [5]');
+    expectRejectedUnchanged(ledger, (l) => assignToShards(l, [{ id: 'c', rank: 0, sampleIds: [5] }, { id: 'c', rank: 1, sampleIds: [] }]), 'VAL_NO_DUPLICATES', 'assignToShards: shard ids', 'offending: ["c"]');
+    expectRejectedUnchanged(ledger, (l) => assignToShards(l, [{ id: 'b', rank: 0, sampleIds: [5] }]), 'VAL_NO_DUPLICATES', 'assignToShards: shard id', 'offending: "b"');
+    expectRejectedUnchanged(ledger, (l) => assignToShards(l, [{ id: 'c', rank: 0, sampleIds: [5, 4] }]), 'VAL_SUBSET', 'assignToShards c', '"id":4', '"state":"completed"');
+    expectRejectedUnchanged(ledger, (l) => assignToShards(l, [{ id: 'c', rank: -1, sampleIds: [5] }]), 'VAL_INT_RANGE', 'assignToShards c: rank', 'offending: -1');
+  });
+});
+
+describe('settleShards (several ended shards, one ledger operation)', () => {
+  it('equals settleShard shard by shard, and ignores unknown shards with nothing unfinished', () => {
+    const ledger = fixture();
+    const oneByOne = settleShard(settleShard(ledger, 'a2', [1]), 'b', []);
+    expect(settleShards(ledger, [{ shardId: 'a2', unfinished: [1] }, { shardId: 'b', unfinished: [] }, { shardId: 'never-started', unfinished: [] }])).toEqual(oneByOne);
+    expect(settleShards(ledger, [])).toBe(ledger);
+  });
+
+  it('refuses strays, duplicate unfinished ids and a shard named twice, changing nothing', () => {
+    const ledger = fixture();
+    expectRejectedUnchanged(ledger, (l) => settleShards(l, [{ shardId: 'b', unfinished: [3] }, { shardId: 'a2', unfinished: [0, 3] }]), 'VAL_SUBSET', 'settleShard a2: unfinished', 'offending: [3]');
+    expectRejectedUnchanged(ledger, (l) => settleShards(l, [{ shardId: 'a2', unfinished: [1, 1] }]), 'VAL_NO_DUPLICATES', 'settleShard a2: unfinished', 'offending: [1]');
+    expectRejectedUnchanged(ledger, (l) => settleShards(l, [{ shardId: 'a2', unfinished: [] }, { shardId: 'a2', unfinished: [1] }]), 'VAL_NO_DUPLICATES', 'settleShards: shard ids', 'offending: ["a2"]');
   });
 });
 

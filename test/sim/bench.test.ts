@@ -73,6 +73,24 @@ describe('timeshare bench', () => {
     expect(png.subarray(0, 8).toString('hex')).toBe('89504e470d0a1a0a');
   }, 400_000);
 
+  it('gives the same figures whether its simulations run side by side on worker threads or one after another', async () => {
+    const figures = async (threads: string): Promise<Record<string, unknown>> => {
+      const out = path.join(dir, `threads-${threads}`);
+      const result = await run(['bench', '--preset', 'seed-160', '--iterations', '1', '--split-iterations', '1', '--timeline-iterations', '0', '--threads', threads, '--out', out]);
+      expect(result.code, result.stderr).toBe(0);
+      expect(result.stdout).toContain(`${threads === '1' ? 1 : 2} threads`);
+      const bench = JSON.parse(readFileSync(path.join(out, 'bench.json'), 'utf8')) as Record<string, unknown>;
+      for (const timing of ['wallSeconds', 'simulationWallSeconds', 'simulationCpuSeconds', 'wallSecondsByStrategy']) {
+        expect(bench).toHaveProperty(timing);
+        delete bench[timing];
+      }
+      return bench;
+    };
+    const serial = await figures('1');
+    expect((serial.bestStaticSplit as { candidates: unknown[] }).candidates.length).toBeGreaterThan(1);
+    expect(await figures('2')).toEqual(serial);
+  }, 400_000);
+
   it('draws turn counts from a CSV; refuses a CSV without a turns column and an unknown preset', async () => {
     const csv = path.join(dir, 'turns.csv');
     writeFileSync(csv, `task,turns\n${Array.from({ length: 50 }, (_, i) => `t${i},${5 + (i % 20)}`).join('\n')}\n`);

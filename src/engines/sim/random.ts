@@ -75,19 +75,39 @@ function isUint32(value: number): boolean {
  * Open at both ends so inverse CDFs never see 0 or 1. Resolution 2^-32.
  */
 export function uniform01(seed: number, stream: string, sampleId: number, turn = 0): number {
-  const [seedLo, seedHi] = isUint32(seed) ? [seed, 0] : splitSafeInteger('random draw seed', seed);
+  return drawFrom(streamState(seed, stream), sampleId, turn);
+}
+
+/**
+ * The draws of one (seed, stream): `uniform01(seed, stream, sampleId, turn)` for every sampleId
+ * and turn, with the hash state of the fixed words computed once (the simulator draws several
+ * times per simulated turn).
+ */
+export function uniformStream(seed: number, stream: string): (sampleId: number, turn?: number) => number {
+  const state = streamState(seed, stream);
+  return (sampleId, turn = 0) => drawFrom(state, sampleId, turn);
+}
+
+/** The hash state after the words that do not vary within a stream: seed (low, high) and the stream name. */
+function streamState(seed: number, stream: string): number {
+  const seedSmall = isUint32(seed);
+  const seedLo = seedSmall ? seed : splitSafeInteger('random draw seed', seed)[0];
+  const seedHi = seedSmall ? 0 : splitSafeInteger('random draw seed', seed)[1];
+  let h = 0;
+  h = mixWord(h, seedLo | 0);
+  h = mixWord(h, seedHi | 0);
+  return mixWord(h, streamHash(stream) | 0);
+}
+
+/** The same words as hashWords32([seedLo, seedHi, hash(stream), idLo, idHi, turnLo, turnHi]), mixed without building the array. */
+function drawFrom(state: number, sampleId: number, turn: number): number {
   const idSmall = isUint32(sampleId);
   const idLo = idSmall ? sampleId : splitSafeInteger('random draw sampleId', sampleId)[0];
   const idHi = idSmall ? 0 : splitSafeInteger('random draw sampleId', sampleId)[1];
   const turnSmall = isUint32(turn);
   const turnLo = turnSmall ? turn : splitSafeInteger('random draw turn', turn)[0];
   const turnHi = turnSmall ? 0 : splitSafeInteger('random draw turn', turn)[1];
-  // The same words as hashWords32([seedLo, seedHi, hash(stream), idLo, idHi, turnLo, turnHi]),
-  // mixed without building the array: this is the simulator's hottest function.
-  let h = 0;
-  h = mixWord(h, seedLo | 0);
-  h = mixWord(h, seedHi | 0);
-  h = mixWord(h, streamHash(stream) | 0);
+  let h = state;
   h = mixWord(h, idLo | 0);
   h = mixWord(h, idHi | 0);
   h = mixWord(h, turnLo | 0);
@@ -143,9 +163,15 @@ export function inverseNormalCdf(p: number): number {
  * sigma = ln(p90/median)/Z90, value = median·exp(sigma·Φ⁻¹(u)). p90 = median gives a constant.
  */
 export function logNormal(spec: LogNormalSpec, u: number): number {
+  return logNormalQuantile(spec)(u);
+}
+
+/** `logNormal(spec, u)` as a function of u, with the spec checked and sigma computed once. */
+export function logNormalQuantile(spec: LogNormalSpec): (u: number) => number {
   if (!(spec.median > 0) || !(spec.p90 >= spec.median)) {
     throw new RangeError(`logNormal: need 0 < median <= p90, got median ${spec.median}, p90 ${spec.p90}`);
   }
-  const sigma = Math.log(spec.p90 / spec.median) / Z90;
-  return spec.median * Math.exp(sigma * inverseNormalCdf(u));
+  const { median } = spec;
+  const sigma = Math.log(spec.p90 / median) / Z90;
+  return (u) => median * Math.exp(sigma * inverseNormalCdf(u));
 }

@@ -11,7 +11,7 @@ import path from 'node:path';
 import { checkIntRange, checkNonEmpty } from '../../gpu/validation';
 import type { Workload } from '../types';
 import { CsvFormatError, parseCsvTable } from './csv';
-import { logNormal, uniform01, Z90 } from './random';
+import { logNormalQuantile, uniformStream, Z90 } from './random';
 
 /** Draw streams: one name per quantity, so adding a quantity never shifts the others. */
 const STREAM = {
@@ -149,6 +149,19 @@ export class WorkloadModel {
     }
     this.completionMean = logNormalMean(params.completionTokensPerTurn);
     this.envStepMean = logNormalMean(params.envStepMs);
+    this.draw = {
+      turns: uniformStream(params.seed, STREAM.turns),
+      completion: uniformStream(params.seed, STREAM.completion),
+      observation: uniformStream(params.seed, STREAM.observation),
+      envStep: uniformStream(params.seed, STREAM.envStep),
+      reward: uniformStream(params.seed, STREAM.reward),
+    };
+    this.quantile = {
+      turns: logNormalQuantile(params.turns),
+      completion: logNormalQuantile(params.completionTokensPerTurn),
+      observation: logNormalQuantile(params.observationTokensPerTurn),
+      envStep: logNormalQuantile(params.envStepMs),
+    };
   }
 
   /**
@@ -165,23 +178,23 @@ export class WorkloadModel {
 
   private readonly completionMean: number;
   private readonly envStepMean: number;
+  /** The uniform draws of each stream (uniform01 with the seed and stream fixed). */
+  private readonly draw: Record<keyof typeof STREAM, (sampleId: number, turn?: number) => number>;
+  /** The configured log-normals, as functions of the quantile. */
+  private readonly quantile: Record<'turns' | 'completion' | 'observation' | 'envStep', (u: number) => number>;
 
   /** The CSV trajectory a sample replays (the same draw as its turn count), if any. */
   private csvRow(sampleId: number): WorkloadCsvRow | undefined {
     const rows = this.csvRows;
     if (rows === undefined) return undefined;
-    const u = this.u(STREAM.turns, sampleId);
+    const u = this.draw.turns(sampleId);
     return rows[Math.min(rows.length - 1, Math.floor(u * rows.length))];
-  }
-
-  private u(stream: string, sampleId: number, turn = 0): number {
-    return uniform01(this.params.seed, stream, sampleId, turn);
   }
 
   /** Turns the sample's trajectory would have without the maxTurns limit (>= 1). */
   drawnTurns(sampleId: number): number {
     // Empirical draw: the same u picks one of the CSV's trajectories uniformly.
-    const drawn = this.csvRows === undefined ? Math.round(logNormal(this.params.turns, this.u(STREAM.turns, sampleId))) : (this.csvRow(sampleId)?.turns ?? 1);
+    const drawn = this.csvRows === undefined ? Math.round(this.quantile.turns(this.draw.turns(sampleId))) : (this.csvRow(sampleId)?.turns ?? 1);
     return Math.max(1, drawn);
   }
 
@@ -192,7 +205,7 @@ export class WorkloadModel {
 
   /** Tokens the model generates in this turn, in [1, maxTokens]. */
   completionTokens(sampleId: number, turn: number): number {
-    const draw = logNormal(this.params.completionTokensPerTurn, this.u(STREAM.completion, sampleId, turn));
+    const draw = this.quantile.completion(this.draw.completion(sampleId, turn));
     const mean = this.csvRows === undefined ? undefined : this.csvRow(sampleId)?.completionTokensPerTurn;
     const drawn = Math.round(mean === undefined ? draw : (draw * mean) / this.completionMean);
     return Math.min(this.maxTokens, Math.max(1, drawn));
@@ -200,19 +213,19 @@ export class WorkloadModel {
 
   /** Tokens the environment's observation after this turn adds to the context (>= 0). */
   observationTokens(sampleId: number, turn: number): number {
-    return Math.max(0, Math.round(logNormal(this.params.observationTokensPerTurn, this.u(STREAM.observation, sampleId, turn))));
+    return Math.max(0, Math.round(this.quantile.observation(this.draw.observation(sampleId, turn))));
   }
 
   /** Simulated latency of the environment step after this turn (ms). */
   envStepMs(sampleId: number, turn: number): number {
-    const draw = logNormal(this.params.envStepMs, this.u(STREAM.envStep, sampleId, turn));
+    const draw = this.quantile.envStep(this.draw.envStep(sampleId, turn));
     const seconds = this.csvRows === undefined ? undefined : this.csvRow(sampleId)?.toolSecondsPerTurn;
     return seconds === undefined ? draw : (draw * seconds * 1000) / this.envStepMean;
   }
 
   /** Reward of the finished trajectory: 1 with probability successRate, else 0. */
   reward(sampleId: number): number {
-    return this.u(STREAM.reward, sampleId) < this.params.successRate ? 1 : 0;
+    return this.draw.reward(sampleId) < this.params.successRate ? 1 : 0;
   }
 
   /** Prompt length at reset (tokens). Constant today; takes the id so it may vary per sample later. */
