@@ -15,6 +15,7 @@
  * in the state folder, so a leftover of an earlier dev is ended before a new server starts.
  */
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
 import path from 'node:path';
 import type { Client } from '@temporalio/client';
 import type { ParsedRunConfig } from '../config';
@@ -74,6 +75,20 @@ function endLeftovers(stateDir: string, log: (line: string) => void): void {
     }
   }
   rmSync(file);
+}
+
+/** The dev server listens here (src/temporal/devServer.ts's default), on the --port given. */
+const DEV_SERVER_IP = '127.0.0.1';
+/** How long a worker started with the server waits for it to answer (a server start takes seconds; its own timeout is 60 s). */
+const WORKER_SERVER_WAIT_SECONDS = 90;
+
+/** Whether nothing listens on ip:port now (a bind that succeeds and is closed at once). */
+function portIsFree(ip: string, port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const probe = createServer();
+    probe.once('error', () => resolve(false));
+    probe.listen(port, ip, () => probe.close(() => resolve(true)));
+  });
 }
 
 /** The pids of what this dev runs now, by process name, in the state folder. */
@@ -142,6 +157,31 @@ export async function runDev(options: DevOptions, log: (line: string) => void = 
   }
   const pids = new PidRecords(stateDir);
   const dbFile = path.join(stateDir, 'temporal.db');
+  const address = `${DEV_SERVER_IP}:${options.port}`;
+  const startWorkers = (): WorkerProcesses => {
+    const started = startWorkerProcesses({
+      configPath: options.configPath,
+      address,
+      stateDir,
+      layout: spec.layout,
+      taskQueuePrefix: spec.taskQueuePrefix,
+      logDir,
+      env: plainEnv,
+      restartDelayMs: backOffDelay,
+      setCurrentVersion: true,
+      serverWaitSeconds: WORKER_SERVER_WAIT_SECONDS,
+      onStart: (name, pid) => pids.set(name, { pid, marker: TIMESHARE_MARKER }),
+      onExit: (name, { code, signal, restartInMs }, logFile) =>
+        log(`worker ${name} exited (code ${code}, signal ${signal}); restarting in ${restartInMs} ms — see ${logFile}`),
+    });
+    log(`started ${started.processes.length} workers (logs in ${logDir})`);
+    return started;
+  };
+  // A worker takes longer to start than the server (Node, the worker SDK, the workflow bundle), so
+  // the workers start with the server and connect once it answers: a restart after a crash waits
+  // for the slower of the two, not for both in turn. Only when the port is free: workers must
+  // never reach another server that holds it (the server start then fails, and says so).
+  let workers: WorkerProcesses | undefined = (await portIsFree(DEV_SERVER_IP, options.port)) ? startWorkers() : undefined;
   log(`starting Temporal dev server (state: ${dbFile})`);
   let server: SupervisedDevServer;
   try {
@@ -155,17 +195,23 @@ export async function runDev(options: DevOptions, log: (line: string) => void = 
       onStart: (started) => pids.set('temporal', { pid: started.pid, marker: dbFile }),
     });
   } catch (error) {
+    await workers?.stop();
+    pids.clear();
     await codecServer?.close();
     throw new CliError(
       `could not start the Temporal dev server on port ${options.port}: ${error instanceof Error ? error.message : String(error)}\n` +
         `  If another server uses the port, pass --port and --ui-port.`,
     );
   }
-  const { address, uiUrl } = server.current;
+  const { uiUrl } = server.current;
+  if (server.current.address !== address) {
+    await Promise.all([workers?.stop(), server.stop(), codecServer?.close()]);
+    pids.clear();
+    throw new Error(`the dev server listens on ${server.current.address}, not on ${address} where its workers were told to connect`);
+  }
 
   const interrupt = interruption(log, 'stopping workers and server. The run is kept; run the same command again to resume it.');
   let client: Client | undefined;
-  let workers: WorkerProcesses | undefined;
   try {
     client = await connectClient({ address, namespace: 'default', security });
     const workflowId = runWorkflowId(spec.runId);
@@ -176,24 +222,13 @@ export async function runDev(options: DevOptions, log: (line: string) => void = 
       log(`run '${spec.runId}' already finished (${outcome.status}). Its history stays in the UI; set run.id in the config to start another.`);
       const ended = await runOutcome(client, spec.runId, new OutageTracker(address, { limitMs: options.serverWaitMs, log }));
       log(outcomeLine(spec.runId, ended));
-      if (options.keepUi) await keepUi(uiUrl, workflowId, interrupt.signalled, log);
+      if (options.keepUi) {
+        await workers?.stop();
+        await keepUi(uiUrl, workflowId, interrupt.signalled, log);
+      }
       return outcomeExitCode(ended);
     }
-    workers = startWorkerProcesses({
-      configPath: options.configPath,
-      address,
-      stateDir,
-      layout: spec.layout,
-      taskQueuePrefix: spec.taskQueuePrefix,
-      logDir,
-      env: plainEnv,
-      restartDelayMs: backOffDelay,
-      setCurrentVersion: true,
-      onStart: (name, pid) => pids.set(name, { pid, marker: TIMESHARE_MARKER }),
-      onExit: (name, { code, signal, restartInMs }, logFile) =>
-        log(`worker ${name} exited (code ${code}, signal ${signal}); restarting in ${restartInMs} ms — see ${logFile}`),
-    });
-    log(`started ${workers.processes.length} workers (logs in ${logDir})`);
+    workers ??= startWorkers();
     log(outcome.kind === 'started' ? `started run '${spec.runId}' (${spec.layout.strategy})` : `resumed run '${spec.runId}' (already running)`);
     if (uiUrl !== undefined) {
       log(`Temporal UI: ${uiUrl}/namespaces/default/workflows/${workflowId}`);

@@ -179,7 +179,8 @@ export function buildProgram(): Command {
   const workerFlags = (command: Command) =>
     withConnectionFlags(command, 'config')
       .option('--state-dir <dir>', 'local state (simulated engine state)', DEFAULT_STATE_DIR)
-      .option('--exit-with-parent', 'exit when the parent process ends (used by `timeshare dev`)');
+      .option('--exit-with-parent', 'exit when the parent process ends (used by `timeshare dev`)')
+      .option('--server-wait <seconds>', 'wait this long for a server that does not answer yet (`timeshare dev` starts its workers while its server starts)', integer('--server-wait', 0), 0);
 
   workerFlags(
     worker
