@@ -62,20 +62,29 @@ function commandLineOf(pid: number): string | undefined {
   }
 }
 
-/** Ends processes an earlier `dev` left behind: only those it recorded, and only if still them. */
-function endLeftovers(stateDir: string, log: (line: string) => void): void {
+const isStill = ({ pid, marker }: PidRecord): boolean => commandLineOf(pid)?.includes(marker) === true;
+
+/**
+ * Ends processes an earlier `dev` left behind: only those it recorded, and only if still them.
+ * Waits until they are gone (a zombie has no command line), so that their ports are free again.
+ */
+async function endLeftovers(stateDir: string, log: (line: string) => void): Promise<void> {
   const file = pidFile(stateDir);
   if (!existsSync(file)) return;
   const records = Object.values(JSON.parse(readFileSync(file, 'utf8')) as Record<string, PidRecord>);
-  for (const { pid, marker } of records) {
-    const commandLine = commandLineOf(pid);
-    if (commandLine !== undefined && commandLine.includes(marker)) {
-      log(`ending leftover process ${pid} from an earlier 'timeshare dev' (${marker})`);
-      process.kill(pid, 'SIGKILL');
-    }
+  const ended = records.filter(isStill);
+  for (const { pid, marker } of ended) {
+    log(`ending leftover process ${pid} from an earlier 'timeshare dev' (${marker})`);
+    process.kill(pid, 'SIGKILL');
+  }
+  for (const deadline = Date.now() + LEFTOVER_EXIT_WAIT_MS; ended.some(isStill) && Date.now() < deadline; ) {
+    await new Promise((resolve) => setTimeout(resolve, 20));
   }
   rmSync(file);
 }
+
+/** How long a SIGKILLed leftover may take to be gone (the kernel closes its sockets as it exits). */
+const LEFTOVER_EXIT_WAIT_MS = 5_000;
 
 /** The dev server listens here (src/temporal/devServer.ts's default), on the --port given. */
 const DEV_SERVER_IP = '127.0.0.1';
@@ -131,7 +140,7 @@ export async function runDev(options: DevOptions, log: (line: string) => void = 
   const stateDir = path.resolve(options.stateDir);
   const logDir = path.join(stateDir, 'logs');
   mkdirSync(logDir, { recursive: true });
-  endLeftovers(stateDir, log);
+  await endLeftovers(stateDir, log);
 
   const spec = buildRunSpec(options.parsed, options.runId);
   // The local dev server is plaintext: TLS and API keys are for `start` / `worker` against a
