@@ -189,8 +189,11 @@ export async function runDev(options: DevOptions, log: (line: string) => void = 
   // A worker takes longer to start than the server (Node, the worker SDK, the workflow bundle), so
   // the workers start with the server and connect once it answers: a restart after a crash waits
   // for the slower of the two, not for both in turn. Only when the port is free: workers must
-  // never reach another server that holds it (the server start then fails, and says so).
-  let workers: WorkerProcesses | undefined = (await portIsFree(DEV_SERVER_IP, options.port)) ? startWorkers() : undefined;
+  // never reach another server that holds it (the server start then fails, and says so). Not for
+  // a run this state folder saw finish: that one is answered without workers.
+  const finishedMarker = path.join(stateDir, `finished-${spec.runId}`);
+  const startEarly = !existsSync(finishedMarker) && (await portIsFree(DEV_SERVER_IP, options.port));
+  let workers: WorkerProcesses | undefined = startEarly ? startWorkers() : undefined;
   log(`starting Temporal dev server (state: ${dbFile})`);
   let server: SupervisedDevServer;
   try {
@@ -230,6 +233,7 @@ export async function runDev(options: DevOptions, log: (line: string) => void = 
     if (outcome.kind === 'finished') {
       log(`run '${spec.runId}' already finished (${outcome.status}). Its history stays in the UI; set run.id in the config to start another.`);
       const ended = await runOutcome(client, spec.runId, new OutageTracker(address, { limitMs: options.serverWaitMs, log }));
+      writeFileSync(finishedMarker, `${outcomeLine(spec.runId, ended)}\n`);
       log(outcomeLine(spec.runId, ended));
       if (options.keepUi) {
         await workers?.stop();
@@ -259,6 +263,7 @@ export async function runDev(options: DevOptions, log: (line: string) => void = 
       throw new CliError(error instanceof Error ? error.message : String(error), EXIT.supervisionFailed);
     }
     if (ended === undefined) return EXIT.interrupted;
+    writeFileSync(finishedMarker, `${outcomeLine(spec.runId, ended)}\n`);
     log(outcomeLine(spec.runId, ended));
     if (options.keepUi) {
       await workers.stop();
