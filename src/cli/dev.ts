@@ -21,15 +21,14 @@ import type { Client } from '@temporalio/client';
 import type { ParsedRunConfig } from '../config';
 import { TIMESHARE_MARKER } from '../launch/entry';
 import { backOffDelay } from '../launch/supervised';
-import { SupervisedDevServer } from '../launch/supervisedDevServer';
+import type { SupervisedDevServer } from '../launch/supervisedDevServer';
 import { startWorkerProcesses, type WorkerProcesses } from '../launch/workerProcesses';
 import { buildRunSpec } from '../pipeline/spec';
 import { runWorkflowId } from '../pipeline/naming';
-import { startCodecServer, type CodecServer } from '../temporal/codecServer';
+import type { CodecServer } from '../temporal/codecServer';
 import { DEFAULT_API_KEY_ENV, resolveSecurity, TLS_ENV } from '../temporal/security';
-import { CliError, connectClient, startOrAttachRun } from './client';
+import { CliError } from './errors';
 import { EXIT } from './exitCodes';
-import { OutageTracker, outcomeExitCode, outcomeLine, runOutcome, watchRun } from './watch';
 
 export interface DevOptions {
   configPath: string;
@@ -155,15 +154,6 @@ export async function runDev(options: DevOptions, log: (line: string) => void = 
   const plainEnv: NodeJS.ProcessEnv = { ...process.env };
   for (const name of [...Object.values(TLS_ENV), DEFAULT_API_KEY_ENV]) delete plainEnv[name];
   const security = resolveSecurity({ codec: temporalSection.codec }, {}, plainEnv);
-  let codecServer: CodecServer | undefined;
-  if (security.codec !== undefined) {
-    codecServer = await startCodecServer({
-      codec: security.codec,
-      corsOrigins: [`http://127.0.0.1:${options.uiPort}`, `http://localhost:${options.uiPort}`],
-      log,
-    });
-    log(`payload codec: ${security.summary}; codec endpoint for the UI: ${codecServer.url}`);
-  }
   const pids = new PidRecords(stateDir);
   const dbFile = path.join(stateDir, 'temporal.db');
   const address = `${DEV_SERVER_IP}:${options.port}`;
@@ -194,6 +184,24 @@ export async function runDev(options: DevOptions, log: (line: string) => void = 
   const finishedMarker = path.join(stateDir, `finished-${spec.runId}`);
   const startEarly = !existsSync(finishedMarker) && (await portIsFree(DEV_SERVER_IP, options.port));
   let workers: WorkerProcesses | undefined = startEarly ? startWorkers() : undefined;
+  // What the rest needs (the Temporal client, the server launcher, the watcher) loads while the workers start.
+  const [{ SupervisedDevServer }, { startCodecServer }, { connectClient, startOrAttachRun }, { OutageTracker, outcomeExitCode, outcomeLine, runOutcome, watchRun }] =
+    await Promise.all([import('../launch/supervisedDevServer'), import('../temporal/codecServer'), import('./client'), import('./watch')]);
+  let codecServer: CodecServer | undefined;
+  if (security.codec !== undefined) {
+    try {
+      codecServer = await startCodecServer({
+        codec: security.codec,
+        corsOrigins: [`http://127.0.0.1:${options.uiPort}`, `http://localhost:${options.uiPort}`],
+        log,
+      });
+    } catch (error) {
+      await workers?.stop();
+      pids.clear();
+      throw error;
+    }
+    log(`payload codec: ${security.summary}; codec endpoint for the UI: ${codecServer.url}`);
+  }
   log(`starting Temporal dev server (state: ${dbFile})`);
   let server: SupervisedDevServer;
   try {
