@@ -14,7 +14,10 @@ kills="${1:-8}"
 compare="${2:-}"
 work="$(mktemp -d /tmp/timeshare-resume-XXXXXX)"
 config="${work}/resume.yaml"
-sed -e 's/^  iterations: .*/  iterations: 200/' "${root}/examples/multiplexed.yaml" > "${config}"
+# The run's store lives in the scratch folder too: a store left by an earlier measurement (same
+# run id) would hand this run samples it never admitted.
+sed -e 's/^  iterations: .*/  iterations: 200/' -e "s#^  dir: .timeshare/store#  dir: ${work}/store#" "${root}/examples/multiplexed.yaml" > "${config}"
+grep -q "dir: ${work}/store" "${config}" || { echo "measure-resume: could not point the store into ${work} (examples/multiplexed.yaml changed?)" >&2; exit 1; }
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 port="$(free_port)"
 ui_port="$(free_port)"

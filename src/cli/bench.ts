@@ -5,7 +5,6 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import { Command, InvalidArgumentError } from 'commander';
 import { loadWorkloadCsv } from '../engines/sim/workload';
 import { PIPELINE_POLICY, ROLL_BASELINE_POLICY, type SchedulingPolicy, type StalenessPolicy, type Strategy } from '../gpu';
 import { minimumTrainGpus } from '../engines/sim/roofline';
@@ -13,8 +12,8 @@ import { asStrategy, presetPath, readRawConfig, resizePool, withTrainNodes, WORK
 import type { StalenessReport, StrategyReport } from '../sim/report';
 import { checkTimelines } from '../timeline/schema';
 import type { Timeline } from '../timeline/types';
-import { defaultBenchThreads, runBenchJobs, type BenchJob, type BenchJobResult } from './benchJobs';
-import { CliError } from './client';
+import { runBenchJobs, type BenchJob, type BenchJobResult } from './benchJobs';
+import { CliError } from './errors';
 import { writeTimelineCharts } from './timeline';
 
 /** The seed's reported figures (brief: Qwen3-235B-A22B, SWE workload, 160 GPUs). */
@@ -55,34 +54,6 @@ export interface BenchFlags {
   splitIterations: number;
   /** Simulations run side by side on this many worker threads. */
   threads: number;
-}
-
-function integer(name: string, min: number): (value: string) => number {
-  return (value) => {
-    const n = Number(value);
-    if (!Number.isInteger(n) || n < min) throw new InvalidArgumentError(`${name} must be an integer >= ${min} (got '${value}')`);
-    return n;
-  };
-}
-
-export function addBenchCommand(program: Command): void {
-  program
-    .command('bench')
-    .description('Simulate the three strategies of a preset in virtual time (discrete-event simulator) and compare them with the seed experiment')
-    .option('--preset <name>', 'bench preset (examples/<name>.yaml)', 'seed-160')
-    .option('--config <file>', 'a multiplexed run config to bench instead of the preset')
-    .option('--iterations <n>', 'iterations per strategy', integer('--iterations', 1), 100)
-    .option('--out <dir>', 'output directory (default .timeshare/bench/<preset>)')
-    .option('--compare-policies', 'also measure the scheduling policies against the ROLL-like baseline', false)
-    .option('--sweep', 'also run the robustness sweep (its own workload shapes × pool sizes; --workload-csv does not apply to it)', false)
-    .option('--sweep-iterations <n>', 'iterations per run in the sweep', integer('--sweep-iterations', 1), 30)
-    .option('--timeline-iterations <n>', 'iterations recorded in timelines.json', integer('--timeline-iterations', 0), 3)
-    .option('--split-iterations <n>', 'iterations per train-group size in the search for the best feasible static split (0: skip the search)', integer('--split-iterations', 0), 10)
-    .option('--workload-csv <file>', 'draw turns per trajectory from this CSV (a "turns" column), e.g. the SWE-bench Verified statistics')
-    .option('--threads <n>', 'simulations run side by side on this many worker threads (default: the CPUs available; 1: in the main thread)', integer('--threads', 1), defaultBenchThreads())
-    .action(async (flags: BenchFlags) => {
-      await runBench(flags);
-    });
 }
 
 interface LoadedBase {

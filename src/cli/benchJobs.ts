@@ -4,7 +4,6 @@
  * (benchWorker.ts) side by side. A job's figures do not depend on where or beside what it runs:
  * each simulation is deterministic and shares no state with the others.
  */
-import os from 'node:os';
 import path from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { loadWorkloadCsv, WorkloadModel } from '../engines/sim/workload';
@@ -68,11 +67,6 @@ export function runBenchJob(job: BenchJob): BenchJobResult {
     ...(job.full === true ? { timeline: result.timeline, iterations: result.iterations } : {}),
     wallSeconds: (Date.now() - started) / 1000,
   };
-}
-
-/** Threads a bench uses by default: one per CPU the process may use. */
-export function defaultBenchThreads(): number {
-  return os.availableParallelism();
 }
 
 /** The compiled worker entry (absent when the CLI runs from TypeScript sources, e.g. under tsx). */

@@ -9,26 +9,11 @@ import { ITERATION_KEY, PHASE_KEY, RUN_ID_KEY, STRATEGY_KEY } from '../temporal/
 import { connectionOptions, dataConverter, PLAINTEXT } from '../temporal/security';
 import type { TemporalTarget } from '../workers/options';
 import { EXIT } from './exitCodes';
+import { CliError, ServerUnreachableError } from './errors';
 import type { RunInput, RunSummary } from '../workflows/run';
 import { pauseUpdate, resumeUpdate, returnRanksUpdate, setBatchSizeUpdate, setShrinkSetUpdate, stopUpdate } from '../workflows/signals';
 
-export class CliError extends Error {
-  constructor(
-    message: string,
-    readonly exitCode = 1,
-  ) {
-    super(message);
-    this.name = 'CliError';
-  }
-}
-
-/** The server did not answer (not a refusal): a watcher may wait for it (src/cli/watch.ts). */
-export class ServerUnreachableError extends CliError {
-  constructor(message: string) {
-    super(message, EXIT.serverUnreachable);
-    this.name = 'ServerUnreachableError';
-  }
-}
+export { CliError, ServerUnreachableError };
 
 export async function connectClient(target: TemporalTarget, timeoutMs = 5_000): Promise<Client> {
   const security = target.security ?? PLAINTEXT;

@@ -15,20 +15,20 @@
  * in the state folder, so a leftover of an earlier dev is ended before a new server starts.
  */
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
 import path from 'node:path';
 import type { Client } from '@temporalio/client';
 import type { ParsedRunConfig } from '../config';
 import { TIMESHARE_MARKER } from '../launch/entry';
 import { backOffDelay } from '../launch/supervised';
-import { SupervisedDevServer } from '../launch/supervisedDevServer';
+import type { SupervisedDevServer } from '../launch/supervisedDevServer';
 import { startWorkerProcesses, type WorkerProcesses } from '../launch/workerProcesses';
 import { buildRunSpec } from '../pipeline/spec';
 import { runWorkflowId } from '../pipeline/naming';
-import { startCodecServer, type CodecServer } from '../temporal/codecServer';
+import type { CodecServer } from '../temporal/codecServer';
 import { DEFAULT_API_KEY_ENV, resolveSecurity, TLS_ENV } from '../temporal/security';
-import { CliError, connectClient, startOrAttachRun } from './client';
+import { CliError } from './errors';
 import { EXIT } from './exitCodes';
-import { OutageTracker, outcomeExitCode, outcomeLine, runOutcome, watchRun } from './watch';
 
 export interface DevOptions {
   configPath: string;
@@ -61,19 +61,42 @@ function commandLineOf(pid: number): string | undefined {
   }
 }
 
-/** Ends processes an earlier `dev` left behind: only those it recorded, and only if still them. */
-function endLeftovers(stateDir: string, log: (line: string) => void): void {
+const isStill = ({ pid, marker }: PidRecord): boolean => commandLineOf(pid)?.includes(marker) === true;
+
+/**
+ * Ends processes an earlier `dev` left behind: only those it recorded, and only if still them.
+ * Waits until they are gone (a zombie has no command line), so that their ports are free again.
+ */
+async function endLeftovers(stateDir: string, log: (line: string) => void): Promise<void> {
   const file = pidFile(stateDir);
   if (!existsSync(file)) return;
   const records = Object.values(JSON.parse(readFileSync(file, 'utf8')) as Record<string, PidRecord>);
-  for (const { pid, marker } of records) {
-    const commandLine = commandLineOf(pid);
-    if (commandLine !== undefined && commandLine.includes(marker)) {
-      log(`ending leftover process ${pid} from an earlier 'timeshare dev' (${marker})`);
-      process.kill(pid, 'SIGKILL');
-    }
+  const ended = records.filter(isStill);
+  for (const { pid, marker } of ended) {
+    log(`ending leftover process ${pid} from an earlier 'timeshare dev' (${marker})`);
+    process.kill(pid, 'SIGKILL');
+  }
+  for (const deadline = Date.now() + LEFTOVER_EXIT_WAIT_MS; ended.some(isStill) && Date.now() < deadline; ) {
+    await new Promise((resolve) => setTimeout(resolve, 20));
   }
   rmSync(file);
+}
+
+/** How long a SIGKILLed leftover may take to be gone (the kernel closes its sockets as it exits). */
+const LEFTOVER_EXIT_WAIT_MS = 5_000;
+
+/** The dev server listens here (src/temporal/devServer.ts's default), on the --port given. */
+const DEV_SERVER_IP = '127.0.0.1';
+/** How long a worker started with the server waits for it to answer (a server start takes seconds; its own timeout is 60 s). */
+const WORKER_SERVER_WAIT_SECONDS = 90;
+
+/** Whether nothing listens on ip:port now (a bind that succeeds and is closed at once). */
+function portIsFree(ip: string, port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const probe = createServer();
+    probe.once('error', () => resolve(false));
+    probe.listen(port, ip, () => probe.close(() => resolve(true)));
+  });
 }
 
 /** The pids of what this dev runs now, by process name, in the state folder. */
@@ -116,7 +139,7 @@ export async function runDev(options: DevOptions, log: (line: string) => void = 
   const stateDir = path.resolve(options.stateDir);
   const logDir = path.join(stateDir, 'logs');
   mkdirSync(logDir, { recursive: true });
-  endLeftovers(stateDir, log);
+  await endLeftovers(stateDir, log);
 
   const spec = buildRunSpec(options.parsed, options.runId);
   // The local dev server is plaintext: TLS and API keys are for `start` / `worker` against a
@@ -131,17 +154,54 @@ export async function runDev(options: DevOptions, log: (line: string) => void = 
   const plainEnv: NodeJS.ProcessEnv = { ...process.env };
   for (const name of [...Object.values(TLS_ENV), DEFAULT_API_KEY_ENV]) delete plainEnv[name];
   const security = resolveSecurity({ codec: temporalSection.codec }, {}, plainEnv);
-  let codecServer: CodecServer | undefined;
-  if (security.codec !== undefined) {
-    codecServer = await startCodecServer({
-      codec: security.codec,
-      corsOrigins: [`http://127.0.0.1:${options.uiPort}`, `http://localhost:${options.uiPort}`],
-      log,
-    });
-    log(`payload codec: ${security.summary}; codec endpoint for the UI: ${codecServer.url}`);
-  }
   const pids = new PidRecords(stateDir);
   const dbFile = path.join(stateDir, 'temporal.db');
+  const address = `${DEV_SERVER_IP}:${options.port}`;
+  const startWorkers = (): WorkerProcesses => {
+    const started = startWorkerProcesses({
+      configPath: options.configPath,
+      address,
+      stateDir,
+      layout: spec.layout,
+      taskQueuePrefix: spec.taskQueuePrefix,
+      logDir,
+      env: plainEnv,
+      restartDelayMs: backOffDelay,
+      setCurrentVersion: true,
+      serverWaitSeconds: WORKER_SERVER_WAIT_SECONDS,
+      onStart: (name, pid) => pids.set(name, { pid, marker: TIMESHARE_MARKER }),
+      onExit: (name, { code, signal, restartInMs }, logFile) =>
+        log(`worker ${name} exited (code ${code}, signal ${signal}); restarting in ${restartInMs} ms — see ${logFile}`),
+    });
+    log(`started ${started.processes.length} workers (logs in ${logDir})`);
+    return started;
+  };
+  // A worker takes longer to start than the server (Node, the worker SDK, the workflow bundle), so
+  // the workers start with the server and connect once it answers: a restart after a crash waits
+  // for the slower of the two, not for both in turn. Only when the port is free: workers must
+  // never reach another server that holds it (the server start then fails, and says so). Not for
+  // a run this state folder saw finish: that one is answered without workers.
+  const finishedMarker = path.join(stateDir, `finished-${spec.runId}`);
+  const startEarly = !existsSync(finishedMarker) && (await portIsFree(DEV_SERVER_IP, options.port));
+  let workers: WorkerProcesses | undefined = startEarly ? startWorkers() : undefined;
+  // What the rest needs (the Temporal client, the server launcher, the watcher) loads while the workers start.
+  const [{ SupervisedDevServer }, { startCodecServer }, { connectClient, startOrAttachRun }, { OutageTracker, outcomeExitCode, outcomeLine, runOutcome, watchRun }] =
+    await Promise.all([import('../launch/supervisedDevServer'), import('../temporal/codecServer'), import('./client'), import('./watch')]);
+  let codecServer: CodecServer | undefined;
+  if (security.codec !== undefined) {
+    try {
+      codecServer = await startCodecServer({
+        codec: security.codec,
+        corsOrigins: [`http://127.0.0.1:${options.uiPort}`, `http://localhost:${options.uiPort}`],
+        log,
+      });
+    } catch (error) {
+      await workers?.stop();
+      pids.clear();
+      throw error;
+    }
+    log(`payload codec: ${security.summary}; codec endpoint for the UI: ${codecServer.url}`);
+  }
   log(`starting Temporal dev server (state: ${dbFile})`);
   let server: SupervisedDevServer;
   try {
@@ -155,17 +215,23 @@ export async function runDev(options: DevOptions, log: (line: string) => void = 
       onStart: (started) => pids.set('temporal', { pid: started.pid, marker: dbFile }),
     });
   } catch (error) {
+    await workers?.stop();
+    pids.clear();
     await codecServer?.close();
     throw new CliError(
       `could not start the Temporal dev server on port ${options.port}: ${error instanceof Error ? error.message : String(error)}\n` +
         `  If another server uses the port, pass --port and --ui-port.`,
     );
   }
-  const { address, uiUrl } = server.current;
+  const { uiUrl } = server.current;
+  if (server.current.address !== address) {
+    await Promise.all([workers?.stop(), server.stop(), codecServer?.close()]);
+    pids.clear();
+    throw new Error(`the dev server listens on ${server.current.address}, not on ${address} where its workers were told to connect`);
+  }
 
   const interrupt = interruption(log, 'stopping workers and server. The run is kept; run the same command again to resume it.');
   let client: Client | undefined;
-  let workers: WorkerProcesses | undefined;
   try {
     client = await connectClient({ address, namespace: 'default', security });
     const workflowId = runWorkflowId(spec.runId);
@@ -175,25 +241,15 @@ export async function runDev(options: DevOptions, log: (line: string) => void = 
     if (outcome.kind === 'finished') {
       log(`run '${spec.runId}' already finished (${outcome.status}). Its history stays in the UI; set run.id in the config to start another.`);
       const ended = await runOutcome(client, spec.runId, new OutageTracker(address, { limitMs: options.serverWaitMs, log }));
+      writeFileSync(finishedMarker, `${outcomeLine(spec.runId, ended)}\n`);
       log(outcomeLine(spec.runId, ended));
-      if (options.keepUi) await keepUi(uiUrl, workflowId, interrupt.signalled, log);
+      if (options.keepUi) {
+        await workers?.stop();
+        await keepUi(uiUrl, workflowId, interrupt.signalled, log);
+      }
       return outcomeExitCode(ended);
     }
-    workers = startWorkerProcesses({
-      configPath: options.configPath,
-      address,
-      stateDir,
-      layout: spec.layout,
-      taskQueuePrefix: spec.taskQueuePrefix,
-      logDir,
-      env: plainEnv,
-      restartDelayMs: backOffDelay,
-      setCurrentVersion: true,
-      onStart: (name, pid) => pids.set(name, { pid, marker: TIMESHARE_MARKER }),
-      onExit: (name, { code, signal, restartInMs }, logFile) =>
-        log(`worker ${name} exited (code ${code}, signal ${signal}); restarting in ${restartInMs} ms — see ${logFile}`),
-    });
-    log(`started ${workers.processes.length} workers (logs in ${logDir})`);
+    workers ??= startWorkers();
     log(outcome.kind === 'started' ? `started run '${spec.runId}' (${spec.layout.strategy})` : `resumed run '${spec.runId}' (already running)`);
     if (uiUrl !== undefined) {
       log(`Temporal UI: ${uiUrl}/namespaces/default/workflows/${workflowId}`);
@@ -215,6 +271,7 @@ export async function runDev(options: DevOptions, log: (line: string) => void = 
       throw new CliError(error instanceof Error ? error.message : String(error), EXIT.supervisionFailed);
     }
     if (ended === undefined) return EXIT.interrupted;
+    writeFileSync(finishedMarker, `${outcomeLine(spec.runId, ended)}\n`);
     log(outcomeLine(spec.runId, ended));
     if (options.keepUi) {
       await workers.stop();

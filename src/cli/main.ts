@@ -1,78 +1,53 @@
 /**
  * The `timeshare` command. Every subcommand has --help; errors are one clear message and a
  * non-zero exit (2 for an invalid config or arguments, 1 otherwise).
+ *
+ * This module loads only what the help text needs (commander and a few constants): each command
+ * imports its modules when it runs, so `--help` or `check-config` never load the Temporal SDK,
+ * and only the worker commands load its native core (docs/benchmarks.md, CLI start-up).
  */
-import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { Command } from 'commander';
-import { NativeConnection } from '@temporalio/worker';
-import { ConfigError, defaultConfigPath, loadRunConfigFile, resolveRunId, type ParsedRunConfig } from '../config';
-import { buildRunSpec } from '../pipeline/spec';
-import { createGpuNodeWorkers } from '../workers/gpuNode';
-import { runWorkers } from '../workers/lifecycle';
-import { installRuntimeLogger } from '../workers/logging';
-import { createOrchestratorWorker } from '../workers/orchestrator';
-import { checkBuildId } from '../workers/versioning';
-import type { TemporalTarget, WorkerContext } from '../workers/options';
-import { runtimePaths } from '../workers/runtime';
-import { decimal, parseDecimalList } from './args';
-import { addBenchCommand } from './bench';
-import { startCodecServer } from '../temporal/codecServer';
-import { connectionOptions, resolveSecurity, SecurityConfigError, type SecurityFlags } from '../temporal/security';
-import { CliError, connectClient, sendUpdate, startOrAttachRun } from './client';
-import { runDev } from './dev';
-import { outcomeExitCode, outcomeLine, STATUS_SERVER_WAIT_SECONDS, statusThroughOutage, WATCH_SERVER_WAIT_SECONDS, watchRun } from './watch';
-import { formatReport, runChaos } from '../chaos/harness';
+import { defaultConfigPath } from '../config/paths';
 import { FAULT_KINDS, FAULT_PHASES, type FaultKind, type FaultPhase } from '../chaos/schedule';
+import type { SecurityFlags } from '../temporal/security';
+import { decimal, parseDecimalList } from './args';
+import { addBenchCommand } from './benchCommand';
+import type { ConnectionFlags } from './context';
+import { DEFAULT_STATE_DIR, STATUS_SERVER_WAIT_SECONDS, WATCH_SERVER_WAIT_SECONDS } from './defaults';
+import { CliError } from './errors';
 import { formatIdRanges, statusBlock } from './progress';
 import { addTimelineCommand } from './timeline';
-
-const DEFAULT_STATE_DIR = '.timeshare';
-
-function loadConfig(configPath: string): { parsed: ParsedRunConfig; runId: string } {
-  const parsed = loadRunConfigFile(configPath);
-  return { parsed, runId: resolveRunId(parsed.config, configPath) };
-}
+import type { OrchestratorFlags, WorkerFlags } from './workerCommands';
 
 /** Decimal digits only, >= min (src/cli/args.ts): `1e1` or `0x10` are refused, not read as 10 or 16. */
 const integer = (name: string, min: number): ((value: string) => number) => decimal(name, min);
 
-interface ConnectionFlags extends SecurityFlags {
-  address?: string;
-  namespace?: string;
-}
-
-/**
- * Flags override the config; the config overrides TEMPORAL_ADDRESS / TEMPORAL_NAMESPACE (and the
- * TLS / API key variables, see src/temporal/security.ts); then the defaults.
- */
-function target(flags: ConnectionFlags, parsed?: ParsedRunConfig): TemporalTarget {
-  return {
-    address: flags.address ?? parsed?.config.temporal.address ?? process.env.TEMPORAL_ADDRESS ?? 'localhost:7233',
-    namespace: flags.namespace ?? parsed?.config.temporal.namespace ?? process.env.TEMPORAL_NAMESPACE ?? 'default',
-    security: resolveSecurity(parsed?.config.temporal, flags),
-  };
-}
+/** Where a connection setting comes from when its flag is not given: commands that take a config read it there first. */
+export type SettingSources = 'config' | 'no-config';
 
 /** Payload codec flags (also used by `codec-server`). */
-function withCodecFlags(command: Command): Command {
+function withCodecFlags(command: Command, sources: SettingSources): Command {
   return command
-    .option('--codec-key-id <id>', 'payload codec key id (default: config temporal.codec.keyId)')
+    .option('--codec-key-id <id>', sources === 'config' ? 'payload codec key id (default: config temporal.codec.keyId)' : 'payload codec key id (with --codec-key-file or --codec-key-env)')
     .option('--codec-key-file <file>', 'file holding the 256-bit payload codec key (64 hex characters or base64)')
     .option('--codec-key-env <VAR>', 'environment variable holding the payload codec key');
 }
 
-function withConnectionFlags(command: Command): Command {
+/** The connection flags; their help names the config among the defaults only where the command takes one. */
+function withConnectionFlags(command: Command, sources: SettingSources): Command {
+  const from = (...rest: string[]): string => `default: ${[...(sources === 'config' ? ['config'] : []), ...rest].join(', ')}`;
   return withCodecFlags(
     command
-      .option('--address <host:port>', 'Temporal front-end address (default: config, $TEMPORAL_ADDRESS, localhost:7233)')
-      .option('--namespace <name>', 'Temporal namespace (default: config, $TEMPORAL_NAMESPACE, default)')
+      .option('--address <host:port>', `Temporal front-end address (${from('$TEMPORAL_ADDRESS', 'localhost:7233')})`)
+      .option('--namespace <name>', `Temporal namespace (${from('$TEMPORAL_NAMESPACE', 'default')})`)
       .option('--tls', 'connect with TLS (system root CAs unless --tls-ca)')
-      .option('--tls-ca <file>', 'CA certificate of the server (PEM; default: config, $TEMPORAL_TLS_CA_PATH)')
-      .option('--tls-cert <file>', 'client certificate for mTLS (PEM; default: config, $TEMPORAL_TLS_CERT_PATH)')
-      .option('--tls-key <file>', 'client private key for mTLS (PEM; default: config, $TEMPORAL_TLS_KEY_PATH)')
-      .option('--tls-server-name <name>', 'name the server certificate must carry (default: config, $TEMPORAL_TLS_SERVER_NAME)')
-      .option('--api-key-env <VAR>', 'environment variable holding the Temporal API key (default: config, then $TEMPORAL_API_KEY if set)'),
+      .option('--tls-ca <file>', `CA certificate of the server (PEM; ${from('$TEMPORAL_TLS_CA_PATH')})`)
+      .option('--tls-cert <file>', `client certificate for mTLS (PEM; ${from('$TEMPORAL_TLS_CERT_PATH')})`)
+      .option('--tls-key <file>', `client private key for mTLS (PEM; ${from('$TEMPORAL_TLS_KEY_PATH')})`)
+      .option('--tls-server-name <name>', `name the server certificate must carry (${from('$TEMPORAL_TLS_SERVER_NAME')})`)
+      .option('--api-key-env <VAR>', `environment variable holding the Temporal API key (${sources === 'config' ? 'default: config, then $TEMPORAL_API_KEY if set' : 'default: $TEMPORAL_API_KEY if set'})`),
+    sources,
   );
 }
 
@@ -93,6 +68,8 @@ export function buildProgram(): Command {
     .option('--server-wait <seconds>', 'give up (exit 4) when the Temporal server stays unreachable this long', integer('--server-wait', 0), WATCH_SERVER_WAIT_SECONDS)
     .option('--keep-ui', 'keep the server and the Temporal UI after the run ends, until Ctrl-C')
     .action(async (configPath: string, flags: { stateDir: string; port: number; uiPort: number; progressEvery: number; serverWait: number; keepUi?: boolean }) => {
+      const { loadConfig } = await import('./context');
+      const { runDev } = await import('./dev');
       const { parsed, runId } = loadConfig(configPath);
       process.exitCode = await runDev({
         configPath,
@@ -114,7 +91,12 @@ export function buildProgram(): Command {
       .argument('<config>', 'run configuration (YAML or JSON)')
       .option('--watch', 'print progress until the run ends (exit 0: finished, 3: the run failed, 4: server unreachable past --server-wait)')
       .option('--server-wait <seconds>', 'with --watch: give up when the server stays unreachable this long', integer('--server-wait', 0), WATCH_SERVER_WAIT_SECONDS),
+    'config',
   ).action(async (configPath: string, flags: ConnectionFlags & { watch?: boolean; serverWait: number }) => {
+    const { loadConfig, target } = await import('./context');
+    const { connectClient, startOrAttachRun } = await import('./client');
+    const { buildRunSpec } = await import('../pipeline/spec');
+    const { outcomeExitCode, outcomeLine, watchRun } = await import('./watch');
     const { parsed, runId } = loadConfig(configPath);
     const temporal = target(flags, parsed);
     const client = await connectClient(temporal);
@@ -143,19 +125,17 @@ export function buildProgram(): Command {
       .argument('<run-id>')
       .option('--json', 'print the raw status as JSON')
       .option('--server-wait <seconds>', 'wait this long for an unreachable server (exit 4 after)', integer('--server-wait', 0), STATUS_SERVER_WAIT_SECONDS),
+    'no-config',
   ).action(async (runId: string, flags: ConnectionFlags & { json?: boolean; serverWait: number }) => {
+    const { target } = await import('./context');
+    const { statusThroughOutage } = await import('./watch');
     const status = await statusThroughOutage(target(flags), runId, { limitMs: flags.serverWait * 1000, log: (line) => console.error(line) });
     console.log(flags.json ? JSON.stringify(status, null, 2) : statusBlock(status));
   });
 
   const updateCommand = (name: string, update: 'pause' | 'resume' | 'stop', description: string) =>
-    withConnectionFlags(program.command(name).description(description).argument('<run-id>')).action(async (runId: string, flags: ConnectionFlags) => {
-      const client = await connectClient(target(flags));
-      try {
-        console.log(statusBlock(await sendUpdate(client, runId, { name: update })));
-      } finally {
-        await client.connection.close();
-      }
+    withConnectionFlags(program.command(name).description(description).argument('<run-id>'), 'no-config').action(async (runId: string, flags: ConnectionFlags) => {
+      await sendRunUpdate(runId, flags, { name: update });
     });
   updateCommand('pause', 'pause', 'Pause the run after the current iteration');
   updateCommand('resume', 'resume', 'Resume a paused run (also retries an iteration that failed)');
@@ -167,13 +147,9 @@ export function buildProgram(): Command {
       .description('Change the batch size from the next iteration on')
       .argument('<run-id>')
       .argument('<batch-size>', 'samples per training batch', integer('batch size', 1)),
+    'no-config',
   ).action(async (runId: string, batchSize: number, flags: ConnectionFlags) => {
-    const client = await connectClient(target(flags));
-    try {
-      console.log(statusBlock(await sendUpdate(client, runId, { name: 'setBatchSize', batchSize })));
-    } finally {
-      await client.connection.close();
-    }
+    await sendRunUpdate(runId, flags, { name: 'setBatchSize', batchSize });
   });
 
   withConnectionFlags(
@@ -183,13 +159,9 @@ export function buildProgram(): Command {
       .argument('<run-id>')
       // Parsed by commander (not in the action) so that a bad rank is reported with usage, exit 2.
       .argument('<ranks>', "comma-separated rank ids, or 'default'", (text: string) => (text === 'default' ? null : parseDecimalList('rank ids', text, 0))),
+    'no-config',
   ).action(async (runId: string, ranks: number[] | null, flags: ConnectionFlags) => {
-    const client = await connectClient(target(flags));
-    try {
-      console.log(statusBlock(await sendUpdate(client, runId, { name: 'setShrinkSet', ranks })));
-    } finally {
-      await client.connection.close();
-    }
+    await sendRunUpdate(runId, flags, { name: 'setShrinkSet', ranks });
   });
 
   withConnectionFlags(
@@ -198,27 +170,17 @@ export function buildProgram(): Command {
       .description('Return lost ranks to the pool once their node is back (they reload and sync weights at the next iteration)')
       .argument('<run-id>')
       .argument('<ranks>', 'comma-separated rank ids (see `timeshare status`)', (text: string) => parseDecimalList('rank ids', text, 0)),
+    'no-config',
   ).action(async (runId: string, ranks: number[], flags: ConnectionFlags) => {
-    const client = await connectClient(target(flags));
-    try {
-      console.log(statusBlock(await sendUpdate(client, runId, { name: 'returnRanks', ranks })));
-    } finally {
-      await client.connection.close();
-    }
+    await sendRunUpdate(runId, flags, { name: 'returnRanks', ranks });
   });
 
-  const buildIdFlag = (text: string): string => {
-    try {
-      return checkBuildId(text, '--build-id');
-    } catch (error) {
-      throw new CliError(error instanceof Error ? error.message : String(error), 2);
-    }
-  };
   const worker = program.command('worker').description('Run a worker process against an existing Temporal server');
   const workerFlags = (command: Command) =>
-    withConnectionFlags(command)
+    withConnectionFlags(command, 'config')
       .option('--state-dir <dir>', 'local state (simulated engine state)', DEFAULT_STATE_DIR)
-      .option('--exit-with-parent', 'exit when the parent process ends (used by `timeshare dev`)');
+      .option('--exit-with-parent', 'exit when the parent process ends (used by `timeshare dev`)')
+      .option('--server-wait <seconds>', 'wait this long for a server that does not answer yet (`timeshare dev` starts its workers while its server starts)', integer('--server-wait', 0), 0);
 
   workerFlags(
     worker
@@ -228,26 +190,10 @@ export function buildProgram(): Command {
       .option('--build-id <id>', 'Worker Deployment build id (default: content hash of the workflow bundle)')
       .option('--workflow-bundle <file>', 'run a prebuilt workflow bundle (e.g. an older version kept in .cache/bundles) instead of the bundle of src/workflows')
       .option('--set-current', "make this version the deployment's current one (default: only when it has none)"),
-  ).action(
-    async (
-      configPath: string,
-      flags: ConnectionFlags & { stateDir: string; exitWithParent?: boolean; buildId?: string; workflowBundle?: string; setCurrent?: boolean },
-    ) => {
-      const context = workerContext(configPath, flags);
-      const buildId = flags.buildId === undefined ? undefined : buildIdFlag(flags.buildId);
-      const bundleFile = flags.workflowBundle === undefined ? undefined : path.resolve(flags.workflowBundle);
-      if (bundleFile !== undefined && !existsSync(bundleFile)) throw new CliError(`--workflow-bundle: no file ${bundleFile}`, 2);
-      const connection = await connectWorker(context.temporal);
-      const orchestrator = await createOrchestratorWorker(connection, context, {
-        ...(buildId === undefined ? {} : { buildId }),
-        ...(bundleFile === undefined ? {} : { workflowBundle: { codePath: bundleFile } }),
-        setCurrent: flags.setCurrent === true ? 'always' : 'if-none',
-        log: (line) => console.error(line),
-      });
-      console.error(`orchestrator worker for run '${context.runId}' on ${context.temporal.address} (${context.temporal.security?.summary ?? 'plaintext'})`);
-      await runWorkers([orchestrator], connection, { exitWithParent: flags.exitWithParent });
-    },
-  );
+  ).action(async (configPath: string, flags: OrchestratorFlags) => {
+    const { runOrchestratorWorker } = await import('./workerCommands');
+    await runOrchestratorWorker(configPath, flags);
+  });
 
   workerFlags(
     worker
@@ -255,17 +201,12 @@ export function buildProgram(): Command {
       .description("One GPU node: its ranks' rollout engines and its part of the trainer")
       .argument('<config>', 'run config (YAML or JSON) the run was started with')
       .requiredOption('--node <index>', 'node index in the pool', integer('--node', 0)),
-  ).action(async (configPath: string, flags: ConnectionFlags & { stateDir: string; exitWithParent?: boolean; node: number }) => {
-    const context = workerContext(configPath, flags);
-    const connection = await connectWorker(context.temporal);
-    const workers = await createGpuNodeWorkers(connection, context, flags.node);
-    console.error(
-      `gpu-node ${flags.node} worker for run '${context.runId}' on ${context.temporal.address} (${context.temporal.security?.summary ?? 'plaintext'}): ${workers.map((w) => w.options.taskQueue).join(', ')}`,
-    );
-    await runWorkers(workers, connection, { exitWithParent: flags.exitWithParent });
+  ).action(async (configPath: string, flags: WorkerFlags & { node: number }) => {
+    const { runGpuNodeWorker } = await import('./workerCommands');
+    await runGpuNodeWorker(configPath, flags);
   });
 
-  addTimelineCommand(program, { withFlags: withConnectionFlags, target: (flags) => target(flags) });
+  addTimelineCommand(program, (command) => withConnectionFlags(command, 'no-config'));
   withCodecFlags(
     program
       .command('codec-server')
@@ -274,7 +215,11 @@ export function buildProgram(): Command {
       .option('--host <host>', 'interface to listen on (anyone who reaches it can decrypt)', '127.0.0.1')
       .option('--port <port>', 'port to listen on', decimal('--port', 1, 65_535), 8081)
       .option('--cors-origin <origin...>', "origins allowed to call it from a browser (the Temporal UI's)", ['http://localhost:8233', 'http://127.0.0.1:8233']),
+    'config',
   ).action(async (configPath: string | undefined, flags: SecurityFlags & { host: string; port: number; corsOrigin: string[] }) => {
+    const { loadConfig } = await import('./context');
+    const { resolveSecurity } = await import('../temporal/security');
+    const { startCodecServer } = await import('../temporal/codecServer');
     const parsed = configPath === undefined ? undefined : loadConfig(configPath).parsed;
     const { codec } = resolveSecurity(parsed?.config.temporal, flags);
     if (codec === undefined) throw new CliError('no payload codec configured: set temporal.codec in the config or pass --codec-key-id with --codec-key-file or --codec-key-env', 2);
@@ -304,6 +249,7 @@ export function buildProgram(): Command {
     .option('--weight-sync <mode>', 'disk | broadcast: how the run syncs weights (broadcast: sync faults strike the collective)', 'disk')
     .action(async (flags: { faults: number; seed: number; kinds?: string; phases?: string; stateDir?: string; deadlineMinutes: number; weightSync: string }) => {
       if (flags.weightSync !== 'disk' && flags.weightSync !== 'broadcast') throw new CliError(`--weight-sync: expected disk or broadcast, got ${JSON.stringify(flags.weightSync)}`, 2);
+      const { formatReport, runChaos } = await import('../chaos/harness');
       const report = await runChaos({
         weightSync: flags.weightSync,
         faults: flags.faults,
@@ -321,8 +267,11 @@ export function buildProgram(): Command {
     .command('check-config')
     .description('Validate a run configuration and print the GPU layout it describes')
     .argument('<config>', 'run configuration (YAML or JSON) to check')
-    .action((configPath: string) => {
-      const { parsed, runId } = loadConfig(configPath);
+    .action(async (configPath: string) => {
+      // The config module alone: checking a config loads nothing of Temporal.
+      const { loadRunConfigFile, resolveRunId } = await import('../config');
+      const parsed = loadRunConfigFile(configPath);
+      const runId = resolveRunId(parsed.config, configPath);
       const { layout } = parsed;
       console.log(`${configPath}: valid. run '${runId}', ${layout.strategy}, ${layout.nodes}×${layout.gpusPerNode} GPUs`);
       console.log(`  rollout ranks: ${layout.ranks.map((rank) => `${rank.id}:[${formatIdRanges(rank.gpus)}]@node${rank.node}`).join(' ')}`);
@@ -344,20 +293,15 @@ function listOption(name: string, text: string | undefined, allowed: readonly st
   return items;
 }
 
-function workerContext(configPath: string, flags: ConnectionFlags & { stateDir: string }): WorkerContext {
-  const { parsed, runId } = loadConfig(configPath);
-  return { parsed, runId, paths: runtimePaths(parsed.config, flags.stateDir), temporal: target(flags, parsed) };
-}
-
-async function connectWorker(temporal: TemporalTarget): Promise<NativeConnection> {
-  installRuntimeLogger();
+/** Sends one of the run's updates and prints the status it answers with. */
+async function sendRunUpdate(runId: string, flags: ConnectionFlags, update: Parameters<typeof import('./client').sendUpdate>[2]): Promise<void> {
+  const { target } = await import('./context');
+  const { connectClient, sendUpdate } = await import('./client');
+  const client = await connectClient(target(flags));
   try {
-    return await NativeConnection.connect({ address: temporal.address, ...(temporal.security === undefined ? {} : connectionOptions(temporal.security)) });
-  } catch (error) {
-    throw new CliError(
-      `cannot reach the Temporal server at ${temporal.address} (${temporal.security?.summary ?? 'plaintext'}): ${error instanceof Error ? error.message : String(error)}\n` +
-        `  Start one ('timeshare dev' or a cluster) or pass --address host:port.`,
-    );
+    console.log(statusBlock(await sendUpdate(client, runId, update)));
+  } finally {
+    await client.connection.close();
   }
 }
 
@@ -367,22 +311,25 @@ export async function main(argv: string[]): Promise<number> {
     await program.parseAsync(argv, { from: 'user' });
     return typeof process.exitCode === 'number' ? process.exitCode : 0;
   } catch (error) {
-    if (error instanceof ConfigError) {
-      console.error(error.message);
-      return 2;
-    }
-    if (error instanceof SecurityConfigError) {
-      console.error(`timeshare: ${error.message}`);
-      return 2;
+    const commanderError = error as { code?: string; exitCode?: number };
+    if (typeof commanderError.code === 'string' && commanderError.code.startsWith('commander.')) {
+      // --help and --version exit 0; usage errors (already printed by commander) exit 2.
+      return ['commander.helpDisplayed', 'commander.help', 'commander.version'].includes(commanderError.code) ? 0 : 2;
     }
     if (error instanceof CliError) {
       console.error(`timeshare: ${error.message}`);
       return error.exitCode;
     }
-    const commanderError = error as { code?: string; exitCode?: number };
-    if (typeof commanderError.code === 'string' && commanderError.code.startsWith('commander.')) {
-      // --help and --version exit 0; usage errors (already printed by commander) exit 2.
-      return ['commander.helpDisplayed', 'commander.help', 'commander.version'].includes(commanderError.code) ? 0 : 2;
+    // Loaded here, not up front: a config or security error means the command loaded them already.
+    const { ConfigError } = await import('../config/load');
+    if (error instanceof ConfigError) {
+      console.error(error.message);
+      return 2;
+    }
+    const { SecurityConfigError } = await import('../temporal/security');
+    if (error instanceof SecurityConfigError) {
+      console.error(`timeshare: ${error.message}`);
+      return 2;
     }
     // One plain line; the stack only when asked for (TIMESHARE_DEBUG=1).
     const debug = process.env.TIMESHARE_DEBUG === '1';

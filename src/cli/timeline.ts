@@ -7,19 +7,15 @@ import path from 'node:path';
 import type { Client } from '@temporalio/client';
 import { InvalidArgumentError, type Command } from 'commander';
 import { ValidationError } from '../gpu/validation';
-import { fetchIterationHistories, timelineFromIterationHistories, type IterationHistory } from '../timeline/fromHistory';
-import { renderTimelinesSvg, svgToPng } from '../timeline/render';
-import { parseTimelines } from '../timeline/schema';
+import type { IterationHistory } from '../timeline/fromHistory';
 import type { Timeline } from '../timeline/types';
-import { startDevServer, type DevServer } from '../temporal/devServer';
-import type { TemporalTarget } from '../workers/options';
-import { CliError, connectClient } from './client';
+import type { DevServer } from '../temporal/devServer';
+import type { ConnectionFlags } from './context';
+import { CliError } from './errors';
 
 export const DEFAULT_TIMELINE_DIR = path.join('.timeshare', 'timelines');
 
-interface TimelineFlags {
-  address?: string;
-  namespace?: string;
+interface TimelineFlags extends ConnectionFlags {
   stateDir?: string;
   out: string;
   iterations?: { from: number; to?: number };
@@ -27,10 +23,13 @@ interface TimelineFlags {
   title?: string;
 }
 
-/** "3" → iteration 3 only; "2..5" → 2 to 5; "2.." → 2 to the last one started. */
+/**
+ * Iteration numbers as a person reads them (from 1, as the progress lines): "3" → iteration 3
+ * only; "2..5" → 2 to 5; "2.." → 2 to the last one started.
+ */
 export function parseIterationRange(text: string): { from: number; to?: number } {
-  const match = /^(\d+)(?:\.\.(\d+)?)?$/.exec(text.trim());
-  if (match === null) throw new InvalidArgumentError(`expected K, K..L or K.. with iteration numbers (got '${text}')`);
+  const match = /^([1-9]\d*)(?:\.\.([1-9]\d*)?)?$/.exec(text.trim());
+  if (match === null) throw new InvalidArgumentError(`expected K, K..L or K.. with iteration numbers from 1 (got '${text}')`);
   const from = Number(match[1]);
   const dots = text.includes('..');
   const to = match[2] === undefined ? (dots ? undefined : from) : Number(match[2]);
@@ -51,6 +50,8 @@ export async function writeTimelineCharts(
   name: string,
   options: { title?: string; withJson?: boolean } = {},
 ): Promise<ChartFiles> {
+  // The renderer (vega, resvg) loads only when a chart is drawn: the CLI's other commands start without it.
+  const { renderTimelinesSvg, svgToPng } = await import('../timeline/render');
   const svg = await renderTimelinesSvg(timelines, options.title === undefined ? {} : { title: options.title });
   const png = await svgToPng(svg);
   mkdirSync(dir, { recursive: true });
@@ -77,6 +78,7 @@ async function serveDevState(stateDir: string): Promise<DevServer> {
         `read from its server instead with --address (default localhost:7233)`,
     );
   }
+  const { startDevServer } = await import('../temporal/devServer');
   try {
     return await startDevServer({ dbFile, headless: true, logFile: path.resolve(stateDir, 'logs', 'temporal-timeline.log') });
   } catch (error) {
@@ -84,7 +86,8 @@ async function serveDevState(stateDir: string): Promise<DevServer> {
   }
 }
 
-function readTimelinesFile(file: string): Timeline[] {
+async function readTimelinesFile(file: string): Promise<Timeline[]> {
+  const { parseTimelines } = await import('../timeline/schema');
   let text: string;
   try {
     text = readFileSync(file, 'utf8');
@@ -104,8 +107,15 @@ function readTimelinesFile(file: string): Timeline[] {
   }
 }
 
+/** The 1-based range typed on the command line as the 0-based numbers of the iterations' workflow ids. */
+function workflowRange(range: { from: number; to?: number } | undefined): { from?: number; to?: number } {
+  if (range === undefined) return {};
+  return range.to === undefined ? { from: range.from - 1 } : { from: range.from - 1, to: range.to - 1 };
+}
+
 /** One panel per run, read from the server `client` is connected to. */
 async function runTimelines(client: Client, runIds: readonly string[], range: { from?: number; to?: number }): Promise<Timeline[]> {
+  const { fetchIterationHistories, timelineFromIterationHistories } = await import('../timeline/fromHistory');
   const timelines: Timeline[] = [];
   for (const runId of runIds) {
     let histories: IterationHistory[];
@@ -121,12 +131,9 @@ async function runTimelines(client: Client, runIds: readonly string[], range: { 
   return timelines;
 }
 
-export function addTimelineCommand(
-  program: Command,
-  connection: { withFlags(command: Command): Command; target(flags: { address?: string; namespace?: string }): TemporalTarget },
-): void {
-  connection
-    .withFlags(
+/** `withConnectionFlags` adds the Temporal connection flags (src/cli/main.ts). */
+export function addTimelineCommand(program: Command, withConnectionFlags: (command: Command) => Command): void {
+  withConnectionFlags(
       program
         .command('timeline')
         .description(
@@ -135,7 +142,7 @@ export function addTimelineCommand(
         )
         .argument('[run-ids...]', 'the run(s) to chart (workflows timeshare-<run-id> and timeshare-<run-id>-iter-<k>)')
         .option('--out <dir>', 'folder for the chart files', DEFAULT_TIMELINE_DIR)
-        .option('--iterations <range>', 'iterations to chart: K, K..L or K.. (default: all)', parseIterationRange)
+        .option('--iterations <range>', 'iterations to chart, numbered from 1 as in the progress lines: K, K..L or K.. (default: all)', parseIterationRange)
         .option('--state-dir <dir>', "read finished 'timeshare dev' runs from its state folder (starts a headless server on its database meanwhile)")
         .option('--from-json <file>', 'render a timelines JSON file (an array of timelines) instead of runs')
         .option('--title <text>', 'chart title'),
@@ -146,17 +153,19 @@ export function addTimelineCommand(
       }
       let files: ChartFiles;
       if (flags.fromJson !== undefined) {
-        const timelines = readTimelinesFile(flags.fromJson);
+        const timelines = await readTimelinesFile(flags.fromJson);
         files = await writeTimelineCharts(timelines, flags.out, path.basename(flags.fromJson, path.extname(flags.fromJson)), { title: flags.title });
       } else {
         if (flags.stateDir !== undefined && flags.address !== undefined) throw new CliError('give --state-dir or --address, not both', 2);
+        const { connectClient } = await import('./client');
+        const { target } = await import('./context');
         const server = flags.stateDir === undefined ? undefined : await serveDevState(flags.stateDir);
-        const client = await connectClient(server === undefined ? connection.target(flags) : { address: server.address, namespace: 'default' }).catch(async (error: unknown) => {
+        const client = await connectClient(server === undefined ? target(flags) : { address: server.address, namespace: 'default' }).catch(async (error: unknown) => {
           await server?.stop();
           throw error;
         });
         try {
-          const timelines = await runTimelines(client, runIds, flags.iterations ?? {});
+          const timelines = await runTimelines(client, runIds, workflowRange(flags.iterations));
           // File names from run ids: keep them inside --out whatever the ids contain.
           const safe = runIds.map((id) => id.replace(/[^A-Za-z0-9._-]/g, '_'));
           const name = safe.length === 1 ? `${safe[0]}-timeline` : `timeline-${safe.join('-')}`;

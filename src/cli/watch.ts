@@ -11,6 +11,7 @@ import { runWorkflowId } from '../pipeline/naming';
 import type { RunStatus } from '../pipeline/types';
 import type { RunSummary } from '../workflows/run';
 import { CliError, connectClient, queryStatus, runResult, ServerUnreachableError, statusUnavailable } from './client';
+import { STATUS_SERVER_WAIT_SECONDS, WATCH_SERVER_WAIT_SECONDS } from './defaults';
 import { EXIT } from './exitCodes';
 import { progressLine } from './progress';
 import type { TemporalTarget } from '../workers/options';
@@ -21,10 +22,7 @@ export interface ServerWait {
   log: (line: string) => void;
 }
 
-/** Default --server-wait of the watchers that follow a run to its end (`dev`, `start --watch`). */
-export const WATCH_SERVER_WAIT_SECONDS = 300;
-/** Default --server-wait of one-shot commands (`status`). */
-export const STATUS_SERVER_WAIT_SECONDS = 30;
+export { STATUS_SERVER_WAIT_SECONDS, WATCH_SERVER_WAIT_SECONDS };
 
 const RETRY_EVERY_MS = 1_000;
 /** A probe or a status query that takes longer than this counts as no answer. */

@@ -13,8 +13,6 @@ export type { GpuList, RolloutEngineConfig, RunConfig, RunConfigInput, TrainerEn
 export {
   CONFIG_EXTENSIONS,
   ConfigError,
-  defaultConfigPath,
-  examplesDir,
   formatConfigError,
   formatPath,
   loadRunConfigFile,
@@ -25,3 +23,4 @@ export {
   validationIssue,
 } from './load';
 export type { ConfigIssue, ParsedRunConfig } from './load';
+export { defaultConfigPath, examplesDir } from './paths';

@@ -4,7 +4,7 @@
  * rollout rank). Every problem becomes a ConfigError listing each issue with its dotted field
  * path (`pool.gpusPerNode`, `train.gpus[2]`), the rule broken and the offending value.
  */
-import { existsSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { isMap, isPair, isScalar, isSeq, LineCounter, parseDocument } from 'yaml';
 import type { Node as YamlNode } from 'yaml';
@@ -517,24 +517,4 @@ export function resolveRunId(config: RunConfig, configPath: string): string {
       message: `not set, and the file name '${name}' is not a run id (lower-case letters, digits and dashes, at most 63, ${RUN_ID_PATTERN.source}); set run.id, e.g. 'run: { id: ${slugify(name)} }'`,
     },
   ]);
-}
-
-/**
- * The examples directory shipped with the project (examples/multiplexed.yaml is the embedded
- * dev default). Found by walking up from this module, so it works from src/ and from dist/.
- */
-export function examplesDir(): string {
-  let dir = __dirname;
-  for (;;) {
-    const candidate = path.join(dir, 'examples');
-    if (existsSync(path.join(candidate, 'multiplexed.yaml'))) return candidate;
-    const parent = path.dirname(dir);
-    if (parent === dir) throw new Error(`examples/ not found above ${__dirname}`);
-    dir = parent;
-  }
-}
-
-/** Path of the embedded dev default configuration (examples/multiplexed.yaml). */
-export function defaultConfigPath(): string {
-  return path.join(examplesDir(), 'multiplexed.yaml');
 }

@@ -5,7 +5,7 @@
  */
 import path from 'node:path';
 import type { PoolLayout } from '../gpu/layout';
-import { nodeTaskQueues } from '../workers/gpuNode';
+import { nodeTaskQueues } from '../workers/taskQueues';
 import { timeshareInvocation } from './entry';
 import { SupervisedProcess, type ExitInfo } from './supervised';
 
@@ -24,6 +24,8 @@ export interface WorkerProcessesOptions {
   onExit?: (name: string, info: ExitInfo, logFile: string) => void;
   /** The orchestrator makes its Worker Deployment version current even if another one is (`--set-current`). */
   setCurrentVersion?: boolean;
+  /** Workers wait this long for a server that does not answer yet (`--server-wait`): started while the server starts. */
+  serverWaitSeconds?: number;
 }
 
 /** What a worker prints once it polls its task queues (src/cli/main.ts). */
@@ -66,9 +68,10 @@ function tail(text: string, lines = 20): string {
 
 /** The `timeshare worker …` argument lists for a run: the orchestrator, then each node with something to serve. */
 export function workerCommands(
-  options: Pick<WorkerProcessesOptions, 'configPath' | 'address' | 'stateDir' | 'layout' | 'taskQueuePrefix' | 'setCurrentVersion'>,
+  options: Pick<WorkerProcessesOptions, 'configPath' | 'address' | 'stateDir' | 'layout' | 'taskQueuePrefix' | 'setCurrentVersion' | 'serverWaitSeconds'>,
 ): { name: string; args: string[] }[] {
   const common = [path.resolve(options.configPath), '--address', options.address, '--state-dir', options.stateDir, '--exit-with-parent'];
+  if (options.serverWaitSeconds !== undefined) common.push('--server-wait', String(options.serverWaitSeconds));
   const orchestratorArgs = ['worker', 'orchestrator', ...common, ...(options.setCurrentVersion === true ? ['--set-current'] : [])];
   const commands = [{ name: 'orchestrator', args: orchestratorArgs }];
   for (let node = 0; node < options.layout.nodes; node++) {

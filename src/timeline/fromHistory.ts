@@ -335,13 +335,15 @@ export function timelineFromIterationHistories(histories: readonly IterationHist
     for (const [node, span] of trainSpans) for (const lane of lanes.trainLanes(node)) add(lane, 'train', span);
   }
 
+  // Labels, marks and the title number iterations from 1, as the CLI's progress lines do
+  // (workflow `-iter-<k>` is iteration k + 1).
   const iterationAt = (ms: number): string => {
     let current = firstView.iteration;
     for (const view of views) if (view.startedMs - originMs <= ms) current = view.iteration;
-    return `iter ${current}`;
+    return `iter ${current + 1}`;
   };
   const segments = lanes.lanes.flatMap((lane) => flattenLane(lane, intervals.get(lane) as Map<TimelineRole, Interval[]>, endMs, iterationAt));
-  const range = views.length === 1 ? `iteration ${firstView.iteration}` : `iterations ${firstView.iteration}-${(views[views.length - 1] as IterationView).iteration}`;
+  const range = views.length === 1 ? `iteration ${firstView.iteration + 1}` : `iterations ${firstView.iteration + 1}-${(views[views.length - 1] as IterationView).iteration + 1}`;
   const [timeline] = checkTimelines(
     [
       {
@@ -351,7 +353,7 @@ export function timelineFromIterationHistories(histories: readonly IterationHist
         lanes: lanes.lanes,
         segments,
         endMs,
-        marks: views.map((view) => ({ atMs: view.startedMs - originMs, label: `iter ${view.iteration}` })),
+        marks: views.map((view) => ({ atMs: view.startedMs - originMs, label: `iter ${view.iteration + 1}` })),
         note: lanes.note,
       },
     ],
@@ -368,7 +370,7 @@ function isNotFound(error: unknown): boolean {
 
 /**
  * The histories of a run's iterations `from`..`to` (inclusive; `to` defaults to the last one
- * started). Iterations are found by their deterministic workflow ids, which also covers a run
+ * started), numbered as their workflow ids are (from 0; a person reads k + 1). Iterations are found by their deterministic workflow ids, which also covers a run
  * that continued as new. Throws if the run or iteration `from` does not exist.
  */
 export async function fetchIterationHistories(client: Client, runId: string, range: { from?: number; to?: number } = {}): Promise<IterationHistory[]> {
@@ -388,7 +390,7 @@ export async function fetchIterationHistories(client: Client, runId: string, ran
     } catch (error) {
       if (!isNotFound(error)) throw error;
       if (histories.length === 0 || range.to !== undefined) {
-        throw new ValidationError('VAL_INT_RANGE', 'iteration', String(iteration), `run '${runId}' has no iteration workflow '${iterationWorkflowId(runId, iteration)}'`);
+        throw new ValidationError('VAL_INT_RANGE', 'iteration', String(iteration + 1), `run '${runId}' has no iteration ${iteration + 1} (workflow '${iterationWorkflowId(runId, iteration)}')`);
       }
       break;
     }

@@ -20,10 +20,10 @@ import { createOpenEnvEnvironment } from '../engines/openenv';
 import { engineAuthHeaders, headerSecrets } from '../engines/auth';
 import { HttpTrainer, SglangRolloutEngine, VllmRolloutEngine } from '../engines/http';
 import type { AgentEnvironment, RolloutEngine, Trainer } from '../engines/types';
-import { deviceAddress, ranksOnNode, trainNodes, type PoolLayout } from '../gpu/layout';
+import { deviceAddress, ranksOnNode } from '../gpu/layout';
 import { checkIntRange } from '../gpu/validation';
-import { rankQueue, trainerQueue } from '../pipeline/naming';
 import { PLAINTEXT, workerDataConverter } from '../temporal/security';
+import { nodeTaskQueues } from './taskQueues';
 import { refuseUndecodableArguments } from './undecodable';
 import { engineStateDir, faultInjectionDir, modelWeightsPath, storeCache, weightsDir, weightsPath } from './runtime';
 import { HEARTBEAT_INTERVAL_MS, HEARTBEAT_THROTTLE, RANK_QUEUE_POLLERS, SHUTDOWN_FORCE, SHUTDOWN_GRACE, type WorkerContext } from './options';
@@ -134,12 +134,7 @@ export function createSimulatedNodeEngines(context: WorkerContext, node: number)
   return { engines, trainer, environment: new SimEnvironment({ workload, clock }), timeScale };
 }
 
-/** The task queues a node's worker serves. */
-export function nodeTaskQueues(layout: PoolLayout, prefix: string, node: number): string[] {
-  const queues = ranksOnNode(layout, node).map((rank) => rankQueue(prefix, rank.id));
-  if (trainNodes(layout).includes(node)) queues.push(trainerQueue(prefix, node));
-  return queues;
-}
+export { nodeTaskQueues };
 
 export async function createGpuNodeWorkers(
   connection: NativeConnection,

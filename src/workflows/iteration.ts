@@ -68,7 +68,10 @@ export async function iterationWorkflow(input: IterationInput): Promise<Iteratio
   }
 }
 
-/** The workflow failure for a failed program: retryable unless ranks were lost or the pool could not be restored. */
+/**
+ * The workflow failure for a failed program: retryable unless ranks were lost or the pool could not be restored.
+ * Its message numbers the iteration from 1, as the CLI does (workflow `-iter-<k>` is iteration k + 1).
+ */
 function failureOf(input: IterationInput, lost: LostNodes, error: unknown): unknown {
   const { iteration, spec } = input;
   const attempt = workflowInfo().attempt;
@@ -76,7 +79,7 @@ function failureOf(input: IterationInput, lost: LostNodes, error: unknown): unkn
   if (!(error instanceof IterationFailure)) return error;
   if (error.restoreProblems.length > 0) {
     return ApplicationFailure.nonRetryable(
-      `iteration ${iteration} failed in phase '${error.phase}' (${describeError(error.cause)}) and could not restore the pool: ${error.restoreProblems.join('; ')}` +
+      `iteration ${iteration + 1} failed in phase '${error.phase}' (${describeError(error.cause)}) and could not restore the pool: ${error.restoreProblems.join('; ')}` +
         (error.committedVersion === undefined ? '' : ` (weights v${error.committedVersion} were already trained)`),
       'PoolRestoreFailed',
     );
@@ -87,10 +90,10 @@ function failureOf(input: IterationInput, lost: LostNodes, error: unknown): unkn
       type: 'RanksLost',
       nonRetryable: true,
       message:
-        `iteration ${iteration} attempt ${attempt}: ranks ${error.lostRanks.join(',')} lost in phase '${error.phase}' ` +
+        `iteration ${iteration + 1} attempt ${attempt}: ranks ${error.lostRanks.join(',')} lost in phase '${error.phase}' ` +
         `(no worker took their activities for ${(spec.lostNodeTimeoutMs ?? 0) / 1000} s); pool restored without them`,
       details: [{ ranks: error.lostRanks, trainerNode: lost.trainerNode ?? null }],
     });
   }
-  return ApplicationFailure.retryable(`iteration ${iteration} attempt ${attempt} failed in phase '${error.phase}': ${describeError(error.cause)}; pool restored to serving`, 'IterationFailed');
+  return ApplicationFailure.retryable(`iteration ${iteration + 1} attempt ${attempt} failed in phase '${error.phase}': ${describeError(error.cause)}; pool restored to serving`, 'IterationFailed');
 }

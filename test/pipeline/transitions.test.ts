@@ -6,6 +6,7 @@
  * reason in its status; `resume` carries on. Faults are declared engine errors (simulation.faults).
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { statusBlock } from '../../src/cli/progress';
 import { iterationWorkflowId } from '../../src/pipeline/naming';
 import type { RunStatus } from '../../src/pipeline/types';
 import type { RunSummary } from '../../src/workflows/run';
@@ -65,6 +66,8 @@ describe('pipeline: failed transitions roll back and retry (real Temporal)', () 
         const failed = await env.client.workflow.getHandle(iterationWorkflowId(runId, 0), runs[0]!.runId).fetchHistory();
         const failure = failed.events?.at(-1)?.workflowExecutionFailedEventAttributes?.failure?.message ?? '';
         expect(failure).toContain(`failed in phase '${phase}'`);
+        // Numbered as a person reads it: workflow -iter-0 is iteration 1.
+        expect(failure).toMatch(/^iteration 1 attempt 1 failed in phase/);
         expect(failure).toContain('simulated fault');
         expect(failure).toContain('pool restored to serving');
 
@@ -98,6 +101,8 @@ describe('pipeline: failed transitions roll back and retry (real Temporal)', () 
       expect(status.iteration).toBe(0);
       expect(status.lastError).toContain('simulated fault');
       expect(status.lastError).toContain("phase 'train'");
+      expect(status.lastError).toMatch(/iteration 1 attempt \d+ failed in phase 'train'/);
+      expect(statusBlock(status)).toMatch(/^iteration: {2}1 of 1$/m);
       const after = await handle.executeUpdate(resumeUpdate);
       expect(after.paused).toBe(false);
       const summary = (await handle.result()) as RunSummary;

@@ -29,11 +29,14 @@ function expectTiledLanes(timeline: Timeline): void {
   }
 }
 
-/** The lane's roles in time order within one iteration, idle left out, repeats collapsed. */
+/**
+ * The lane's roles in time order within iteration `iteration` (0-based, as in workflow ids; the
+ * chart labels it iteration + 1), idle left out, repeats collapsed.
+ */
 function roleSequence(timeline: Timeline, lane: string, iteration: number): TimelineRole[] {
   const roles: TimelineRole[] = [];
   for (const segment of laneSegments(timeline, lane)) {
-    if (segment.label !== `iter ${iteration}` || segment.role === 'idle') continue;
+    if (segment.label !== `iter ${iteration + 1}` || segment.role === 'idle') continue;
     if (roles[roles.length - 1] !== segment.role) roles.push(segment.role);
   }
   return roles;
@@ -80,7 +83,9 @@ describe('timeline from a real run (real Temporal dev server)', () => {
       const first = await env.client.workflow.getHandle(iterationWorkflowId(runId, 0)).describe();
       const last = await env.client.workflow.getHandle(iterationWorkflowId(runId, 1)).describe();
       expect(Math.abs(timeline.endMs - ((last.closeTime as Date).getTime() - first.startTime.getTime()))).toBeLessThanOrEqual(1);
-      expect(timeline.marks?.map((mark) => mark.label)).toEqual(['iter 0', 'iter 1']);
+      // Numbered as a person reads them (workflows -iter-0 and -iter-1 are iterations 1 and 2).
+      expect(timeline.marks?.map((mark) => mark.label)).toEqual(['iter 1', 'iter 2']);
+      expect(timeline.title).toContain('iterations 1-2');
 
       for (const iteration of [0, 1]) {
         for (const [index, lane] of timeline.lanes.entries()) {
@@ -95,9 +100,10 @@ describe('timeline from a real run (real Temporal dev server)', () => {
           }
         }
         // The train period sits between the released ranks' offload and their onload.
-        const train = timeline.segments.filter((segment) => segment.role === 'train' && segment.label === `iter ${iteration}`);
-        const offloadEnd = Math.max(...timeline.segments.filter((s) => s.role === 'offload' && s.label === `iter ${iteration}`).map((s) => s.endMs));
-        const onloadStart = Math.min(...timeline.segments.filter((s) => s.role === 'onload' && s.label === `iter ${iteration}`).map((s) => s.startMs));
+        const label = `iter ${iteration + 1}`;
+        const train = timeline.segments.filter((segment) => segment.role === 'train' && segment.label === label);
+        const offloadEnd = Math.max(...timeline.segments.filter((s) => s.role === 'offload' && s.label === label).map((s) => s.endMs));
+        const onloadStart = Math.min(...timeline.segments.filter((s) => s.role === 'onload' && s.label === label).map((s) => s.startMs));
         expect(train.map((segment) => segment.lane).sort()).toEqual(['rank 0 · GPU 0', 'rank 1 · GPU 1']);
         for (const segment of train) {
           expect(segment.startMs).toBeGreaterThanOrEqual(offloadEnd);
@@ -111,22 +117,25 @@ describe('timeline from a real run (real Temporal dev server)', () => {
       await workers.stop();
     }
 
-    // The command, as a user runs it: one iteration, files written, their paths printed.
+    // The command, as a user runs it: one iteration (the second: numbers from 1), files written, their paths printed.
     const out = path.join(dir, 'charts');
-    const result = await cli(['timeline', runId, '--address', env.server.address, '--iterations', '1', '--out', out]);
+    const result = await cli(['timeline', runId, '--address', env.server.address, '--iterations', '2', '--out', out]);
     expect(result.stderr).toBe('');
     expect(result.code).toBe(0);
     for (const ext of ['svg', 'png', 'json']) expect(result.stdout).toContain(path.join(out, `${runId}-timeline.${ext}`));
     const [written] = parseTimelines(JSON.parse(readFileSync(path.join(out, `${runId}-timeline.json`), 'utf8')), 'written timeline');
-    expect(written?.title).toContain('iteration 1');
-    expect(written?.marks).toEqual([{ atMs: 0, label: 'iter 1' }]);
+    expect(written?.title).toContain('iteration 2');
+    expect(written?.marks).toEqual([{ atMs: 0, label: 'iter 2' }]);
 
     const missing = await cli(['timeline', 'no-such-run', '--address', env.server.address, '--out', out]);
     expect(missing.code).toBe(1);
     expect(missing.stderr).toContain("no workflow 'timeshare-no-such-run'");
-    const beyond = await cli(['timeline', runId, '--address', env.server.address, '--iterations', '1..2', '--out', out]);
+    const beyond = await cli(['timeline', runId, '--address', env.server.address, '--iterations', '2..3', '--out', out]);
     expect(beyond.code).toBe(1);
-    expect(beyond.stderr).toContain(`no iteration workflow '${iterationWorkflowId(runId, 2)}'`);
+    expect(beyond.stderr).toContain(`has no iteration 3 (workflow '${iterationWorkflowId(runId, 2)}')`);
+    const zero = await cli(['timeline', runId, '--address', env.server.address, '--iterations', '0', '--out', out]);
+    expect(zero.code).toBe(2);
+    expect(zero.stderr).toContain('iteration numbers from 1');
   });
 });
 
