@@ -53,15 +53,32 @@ export function createOrchestratorActivities(deps: OrchestratorDeps): Orchestrat
       checkNonEmpty('batch candidates', candidates);
       const store = deps.store(runId);
       const context = Context.current();
-      for (;;) {
-        // Polls the markers (a readdir); reads the candidates' records only once enough completed.
-        const marked = await store.countCompletionMarkers(candidates);
-        if (marked >= batchSize) {
-          const completed = await store.listCompleted(candidates);
-          if (completed.length >= batchSize) return { sampleIds: completed };
+      // Looks again as soon as the markers may be enough (the batch's last completion is seen in
+      // milliseconds, not half a poll interval later), and every batchPollMs in any case.
+      const wanted = new Set(candidates);
+      const wake = new Wake();
+      let marked = 0;
+      const markedSince = new Set<number>();
+      const stopWatching = await store.watchCompletions((id) => {
+        if (id !== undefined && !wanted.has(id)) return;
+        if (id !== undefined) markedSince.add(id);
+        if (id === undefined || marked + markedSince.size >= batchSize) wake.fire();
+      });
+      try {
+        for (;;) {
+          wake.reset();
+          markedSince.clear();
+          // Polls the markers (a readdir); reads the candidates' records only once enough completed.
+          marked = await store.countCompletionMarkers(candidates);
+          if (marked >= batchSize) {
+            const completed = await store.listCompleted(candidates);
+            if (completed.length >= batchSize) return { sampleIds: completed };
+          }
+          context.heartbeat({ completed: marked, needed: batchSize });
+          await Promise.race([context.sleep(deps.batchPollMs), wake.fired()]);
         }
-        context.heartbeat({ completed: marked, needed: batchSize });
-        await context.sleep(deps.batchPollMs);
+      } finally {
+        stopWatching();
       }
     },
 
@@ -119,4 +136,30 @@ export function createOrchestratorActivities(deps: OrchestratorDeps): Orchestrat
       }));
     },
   }, deps.heartbeatIntervalMs));
+}
+
+/** A latch: fired() settles once fire() is called after the last reset(). */
+class Wake {
+  private promise!: Promise<void>;
+  private resolve!: () => void;
+  private isFired = false;
+
+  constructor() {
+    this.reset();
+  }
+
+  reset(): void {
+    if (!this.isFired && this.promise !== undefined) return;
+    this.isFired = false;
+    this.promise = new Promise((resolve) => (this.resolve = resolve));
+  }
+
+  fire(): void {
+    this.isFired = true;
+    this.resolve();
+  }
+
+  fired(): Promise<void> {
+    return this.promise;
+  }
 }
