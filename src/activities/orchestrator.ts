@@ -15,6 +15,9 @@ function sealedFigures(manifest: BatchManifest): SealedBatchFigures {
   return { totalTokens: manifest.totalTokens, ...(manifest.tokenLags === undefined ? {} : { tokenLags: manifest.tokenLags }) };
 }
 
+/** How long awaitBatch waits for the records of markers that are already there. */
+const RECORD_AFTER_MARKER_MS = 10;
+
 export interface OrchestratorDeps {
   store(runId: string): TrajectoryStore;
   /** Prompt length of a new sample (the environment's reset; simulated from the workload). */
@@ -58,6 +61,7 @@ export function createOrchestratorActivities(deps: OrchestratorDeps): Orchestrat
       const wanted = new Set(candidates);
       const wake = new Wake();
       let marked = 0;
+      let quickLooks = 3;
       const markedSince = new Set<number>();
       const stopWatching = await store.watchCompletions((id) => {
         if (id !== undefined && !wanted.has(id)) return;
@@ -70,12 +74,24 @@ export function createOrchestratorActivities(deps: OrchestratorDeps): Orchestrat
           markedSince.clear();
           // Polls the markers (a readdir); reads the candidates' records only once enough completed.
           marked = await store.countCompletionMarkers(candidates);
+          let recordsBehind = false;
           if (marked >= batchSize) {
             const completed = await store.listCompleted(candidates);
             if (completed.length >= batchSize) return { sampleIds: completed };
+            recordsBehind = true;
           }
           context.heartbeat({ completed: marked, needed: batchSize });
-          await Promise.race([context.sleep(deps.batchPollMs), wake.fired()]);
+          if (recordsBehind && quickLooks > 0) {
+            // A marker is written just before its record: look again once that write has landed
+            // (not on every marker event: each look reads the candidates' records).
+            quickLooks -= 1;
+            await context.sleep(RECORD_AFTER_MARKER_MS);
+          } else if (recordsBehind) {
+            // Still short (a marker a crash left behind): back to the plain poll.
+            await context.sleep(deps.batchPollMs);
+          } else {
+            await Promise.race([context.sleep(deps.batchPollMs), wake.fired()]);
+          }
         }
       } finally {
         stopWatching();

@@ -188,13 +188,21 @@ export async function listDir(dir: string): Promise<string[]> {
   }
 }
 
-/** Maps with at most `limit` promises in flight (thousands of files must not exhaust fds). Keeps order. */
+/** Items a bulk operation handles between two turns of the event loop (reads are synchronous). */
+const ITEMS_PER_TURN = 16;
+
+/**
+ * Maps with at most `limit` promises in flight (thousands of files must not exhaust fds). Keeps
+ * order. Yields to the event loop every ITEMS_PER_TURN items, so a bulk read of synchronous reads
+ * does not hold the worker's heartbeats and workflow tasks.
+ */
 export async function mapLimit<T, R>(items: readonly T[], limit: number, fn: (item: T, index: number) => Promise<R>): Promise<R[]> {
   const results = new Array<R>(items.length);
   let next = 0;
   const worker = async (): Promise<void> => {
     while (next < items.length) {
       const i = next++;
+      if (i > 0 && i % ITEMS_PER_TURN === 0) await new Promise<void>((resolve) => setImmediate(resolve));
       results[i] = await fn(items[i] as T, i);
     }
   };
