@@ -10,14 +10,14 @@
  *   left by a killed process is broken when its pid is gone (same host) or it is older than
  *   staleMs (any host).
  *
- * Only the fsyncs go through libuv's thread pool (4 threads); opens, small reads and writes,
- * renames, links and unlinks are synchronous calls of a few microseconds each on a local file
- * system. As asynchronous calls each took a trip through that pool and queued behind every
- * concurrent fsync: under load, the reads of a batch the workflow waited for took seconds.
+ * Reads and lock files are synchronous calls of a few microseconds each on a local file system;
+ * as asynchronous calls each took trips through libuv's thread pool (4 threads) and queued behind
+ * every concurrent fsync: under load, the reads of a batch the workflow waited for took seconds.
+ * Writes stay asynchronous: their fsyncs take milliseconds, and the pool runs them beside the
+ * event loop.
  */
 import { randomBytes } from 'node:crypto';
-import { closeSync, fsync as fsyncCallback, linkSync, openSync, promises as fs, readFileSync, renameSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
-import { promisify } from 'node:util';
+import { closeSync, openSync, promises as fs, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { basename, dirname, join } from 'node:path';
 import { LockTimeoutError } from './types';
@@ -72,19 +72,17 @@ function startDirSync(dir: string, state: { running?: Promise<void>; queued?: Pr
   return running;
 }
 
-const fsyncFd = promisify(fsyncCallback);
-
 async function syncDirNow(dir: string): Promise<void> {
-  let fd: number | undefined;
+  let handle: fs.FileHandle | undefined;
   try {
-    fd = openSync(dir, 'r');
-    await fsyncFd(fd);
+    handle = await fs.open(dir, 'r');
+    await handle.sync();
   } catch (err) {
     // Some platforms / file systems cannot fsync a directory; the rename is still atomic.
     const code = errnoCode(err);
     if (code !== 'EISDIR' && code !== 'EINVAL' && code !== 'EPERM' && code !== 'EBADF') throw err;
   } finally {
-    if (fd !== undefined) closeSync(fd);
+    await handle?.close();
   }
 }
 
@@ -102,23 +100,23 @@ export class MissingDirectoryError extends Error {
 
 async function writeTemp(path: string, data: string, sync: boolean): Promise<string> {
   const tmp = tempPathFor(path);
-  let fd: number;
+  let handle: fs.FileHandle;
   try {
-    fd = openSync(tmp, 'wx', 0o644);
+    handle = await fs.open(tmp, 'wx', 0o644);
   } catch (err) {
     // ENOENT on a fresh temp name means its folder is gone: say which, not the temp file's name.
     if (errnoCode(err) === 'ENOENT') throw new MissingDirectoryError(dirname(path), path);
     throw err;
   }
   try {
-    writeFileSync(fd, data, 'utf8');
-    if (sync) await fsyncFd(fd);
+    await handle.writeFile(data, 'utf8');
+    if (sync) await handle.sync();
   } catch (err) {
-    closeSync(fd);
-    rmSync(tmp, { force: true });
+    await handle.close();
+    await fs.rm(tmp, { force: true });
     throw err;
   }
-  closeSync(fd);
+  await handle.close();
   return tmp;
 }
 
@@ -126,9 +124,9 @@ async function writeTemp(path: string, data: string, sync: boolean): Promise<str
 export async function atomicWrite(path: string, data: string, sync = true): Promise<void> {
   const tmp = await writeTemp(path, data, sync);
   try {
-    renameSync(tmp, path);
+    await fs.rename(tmp, path);
   } catch (err) {
-    rmSync(tmp, { force: true });
+    await fs.rm(tmp, { force: true });
     throw err;
   }
   if (sync) await fsyncDir(dirname(path));
@@ -138,12 +136,12 @@ export async function atomicWrite(path: string, data: string, sync = true): Prom
 export async function createExclusive(path: string, data: string, sync = true): Promise<boolean> {
   const tmp = await writeTemp(path, data, sync);
   try {
-    linkSync(tmp, path);
+    await fs.link(tmp, path);
   } catch (err) {
     if (errnoCode(err) === 'EEXIST') return false;
     throw err;
   } finally {
-    rmSync(tmp, { force: true });
+    await fs.rm(tmp, { force: true });
   }
   if (sync) await fsyncDir(dirname(path));
   return true;
@@ -169,7 +167,7 @@ export async function readIfExists(path: string): Promise<string | undefined> {
 /** Removes a file if present; returns whether it existed. */
 export async function removeIfExists(path: string, sync = true): Promise<boolean> {
   try {
-    unlinkSync(path);
+    await fs.unlink(path);
   } catch (err) {
     if (errnoCode(err) === 'ENOENT') return false;
     throw err;
