@@ -15,6 +15,9 @@ function sealedFigures(manifest: BatchManifest): SealedBatchFigures {
   return { totalTokens: manifest.totalTokens, ...(manifest.tokenLags === undefined ? {} : { tokenLags: manifest.tokenLags }) };
 }
 
+/** How long awaitBatch waits for the records of markers that are already there. */
+const RECORD_AFTER_MARKER_MS = 10;
+
 export interface OrchestratorDeps {
   store(runId: string): TrajectoryStore;
   /** Prompt length of a new sample (the environment's reset; simulated from the workload). */
@@ -53,15 +56,45 @@ export function createOrchestratorActivities(deps: OrchestratorDeps): Orchestrat
       checkNonEmpty('batch candidates', candidates);
       const store = deps.store(runId);
       const context = Context.current();
-      for (;;) {
-        // Polls the markers (a readdir); reads the candidates' records only once enough completed.
-        const marked = await store.countCompletionMarkers(candidates);
-        if (marked >= batchSize) {
-          const completed = await store.listCompleted(candidates);
-          if (completed.length >= batchSize) return { sampleIds: completed };
+      // Looks again as soon as the markers may be enough (the batch's last completion is seen in
+      // milliseconds, not half a poll interval later), and every batchPollMs in any case.
+      const wanted = new Set(candidates);
+      const wake = new Wake();
+      let marked = 0;
+      let quickLooks = 3;
+      const markedSince = new Set<number>();
+      const stopWatching = await store.watchCompletions((id) => {
+        if (id !== undefined && !wanted.has(id)) return;
+        if (id !== undefined) markedSince.add(id);
+        if (id === undefined || marked + markedSince.size >= batchSize) wake.fire();
+      });
+      try {
+        for (;;) {
+          wake.reset();
+          markedSince.clear();
+          // Polls the markers (a readdir); reads the candidates' records only once enough completed.
+          marked = await store.countCompletionMarkers(candidates);
+          let recordsBehind = false;
+          if (marked >= batchSize) {
+            const completed = await store.listCompleted(candidates);
+            if (completed.length >= batchSize) return { sampleIds: completed };
+            recordsBehind = true;
+          }
+          context.heartbeat({ completed: marked, needed: batchSize });
+          if (recordsBehind && quickLooks > 0) {
+            // A marker is written just before its record: look again once that write has landed
+            // (not on every marker event: each look reads the candidates' records).
+            quickLooks -= 1;
+            await context.sleep(RECORD_AFTER_MARKER_MS);
+          } else if (recordsBehind) {
+            // Still short (a marker a crash left behind): back to the plain poll.
+            await context.sleep(deps.batchPollMs);
+          } else {
+            await Promise.race([context.sleep(deps.batchPollMs), wake.fired()]);
+          }
         }
-        context.heartbeat({ completed: marked, needed: batchSize });
-        await context.sleep(deps.batchPollMs);
+      } finally {
+        stopWatching();
       }
     },
 
@@ -119,4 +152,30 @@ export function createOrchestratorActivities(deps: OrchestratorDeps): Orchestrat
       }));
     },
   }, deps.heartbeatIntervalMs));
+}
+
+/** A latch: fired() settles once fire() is called after the last reset(). */
+class Wake {
+  private promise!: Promise<void>;
+  private resolve!: () => void;
+  private isFired = false;
+
+  constructor() {
+    this.reset();
+  }
+
+  reset(): void {
+    if (!this.isFired && this.promise !== undefined) return;
+    this.isFired = false;
+    this.promise = new Promise((resolve) => (this.resolve = resolve));
+  }
+
+  fire(): void {
+    this.isFired = true;
+    this.resolve();
+  }
+
+  fired(): Promise<void> {
+    return this.promise;
+  }
 }

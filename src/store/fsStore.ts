@@ -21,13 +21,15 @@
  * counts as batched even before its record says so (crash window), so it can be neither listed
  * as completed, dropped, nor sealed into another batch.
  */
-import { promises as fs } from 'node:fs';
+import { promises as fs, watch } from 'node:fs';
 import { join } from 'node:path';
 import { z } from 'zod';
 import { checkIntRange, checkNonEmpty, checkNoDuplicates } from '../gpu/validation';
 import {
   atomicWrite,
   createExclusive,
+  errnoCode,
+  isTempName,
   listDir,
   mapLimit,
   readIfExists,
@@ -331,6 +333,28 @@ export class FsTrajectoryStore implements TrajectoryStore {
       if (m?.[1] !== undefined && wanted.has(Number(m[1]))) count += 1;
     }
     return count;
+  }
+
+  async watchCompletions(onChange: (sampleId: number | undefined) => void): Promise<() => void> {
+    await this.ensureDirs();
+    try {
+      // inotify on Linux: markers are renamed into the folder. Network file systems may report
+      // nothing; the caller's poll still finds the markers.
+      const watcher = watch(this.completedDir, { persistent: false }, (_event, name) => {
+        if (name === null) return onChange(undefined);
+        const marker = MARKER_FILE.exec(name);
+        // Temp files of a marker being written are not news; its rename into place is.
+        if (marker?.[1] !== undefined) onChange(Number(marker[1]));
+        else if (!isTempName(name)) onChange(undefined);
+      });
+      // A watch that fails only loses the hint: the caller's poll still finds the markers.
+      watcher.on('error', () => watcher.close());
+      return () => watcher.close();
+    } catch (err) {
+      // No inotify here, or its watch limit reached: poll only.
+      if (errnoCode(err) === 'ENOSYS' || errnoCode(err) === 'EPERM' || errnoCode(err) === 'ENOSPC') return () => undefined;
+      throw err;
+    }
   }
 
   async dropSamples(ids: readonly number[], reason: string): Promise<void> {

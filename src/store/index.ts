@@ -40,6 +40,13 @@ export interface TrajectoryStore {
    * upper bound of listCompleted(candidates).length, cheap enough to poll.
    */
   countCompletionMarkers(candidateIds: readonly number[]): Promise<number>;
+  /**
+   * Calls `onChange` soon after a completion marker appears, with its sample id where known
+   * (undefined: something changed, look). A hint to look now, not a count: it may fire for a
+   * marker twice or for other changes. Returns the function that stops the watch. A store that
+   * cannot watch returns a no-op stop: callers poll in any case.
+   */
+  watchCompletions(onChange: (sampleId: number | undefined) => void): Promise<() => void>;
   /** Drops samples for a reason; a batched sample cannot be dropped. Idempotent (the first reason stays). */
   dropSamples(ids: readonly number[], reason: string): Promise<void>;
 

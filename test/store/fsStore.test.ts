@@ -229,6 +229,26 @@ describe('completion', () => {
     await expect(store.countCompletionMarkers([-1])).rejects.toThrow();
   });
 
+  it('watchCompletions names each sample whose marker appears, until stopped', async () => {
+    await store.createSamples([sample(1), sample(2)]);
+    await store.claim([1, 2], 'a');
+    const seen = new Set<number | undefined>();
+    let notify = (): void => undefined;
+    const stop = await store.watchCompletions((id) => {
+      seen.add(id);
+      notify();
+    });
+    const sawBoth = new Promise<void>((resolve) => (notify = () => seen.has(1) && seen.has(2) && resolve()));
+    await store.markCompleted(1, 'a', 1, 5);
+    await store.markCompleted(2, 'a', 1, 6);
+    await sawBoth;
+    stop();
+    seen.clear();
+    await store.sealBatch(0, 0, [1, 2], 7); // removes both markers: no call after the stop
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    expect([...seen]).toEqual([]);
+  });
+
   it('a marker left by a crash before the record was written is ignored', async () => {
     await store.createSamples([sample(1)]);
     await store.claim([1], 'a');
