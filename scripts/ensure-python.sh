@@ -61,9 +61,11 @@ ensure_debian_torch() {
   fi
   if [[ "$(id -u)" == 0 ]] && command -v apt-get >/dev/null && [[ "${python}" == /usr/bin/* ]]; then
     echo "ensure-python: installing Debian's python3-torch (CPU-only) and python3-venv (apt-get)" >&2
+    local started="${SECONDS}"
     apt-get update -qq >&2
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends python3-torch python3-venv >&2
     "${python}" -c 'import torch, ensurepip'
+    echo "ensure-python: Debian packages installed in $((SECONDS - started)) s" >&2
     return
   fi
   echo "ensure-python: the light Python stack needs torch importable by ${python} (Debian bookworm: apt-get install --no-install-recommends python3-torch python3-venv, as root). Alternatively TIMESHARE_PYTHON_STACK=gpu installs PyPI's torch with its CUDA libraries (about 5.8 GB)." >&2
@@ -74,6 +76,7 @@ if [[ "${stack}" == light ]]; then
   ensure_debian_torch
 fi
 echo "ensure-python: installing the ${stack} stack (reference engine, OpenEnv environment) into ${venv}" >&2
+venv_started="${SECONDS}"
 # A venv of another stack or interpreter is rebuilt from scratch; a change of pins installs over it.
 if [[ ! -f "${stamp}" || "$(cut -d' ' -f1-2 "${stamp}")" != "${identity}" ]]; then
   rm -rf "${venv}"
@@ -93,4 +96,5 @@ if sys.argv[1] == "light" and torch.__file__.startswith(sys.prefix):
     sys.exit(f"ensure-python: the light stack's torch must be Debian's, found {torch.__version__} in the venv at {torch.__file__}")
 print(f"ensure-python: torch {torch.__version__} ({torch.__file__}), numpy {numpy.__version__}", file=sys.stderr)
 PY
+echo "ensure-python: venv built in $((SECONDS - venv_started)) s" >&2
 echo "${want}" > "${stamp}"
