@@ -62,8 +62,16 @@ ensure_debian_torch() {
   if [[ "$(id -u)" == 0 ]] && command -v apt-get >/dev/null && [[ "${python}" == /usr/bin/* ]]; then
     echo "ensure-python: installing Debian's python3-torch (CPU-only) and python3-venv (apt-get)" >&2
     local started="${SECONDS}"
-    apt-get update -qq >&2
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends python3-torch python3-venv >&2
+    # dpkg's lines for 170-odd packages go to a log, printed only if the install fails.
+    local log
+    log="$(mktemp)"
+    if ! { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends python3-torch python3-venv; } >"${log}" 2>&1; then
+      cat "${log}" >&2
+      rm -f "${log}"
+      echo "ensure-python: apt-get install of python3-torch python3-venv failed (output above)" >&2
+      exit 1
+    fi
+    rm -f "${log}"
     "${python}" -c 'import torch, ensurepip'
     echo "ensure-python: Debian packages installed in $((SECONDS - started)) s" >&2
     return
