@@ -104,3 +104,29 @@ def test_off_policy_tokens_are_weighted_by_the_behaviour_ratio_and_capped(client
     assert status == 400 and "later version" in body["error"]["message"]
     status, body = client.post("/trainer/train_step", {"from_version": 4, "trajectories": [{**trajectories[0], "versions": [1]}]})
     assert status == 400 and "versions" in body["error"]["message"]
+
+
+def test_a_restarted_trainer_resumes_from_its_checkpoint_with_weights_adam_state_and_version(tmp_path):
+    from conftest import CONFIG
+    from timeshare_ref.model import ModelConfig
+    from timeshare_ref.trainer import Trainer, Trajectory
+
+    torch.set_num_threads(1)
+    config = ModelConfig.load(CONFIG)
+    batch = [Trajectory(i, float(i % 2), [3, 4, i % 10], [0, 0, 1], [0.0, 0.0, -2.0]) for i in range(4)]
+    original = Trainer(config, torch.device("cpu"), lr=1e-2, checkpoint_dir=str(tmp_path))
+    original.onload()
+    for version in range(2):
+        original.train_step(version, batch)
+    assert (tmp_path / "trainer.safetensors").is_file()
+
+    restarted = Trainer(config, torch.device("cpu"), lr=1e-2, checkpoint_dir=str(tmp_path))
+    assert restarted.weight_version == 2
+    restarted.onload()
+    for name, tensor in original.model.state_dict().items():
+        assert torch.equal(restarted.model.state_dict()[name], tensor), name
+    # The same next step lands on the same weights only if the Adam moments came back too.
+    a, b = original.train_step(2, batch), restarted.train_step(2, batch)
+    assert a["loss"] == b["loss"] and b["new_version"] == 3
+    for name, tensor in original.model.state_dict().items():
+        assert torch.equal(restarted.model.state_dict()[name], tensor), name

@@ -72,7 +72,8 @@ class TinyCausalLM(nn.Module):
         positions = torch.arange(seq, device=ids.device)
         x = self.tok(ids) + self.pos(positions)[None]
         causal = torch.ones(seq, seq, dtype=torch.bool, device=ids.device).triu(1)
-        x = self.blocks(x, mask=causal, is_causal=True, src_key_padding_mask=padding_mask)
+        # The mask alone (no `is_causal` hint): torch 1.13's TransformerEncoder has no such argument.
+        x = self.blocks(x, mask=causal, src_key_padding_mask=padding_mask)
         return self.head(self.norm(x))
 
 

@@ -30,6 +30,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 
+from .checkpoint import load_checkpoint, save_checkpoint
 from .memory import ParameterOffloader, move_optimizer_state, pin_available
 from .model import ModelConfig, build_model
 from .rollout import EngineError
@@ -88,12 +89,11 @@ class Trainer:
         self.optimizer_on_device = False
         # With a checkpoint folder the trainer survives its own restart: every step is saved
         # (parameters, Adam state, version) before it is answered, and loaded at start.
-        self.checkpoint = None if checkpoint_dir is None else Path(checkpoint_dir) / "trainer.pt"
+        self.checkpoint = None if checkpoint_dir is None else Path(checkpoint_dir) / "trainer.safetensors"
         if self.checkpoint is not None and self.checkpoint.is_file():
-            saved = torch.load(self.checkpoint, map_location=device, weights_only=True)
-            self.model.load_state_dict(saved["model"])
-            self.optimizer.load_state_dict(saved["optimizer"])
-            self.weight_version = int(saved["version"])
+            model_state, optimizer_state, self.weight_version = load_checkpoint(self.checkpoint)
+            self.model.load_state_dict(model_state)
+            self.optimizer.load_state_dict(optimizer_state)
             move_optimizer_state(self.optimizer, torch.device("cpu"), pin=pin_available(device))
         self.params.offload()  # starts offloaded: the pipeline onloads before the first step
 
@@ -191,12 +191,8 @@ class Trainer:
             }
 
     def _save_checkpoint(self) -> None:
-        if self.checkpoint is None:
-            return
-        self.checkpoint.parent.mkdir(parents=True, exist_ok=True)
-        staging = self.checkpoint.with_suffix(".tmp")
-        torch.save({"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(), "version": self.weight_version}, staging)
-        os.replace(staging, self.checkpoint)
+        if self.checkpoint is not None:
+            save_checkpoint(self.checkpoint, self.model.state_dict(), self.optimizer.state_dict(), self.weight_version)
 
     def named_weights(self, version: int) -> list[tuple[str, torch.Tensor]]:
         """The weights of `version` in model order (resident or host copies), for a broadcast."""
