@@ -48,7 +48,7 @@ export default tseslint.config(
     },
   },
   {
-    files: ['src/gpu/**/*.ts', 'src/iteration/**/*.ts'],
+    files: ['src/gpu/**/*.ts', 'src/validation/**/*.ts', 'src/iteration/**/*.ts'],
     rules: {
       'no-restricted-imports': [
         'error',
@@ -56,7 +56,7 @@ export default tseslint.config(
           paths: nodeBuiltins.map((name) => ({ name, message: 'The pure core imports no Node built-ins.' })),
           patterns: [
             { group: ['@temporalio/*'], message: 'The pure core imports nothing from Temporal.' },
-            { group: ['**/workflows/**', '**/activities/**', '**/sim/**', '**/store/**', '**/engines/sim/**'], message: 'The iteration program runs on the pure core and the contract types only.' },
+            { group: ['**/workflows/**', '**/activities/**', '**/simulator/**', '**/store/**', '**/engines/simulated/**'], message: 'The iteration program runs on the pure core and the contract types only.' },
           ],
         },
       ],

@@ -1,12 +1,12 @@
 /**
- * The capacity-aware rank model (src/engines/sim/roofline.ts) against published figures: prints
+ * The capacity-aware rank model (src/engines/simulated/roofline.ts) against published figures: prints
  * the calibration table of docs/simulator.md (figure, source, the model's prediction, error).
  * The efficiencies are the schema defaults, the same for every row: nothing here is fitted.
  *
  * Usage: npx tsx scripts/calibrate-simulator.ts
  */
 import { hardwareSchema, type Hardware } from '../src/engines/hardware';
-import { rankCapacity, rooflineRankModel, trainTokensPerSecondPerGpu, weightBytes } from '../src/engines/sim/roofline';
+import { rankCapacity, rooflineRankModel, trainTokensPerSecondPerGpu, weightBytes } from '../src/engines/simulated/roofline';
 
 const GPUS = {
   A100: { name: 'A100/A800 80GB', memoryGiB: 80, hbmTBps: 2.039, tflops: 312, hostLinkGBps: 20 },

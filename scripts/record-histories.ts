@@ -11,7 +11,7 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { historyToJson } from '../src/temporal/historyJson';
-import { iterationWorkflowId, runWorkflowId } from '../src/pipeline/naming';
+import { iterationWorkflowId, runWorkflowId } from '../src/contract/naming';
 import { smallConfig, startPipelineEnv } from '../src/launch/localPipeline';
 
 const OUT = path.join(__dirname, '..', 'test', 'fixtures', 'histories');

@@ -6,7 +6,7 @@
  *   npx tsx scripts/reference-rl.ts [iterations=12] [seed=1] [sglang|vllm]
  */
 import { startPipelineEnv } from '../src/launch/localPipeline';
-import { runReferenceRl } from '../src/bench/referenceRl';
+import { runReferenceRl } from '../src/launch/referenceRl';
 
 async function main(): Promise<void> {
   const iterations = Number(process.argv[2] ?? 12);

@@ -5,10 +5,10 @@
  *
  * Usage: npx tsx scripts/sensitivity-simulator.ts [iterations per run, default 10]
  */
-import { asStrategy, presetPath, readRawConfig } from '../src/sim/presets';
-import { simulationConfig } from '../src/sim/config';
-import { strategyReport, type StrategyReport } from '../src/sim/report';
-import { simulate } from '../src/sim/simulator';
+import { asStrategy, presetPath, readRawConfig } from '../src/simulator/presets';
+import { simulationConfig } from '../src/simulator/config';
+import { strategyReport, type StrategyReport } from '../src/simulator/report';
+import { simulate } from '../src/simulator/simulator';
 
 type Raw = Record<string, unknown>;
 const iterations = Number(process.argv[2] ?? 10);

@@ -11,11 +11,11 @@
  * trajectory (the work a trained trajectory costs: 'drop' trains the shorter ones).
  */
 import path from 'node:path';
-import { POLICY_VARIANTS } from '../src/cli/bench';
-import { simulationConfig } from '../src/sim/config';
-import { asStrategy, presetPath, readRawConfig, resizePool, shapedWorkload, WORKLOAD_SHAPES, type WorkloadShape } from '../src/sim/presets';
-import { strategyReport } from '../src/sim/report';
-import { simulate, type SimulationResult } from '../src/sim/simulator';
+import { POLICY_VARIANTS } from '../src/cli/simulatorBench';
+import { simulationConfig } from '../src/simulator/config';
+import { asStrategy, presetPath, readRawConfig, resizePool, shapedWorkload, WORKLOAD_SHAPES, type WorkloadShape } from '../src/simulator/presets';
+import { strategyReport } from '../src/simulator/report';
+import { simulate, type SimulationResult } from '../src/simulator/simulator';
 
 function flag(name: string, fallback: number): number {
   const at = process.argv.indexOf(name);

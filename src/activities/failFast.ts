@@ -4,7 +4,7 @@
  * activity's history event).
  */
 import { ApplicationFailure } from '@temporalio/common';
-import { NON_RETRYABLE_ERROR_TYPES } from '../pipeline/errors';
+import { NON_RETRYABLE_ERROR_TYPES } from '../contract/errors';
 import type { AsyncFunctions } from './heartbeat';
 
 export function toNonRetryable(error: unknown): unknown {

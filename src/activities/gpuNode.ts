@@ -26,9 +26,9 @@ import {
   type Trajectory,
 } from '../engines/types';
 import { EpisodeLostError } from '../engines/openenv/errors';
-import { checkPostcondition, checkSubset } from '../gpu/validation';
-import type { GpuNodeActivities } from '../pipeline/activities';
-import type { RankMemoryInput, ShardInput, ShardOutcome, WeightSyncInput } from '../pipeline/types';
+import { checkPostcondition, checkSubset } from '../validation/patterns';
+import type { GpuNodeActivities } from '../contract/activities';
+import type { RankMemoryInput, ShardInput, ShardOutcome, WeightSyncInput } from '../contract/types';
 import { appendSpan, expandSpans, withinLagLimit, type VersionSpan } from '../gpu/staleness';
 import { contextIds, contextTokens, SampleStateError, turnVersionSpans, type SampleRecord, type TrajectoryStore } from '../store';
 import { failingFast } from './failFast';

@@ -4,11 +4,11 @@
  * neither duplicates nor loses a sample.
  */
 import { Context } from '@temporalio/activity';
-import { checkNoDuplicates, checkNonEmpty } from '../gpu/validation';
-import type { OrchestratorActivities } from '../pipeline/activities';
+import { checkNoDuplicates, checkNonEmpty } from '../validation/patterns';
+import type { OrchestratorActivities } from '../contract/activities';
 import { failingFast } from './failFast';
 import { heartbeating } from './heartbeat';
-import type { SealedBatchFigures, ShardOutcome } from '../pipeline/types';
+import type { SealedBatchFigures, ShardOutcome } from '../contract/types';
 import { BatchNotFoundError, type BatchManifest, type SampleRecord, type TrajectoryStore } from '../store';
 
 function sealedFigures(manifest: BatchManifest): SealedBatchFigures {

@@ -25,8 +25,8 @@ import {
   type WeightReceiver,
   type WeightSender,
 } from '../engines/types';
-import { checkPostcondition } from '../gpu/validation';
-import type { WeightBroadcastActivities } from '../pipeline/activities';
+import { checkPostcondition } from '../validation/patterns';
+import type { WeightBroadcastActivities } from '../contract/activities';
 import { withHeartbeat } from './heartbeat';
 
 export interface WeightBroadcastDeps {

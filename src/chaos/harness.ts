@@ -8,19 +8,19 @@
  * Process faults are SIGKILLs at a random point of the target phase; the harness restarts the
  * process (the dev server on the same database file and port). Short phases are held open for the
  * kill by a `slow` engine fault on the phase's operation. Engine faults go through the engines'
- * fault folder (src/engines/sim/injection.ts) and fire in the operation that defines the phase.
+ * fault folder (src/engines/simulated/injection.ts) and fire in the operation that defines the phase.
  */
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { Client, Connection, WorkflowNotFoundError } from '@temporalio/client';
 import { parseRunConfig, type ParsedRunConfig } from '../config';
 import { smallRunConfig, withFaultInjection } from '../config/small';
-import { injectFault, firedFaults, withdrawPending, type InjectedFaultInput } from '../engines/sim/injection';
+import { injectFault, firedFaults, withdrawPending, type InjectedFaultInput } from '../engines/simulated/injection';
 import { trainNodes } from '../gpu/layout';
-import { iterationWorkflowId, orchestratorQueue, runWorkflowId } from '../pipeline/naming';
-import { buildRunSpec } from '../pipeline/spec';
-import type { RunSpec, RunStatus } from '../pipeline/types';
-import { describeError } from '../pipeline/errors';
+import { iterationWorkflowId, orchestratorQueue, runWorkflowId } from '../contract/naming';
+import { buildRunSpec } from '../contract/spec';
+import type { RunSpec, RunStatus } from '../contract/types';
+import { describeError } from '../contract/errors';
 import { FsTrajectoryStore } from '../store';
 import { startWorkerProcesses } from '../launch/workerProcesses';
 import { freePort, startDevServer, type DevServer } from '../temporal/devServer';

@@ -5,7 +5,7 @@
  */
 import type { PoolLayout } from '../gpu/layout';
 import { checkPoolInvariants, type PoolState } from '../gpu/roles';
-import type { RunStatus } from '../pipeline/types';
+import type { RunStatus } from '../contract/types';
 import type { AuditReport } from '../store/types';
 
 export interface RankEngineState {

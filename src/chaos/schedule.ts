@@ -6,8 +6,8 @@
  * further faults at random; `count` below the number of pairs keeps a prefix of the shuffled
  * pairs (choose `kinds` / `phases` to pin what a short run covers).
  */
-import { uniform01 } from '../engines/sim/random';
-import { checkIntRange, checkNoDuplicates, checkNonEmpty } from '../gpu/validation';
+import { uniform01 } from '../engines/simulated/random';
+import { checkIntRange, checkNoDuplicates, checkNonEmpty } from '../validation/patterns';
 
 /** The iteration phases a fault is aimed at (the status phases of docs/design.md §3.1). */
 export const FAULT_PHASES = ['rollout', 'shrink', 'train', 'sync', 'expand'] as const;

@@ -1,11 +1,11 @@
 /**
- * The `timeshare bench` command line; the bench itself (src/cli/bench.ts: the simulator, presets,
+ * The `timeshare bench` command line; the bench itself (src/cli/simulatorBench.ts: the simulator, presets,
  * charts) loads only when it runs.
  */
 import { availableParallelism } from 'node:os';
 import type { Command } from 'commander';
 import { decimal } from './args';
-import type { BenchFlags } from './bench';
+import type { BenchFlags } from './simulatorBench';
 
 export function addBenchCommand(program: Command): void {
   program
@@ -23,7 +23,7 @@ export function addBenchCommand(program: Command): void {
     .option('--workload-csv <file>', 'draw turns per trajectory from this CSV (a "turns" column), e.g. the SWE-bench Verified statistics')
     .option('--threads <n>', 'simulations run side by side on this many worker threads (default: the CPUs available; 1: in the main thread)', decimal('--threads', 1), availableParallelism())
     .action(async (flags: BenchFlags) => {
-      const { runBench } = await import('./bench');
+      const { runBench } = await import('./simulatorBench');
       await runBench(flags);
     });
 }

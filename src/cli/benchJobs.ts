@@ -6,12 +6,12 @@
  */
 import path from 'node:path';
 import { Worker } from 'node:worker_threads';
-import { loadWorkloadCsv, WorkloadModel } from '../engines/sim/workload';
+import { loadWorkloadCsv, WorkloadModel } from '../engines/simulated/workload';
 import type { SchedulingPolicy, StalenessPolicy, Strategy } from '../gpu';
-import { simulationConfig } from '../sim/config';
-import { asStrategy, shapedWorkload, type WorkloadShape } from '../sim/presets';
-import { strategyReport, type StrategyReport } from '../sim/report';
-import { simulate, type IterationRecord } from '../sim/simulator';
+import { simulationConfig } from '../simulator/config';
+import { asStrategy, shapedWorkload, type WorkloadShape } from '../simulator/presets';
+import { strategyReport, type StrategyReport } from '../simulator/report';
+import { simulate, type IterationRecord } from '../simulator/simulator';
 import type { Timeline } from '../timeline/types';
 
 export interface BenchJob {

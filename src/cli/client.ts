@@ -3,8 +3,8 @@
  * says what to do when the server is unreachable), start or attach to a run, query, update.
  */
 import { Client, Connection, WorkflowNotFoundError, WorkflowUpdateFailedError } from '@temporalio/client';
-import type { RunSpec, RunStatus } from '../pipeline/types';
-import { orchestratorQueue, runWorkflowId } from '../pipeline/naming';
+import type { RunSpec, RunStatus } from '../contract/types';
+import { orchestratorQueue, runWorkflowId } from '../contract/naming';
 import { ITERATION_KEY, PHASE_KEY, RUN_ID_KEY, STRATEGY_KEY } from '../temporal/searchAttributes';
 import { connectionOptions, dataConverter, PLAINTEXT } from '../temporal/security';
 import type { TemporalTarget } from '../workers/options';

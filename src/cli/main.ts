@@ -95,7 +95,7 @@ export function buildProgram(): Command {
   ).action(async (configPath: string, flags: ConnectionFlags & { watch?: boolean; serverWait: number }) => {
     const { loadConfig, target } = await import('./context');
     const { connectClient, startOrAttachRun } = await import('./client');
-    const { buildRunSpec } = await import('../pipeline/spec');
+    const { buildRunSpec } = await import('../contract/spec');
     const { outcomeExitCode, outcomeLine, watchRun } = await import('./watch');
     const { parsed, runId } = loadConfig(configPath);
     const temporal = target(flags, parsed);

@@ -1,5 +1,5 @@
 /** Human-readable run status: one line for live progress, a block for `timeshare status`. */
-import type { RunStatus } from '../pipeline/types';
+import type { RunStatus } from '../contract/types';
 
 export function roleSummary(status: RunStatus): string {
   if (status.pool === undefined) return 'GPUs: -';

@@ -6,7 +6,7 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import type { Client } from '@temporalio/client';
 import { InvalidArgumentError, type Command } from 'commander';
-import { ValidationError } from '../gpu/validation';
+import { ValidationError } from '../validation/patterns';
 import type { IterationHistory } from '../timeline/fromHistory';
 import type { Timeline } from '../timeline/types';
 import type { DevServer } from '../temporal/devServer';

@@ -6,9 +6,9 @@
  * failed, terminated, cancelled or timed out.
  */
 import { WorkflowFailedError, WorkflowNotFoundError, type Client } from '@temporalio/client';
-import { describeError } from '../pipeline/errors';
-import { runWorkflowId } from '../pipeline/naming';
-import type { RunStatus } from '../pipeline/types';
+import { describeError } from '../contract/errors';
+import { runWorkflowId } from '../contract/naming';
+import type { RunStatus } from '../contract/types';
 import type { RunSummary } from '../workflows/run';
 import { CliError, connectClient, queryStatus, runResult, ServerUnreachableError, statusUnavailable } from './client';
 import { STATUS_SERVER_WAIT_SECONDS, WATCH_SERVER_WAIT_SECONDS } from './defaults';

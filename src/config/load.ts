@@ -12,7 +12,7 @@ import type { z } from 'zod';
 import { buildLayout } from '../gpu/layout';
 import { MAX_LIVE_SAMPLES } from '../gpu/ledger';
 import type { GpuId, PoolLayout } from '../gpu/layout';
-import { ValidationError } from '../gpu/validation';
+import { ValidationError } from '../validation/patterns';
 import { RUN_ID_PATTERN, runConfigSchema } from './schema';
 import { didYouMean, knownKeysAt } from './suggest';
 import type { GpuList, RunConfig } from './schema';

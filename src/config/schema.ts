@@ -457,7 +457,7 @@ export const runConfigSchema = z
         costModel: costModelSchema.prefault({}),
         /**
          * The model and GPUs (optional): the simulator then derives KV capacity, decode and prefill
-         * costs, transfers and training rate from them (src/engines/sim/roofline.ts) instead of the
+         * costs, transfers and training rate from them (src/engines/simulated/roofline.ts) instead of the
          * cost model's assumed rates.
          */
         hardware: hardwareSchema.optional(),

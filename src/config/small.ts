@@ -26,7 +26,7 @@ export function smallRunConfig(overrides: Record<string, unknown> = {}): Record<
   };
 }
 
-/** The small run's simulation section with the engines' fault folder switched on (src/engines/sim/injection.ts). */
+/** The small run's simulation section with the engines' fault folder switched on (src/engines/simulated/injection.ts). */
 export function withFaultInjection(config: Record<string, unknown>): Record<string, unknown> {
   return { ...config, simulation: { ...(config.simulation as Record<string, unknown>), faultInjection: true } };
 }

@@ -10,8 +10,8 @@
  * is computed from the output ids of every turn, so a sample migrated to another worker goes on
  * in an environment that agrees with the one it left.
  */
-import { checkIntRange } from '../gpu/validation';
-import { uniform01 } from './sim/random';
+import { checkIntRange } from '../validation/patterns';
+import { uniform01 } from './simulated/random';
 import type { AgentEnvironment, EnvironmentReset, EnvironmentStep } from './types';
 
 export interface DigitsEnvironmentOptions {

@@ -1,6 +1,6 @@
 /**
  * The `simulation.hardware` config section: the model's architecture and the GPU type from which
- * the simulator's capacity-aware rank model derives its costs (src/engines/sim/roofline.ts). Here,
+ * the simulator's capacity-aware rank model derives its costs (src/engines/simulated/roofline.ts). Here,
  * beside the other config sections the engines define, so the config schema needs nothing from
  * the simulated engines' code.
  */

@@ -1,6 +1,6 @@
 /**
  * Engine interfaces: what the pipeline needs from a rollout engine, an agent environment and
- * a trainer. The simulated engines (src/engines/sim/) implement them today; HTTP adapters for
+ * a trainer. The simulated engines (src/engines/simulated/) implement them today; HTTP adapters for
  * SGLang / vLLM and a trainer service implement them later (docs/design.md §4).
  *
  * Everything an engine returns crosses a trust boundary and is validated by the caller with the
@@ -292,7 +292,7 @@ export const logNormalSchema = z
 export type LogNormalSpec = z.infer<typeof logNormalSchema>;
 
 /**
- * A declared fault of the simulated engines (config `simulation.faults`; src/engines/sim/faults.ts
+ * A declared fault of the simulated engines (config `simulation.faults`; src/engines/simulated/faults.ts
  * applies them): here, beside the other config sections the engines define, so the config schema
  * needs nothing from the simulated engines' code.
  */

@@ -3,7 +3,7 @@
  * Built once from the run configuration and validated here, so every later step can rely on it.
  * Pure and deterministic: shared by workflows, activities and the simulator.
  */
-import { checkIntRange, checkNoDuplicates, checkNonEmpty, checkPostcondition, checkSubset, ValidationError } from './validation';
+import { checkIntRange, checkNoDuplicates, checkNonEmpty, checkPostcondition, checkSubset, ValidationError } from '../validation/patterns';
 
 export type GpuId = number;
 export type RankId = number;

@@ -9,7 +9,7 @@
  * Conservation (checked after every operation): admitted = live + batched + Σ dropped.
  */
 import type { RankId } from './layout';
-import { checkIntRange, checkNoDuplicates, checkPostcondition, ValidationError } from './validation';
+import { checkIntRange, checkNoDuplicates, checkPostcondition, ValidationError } from '../validation/patterns';
 
 export const DROP_REASONS = ['stale', 'environment-timeout', 'max-turns-exceeded'] as const;
 export type DropReason = (typeof DROP_REASONS)[number];

@@ -6,7 +6,7 @@
  */
 import { trainNodes, type PoolLayout, type RankId } from './layout';
 import { planShrink } from './planning';
-import { checkIntRange, checkNoDuplicates, checkNonEmpty, checkSubset } from './validation';
+import { checkIntRange, checkNoDuplicates, checkNonEmpty, checkSubset } from '../validation/patterns';
 
 export type LostRankPlan =
   | { viable: true; release: RankId[]; keep: RankId[]; active: RankId[] }

@@ -4,7 +4,7 @@
  * lowest rank id, so a replayed workflow plans exactly as it did the first time.
  */
 import type { PoolLayout, RankId } from './layout';
-import { checkIntRange, checkNoDuplicates, checkNonEmpty, checkPostcondition, checkSubset, ValidationError } from './validation';
+import { checkIntRange, checkNoDuplicates, checkNonEmpty, checkPostcondition, checkSubset, ValidationError } from '../validation/patterns';
 
 export interface ShrinkPlan {
   /** Ranks released for training (ascending). */

@@ -1,12 +1,12 @@
 /**
  * Scheduling policies beyond the stated rule, as pure functions: which ranks a shrink releases,
  * what an interrupted turn keeps when it moves, and when the shrink is triggered. The
- * discrete-event simulator (src/sim) measures them against a ROLL-like baseline; the workflows
+ * discrete-event simulator (src/simulator) measures them against a ROLL-like baseline; the workflows
  * use PIPELINE_POLICY (see docs/design.md §5 and docs/benchmarks.md for the measured gains).
  */
 import type { GpuId, PoolLayout, RankId } from './layout';
 import type { ShrinkPlan } from './planning';
-import { checkIntRange, checkNoDuplicates, checkPostcondition, ValidationError } from './validation';
+import { checkIntRange, checkNoDuplicates, checkPostcondition, ValidationError } from '../validation/patterns';
 
 /**
  * What an interrupted turn keeps when its sample moves to another rank (or resumes after a weight

@@ -8,7 +8,7 @@
  * new state and checks the invariants after; the input state is never modified.
  */
 import { rankById, totalGpus, type GpuId, type PoolLayout, type RankId } from './layout';
-import { checkIntRange, checkNoDuplicates, checkNonEmpty, checkPostcondition, ValidationError } from './validation';
+import { checkIntRange, checkNoDuplicates, checkNonEmpty, checkPostcondition, ValidationError } from '../validation/patterns';
 
 export const GPU_ROLES = ['rollout', 'offloading', 'training', 'loading', 'idle', 'lost'] as const;
 export type GpuRole = (typeof GPU_ROLES)[number];

@@ -7,7 +7,7 @@
  * "Staleness").
  */
 import { staleIds, type SampleLedger } from './ledger';
-import { checkIntRange, checkPostcondition, ValidationError } from './validation';
+import { checkIntRange, checkPostcondition, ValidationError } from '../validation/patterns';
 
 /**
  * 'resume' (default): no finished work is discarded for its age. A live sample continues with the

@@ -1,7 +1,7 @@
 /**
  * What the iteration program asks of the world, and nothing else. Two drivers implement it: the
  * Temporal iteration workflow (activities and timers, src/workflows/iterationEffects.ts) and the
- * discrete-event simulator (virtual ranks in virtual time, src/sim/simEffects.ts).
+ * discrete-event simulator (virtual ranks in virtual time, src/simulator/simEffects.ts).
  *
  * The program is a generator: every effect that takes time is a `Step`, a generator that yields
  * the driver's own suspension type `S` (a promise in the workflow, a virtual-time wait in the
@@ -11,8 +11,8 @@
  */
 import type { MemoryTag } from '../engines/types';
 import type { DropReason, MigrationPolicy, PoolState, RankId, RankWork } from '../gpu';
-import type { AdmittedSample } from '../pipeline/activities';
-import type { BroadcastSyncSpec, IterationProgress, SealedBatchFigures, ShardOutcome, WeightGroupState } from '../pipeline/types';
+import type { AdmittedSample } from '../contract/activities';
+import type { BroadcastSyncSpec, IterationProgress, SealedBatchFigures, ShardOutcome, WeightGroupState } from '../contract/types';
 
 /** A suspended effect: yields the driver's suspension `S`, returns `T`. */
 export type Step<S, T> = Generator<S, T, unknown>;

@@ -27,7 +27,7 @@ import {
   type RankId,
 } from '../gpu';
 import { completeOnload, rejoinRanks } from '../gpu/roles';
-import type { Phase, SealedBatchFigures, ShardOutcome } from '../pipeline/types';
+import type { Phase, SealedBatchFigures, ShardOutcome } from '../contract/types';
 import type { IterationEffects, ShardRef, Step, StoreRecovery } from './effects';
 import type { AdmissionRoomInput } from './admission';
 import type { IterationState } from './state';

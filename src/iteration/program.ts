@@ -22,7 +22,7 @@ import {
   type RankId,
 } from '../gpu';
 import { beginOffload, beginOnload, beginTraining, completeOffload, completeOnload, endTraining, initialPoolState } from '../gpu/roles';
-import type { IterationDecisions, IterationStats, Phase, WeightGroupState } from '../pipeline/types';
+import type { IterationDecisions, IterationStats, Phase, WeightGroupState } from '../contract/types';
 import type { IterationEffects, Step } from './effects';
 import {
   adoptRecovered,

@@ -3,7 +3,7 @@
  * read it (the simulator reads the ledger); only the program's operations write it.
  */
 import { initialPoolState, type PoolLayout, type PoolState, type RankId, type SampleLedger, type SchedulingPolicy } from '../gpu';
-import type { BroadcastSyncSpec, IterationDecisions, IterationStats, Phase, SealedBatchFigures, WeightGroupState } from '../pipeline/types';
+import type { BroadcastSyncSpec, IterationDecisions, IterationStats, Phase, SealedBatchFigures, WeightGroupState } from '../contract/types';
 import { type AdmissionPolicy } from './admission';
 import type { ShardRef } from './effects';
 

@@ -24,7 +24,7 @@
 import { promises as fs, watch } from 'node:fs';
 import { join } from 'node:path';
 import { z } from 'zod';
-import { checkIntRange, checkNonEmpty, checkNoDuplicates } from '../gpu/validation';
+import { checkIntRange, checkNonEmpty, checkNoDuplicates } from '../validation/patterns';
 import {
   atomicWrite,
   createExclusive,

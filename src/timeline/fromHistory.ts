@@ -22,8 +22,8 @@ import { defaultPayloadConverter, type Payload } from '@temporalio/common';
 import { tsToMs } from '@temporalio/common/lib/time';
 import { temporal } from '@temporalio/proto';
 import { z } from 'zod';
-import { checkIntRange, checkNonEmpty, checkPostcondition, ValidationError } from '../gpu/validation';
-import { iterationWorkflowId, rankQueue, runWorkflowId, trainerQueue } from '../pipeline/naming';
+import { checkIntRange, checkNonEmpty, checkPostcondition, ValidationError } from '../validation/patterns';
+import { iterationWorkflowId, rankQueue, runWorkflowId, trainerQueue } from '../contract/naming';
 import { checkTimelines } from './schema';
 import type { Timeline, TimelineRole, TimelineSegment } from './types';
 

@@ -1,11 +1,11 @@
 /**
  * Validation of timelines at the boundary (a timelines.json file, the simulator's output, a
  * history extraction): zod for the shape, then the cross-field rules through the named patterns
- * of src/gpu/validation.ts (lanes known and unique, start <= end, segments within [0, endMs]).
+ * of src/validation/patterns.ts (lanes known and unique, start <= end, segments within [0, endMs]).
  * Pure: no I/O.
  */
 import { z } from 'zod';
-import { checkNoDuplicates, checkNonEmpty, checkPostcondition, checkSubset } from '../gpu/validation';
+import { checkNoDuplicates, checkNonEmpty, checkPostcondition, checkSubset } from '../validation/patterns';
 import { TIMELINE_ROLES, type Timeline, type TimelineRole } from './types';
 
 const ms = z.number().finite().nonnegative();

@@ -7,8 +7,8 @@ import { NativeConnection, Worker, type WorkflowBundleOption } from '@temporalio
 import { createOrchestratorActivities } from '../activities/orchestrator';
 import { DigitsEnvironment } from '../engines/digits';
 import { createOpenEnvEnvironment } from '../engines/openenv';
-import { WorkloadModel } from '../engines/sim/workload';
-import { orchestratorQueue } from '../pipeline/naming';
+import { WorkloadModel } from '../engines/simulated/workload';
+import { orchestratorQueue } from '../contract/naming';
 import { repoRoot } from '../sourceFiles';
 import { PLAINTEXT, workerDataConverter } from '../temporal/security';
 import { bundleBuildId, cachedWorkflowBundle, type BundleInputs, type CachedWorkflowBundle } from './bundle';

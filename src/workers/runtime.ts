@@ -37,5 +37,5 @@ export function storeCache(paths: RuntimePaths): (runId: string) => FsTrajectory
     return store;
   };
 }
-/** Where the fault-injection harness drops faults for a run's simulated engines (src/engines/sim/injection.ts). */
+/** Where the fault-injection harness drops faults for a run's simulated engines (src/engines/simulated/injection.ts). */
 export const faultInjectionDir = (paths: RuntimePaths, runId: string): string => path.join(engineStateDir(paths, runId), 'faults');

@@ -3,7 +3,7 @@
  * code so that whoever only starts worker processes (`dev`) does not load the Temporal worker SDK.
  */
 import { ranksOnNode, trainNodes, type PoolLayout } from '../gpu/layout';
-import { rankQueue, trainerQueue } from '../pipeline/naming';
+import { rankQueue, trainerQueue } from '../contract/naming';
 
 /** The task queues a node's worker serves. */
 export function nodeTaskQueues(layout: PoolLayout, prefix: string, node: number): string[] {

@@ -7,9 +7,9 @@
 import { ActivityCancellationType, proxyActivities, proxyLocalActivities } from '@temporalio/workflow';
 import type { RetryPolicy } from '@temporalio/common';
 import type { RankId } from '../gpu/layout';
-import type { GpuNodeActivities, OrchestratorActivities } from '../pipeline/activities';
-import { orchestratorQueue, rankQueue, trainerQueue } from '../pipeline/naming';
-import type { RunSpec } from '../pipeline/types';
+import type { GpuNodeActivities, OrchestratorActivities } from '../contract/activities';
+import { orchestratorQueue, rankQueue, trainerQueue } from '../contract/naming';
+import type { RunSpec } from '../contract/types';
 
 export interface IterationActivities {
   /** Store bookkeeping (admit, settle, seal, drop, describe): local activities. */

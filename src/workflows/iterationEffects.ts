@@ -7,10 +7,10 @@ import { ApplicationFailure, CancellationScope, getExternalWorkflowHandle, log, 
 import { ALL_MEMORY_TAGS, type MemoryTag } from '../engines/types';
 import { trainNodes, type RankId, type RankWork } from '../gpu';
 import type { IterationEffects, PhaseReport, ReloadFailure, Step } from '../iteration/effects';
-import { describeError } from '../pipeline/errors';
-import { shardId } from '../pipeline/naming';
-import type { RunSpec } from '../pipeline/types';
-import type { IterationProgress } from '../pipeline/types';
+import { describeError } from '../contract/errors';
+import { shardId } from '../contract/naming';
+import type { RunSpec } from '../contract/types';
+import type { IterationProgress } from '../contract/types';
 import { PHASE_KEY } from '../temporal/searchAttributes';
 import { awaiting, drive, rankRanges, type Suspension } from './drive';
 import type { IterationActivities } from './iterationActivities';

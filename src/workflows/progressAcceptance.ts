@@ -7,7 +7,7 @@
  * iteration without the token the run gave that iteration is rejected as not from it.
  */
 import type { z } from 'zod';
-import type { IterationProgress } from '../pipeline/types';
+import type { IterationProgress } from '../contract/types';
 import { isUndecodable } from '../temporal/payloadConverter';
 
 export type ProgressVerdict =

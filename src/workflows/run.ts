@@ -21,11 +21,11 @@ import {
 import { addLostRanks, emptyLedger, planShrink, planWithLostRanks, removeLostRanks, samplesByState, type SampleLedger } from '../gpu';
 import type { RankId } from '../gpu/layout';
 import { mergeLagHistograms, runStalenessFigures, type LagHistogram } from '../gpu/staleness';
-import { checkIntRange } from '../gpu/validation';
-import { RUN_HISTORY_BYTES_BUDGET } from '../pipeline/historyBudget';
-import { iterationWorkflowId } from '../pipeline/naming';
-import type { IterationProgress, IterationStats, Phase, RunSpec, RunStatus, WeightGroupState } from '../pipeline/types';
-import { describeError } from '../pipeline/errors';
+import { checkIntRange } from '../validation/patterns';
+import { RUN_HISTORY_BYTES_BUDGET } from '../contract/historyBudget';
+import { iterationWorkflowId } from '../contract/naming';
+import type { IterationProgress, IterationStats, Phase, RunSpec, RunStatus, WeightGroupState } from '../contract/types';
+import { describeError } from '../contract/errors';
 import { ITERATION_KEY, PHASE_KEY, RUN_ID_KEY, STRATEGY_KEY } from '../temporal/searchAttributes';
 import { assertDecoded } from '../temporal/payloadConverter';
 import { iterationWorkflow } from './iteration';

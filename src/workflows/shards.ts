@@ -7,9 +7,9 @@ import { ActivityFailure, CancellationScope, isCancellation, log, TimeoutFailure
 import { TimeoutType } from '@temporalio/common';
 import type { RankId } from '../gpu/layout';
 import type { ShardRef } from '../iteration/effects';
-import { describeError } from '../pipeline/errors';
-import type { RunSpec } from '../pipeline/types';
-import type { ShardInput } from '../pipeline/types';
+import { describeError } from '../contract/errors';
+import type { RunSpec } from '../contract/types';
+import type { ShardInput } from '../contract/types';
 import type { IterationActivities } from './iterationActivities';
 import type { LostNodes } from './lostNodes';
 

@@ -9,7 +9,7 @@ import { defineQuery, defineSignal, defineUpdate } from '@temporalio/workflow';
 import { z } from 'zod';
 import type { PoolLayout } from '../gpu/layout';
 import { GPU_ROLES, RANK_PHASES } from '../gpu/roles';
-import type { IterationProgress, Phase, RunStatus } from '../pipeline/types';
+import type { IterationProgress, Phase, RunStatus } from '../contract/types';
 
 export const iterationProgressSignal = defineSignal<[IterationProgress]>('iterationProgress');
 export const statusQuery = defineQuery<RunStatus>('status');

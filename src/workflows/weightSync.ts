@@ -15,10 +15,10 @@
 import { ActivityCancellationType, ApplicationFailure, CancellationScope, isCancellation, log, proxyActivities, sleep } from '@temporalio/workflow';
 import type { RetryPolicy } from '@temporalio/common';
 import { rankById, type PoolLayout, type RankId } from '../gpu/layout';
-import type { GpuNodeActivities } from '../pipeline/activities';
-import { describeError } from '../pipeline/errors';
-import { rankQueue, trainerQueue } from '../pipeline/naming';
-import type { BroadcastSyncSpec, RunSpec, WeightGroupState } from '../pipeline/types';
+import type { GpuNodeActivities } from '../contract/activities';
+import { describeError } from '../contract/errors';
+import { rankQueue, trainerQueue } from '../contract/naming';
+import type { BroadcastSyncSpec, RunSpec, WeightGroupState } from '../contract/types';
 
 const MAX_BACKOFF_MS = 30_000;
 

@@ -1,7 +1,7 @@
 import { ApplicationFailure } from '@temporalio/common';
 import { describe, expect, it } from 'vitest';
 import { failingFast } from '../../src/activities/failFast';
-import { ValidationError } from '../../src/gpu/validation';
+import { ValidationError } from '../../src/validation/patterns';
 import { FencingError } from '../../src/store';
 
 describe('failingFast', () => {

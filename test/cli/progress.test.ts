@@ -2,7 +2,7 @@
 import { describe, expect, it } from 'vitest';
 import { formatIdRanges, progressLine, statusBlock } from '../../src/cli/progress';
 import { parseGpuRanges } from '../../src/config/schema';
-import type { RunStatus } from '../../src/pipeline/types';
+import type { RunStatus } from '../../src/contract/types';
 
 const status: RunStatus = {
   runId: 'r',

@@ -5,7 +5,7 @@ import { base, expectIssues, parse, withKeys } from './helpers';
 describe('engine.weightSync', () => {
   it('broadcast settings are checked, and the run spec carries them with the trainer host as the master address', async () => {
     const { parseRunConfig } = await import('../../src/config');
-    const { buildRunSpec } = await import('../../src/pipeline/spec');
+    const { buildRunSpec } = await import('../../src/contract/spec');
     const base = { pool: { nodes: 1, gpusPerNode: 2 }, strategy: 'multiplexed', train: { gpus: [0] }, batchSize: 4 };
     const parsed = parseRunConfig({ ...base, engine: { weightSync: { mode: 'broadcast', bucketMiB: 1, attempts: 2, fallback: 'disk' } } }, '<test>');
     expect(buildRunSpec(parsed, 'r').weightSync).toEqual({

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { isAbortError, SimAbortError, SimClock } from '../../src/engines/sim/clock';
+import { isAbortError, SimAbortError, SimClock } from '../../src/engines/simulated/clock';
 
 describe('SimClock', () => {
   it('sleeps simMs × timeScale real ms', async () => {

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import { SimAbortError } from '../../src/engines/sim/clock';
-import { SimEnvironment } from '../../src/engines/sim/environment';
-import { ValidationError } from '../../src/gpu/validation';
+import { SimAbortError } from '../../src/engines/simulated/clock';
+import { SimEnvironment } from '../../src/engines/simulated/environment';
+import { ValidationError } from '../../src/validation/patterns';
 import { clock, constantWorkload } from './helpers';
 
 describe('SimEnvironment', () => {

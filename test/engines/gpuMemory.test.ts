@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { SimGpuMemory, SimGpuMemoryLedgerError, SimulatedOutOfMemoryError } from '../../src/engines/sim/gpuMemory';
-import { ValidationError } from '../../src/gpu/validation';
+import { SimGpuMemory, SimGpuMemoryLedgerError, SimulatedOutOfMemoryError } from '../../src/engines/simulated/gpuMemory';
+import { ValidationError } from '../../src/validation/patterns';
 
 describe('SimGpuMemory', () => {
   it('allocates and frees per owner and GPU', () => {

@@ -3,9 +3,9 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { costModelSchema, workloadSchema, type CostModel } from '../../src/engines/types';
-import { SimClock } from '../../src/engines/sim/clock';
-import { SimGpuMemory } from '../../src/engines/sim/gpuMemory';
-import { WorkloadModel } from '../../src/engines/sim/workload';
+import { SimClock } from '../../src/engines/simulated/clock';
+import { SimGpuMemory } from '../../src/engines/simulated/gpuMemory';
+import { WorkloadModel } from '../../src/engines/simulated/workload';
 
 export const REPO_ROOT = path.resolve(__dirname, '..', '..');
 /** The shared data directory sits next to the repository (…/shared/data). */

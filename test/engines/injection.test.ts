@@ -3,8 +3,8 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { SimulatedEngineFault } from '../../src/engines/sim/faults';
-import { FaultInjector, firedFaults, injectFault, pendingDir, withdrawPending } from '../../src/engines/sim/injection';
+import { SimulatedEngineFault } from '../../src/engines/simulated/faults';
+import { FaultInjector, firedFaults, injectFault, pendingDir, withdrawPending } from '../../src/engines/simulated/injection';
 
 const dirs: string[] = [];
 function tempDir(): string {

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { ValidationError } from '../../src/gpu/validation';
-import { hashString32, hashWords32, inverseNormalCdf, logNormal, logNormalQuantile, uniform01, uniformStream, Z90 } from '../../src/engines/sim/random';
+import { ValidationError } from '../../src/validation/patterns';
+import { hashString32, hashWords32, inverseNormalCdf, logNormal, logNormalQuantile, uniform01, uniformStream, Z90 } from '../../src/engines/simulated/random';
 import { median, quantile } from './helpers';
 
 describe('uniform01: keyed, order-independent draws', () => {

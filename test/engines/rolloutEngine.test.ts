@@ -1,12 +1,12 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it, vi } from 'vitest';
-import { EngineStateError } from '../../src/engines/sim/errors';
-import { SimulatedOutOfMemoryError } from '../../src/engines/sim/gpuMemory';
-import { SimRolloutEngine, type SimRolloutEngineOptions, type SimTurnTiming } from '../../src/engines/sim/rolloutEngine';
-import { SimTrainer } from '../../src/engines/sim/trainer';
+import { EngineStateError } from '../../src/engines/simulated/errors';
+import { SimulatedOutOfMemoryError } from '../../src/engines/simulated/gpuMemory';
+import { SimRolloutEngine, type SimRolloutEngineOptions, type SimTurnTiming } from '../../src/engines/simulated/rolloutEngine';
+import { SimTrainer } from '../../src/engines/simulated/trainer';
 import type { CostModel, TurnRequest } from '../../src/engines/types';
-import { ValidationError } from '../../src/gpu/validation';
+import { ValidationError } from '../../src/validation/patterns';
 import { clock, constantWorkload, cost, delay, memory, tempDir } from './helpers';
 
 /** c = 1 decodes at 17000/(1+16) = 1000 tokens/s: easy numbers. */

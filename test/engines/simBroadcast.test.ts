@@ -5,10 +5,10 @@
  */
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { weightBroadcastMs } from '../../src/engines/sim/costFunctions';
-import { EngineStateError } from '../../src/engines/sim/errors';
-import { SimRolloutEngine } from '../../src/engines/sim/rolloutEngine';
-import { SimTrainer } from '../../src/engines/sim/trainer';
+import { weightBroadcastMs } from '../../src/engines/simulated/costFunctions';
+import { EngineStateError } from '../../src/engines/simulated/errors';
+import { SimRolloutEngine } from '../../src/engines/simulated/rolloutEngine';
+import { SimTrainer } from '../../src/engines/simulated/trainer';
 import type { WeightGroup } from '../../src/engines/types';
 import { clock, constantWorkload, cost, memory, tempDir } from './helpers';
 

@@ -1,10 +1,10 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { SimAbortError } from '../../src/engines/sim/clock';
-import { EngineStateError } from '../../src/engines/sim/errors';
-import { SimRolloutEngine } from '../../src/engines/sim/rolloutEngine';
-import { SimTrainer, type SimTrainerOptions } from '../../src/engines/sim/trainer';
+import { SimAbortError } from '../../src/engines/simulated/clock';
+import { EngineStateError } from '../../src/engines/simulated/errors';
+import { SimRolloutEngine } from '../../src/engines/simulated/rolloutEngine';
+import { SimTrainer, type SimTrainerOptions } from '../../src/engines/simulated/trainer';
 import type { TrainBatch } from '../../src/engines/types';
 import { trainStepResultSchema } from '../../src/engines/types';
 import { clock, constantWorkload, cost, memory, tempDir } from './helpers';

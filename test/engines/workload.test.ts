@@ -1,10 +1,10 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { CsvFormatError, parseCsvRecords } from '../../src/engines/sim/csv';
-import { loadTurnsCsv, loadWorkloadCsv, WorkloadModel } from '../../src/engines/sim/workload';
+import { CsvFormatError, parseCsvRecords } from '../../src/engines/simulated/csv';
+import { loadTurnsCsv, loadWorkloadCsv, WorkloadModel } from '../../src/engines/simulated/workload';
 import { workloadSchema } from '../../src/engines/types';
-import { ValidationError } from '../../src/gpu/validation';
+import { ValidationError } from '../../src/validation/patterns';
 import { median, quantile, REPO_ROOT, SHARED_CSV, tempDir } from './helpers';
 
 const limits = { maxTurns: 100, maxTokens: 65_536 };

@@ -1,7 +1,7 @@
 /** On a failed pipeline test: what the run's current iteration is waiting for, from Temporal itself. */
 import type { Client } from '@temporalio/client';
-import { iterationWorkflowId, runWorkflowId } from '../../src/pipeline/naming';
-import type { RunStatus } from '../../src/pipeline/types';
+import { iterationWorkflowId, runWorkflowId } from '../../src/contract/naming';
+import type { RunStatus } from '../../src/contract/types';
 
 export async function diagnoseRun(client: Client, runId: string): Promise<string> {
   const lines: string[] = [];

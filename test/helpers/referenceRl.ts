@@ -1,2 +1,2 @@
-/** The reference RL run lives in src/bench/referenceRl.ts (scripts/reference-rl.ts runs it too). */
-export * from '../../src/bench/referenceRl';
+/** The reference RL run lives in src/launch/referenceRl.ts (scripts/reference-rl.ts runs it too). */
+export * from '../../src/launch/referenceRl';

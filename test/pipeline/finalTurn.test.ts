@@ -5,7 +5,7 @@
  * the reward of its final turn, not run another turn. Real Temporal, real workers.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { RunStatus } from '../../src/pipeline/types';
+import type { RunStatus } from '../../src/contract/types';
 import type { RunSummary } from '../../src/workflows/run';
 import { smallConfig, startPipelineEnv, type PipelineEnv } from '../helpers/pipeline';
 

@@ -3,7 +3,7 @@
  * iteration; runs and iterations can be found by their typed search attributes (as the UI does).
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { orchestratorQueue, runWorkflowId } from '../../src/pipeline/naming';
+import { orchestratorQueue, runWorkflowId } from '../../src/contract/naming';
 import type { RunSummary } from '../../src/workflows/run';
 import { smallConfig, startPipelineEnv, type PipelineEnv } from '../helpers/pipeline';
 

@@ -12,7 +12,7 @@ import path from 'node:path';
 import { Client, Connection } from '@temporalio/client';
 import { stringify } from 'yaml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { runWorkflowId } from '../../src/pipeline/naming';
+import { runWorkflowId } from '../../src/contract/naming';
 import { FsTrajectoryStore, type SampleRecord } from '../../src/store';
 import { startDevServer, type DevServer } from '../../src/temporal/devServer';
 import type { RunSummary } from '../../src/workflows/run';

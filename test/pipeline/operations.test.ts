@@ -4,8 +4,8 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CliError, sendUpdate } from '../../src/cli/client';
-import type { IterationResult, RunStatus } from '../../src/pipeline/types';
-import { iterationWorkflowId } from '../../src/pipeline/naming';
+import type { IterationResult, RunStatus } from '../../src/contract/types';
+import { iterationWorkflowId } from '../../src/contract/naming';
 import type { RunSummary } from '../../src/workflows/run';
 import { setBatchSizeUpdate } from '../../src/workflows/signals';
 import { smallConfig, startPipelineEnv, type PipelineEnv } from '../helpers/pipeline';

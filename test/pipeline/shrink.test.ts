@@ -5,9 +5,9 @@
  * accounting and that no token of any turn was lost or generated twice across the move.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { WorkloadModel } from '../../src/engines/sim/workload';
-import { iterationWorkflowId } from '../../src/pipeline/naming';
-import type { IterationResult } from '../../src/pipeline/types';
+import { WorkloadModel } from '../../src/engines/simulated/workload';
+import { iterationWorkflowId } from '../../src/contract/naming';
+import type { IterationResult } from '../../src/contract/types';
 import type { RunSummary } from '../../src/workflows/run';
 import { smallConfig, startPipelineEnv, type PipelineEnv } from '../helpers/pipeline';
 

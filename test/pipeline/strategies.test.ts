@@ -4,7 +4,7 @@
  * once accounting of every sample (ledger counters against the store's own audit).
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { RunStatus } from '../../src/pipeline/types';
+import type { RunStatus } from '../../src/contract/types';
 import type { RunSummary } from '../../src/workflows/run';
 import { smallConfig, startPipelineEnv, type PipelineEnv } from '../helpers/pipeline';
 

@@ -7,8 +7,8 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { statusBlock } from '../../src/cli/progress';
-import { iterationWorkflowId } from '../../src/pipeline/naming';
-import type { RunStatus } from '../../src/pipeline/types';
+import { iterationWorkflowId } from '../../src/contract/naming';
+import type { RunStatus } from '../../src/contract/types';
 import type { RunSummary } from '../../src/workflows/run';
 import { resumeUpdate } from '../../src/workflows/signals';
 import { smallConfig, startPipelineEnv, type PipelineEnv } from '../helpers/pipeline';

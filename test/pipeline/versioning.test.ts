@@ -12,7 +12,7 @@ import path from 'node:path';
 import { temporal } from '@temporalio/proto';
 import { NativeConnection, Worker, type WorkflowBundleOption } from '@temporalio/worker';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { iterationWorkflowId, runWorkflowId } from '../../src/pipeline/naming';
+import { iterationWorkflowId, runWorkflowId } from '../../src/contract/naming';
 import { cachedWorkflowBundle, type CachedWorkflowBundle } from '../../src/workers/bundle';
 import { createGpuNodeWorkers } from '../../src/workers/gpuNode';
 import { createVersionedOrchestratorWorker } from '../../src/workers/orchestrator';

@@ -1,7 +1,7 @@
 import { readFile, readdir, rm, stat, unlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { ValidationError } from '../../src/gpu/validation';
+import { ValidationError } from '../../src/validation/patterns';
 import {
   BatchConflictError,
   BatchNotFoundError,

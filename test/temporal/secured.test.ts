@@ -18,7 +18,7 @@ import { Client, Connection } from '@temporalio/client';
 import { defaultPayloadConverter, type Payload } from '@temporalio/common';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
-import { iterationWorkflowId, runWorkflowId } from '../../src/pipeline/naming';
+import { iterationWorkflowId, runWorkflowId } from '../../src/contract/naming';
 import { AesGcmCodec, ENCRYPTED_ENCODING } from '../../src/temporal/codec';
 import { startCodecServer } from '../../src/temporal/codecServer';
 import { startDevServer, temporalCliPath, type DevServer } from '../../src/temporal/devServer';

@@ -7,7 +7,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { iterationWorkflowId } from '../../src/pipeline/naming';
+import { iterationWorkflowId } from '../../src/contract/naming';
 import { fetchIterationHistories, timelineFromIterationHistories, type IterationHistory } from '../../src/timeline/fromHistory';
 import { renderTimelinesSvg, svgToPng } from '../../src/timeline/render';
 import { parseTimelines } from '../../src/timeline/schema';

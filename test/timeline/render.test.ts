@@ -7,7 +7,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'no
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ValidationError } from '../../src/gpu/validation';
+import { ValidationError } from '../../src/validation/patterns';
 import { renderTimelinesSvg, svgToPng } from '../../src/timeline/render';
 import { TimelineFormatError } from '../../src/timeline/schema';
 import type { Timeline, TimelineRole, TimelineSegment } from '../../src/timeline/types';

@@ -10,7 +10,7 @@ import path from 'node:path';
 import { Client, Connection } from '@temporalio/client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { EXIT } from '../../src/cli/exitCodes';
-import { iterationWorkflowId, runWorkflowId } from '../../src/pipeline/naming';
+import { iterationWorkflowId, runWorkflowId } from '../../src/contract/naming';
 import { freePort } from '../../src/temporal/devServer';
 import { renderedDom, screenshot } from '../helpers/chromium';
 import { smallConfig } from '../helpers/pipeline';

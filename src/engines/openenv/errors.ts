@@ -4,7 +4,7 @@
  * - EnvironmentProtocolError: the server answered something its protocol does not allow
  *   (malformed JSON, a wrong schema, an error message for a well-formed request, a reset that
  *   does not reproduce the recorded prompt). Retrying cannot help: non-retryable
- *   (src/pipeline/errors.ts). The sample stays checkpointed in the store; nothing is lost.
+ *   (src/contract/errors.ts). The sample stays checkpointed in the store; nothing is lost.
  * - EnvironmentUnavailableError: no answer (connection refused, HTTP 5xx, a closed WebSocket, a
  *   call past its timeout, the server at its session limit). The episode's session is gone; the
  *   crash rule decides what happens to the episode (src/engines/openenv/environment.ts).

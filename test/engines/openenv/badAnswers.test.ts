@@ -1,7 +1,7 @@
 /**
  * Bad environment answers: a misbehaving server (a WebSocket and HTTP server in this process that
  * answers as told) in front of the OpenEnv adapter. Malformed JSON and wrong schemas are
- * EnvironmentProtocolError (non-retryable, src/pipeline/errors.ts); HTTP 5xx, a hanging step
+ * EnvironmentProtocolError (non-retryable, src/contract/errors.ts); HTTP 5xx, a hanging step
  * and a closed WebSocket are EnvironmentUnavailableError, retried on a new session up to
  * `retries`, then the sample ends as environment-unavailable (counted); nothing is lost.
  */
@@ -10,7 +10,7 @@ import type { AddressInfo } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { WebSocketServer, type WebSocket } from 'ws';
 import { EnvironmentProtocolError, EnvironmentUnavailableError, EpisodeLostError, OpenEnvEnvironment } from '../../../src/engines/openenv';
-import { NON_RETRYABLE_ERROR_TYPES } from '../../../src/pipeline/errors';
+import { NON_RETRYABLE_ERROR_TYPES } from '../../../src/contract/errors';
 import { agentTokenizer, EOS, id, openEnvConfig } from './helpers';
 
 type Behaviour = (message: { type: string; data?: unknown }, socket: WebSocket) => void;

@@ -5,11 +5,11 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import { loadWorkloadCsv } from '../engines/sim/workload';
+import { loadWorkloadCsv } from '../engines/simulated/workload';
 import { PIPELINE_POLICY, ROLL_BASELINE_POLICY, type SchedulingPolicy, type StalenessPolicy, type Strategy } from '../gpu';
-import { minimumTrainGpus } from '../engines/sim/roofline';
-import { asStrategy, presetPath, readRawConfig, resizePool, withTrainNodes, WORKLOAD_SHAPE_NOTES, WORKLOAD_SHAPES, type WorkloadShape } from '../sim/presets';
-import type { StalenessReport, StrategyReport } from '../sim/report';
+import { minimumTrainGpus } from '../engines/simulated/roofline';
+import { asStrategy, presetPath, readRawConfig, resizePool, withTrainNodes, WORKLOAD_SHAPE_NOTES, WORKLOAD_SHAPES, type WorkloadShape } from '../simulator/presets';
+import type { StalenessReport, StrategyReport } from '../simulator/report';
 import { checkTimelines } from '../timeline/schema';
 import type { Timeline } from '../timeline/types';
 import { runBenchJobs, type BenchJob, type BenchJobResult } from './benchJobs';

@@ -4,16 +4,16 @@
  */
 import { describe, expect, it } from 'vitest';
 import { parseRunConfig } from '../../src/config';
-import { decodeTokensPerMsPerRequest, weightBroadcastMs } from '../../src/engines/sim/costFunctions';
-import { assumedRateRankModel } from '../../src/engines/sim/roofline';
+import { decodeTokensPerMsPerRequest, weightBroadcastMs } from '../../src/engines/simulated/costFunctions';
+import { assumedRateRankModel } from '../../src/engines/simulated/roofline';
 import { costModelSchema } from '../../src/engines/types';
 import { adaptiveShrinkReady, planShrinkByLeastWork, ROLL_BASELINE_POLICY, trainGroupIsMovable } from '../../src/gpu';
-import { simulationConfig } from '../../src/sim/config';
-import { EventQueue } from '../../src/sim/eventQueue';
-import { asStrategy } from '../../src/sim/presets';
-import { strategyReport } from '../../src/sim/report';
-import { simulate, type SimulationResult } from '../../src/sim/simulator';
-import { VirtualRank } from '../../src/sim/virtualRank';
+import { simulationConfig } from '../../src/simulator/config';
+import { EventQueue } from '../../src/simulator/eventQueue';
+import { asStrategy } from '../../src/simulator/presets';
+import { strategyReport } from '../../src/simulator/report';
+import { simulate, type SimulationResult } from '../../src/simulator/simulator';
+import { VirtualRank } from '../../src/simulator/virtualRank';
 import { TIMELINE_ROLES } from '../../src/timeline/types';
 import { expectValidation } from '../gpu/helpers';
 

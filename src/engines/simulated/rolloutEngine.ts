@@ -16,7 +16,7 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import { z } from 'zod';
 import type { GpuId, RankId } from '../../gpu/layout';
-import { checkIntRange, checkNoDuplicates, checkNonEmpty } from '../../gpu/validation';
+import { checkIntRange, checkNoDuplicates, checkNonEmpty } from '../../validation/patterns';
 import {
   ALL_MEMORY_TAGS,
   memoryTagSchema,

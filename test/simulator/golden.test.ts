@@ -8,17 +8,17 @@
  * unchanged to the last bit.
  *
  * A deliberate change of the model or the policy changes them: re-record with
- * `SIM_GOLDEN_RECORD=1 npx vitest run test/sim/golden.test.ts` and say why in the commit.
+ * `SIM_GOLDEN_RECORD=1 npx vitest run test/simulator/golden.test.ts` and say why in the commit.
  */
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { examplesDir } from '../../src/config';
 import { ROLL_BASELINE_POLICY, type Strategy } from '../../src/gpu';
-import { simulationConfig, type SimulationOptions } from '../../src/sim/config';
-import { asStrategy, presetPath, readRawConfig, shapedWorkload, withTrainNodes } from '../../src/sim/presets';
-import { strategyReport } from '../../src/sim/report';
-import { simulate } from '../../src/sim/simulator';
+import { simulationConfig, type SimulationOptions } from '../../src/simulator/config';
+import { asStrategy, presetPath, readRawConfig, shapedWorkload, withTrainNodes } from '../../src/simulator/presets';
+import { strategyReport } from '../../src/simulator/report';
+import { simulate } from '../../src/simulator/simulator';
 
 const FIXTURE = path.join(__dirname, '..', 'fixtures', 'sim-golden.json');
 const RECORD = process.env.SIM_GOLDEN_RECORD === '1';

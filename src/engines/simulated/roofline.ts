@@ -19,7 +19,7 @@
  * Pure functions; the efficiencies are stated assumptions (docs/simulator.md), the same for every
  * preset, not fitted to the calibration figures.
  */
-import { checkIntRange, checkPostcondition } from '../../gpu/validation';
+import { checkIntRange, checkPostcondition } from '../../validation/patterns';
 import type { Hardware, ModelArchitecture } from '../hardware';
 import type { CostModel } from '../types';
 

@@ -7,8 +7,8 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { examplesDir, parseRunConfig, type ParsedRunConfig } from '../config';
-import { WorkloadModel } from '../engines/sim/workload';
-import { logNormal } from '../engines/sim/random';
+import { WorkloadModel } from '../engines/simulated/workload';
+import { logNormal } from '../engines/simulated/random';
 import type { Strategy } from '../gpu';
 
 export const PRESETS = ['seed-160', 'dense-8b-h100'] as const;

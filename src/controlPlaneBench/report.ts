@@ -2,8 +2,8 @@
  * Summaries and tables of benchmark points: medians per point, growth along each swept axis, and
  * the issue's targets checked against the figures.
  */
-import { RUN_HISTORY_BYTES_BUDGET } from '../pipeline/historyBudget';
-import { DEFAULT_ITERATIONS_PER_RUN_EXECUTION } from '../pipeline/spec';
+import { RUN_HISTORY_BYTES_BUDGET } from '../contract/historyBudget';
+import { DEFAULT_ITERATIONS_PER_RUN_EXECUTION } from '../contract/spec';
 import type { PointResult } from './runPoint';
 
 /**

@@ -1,6 +1,6 @@
 /**
  * One rollout rank's continuous batching in virtual time, under a RankModel
- * (src/engines/sim/roofline.ts): the capacity-aware roofline, or the assumed-rate model of the
+ * (src/engines/simulated/roofline.ts): the capacity-aware roofline, or the assumed-rate model of the
  * pipeline's simulated engines (the same processor-sharing rate as their DecodeScheduler).
  *
  * A request (one turn's generate call) goes through:
@@ -20,7 +20,7 @@
  * begins decoding at S0 with target T completes when S reaches S0 + T. A heap of those thresholds
  * gives the next completion in O(log n) per event. The rate is re-evaluated at every event.
  */
-import type { RankModel } from '../engines/sim/roofline';
+import type { RankModel } from '../engines/simulated/roofline';
 import type { EventQueue, SimEvent } from './eventQueue';
 
 export interface DecodeJob {

@@ -6,8 +6,8 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { temporal } from '@temporalio/proto';
 import { describe, expect, it } from 'vitest';
-import { activitySpans, executionAttempt, executionSpan, historyBytes, iterationMoments } from '../../src/bench/historyFigures';
-import { checkTargets, median, type PointSummary } from '../../src/bench/report';
+import { activitySpans, executionAttempt, executionSpan, historyBytes, iterationMoments } from '../../src/controlPlaneBench/historyFigures';
+import { checkTargets, median, type PointSummary } from '../../src/controlPlaneBench/report';
 import { historyFromJson } from '../helpers/historyJson';
 
 const EventType = temporal.api.enums.v1.EventType;

@@ -10,7 +10,7 @@
  * (Math.imul), which has full avalanche after its finaliser: neighbouring sample ids and turns
  * give unrelated values.
  */
-import { checkIntRange } from '../../gpu/validation';
+import { checkIntRange } from '../../validation/patterns';
 import type { LogNormalSpec } from '../types';
 
 /** Standard-normal quantile at 0.9: the p90 of a log-normal is median·exp(sigma·Z90). */

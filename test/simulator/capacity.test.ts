@@ -14,14 +14,14 @@ import {
   rooflineRankModel,
   trainMemoryGiBPerGpu,
   type RankModel,
-} from '../../src/engines/sim/roofline';
-import { WorkloadModel } from '../../src/engines/sim/workload';
-import { rankCosts, simulationConfig } from '../../src/sim/config';
-import { EventQueue } from '../../src/sim/eventQueue';
-import { asStrategy, presetPath, readRawConfig } from '../../src/sim/presets';
-import { strategyReport } from '../../src/sim/report';
-import { simulate } from '../../src/sim/simulator';
-import { VirtualRank } from '../../src/sim/virtualRank';
+} from '../../src/engines/simulated/roofline';
+import { WorkloadModel } from '../../src/engines/simulated/workload';
+import { rankCosts, simulationConfig } from '../../src/simulator/config';
+import { EventQueue } from '../../src/simulator/eventQueue';
+import { asStrategy, presetPath, readRawConfig } from '../../src/simulator/presets';
+import { strategyReport } from '../../src/simulator/report';
+import { simulate } from '../../src/simulator/simulator';
+import { VirtualRank } from '../../src/simulator/virtualRank';
 
 const QWEN3_235B_H800 = hardwareSchema.parse({
   model: {

@@ -8,7 +8,7 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import { checkIntRange, checkNonEmpty } from '../../gpu/validation';
+import { checkIntRange, checkNonEmpty } from '../../validation/patterns';
 import type { Workload } from '../types';
 import { CsvFormatError, parseCsvTable } from './csv';
 import { logNormalQuantile, uniformStream, Z90 } from './random';

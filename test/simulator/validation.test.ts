@@ -12,10 +12,10 @@
  */
 import { availableParallelism, loadavg } from 'node:os';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { iterationWorkflowId } from '../../src/pipeline/naming';
-import type { IterationResult } from '../../src/pipeline/types';
-import { simulationConfig } from '../../src/sim/config';
-import { simulate } from '../../src/sim/simulator';
+import { iterationWorkflowId } from '../../src/contract/naming';
+import type { IterationResult } from '../../src/contract/types';
+import { simulationConfig } from '../../src/simulator/config';
+import { simulate } from '../../src/simulator/simulator';
 import type { RunSummary } from '../../src/workflows/run';
 import { smallConfig, startPipelineEnv, type PipelineEnv } from '../helpers/pipeline';
 

@@ -8,13 +8,13 @@ import path from 'node:path';
 import { parse } from 'yaml';
 import type { WorkflowHandle } from '@temporalio/client';
 import { startReferenceEngine, type ReferenceEngineOptions, type ReferenceEngineProcess } from '../engines/reference/launch';
-import { iterationWorkflowId } from '../pipeline/naming';
-import type { IterationResult, RunStatus } from '../pipeline/types';
+import { iterationWorkflowId } from '../contract/naming';
+import type { IterationResult, RunStatus } from '../contract/types';
 import { lagSummary, mergeLagHistograms, type LagHistogram, type LagSummary, type StalenessPolicy } from '../gpu/staleness';
 import type { AuditReport, SampleRecord } from '../store';
 import { weightsDir } from '../workers/runtime';
 import type { RunSummary } from '../workflows/run';
-import type { PipelineEnv } from '../launch/localPipeline';
+import type { PipelineEnv } from './localPipeline';
 import { repoRoot } from '../sourceFiles';
 
 export interface ReferenceRlOptions {

@@ -1,19 +1,19 @@
 /**
  * The discrete-event simulator: whole runs in virtual time. It keeps no flow of its own: every
  * iteration is the iteration program (src/iteration/program.ts) that the iteration workflow runs,
- * with effects carried out on virtual ranks (src/sim/simEffects.ts). A rank's generate calls take
- * the rank model's time (src/engines/sim/roofline.ts: the capacity-aware roofline, or the assumed
+ * with effects carried out on virtual ranks (src/simulator/simEffects.ts). A rank's generate calls take
+ * the rank model's time (src/engines/simulated/roofline.ts: the capacity-aware roofline, or the assumed
  * rates of the simulated engines), transitions and training the cost model's
- * (src/engines/sim/costFunctions.ts); the workload is the WorkloadModel's, and the per-sample agent
+ * (src/engines/simulated/costFunctions.ts); the workload is the WorkloadModel's, and the per-sample agent
  * loop follows the rollout shard activity (src/activities/gpuNode.ts).
  *
  * Deterministic for a seed: the workload is a pure function of (seed, sample, turn) and events at
  * one instant run in scheduling order. Pure: no Temporal, no clocks, no I/O.
  */
-import { trainStepMs, weightBroadcastMs } from '../engines/sim/costFunctions';
-import type { RankModel } from '../engines/sim/roofline';
+import { trainStepMs, weightBroadcastMs } from '../engines/simulated/costFunctions';
+import type { RankModel } from '../engines/simulated/roofline';
 import type { CostModel } from '../engines/types';
-import type { WorkloadModel } from '../engines/sim/workload';
+import type { WorkloadModel } from '../engines/simulated/workload';
 import {
   addTokenLags,
   emptyLedger,
@@ -37,7 +37,7 @@ import { stalenessAdmission } from '../iteration/admission';
 import type { ShardRef } from '../iteration/effects';
 import { runIteration, type ProgramResult } from '../iteration/program';
 import { createIterationState, type IterationState, type ProgramInput } from '../iteration/state';
-import type { BroadcastSyncSpec, IterationDecisions, Phase, ShardOutcome, WeightGroupState } from '../pipeline/types';
+import type { BroadcastSyncSpec, IterationDecisions, Phase, ShardOutcome, WeightGroupState } from '../contract/types';
 import type { Timeline, TimelineRole } from '../timeline/types';
 import { EventQueue } from './eventQueue';
 import { LaneRecorder } from './lanes';
@@ -414,7 +414,7 @@ export class Simulator implements SimWorld {
   }
 
   // ---------------------------------------------------------------------------------------------
-  // The world the effects act on (src/sim/simEffects.ts): samples, shards, ranks, lanes
+  // The world the effects act on (src/simulator/simEffects.ts): samples, shards, ranks, lanes
   // ---------------------------------------------------------------------------------------------
 
   now(): number {

@@ -3,11 +3,11 @@
  * buildRunSpec) plus the simulated engines' cost model and workload.
  */
 import type { ParsedRunConfig } from '../config';
-import { assumedRateRankModel, derivedCostModel, minimumTrainGpus, rooflineRankModel, type RankModel } from '../engines/sim/roofline';
-import { WorkloadModel } from '../engines/sim/workload';
+import { assumedRateRankModel, derivedCostModel, minimumTrainGpus, rooflineRankModel, type RankModel } from '../engines/simulated/roofline';
+import { WorkloadModel } from '../engines/simulated/workload';
 import type { CostModel } from '../engines/types';
 import { checkIntRange, PIPELINE_POLICY, type SchedulingPolicy, type StalenessPolicy } from '../gpu';
-import { buildRunSpec } from '../pipeline/spec';
+import { buildRunSpec } from '../contract/spec';
 import type { ControlPlaneLatency, SimulationConfig } from './simulator';
 
 /**

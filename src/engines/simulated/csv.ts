@@ -3,7 +3,7 @@
  * line breaks inside quotes), CRLF or LF line ends, an optional UTF-8 BOM. Each record keeps
  * the line number it starts on, so a bad row can be reported as file:line.
  */
-import { checkNoDuplicates } from '../../gpu/validation';
+import { checkNoDuplicates } from '../../validation/patterns';
 
 export class CsvFormatError extends Error {
   constructor(

@@ -1,6 +1,6 @@
 /**
  * The simulated cost model as pure functions: one definition of every duration, used by the
- * simulated engines (real-time timers, scaled) and by the discrete-event simulator (src/sim,
+ * simulated engines (real-time timers, scaled) and by the discrete-event simulator (src/simulator,
  * virtual time), so the two cannot drift apart.
  */
 import type { CostModel, MemoryTag } from '../types';

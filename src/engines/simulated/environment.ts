@@ -3,7 +3,7 @@
  * (sampleId, turn) through the WorkloadModel, so a sample migrated to another rank or process
  * continues in an environment that agrees with the one it left, with no reset needed there.
  */
-import { checkIntRange } from '../../gpu/validation';
+import { checkIntRange } from '../../validation/patterns';
 import type { AgentEnvironment, EnvironmentStep } from '../types';
 import type { SimClock } from './clock';
 import type { WorkloadModel } from './workload';

@@ -3,7 +3,7 @@
  * ranks (half of them released to train), engines whose every duration is near zero, so what
  * remains of an iteration's time is the control plane (Temporal, workers, the store).
  */
-import { checkIntRange, checkPostcondition } from '../gpu/validation';
+import { checkIntRange, checkPostcondition } from '../validation/patterns';
 
 export interface BenchPoint {
   ranks: number;

@@ -8,7 +8,7 @@
  * is a bookkeeping bug in the caller and throws.
  */
 import type { GpuId } from '../../gpu/layout';
-import { checkIntRange, checkNoDuplicates, checkSubset } from '../../gpu/validation';
+import { checkIntRange, checkNoDuplicates, checkSubset } from '../../validation/patterns';
 
 /** Tolerance for GiB arithmetic (sums of fractional sizes). */
 const EPSILON_GIB = 1e-9;

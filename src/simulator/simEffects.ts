@@ -5,12 +5,12 @@
  * per-rank behaviour stays in the simulator's world (the agent loop, the environment timeout and
  * the rank model on VirtualRank).
  */
-import { memoryTagShareMs, trainStepMs, weightBroadcastMs } from '../engines/sim/costFunctions';
+import { memoryTagShareMs, trainStepMs, weightBroadcastMs } from '../engines/simulated/costFunctions';
 import type { MemoryTag } from '../engines/types';
 import type { GpuId, MigrationPolicy, PoolState, RankId, RankWork } from '../gpu';
 import type { IterationEffects, ShardRef, Step } from '../iteration/effects';
 import type { IterationState } from '../iteration/state';
-import type { BroadcastSyncSpec, ShardOutcome, WeightGroupState } from '../pipeline/types';
+import type { BroadcastSyncSpec, ShardOutcome, WeightGroupState } from '../contract/types';
 import type { SimulationConfig } from './simulator';
 
 /** What the simulator's run loop waits for: virtual time, or a condition on the world. */

@@ -13,7 +13,7 @@
 import path from 'node:path';
 import { z } from 'zod';
 import type { GpuId, NodeId } from '../../gpu/layout';
-import { checkIntRange, checkNoDuplicates, checkNonEmpty } from '../../gpu/validation';
+import { checkIntRange, checkNoDuplicates, checkNonEmpty } from '../../validation/patterns';
 import type { CostModel, TrainBatch, Trainer, TrainerStatus, TrainStepResult, WeightSender } from '../types';
 import { SimWeightSender } from './broadcast';
 import type { SimClock } from './clock';
