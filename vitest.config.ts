@@ -5,9 +5,10 @@ export default defineConfig({
     include: ['test/**/*.test.ts'],
     setupFiles: ['test/setup/requireTs.ts'],
     globalSetup: ['test/setup/build.ts'],
-    // Temporal-backed tests start real servers and workers: give them room on a 2-core machine.
-    testTimeout: 120_000,
-    hookTimeout: 120_000,
+    // Temporal-backed tests start real servers and workers: give them room on a busy 2-core machine
+    // (a timeout bounds a hang; no test asserts speed).
+    testTimeout: 300_000,
+    hookTimeout: 300_000,
     pool: 'forks',
     poolOptions: { forks: { maxForks: 2, minForks: 1 } },
     reporters: ['default'],

@@ -86,7 +86,7 @@ describe('`dev` when only its Temporal server is killed', () => {
       await holdTrainStep(stateDir, runId, config, 15_000);
       const { temporal } = JSON.parse(readFileSync(path.join(stateDir, 'dev-processes.json'), 'utf8')) as Record<string, { pid: number }>;
       process.kill(temporal!.pid, 'SIGKILL');
-      await dev.waitFor(/Temporal dev server running again/, 120_000);
+      await dev.waitFor(/Temporal dev server running again/, 300_000);
       await dev.waitFor(/run 'dev-outage' finished: 2 iterations, weights v2/, 240_000);
       expect(await dev.exited).toBe(EXIT.ok);
       expect(dev.output()).toMatch(/Temporal dev server \(pid \d+\) exited \(code null, signal SIGKILL\); starting it again on the same database/);
@@ -129,14 +129,14 @@ describe('`start --watch` and `status` through an outage of a server they do not
       await holdTrainStep(stateDir, runId, config, 15_000);
       process.kill(server.pid, 'SIGKILL');
       await server.exited;
-      await watch.waitFor(/server unreachable at .*, retrying for up to 300 s/, 120_000);
+      await watch.waitFor(/server unreachable at .*, retrying for up to 300 s/, 300_000);
       // The watcher gives up only past its limit: `status` with a short one says so with exit 4.
       const status = await runCli(['status', runId, '--address', server.address, '--server-wait', '2']);
       expect(status.code).toBe(EXIT.serverUnreachable);
       expect(status.stderr).toMatch(/server unreachable at .*, retrying for up to 2 s/);
       expect(status.stderr).toMatch(/gave up: the Temporal server at .* has not answered/);
       server = await startServer();
-      await watch.waitFor(/server reachable again/, 120_000);
+      await watch.waitFor(/server reachable again/, 300_000);
       await watch.waitFor(/run 'watch-outage' finished: 2 iterations, weights v2/, 240_000);
       expect(await watch.exited).toBe(EXIT.ok);
       expect(watch.output()).not.toContain('FAILED');

@@ -37,7 +37,7 @@ export function startCli(args: string[], options: { cwd?: string } = {}): Proc {
     kill: (signal = 'SIGKILL') => {
       if (child.exitCode === null && child.signalCode === null) child.kill(signal);
     },
-    waitFor(pattern, timeoutMs = 120_000) {
+    waitFor(pattern, timeoutMs = 300_000) {
       return new Promise((resolve, reject) => {
         const check = () => {
           const line = text.split('\n').find((candidate) => pattern.test(candidate));
@@ -104,5 +104,29 @@ export async function survivorsAfter(pids: readonly number[], ms: number): Promi
     const left = pids.filter(alive);
     if (left.length === 0 || Date.now() > deadline) return left;
     await new Promise((resolve) => setTimeout(resolve, 200));
+  }
+}
+
+/** Attempts of `startDevOnFreePorts` when a port probed free was taken before the server bound it. */
+const PORT_RACE_ATTEMPTS = 3;
+
+/**
+ * Starts `timeshare dev` with ports a test picked (`makeArgs` picks new ones on each call) and
+ * waits for `ready`. A port probed free can be taken by another process (another test's server)
+ * before the dev server binds it; `dev` then exits naming the port in use, as it should for an
+ * operator's ports, and the test starts it again on new ones.
+ */
+export async function startDevOnFreePorts(makeArgs: () => Promise<string[]>, ready: RegExp, timeoutMs?: number): Promise<{ proc: Proc; args: string[] }> {
+  for (let attempt = 1; ; attempt++) {
+    const args = await makeArgs();
+    const proc = startCli(args);
+    try {
+      await proc.waitFor(ready, timeoutMs);
+      return { proc, args };
+    } catch (error) {
+      proc.kill('SIGKILL');
+      await proc.exited;
+      if (attempt >= PORT_RACE_ATTEMPTS || !/address already in use/.test(proc.output())) throw error;
+    }
   }
 }

@@ -19,7 +19,7 @@ import { freePort, startDevServer, type DevServer } from '../../src/temporal/dev
 import type { RunSummary } from '../../src/workflows/run';
 import { smallConfig } from '../helpers/pipeline';
 import { diagnoseRun } from '../helpers/diagnose';
-import { startCli, survivorsAfter, type Proc } from '../helpers/processes';
+import { startCli, startDevOnFreePorts, survivorsAfter, type Proc } from '../helpers/processes';
 
 const ITERATIONS = 3;
 
@@ -45,7 +45,7 @@ function holdNextTrainStep(stateDir: string, runId: string): string {
 }
 
 /** Resolves once the fault fired: the call it holds is in flight. */
-async function fired(stateDir: string, runId: string, id: string, timeoutMs = 120_000): Promise<FiredFault> {
+async function fired(stateDir: string, runId: string, id: string, timeoutMs = 300_000): Promise<FiredFault> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const fault = firedFaults(faultDir(stateDir, runId)).get(id);
@@ -100,11 +100,9 @@ describe('resume after SIGKILL of `timeshare dev`', () => {
     const stateDir = path.join(dir, 'state');
     const args = async () => ['dev', config, '--state-dir', stateDir, '--port', String(await freePort()), '--ui-port', String(await freePort())];
 
-    const firstArgs = await args();
-    const first: Proc = startCli(firstArgs);
+    const { proc: first, args: firstArgs } = await startDevOnFreePorts(args, /started run 'dev-crash'/);
     let client: Client | undefined;
     try {
-      await first.waitFor(/started run 'dev-crash'/);
       client = new Client({ connection: await Connection.connect({ address: `127.0.0.1:${firstArgs[5]}` }) });
       // Kill it in the train step of the second iteration, with shards in flight on the ranks
       // that keep rolling out: held there by a train step that answers late.
@@ -126,17 +124,16 @@ describe('resume after SIGKILL of `timeshare dev`', () => {
     expect(owned.length).toBe(3);
     expect(await survivorsAfter(owned.map((record) => record.pid), 60_000), `processes of the killed dev: ${JSON.stringify(ownedByName)}`).toEqual([]);
 
-    const second = startCli(await args());
+    const { proc: second } = await startDevOnFreePorts(args, /resumed run 'dev-crash'/);
     try {
-      await second.waitFor(/resumed run 'dev-crash'/);
-      const finished = await second.waitFor(/run 'dev-crash' finished/, 180_000);
+      const finished = await second.waitFor(/run 'dev-crash' finished/, 400_000);
       expect(finished).toContain(`${ITERATIONS} iterations, weights v${ITERATIONS}`);
       expect(await second.exited).toBe(0);
     } finally {
       second.kill('SIGKILL');
     }
     await expectExactlyOnce(path.join(dir, 'store'), 'dev-crash', 8);
-  });
+  }, 900_000);
 });
 
 describe('worker SIGKILL mid-iteration, then restart', () => {

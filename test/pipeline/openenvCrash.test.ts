@@ -56,7 +56,7 @@ describe('gpu-node worker killed mid-episode (OpenEnv server, real engines)', ()
     try {
       await Promise.all(procs.map((proc) => proc.waitFor(/worker for run/, 300_000)));
       const start = startCli(['start', config, '--address', server.address]);
-      await start.waitFor(/started run/, 120_000);
+      await start.waitFor(/started run/, 300_000);
       const handle = client.workflow.getHandle(runWorkflowId(runId));
 
       // Wait until samples are mid-episode (some turns done, the episode not over), then kill the worker.

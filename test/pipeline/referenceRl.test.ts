@@ -73,7 +73,7 @@ describe('reference RL run (real engines, real pipeline)', () => {
     expect(result.groupsOpened).toBe(1);
   });
 
-  it('a shrink mid-generation migrates samples with their token prefix; they resume on the other rank', { timeout: 120_000 }, async () => {
+  it('a shrink mid-generation migrates samples with their token prefix; they resume on the other rank', { timeout: 300_000 }, async () => {
     // Turns of 24 tokens at 25 ms each (0.6 s): the shrink cancels rank 0's shard mid-turn, and
     // the migrated samples go on on rank 1 while rank 0 trains, or, when training is shorter than
     // the rest of their turn, in the next iteration (on either rank: carried samples are spread).

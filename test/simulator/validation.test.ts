@@ -99,5 +99,5 @@ describe('simulator validated against the real pipeline (real Temporal)', () => 
     expect(simDecisions, report).toEqual(realDecisions);
     expect(Math.abs(simIteration / realIteration - 1), report).toBeLessThan(TOLERANCE);
     expect(Math.abs(simThroughput / realThroughput - 1), report).toBeLessThan(TOLERANCE);
-  }, 120_000);
+  }, 300_000);
 });

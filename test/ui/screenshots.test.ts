@@ -14,7 +14,7 @@ import { iterationWorkflowId, runWorkflowId } from '../../src/contract/naming';
 import { freePort } from '../../src/temporal/devServer';
 import { renderedDom, screenshot } from '../helpers/chromium';
 import { smallConfig } from '../helpers/pipeline';
-import { startCli, type Proc } from '../helpers/processes';
+import { startDevOnFreePorts, type Proc } from '../helpers/processes';
 
 const IMG = path.join(__dirname, '..', '..', 'docs', 'img');
 const RUN = 'ui-tour';
@@ -37,10 +37,13 @@ describe('Temporal UI of a dev run (headless Chromium)', () => {
   it('shows the run and an iteration with its activities; writes the README screenshots', async () => {
     const config = path.join(dir, `${RUN}.json`);
     writeFileSync(config, JSON.stringify(smallConfig({ run: { id: RUN, iterations: 2 }, store: { dir: path.join(dir, 'store') } })));
-    const port = await freePort();
-    const uiPort = await freePort();
-    dev = startCli(['dev', config, '--state-dir', path.join(dir, 'state'), '--port', String(port), '--ui-port', String(uiPort), '--keep-ui']);
-    await dev.waitFor(/keeping the Temporal server and its UI/, 400_000);
+    const started = await startDevOnFreePorts(
+      async () => ['dev', config, '--state-dir', path.join(dir, 'state'), '--port', String(await freePort()), '--ui-port', String(await freePort()), '--keep-ui'],
+      /keeping the Temporal server and its UI/,
+      400_000,
+    );
+    dev = started.proc;
+    const [port, uiPort] = [started.args[5], started.args[7]];
     expect(dev.output()).toContain(`run '${RUN}' finished: 2 iterations, weights v2`);
 
     const ui = `http://127.0.0.1:${uiPort}/namespaces/default/workflows`;
