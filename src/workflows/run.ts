@@ -27,7 +27,7 @@ import { iterationWorkflowId } from '../contract/naming';
 import type { IterationProgress, IterationStats, Phase, RunSpec, RunStatus, WeightGroupState } from '../contract/types';
 import { describeError } from '../contract/errors';
 import { ITERATION_KEY, PHASE_KEY, RUN_ID_KEY, STRATEGY_KEY } from '../temporal/searchAttributes';
-import { assertDecoded } from '../temporal/payloadConverter';
+import { assertDecoded, isUndecodable } from '../temporal/payloadConverter';
 import { iterationWorkflow } from './iteration';
 import { judgeProgress } from './progressAcceptance';
 import {
@@ -335,6 +335,9 @@ async function runIterationChild(run: RunContext): Promise<void> {
         { key: PHASE_KEY, value: 'starting' },
       ],
     });
+    // A worker that cannot decode the result (one without the run's codec) must not take it
+    // into the run's state: its workflow task fails and is retried (see the catch below).
+    if (isUndecodable(result)) throw new UndecodableIterationResult(result.undecodablePayload);
     state.version = result.version;
     state.ledger = result.ledger;
     state.weightGroup = result.weightGroup;
@@ -346,7 +349,16 @@ async function runIterationChild(run: RunContext): Promise<void> {
     state.iteration += 1;
     run.iterationsThisExecution += 1;
   } catch (error) {
+    if (error instanceof UndecodableIterationResult) throw error;
     onIterationFailure(run, error);
+  }
+}
+
+/** A plain Error, not a failure of the iteration: it fails the workflow task, which is retried. */
+class UndecodableIterationResult extends Error {
+  constructor(reason: string) {
+    super(`iteration result: payload cannot be decoded: ${reason}`);
+    this.name = 'UndecodableIterationResult';
   }
 }
 
