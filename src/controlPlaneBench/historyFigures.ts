@@ -131,7 +131,11 @@ export function iterationMoments(history: History): IterationMoments {
   const { startedMs, closedMs } = executionSpan(history);
   const firstWatch = spans.find((span) => span.name === 'awaitBatch');
   if (firstWatch === undefined) throw new Error('iteration history: no awaitBatch (a retried attempt that resumed at training?)');
-  const firstWave = spans.filter((span) => span.name === 'runRolloutShard' && span.scheduledEventId < firstWatch.scheduledEventId);
+  const shards = spans.filter((span) => span.name === 'runRolloutShard');
+  // Carried-over samples can complete the batch before any shard is launched: then the ranks
+  // start rolling with the shards launched after the first watch.
+  const beforeWatch = shards.filter((span) => span.scheduledEventId < firstWatch.scheduledEventId);
+  const firstWave = beforeWatch.length > 0 ? beforeWatch : shards;
   const watched = spans.filter((span) => span.name === 'awaitBatch' && span.outcome === 'completed');
   const trains = spans.filter((span) => span.name === 'trainStep');
   const activities: Record<string, number> = {};
@@ -139,7 +143,9 @@ export function iterationMoments(history: History): IterationMoments {
   return {
     startedMs,
     closedMs,
-    rolloutStartedMs: required('first-wave rollout shards started', [...firstStartPerQueue(firstWave).values()]),
+    // An iteration that launched no shard at all (its batch complete from carried-over samples, no
+    // admission) has no rolling moment of its own: its start stands for it.
+    rolloutStartedMs: firstWave.length === 0 ? startedMs : required('first-wave rollout shards started', [...firstStartPerQueue(firstWave).values()]),
     batchSeenMs: required('a completed awaitBatch', watched.slice(-1).map((span) => span.closedMs)),
     trainStartedMs: required('trainStep started', trains.map((span) => span.startedMs)),
     trainDoneMs: required('trainStep completed', trains.map((span) => span.closedMs)),
