@@ -131,7 +131,8 @@ export function iterationMoments(history: History): IterationMoments {
   const { startedMs, closedMs } = executionSpan(history);
   const firstWatch = spans.find((span) => span.name === 'awaitBatch');
   if (firstWatch === undefined) throw new Error('iteration history: no awaitBatch (a retried attempt that resumed at training?)');
-  const shards = spans.filter((span) => span.name === 'runRolloutShard');
+  // Shards stopped before they started never rolled: they do not hold the rolling moment back.
+  const shards = spans.filter((span) => span.name === 'runRolloutShard' && span.startedMs !== undefined);
   // Carried-over samples can complete the batch before any shard is launched: then the ranks
   // start rolling with the shards launched after the first watch.
   const beforeWatch = shards.filter((span) => span.scheduledEventId < firstWatch.scheduledEventId);
