@@ -129,16 +129,18 @@ export interface IterationMoments {
 export function iterationMoments(history: History): IterationMoments {
   const spans = activitySpans(history);
   const { startedMs, closedMs } = executionSpan(history);
+  const trains = spans.filter((span) => span.name === 'trainStep');
   const firstWatch = spans.find((span) => span.name === 'awaitBatch');
-  if (firstWatch === undefined) throw new Error('iteration history: no awaitBatch (a retried attempt that resumed at training?)');
+  // No batch watch: samples carried over completed the batch, and the program took it at its first
+  // workflow task; the shards it launched before training are the ones that keep rolling.
+  const firstWaveEnd = firstWatch?.scheduledEventId ?? Math.min(...trains.map((span) => span.scheduledEventId));
   // Shards stopped before they started never rolled: they do not hold the rolling moment back.
   const shards = spans.filter((span) => span.name === 'runRolloutShard' && span.startedMs !== undefined);
   // Carried-over samples can complete the batch before any shard is launched: then the ranks
   // start rolling with the shards launched after the first watch.
-  const beforeWatch = shards.filter((span) => span.scheduledEventId < firstWatch.scheduledEventId);
-  const firstWave = beforeWatch.length > 0 ? beforeWatch : shards;
+  const beforeWatch = shards.filter((span) => span.scheduledEventId < firstWaveEnd);
+  const firstWave = beforeWatch.length > 0 || firstWatch === undefined ? beforeWatch : shards;
   const watched = spans.filter((span) => span.name === 'awaitBatch' && span.outcome === 'completed');
-  const trains = spans.filter((span) => span.name === 'trainStep');
   const activities: Record<string, number> = {};
   for (const span of spans) activities[span.name] = (activities[span.name] ?? 0) + 1;
   return {
@@ -147,7 +149,7 @@ export function iterationMoments(history: History): IterationMoments {
     // An iteration that launched no shard at all (its batch complete from carried-over samples, no
     // admission) has no rolling moment of its own: its start stands for it.
     rolloutStartedMs: firstWave.length === 0 ? startedMs : required('first-wave rollout shards started', [...firstStartPerQueue(firstWave).values()]),
-    batchSeenMs: required('a completed awaitBatch', watched.slice(-1).map((span) => span.closedMs)),
+    batchSeenMs: firstWatch === undefined ? firstWorkflowTaskDoneMs(history) : required('a completed awaitBatch', watched.slice(-1).map((span) => span.closedMs)),
     trainStartedMs: required('trainStep started', trains.map((span) => span.startedMs)),
     trainDoneMs: required('trainStep completed', trains.map((span) => span.closedMs)),
     expandDoneMs: required('activities closed', spans.map((span) => span.closedMs)),
@@ -158,6 +160,12 @@ export function iterationMoments(history: History): IterationMoments {
     ).length,
     activities,
   };
+}
+
+function firstWorkflowTaskDoneMs(history: History): number {
+  const done = (history.events ?? []).find((event) => event.eventType === EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED);
+  if (done === undefined) throw new Error('iteration history: no completed workflow task');
+  return eventMs(done);
 }
 
 /** Per task queue (= rank), when its first shard started (undefined if none did). */

@@ -19,6 +19,7 @@ import {
   checkPoolInvariants,
   checkPostcondition,
   planWithLostRanks,
+  samplesByState,
   type RankId,
 } from '../gpu';
 import { beginOffload, beginOnload, beginTraining, completeOffload, completeOnload, endTraining, initialPoolState } from '../gpu/roles';
@@ -127,13 +128,17 @@ export function* shrink<S>(fx: IterationEffects<S>, st: IterationState): Step<S,
   st.decisions.released = [...release];
   if (release.length > 0) setPool(fx, st, beginOffload(st.layout, st.pool, release));
   enterPhase(fx, st, 'shrink');
+  let moved: number[] = [];
   if (release.length > 0) {
     const releasedSet = new Set(release);
-    const moved = yield* stopAndSettle(fx, st, [...st.shards.values()].filter((shard) => releasedSet.has(shard.rank)));
+    moved = yield* stopAndSettle(fx, st, [...st.shards.values()].filter((shard) => releasedSet.has(shard.rank)));
     st.stats.migrated = moved.length;
     st.decisions.migratedIds = [...moved].sort((a, b) => a - b);
-    relaunch(fx, st, moved, keep);
   }
+  // With the released ranks' unfinished samples go those not launched yet (a batch complete at
+  // the iteration's start launches none before the shrink).
+  const movedSet = new Set(moved);
+  relaunch(fx, st, [...moved, ...samplesByState(st.ledger).waiting.filter((id) => !movedSet.has(id))], keep);
   // New samples start on the kept ranks only within the staleness bound: the samples still live
   // already fill the next `asyncRatio` batches (the admission policy's bound with the batch sealed).
   if (keep.length > 0 && st.input.asyncRatio >= 1) yield* refill(fx, st, keep, true);

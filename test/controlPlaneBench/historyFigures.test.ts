@@ -11,7 +11,7 @@ import { checkTargets, median, type PointSummary } from '../../src/controlPlaneB
 import { historyFromJson } from '../helpers/historyJson';
 
 const EventType = temporal.api.enums.v1.EventType;
-const fixture = (name: string) => historyFromJson(readFileSync(path.join(__dirname, '..', 'fixtures', 'histories', name), 'utf8'));
+const fixture = (name: string, folder = 'histories') => historyFromJson(readFileSync(path.join(__dirname, '..', 'fixtures', folder, name), 'utf8'));
 
 describe('history figures', () => {
   const history = fixture('timeshare-replay-multiplexed-iter-1.json');
@@ -49,6 +49,24 @@ describe('history figures', () => {
 
   it('reads the attempt of the execution', () => {
     expect(executionAttempt(history)).toBe(1);
+  });
+
+  it('reads an iteration whose batch was complete at its start: no batch watch, rolling on the kept ranks only', () => {
+    // Recorded by `npx tsx scripts/bench-control-plane.ts --ranks 8 --batches 64 --dump-histories DIR`
+    // (ranks 0-3 train): samples carried over completed the batch, so the program trained at once.
+    const fastPath = fixture('batch-complete-at-start-iteration.json', 'bench');
+    const spans = activitySpans(fastPath);
+    expect(spans.some((span) => span.name === 'awaitBatch')).toBe(false);
+    const trainScheduled = spans.find((span) => span.name === 'trainStep')!.scheduledEventId;
+    const firstWave = spans.filter((span) => span.name === 'runRolloutShard' && span.scheduledEventId < trainScheduled);
+    expect(new Set(firstWave.map((span) => span.taskQueue.replace(/.*-rank-/, 'rank ')))).toEqual(new Set(['rank 4', 'rank 5', 'rank 6', 'rank 7']));
+    expect(spans.filter((span) => span.name === 'stopShards' && span.scheduledEventId < trainScheduled)).toEqual([]);
+    const m = iterationMoments(fastPath);
+    const firstTaskDone = (fastPath.events ?? []).find((event) => event.eventType === EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED)!;
+    expect(m.batchSeenMs).toBe(Math.floor(Number(firstTaskDone.eventTime!.seconds) * 1000 + firstTaskDone.eventTime!.nanos! / 1e6));
+    expect(m.rolloutStartedMs).toBe(Math.max(...firstWave.map((span) => span.startedMs!)));
+    expect(m.startedMs).toBeLessThanOrEqual(m.batchSeenMs);
+    expect(m.batchSeenMs).toBeLessThanOrEqual(m.trainStartedMs);
   });
 
   it('refuses a history that does not end with the completed execution', () => {
