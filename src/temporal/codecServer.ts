@@ -81,11 +81,32 @@ class RequestError extends Error {
   }
 }
 
+const LOOPBACK_NAMES = new Set(['localhost', '127.0.0.1', '::1', '[::1]']);
+
+/** The name in a Host header, without its port (`[::1]:80` → `[::1]`). */
+function hostName(header: string): string {
+  return header.startsWith('[') ? header.slice(0, header.indexOf(']') + 1) : header.replace(/:\d+$/, '');
+}
+
+/**
+ * Bound to loopback, the endpoint answers only requests addressed to a loopback name: a page whose
+ * own name was rebound to 127.0.0.1 (DNS rebinding) sends its own name as Host, and is refused.
+ */
+function checkHost(request: IncomingMessage, bindHost: string): void {
+  if (!LOOPBACK_NAMES.has(bindHost)) return;
+  const host = request.headers.host;
+  if (host === undefined || !LOOPBACK_NAMES.has(hostName(host).toLowerCase())) {
+    throw new RequestError(403, `host ${host ?? '(none)'} is not this endpoint's: it answers only requests to localhost, 127.0.0.1 or [::1]`);
+  }
+}
+
 export async function startCodecServer(options: CodecServerOptions): Promise<CodecServer> {
   const log = options.log ?? (() => undefined);
   const origins = new Set(options.corsOrigins);
+  const bindHost = options.host ?? '127.0.0.1';
 
   const handle = async (request: IncomingMessage, response: ServerResponse): Promise<void> => {
+    checkHost(request, bindHost);
     const origin = request.headers.origin;
     if (origin !== undefined && origins.has(origin)) {
       response.setHeader('Access-Control-Allow-Origin', origin);
@@ -139,7 +160,7 @@ export async function startCodecServer(options: CodecServerOptions): Promise<Cod
   });
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
-    server.listen(options.port ?? 0, options.host ?? '127.0.0.1', () => resolve());
+    server.listen(options.port ?? 0, bindHost, () => resolve());
   });
   const address = server.address() as AddressInfo;
   return {

@@ -1,6 +1,7 @@
 /** The AES-256-GCM payload codec and its HTTP endpoint (the one the Temporal UI calls). */
 import { createCipheriv, randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { request as httpRequest } from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
 import { defaultPayloadConverter, type Payload } from '@temporalio/common';
@@ -146,6 +147,26 @@ describe('codec endpoint (HTTP, as the Temporal UI calls it)', () => {
     // The temporal CLI sends no Origin: allowed.
     const cliPost = await fetch(`${server.url}/decode`, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify(toJson(encrypted)) });
     expect(cliPost.status).toBe(200);
+  });
+
+  it('refuses a request addressed to another host name (DNS rebinding to 127.0.0.1)', async () => {
+    const { port } = new URL(server.url);
+    const encrypted = JSON.stringify(toJson(await codec.encode([plain({ body: SECRET_TEXT })])));
+    const postWithHost = (host: string) =>
+      new Promise<{ status: number; body: string }>((resolve, reject) => {
+        const request = httpRequest({ host: '127.0.0.1', port: Number(port), path: '/decode', method: 'POST', headers: { Host: host, 'Content-Type': 'application/json' } }, (response) => {
+          let body = '';
+          response.on('data', (chunk: Buffer) => (body += chunk.toString()));
+          response.on('end', () => resolve({ status: response.statusCode ?? 0, body }));
+        });
+        request.on('error', reject);
+        request.end(encrypted);
+      });
+    const rebound = await postWithHost(`evil.example:${port}`);
+    expect(rebound.status).toBe(403);
+    expect(rebound.body).toMatch(/host evil\.example/);
+    expect(rebound.body).not.toContain(Buffer.from(JSON.stringify({ body: SECRET_TEXT })).toString('base64'));
+    for (const host of [`localhost:${port}`, `127.0.0.1:${port}`, 'LOCALHOST']) expect((await postWithHost(host)).status).toBe(200);
   });
 
   it('answers bad requests with a status and a reason', async () => {
