@@ -12,7 +12,11 @@ import type { SealedBatchFigures, ShardOutcome } from '../contract/types';
 import { BatchNotFoundError, type BatchManifest, type SampleRecord, type TrajectoryStore } from '../store';
 
 function sealedFigures(manifest: BatchManifest): SealedBatchFigures {
-  return { totalTokens: manifest.totalTokens, ...(manifest.tokenLags === undefined ? {} : { tokenLags: manifest.tokenLags }) };
+  return {
+    totalTokens: manifest.totalTokens,
+    ...(manifest.totalTokensSquared === undefined ? {} : { totalTokensSquared: manifest.totalTokensSquared }),
+    ...(manifest.tokenLags === undefined ? {} : { tokenLags: manifest.tokenLags }),
+  };
 }
 
 /** How long awaitBatch waits for the records of markers that are already there. */

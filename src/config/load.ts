@@ -298,6 +298,13 @@ export function parseRunConfig(raw: unknown, source: string): ParsedRunConfig {
       message: `must be >= batchSize = ${config.batchSize}, or a batch can never fill (got ${maxConcurrentSamples})`,
     });
   }
+  const kvCapacity = config.rollout.kvCapacityTokensPerRank;
+  if (kvCapacity !== undefined && kvCapacity < config.maxTokens) {
+    issues.push({
+      path: 'rollout.kvCapacityTokensPerRank',
+      message: `must be >= maxTokens = ${config.maxTokens}: a rank must hold one trajectory at its token budget (got ${kvCapacity})`,
+    });
+  }
   // The layout: mapping of ranks onto nodes, then the strategy rules.
   let layout: PoolLayout | undefined;
   if (issues.length === 0) {

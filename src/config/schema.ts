@@ -416,6 +416,11 @@ export const runConfigSchema = z
         gpusPerRank: intAtLeast(1).default(1),
         /** Live samples kept rolling at once; default batchSize × (1 + asyncRatio), at most MAX_LIVE_SAMPLES. */
         maxConcurrentSamples: intIn(1, MAX_LIVE_SAMPLES).optional(),
+        /**
+         * KV-cache tokens one rollout rank holds (SGLang /get_server_info `max_total_num_tokens`; vLLM
+         * num_gpu_blocks × block_size): caps the samples rolling out under 'resume' (docs/design.md §5.2). Absent: no KV cap.
+         */
+        kvCapacityTokensPerRank: intAtLeast(1).optional(),
         /** What becomes of samples that outlive their weight version (docs/design.md §5.2 "Staleness"). */
         staleness: z
           .object({

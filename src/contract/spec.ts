@@ -17,6 +17,7 @@ export function buildRunSpec(parsed: ParsedRunConfig, runId: string): RunSpec {
     batchSize: config.batchSize,
     asyncRatio: config.asyncRatio,
     maxConcurrentSamples,
+    ...(config.rollout.kvCapacityTokensPerRank === undefined ? {} : { kvCapacityTokensPerRank: config.rollout.kvCapacityTokensPerRank }),
     staleness: {
       policy: config.rollout.staleness.policy,
       ...(config.rollout.staleness.maxTokenLag === undefined ? {} : { maxTokenLag: config.rollout.staleness.maxTokenLag }),

@@ -18,6 +18,8 @@ export interface RunSpec {
   asyncRatio: number;
   /** Live samples (not yet in a batch) the rollout keeps going at once. */
   maxConcurrentSamples: number;
+  /** KV-cache tokens one rollout rank holds (rollout.kvCapacityTokensPerRank): the admission's KV cap. Absent: no KV cap. */
+  kvCapacityTokensPerRank?: number;
   /** Staleness policy (src/gpu/staleness.ts). Absent in specs of runs started before it: 'drop'. */
   staleness?: { policy: StalenessPolicy; maxTokenLag?: number };
   maxTurns: number;
@@ -97,6 +99,8 @@ export interface IterationInput {
 /** What the store says of a sealed batch: its tokens, and its generated tokens by version lag (absent for manifests written before). */
 export interface SealedBatchFigures {
   totalTokens: number;
+  /** Σ over the batch's samples of their totalTokens squared (the admission's KV cap; absent for manifests written before). */
+  totalTokensSquared?: number;
   tokenLags?: LagHistogram;
 }
 

@@ -9,6 +9,7 @@
  * Conservation (checked after every operation): admitted = live + batched + Σ dropped.
  */
 import type { RankId } from './layout';
+import type { TrainedContext } from './staleness';
 import { checkIntRange, checkNoDuplicates, checkPostcondition, ValidationError } from '../validation/patterns';
 
 export const DROP_REASONS = ['stale', 'environment-timeout', 'max-turns-exceeded'] as const;
@@ -34,6 +35,12 @@ export interface SampleLedger {
     admitted: number;
     batched: number;
     dropped: Record<DropReason, number>;
+    /**
+     * The trained samples whose contexts are known, with Σ and Σ² of their final contexts in tokens
+     * (sealed batches' figures): what the KV cap estimates a rolling sample's KV from
+     * (src/gpu/staleness.ts). Absent until such a batch is sealed (and in ledgers of runs started before).
+     */
+    trainedContext?: TrainedContext;
   };
 }
 
@@ -45,7 +52,12 @@ function copy(ledger: SampleLedger): SampleLedger {
   return {
     nextSampleId: ledger.nextSampleId,
     live: ledger.live.map((sample) => ({ ...sample })),
-    counters: { admitted: ledger.counters.admitted, batched: ledger.counters.batched, dropped: { ...ledger.counters.dropped } },
+    counters: {
+      admitted: ledger.counters.admitted,
+      batched: ledger.counters.batched,
+      dropped: { ...ledger.counters.dropped },
+      ...(ledger.counters.trainedContext === undefined ? {} : { trainedContext: { ...ledger.counters.trainedContext } }),
+    },
   };
 }
 
@@ -228,13 +240,22 @@ export function settleShards(ledger: SampleLedger, shards: readonly { shardId: s
   return next;
 }
 
-/** The samples of a training batch leave the ledger. They may still be on a running shard. */
-export function sealBatch(ledger: SampleLedger, ids: readonly number[]): SampleLedger {
+/**
+ * The samples of a training batch leave the ledger. They may still be on a running shard.
+ * `contexts`: Σ and Σ² of the batch's context tokens (its manifest's), added to `trainedContext` when known.
+ */
+export function sealBatch(ledger: SampleLedger, ids: readonly number[], contexts?: { tokens: number; squaredTokens: number }): SampleLedger {
   requireStates(ledger, 'sealBatch', ids, ['running', 'completed']);
   const next = copy(ledger);
   const sealed = new Set(ids);
   next.live = next.live.filter((sample) => !sealed.has(sample.id));
   next.counters.batched += ids.length;
+  if (contexts !== undefined) {
+    checkIntRange('sealBatch: context tokens', contexts.tokens, 0, Number.MAX_SAFE_INTEGER);
+    checkPostcondition('sealBatch: Σ of squared context tokens finite and ≥ 0', Number.isFinite(contexts.squaredTokens) && contexts.squaredTokens >= 0, () => String(contexts.squaredTokens));
+    const before = next.counters.trainedContext ?? { samples: 0, tokens: 0, squaredTokens: 0 };
+    next.counters.trainedContext = { samples: before.samples + ids.length, tokens: before.tokens + contexts.tokens, squaredTokens: before.squaredTokens + contexts.squaredTokens };
+  }
   checkLedgerInvariants(next);
   return next;
 }

@@ -41,15 +41,68 @@ export interface AdmissionInput {
   maxConcurrentSamples: number;
   /** Whether this iteration's batch is already sealed (admission during train ‖ long tail). */
   batchSealed: boolean;
+  /** The KV cap on running samples ('resume'; `kvRunningCap`); absent: none. */
+  kvRunningCap?: number;
 }
 
 /**
  * Samples rolling out at once under 'resume': the batch size, AReaL's default for
  * `max_concurrent_rollouts` (inclusionAI/AReaL, workflow_executor.py: `max_concurrent_rollouts or
- * consumer_batch_size`). Completed samples waiting for a batch do not count: they hold no engine.
+ * consumer_batch_size`), and no more than the KV cap when there is one. Completed samples waiting
+ * for a batch do not count: they hold no engine.
  */
-export function maxRunningSamples(batchSize: number, maxConcurrentSamples: number): number {
-  return Math.min(batchSize, maxConcurrentSamples);
+export function maxRunningSamples(batchSize: number, maxConcurrentSamples: number, kvRunningCap?: number): number {
+  return Math.min(batchSize, maxConcurrentSamples, kvRunningCap ?? Infinity);
+}
+
+/** What the run has trained so far, for the KV cap: samples whose context is known, Σ and Σ² of their final contexts (tokens). */
+export interface TrainedContext {
+  samples: number;
+  tokens: number;
+  squaredTokens: number;
+}
+
+/** What the KV cap is computed from: the engines' capacity and what the run has trained so far. */
+export interface KvCapInput {
+  /** KV-cache tokens one rollout rank holds (SGLang `max_total_num_tokens`; vLLM blocks × block size). */
+  kvCapacityTokensPerRank: number;
+  /** The ranks rolling out now (the samples admitted go there; the running ones are there). */
+  ranksRollingOut: number;
+  trainedContext: TrainedContext | undefined;
+}
+
+/**
+ * The KV tokens a rolling sample holds on average, estimated from the trained samples' final
+ * contexts L: E[L²] / (2 E[L]). A sample's context grows from its prompt to L over its life, about
+ * evenly in time, and its life is about proportional to L; the samples rolling at a given moment
+ * are therefore a length-biased draw (long ones roll longer), each halfway through its growth on
+ * average. Undefined until a batch with known contexts was trained.
+ */
+export function residentContextTokens(trained: TrainedContext | undefined): number | undefined {
+  if (trained === undefined || trained.samples === 0) return undefined;
+  checkIntRange('KV cap: trained samples', trained.samples, 1, Number.MAX_SAFE_INTEGER);
+  checkIntRange('KV cap: trained context tokens', trained.tokens, 0, Number.MAX_SAFE_INTEGER);
+  checkPostcondition('KV cap: Σ L² finite and ≥ (Σ L)² / n', Number.isFinite(trained.squaredTokens) && trained.squaredTokens * trained.samples >= trained.tokens ** 2 * (1 - 1e-9), () =>
+    JSON.stringify(trained),
+  );
+  return trained.tokens === 0 ? undefined : trained.squaredTokens / (2 * trained.tokens);
+}
+
+/**
+ * The KV cap on running samples (docs/design.md §5.2): as many samples as the KV caches of the
+ * ranks rolling out hold at the resident context a rolling sample has on average
+ * (`residentContextTokens`), and at least one per rank (a rank serves one sample at its token
+ * budget). A rolling sample keeps its context resident between turns (its prefix, reused at its
+ * next turn unless evicted); a sample started beyond what the caches hold evicts another's prefix,
+ * which is prefilled again, or waits for room. Undefined (no cap) while nothing was trained.
+ */
+export function kvRunningCap(input: KvCapInput): number | undefined {
+  checkIntRange('KV cap: KV capacity per rank (tokens)', input.kvCapacityTokensPerRank, 1, Number.MAX_SAFE_INTEGER);
+  checkIntRange('KV cap: ranks rolling out', input.ranksRollingOut, 0, Number.MAX_SAFE_INTEGER);
+  const resident = residentContextTokens(input.trainedContext);
+  if (resident === undefined) return undefined;
+  const fits = Math.floor((input.kvCapacityTokensPerRank * input.ranksRollingOut) / resident);
+  return Math.max(input.ranksRollingOut, fits);
 }
 
 /**
@@ -75,11 +128,12 @@ export function admissionRoom(input: AdmissionInput): number {
   checkIntRange('admission: batch size', input.batchSize, 1, Number.MAX_SAFE_INTEGER);
   checkIntRange('admission: async ratio', input.asyncRatio, 0, Number.MAX_SAFE_INTEGER);
   checkIntRange('admission: max concurrent samples', input.maxConcurrentSamples, 1, Number.MAX_SAFE_INTEGER);
+  if (input.kvRunningCap !== undefined) checkIntRange('admission: KV cap on running samples', input.kvRunningCap, 0, Number.MAX_SAFE_INTEGER);
   const sealed = input.batchSealed ? input.batchSize : 0;
   const liveRoom = input.maxConcurrentSamples - sealed - input.live;
   if (input.policy === 'drop') return Math.max(0, liveRoom);
   const stalenessRoom = Math.min(liveRoom, (input.asyncRatio + 1) * input.batchSize - sealed - input.live);
-  const concurrencyRoom = maxRunningSamples(input.batchSize, input.maxConcurrentSamples) - input.running;
+  const concurrencyRoom = maxRunningSamples(input.batchSize, input.maxConcurrentSamples, input.kvRunningCap) - input.running;
   return Math.max(0, Math.min(stalenessRoom, concurrencyRoom));
 }
 
@@ -101,7 +155,7 @@ export function admissionPoint(input: AdmissionInput & { completed: number }): n
   if (input.policy === 'drop' || input.batchSealed) return input.batchSize;
   const stalenessRoom = admissionRoom({ ...input, running: 0 });
   if (stalenessRoom === 0) return input.batchSize;
-  const cap = maxRunningSamples(input.batchSize, input.maxConcurrentSamples);
+  const cap = maxRunningSamples(input.batchSize, input.maxConcurrentSamples, input.kvRunningCap);
   const step = Math.min(stalenessRoom, Math.max(1, Math.ceil(cap / ADMISSION_STEPS_PER_CAP)));
   const completions = Math.max(1, input.running - (cap - step));
   return Math.min(input.batchSize, input.completed + completions);

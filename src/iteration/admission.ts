@@ -4,7 +4,7 @@
  * staleness policy can be swapped without touching the flow. The rules themselves are the
  * staleness policies of src/gpu/staleness.ts.
  */
-import { admissionPoint, admissionRoom, carryOverStaleIds, checkIntRange, type DropReason, type SampleLedger, type StalenessPolicy } from '../gpu';
+import { admissionPoint, admissionRoom, carryOverStaleIds, checkIntRange, kvRunningCap, type AdmissionInput, type DropReason, type SampleLedger, type StalenessPolicy } from '../gpu';
 
 export interface CarryOverDecision {
   /** Live samples to drop before the iteration starts, with the reason. */
@@ -23,6 +23,10 @@ export interface AdmissionRoomInput {
    * when the shard settles): they no longer roll out. 0 when not known.
    */
   reportedCompleted: number;
+  /** KV-cache tokens one rollout rank holds (config or the simulator's rank model); absent: no KV cap. */
+  kvCapacityTokensPerRank: number | undefined;
+  /** The ranks rolling out, where the admitted samples go. */
+  ranksRollingOut: number;
 }
 
 export interface AdmissionPolicy {
@@ -41,13 +45,20 @@ export function stalenessAdmission(policy: StalenessPolicy): AdmissionPolicy {
       const stale = carryOverStaleIds(ledger, trainVersion, asyncRatio, policy);
       return { drop: stale.length === 0 ? [] : [{ ids: stale, reason: 'stale' }] };
     },
-    admissionRoom({ ledger, reportedCompleted, ...bound }) {
-      return admissionRoom({ policy, live: ledger.live.length, running: rolling(ledger, reportedCompleted), ...bound });
+    admissionRoom(input) {
+      return admissionRoom(boundInput(policy, input));
     },
-    admissionPoint({ ledger, reportedCompleted, ...bound }) {
-      return admissionPoint({ policy, live: ledger.live.length, running: rolling(ledger, reportedCompleted), ...bound });
+    admissionPoint({ completed, ...input }) {
+      return admissionPoint({ ...boundInput(policy, input), completed });
     },
   };
+}
+
+function boundInput(policy: StalenessPolicy, input: AdmissionRoomInput): AdmissionInput {
+  const { ledger, reportedCompleted, kvCapacityTokensPerRank, ranksRollingOut, ...bound } = input;
+  const kvCap =
+    kvCapacityTokensPerRank === undefined ? undefined : kvRunningCap({ kvCapacityTokensPerRank, ranksRollingOut, trainedContext: ledger.counters.trainedContext });
+  return { policy, live: ledger.live.length, running: rolling(ledger, reportedCompleted), ...bound, ...(kvCap === undefined ? {} : { kvRunningCap: kvCap }) };
 }
 
 /** Live samples still rolling out: waiting or running in the ledger, less those the store reports completed. */

@@ -85,7 +85,7 @@ export function relaunch<S>(fx: IterationEffects<S>, st: IterationState, ids: re
  */
 export function* refill<S>(fx: IterationEffects<S>, st: IterationState, ranks: readonly RankId[], batchSealed: boolean, reportedCompleted = 0): Step<S, void> {
   if (ranks.length === 0) return;
-  const room = st.input.options.admission.admissionRoom(admissionInput(st, batchSealed, reportedCompleted));
+  const room = st.input.options.admission.admissionRoom(admissionInput(st, ranks, batchSealed, reportedCompleted));
   if (room <= 0) return;
   const admitted = admit(st.ledger, room, st.stats.toVersion);
   st.ledger = admitted.ledger;
@@ -94,9 +94,9 @@ export function* refill<S>(fx: IterationEffects<S>, st: IterationState, ranks: r
   yield* fx.admitAndLaunch({ ids: admitted.ids, version: st.stats.toVersion, shards });
 }
 
-function admissionInput(st: IterationState, batchSealed: boolean, reportedCompleted: number): AdmissionRoomInput {
-  const { batchSize, asyncRatio, maxConcurrentSamples } = st.input;
-  return { ledger: st.ledger, batchSize, asyncRatio, maxConcurrentSamples, batchSealed, reportedCompleted };
+function admissionInput(st: IterationState, ranks: readonly RankId[], batchSealed: boolean, reportedCompleted: number): AdmissionRoomInput {
+  const { batchSize, asyncRatio, maxConcurrentSamples, kvCapacityTokensPerRank } = st.input;
+  return { ledger: st.ledger, batchSize, asyncRatio, maxConcurrentSamples, batchSealed, reportedCompleted, kvCapacityTokensPerRank, ranksRollingOut: ranks.length };
 }
 
 /** Applies shard outcomes to the ledger; returns the unfinished samples. */
@@ -179,7 +179,8 @@ export function adoptRecovered(st: IterationState, nextIdBefore: number, recover
 }
 
 function takeBatch(st: IterationState, batch: { sampleIds: number[] } & SealedBatchFigures): void {
-  st.ledger = sealBatch(st.ledger, batch.sampleIds);
+  const contexts = batch.totalTokensSquared === undefined ? undefined : { tokens: batch.totalTokens, squaredTokens: batch.totalTokensSquared };
+  st.ledger = sealBatch(st.ledger, batch.sampleIds, contexts);
   st.batch = batch;
   st.stats.batchSamples = batch.sampleIds.length;
   st.stats.batchTokens = batch.totalTokens;
@@ -227,7 +228,7 @@ export function* rolloutUntilBatch<S>(fx: IterationEffects<S>, st: IterationStat
 /** The completed-candidate count at which to admit again (the batch size: only when the batch is ready). */
 function admissionPointNow(st: IterationState, reported: readonly number[], settledCompleted: number): number {
   const reportedCompleted = reportedStillRunning(st, reported);
-  const point = st.input.options.admission.admissionPoint({ ...admissionInput(st, false, reportedCompleted), completed: settledCompleted + reportedCompleted });
+  const point = st.input.options.admission.admissionPoint({ ...admissionInput(st, st.active, false, reportedCompleted), completed: settledCompleted + reportedCompleted });
   return checkIntRange('admission point', point, 1, st.input.batchSize);
 }
 

@@ -17,6 +17,8 @@ export interface ProgramInput {
   batchSize: number;
   asyncRatio: number;
   maxConcurrentSamples: number;
+  /** KV-cache tokens one rollout rank holds: the 'resume' admission's KV cap (src/gpu/staleness.ts); absent: no KV cap. */
+  kvCapacityTokensPerRank?: number;
   /** rollout.staleness.maxTokenLag: generated tokens lagging the trained version by more are left out of the loss. */
   maxTokenLag?: number;
   /** Operator override of the ranks released at shrink. */

@@ -38,6 +38,8 @@ export interface SimulationOptions {
    * shows; used to validate the simulator against one).
    */
   timeBase?: 'deployment' | 'config';
+  /** The admission's KV cap: 'known' (default) where the capacity is known (the config's or the rank model's), 'off': none. */
+  kvCap?: 'known' | 'off';
 }
 
 export function simulationConfig(parsed: ParsedRunConfig, options: SimulationOptions = {}): SimulationConfig {
@@ -47,6 +49,8 @@ export function simulationConfig(parsed: ParsedRunConfig, options: SimulationOpt
   const workload =
     options.workload ??
     WorkloadModel.fromParams(config.simulation.workload, { maxTurns: spec.maxTurns, maxTokens: spec.maxTokens }, { baseDir: options.baseDir });
+  const costs = rankCosts(parsed);
+  const kvCapacity = options.kvCap === 'off' ? undefined : admissionKvCapacity(spec.kvCapacityTokensPerRank, costs.rankModel);
   return {
     label: options.label ?? `${layout.strategy} (${layout.nodes * layout.gpusPerNode} GPUs)`,
     layout,
@@ -57,7 +61,8 @@ export function simulationConfig(parsed: ParsedRunConfig, options: SimulationOpt
     maxTurns: spec.maxTurns,
     maxTokens: spec.maxTokens,
     environmentTimeoutMs: spec.environmentTimeoutMs,
-    ...rankCosts(parsed),
+    ...costs,
+    ...(kvCapacity === undefined ? {} : { kvCapacityTokensPerRank: kvCapacity }),
     workload,
     policy: options.policy ?? PIPELINE_POLICY,
     staleness: { ...spec.staleness!, ...(options.staleness === undefined ? {} : { policy: options.staleness }) },
@@ -65,6 +70,15 @@ export function simulationConfig(parsed: ParsedRunConfig, options: SimulationOpt
     timelineIterations: checkIntRange('timeline iterations', options.timelineIterations ?? 0, 0, iterations),
     ...(spec.weightSync === undefined ? {} : { weightSync: spec.weightSync }),
   };
+}
+
+/**
+ * The KV capacity per rank the admission uses: the config's (what the pipeline uses), else the
+ * rank model's (the simulator's ranks know theirs); none for the assumed-rate model (no KV limit).
+ */
+function admissionKvCapacity(configured: number | undefined, rankModel: RankModel): number | undefined {
+  if (configured !== undefined) return configured;
+  return Number.isFinite(rankModel.kvCapacityTokens) ? rankModel.kvCapacityTokens : undefined;
 }
 
 function scaleLatency(real: ControlPlaneLatency, timeScale: number): ControlPlaneLatency {

@@ -29,7 +29,7 @@ export interface SimWorld {
   launchShard(shard: ShardRef): void;
   anyActive(shards: readonly ShardRef[]): boolean;
   stopShards(shards: readonly ShardRef[], migration: MigrationPolicy): ShardOutcome[];
-  sealBatch(ids: readonly number[], trainVersion: number): number;
+  sealBatch(ids: readonly number[], trainVersion: number): { totalTokens: number; totalTokensSquared: number };
   markStale(ids: readonly number[]): void;
   setPool(pool: PoolState): void;
   onloadTrainer(trainGpus: readonly GpuId[]): number;
@@ -117,7 +117,7 @@ function storeEffects(world: SimWorld, cfg: SimulationConfig): Pick<Effects, 're
     },
     *sealBatch({ sampleIds, fromVersion }) {
       yield* roundTrips(1);
-      return { totalTokens: world.sealBatch(sampleIds, fromVersion) };
+      return world.sealBatch(sampleIds, fromVersion);
     },
     *finishSeal() {
       // Marking runs alongside the shrink and training: never on the critical path here.

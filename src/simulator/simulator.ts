@@ -62,6 +62,8 @@ export interface SimulationConfig {
   policy: SchedulingPolicy;
   /** What becomes of samples that outlive their version (the pipeline's rollout.staleness). */
   staleness: { policy: StalenessPolicy; maxTokenLag?: number };
+  /** The KV capacity per rank the admission's KV cap uses (src/gpu/staleness.ts); absent: no KV cap. */
+  kvCapacityTokensPerRank?: number;
   /** Latency of the control plane itself, in simulated ms (see ControlPlaneLatency). */
   controlPlane: ControlPlaneLatency;
   /** Timeline segments are recorded for the first this-many iterations (0: none). */
@@ -397,6 +399,7 @@ export class Simulator implements SimWorld {
       batchSize: cfg.batchSize,
       asyncRatio: cfg.asyncRatio,
       maxConcurrentSamples: cfg.maxConcurrentSamples,
+      ...(cfg.kvCapacityTokensPerRank === undefined ? {} : { kvCapacityTokensPerRank: cfg.kvCapacityTokensPerRank }),
       ...(cfg.staleness.maxTokenLag === undefined ? {} : { maxTokenLag: cfg.staleness.maxTokenLag }),
       lostRanks: [],
       rejoinRanks: [],
@@ -555,14 +558,15 @@ export class Simulator implements SimWorld {
   }
 
   /** The batch trained from `trainVersion` is sealed: its tokens count as trained; samples no shard holds any more are forgotten. */
-  sealBatch(ids: readonly number[], trainVersion: number): number {
+  sealBatch(ids: readonly number[], trainVersion: number): { totalTokens: number; totalTokensSquared: number } {
     const tokens = ids.reduce((sum, id) => sum + this.samples.get(id)!.committedTokens, 0);
+    const squared = ids.reduce((sum, id) => sum + this.samples.get(id)!.committedTokens ** 2, 0);
     this.totals.trainedSamples += ids.length;
     this.totals.trainedTokens += tokens;
     this.recordTrained(ids, trainVersion);
     this.totals.trainedGeneratedTokens += ids.reduce((sum, id) => sum + this.samples.get(id)!.generatedTokens, 0);
     for (const id of ids) if (this.samples.get(id)!.shard === undefined) this.samples.delete(id);
-    return tokens;
+    return { totalTokens: tokens, totalTokensSquared: squared };
   }
 
   /** The staleness figures of a batch trained from `trainVersion` (src/gpu/staleness.ts). */

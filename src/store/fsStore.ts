@@ -439,6 +439,7 @@ export class FsTrajectoryStore implements TrajectoryStore {
           fromVersion,
           sampleIds: [...ids],
           totalTokens: records.reduce((sum, r) => sum + totalTokens(r), 0),
+          totalTokensSquared: records.reduce((sum, r) => sum + totalTokens(r) ** 2, 0),
           createdAtMs: nowMs,
           tokenLags: batchTokenLags(records, fromVersion),
         };

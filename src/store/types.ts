@@ -153,6 +153,8 @@ export const batchManifestSchema = z.object({
   fromVersion: count,
   sampleIds: z.array(count).min(1),
   totalTokens: count,
+  /** Σ over the samples of their totalTokens squared: the admission's KV cap estimates from it (absent in manifests written before). */
+  totalTokensSquared: z.number().nonnegative().optional(),
   createdAtMs: count,
   /** Generated tokens of the batch by their version lag behind fromVersion (absent in manifests written before). */
   tokenLags: z.record(z.string().regex(/^\d+$/), count).optional(),

@@ -33,6 +33,7 @@ export function programInput(input: IterationInput): ProgramInput {
     batchSize: input.batchSize,
     asyncRatio: spec.asyncRatio,
     maxConcurrentSamples: spec.maxConcurrentSamples,
+    ...(spec.kvCapacityTokensPerRank === undefined ? {} : { kvCapacityTokensPerRank: spec.kvCapacityTokensPerRank }),
     ...(staleness.maxTokenLag === undefined ? {} : { maxTokenLag: staleness.maxTokenLag }),
     ...(input.shrinkOverride === undefined ? {} : { shrinkOverride: input.shrinkOverride }),
     lostRanks: input.lostRanks ?? [],

@@ -17,6 +17,19 @@ describe('engine.weightSync', () => {
   });
 });
 
+describe('rollout.kvCapacityTokensPerRank', () => {
+  it('is optional (no KV cap), carried by the run spec when set, and must hold one trajectory at maxTokens', async () => {
+    const { parseRunConfig } = await import('../../src/config');
+    const { buildRunSpec } = await import('../../src/contract/spec');
+    const config = { pool: { nodes: 1, gpusPerNode: 2 }, strategy: 'multiplexed', train: { gpus: [0] }, batchSize: 4, maxTokens: 1000 };
+    expect(buildRunSpec(parseRunConfig(config, '<test>'), 'r').kvCapacityTokensPerRank).toBeUndefined();
+    expect(buildRunSpec(parseRunConfig({ ...config, rollout: { kvCapacityTokensPerRank: 1000 } }, '<test>'), 'r').kvCapacityTokensPerRank).toBe(1000);
+    expect(() => parseRunConfig({ ...config, rollout: { kvCapacityTokensPerRank: 999 } }, '<test>')).toThrow(/rollout.kvCapacityTokensPerRank.*must be >= maxTokens = 1000/s);
+    expect(() => parseRunConfig({ ...config, rollout: { kvCapacityTokensPerRank: 0 } }, '<test>')).toThrow(/rollout.kvCapacityTokensPerRank/);
+    expect(() => parseRunConfig({ ...config, rollout: { kvCapacityTokensPerRank: 1.5e3 + 0.5 } }, '<test>')).toThrow(/rollout.kvCapacityTokensPerRank/);
+  });
+});
+
 describe('defaults', () => {
   it('fills every optional field', () => {
     const { config, maxConcurrentSamples } = parse(base());

@@ -190,6 +190,20 @@ describe('sealBatch', () => {
     checkLedgerInvariants(next);
   });
 
+  it("adds the batch's context tokens (Σ and Σ²) to trainedContext when they are known, and nothing when they are not", () => {
+    const ledger = fixture();
+    expect(ledger.counters.trainedContext).toBeUndefined();
+    expect(sealBatch(ledger, [4]).counters.trainedContext).toBeUndefined();
+    const first = sealBatch(ledger, [4, 0], { tokens: 300, squaredTokens: 50_000 });
+    expect(first.counters.trainedContext).toEqual({ samples: 2, tokens: 300, squaredTokens: 50_000 });
+    const second = sealBatch(settleShard(first, 'a2', []), [1], { tokens: 100, squaredTokens: 10_000 });
+    expect(second.counters.trainedContext).toEqual({ samples: 3, tokens: 400, squaredTokens: 60_000 });
+    // A batch whose manifest has no Σ² (written before) trains but leaves the estimate as it was.
+    expect(sealBatch(second, [2]).counters.trainedContext).toEqual({ samples: 3, tokens: 400, squaredTokens: 60_000 });
+    expectRejectedUnchanged(ledger, (l) => sealBatch(l, [4], { tokens: -1, squaredTokens: 0 }), 'VAL_INT_RANGE', 'sealBatch: context tokens');
+    expectRejectedUnchanged(ledger, (l) => sealBatch(l, [4], { tokens: 1, squaredTokens: Number.NaN }), 'AST_POSTCONDITION', 'sealBatch: Σ of squared context tokens');
+  });
+
   it('a sealed running sample is no longer on its shard: settling the shard later ignores it, naming it unfinished is a stray', () => {
     const sealed = sealBatch(fixture(), [0]);
     expect(samplesOnShard(sealed, 'a2')).toEqual([1, 2]);

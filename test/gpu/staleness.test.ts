@@ -13,7 +13,10 @@ import {
   emptyLedger,
   expandSpans,
   ksDistance,
+  kvRunningCap,
   lagSummary,
+  maxRunningSamples,
+  residentContextTokens,
   sampleUtilization,
   settleShard,
   withinLagLimit,
@@ -73,6 +76,55 @@ describe('admissionRoom', () => {
   it('validates its inputs', () => {
     expectValidation(() => admissionRoom({ ...base, policy: 'resume', batchSize: 0 }), 'VAL_INT_RANGE', 'admission: batch size');
     expectValidation(() => admissionRoom({ ...base, policy: 'resume', running: 4 }), 'VAL_INT_RANGE', 'admission: running samples');
+  });
+});
+
+describe('KV cap', () => {
+  // Three trained samples of 1000, 2000 and 3000 context tokens: E[L²] / (2 E[L]) = (14e6 / 3) / (2 · 2000).
+  const trained = { samples: 3, tokens: 6000, squaredTokens: 14_000_000 };
+
+  it('estimates the resident context of a rolling sample as E[L²] / (2 E[L]) of the trained samples', () => {
+    expect(residentContextTokens(trained)).toBeCloseTo(14_000_000 / 3 / 4000, 9);
+    // Equal lengths: half the final context (each rolling sample is halfway on average).
+    expect(residentContextTokens({ samples: 4, tokens: 4000, squaredTokens: 4_000_000 })).toBe(500);
+    expect(residentContextTokens(undefined)).toBeUndefined();
+    expect(residentContextTokens({ samples: 0, tokens: 0, squaredTokens: 0 })).toBeUndefined();
+  });
+
+  it('caps running samples at what the KV caches of the ranks rolling out hold, at least one per rank', () => {
+    // 1166.67 tokens resident per sample; 4 ranks × 10 000 tokens hold 34.
+    expect(kvRunningCap({ kvCapacityTokensPerRank: 10_000, ranksRollingOut: 4, trainedContext: trained })).toBe(34);
+    expect(kvRunningCap({ kvCapacityTokensPerRank: 10_000, ranksRollingOut: 1, trainedContext: trained })).toBe(8);
+    expect(kvRunningCap({ kvCapacityTokensPerRank: 500, ranksRollingOut: 4, trainedContext: trained })).toBe(4);
+    expect(kvRunningCap({ kvCapacityTokensPerRank: 10_000, ranksRollingOut: 0, trainedContext: trained })).toBe(0);
+  });
+
+  it('has no cap before anything with known contexts was trained', () => {
+    expect(kvRunningCap({ kvCapacityTokensPerRank: 10_000, ranksRollingOut: 4, trainedContext: undefined })).toBeUndefined();
+  });
+
+  it('is the lesser of the batch size, maxConcurrentSamples and the KV cap', () => {
+    expect(maxRunningSamples(64, 128)).toBe(64);
+    expect(maxRunningSamples(64, 128, 34)).toBe(34);
+    expect(maxRunningSamples(64, 128, 100)).toBe(64);
+    expect(maxRunningSamples(64, 20, 34)).toBe(20);
+  });
+
+  it("limits 'resume' admission and its steps, not 'drop'", () => {
+    const base = { batchSize: 64, asyncRatio: 1, maxConcurrentSamples: 128, live: 30, running: 30, batchSealed: false };
+    expect(admissionRoom({ ...base, policy: 'resume' })).toBe(34);
+    expect(admissionRoom({ ...base, policy: 'resume', kvRunningCap: 34 })).toBe(4);
+    expect(admissionRoom({ ...base, policy: 'resume', kvRunningCap: 20 })).toBe(0);
+    expect(admissionRoom({ ...base, policy: 'drop', kvRunningCap: 20 })).toBe(98);
+    // An eighth of the KV cap (32): admit again once 4 of the 32 running completed.
+    expect(admissionPoint({ ...base, policy: 'resume', live: 32, running: 32, completed: 0, kvRunningCap: 32 })).toBe(4);
+  });
+
+  it('validates its inputs', () => {
+    expectValidation(() => kvRunningCap({ kvCapacityTokensPerRank: 0, ranksRollingOut: 4, trainedContext: trained }), 'VAL_INT_RANGE', 'KV cap: KV capacity per rank');
+    expectValidation(() => kvRunningCap({ kvCapacityTokensPerRank: 10, ranksRollingOut: -1, trainedContext: trained }), 'VAL_INT_RANGE', 'KV cap: ranks rolling out');
+    expectValidation(() => residentContextTokens({ samples: 3, tokens: 6000, squaredTokens: 1000 }), 'AST_POSTCONDITION', 'KV cap: Σ L²');
+    expectValidation(() => admissionRoom({ batchSize: 4, asyncRatio: 1, maxConcurrentSamples: 8, live: 0, running: 0, batchSealed: false, policy: 'resume', kvRunningCap: -1 }), 'VAL_INT_RANGE', 'admission: KV cap');
   });
 });
 

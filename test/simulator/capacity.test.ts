@@ -3,6 +3,7 @@
  * a rank's queueing, prefix reuse and eviction, shared prefill, and what the simulator makes of
  * them (environment timeout during a step, limit cuts, the report's work figures).
  */
+import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { parseRunConfig } from '../../src/config';
 import { hardwareSchema } from '../../src/engines/hardware';
@@ -257,4 +258,31 @@ describe('simulator with the capacity-aware model', () => {
       expect(report.prefillPerDecodedToken).toBeGreaterThan(0);
     }
   });
+});
+
+describe("the admission's KV cap in the simulator", () => {
+  const file = presetPath('seed-160');
+
+  it("takes the capacity per rank from the config, else from the rank model; the assumed-rate model has none", () => {
+    const parsed = asStrategy(readRawConfig(file), 'multiplexed', file);
+    expect(simulationConfig(parsed).kvCapacityTokensPerRank).toBe(rankCosts(parsed).rankModel.kvCapacityTokens);
+    expect(simulationConfig(parsed, { kvCap: 'off' }).kvCapacityTokensPerRank).toBeUndefined();
+    const configured = asStrategy({ ...readRawConfig(file), rollout: { ...(readRawConfig(file).rollout as object), kvCapacityTokensPerRank: 100_000 } }, 'multiplexed', file);
+    expect(simulationConfig(configured).kvCapacityTokensPerRank).toBe(100_000);
+    const assumed = parseRunConfig({ pool: { nodes: 1, gpusPerNode: 4 }, strategy: 'multiplexed', train: { gpus: [0, 1] }, batchSize: 8 }, '<test>');
+    expect(simulationConfig(assumed).kvCapacityTokensPerRank).toBeUndefined();
+  });
+
+  it("under 'resume', fewer generate calls wait for KV room and less is prefilled again once the first batch is trained", () => {
+    const parsed = asStrategy(readRawConfig(file), 'multiplexed', file);
+    const run = (kvCap: 'known' | 'off') => simulate(simulationConfig(parsed, { iterations: 3, staleness: 'resume', baseDir: path.dirname(file), kvCap }));
+    const capped = run('known');
+    const uncapped = run('off');
+    // Nothing trained before the first batch: the first iteration admits the same samples.
+    expect(capped.iterations[0]!.decisions).toEqual(uncapped.iterations[0]!.decisions);
+    const queued = (r: typeof capped): number => r.rankTotals.queuedAdmissions / r.rankTotals.admitted;
+    const prefilled = (r: typeof capped): number => r.rankTotals.prefilledTokens / r.rankTotals.decodedTokens;
+    expect(queued(capped)).toBeLessThan(queued(uncapped));
+    expect(prefilled(capped)).toBeLessThan(prefilled(uncapped));
+  }, 120_000);
 });

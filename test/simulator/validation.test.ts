@@ -12,6 +12,7 @@
  */
 import { availableParallelism, loadavg } from 'node:os';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { parseRunConfig } from '../../src/config';
 import { iterationWorkflowId } from '../../src/contract/naming';
 import type { IterationResult } from '../../src/contract/types';
 import { simulationConfig } from '../../src/simulator/config';
@@ -33,6 +34,15 @@ function validationConfig(): Record<string, unknown> {
   };
 }
 
+/**
+ * The same run with a KV capacity small enough that `resume`'s KV cap binds once the first batch
+ * is sealed (2 ranks rolling out during training hold fewer samples than the batch).
+ */
+function kvCappedConfig(): Record<string, unknown> {
+  const base = validationConfig();
+  return { ...base, run: { id: 'sim-validation-kv', iterations: ITERATIONS }, maxTokens: 4096, rollout: { ...(base.rollout as Record<string, unknown>), kvCapacityTokensPerRank: 4096 } };
+}
+
 describe('simulator validated against the real pipeline (real Temporal)', () => {
   let env: PipelineEnv;
   beforeAll(async () => {
@@ -43,7 +53,19 @@ describe('simulator validated against the real pipeline (real Temporal)', () => 
   });
 
   it(`makes the same decisions, and agrees on iteration time and throughput within ${TOLERANCE * 100} % on a machine that is not overloaded`, async () => {
-    const context = env.context(validationConfig());
+    await validate(validationConfig());
+  }, 300_000);
+
+  it("makes the same decisions with the admission's KV cap (rollout.kvCapacityTokensPerRank)", async () => {
+    // The cap binds in this run: without it the simulator admits other samples.
+    const parsed = parseRunConfig(kvCappedConfig(), '<kv-capped>');
+    const admitted = (kvCap: 'known' | 'off'): number[] => simulate(simulationConfig(parsed, { timeBase: 'config', kvCap })).iterations.map((r) => r.admitted);
+    expect(admitted('known')).not.toEqual(admitted('off'));
+    await validate(kvCappedConfig());
+  }, 300_000);
+
+  async function validate(config: Record<string, unknown>): Promise<void> {
+    const context = env.context(config);
     const workers = await env.startWorkers(context);
     let real: { iterationMs: number[]; batchTokens: number[] };
     let realDecisions: IterationResult['decisions'][] = [];
@@ -99,5 +121,5 @@ describe('simulator validated against the real pipeline (real Temporal)', () => 
     expect(simDecisions, report).toEqual(realDecisions);
     expect(Math.abs(simIteration / realIteration - 1), report).toBeLessThan(TOLERANCE);
     expect(Math.abs(simThroughput / realThroughput - 1), report).toBeLessThan(TOLERANCE);
-  }, 300_000);
+  }
 });

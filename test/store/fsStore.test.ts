@@ -265,7 +265,16 @@ describe('sealing batches (exactly once)', () => {
     await completed([1, 2, 3], [1, 2, 3]);
     const manifest = await store.sealBatch(4, 2, [2, 1], 500);
     // Each sample: 2 turns of 10 generated tokens at v0, trained from v2: 40 tokens at lag 2.
-    expect(manifest).toEqual({ iteration: 4, fromVersion: 2, sampleIds: [2, 1], totalTokens: 2 * (100 + 2 * 15), createdAtMs: 500, tokenLags: { 2: 40 } });
+    // Σ and Σ² of the samples' contexts (the admission's KV cap estimates from both).
+    expect(manifest).toEqual({
+      iteration: 4,
+      fromVersion: 2,
+      sampleIds: [2, 1],
+      totalTokens: 2 * (100 + 2 * 15),
+      totalTokensSquared: 2 * (100 + 2 * 15) ** 2,
+      createdAtMs: 500,
+      tokenLags: { 2: 40 },
+    });
     expect(await store.readBatch(4)).toEqual(manifest);
     expect(JSON.parse(await readFile(store.batchPath(4), 'utf8'))).toEqual(manifest);
     expect((await store.readSamples([1, 2, 3])).map((r) => r.batch)).toEqual([4, 4, undefined]);

@@ -34,6 +34,14 @@ describe('sample record schema', () => {
   it('rejects an empty batch manifest', () => {
     expect(batchManifestSchema.safeParse({ iteration: 0, fromVersion: 0, sampleIds: [], totalTokens: 0, createdAtMs: 0 }).success).toBe(false);
   });
+
+  it('takes a manifest with or without Σ² of its contexts, never a negative or non-finite one', () => {
+    const manifest = { iteration: 0, fromVersion: 0, sampleIds: [1], totalTokens: 3, createdAtMs: 0 };
+    expect(batchManifestSchema.safeParse(manifest).success).toBe(true);
+    expect(batchManifestSchema.safeParse({ ...manifest, totalTokensSquared: 9 }).success).toBe(true);
+    expect(batchManifestSchema.safeParse({ ...manifest, totalTokensSquared: -1 }).success).toBe(false);
+    expect(batchManifestSchema.safeParse({ ...manifest, totalTokensSquared: Number.POSITIVE_INFINITY }).success).toBe(false);
+  });
 });
 
 describe('token accounting', () => {
