@@ -8,7 +8,7 @@
  */
 import { readFileSync } from 'node:fs';
 
-const TIMING_FIELDS = ['wallSeconds', 'simulationWallSeconds', 'simulationCpuSeconds', 'wallSecondsByStrategy'];
+const TIMING_FIELDS = ['wallSeconds', 'simulationWallSeconds', 'simulationCpuSeconds', 'wallSecondsByStrategy', 'splitSearchSimulationWallSeconds'];
 
 function figures(file: string): string {
   const bench = JSON.parse(readFileSync(file, 'utf8')) as Record<string, unknown>;
