@@ -110,7 +110,11 @@ export class BenchPool {
       this.threadsUsed = 1;
       const result = this.inThread.then(() => {
         if (this.closed) throw jobError(job, new Error('not run: the bench pool closed first'));
-        return runBenchJob(job);
+        try {
+          return runBenchJob(job);
+        } catch (error) {
+          throw jobError(job, error instanceof Error ? error : new Error(String(error)));
+        }
       });
       this.inThread = result.catch(() => undefined);
       return result;

@@ -119,3 +119,17 @@ it('BenchPool in one thread runs jobs in the order submitted', async () => {
   expect(order).toEqual([0, 1, 2]);
   await expect(pool.run(split.jobs[0]!)).rejects.toThrow('the bench pool is closed');
 }, 120_000);
+
+it('BenchPool names a failing job and runs the next one', async () => {
+  const base = loadBase({ preset: 'dense-8b-h100' });
+  const [good] = staticSplitJobs(base, 1).jobs;
+  const pool = new BenchPool(1);
+  try {
+    const bad = pool.run({ ...good!, raw: { ...good!.raw, batchSize: -1 } });
+    const next = pool.run(good!);
+    await expect(bad).rejects.toThrow(/^bench job disaggregated of .*dense-8b-h100\.yaml, 1 iterations: .*batchSize/s);
+    expect((await next).report.trajectoriesPerSecond).toBeGreaterThan(0);
+  } finally {
+    await pool.close();
+  }
+}, 120_000);
