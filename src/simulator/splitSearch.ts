@@ -44,8 +44,8 @@ export async function searchBestCandidate<T>(
     while (hi - lo > 2) {
       const [low, high] = probes(lo, hi);
       const [a, b] = await Promise.all([evaluateOnce(low), evaluateOnce(high)]);
-      const scoreLow = score(a);
-      const scoreHigh = score(b);
+      const scoreLow = finiteScore(score, a, low);
+      const scoreHigh = finiteScore(score, b, high);
       if (scoreLow < scoreHigh) lo = low + 1;
       else if (scoreLow > scoreHigh) hi = high - 1;
       else [lo, hi] = [low, high];
@@ -54,6 +54,13 @@ export async function searchBestCandidate<T>(
   for (let index = lo; index <= hi; index++) void evaluateOnce(index);
   const settled = await Promise.all([...evaluations].map(async ([index, evaluation]) => [index, await evaluation] as const));
   return new Map(settled.sort(([a], [b]) => a - b));
+}
+
+/** A score the search can compare (NaN would compare as neither higher nor lower). */
+function finiteScore<T>(score: (evaluation: T) => number, evaluation: T, index: number): number {
+  const value = score(evaluation);
+  if (!Number.isFinite(value)) throw new Error(`split search: candidate ${index} scored ${value}; a score must be a finite number`);
+  return value;
 }
 
 /** Two distinct probes inside [lo, hi] near the golden section (hi - lo > 2). */
@@ -73,7 +80,7 @@ function probes(lo: number, hi: number): [number, number] {
 export function bestCandidate<T>(evaluations: ReadonlyMap<number, T>, score: (evaluation: T) => number): number {
   let best: { index: number; score: number } | undefined;
   for (const [index, evaluation] of [...evaluations].sort(([a], [b]) => a - b)) {
-    const value = score(evaluation);
+    const value = finiteScore(score, evaluation, index);
     if (best === undefined || value > best.score) best = { index, score: value };
   }
   if (best === undefined) throw new Error('split search: no candidate was evaluated');

@@ -63,7 +63,7 @@ describe('split search', () => {
     expect((await search(scores, 'bounded')).best).toBe(3);
   });
 
-  it('refuses an empty candidate list and names the failing evaluation', async () => {
+  it('refuses an empty candidate list and a score that is not a number, and names the failing evaluation', async () => {
     await expect(searchBestCandidate(0, 'bounded', async () => 1, (x) => x)).rejects.toThrow(/number of candidates/);
     await expect(
       searchBestCandidate(
@@ -76,6 +76,8 @@ describe('split search', () => {
         (x) => x,
       ),
     ).rejects.toThrow('candidate 3 failed');
+    await expect(searchBestCandidate(5, 'bounded', async (index) => (index === 2 ? Number.NaN : index), (x) => x)).rejects.toThrow('candidate 2 scored NaN');
+    expect(() => bestCandidate(new Map([[0, 1], [1, Number.NaN]]), (x) => x)).toThrow('candidate 1 scored NaN');
   });
 });
 
