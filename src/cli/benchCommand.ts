@@ -20,6 +20,7 @@ export function addBenchCommand(program: Command): void {
     .option('--sweep-iterations <n>', 'iterations per run in the sweep', decimal('--sweep-iterations', 1), 30)
     .option('--timeline-iterations <n>', 'iterations recorded in timelines.json', decimal('--timeline-iterations', 0), 3)
     .option('--split-iterations <n>', 'iterations per train-group size in the search for the best feasible static split (0: skip the search)', decimal('--split-iterations', 0), 10)
+    .option('--exhaustive-split-search', 'simulate every feasible static split instead of the bounded golden-section search (which assumes trajectories/s unimodal in the train-group size)', false)
     .option('--workload-csv <file>', 'draw turns per trajectory from this CSV (a "turns" column), e.g. the SWE-bench Verified statistics')
     .option('--threads <n>', 'simulations run side by side on this many worker threads (default: the CPUs available; 1: in the main thread)', decimal('--threads', 1), availableParallelism())
     .action(async (flags: BenchFlags) => {

@@ -74,53 +74,121 @@ function workerFile(): string | undefined {
   return __filename.endsWith('.js') ? path.join(__dirname, 'benchWorker.js') : undefined;
 }
 
-/**
- * Runs the jobs on up to `threads` worker threads (in this thread when `threads` is 1 or there
- * is no compiled worker); returns the results in the jobs' order. Jobs start in the order given:
- * put the longest first. The first failure rejects with the job named.
- */
-export async function runBenchJobs(jobs: readonly BenchJob[], threads: number): Promise<BenchJobResult[]> {
-  const file = workerFile();
-  const size = Math.min(threads, jobs.length);
-  if (size <= 1 || file === undefined) return jobs.map(runBenchJob);
-  const results: BenchJobResult[] = new Array<BenchJobResult>(jobs.length);
-  let next = 0;
-  const runWorker = (): Promise<void> =>
-    new Promise((resolve, reject) => {
-      const worker = new Worker(file);
-      let current = -1;
-      const fail = (error: Error): void => {
-        void worker.terminate();
-        reject(new Error(`bench job ${describeJob(jobs[current])}: ${error.message}`, { cause: error }));
-      };
-      const feed = (): void => {
-        if (next >= jobs.length) {
-          void worker.terminate().then(() => resolve());
-          return;
-        }
-        current = next++;
-        worker.postMessage(jobs[current]);
-      };
-      worker.on('message', (message: { result?: BenchJobResult; error?: string; stack?: string }) => {
-        if (message.error !== undefined) {
-          const error = new Error(message.error);
-          if (message.stack !== undefined) error.stack = message.stack;
-          return fail(error);
-        }
-        results[current] = message.result!;
-        feed();
-      });
-      worker.on('error', fail);
-      worker.on('exit', (code) => {
-        if (code !== 0 && current >= 0 && results[current] === undefined) fail(new Error(`worker thread exited with code ${code}`));
-      });
-      feed();
-    });
-  await Promise.all(Array.from({ length: size }, runWorker));
-  return results;
+interface QueuedJob {
+  job: BenchJob;
+  resolve: (result: BenchJobResult) => void;
+  reject: (error: Error) => void;
 }
 
-function describeJob(job: BenchJob | undefined): string {
-  if (job === undefined) return '(none started)';
+/**
+ * Runs bench jobs on up to `threads` worker threads, each job as soon as a thread is free, in the
+ * order submitted (in this thread, one after another, when `threads` is 1 or there is no compiled
+ * worker). Jobs may be submitted while others run: the split search submits its probes as earlier
+ * ones finish. Submit the longest first. A failed job rejects its own promise with the job named; a
+ * worker thread that dies fails its job and every job still queued.
+ */
+export class BenchPool {
+  private readonly file: string | undefined;
+  private readonly size: number;
+  private readonly queue: QueuedJob[] = [];
+  private readonly idle: Worker[] = [];
+  private readonly busy = new Map<Worker, QueuedJob>();
+  private inThread: Promise<unknown> = Promise.resolve();
+  private failure: Error | undefined;
+  private closed = false;
+  /** The most threads that ran jobs at once (1 when the jobs run in this thread). */
+  threadsUsed = 0;
+
+  constructor(threads: number) {
+    this.file = workerFile();
+    this.size = this.file === undefined ? 1 : Math.max(1, threads);
+  }
+
+  run(job: BenchJob): Promise<BenchJobResult> {
+    if (this.closed) return Promise.reject(jobError(job, new Error('not run: the bench pool is closed')));
+    if (this.size <= 1) {
+      this.threadsUsed = 1;
+      const result = this.inThread.then(() => {
+        if (this.closed) throw jobError(job, new Error('not run: the bench pool closed first'));
+        try {
+          return runBenchJob(job);
+        } catch (error) {
+          throw jobError(job, error instanceof Error ? error : new Error(String(error)));
+        }
+      });
+      this.inThread = result.catch(() => undefined);
+      return result;
+    }
+    return new Promise((resolve, reject) => {
+      if (this.failure !== undefined) return reject(this.failure);
+      this.queue.push({ job, resolve, reject });
+      this.dispatch();
+    });
+  }
+
+  /** Ends the worker threads; call when every submitted job has settled. */
+  async close(): Promise<void> {
+    this.closed = true;
+    const workers = [...this.idle, ...this.busy.keys()];
+    this.idle.length = 0;
+    await Promise.all(workers.map((worker) => worker.terminate()));
+  }
+
+  private dispatch(): void {
+    while (this.queue.length > 0) {
+      const worker = this.idle.pop() ?? (this.busy.size < this.size ? this.startWorker() : undefined);
+      if (worker === undefined) return;
+      const queued = this.queue.shift()!;
+      this.busy.set(worker, queued);
+      this.threadsUsed = Math.max(this.threadsUsed, this.busy.size);
+      worker.postMessage(queued.job);
+    }
+  }
+
+  private startWorker(): Worker {
+    const worker = new Worker(this.file!);
+    worker.on('message', (message: { result?: BenchJobResult; error?: string; stack?: string }) => {
+      const queued = this.busy.get(worker)!;
+      this.busy.delete(worker);
+      this.idle.push(worker);
+      if (message.error !== undefined) {
+        const error = new Error(message.error);
+        if (message.stack !== undefined) error.stack = message.stack;
+        queued.reject(jobError(queued.job, error));
+      } else {
+        queued.resolve(message.result!);
+      }
+      this.dispatch();
+    });
+    const died = (error: Error): void => {
+      const queued = this.busy.get(worker);
+      this.busy.delete(worker);
+      this.failure ??= error;
+      if (queued !== undefined) queued.reject(jobError(queued.job, error));
+      for (const waiting of this.queue.splice(0)) waiting.reject(jobError(waiting.job, new Error(`not run: a bench worker thread died (${error.message})`)));
+    };
+    worker.on('error', died);
+    worker.on('exit', (code) => {
+      if (this.busy.has(worker)) died(new Error(`worker thread exited with code ${code}`));
+    });
+    return worker;
+  }
+}
+
+/** Runs the jobs on a pool of `threads` threads; returns the results in the jobs' order. */
+export async function runBenchJobs(jobs: readonly BenchJob[], threads: number): Promise<BenchJobResult[]> {
+  const pool = new BenchPool(threads);
+  try {
+    return await Promise.all(jobs.map((job) => pool.run(job)));
+  } finally {
+    await pool.close();
+  }
+}
+
+function jobError(job: BenchJob, error: Error): Error {
+  return new Error(`bench job ${describeJob(job)}: ${error.message}`, { cause: error });
+}
+
+function describeJob(job: BenchJob): string {
   return `${job.strategy} of ${job.file}${job.shape === undefined ? '' : `, ${job.shape} workload`}, ${job.iterations} iterations`;
 }

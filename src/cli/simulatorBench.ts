@@ -12,7 +12,8 @@ import { asStrategy, presetPath, readRawConfig, resizePool, withTrainNodes, WORK
 import type { StalenessReport, StrategyReport } from '../simulator/report';
 import { checkTimelines } from '../timeline/schema';
 import type { Timeline } from '../timeline/types';
-import { runBenchJobs, type BenchJob, type BenchJobResult } from './benchJobs';
+import { BenchPool, runBenchJobs, type BenchJob, type BenchJobResult } from './benchJobs';
+import { bestCandidate, searchBestCandidate, type SplitSearchMode } from '../simulator/splitSearch';
 import { CliError } from './errors';
 import { writeTimelineCharts } from './timeline';
 
@@ -52,17 +53,19 @@ export interface BenchFlags {
   workloadCsv?: string;
   /** Iterations per candidate in the search for the best feasible static split (0: no search). */
   splitIterations: number;
+  /** Simulate every feasible static split instead of the bounded (golden-section) search. */
+  exhaustiveSplitSearch: boolean;
   /** Simulations run side by side on this many worker threads. */
   threads: number;
 }
 
-interface LoadedBase {
+export interface LoadedBase {
   name: string;
   file: string;
   raw: Record<string, unknown>;
 }
 
-function loadBase(flags: BenchFlags): LoadedBase {
+export function loadBase(flags: Pick<BenchFlags, 'preset' | 'config'>): LoadedBase {
   if (flags.config !== undefined) {
     const file = path.resolve(flags.config);
     const raw = readRawConfig(file);
@@ -107,8 +110,20 @@ export async function runBench(flags: BenchFlags): Promise<void> {
     ...(csv === undefined ? {} : { csv }),
     full: true,
   }));
-  const split = flags.splitIterations > 0 ? staticSplitJobs(base, flags.splitIterations, csv) : undefined;
-  const results = await runBenchJobs([...strategyJobs, ...(split?.jobs ?? [])], flags.threads);
+  const split = flags.splitIterations > 0 ? staticSplitJobs(base, flags.splitIterations, csv === undefined ? {} : { csv }) : undefined;
+  const pool = new BenchPool(flags.threads);
+  let results: BenchJobResult[];
+  let splitSearch: { search: SplitSearch; wallSeconds: number } | undefined;
+  try {
+    // The strategies first (the longest jobs); the split search's probes queue behind them and
+    // take whichever thread frees first.
+    const strategyRuns = Promise.all(strategyJobs.map((job) => pool.run(job)));
+    const search = split === undefined ? undefined : searchStaticSplits(split, pool, flags.exhaustiveSplitSearch ? 'exhaustive' : 'bounded');
+    [results, splitSearch] = await Promise.all([strategyRuns, search]);
+  } finally {
+    await pool.close();
+  }
+  const bestSplit = splitSearch?.search;
   const reports: StrategyReport[] = [];
   const timelines: Timeline[] = [];
   const iterationRecords: Record<string, unknown> = {};
@@ -129,19 +144,17 @@ export async function runBench(flags: BenchFlags): Promise<void> {
   console.log('');
   console.log(strategyTable(reports));
   console.log('');
-  const splitJobs = split === undefined ? '' : ` and ${split.jobs.length} static splits × ${flags.splitIterations} iterations`;
+  const splitJobs = bestSplit === undefined ? '' : ` and ${bestSplit.candidates.length} static splits × ${flags.splitIterations} iterations`;
   console.log(
     `simulated ${flags.iterations} iterations × 3 strategies${splitJobs} in ${simSeconds.toFixed(1)} s wall, ${simCpuSeconds.toFixed(1)} s CPU, ` +
-      `${Math.min(flags.threads, results.length)} threads (each simulation's own wall time: ` +
+      `${pool.threadsUsed} threads (each simulation's own wall time: ` +
       STRATEGY_ORDER.map((s) => `${s} ${wallByStrategy[s]!.toFixed(1)} s`).join(', ') +
-      (split === undefined ? '' : `, splits ${results.slice(STRATEGY_ORDER.length).reduce((sum, r) => sum + r.wallSeconds, 0).toFixed(1)} s`) +
+      (splitSearch === undefined ? '' : `, splits ${splitSearch.wallSeconds.toFixed(1)} s`) +
       '; wall time includes waiting for a shared CPU)',
   );
 
   // ---- the best feasible static split
-  let bestSplit: SplitSearch | undefined;
-  if (split !== undefined) {
-    bestSplit = bestStaticSplit(split, results.slice(STRATEGY_ORDER.length));
+  if (bestSplit !== undefined) {
     const mux = reports.find((r) => r.strategy === 'multiplexed')!;
     console.log('');
     console.log(splitTable(bestSplit, mux, flags.splitIterations));
@@ -186,6 +199,7 @@ export async function runBench(flags: BenchFlags): Promise<void> {
     simulationWallSeconds: simSeconds,
     simulationCpuSeconds: simCpuSeconds,
     wallSecondsByStrategy: wallByStrategy,
+    splitSearchSimulationWallSeconds: splitSearch?.wallSeconds,
   };
   fs.writeFileSync(benchFile, `${JSON.stringify(bench, null, 1)}\n`);
   fs.writeFileSync(timelinesFile, `${JSON.stringify(timelines)}\n`);
@@ -404,22 +418,27 @@ function sweepTable(rows: readonly SweepRow[], iterations: number): string {
   return `robustness sweep (${iterations} iterations per run; policies on multiplexed, trajectories/s vs the ROLL-like baseline):\n${renderTable(header, body)}\n${notes}`;
 }
 
-interface SplitCandidate {
+export interface SplitCandidate {
   trainGpus: number;
   trajectoriesPerSecond: number;
   tokensPerSecond: number;
   timeoutRate: number;
 }
 
-interface SplitSearch {
+export interface SplitSearch {
   /** The smallest train group training memory allows (GPUs), rounded up to whole nodes. */
   minimumTrainGpus: number;
   iterations: number;
+  /** bounded: a golden-section search that assumes trajectories/s unimodal in the train-group size (src/simulator/splitSearch.ts); exhaustive: every feasible size. */
+  search: SplitSearchMode;
+  /** Every feasible train-group size (GPUs), simulated or not. */
+  feasibleTrainGpus: number[];
+  /** The simulated candidates, by train-group size. */
   candidates: SplitCandidate[];
   best: SplitCandidate;
 }
 
-interface SplitJobs {
+export interface SplitJobs {
   minimumTrainGpus: number;
   iterations: number;
   trainGpus: number[];
@@ -430,7 +449,7 @@ interface SplitJobs {
  * Every static split the pool allows (train group of whole nodes, from the smallest training
  * memory allows to all nodes but one), as disaggregated runs of `iterations` iterations.
  */
-function staticSplitJobs(base: LoadedBase, iterations: number, csv: string | undefined): SplitJobs {
+export function staticSplitJobs(base: LoadedBase, iterations: number, workload: { csv?: string; shape?: WorkloadShape } = {}): SplitJobs {
   const parsed = asStrategy(base.raw, 'multiplexed', base.file);
   const { nodes, gpusPerNode } = parsed.layout;
   const hardware = parsed.config.simulation.hardware;
@@ -441,19 +460,34 @@ function staticSplitJobs(base: LoadedBase, iterations: number, csv: string | und
   const jobs: BenchJob[] = [];
   for (let trainNodes = firstNodes; trainNodes < nodes; trainNodes++) {
     trainGpus.push(trainNodes * gpusPerNode);
-    jobs.push({ file: base.file, raw: withTrainNodes(base.raw, trainNodes, gpusPerNode), strategy: 'disaggregated', iterations, ...(csv === undefined ? {} : { csv }) });
+    jobs.push({ file: base.file, raw: withTrainNodes(base.raw, trainNodes, gpusPerNode), strategy: 'disaggregated', iterations, ...workload });
   }
   return { minimumTrainGpus: minimum, iterations, trainGpus, jobs };
 }
 
-/** The candidates' figures, and the best by trained trajectories/s. */
-function bestStaticSplit(split: SplitJobs, results: readonly BenchJobResult[]): SplitSearch {
-  const candidates: SplitCandidate[] = split.trainGpus.map((trainGpus, i) => {
-    const report = results[i]!.report;
-    return { trainGpus, trajectoriesPerSecond: report.trajectoriesPerSecond, tokensPerSecond: report.generatedTokensPerSecond, timeoutRate: report.timeoutRate };
-  });
-  const best = candidates.reduce((a, b) => (b.trajectoriesPerSecond > a.trajectoriesPerSecond ? b : a));
-  return { minimumTrainGpus: split.minimumTrainGpus, iterations: split.iterations, candidates, best };
+/** The best feasible static split by trained trajectories/s, each candidate simulated on the pool. */
+export async function searchStaticSplits(split: SplitJobs, pool: BenchPool, mode: SplitSearchMode): Promise<{ search: SplitSearch; wallSeconds: number }> {
+  const evaluations = await searchBestCandidate(
+    split.jobs.length,
+    mode,
+    (index) => pool.run(split.jobs[index]!),
+    (result) => result.report.trajectoriesPerSecond,
+  );
+  const candidateOf = (index: number): SplitCandidate => {
+    const report = evaluations.get(index)!.report;
+    return { trainGpus: split.trainGpus[index]!, trajectoriesPerSecond: report.trajectoriesPerSecond, tokensPerSecond: report.generatedTokensPerSecond, timeoutRate: report.timeoutRate };
+  };
+  const best = bestCandidate(evaluations, (result) => result.report.trajectoriesPerSecond);
+  const candidates = [...evaluations.keys()].map(candidateOf);
+  const search: SplitSearch = {
+    minimumTrainGpus: split.minimumTrainGpus,
+    iterations: split.iterations,
+    search: mode,
+    feasibleTrainGpus: split.trainGpus,
+    candidates,
+    best: candidates.find((c) => c.trainGpus === split.trainGpus[best])!,
+  };
+  return { search, wallSeconds: [...evaluations.values()].reduce((sum, r) => sum + r.wallSeconds, 0) };
 }
 
 function splitTable(search: SplitSearch, mux: StrategyReport, iterations: number): string {
@@ -465,8 +499,12 @@ function splitTable(search: SplitSearch, mux: StrategyReport, iterations: number
     num(c.tokensPerSecond, 0),
     pct(c.timeoutRate),
   ]);
+  const searched =
+    search.search === 'exhaustive'
+      ? `all ${search.feasibleTrainGpus.length} feasible train-group sizes simulated`
+      : `bounded search: ${search.candidates.length} of the ${search.feasibleTrainGpus.length} feasible train-group sizes simulated, golden-section, assuming trajectories/s unimodal in the train-group size; --exhaustive-split-search simulates all`;
   return (
-    `static splits (disaggregated, ${iterations} iterations each; training memory needs at least ${search.minimumTrainGpus} GPUs):\n` +
+    `static splits (disaggregated, ${iterations} iterations each; training memory needs at least ${search.minimumTrainGpus} GPUs; ${searched}):\n` +
     renderTable(header, rows) +
     `\nmultiplexed / best feasible static split (${search.best.trainGpus} + ${mux.gpus - search.best.trainGpus}): ` +
     `${num(mux.trajectoriesPerSecond / search.best.trajectoriesPerSecond)}× trajectories/s, ${num(mux.generatedTokensPerSecond / search.best.tokensPerSecond)}× tokens/s ` +

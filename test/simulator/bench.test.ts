@@ -74,21 +74,34 @@ describe('timeshare bench', () => {
   }, 400_000);
 
   it('gives the same figures whether its simulations run side by side on worker threads or one after another', async () => {
-    const figures = async (threads: string): Promise<Record<string, unknown>> => {
-      const out = path.join(dir, `threads-${threads}`);
-      const result = await run(['bench', '--preset', 'seed-160', '--iterations', '1', '--split-iterations', '1', '--timeline-iterations', '0', '--threads', threads, '--out', out]);
+    const figures = async (threads: string, ...extra: string[]): Promise<Record<string, unknown>> => {
+      const out = path.join(dir, `threads-${threads}${extra.join('')}`);
+      const result = await run(['bench', '--preset', 'seed-160', '--iterations', '1', '--split-iterations', '1', '--timeline-iterations', '0', '--threads', threads, '--out', out, ...extra]);
       expect(result.code, result.stderr).toBe(0);
       expect(result.stdout).toContain(`${threads === '1' ? 1 : 2} threads`);
       const bench = JSON.parse(readFileSync(path.join(out, 'bench.json'), 'utf8')) as Record<string, unknown>;
-      for (const timing of ['wallSeconds', 'simulationWallSeconds', 'simulationCpuSeconds', 'wallSecondsByStrategy']) {
+      for (const timing of ['wallSeconds', 'simulationWallSeconds', 'simulationCpuSeconds', 'wallSecondsByStrategy', 'splitSearchSimulationWallSeconds']) {
         expect(bench).toHaveProperty(timing);
         delete bench[timing];
       }
       return bench;
     };
+    type Split = { search: string; feasibleTrainGpus: number[]; candidates: { trainGpus: number }[]; best: unknown };
     const serial = await figures('1');
-    expect((serial.bestStaticSplit as { candidates: unknown[] }).candidates.length).toBeGreaterThan(1);
+    const bounded = serial.bestStaticSplit as Split;
+    expect(bounded.search).toBe('bounded');
+    expect(bounded.candidates.length).toBeGreaterThan(1);
+    expect(bounded.candidates.length).toBeLessThan(bounded.feasibleTrainGpus.length);
     expect(await figures('2')).toEqual(serial);
+
+    // Every feasible split simulated: the same best, the bounded search's candidates among them.
+    const all = await figures('2', '--exhaustive-split-search');
+    const exhaustive = all.bestStaticSplit as Split;
+    expect(exhaustive.search).toBe('exhaustive');
+    expect(exhaustive.candidates.map((c) => c.trainGpus)).toEqual(bounded.feasibleTrainGpus);
+    expect(exhaustive.best).toEqual(bounded.best);
+    for (const candidate of bounded.candidates) expect(exhaustive.candidates).toContainEqual(candidate);
+    expect({ ...all, bestStaticSplit: undefined }).toEqual({ ...serial, bestStaticSplit: undefined });
   }, 400_000);
 
   it('draws turn counts from a CSV; refuses a CSV without a turns column and an unknown preset', async () => {
