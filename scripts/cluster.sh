@@ -146,6 +146,12 @@ write_server_config() {
 system.forceSearchAttributesCacheRefreshOnRead:
   - value: true
     constraints: {}
+# Events that arrive while a workflow task runs are buffered; past this many (default 100) the
+# server fails that task and the worker replays the history. Stopping the shards of 64+ ranks at
+# once sends more than 100 (docs/benchmarks.md, "Scale run").
+history.maximumBufferedEventsBatch:
+  - value: 1000
+    constraints: {}
 EOF
   cat > "${state}/config/server.yaml" << EOF
 log:
