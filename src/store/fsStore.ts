@@ -550,6 +550,7 @@ export class FsTrajectoryStore implements TrajectoryStore {
     for (const [iteration, manifest] of manifests) {
       const seen = new Set<number>();
       let tokens = 0;
+      let tokensSquared = 0;
       let tokensKnown = true;
       for (const id of manifest.sampleIds) {
         if (seen.has(id)) violations.push(`batch ${iteration}: lists sample ${id} twice`);
@@ -562,6 +563,7 @@ export class FsTrajectoryStore implements TrajectoryStore {
           continue;
         }
         tokens += totalTokens(record);
+        tokensSquared += totalTokens(record) ** 2;
         if (record.batch !== iteration) {
           violations.push(
             `batch ${iteration}: sample ${id} has batch ${record.batch === undefined ? 'unset' : record.batch}, expected ${iteration}`,
@@ -571,6 +573,9 @@ export class FsTrajectoryStore implements TrajectoryStore {
       }
       if (tokensKnown && tokens !== manifest.totalTokens) {
         violations.push(`batch ${iteration}: totalTokens ${manifest.totalTokens} but its samples hold ${tokens}`);
+      }
+      if (tokensKnown && manifest.totalTokensSquared !== undefined && tokensSquared !== manifest.totalTokensSquared) {
+        violations.push(`batch ${iteration}: totalTokensSquared ${manifest.totalTokensSquared} but its samples' contexts square to ${tokensSquared}`);
       }
     }
     for (const [id, iterations] of batchesOf) {

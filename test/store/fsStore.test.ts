@@ -441,7 +441,7 @@ describe('audit', () => {
     await store.sealBatch(1, 0, [3], 10);
     const plant = async (record: SampleRecord): Promise<void> => writeFile(store.samplePath(record.id), JSON.stringify(record));
     // (a) sample 2 also listed in a second manifest (two batches).
-    await writeFile(store.batchPath(7), JSON.stringify({ iteration: 7, fromVersion: 0, sampleIds: [2, 4], totalTokens: 1, createdAtMs: 1 }));
+    await writeFile(store.batchPath(7), JSON.stringify({ iteration: 7, fromVersion: 0, sampleIds: [2, 4], totalTokens: 1, totalTokensSquared: 1, createdAtMs: 1 }));
     // (b) sample 5 claims a batch that does not exist.
     await plant({ ...(await store.readSample(5)), batch: 9 });
     // (c) sample 3 says batch 0, which does not list it.
@@ -455,12 +455,15 @@ describe('audit', () => {
     expect(text).toContain('batch 7: sample 2 has batch 0, expected 7');
     expect(text).toContain('batch 7: sample 4 has batch unset, expected 7');
     expect(text).toContain('batch 7: totalTokens 1');
+    expect(text).toContain('batch 7: totalTokensSquared 1');
+    // The batches sealed through the store agree with their samples, Σ L² included.
+    expect(text).not.toMatch(/batch [01]: totalTokens/);
     expect(text).toContain('sample 5: has batch 9 but there is no manifest');
     expect(text).toContain('sample 3: has batch 0 but batch 0 does not list it');
     expect(text).toContain('batch 1: sample 3 has batch 0, expected 1');
     expect(text).toContain('batch 8: sample 66 has no file');
     expect(text).toContain('sample 6: admitted but has no file');
-    expect(violations).toHaveLength(9);
+    expect(violations).toHaveLength(10);
   });
 });
 
