@@ -62,6 +62,17 @@ export interface TrainedContext {
   squaredTokens: number;
 }
 
+/** Σ L and Σ L² over final contexts L (tokens): a sealed batch's share of `TrainedContext`, as its manifest records it. */
+export function contextSums(contexts: readonly number[]): { tokens: number; squaredTokens: number } {
+  let tokens = 0;
+  let squaredTokens = 0;
+  for (const context of contexts) {
+    tokens += context;
+    squaredTokens += context ** 2;
+  }
+  return { tokens, squaredTokens };
+}
+
 /** What the KV cap is computed from: the engines' capacity and what the run has trained so far. */
 export interface KvCapInput {
   /** KV-cache tokens one rollout rank holds (SGLang `max_total_num_tokens`; vLLM blocks × block size). */

@@ -199,9 +199,9 @@ export function* rolloutUntilBatch<S>(fx: IterationEffects<S>, st: IterationStat
   const { batchSize } = st.input;
   // Samples that completed after the last batch may fill this one already: train at once, and
   // launch nothing on ranks the shrink would stop again (their waiting samples go out at shrink).
-  const carriedCompleted = samplesByState(st.ledger).completed;
-  if (carriedCompleted.length >= batchSize) return selectBatch(st.ledger, carriedCompleted, batchSize);
-  relaunch(fx, st, samplesByState(st.ledger).waiting, st.active);
+  const carried = samplesByState(st.ledger);
+  if (carried.completed.length >= batchSize) return selectBatch(st.ledger, carried.completed, batchSize);
+  relaunch(fx, st, carried.waiting, st.active);
   yield* refill(fx, st, st.active, false);
   let reported: number[] = [];
   for (;;) {

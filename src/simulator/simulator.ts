@@ -16,6 +16,7 @@ import type { CostModel } from '../engines/types';
 import type { WorkloadModel } from '../engines/simulated/workload';
 import {
   addTokenLags,
+  contextSums,
   emptyLedger,
   keptPrefixTokens,
   spanTokens,
@@ -559,8 +560,7 @@ export class Simulator implements SimWorld {
 
   /** The batch trained from `trainVersion` is sealed: its tokens count as trained; samples no shard holds any more are forgotten. */
   sealBatch(ids: readonly number[], trainVersion: number): { totalTokens: number; totalTokensSquared: number } {
-    const tokens = ids.reduce((sum, id) => sum + this.samples.get(id)!.committedTokens, 0);
-    const squared = ids.reduce((sum, id) => sum + this.samples.get(id)!.committedTokens ** 2, 0);
+    const { tokens, squaredTokens: squared } = contextSums(ids.map((id) => this.samples.get(id)!.committedTokens));
     this.totals.trainedSamples += ids.length;
     this.totals.trainedTokens += tokens;
     this.recordTrained(ids, trainVersion);

@@ -48,11 +48,11 @@ import {
   SampleStateError,
   StoreCorruptionError,
   StoreError,
+  batchContextFigures,
   batchManifestSchema,
   batchTokenLags,
   completedMarkerSchema,
   sampleRecordSchema,
-  totalTokens,
   type AuditExpectations,
   type AuditReport,
   type BatchManifest,
@@ -438,8 +438,7 @@ export class FsTrajectoryStore implements TrajectoryStore {
           iteration,
           fromVersion,
           sampleIds: [...ids],
-          totalTokens: records.reduce((sum, r) => sum + totalTokens(r), 0),
-          totalTokensSquared: records.reduce((sum, r) => sum + totalTokens(r) ** 2, 0),
+          ...batchContextFigures(records),
           createdAtMs: nowMs,
           tokenLags: batchTokenLags(records, fromVersion),
         };
@@ -549,8 +548,7 @@ export class FsTrajectoryStore implements TrajectoryStore {
     const batchesOf = new Map<number, number[]>();
     for (const [iteration, manifest] of manifests) {
       const seen = new Set<number>();
-      let tokens = 0;
-      let tokensSquared = 0;
+      const batchRecords: SampleRecord[] = [];
       let tokensKnown = true;
       for (const id of manifest.sampleIds) {
         if (seen.has(id)) violations.push(`batch ${iteration}: lists sample ${id} twice`);
@@ -562,8 +560,7 @@ export class FsTrajectoryStore implements TrajectoryStore {
           if (!onDisk.has(id)) violations.push(`batch ${iteration}: sample ${id} has no file ${this.samplePath(id)}`);
           continue;
         }
-        tokens += totalTokens(record);
-        tokensSquared += totalTokens(record) ** 2;
+        batchRecords.push(record);
         if (record.batch !== iteration) {
           violations.push(
             `batch ${iteration}: sample ${id} has batch ${record.batch === undefined ? 'unset' : record.batch}, expected ${iteration}`,
@@ -571,11 +568,11 @@ export class FsTrajectoryStore implements TrajectoryStore {
         }
         if (record.status !== 'completed') violations.push(`batch ${iteration}: sample ${id} has status ${record.status}`);
       }
-      if (tokensKnown && tokens !== manifest.totalTokens) {
-        violations.push(`batch ${iteration}: totalTokens ${manifest.totalTokens} but its samples hold ${tokens}`);
-      }
-      if (tokensKnown && manifest.totalTokensSquared !== undefined && tokensSquared !== manifest.totalTokensSquared) {
-        violations.push(`batch ${iteration}: totalTokensSquared ${manifest.totalTokensSquared} but its samples' contexts square to ${tokensSquared}`);
+      if (!tokensKnown) continue;
+      const held = batchContextFigures(batchRecords);
+      if (held.totalTokens !== manifest.totalTokens) violations.push(`batch ${iteration}: totalTokens ${manifest.totalTokens} but its samples hold ${held.totalTokens}`);
+      if (manifest.totalTokensSquared !== undefined && held.totalTokensSquared !== manifest.totalTokensSquared) {
+        violations.push(`batch ${iteration}: totalTokensSquared ${manifest.totalTokensSquared} but its samples' contexts square to ${held.totalTokensSquared}`);
       }
     }
     for (const [id, iterations] of batchesOf) {

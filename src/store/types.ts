@@ -7,7 +7,7 @@
  * parses is a record the rest of the system may trust.
  */
 import { z } from 'zod';
-import { addTokenLags, type LagHistogram } from '../gpu/staleness';
+import { addTokenLags, contextSums, type LagHistogram } from '../gpu/staleness';
 
 const count = z.number().int().nonnegative();
 
@@ -201,6 +201,12 @@ export function turnVersionSpans(turn: { tokenVersions?: { version: number; toke
   if (turn.tokenVersions !== undefined) return turn.tokenVersions.map((span) => ({ ...span }));
   const tokens = turn.generatedTokens ?? turn.tokens ?? 0;
   return tokens === 0 ? [] : [{ version: turn.weightVersion, tokens }];
+}
+
+/** A batch's context figures as its manifest records them: Σ and Σ² of its samples' total tokens (the KV cap's input). */
+export function batchContextFigures(records: readonly SampleRecord[]): { totalTokens: number; totalTokensSquared: number } {
+  const { tokens, squaredTokens } = contextSums(records.map(totalTokens));
+  return { totalTokens: tokens, totalTokensSquared: squaredTokens };
 }
 
 /** The batch's generated tokens by version lag behind `fromVersion`, the version it trains from. */
