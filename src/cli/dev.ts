@@ -15,7 +15,6 @@
  * in the state folder, so a leftover of an earlier dev is ended before a new server starts.
  */
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import path from 'node:path';
 import type { Client } from '@temporalio/client';
 import type { ParsedRunConfig } from '../config';
@@ -25,6 +24,7 @@ import type { SupervisedDevServer } from '../launch/supervisedDevServer';
 import { startWorkerProcesses, type WorkerProcesses } from '../launch/workerProcesses';
 import { buildRunSpec } from '../contract/spec';
 import { runWorkflowId } from '../contract/naming';
+import { portBindable } from '../process/ports';
 import type { CodecServer } from '../temporal/codecServer';
 import { DEFAULT_API_KEY_ENV, resolveSecurity, TLS_ENV } from '../temporal/security';
 import { CliError } from './errors';
@@ -89,15 +89,6 @@ const LEFTOVER_EXIT_WAIT_MS = 5_000;
 const DEV_SERVER_IP = '127.0.0.1';
 /** How long a worker started with the server waits for it to answer (a server start takes seconds; its own timeout is 60 s). */
 const WORKER_SERVER_WAIT_SECONDS = 90;
-
-/** Whether nothing listens on ip:port now (a bind that succeeds and is closed at once). */
-function portIsFree(ip: string, port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const probe = createServer();
-    probe.once('error', () => resolve(false));
-    probe.listen(port, ip, () => probe.close(() => resolve(true)));
-  });
-}
 
 /** The pids of what this dev runs now, by process name, in the state folder. */
 class PidRecords {
@@ -182,7 +173,7 @@ export async function runDev(options: DevOptions, log: (line: string) => void = 
   // never reach another server that holds it (the server start then fails, and says so). Not for
   // a run this state folder saw finish: that one is answered without workers.
   const finishedMarker = path.join(stateDir, `finished-${spec.runId}`);
-  const startEarly = !existsSync(finishedMarker) && (await portIsFree(DEV_SERVER_IP, options.port));
+  const startEarly = !existsSync(finishedMarker) && (await portBindable(options.port, DEV_SERVER_IP));
   let workers: WorkerProcesses | undefined = startEarly ? startWorkers() : undefined;
   // What the rest needs (the Temporal client, the server launcher, the watcher) loads while the workers start.
   const [{ SupervisedDevServer }, { startCodecServer }, { connectClient, startOrAttachRun }, { OutageTracker, outcomeExitCode, outcomeLine, runOutcome, watchRun }] =

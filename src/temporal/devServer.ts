@@ -5,11 +5,11 @@
  * test helpers, which try to download a server.
  */
 import { ChildProcess, execFileSync } from 'node:child_process';
-import { closeSync, mkdirSync, openSync, readFileSync } from 'node:fs';
-import { createServer } from 'node:net';
+import { closeSync, existsSync, mkdirSync, openSync, readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { Connection } from '@temporalio/client';
 import { spawnOwned } from '../process/owned';
+import { freePort } from '../process/ports';
 import { repoRoot } from '../sourceFiles';
 import { SEARCH_ATTRIBUTE_REGISTRATIONS } from './searchAttributes';
 
@@ -31,6 +31,8 @@ export interface DevServerOptions {
   uiCodecEndpoint?: string;
   /** Server dynamic config (`--dynamic-config-value key=value`), e.g. matching partitions. */
   dynamicConfig?: Record<string, string | number | boolean>;
+  /** Picks each port not given above (the front end, UI, HTTP API, metrics); default freePort. */
+  pickPort?: (ip: string) => Promise<number>;
 }
 
 export interface DevServer {
@@ -56,23 +58,6 @@ export function temporalCliPath(): string {
   }
 }
 
-export async function freePort(host = '127.0.0.1'): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.unref();
-    server.on('error', reject);
-    server.listen(0, host, () => {
-      const address = server.address();
-      if (address === null || typeof address === 'string') {
-        server.close();
-        reject(new Error('could not determine a free port'));
-        return;
-      }
-      server.close(() => resolve(address.port));
-    });
-  });
-}
-
 function tail(file: string, lines = 20): string {
   try {
     return readFileSync(file, 'utf8').split('\n').slice(-lines).join('\n');
@@ -81,16 +66,25 @@ function tail(file: string, lines = 20): string {
   }
 }
 
-/** The first line of the log that says what went wrong (a panic's stack trace hides it from the tail). */
-function firstError(file: string): string {
+/** What one start attempt wrote to the log (the file is appended to across restarts). */
+function logSince(file: string, offset: number): string {
   try {
-    const line = readFileSync(file, 'utf8')
-      .split('\n')
-      .find((text) => /^(panic|Error|fatal)|address already in use/.test(text));
-    return line === undefined ? '' : `${line}\n...\n`;
+    return readFileSync(file).subarray(offset).toString('utf8');
   } catch {
     return '';
   }
+}
+
+/** The first line of a log that says what went wrong (a panic's stack trace hides it from the tail). */
+function firstError(log: string): string {
+  const line = log.split('\n').find((text) => /^(panic|Error|fatal)|address already in use/.test(text));
+  return line === undefined ? '' : `${line}\n...\n`;
+}
+
+/** The port a server could not bind, from its log ("listen tcp 127.0.0.1:43611: bind: address already in use"). */
+export function portTakenInLog(log: string): number | undefined {
+  const match = /listen tcp [^\s"]*:(\d+): bind: address already in use/.exec(log);
+  return match === null ? undefined : Number(match[1]);
 }
 
 async function waitForExit(child: ChildProcess, timeoutMs: number): Promise<boolean> {
@@ -104,23 +98,31 @@ async function waitForExit(child: ChildProcess, timeoutMs: number): Promise<bool
   });
 }
 
-/** Attempts when the ports were picked here and another process took one before the server bound it. */
+/** Attempts when another process took a port picked here before the server bound it. */
 const PORT_RACE_ATTEMPTS = 3;
 
-class ServerExitedEarly extends Error {}
+class ServerExitedEarly extends Error {
+  constructor(
+    message: string,
+    /** A port this module picked (not one the caller chose) was taken: a new attempt picks anew. */
+    readonly pickedPortTaken: boolean,
+  ) {
+    super(message);
+  }
+}
 
 /**
- * Starts a dev server and waits until its default namespace answers. Ports picked here (free when
- * probed) can be taken by another process before the server binds them, which ends the server at
- * start: then it is started again on new ports, up to PORT_RACE_ATTEMPTS times.
+ * Starts a dev server and waits until its default namespace answers. A port picked here (free when
+ * probed, src/process/ports.ts) can be taken by another process before the server binds it, which
+ * ends the server at start: then it is started again on new ports, up to PORT_RACE_ATTEMPTS times.
+ * A port the caller chose is never swapped for another: that error is the caller's to see.
  */
 export async function startDevServer(options: DevServerOptions = {}): Promise<DevServer> {
-  const portsPickedHere = options.port === undefined && (options.headless === true || options.uiPort === undefined);
   for (let attempt = 1; ; attempt++) {
     try {
       return await startDevServerOnce(options);
     } catch (error) {
-      if (!(error instanceof ServerExitedEarly) || !portsPickedHere || attempt >= PORT_RACE_ATTEMPTS) throw error;
+      if (!(error instanceof ServerExitedEarly) || !error.pickedPortTaken || attempt >= PORT_RACE_ATTEMPTS) throw error;
     }
   }
 }
@@ -128,14 +130,20 @@ export async function startDevServer(options: DevServerOptions = {}): Promise<De
 async function startDevServerOnce(options: DevServerOptions): Promise<DevServer> {
   const cli = temporalCliPath();
   const ip = options.ip ?? '127.0.0.1';
-  const port = options.port ?? (await freePort(ip));
+  const pickedHere = new Set<number>();
+  const pick = async (): Promise<number> => {
+    const picked = await (options.pickPort ?? freePort)(ip);
+    pickedHere.add(picked);
+    return picked;
+  };
+  const port = options.port ?? (await pick());
   const headless = options.headless ?? false;
-  const uiPort = headless ? undefined : (options.uiPort ?? (await freePort(ip)));
+  const uiPort = headless ? undefined : (options.uiPort ?? (await pick()));
   const logFile = options.logFile ?? path.join(REPO_ROOT, '.timeshare', 'logs', `temporal-${port}.log`);
   mkdirSync(path.dirname(logFile), { recursive: true });
 
   const args = ['server', 'start-dev', '--ip', ip, '--port', String(port), '--log-level', 'warn'];
-  args.push('--http-port', String(await freePort(ip)), '--metrics-port', String(await freePort(ip)));
+  args.push('--http-port', String(await pick()), '--metrics-port', String(await pick()));
   if (headless) args.push('--headless');
   else args.push('--ui-port', String(uiPort));
   if (options.uiCodecEndpoint !== undefined && !headless) args.push('--ui-codec-endpoint', options.uiCodecEndpoint);
@@ -146,6 +154,7 @@ async function startDevServerOnce(options: DevServerOptions): Promise<DevServer>
   for (const [key, value] of Object.entries(options.dynamicConfig ?? {})) args.push('--dynamic-config-value', `${key}=${JSON.stringify(value)}`);
   for (const [name, type] of SEARCH_ATTRIBUTE_REGISTRATIONS) args.push('--search-attribute', `${name}=${type}`);
 
+  const logOffset = existsSync(logFile) ? statSync(logFile).size : 0;
   const logFd = openSync(logFile, 'a');
   // Owned: the server ends with this process even when this one is SIGKILLed (src/process/owned.ts).
   const child = spawnOwned({ command: cli, args }, { stdio: ['ignore', logFd, logFd] });
@@ -168,7 +177,12 @@ async function startDevServerOnce(options: DevServerOptions): Promise<DevServer>
   let lastError: unknown;
   while (Date.now() < deadline) {
     if (child.exitCode !== null || child.signalCode !== null) {
-      throw new ServerExitedEarly(`temporal dev server exited early (code ${child.exitCode}, signal ${child.signalCode}); log ${logFile}:\n${firstError(logFile)}${tail(logFile)}`);
+      const log = logSince(logFile, logOffset);
+      const taken = portTakenInLog(log);
+      throw new ServerExitedEarly(
+        `temporal dev server exited early (code ${child.exitCode}, signal ${child.signalCode}); log ${logFile}:\n${firstError(log)}${tail(logFile)}`,
+        taken !== undefined && pickedHere.has(taken),
+      );
     }
     try {
       const connection = await Connection.connect({ address, connectTimeout: 1_000 });

@@ -3,7 +3,7 @@ import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { freePort } from '../../src/temporal/devServer';
+import { freePort } from '../../src/process/ports';
 import { runCli } from '../helpers/processes';
 
 const run = (args: string[], cwd?: string) => runCli(args, cwd === undefined ? { timeoutMs: 60_000 } : { cwd, timeoutMs: 60_000 });

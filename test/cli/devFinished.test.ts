@@ -7,7 +7,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { freePort } from '../../src/temporal/devServer';
+import { freePort } from '../../src/process/ports';
 import { smallConfig } from '../helpers/pipeline';
 import { runCli } from '../helpers/processes';
 

@@ -12,7 +12,6 @@
  */
 import { execFile } from 'node:child_process';
 import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
@@ -22,6 +21,7 @@ import { stringify } from 'yaml';
 import { runWorkflowId } from '../../src/contract/naming';
 import type { RunStatus } from '../../src/contract/types';
 import { FsTrajectoryStore } from '../../src/store';
+import { portBindable } from '../../src/process/ports';
 import { temporalCliPath } from '../../src/temporal/devServer';
 import { runCli, startCli, type Proc } from '../helpers/processes';
 
@@ -31,13 +31,6 @@ const ITERATIONS = 6;
 const BATCH = 8;
 const RUN_ID = 'cluster';
 
-const portFree = (port: number): Promise<boolean> =>
-  new Promise((resolve) => {
-    const server = createServer();
-    server.once('error', () => resolve(false));
-    server.listen(port, '127.0.0.1', () => server.close(() => resolve(true)));
-  });
-
 /**
  * A base port whose next `count` ports are all free (the server's services use consecutive ports),
  * all below 32768: the server stores its membership ports in a SMALLINT column.
@@ -45,7 +38,7 @@ const portFree = (port: number): Promise<boolean> =>
 async function freePortRange(count: number): Promise<number> {
   for (let attempt = 0; attempt < 50; attempt++) {
     const base = 20_000 + Math.floor(Math.random() * (32_768 - count - 20_000));
-    const free = await Promise.all(Array.from({ length: count }, (_, i) => portFree(base + i)));
+    const free = await Promise.all(Array.from({ length: count }, (_, i) => portBindable(base + i)));
     if (free.every(Boolean)) return base;
   }
   throw new Error(`no ${count} consecutive free ports found`);

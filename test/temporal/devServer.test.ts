@@ -4,7 +4,8 @@ import path from 'node:path';
 import { Client, Connection } from '@temporalio/client';
 import { NativeConnection, Worker } from '@temporalio/worker';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { DevServer, startDevServer } from '../../src/temporal/devServer';
+import { freePort, pickedPortRange, portBindable } from '../../src/process/ports';
+import { DevServer, portTakenInLog, startDevServer } from '../../src/temporal/devServer';
 import * as activities from '../fixtures/smokeActivities';
 
 describe('temporal dev server (real, provisioned CLI)', () => {
@@ -57,5 +58,48 @@ describe('temporal dev server (real, provisioned CLI)', () => {
     } finally {
       await new Promise((resolve) => holder.close(resolve));
     }
+  });
+
+  it('a port it picked and another process took before the bind: started again on new ports', async () => {
+    const holder = createServer((socket) => socket.destroy());
+    await new Promise<void>((resolve) => holder.listen(0, '127.0.0.1', resolve));
+    const held = (holder.address() as { port: number }).port;
+    const picks: number[] = [];
+    // The second pick is the UI port: on the first attempt it is the held one, as if taken by a race.
+    const pickPort = async (ip: string): Promise<number> => {
+      const port = picks.length === 1 ? held : await freePort(ip);
+      picks.push(port);
+      return port;
+    };
+    const logFile = path.join(os.tmpdir(), `timeshare-race-${held}.log`);
+    let started: DevServer | undefined;
+    try {
+      started = await startDevServer({ pickPort, logFile });
+      expect(picks.length).toBe(8);
+      expect(started.uiUrl).not.toContain(`:${held}`);
+      expect(started.uiUrl).toBe(`http://127.0.0.1:${picks[5]}`);
+    } finally {
+      await started?.stop();
+      await new Promise((resolve) => holder.close(resolve));
+    }
+  });
+});
+
+describe('free ports', () => {
+  it('are picked below the kernel ephemeral range, where no outgoing connection takes them, and are bindable', async () => {
+    const { lowest, highest } = pickedPortRange();
+    for (let i = 0; i < 20; i++) {
+      const port = await freePort();
+      expect(port).toBeGreaterThanOrEqual(lowest);
+      expect(port).toBeLessThanOrEqual(highest);
+      expect(await portBindable(port)).toBe(true);
+    }
+  });
+
+  it("the port a server could not bind is read from its log, whatever it logged around it", () => {
+    const line = '{"time":"2026-11-29T19:24:09.175399195Z","level":"FATAL","prefix":"echo","file":"server.go","line":"155","message":"listen tcp 127.0.0.1:43611: bind: address already in use"}';
+    expect(portTakenInLog(`starting\n${line}\n`)).toBe(43611);
+    expect(portTakenInLog('listen tcp [::1]:7233: bind: address already in use')).toBe(7233);
+    expect(portTakenInLog('{"level":"ERROR","message":"unrelated"}')).toBeUndefined();
   });
 });

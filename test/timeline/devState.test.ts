@@ -7,7 +7,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { stringify } from 'yaml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { freePort } from '../../src/temporal/devServer';
+import { freePort } from '../../src/process/ports';
 import { parseTimelines } from '../../src/timeline/schema';
 import { smallConfig } from '../helpers/pipeline';
 import { runCli } from '../helpers/processes';

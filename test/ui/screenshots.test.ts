@@ -11,7 +11,7 @@ import { Client, Connection } from '@temporalio/client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { EXIT } from '../../src/cli/exitCodes';
 import { iterationWorkflowId, runWorkflowId } from '../../src/contract/naming';
-import { freePort } from '../../src/temporal/devServer';
+import { freePort } from '../../src/process/ports';
 import { renderedDom, screenshot } from '../helpers/chromium';
 import { smallConfig } from '../helpers/pipeline';
 import { startDevOnFreePorts, type Proc } from '../helpers/processes';

@@ -6,24 +6,16 @@
  */
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { freePort } from '../../../src/process/ports';
 import { OpenEnvEnvironment, VocabularyTokenizer } from '../../../src/engines/openenv';
 import { startServerProcess, type ServerProcess } from '../../../src/engines/openenv/launch';
 import { referencePython } from '../../../src/engines/reference/launch';
 import { openEnvConfig } from './helpers';
 
 const PRINTABLE = `\n${Array.from({ length: 95 }, (_, i) => String.fromCharCode(32 + i)).join('')}`;
-
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const port = (server.address() as { port: number }).port;
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}
 
 describe("OpenEnv's own template environment, configuration only", () => {
   let dir: string;

@@ -3,20 +3,12 @@
  * use, killed mid-episode (SIGKILL, a crash), restarted by the supervisor; the deterministic
  * episode is re-created on the restarted server and its recorded actions replayed.
  */
-import { createServer } from 'node:net';
 import { afterAll, describe, expect, it } from 'vitest';
+import { freePort } from '../../../src/process/ports';
 import { createOpenEnvEnvironment, type OpenEnvEnvironment } from '../../../src/engines/openenv';
 import { OPENENV_ENV_DIR } from '../../../src/engines/openenv/launch';
 import { referencePython } from '../../../src/engines/reference/launch';
 import { AGENT_MODEL_CONFIG, answerId, EOS, id, openEnvConfig } from './helpers';
-
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const port = (server.address() as { port: number }).port;
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}
 
 describe('supervised environment server', () => {
   let env: OpenEnvEnvironment | undefined;
