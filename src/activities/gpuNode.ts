@@ -16,6 +16,7 @@ import {
   ALL_MEMORY_TAGS,
   type MemoryTag,
   engineStatusSchema,
+  kvCapacityTokensSchema,
   trainerStatusSchema,
   trainStepResultSchema,
   turnResultSchema,
@@ -406,6 +407,9 @@ export function createGpuNodeActivities(deps: GpuNodeDeps): GpuNodeActivities {
       await claimLive(store, input.sampleIds, owner);
       const records = await store.readSamples(input.sampleIds);
       const outcome: ShardOutcome = { shardId: input.shardId, completed: [], unfinished: [], dropped: [] };
+      // Read beside the agent loop, so it adds no latency; awaited before the result.
+      const kvCapacity = engine.kvCapacityTokens().then((tokens) => engineAnswer(kvCapacityTokensSchema, tokens, `rank ${input.rank} engine KV capacity`));
+      kvCapacity.catch(() => undefined);
       const stop = new AbortController();
       // A retry of the same shard supersedes an attempt still running here (the store fences it).
       runningShards.set(input.shardId, stop);
@@ -445,7 +449,7 @@ export function createGpuNodeActivities(deps: GpuNodeDeps): GpuNodeActivities {
         outcome.completed.length + outcome.dropped.length + outcome.unfinished.length === input.sampleIds.length,
         () => JSON.stringify(progress()),
       );
-      return outcome;
+      return { ...outcome, kvCapacityTokens: (await kvCapacity) ?? null };
     },
 
     async stopShards({ runId, shardIds }) {
