@@ -121,6 +121,11 @@ export function batchTrajectories(records: readonly SampleRecord[], trainVersion
   });
 }
 
+/** The KV capacity a rank's engine reports (null: none); a malformed answer fails non-retryably, naming the rank. */
+export async function engineKvCapacity(engine: RolloutEngine, rank: number): Promise<number | null> {
+  return engineAnswer(kvCapacityTokensSchema, await engine.kvCapacityTokens(), `rank ${rank} engine KV capacity`) ?? null;
+}
+
 /**
  * Claims the shard's samples that are still running. A retried shard finds some already settled;
  * one may settle between reading and claiming (the earlier attempt finishing it as it is fenced
@@ -408,7 +413,7 @@ export function createGpuNodeActivities(deps: GpuNodeDeps): GpuNodeActivities {
       const records = await store.readSamples(input.sampleIds);
       const outcome: ShardOutcome = { shardId: input.shardId, completed: [], unfinished: [], dropped: [] };
       // Read beside the agent loop, so it adds no latency; awaited before the result.
-      const kvCapacity = engine.kvCapacityTokens().then((tokens) => engineAnswer(kvCapacityTokensSchema, tokens, `rank ${input.rank} engine KV capacity`));
+      const kvCapacity = engineKvCapacity(engine, input.rank);
       kvCapacity.catch(() => undefined);
       const stop = new AbortController();
       // A retry of the same shard supersedes an attempt still running here (the store fences it).
@@ -449,7 +454,7 @@ export function createGpuNodeActivities(deps: GpuNodeDeps): GpuNodeActivities {
         outcome.completed.length + outcome.dropped.length + outcome.unfinished.length === input.sampleIds.length,
         () => JSON.stringify(progress()),
       );
-      return { ...outcome, kvCapacityTokens: (await kvCapacity) ?? null };
+      return { ...outcome, kvCapacityTokens: await kvCapacity };
     },
 
     async stopShards({ runId, shardIds }) {
