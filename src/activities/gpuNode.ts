@@ -180,6 +180,18 @@ export function createGpuNodeActivities(deps: GpuNodeDeps): GpuNodeActivities {
     if (engine === undefined) throw notOwned(`rank ${rank}`, deps.node);
     return engine;
   };
+  // One read per rank until its KV cache is re-allocated (a reload), not one per shard: a vLLM
+  // /metrics page is large and shards start at every admission step. A failed read is not kept.
+  const kvCapacityReads = new Map<number, Promise<number | null>>();
+  const kvCapacityOf = (rank: number, engine: RolloutEngine): Promise<number | null> => {
+    let read = kvCapacityReads.get(rank);
+    if (read === undefined) {
+      read = engineKvCapacity(engine, rank);
+      kvCapacityReads.set(rank, read);
+      read.catch(() => kvCapacityReads.get(rank) === read && kvCapacityReads.delete(rank));
+    }
+    return read;
+  };
   const trainer = (): Trainer => {
     if (deps.trainer === undefined) throw notOwned('the trainer', deps.node);
     return deps.trainer;
@@ -368,6 +380,7 @@ export function createGpuNodeActivities(deps: GpuNodeDeps): GpuNodeActivities {
     requireRun(runId);
     const engine = engineFor(rank);
     await withHeartbeat(deps.heartbeatIntervalMs, () => ({ rank, resuming: tags }), () => engine.resumeMemory(tags));
+    if (tags.includes('kv_cache')) kvCapacityReads.delete(rank);
     const status = engineAnswer(engineStatusSchema, await engine.status(), `rank ${rank} engine status`);
     checkPostcondition(`rank ${rank} resumed ${tags.join('+')}`, tags.every((tag) => status.resident.includes(tag)), () => JSON.stringify(status));
   }
@@ -413,7 +426,7 @@ export function createGpuNodeActivities(deps: GpuNodeDeps): GpuNodeActivities {
       const records = await store.readSamples(input.sampleIds);
       const outcome: ShardOutcome = { shardId: input.shardId, completed: [], unfinished: [], dropped: [] };
       // Read beside the agent loop, so it adds no latency; awaited before the result.
-      const kvCapacity = engineKvCapacity(engine, input.rank);
+      const kvCapacity = kvCapacityOf(input.rank, engine);
       kvCapacity.catch(() => undefined);
       const stop = new AbortController();
       // A retry of the same shard supersedes an attempt still running here (the store fences it).
