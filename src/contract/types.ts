@@ -18,7 +18,10 @@ export interface RunSpec {
   asyncRatio: number;
   /** Live samples (not yet in a batch) the rollout keeps going at once. */
   maxConcurrentSamples: number;
-  /** KV-cache tokens one rollout rank holds (rollout.kvCapacityTokensPerRank): the admission's KV cap. Absent: no KV cap. */
+  /**
+   * rollout.kvCapacityTokensPerRank: an upper bound on the KV-cache tokens the admission's KV cap
+   * counts per rank, and the value for a rank whose engine reports none. Absent: the engines' reports alone.
+   */
   kvCapacityTokensPerRank?: number;
   /** Staleness policy (src/gpu/staleness.ts). Absent in specs of runs started before it: 'drop'. */
   staleness?: { policy: StalenessPolicy; maxTokenLag?: number };
