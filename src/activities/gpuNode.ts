@@ -16,6 +16,7 @@ import {
   ALL_MEMORY_TAGS,
   type MemoryTag,
   engineStatusSchema,
+  kvCapacityTokensSchema,
   trainerStatusSchema,
   trainStepResultSchema,
   turnResultSchema,
@@ -120,6 +121,11 @@ export function batchTrajectories(records: readonly SampleRecord[], trainVersion
   });
 }
 
+/** The KV capacity a rank's engine reports (null: none); a malformed answer fails non-retryably, naming the rank. */
+export async function engineKvCapacity(engine: RolloutEngine, rank: number): Promise<number | null> {
+  return engineAnswer(kvCapacityTokensSchema, await engine.kvCapacityTokens(), `rank ${rank} engine KV capacity`) ?? null;
+}
+
 /**
  * Claims the shard's samples that are still running. A retried shard finds some already settled;
  * one may settle between reading and claiming (the earlier attempt finishing it as it is fenced
@@ -173,6 +179,18 @@ export function createGpuNodeActivities(deps: GpuNodeDeps): GpuNodeActivities {
     const engine = deps.engines.get(rank);
     if (engine === undefined) throw notOwned(`rank ${rank}`, deps.node);
     return engine;
+  };
+  // One read per rank until its KV cache is re-allocated (a reload), not one per shard: a vLLM
+  // /metrics page is large and shards start at every admission step. A failed read is not kept.
+  const kvCapacityReads = new Map<number, Promise<number | null>>();
+  const kvCapacityOf = (rank: number, engine: RolloutEngine): Promise<number | null> => {
+    let read = kvCapacityReads.get(rank);
+    if (read === undefined) {
+      read = engineKvCapacity(engine, rank);
+      kvCapacityReads.set(rank, read);
+      read.catch(() => kvCapacityReads.get(rank) === read && kvCapacityReads.delete(rank));
+    }
+    return read;
   };
   const trainer = (): Trainer => {
     if (deps.trainer === undefined) throw notOwned('the trainer', deps.node);
@@ -362,6 +380,7 @@ export function createGpuNodeActivities(deps: GpuNodeDeps): GpuNodeActivities {
     requireRun(runId);
     const engine = engineFor(rank);
     await withHeartbeat(deps.heartbeatIntervalMs, () => ({ rank, resuming: tags }), () => engine.resumeMemory(tags));
+    if (tags.includes('kv_cache')) kvCapacityReads.delete(rank);
     const status = engineAnswer(engineStatusSchema, await engine.status(), `rank ${rank} engine status`);
     checkPostcondition(`rank ${rank} resumed ${tags.join('+')}`, tags.every((tag) => status.resident.includes(tag)), () => JSON.stringify(status));
   }
@@ -406,6 +425,9 @@ export function createGpuNodeActivities(deps: GpuNodeDeps): GpuNodeActivities {
       await claimLive(store, input.sampleIds, owner);
       const records = await store.readSamples(input.sampleIds);
       const outcome: ShardOutcome = { shardId: input.shardId, completed: [], unfinished: [], dropped: [] };
+      // Read beside the agent loop, so it adds no latency; awaited before the result.
+      const kvCapacity = kvCapacityOf(input.rank, engine);
+      kvCapacity.catch(() => undefined);
       const stop = new AbortController();
       // A retry of the same shard supersedes an attempt still running here (the store fences it).
       runningShards.set(input.shardId, stop);
@@ -445,7 +467,7 @@ export function createGpuNodeActivities(deps: GpuNodeDeps): GpuNodeActivities {
         outcome.completed.length + outcome.dropped.length + outcome.unfinished.length === input.sampleIds.length,
         () => JSON.stringify(progress()),
       );
-      return outcome;
+      return { ...outcome, kvCapacityTokens: await kvCapacity };
     },
 
     async stopShards({ runId, shardIds }) {

@@ -59,6 +59,7 @@ export function statusBlock(status: RunStatus): string {
         `trained token lag mean ${s.tokenLag.mean.toFixed(2)} / p99 ${s.tokenLag.p99} / max ${s.tokenLag.max} versions (${s.tokenLag.tokens} tokens)`,
     );
   }
+  if (status.kvCapacity !== undefined) lines.push(`KV cap:     ${kvCapacitySummary(status.kvCapacity)}`);
   if (status.pool !== undefined) lines.push(`roles:      ${status.pool.roles.map((role, gpu) => `${gpu}:${role}`).join(' ')}`);
   if (status.shrinkOverride !== undefined) lines.push(`shrink set: ranks ${status.shrinkOverride.join(',')} (override)`);
   if (status.lastIteration !== undefined) {
@@ -71,6 +72,14 @@ export function statusBlock(status: RunStatus): string {
   if (status.lostRanks !== undefined) lines.push(`lost ranks: ${status.lostRanks.join(',')} (return them with 'timeshare return-ranks ${status.runId} <ranks>')`);
   if (status.lastError !== undefined) lines.push(`last error: ${status.lastError}`);
   return lines.join('\n');
+}
+
+/** What the admission's KV cap counts on: the engines' reports per rank, and the config's bound. */
+export function kvCapacitySummary(kv: NonNullable<RunStatus['kvCapacity']>): string {
+  const reports = kv.reported.map(({ rank, tokens }) => `${rank}:${tokens ?? 'none'}`).join(' ');
+  const configured = kv.configuredPerRank === null ? '' : `${reports === '' ? '' : '; '}at most ${kv.configuredPerRank} per rank (rollout.kvCapacityTokensPerRank)`;
+  const silent = kv.configuredPerRank === null && kv.reported.some(({ tokens }) => tokens === null) ? ' — no KV cap while ranks reporting none roll out' : '';
+  return `${reports === '' ? '' : `engines report ${reports} tokens`}${configured}${silent}`;
 }
 
 /** Ids as ranges, the form configs take (`0-3,8,10-11`): 128 GPUs read as `0-127`, not 128 numbers. */

@@ -305,6 +305,18 @@ export function parseRunConfig(raw: unknown, source: string): ParsedRunConfig {
       message: `must be >= maxTokens = ${config.maxTokens}: a rank must hold one trajectory at its token budget (got ${kvCapacity})`,
     });
   }
+  const simulatedKv = config.simulation.costModel.kvCapacityTokensPerRank;
+  if (simulatedKv !== undefined && config.simulation.hardware !== undefined) {
+    issues.push({
+      path: 'simulation.costModel.kvCapacityTokensPerRank',
+      message: 'is derived from simulation.hardware when it is set (the roofline); set one of the two',
+    });
+  } else if (simulatedKv !== undefined && simulatedKv < config.maxTokens) {
+    issues.push({
+      path: 'simulation.costModel.kvCapacityTokensPerRank',
+      message: `must be >= maxTokens = ${config.maxTokens}: a rank must hold one trajectory at its token budget (got ${simulatedKv})`,
+    });
+  }
   // The layout: mapping of ranks onto nodes, then the strategy rules.
   let layout: PoolLayout | undefined;
   if (issues.length === 0) {

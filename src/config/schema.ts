@@ -417,8 +417,9 @@ export const runConfigSchema = z
         /** Live samples kept rolling at once; default batchSize × (1 + asyncRatio), at most MAX_LIVE_SAMPLES. */
         maxConcurrentSamples: intIn(1, MAX_LIVE_SAMPLES).optional(),
         /**
-         * KV-cache tokens one rollout rank holds (SGLang /get_server_info `max_total_num_tokens`; vLLM
-         * num_gpu_blocks × block_size): caps the samples rolling out under 'resume' (docs/design.md §5.2). Absent: no KV cap.
+         * The most KV-cache tokens the 'resume' admission's KV cap counts per rank, and the value for
+         * a rank whose engine reports none (the engines report theirs: SGLang `max_total_num_tokens`,
+         * vLLM num_gpu_blocks × block_size; docs/design.md §5.2). Absent: the engines' reports alone.
          */
         kvCapacityTokensPerRank: intAtLeast(1).optional(),
         /** What becomes of samples that outlive their weight version (docs/design.md §5.2 "Staleness"). */

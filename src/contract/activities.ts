@@ -10,6 +10,7 @@ import type {
   ShardInput,
   SealedBatchFigures,
   ShardOutcome,
+  ShardResult,
   TrainStepInput,
   WeightSyncInput,
 } from './types';
@@ -82,8 +83,11 @@ export interface WeightBroadcastActivities {
 
 /** Run by the gpu-node worker that owns the rank's (or train node's) GPUs. */
 export interface GpuNodeActivities extends WeightBroadcastActivities {
-  /** The agent loop for the shard's samples on the rank's engine; honours cancellation. */
-  runRolloutShard(input: ShardInput): Promise<ShardOutcome>;
+  /**
+   * The agent loop for the shard's samples on the rank's engine; honours cancellation. Reads the
+   * engine's KV capacity beside the loop and returns it with the outcome (the admission's KV cap).
+   */
+  runRolloutShard(input: ShardInput): Promise<ShardResult>;
   /**
    * Stops the listed shards running in this worker process at once (no wait for a heartbeat to
    * carry a cancellation): each checkpoints its samples and returns its outcome. Shards not

@@ -18,7 +18,10 @@ export interface RunSpec {
   asyncRatio: number;
   /** Live samples (not yet in a batch) the rollout keeps going at once. */
   maxConcurrentSamples: number;
-  /** KV-cache tokens one rollout rank holds (rollout.kvCapacityTokensPerRank): the admission's KV cap. Absent: no KV cap. */
+  /**
+   * rollout.kvCapacityTokensPerRank: an upper bound on the KV-cache tokens the admission's KV cap
+   * counts per rank, and the value for a rank whose engine reports none. Absent: the engines' reports alone.
+   */
   kvCapacityTokensPerRank?: number;
   /** Staleness policy (src/gpu/staleness.ts). Absent in specs of runs started before it: 'drop'. */
   staleness?: { policy: StalenessPolicy; maxTokenLag?: number };
@@ -94,6 +97,8 @@ export interface IterationInput {
   progressToken?: string;
   /** Broadcast sync: the group the previous iteration left formed. */
   weightGroup?: WeightGroupState;
+  /** What the ranks' engines reported of their KV capacity so far (the admission's KV cap); absent: none yet. */
+  engineKvCapacity?: RankKvCapacity[];
 }
 
 /** What the store says of a sealed batch: its tokens, and its generated tokens by version lag (absent for manifests written before). */
@@ -141,6 +146,8 @@ export interface IterationResult {
   decisions: IterationDecisions;
   /** Broadcast sync: the group left formed for the next iteration (absent: none). */
   weightGroup?: WeightGroupState;
+  /** The engines' KV capacity reports known at the end (the input's, updated by this iteration's shards); absent: none. */
+  engineKvCapacity?: RankKvCapacity[];
 }
 
 /** Reported by an iteration to its run workflow (signal) at every phase change. */
@@ -192,6 +199,11 @@ export interface RunStatus {
   rejectedSignals?: { count: number; last: string };
   /** Ranks marked lost (their node stopped answering); `returnRanks` brings them back. */
   lostRanks?: RankId[];
+  /**
+   * What the admission's KV cap counts on (docs/design.md §5.2): the engines' reports so far and the
+   * config's bound per rank. Absent while neither exists (no KV cap).
+   */
+  kvCapacity?: { reported: RankKvCapacity[]; configuredPerRank: number | null };
 }
 
 // ----- activity payloads -----
@@ -213,6 +225,20 @@ export interface ShardOutcome {
   completed: number[];
   unfinished: number[];
   dropped: { id: number; reason: string }[];
+}
+
+/**
+ * A rollout shard's own result: its outcome and the KV capacity its rank's engine reports (tokens;
+ * null: the engine reports none). Absent in results recorded before engines reported it.
+ */
+export interface ShardResult extends ShardOutcome {
+  kvCapacityTokens?: number | null;
+}
+
+/** What a rank's engine reported of its KV capacity (null: none), as the run keeps it across iterations. */
+export interface RankKvCapacity {
+  rank: RankId;
+  tokens: number | null;
 }
 
 export interface AwaitBatchInput {

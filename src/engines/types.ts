@@ -60,6 +60,13 @@ export const engineStatusSchema = z.object({
 });
 export type EngineStatus = z.infer<typeof engineStatusSchema>;
 
+/**
+ * What an engine says its KV cache holds, in tokens over all its requests (SGLang
+ * `max_total_num_tokens`, vLLM `num_gpu_blocks × block_size`); undefined where it reports none.
+ * Checked again by the rollout shard that reads it (docs/engine-protocol.md, "KV capacity").
+ */
+export const kvCapacityTokensSchema = z.number().int().positive().optional();
+
 // ---------------------------------------------------------------------------------------------
 // Weight sync by collective broadcast (docs/engine-protocol.md §1, "Weight sync"): a weight-update
 // group of the trainer (rank 0) and every rollout engine, formed over a TCP store the trainer
@@ -159,6 +166,11 @@ export interface RolloutEngine {
   /** Loads weights of `version` from `path`. Idempotent for the same version. Needs weights resident. */
   updateWeights(version: number, path: string): Promise<void>;
   status(): Promise<EngineStatus>;
+  /**
+   * The tokens this engine's KV cache holds (`kvCapacityTokensSchema`), or undefined when the
+   * engine does not report it. The admission's KV cap sums it over the ranks rolling out.
+   */
+  kvCapacityTokens(): Promise<number | undefined>;
   /** Weight sync by broadcast; absent on engines that load weights from disk only. */
   readonly broadcast?: WeightReceiver;
 }
@@ -346,6 +358,12 @@ export const costModelSchema = z
     gpuMemoryGiB: z.number().positive().default(80),
     rolloutWeightsGiBPerGpu: z.number().nonnegative().default(30),
     rolloutKvCacheGiBPerGpu: z.number().nonnegative().default(40),
+    /**
+     * KV-cache tokens one simulated rollout engine reports (its `kvCapacityTokens()`), for the
+     * assumed-rate model, which has no architecture to derive it from; with `simulation.hardware`
+     * the roofline derives it. Absent: the engine reports none. It does not limit the engine.
+     */
+    kvCapacityTokensPerRank: z.number().int().positive().optional(),
     trainerGiBPerGpu: z.number().nonnegative().default(60),
   })
   .strict();

@@ -6,6 +6,7 @@
  * `carryOverStaleIds` at carry-over and `admissionRoom` at every admission (docs/design.md §5.2
  * "Staleness").
  */
+import type { RankId } from './layout';
 import { staleIds, type SampleLedger } from './ledger';
 import { checkIntRange, checkPostcondition, ValidationError } from '../validation/patterns';
 
@@ -75,11 +76,36 @@ export function contextSums(contexts: readonly number[]): { tokens: number; squa
 
 /** What the KV cap is computed from: the engines' capacity and what the run has trained so far. */
 export interface KvCapInput {
-  /** KV-cache tokens one rollout rank holds (SGLang `max_total_num_tokens`; vLLM blocks × block size). */
-  kvCapacityTokensPerRank: number;
+  /** KV-cache tokens the ranks rolling out hold together (`rollingKvCapacity`). */
+  kvCapacityTokens: number;
   /** The ranks rolling out now (the samples admitted go there; the running ones are there). */
   ranksRollingOut: number;
   trainedContext: TrainedContext | undefined;
+}
+
+/**
+ * The KV capacity of one rank for the cap: what its engine reports (SGLang `max_total_num_tokens`,
+ * vLLM blocks × block size), at most `configured` (rollout.kvCapacityTokensPerRank: an upper bound,
+ * and the value for an engine that reports none); undefined when neither is known.
+ */
+export function rankKvCapacity(reported: number | null | undefined, configured: number | undefined): number | undefined {
+  if (reported === null || reported === undefined) return configured;
+  checkIntRange('KV cap: KV capacity an engine reported (tokens)', reported, 1, Number.MAX_SAFE_INTEGER);
+  return configured === undefined ? reported : Math.min(reported, configured);
+}
+
+/**
+ * The KV tokens the ranks rolling out hold together (ranks may differ), or undefined unless every
+ * one of them is known (`rankKvCapacity`): a cap from some ranks' caches would undercount the rest.
+ */
+export function rollingKvCapacity(ranks: readonly RankId[], reported: ReadonlyMap<RankId, number | null>, configured: number | undefined): number | undefined {
+  let total = 0;
+  for (const rank of ranks) {
+    const capacity = rankKvCapacity(reported.get(rank), configured);
+    if (capacity === undefined) return undefined;
+    total += capacity;
+  }
+  return total;
 }
 
 /**
@@ -108,11 +134,11 @@ export function residentContextTokens(trained: TrainedContext | undefined): numb
  * which is prefilled again, or waits for room. Undefined (no cap) while nothing was trained.
  */
 export function kvRunningCap(input: KvCapInput): number | undefined {
-  checkIntRange('KV cap: KV capacity per rank (tokens)', input.kvCapacityTokensPerRank, 1, Number.MAX_SAFE_INTEGER);
   checkIntRange('KV cap: ranks rolling out', input.ranksRollingOut, 0, Number.MAX_SAFE_INTEGER);
+  checkIntRange('KV cap: KV capacity of the ranks rolling out (tokens)', input.kvCapacityTokens, input.ranksRollingOut === 0 ? 0 : 1, Number.MAX_SAFE_INTEGER);
   const resident = residentContextTokens(input.trainedContext);
   if (resident === undefined) return undefined;
-  const fits = Math.floor((input.kvCapacityTokensPerRank * input.ranksRollingOut) / resident);
+  const fits = Math.floor(input.kvCapacityTokens / resident);
   return Math.max(input.ranksRollingOut, fits);
 }
 

@@ -23,8 +23,8 @@ export interface AdmissionRoomInput {
    * when the shard settles): they no longer roll out. 0 when not known.
    */
   reportedCompleted: number;
-  /** KV-cache tokens one rollout rank holds (config or the simulator's rank model); absent: no KV cap. */
-  kvCapacityTokensPerRank: number | undefined;
+  /** KV-cache tokens the ranks rolling out hold together (`rollingKvCapacity`); undefined: no KV cap. */
+  kvCapacityTokens: number | undefined;
   /** The ranks rolling out, where the admitted samples go. */
   ranksRollingOut: number;
 }
@@ -55,9 +55,8 @@ export function stalenessAdmission(policy: StalenessPolicy): AdmissionPolicy {
 }
 
 function boundInput(policy: StalenessPolicy, input: AdmissionRoomInput): AdmissionInput {
-  const { ledger, reportedCompleted, kvCapacityTokensPerRank, ranksRollingOut, ...bound } = input;
-  const kvCap =
-    kvCapacityTokensPerRank === undefined ? undefined : kvRunningCap({ kvCapacityTokensPerRank, ranksRollingOut, trainedContext: ledger.counters.trainedContext });
+  const { ledger, reportedCompleted, kvCapacityTokens, ranksRollingOut, ...bound } = input;
+  const kvCap = kvCapacityTokens === undefined ? undefined : kvRunningCap({ kvCapacityTokens, ranksRollingOut, trainedContext: ledger.counters.trainedContext });
   return { policy, live: ledger.live.length, running: rolling(ledger, reportedCompleted), ...bound, ...(kvCap === undefined ? {} : { kvRunningCap: kvCap }) };
 }
 

@@ -110,6 +110,12 @@ export interface IterationEffects<S> {
   /** Runs `step` so that a cancellation of the iteration does not interrupt it (the compensation). */
   nonCancellable<T>(step: Step<S, T>): Step<S, T>;
 
+  /**
+   * The KV capacity each rank's engine reported so far (tokens; null: it reports none), in this
+   * iteration or an earlier one; a rank absent has not reported. The admission's KV cap
+   * (`rollingKvCapacity`). The simulator's ranks report nothing: its config carries their capacity.
+   */
+  reportedKvCapacity(): ReadonlyMap<RankId, number | null>;
   /** Ranks found lost during this attempt (their node took no activity). */
   lostRanks(): ReadonlySet<RankId>;
   /** Whether the trainer's node was found lost (nothing to offload there). */

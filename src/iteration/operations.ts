@@ -16,6 +16,7 @@ import {
   markCompleted,
   planShrink,
   planShrinkByLeastWork,
+  rollingKvCapacity,
   samplesByState,
   sealBatch,
   selectBatch,
@@ -85,7 +86,7 @@ export function relaunch<S>(fx: IterationEffects<S>, st: IterationState, ids: re
  */
 export function* refill<S>(fx: IterationEffects<S>, st: IterationState, ranks: readonly RankId[], batchSealed: boolean, reportedCompleted = 0): Step<S, void> {
   if (ranks.length === 0) return;
-  const room = st.input.options.admission.admissionRoom(admissionInput(st, ranks, batchSealed, reportedCompleted));
+  const room = st.input.options.admission.admissionRoom(admissionInput(fx, st, ranks, batchSealed, reportedCompleted));
   if (room <= 0) return;
   const admitted = admit(st.ledger, room, st.stats.toVersion);
   st.ledger = admitted.ledger;
@@ -94,9 +95,10 @@ export function* refill<S>(fx: IterationEffects<S>, st: IterationState, ranks: r
   yield* fx.admitAndLaunch({ ids: admitted.ids, version: st.stats.toVersion, shards });
 }
 
-function admissionInput(st: IterationState, ranks: readonly RankId[], batchSealed: boolean, reportedCompleted: number): AdmissionRoomInput {
+function admissionInput<S>(fx: IterationEffects<S>, st: IterationState, ranks: readonly RankId[], batchSealed: boolean, reportedCompleted: number): AdmissionRoomInput {
   const { batchSize, asyncRatio, maxConcurrentSamples, kvCapacityTokensPerRank } = st.input;
-  return { ledger: st.ledger, batchSize, asyncRatio, maxConcurrentSamples, batchSealed, reportedCompleted, kvCapacityTokensPerRank, ranksRollingOut: ranks.length };
+  const kvCapacityTokens = rollingKvCapacity(ranks, fx.reportedKvCapacity(), kvCapacityTokensPerRank);
+  return { ledger: st.ledger, batchSize, asyncRatio, maxConcurrentSamples, batchSealed, reportedCompleted, kvCapacityTokens, ranksRollingOut: ranks.length };
 }
 
 /** Applies shard outcomes to the ledger; returns the unfinished samples. */
@@ -210,7 +212,7 @@ export function* rolloutUntilBatch<S>(fx: IterationEffects<S>, st: IterationStat
     checkPostcondition('batch threshold: enough live samples to fill a batch', st.shards.size > 0 || candidates.length >= batchSize, () =>
       JSON.stringify({ candidates: candidates.length, batchSize }),
     );
-    const wakeAt = admissionPointNow(st, reported, states.completed.length);
+    const wakeAt = admissionPointNow(fx, st, reported, states.completed.length);
     const completed = yield* fx.awaitBatch({ candidates, batchSize: wakeAt });
     if (completed !== undefined && completed.length >= batchSize) return selectBatch(st.ledger, completed, batchSize);
     if (completed !== undefined) {
@@ -226,9 +228,9 @@ export function* rolloutUntilBatch<S>(fx: IterationEffects<S>, st: IterationStat
 }
 
 /** The completed-candidate count at which to admit again (the batch size: only when the batch is ready). */
-function admissionPointNow(st: IterationState, reported: readonly number[], settledCompleted: number): number {
+function admissionPointNow<S>(fx: IterationEffects<S>, st: IterationState, reported: readonly number[], settledCompleted: number): number {
   const reportedCompleted = reportedStillRunning(st, reported);
-  const point = st.input.options.admission.admissionPoint({ ...admissionInput(st, st.active, false, reportedCompleted), completed: settledCompleted + reportedCompleted });
+  const point = st.input.options.admission.admissionPoint({ ...admissionInput(fx, st, st.active, false, reportedCompleted), completed: settledCompleted + reportedCompleted });
   return checkIntRange('admission point', point, 1, st.input.batchSize);
 }
 

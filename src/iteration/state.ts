@@ -17,7 +17,10 @@ export interface ProgramInput {
   batchSize: number;
   asyncRatio: number;
   maxConcurrentSamples: number;
-  /** KV-cache tokens one rollout rank holds: the 'resume' admission's KV cap (src/gpu/staleness.ts); absent: no KV cap. */
+  /**
+   * rollout.kvCapacityTokensPerRank: the most KV-cache tokens the 'resume' admission's KV cap counts per
+   * rank, and the value for a rank whose engine reports none (`rankKvCapacity`, src/gpu/staleness.ts).
+   */
   kvCapacityTokensPerRank?: number;
   /** rollout.staleness.maxTokenLag: generated tokens lagging the trained version by more are left out of the loss. */
   maxTokenLag?: number;

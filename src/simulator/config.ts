@@ -3,7 +3,7 @@
  * buildRunSpec) plus the simulated engines' cost model and workload.
  */
 import type { ParsedRunConfig } from '../config';
-import { assumedRateRankModel, derivedCostModel, minimumTrainGpus, rooflineRankModel, type RankModel } from '../engines/simulated/roofline';
+import { assumedRateRankModel, derivedCostModel, minimumTrainGpus, rooflineRankModel, simulatedKvCapacityTokens, type RankModel } from '../engines/simulated/roofline';
 import { WorkloadModel } from '../engines/simulated/workload';
 import type { CostModel } from '../engines/types';
 import { checkIntRange, PIPELINE_POLICY, type SchedulingPolicy, type StalenessPolicy } from '../gpu';
@@ -50,7 +50,9 @@ export function simulationConfig(parsed: ParsedRunConfig, options: SimulationOpt
     options.workload ??
     WorkloadModel.fromParams(config.simulation.workload, { maxTurns: spec.maxTurns, maxTokens: spec.maxTokens }, { baseDir: options.baseDir });
   const costs = rankCosts(parsed);
-  const kvCapacity = options.kvCap === 'off' ? undefined : admissionKvCapacity(spec.kvCapacityTokensPerRank, costs.rankModel);
+  const gpusPerRank = layout.ranks[0]?.gpus.length ?? 1;
+  const reported = simulatedKvCapacityTokens(config.simulation.costModel, config.simulation.hardware, gpusPerRank);
+  const kvCapacity = options.kvCap === 'off' ? undefined : admissionKvCapacity(spec.kvCapacityTokensPerRank, reported);
   return {
     label: options.label ?? `${layout.strategy} (${layout.nodes * layout.gpusPerNode} GPUs)`,
     layout,
@@ -73,12 +75,13 @@ export function simulationConfig(parsed: ParsedRunConfig, options: SimulationOpt
 }
 
 /**
- * The KV capacity per rank the admission uses: the config's (what the pipeline uses), else the
- * rank model's (the simulator's ranks know theirs); none for the assumed-rate model (no KV limit).
+ * The KV capacity per rank the admission uses, as the pipeline derives it (`rankKvCapacity`): what
+ * the engines report (the rank model's: the simulated engines report the same figure), at most
+ * the config's; the config's alone where the engines report none.
  */
-function admissionKvCapacity(configured: number | undefined, rankModel: RankModel): number | undefined {
-  if (configured !== undefined) return configured;
-  return Number.isFinite(rankModel.kvCapacityTokens) ? rankModel.kvCapacityTokens : undefined;
+function admissionKvCapacity(configured: number | undefined, reported: number | undefined): number | undefined {
+  if (configured === undefined) return reported;
+  return reported === undefined ? configured : Math.min(configured, reported);
 }
 
 function scaleLatency(real: ControlPlaneLatency, timeScale: number): ControlPlaneLatency {

@@ -62,6 +62,8 @@ function timing(cfg: SimulationConfig) {
 
 export function simEffects(world: SimWorld, cfg: SimulationConfig, state: IterationState): Effects {
   const noLostRanks: ReadonlySet<RankId> = new Set();
+  /** The simulator's ranks report no KV capacity: the config carries it (`simulationConfig`). */
+  const noReports: ReadonlyMap<RankId, number | null> = new Map();
   return {
     now: () => world.now(),
     phaseEntered: () => undefined,
@@ -75,6 +77,7 @@ export function simEffects(world: SimWorld, cfg: SimulationConfig, state: Iterat
     runningSamples: () => world.runningSamples(),
     inFlightWork: (ranks) => world.inFlightWork(ranks),
     nonCancellable: (step) => step,
+    reportedKvCapacity: () => noReports,
     lostRanks: () => noLostRanks,
     trainerNodeLost: () => false,
     isLostNode: () => false,

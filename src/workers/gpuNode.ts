@@ -13,6 +13,7 @@ import { FaultPlan, faultyRolloutEngine, faultyTrainer } from '../engines/simula
 import { FaultInjector, injectableRolloutEngine, injectableTrainer } from '../engines/simulated/injection';
 import { SimGpuMemory } from '../engines/simulated/gpuMemory';
 import { SimRolloutEngine } from '../engines/simulated/rolloutEngine';
+import { simulatedKvCapacityTokens } from '../engines/simulated/roofline';
 import { SimTrainer } from '../engines/simulated/trainer';
 import { WorkloadModel } from '../engines/simulated/workload';
 import { DigitsEnvironment } from '../engines/digits';
@@ -103,6 +104,7 @@ export function createSimulatedNodeEngines(context: WorkerContext, node: number)
   const injector = config.simulation.faultInjection ? new FaultInjector(faultInjectionDir(context.paths, context.runId)) : undefined;
   const engines = new Map<number, RolloutEngine>();
   for (const rank of ranksOnNode(layout, node)) {
+    const kvCapacityTokens = simulatedKvCapacityTokens(costModel, config.simulation.hardware, rank.gpus.length);
     const engine = new SimRolloutEngine({
       rank: rank.id,
       gpus: rank.gpus,
@@ -111,6 +113,7 @@ export function createSimulatedNodeEngines(context: WorkerContext, node: number)
       clock,
       memory,
       statePath: path.join(stateDir, `rank-${rank.id}.json`),
+      ...(kvCapacityTokens === undefined ? {} : { kvCapacityTokens }),
     });
     const declared = config.simulation.faults.length === 0 ? engine : faultyRolloutEngine(engine, faults, rank.id);
     engines.set(rank.id, injector === undefined ? declared : injectableRolloutEngine(declared, injector, rank.id));

@@ -53,16 +53,19 @@ export async function iterationWorkflow(input: IterationInput): Promise<Iteratio
     activities: iterationActivities(input.spec),
     lost,
     ...(input.progressToken === undefined ? {} : { progressToken: input.progressToken }),
+    ...(input.engineKvCapacity === undefined ? {} : { engineKvCapacity: input.engineKvCapacity }),
   });
   const state = createIterationState(programInput(input), fx.now());
   try {
     const result = await drive(runIteration(fx, state));
+    const engineKvCapacity = fx.engineKvCapacity();
     return {
       version: result.version,
       ledger: state.ledger,
       stats: result.stats,
       decisions: result.decisions,
       ...(result.weightGroup === undefined ? {} : { weightGroup: result.weightGroup }),
+      ...(engineKvCapacity.length === 0 ? {} : { engineKvCapacity }),
     };
   } catch (error) {
     throw failureOf(input, lost, error);

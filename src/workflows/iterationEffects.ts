@@ -10,7 +10,7 @@ import type { IterationEffects, PhaseReport, ReloadFailure, Step } from '../iter
 import { describeError } from '../contract/errors';
 import { shardId } from '../contract/naming';
 import type { RunSpec } from '../contract/types';
-import type { IterationProgress } from '../contract/types';
+import type { IterationProgress, RankKvCapacity } from '../contract/types';
 import { PHASE_KEY } from '../temporal/searchAttributes';
 import { awaiting, drive, rankRanges, type Suspension } from './drive';
 import type { IterationActivities } from './iterationActivities';
@@ -26,6 +26,13 @@ export interface TemporalEffectsContext {
   lost: LostNodes;
   /** The run's token for this iteration (IterationInput.progressToken), echoed in every progress report. */
   progressToken?: string;
+  /** What the ranks' engines reported of their KV capacity in earlier iterations (IterationInput.engineKvCapacity). */
+  engineKvCapacity?: readonly RankKvCapacity[];
+}
+
+/** The effects, and what the iteration's shards learned of the engines' KV capacity (for its result). */
+export interface TemporalEffects extends Effects {
+  engineKvCapacity(): RankKvCapacity[];
 }
 
 type Effects = IterationEffects<Suspension>;
@@ -41,8 +48,8 @@ function nodeGroups(spec: RunSpec, ranks: readonly RankId[]): { node: number; ra
   return [...byNode.entries()].map(([node, onNode]) => ({ node, ranks: onNode }));
 }
 
-export function temporalEffects(ctx: TemporalEffectsContext): Effects {
-  const shards = new ShardRunner(ctx.spec, ctx.iteration, ctx.activities, ctx.lost);
+export function temporalEffects(ctx: TemporalEffectsContext): TemporalEffects {
+  const shards = new ShardRunner(ctx.spec, ctx.iteration, ctx.activities, ctx.lost, ctx.engineKvCapacity);
   const executionTag = workflowInfo().runId.slice(0, 8);
   let progressSequence = 0;
   return {
@@ -63,6 +70,8 @@ export function temporalEffects(ctx: TemporalEffectsContext): Effects {
       throw ApplicationFailure.nonRetryable("the 'least-work' release policy needs in-flight work the workflow does not observe; use 'fixed'");
     },
     nonCancellable: <T>(step: Step<Suspension, T>) => awaiting(CancellationScope.nonCancellable(() => drive(step))),
+    reportedKvCapacity: () => shards.kvCapacity,
+    engineKvCapacity: () => [...shards.kvCapacity].map(([rank, tokens]) => ({ rank, tokens })).sort((a, b) => a.rank - b.rank),
     lostRanks: () => ctx.lost.ranks,
     trainerNodeLost: () => ctx.lost.trainerNode !== undefined,
     isLostNode: (error) => isLost(error),

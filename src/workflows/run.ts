@@ -24,7 +24,7 @@ import { mergeLagHistograms, runStalenessFigures, type LagHistogram } from '../g
 import { checkIntRange } from '../validation/patterns';
 import { RUN_HISTORY_BYTES_BUDGET } from '../contract/historyBudget';
 import { iterationWorkflowId } from '../contract/naming';
-import type { IterationProgress, IterationStats, Phase, RunSpec, RunStatus, WeightGroupState } from '../contract/types';
+import type { IterationProgress, IterationStats, Phase, RankKvCapacity, RunSpec, RunStatus, WeightGroupState } from '../contract/types';
 import { describeError } from '../contract/errors';
 import { ITERATION_KEY, PHASE_KEY, RUN_ID_KEY, STRATEGY_KEY } from '../temporal/searchAttributes';
 import { assertDecoded, isUndecodable } from '../temporal/payloadConverter';
@@ -66,6 +66,8 @@ export interface RunState {
   weightGroup?: WeightGroupState;
   /** Trained generated tokens of the run by version lag (absent before the first batch with per-token versions). */
   tokenLags?: LagHistogram;
+  /** What the ranks' engines reported of their KV capacity (absent before any report). */
+  engineKvCapacity?: RankKvCapacity[];
 }
 
 export interface RunInput {
@@ -179,6 +181,9 @@ function statusOf(run: RunContext): RunStatus {
     ...(run.rejectedSignals === undefined ? {} : { rejectedSignals: run.rejectedSignals }),
     ...((state.lostRanks ?? []).length > 0 ? { lostRanks: state.lostRanks } : {}),
     ...(state.tokenLags === undefined ? {} : { staleness: runStalenessFigures(spec.staleness?.policy ?? 'drop', ledger.counters, state.tokenLags) }),
+    ...(state.engineKvCapacity === undefined && spec.kvCapacityTokensPerRank === undefined
+      ? {}
+      : { kvCapacity: { reported: state.engineKvCapacity ?? [], configuredPerRank: spec.kvCapacityTokensPerRank ?? null } }),
   };
 }
 
@@ -324,6 +329,7 @@ async function runIterationChild(run: RunContext): Promise<void> {
           ...(rejoining.length > 0 ? { rejoinRanks: rejoining } : {}),
           progressToken: run.progressToken,
           ...(state.weightGroup === undefined ? {} : { weightGroup: state.weightGroup }),
+          ...(state.engineKvCapacity === undefined ? {} : { engineKvCapacity: state.engineKvCapacity }),
         },
       ],
       retry: { maximumAttempts: 3, initialInterval: '2 seconds', nonRetryableErrorTypes: ['PoolRestoreFailed'] },
@@ -341,6 +347,8 @@ async function runIterationChild(run: RunContext): Promise<void> {
     state.version = result.version;
     state.ledger = result.ledger;
     state.weightGroup = result.weightGroup;
+    noteKvCapacityReports(spec, state.engineKvCapacity ?? [], result.engineKvCapacity ?? []);
+    if (result.engineKvCapacity !== undefined) state.engineKvCapacity = result.engineKvCapacity;
     run.progress = undefined;
     state.lastIteration = result.stats;
     if (result.stats.tokenLags !== undefined) state.tokenLags = mergeLagHistograms(state.tokenLags ?? {}, result.stats.tokenLags);
@@ -352,6 +360,24 @@ async function runIterationChild(run: RunContext): Promise<void> {
     if (error instanceof UndecodableIterationResult) throw error;
     onIterationFailure(run, error);
   }
+}
+
+/**
+ * Says once per rank (a report that changed) what the admission's KV cap will count on: a rank
+ * whose engine reports no capacity leaves the run without a KV cap unless the config gives one.
+ */
+function noteKvCapacityReports(spec: RunSpec, before: readonly RankKvCapacity[], after: readonly RankKvCapacity[]): void {
+  const known = new Map(before.map(({ rank, tokens }) => [rank, tokens]));
+  const changed = after.filter(({ rank, tokens }) => known.get(rank) !== tokens);
+  const silent = changed.filter(({ tokens }) => tokens === null).map(({ rank }) => rank);
+  const reporting = changed.filter(({ tokens }) => tokens !== null);
+  if (reporting.length > 0) log.info(`KV capacity reported by the engines (tokens): ${reporting.map(({ rank, tokens }) => `rank ${rank}: ${tokens}`).join(', ')}`);
+  if (silent.length === 0) return;
+  const configured = spec.kvCapacityTokensPerRank;
+  log.warn(
+    `the engines of ranks ${silent.join(',')} report no KV capacity: ` +
+      (configured === undefined ? 'no KV cap on running samples while they roll out (set rollout.kvCapacityTokensPerRank to give one)' : `the KV cap counts rollout.kvCapacityTokensPerRank = ${configured} for them`),
+  );
 }
 
 /** A plain Error, not a failure of the iteration: it fails the workflow task, which is retried. */

@@ -9,7 +9,7 @@ import type { RankId } from '../gpu/layout';
 import type { ShardRef } from '../iteration/effects';
 import { describeError } from '../contract/errors';
 import type { RunSpec } from '../contract/types';
-import type { ShardInput } from '../contract/types';
+import type { RankKvCapacity, ShardInput } from '../contract/types';
 import type { IterationActivities } from './iterationActivities';
 import type { LostNodes } from './lostNodes';
 
@@ -33,13 +33,18 @@ function diedWhileStopping(error: unknown): boolean {
 
 export class ShardRunner {
   private readonly running = new Map<string, RunningShard>();
+  /** What each rank's engine reported of its KV capacity: carried in from earlier iterations, updated by every shard result. */
+  readonly kvCapacity: Map<RankId, number | null>;
 
   constructor(
     private readonly spec: RunSpec,
     private readonly iteration: number,
     private readonly activities: IterationActivities,
     private readonly lost: LostNodes,
-  ) {}
+    reported: readonly RankKvCapacity[] = [],
+  ) {
+    this.kvCapacity = new Map(reported.map(({ rank, tokens }) => [rank, tokens]));
+  }
 
   launch(ref: ShardRef, version: number): void {
     const input: ShardInput = {
@@ -58,7 +63,11 @@ export class ShardRunner {
     const shard: RunningShard = { ref, scope, ended, done: false };
     // Observed later (stop / failure); mark handled so an early rejection is not unhandled.
     ended.then(
-      () => (shard.done = true),
+      (result) => {
+        shard.done = true;
+        // Results recorded before engines reported their capacity carry none.
+        if (result.kvCapacityTokens !== undefined) this.kvCapacity.set(ref.rank, result.kvCapacityTokens);
+      },
       () => (shard.done = true),
     );
     this.running.set(ref.id, shard);

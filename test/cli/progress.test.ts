@@ -36,6 +36,22 @@ describe('staleness in progress and status', () => {
   });
 });
 
+describe('the KV cap in status', () => {
+  it('absent while no engine reported and the config sets none', () => {
+    expect(statusBlock(status)).not.toContain('KV cap:');
+  });
+
+  it("the engines' reports per rank, the config's bound, and that a rank reporting none leaves no cap", () => {
+    const reported = [
+      { rank: 0, tokens: 4096 },
+      { rank: 1, tokens: null },
+    ];
+    expect(statusBlock({ ...status, kvCapacity: { reported, configuredPerRank: null } })).toContain('KV cap:     engines report 0:4096 1:none tokens — no KV cap while ranks reporting none roll out');
+    expect(statusBlock({ ...status, kvCapacity: { reported, configuredPerRank: 2048 } })).toContain('KV cap:     engines report 0:4096 1:none tokens; at most 2048 per rank (rollout.kvCapacityTokensPerRank)');
+    expect(statusBlock({ ...status, kvCapacity: { reported: [], configuredPerRank: 2048 } })).toContain('KV cap:     at most 2048 per rank (rollout.kvCapacityTokensPerRank)');
+  });
+});
+
 describe('formatIdRanges', () => {
   it('writes ids as the ranges a config takes, and parseGpuRanges reads them back', () => {
     expect(formatIdRanges([])).toBe('');

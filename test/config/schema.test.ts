@@ -28,6 +28,16 @@ describe('rollout.kvCapacityTokensPerRank', () => {
     expect(() => parseRunConfig({ ...config, rollout: { kvCapacityTokensPerRank: 0 } }, '<test>')).toThrow(/rollout.kvCapacityTokensPerRank/);
     expect(() => parseRunConfig({ ...config, rollout: { kvCapacityTokensPerRank: 1.5e3 + 0.5 } }, '<test>')).toThrow(/rollout.kvCapacityTokensPerRank/);
   });
+
+  it("the simulated engines' declared capacity (simulation.costModel) holds one trajectory too, and is not set beside simulation.hardware", async () => {
+    const { parseRunConfig } = await import('../../src/config');
+    const config = { pool: { nodes: 1, gpusPerNode: 2 }, strategy: 'multiplexed', train: { gpus: [0] }, batchSize: 4, maxTokens: 1000 };
+    expect(parseRunConfig({ ...config, simulation: { costModel: { kvCapacityTokensPerRank: 1000 } } }, '<test>').config.simulation.costModel.kvCapacityTokensPerRank).toBe(1000);
+    expect(() => parseRunConfig({ ...config, simulation: { costModel: { kvCapacityTokensPerRank: 999 } } }, '<test>')).toThrow(/simulation.costModel.kvCapacityTokensPerRank.*must be >= maxTokens = 1000/s);
+    const { presetPath, readRawConfig } = await import('../../src/simulator/presets');
+    const hardware = (readRawConfig(presetPath('dense-8b-h100')).simulation as { hardware: unknown }).hardware;
+    expect(() => parseRunConfig({ ...config, simulation: { hardware, costModel: { kvCapacityTokensPerRank: 5000 } } }, '<test>')).toThrow(/simulation.costModel.kvCapacityTokensPerRank.*derived from simulation.hardware/s);
+  });
 });
 
 describe('defaults', () => {

@@ -14,6 +14,8 @@ import {
   expandSpans,
   ksDistance,
   kvRunningCap,
+  rankKvCapacity,
+  rollingKvCapacity,
   lagSummary,
   maxRunningSamples,
   residentContextTokens,
@@ -93,14 +95,31 @@ describe('KV cap', () => {
 
   it('caps running samples at what the KV caches of the ranks rolling out hold, at least one per rank', () => {
     // 1166.67 tokens resident per sample; 4 ranks × 10 000 tokens hold 34.
-    expect(kvRunningCap({ kvCapacityTokensPerRank: 10_000, ranksRollingOut: 4, trainedContext: trained })).toBe(34);
-    expect(kvRunningCap({ kvCapacityTokensPerRank: 10_000, ranksRollingOut: 1, trainedContext: trained })).toBe(8);
-    expect(kvRunningCap({ kvCapacityTokensPerRank: 500, ranksRollingOut: 4, trainedContext: trained })).toBe(4);
-    expect(kvRunningCap({ kvCapacityTokensPerRank: 10_000, ranksRollingOut: 0, trainedContext: trained })).toBe(0);
+    expect(kvRunningCap({ kvCapacityTokens: 40_000, ranksRollingOut: 4, trainedContext: trained })).toBe(34);
+    expect(kvRunningCap({ kvCapacityTokens: 10_000, ranksRollingOut: 1, trainedContext: trained })).toBe(8);
+    expect(kvRunningCap({ kvCapacityTokens: 2_000, ranksRollingOut: 4, trainedContext: trained })).toBe(4);
+    expect(kvRunningCap({ kvCapacityTokens: 0, ranksRollingOut: 0, trainedContext: trained })).toBe(0);
   });
 
   it('has no cap before anything with known contexts was trained', () => {
-    expect(kvRunningCap({ kvCapacityTokensPerRank: 10_000, ranksRollingOut: 4, trainedContext: undefined })).toBeUndefined();
+    expect(kvRunningCap({ kvCapacityTokens: 40_000, ranksRollingOut: 4, trainedContext: undefined })).toBeUndefined();
+  });
+
+  it("sums the rolling ranks' capacities: each engine's report, at most the config's; the config's where an engine reports none", () => {
+    const reported = new Map<number, number | null>([
+      [0, 10_000],
+      [1, 30_000],
+      [2, null],
+    ]);
+    expect(rollingKvCapacity([0, 1], reported, undefined)).toBe(40_000);
+    expect(rollingKvCapacity([0, 1], reported, 20_000)).toBe(30_000);
+    expect(rollingKvCapacity([0, 1, 2], reported, 20_000)).toBe(50_000);
+    // A rank that reports none (2) or has not reported (3): no cap unless the config gives one.
+    expect(rollingKvCapacity([0, 2], reported, undefined)).toBeUndefined();
+    expect(rollingKvCapacity([0, 3], reported, undefined)).toBeUndefined();
+    expect(rollingKvCapacity([3], new Map(), 5_000)).toBe(5_000);
+    expect(rollingKvCapacity([], reported, undefined)).toBe(0);
+    expect(rankKvCapacity(undefined, undefined)).toBeUndefined();
   });
 
   it('is the lesser of the batch size, maxConcurrentSamples and the KV cap', () => {
@@ -121,8 +140,10 @@ describe('KV cap', () => {
   });
 
   it('validates its inputs', () => {
-    expectValidation(() => kvRunningCap({ kvCapacityTokensPerRank: 0, ranksRollingOut: 4, trainedContext: trained }), 'VAL_INT_RANGE', 'KV cap: KV capacity per rank');
-    expectValidation(() => kvRunningCap({ kvCapacityTokensPerRank: 10, ranksRollingOut: -1, trainedContext: trained }), 'VAL_INT_RANGE', 'KV cap: ranks rolling out');
+    expectValidation(() => kvRunningCap({ kvCapacityTokens: 0, ranksRollingOut: 4, trainedContext: trained }), 'VAL_INT_RANGE', 'KV cap: KV capacity of the ranks rolling out');
+    expectValidation(() => kvRunningCap({ kvCapacityTokens: 10, ranksRollingOut: -1, trainedContext: trained }), 'VAL_INT_RANGE', 'KV cap: ranks rolling out');
+    expectValidation(() => rankKvCapacity(0, undefined), 'VAL_INT_RANGE', 'KV cap: KV capacity an engine reported');
+    expectValidation(() => rankKvCapacity(1.5, 100), 'VAL_INT_RANGE', 'KV cap: KV capacity an engine reported');
     expectValidation(() => residentContextTokens({ samples: 3, tokens: 6000, squaredTokens: 1000 }), 'AST_POSTCONDITION', 'KV cap: Σ L²');
     expectValidation(() => admissionRoom({ batchSize: 4, asyncRatio: 1, maxConcurrentSamples: 8, live: 0, running: 0, batchSealed: false, policy: 'resume', kvRunningCap: -1 }), 'VAL_INT_RANGE', 'admission: KV cap');
   });

@@ -7,7 +7,7 @@ describe('stalenessAdmission', () => {
   // Samples 0 and 1 admitted at v0 (waiting), 2 at v2.
   let ledger = admit(emptyLedger(), 2, 0).ledger;
   ledger = admit(ledger, 1, 2).ledger;
-  const bound = { batchSize: 2, asyncRatio: 1, maxConcurrentSamples: 10, reportedCompleted: 0, kvCapacityTokensPerRank: undefined, ranksRollingOut: 2 };
+  const bound = { batchSize: 2, asyncRatio: 1, maxConcurrentSamples: 10, reportedCompleted: 0, kvCapacityTokens: undefined, ranksRollingOut: 2 };
 
   it("'drop' drops the samples that lag the train version by more than the async ratio, as 'stale'", () => {
     expect(stalenessAdmission('drop').carryOver({ ledger, trainVersion: 2, asyncRatio: 1 })).toEqual({ drop: [{ ids: [0, 1], reason: 'stale' }] });
@@ -37,15 +37,15 @@ describe('stalenessAdmission', () => {
     // Six samples admitted at v0; 0 and 1 trained with contexts 1000 and 3000 tokens (E[L²] / (2 E[L]) = 1250).
     let run = admit(emptyLedger(), 6, 0).ledger;
     run = settleShard(assignToShard(run, [0, 1], 0, 's'), 's', []);
-    const kv = { ...bound, batchSize: 8, maxConcurrentSamples: 100, batchSealed: false, kvCapacityTokensPerRank: 2500 };
+    const kv = { ...bound, batchSize: 8, maxConcurrentSamples: 100, batchSealed: false, kvCapacityTokens: 5000 };
     // Nothing trained yet: no KV cap, the batch size caps the four waiting samples.
     expect(stalenessAdmission('resume').admissionRoom({ ledger: run, ...kv })).toBe(4);
     run = sealBatch(run, [0, 1], { tokens: 4000, squaredTokens: 10_000_000 });
     // Two ranks × 2500 tokens hold 4 samples of 1250: the four rolling out fill them.
     expect(stalenessAdmission('resume').admissionRoom({ ledger: run, ...kv })).toBe(0);
-    expect(stalenessAdmission('resume').admissionRoom({ ledger: run, ...kv, ranksRollingOut: 3 })).toBe(2);
-    expect(stalenessAdmission('resume').admissionRoom({ ledger: run, ...kv, kvCapacityTokensPerRank: undefined })).toBe(4);
-    expect(stalenessAdmission('resume').admissionPoint({ ledger: run, ...kv, ranksRollingOut: 3, completed: 0 })).toBe(1);
+    expect(stalenessAdmission('resume').admissionRoom({ ledger: run, ...kv, ranksRollingOut: 3, kvCapacityTokens: 7500 })).toBe(2);
+    expect(stalenessAdmission('resume').admissionRoom({ ledger: run, ...kv, kvCapacityTokens: undefined })).toBe(4);
+    expect(stalenessAdmission('resume').admissionPoint({ ledger: run, ...kv, ranksRollingOut: 3, kvCapacityTokens: 7500, completed: 0 })).toBe(1);
     // 'drop' (the baseline) has no KV cap.
     expect(stalenessAdmission('drop').admissionRoom({ ledger: run, ...kv })).toBe(96);
   });

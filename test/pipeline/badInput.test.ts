@@ -55,6 +55,7 @@ function misbehavingEngine(engine: RolloutEngine, mode: () => Mode): RolloutEngi
     resumeMemory: (tags) => engine.resumeMemory(tags),
     updateWeights: (version, weights) => engine.updateWeights(version, weights),
     status: () => engine.status(),
+    kvCapacityTokens: () => engine.kvCapacityTokens(),
   };
 }
 

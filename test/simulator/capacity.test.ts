@@ -13,6 +13,7 @@ import {
   parametersReadPerStep,
   rankCapacity,
   rooflineRankModel,
+  simulatedKvCapacityTokens,
   trainMemoryGiBPerGpu,
   type RankModel,
 } from '../../src/engines/simulated/roofline';
@@ -263,14 +264,23 @@ describe('simulator with the capacity-aware model', () => {
 describe("the admission's KV cap in the simulator", () => {
   const file = presetPath('seed-160');
 
-  it("takes the capacity per rank from the config, else from the rank model; the assumed-rate model has none", () => {
+  it("takes the capacity per rank the simulated engines report (the rank model's), at most the config's; the assumed-rate model reports none unless declared", () => {
     const parsed = asStrategy(readRawConfig(file), 'multiplexed', file);
-    expect(simulationConfig(parsed).kvCapacityTokensPerRank).toBe(rankCosts(parsed).rankModel.kvCapacityTokens);
+    const roofline = rankCosts(parsed).rankModel.kvCapacityTokens;
+    expect(simulationConfig(parsed).kvCapacityTokensPerRank).toBe(roofline);
+    expect(simulatedKvCapacityTokens(parsed.config.simulation.costModel, parsed.config.simulation.hardware, 8)).toBe(roofline);
     expect(simulationConfig(parsed, { kvCap: 'off' }).kvCapacityTokensPerRank).toBeUndefined();
-    const configured = asStrategy({ ...readRawConfig(file), rollout: { ...(readRawConfig(file).rollout as object), kvCapacityTokensPerRank: 100_000 } }, 'multiplexed', file);
-    expect(simulationConfig(configured).kvCapacityTokensPerRank).toBe(100_000);
-    const assumed = parseRunConfig({ pool: { nodes: 1, gpusPerNode: 4 }, strategy: 'multiplexed', train: { gpus: [0, 1] }, batchSize: 8 }, '<test>');
+    const withConfig = (tokens: number) => asStrategy({ ...readRawConfig(file), rollout: { ...(readRawConfig(file).rollout as object), kvCapacityTokensPerRank: tokens } }, 'multiplexed', file);
+    expect(simulationConfig(withConfig(100_000)).kvCapacityTokensPerRank).toBe(100_000);
+    // The config bounds what the engines report; it does not raise it.
+    expect(simulationConfig(withConfig(10 * roofline)).kvCapacityTokensPerRank).toBe(roofline);
+    const small = { pool: { nodes: 1, gpusPerNode: 4 }, strategy: 'multiplexed', train: { gpus: [0, 1] }, batchSize: 8, maxTokens: 4096 };
+    const assumed = parseRunConfig(small, '<test>');
     expect(simulationConfig(assumed).kvCapacityTokensPerRank).toBeUndefined();
+    const declared = parseRunConfig({ ...small, simulation: { costModel: { kvCapacityTokensPerRank: 8192 } } }, '<test>');
+    expect(simulatedKvCapacityTokens(declared.config.simulation.costModel, undefined, 1)).toBe(8192);
+    expect(simulationConfig(declared).kvCapacityTokensPerRank).toBe(8192);
+    expect(simulationConfig(parseRunConfig({ ...small, rollout: { kvCapacityTokensPerRank: 4096 }, simulation: { costModel: { kvCapacityTokensPerRank: 8192 } } }, '<test>')).kvCapacityTokensPerRank).toBe(4096);
   });
 
   it("under 'resume', fewer generate calls wait for KV room and less is prefilled again once the first batch is trained", () => {

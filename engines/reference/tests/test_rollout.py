@@ -6,6 +6,13 @@ import math
 import threading
 import time
 
+import pytest
+import torch
+
+from conftest import CONFIG
+from timeshare_ref.model import ModelConfig
+from timeshare_ref.rollout import RolloutEngine
+
 EOS = 11
 
 
@@ -161,3 +168,20 @@ def test_pause_in_abort_mode_aborts_running_requests(client):
     assert client.get("/model_info")[1]["paused"] is True
     client.post("/continue_generation")
     assert generate(client, [1], 2)[0] == 200
+
+
+def test_server_info_reports_the_kv_pool_in_tokens(client):
+    # tiny.json: 2 layers, d_model 64, float32: K and V take 2 * 2 * 64 * 4 = 1024 bytes per token.
+    status, body = client.get("/server_info")
+    assert status == 200, body
+    assert body["max_total_num_tokens"] == 8 * 1024 * 1024 // 1024
+    assert client.get("/get_server_info") == (200, body)
+
+
+def test_kv_capacity_can_be_set_or_not_reported():
+    config = ModelConfig.load(CONFIG)
+    device = torch.device("cpu")
+    assert RolloutEngine(config, device, kv_capacity_tokens=4096).kv_capacity_tokens == 4096
+    assert RolloutEngine(config, device, kv_capacity_tokens=0).kv_capacity_tokens is None
+    with pytest.raises(ValueError, match="kv_capacity_tokens"):
+        RolloutEngine(config, device, kv_capacity_tokens=-1)

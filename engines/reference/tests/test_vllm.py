@@ -45,3 +45,13 @@ def test_api_key_is_enforced(client):
     client.app.api_key = "k1"
     assert client.get("/health")[0] == 401
     assert client.get("/health", headers={"Authorization": "Bearer k1"})[0] == 200
+
+
+def test_metrics_carry_the_cache_config_as_an_info_gauge(client):
+    status, text = client.get("/metrics")
+    assert status == 200
+    line = next(line for line in text.splitlines() if line.startswith("vllm:cache_config_info{"))
+    assert 'num_gpu_blocks="512"' in line and 'block_size="16"' in line and line.endswith(" 1.0")
+    client.app.engine.kv_capacity_tokens = None
+    status, text = client.get("/metrics")
+    assert 'num_gpu_blocks="None"' in text

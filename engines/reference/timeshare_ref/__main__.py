@@ -29,6 +29,7 @@ def main() -> None:
     parser.add_argument("--weight-sync-timeout-s", type=float, default=60.0, help="timeout of weight-update group formation and of each broadcast operation")
     parser.add_argument("--broadcast-delay-ms", type=float, default=0.0, help="trainer: sleep between broadcast buckets (tests: stands in for a big model's transfer time)")
     parser.add_argument("--checkpoint-dir", default=None, help="trainer: save every step here and resume from it at start (survives a restart)")
+    parser.add_argument("--kv-capacity-tokens", type=int, default=None, help="the KV capacity it reports (SGLang /server_info max_total_num_tokens, vLLM /metrics cache_config_info); default: the tokens whose K and V fit its 8 MiB pool; 0: report none")
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (small model: 1 avoids oversubscription)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -41,7 +42,7 @@ def main() -> None:
     device = pick_device(args.device)
     app = App(
         config,
-        RolloutEngine(config, device, decode_delay_s=args.decode_delay_ms / 1000),
+        RolloutEngine(config, device, decode_delay_s=args.decode_delay_ms / 1000, kv_capacity_tokens=args.kv_capacity_tokens),
         Trainer(config, device, lr=args.lr, epochs=args.epochs, behaviour_weight_cap=args.behaviour_weight_cap, checkpoint_dir=args.checkpoint_dir),
         model_name="timeshare-reference",
         api_key=api_key,

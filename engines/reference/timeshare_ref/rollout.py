@@ -44,13 +44,19 @@ class _Running:
 
 
 class RolloutEngine:
-    def __init__(self, config: ModelConfig, device: torch.device, kv_pool_mib: int = 8, decode_delay_s: float = 0.0):
+    def __init__(self, config: ModelConfig, device: torch.device, kv_pool_mib: int = 8, decode_delay_s: float = 0.0, kv_capacity_tokens: int | None = None):
         self.decode_delay_s = decode_delay_s
         self.config = config
         self.device = device
         self.model = build_model(config, device).eval()
         self.weights = ParameterOffloader(self.model, device)
         self.kv_pool_bytes = kv_pool_mib * 1024 * 1024
+        if kv_capacity_tokens is not None and kv_capacity_tokens < 0:
+            raise ValueError(f"kv_capacity_tokens must be >= 0 (0: report none), got {kv_capacity_tokens}")
+        # What the engine reports as its KV capacity (SGLang max_total_num_tokens, vLLM blocks x
+        # block size): by default the tokens whose K and V the pool would hold for this model. The
+        # engine recomputes attention and keeps no KV there, so the figure is declared, not enforced.
+        self.kv_capacity_tokens: int | None = self.pool_tokens() if kv_capacity_tokens is None else (kv_capacity_tokens or None)
         self.kv_pool: torch.Tensor | None = torch.empty(self.kv_pool_bytes, dtype=torch.uint8, device=device)
         self.weight_version = "0"
         self.model_path = "<initial weights from config>"
@@ -70,6 +76,11 @@ class RolloutEngine:
         if self.kv_pool is not None:
             tags.append("kv_cache")
         return tags
+
+    def pool_tokens(self) -> int:
+        """Tokens of K and V (every layer, float parameters' element size) that fit the pool."""
+        element = next(self.model.parameters()).element_size()
+        return self.kv_pool_bytes // (2 * self.config.n_layers * self.config.d_model * element)
 
     def running_count(self) -> int:
         with self.running_lock:

@@ -22,6 +22,8 @@ from .weight_sync import WeightReceiver, WeightSender, parse_bucket
 
 # vLLM has one weight-transfer engine per server: its group has this name here.
 VLLM_GROUP = "vllm-weight-transfer"
+# vLLM's default KV block size (tokens per block), for the cache config this engine reports.
+VLLM_BLOCK_SIZE = 16
 
 
 class App:
@@ -252,6 +254,23 @@ class Handler(BaseHTTPRequestHandler):
             "paused": not engine.unpaused.is_set(),
             "weight_update": self.app.receiver.describe(),
         }
+
+    def sgl_server_info(self, _body, _query):
+        # SGLang merges its server arguments and the scheduler's info; the token pool is what the
+        # control plane reads (null: none reported).
+        engine = self.app.engine
+        return 200, {"max_total_num_tokens": engine.kv_capacity_tokens, "weight_version": engine.weight_version, "version": "timeshare-reference"}
+
+    def vllm_metrics(self, _body, _query):
+        # vLLM's cache config as a Prometheus info gauge (its labels are the config's fields).
+        tokens = self.app.engine.kv_capacity_tokens
+        blocks = "None" if tokens is None else str(tokens // VLLM_BLOCK_SIZE)
+        labels = f'block_size="{VLLM_BLOCK_SIZE}",cache_dtype="auto",engine="0",num_gpu_blocks="{blocks}"'
+        return 200, (
+            "# HELP vllm:cache_config_info Information of the LLMEngine CacheConfig\n"
+            "# TYPE vllm:cache_config_info gauge\n"
+            f"vllm:cache_config_info{{{labels}}} 1.0\n"
+        )
 
     # ----- weight sync by broadcast (SGLang shapes) -----
 
@@ -539,6 +558,9 @@ ROUTES = {
     ("GET", "/model_info"): Handler.model_info,
     ("GET", "/get_model_info"): Handler.model_info,
     ("GET", "/weight_version"): Handler.weight_version,
+    ("GET", "/server_info"): Handler.sgl_server_info,
+    ("GET", "/get_server_info"): Handler.sgl_server_info,
+    ("GET", "/metrics"): Handler.vllm_metrics,
     ("POST", "/v1/completions"): Handler.vllm_completions,
     ("GET", "/v1/models"): Handler.vllm_models,
     ("POST", "/abort_requests"): Handler.vllm_abort_requests,

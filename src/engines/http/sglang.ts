@@ -9,6 +9,8 @@
  *   weights         POST /update_weights_from_disk {model_path, weight_version}, or by broadcast
  *                   (./broadcast.ts: init_weights_update_group, update_weights_from_distributed)
  *   status          GET /model_info (weight_version; the reference engine adds resident tags)
+ *   KV capacity     GET /server_info → max_total_num_tokens (the scheduler's token pool; older
+ *                   releases serve the same answer at /get_server_info, now deprecated)
  *
  * SGLang does not report which memory tags are resident: the adapter records what its own
  * successful release/resume calls did, unless the engine reports `resident_memory_tags`.
@@ -41,6 +43,9 @@ const modelInfoSchema = z
     resident_memory_tags: z.array(z.enum(['weights', 'kv_cache'])).optional(),
   })
   .loose();
+
+// The server's arguments and the scheduler's info merged into one object: only the token pool is read.
+const serverInfoSchema = z.object({ max_total_num_tokens: z.number().int().positive().nullable().optional() }).loose();
 
 const updateWeightsSchema = z.object({ success: z.boolean(), message: z.string() }).loose();
 
@@ -144,6 +149,12 @@ export class SglangRolloutEngine implements RolloutEngine {
     this.servedVersion = weightVersion;
     const resident = info.resident_memory_tags ?? ALL_MEMORY_TAGS.filter((tag) => this.resident.has(tag));
     return { weightVersion, resident: [...resident], runningRequests: this.running.size };
+  }
+
+  /** `max_total_num_tokens` of GET /server_info: the tokens the KV pool holds (absent or null: none reported). */
+  async kvCapacityTokens(): Promise<number | undefined> {
+    const info = await this.http.json('GET', '/server_info', undefined, serverInfoSchema);
+    return info.max_total_num_tokens ?? undefined;
   }
 
   /** SGLang's pause/continue/flush (used around weight updates by callers that need them). */

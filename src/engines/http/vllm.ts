@@ -14,6 +14,7 @@
  *                   POST /update_weight_version {new_version}; or by broadcast (./broadcast.ts:
  *                   init_weight_transfer_engine, start/update/finish_weight_update)
  *   status          GET /weight_info, GET /is_sleeping
+ *   KV capacity     GET /metrics → vllm:cache_config_info{num_gpu_blocks, block_size}: blocks × block size
  */
 import { z } from 'zod';
 import { ALL_MEMORY_TAGS, type EngineStatus, type MemoryTag, type RolloutEngine, type TurnRequest, type TurnResult } from '../types';
@@ -188,6 +189,25 @@ export class VllmRolloutEngine implements RolloutEngine {
     return { weightVersion, resident, runningRequests: this.running.size };
   }
 
+  /**
+   * The KV cache's tokens from the Prometheus info gauge `vllm:cache_config_info`, whose labels are
+   * the engine's cache config: `num_gpu_blocks × block_size`, summed over its series (one per engine
+   * core of the server). Undefined when the gauge is absent or `num_gpu_blocks` is not known yet
+   * ("None"); a label that is not a positive integer is a protocol error.
+   */
+  async kvCapacityTokens(): Promise<number | undefined> {
+    const endpoint = this.http.endpoint('GET', '/metrics');
+    const response = await this.http.send('GET', '/metrics', undefined);
+    const series = infoSeries(await response.text(), 'vllm:cache_config_info');
+    let tokens = 0;
+    for (const labels of series) {
+      const blocks = labels.get('num_gpu_blocks');
+      if (blocks === undefined || blocks === 'None') return undefined;
+      tokens += positiveLabel(endpoint, labels, 'num_gpu_blocks') * positiveLabel(endpoint, labels, 'block_size');
+    }
+    return series.length === 0 ? undefined : tokens;
+  }
+
   async pause(): Promise<void> {
     await this.http.call('POST', '/pause?mode=abort');
   }
@@ -195,6 +215,30 @@ export class VllmRolloutEngine implements RolloutEngine {
   async resume(): Promise<void> {
     await this.http.call('POST', '/resume');
   }
+}
+
+/** The label sets of every sample of `metric` in a Prometheus text exposition. */
+export function infoSeries(text: string, metric: string): Map<string, string>[] {
+  const series: Map<string, string>[] = [];
+  for (const line of text.split('\n')) {
+    if (!line.startsWith(`${metric}{`)) continue;
+    const close = line.lastIndexOf('}');
+    const labels = new Map<string, string>();
+    // name="value" pairs; values escape \\, \" and \n (Prometheus text format).
+    for (const match of line.slice(metric.length + 1, close).matchAll(/([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"/g)) {
+      labels.set(match[1]!, match[2]!.replace(/\\(.)/g, (_, c: string) => (c === 'n' ? '\n' : c)));
+    }
+    series.push(labels);
+  }
+  return series;
+}
+
+function positiveLabel(endpoint: string, labels: ReadonlyMap<string, string>, name: string): number {
+  const value = labels.get(name);
+  if (value === undefined || !/^[1-9]\d*$/.test(value) || !Number.isSafeInteger(Number(value))) {
+    throw new EngineProtocolError(endpoint, `vllm:cache_config_info label ${name} = ${JSON.stringify(value ?? null)} is not a positive integer`);
+  }
+  return Number(value);
 }
 
 function tokenId(endpoint: string, token: string): number {

@@ -54,6 +54,7 @@ export function faultyRolloutEngine(engine: RolloutEngine, plan: FaultPlan, rank
       return engine.updateWeights(version, path);
     },
     status: () => engine.status(),
+    kvCapacityTokens: () => engine.kvCapacityTokens(),
     ...(engine.broadcast === undefined ? {} : { broadcast: engine.broadcast }),
   };
 }

@@ -183,6 +183,7 @@ export function injectableRolloutEngine(engine: RolloutEngine, injector: FaultIn
       return engine.updateWeights(version, weightsPath);
     },
     status: () => engine.status(),
+    kvCapacityTokens: () => engine.kvCapacityTokens(),
     ...(engine.broadcast === undefined ? {} : { broadcast: injectableReceiver(engine.broadcast, injector, rank) }),
   };
 }

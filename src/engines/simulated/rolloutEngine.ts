@@ -85,6 +85,8 @@ export interface SimRolloutEngineOptions {
   statePath?: string;
   /** Called after every generate call with its computed timing. */
   onTurn?: (timing: SimTurnTiming) => void;
+  /** The KV-cache tokens this engine reports (`simulatedKvCapacityTokens`); omitted: it reports none. */
+  kvCapacityTokens?: number;
 }
 
 export class SimRolloutEngine implements RolloutEngine {
@@ -97,6 +99,7 @@ export class SimRolloutEngine implements RolloutEngine {
   private readonly memory: SimGpuMemory;
   private readonly statePath: string | undefined;
   private readonly onTurn: ((timing: SimTurnTiming) => void) | undefined;
+  private readonly kvCapacity: number | undefined;
   private readonly scheduler: DecodeScheduler;
   private readonly gate: TransitionGate;
   private weightVersion: number;
@@ -121,6 +124,7 @@ export class SimRolloutEngine implements RolloutEngine {
     this.memory = options.memory;
     this.statePath = options.statePath;
     this.onTurn = options.onTurn;
+    this.kvCapacity = options.kvCapacityTokens === undefined ? undefined : checkIntRange(`${this.name}: KV capacity (tokens)`, options.kvCapacityTokens, 1, Number.MAX_SAFE_INTEGER);
     this.scheduler = new DecodeScheduler(options.clock, options.cost);
     this.gate = new TransitionGate(this.name);
 
@@ -375,5 +379,10 @@ export class SimRolloutEngine implements RolloutEngine {
 
   async status(): Promise<EngineStatus> {
     return { weightVersion: this.weightVersion, resident: this.residentTags(), runningRequests: this.scheduler.running };
+  }
+
+  /** The capacity of the rank it models; a declared figure, not a limit (the simulator's ranks queue beyond theirs). */
+  async kvCapacityTokens(): Promise<number | undefined> {
+    return this.kvCapacity;
   }
 }

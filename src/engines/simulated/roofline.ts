@@ -83,6 +83,15 @@ export function rankCapacity(hw: Hardware, gpusPerRank: number): RankCapacity {
   };
 }
 
+/**
+ * The KV capacity a simulated rollout engine reports (tokens): the roofline's with `hardware` (the
+ * simulator's rank model), else the cost model's declared `kvCapacityTokensPerRank`; undefined when
+ * neither says (the assumed-rate model has no KV limit).
+ */
+export function simulatedKvCapacityTokens(cost: CostModel, hardware: Hardware | undefined, gpusPerRank: number): number | undefined {
+  return hardware === undefined ? cost.kvCapacityTokensPerRank : rankCapacity(hardware, gpusPerRank).kvCapacityTokens;
+}
+
 /** Parameters a batch of `batch` tokens reads in one step: the dense part plus the experts it touches. */
 export function parametersReadPerStep(model: ModelArchitecture, batch: number): number {
   const total = model.parametersB * 1e9;

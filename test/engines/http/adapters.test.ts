@@ -75,6 +75,10 @@ describe.each(adapters)('%s adapter against the reference engine', (name, make) 
     expect([...kept, ...rest]).toEqual(full);
   });
 
+  it("reports the engine's KV capacity in tokens (the reference engine's 8 MiB pool: 8192 tokens)", async () => {
+    await expect(make().kvCapacityTokens()).resolves.toBe(8192);
+  });
+
   it('an already aborted signal returns at once with no tokens', async () => {
     const controller = new AbortController();
     controller.abort();

@@ -122,6 +122,52 @@ describe('adapters refuse answers outside the protocol', () => {
   });
 });
 
+describe('KV capacity answers', () => {
+  const sglang = () => new SglangRolloutEngine({ baseUrl: url, sampling });
+  const vllm = () => new VllmRolloutEngine({ baseUrl: url, sampling, model: 'm' });
+  const cacheConfig = (labels: string) => `# TYPE vllm:cache_config_info gauge\nvllm:cache_config_info{${labels}} 1.0\n`;
+  function answering<T>(path: string, body: string, type: string, read: () => Promise<T>): Promise<T> {
+    answers[path] = { status: 200, body, type };
+    return read().finally(() => delete answers[path]);
+  }
+
+  it('sglang: max_total_num_tokens of /server_info; absent or null is none reported; a wrong type names the field', async () => {
+    const json = 'application/json';
+    await expect(answering('/server_info', JSON.stringify({ max_total_num_tokens: 123_456, tp_size: 8 }), json, () => sglang().kvCapacityTokens())).resolves.toBe(123_456);
+    await expect(answering('/server_info', JSON.stringify({ tp_size: 8 }), json, () => sglang().kvCapacityTokens())).resolves.toBeUndefined();
+    await expect(answering('/server_info', JSON.stringify({ max_total_num_tokens: null }), json, () => sglang().kvCapacityTokens())).resolves.toBeUndefined();
+    for (const bad of ['12', 0, -5, 1.5]) {
+      const error = await answering('/server_info', JSON.stringify({ max_total_num_tokens: bad }), json, () => sglang().kvCapacityTokens()).catch((e: unknown) => e);
+      expect(error).toBeInstanceOf(EngineProtocolError);
+      expect(String(error)).toMatch(/GET http:.*\/server_info: malformed response.*max_total_num_tokens/);
+    }
+  });
+
+  it('vllm: num_gpu_blocks × block_size of the cache_config_info gauge, summed over engine cores; "None" or no gauge is none reported', async () => {
+    const text = 'text/plain';
+    const one = cacheConfig('block_size="16",cache_dtype="auto",engine="0",model_name="q\\"x",num_gpu_blocks="661"');
+    await expect(answering('/metrics', `# HELP other\nvllm:num_requests_running{engine="0"} 0.0\n${one}`, text, () => vllm().kvCapacityTokens())).resolves.toBe(661 * 16);
+    const two = cacheConfig('block_size="16",engine="0",num_gpu_blocks="100"') + cacheConfig('block_size="32",engine="1",num_gpu_blocks="10"');
+    await expect(answering('/metrics', two, text, () => vllm().kvCapacityTokens())).resolves.toBe(100 * 16 + 10 * 32);
+    await expect(answering('/metrics', cacheConfig('block_size="16",num_gpu_blocks="None"'), text, () => vllm().kvCapacityTokens())).resolves.toBeUndefined();
+    await expect(answering('/metrics', 'vllm:num_requests_running{engine="0"} 0.0\n', text, () => vllm().kvCapacityTokens())).resolves.toBeUndefined();
+  });
+
+  it('vllm: a block count or block size that is not a positive integer is a protocol error naming the label', async () => {
+    const text = 'text/plain';
+    for (const [labels, field] of [
+      ['block_size="16",num_gpu_blocks="abc"', 'num_gpu_blocks = "abc"'],
+      ['block_size="16",num_gpu_blocks="0"', 'num_gpu_blocks = "0"'],
+      ['block_size="-16",num_gpu_blocks="10"', 'block_size = "-16"'],
+      ['num_gpu_blocks="10"', 'block_size = null'],
+    ] as const) {
+      const error = await answering('/metrics', cacheConfig(labels), text, () => vllm().kvCapacityTokens()).catch((e: unknown) => e);
+      expect(error).toBeInstanceOf(EngineProtocolError);
+      expect(String(error)).toContain(`GET ${url}/metrics: vllm:cache_config_info label ${field} is not a positive integer`);
+    }
+  });
+});
+
 describe('engine API keys', () => {
   it('are sent as a bearer token and never appear in an error, even when the engine echoes them', async () => {
     const key = 'sk-test-4f1c9e0b7a';
