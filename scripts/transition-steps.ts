@@ -5,8 +5,9 @@
  *   npx tsx scripts/bench-control-plane.ts --ranks 8 --batches 64 --iterations 10 --dump-histories DIR
  *   npx tsx scripts/transition-steps.ts DIR
  *
- * Prints the median (and max) of each step over the iterations of each run in DIR (the first
- * iteration is left out: it starts on an empty store).
+ * Prints the median (and max) of each step over the iterations of each run in DIR, and over all
+ * of them when DIR holds several runs (the first iteration of a run is left out: it starts on an
+ * empty store).
  */
 import { readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
@@ -26,14 +27,21 @@ function main(): void {
     byRun.set(match[1]!, files);
   }
   if (byRun.size === 0) throw new Error(`${dir}: no iteration histories (<workflow id>-iter-<k>.json)`);
+  const all: TransitionSteps[] = [];
   for (const [run, files] of byRun) {
     const load = (k: number) => (files.has(k) ? historyFromJson(readFileSync(files.get(k)!, 'utf8')) : undefined);
     const steps: TransitionSteps[] = [];
     for (const k of [...files.keys()].sort((a, b) => a - b).filter((k) => k > 0)) steps.push(transitionSteps(k, load(k)!, load(k + 1)));
-    console.log(`\n${run}: ${steps.length} iterations (median / max ms)`);
-    print('batch→train (from the batch watch’s return)', BATCH_TO_TRAIN_STEPS, steps.map((s) => s.batchToTrain));
-    print('train→rolling', TRAIN_TO_ROLLING_STEPS, steps.flatMap((s) => (s.trainToRolling === undefined ? [] : [s.trainToRolling])));
+    all.push(...steps);
+    report(`${run}: ${steps.length} iterations`, steps);
   }
+  if (byRun.size > 1) report(`all ${byRun.size} runs: ${all.length} iterations`, all);
+}
+
+function report(title: string, steps: readonly TransitionSteps[]): void {
+  console.log(`\n${title} (median / max ms)`);
+  print('batch→train (from the batch watch’s return)', BATCH_TO_TRAIN_STEPS, steps.map((s) => s.batchToTrain));
+  print('train→rolling', TRAIN_TO_ROLLING_STEPS, steps.flatMap((s) => (s.trainToRolling === undefined ? [] : [s.trainToRolling])));
 }
 
 function print(title: string, names: readonly string[], rows: readonly Record<string, number>[]): void {
