@@ -163,8 +163,12 @@ function episodeHistory(record: SampleRecord): EpisodeHistory | undefined {
 type SampleEnd = { kind: 'completed' } | { kind: 'dropped'; reason: string } | { kind: 'unfinished' };
 
 export function createGpuNodeActivities(deps: GpuNodeDeps): GpuNodeActivities {
-  /** Shards running in this process, by id: stopShards aborts them directly. */
-  const runningShards = new Map<string, AbortController>();
+  /**
+   * Shards running in this process, by id: stopShards aborts them directly and waits until
+   * `checkpointed` (every sample checkpointed, the shard touches the store no more; false if the
+   * shard failed instead).
+   */
+  const runningShards = new Map<string, { stop: AbortController; checkpointed: Promise<boolean> }>();
 
   /** Engines hold one run's weights and memory: serving another run's activity would corrupt both. */
   const requireRun = (runId: string): void => {
@@ -429,8 +433,10 @@ export function createGpuNodeActivities(deps: GpuNodeDeps): GpuNodeActivities {
       const kvCapacity = kvCapacityOf(input.rank, engine);
       kvCapacity.catch(() => undefined);
       const stop = new AbortController();
+      let samplesEnded: (clean: boolean) => void = () => undefined;
+      const running = { stop, checkpointed: new Promise<boolean>((resolve) => (samplesEnded = resolve)) };
       // A retry of the same shard supersedes an attempt still running here (the store fences it).
-      runningShards.set(input.shardId, stop);
+      runningShards.set(input.shardId, running);
       const signal = AbortSignal.any([context.cancellationSignal, stop.signal]);
       // Real adapters listen on the signal once per in-flight generation: one per sample.
       setMaxListeners(Math.max(10, records.length + 10), signal);
@@ -439,6 +445,7 @@ export function createGpuNodeActivities(deps: GpuNodeDeps): GpuNodeActivities {
         dropped: outcome.dropped.length,
         running: input.sampleIds.length - outcome.completed.length - outcome.dropped.length - outcome.unfinished.length,
       });
+      let clean = false;
       try {
         await withHeartbeat(deps.heartbeatIntervalMs, progress, () =>
           Promise.all(
@@ -454,8 +461,10 @@ export function createGpuNodeActivities(deps: GpuNodeDeps): GpuNodeActivities {
             }),
           ),
         );
+        clean = true;
       } finally {
-        if (runningShards.get(input.shardId) === stop) runningShards.delete(input.shardId);
+        if (runningShards.get(input.shardId) === running) runningShards.delete(input.shardId);
+        samplesEnded(clean);
       }
       if (context.cancellationSignal.aborted) {
         // Every sample is checkpointed: report the cancellation so the workflow moves them on.
@@ -473,13 +482,18 @@ export function createGpuNodeActivities(deps: GpuNodeDeps): GpuNodeActivities {
     async stopShards({ runId, shardIds }) {
       requireRun(runId);
       const stopped: string[] = [];
+      const waits: Promise<string | undefined>[] = [];
       for (const id of shardIds) {
         const shard = runningShards.get(id);
         if (shard === undefined) continue;
-        shard.abort(new Error(`shard ${id} stopped by its workflow`));
+        shard.stop.abort(new Error(`shard ${id} stopped by its workflow`));
         stopped.push(id);
+        waits.push(shard.checkpointed.then((clean) => (clean ? id : undefined)));
       }
-      return { stopped };
+      // Answered once the stopped shards have checkpointed every sample: the workflow settles them
+      // from the store at once instead of waiting for each shard's cancellation to be recorded.
+      const checkpointed = (await Promise.all(waits)).filter((id): id is string => id !== undefined);
+      return { stopped, checkpointed };
     },
 
     releaseRankMemory,

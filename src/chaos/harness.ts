@@ -25,6 +25,7 @@ import { FsTrajectoryStore } from '../store';
 import { startWorkerProcesses } from '../launch/workerProcesses';
 import { freePort } from '../process/ports';
 import { startDevServer, type DevServer } from '../temporal/devServer';
+import { queryRunStatus } from '../temporal/runStatus';
 import { engineStateDir, faultInjectionDir, runtimePaths } from '../workers/runtime';
 import type { RunSummary } from '../workflows/run';
 import { checkIteration, checkObservedStatus, type RankEngineState, type TrainerEngineState } from './invariants';
@@ -178,7 +179,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
   /** The run's status, or undefined while it cannot be asked (a process is down). */
   const poll = async (): Promise<RunStatus | undefined> => {
     try {
-      const status = await withTimeout(handle.query<RunStatus>('status'), 15_000);
+      const status = await withTimeout(queryRunStatus(client, spec.runId), 15_000);
       for (const v of checkObservedStatus(spec.layout, lastVersion, status)) violations.push(v);
       lastVersion = Math.max(lastVersion, status.version);
       lastStatus = status;

@@ -6,6 +6,7 @@ import { Client, Connection, WorkflowNotFoundError, WorkflowUpdateFailedError } 
 import type { RunSpec, RunStatus } from '../contract/types';
 import { orchestratorQueue, runWorkflowId } from '../contract/naming';
 import { ITERATION_KEY, PHASE_KEY, RUN_ID_KEY, STRATEGY_KEY } from '../temporal/searchAttributes';
+import { queryRunStatus } from '../temporal/runStatus';
 import { connectionOptions, dataConverter, PLAINTEXT } from '../temporal/security';
 import type { TemporalTarget } from '../workers/options';
 import { EXIT } from './exitCodes';
@@ -84,7 +85,7 @@ function missingSearchAttributes(error: unknown): CliError | undefined {
 
 export async function queryStatus(client: Client, runId: string): Promise<RunStatus> {
   try {
-    return await client.workflow.getHandle(runWorkflowId(runId)).query<RunStatus>('status');
+    return await queryRunStatus(client, runId);
   } catch (error) {
     if (error instanceof WorkflowNotFoundError) throw new CliError(`no run '${runId}' (workflow ${runWorkflowId(runId)}) on this server`);
     // Not a CliError: the watchers tell an outage (waited out) from a query the workers could not answer.

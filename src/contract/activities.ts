@@ -92,9 +92,11 @@ export interface GpuNodeActivities extends WeightBroadcastActivities {
    * Stops the listed shards running in this worker process at once (no wait for a heartbeat to
    * carry a cancellation): each checkpoints its samples and returns its outcome. Shards not
    * running here (not started yet, or between retries) are left to the cancellation request.
-   * Returns the ids it stopped. Sent to any rank queue of the node that runs the shards.
+   * Sent to any rank queue of the node that runs the shards. Answers once the stopped shards have
+   * checkpointed: `stopped` lists the ids it stopped, `checkpointed` those whose samples are all in
+   * the store and which write to it no more (a shard that failed instead is not listed).
    */
-  stopShards(input: { runId: string; shardIds: string[] }): Promise<{ stopped: string[] }>;
+  stopShards(input: { runId: string; shardIds: string[] }): Promise<{ stopped: string[]; checkpointed: string[] }>;
   releaseRankMemory(input: RankMemoryInput & { tags: MemoryTag[] }): Promise<void>;
   resumeRankMemory(input: RankMemoryInput & { tags: MemoryTag[] }): Promise<void>;
   syncRankWeights(input: WeightSyncInput): Promise<void>;

@@ -19,3 +19,7 @@ export const trainerQueue = (prefix: string, node: NodeId): string => `${prefix}
  */
 export const shardId = (iteration: number, executionTag: string, rank: RankId, serial: number): string =>
   `i${iteration}-${executionTag}-r${rank}-s${serial}`;
+
+/** The run workflow's status query, and the iteration workflow's progress query (the running iteration's phase, pool and counts). */
+export const STATUS_QUERY = 'status';
+export const PROGRESS_QUERY = 'progress';

@@ -90,11 +90,6 @@ export interface IterationInput {
   lostRanks?: RankId[];
   /** Ranks the operator returned since the last iteration: reloaded and synced before the rollout. */
   rejoinRanks?: RankId[];
-  /**
-   * Chosen by the run workflow for this iteration and echoed in every progress report: the run
-   * accepts only reports that carry it, so a signal sent from outside cannot fake progress.
-   */
-  progressToken?: string;
   /** Broadcast sync: the group the previous iteration left formed. */
   weightGroup?: WeightGroupState;
   /** What the ranks' engines reported of their KV capacity so far (the admission's KV cap); absent: none yet. */
@@ -150,7 +145,7 @@ export interface IterationResult {
   engineKvCapacity?: RankKvCapacity[];
 }
 
-/** Reported by an iteration to its run workflow (signal) at every phase change. */
+/** The iteration's latest phase report, answered by its `progress` query (updated at every phase change). */
 export interface IterationProgress {
   iteration: number;
   phase: Phase;
@@ -160,10 +155,6 @@ export interface IterationProgress {
   samplesCompleted: number;
   samplesWaiting: number;
   batchSamples: number;
-  /** Order of the reports of one iteration, across its attempts (signals not awaited may arrive out of order). */
-  sequence?: number;
-  /** The iteration's `progressToken` (absent in histories recorded before it). */
-  token?: string;
 }
 
 export interface RunStatus {
@@ -171,6 +162,7 @@ export interface RunStatus {
   strategy: string;
   iteration: number;
   iterationsTotal: number;
+  /** The run's phase; while an iteration runs, the iteration's (merged in from its progress query). */
   phase: Phase;
   version: number;
   paused: boolean;
@@ -195,8 +187,11 @@ export interface RunStatus {
   lastIteration: IterationStats | undefined;
   /** Most recent failure of an iteration attempt, if any, so status shows why it is retrying. */
   lastError: string | undefined;
-  /** Signals with a bad payload ignored by this run execution, and why the last one was. */
-  rejectedSignals?: { count: number; last: string };
+  /**
+   * While an iteration runs: its workflow id. Its `progress` query holds the phase, pool, weight
+   * version and sample counts, which `queryRunStatus` (src/temporal/runStatus.ts) merges in.
+   */
+  iterationWorkflowId?: string;
   /** Ranks marked lost (their node stopped answering); `returnRanks` brings them back. */
   lostRanks?: RankId[];
   /**

@@ -32,8 +32,8 @@ export interface StoreRecovery {
   sealed: ({ sampleIds: number[] } & SealedBatchFigures) | null;
 }
 
-/** Reported at every phase change (the workflow's progress signal, search attribute and details). */
-export type PhaseReport = Omit<IterationProgress, 'iteration' | 'sequence' | 'token'>;
+/** Reported at every phase change (the workflow's progress query, search attribute and details). */
+export type PhaseReport = Omit<IterationProgress, 'iteration'>;
 
 /** A group of ranks whose memory reload failed in the compensation (lost ranks excluded). */
 export interface ReloadFailure {

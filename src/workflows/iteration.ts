@@ -8,18 +8,19 @@
  * to training). Ranks found lost fail it non-retryably with `RanksLost`: the run workflow starts
  * the iteration again without them.
  */
-import { ApplicationFailure, workflowInfo } from '@temporalio/workflow';
+import { ApplicationFailure, setHandler, workflowInfo } from '@temporalio/workflow';
 import { PIPELINE_POLICY } from '../gpu';
 import { stalenessAdmission } from '../iteration/admission';
 import { IterationFailure, PoolBelowMinimum, runIteration } from '../iteration/program';
 import { createIterationState, type ProgramInput } from '../iteration/state';
 import { describeError } from '../contract/errors';
-import type { IterationInput, IterationResult } from '../contract/types';
+import type { IterationInput, IterationProgress, IterationResult } from '../contract/types';
 import { assertDecoded } from '../temporal/payloadConverter';
 import { drive } from './drive';
 import { iterationActivities } from './iterationActivities';
 import { temporalEffects } from './iterationEffects';
 import { LostNodes } from './lostNodes';
+import { iterationProgressQuery } from './signals';
 
 export function programInput(input: IterationInput): ProgramInput {
   const { spec } = input;
@@ -47,13 +48,16 @@ export function programInput(input: IterationInput): ProgramInput {
 export async function iterationWorkflow(input: IterationInput): Promise<IterationResult> {
   assertDecoded('iteration workflow input', input);
   const lost = new LostNodes(input.spec.layout);
+  // Asked by the CLI (merged into the run's status), never sent: no round trip on the critical path.
+  let progress: IterationProgress | null = null;
+  setHandler(iterationProgressQuery, () => progress);
   const fx = temporalEffects({
     spec: input.spec,
     iteration: input.iteration,
     activities: iterationActivities(input.spec),
     lost,
-    ...(input.progressToken === undefined ? {} : { progressToken: input.progressToken }),
     ...(input.engineKvCapacity === undefined ? {} : { engineKvCapacity: input.engineKvCapacity }),
+    onProgress: (report) => (progress = report),
   });
   const state = createIterationState(programInput(input), fx.now());
   try {

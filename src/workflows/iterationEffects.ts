@@ -3,11 +3,10 @@
  * Memory and weight operations go to each node once for all its ranks; every rank or trainer call
  * goes through LostNodes, so a node that takes no activity marks its ranks lost.
  */
-import { ApplicationFailure, CancellationScope, getExternalWorkflowHandle, log, setCurrentDetails, sleep, upsertSearchAttributes, workflowInfo } from '@temporalio/workflow';
+import { ApplicationFailure, CancellationScope, setCurrentDetails, sleep, upsertSearchAttributes, workflowInfo } from '@temporalio/workflow';
 import { ALL_MEMORY_TAGS, type MemoryTag } from '../engines/types';
 import { trainNodes, type RankId, type RankWork } from '../gpu';
 import type { IterationEffects, PhaseReport, ReloadFailure, Step } from '../iteration/effects';
-import { describeError } from '../contract/errors';
 import { shardId } from '../contract/naming';
 import type { RunSpec } from '../contract/types';
 import type { IterationProgress, RankKvCapacity } from '../contract/types';
@@ -16,7 +15,6 @@ import { awaiting, drive, rankRanges, type Suspension } from './drive';
 import type { IterationActivities } from './iterationActivities';
 import { isLostNodeError, type LostNodes } from './lostNodes';
 import { ShardRunner } from './shards';
-import { iterationProgressSignal } from './signals';
 import { createBroadcastSync } from './weightSync';
 
 export interface TemporalEffectsContext {
@@ -24,10 +22,10 @@ export interface TemporalEffectsContext {
   iteration: number;
   activities: IterationActivities;
   lost: LostNodes;
-  /** The run's token for this iteration (IterationInput.progressToken), echoed in every progress report. */
-  progressToken?: string;
   /** What the ranks' engines reported of their KV capacity in earlier iterations (IterationInput.engineKvCapacity). */
   engineKvCapacity?: readonly RankKvCapacity[];
+  /** Takes every phase report (the iteration's progress query answers the latest). */
+  onProgress(progress: IterationProgress): void;
 }
 
 /** The effects, and what the iteration's shards learned of the engines' KV capacity (for its result). */
@@ -51,10 +49,9 @@ function nodeGroups(spec: RunSpec, ranks: readonly RankId[]): { node: number; ra
 export function temporalEffects(ctx: TemporalEffectsContext): TemporalEffects {
   const shards = new ShardRunner(ctx.spec, ctx.iteration, ctx.activities, ctx.lost, ctx.engineKvCapacity);
   const executionTag = workflowInfo().runId.slice(0, 8);
-  let progressSequence = 0;
   return {
     now: () => Date.now(),
-    phaseEntered: (report) => reportPhase(ctx, report, progressSequence++),
+    phaseEntered: (report) => reportPhase(ctx, report),
     poolChanged: () => undefined,
     // Unique per execution (attempts and operator resumes alike): fences earlier shards out of the store.
     shardId: (rank, serial) => shardId(ctx.iteration, executionTag, rank, serial),
@@ -80,28 +77,14 @@ export function temporalEffects(ctx: TemporalEffectsContext): TemporalEffects {
 
 const isLost = isLostNodeError;
 
-/** Search attribute, current details and the run's progress signal (not awaited: advisory). */
-function reportPhase(ctx: TemporalEffectsContext, report: PhaseReport, sequence: number): void {
+/** Search attribute, current details and the progress query's answer: commands and state only, no round trip. */
+function reportPhase(ctx: TemporalEffectsContext, report: PhaseReport): void {
   upsertSearchAttributes([{ key: PHASE_KEY, value: report.phase }]);
   setCurrentDetails(
     `iteration ${ctx.iteration + 1}: ${report.phase} · weights v${report.version} · samples running ${report.samplesRunning}, ` +
       `completed ${report.samplesCompleted}, waiting ${report.samplesWaiting} · batch ${report.batchSamples}`,
   );
-  const parent = workflowInfo().parent;
-  // The run learns that the iteration is done from its result: no signal for 'done'.
-  if (parent === undefined || report.phase === 'done') return;
-  const info = workflowInfo();
-  const progress: IterationProgress = {
-    iteration: ctx.iteration,
-    ...report,
-    // Ordered across attempts and executions (an operator resume or a lost-node retry starts a new
-    // execution at attempt 1): a later execution's reports supersede earlier ones.
-    sequence: info.runStartTime.getTime() * 1_000 + sequence,
-    ...(ctx.progressToken === undefined ? {} : { token: ctx.progressToken }),
-  };
-  getExternalWorkflowHandle(parent.workflowId, parent.runId)
-    .signal(iterationProgressSignal, progress)
-    .catch((error: unknown) => log.warn(`iteration ${ctx.iteration}: progress signal for phase '${report.phase}' not delivered: ${describeError(error)}`));
+  ctx.onProgress({ iteration: ctx.iteration, ...report });
 }
 
 function bookkeepingEffects(ctx: TemporalEffectsContext, shards: ShardRunner): Pick<Effects, 'recoverFromStore' | 'dropSamples' | 'admitAndLaunch' | 'awaitBatch' | 'stopShards' | 'sealBatch' | 'finishSeal'> {

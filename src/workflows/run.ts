@@ -10,12 +10,11 @@ import {
   allHandlersFinished,
   condition,
   executeChild,
-  log,
   makeContinueAsNewFunc,
+  log,
   ParentClosePolicy,
   setHandler,
   upsertSearchAttributes,
-  uuid4,
   workflowInfo,
 } from '@temporalio/workflow';
 import { addLostRanks, emptyLedger, planShrink, planWithLostRanks, removeLostRanks, samplesByState, type SampleLedger } from '../gpu';
@@ -24,16 +23,13 @@ import { mergeLagHistograms, runStalenessFigures, type LagHistogram } from '../g
 import { checkIntRange } from '../validation/patterns';
 import { RUN_HISTORY_BYTES_BUDGET } from '../contract/historyBudget';
 import { iterationWorkflowId } from '../contract/naming';
-import type { IterationProgress, IterationStats, Phase, RankKvCapacity, RunSpec, RunStatus, WeightGroupState } from '../contract/types';
+import type { IterationStats, Phase, RankKvCapacity, RunSpec, RunStatus, WeightGroupState } from '../contract/types';
 import { describeError } from '../contract/errors';
 import { ITERATION_KEY, PHASE_KEY, RUN_ID_KEY, STRATEGY_KEY } from '../temporal/searchAttributes';
 import { assertDecoded, isUndecodable } from '../temporal/payloadConverter';
 import { iterationWorkflow } from './iteration';
-import { judgeProgress } from './progressAcceptance';
 import {
   batchSizeUpdateSchema,
-  iterationProgressSchema,
-  iterationProgressSignal,
   pauseUpdate,
   resumeUpdate,
   returnRanksUpdate,
@@ -88,11 +84,8 @@ interface RunContext {
   spec: RunSpec;
   state: RunState;
   pauseRequested: boolean;
-  /** The running iteration's latest progress report. */
-  progress: IterationProgress | undefined;
-  /** Given to the running iteration; its progress reports must carry it. */
-  progressToken: string | undefined;
-  rejectedSignals: RunStatus['rejectedSignals'];
+  /** The running iteration's workflow id (its progress query holds its phase, pool and counts). */
+  runningIteration: string | undefined;
   phase: Phase;
   iterationsThisExecution: number;
 }
@@ -123,9 +116,7 @@ export async function runWorkflow(input: RunInput): Promise<RunSummary> {
     spec,
     state,
     pauseRequested: false,
-    progress: undefined,
-    progressToken: undefined,
-    rejectedSignals: undefined,
+    runningIteration: undefined,
     phase: state.iteration >= spec.iterations ? 'done' : 'starting',
     iterationsThisExecution: 0,
   };
@@ -143,15 +134,18 @@ export async function runWorkflow(input: RunInput): Promise<RunSummary> {
   }
 
   run.phase = 'done';
-  run.progress = undefined;
   upsertSearchAttributes([{ key: PHASE_KEY, value: 'done' }]);
   await condition(allHandlersFinished);
   const final = statusOf(run);
   return { runId: spec.runId, iterations: state.iteration, version: state.version, stopped: state.stopRequested, samples: final.samples };
 }
 
+/**
+ * The run's own status: between iterations, all of it; while one runs, the ledger as that iteration
+ * started and its workflow id, whose progress query the client merges in (src/temporal/runStatus.ts).
+ */
 function statusOf(run: RunContext): RunStatus {
-  const { spec, state, progress } = run;
+  const { spec, state } = run;
   const ledger = state.ledger;
   const states = samplesByState(ledger);
   return {
@@ -159,26 +153,25 @@ function statusOf(run: RunContext): RunStatus {
     strategy: spec.layout.strategy,
     iteration: state.iteration,
     iterationsTotal: spec.iterations,
-    phase: progress?.phase ?? run.phase,
-    version: progress?.version ?? state.version,
+    phase: run.phase,
+    version: state.version,
     paused: state.paused,
     pauseRequested: run.pauseRequested,
     stopRequested: state.stopRequested,
-    pool: progress?.pool,
+    pool: undefined,
     samples: {
       admitted: ledger.counters.admitted,
-      // The current iteration's batch counts as trained once its train step is done.
-      trained: ledger.counters.batched + (progress !== undefined && trainStepDone(progress.phase) ? progress.batchSamples : 0),
+      trained: ledger.counters.batched,
       dropped: { ...ledger.counters.dropped },
-      running: progress?.samplesRunning ?? states.running.length,
-      completedWaiting: progress?.samplesCompleted ?? states.completed.length,
-      waiting: progress?.samplesWaiting ?? states.waiting.length,
+      running: states.running.length,
+      completedWaiting: states.completed.length,
+      waiting: states.waiting.length,
     },
     batchSize: state.batchSize,
     shrinkOverride: state.shrinkOverride ?? undefined,
     lastIteration: state.lastIteration ?? undefined,
     lastError: state.lastError ?? undefined,
-    ...(run.rejectedSignals === undefined ? {} : { rejectedSignals: run.rejectedSignals }),
+    ...(run.runningIteration === undefined ? {} : { iterationWorkflowId: run.runningIteration }),
     ...((state.lostRanks ?? []).length > 0 ? { lostRanks: state.lostRanks } : {}),
     ...(state.tokenLags === undefined ? {} : { staleness: runStalenessFigures(spec.staleness?.policy ?? 'drop', ledger.counters, state.tokenLags) }),
     ...(state.engineKvCapacity === undefined && spec.kvCapacityTokensPerRank === undefined
@@ -187,29 +180,10 @@ function statusOf(run: RunContext): RunStatus {
   };
 }
 
-/** A progress report from the running iteration: validated (a signal cannot be rejected), newest kept. */
-function onProgress(run: RunContext, progressSchema: ReturnType<typeof iterationProgressSchema>, update: unknown): void {
-  // A signal cannot be rejected and must not fail the workflow: a bad or forged one is ignored, visibly.
-  const verdict = judgeProgress(update, progressSchema, { iteration: run.state.iteration, token: run.progressToken, current: run.progress });
-  if (verdict.kind === 'rejected') {
-    run.rejectedSignals = { count: (run.rejectedSignals?.count ?? 0) + 1, last: verdict.reason };
-    log.warn(verdict.reason);
-  } else if (verdict.kind === 'accepted') {
-    run.progress = verdict.report;
-  }
-}
-
-/** Phases after the train step (the batch is trained; shards stop, weights sync, ranks expand). */
-function trainStepDone(phase: Phase): boolean {
-  return phase === 'stop' || phase === 'sync' || phase === 'expand' || phase === 'done';
-}
-
 function registerHandlers(run: RunContext): void {
   const { spec, state } = run;
-  const progressSchema = iterationProgressSchema(spec.layout);
   const status = () => statusOf(run);
   setHandler(statusQuery, status);
-  setHandler(iterationProgressSignal, (update: unknown) => onProgress(run, progressSchema, update));
   setHandler(pauseUpdate, () => ((run.pauseRequested = true), status()), { validator: () => rejectIfStopping(state) });
   setHandler(
     resumeUpdate,
@@ -271,7 +245,6 @@ async function beforeIteration(run: RunContext): Promise<'go' | 'stop' | 'again'
   }
   if (state.paused) {
     run.phase = 'starting';
-    run.progress = undefined;
     await condition(() => !state.paused || state.stopRequested);
     if (state.stopRequested) return 'stop';
   }
@@ -308,14 +281,14 @@ async function runIterationChild(run: RunContext): Promise<void> {
     { key: ITERATION_KEY, value: state.iteration },
     { key: PHASE_KEY, value: 'rollout' },
   ]);
-  run.progress = undefined;
   // Ranks returned by the operator before this iteration: it reloads them. Ranks returned while
   // it runs stay in state.rejoinRanks for the next one.
   const rejoining = state.rejoinRanks ?? [];
-  run.progressToken = uuid4();
+  const workflowId = iterationWorkflowId(spec.runId, state.iteration);
+  run.runningIteration = workflowId;
   try {
     const result = await executeChild(iterationWorkflow, {
-      workflowId: iterationWorkflowId(spec.runId, state.iteration),
+      workflowId,
       staticSummary: `iteration ${state.iteration + 1} of ${spec.iterations}: weights v${state.version} → v${state.version + 1}, batch ${state.batchSize}`,
       args: [
         {
@@ -327,7 +300,6 @@ async function runIterationChild(run: RunContext): Promise<void> {
           shrinkOverride: state.shrinkOverride ?? undefined,
           ...(lostRanks.length > 0 ? { lostRanks } : {}),
           ...(rejoining.length > 0 ? { rejoinRanks: rejoining } : {}),
-          progressToken: run.progressToken,
           ...(state.weightGroup === undefined ? {} : { weightGroup: state.weightGroup }),
           ...(state.engineKvCapacity === undefined ? {} : { engineKvCapacity: state.engineKvCapacity }),
         },
@@ -349,7 +321,6 @@ async function runIterationChild(run: RunContext): Promise<void> {
     state.weightGroup = result.weightGroup;
     noteKvCapacityReports(spec, state.engineKvCapacity ?? [], result.engineKvCapacity ?? []);
     if (result.engineKvCapacity !== undefined) state.engineKvCapacity = result.engineKvCapacity;
-    run.progress = undefined;
     state.lastIteration = result.stats;
     if (result.stats.tokenLags !== undefined) state.tokenLags = mergeLagHistograms(state.tokenLags ?? {}, result.stats.tokenLags);
     state.lastError = null;
@@ -359,6 +330,8 @@ async function runIterationChild(run: RunContext): Promise<void> {
   } catch (error) {
     if (error instanceof UndecodableIterationResult) throw error;
     onIterationFailure(run, error);
+  } finally {
+    run.runningIteration = undefined;
   }
 }
 

@@ -1,7 +1,8 @@
 /**
  * Rollout shards in the iteration workflow: each is an activity on its rank's queue in its own
- * cancellation scope; stopping one asks its node's worker directly (one round trip) and cancels it
- * (the fallback for a shard the worker is not running), then waits until it has checkpointed.
+ * cancellation scope; stopping one asks its node's worker directly (one round trip, answered once
+ * the shard has checkpointed) and cancels it (the fallback for a shard the worker is not running,
+ * whose end is then awaited).
  */
 import { ActivityFailure, CancellationScope, isCancellation, log, TimeoutFailure } from '@temporalio/workflow';
 import { TimeoutType } from '@temporalio/common';
@@ -97,27 +98,34 @@ export class ShardRunner {
     }
   }
 
-  /** Stops the shards and waits for each to end; returns the failures of those that failed. */
+  /**
+   * Stops the shards and waits until each has checkpointed: whichever comes first, its own end or
+   * the direct stop's answer that it checkpointed in its worker (then its end arrives later and
+   * changes nothing). Returns the failures of those that failed.
+   */
   async stop(refs: readonly ShardRef[]): Promise<unknown[]> {
     const selected = refs.map((ref) => this.running.get(ref.id)).filter((shard): shard is RunningShard => shard !== undefined);
     for (const shard of selected) shard.scope.cancel();
     // The direct stop goes to shards still running only: one to an ended shard is wasted, and one
     // to a lost node would hold the stop for its whole timeout.
-    const stopping = this.requestDirectStop(selected.filter((shard) => !shard.done));
-    const failures: unknown[] = [];
-    for (const shard of selected) {
-      try {
-        await shard.ended;
-      } catch (error) {
-        if (!isCancellation(error) && !diedWhileStopping(error)) failures.push(error);
-      }
-      this.running.delete(shard.ref.id);
-    }
-    await stopping;
-    return failures;
+    const checkpointed = this.requestDirectStop(selected.filter((shard) => !shard.done));
+    const never = new Promise<never>(() => undefined);
+    const outcomes = await Promise.all(
+      selected.map((shard) => {
+        const stoppedThere = checkpointed.then((ids) => (ids.has(shard.ref.id) ? { failure: undefined } : never));
+        const ended = shard.ended.then(
+          () => ({ failure: undefined }),
+          (error: unknown) => ({ failure: isCancellation(error) || diedWhileStopping(error) ? undefined : error }),
+        );
+        return Promise.race([ended, stoppedThere]);
+      }),
+    );
+    for (const shard of selected) this.running.delete(shard.ref.id);
+    return outcomes.flatMap((outcome) => (outcome.failure === undefined ? [] : [outcome.failure]));
   }
 
-  private requestDirectStop(selected: readonly RunningShard[]): Promise<void> {
+  /** Asks each node's worker to stop its shards; returns the ids of those that checkpointed there. */
+  private async requestDirectStop(selected: readonly RunningShard[]): Promise<Set<string>> {
     const byNode = new Map<number, RunningShard[]>();
     for (const shard of selected) {
       const node = this.spec.layout.ranks[shard.ref.rank]!.node;
@@ -130,11 +138,15 @@ export class ShardRunner {
         .stopper(rank)
         .stopShards.executeWithOptions({ summary }, [{ runId: this.spec.runId, shardIds: onNode.map((shard) => shard.ref.id) }])
         .then(
-          () => undefined,
+          // A gpu-node worker of an earlier build answers without the list: none (their ends are awaited).
+          (answer) => answer.checkpointed ?? [],
           // Not fatal: the cancellation request still stops the shards, one heartbeat later.
-          (error: unknown) => log.warn(`iteration ${this.iteration}: direct stop of shards on node ${node} failed, relying on cancellation: ${describeError(error)}`),
+          (error: unknown) => {
+            log.warn(`iteration ${this.iteration}: direct stop of shards on node ${node} failed, relying on cancellation: ${describeError(error)}`);
+            return [];
+          },
         );
     });
-    return Promise.all(stops).then(() => undefined);
+    return new Set((await Promise.all(stops)).flat());
   }
 }

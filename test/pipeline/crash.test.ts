@@ -17,6 +17,7 @@ import { firedFaults, injectFault, withdrawPending, type FiredFault } from '../.
 import { FsTrajectoryStore } from '../../src/store';
 import { freePort } from '../../src/process/ports';
 import { startDevServer, type DevServer } from '../../src/temporal/devServer';
+import { queryRunStatus } from '../../src/temporal/runStatus';
 import type { RunSummary } from '../../src/workflows/run';
 import { smallConfig } from '../helpers/pipeline';
 import { diagnoseRun } from '../helpers/diagnose';
@@ -188,10 +189,16 @@ describe('worker SIGKILL mid-iteration, then restart', () => {
           const hold = holdNextTrainStep(stateDir, runId);
           await handle.executeUpdate('resume');
           await fired(stateDir, runId, hold);
+          // Held in its train step: the status shows the iteration's phase and the GPUs training.
+          const training = await queryRunStatus(client, runId);
+          expect([training.iteration, training.phase]).toEqual([1, 'train']);
+          expect(training.pool?.roles).toContain('training');
         } else {
           const firstFired = await Promise.race(holds.map((id) => fired(stateDir, runId, id)));
-          const status = await handle.query<RunStatus>('status');
+          // The phase is the running iteration's, from its progress query (the run's own says 'starting').
+          const status = await queryRunStatus(client, runId);
           expect([status.iteration, status.phase]).toEqual([0, 'rollout']);
+          expect(status.pool?.roles.every((role) => role === 'rollout')).toBe(true);
           // The kill below comes while the holds last (checked, not assumed); holds not taken are withdrawn.
           expect(Date.now()).toBeLessThan(firstFired.firedAtMs + 30_000);
           withdrawPending(faultDir(stateDir, runId));

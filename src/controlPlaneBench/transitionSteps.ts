@@ -1,0 +1,125 @@
+/**
+ * Where a transition's time goes: the sequential steps of batch→train and train→rolling read off
+ * an iteration's history and the next one's (server event times). Each step ends where the next
+ * begins, so the steps of a transition add up to it (batch→train from the moment the batch watch
+ * returned: the store poll's lag before it is the bench's "seen lag").
+ */
+import { temporal } from '@temporalio/proto';
+import { activitySpans, iterationMoments, type ActivitySpan } from './historyFigures';
+
+type History = temporal.api.history.v1.IHistory;
+type HistoryEvent = temporal.api.history.v1.IHistoryEvent;
+const EventType = temporal.api.enums.v1.EventType;
+
+export interface TransitionSteps {
+  iteration: number;
+  /** Step name → ms; a step the iteration did not take (no shard to stop) is absent. */
+  batchToTrain: Record<string, number>;
+  /** Absent for the last iteration (no next one to start rolling). */
+  trainToRolling?: Record<string, number>;
+}
+
+export const BATCH_TO_TRAIN_STEPS = [
+  'seal: workflow task with the manifest (local activity)',
+  'shrink: stop the released ranks’ shards until the settle task starts',
+  'shrink: workflow task settling, re-sharding, admitting (local activities)',
+  'release + trainer onload (activity)',
+  'onload done → trainStep started',
+] as const;
+
+export const TRAIN_TO_ROLLING_STEPS = [
+  'stop every shard ‖ trainer offload, until the settle task starts',
+  'workflow task settling (local activity)',
+  'sync + reload (activity, from the settle task’s end)',
+  'sync done → iteration closed',
+  'iteration closed → next iteration started (run workflow task)',
+  'next iteration: first workflow task (recover, admission: local activities)',
+  'first workflow task done → every rank’s first shard started',
+] as const;
+
+function eventMs(event: HistoryEvent): number {
+  const time = event.eventTime;
+  return Number(time?.seconds ?? 0) * 1000 + Math.floor((time?.nanos ?? 0) / 1e6);
+}
+
+/** A workflow task as recorded: its start and completion (ms), and the local activities whose markers follow it. */
+interface WorkflowTask {
+  startedMs: number;
+  completedMs: number;
+  localActivities: string[];
+}
+
+function workflowTasks(history: History): WorkflowTask[] {
+  const tasks: WorkflowTask[] = [];
+  let startedMs: number | undefined;
+  for (const event of history.events ?? []) {
+    if (event.eventType === EventType.EVENT_TYPE_WORKFLOW_TASK_STARTED) startedMs = eventMs(event);
+    else if (event.eventType === EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED) {
+      tasks.push({ startedMs: startedMs ?? eventMs(event), completedMs: eventMs(event), localActivities: [] });
+    } else if (event.eventType === EventType.EVENT_TYPE_MARKER_RECORDED) {
+      const type = localActivityType(event);
+      if (type !== undefined) tasks[tasks.length - 1]?.localActivities.push(type);
+    }
+  }
+  return tasks;
+}
+
+function localActivityType(event: HistoryEvent): string | undefined {
+  const data = event.markerRecordedEventAttributes?.details?.['data']?.payloads?.[0]?.data;
+  if (data === undefined || data === null) return undefined;
+  const parsed = JSON.parse(Buffer.from(data).toString('utf8')) as { activity_type?: unknown };
+  return typeof parsed.activity_type === 'string' ? parsed.activity_type : undefined;
+}
+
+function firstTask(tasks: readonly WorkflowTask[], from: number, ran: string): WorkflowTask | undefined {
+  return tasks.find((task) => task.completedMs >= from && task.localActivities.includes(ran));
+}
+
+function lastClosed(spans: readonly ActivitySpan[], what: string): number {
+  const closed = spans.map((span) => span.closedMs).filter((ms): ms is number => ms !== undefined);
+  if (closed.length === 0 || closed.length !== spans.length) throw new Error(`iteration history: ${what} not closed`);
+  return Math.max(...closed);
+}
+
+export function transitionSteps(iteration: number, history: History, next: History | undefined): TransitionSteps {
+  const spans = activitySpans(history);
+  const tasks = workflowTasks(history);
+  const moments = iterationMoments(history);
+  const trainScheduled = Math.min(...spans.filter((span) => span.name === 'trainStep').map((span) => span.scheduledMs));
+  const onloads = spans.filter((span) => span.name === 'trainerOnload');
+  const manifest = firstTask(tasks, moments.batchSeenMs, 'writeBatchManifest');
+  const batchToTrain: Record<string, number> = {};
+  const sealedMs = manifest?.completedMs ?? moments.batchSeenMs;
+  batchToTrain[BATCH_TO_TRAIN_STEPS[0]] = sealedMs - moments.batchSeenMs;
+  const shrinkStop = spans.find((span) => span.name === 'stopShards' && span.scheduledMs >= sealedMs && span.scheduledMs < trainScheduled);
+  let shrunkMs = sealedMs;
+  const settle = shrinkStop === undefined ? undefined : firstTask(tasks, shrinkStop.scheduledMs, 'settleShards');
+  if (settle !== undefined) {
+    batchToTrain[BATCH_TO_TRAIN_STEPS[1]] = settle.startedMs - sealedMs;
+    batchToTrain[BATCH_TO_TRAIN_STEPS[2]] = settle.completedMs - settle.startedMs;
+    shrunkMs = settle.completedMs;
+  }
+  const onloadDone = onloads.length === 0 ? shrunkMs : lastClosed(onloads, 'trainerOnload');
+  batchToTrain[BATCH_TO_TRAIN_STEPS[3]] = onloadDone - shrunkMs;
+  batchToTrain[BATCH_TO_TRAIN_STEPS[4]] = moments.trainStartedMs - onloadDone;
+  if (next === undefined) return { iteration, batchToTrain };
+
+  const syncs = spans.filter((span) => span.name === 'syncAndReloadNode' && span.scheduledMs >= moments.trainDoneMs);
+  const stopSettle = firstTask(tasks, moments.trainDoneMs, 'settleShards');
+  const settledMs = stopSettle?.completedMs ?? moments.trainDoneMs;
+  const trainToRolling: Record<string, number> = {};
+  if (stopSettle !== undefined) {
+    trainToRolling[TRAIN_TO_ROLLING_STEPS[0]] = stopSettle.startedMs - moments.trainDoneMs;
+    trainToRolling[TRAIN_TO_ROLLING_STEPS[1]] = stopSettle.completedMs - stopSettle.startedMs;
+  }
+  const syncDone = syncs.length === 0 ? settledMs : lastClosed(syncs, 'syncAndReloadNode');
+  trainToRolling[TRAIN_TO_ROLLING_STEPS[2]] = syncDone - settledMs;
+  trainToRolling[TRAIN_TO_ROLLING_STEPS[3]] = moments.closedMs - syncDone;
+  const after = iterationMoments(next);
+  const nextFirst = workflowTasks(next)[0];
+  if (nextFirst === undefined) throw new Error(`iteration ${iteration + 1} history: no completed workflow task`);
+  trainToRolling[TRAIN_TO_ROLLING_STEPS[4]] = after.startedMs - moments.closedMs;
+  trainToRolling[TRAIN_TO_ROLLING_STEPS[5]] = nextFirst.completedMs - after.startedMs;
+  trainToRolling[TRAIN_TO_ROLLING_STEPS[6]] = after.rolloutStartedMs - nextFirst.completedMs;
+  return { iteration, batchToTrain, trainToRolling };
+}

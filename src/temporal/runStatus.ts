@@ -1,0 +1,85 @@
+/**
+ * A run's status as an operator sees it: the run workflow's `status` query (its ledger, counters,
+ * operator state) with the running iteration's `progress` query merged in (phase, pool, weight
+ * version, sample counts). The iteration is asked, not heard from: it sends the run no progress
+ * signal, so no acknowledgement workflow task sits on a transition's critical path, and nothing
+ * sent from outside can fake progress.
+ */
+import { WorkflowNotFoundError, type Client } from '@temporalio/client';
+import { z } from 'zod';
+import { GPU_ROLES, RANK_PHASES } from '../gpu/roles';
+import { PROGRESS_QUERY, runWorkflowId, STATUS_QUERY } from '../contract/naming';
+import type { IterationProgress, Phase, RunStatus } from '../contract/types';
+
+const PHASES = ['starting', 'rollout', 'shrink', 'train', 'stop', 'sync', 'expand', 'recovering', 'done'] as const satisfies readonly Phase[];
+/** Compile-time check that PHASES lists every Phase (a new phase must be added here too). */
+const _everyPhaseListed: Exclude<Phase, (typeof PHASES)[number]> extends never ? true : never = true;
+const count = () => z.number().int().nonnegative();
+
+/** The iteration's answer to its progress query: null before its first phase report. */
+export const iterationProgressSchema: z.ZodType<IterationProgress> = z
+  .object({
+    iteration: count(),
+    phase: z.enum(PHASES),
+    pool: z.object({ roles: z.array(z.enum(GPU_ROLES)), rankPhases: z.array(z.enum(RANK_PHASES)) }).strict(),
+    version: count(),
+    samplesRunning: count(),
+    samplesCompleted: count(),
+    samplesWaiting: count(),
+    batchSamples: count(),
+  })
+  .strict();
+
+/** Phases after the train step (the batch is trained; shards stop, weights sync, ranks expand). */
+function trainStepDone(phase: Phase): boolean {
+  return phase === 'stop' || phase === 'sync' || phase === 'expand' || phase === 'done';
+}
+
+/** The run's status with its running iteration's progress (none, or another iteration's: unchanged). */
+export function withIterationProgress(status: RunStatus, progress: IterationProgress | null): RunStatus {
+  if (progress === null || progress.iteration !== status.iteration) return status;
+  return {
+    ...status,
+    phase: progress.phase,
+    version: progress.version,
+    pool: progress.pool,
+    samples: {
+      ...status.samples,
+      // The iteration's batch counts as trained once its train step is done.
+      trained: status.samples.trained + (trainStepDone(progress.phase) ? progress.batchSamples : 0),
+      running: progress.samplesRunning,
+      completedWaiting: progress.samplesCompleted,
+      waiting: progress.samplesWaiting,
+    },
+  };
+}
+
+/** Parses the progress query's answer; a malformed one is an error naming the workflow. */
+export function parseIterationProgress(workflowId: string, answer: unknown): IterationProgress | null {
+  if (answer === null) return null;
+  const parsed = iterationProgressSchema.safeParse(answer);
+  if (!parsed.success) {
+    const issues = parsed.error.issues.map((issue) => `${issue.path.join('.') || '(answer)'}: ${issue.message}`).join('; ');
+    throw new Error(`progress query of ${workflowId}: malformed answer: ${issues}`);
+  }
+  return parsed.data;
+}
+
+/**
+ * Queries the run's status and, while an iteration runs, that iteration's progress. Errors of
+ * either query propagate (the watchers tell an outage from a query no worker answers); an
+ * iteration the server does not know yet (the run is starting it) leaves the run's status as is.
+ */
+export async function queryRunStatus(client: Client, runId: string): Promise<RunStatus> {
+  const status = await client.workflow.getHandle(runWorkflowId(runId)).query<RunStatus>(STATUS_QUERY);
+  const iterationId = status.iterationWorkflowId;
+  if (iterationId === undefined) return status;
+  let answer: unknown;
+  try {
+    answer = await client.workflow.getHandle(iterationId).query(PROGRESS_QUERY);
+  } catch (error) {
+    if (error instanceof WorkflowNotFoundError) return status;
+    throw error;
+  }
+  return withIterationProgress(status, parseIterationProgress(iterationId, answer));
+}
