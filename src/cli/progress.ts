@@ -71,6 +71,7 @@ export function statusBlock(status: RunStatus): string {
   }
   if (status.lostRanks !== undefined) lines.push(`lost ranks: ${status.lostRanks.join(',')} (return them with 'timeshare return-ranks ${status.runId} <ranks>')`);
   if (status.lastError !== undefined) lines.push(`last error: ${status.lastError}`);
+  if (status.progressUnavailable !== undefined) lines.push(`progress:   unavailable (phase, roles and live counts as the iteration started): ${status.progressUnavailable}`);
   return lines.join('\n');
 }
 

@@ -192,6 +192,11 @@ export interface RunStatus {
    * version and sample counts, which `queryRunStatus` (src/temporal/runStatus.ts) merges in.
    */
   iterationWorkflowId?: string;
+  /**
+   * Set by `queryRunStatus` when the running iteration did not answer its progress query: why. The
+   * phase, pool and live counts are then the run's own (as the iteration started).
+   */
+  progressUnavailable?: string;
   /** Ranks marked lost (their node stopped answering); `returnRanks` brings them back. */
   lostRanks?: RankId[];
   /**

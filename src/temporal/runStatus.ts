@@ -8,6 +8,7 @@
 import { WorkflowNotFoundError, type Client } from '@temporalio/client';
 import { z } from 'zod';
 import { GPU_ROLES, RANK_PHASES } from '../gpu/roles';
+import { describeError } from '../contract/errors';
 import { PROGRESS_QUERY, runWorkflowId, STATUS_QUERY } from '../contract/naming';
 import type { IterationProgress, Phase, RunStatus } from '../contract/types';
 
@@ -65,21 +66,27 @@ export function parseIterationProgress(workflowId: string, answer: unknown): Ite
   return parsed.data;
 }
 
+/** The iteration's progress query gets this long: the run's own answer must not wait on it. */
+const PROGRESS_QUERY_TIMEOUT_MS = 5_000;
+
 /**
- * Queries the run's status and, while an iteration runs, that iteration's progress. Errors of
- * either query propagate (the watchers tell an outage from a query no worker answers); an
- * iteration the server does not know yet (the run is starting it) leaves the run's status as is.
+ * Queries the run's status and, while an iteration runs, that iteration's progress. An error of
+ * the run's query propagates (the watchers tell an outage from a query no worker answers). The
+ * iteration's query can fail while the run answers (its workflow task failing and retried, a
+ * retried child not started yet, local activities holding its workflow task past the deadline, a
+ * malformed answer): the run's status is returned then, with `progressUnavailable` saying why.
+ * An iteration the server does not know yet (the run is starting it) leaves the status as is.
  */
 export async function queryRunStatus(client: Client, runId: string): Promise<RunStatus> {
   const status = await client.workflow.getHandle(runWorkflowId(runId)).query<RunStatus>(STATUS_QUERY);
   const iterationId = status.iterationWorkflowId;
   if (iterationId === undefined) return status;
-  let answer: unknown;
   try {
-    answer = await client.workflow.getHandle(iterationId).query(PROGRESS_QUERY);
+    const answer = await client.withDeadline(Date.now() + PROGRESS_QUERY_TIMEOUT_MS, () => client.workflow.getHandle(iterationId).query(PROGRESS_QUERY));
+    return withIterationProgress(status, parseIterationProgress(iterationId, answer));
   } catch (error) {
     if (error instanceof WorkflowNotFoundError) return status;
-    throw error;
+    return { ...status, progressUnavailable: `progress query of ${iterationId} failed: ${describeError(error).split('\n')[0] ?? ''}` };
   }
-  return withIterationProgress(status, parseIterationProgress(iterationId, answer));
 }
+

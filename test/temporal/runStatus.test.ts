@@ -1,6 +1,12 @@
-import { describe, expect, it } from 'vitest';
+import path from 'node:path';
+import { Client, Connection } from '@temporalio/client';
+import { NativeConnection, Worker } from '@temporalio/worker';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { statusBlock } from '../../src/cli/progress';
+import { runWorkflowId } from '../../src/contract/naming';
 import type { IterationProgress, RunStatus } from '../../src/contract/types';
-import { parseIterationProgress, withIterationProgress } from '../../src/temporal/runStatus';
+import { startDevServer, type DevServer } from '../../src/temporal/devServer';
+import { parseIterationProgress, queryRunStatus, withIterationProgress } from '../../src/temporal/runStatus';
 
 const runStatus: RunStatus = {
   runId: 'r',
@@ -53,4 +59,53 @@ describe('run status with the running iteration progress', () => {
     expect(() => parseIterationProgress('timeshare-r-iter-2', { ...progress('sync'), phase: 'lunch' })).toThrow(/progress query of timeshare-r-iter-2: malformed answer: phase/);
     expect(() => parseIterationProgress('w', { ...progress('sync'), extra: 1 })).toThrow(/malformed answer/);
   });
+});
+
+describe('queryRunStatus against a real dev server', () => {
+  let server: DevServer;
+  let worker: Worker;
+  let connection: NativeConnection;
+  let client: Client;
+  let running: Promise<void>;
+  const taskQueue = 'status-merge';
+
+  beforeAll(async () => {
+    server = await startDevServer({ headless: true });
+    connection = await NativeConnection.connect({ address: server.address });
+    worker = await Worker.create({ connection, taskQueue, workflowsPath: path.join(__dirname, '..', 'fixtures', 'statusWorkflows.ts') });
+    running = worker.run();
+    client = new Client({ connection: await Connection.connect({ address: server.address }) });
+  }, 120_000);
+
+  afterAll(async () => {
+    worker?.shutdown();
+    await running;
+    await client?.connection.close();
+    await connection?.close();
+    await server?.stop();
+  });
+
+  async function statusWithIteration(iterationType: string, runId: string): Promise<RunStatus> {
+    const iterationId = `${runId}-iter`;
+    await client.workflow.start(iterationType, { taskQueue, workflowId: iterationId });
+    await client.workflow.start('namesIterationWorkflow', { taskQueue, workflowId: runWorkflowId(runId), args: [iterationId] });
+    return queryRunStatus(client, runId);
+  }
+
+  it("returns the run's status, saying why, when the iteration's progress query fails or answers badly", async () => {
+    const failing = await statusWithIteration('failingProgressWorkflow', 'progress-fails');
+    expect(failing.samples.trained).toBe(8);
+    expect(failing.progressUnavailable).toMatch(/progress query of progress-fails-iter failed: .*progress is not readable now/);
+    const malformed = await statusWithIteration('malformedProgressWorkflow', 'progress-malformed');
+    expect(malformed.phase).toBe('starting');
+    expect(malformed.progressUnavailable).toMatch(/malformed answer: phase/);
+    expect(statusBlock(malformed)).toMatch(/progress: +unavailable .*malformed answer/);
+  }, 120_000);
+
+  it('leaves the status as it is while the iteration is not known to the server yet', async () => {
+    await client.workflow.start('namesIterationWorkflow', { taskQueue, workflowId: runWorkflowId('not-started'), args: ['not-started-iter'] });
+    const status = await queryRunStatus(client, 'not-started');
+    expect(status.progressUnavailable).toBeUndefined();
+    expect(status.iterationWorkflowId).toBe('not-started-iter');
+  }, 60_000);
 });
