@@ -26,9 +26,11 @@ import {
   type Trainer,
   type Trajectory,
 } from '../engines/types';
+import { EngineProtocolError } from '../engines/http/errors';
 import { EpisodeLostError } from '../engines/openenv/errors';
 import { checkPostcondition, checkSubset } from '../validation/patterns';
 import type { GpuNodeActivities } from '../contract/activities';
+import { describeError } from '../contract/errors';
 import type { RankMemoryInput, ShardInput, ShardOutcome, WeightSyncInput } from '../contract/types';
 import { appendSpan, expandSpans, withinLagLimit, type VersionSpan } from '../gpu/staleness';
 import { contextIds, contextTokens, SampleStateError, turnVersionSpans, type SampleRecord, type TrajectoryStore } from '../store';
@@ -127,6 +129,19 @@ export async function engineKvCapacity(engine: RolloutEngine, rank: number): Pro
 }
 
 /**
+ * A KV capacity read that failed: a malformed answer is the engine's protocol error and fails the
+ * shard (non-retryable, the rank named); any other failure (no answer, an HTTP error) leaves the
+ * capacity unknown for this shard, said in the worker's log, and the next shard reads again. The
+ * samples' work is not lost over a figure the admission only bounds itself with.
+ */
+export function kvCapacityReadFailed(rank: number, error: unknown, warn: (message: string) => void): undefined {
+  if (error instanceof ApplicationFailure && error.nonRetryable) throw error;
+  if (error instanceof EngineProtocolError) throw engineProtocolError(`rank ${rank} engine KV capacity: ${error.message}`);
+  warn(`rank ${rank}: could not read the engine's KV capacity, unknown for this shard: ${describeError(error)}`);
+  return undefined;
+}
+
+/**
  * Claims the shard's samples that are still running. A retried shard finds some already settled;
  * one may settle between reading and claiming (the earlier attempt finishing it as it is fenced
  * out, found by the soak): read again and claim what is still live.
@@ -187,14 +202,14 @@ export function createGpuNodeActivities(deps: GpuNodeDeps): GpuNodeActivities {
   // One read per rank until its KV cache is re-allocated (a reload), not one per shard: a vLLM
   // /metrics page is large and shards start at every admission step. A failed read is not kept.
   const kvCapacityReads = new Map<number, Promise<number | null>>();
-  const kvCapacityOf = (rank: number, engine: RolloutEngine): Promise<number | null> => {
+  const kvCapacityOf = (rank: number, engine: RolloutEngine): Promise<number | null | undefined> => {
     let read = kvCapacityReads.get(rank);
     if (read === undefined) {
       read = engineKvCapacity(engine, rank);
       kvCapacityReads.set(rank, read);
       read.catch(() => kvCapacityReads.get(rank) === read && kvCapacityReads.delete(rank));
     }
-    return read;
+    return read.catch((error: unknown) => kvCapacityReadFailed(rank, error, (message) => Context.current().log.warn(message)));
   };
   const trainer = (): Trainer => {
     if (deps.trainer === undefined) throw notOwned('the trainer', deps.node);
@@ -476,7 +491,8 @@ export function createGpuNodeActivities(deps: GpuNodeDeps): GpuNodeActivities {
         outcome.completed.length + outcome.dropped.length + outcome.unfinished.length === input.sampleIds.length,
         () => JSON.stringify(progress()),
       );
-      return { ...outcome, kvCapacityTokens: await kvCapacity };
+      const kvCapacityTokens = await kvCapacity;
+      return kvCapacityTokens === undefined ? outcome : { ...outcome, kvCapacityTokens };
     },
 
     async stopShards({ runId, shardIds }) {

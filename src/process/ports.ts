@@ -8,7 +8,8 @@
  * port. Ports are therefore picked at random below the ephemeral range, where the kernel never
  * assigns one by itself; only another explicit pick can collide there, and the callers that start
  * servers retry those (src/temporal/devServer.ts). Below 32768 also suits the Temporal server,
- * which stores membership ports as SMALLINT.
+ * which stores membership ports as SMALLINT. A host whose ephemeral range starts low leaves no
+ * such room: there the kernel picks, as `listen(0)` always did.
  */
 import { readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
@@ -18,6 +19,8 @@ const LOWEST_PICKED_PORT = 20_000;
 /** Highest port picked when the kernel's ephemeral range is unknown (IANA's range starts at 49152; Linux's at 32768). */
 const HIGHEST_PICKED_PORT_DEFAULT = 32_767;
 const PICK_ATTEMPTS = 64;
+/** Fewer ports than this below the ephemeral range: let the kernel pick instead. */
+const MIN_PICKED_RANGE = 1_000;
 
 /** The kernel's first ephemeral port (Linux); undefined where it cannot be read. */
 function ephemeralRangeStart(): number | undefined {
@@ -40,24 +43,45 @@ export async function portBindable(port: number, host = '127.0.0.1'): Promise<bo
   });
 }
 
-/** The range ports are picked from: [LOWEST_PICKED_PORT, first ephemeral port). */
-export function pickedPortRange(): { lowest: number; highest: number } {
-  const ephemeralStart = ephemeralRangeStart();
+/**
+ * The range ports are picked from: [LOWEST_PICKED_PORT, first ephemeral port), or undefined when
+ * the kernel's ephemeral range leaves fewer than MIN_PICKED_RANGE ports below it (a host tuned to
+ * `1024 65535`): then no range is free of outgoing connections, and the kernel picks.
+ */
+export function pickedPortRange(ephemeralStart = ephemeralRangeStart()): { lowest: number; highest: number } | undefined {
   const highest = ephemeralStart === undefined ? HIGHEST_PICKED_PORT_DEFAULT : ephemeralStart - 1;
-  if (highest - LOWEST_PICKED_PORT < 1_000) {
-    throw new Error(
-      `the kernel's ephemeral port range starts at ${ephemeralStart}, leaving fewer than 1000 ports above ${LOWEST_PICKED_PORT} to pick servers' ports from`,
-    );
-  }
-  return { lowest: LOWEST_PICKED_PORT, highest };
+  return highest - LOWEST_PICKED_PORT < MIN_PICKED_RANGE ? undefined : { lowest: LOWEST_PICKED_PORT, highest };
 }
 
-/** A port on `host` that was bindable when probed, chosen at random below the ephemeral range. */
+/** Ports this process handed out: two picks in a row never return the same one. */
+const handedOut = new Set<number>();
+
+/**
+ * A port on `host` that was bindable when probed and not handed out before by this process,
+ * chosen at random below the ephemeral range (or by the kernel where there is no such range).
+ */
 export async function freePort(host = '127.0.0.1'): Promise<number> {
-  const { lowest, highest } = pickedPortRange();
+  const range = pickedPortRange();
   for (let attempt = 0; attempt < PICK_ATTEMPTS; attempt++) {
-    const port = lowest + Math.floor(Math.random() * (highest - lowest + 1));
-    if (await portBindable(port, host)) return port;
+    const port = range === undefined ? await kernelPickedPort(host) : range.lowest + Math.floor(Math.random() * (range.highest - range.lowest + 1));
+    if (handedOut.has(port) || !(await portBindable(port, host))) continue;
+    handedOut.add(port);
+    return port;
   }
-  throw new Error(`no bindable port on ${host} in ${PICK_ATTEMPTS} random picks from ${lowest}-${highest}`);
+  const where = range === undefined ? "from the kernel's ephemeral range" : `from ${range.lowest}-${range.highest}`;
+  throw new Error(`no bindable port on ${host} in ${PICK_ATTEMPTS} picks ${where}`);
+}
+
+/** A port the kernel picks (`listen(0)`), closed again at once. */
+function kernelPickedPort(host: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.unref();
+    server.once('error', reject);
+    server.listen(0, host, () => {
+      const address = server.address();
+      const port = address !== null && typeof address === 'object' ? address.port : undefined;
+      server.close(() => (port === undefined ? reject(new Error(`could not read the port the kernel picked on ${host}`)) : resolve(port)));
+    });
+  });
 }

@@ -11,7 +11,7 @@ import torch
 
 from .model import ModelConfig, pick_device
 from .rollout import RolloutEngine
-from .server import App, make_server
+from .server import VLLM_BLOCK_SIZE, App, make_server
 from .trainer import Trainer
 
 
@@ -32,6 +32,8 @@ def main() -> None:
     parser.add_argument("--kv-capacity-tokens", type=int, default=None, help="the KV capacity it reports (SGLang /server_info max_total_num_tokens, vLLM /metrics cache_config_info); default: the tokens whose K and V fit its 8 MiB pool; 0: report none")
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (small model: 1 avoids oversubscription)")
     args = parser.parse_args()
+    if args.kv_capacity_tokens is not None and 0 < args.kv_capacity_tokens < VLLM_BLOCK_SIZE:
+        parser.error(f"--kv-capacity-tokens must be 0 (report none) or at least {VLLM_BLOCK_SIZE}: vLLM's /metrics reports whole blocks of {VLLM_BLOCK_SIZE} tokens")
     torch.set_num_threads(args.threads)
     api_key = None
     if args.api_key_env is not None:

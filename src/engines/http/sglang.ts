@@ -19,7 +19,7 @@ import { z } from 'zod';
 import { ALL_MEMORY_TAGS, type EngineStatus, type MemoryTag, type RolloutEngine, type TurnRequest, type TurnResult } from '../types';
 import { SglangWeightReceiver } from './broadcast';
 import { describe, HttpClient, parseVersion } from './client';
-import { EngineProtocolError } from './errors';
+import { EngineHttpError, EngineProtocolError } from './errors';
 import type { RolloutAdapterOptions, SamplingOptions } from './sampling';
 
 const generateResponseSchema = z.object({
@@ -45,7 +45,7 @@ const modelInfoSchema = z
   .loose();
 
 // The server's arguments and the scheduler's info merged into one object: only the token pool is read.
-const serverInfoSchema = z.object({ max_total_num_tokens: z.number().int().positive().nullable().optional() }).loose();
+const serverInfoSchema = z.object({ max_total_num_tokens: z.number().int().positive().nullable().optional(), dp_size: z.number().int().positive().optional() }).loose();
 
 const updateWeightsSchema = z.object({ success: z.boolean(), message: z.string() }).loose();
 
@@ -151,10 +151,21 @@ export class SglangRolloutEngine implements RolloutEngine {
     return { weightVersion, resident: [...resident], runningRequests: this.running.size };
   }
 
-  /** `max_total_num_tokens` of GET /server_info: the tokens the KV pool holds (absent or null: none reported). */
+  /**
+   * `max_total_num_tokens` of GET /server_info: the tokens one scheduler's KV pool holds, times
+   * `dp_size` (the server reports its first data-parallel scheduler's pool and assumes all alike).
+   * Absent, null or no such endpoint (HTTP 404): none reported.
+   */
   async kvCapacityTokens(): Promise<number | undefined> {
-    const info = await this.http.json('GET', '/server_info', undefined, serverInfoSchema);
-    return info.max_total_num_tokens ?? undefined;
+    let info: z.infer<typeof serverInfoSchema>;
+    try {
+      info = await this.http.json('GET', '/server_info', undefined, serverInfoSchema);
+    } catch (error) {
+      if (error instanceof EngineHttpError && error.status === 404) return undefined;
+      throw error;
+    }
+    if (info.max_total_num_tokens === null || info.max_total_num_tokens === undefined) return undefined;
+    return info.max_total_num_tokens * (info.dp_size ?? 1);
   }
 
   /** SGLang's pause/continue/flush (used around weight updates by callers that need them). */

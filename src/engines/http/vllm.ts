@@ -192,12 +192,20 @@ export class VllmRolloutEngine implements RolloutEngine {
   /**
    * The KV cache's tokens from the Prometheus info gauge `vllm:cache_config_info`, whose labels are
    * the engine's cache config: `num_gpu_blocks × block_size`, summed over its series (one per engine
-   * core of the server). Undefined when the gauge is absent or `num_gpu_blocks` is not known yet
-   * ("None"); a label that is not a positive integer is a protocol error.
+   * core of the server). Undefined when /metrics is not served (HTTP 404), the gauge is absent or
+   * `num_gpu_blocks` is not known yet ("None"); a label that is not a positive integer is a
+   * protocol error.
    */
   async kvCapacityTokens(): Promise<number | undefined> {
     const endpoint = this.http.endpoint('GET', '/metrics');
-    const response = await this.http.send('GET', '/metrics', undefined);
+    let response: Response;
+    try {
+      response = await this.http.send('GET', '/metrics', undefined);
+    } catch (error) {
+      // No metrics endpoint (a proxy in front that does not expose it): none reported.
+      if (error instanceof EngineHttpError && error.status === 404) return undefined;
+      throw error;
+    }
     const series = infoSeries(await response.text(), 'vllm:cache_config_info');
     let tokens = 0;
     for (const labels of series) {

@@ -136,6 +136,12 @@ describe('KV capacity answers', () => {
     await expect(answering('/server_info', JSON.stringify({ max_total_num_tokens: 123_456, tp_size: 8 }), json, () => sglang().kvCapacityTokens())).resolves.toBe(123_456);
     await expect(answering('/server_info', JSON.stringify({ tp_size: 8 }), json, () => sglang().kvCapacityTokens())).resolves.toBeUndefined();
     await expect(answering('/server_info', JSON.stringify({ max_total_num_tokens: null }), json, () => sglang().kvCapacityTokens())).resolves.toBeUndefined();
+    // The server reports its first data-parallel scheduler's pool: times dp_size.
+    await expect(answering('/server_info', JSON.stringify({ max_total_num_tokens: 1000, dp_size: 4 }), json, () => sglang().kvCapacityTokens())).resolves.toBe(4000);
+    // No such endpoint: none reported. Another HTTP error is an error (the shard logs it, capacity unknown).
+    await expect(sglang().kvCapacityTokens()).resolves.toBeUndefined();
+    answers['/server_info'] = { status: 503, body: 'busy', type: 'text/plain' };
+    await expect(sglang().kvCapacityTokens().finally(() => delete answers['/server_info'])).rejects.toThrow(/server_info: HTTP 503/);
     for (const bad of ['12', 0, -5, 1.5]) {
       const error = await answering('/server_info', JSON.stringify({ max_total_num_tokens: bad }), json, () => sglang().kvCapacityTokens()).catch((e: unknown) => e);
       expect(error).toBeInstanceOf(EngineProtocolError);
@@ -151,6 +157,7 @@ describe('KV capacity answers', () => {
     await expect(answering('/metrics', two, text, () => vllm().kvCapacityTokens())).resolves.toBe(100 * 16 + 10 * 32);
     await expect(answering('/metrics', cacheConfig('block_size="16",num_gpu_blocks="None"'), text, () => vllm().kvCapacityTokens())).resolves.toBeUndefined();
     await expect(answering('/metrics', 'vllm:num_requests_running{engine="0"} 0.0\n', text, () => vllm().kvCapacityTokens())).resolves.toBeUndefined();
+    await expect(vllm().kvCapacityTokens()).resolves.toBeUndefined();
   });
 
   it('vllm: a block count or block size that is not a positive integer is a protocol error naming the label', async () => {
