@@ -301,7 +301,7 @@ async function runIterationChild(run: RunContext): Promise<void> {
           ...(lostRanks.length > 0 ? { lostRanks } : {}),
           ...(rejoining.length > 0 ? { rejoinRanks: rejoining } : {}),
           ...(state.weightGroup === undefined ? {} : { weightGroup: state.weightGroup }),
-          ...(state.engineKvCapacity === undefined ? {} : { engineKvCapacity: state.engineKvCapacity }),
+          ...(state.engineKvCapacity === undefined ? {} : { engineKvCapacity: reportsOfKeptRanks(state.engineKvCapacity, [...lostRanks, ...rejoining]) }),
         },
       ],
       retry: { maximumAttempts: 3, initialInterval: '2 seconds', nonRetryableErrorTypes: ['PoolRestoreFailed'] },
@@ -333,6 +333,11 @@ async function runIterationChild(run: RunContext): Promise<void> {
   } finally {
     run.runningIteration = undefined;
   }
+}
+
+/** The KV capacity reports without those of lost or returning ranks: a returned rank's engine may be another one, read again. */
+function reportsOfKeptRanks(reports: readonly RankKvCapacity[], replaced: readonly RankId[]): RankKvCapacity[] {
+  return reports.filter(({ rank }) => !replaced.includes(rank));
 }
 
 /**

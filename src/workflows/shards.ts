@@ -112,7 +112,13 @@ export class ShardRunner {
     const never = new Promise<never>(() => undefined);
     const outcomes = await Promise.all(
       selected.map((shard) => {
-        const stoppedThere = checkpointed.then((ids) => (ids.has(shard.ref.id) ? { failure: undefined } : never));
+        let answered = false;
+        const stoppedThere = checkpointed.then((ids) => (ids.has(shard.ref.id) ? ((answered = true), { failure: undefined }) : never));
+        // A failure after the shard was settled by the stop's answer changes no sample (all are
+        // checkpointed) but must not pass unseen: a postcondition of the shard, a bug.
+        shard.ended.catch((error: unknown) => {
+          if (answered && !isCancellation(error) && !diedWhileStopping(error)) log.warn(`shard ${shard.ref.id} failed after its stop had checkpointed it: ${describeError(error)}`);
+        });
         const ended = shard.ended.then(
           () => ({ failure: undefined }),
           (error: unknown) => ({ failure: isCancellation(error) || diedWhileStopping(error) ? undefined : error }),
