@@ -24,7 +24,9 @@ describe('history figures', () => {
     expect(Object.values(moments.activities).reduce((a, b) => a + b, 0)).toBe(scheduled);
     expect(moments.activities.trainStep).toBe(1);
     expect(moments.workflowTaskTimeouts).toBe(0);
-    expect(moments.activities.awaitBatch).toBeGreaterThanOrEqual(1);
+    // The first iteration always waits for its batch; a later one may find it complete at its
+    // start (carried-over samples) and train at once, as this recording's may.
+    expect(iterationMoments(fixture('timeshare-replay-multiplexed-iter-0.json')).activities.awaitBatch).toBeGreaterThanOrEqual(1);
     // The encoded size is the sum of the events' encoded sizes plus their field headers.
     const eventBytes = events.reduce((sum, event) => sum + temporal.api.history.v1.HistoryEvent.encode(event).finish().length, 0);
     expect(historyBytes(history)).toBeGreaterThan(eventBytes);
