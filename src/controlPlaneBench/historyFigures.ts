@@ -14,7 +14,8 @@ export function historyBytes(history: History): number {
   return temporal.api.history.v1.History.encode(history).finish().length;
 }
 
-function eventMs(event: HistoryEvent): number {
+/** An event's server time in ms; an event without one is an error (a history the bench cannot time). */
+export function eventMs(event: HistoryEvent): number {
   const time = event.eventTime;
   if (time === null || time === undefined) throw new Error(`history event ${String(event.eventId)} has no time`);
   return Number(time.seconds ?? 0) * 1000 + Math.floor((time.nanos ?? 0) / 1e6);

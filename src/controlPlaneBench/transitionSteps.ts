@@ -5,7 +5,7 @@
  * returned: the store poll's lag before it is the bench's "seen lag").
  */
 import { temporal } from '@temporalio/proto';
-import { activitySpans, iterationMoments, type ActivitySpan } from './historyFigures';
+import { activitySpans, eventMs, iterationMoments, type ActivitySpan } from './historyFigures';
 
 type History = temporal.api.history.v1.IHistory;
 type HistoryEvent = temporal.api.history.v1.IHistoryEvent;
@@ -36,11 +36,6 @@ export const TRAIN_TO_ROLLING_STEPS = [
   'next iteration: first workflow task (recover, admission: local activities)',
   'first workflow task done → every rank’s first shard started',
 ] as const;
-
-function eventMs(event: HistoryEvent): number {
-  const time = event.eventTime;
-  return Number(time?.seconds ?? 0) * 1000 + Math.floor((time?.nanos ?? 0) / 1e6);
-}
 
 /** A workflow task as recorded: its start and completion (ms), and the local activities whose markers follow it. */
 interface WorkflowTask {

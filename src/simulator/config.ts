@@ -6,7 +6,7 @@ import type { ParsedRunConfig } from '../config';
 import { assumedRateRankModel, derivedCostModel, minimumTrainGpus, rooflineRankModel, simulatedKvCapacityTokens, type RankModel } from '../engines/simulated/roofline';
 import { WorkloadModel } from '../engines/simulated/workload';
 import type { CostModel } from '../engines/types';
-import { checkIntRange, PIPELINE_POLICY, type SchedulingPolicy, type StalenessPolicy } from '../gpu';
+import { checkIntRange, PIPELINE_POLICY, rankKvCapacity, type SchedulingPolicy, type StalenessPolicy } from '../gpu';
 import { buildRunSpec } from '../contract/spec';
 import type { ControlPlaneLatency, SimulationConfig } from './simulator';
 
@@ -52,7 +52,8 @@ export function simulationConfig(parsed: ParsedRunConfig, options: SimulationOpt
   const costs = rankCosts(parsed);
   const gpusPerRank = layout.ranks[0]?.gpus.length ?? 1;
   const reported = simulatedKvCapacityTokens(config.simulation.costModel, config.simulation.hardware, gpusPerRank);
-  const kvCapacity = options.kvCap === 'off' ? undefined : admissionKvCapacity(spec.kvCapacityTokensPerRank, reported);
+  // As the pipeline derives it: the engines' report (the rank model's), at most the config's.
+  const kvCapacity = options.kvCap === 'off' ? undefined : rankKvCapacity(reported, spec.kvCapacityTokensPerRank);
   return {
     label: options.label ?? `${layout.strategy} (${layout.nodes * layout.gpusPerNode} GPUs)`,
     layout,
@@ -72,16 +73,6 @@ export function simulationConfig(parsed: ParsedRunConfig, options: SimulationOpt
     timelineIterations: checkIntRange('timeline iterations', options.timelineIterations ?? 0, 0, iterations),
     ...(spec.weightSync === undefined ? {} : { weightSync: spec.weightSync }),
   };
-}
-
-/**
- * The KV capacity per rank the admission uses, as the pipeline derives it (`rankKvCapacity`): what
- * the engines report (the rank model's: the simulated engines report the same figure), at most
- * the config's; the config's alone where the engines report none.
- */
-function admissionKvCapacity(configured: number | undefined, reported: number | undefined): number | undefined {
-  if (configured === undefined) return reported;
-  return reported === undefined ? configured : Math.min(configured, reported);
 }
 
 function scaleLatency(real: ControlPlaneLatency, timeScale: number): ControlPlaneLatency {

@@ -114,14 +114,15 @@ export class ShardRunner {
       selected.map((shard) => {
         let answered = false;
         const stoppedThere = checkpointed.then((ids) => (ids.has(shard.ref.id) ? ((answered = true), { failure: undefined }) : never));
-        // A failure after the shard was settled by the stop's answer changes no sample (all are
-        // checkpointed) but must not pass unseen: a postcondition of the shard, a bug.
-        shard.ended.catch((error: unknown) => {
-          if (answered && !isCancellation(error) && !diedWhileStopping(error)) log.warn(`shard ${shard.ref.id} failed after its stop had checkpointed it: ${describeError(error)}`);
-        });
         const ended = shard.ended.then(
           () => ({ failure: undefined }),
-          (error: unknown) => ({ failure: isCancellation(error) || diedWhileStopping(error) ? undefined : error }),
+          (error: unknown) => {
+            const failure = isCancellation(error) || diedWhileStopping(error) ? undefined : error;
+            // A failure after the stop's answer settled the shard changes no sample (all are
+            // checkpointed) but must not pass unseen: a postcondition of the shard, a bug.
+            if (answered && failure !== undefined) log.warn(`shard ${shard.ref.id} failed after its stop had checkpointed it: ${describeError(failure)}`);
+            return { failure };
+          },
         );
         return Promise.race([ended, stoppedThere]);
       }),
