@@ -234,51 +234,44 @@ export class FsTrajectoryStore implements TrajectoryStore {
   async checkpoint(record: SampleRecord, shardId: string): Promise<SampleRecord> {
     const shard = this.checkShardId(shardId);
     const next = this.validateInput(record, 'checkpoint of sample');
-    const path = this.samplePath(next.id);
-    if (next.status !== 'running' || next.batch !== undefined) {
-      throw new InvalidInputError(
-        `checkpoint of sample ${next.id}`,
-        path,
-        `a checkpoint must be a running, unbatched record (got status ${next.status}); use markCompleted or dropSamples`,
-      );
-    }
+    this.checkRunningUnbatched(next, 'checkpoint of sample', 'a checkpoint');
     return this.withSampleLock(next.id, async () => {
       const current = await this.loadSample(next.id);
-      if (current.owner !== shard) throw new FencingError(next.id, path, shard, current.owner);
+      if (current.owner !== shard) throw new FencingError(next.id, this.samplePath(next.id), shard, current.owner);
       if (current.status !== 'running') {
-        throw new SampleStateError(next.id, path, `checkpoint (by ${shard})`, `status is ${current.status}`);
+        throw new SampleStateError(next.id, this.samplePath(next.id), `checkpoint (by ${shard})`, `status is ${current.status}`);
       }
-      const immutable = ['startVersion', 'promptTokens', 'startedAtMs'] as const;
-      for (const field of immutable) {
-        if (current[field] !== next[field]) {
-          throw new SampleStateError(next.id, path, `checkpoint (by ${shard})`, `${field} changed from ${current[field]} to ${next[field]}`);
-        }
-      }
-      if (next.turns.length < current.turns.length) {
-        throw new SampleStateError(
-          next.id,
-          path,
-          `checkpoint (by ${shard})`,
-          `would lose turns: ${current.turns.length} on disk, ${next.turns.length} in the checkpoint`,
-        );
-      }
-      const diverged = current.turns.findIndex((turn, i) => {
-        const other = next.turns[i];
-        return other === undefined || !sameTurn(turn, other);
-      });
-      if (diverged >= 0) {
-        throw new SampleStateError(next.id, path, `checkpoint (by ${shard})`, `turn ${diverged} differs from the one on disk`);
-      }
+      this.checkContinues(current, next, shard, 'checkpoint');
       const written: SampleRecord = { ...next, owner: shard };
-      await this.writeSample(written);
+      await this.writeValidSample(written);
       return written;
     });
   }
 
   async markCompleted(id: number, shardId: string, reward: number, nowMs: number): Promise<SampleRecord> {
     checkIntRange('sample id', id, 0, MAX_ID);
-    checkIntRange('nowMs', nowMs, 0, MAX_ID);
     const shard = this.checkShardId(shardId);
+    return this.complete(id, shard, reward, nowMs, (current) => current);
+  }
+
+  async completeSample(record: SampleRecord, shardId: string, reward: number, nowMs: number): Promise<SampleRecord> {
+    const shard = this.checkShardId(shardId);
+    const last = this.validateInput(record, 'completion of sample');
+    this.checkRunningUnbatched(last, 'completion of sample', 'a completion');
+    return this.complete(last.id, shard, reward, nowMs, (current) => {
+      this.checkContinues(current, last, shard, 'completion');
+      return last;
+    });
+  }
+
+  /**
+   * Completes an owned sample: the completion marker first (awaitBatch counts markers; a marker
+   * left by a crash before the record is written is recounted from the records), then the record,
+   * `withTurns(current)`'s turns with the partial turn cleared. A completed sample is left as it
+   * is (a retry), its lost marker re-created while it is not in a batch.
+   */
+  private async complete(id: number, shard: string, reward: number, nowMs: number, withTurns: (current: SampleRecord) => SampleRecord): Promise<SampleRecord> {
+    checkIntRange('nowMs', nowMs, 0, MAX_ID);
     const path = this.samplePath(id);
     if (!rewardSchema.safeParse(reward).success) {
       throw new InvalidInputError(`reward of sample ${id}`, path, `must be a finite number, got ${String(reward)}`);
@@ -291,19 +284,54 @@ export class FsTrajectoryStore implements TrajectoryStore {
         throw new SampleStateError(id, path, `complete (by ${shard})`, `sample was dropped: ${current.dropReason ?? ''}`);
       }
       if (current.status === 'completed') {
-        // Retry: keep the first completion; re-create the marker if a crash lost it before the batch.
         const completedAtMs = current.completedAtMs ?? nowMs;
         if (current.batch === undefined && !(await this.isInAnyManifest(id))) {
           await createExclusive(this.markerPath(id), JSON.stringify({ id, completedAtMs }), this.sync);
         }
         return current;
       }
+      const { partial: _partial, ...rest } = withTurns(current);
+      const completed: SampleRecord = { ...rest, owner: shard, status: 'completed', reward, completedAtMs: nowMs };
       await atomicWrite(this.markerPath(id), JSON.stringify({ id, completedAtMs: nowMs }), this.sync);
-      const { partial: _partial, ...rest } = current;
-      const completed: SampleRecord = { ...rest, status: 'completed', reward, completedAtMs: nowMs };
       await this.writeSample(completed);
       return completed;
     });
+  }
+
+  /** A checkpoint or completion record handed in must be a running, unbatched record. */
+  private checkRunningUnbatched(record: SampleRecord, what: string, kind: string): void {
+    if (record.status !== 'running' || record.batch !== undefined) {
+      throw new InvalidInputError(
+        `${what} ${record.id}`,
+        this.samplePath(record.id),
+        `${kind} must be a running, unbatched record (got status ${record.status}); use markCompleted or dropSamples`,
+      );
+    }
+  }
+
+  /**
+   * The record `next` continues the one on disk: written by its owner, same immutable fields,
+   * every turn on disk kept as it is.
+   */
+  private checkContinues(current: SampleRecord, next: SampleRecord, shard: string, what: string): void {
+    const path = this.samplePath(next.id);
+    if (current.owner !== shard) throw new FencingError(next.id, path, shard, current.owner);
+    const immutable = ['startVersion', 'promptTokens', 'startedAtMs'] as const;
+    for (const field of immutable) {
+      if (current[field] !== next[field]) {
+        throw new SampleStateError(next.id, path, `${what} (by ${shard})`, `${field} changed from ${current[field]} to ${next[field]}`);
+      }
+    }
+    if (next.turns.length < current.turns.length) {
+      throw new SampleStateError(next.id, path, `${what} (by ${shard})`, `would lose turns: ${current.turns.length} on disk, ${next.turns.length} in the ${what}`);
+    }
+    const diverged = current.turns.findIndex((turn, i) => {
+      const other = next.turns[i];
+      return other === undefined || !sameTurn(turn, other);
+    });
+    if (diverged >= 0) {
+      throw new SampleStateError(next.id, path, `${what} (by ${shard})`, `turn ${diverged} differs from the one on disk`);
+    }
   }
 
   async listCompleted(candidateIds?: readonly number[]): Promise<number[]> {
@@ -657,9 +685,13 @@ export class FsTrajectoryStore implements TrajectoryStore {
 
   private async writeSample(record: SampleRecord): Promise<void> {
     // Never write what could not be read back.
-    const checked = this.validateInput(record, 'sample');
+    await this.writeValidSample(this.validateInput(record, 'sample'));
+  }
+
+  /** Writes a record the caller has just validated (validateInput), owner included. */
+  private async writeValidSample(record: SampleRecord): Promise<void> {
     await this.ensureDirs();
-    await atomicWrite(this.samplePath(checked.id), JSON.stringify(checked), this.sync);
+    await atomicWrite(this.samplePath(record.id), JSON.stringify(record), this.sync);
   }
 
   private async loadManifest(iteration: number): Promise<BatchManifest> {

@@ -33,6 +33,11 @@ export interface TrajectoryStore {
   checkpoint(record: SampleRecord, shardId: string): Promise<SampleRecord>;
   /** Completes an owned sample (clears the partial turn, writes the completion marker). Idempotent. */
   markCompleted(id: number, shardId: string, reward: number, nowMs: number): Promise<SampleRecord>;
+  /**
+   * Completes an owned sample with its last turns: checkpoint and markCompleted as one locked
+   * write of the record (the record must continue the one on disk, as a checkpoint). Idempotent.
+   */
+  completeSample(record: SampleRecord, shardId: string, reward: number, nowMs: number): Promise<SampleRecord>;
   /** Completed, not-yet-batched ids among the candidates (all, if omitted), by (completedAtMs, id). */
   listCompleted(candidateIds?: readonly number[]): Promise<number[]>;
   /**

@@ -183,6 +183,33 @@ describe('completion', () => {
     await expect(store.checkpoint(withTurns(sample(1, { owner: 'a' }), 3), 'a')).rejects.toThrow(SampleStateError);
   });
 
+  it('completeSample writes the last turns and the completion in one step, continuing the record on disk', async () => {
+    await store.createSamples([sample(1), sample(2)]);
+    await store.claim([1, 2], 'a');
+    await store.checkpoint({ ...withTurns(await store.readSample(1), 1), partial: { turn: 1, tokens: 3, weightVersion: 0, rank: 0 } }, 'a');
+    const last = withTurns(await store.readSample(1), 1, 3);
+    const done = await store.completeSample(last, 'a', 0.25, 777);
+    expect(done).toMatchObject({ status: 'completed', reward: 0.25, completedAtMs: 777, owner: 'a' });
+    expect(done.partial).toBeUndefined();
+    expect(done.turns).toEqual(last.turns);
+    expect(await store.readSample(1)).toEqual(done);
+    expect(JSON.parse(await readFile(store.markerPath(1), 'utf8'))).toEqual({ id: 1, completedAtMs: 777 });
+    expect(await store.listCompleted([1, 2])).toEqual([1]);
+    // A retry keeps the first completion.
+    expect(await store.completeSample(last, 'a', 0.9, 9999)).toEqual(done);
+    // Like a checkpoint: fenced by the owner, and never losing or changing a turn on disk.
+    await expect(store.completeSample(withTurns(await store.readSample(2), 1), 'b', 1, 1)).rejects.toThrow(FencingError);
+    await store.checkpoint(withTurns(await store.readSample(2), 2), 'a');
+    await expect(store.completeSample(withTurns(sample(2, { owner: 'a' }), 1), 'a', 1, 1)).rejects.toThrow(/would lose turns/);
+    const onDisk = await store.readSample(2);
+    const changed = { ...onDisk, turns: [{ ...onDisk.turns[0]!, generatedTokens: onDisk.turns[0]!.generatedTokens + 1 }, onDisk.turns[1]!] };
+    await expect(store.completeSample(changed, 'a', 1, 1)).rejects.toThrow(/turn 0 differs/);
+    await expect(store.completeSample({ ...onDisk, status: 'completed' }, 'a', 1, 1)).rejects.toThrow(InvalidInputError);
+    // Nothing of the refused completions was written.
+    expect(await store.readSample(2)).toEqual(onDisk);
+    expect(await store.listCompleted([2])).toEqual([]);
+  });
+
   it('a retry re-creates a marker lost in a crash', async () => {
     await completed([1], [50]);
     await unlink(store.markerPath(1)); // lost in a crash
