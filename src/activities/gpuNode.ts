@@ -180,10 +180,10 @@ type SampleEnd = { kind: 'completed' } | { kind: 'dropped'; reason: string } | {
 export function createGpuNodeActivities(deps: GpuNodeDeps): GpuNodeActivities {
   /**
    * Shards running in this process, by id: stopShards aborts them directly and waits until
-   * `checkpointed` (every sample checkpointed, the shard touches the store no more; false if the
-   * shard failed instead).
+   * `checkpointed` (every sample checkpointed, the shard touches the store no more: its outcome;
+   * undefined if the shard failed instead).
    */
-  const runningShards = new Map<string, { stop: AbortController; checkpointed: Promise<boolean> }>();
+  const runningShards = new Map<string, { stop: AbortController; checkpointed: Promise<ShardOutcome | undefined> }>();
 
   /** Engines hold one run's weights and memory: serving another run's activity would corrupt both. */
   const requireRun = (runId: string): void => {
@@ -297,7 +297,8 @@ export function createGpuNodeActivities(deps: GpuNodeDeps): GpuNodeActivities {
       if (signal.aborted) return { kind: 'unfinished' };
       const lastTurn = current.turns.at(-1);
       if (lastTurn?.final !== undefined) {
-        // The environment ended it, but the attempt that ran that turn died before marking it.
+        // The environment ended it, but the attempt that ran that turn died before marking it
+        // (workers of an earlier build checkpointed the last turn before completing).
         await store.markCompleted(current.id, owner, lastTurn.final.reward, deps.now());
         return { kind: 'completed' };
       }
@@ -374,16 +375,16 @@ export function createGpuNodeActivities(deps: GpuNodeDeps): GpuNodeActivities {
             rank: input.rank,
             ...(outputIds === undefined ? {} : { outputIds: [...outputIds], logprobs: [...(logprobs ?? [])], observationIds: step.observationIds }),
             ...(partial === undefined || partial.tokens === 0 ? {} : { resumedFrom: { rank: partial.rank, tokens: partial.tokens } }),
-            // Checkpointed with the turn: a worker that dies before marking the sample completed leaves it finishable.
             ...(step.done ? { final: { reward: step.reward ?? 0 } } : {}),
           },
         ],
       };
-      await store.checkpoint(current, owner);
       if (step.done) {
-        await store.markCompleted(current.id, owner, step.reward ?? 0, deps.now());
+        // The last turn and the completion in one write: one fsync'd record fewer per sample.
+        await store.completeSample(current, owner, step.reward ?? 0, deps.now());
         return { kind: 'completed' };
       }
+      await store.checkpoint(current, owner);
     }
   }
 
@@ -448,8 +449,8 @@ export function createGpuNodeActivities(deps: GpuNodeDeps): GpuNodeActivities {
       const kvCapacity = kvCapacityOf(input.rank, engine);
       kvCapacity.catch(() => undefined);
       const stop = new AbortController();
-      let samplesEnded: (clean: boolean) => void = () => undefined;
-      const running = { stop, checkpointed: new Promise<boolean>((resolve) => (samplesEnded = resolve)) };
+      let samplesEnded: (ended: ShardOutcome | undefined) => void = () => undefined;
+      const running = { stop, checkpointed: new Promise<ShardOutcome | undefined>((resolve) => (samplesEnded = resolve)) };
       // A retry of the same shard supersedes an attempt still running here (the store fences it).
       runningShards.set(input.shardId, running);
       const signal = AbortSignal.any([context.cancellationSignal, stop.signal]);
@@ -479,7 +480,7 @@ export function createGpuNodeActivities(deps: GpuNodeDeps): GpuNodeActivities {
         clean = true;
       } finally {
         if (runningShards.get(input.shardId) === running) runningShards.delete(input.shardId);
-        samplesEnded(clean);
+        samplesEnded(clean ? outcome : undefined);
       }
       if (context.cancellationSignal.aborted) {
         // Every sample is checkpointed: report the cancellation so the workflow moves them on.
@@ -498,18 +499,18 @@ export function createGpuNodeActivities(deps: GpuNodeDeps): GpuNodeActivities {
     async stopShards({ runId, shardIds }) {
       requireRun(runId);
       const stopped: string[] = [];
-      const waits: Promise<string | undefined>[] = [];
+      const waits: Promise<ShardOutcome | undefined>[] = [];
       for (const id of shardIds) {
         const shard = runningShards.get(id);
         if (shard === undefined) continue;
         shard.stop.abort(new Error(`shard ${id} stopped by its workflow`));
         stopped.push(id);
-        waits.push(shard.checkpointed.then((clean) => (clean ? id : undefined)));
+        waits.push(shard.checkpointed);
       }
       // Answered once the stopped shards have checkpointed every sample: the workflow settles them
-      // from the store at once instead of waiting for each shard's cancellation to be recorded.
-      const checkpointed = (await Promise.all(waits)).filter((id): id is string => id !== undefined);
-      return { stopped, checkpointed };
+      // with these outcomes at once instead of waiting for each shard's cancellation to be recorded.
+      const outcomes = (await Promise.all(waits)).filter((outcome): outcome is ShardOutcome => outcome !== undefined);
+      return { stopped, checkpointed: outcomes.map((outcome) => outcome.shardId), outcomes };
     },
 
     releaseRankMemory,

@@ -11,6 +11,7 @@ import type {
   SealedBatchFigures,
   ShardOutcome,
   ShardResult,
+  StopShardsAnswer,
   TrainStepInput,
   WeightSyncInput,
 } from './types';
@@ -94,9 +95,10 @@ export interface GpuNodeActivities extends WeightBroadcastActivities {
    * running here (not started yet, or between retries) are left to the cancellation request.
    * Sent to any rank queue of the node that runs the shards. Answers once the stopped shards have
    * checkpointed: `stopped` lists the ids it stopped, `checkpointed` those whose samples are all in
-   * the store and which write to it no more (a shard that failed instead is not listed).
+   * the store and which write to it no more (a shard that failed instead is not listed), and
+   * `outcomes` their outcomes, as the store has them (absent from workers of an earlier build).
    */
-  stopShards(input: { runId: string; shardIds: string[] }): Promise<{ stopped: string[]; checkpointed: string[] }>;
+  stopShards(input: { runId: string; shardIds: string[] }): Promise<StopShardsAnswer>;
   releaseRankMemory(input: RankMemoryInput & { tags: MemoryTag[] }): Promise<void>;
   resumeRankMemory(input: RankMemoryInput & { tags: MemoryTag[] }): Promise<void>;
   syncRankWeights(input: WeightSyncInput): Promise<void>;

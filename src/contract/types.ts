@@ -235,6 +235,14 @@ export interface ShardResult extends ShardOutcome {
   kvCapacityTokens?: number | null;
 }
 
+/** The direct stop's answer (GpuNodeActivities.stopShards). */
+export interface StopShardsAnswer {
+  stopped: string[];
+  checkpointed: string[];
+  /** The checkpointed shards' outcomes; absent from workers of an earlier build. */
+  outcomes?: ShardOutcome[];
+}
+
 /** What a rank's engine reported of its KV capacity (null: none), as the run keeps it across iterations. */
 export interface RankKvCapacity {
   rank: RankId;

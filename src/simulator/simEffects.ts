@@ -112,7 +112,7 @@ function storeEffects(world: SimWorld, cfg: SimulationConfig): Pick<Effects, 're
       return completed;
     },
     *stopShards({ shards, migration }) {
-      // The shards run on until the direct stop reaches them; settling is one more round trip.
+      // The shards run on until the direct stop reaches them; its answer, with their outcomes, is one more round trip.
       if (world.anyActive(shards)) yield* sleep(shardStopMs);
       const outcomes = world.stopShards(shards, migration);
       yield* roundTrips(1);

@@ -5,7 +5,7 @@
  */
 import { ApplicationFailure, CancellationScope, setCurrentDetails, sleep, upsertSearchAttributes, workflowInfo } from '@temporalio/workflow';
 import { ALL_MEMORY_TAGS, type MemoryTag } from '../engines/types';
-import { trainNodes, type RankId, type RankWork } from '../gpu';
+import { checkPostcondition, trainNodes, type RankId, type RankWork } from '../gpu';
 import type { IterationEffects, PhaseReport, ReloadFailure, Step } from '../iteration/effects';
 import { shardId } from '../contract/naming';
 import type { RunSpec } from '../contract/types';
@@ -118,9 +118,16 @@ function bookkeepingEffects(ctx: TemporalEffectsContext, shards: ShardRunner): P
     },
     *stopShards({ shards: refs, migration }) {
       if (migration !== 'keep-prefix') throw ApplicationFailure.nonRetryable(`migration policy '${migration}': the rollout shards keep the prefix of an interrupted turn`);
-      const failures = yield* awaiting(shards.stop(refs));
-      const summary = `settle ${refs.length} shards (ranks ${rankRanges([...new Set(refs.map((ref) => ref.rank))])})`;
-      const outcomes = yield* awaiting(store.settleShards.executeWithOptions({ summary }, [{ runId, shards: refs.map((ref) => ({ shardId: ref.id, sampleIds: ref.sampleIds })) }]));
+      const { outcomes: reported, failures } = yield* awaiting(shards.stop(refs));
+      // Shards that reported no outcome (cancelled before their answer, failed, lost) settle from the store.
+      const unreported = refs.filter((ref) => !reported.has(ref.id));
+      if (unreported.length > 0) {
+        const summary = `settle ${unreported.length} shards (ranks ${rankRanges([...new Set(unreported.map((ref) => ref.rank))])})`;
+        const settled = yield* awaiting(store.settleShards.executeWithOptions({ summary }, [{ runId, shards: unreported.map((ref) => ({ shardId: ref.id, sampleIds: ref.sampleIds })) }]));
+        for (const outcome of settled) reported.set(outcome.shardId, outcome);
+      }
+      const outcomes = refs.flatMap((ref) => reported.get(ref.id) ?? []);
+      checkPostcondition('stop: every stopped shard settled', outcomes.length === refs.length, () => JSON.stringify(refs.filter((ref) => !reported.has(ref.id)).map((ref) => ref.id)));
       return { outcomes, failures };
     },
     *sealBatch({ sampleIds, fromVersion }) {

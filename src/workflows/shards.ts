@@ -10,7 +10,8 @@ import type { RankId } from '../gpu/layout';
 import type { ShardRef } from '../iteration/effects';
 import { describeError } from '../contract/errors';
 import type { RunSpec } from '../contract/types';
-import type { RankKvCapacity, ShardInput } from '../contract/types';
+import type { RankKvCapacity, ShardInput, ShardOutcome } from '../contract/types';
+import { checkPostcondition } from '../validation/patterns';
 import type { IterationActivities } from './iterationActivities';
 import type { LostNodes } from './lostNodes';
 
@@ -21,6 +22,14 @@ interface RunningShard {
   ended: Promise<unknown>;
   /** Set once `ended` has settled: such a shard needs no stop. */
   done: boolean;
+  /** Its own outcome, once it ended with a result. */
+  result?: ShardOutcome;
+}
+
+/** What a stop learned: the outcome of each shard that reported one, and the failures of those that failed. */
+export interface StopResult {
+  outcomes: Map<string, ShardOutcome>;
+  failures: unknown[];
 }
 
 /**
@@ -66,6 +75,7 @@ export class ShardRunner {
     ended.then(
       (result) => {
         shard.done = true;
+        shard.result = result;
         // Results recorded before engines reported their capacity carry none.
         if (result.kvCapacityTokens !== undefined) this.kvCapacity.set(ref.rank, result.kvCapacityTokens);
       },
@@ -101,38 +111,46 @@ export class ShardRunner {
   /**
    * Stops the shards and waits until each has checkpointed: whichever comes first, its own end or
    * the direct stop's answer that it checkpointed in its worker (then its end arrives later and
-   * changes nothing). Returns the failures of those that failed.
+   * changes nothing). Returns the outcomes the shards reported (their result or the stop's
+   * answer; a shard cancelled before either, or failed, reports none) and the failures.
    */
-  async stop(refs: readonly ShardRef[]): Promise<unknown[]> {
+  async stop(refs: readonly ShardRef[]): Promise<StopResult> {
     const selected = refs.map((ref) => this.running.get(ref.id)).filter((shard): shard is RunningShard => shard !== undefined);
     for (const shard of selected) shard.scope.cancel();
     // The direct stop goes to shards still running only: one to an ended shard is wasted, and one
     // to a lost node would hold the stop for its whole timeout.
-    const checkpointed = this.requestDirectStop(selected.filter((shard) => !shard.done));
+    const answered = this.requestDirectStop(selected.filter((shard) => !shard.done));
     const never = new Promise<never>(() => undefined);
-    const outcomes = await Promise.all(
+    const ends = await Promise.all(
       selected.map((shard) => {
-        let answered = false;
-        const stoppedThere = checkpointed.then((ids) => (ids.has(shard.ref.id) ? ((answered = true), { failure: undefined }) : never));
+        let settledByAnswer = false;
+        const stoppedThere = answered.then((outcomes) => {
+          const outcome = outcomes.get(shard.ref.id);
+          if (outcome === undefined) return never;
+          settledByAnswer = true;
+          return { failure: undefined, outcome };
+        });
         const ended = shard.ended.then(
-          () => ({ failure: undefined }),
+          () => ({ failure: undefined, outcome: shard.result }),
           (error: unknown) => {
             const failure = isCancellation(error) || diedWhileStopping(error) ? undefined : error;
             // A failure after the stop's answer settled the shard changes no sample (all are
             // checkpointed) but must not pass unseen: a postcondition of the shard, a bug.
-            if (answered && failure !== undefined) log.warn(`shard ${shard.ref.id} failed after its stop had checkpointed it: ${describeError(failure)}`);
-            return { failure };
+            if (settledByAnswer && failure !== undefined) log.warn(`shard ${shard.ref.id} failed after its stop had checkpointed it: ${describeError(failure)}`);
+            return { failure, outcome: undefined };
           },
         );
-        return Promise.race([ended, stoppedThere]);
+        return Promise.race([ended, stoppedThere]).then((end) => ({ ref: shard.ref, ...end }));
       }),
     );
     for (const shard of selected) this.running.delete(shard.ref.id);
-    return outcomes.flatMap((outcome) => (outcome.failure === undefined ? [] : [outcome.failure]));
+    const outcomes = new Map<string, ShardOutcome>();
+    for (const end of ends) if (end.outcome !== undefined) outcomes.set(end.ref.id, inShardOrder(end.ref, end.outcome));
+    return { outcomes, failures: ends.flatMap((end) => (end.failure === undefined ? [] : [end.failure])) };
   }
 
-  /** Asks each node's worker to stop its shards; returns the ids of those that checkpointed there. */
-  private async requestDirectStop(selected: readonly RunningShard[]): Promise<Set<string>> {
+  /** Asks each node's worker to stop its shards; returns the outcomes of those that checkpointed there. */
+  private async requestDirectStop(selected: readonly RunningShard[]): Promise<Map<string, ShardOutcome>> {
     const byNode = new Map<number, RunningShard[]>();
     for (const shard of selected) {
       const node = this.spec.layout.ranks[shard.ref.rank]!.node;
@@ -145,8 +163,8 @@ export class ShardRunner {
         .stopper(rank)
         .stopShards.executeWithOptions({ summary }, [{ runId: this.spec.runId, shardIds: onNode.map((shard) => shard.ref.id) }])
         .then(
-          // A gpu-node worker of an earlier build answers without the list: none (their ends are awaited).
-          (answer) => answer.checkpointed ?? [],
+          // A gpu-node worker of an earlier build answers without outcomes: none (their ends are awaited).
+          (answer) => answer.outcomes ?? [],
           // Not fatal: the cancellation request still stops the shards, one heartbeat later.
           (error: unknown) => {
             log.warn(`iteration ${this.iteration}: direct stop of shards on node ${node} failed, relying on cancellation: ${describeError(error)}`);
@@ -154,6 +172,32 @@ export class ShardRunner {
           },
         );
     });
-    return new Set((await Promise.all(stops)).flat());
+    return new Map((await Promise.all(stops)).flat().map((outcome) => [outcome.shardId, outcome]));
   }
+}
+
+/**
+ * A shard's reported outcome with its samples in the shard's order (as the store settles them,
+ * so the ledger and the placement that follows do not depend on the order samples ended in).
+ * Every sample of the shard is accounted for exactly once.
+ */
+export function inShardOrder(ref: ShardRef, outcome: ShardOutcome): ShardOutcome {
+  const completed = new Set(outcome.completed);
+  const unfinished = new Set(outcome.unfinished);
+  const dropped = new Map(outcome.dropped.map((entry) => [entry.id, entry]));
+  const reported = outcome.completed.length + outcome.unfinished.length + outcome.dropped.length;
+  checkPostcondition(
+    `shard ${ref.id}: its reported outcome accounts for each of its ${ref.sampleIds.length} samples once`,
+    outcome.shardId === ref.id && reported === ref.sampleIds.length && ref.sampleIds.every((id) => completed.has(id) || unfinished.has(id) || dropped.has(id)),
+    () => JSON.stringify({ sampleIds: ref.sampleIds, outcome }),
+  );
+  return {
+    shardId: ref.id,
+    completed: ref.sampleIds.filter((id) => completed.has(id)),
+    unfinished: ref.sampleIds.filter((id) => unfinished.has(id)),
+    dropped: ref.sampleIds.flatMap((id) => {
+      const entry = dropped.get(id);
+      return entry === undefined ? [] : [{ id, reason: entry.reason }];
+    }),
+  };
 }

@@ -1,7 +1,8 @@
 /**
- * A worker that dies between checkpointing a trajectory's last turn and marking the sample
+ * A worker that died between checkpointing a trajectory's last turn and marking the sample
  * completed (found by the soak: the retried shard asked the environment for a turn past the end).
- * The store is left exactly as that crash leaves it; the next shard must complete the sample with
+ * Workers of this build write both at once (completeSample); the store is left exactly as such a
+ * crash of an earlier build's worker leaves it, and the next shard must complete the sample with
  * the reward of its final turn, not run another turn. Real Temporal, real workers.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
