@@ -22,18 +22,18 @@ export interface TransitionSteps {
 export const BATCH_TO_TRAIN_STEPS = [
   'seal: workflow task with the manifest (local activity)',
   'shrink: stop the released ranks’ shards until the settle task starts',
-  'shrink: workflow task settling, re-sharding, admitting (local activities)',
-  'release + trainer onload (activity)',
-  'onload done → trainStep started',
+  'shrink: workflow task settling and re-sharding',
+  'release + trainer onload ‖ admission on the kept ranks (activities)',
+  'onload and admission done → trainStep started',
 ] as const;
 
 export const TRAIN_TO_ROLLING_STEPS = [
   'stop every shard ‖ trainer offload, until the settle task starts',
-  'workflow task settling (local activity)',
+  'workflow task settling',
   'sync + reload (activity, from the settle task’s end)',
   'sync done → iteration closed',
   'iteration closed → next iteration started (run workflow task)',
-  'next iteration: first workflow task (recover, admission: local activities)',
+  'next iteration: first workflow task (recover from the store, relaunch the carried samples)',
   'first workflow task done → every rank’s first shard started',
 ] as const;
 
@@ -70,6 +70,13 @@ function firstTask(tasks: readonly WorkflowTask[], from: number, ran: string): W
   return tasks.find((task) => task.completedMs >= from && task.localActivities.includes(ran));
 }
 
+/** The workflow task that settles a stop: the first to start once its direct stops answered. */
+function settleTask(tasks: readonly WorkflowTask[], stops: readonly ActivitySpan[]): WorkflowTask | undefined {
+  if (stops.length === 0) return undefined;
+  const answered = lastClosed(stops, 'stopShards');
+  return tasks.find((task) => task.startedMs >= answered);
+}
+
 function lastClosed(spans: readonly ActivitySpan[], what: string): number {
   const closed = spans.map((span) => span.closedMs).filter((ms): ms is number => ms !== undefined);
   if (closed.length === 0 || closed.length !== spans.length) throw new Error(`iteration history: ${what} not closed`);
@@ -86,21 +93,23 @@ export function transitionSteps(iteration: number, history: History, next: Histo
   const batchToTrain: Record<string, number> = {};
   const sealedMs = manifest?.completedMs ?? moments.batchSeenMs;
   batchToTrain[BATCH_TO_TRAIN_STEPS[0]] = sealedMs - moments.batchSeenMs;
-  const shrinkStop = spans.find((span) => span.name === 'stopShards' && span.scheduledMs >= sealedMs && span.scheduledMs < trainScheduled);
+  const shrinkStops = spans.filter((span) => span.name === 'stopShards' && span.scheduledMs >= sealedMs && span.scheduledMs < trainScheduled);
   let shrunkMs = sealedMs;
-  const settle = shrinkStop === undefined ? undefined : firstTask(tasks, shrinkStop.scheduledMs, 'settleShards');
+  const settle = settleTask(tasks, shrinkStops);
   if (settle !== undefined) {
     batchToTrain[BATCH_TO_TRAIN_STEPS[1]] = settle.startedMs - sealedMs;
     batchToTrain[BATCH_TO_TRAIN_STEPS[2]] = settle.completedMs - settle.startedMs;
     shrunkMs = settle.completedMs;
   }
-  const onloadDone = onloads.length === 0 ? shrunkMs : lastClosed(onloads, 'trainerOnload');
+  // The kept ranks' admission runs alongside the onload, as an activity of its own.
+  const admissions = spans.filter((span) => span.name === 'admitSamples' && span.scheduledMs >= shrunkMs && span.scheduledMs < trainScheduled);
+  const onloadDone = Math.max(shrunkMs, ...[onloads, admissions].filter((group) => group.length > 0).map((group) => lastClosed(group, group[0]!.name)));
   batchToTrain[BATCH_TO_TRAIN_STEPS[3]] = onloadDone - shrunkMs;
   batchToTrain[BATCH_TO_TRAIN_STEPS[4]] = moments.trainStartedMs - onloadDone;
   if (next === undefined) return { iteration, batchToTrain };
 
   const syncs = spans.filter((span) => span.name === 'syncAndReloadNode' && span.scheduledMs >= moments.trainDoneMs);
-  const stopSettle = firstTask(tasks, moments.trainDoneMs, 'settleShards');
+  const stopSettle = settleTask(tasks, spans.filter((span) => span.name === 'stopShards' && span.scheduledMs >= moments.trainDoneMs));
   const settledMs = stopSettle?.completedMs ?? moments.trainDoneMs;
   const trainToRolling: Record<string, number> = {};
   if (stopSettle !== undefined) {

@@ -53,8 +53,13 @@ export interface IterationEffects<S> {
 
   recoverFromStore(input: { waiting: number[]; fromId: number }): Step<S, StoreRecovery>;
   dropSamples(ids: number[], reason: DropReason): Step<S, void>;
-  /** Creates the admitted samples' records, then starts their shards (one step: admission always launches). */
-  admitAndLaunch(input: { ids: number[]; version: number; shards: ShardRef[] }): Step<S, void>;
+  /**
+   * Creates the admitted samples' records, then starts their shards (one step: admission always
+   * launches). `behindOtherWork`: work was begun just before in this step (shard launches, the
+   * trainer's onload) that an admission done inside the workflow task would hold back until it
+   * ends; the Temporal driver then admits in an activity of its own, alongside that work.
+   */
+  admitAndLaunch(input: { ids: number[]; version: number; shards: ShardRef[]; behindOtherWork: boolean }): Step<S, void>;
   /** Starts a shard of samples that already exist; it runs until it ends or is stopped. */
   launchShard(shard: ShardRef, version: number): void;
   /**
@@ -89,8 +94,13 @@ export interface IterationEffects<S> {
     version: number;
     broadcast?: { spec: BroadcastSyncSpec; group: WeightGroupState | undefined };
   }): Step<S, WeightGroupState | undefined>;
-  /** Releases the released ranks' memory (all tags), then onloads the trainer: one step, since the onload needs those GPUs. */
-  releaseAndOnloadTrainer(release: RankId[]): Step<S, void>;
+  /**
+   * Begins releasing the released ranks' memory (all tags), then onloading the trainer: one step,
+   * since the onload needs those GPUs. Awaited by awaitReleaseAndOnloadTrainer.
+   */
+  beginReleaseAndOnloadTrainer(release: RankId[]): void;
+  /** Waits for the release and onload begun by beginReleaseAndOnloadTrainer. */
+  awaitReleaseAndOnloadTrainer(): Step<S, void>;
   /**
    * One train step on the sealed batch; returns the version every train node reached. A failing
    * shard raises. Tokens lagging `fromVersion` by more than `maxTokenLag` are left out of the loss.

@@ -74,17 +74,25 @@ export function placeShards<S>(fx: IterationEffects<S>, st: IterationState, ids:
   return shards;
 }
 
-/** Places existing waiting samples over `ranks` and starts their shards. */
-export function relaunch<S>(fx: IterationEffects<S>, st: IterationState, ids: readonly number[], ranks: readonly RankId[]): void {
-  for (const shard of placeShards(fx, st, ids, ranks)) fx.launchShard(shard, st.stats.toVersion);
+/** Places existing waiting samples over `ranks` and starts their shards; returns whether any started. */
+export function relaunch<S>(fx: IterationEffects<S>, st: IterationState, ids: readonly number[], ranks: readonly RankId[]): boolean {
+  const shards = placeShards(fx, st, ids, ranks);
+  for (const shard of shards) fx.launchShard(shard, st.stats.toVersion);
+  return shards.length > 0;
 }
 
 /**
  * Admits new samples (version = current weights) onto `ranks`, as many as the admission policy's
  * bound allows before the batch is sealed or after (`batchSealed`); `reportedCompleted`: live
- * samples the store reports completed while their shard runs on.
+ * samples the store reports completed while their shard runs on; `behindOtherWork`: work begun
+ * just before in this step that the admission must not hold back (IterationEffects.admitAndLaunch).
  */
-export function* refill<S>(fx: IterationEffects<S>, st: IterationState, ranks: readonly RankId[], batchSealed: boolean, reportedCompleted = 0): Step<S, void> {
+export function* refill<S>(
+  fx: IterationEffects<S>,
+  st: IterationState,
+  ranks: readonly RankId[],
+  { batchSealed, behindOtherWork, reportedCompleted = 0 }: { batchSealed: boolean; behindOtherWork: boolean; reportedCompleted?: number },
+): Step<S, void> {
   if (ranks.length === 0) return;
   const room = st.input.options.admission.admissionRoom(admissionInput(fx, st, ranks, batchSealed, reportedCompleted));
   if (room <= 0) return;
@@ -92,7 +100,7 @@ export function* refill<S>(fx: IterationEffects<S>, st: IterationState, ranks: r
   st.ledger = admitted.ledger;
   st.stats.admitted += admitted.ids.length;
   const shards = placeShards(fx, st, admitted.ids, ranks);
-  yield* fx.admitAndLaunch({ ids: admitted.ids, version: st.stats.toVersion, shards });
+  yield* fx.admitAndLaunch({ ids: admitted.ids, version: st.stats.toVersion, shards, behindOtherWork });
 }
 
 function admissionInput<S>(fx: IterationEffects<S>, st: IterationState, ranks: readonly RankId[], batchSealed: boolean, reportedCompleted: number): AdmissionRoomInput {
@@ -203,8 +211,8 @@ export function* rolloutUntilBatch<S>(fx: IterationEffects<S>, st: IterationStat
   // launch nothing on ranks the shrink would stop again (their waiting samples go out at shrink).
   const carried = samplesByState(st.ledger);
   if (carried.completed.length >= batchSize) return selectBatch(st.ledger, carried.completed, batchSize);
-  relaunch(fx, st, carried.waiting, st.active);
-  yield* refill(fx, st, st.active, false);
+  const launched = relaunch(fx, st, carried.waiting, st.active);
+  yield* refill(fx, st, st.active, { batchSealed: false, behindOtherWork: launched });
   let reported: number[] = [];
   for (;;) {
     const states = samplesByState(st.ledger);
@@ -217,13 +225,13 @@ export function* rolloutUntilBatch<S>(fx: IterationEffects<S>, st: IterationStat
     if (completed !== undefined && completed.length >= batchSize) return selectBatch(st.ledger, completed, batchSize);
     if (completed !== undefined) {
       reported = completed;
-      yield* refill(fx, st, st.active, false, reportedStillRunning(st, reported));
+      yield* refill(fx, st, st.active, { batchSealed: false, behindOtherWork: false, reportedCompleted: reportedStillRunning(st, reported) });
       continue;
     }
     reported = [];
     yield* stopAndSettle(fx, st, [...st.shards.values()]);
-    relaunch(fx, st, samplesByState(st.ledger).waiting, st.active);
-    yield* refill(fx, st, st.active, false);
+    const relaunched = relaunch(fx, st, samplesByState(st.ledger).waiting, st.active);
+    yield* refill(fx, st, st.active, { batchSealed: false, behindOtherWork: relaunched });
   }
 }
 

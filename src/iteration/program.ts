@@ -139,19 +139,17 @@ export function* shrink<S>(fx: IterationEffects<S>, st: IterationState): Step<S,
   // the iteration's start launches none before the shrink).
   const movedSet = new Set(moved);
   relaunch(fx, st, [...moved, ...samplesByState(st.ledger).waiting.filter((id) => !movedSet.has(id))], keep);
-  // New samples start on the kept ranks only within the staleness bound: the samples still live
-  // already fill the next `asyncRatio` batches (the admission policy's bound with the batch sealed).
-  if (keep.length > 0 && st.input.asyncRatio >= 1) yield* refill(fx, st, keep, true);
 }
 
 /**
  * Train ‖ long tail: the released ranks release their memory and the trainer onloads on the train
- * GPUs (one step), then it steps on the sealed batch; a shared trainer's offload starts at once
- * and runs alongside the stop of every shard.
+ * GPUs (one step) while new samples are admitted on the kept ranks, then it steps on the sealed
+ * batch; a shared trainer's offload starts at once and runs alongside the stop of every shard.
  */
 export function* releaseAndTrain<S>(fx: IterationEffects<S>, st: IterationState): Step<S, void> {
   st.trainerOnloaded = true;
-  yield* fx.releaseAndOnloadTrainer(st.release);
+  fx.beginReleaseAndOnloadTrainer(st.release);
+  yield* admitWhileOnloading(fx, st);
   if (st.release.length > 0) setPool(fx, st, completeOffload(st.layout, st.pool, st.release));
   setPool(fx, st, beginTraining(st.layout, st.pool));
   enterPhase(fx, st, 'train');
@@ -162,6 +160,22 @@ export function* releaseAndTrain<S>(fx: IterationEffects<S>, st: IterationState)
   st.committedVersion = newVersion;
   st.stats.toVersion = newVersion;
   if (trainerShared(st)) fx.beginTrainerOffload();
+}
+
+/**
+ * New samples start on the kept ranks only within the staleness bound: the samples still live
+ * already fill the next `asyncRatio` batches (the admission policy's bound with the batch sealed).
+ * The onload begun is awaited whatever the admission does, so a failure never leaves it running.
+ */
+function* admitWhileOnloading<S>(fx: IterationEffects<S>, st: IterationState): Step<S, void> {
+  let admission: { error: unknown } | undefined;
+  try {
+    if (st.keep.length > 0 && st.input.asyncRatio >= 1) yield* refill(fx, st, st.keep, { batchSealed: true, behindOtherWork: true });
+  } catch (error) {
+    admission = { error };
+  }
+  yield* fx.awaitReleaseAndOnloadTrainer();
+  if (admission !== undefined) throw admission.error;
 }
 
 /** Stop: every shard checkpoints and settles; then the trainer's offload (begun at the step's end) is awaited. */

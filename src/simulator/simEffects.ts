@@ -184,11 +184,20 @@ function trainerEffects(
   world: SimWorld,
   cfg: SimulationConfig,
   state: IterationState,
-): Pick<Effects, 'releaseAndOnloadTrainer' | 'trainStep' | 'beginTrainerOffload' | 'awaitTrainerOffload' | 'trainerOffload'> {
+): Pick<Effects, 'beginReleaseAndOnloadTrainer' | 'awaitReleaseAndOnloadTrainer' | 'trainStep' | 'beginTrainerOffload' | 'awaitTrainerOffload' | 'trainerOffload'> {
   const { cost, activityRoundTripMs, roundTrips } = timing(cfg);
   let offloaded = true;
+  let releasing: RankId[] | undefined;
   return {
-    *releaseAndOnloadTrainer(release) {
+    // Begun with the admission on the kept ranks, here run after it: the admission costs the
+    // simulated control plane one round trip, below what these runs resolve.
+    beginReleaseAndOnloadTrainer(release) {
+      releasing = [...release];
+    },
+    *awaitReleaseAndOnloadTrainer() {
+      const release = releasing;
+      if (release === undefined) throw new Error('awaitReleaseAndOnloadTrainer: no release and onload was begun');
+      releasing = undefined;
       if (release.length > 0) {
         yield* sleep(cost.offloadMs);
         for (const rank of release) world.flushCache(rank);

@@ -106,8 +106,11 @@ function bookkeepingEffects(ctx: TemporalEffectsContext, shards: ShardRunner): P
     *dropSamples(ids, reason) {
       yield* awaiting(store.dropSamples.executeWithOptions({ summary: `drop ${ids.length} samples (${reason})` }, [{ runId, ids, reason }]));
     },
-    *admitAndLaunch({ ids, version, shards: placed }) {
-      yield* awaiting(store.admitSamples.executeWithOptions({ summary: `admit ${ids.length} samples at v${version}` }, [{ runId, ids, version }]));
+    *admitAndLaunch({ ids, version, shards: placed, behindOtherWork }) {
+      // A local activity holds the workflow task, and with it the commands just issued, until it
+      // ends; an activity of its own lets those go out now and runs alongside them.
+      const admitting = behindOtherWork ? ctx.activities.background : store;
+      yield* awaiting(admitting.admitSamples.executeWithOptions({ summary: `admit ${ids.length} samples at v${version}` }, [{ runId, ids, version }]));
       for (const shard of placed) shards.launch(shard, version);
     },
     *awaitBatch({ candidates, batchSize }) {
@@ -215,15 +218,19 @@ function nodeEffects(ctx: TemporalEffectsContext): Pick<Effects, 'resumeMemory' 
   };
 }
 
-function trainerEffects(ctx: TemporalEffectsContext, shards: ShardRunner): Pick<Effects, 'releaseAndOnloadTrainer' | 'trainStep' | 'beginTrainerOffload' | 'awaitTrainerOffload' | 'trainerOffload'> {
+function trainerEffects(
+  ctx: TemporalEffectsContext,
+  shards: ShardRunner,
+): Pick<Effects, 'beginReleaseAndOnloadTrainer' | 'awaitReleaseAndOnloadTrainer' | 'trainStep' | 'beginTrainerOffload' | 'awaitTrainerOffload' | 'trainerOffload'> {
   const { spec, lost, activities, iteration } = ctx;
   const runId = spec.runId;
   const nodes = trainNodes(spec.layout);
   const onEachNode = <T>(call: (node: number) => Promise<T>): Promise<T[]> => Promise.all(nodes.map((node) => lost.onTrainerNode(node, call(node))));
   const offload = () => onEachNode((node) => activities.trainer(node).trainerOffload.executeWithOptions({ summary: `trainer offload node ${node}` }, [{ runId, node }]));
   let offloading: Promise<unknown> | undefined;
+  let onloading: Promise<unknown> | undefined;
   return {
-    *releaseAndOnloadTrainer(release) {
+    beginReleaseAndOnloadTrainer(release) {
       // Released ranks on a train node are released by that node's onload activity; any others
       // (an operator's larger shrink set) by their own node's activity, alongside.
       const trainNodeSet = new Set(nodes);
@@ -237,7 +244,14 @@ function trainerEffects(ctx: TemporalEffectsContext, shards: ShardRunner): Pick<
         const summary = releaseRanks.length === 0 ? `trainer onload node ${node}` : `offload node ${node} ranks ${rankRanges(releaseRanks)}, trainer onload`;
         return activities.trainer(node).trainerOnload.executeWithOptions({ summary }, [{ runId, node, ...(releaseRanks.length === 0 ? {} : { releaseRanks }) }]);
       };
-      yield* awaiting(Promise.all([...releaseElsewhere, onEachNode(onload)]));
+      onloading = Promise.all([...releaseElsewhere, onEachNode(onload)]);
+      onloading.catch(() => undefined); // observed by awaitReleaseAndOnloadTrainer
+    },
+    *awaitReleaseAndOnloadTrainer() {
+      if (onloading === undefined) throw new Error('awaitReleaseAndOnloadTrainer: no release and onload was begun');
+      const begun = onloading;
+      onloading = undefined;
+      yield* awaiting(begun);
     },
     *trainStep({ fromVersion, maxTokenLag }) {
       const leader = nodes[0];
