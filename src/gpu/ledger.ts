@@ -306,11 +306,16 @@ export function samplesOnShard(ledger: SampleLedger, shardId: string): number[] 
   return ledger.live.filter((sample) => sample.shardId === shardId).map((sample) => sample.id);
 }
 
-/** Running samples per rank, for least-loaded placement over `ranks`. */
-export function loadsByRank(ledger: SampleLedger, ranks: readonly RankId[]): { rank: RankId; load: number }[] {
+/**
+ * Samples rolling out per rank, for least-loaded placement over `ranks`: running in the ledger,
+ * less `finished` (samples the store reported completed while their shard runs on: they hold no
+ * slot on the engine any more).
+ */
+export function loadsByRank(ledger: SampleLedger, ranks: readonly RankId[], finished: readonly number[] = []): { rank: RankId; load: number }[] {
   const loads = new Map<RankId, number>(ranks.map((rank) => [rank, 0]));
+  const done = new Set(finished);
   for (const sample of ledger.live) {
-    if (sample.state === 'running' && sample.rank !== undefined && loads.has(sample.rank)) loads.set(sample.rank, loads.get(sample.rank)! + 1);
+    if (sample.state === 'running' && !done.has(sample.id) && sample.rank !== undefined && loads.has(sample.rank)) loads.set(sample.rank, loads.get(sample.rank)! + 1);
   }
   return [...loads.entries()].map(([rank, load]) => ({ rank, load }));
 }

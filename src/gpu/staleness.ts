@@ -116,30 +116,74 @@ export function rollingKvCapacity(ranks: readonly RankId[], reported: ReadonlyMa
  * average. Undefined until a batch with known contexts was trained.
  */
 export function residentContextTokens(trained: TrainedContext | undefined): number | undefined {
+  return residentContext(trained)?.mean;
+}
+
+/** Mean and standard deviation of the KV tokens one rolling sample holds (tokens). */
+export interface ResidentContext {
+  mean: number;
+  sd: number;
+}
+
+/**
+ * The resident context of a rolling sample as a distribution, under the model of
+ * `residentContextTokens`: X = U · L̃, with L̃ the length-biased final context and U uniform on
+ * [0, 1] (how far it has grown). E[X] = E[L²] / (2 E[L]); E[X²] = E[U²] · E[L̃²] = E[L³] / (3 E[L]).
+ * The ledger knows Σ L and Σ L² only, so E[L³] is taken as a log-normal's, E[L²]³ / E[L]³ (the
+ * moment closure of a log-normal, whose k-th moment is exp(kμ + k²σ²/2)): turn counts of agent
+ * trajectories are about log-normal (data/README.md), and a context grows about linearly with
+ * turns. The variance is then (E[L²] / E[L])² · (E[L²] / (3 E[L]²) − 1/4) ≥ E[X]² / 3 > 0.
+ */
+export function residentContext(trained: TrainedContext | undefined): ResidentContext | undefined {
   if (trained === undefined || trained.samples === 0) return undefined;
   checkIntRange('KV cap: trained samples', trained.samples, 1, Number.MAX_SAFE_INTEGER);
   checkIntRange('KV cap: trained context tokens', trained.tokens, 0, Number.MAX_SAFE_INTEGER);
   checkPostcondition('KV cap: Σ L² finite and ≥ (Σ L)² / n', Number.isFinite(trained.squaredTokens) && trained.squaredTokens * trained.samples >= trained.tokens ** 2 * (1 - 1e-9), () =>
     JSON.stringify(trained),
   );
-  return trained.tokens === 0 ? undefined : trained.squaredTokens / (2 * trained.tokens);
+  if (trained.tokens === 0) return undefined;
+  const m1 = trained.tokens / trained.samples;
+  const m2 = trained.squaredTokens / trained.samples;
+  const mean = m2 / (2 * m1);
+  // max(…, 1): Σ L² ≥ (Σ L)² / n up to float rounding (checked above).
+  const dispersion = Math.max(m2 / m1 ** 2, 1);
+  const variance = (m2 / m1) ** 2 * (dispersion / 3 - 1 / 4);
+  return { mean, sd: Math.sqrt(variance) };
 }
 
 /**
- * The KV cap on running samples (docs/design.md §5.2): as many samples as the KV caches of the
- * ranks rolling out hold at the resident context a rolling sample has on average
- * (`residentContextTokens`), and at least one per rank (a rank serves one sample at its token
- * budget). A rolling sample keeps its context resident between turns (its prefix, reused at its
- * next turn unless evicted); a sample started beyond what the caches hold evicts another's prefix,
- * which is prefilled again, or waits for room. Undefined (no cap) while nothing was trained.
+ * The margin of the KV cap, in standard deviations of the resident contexts one rank holds: the
+ * cap keeps their sum within a rank's cache up to one standard deviation above the mean (about
+ * one moment in six it overflows, under a normal approximation; each overflow evicts idle
+ * prefixes that are then prefilled again). docs/benchmarks.md "Staleness" shows 0.5 / 1 / 1.5 / 2.
+ */
+export const KV_CAP_MARGIN_SDS = 1;
+
+/**
+ * The KV cap on running samples (docs/design.md §5.2): the samples a rank rolling out can hold so
+ * that their resident contexts (`residentContext`: mean μ, standard deviation σ each) fit its KV
+ * cache c with a margin of `KV_CAP_MARGIN_SDS` (z) standard deviations of their sum: the largest n
+ * with n·μ + z·√n·σ ≤ c, times the ranks rolling out (c: their mean capacity), and at least one per
+ * rank (a rank serves one sample at its token budget). A rolling sample keeps its context resident
+ * between turns (its prefix, reused at its next turn unless evicted); a rank holds few samples, so
+ * their sum varies widely around n·μ, and whenever it exceeds the cache an idle sample's prefix is
+ * evicted and prefilled again, or a call waits for room. Undefined (no cap) while nothing was
+ * trained.
  */
 export function kvRunningCap(input: KvCapInput): number | undefined {
   checkIntRange('KV cap: ranks rolling out', input.ranksRollingOut, 0, Number.MAX_SAFE_INTEGER);
   checkIntRange('KV cap: KV capacity of the ranks rolling out (tokens)', input.kvCapacityTokens, input.ranksRollingOut === 0 ? 0 : 1, Number.MAX_SAFE_INTEGER);
-  const resident = residentContextTokens(input.trainedContext);
+  const resident = residentContext(input.trainedContext);
   if (resident === undefined) return undefined;
-  const fits = Math.floor(input.kvCapacityTokens / resident);
-  return Math.max(input.ranksRollingOut, fits);
+  if (input.ranksRollingOut === 0) return 0;
+  const perRank = samplesThatFit(input.kvCapacityTokens / input.ranksRollingOut, resident, KV_CAP_MARGIN_SDS);
+  return Math.max(input.ranksRollingOut, Math.floor(input.ranksRollingOut * perRank));
+}
+
+/** The largest n (real) with n·μ + z·√n·σ ≤ capacity: √n is the positive root of μx² + zσx − capacity. */
+function samplesThatFit(capacity: number, { mean, sd }: ResidentContext, margin: number): number {
+  const root = (-margin * sd + Math.sqrt((margin * sd) ** 2 + 4 * mean * capacity)) / (2 * mean);
+  return root ** 2;
 }
 
 /**

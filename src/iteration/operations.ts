@@ -62,10 +62,10 @@ function countDrops(st: IterationState, reason: string, count: number): void {
 }
 
 /** Places waiting samples least-loaded over `ranks` as new shards; returns them (not started). */
-export function placeShards<S>(fx: IterationEffects<S>, st: IterationState, ids: readonly number[], ranks: readonly RankId[]): ShardRef[] {
+export function placeShards<S>(fx: IterationEffects<S>, st: IterationState, ids: readonly number[], ranks: readonly RankId[], finished: readonly number[] = []): ShardRef[] {
   if (ids.length === 0 || ranks.length === 0) return [];
   const shards: ShardRef[] = [];
-  for (const placement of assignLeastLoaded(ids, loadsByRank(st.ledger, ranks))) {
+  for (const placement of assignLeastLoaded(ids, loadsByRank(st.ledger, ranks, finished))) {
     if (placement.sampleIds.length === 0) continue;
     shards.push({ id: fx.shardId(placement.rank, st.shardSerial++), rank: placement.rank, sampleIds: placement.sampleIds });
   }
@@ -83,23 +83,24 @@ export function relaunch<S>(fx: IterationEffects<S>, st: IterationState, ids: re
 
 /**
  * Admits new samples (version = current weights) onto `ranks`, as many as the admission policy's
- * bound allows before the batch is sealed or after (`batchSealed`); `reportedCompleted`: live
- * samples the store reports completed while their shard runs on; `behindOtherWork`: work begun
- * just before in this step that the admission must not hold back (IterationEffects.admitAndLaunch).
+ * bound allows before the batch is sealed or after (`batchSealed`); `reported`: samples the store
+ * reported completed (those whose shard runs on hold no engine: they count neither as rolling
+ * out nor in a rank's load); `behindOtherWork`: work begun just before in this step that the
+ * admission must not hold back (IterationEffects.admitAndLaunch).
  */
 export function* refill<S>(
   fx: IterationEffects<S>,
   st: IterationState,
   ranks: readonly RankId[],
-  { batchSealed, behindOtherWork, reportedCompleted = 0 }: { batchSealed: boolean; behindOtherWork: boolean; reportedCompleted?: number },
+  { batchSealed, behindOtherWork, reported = [] }: { batchSealed: boolean; behindOtherWork: boolean; reported?: readonly number[] },
 ): Step<S, void> {
   if (ranks.length === 0) return;
-  const room = st.input.options.admission.admissionRoom(admissionInput(fx, st, ranks, batchSealed, reportedCompleted));
+  const room = st.input.options.admission.admissionRoom(admissionInput(fx, st, ranks, batchSealed, reportedStillRunning(st, reported)));
   if (room <= 0) return;
   const admitted = admit(st.ledger, room, st.stats.toVersion);
   st.ledger = admitted.ledger;
   st.stats.admitted += admitted.ids.length;
-  const shards = placeShards(fx, st, admitted.ids, ranks);
+  const shards = placeShards(fx, st, admitted.ids, ranks, reported);
   yield* fx.admitAndLaunch({ ids: admitted.ids, version: st.stats.toVersion, shards, behindOtherWork });
 }
 
@@ -225,7 +226,7 @@ export function* rolloutUntilBatch<S>(fx: IterationEffects<S>, st: IterationStat
     if (completed !== undefined && completed.length >= batchSize) return selectBatch(st.ledger, completed, batchSize);
     if (completed !== undefined) {
       reported = completed;
-      yield* refill(fx, st, st.active, { batchSealed: false, behindOtherWork: false, reportedCompleted: reportedStillRunning(st, reported) });
+      yield* refill(fx, st, st.active, { batchSealed: false, behindOtherWork: false, reported });
       continue;
     }
     reported = [];

@@ -279,6 +279,17 @@ describe('queries', () => {
     expect(loadsByRank(ledger, [1])).toEqual([{ rank: 1, load: 3 }]);
     expect(loadsByRank(ledger, [])).toEqual([]);
   });
+
+  it('loadsByRank leaves out samples the store reported finished while their shard runs on', () => {
+    const ledger = fixture();
+    // 0 and 3 finished on their engines (still running in the ledger until their shards settle);
+    // 4 is completed in the ledger already and 99 is unknown: neither changes a load.
+    expect(loadsByRank(ledger, [0, 1], [0, 3, 4, 99])).toEqual([
+      { rank: 0, load: 0 },
+      { rank: 1, load: 2 },
+    ]);
+    expect(samplesByState(ledger).running).toEqual([0, 1, 2, 3]);
+  });
 });
 
 describe('retries: markCompleted and adoptSamples', () => {

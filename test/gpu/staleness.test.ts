@@ -13,11 +13,13 @@ import {
   emptyLedger,
   expandSpans,
   ksDistance,
+  KV_CAP_MARGIN_SDS,
   kvRunningCap,
   rankKvCapacity,
   rollingKvCapacity,
   lagSummary,
   maxRunningSamples,
+  residentContext,
   residentContextTokens,
   sampleUtilization,
   settleShard,
@@ -93,12 +95,50 @@ describe('KV cap', () => {
     expect(residentContextTokens({ samples: 0, tokens: 0, squaredTokens: 0 })).toBeUndefined();
   });
 
-  it('caps running samples at what the KV caches of the ranks rolling out hold, at least one per rank', () => {
-    // 1166.67 tokens resident per sample; 4 ranks × 10 000 tokens hold 34.
-    expect(kvRunningCap({ kvCapacityTokens: 40_000, ranksRollingOut: 4, trainedContext: trained })).toBe(34);
-    expect(kvRunningCap({ kvCapacityTokens: 10_000, ranksRollingOut: 1, trainedContext: trained })).toBe(8);
+  it('models the resident context as U · L of the length-biased L, with a log-normal third moment', () => {
+    // Equal lengths L: a uniform fraction of L, mean L / 2 and standard deviation L / √12.
+    const equal = residentContext({ samples: 4, tokens: 4000, squaredTokens: 4_000_000 })!;
+    expect(equal.mean).toBe(500);
+    expect(equal.sd).toBeCloseTo(1000 / Math.sqrt(12), 9);
+    // 1000, 2000, 3000: E[L] 2000, E[L²] 14e6 / 3, closure E[L³] = E[L²]³ / E[L]³, E[X²] = E[L³] / (3 E[L]).
+    const m1 = 2000;
+    const m2 = 14_000_000 / 3;
+    const spread = residentContext(trained)!;
+    expect(spread.mean).toBeCloseTo(m2 / (2 * m1), 9);
+    expect(spread.sd).toBeCloseTo(Math.sqrt(m2 ** 3 / m1 ** 3 / (3 * m1) - (m2 / (2 * m1)) ** 2), 6);
+    // A wider spread of lengths at the same mean: a larger mean and a larger deviation.
+    const wider = residentContext({ samples: 2, tokens: 4000, squaredTokens: 1000 ** 2 + 3000 ** 2 })!;
+    expect(wider.mean).toBeGreaterThan(equal.mean);
+    expect(wider.sd / wider.mean).toBeGreaterThan(equal.sd / equal.mean);
+    expect(residentContext(undefined)).toBeUndefined();
+    expect(residentContext({ samples: 3, tokens: 0, squaredTokens: 0 })).toBeUndefined();
+  });
+
+  it('caps running samples at what each rank rolling out holds with one standard deviation of margin, at least one per rank', () => {
+    // μ 1166.67, σ 869.6 tokens: a rank of 10 000 tokens holds n = 6.65 (n·μ + √n·σ = 10 000), 4 such ranks 26.
+    expect(KV_CAP_MARGIN_SDS).toBe(1);
+    expect(kvRunningCap({ kvCapacityTokens: 40_000, ranksRollingOut: 4, trainedContext: trained })).toBe(26);
+    expect(kvRunningCap({ kvCapacityTokens: 10_000, ranksRollingOut: 1, trainedContext: trained })).toBe(6);
     expect(kvRunningCap({ kvCapacityTokens: 2_000, ranksRollingOut: 4, trainedContext: trained })).toBe(4);
     expect(kvRunningCap({ kvCapacityTokens: 0, ranksRollingOut: 0, trainedContext: trained })).toBe(0);
+  });
+
+  it('keeps the mean plus one standard deviation of a rank\'s resident contexts within its cache, and no more room than that', () => {
+    const { mean, sd } = residentContext(trained)!;
+    const fits = (n: number, capacity: number): boolean => n * mean + Math.sqrt(n) * sd <= capacity;
+    for (const perRank of [3_000, 10_000, 65_536, 385_000]) {
+      for (const ranks of [1, 4, 20]) {
+        const cap = kvRunningCap({ kvCapacityTokens: perRank * ranks, ranksRollingOut: ranks, trainedContext: trained })!;
+        // The cap over the ranks: each holds cap / ranks on average, within its cache with the margin.
+        expect(fits(cap / ranks, perRank)).toBe(true);
+        expect(fits((cap + 1) / ranks, perRank)).toBe(cap + 1 <= ranks);
+      }
+    }
+    // The margin matters most where a rank holds few samples: below the mean-only fit, by less as n grows.
+    const few = kvRunningCap({ kvCapacityTokens: 10_000, ranksRollingOut: 1, trainedContext: trained })!;
+    const many = kvRunningCap({ kvCapacityTokens: 1_000_000, ranksRollingOut: 1, trainedContext: trained })!;
+    expect(few / (10_000 / mean)).toBeLessThan(many / (1_000_000 / mean));
+    expect(many).toBeLessThan(Math.floor(1_000_000 / mean));
   });
 
   it('has no cap before anything with known contexts was trained', () => {

@@ -34,18 +34,20 @@ describe('stalenessAdmission', () => {
   });
 
   it("'resume' caps running samples at the KV capacity of the ranks rolling out over the trained samples' resident context", () => {
-    // Six samples admitted at v0; 0 and 1 trained with contexts 1000 and 3000 tokens (E[L²] / (2 E[L]) = 1250).
+    // Six samples admitted at v0; 0 and 1 trained with contexts 1000 and 3000 tokens: a rolling
+    // sample holds 1250 tokens on average (E[L²] / (2 E[L])), standard deviation 1021.
     let run = admit(emptyLedger(), 6, 0).ledger;
     run = settleShard(assignToShard(run, [0, 1], 0, 's'), 's', []);
     const kv = { ...bound, batchSize: 8, maxConcurrentSamples: 100, batchSealed: false, kvCapacityTokens: 5000 };
     // Nothing trained yet: no KV cap, the batch size caps the four waiting samples.
     expect(stalenessAdmission('resume').admissionRoom({ ledger: run, ...kv })).toBe(4);
     run = sealBatch(run, [0, 1], { tokens: 4000, squaredTokens: 10_000_000 });
-    // Two ranks × 2500 tokens hold 4 samples of 1250: the four rolling out fill them.
+    // Two ranks × 2500 tokens hold 2 with the margin (n · 1250 + √n · 1021 ≤ 2500: n = 1.13 each,
+    // at least one per rank; 4 without it): the four rolling out exceed them. Three × 4000 hold 6.
     expect(stalenessAdmission('resume').admissionRoom({ ledger: run, ...kv })).toBe(0);
-    expect(stalenessAdmission('resume').admissionRoom({ ledger: run, ...kv, ranksRollingOut: 3, kvCapacityTokens: 7500 })).toBe(2);
+    expect(stalenessAdmission('resume').admissionRoom({ ledger: run, ...kv, ranksRollingOut: 3, kvCapacityTokens: 12_000 })).toBe(2);
     expect(stalenessAdmission('resume').admissionRoom({ ledger: run, ...kv, kvCapacityTokens: undefined })).toBe(4);
-    expect(stalenessAdmission('resume').admissionPoint({ ledger: run, ...kv, ranksRollingOut: 3, kvCapacityTokens: 7500, completed: 0 })).toBe(1);
+    expect(stalenessAdmission('resume').admissionPoint({ ledger: run, ...kv, ranksRollingOut: 3, kvCapacityTokens: 12_000, completed: 0 })).toBe(1);
     // 'drop' (the baseline) has no KV cap.
     expect(stalenessAdmission('drop').admissionRoom({ ledger: run, ...kv })).toBe(96);
   });
