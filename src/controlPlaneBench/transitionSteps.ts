@@ -33,7 +33,7 @@ export const TRAIN_TO_ROLLING_STEPS = [
   'sync + reload (activity, from the settle task’s end)',
   'sync done → iteration closed',
   'iteration closed → next iteration started (run workflow task)',
-  'next iteration: first workflow task (recover from the store, relaunch the carried samples)',
+  'next iteration: first workflow task (recover from the store; relaunch the carried samples, or admit when none is carried)',
   'first workflow task done → every rank’s first shard started',
 ] as const;
 

@@ -166,6 +166,8 @@ export function* releaseAndTrain<S>(fx: IterationEffects<S>, st: IterationState)
  * New samples start on the kept ranks only within the staleness bound: the samples still live
  * already fill the next `asyncRatio` batches (the admission policy's bound with the batch sealed).
  * The onload begun is awaited whatever the admission does, so a failure never leaves it running.
+ * Where both fail the onload's error is raised (it may name a lost node); the admission's failure
+ * stays in the iteration's history.
  */
 function* admitWhileOnloading<S>(fx: IterationEffects<S>, st: IterationState): Step<S, void> {
   let admission: { error: unknown } | undefined;

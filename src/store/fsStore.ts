@@ -225,6 +225,9 @@ export class FsTrajectoryStore implements TrajectoryStore {
       this.withSampleLock(id, async () => {
         const record = await this.loadSample(id);
         check(record);
+        // A completion marker beside a running record was left by a crash between the two writes
+        // of a completion (the turn runs again): without it awaitBatch stops recounting this one.
+        await removeIfExists(this.markerPath(id), this.sync);
         if (record.owner === shard) return;
         await this.writeSample({ ...record, owner: shard });
       }),
@@ -258,6 +261,10 @@ export class FsTrajectoryStore implements TrajectoryStore {
     const shard = this.checkShardId(shardId);
     const last = this.validateInput(record, 'completion of sample');
     this.checkRunningUnbatched(last, 'completion of sample', 'a completion');
+    const final = last.turns.at(-1)?.final;
+    if (final !== undefined && final.reward !== reward) {
+      throw new InvalidInputError(`completion of sample ${last.id}`, this.samplePath(last.id), `reward ${reward} differs from its final turn's ${final.reward}`);
+    }
     return this.complete(last.id, shard, reward, nowMs, (current) => {
       this.checkContinues(current, last, shard, 'completion');
       return last;
@@ -265,10 +272,11 @@ export class FsTrajectoryStore implements TrajectoryStore {
   }
 
   /**
-   * Completes an owned sample: the completion marker first (awaitBatch counts markers; a marker
-   * left by a crash before the record is written is recounted from the records), then the record,
-   * `withTurns(current)`'s turns with the partial turn cleared. A completed sample is left as it
-   * is (a retry), its lost marker re-created while it is not in a batch.
+   * Completes an owned sample: the completion marker first (awaitBatch counts markers), then the
+   * record, `withTurns(current)`'s turns with the partial turn cleared. A crash between the two
+   * leaves a marker beside the running record: awaitBatch recounts it from the records until the
+   * next claim removes it. A completed sample is left as it is (a retry), its lost marker
+   * re-created while it is not in a batch.
    */
   private async complete(id: number, shard: string, reward: number, nowMs: number, withTurns: (current: SampleRecord) => SampleRecord): Promise<SampleRecord> {
     checkIntRange('nowMs', nowMs, 0, MAX_ID);

@@ -210,6 +210,21 @@ describe('completion', () => {
     expect(await store.listCompleted([2])).toEqual([]);
   });
 
+  it('a claim removes a marker a crash left beside a running record; completeSample refuses a reward its final turn contradicts', async () => {
+    await store.createSamples([sample(1)]);
+    await store.claim([1], 'a@1');
+    // The crash between a completion's two writes: the marker is there, the record still running.
+    await atomicWrite(store.markerPath(1), JSON.stringify({ id: 1, completedAtMs: 5 }));
+    expect(await store.countCompletionMarkers([1])).toBe(1);
+    expect(await store.listCompleted([1])).toEqual([]);
+    await store.claim([1], 'a@2');
+    expect(await store.countCompletionMarkers([1])).toBe(0);
+    const last = withTurns(await store.readSample(1), 1);
+    const withFinal = { ...last, turns: [{ ...last.turns[0]!, final: { reward: 0.5 } }] };
+    await expect(store.completeSample(withFinal, 'a@2', 1, 9)).rejects.toThrow(/reward 1 differs from its final turn's 0.5/);
+    expect((await store.completeSample(withFinal, 'a@2', 0.5, 9)).reward).toBe(0.5);
+  });
+
   it('a retry re-creates a marker lost in a crash', async () => {
     await completed([1], [50]);
     await unlink(store.markerPath(1)); // lost in a crash

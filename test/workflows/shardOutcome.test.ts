@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { inShardOrder } from '../../src/workflows/shards';
+import { accountsForShard, inShardOrder } from '../../src/workflows/shards';
 import { ValidationError } from '../../src/validation/patterns';
 
 const ref = { id: 's1', rank: 0, sampleIds: [4, 2, 9, 7] };
@@ -20,5 +20,10 @@ describe("a stopped shard's reported outcome", () => {
     expect(() => inShardOrder(ref, stray)).toThrow(ValidationError);
     const other = { shardId: 's2', completed: [4, 2, 9, 7], unfinished: [], dropped: [] };
     expect(() => inShardOrder(ref, other)).toThrow(ValidationError);
+    // The stop checks first and settles such a shard from the store instead.
+    for (const bad of [missing, twice, stray, other]) expect(accountsForShard(ref, bad)).toBe(false);
+    const sameCountOneTwice = { shardId: 's1', completed: [4, 2, 9], unfinished: [9], dropped: [] };
+    expect(accountsForShard(ref, sameCountOneTwice)).toBe(false);
+    expect(accountsForShard(ref, { shardId: 's1', completed: [7], unfinished: [2, 4], dropped: [{ id: 9, reason: 'stale' }] })).toBe(true);
   });
 });
