@@ -101,7 +101,14 @@ export function* refill<S>(
   st.ledger = admitted.ledger;
   st.stats.admitted += admitted.ids.length;
   const shards = placeShards(fx, st, admitted.ids, ranks, reported);
-  yield* fx.admitAndLaunch({ ids: admitted.ids, version: st.stats.toVersion, shards, behindOtherWork });
+  try {
+    yield* fx.admitAndLaunch({ ids: admitted.ids, version: st.stats.toVersion, shards, behindOtherWork });
+  } catch (error) {
+    // The admission failed, so these shards never started: nothing for the pool's restore to stop
+    // or settle (their samples may have no record). The attempt fails; its retry admits them again.
+    for (const shard of shards) st.shards.delete(shard.id);
+    throw error;
+  }
 }
 
 function admissionInput<S>(fx: IterationEffects<S>, st: IterationState, ranks: readonly RankId[], batchSealed: boolean, reportedCompleted: number): AdmissionRoomInput {
