@@ -227,7 +227,9 @@ export class FsTrajectoryStore implements TrajectoryStore {
         check(record);
         // A completion marker beside a running record was left by a crash between the two writes
         // of a completion (the turn runs again): without it awaitBatch stops recounting this one.
-        await removeIfExists(this.markerPath(id), this.sync);
+        // Looked for with a synchronous read first: an unlink through the thread pool on every
+        // claim would queue behind the writes' fsyncs.
+        if ((await readIfExists(this.markerPath(id))) !== undefined) await removeIfExists(this.markerPath(id), this.sync);
         if (record.owner === shard) return;
         await this.writeSample({ ...record, owner: shard });
       }),
@@ -318,12 +320,11 @@ export class FsTrajectoryStore implements TrajectoryStore {
   }
 
   /**
-   * The record `next` continues the one on disk: written by its owner, same immutable fields,
-   * every turn on disk kept as it is.
+   * The record `next` continues the one on disk (whose owner the caller has checked): same
+   * immutable fields, every turn on disk kept as it is.
    */
   private checkContinues(current: SampleRecord, next: SampleRecord, shard: string, what: string): void {
     const path = this.samplePath(next.id);
-    if (current.owner !== shard) throw new FencingError(next.id, path, shard, current.owner);
     const immutable = ['startVersion', 'promptTokens', 'startedAtMs'] as const;
     for (const field of immutable) {
       if (current[field] !== next[field]) {
