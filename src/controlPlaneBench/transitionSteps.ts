@@ -103,7 +103,8 @@ export function transitionSteps(iteration: number, history: History, next: Histo
   }
   // The kept ranks' admission runs alongside the onload, as an activity of its own.
   const admissions = spans.filter((span) => span.name === 'admitSamples' && span.scheduledMs >= shrunkMs && span.scheduledMs < trainScheduled);
-  const onloadDone = Math.max(shrunkMs, ...[onloads, admissions].filter((group) => group.length > 0).map((group) => lastClosed(group, group[0]!.name)));
+  const beside = [...onloads, ...admissions];
+  const onloadDone = beside.length === 0 ? shrunkMs : Math.max(shrunkMs, lastClosed(beside, 'trainerOnload or admitSamples'));
   batchToTrain[BATCH_TO_TRAIN_STEPS[3]] = onloadDone - shrunkMs;
   batchToTrain[BATCH_TO_TRAIN_STEPS[4]] = moments.trainStartedMs - onloadDone;
   if (next === undefined) return { iteration, batchToTrain };
