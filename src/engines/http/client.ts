@@ -114,3 +114,13 @@ export function parseVersion(endpoint: string, value: string | number): number {
   }
   return Number(text);
 }
+
+/** The answer of an endpoint a server may not serve: undefined where it answers HTTP 404. */
+export async function unlessNotServed<T>(call: Promise<T>): Promise<T | undefined> {
+  try {
+    return await call;
+  } catch (error) {
+    if (error instanceof EngineHttpError && error.status === 404) return undefined;
+    throw error;
+  }
+}

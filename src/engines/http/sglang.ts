@@ -18,8 +18,8 @@
 import { z } from 'zod';
 import { ALL_MEMORY_TAGS, type EngineStatus, type MemoryTag, type RolloutEngine, type TurnRequest, type TurnResult } from '../types';
 import { SglangWeightReceiver } from './broadcast';
-import { describe, HttpClient, parseVersion } from './client';
-import { EngineHttpError, EngineProtocolError } from './errors';
+import { describe, HttpClient, parseVersion, unlessNotServed } from './client';
+import { EngineProtocolError } from './errors';
 import type { RolloutAdapterOptions, SamplingOptions } from './sampling';
 
 const generateResponseSchema = z.object({
@@ -157,14 +157,8 @@ export class SglangRolloutEngine implements RolloutEngine {
    * Absent, null or no such endpoint (HTTP 404): none reported.
    */
   async kvCapacityTokens(): Promise<number | undefined> {
-    let info: z.infer<typeof serverInfoSchema>;
-    try {
-      info = await this.http.json('GET', '/server_info', undefined, serverInfoSchema);
-    } catch (error) {
-      if (error instanceof EngineHttpError && error.status === 404) return undefined;
-      throw error;
-    }
-    if (info.max_total_num_tokens === null || info.max_total_num_tokens === undefined) return undefined;
+    const info = await unlessNotServed(this.http.json('GET', '/server_info', undefined, serverInfoSchema));
+    if (info?.max_total_num_tokens === null || info?.max_total_num_tokens === undefined) return undefined;
     return info.max_total_num_tokens * (info.dp_size ?? 1);
   }
 

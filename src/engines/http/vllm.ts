@@ -19,7 +19,7 @@
 import { z } from 'zod';
 import { ALL_MEMORY_TAGS, type EngineStatus, type MemoryTag, type RolloutEngine, type TurnRequest, type TurnResult } from '../types';
 import { VllmWeightReceiver } from './broadcast';
-import { HttpClient, parseJson, parseVersion } from './client';
+import { HttpClient, parseJson, parseVersion, unlessNotServed } from './client';
 import { EngineHttpError, EngineProtocolError } from './errors';
 import type { RolloutAdapterOptions, SamplingOptions } from './sampling';
 
@@ -198,14 +198,9 @@ export class VllmRolloutEngine implements RolloutEngine {
    */
   async kvCapacityTokens(): Promise<number | undefined> {
     const endpoint = this.http.endpoint('GET', '/metrics');
-    let response: Response;
-    try {
-      response = await this.http.send('GET', '/metrics', undefined);
-    } catch (error) {
-      // No metrics endpoint (a proxy in front that does not expose it): none reported.
-      if (error instanceof EngineHttpError && error.status === 404) return undefined;
-      throw error;
-    }
+    // No metrics endpoint (a proxy in front that does not expose it): none reported.
+    const response = await unlessNotServed(this.http.send('GET', '/metrics', undefined));
+    if (response === undefined) return undefined;
     const series = infoSeries(await response.text(), 'vllm:cache_config_info');
     let tokens = 0;
     for (const labels of series) {
