@@ -250,12 +250,21 @@ export function sealBatch(ledger: SampleLedger, ids: readonly number[], contexts
   const sealed = new Set(ids);
   next.live = next.live.filter((sample) => !sealed.has(sample.id));
   next.counters.batched += ids.length;
-  if (contexts !== undefined) {
-    checkIntRange('sealBatch: context tokens', contexts.tokens, 0, Number.MAX_SAFE_INTEGER);
-    checkPostcondition('sealBatch: Σ of squared context tokens finite and ≥ 0', Number.isFinite(contexts.squaredTokens) && contexts.squaredTokens >= 0, () => String(contexts.squaredTokens));
-    const before = next.counters.trainedContext ?? { samples: 0, tokens: 0, squaredTokens: 0 };
-    next.counters.trainedContext = { samples: before.samples + ids.length, tokens: before.tokens + contexts.tokens, squaredTokens: before.squaredTokens + contexts.squaredTokens };
-  }
+  checkLedgerInvariants(next);
+  return contexts === undefined ? next : recordTrainedContexts(next, ids.length, contexts);
+}
+
+/**
+ * Adds a sealed batch's contexts (Σ and Σ² of its `samples` final context tokens, from its
+ * manifest) to `trainedContext`: for a batch sealed before its manifest was written.
+ */
+export function recordTrainedContexts(ledger: SampleLedger, samples: number, contexts: { tokens: number; squaredTokens: number }): SampleLedger {
+  checkIntRange('trained contexts: samples', samples, 1, ledger.counters.batched);
+  checkIntRange('trained contexts: context tokens', contexts.tokens, 0, Number.MAX_SAFE_INTEGER);
+  checkPostcondition('trained contexts: Σ of squared context tokens finite and ≥ 0', Number.isFinite(contexts.squaredTokens) && contexts.squaredTokens >= 0, () => String(contexts.squaredTokens));
+  const next = copy(ledger);
+  const before = next.counters.trainedContext ?? { samples: 0, tokens: 0, squaredTokens: 0 };
+  next.counters.trainedContext = { samples: before.samples + samples, tokens: before.tokens + contexts.tokens, squaredTokens: before.squaredTokens + contexts.squaredTokens };
   checkLedgerInvariants(next);
   return next;
 }

@@ -55,11 +55,18 @@ export interface IterationEffects<S> {
   dropSamples(ids: number[], reason: DropReason): Step<S, void>;
   /**
    * Creates the admitted samples' records, then starts their shards (one step: admission always
-   * launches). `behindOtherWork`: work was begun just before in this step (shard launches, the
-   * trainer's onload) that an admission done inside the workflow task would hold back until it
-   * ends; the Temporal driver then admits in an activity of its own, alongside that work.
+   * launches). The Temporal driver admits inside the workflow task (a local activity): right for
+   * an admission that follows no other work begun in the same step.
    */
-  admitAndLaunch(input: { ids: number[]; version: number; shards: ShardRef[]; behindOtherWork: boolean }): Step<S, void>;
+  admitAndLaunch(input: { ids: number[]; version: number; shards: ShardRef[] }): Step<S, void>;
+  /**
+   * Begins what admitAndLaunch does, as work of its own beside whatever else the program begins
+   * or awaits (the Temporal driver: an activity, not held in the workflow task); the shards start
+   * once the records exist. One at a time; awaited by awaitAdmitAndLaunch.
+   */
+  beginAdmitAndLaunch(input: { ids: number[]; version: number; shards: ShardRef[] }): void;
+  /** Waits for the admission begun by beginAdmitAndLaunch (its shards started); raises its failure. */
+  awaitAdmitAndLaunch(): Step<S, void>;
   /** Starts a shard of samples that already exist; it runs until it ends or is stopped. */
   launchShard(shard: ShardRef, version: number): void;
   /**
@@ -72,9 +79,14 @@ export interface IterationEffects<S> {
    * outcomes from the store, and the errors of shards that failed (ended other than by our stop).
    */
   stopShards(input: { shards: ShardRef[]; migration: MigrationPolicy; tolerateFailures: boolean }): Step<S, { outcomes: ShardOutcome[]; failures: unknown[] }>;
-  /** Writes the batch manifest (training needs it); marking each sample may go on until `finishSeal`. */
-  sealBatch(input: { sampleIds: number[]; fromVersion: number }): Step<S, SealedBatchFigures>;
-  /** Ends the per-sample marking begun by `sealBatch` or found sealed (idempotent). */
+  /**
+   * Begins writing the batch manifest (training needs it) beside the work that follows the seal
+   * (the shrink's stop); marking each sample may go on until `finishSeal`. Awaited by awaitSealBatch.
+   */
+  beginSealBatch(input: { sampleIds: number[]; fromVersion: number }): void;
+  /** Waits for the manifest begun by beginSealBatch; returns its figures. */
+  awaitSealBatch(): Step<S, SealedBatchFigures>;
+  /** Ends the per-sample marking begun with the manifest or found sealed (idempotent). */
   finishSeal(input: { sampleIds: number[]; fromVersion: number }): Step<S, void>;
 
   resumeMemory(ranks: RankId[], tags: MemoryTag[]): Step<S, void>;

@@ -15,6 +15,7 @@ import {
   loadsByRank,
   markCompleted,
   planShrink,
+  recordTrainedContexts,
   planShrinkByLeastWork,
   rollingKvCapacity,
   samplesByState,
@@ -47,7 +48,7 @@ export function enterPhase<S>(fx: IterationEffects<S>, st: IterationState, next:
     samplesRunning: states.running.length,
     samplesCompleted: states.completed.length,
     samplesWaiting: states.waiting.length,
-    batchSamples: st.batch?.sampleIds.length ?? 0,
+    batchSamples: (st.batch?.sampleIds ?? st.sealing ?? []).length,
   });
 }
 
@@ -85,8 +86,8 @@ export function relaunch<S>(fx: IterationEffects<S>, st: IterationState, ids: re
  * Admits new samples (version = current weights) onto `ranks`, as many as the admission policy's
  * bound allows before the batch is sealed or after (`batchSealed`); `reported`: samples the store
  * reported completed (those whose shard runs on hold no engine: they count neither as rolling
- * out nor in a rank's load); `behindOtherWork`: work begun just before in this step that the
- * admission must not hold back (IterationEffects.admitAndLaunch).
+ * out nor in a rank's load); `behindOtherWork`: work begun just before in this step, which an
+ * admission inside the step would hold back: it is begun beside that work and awaited here.
  */
 export function* refill<S>(
   fx: IterationEffects<S>,
@@ -94,21 +95,70 @@ export function* refill<S>(
   ranks: readonly RankId[],
   { batchSealed, behindOtherWork, reported = [] }: { batchSealed: boolean; behindOtherWork: boolean; reported?: readonly number[] },
 ): Step<S, void> {
-  if (ranks.length === 0) return;
+  if (behindOtherWork) {
+    beginRefill(fx, st, ranks, { batchSealed, reported });
+    yield* awaitRefill(fx, st);
+    return;
+  }
+  const placed = placeAdmission(fx, st, ranks, batchSealed, reported);
+  if (placed === undefined) return;
+  try {
+    yield* fx.admitAndLaunch(placed);
+  } catch (error) {
+    forgetUnstarted(st, placed.shards);
+    throw error;
+  }
+}
+
+/**
+ * Begins an admission (refill's) beside other work: its shards start once their records exist.
+ * `st.admitting` holds them until awaitRefill, which every path through the program reaches
+ * (the pool's restore included).
+ */
+export function beginRefill<S>(fx: IterationEffects<S>, st: IterationState, ranks: readonly RankId[], { batchSealed, reported = [] }: { batchSealed: boolean; reported?: readonly number[] }): void {
+  if (st.admitting !== undefined) throw new Error('beginRefill: an admission is pending already (awaitRefill first)');
+  const placed = placeAdmission(fx, st, ranks, batchSealed, reported);
+  if (placed === undefined) return;
+  st.admitting = placed.shards;
+  fx.beginAdmitAndLaunch(placed);
+}
+
+/** Waits for the admission begun by beginRefill, if one is pending; raises its failure. */
+export function* awaitRefill<S>(fx: IterationEffects<S>, st: IterationState): Step<S, void> {
+  const shards = st.admitting;
+  if (shards === undefined) return;
+  st.admitting = undefined;
+  try {
+    yield* fx.awaitAdmitAndLaunch();
+  } catch (error) {
+    forgetUnstarted(st, shards);
+    throw error;
+  }
+}
+
+/** Decides and places an admission (the ledger's and the shards'); undefined when there is no room. */
+function placeAdmission<S>(
+  fx: IterationEffects<S>,
+  st: IterationState,
+  ranks: readonly RankId[],
+  batchSealed: boolean,
+  reported: readonly number[],
+): { ids: number[]; version: number; shards: ShardRef[] } | undefined {
+  if (ranks.length === 0) return undefined;
   const room = st.input.options.admission.admissionRoom(admissionInput(fx, st, ranks, batchSealed, reportedStillRunning(st, reported)));
-  if (room <= 0) return;
+  if (room <= 0) return undefined;
   const admitted = admit(st.ledger, room, st.stats.toVersion);
   st.ledger = admitted.ledger;
   st.stats.admitted += admitted.ids.length;
-  const shards = placeShards(fx, st, admitted.ids, ranks, reported);
-  try {
-    yield* fx.admitAndLaunch({ ids: admitted.ids, version: st.stats.toVersion, shards, behindOtherWork });
-  } catch (error) {
-    // The admission failed, so these shards never started: nothing for the pool's restore to stop
-    // or settle (their samples may have no record). The attempt fails; its retry admits them again.
-    for (const shard of shards) st.shards.delete(shard.id);
-    throw error;
-  }
+  return { ids: admitted.ids, version: st.stats.toVersion, shards: placeShards(fx, st, admitted.ids, ranks, reported) };
+}
+
+/**
+ * A failed admission's shards never started: nothing for the pool's restore to stop or settle
+ * (their samples may have no record). The attempt fails; its retry admits them again.
+ */
+function forgetUnstarted(st: IterationState, shards: readonly ShardRef[]): void {
+  for (const shard of shards) st.shards.delete(shard.id);
 }
 
 function admissionInput<S>(fx: IterationEffects<S>, st: IterationState, ranks: readonly RankId[], batchSealed: boolean, reportedCompleted: number): AdmissionRoomInput {
@@ -197,8 +247,15 @@ export function adoptRecovered(st: IterationState, nextIdBefore: number, recover
 }
 
 function takeBatch(st: IterationState, batch: { sampleIds: number[] } & SealedBatchFigures): void {
-  const contexts = batch.totalTokensSquared === undefined ? undefined : { tokens: batch.totalTokens, squaredTokens: batch.totalTokensSquared };
-  st.ledger = sealBatch(st.ledger, batch.sampleIds, contexts);
+  st.ledger = sealBatch(st.ledger, batch.sampleIds);
+  takeFigures(st, batch);
+}
+
+/** The sealed batch's manifest figures: the ledger's trained contexts, the stats, the batch. */
+function takeFigures(st: IterationState, batch: { sampleIds: number[] } & SealedBatchFigures): void {
+  if (batch.totalTokensSquared !== undefined) {
+    st.ledger = recordTrainedContexts(st.ledger, batch.sampleIds.length, { tokens: batch.totalTokens, squaredTokens: batch.totalTokensSquared });
+  }
   st.batch = batch;
   st.stats.batchSamples = batch.sampleIds.length;
   st.stats.batchTokens = batch.totalTokens;
@@ -256,10 +313,23 @@ function reportedStillRunning(st: IterationState, reported: readonly number[]): 
   return reported.filter((id) => running.has(id)).length;
 }
 
-/** Seals the batch in the store (the manifest training needs) and in the ledger. */
-export function* seal<S>(fx: IterationEffects<S>, st: IterationState, ids: number[]): Step<S, void> {
-  const figures = yield* fx.sealBatch({ sampleIds: ids, fromVersion: st.input.fromVersion });
-  takeBatch(st, { sampleIds: ids, ...figures });
+/**
+ * Seals the batch in the ledger and begins its manifest in the store (the figures training and
+ * the admission's KV cap need): the shrink's stop goes out beside it. awaitSeal takes the figures.
+ */
+export function beginSeal<S>(fx: IterationEffects<S>, st: IterationState, ids: number[]): void {
+  st.ledger = sealBatch(st.ledger, ids);
+  st.sealing = ids;
+  fx.beginSealBatch({ sampleIds: ids, fromVersion: st.input.fromVersion });
+}
+
+/** Waits for the manifest begun by beginSeal, if one is pending, and takes its figures. */
+export function* awaitSeal<S>(fx: IterationEffects<S>, st: IterationState): Step<S, void> {
+  const ids = st.sealing;
+  if (ids === undefined) return;
+  const figures = yield* fx.awaitSealBatch();
+  st.sealing = undefined;
+  takeFigures(st, { sampleIds: ids, ...figures });
 }
 
 /** The 'adaptive' trigger: waits while a shrink would overload the ranks that keep rolling out. */

@@ -27,15 +27,17 @@ import type { IterationDecisions, IterationStats, Phase, WeightGroupState } from
 import type { IterationEffects, Step } from './effects';
 import {
   adoptRecovered,
+  awaitRefill,
+  awaitSeal,
   awaitShrinkTrigger,
+  beginRefill,
+  beginSeal,
   carryOver,
   enterPhase,
   planRelease,
-  refill,
   rejoin,
   relaunch,
   rolloutUntilBatch,
-  seal,
   setPool,
   stopAndSettle,
 } from './operations';
@@ -84,10 +86,14 @@ export function* runIteration<S>(fx: IterationEffects<S>, st: IterationState): S
     // A retried attempt whose batch was already sealed resumes at training.
     if (st.batch === undefined) {
       enterPhase(fx, st, 'rollout');
-      yield* seal(fx, st, yield* rolloutUntilBatch(fx, st));
+      beginSeal(fx, st, yield* rolloutUntilBatch(fx, st));
     }
-    if (st.input.options.policy.trigger === 'adaptive' && layout.strategy === 'multiplexed') yield* adaptiveTrigger(fx, st);
+    if (st.input.options.policy.trigger === 'adaptive' && layout.strategy === 'multiplexed') {
+      yield* awaitSeal(fx, st);
+      yield* adaptiveTrigger(fx, st);
+    }
     yield* shrink(fx, st);
+    yield* awaitSeal(fx, st);
     yield* releaseAndTrain(fx, st);
     yield* stopAll(fx, st);
     yield* syncAndExpand(fx, st);
@@ -143,13 +149,17 @@ export function* shrink<S>(fx: IterationEffects<S>, st: IterationState): Step<S,
 
 /**
  * Train ‖ long tail: the released ranks release their memory and the trainer onloads on the train
- * GPUs (one step) while new samples are admitted on the kept ranks, then it steps on the sealed
- * batch; a shared trainer's offload starts at once and runs alongside the stop of every shard.
+ * GPUs (one step) while new samples are admitted on the kept ranks; the trainer steps on the
+ * sealed batch as soon as it is onloaded, the admission still going on beside it (awaited at the
+ * step's end). A shared trainer's offload starts then and runs alongside the stop of every shard.
  */
 export function* releaseAndTrain<S>(fx: IterationEffects<S>, st: IterationState): Step<S, void> {
   st.trainerOnloaded = true;
   fx.beginReleaseAndOnloadTrainer(st.release);
-  yield* admitWhileOnloading(fx, st);
+  // New samples start on the kept ranks only within the staleness bound: the samples still live
+  // already fill the next `asyncRatio` batches (the admission policy's bound with the batch sealed).
+  if (st.keep.length > 0 && st.input.asyncRatio >= 1) beginRefill(fx, st, st.keep, { batchSealed: true });
+  yield* fx.awaitReleaseAndOnloadTrainer();
   if (st.release.length > 0) setPool(fx, st, completeOffload(st.layout, st.pool, st.release));
   setPool(fx, st, beginTraining(st.layout, st.pool));
   enterPhase(fx, st, 'train');
@@ -159,25 +169,8 @@ export function* releaseAndTrain<S>(fx: IterationEffects<S>, st: IterationState)
   checkPostcondition('train step: every train node reached the next version', reached.every((version) => version === newVersion), () => JSON.stringify(reached));
   st.committedVersion = newVersion;
   st.stats.toVersion = newVersion;
+  yield* awaitRefill(fx, st);
   if (trainerShared(st)) fx.beginTrainerOffload();
-}
-
-/**
- * New samples start on the kept ranks only within the staleness bound: the samples still live
- * already fill the next `asyncRatio` batches (the admission policy's bound with the batch sealed).
- * The onload begun is awaited whatever the admission does, so a failure never leaves it running.
- * Where both fail the onload's error is raised (it may name a lost node); the admission's failure
- * stays in the iteration's history.
- */
-function* admitWhileOnloading<S>(fx: IterationEffects<S>, st: IterationState): Step<S, void> {
-  let admission: { error: unknown } | undefined;
-  try {
-    if (st.keep.length > 0 && st.input.asyncRatio >= 1) yield* refill(fx, st, st.keep, { batchSealed: true, behindOtherWork: true });
-  } catch (error) {
-    admission = { error };
-  }
-  yield* fx.awaitReleaseAndOnloadTrainer();
-  if (admission !== undefined) throw admission.error;
 }
 
 /** Stop: every shard checkpoints and settles; then the trainer's offload (begun at the step's end) is awaited. */
@@ -219,6 +212,14 @@ function trainerShared(st: IterationState): boolean {
 export function* restoreServingPool<S>(fx: IterationEffects<S>, st: IterationState): Step<S, string[]> {
   enterPhase(fx, st, 'recovering');
   const problems: string[] = [];
+  try {
+    // An admission still pending ends first: its shards then run (and are stopped below) or never
+    // started. Its failure is no restore problem: the attempt fails anyway, and the failed
+    // activity is in the iteration's history.
+    yield* awaitRefill(fx, st);
+  } catch {
+    // Its shards are forgotten (awaitRefill): nothing of it to restore.
+  }
   try {
     // A failed shard has ended and its samples are settled: not a failure to restore the pool.
     yield* stopAndSettle(fx, st, [...st.shards.values()], true);

@@ -66,8 +66,12 @@ export interface IterationState {
   /** Shards started and not yet settled, by id. */
   shards: Map<string, ShardRef>;
   shardSerial: number;
-  /** The sealed batch, once there is one. */
+  /** The sealed batch, once its manifest's figures are in. */
   batch: ({ sampleIds: number[] } & SealedBatchFigures) | undefined;
+  /** The batch sealed in the ledger whose manifest is being written (beginSeal until awaitSeal). */
+  sealing: number[] | undefined;
+  /** The shards of an admission begun beside other work, not started until it ends (beginRefill until awaitRefill). */
+  admitting: ShardRef[] | undefined;
   /** Ranks released at shrink and those that keep rolling out (set at shrink). */
   release: RankId[];
   keep: RankId[];
@@ -93,6 +97,8 @@ export function createIterationState(input: ProgramInput, nowMs: number): Iterat
     shards: new Map(),
     shardSerial: 0,
     batch: undefined,
+    sealing: undefined,
+    admitting: undefined,
     release: [],
     keep: [],
     active: [],

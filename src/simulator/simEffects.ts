@@ -84,8 +84,33 @@ export function simEffects(world: SimWorld, cfg: SimulationConfig, state: Iterat
   };
 }
 
-function storeEffects(world: SimWorld, cfg: SimulationConfig): Pick<Effects, 'recoverFromStore' | 'dropSamples' | 'admitAndLaunch' | 'awaitBatch' | 'stopShards' | 'sealBatch' | 'finishSeal'> {
-  const { roundTrips, shardStopMs } = timing(cfg);
+type StoreEffects = Pick<
+  Effects,
+  'recoverFromStore' | 'dropSamples' | 'admitAndLaunch' | 'beginAdmitAndLaunch' | 'awaitAdmitAndLaunch' | 'awaitBatch' | 'stopShards' | 'beginSealBatch' | 'awaitSealBatch' | 'finishSeal'
+>;
+
+/** Work begun in virtual time: done one round trip after it began, whatever the program does meanwhile. */
+function begunWork<T>(world: SimWorld, activityRoundTripMs: number, what: string) {
+  let pending: { result: T; doneAt: number } | undefined;
+  return {
+    begin(result: T): void {
+      if (pending !== undefined) throw new Error(`${what}: begun already`);
+      pending = { result, doneAt: world.now() + activityRoundTripMs };
+    },
+    *await(): Step<Wait, T> {
+      const begun = pending;
+      if (begun === undefined) throw new Error(`${what}: nothing was begun`);
+      pending = undefined;
+      yield* sleep(Math.max(0, begun.doneAt - world.now()));
+      return begun.result;
+    },
+  };
+}
+
+function storeEffects(world: SimWorld, cfg: SimulationConfig): StoreEffects {
+  const { roundTrips, shardStopMs, activityRoundTripMs } = timing(cfg);
+  const admission = begunWork<void>(world, activityRoundTripMs, 'admission');
+  const manifest = begunWork<{ totalTokens: number; totalTokensSquared: number }>(world, activityRoundTripMs, 'batch manifest');
   return {
     *recoverFromStore() {
       // describeSamples and readSealedBatch, issued together: one round trip; nothing left behind.
@@ -101,6 +126,12 @@ function storeEffects(world: SimWorld, cfg: SimulationConfig): Pick<Effects, 're
       for (const shard of shards) world.launchShard(shard);
       yield* roundTrips(1);
     },
+    beginAdmitAndLaunch({ ids, version, shards }) {
+      world.createSamples(ids, version);
+      for (const shard of shards) world.launchShard(shard);
+      admission.begin();
+    },
+    awaitAdmitAndLaunch: () => admission.await(),
     *awaitBatch({ candidates, batchSize }) {
       world.watchBatch(candidates);
       yield { kind: 'until', ready: () => world.completedInWatch().length >= batchSize || world.everyShardEnded() };
@@ -118,10 +149,10 @@ function storeEffects(world: SimWorld, cfg: SimulationConfig): Pick<Effects, 're
       yield* roundTrips(1);
       return { outcomes, failures: [] };
     },
-    *sealBatch({ sampleIds, fromVersion }) {
-      yield* roundTrips(1);
-      return world.sealBatch(sampleIds, fromVersion);
+    beginSealBatch({ sampleIds, fromVersion }) {
+      manifest.begin(world.sealBatch(sampleIds, fromVersion));
     },
+    awaitSealBatch: () => manifest.await(),
     *finishSeal() {
       // Marking runs alongside the shrink and training: never on the critical path here.
     },
@@ -189,8 +220,8 @@ function trainerEffects(
   let offloaded = true;
   let releasing: RankId[] | undefined;
   return {
-    // Begun with the admission on the kept ranks, here run after it: the admission costs the
-    // simulated control plane one round trip, below what these runs resolve.
+    // Begun beside the admission on the kept ranks, run here when awaited: nothing between the
+    // begin and the await takes virtual time.
     beginReleaseAndOnloadTrainer(release) {
       releasing = [...release];
     },

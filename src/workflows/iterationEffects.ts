@@ -9,7 +9,7 @@ import { checkPostcondition, trainNodes, type RankId, type RankWork } from '../g
 import type { IterationEffects, PhaseReport, ReloadFailure, Step } from '../iteration/effects';
 import { shardId } from '../contract/naming';
 import type { RunSpec } from '../contract/types';
-import type { IterationProgress, RankKvCapacity } from '../contract/types';
+import type { IterationProgress, RankKvCapacity, SealedBatchFigures } from '../contract/types';
 import { PHASE_KEY } from '../temporal/searchAttributes';
 import { awaiting, drive, rankRanges, type Suspension } from './drive';
 import type { IterationActivities } from './iterationActivities';
@@ -87,11 +87,25 @@ function reportPhase(ctx: TemporalEffectsContext, report: PhaseReport): void {
   ctx.onProgress({ iteration: ctx.iteration, ...report });
 }
 
-function bookkeepingEffects(ctx: TemporalEffectsContext, shards: ShardRunner): Pick<Effects, 'recoverFromStore' | 'dropSamples' | 'admitAndLaunch' | 'awaitBatch' | 'stopShards' | 'sealBatch' | 'finishSeal'> {
+type BookkeepingEffects = Pick<
+  Effects,
+  'recoverFromStore' | 'dropSamples' | 'admitAndLaunch' | 'beginAdmitAndLaunch' | 'awaitAdmitAndLaunch' | 'awaitBatch' | 'stopShards' | 'beginSealBatch' | 'awaitSealBatch' | 'finishSeal'
+>;
+
+/** Creates the admitted samples' records (a local activity or an activity of its own, by `proxy`). */
+function admitWith(runId: string) {
+  return (proxy: IterationActivities['bookkeeping'] | IterationActivities['background'], ids: number[], version: number): Promise<unknown> =>
+    proxy.admitSamples.executeWithOptions({ summary: `admit ${ids.length} samples at v${version}` }, [{ runId, ids, version }]);
+}
+
+function bookkeepingEffects(ctx: TemporalEffectsContext, shards: ShardRunner): BookkeepingEffects {
   const { spec, iteration } = ctx;
   const store = ctx.activities.bookkeeping;
   const runId = spec.runId;
+  const admit = admitWith(runId);
   let marking: Promise<unknown> | undefined;
+  let manifest: Promise<SealedBatchFigures> | undefined;
+  let admitting: Promise<void> | undefined;
   return {
     *recoverFromStore({ waiting, fromId }) {
       // Both reads are independent: issued together they cost one round trip.
@@ -106,12 +120,24 @@ function bookkeepingEffects(ctx: TemporalEffectsContext, shards: ShardRunner): P
     *dropSamples(ids, reason) {
       yield* awaiting(store.dropSamples.executeWithOptions({ summary: `drop ${ids.length} samples (${reason})` }, [{ runId, ids, reason }]));
     },
-    *admitAndLaunch({ ids, version, shards: placed, behindOtherWork }) {
-      // A local activity holds the workflow task, and with it the commands just issued, until it
-      // ends; an activity of its own lets those go out now and runs alongside them.
-      const admitting = behindOtherWork ? ctx.activities.background : store;
-      yield* awaiting(admitting.admitSamples.executeWithOptions({ summary: `admit ${ids.length} samples at v${version}` }, [{ runId, ids, version }]));
+    *admitAndLaunch({ ids, version, shards: placed }) {
+      yield* awaiting(admit(store, ids, version));
       for (const shard of placed) shards.launch(shard, version);
+    },
+    beginAdmitAndLaunch({ ids, version, shards: placed }) {
+      if (admitting !== undefined) throw new Error('beginAdmitAndLaunch: an admission is pending already');
+      // An activity of its own: a local activity would hold the workflow task, and with it every
+      // command issued beside it, until it ends.
+      admitting = admit(ctx.activities.background, ids, version).then(() => {
+        for (const shard of placed) shards.launch(shard, version);
+      });
+      admitting.catch(() => undefined); // observed by awaitAdmitAndLaunch
+    },
+    *awaitAdmitAndLaunch() {
+      const begun = admitting;
+      if (begun === undefined) throw new Error('awaitAdmitAndLaunch: no admission was begun');
+      admitting = undefined;
+      yield* awaiting(begun);
     },
     *awaitBatch({ candidates, batchSize }) {
       const summary = `await batch of ${batchSize} among ${candidates.length} candidates`;
@@ -133,12 +159,24 @@ function bookkeepingEffects(ctx: TemporalEffectsContext, shards: ShardRunner): P
       checkPostcondition('stop: every stopped shard settled', outcomes.length === refs.length, () => JSON.stringify(refs.filter((ref) => !reported.has(ref.id)).map((ref) => ref.id)));
       return { outcomes, failures };
     },
-    *sealBatch({ sampleIds, fromVersion }) {
-      // Training needs the manifest only; marking each sample (store I/O per sample) runs alongside
-      // the shrink and training and is awaited before the iteration ends.
-      const manifest = yield* awaiting(store.writeBatchManifest.executeWithOptions({ summary: `seal batch manifest (${sampleIds.length} samples)` }, [{ runId, iteration, fromVersion, sampleIds }]));
-      marking = startMarking(ctx, sampleIds, fromVersion);
-      return manifest;
+    beginSealBatch({ sampleIds, fromVersion }) {
+      if (manifest !== undefined) throw new Error('beginSealBatch: a manifest is being written already');
+      // An activity beside the shrink's stop: training needs the manifest, the stop does not.
+      // Marking each sample (store I/O per sample) follows it, alongside the shrink and training,
+      // and is awaited before the iteration ends.
+      manifest = ctx.activities.background.writeBatchManifest
+        .executeWithOptions({ summary: `seal batch manifest (${sampleIds.length} samples)` }, [{ runId, iteration, fromVersion, sampleIds }])
+        .then((figures) => {
+          marking = startMarking(ctx, sampleIds, fromVersion);
+          return figures;
+        });
+      manifest.catch(() => undefined); // observed by awaitSealBatch
+    },
+    *awaitSealBatch() {
+      const begun = manifest;
+      if (begun === undefined) throw new Error('awaitSealBatch: no manifest was begun');
+      manifest = undefined;
+      return yield* awaiting(begun);
     },
     *finishSeal({ sampleIds, fromVersion }) {
       // Idempotent: also completes the marking of an earlier attempt that sealed the batch.

@@ -43,6 +43,8 @@ function diedWhileStopping(error: unknown): boolean {
 
 export class ShardRunner {
   private readonly running = new Map<string, RunningShard>();
+  /** The watches of unlessShardFails races under way: each sees every shard launched during it. */
+  private readonly failureWatchers = new Set<(shard: RunningShard) => void>();
   /** What each rank's engine reported of its KV capacity: carried in from earlier iterations, updated by every shard result. */
   readonly kvCapacity: Map<RankId, number | null>;
 
@@ -82,6 +84,7 @@ export class ShardRunner {
       () => (shard.done = true),
     );
     this.running.set(ref.id, shard);
+    for (const watch of this.failureWatchers) watch(shard);
   }
 
   /** Settles once every running shard has ended (never, if none runs). */
@@ -98,12 +101,16 @@ export class ShardRunner {
     const scope = new CancellationScope();
     const result = scope.run(work);
     result.catch(() => undefined);
-    const shardFailure = new Promise<never>((_, reject) => {
-      for (const shard of this.running.values()) shard.ended.catch((error: unknown) => !isCancellation(error) && reject(error));
-    });
+    let fail: (error: unknown) => void = () => undefined;
+    const shardFailure = new Promise<never>((_, reject) => (fail = reject));
+    const watch = (shard: RunningShard): void => void shard.ended.catch((error: unknown) => !isCancellation(error) && fail(error));
+    for (const shard of this.running.values()) watch(shard);
+    // Shards launched during the race (an admission ending beside the train step) are watched too.
+    this.failureWatchers.add(watch);
     try {
       return await Promise.race([result, shardFailure]);
     } finally {
+      this.failureWatchers.delete(watch);
       scope.cancel();
     }
   }

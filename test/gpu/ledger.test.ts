@@ -12,6 +12,7 @@ import {
   markCompleted,
   samplesByState,
   samplesOnShard,
+  recordTrainedContexts,
   sealBatch,
   selectBatch,
   settleShard,
@@ -200,8 +201,18 @@ describe('sealBatch', () => {
     expect(second.counters.trainedContext).toEqual({ samples: 3, tokens: 400, squaredTokens: 60_000 });
     // A batch whose manifest has no Σ² (written before) trains but leaves the estimate as it was.
     expect(sealBatch(second, [2]).counters.trainedContext).toEqual({ samples: 3, tokens: 400, squaredTokens: 60_000 });
-    expectRejectedUnchanged(ledger, (l) => sealBatch(l, [4], { tokens: -1, squaredTokens: 0 }), 'VAL_INT_RANGE', 'sealBatch: context tokens');
-    expectRejectedUnchanged(ledger, (l) => sealBatch(l, [4], { tokens: 1, squaredTokens: Number.NaN }), 'AST_POSTCONDITION', 'sealBatch: Σ of squared context tokens');
+    expectRejectedUnchanged(ledger, (l) => sealBatch(l, [4], { tokens: -1, squaredTokens: 0 }), 'VAL_INT_RANGE', 'trained contexts: context tokens');
+    expectRejectedUnchanged(ledger, (l) => sealBatch(l, [4], { tokens: 1, squaredTokens: Number.NaN }), 'AST_POSTCONDITION', 'trained contexts: Σ of squared context tokens');
+  });
+
+  it('a batch sealed before its manifest is written takes its contexts after, as if given at the seal', () => {
+    const ledger = fixture();
+    const atOnce = sealBatch(ledger, [4, 0], { tokens: 300, squaredTokens: 50_000 });
+    const sealed = sealBatch(ledger, [4, 0]);
+    expect(sealed.counters.trainedContext).toBeUndefined();
+    expect(recordTrainedContexts(sealed, 2, { tokens: 300, squaredTokens: 50_000 })).toEqual(atOnce);
+    // More samples than were ever batched cannot be a sealed batch's.
+    expectRejectedUnchanged(sealed, (l) => recordTrainedContexts(l, 3, { tokens: 300, squaredTokens: 50_000 }), 'VAL_INT_RANGE', 'trained contexts: samples');
   });
 
   it('a sealed running sample is no longer on its shard: settling the shard later ignores it, naming it unfinished is a stray', () => {
