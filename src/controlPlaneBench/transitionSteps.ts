@@ -20,11 +20,11 @@ export interface TransitionSteps {
 }
 
 export const BATCH_TO_TRAIN_STEPS = [
-  'seal: workflow task with the manifest (local activity)',
+  'seal: workflow task issuing the released ranks’ stop beside the manifest',
   'shrink: stop the released ranks’ shards until the settle task starts',
   'shrink: workflow task settling and re-sharding',
-  'release + trainer onload ‖ admission on the kept ranks (activities)',
-  'onload and admission done → trainStep started',
+  'manifest (if still being written), then release + trainer onload (activities)',
+  'onload done → trainStep started',
 ] as const;
 
 export const TRAIN_TO_ROLLING_STEPS = [
@@ -66,9 +66,6 @@ function localActivityType(event: HistoryEvent): string | undefined {
   return typeof parsed.activity_type === 'string' ? parsed.activity_type : undefined;
 }
 
-function firstTask(tasks: readonly WorkflowTask[], from: number, ran: string): WorkflowTask | undefined {
-  return tasks.find((task) => task.completedMs >= from && task.localActivities.includes(ran));
-}
 
 /** The workflow task that settles a stop: the first to start once its direct stops answered. */
 function settleTask(tasks: readonly WorkflowTask[], stops: readonly ActivitySpan[]): WorkflowTask | undefined {
@@ -89,9 +86,10 @@ export function transitionSteps(iteration: number, history: History, next: Histo
   const moments = iterationMoments(history);
   const trainScheduled = Math.min(...spans.filter((span) => span.name === 'trainStep').map((span) => span.scheduledMs));
   const onloads = spans.filter((span) => span.name === 'trainerOnload');
-  const manifest = firstTask(tasks, moments.batchSeenMs, 'writeBatchManifest');
+  // The workflow task that took the batch watch's answer: it seals the batch and issues the stop.
+  const sealTask = tasks.find((task) => task.startedMs >= moments.batchSeenMs);
   const batchToTrain: Record<string, number> = {};
-  const sealedMs = manifest?.completedMs ?? moments.batchSeenMs;
+  const sealedMs = sealTask?.completedMs ?? moments.batchSeenMs;
   batchToTrain[BATCH_TO_TRAIN_STEPS[0]] = sealedMs - moments.batchSeenMs;
   const shrinkStops = spans.filter((span) => span.name === 'stopShards' && span.scheduledMs >= sealedMs && span.scheduledMs < trainScheduled);
   let shrunkMs = sealedMs;
@@ -101,10 +99,9 @@ export function transitionSteps(iteration: number, history: History, next: Histo
     batchToTrain[BATCH_TO_TRAIN_STEPS[2]] = settle.completedMs - settle.startedMs;
     shrunkMs = settle.completedMs;
   }
-  // The kept ranks' admission runs alongside the onload, as an activity of its own.
-  const admissions = spans.filter((span) => span.name === 'admitSamples' && span.scheduledMs >= shrunkMs && span.scheduledMs < trainScheduled);
-  const beside = [...onloads, ...admissions];
-  const onloadDone = beside.length === 0 ? shrunkMs : Math.max(shrunkMs, lastClosed(beside, 'trainerOnload or admitSamples'));
+  // The train step waits for the onload (begun once the manifest is in), not for the kept ranks'
+  // admission beside it.
+  const onloadDone = onloads.length === 0 ? shrunkMs : Math.max(shrunkMs, lastClosed(onloads, 'trainerOnload'));
   batchToTrain[BATCH_TO_TRAIN_STEPS[3]] = onloadDone - shrunkMs;
   batchToTrain[BATCH_TO_TRAIN_STEPS[4]] = moments.trainStartedMs - onloadDone;
   if (next === undefined) return { iteration, batchToTrain };
