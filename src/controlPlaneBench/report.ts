@@ -46,6 +46,8 @@ export interface PointSummary {
   workerCpuMsPerIteration: number;
   serverCpuMsPerIteration: number;
   workerPeakRssMiB: number;
+  /** In-process workers only: the event loop's delay, median and p99 (ms). */
+  eventLoopDelayMs?: { p50: number; p99: number };
 }
 
 export function summarize(result: PointResult): PointSummary {
@@ -74,6 +76,7 @@ export function summarize(result: PointResult): PointSummary {
     workerCpuMsPerIteration: result.workerCpuMs / result.point.iterations,
     serverCpuMsPerIteration: result.serverCpuMs / result.point.iterations,
     workerPeakRssMiB: result.workerPeakRssBytes / 2 ** 20,
+    ...(result.eventLoopDelayMs === undefined ? {} : { eventLoopDelayMs: result.eventLoopDelayMs }),
   };
 }
 
@@ -95,6 +98,7 @@ const COLUMNS: [string, (s: PointSummary) => string][] = [
   ['worker CPU ms/it', (s) => ms(s.workerCpuMsPerIteration)],
   ['server CPU ms/it', (s) => ms(s.serverCpuMsPerIteration)],
   ['worker RSS MiB', (s) => s.workerPeakRssMiB.toFixed(0)],
+  ['loop delay p50/p99 ms', (s) => (s.eventLoopDelayMs === undefined ? '—' : `${s.eventLoopDelayMs.p50.toFixed(1)}/${s.eventLoopDelayMs.p99.toFixed(1)}`)],
 ];
 
 function ms(value: number): string {
