@@ -6,7 +6,7 @@
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { monitorEventLoopDelay } from 'node:perf_hooks';
+import { monitorEventLoopDelay, type IntervalHistogram } from 'node:perf_hooks';
 import type { Client } from '@temporalio/client';
 import { temporal } from '@temporalio/proto';
 import type { WorkflowBundleWithSourceMap } from '@temporalio/worker';
@@ -77,7 +77,8 @@ export interface PointResult {
   runWallMs: number;
   /**
    * In-process workers: how late this process's event loop ran its callbacks over the run (ms,
-   * median and p99). Workflow tasks and activities wait on that loop: a late loop is contention.
+   * median and p99). Activities, the worker's polling and the routing of workflow activations to
+   * and from their threads run on that loop: a late loop is contention every step meets.
    */
   eventLoopDelayMs?: { p50: number; p99: number };
 }
@@ -112,10 +113,10 @@ export async function runPoint(env: BenchEnv, point: BenchPoint, mode: WorkerMod
     temporal: { address: env.server.address, namespace: 'default' },
   };
   const workers = mode === 'in-process' ? await startInProcess(env, context) : await startProcesses(env, raw, dir, context, options.log);
+  const loopDelay = mode === 'in-process' ? monitorEventLoopDelay({ resolution: LOOP_DELAY_RESOLUTION_MS }) : undefined;
+  loopDelay?.enable();
   try {
     const sampler = new RssSampler(() => workers.pids);
-    const loopDelay = mode === 'in-process' ? monitorEventLoopDelay({ resolution: LOOP_DELAY_RESOLUTION_MS }) : undefined;
-    loopDelay?.enable();
     const workerCpu0 = sumCpu(workers.pids);
     const serverCpu0 = cpuMs(env.server.pid);
     const spec = buildRunSpec(parsed, runId);
@@ -141,10 +142,9 @@ export async function runPoint(env: BenchEnv, point: BenchPoint, mode: WorkerMod
     const workerCpuMs = sumCpu(workers.pids) - workerCpu0;
     const serverCpuMs = cpuMs(env.server.pid) - serverCpu0;
     const workerPeakRssBytes = sampler.stop();
-    loopDelay?.disable();
     // The histogram holds the nanoseconds between its timer's runs: the delay is what exceeds the resolution.
-    const lateMs = (percentile: number) => Math.max(0, loopDelay!.percentile(percentile) / 1e6 - LOOP_DELAY_RESOLUTION_MS);
-    const eventLoopDelayMs = loopDelay === undefined ? undefined : { p50: lateMs(50), p99: lateMs(99) };
+    const lateMs = (histogram: IntervalHistogram, percentile: number) => Math.max(0, histogram.percentile(percentile) / 1e6 - LOOP_DELAY_RESOLUTION_MS);
+    const eventLoopDelayMs = loopDelay === undefined ? undefined : { p50: lateMs(loopDelay, 50), p99: lateMs(loopDelay, 99) };
 
     const store = new FsTrajectoryStore(context.paths.storeRoot, runId);
     // An iteration that failed and was retried is an error of the run: counted, and left out of
@@ -210,6 +210,7 @@ export async function runPoint(env: BenchEnv, point: BenchPoint, mode: WorkerMod
       ...(eventLoopDelayMs === undefined ? {} : { eventLoopDelayMs }),
     };
   } finally {
+    loopDelay?.disable();
     await workers.stop();
   }
 }

@@ -8,7 +8,6 @@ import { temporal } from '@temporalio/proto';
 import { activitySpans, eventMs, iterationMoments, type ActivitySpan } from './historyFigures';
 
 type History = temporal.api.history.v1.IHistory;
-type HistoryEvent = temporal.api.history.v1.IHistoryEvent;
 const EventType = temporal.api.enums.v1.EventType;
 
 export interface TransitionSteps {
@@ -37,11 +36,10 @@ export const TRAIN_TO_ROLLING_STEPS = [
   'first workflow task done → every rank’s first shard started',
 ] as const;
 
-/** A workflow task as recorded: its start and completion (ms), and the local activities whose markers follow it. */
+/** A workflow task as recorded: its start and completion (ms). */
 interface WorkflowTask {
   startedMs: number;
   completedMs: number;
-  localActivities: string[];
 }
 
 function workflowTasks(history: History): WorkflowTask[] {
@@ -50,22 +48,11 @@ function workflowTasks(history: History): WorkflowTask[] {
   for (const event of history.events ?? []) {
     if (event.eventType === EventType.EVENT_TYPE_WORKFLOW_TASK_STARTED) startedMs = eventMs(event);
     else if (event.eventType === EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED) {
-      tasks.push({ startedMs: startedMs ?? eventMs(event), completedMs: eventMs(event), localActivities: [] });
-    } else if (event.eventType === EventType.EVENT_TYPE_MARKER_RECORDED) {
-      const type = localActivityType(event);
-      if (type !== undefined) tasks[tasks.length - 1]?.localActivities.push(type);
+      tasks.push({ startedMs: startedMs ?? eventMs(event), completedMs: eventMs(event) });
     }
   }
   return tasks;
 }
-
-function localActivityType(event: HistoryEvent): string | undefined {
-  const data = event.markerRecordedEventAttributes?.details?.['data']?.payloads?.[0]?.data;
-  if (data === undefined || data === null) return undefined;
-  const parsed = JSON.parse(Buffer.from(data).toString('utf8')) as { activity_type?: unknown };
-  return typeof parsed.activity_type === 'string' ? parsed.activity_type : undefined;
-}
-
 
 /** The workflow task that settles a stop: the first to start once its direct stops answered. */
 function settleTask(tasks: readonly WorkflowTask[], stops: readonly ActivitySpan[]): WorkflowTask | undefined {
@@ -87,7 +74,9 @@ export function transitionSteps(iteration: number, history: History, next: Histo
   const trainScheduled = Math.min(...spans.filter((span) => span.name === 'trainStep').map((span) => span.scheduledMs));
   const onloads = spans.filter((span) => span.name === 'trainerOnload');
   // The workflow task that took the batch watch's answer: it seals the batch and issues the stop.
-  const sealTask = tasks.find((task) => task.startedMs >= moments.batchSeenMs);
+  // A batch complete at the iteration's start was sealed by the first task, whose end is batchSeenMs.
+  const watched = spans.some((span) => span.name === 'awaitBatch');
+  const sealTask = watched ? tasks.find((task) => task.startedMs >= moments.batchSeenMs) : undefined;
   const batchToTrain: Record<string, number> = {};
   const sealedMs = sealTask?.completedMs ?? moments.batchSeenMs;
   batchToTrain[BATCH_TO_TRAIN_STEPS[0]] = sealedMs - moments.batchSeenMs;

@@ -80,10 +80,12 @@ export interface IterationEffects<S> {
    */
   stopShards(input: { shards: ShardRef[]; migration: MigrationPolicy; tolerateFailures: boolean }): Step<S, { outcomes: ShardOutcome[]; failures: unknown[] }>;
   /**
-   * Begins writing the batch manifest (training needs it) beside the work that follows the seal
-   * (the shrink's stop); marking each sample may go on until `finishSeal`. Awaited by awaitSealBatch.
+   * Begins writing the batch manifest (training needs it); marking each sample may go on until
+   * `finishSeal`. `besideOtherWork`: the program issues other work (the shrink's stop) before it
+   * awaits the manifest, which the Temporal driver then writes in an activity of its own (else
+   * inside the workflow task). Awaited by awaitSealBatch.
    */
-  beginSealBatch(input: { sampleIds: number[]; fromVersion: number }): void;
+  beginSealBatch(input: { sampleIds: number[]; fromVersion: number; besideOtherWork: boolean }): void;
   /** Waits for the manifest begun by beginSealBatch; returns its figures. */
   awaitSealBatch(): Step<S, SealedBatchFigures>;
   /** Ends the per-sample marking begun with the manifest or found sealed (idempotent). */

@@ -315,20 +315,22 @@ function reportedStillRunning(st: IterationState, reported: readonly number[]): 
 
 /**
  * Seals the batch in the ledger and begins its manifest in the store (the figures training and
- * the admission's KV cap need): the shrink's stop goes out beside it. awaitSeal takes the figures.
+ * the admission's KV cap need); `besideOtherWork`: the shrink's stop goes out beside it.
+ * awaitSeal takes the figures.
  */
-export function beginSeal<S>(fx: IterationEffects<S>, st: IterationState, ids: number[]): void {
+export function beginSeal<S>(fx: IterationEffects<S>, st: IterationState, ids: number[], { besideOtherWork }: { besideOtherWork: boolean }): void {
+  if (st.sealing !== undefined) throw new Error('beginSeal: a manifest is pending already (awaitSeal first)');
   st.ledger = sealBatch(st.ledger, ids);
   st.sealing = ids;
-  fx.beginSealBatch({ sampleIds: ids, fromVersion: st.input.fromVersion });
+  fx.beginSealBatch({ sampleIds: ids, fromVersion: st.input.fromVersion, besideOtherWork });
 }
 
-/** Waits for the manifest begun by beginSeal, if one is pending, and takes its figures. */
+/** Waits for the manifest begun by beginSeal, if one is pending, and takes its figures; raises its failure. */
 export function* awaitSeal<S>(fx: IterationEffects<S>, st: IterationState): Step<S, void> {
   const ids = st.sealing;
   if (ids === undefined) return;
-  const figures = yield* fx.awaitSealBatch();
   st.sealing = undefined;
+  const figures = yield* fx.awaitSealBatch();
   takeFigures(st, { sampleIds: ids, ...figures });
 }
 

@@ -3,9 +3,10 @@
  * once over the effects interface (effects.ts). The Temporal iteration workflow and the simulator
  * both run it; they differ only in how an effect is carried out.
  *
- *   rejoin → carry-over → recover from the store → full rollout until the batch → seal →
- *   [adaptive trigger] → shrink (stop, settle, re-shard) → release + trainer onload →
- *   train ‖ long tail → stop (‖ trainer offload) → sync + expand
+ *   rejoin → carry-over → recover from the store → full rollout until the batch → seal (the
+ *   manifest beside the shrink's stop; awaited first under the adaptive trigger) →
+ *   [adaptive trigger] → shrink (stop, settle, re-shard) → release + trainer onload (‖ admission
+ *   on the kept ranks) → train ‖ long tail → stop (‖ trainer offload) → sync + expand
  *
  * Every transition goes through the pure core (src/gpu) first, so an invalid step throws before
  * any effect reaches a GPU. A failure restores a serving pool (no shard running, trainer
@@ -18,6 +19,7 @@ import {
   checkLedgerInvariants,
   checkPoolInvariants,
   checkPostcondition,
+  planShrink,
   planWithLostRanks,
   samplesByState,
   type RankId,
@@ -84,11 +86,14 @@ export function* runIteration<S>(fx: IterationEffects<S>, st: IterationState): S
     const nextId = st.ledger.nextSampleId;
     adoptRecovered(st, nextId, yield* fx.recoverFromStore({ waiting: waitingIds(st), fromId: nextId }));
     // A retried attempt whose batch was already sealed resumes at training.
+    const adaptive = st.input.options.policy.trigger === 'adaptive' && layout.strategy === 'multiplexed';
     if (st.batch === undefined) {
       enterPhase(fx, st, 'rollout');
-      beginSeal(fx, st, yield* rolloutUntilBatch(fx, st));
+      const ids = yield* rolloutUntilBatch(fx, st);
+      // The adaptive trigger needs the batch's tokens before the shrink: nothing goes out beside.
+      beginSeal(fx, st, ids, { besideOtherWork: !adaptive && shrinkWillStopShards(st) });
     }
-    if (st.input.options.policy.trigger === 'adaptive' && layout.strategy === 'multiplexed') {
+    if (adaptive) {
       yield* awaitSeal(fx, st);
       yield* adaptiveTrigger(fx, st);
     }
@@ -109,6 +114,13 @@ export function* runIteration<S>(fx: IterationEffects<S>, st: IterationState): S
   st.stats.carriedOver = st.ledger.live.length;
   st.stats.endedAtMs = fx.now();
   return { version: st.stats.toVersion, stats: st.stats, decisions: st.decisions, ...(st.weightGroup === undefined ? {} : { weightGroup: st.weightGroup }) };
+}
+
+/** Whether the shrink will stop shards (on the configured release set): the manifest then goes out beside that stop. */
+function shrinkWillStopShards(st: IterationState): boolean {
+  const { layout, shrinkOverride } = st.input;
+  const release = new Set(planShrink(layout, shrinkOverride).release);
+  return [...st.shards.values()].some((shard) => release.has(shard.rank));
 }
 
 function waitingIds(st: IterationState): number[] {
@@ -154,11 +166,12 @@ export function* shrink<S>(fx: IterationEffects<S>, st: IterationState): Step<S,
  * step's end). A shared trainer's offload starts then and runs alongside the stop of every shard.
  */
 export function* releaseAndTrain<S>(fx: IterationEffects<S>, st: IterationState): Step<S, void> {
-  st.trainerOnloaded = true;
-  fx.beginReleaseAndOnloadTrainer(st.release);
   // New samples start on the kept ranks only within the staleness bound: the samples still live
   // already fill the next `asyncRatio` batches (the admission policy's bound with the batch sealed).
+  // Decided before the onload begins, so a refused decision leaves no onload running unawaited.
   if (st.keep.length > 0 && st.input.asyncRatio >= 1) beginRefill(fx, st, st.keep, { batchSealed: true });
+  st.trainerOnloaded = true;
+  fx.beginReleaseAndOnloadTrainer(st.release);
   yield* fx.awaitReleaseAndOnloadTrainer();
   if (st.release.length > 0) setPool(fx, st, completeOffload(st.layout, st.pool, st.release));
   setPool(fx, st, beginTraining(st.layout, st.pool));
@@ -219,6 +232,12 @@ export function* restoreServingPool<S>(fx: IterationEffects<S>, st: IterationSta
     yield* awaitRefill(fx, st);
   } catch {
     // Its shards are forgotten (awaitRefill): nothing of it to restore.
+  }
+  try {
+    // So is a manifest still being written: a retry then finds it written, or not at all.
+    yield* awaitSeal(fx, st);
+  } catch {
+    // Not written: the retry rolls out and seals again (the failed activity is in the history).
   }
   try {
     // A failed shard has ended and its samples are settled: not a failure to restore the pool.

@@ -26,6 +26,27 @@ export function* awaiting<T>(promise: Promise<T>): Step<Suspension, T> {
   return (yield promise) as T;
 }
 
+/**
+ * Work begun in one effect and awaited in another (the program's begin/await pairs): one at a
+ * time. A failure before the await is kept for it, not reported as unhandled.
+ */
+export function begunWork<T>(what: string): { begin(work: Promise<T>): void; await(): Step<Suspension, T> } {
+  let pending: Promise<T> | undefined;
+  return {
+    begin(work) {
+      if (pending !== undefined) throw new Error(`${what}: begun already, not yet awaited`);
+      work.catch(() => undefined); // observed by await()
+      pending = work;
+    },
+    *await() {
+      const begun = pending;
+      if (begun === undefined) throw new Error(`${what}: nothing was begun`);
+      pending = undefined;
+      return yield* awaiting(begun);
+    },
+  };
+}
+
 /** "0-3", "0,2,5-7": ranks as ranges, for summaries a person reads. */
 export function rankRanges(ranks: readonly number[]): string {
   const sorted = [...ranks].sort((a, b) => a - b);

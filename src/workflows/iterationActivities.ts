@@ -12,11 +12,12 @@ import { orchestratorQueue, rankQueue, trainerQueue } from '../contract/naming';
 import type { RunSpec } from '../contract/types';
 
 export interface IterationActivities {
-  /** Store bookkeeping (admit, settle, seal, drop, describe): local activities. */
+  /** Store bookkeeping awaited at once (admit, settle, manifest, drop, describe): local activities. */
   bookkeeping: ReturnType<typeof proxyLocalActivities<OrchestratorActivities>>;
   /**
-   * Store work that runs in the background while the workflow goes on (the batch's per-sample
-   * marking): a local activity would hold the workflow task open until it ends.
+   * Store work that runs while the workflow goes on (the batch's per-sample marking; a manifest or
+   * an admission beside other work): a local activity would hold the workflow task, and every
+   * command issued with it, until it ends.
    */
   background: ReturnType<typeof proxyActivities<OrchestratorActivities>>;
   /** The batch watch: runs until the batch is complete. */

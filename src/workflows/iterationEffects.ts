@@ -11,7 +11,7 @@ import { shardId } from '../contract/naming';
 import type { RunSpec } from '../contract/types';
 import type { IterationProgress, RankKvCapacity, SealedBatchFigures } from '../contract/types';
 import { PHASE_KEY } from '../temporal/searchAttributes';
-import { awaiting, drive, rankRanges, type Suspension } from './drive';
+import { awaiting, begunWork, drive, rankRanges, type Suspension } from './drive';
 import type { IterationActivities } from './iterationActivities';
 import { isLostNodeError, type LostNodes } from './lostNodes';
 import { ShardRunner } from './shards';
@@ -89,8 +89,9 @@ function reportPhase(ctx: TemporalEffectsContext, report: PhaseReport): void {
 
 type BookkeepingEffects = Pick<
   Effects,
-  'recoverFromStore' | 'dropSamples' | 'admitAndLaunch' | 'beginAdmitAndLaunch' | 'awaitAdmitAndLaunch' | 'awaitBatch' | 'stopShards' | 'beginSealBatch' | 'awaitSealBatch' | 'finishSeal'
+  'recoverFromStore' | 'dropSamples' | 'admitAndLaunch' | 'beginAdmitAndLaunch' | 'awaitAdmitAndLaunch' | 'awaitBatch' | 'stopShards' | SealEffectNames
 >;
+type SealEffectNames = 'beginSealBatch' | 'awaitSealBatch' | 'finishSeal';
 
 /** Creates the admitted samples' records (a local activity or an activity of its own, by `proxy`). */
 function admitWith(runId: string) {
@@ -103,10 +104,9 @@ function bookkeepingEffects(ctx: TemporalEffectsContext, shards: ShardRunner): B
   const store = ctx.activities.bookkeeping;
   const runId = spec.runId;
   const admit = admitWith(runId);
-  let marking: Promise<unknown> | undefined;
-  let manifest: Promise<SealedBatchFigures> | undefined;
-  let admitting: Promise<void> | undefined;
+  const admission = begunWork<void>('admission');
   return {
+    ...sealEffects(ctx),
     *recoverFromStore({ waiting, fromId }) {
       // Both reads are independent: issued together they cost one round trip.
       const [seen, sealed] = yield* awaiting(
@@ -125,20 +125,15 @@ function bookkeepingEffects(ctx: TemporalEffectsContext, shards: ShardRunner): B
       for (const shard of placed) shards.launch(shard, version);
     },
     beginAdmitAndLaunch({ ids, version, shards: placed }) {
-      if (admitting !== undefined) throw new Error('beginAdmitAndLaunch: an admission is pending already');
       // An activity of its own: a local activity would hold the workflow task, and with it every
       // command issued beside it, until it ends.
-      admitting = admit(ctx.activities.background, ids, version).then(() => {
-        for (const shard of placed) shards.launch(shard, version);
-      });
-      admitting.catch(() => undefined); // observed by awaitAdmitAndLaunch
+      admission.begin(
+        admit(ctx.activities.background, ids, version).then(() => {
+          for (const shard of placed) shards.launch(shard, version);
+        }),
+      );
     },
-    *awaitAdmitAndLaunch() {
-      const begun = admitting;
-      if (begun === undefined) throw new Error('awaitAdmitAndLaunch: no admission was begun');
-      admitting = undefined;
-      yield* awaiting(begun);
-    },
+    awaitAdmitAndLaunch: () => admission.await(),
     *awaitBatch({ candidates, batchSize }) {
       const summary = `await batch of ${batchSize} among ${candidates.length} candidates`;
       const watch = () => ctx.activities.batchWatcher.awaitBatch.executeWithOptions({ summary }, [{ runId, iteration, candidates, batchSize }]);
@@ -159,25 +154,31 @@ function bookkeepingEffects(ctx: TemporalEffectsContext, shards: ShardRunner): B
       checkPostcondition('stop: every stopped shard settled', outcomes.length === refs.length, () => JSON.stringify(refs.filter((ref) => !reported.has(ref.id)).map((ref) => ref.id)));
       return { outcomes, failures };
     },
-    beginSealBatch({ sampleIds, fromVersion }) {
-      if (manifest !== undefined) throw new Error('beginSealBatch: a manifest is being written already');
-      // An activity beside the shrink's stop: training needs the manifest, the stop does not.
-      // Marking each sample (store I/O per sample) follows it, alongside the shrink and training,
-      // and is awaited before the iteration ends.
-      manifest = ctx.activities.background.writeBatchManifest
-        .executeWithOptions({ summary: `seal batch manifest (${sampleIds.length} samples)` }, [{ runId, iteration, fromVersion, sampleIds }])
-        .then((figures) => {
-          marking = startMarking(ctx, sampleIds, fromVersion);
-          return figures;
-        });
-      manifest.catch(() => undefined); // observed by awaitSealBatch
+  };
+}
+
+/** The batch's manifest (figures training needs), then its per-sample marking, awaited before the iteration ends. */
+function sealEffects(ctx: TemporalEffectsContext): Pick<Effects, SealEffectNames> {
+  const { spec, iteration } = ctx;
+  const runId = spec.runId;
+  let marking: Promise<unknown> | undefined;
+  const manifest = begunWork<SealedBatchFigures>('batch manifest');
+  return {
+    beginSealBatch({ sampleIds, fromVersion, besideOtherWork }) {
+      // Beside the shrink's stop, an activity of its own: training needs the manifest, the stop
+      // does not. Marking each sample (store I/O per sample) follows it, alongside the shrink and
+      // training, and is awaited before the iteration ends.
+      const writing = besideOtherWork ? ctx.activities.background : ctx.activities.bookkeeping;
+      manifest.begin(
+        writing.writeBatchManifest
+          .executeWithOptions({ summary: `seal batch manifest (${sampleIds.length} samples)` }, [{ runId, iteration, fromVersion, sampleIds }])
+          .then((figures) => {
+            marking = startMarking(ctx, sampleIds, fromVersion);
+            return figures;
+          }),
+      );
     },
-    *awaitSealBatch() {
-      const begun = manifest;
-      if (begun === undefined) throw new Error('awaitSealBatch: no manifest was begun');
-      manifest = undefined;
-      return yield* awaiting(begun);
-    },
+    awaitSealBatch: () => manifest.await(),
     *finishSeal({ sampleIds, fromVersion }) {
       // Idempotent: also completes the marking of an earlier attempt that sealed the batch.
       yield* awaiting(marking ?? startMarking(ctx, sampleIds, fromVersion));
@@ -265,8 +266,8 @@ function trainerEffects(
   const nodes = trainNodes(spec.layout);
   const onEachNode = <T>(call: (node: number) => Promise<T>): Promise<T[]> => Promise.all(nodes.map((node) => lost.onTrainerNode(node, call(node))));
   const offload = () => onEachNode((node) => activities.trainer(node).trainerOffload.executeWithOptions({ summary: `trainer offload node ${node}` }, [{ runId, node }]));
-  let offloading: Promise<unknown> | undefined;
-  let onloading: Promise<unknown> | undefined;
+  const offloading = begunWork<unknown>('trainer offload');
+  const onloading = begunWork<unknown>('release and trainer onload');
   return {
     beginReleaseAndOnloadTrainer(release) {
       // Released ranks on a train node are released by that node's onload activity; any others
@@ -282,14 +283,10 @@ function trainerEffects(
         const summary = releaseRanks.length === 0 ? `trainer onload node ${node}` : `offload node ${node} ranks ${rankRanges(releaseRanks)}, trainer onload`;
         return activities.trainer(node).trainerOnload.executeWithOptions({ summary }, [{ runId, node, ...(releaseRanks.length === 0 ? {} : { releaseRanks }) }]);
       };
-      onloading = Promise.all([...releaseElsewhere, onEachNode(onload)]);
-      onloading.catch(() => undefined); // observed by awaitReleaseAndOnloadTrainer
+      onloading.begin(Promise.all([...releaseElsewhere, onEachNode(onload)]));
     },
     *awaitReleaseAndOnloadTrainer() {
-      if (onloading === undefined) throw new Error('awaitReleaseAndOnloadTrainer: no release and onload was begun');
-      const begun = onloading;
-      onloading = undefined;
-      yield* awaiting(begun);
+      yield* onloading.await();
     },
     *trainStep({ fromVersion, maxTokenLag }) {
       const leader = nodes[0];
@@ -301,12 +298,10 @@ function trainerEffects(
       return results.map((result) => result.newVersion);
     },
     beginTrainerOffload() {
-      offloading = offload();
-      offloading.catch(() => undefined); // observed by awaitTrainerOffload
+      offloading.begin(offload());
     },
     *awaitTrainerOffload() {
-      if (offloading === undefined) throw new Error('awaitTrainerOffload: no offload was begun');
-      yield* awaiting(offloading);
+      yield* offloading.await();
     },
     *trainerOffload() {
       yield* awaiting(offload());
