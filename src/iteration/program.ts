@@ -85,8 +85,8 @@ export function* runIteration<S>(fx: IterationEffects<S>, st: IterationState): S
     yield* carryOver(fx, st);
     const nextId = st.ledger.nextSampleId;
     adoptRecovered(st, nextId, yield* fx.recoverFromStore({ waiting: waitingIds(st), fromId: nextId }));
-    // A retried attempt whose batch was already sealed resumes at training.
     const adaptive = st.input.options.policy.trigger === 'adaptive' && layout.strategy === 'multiplexed';
+    // A retried attempt whose batch was already sealed resumes at training.
     if (st.batch === undefined) {
       enterPhase(fx, st, 'rollout');
       const ids = yield* rolloutUntilBatch(fx, st);
