@@ -94,16 +94,14 @@ type BookkeepingEffects = Pick<
 type SealEffectNames = 'beginSealBatch' | 'awaitSealBatch' | 'finishSeal';
 
 /** Creates the admitted samples' records (a local activity or an activity of its own, by `proxy`). */
-function admitWith(runId: string) {
-  return (proxy: IterationActivities['bookkeeping'] | IterationActivities['background'], ids: number[], version: number): Promise<unknown> =>
-    proxy.admitSamples.executeWithOptions({ summary: `admit ${ids.length} samples at v${version}` }, [{ runId, ids, version }]);
+function admit(proxy: IterationActivities['bookkeeping'] | IterationActivities['background'], runId: string, ids: number[], version: number): Promise<unknown> {
+  return proxy.admitSamples.executeWithOptions({ summary: `admit ${ids.length} samples at v${version}` }, [{ runId, ids, version }]);
 }
 
 function bookkeepingEffects(ctx: TemporalEffectsContext, shards: ShardRunner): BookkeepingEffects {
   const { spec, iteration } = ctx;
   const store = ctx.activities.bookkeeping;
   const runId = spec.runId;
-  const admit = admitWith(runId);
   const admission = begunWork<void>('admission');
   return {
     ...sealEffects(ctx),
@@ -121,14 +119,14 @@ function bookkeepingEffects(ctx: TemporalEffectsContext, shards: ShardRunner): B
       yield* awaiting(store.dropSamples.executeWithOptions({ summary: `drop ${ids.length} samples (${reason})` }, [{ runId, ids, reason }]));
     },
     *admitAndLaunch({ ids, version, shards: placed }) {
-      yield* awaiting(admit(store, ids, version));
+      yield* awaiting(admit(store, runId, ids, version));
       for (const shard of placed) shards.launch(shard, version);
     },
     beginAdmitAndLaunch({ ids, version, shards: placed }) {
       // An activity of its own: a local activity would hold the workflow task, and with it every
       // command issued beside it, until it ends.
       admission.begin(
-        admit(ctx.activities.background, ids, version).then(() => {
+        admit(ctx.activities.background, runId, ids, version).then(() => {
           for (const shard of placed) shards.launch(shard, version);
         }),
       );

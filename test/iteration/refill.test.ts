@@ -94,6 +94,16 @@ function effects(admission: 'fails' | 'succeeds'): { fx: IterationEffects<never>
   return { fx, admitted, calls };
 }
 
+/** A state past the shrink's planning: the train group's ranks released, the others kept. */
+function shrunkState() {
+  const st = state();
+  const plan = planShrink(layout);
+  st.release = plan.release;
+  st.keep = plan.keep;
+  st.pool = beginOffload(layout, st.pool, plan.release);
+  return st;
+}
+
 /** The samples the shrink tests seal as the batch (running on their shards when sealed). */
 const SEALED = [0, 1];
 
@@ -141,11 +151,7 @@ describe('refill', () => {
 
 describe('releaseAndTrain', () => {
   it('begins the kept ranks\' admission with the onload and steps before awaiting it', () => {
-    const st = state();
-    const plan = planShrink(layout);
-    st.release = plan.release;
-    st.keep = plan.keep;
-    st.pool = beginOffload(layout, st.pool, plan.release);
+    const st = shrunkState();
     const { fx, admitted, calls } = effects('succeeds');
     run(releaseAndTrain(fx, st));
     expect(calls.filter((call) => call !== 'phaseEntered')).toEqual([
@@ -163,11 +169,7 @@ describe('releaseAndTrain', () => {
 
 describe('begin/await around the shrink and the pool\'s restore', () => {
   it('a refused admission decision leaves no onload begun', () => {
-    const st = state();
-    const plan = planShrink(layout);
-    st.release = plan.release;
-    st.keep = plan.keep;
-    st.pool = beginOffload(layout, st.pool, plan.release);
+    const st = shrunkState();
     const { fx, calls } = effects('succeeds');
     const refusing = {
       ...st.input.options.admission,
