@@ -329,6 +329,20 @@ export function loadsByRank(ledger: SampleLedger, ranks: readonly RankId[], fini
   return [...loads.entries()].map(([rank, load]) => ({ rank, load }));
 }
 
+/**
+ * The ranks `finished` freed a slot on (running in the ledger, on a rank), in the order of their
+ * first sample in `finished` (completion order): least-loaded placement's tie order.
+ */
+export function ranksInOrderFreed(ledger: SampleLedger, finished: readonly number[]): RankId[] {
+  const rankOf = new Map(ledger.live.filter((sample) => sample.state === 'running' && sample.rank !== undefined).map((sample) => [sample.id, sample.rank!]));
+  const ranks: RankId[] = [];
+  for (const id of finished) {
+    const rank = rankOf.get(id);
+    if (rank !== undefined && !ranks.includes(rank)) ranks.push(rank);
+  }
+  return ranks;
+}
+
 export function checkLedgerInvariants(ledger: SampleLedger): void {
   checkNoDuplicates('ledger: live sample ids', ledger.live, (sample) => sample.id);
   const dropped = Object.values(ledger.counters.dropped).reduce((sum, n) => sum + n, 0);

@@ -65,17 +65,24 @@ export interface Placement {
 }
 
 /**
- * Places each sample on the currently least-loaded target (ties: lowest rank id), in order.
- * Returns one placement per target that received samples, ascending by rank.
+ * Places each sample on the currently least-loaded target, in order. Ties go to the target freed
+ * earliest: targets not in `freedOrder` first (lowest rank id first), then in `freedOrder`'s
+ * order (the ranks whose samples completed, in completion order). So placing completions' slots
+ * one by one or all at once fills them alike: the decision does not hang on how many completions
+ * the control plane had seen when it placed. Returns one placement per target that received
+ * samples, ascending by rank.
  */
-export function assignLeastLoaded(sampleIds: readonly number[], loads: readonly RankLoad[]): Placement[] {
+export function assignLeastLoaded(sampleIds: readonly number[], loads: readonly RankLoad[], freedOrder: readonly RankId[] = []): Placement[] {
   if (sampleIds.length === 0) return [];
   checkNonEmpty('re-shard targets', loads);
   checkNoDuplicates('re-shard targets', loads, (load) => load.rank);
   checkNoDuplicates('samples to place', sampleIds);
+  checkNoDuplicates('ranks in order freed', freedOrder);
   for (const { rank, load } of loads) checkIntRange(`load of rank ${rank}`, load, 0, Number.MAX_SAFE_INTEGER);
 
-  const current = loads.map((entry) => ({ ...entry })).sort((a, b) => a.rank - b.rank);
+  const freedAt = new Map(freedOrder.map((rank, i) => [rank, i]));
+  const tieRank = (rank: RankId): number => freedAt.get(rank) ?? -1;
+  const current = loads.map((entry) => ({ ...entry })).sort((a, b) => tieRank(a.rank) - tieRank(b.rank) || a.rank - b.rank);
   const placed = new Map<RankId, number[]>();
   for (const id of sampleIds) {
     let target = current[0]!;

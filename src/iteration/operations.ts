@@ -16,6 +16,7 @@ import {
   markCompleted,
   planShrink,
   planShrinkByLeastWork,
+  ranksInOrderFreed,
   recordTrainedContexts,
   rollingKvCapacity,
   samplesByState,
@@ -62,11 +63,14 @@ function countDrops(st: IterationState, reason: string, count: number): void {
   st.stats.dropped[reason] = (st.stats.dropped[reason] ?? 0) + count;
 }
 
-/** Places waiting samples least-loaded over `ranks` as new shards; returns them (not started). */
+/**
+ * Places waiting samples least-loaded over `ranks` as new shards; returns them (not started).
+ * `finished`: samples the store reported completed while their shard runs on, in completion order.
+ */
 export function placeShards<S>(fx: IterationEffects<S>, st: IterationState, ids: readonly number[], ranks: readonly RankId[], finished: readonly number[] = []): ShardRef[] {
   if (ids.length === 0 || ranks.length === 0) return [];
   const shards: ShardRef[] = [];
-  for (const placement of assignLeastLoaded(ids, loadsByRank(st.ledger, ranks, finished))) {
+  for (const placement of assignLeastLoaded(ids, loadsByRank(st.ledger, ranks, finished), ranksInOrderFreed(st.ledger, finished))) {
     if (placement.sampleIds.length === 0) continue;
     shards.push({ id: fx.shardId(placement.rank, st.shardSerial++), rank: placement.rank, sampleIds: placement.sampleIds });
   }

@@ -10,6 +10,7 @@ import {
   emptyLedger,
   loadsByRank,
   markCompleted,
+  ranksInOrderFreed,
   samplesByState,
   samplesOnShard,
   recordTrainedContexts,
@@ -300,6 +301,14 @@ describe('queries', () => {
       { rank: 1, load: 2 },
     ]);
     expect(samplesByState(ledger).running).toEqual([0, 1, 2, 3]);
+  });
+
+  it('ranksInOrderFreed: the ranks finished samples free, in completion order, each once', () => {
+    const ledger = fixture();
+    // 3 (rank 0) finished before 1 and 0 (both rank 1); 4 is completed in the ledger, 5 waits, 99 is unknown.
+    expect(ranksInOrderFreed(ledger, [4, 3, 1, 5, 0, 99])).toEqual([0, 1]);
+    expect(ranksInOrderFreed(ledger, [2, 3])).toEqual([1, 0]);
+    expect(ranksInOrderFreed(ledger, [])).toEqual([]);
   });
 });
 

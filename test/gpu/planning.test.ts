@@ -94,6 +94,25 @@ describe('assignLeastLoaded', () => {
     ]);
   });
 
+  it('ties go first to ranks freed by no completion, then in the order completions freed them', () => {
+    // Ranks 0 and 2 freed a slot each, rank 2 first: rank 2 takes the first sample.
+    expect(assignLeastLoaded([8, 9], loads(1, 2, 1, 2), [2, 0])).toEqual([
+      { rank: 0, sampleIds: [9] },
+      { rank: 2, sampleIds: [8] },
+    ]);
+    // Placed one completion at a time, the same: after rank 2's completion alone it is the least
+    // loaded, then rank 0's completion leaves rank 0 the least loaded.
+    expect(assignLeastLoaded([8], loads(2, 2, 1, 2), [2])).toEqual([{ rank: 2, sampleIds: [8] }]);
+    expect(assignLeastLoaded([9], loads(1, 2, 2, 2), [2, 0])).toEqual([{ rank: 0, sampleIds: [9] }]);
+    // Rank 1, as loaded but freed by no completion here, has been free the longest.
+    expect(assignLeastLoaded([8, 9, 10], loads(2, 1, 1, 1), [3, 2])).toEqual([
+      { rank: 1, sampleIds: [8] },
+      { rank: 2, sampleIds: [10] },
+      { rank: 3, sampleIds: [9] },
+    ]);
+    expectValidation(() => assignLeastLoaded([1], loads(0, 0), [1, 1]), 'VAL_NO_DUPLICATES', 'ranks in order freed', 'offending: [1]');
+  });
+
   it('balances: equal loads end within 1 of each other, every sample placed once', () => {
     const placements = assignLeastLoaded(Array.from({ length: 23 }, (_, i) => i), loads(3, 3, 3, 3, 3));
     const counts = placements.map((p) => p.sampleIds.length);
