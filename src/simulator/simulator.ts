@@ -99,6 +99,20 @@ export interface IterationRecord {
   carriedOver: number;
   /** The batch, the released ranks and the migrated samples (the same program decides them in the pipeline). */
   decisions: IterationDecisions;
+  /**
+   * Virtual ms from the batch's last completion to the next completion of any sample (null: none
+   * followed). Which samples make the batch, and which are still rolling out when the stop reaches
+   * them, turn on this gap: the pipeline, on real timers, decides alike only where it exceeds its
+   * control plane's latency and jitter (test/simulator/validation.test.ts).
+   */
+  batchMarginMs: number | null;
+  /**
+   * The shortest gap, in virtual ms, between two consecutive completions on different ranks from
+   * the iteration's start to its batch's last (null: no such pair). Samples admitted as others
+   * complete are placed on the ranks those completions freed, so their order decides placement;
+   * the pipeline keeps that order only where this exceeds the jitter of its completions.
+   */
+  orderMarginMs: number | null;
 }
 
 export interface SimulationTotals {
@@ -249,6 +263,13 @@ export class Simulator implements SimWorld {
   /** The weight version the rollout engines serve (the trainer's version once synced). */
   private servingVersion = 0;
   private completionSeq = 0;
+  /** Virtual time and rank of each completion, by completion sequence number. */
+  private readonly completionTimes: number[] = [];
+  private readonly completionRanks: RankId[] = [];
+  /** Per iteration, the completion sequence number of its batch's last sample. */
+  private readonly batchLastCompletion = new Map<number, number>();
+  /** Per iteration, the completion sequence number the next completion had at its start. */
+  private readonly iterationFirstCompletion = new Map<number, number>();
   private trainerOnloaded = false;
   private readonly lanes: LaneRecorder;
   private readonly records: IterationRecord[] = [];
@@ -346,7 +367,7 @@ export class Simulator implements SimWorld {
       staleness: this.cfg.staleness,
       weightSyncMs:
         this.cfg.weightSync === undefined ? this.cfg.cost.weightSyncMs : weightBroadcastMs(this.cfg.cost, Math.max(...this.cfg.layout.ranks.map((rank) => rank.gpus.length))),
-      iterations: this.records,
+      iterations: this.records.map((record) => ({ ...record, batchMarginMs: this.batchMarginMs(record.iteration), orderMarginMs: this.orderMarginMs(record.iteration) })),
       totals: this.totals,
       gpuMsByRole: this.lanes.gpuMsByRole(),
       rankTotals: this.rankTotals(),
@@ -357,6 +378,24 @@ export class Simulator implements SimWorld {
       trainTokensPerSecondPerGpu: this.cfg.cost.trainTokensPerSecondPerGpu,
       timeline: this.lanes.timeline(this.cfg.label, this.cfg.layout.strategy),
     };
+  }
+
+  private batchMarginMs(iteration: number): number | null {
+    const last = this.batchLastCompletion.get(iteration);
+    const next = last === undefined ? undefined : this.completionTimes[last + 1];
+    return next === undefined ? null : next - this.completionTimes[last!]!;
+  }
+
+  private orderMarginMs(iteration: number): number | null {
+    const first = this.iterationFirstCompletion.get(iteration)!;
+    const last = this.batchLastCompletion.get(iteration);
+    let shortest: number | null = null;
+    for (let seq = first; last !== undefined && seq < last; seq++) {
+      if (this.completionRanks[seq] === this.completionRanks[seq + 1]) continue;
+      const gap = this.completionTimes[seq + 1]! - this.completionTimes[seq]!;
+      if (shortest === null || gap < shortest) shortest = gap;
+    }
+    return shortest;
   }
 
   private rankTotals(): RankTotals {
@@ -379,6 +418,7 @@ export class Simulator implements SimWorld {
   private *runIterations(): Generator<Wait, void, void> {
     for (let iteration = 0; iteration < this.cfg.iterations; iteration++) {
       this.lanes.recording = iteration < this.cfg.timelineIterations;
+      this.iterationFirstCompletion.set(iteration, this.completionSeq);
       const state = createIterationState(this.programInput(iteration), this.nowMs);
       this.state = state;
       const result: ProgramResult = yield* runIteration(simEffects(this, this.cfg, state), state);
@@ -561,6 +601,7 @@ export class Simulator implements SimWorld {
   /** The batch trained from `trainVersion` is sealed: its tokens count as trained; samples no shard holds any more are forgotten. */
   sealBatch(ids: readonly number[], trainVersion: number): { totalTokens: number; totalTokensSquared: number } {
     const { tokens, squaredTokens: squared } = contextSums(ids.map((id) => this.samples.get(id)!.committedTokens));
+    if (ids.length > 0) this.batchLastCompletion.set(this.state!.input.iteration, Math.max(...ids.map((id) => this.samples.get(id)!.completionSeq)));
     this.totals.trainedSamples += ids.length;
     this.totals.trainedTokens += tokens;
     this.recordTrained(ids, trainVersion);
@@ -745,6 +786,8 @@ export class Simulator implements SimWorld {
     if (status === 'completed') {
       sample.status = 'completed';
       sample.completionSeq = this.completionSeq++;
+      this.completionTimes.push(this.nowMs);
+      this.completionRanks.push(shard.rank);
       this.totals.completedTrajectories++;
       if (this.candidates?.has(sample.id) === true) this.completedCandidates.push(sample.id);
     } else {
@@ -806,6 +849,8 @@ function iterationRecord(result: ProgramResult): IterationRecord {
     dropped: stats.dropped as Partial<Record<DropReason, number>>,
     carriedOver: stats.carriedOver,
     decisions,
+    batchMarginMs: null,
+    orderMarginMs: null,
   };
 }
 

@@ -108,6 +108,25 @@ describe('simulator', () => {
     expect(roll.totals.migrated).toBeGreaterThan(0);
   });
 
+  it("batchMarginMs: the gap after each batch's last completion; null when no completion followed", () => {
+    // Colocated: nothing rolls out after the last batch is sealed.
+    const colocated = run('colocated').iterations.map((record) => record.batchMarginMs);
+    expect(colocated.at(-1)).toBeNull();
+    for (const margin of colocated.slice(0, -1)) expect(margin).toBeGreaterThanOrEqual(0);
+    // Multiplexed: the kept ranks roll out on after every batch, so a completion always follows.
+    const multiplexed = run('multiplexed').iterations.map((record) => record.batchMarginMs);
+    for (const margin of multiplexed) expect(margin).toBeGreaterThanOrEqual(0);
+  });
+
+  it('orderMarginMs: the shortest gap between completions on different ranks, up to the batch', () => {
+    for (const record of run('multiplexed').iterations) {
+      // 32 completions over 8 ranks: some consecutive pair lies on different ranks.
+      expect(record.orderMarginMs).toBeGreaterThanOrEqual(0);
+      // Between completions within the iteration: never longer than it.
+      expect(record.orderMarginMs!).toBeLessThanOrEqual(record.endMs - record.startMs);
+    }
+  });
+
   it('least-work release moves the train group to the ranks with the least in-flight work', () => {
     const result = run('multiplexed', { policy: { ...ROLL_BASELINE_POLICY, release: 'least-work' } });
     for (const record of result.iterations) expect(record.released).toHaveLength(6);
