@@ -28,7 +28,7 @@ import { startDevServer, type DevServer } from '../temporal/devServer';
 import { queryRunStatus } from '../temporal/runStatus';
 import { engineStateDir, faultInjectionDir, runtimePaths } from '../workers/runtime';
 import type { RunSummary } from '../workflows/run';
-import { checkIteration, checkObservedStatus, type RankEngineState, type TrainerEngineState } from './invariants';
+import { checkIteration, checkObservedStatus, observeVersions, type ObservedVersions, type RankEngineState, type TrainerEngineState } from './invariants';
 import { coverage, FAULT_KINDS, FAULT_PHASES, isEngineFault, planFaults, type FaultKind, type FaultPhase, type PlannedFault } from './schedule';
 
 export interface ChaosOptions {
@@ -169,7 +169,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
   const violations: string[] = [];
   const records: InjectedRecord[] = [];
   let samplesLost = 0;
-  let lastVersion = 0;
+  let observed: ObservedVersions = { highest: 0, committed: 0 };
   let iterationsDone = 0;
   let notFired = 0;
   let attemptsFailed = 0;
@@ -180,8 +180,8 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
   const poll = async (): Promise<RunStatus | undefined> => {
     try {
       const status = await withTimeout(queryRunStatus(client, spec.runId), 15_000);
-      for (const v of checkObservedStatus(spec.layout, lastVersion, status)) violations.push(v);
-      lastVersion = Math.max(lastVersion, status.version);
+      for (const v of checkObservedStatus(spec.layout, observed, status)) violations.push(v);
+      observed = observeVersions(observed, status);
       lastStatus = status;
       return status;
     } catch (error) {

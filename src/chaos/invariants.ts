@@ -90,13 +90,29 @@ export function checkIteration(snapshot: IterationSnapshot): IterationVerdict {
   return { violations, samplesLost };
 }
 
+/** The highest weight versions observed so far: in any status, and in the run's own (progress unavailable). */
+export interface ObservedVersions {
+  highest: number;
+  /** Versions the run's status reported without the running iteration's progress: its committed weights. */
+  committed: number;
+}
+
+type ObservedStatus = Pick<RunStatus, 'version' | 'iteration' | 'phase' | 'progressUnavailable'> & { pool?: PoolState };
+
 /**
  * Checks one status observed while the run goes on: the pool state (if reported) is valid (no
- * GPU in two roles) and the weight version never goes back.
+ * GPU in two roles) and the weight version never goes back. A status without the running
+ * iteration's progress (its query failed or timed out) reports the run's committed version, below
+ * the iteration's once it has trained: it is held to the committed versions seen before.
  */
-export function checkObservedStatus(layout: PoolLayout, previousVersion: number, status: Pick<RunStatus, 'version' | 'iteration' | 'phase'> & { pool?: PoolState }): string[] {
+export function checkObservedStatus(layout: PoolLayout, previous: ObservedVersions, status: ObservedStatus): string[] {
   const violations: string[] = [];
-  if (status.version < previousVersion) violations.push(`weight version went back from v${previousVersion} to v${status.version} (iteration ${status.iteration}, ${status.phase})`);
+  const ownOnly = status.progressUnavailable !== undefined;
+  const floor = ownOnly ? previous.committed : previous.highest;
+  if (status.version < floor) {
+    const source = ownOnly ? "; the run's own status, the iteration's progress unavailable" : '';
+    violations.push(`weight version went back from v${floor} to v${status.version} (iteration ${status.iteration}, ${status.phase}${source})`);
+  }
   if (status.pool !== undefined) {
     try {
       checkPoolInvariants(layout, status.pool);
@@ -105,4 +121,12 @@ export function checkObservedStatus(layout: PoolLayout, previousVersion: number,
     }
   }
   return violations;
+}
+
+/** The versions observed once `status` is seen too. */
+export function observeVersions(previous: ObservedVersions, status: ObservedStatus): ObservedVersions {
+  return {
+    highest: Math.max(previous.highest, status.version),
+    committed: status.progressUnavailable === undefined ? previous.committed : Math.max(previous.committed, status.version),
+  };
 }

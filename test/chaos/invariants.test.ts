@@ -5,7 +5,7 @@
  * going back, an invalid pool state.
  */
 import { describe, expect, it } from 'vitest';
-import { checkIteration, checkObservedStatus, type IterationSnapshot } from '../../src/chaos/invariants';
+import { checkIteration, checkObservedStatus, observeVersions, type IterationSnapshot } from '../../src/chaos/invariants';
 import { buildLayout, initialPoolState } from '../../src/gpu';
 import { beginOffload } from '../../src/gpu/roles';
 
@@ -83,16 +83,30 @@ describe('observed status', () => {
 
   it('accepts a valid pool and a version that moves forward', () => {
     const pool = beginOffload(layout, initialPoolState(layout), [0, 1]);
-    expect(checkObservedStatus(layout, 1, { version: 2, iteration: 1, phase: 'shrink', pool })).toEqual([]);
+    expect(checkObservedStatus(layout, { highest: 1, committed: 1 }, { version: 2, iteration: 1, phase: 'shrink', pool })).toEqual([]);
   });
 
   it('fails when the version goes back', () => {
-    expect(checkObservedStatus(layout, 3, { version: 2, iteration: 2, phase: 'rollout' })[0]).toMatch(/went back from v3 to v2/);
+    expect(checkObservedStatus(layout, { highest: 3, committed: 2 }, { version: 2, iteration: 2, phase: 'rollout' })[0]).toMatch(/went back from v3 to v2/);
+  });
+
+  it("holds a status without the iteration's progress to the committed versions: it reports the run's own", () => {
+    // Iteration 0 after its train step reports v1; the run's own status says v0 until the iteration ends.
+    let observed = observeVersions({ highest: 0, committed: 0 }, { version: 0, iteration: 0, phase: 'starting' });
+    observed = observeVersions(observed, { version: 1, iteration: 0, phase: 'sync' });
+    const ownOnly = { version: 0, iteration: 0, phase: 'starting' as const, progressUnavailable: 'progress query of iteration 0 failed: deadline exceeded' };
+    expect(checkObservedStatus(layout, observed, ownOnly)).toEqual([]);
+    observed = observeVersions(observed, ownOnly);
+    expect(observed).toEqual({ highest: 1, committed: 0 });
+    // The run's own version going back is still caught, as is a merged status going back.
+    const committedOne = observeVersions(observed, { ...ownOnly, version: 1, iteration: 1 });
+    expect(checkObservedStatus(layout, committedOne, { ...ownOnly, iteration: 1 })[0]).toMatch(/went back from v1 to v0 .*the run's own status/);
+    expect(checkObservedStatus(layout, observed, { version: 0, iteration: 0, phase: 'sync' })[0]).toMatch(/went back from v1 to v0/);
   });
 
   it('fails on a GPU both serving and training', () => {
     const pool = initialPoolState(layout);
     pool.roles[0] = 'training';
-    expect(checkObservedStatus(layout, 0, { version: 0, iteration: 0, phase: 'train', pool }).join()).toMatch(/no GPU both serving and training/);
+    expect(checkObservedStatus(layout, { highest: 0, committed: 0 }, { version: 0, iteration: 0, phase: 'train', pool }).join()).toMatch(/no GPU both serving and training/);
   });
 });
