@@ -146,7 +146,7 @@ export function createOrchestratorActivities(deps: OrchestratorDeps): Orchestrat
     async describeSamples({ runId, ids, fromId }) {
       const store = deps.store(runId);
       checkNoDuplicates('describeSamples ids', ids);
-      const wanted = [...ids.filter((id) => id < fromId), ...(await store.listSampleIds(fromId))].sort((a, b) => a - b);
+      const wanted = [...ids.filter((id) => id < fromId), ...(await store.findSampleIdsFrom(fromId))].sort((a, b) => a - b);
       const records = await store.readSamples(wanted);
       return records.map((record) => ({
         id: record.id,

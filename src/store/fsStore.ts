@@ -21,7 +21,7 @@
  * counts as batched even before its record says so (crash window), so it can be neither listed
  * as completed, dropped, nor sealed into another batch.
  */
-import { promises as fs, watch } from 'node:fs';
+import { existsSync, promises as fs, watch } from 'node:fs';
 import { join } from 'node:path';
 import { z } from 'zod';
 import { checkIntRange, checkNonEmpty, checkNoDuplicates } from '../validation/patterns';
@@ -72,6 +72,13 @@ export interface FsTrajectoryStoreOptions {
 }
 
 const RUN_ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$/;
+/**
+ * createSamples writes a call's records in waves of this many, each begun once the one before
+ * has ended, so an interrupted call leaves its records as a complete prefix and at most one
+ * partial wave after it. findSampleIdsFrom relies on it: a format constant, not a tuning knob
+ * (a recovering process must probe as far as any writer's wave reached).
+ */
+export const CREATE_WAVE = 32;
 const SAMPLE_FILE = /^(\d+)\.json$/;
 const MARKER_FILE = /^(\d+)$/;
 const BATCH_FILE = /^(\d+)\.json$/;
@@ -178,26 +185,31 @@ export class FsTrajectoryStore implements TrajectoryStore {
     await this.ensureDirs();
     const created: number[] = [];
     const existing: number[] = [];
-    await mapLimit(valid, this.concurrency, async (record) => {
-      const path = this.samplePath(record.id);
-      if (await createExclusive(path, JSON.stringify(record), this.sync)) {
-        created.push(record.id);
-        return;
-      }
-      // A retry: leave the file untouched, but refuse an id reused for a different sample.
-      const onDisk = await this.loadSample(record.id);
-      if (onDisk.promptTokens !== record.promptTokens || onDisk.startVersion !== record.startVersion) {
-        throw new SampleStateError(
-          record.id,
-          path,
-          'create',
-          `id already used by a different sample (promptTokens ${onDisk.promptTokens}, startVersion ${onDisk.startVersion}; ` +
-            `new: promptTokens ${record.promptTokens}, startVersion ${record.startVersion})`,
-        );
-      }
-      existing.push(record.id);
-    });
+    const sorted = [...valid].sort((a, b) => a.id - b.id);
+    for (let start = 0; start < sorted.length; start += CREATE_WAVE) {
+      await mapLimit(sorted.slice(start, start + CREATE_WAVE), this.concurrency, (record) => this.createOne(record, created, existing));
+    }
     return { created: sortedIds(created), existing: sortedIds(existing) };
+  }
+
+  private async createOne(record: SampleRecord, created: number[], existing: number[]): Promise<void> {
+    const path = this.samplePath(record.id);
+    if (await createExclusive(path, JSON.stringify(record), this.sync)) {
+      created.push(record.id);
+      return;
+    }
+    // A retry: leave the file untouched, but refuse an id reused for a different sample.
+    const onDisk = await this.loadSample(record.id);
+    if (onDisk.promptTokens !== record.promptTokens || onDisk.startVersion !== record.startVersion) {
+      throw new SampleStateError(
+        record.id,
+        path,
+        'create',
+        `id already used by a different sample (promptTokens ${onDisk.promptTokens}, startVersion ${onDisk.startVersion}; ` +
+          `new: promptTokens ${record.promptTokens}, startVersion ${record.startVersion})`,
+      );
+    }
+    existing.push(record.id);
   }
 
   async readSample(id: number): Promise<SampleRecord> {
@@ -510,6 +522,19 @@ export class FsTrajectoryStore implements TrajectoryStore {
     const manifest = await this.loadManifest(iteration);
     this.cacheManifest(manifest);
     return manifest;
+  }
+
+  async findSampleIdsFrom(fromId: number): Promise<number[]> {
+    checkIntRange('fromId', fromId, 0, MAX_ID);
+    const found: number[] = [];
+    let firstMissing: number | undefined;
+    // Every id below the first missing one, then one wave past it (CREATE_WAVE).
+    for (let id = fromId; firstMissing === undefined || id < firstMissing + CREATE_WAVE; id++) {
+      if (id > MAX_ID) break;
+      if (existsSync(this.samplePath(id))) found.push(id);
+      else firstMissing ??= id;
+    }
+    return found;
   }
 
   async listSampleIds(fromId = 0): Promise<number[]> {

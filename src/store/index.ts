@@ -14,13 +14,16 @@ import type {
 } from './types';
 
 export * from './types';
-export { FsTrajectoryStore, type FsTrajectoryStoreOptions } from './fsStore';
+export { CREATE_WAVE, FsTrajectoryStore, type FsTrajectoryStoreOptions } from './fsStore';
 
 /** What the pipeline needs from a trajectory store; FsTrajectoryStore is the file-system backend. */
 export interface TrajectoryStore {
   readonly runId: string;
 
-  /** Creates sample files; an existing file is left untouched (a retry never resets progress). */
+  /**
+   * Creates sample files; an existing file is left untouched (a retry never resets progress).
+   * Interrupted, it leaves its records in id order up to a bounded frontier (findSampleIdsFrom).
+   */
   createSamples(records: readonly SampleRecord[]): Promise<CreateSamplesResult>;
   /** SampleNotFoundError if absent, StoreCorruptionError if unreadable. */
   readSample(id: number): Promise<SampleRecord>;
@@ -64,8 +67,14 @@ export interface TrajectoryStore {
   writeBatchManifest(iteration: number, fromVersion: number, ids: readonly number[], nowMs: number): Promise<BatchManifest>;
   /** BatchNotFoundError if the iteration has no sealed batch. */
   readBatch(iteration: number): Promise<BatchManifest>;
-  /** Ids of the samples on record with id >= fromId, ascending (a retried iteration finds what a failed attempt admitted). */
+  /** Ids of every sample on record with id >= fromId, ascending (a listing of the whole store: for tools and audits). */
   listSampleIds(fromId?: number): Promise<number[]>;
+  /**
+   * Ids of the samples on record with id >= fromId, ascending, where every id below fromId was
+   * created (fromId is a ledger's nextSampleId): what a failed attempt admitted, found in time
+   * that grows with what it admitted, not with the run's length.
+   */
+  findSampleIdsFrom(fromId: number): Promise<number[]>;
   /** Iterations with a sealed batch, ascending. */
   listBatches(): Promise<number[]>;
 

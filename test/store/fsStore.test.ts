@@ -6,6 +6,7 @@ import {
   BatchConflictError,
   BatchNotFoundError,
   FencingError,
+  CREATE_WAVE,
   FsTrajectoryStore,
   InvalidInputError,
   SampleNotFoundError,
@@ -98,6 +99,34 @@ describe('idempotent create', () => {
   it('refuses to reuse an id for a different sample', async () => {
     await store.createSamples([sample(1)]);
     await expect(store.createSamples([sample(1, { promptTokens: 999 })])).rejects.toThrow(SampleStateError);
+  });
+
+  it('writes in waves of CREATE_WAVE: a wave that fails begins no later one', async () => {
+    // Id 5, in the first wave, is taken by a different sample: that wave fails.
+    await store.createSamples([sample(5, { promptTokens: 999 })]);
+    const ids = Array.from({ length: 3 * CREATE_WAVE }, (_, i) => i);
+    await expect(store.createSamples(ids.map((id) => sample(id)))).rejects.toThrow(SampleStateError);
+    // Give any write still under way the time to land: none of a later wave may.
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    expect(await store.listSampleIds()).toEqual(ids.slice(0, CREATE_WAVE));
+  });
+});
+
+describe('findSampleIdsFrom: what an interrupted admission left, without listing the store', () => {
+  it('finds the complete prefix and the partial wave after it', async () => {
+    await store.createSamples(Array.from({ length: 40 }, (_, i) => sample(i)));
+    expect(await store.findSampleIdsFrom(0)).toEqual(Array.from({ length: 40 }, (_, i) => i));
+    expect(await store.findSampleIdsFrom(40)).toEqual([]);
+    // An admission from 40 interrupted in its second wave: 40-71 written, 72 and 75 not, 73, 74 and 76 written.
+    await store.createSamples([...Array.from({ length: 32 }, (_, i) => sample(40 + i)), sample(73), sample(74), sample(76)]);
+    expect(await store.findSampleIdsFrom(40)).toEqual([...Array.from({ length: 32 }, (_, i) => 40 + i), 73, 74, 76]);
+    expect(await store.findSampleIdsFrom(72)).toEqual([73, 74, 76]);
+  });
+
+  it('looks one wave past the first missing id, no further (what the waves guarantee)', async () => {
+    await store.createSamples([sample(10 + CREATE_WAVE - 1), sample(10 + CREATE_WAVE)]);
+    expect(await store.findSampleIdsFrom(10)).toEqual([10 + CREATE_WAVE - 1]);
+    await expect(store.findSampleIdsFrom(-1)).rejects.toThrow(ValidationError);
   });
 });
 
