@@ -21,7 +21,7 @@
  * counts as batched even before its record says so (crash window), so it can be neither listed
  * as completed, dropped, nor sealed into another batch.
  */
-import { existsSync, promises as fs, watch } from 'node:fs';
+import { promises as fs, watch } from 'node:fs';
 import { join } from 'node:path';
 import { z } from 'zod';
 import { checkIntRange, checkNonEmpty, checkNoDuplicates } from '../validation/patterns';
@@ -29,6 +29,7 @@ import {
   atomicWrite,
   createExclusive,
   errnoCode,
+  fileExists,
   isTempName,
   listDir,
   mapLimit,
@@ -531,7 +532,7 @@ export class FsTrajectoryStore implements TrajectoryStore {
     // Every id below the first missing one, then one wave past it (CREATE_WAVE).
     for (let id = fromId; firstMissing === undefined || id < firstMissing + CREATE_WAVE; id++) {
       if (id > MAX_ID) break;
-      if (existsSync(this.samplePath(id))) found.push(id);
+      if (fileExists(this.samplePath(id))) found.push(id);
       else firstMissing ??= id;
     }
     return found;

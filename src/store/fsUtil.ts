@@ -17,7 +17,7 @@
  * event loop.
  */
 import { randomBytes } from 'node:crypto';
-import { closeSync, openSync, promises as fs, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { closeSync, openSync, promises as fs, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { basename, dirname, join } from 'node:path';
 import { LockTimeoutError } from './types';
@@ -156,6 +156,17 @@ export async function createExclusive(path: string, data: string, sync = true): 
   }
   if (sync) await fsyncDir(dirname(path));
   return true;
+}
+
+/** Whether a file exists (synchronous, as readIfExists); an error other than its absence is thrown. */
+export function fileExists(path: string): boolean {
+  try {
+    statSync(path);
+    return true;
+  } catch (err) {
+    if (errnoCode(err) === 'ENOENT') return false;
+    throw err;
+  }
 }
 
 /**
