@@ -15,14 +15,9 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { FsTrajectoryStore, type SampleRecord } from '../src/store';
+import { integerFlag } from '../src/cli/args';
 
-function flag(name: string, fallback: number): number {
-  const at = process.argv.indexOf(name);
-  if (at < 0) return fallback;
-  const value = Number(process.argv[at + 1]);
-  if (!Number.isInteger(value) || value < 1) throw new Error(`${name} needs a positive integer (got '${process.argv[at + 1]}')`);
-  return value;
-}
+const flag = (name: string, fallback: number): number => integerFlag(process.argv, name, fallback);
 
 const samples = flag('--samples', 100_000);
 const lost = flag('--lost', 512);

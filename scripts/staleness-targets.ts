@@ -20,14 +20,9 @@ import { simulationConfig } from '../src/simulator/config';
 import { asStrategy, presetPath, readRawConfig, resizePool, shapedWorkload, WORKLOAD_SHAPES, type WorkloadShape } from '../src/simulator/presets';
 import { strategyReport } from '../src/simulator/report';
 import { simulate, type SimulationResult } from '../src/simulator/simulator';
+import { integerFlag } from '../src/cli/args';
 
-function flag(name: string, fallback: number): number {
-  const at = process.argv.indexOf(name);
-  if (at < 0) return fallback;
-  const value = Number(process.argv[at + 1]);
-  if (!Number.isInteger(value) || value < 1) throw new Error(`${name} needs a positive integer (got '${process.argv[at + 1]}')`);
-  return value;
-}
+const flag = (name: string, fallback: number): number => integerFlag(process.argv, name, fallback);
 
 const iterations = flag('--iterations', 30);
 const file = presetPath('seed-160');

@@ -18,6 +18,12 @@ export function parseDecimal(name: string, text: string, min: number, max = Numb
   return value;
 }
 
+/** `--name N` from a script's argv (no commander there): a decimal integer >= min, or `fallback` when absent. */
+export function integerFlag(argv: readonly string[], name: string, fallback: number, min = 1): number {
+  const at = argv.indexOf(name);
+  return at < 0 ? fallback : parseDecimal(name, argv[at + 1] ?? '', min);
+}
+
 /** A commander argument parser for parseDecimal. */
 export function decimal(name: string, min: number, max?: number): (text: string) => number {
   return (text) => parseDecimal(name, text, min, max);
