@@ -9,6 +9,7 @@ import { memoryTagShareMs, trainStepMs, weightBroadcastMs } from '../engines/sim
 import type { MemoryTag } from '../engines/types';
 import type { GpuId, MigrationPolicy, PoolState, RankId, RankWork } from '../gpu';
 import type { IterationEffects, ShardRef, Step } from '../iteration/effects';
+import { beginAwaitSlot } from '../iteration/beginAwait';
 import type { IterationState } from '../iteration/state';
 import type { BroadcastSyncSpec, ShardOutcome, WeightGroupState } from '../contract/types';
 import type { SimulationConfig } from './simulator';
@@ -91,16 +92,13 @@ type StoreEffects = Pick<
 
 /** Work begun in virtual time: done one round trip after it began, whatever the program does meanwhile. */
 function begunWork<T>(world: SimWorld, activityRoundTripMs: number, what: string) {
-  let pending: { result: T; doneAt: number } | undefined;
+  const slot = beginAwaitSlot<{ result: T; doneAt: number }>(what);
   return {
     begin(result: T): void {
-      if (pending !== undefined) throw new Error(`${what}: begun already`);
-      pending = { result, doneAt: world.now() + activityRoundTripMs };
+      slot.begin({ result, doneAt: world.now() + activityRoundTripMs });
     },
     *await(): Step<Wait, T> {
-      const begun = pending;
-      if (begun === undefined) throw new Error(`${what}: nothing was begun`);
-      pending = undefined;
+      const begun = slot.take();
       yield* sleep(Math.max(0, begun.doneAt - world.now()));
       return begun.result;
     },

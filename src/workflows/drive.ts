@@ -3,6 +3,7 @@
  * (an activity, a timer, a race of them); its result or error goes back into the program.
  */
 import type { Step } from '../iteration/effects';
+import { beginAwaitSlot } from '../iteration/beginAwait';
 
 export type Suspension = Promise<unknown>;
 
@@ -31,18 +32,14 @@ export function* awaiting<T>(promise: Promise<T>): Step<Suspension, T> {
  * time. A failure before the await is kept for it, not reported as unhandled.
  */
 export function begunWork<T>(what: string): { begin(work: Promise<T>): void; await(): Step<Suspension, T> } {
-  let pending: Promise<T> | undefined;
+  const slot = beginAwaitSlot<Promise<T>>(what);
   return {
     begin(work) {
-      if (pending !== undefined) throw new Error(`${what}: begun already, not yet awaited`);
+      slot.begin(work);
       work.catch(() => undefined); // observed by await()
-      pending = work;
     },
     *await() {
-      const begun = pending;
-      if (begun === undefined) throw new Error(`${what}: nothing was begun`);
-      pending = undefined;
-      return yield* awaiting(begun);
+      return yield* awaiting(slot.take());
     },
   };
 }
