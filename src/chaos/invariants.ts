@@ -95,22 +95,37 @@ export interface ObservedVersions {
   highest: number;
   /** Versions the run's status reported without the running iteration's progress: its committed weights. */
   committed: number;
+  /**
+   * The latest iteration attempt whose progress named its attempt, with the highest version seen
+   * before that iteration began: where a retry of the iteration starts from at the least.
+   */
+  latest?: { iteration: number; attempt: number; before: number };
 }
 
-type ObservedStatus = Pick<RunStatus, 'version' | 'iteration' | 'phase' | 'progressUnavailable'> & { pool?: PoolState };
+type ObservedStatus = Pick<RunStatus, 'version' | 'iteration' | 'phase' | 'progressUnavailable' | 'iterationAttempt'> & { pool?: PoolState };
+
+/** A status from a later attempt of the latest iteration: it starts again from the iteration's starting version. */
+function isRetryOfLatest(previous: ObservedVersions, status: ObservedStatus): boolean {
+  const { latest } = previous;
+  return status.progressUnavailable === undefined && status.iterationAttempt !== undefined && latest !== undefined && status.iteration === latest.iteration && status.iterationAttempt > latest.attempt;
+}
 
 /**
  * Checks one status observed while the run goes on: the pool state (if reported) is valid (no
  * GPU in two roles) and the weight version never goes back. A status without the running
  * iteration's progress (its query failed or timed out) reports the run's committed version, below
- * the iteration's once it has trained: it is held to the committed versions seen before.
+ * the iteration's once it has trained: it is held to the committed versions seen before. So is a
+ * later attempt of an iteration, which starts again from the iteration's starting version (its
+ * train step, done by the failed attempt, returns the same version again), held to the versions
+ * seen before the iteration began.
  */
 export function checkObservedStatus(layout: PoolLayout, previous: ObservedVersions, status: ObservedStatus): string[] {
   const violations: string[] = [];
   const ownOnly = status.progressUnavailable !== undefined;
-  const floor = ownOnly ? previous.committed : previous.highest;
+  const retry = isRetryOfLatest(previous, status);
+  const floor = ownOnly ? previous.committed : retry ? Math.max(previous.committed, previous.latest!.before) : previous.highest;
   if (status.version < floor) {
-    const source = ownOnly ? "; the run's own status, the iteration's progress unavailable" : '';
+    const source = ownOnly ? "; the run's own status, the iteration's progress unavailable" : retry ? `; attempt ${status.iterationAttempt}, held to the versions before the iteration` : '';
     violations.push(`weight version went back from v${floor} to v${status.version} (iteration ${status.iteration}, ${status.phase}${source})`);
   }
   if (status.pool !== undefined) {
@@ -125,8 +140,20 @@ export function checkObservedStatus(layout: PoolLayout, previous: ObservedVersio
 
 /** The versions observed once `status` is seen too. */
 export function observeVersions(previous: ObservedVersions, status: ObservedStatus): ObservedVersions {
-  return {
-    highest: Math.max(previous.highest, status.version),
-    committed: status.progressUnavailable === undefined ? previous.committed : Math.max(previous.committed, status.version),
-  };
+  if (status.progressUnavailable !== undefined) {
+    return { ...previous, highest: Math.max(previous.highest, status.version), committed: Math.max(previous.committed, status.version) };
+  }
+  const attempt = status.iterationAttempt;
+  if (attempt === undefined) return { ...previous, highest: Math.max(previous.highest, status.version) };
+  const { latest } = previous;
+  if (isRetryOfLatest(previous, status)) {
+    // What the failed attempt reported is done again: the retry is held to its own versions from here.
+    const before = latest!.before;
+    return { ...previous, highest: Math.max(before, previous.committed, status.version), latest: { iteration: status.iteration, attempt, before } };
+  }
+  const highest = Math.max(previous.highest, status.version);
+  if (latest === undefined || status.iteration > latest.iteration) {
+    return { ...previous, highest, latest: { iteration: status.iteration, attempt, before: previous.highest } };
+  }
+  return { ...previous, highest };
 }

@@ -31,11 +31,17 @@ function stalenessSummary(status: RunStatus): string {
   return ` | utilization ${(s.utilization * 100).toFixed(1)} % | token lag mean ${s.tokenLag.mean.toFixed(2)} p99 ${s.tokenLag.p99} max ${s.tokenLag.max}`;
 }
 
+/** A retried iteration says so: it starts again from the iteration's starting weights. */
+function retryNote(status: RunStatus): string {
+  const attempt = status.iterationAttempt;
+  return attempt !== undefined && attempt > 1 ? ` (attempt ${attempt})` : '';
+}
+
 export function progressLine(status: RunStatus, samplesPerSecond: number | undefined): string {
   const state = status.paused ? 'PAUSED' : status.phase;
   const rate = samplesPerSecond === undefined ? '' : ` | ${samplesPerSecond.toFixed(2)} samples/s trained`;
   return (
-    `iter ${iterationNumber(status)}/${status.iterationsTotal} | ${state} | weights v${status.version} | ${roleSummary(status)} | ` +
+    `iter ${iterationNumber(status)}/${status.iterationsTotal}${retryNote(status)} | ${state} | weights v${status.version} | ${roleSummary(status)} | ` +
     `samples: ${status.samples.trained} trained, ${status.samples.running} running, ${status.samples.completedWaiting} done-waiting, ` +
     `${status.samples.waiting} carried, ${dropped(status)} dropped${stalenessSummary(status)}${rate}`
   );
@@ -44,7 +50,7 @@ export function progressLine(status: RunStatus, samplesPerSecond: number | undef
 export function statusBlock(status: RunStatus): string {
   const lines = [
     `run:        ${status.runId} (${status.strategy})`,
-    `iteration:  ${iterationNumber(status)} of ${status.iterationsTotal}${status.phase === 'done' ? ' (done)' : ''}`,
+    `iteration:  ${iterationNumber(status)} of ${status.iterationsTotal}${status.phase === 'done' ? ' (done)' : ''}${retryNote(status)}`,
     `phase:      ${status.phase}${status.paused ? ' (paused)' : ''}${status.pauseRequested ? ' (pause requested)' : ''}${status.stopRequested ? ' (stop requested)' : ''}`,
     `weights:    v${status.version}`,
     `batch size: ${status.batchSize}`,

@@ -148,6 +148,11 @@ export interface IterationResult {
 /** The iteration's latest phase report, answered by its `progress` query (updated at every phase change). */
 export interface IterationProgress {
   iteration: number;
+  /**
+   * The iteration workflow's attempt (1 first; a retry after a failed attempt starts again from
+   * the iteration's starting version). Absent from workers that predate it.
+   */
+  attempt?: number;
   phase: Phase;
   pool: PoolState;
   version: number;
@@ -197,6 +202,8 @@ export interface RunStatus {
    * phase, pool and live counts are then the run's own (as the iteration started).
    */
   progressUnavailable?: string;
+  /** The running iteration's attempt, from its progress (absent: no progress, or a worker that predates it). */
+  iterationAttempt?: number;
   /** Ranks marked lost (their node stopped answering); `returnRanks` brings them back. */
   lostRanks?: RankId[];
   /**

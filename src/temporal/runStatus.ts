@@ -21,6 +21,7 @@ const count = () => z.number().int().nonnegative();
 export const iterationProgressSchema: z.ZodType<IterationProgress> = z
   .object({
     iteration: count(),
+    attempt: z.number().int().positive().optional(),
     phase: z.enum(PHASES),
     pool: z.object({ roles: z.array(z.enum(GPU_ROLES)), rankPhases: z.array(z.enum(RANK_PHASES)) }).strict(),
     version: count(),
@@ -44,6 +45,7 @@ export function withIterationProgress(status: RunStatus, progress: IterationProg
     phase: progress.phase,
     version: progress.version,
     pool: progress.pool,
+    ...(progress.attempt === undefined ? {} : { iterationAttempt: progress.attempt }),
     samples: {
       ...status.samples,
       // The iteration's batch counts as trained once its train step is done.

@@ -57,7 +57,7 @@ export async function iterationWorkflow(input: IterationInput): Promise<Iteratio
     activities: iterationActivities(input.spec),
     lost,
     ...(input.engineKvCapacity === undefined ? {} : { engineKvCapacity: input.engineKvCapacity }),
-    onProgress: (report) => (progress = report),
+    onProgress: (report) => (progress = { ...report, attempt: workflowInfo().attempt }),
   });
   const state = createIterationState(programInput(input), fx.now());
   try {

@@ -104,6 +104,25 @@ describe('observed status', () => {
     expect(checkObservedStatus(layout, observed, { version: 0, iteration: 0, phase: 'sync' })[0]).toMatch(/went back from v1 to v0/);
   });
 
+  it("holds a retried attempt to the versions seen before its iteration: the failed attempt's train step is done again", () => {
+    // Iteration 1 starts from v1; attempt 1 trains (v2) and fails in its stop; attempt 2 reports v1 until it has trained.
+    let observed = observeVersions({ highest: 0, committed: 0 }, { version: 1, iteration: 0, phase: 'sync', iterationAttempt: 1 });
+    observed = observeVersions(observed, { version: 1, iteration: 1, phase: 'rollout', iterationAttempt: 1 });
+    observed = observeVersions(observed, { version: 2, iteration: 1, phase: 'stop', iterationAttempt: 1 });
+    const retried = { version: 1, iteration: 1, phase: 'rollout' as const, iterationAttempt: 2 };
+    expect(checkObservedStatus(layout, observed, retried)).toEqual([]);
+    observed = observeVersions(observed, retried);
+    expect(observed.highest).toBe(1);
+    // Within the retry, going back after its own train step is caught.
+    const afterTrain = observeVersions(observed, { ...retried, version: 2, phase: 'sync' });
+    expect(checkObservedStatus(layout, afterTrain, { ...retried, phase: 'sync' })[0]).toMatch(/went back from v2 to v1/);
+    // A retry below the iteration's starting version is caught, as is a later iteration going back.
+    expect(checkObservedStatus(layout, observed, { ...retried, version: 0, iterationAttempt: 3 })[0]).toMatch(/went back from v1 to v0 .*attempt 3/);
+    const stillAttemptOne = observeVersions({ highest: 0, committed: 0 }, { version: 2, iteration: 1, phase: 'stop', iterationAttempt: 1 });
+    expect(checkObservedStatus(layout, stillAttemptOne, { version: 1, iteration: 2, phase: 'rollout', iterationAttempt: 1 })[0]).toMatch(/went back from v2 to v1/);
+    expect(checkObservedStatus(layout, stillAttemptOne, { version: 1, iteration: 1, phase: 'stop', iterationAttempt: 1 })[0]).toMatch(/went back from v2 to v1/);
+  });
+
   it('fails on a GPU both serving and training', () => {
     const pool = initialPoolState(layout);
     pool.roles[0] = 'training';

@@ -191,13 +191,13 @@ describe('worker SIGKILL mid-iteration, then restart', () => {
           await fired(stateDir, runId, hold);
           // Held in its train step: the status shows the iteration's phase and the GPUs training.
           const training = await queryRunStatus(client, runId);
-          expect([training.iteration, training.phase]).toEqual([1, 'train']);
+          expect([training.iteration, training.phase, training.iterationAttempt]).toEqual([1, 'train', 1]);
           expect(training.pool?.roles).toContain('training');
         } else {
           const firstFired = await Promise.race(holds.map((id) => fired(stateDir, runId, id)));
           // The phase is the running iteration's, from its progress query (the run's own says 'starting').
           const status = await queryRunStatus(client, runId);
-          expect([status.iteration, status.phase]).toEqual([0, 'rollout']);
+          expect([status.iteration, status.phase, status.iterationAttempt]).toEqual([0, 'rollout', 1]);
           expect(status.pool?.roles.every((role) => role === 'rollout')).toBe(true);
           // The kill below comes while the holds last (checked, not assumed); holds not taken are withdrawn.
           expect(Date.now()).toBeLessThan(firstFired.firedAtMs + 30_000);

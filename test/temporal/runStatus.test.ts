@@ -2,7 +2,7 @@ import path from 'node:path';
 import { Client, Connection } from '@temporalio/client';
 import { NativeConnection, Worker } from '@temporalio/worker';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { statusBlock } from '../../src/cli/progress';
+import { progressLine, statusBlock } from '../../src/cli/progress';
 import { runWorkflowId } from '../../src/contract/naming';
 import type { IterationProgress, RunStatus } from '../../src/contract/types';
 import { startDevServer, type DevServer } from '../../src/temporal/devServer';
@@ -46,6 +46,18 @@ describe('run status with the running iteration progress', () => {
     for (const phase of ['stop', 'sync', 'expand', 'done'] as const) {
       expect(withIterationProgress(runStatus, progress(phase)).samples.trained, phase).toBe(24);
     }
+  });
+
+  it("names the iteration's attempt when its progress does, and says so where it is a retry", () => {
+    expect(withIterationProgress(runStatus, progress('train')).iterationAttempt).toBeUndefined();
+    const first = withIterationProgress(runStatus, { ...progress('train'), attempt: 1 });
+    expect(first.iterationAttempt).toBe(1);
+    expect(statusBlock(first)).toMatch(/^iteration: +3 of 5$/m);
+    const retried = withIterationProgress(runStatus, { ...progress('rollout'), attempt: 2 });
+    expect(retried.iterationAttempt).toBe(2);
+    expect(statusBlock(retried)).toMatch(/^iteration: +3 of 5 \(attempt 2\)$/m);
+    expect(progressLine(retried, undefined)).toMatch(/^iter 3\/5 \(attempt 2\) \| rollout \|/);
+    expect(() => parseIterationProgress('w', { ...progress('sync'), attempt: 0 })).toThrow(/malformed answer: attempt/);
   });
 
   it("leaves the run's status as it is before the first report or for another iteration's report", () => {
