@@ -25,6 +25,7 @@ import { promises as fs, watch } from 'node:fs';
 import { join } from 'node:path';
 import { z } from 'zod';
 import { checkIntRange, checkNonEmpty, checkNoDuplicates } from '../validation/patterns';
+import { BatchIndex } from './batchIndex';
 import {
   atomicWrite,
   createExclusive,
@@ -127,6 +128,9 @@ function sortedIds(ids: readonly number[]): number[] {
   return [...ids].sort((a, b) => a - b);
 }
 
+/** Manifests kept whole in memory, the most recently read (a seal, the next iteration's recovery and training read the last few). */
+const RECENT_MANIFESTS = 8;
+
 export class FsTrajectoryStore implements TrajectoryStore {
   readonly runDir: string;
   private readonly samplesDir: string;
@@ -137,10 +141,14 @@ export class FsTrajectoryStore implements TrajectoryStore {
   private readonly lockOptions: LockOptions;
   private readonly concurrency: number;
   private dirsReady: Promise<void> | undefined;
-  /** Manifests are immutable once written, so every one read is cached for good. */
-  private readonly manifestCache = new Map<number, BatchManifest>();
-  /** sample id -> iteration of the (first) cached manifest listing it. */
-  private readonly manifestOf = new Map<number, number>();
+  /**
+   * Manifests are immutable once written: the ids of every one read stay indexed for good
+   * (`manifestOf`, `indexed`); the manifests themselves only the last RECENT_MANIFESTS read.
+   */
+  private readonly recentManifests = new Map<number, BatchManifest>();
+  private readonly indexed = new Set<number>();
+  /** sample id -> iteration of the (first) indexed manifest listing it. */
+  private readonly manifestOf = new BatchIndex();
 
   constructor(
     readonly rootDir: string,
@@ -458,7 +466,7 @@ export class FsTrajectoryStore implements TrajectoryStore {
     const path = this.batchPath(iteration);
     return this.withBatchesLock(async () => {
       await this.refreshManifests();
-      let manifest = this.manifestCache.get(iteration);
+      let manifest = this.indexed.has(iteration) ? await this.readBatch(iteration) : undefined;
       if (manifest !== undefined) this.checkSameBatch(manifest, fromVersion, ids);
       for (const id of ids) {
         const other = this.manifestOf.get(id);
@@ -518,8 +526,8 @@ export class FsTrajectoryStore implements TrajectoryStore {
 
   async readBatch(iteration: number): Promise<BatchManifest> {
     checkIntRange('iteration', iteration, 0, MAX_ID);
-    const cached = this.manifestCache.get(iteration);
-    if (cached !== undefined) return cached;
+    const recent = this.recentManifests.get(iteration);
+    if (recent !== undefined) return recent;
     const manifest = await this.loadManifest(iteration);
     this.cacheManifest(manifest);
     return manifest;
@@ -741,16 +749,20 @@ export class FsTrajectoryStore implements TrajectoryStore {
   }
 
   private cacheManifest(manifest: BatchManifest): void {
-    if (this.manifestCache.has(manifest.iteration)) return;
-    this.manifestCache.set(manifest.iteration, manifest);
-    for (const id of manifest.sampleIds) {
-      if (!this.manifestOf.has(id)) this.manifestOf.set(id, manifest.iteration);
+    this.recentManifests.delete(manifest.iteration);
+    this.recentManifests.set(manifest.iteration, manifest);
+    for (const iteration of this.recentManifests.keys()) {
+      if (this.recentManifests.size <= RECENT_MANIFESTS) break;
+      this.recentManifests.delete(iteration);
     }
+    if (this.indexed.has(manifest.iteration)) return;
+    this.indexed.add(manifest.iteration);
+    for (const id of manifest.sampleIds) this.manifestOf.add(id, manifest.iteration);
   }
 
   /** Reads manifests written since the last call (by this or another process). */
   private async refreshManifests(): Promise<void> {
-    const fresh = (await this.listBatches()).filter((iteration) => !this.manifestCache.has(iteration));
+    const fresh = (await this.listBatches()).filter((iteration) => !this.indexed.has(iteration));
     const loaded = await mapLimit(fresh, this.concurrency, (iteration) => this.loadManifest(iteration));
     loaded.forEach((m) => this.cacheManifest(m));
   }

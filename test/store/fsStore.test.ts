@@ -380,6 +380,24 @@ describe('sealing batches (exactly once)', () => {
     expect((await store.readSample(3)).batch).toBeUndefined();
   });
 
+  it('remembers the members of every batch read, beyond the few manifests it keeps whole', async () => {
+    const batches = 12;
+    const ids = Array.from({ length: batches * 2 + 1 }, (_, i) => i);
+    await completed(ids, ids);
+    for (let k = 0; k < batches; k++) await store.sealBatch(k, k, [2 * k, 2 * k + 1], 100 + k);
+    for (const reader of [store, new FsTrajectoryStore(t.root, 'run-1')]) {
+      // Batch 0 is the oldest, long out of the manifests kept whole.
+      const err = await reader.sealBatch(batches, batches, [batches * 2, 1], 500).catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(BatchConflictError);
+      expect((err as Error).message).toMatch(/sample 1 is already in batch 0/);
+      expect(await reader.listCompleted(ids)).toEqual([batches * 2]);
+      expect((await reader.readBatch(0)).sampleIds).toEqual([0, 1]);
+      // The retry of an old seal finds its manifest again and accepts only the same samples.
+      await expect(reader.sealBatch(1, 1, [2, 3], 600)).resolves.toMatchObject({ iteration: 1, sampleIds: [2, 3], createdAtMs: 101 });
+      await expect(reader.sealBatch(1, 1, [2, 4], 600)).rejects.toThrow(/batch 1 already sealed with different samples/);
+    }
+  });
+
   it('only completed samples can be sealed; inputs are validated', async () => {
     await completed([1], [1]);
     await store.createSamples([sample(2)]);
