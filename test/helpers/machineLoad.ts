@@ -24,7 +24,8 @@ function runnableNow(): { runnable: number; source: LoadFigures['source'] } {
   let text: string;
   try {
     text = readFileSync('/proc/loadavg', 'utf8');
-  } catch {
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
     return { runnable: loadavg()[0]!, source: 'os.loadavg' };
   }
   // "0.42 1.96 2.38 3/80 10223": the fourth field is runnable/total; the reader itself is one of them.
