@@ -7,8 +7,8 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { statusBlock } from '../../src/cli/progress';
-import { iterationWorkflowId } from '../../src/contract/naming';
-import type { RunStatus } from '../../src/contract/types';
+import { iterationWorkflowId, PROGRESS_QUERY } from '../../src/contract/naming';
+import type { IterationProgress, RunStatus } from '../../src/contract/types';
 import type { RunSummary } from '../../src/workflows/run';
 import { resumeUpdate } from '../../src/workflows/signals';
 import { smallConfig, startPipelineEnv, type PipelineEnv } from '../helpers/pipeline';
@@ -70,6 +70,15 @@ describe('pipeline: failed transitions roll back and retry (real Temporal)', () 
         expect(failure).toMatch(/^iteration 1 attempt 1 failed in phase/);
         expect(failure).toContain('simulated fault');
         expect(failure).toContain('pool restored to serving');
+        // Each run's progress names its attempt: the retry, which starts again from v0 even where
+        // the failed attempt had trained v1 (the sync case), says it is attempt 2.
+        const progress = await Promise.all(
+          runs.map((run) => env.client.workflow.getHandle(iterationWorkflowId(runId, 0), run.runId).query<IterationProgress | null>(PROGRESS_QUERY)),
+        );
+        expect(progress.map((answer) => answer?.attempt)).toEqual([1, 2]);
+        // A failure after the train step leaves attempt 1 reporting v1, which the retry reports
+        // again only once it has trained (src/chaos/invariants.ts holds it to v0 until then).
+        expect(progress[0]?.version).toBe(phase === 'sync' ? 1 : 0);
 
         const store = env.store(context);
         const audit = await store.audit();
