@@ -104,10 +104,14 @@ export interface ObservedVersions {
 
 type ObservedStatus = Pick<RunStatus, 'version' | 'iteration' | 'phase' | 'progressUnavailable' | 'iterationAttempt'> & { pool?: PoolState };
 
-/** A status from a later attempt of the latest iteration: it starts again from the iteration's starting version. */
-function isRetryOfLatest(previous: ObservedVersions, status: ObservedStatus): boolean {
+/**
+ * For a status from a later attempt of the latest iteration, which starts again from the
+ * iteration's starting version: the highest version seen before that iteration began. Otherwise undefined.
+ */
+function retriedFrom(previous: ObservedVersions, status: ObservedStatus): number | undefined {
   const { latest } = previous;
-  return status.progressUnavailable === undefined && status.iterationAttempt !== undefined && latest !== undefined && status.iteration === latest.iteration && status.iterationAttempt > latest.attempt;
+  const retry = status.progressUnavailable === undefined && status.iterationAttempt !== undefined && latest !== undefined && status.iteration === latest.iteration && status.iterationAttempt > latest.attempt;
+  return retry ? latest.before : undefined;
 }
 
 /**
@@ -122,10 +126,10 @@ function isRetryOfLatest(previous: ObservedVersions, status: ObservedStatus): bo
 export function checkObservedStatus(layout: PoolLayout, previous: ObservedVersions, status: ObservedStatus): string[] {
   const violations: string[] = [];
   const ownOnly = status.progressUnavailable !== undefined;
-  const retry = isRetryOfLatest(previous, status);
-  const floor = ownOnly ? previous.committed : retry ? Math.max(previous.committed, previous.latest!.before) : previous.highest;
+  const retryFrom = retriedFrom(previous, status);
+  const floor = ownOnly ? previous.committed : retryFrom !== undefined ? Math.max(previous.committed, retryFrom) : previous.highest;
   if (status.version < floor) {
-    const source = ownOnly ? "; the run's own status, the iteration's progress unavailable" : retry ? `; attempt ${status.iterationAttempt}, held to the versions before the iteration` : '';
+    const source = ownOnly ? "; the run's own status, the iteration's progress unavailable" : retryFrom !== undefined ? `; attempt ${status.iterationAttempt}, held to the versions before the iteration` : '';
     violations.push(`weight version went back from v${floor} to v${status.version} (iteration ${status.iteration}, ${status.phase}${source})`);
   }
   if (status.pool !== undefined) {
@@ -145,13 +149,13 @@ export function observeVersions(previous: ObservedVersions, status: ObservedStat
   }
   const attempt = status.iterationAttempt;
   if (attempt === undefined) return { ...previous, highest: Math.max(previous.highest, status.version) };
-  const { latest } = previous;
-  if (isRetryOfLatest(previous, status)) {
+  const before = retriedFrom(previous, status);
+  if (before !== undefined) {
     // What the failed attempt reported is done again: the retry is held to its own versions from here.
-    const before = latest!.before;
     return { ...previous, highest: Math.max(before, previous.committed, status.version), latest: { iteration: status.iteration, attempt, before } };
   }
   const highest = Math.max(previous.highest, status.version);
+  const { latest } = previous;
   if (latest === undefined || status.iteration > latest.iteration) {
     return { ...previous, highest, latest: { iteration: status.iteration, attempt, before: previous.highest } };
   }
