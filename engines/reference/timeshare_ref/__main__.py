@@ -26,6 +26,7 @@ def main() -> None:
     parser.add_argument("--behaviour-weight-cap", type=float, default=5.0, help="off-policy tokens whose importance weight pi_prox/pi_behav exceeds this leave the loss (AReaL's behav_imp_weight_cap)")
     parser.add_argument("--api-key-env", default=None, help="environment variable holding the API key clients must send")
     parser.add_argument("--decode-delay-ms", type=float, default=0.0, help="sleep per generated token (tests: stands in for a big model's decode time)")
+    parser.add_argument("--register-delay-ms", type=float, default=0.0, help="sleep before a generate request is registered, so an abort sent meanwhile finds no such request (tests: SGLang's tokenizer manager registers a request after it arrives)")
     parser.add_argument("--weight-sync-timeout-s", type=float, default=60.0, help="timeout of weight-update group formation and of each broadcast operation")
     parser.add_argument("--broadcast-delay-ms", type=float, default=0.0, help="trainer: sleep between broadcast buckets (tests: stands in for a big model's transfer time)")
     parser.add_argument("--checkpoint-dir", default=None, help="trainer: save every step here and resume from it at start (survives a restart)")
@@ -44,7 +45,7 @@ def main() -> None:
     device = pick_device(args.device)
     app = App(
         config,
-        RolloutEngine(config, device, decode_delay_s=args.decode_delay_ms / 1000, kv_capacity_tokens=args.kv_capacity_tokens),
+        RolloutEngine(config, device, decode_delay_s=args.decode_delay_ms / 1000, kv_capacity_tokens=args.kv_capacity_tokens, register_delay_s=args.register_delay_ms / 1000),
         Trainer(config, device, lr=args.lr, epochs=args.epochs, behaviour_weight_cap=args.behaviour_weight_cap, checkpoint_dir=args.checkpoint_dir),
         model_name="timeshare-reference",
         api_key=api_key,

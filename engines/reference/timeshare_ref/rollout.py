@@ -44,8 +44,9 @@ class _Running:
 
 
 class RolloutEngine:
-    def __init__(self, config: ModelConfig, device: torch.device, kv_pool_mib: int = 8, decode_delay_s: float = 0.0, kv_capacity_tokens: int | None = None):
+    def __init__(self, config: ModelConfig, device: torch.device, kv_pool_mib: int = 8, decode_delay_s: float = 0.0, kv_capacity_tokens: int | None = None, register_delay_s: float = 0.0):
         self.decode_delay_s = decode_delay_s
+        self.register_delay_s = register_delay_s
         self.config = config
         self.device = device
         self.model = build_model(config, device).eval()
@@ -92,6 +93,9 @@ class RolloutEngine:
         """Samples up to max_new_tokens after input_ids. An abort (abort_request, pause in abort
         mode) ends it with finish type 'abort' and the tokens generated so far."""
         self.validate(input_ids, max_new_tokens, temperature)
+        # As in SGLang, a request is abortable only once registered: an abort that comes first is ignored.
+        if self.register_delay_s > 0:
+            time.sleep(self.register_delay_s)
         entry = _Running()
         with self.running_lock:
             if rid in self.running:

@@ -4,7 +4,8 @@
  *
  *   generate        POST /generate {input_ids, sampling_params, return_logprob, rid}
  *   abort           POST /abort_request {rid} | {abort_all: true}; the aborted /generate answers
- *                   with finish_reason.type "abort" and the tokens generated so far
+ *                   with finish_reason.type "abort" and the tokens generated so far (an abort
+ *                   for a request not yet registered is ignored: sent again until it answers)
  *   release/resume  POST /release_memory_occupation, /resume_memory_occupation {tags}
  *   weights         POST /update_weights_from_disk {model_path, weight_version}, or by broadcast
  *                   (./broadcast.ts: init_weights_update_group, update_weights_from_distributed)
@@ -49,6 +50,10 @@ const serverInfoSchema = z.object({ max_total_num_tokens: z.number().int().posit
 
 const updateWeightsSchema = z.object({ success: z.boolean(), message: z.string() }).loose();
 
+/** An abort is sent again after this long while its /generate has not answered, then at doubling intervals up to the maximum. */
+const ABORT_RESEND_FIRST_MS = 50;
+const ABORT_RESEND_MAX_MS = 1000;
+
 export class SglangRolloutEngine implements RolloutEngine {
   private readonly http: HttpClient;
   private readonly sampling: SamplingOptions;
@@ -71,7 +76,7 @@ export class SglangRolloutEngine implements RolloutEngine {
     }
     if (signal?.aborted === true) return aborted(request.requestId, this.servedVersion);
     const rid = request.requestId;
-    const onAbort = () => void this.abortOne(rid);
+    const onAbort = () => void this.abortUntilAnswered(rid);
     this.running.add(rid);
     signal?.addEventListener('abort', onAbort, { once: true });
     try {
@@ -112,13 +117,25 @@ export class SglangRolloutEngine implements RolloutEngine {
     }
   }
 
-  private async abortOne(rid: string): Promise<void> {
-    // If the request already finished there is nothing to abort and its /generate answer stands;
-    // if the engine is unreachable, the pending /generate fails too and carries the error. So the
-    // abort's own failure is reported, not thrown (it runs from an abort listener).
-    await this.http.call('POST', '/abort_request', { rid }).catch((error: unknown) => {
-      console.warn(`sglang adapter: abort of request ${rid} failed: ${describe(error)}`);
-    });
+  /**
+   * SGLang ignores an abort for a request it has not registered yet (the /generate may still be on
+   * its way, or in the tokenizer), and that turn would then run to its end. So the abort is sent
+   * again, at growing intervals, until the /generate answers.
+   */
+  private async abortUntilAnswered(rid: string): Promise<void> {
+    let waitMs = ABORT_RESEND_FIRST_MS;
+    let warned = false;
+    while (this.running.has(rid)) {
+      // If the request already finished there is nothing to abort and its /generate answer stands;
+      // if the engine is unreachable, the pending /generate fails too and carries the error. So the
+      // abort's own failure is reported (once), not thrown: it runs from an abort listener.
+      await this.http.call('POST', '/abort_request', { rid }).catch((error: unknown) => {
+        if (!warned) console.warn(`sglang adapter: abort of request ${rid} failed: ${describe(error)}`);
+        warned = true;
+      });
+      await new Promise((resolve) => setTimeout(resolve, waitMs));
+      waitMs = Math.min(2 * waitMs, ABORT_RESEND_MAX_MS);
+    }
   }
 
   async abortAll(): Promise<void> {

@@ -53,13 +53,14 @@ export class VllmRolloutEngine implements RolloutEngine {
   private readonly model: string;
   private readonly resident = new Set<MemoryTag>(ALL_MEMORY_TAGS);
   private readonly running = new Set<string>();
-  private servedVersion: number;
+  /** Replaced by the engine's own before the adapter's first call (readEngineStateOnce). */
+  private servedVersion = 0;
+  private engineStateRead: Promise<void> | undefined;
 
   constructor(options: VllmAdapterOptions) {
     this.http = new HttpClient({ baseUrl: options.baseUrl, ...(options.apiKey === undefined ? {} : { apiKey: options.apiKey }) });
     this.sampling = options.sampling;
     this.model = options.model;
-    this.servedVersion = options.initialVersion ?? 0;
     this.broadcast = new VllmWeightReceiver(this.http, (version) => (this.servedVersion = version));
   }
 
@@ -70,6 +71,7 @@ export class VllmRolloutEngine implements RolloutEngine {
     if (request.inputIds === undefined) {
       throw new EngineProtocolError(endpoint, `request ${request.requestId} has no input ids: the adapter sends token ids as the prompt`);
     }
+    await this.readEngineStateOnce();
     const rid = request.requestId;
     const version = this.servedVersion;
     const outputIds: number[] = [];
@@ -156,11 +158,13 @@ export class VllmRolloutEngine implements RolloutEngine {
     if (!ALL_MEMORY_TAGS.every((tag) => tags.includes(tag))) {
       throw new EngineProtocolError(endpoint, `vLLM sleeps weights and KV cache together; cannot release only ${tags.join('+')}`);
     }
+    await this.readEngineStateOnce();
     await this.http.call('POST', '/sleep?level=1');
     this.resident.clear();
   }
 
   async resumeMemory(tags: readonly MemoryTag[]): Promise<void> {
+    await this.readEngineStateOnce();
     const query = tags.map((tag) => `tags=${encodeURIComponent(tag)}`).join('&');
     await this.http.call('POST', `/wake_up?${query}`);
     for (const tag of tags) this.resident.add(tag);
@@ -173,20 +177,46 @@ export class VllmRolloutEngine implements RolloutEngine {
   }
 
   async status(): Promise<EngineStatus> {
-    const info = await this.http.json('GET', '/weight_info', undefined, z.object({ weight_version: z.union([z.string(), z.number()]) }).loose());
-    const sleeping = await this.http.json('GET', '/is_sleeping', undefined, z.object({ is_sleeping: z.boolean() }).loose());
-    const weightVersion = parseVersion(this.http.endpoint('GET', '/weight_info'), info.weight_version);
+    await this.readEngineStateOnce();
+    const { weightVersion, sleeping } = await this.engineState();
     this.servedVersion = weightVersion;
     // vLLM reports only whether it sleeps; which tags a partial wake_up restored is our record.
     const resident = ALL_MEMORY_TAGS.filter((tag) => this.resident.has(tag));
-    const contradiction = sleeping.is_sleeping ? resident.length === ALL_MEMORY_TAGS.length : resident.length === 0;
+    const contradiction = sleeping ? resident.length === ALL_MEMORY_TAGS.length : resident.length === 0;
     if (contradiction) {
       throw new EngineProtocolError(
         this.http.endpoint('GET', '/is_sleeping'),
-        `is_sleeping ${sleeping.is_sleeping} contradicts the memory this adapter released/resumed (${resident.join('+') || 'none'} resident)`,
+        `is_sleeping ${sleeping} contradicts the memory this adapter released/resumed (${resident.join('+') || 'none'} resident)`,
       );
     }
     return { weightVersion, resident, runningRequests: this.running.size };
+  }
+
+  private async engineState(): Promise<{ weightVersion: number; sleeping: boolean }> {
+    const info = await this.http.json('GET', '/weight_info', undefined, z.object({ weight_version: z.union([z.string(), z.number()]) }).loose());
+    const sleeping = await this.http.json('GET', '/is_sleeping', undefined, z.object({ is_sleeping: z.boolean() }).loose());
+    return { weightVersion: parseVersion(this.http.endpoint('GET', '/weight_info'), info.weight_version), sleeping: sleeping.is_sleeping };
+  }
+
+  /**
+   * The engine outlives this adapter (a gpu-node worker restarts, the server keeps running): before
+   * its first call the adapter takes the served version and the sleep state from the engine rather
+   * than assume v0 and everything resident. A partial wake (weights only) reads as asleep, so
+   * every tag counts as released. A failed read is retried by the next call.
+   */
+  private readEngineStateOnce(): Promise<void> {
+    this.engineStateRead ??= this.engineState().then(
+      ({ weightVersion, sleeping }) => {
+        this.servedVersion = weightVersion;
+        this.resident.clear();
+        if (!sleeping) for (const tag of ALL_MEMORY_TAGS) this.resident.add(tag);
+      },
+      (error: unknown) => {
+        this.engineStateRead = undefined;
+        throw error;
+      },
+    );
+    return this.engineStateRead;
   }
 
   /**

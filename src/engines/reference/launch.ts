@@ -32,6 +32,8 @@ export interface ReferenceEngineOptions {
   epochs?: number;
   /** Sleep this long per generated token (stands in for a big model's decode time in tests). */
   decodeDelayMs?: number;
+  /** Sleep this long before registering a generate request: an abort sent meanwhile finds no such request, as in SGLang. */
+  registerDelayMs?: number;
   /** Timeout of weight-update group formation and of each broadcast operation (default 60 s). */
   weightSyncTimeoutS?: number;
   /** Trainer: sleep between broadcast buckets (stands in for a big model's transfer time in tests). */
@@ -57,6 +59,7 @@ export async function startReferenceEngine(options: ReferenceEngineOptions = {})
   if (options.lr !== undefined) args.push('--lr', String(options.lr));
   if (options.epochs !== undefined) args.push('--epochs', String(options.epochs));
   if (options.decodeDelayMs !== undefined) args.push('--decode-delay-ms', String(options.decodeDelayMs));
+  if (options.registerDelayMs !== undefined) args.push('--register-delay-ms', String(options.registerDelayMs));
   if (options.apiKeyEnv !== undefined) args.push('--api-key-env', options.apiKeyEnv);
   if (options.weightSyncTimeoutS !== undefined) args.push('--weight-sync-timeout-s', String(options.weightSyncTimeoutS));
   if (options.broadcastDelayMs !== undefined) args.push('--broadcast-delay-ms', String(options.broadcastDelayMs));

@@ -147,3 +147,50 @@ describe('trainer and weight sync through the adapters', () => {
     }
   });
 });
+
+describe('adapters and an engine they did not start with', () => {
+  it('sglang: an abort that reaches the engine before its /generate registered still stops the turn', async () => {
+    // The engine registers each request 300 ms after it arrives; an abort before that is ignored.
+    const late = await startReferenceEngine({ device: 'cpu', decodeDelayMs: 10, registerDelayMs: 300 });
+    try {
+      const adapter = new SglangRolloutEngine({ baseUrl: late.url, sampling: greedy });
+      const controller = new AbortController();
+      // 200 tokens at 10 ms each: 2 s when nothing stops it.
+      const pending = adapter.generate(request('early-abort', [1, 10], 200), controller.signal);
+      await new Promise((resolve) => setTimeout(resolve, 20));
+      controller.abort();
+      const result = await pending;
+      expect(result.finishReason).toBe('abort');
+      expect(result.outputTokens).toBeLessThan(200);
+    } finally {
+      await late.stop();
+    }
+  });
+
+  it.each(adapters)('%s: a new adapter (a restarted worker) takes the weight version and the released memory from the engine', async (name, make) => {
+    const trainer = new HttpTrainer({ baseUrl: engine.url });
+    await trainer.onload();
+    const before = await trainer.status();
+    const version = before.weightVersion + 1;
+    await trainer.trainStep({
+      iteration: before.weightVersion,
+      fromVersion: before.weightVersion,
+      sampleIds: [0],
+      totalTokens: 3,
+      trajectories: [{ sampleId: 0, reward: 1, inputIds: [1, 10, 3], lossMask: [0, 0, 1], logprobs: [0, 0, -2.4] }],
+    });
+    const { path: weights } = await trainer.exportWeights(version, dir);
+    await trainer.offload();
+    const first = make();
+    await first.updateWeights(version, weights);
+    await first.releaseMemory(['weights', 'kv_cache']);
+    // The worker restarts: a new adapter on the same engine, which still sleeps at `version`.
+    const restarted = make();
+    expect(await restarted.status()).toMatchObject({ weightVersion: version, resident: [] });
+    await restarted.resumeMemory(['weights', 'kv_cache']);
+    expect(await restarted.status()).toMatchObject({ weightVersion: version, resident: ['weights', 'kv_cache'] });
+    const again = make();
+    const turn = await again.generate(request(`${name}-after-restart`, [1], 2));
+    expect(turn.weightVersion).toBe(version);
+  });
+});
