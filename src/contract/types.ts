@@ -94,6 +94,12 @@ export interface IterationInput {
   weightGroup?: WeightGroupState;
   /** What the ranks' engines reported of their KV capacity so far (the admission's KV cap); absent: none yet. */
   engineKvCapacity?: RankKvCapacity[];
+  /**
+   * The run's previous iteration completed in this execution of the run workflow and handed over
+   * this ledger: the store holds nothing the ledger lacks, so a first attempt skips the recovery
+   * from the store (absent: recover, as after a failure, a retry or a continue-as-new).
+   */
+  ledgerMatchesStore?: boolean;
 }
 
 /** What the store says of a sealed batch: its tokens, and its generated tokens by version lag (absent for manifests written before). */

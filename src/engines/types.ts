@@ -314,6 +314,8 @@ export const faultSchema = z
     operation: z.enum(['generate', 'releaseMemory', 'resumeMemory', 'updateWeights', 'onload', 'trainStep', 'exportWeights', 'offload']),
     /** How many calls fail before the operation works again. */
     failures: z.number().int().min(1).max(1000),
+    /** How many matching calls succeed before the failures begin (default 0): a fault in a later iteration. */
+    after: z.number().int().min(0).max(1_000_000).optional(),
     /** Only this rank (rollout) or node (trainer); omitted: every one. */
     at: z.number().int().nonnegative().optional(),
   })

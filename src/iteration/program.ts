@@ -3,7 +3,7 @@
  * once over the effects interface (effects.ts). The Temporal iteration workflow and the simulator
  * both run it; they differ only in how an effect is carried out.
  *
- *   rejoin → carry-over → recover from the store → full rollout until the batch → seal (the
+ *   rejoin → carry-over → recover from the store (unless the ledger is known exact) → full rollout until the batch → seal (the
  *   manifest beside the shrink's stop; awaited first under the adaptive trigger) →
  *   [adaptive trigger] → shrink (stop, settle, re-shard) → release + trainer onload (‖ admission
  *   on the kept ranks) → train ‖ long tail → stop (‖ trainer offload) → sync + expand
@@ -83,8 +83,10 @@ export function* runIteration<S>(fx: IterationEffects<S>, st: IterationState): S
   try {
     yield* rejoin(fx, st);
     yield* carryOver(fx, st);
-    const nextId = st.ledger.nextSampleId;
-    adoptRecovered(st, nextId, yield* fx.recoverFromStore({ waiting: waitingIds(st), fromId: nextId }));
+    if (st.input.recoverFromStore) {
+      const nextId = st.ledger.nextSampleId;
+      adoptRecovered(st, nextId, yield* fx.recoverFromStore({ waiting: waitingIds(st), fromId: nextId }));
+    }
     const adaptive = st.input.options.policy.trigger === 'adaptive' && layout.strategy === 'multiplexed';
     // A retried attempt whose batch was already sealed resumes at training.
     if (st.batch === undefined) {

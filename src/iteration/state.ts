@@ -35,6 +35,12 @@ export interface ProgramInput {
   weightSync?: BroadcastSyncSpec;
   /** Broadcast sync: the weight-update group the previous iteration left formed. */
   weightGroup?: WeightGroupState;
+  /**
+   * Whether the iteration first takes in what the store holds beyond its ledger (an earlier attempt's
+   * admissions, completions and sealed batch). False only where the driver knows the ledger is the
+   * one a completed iteration handed over, unchanged since.
+   */
+  recoverFromStore: boolean;
 }
 
 /** The adaptive shrink trigger's parameters (docs/simulator.md). */

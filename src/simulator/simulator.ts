@@ -444,6 +444,8 @@ export class Simulator implements SimWorld {
       ...(cfg.staleness.maxTokenLag === undefined ? {} : { maxTokenLag: cfg.staleness.maxTokenLag }),
       lostRanks: [],
       rejoinRanks: [],
+      // Nothing fails here: only the run's first iteration recovers, as the pipeline's first of an execution does.
+      recoverFromStore: iteration === 0,
       ...(cfg.weightSync === undefined ? {} : { weightSync: cfg.weightSync, ...(this.weightGroup === undefined ? {} : { weightGroup: this.weightGroup }) }),
       options: {
         policy: cfg.policy,

@@ -22,7 +22,8 @@ import { temporalEffects } from './iterationEffects';
 import { LostNodes } from './lostNodes';
 import { iterationProgressQuery } from './signals';
 
-export function programInput(input: IterationInput): ProgramInput {
+/** The program's input for attempt `attempt` of this iteration workflow. */
+export function programInput(input: IterationInput, attempt: number): ProgramInput {
   const { spec } = input;
   // The run's staleness policy (src/gpu/staleness.ts); runs started before it had one: 'drop'.
   const staleness = spec.staleness ?? { policy: 'drop' as const };
@@ -42,6 +43,8 @@ export function programInput(input: IterationInput): ProgramInput {
     options: { policy: PIPELINE_POLICY, admission: stalenessAdmission(staleness.policy) },
     ...(spec.weightSync === undefined ? {} : { weightSync: spec.weightSync }),
     ...(input.weightGroup === undefined ? {} : { weightGroup: input.weightGroup }),
+    // A retried attempt may find what the failed one admitted, completed or sealed.
+    recoverFromStore: input.ledgerMatchesStore !== true || attempt > 1,
   };
 }
 
@@ -59,7 +62,7 @@ export async function iterationWorkflow(input: IterationInput): Promise<Iteratio
     ...(input.engineKvCapacity === undefined ? {} : { engineKvCapacity: input.engineKvCapacity }),
     onProgress: (report) => (progress = { ...report, attempt: workflowInfo().attempt }),
   });
-  const state = createIterationState(programInput(input), fx.now());
+  const state = createIterationState(programInput(input, workflowInfo().attempt), fx.now());
   try {
     const result = await drive(runIteration(fx, state));
     const engineKvCapacity = fx.engineKvCapacity();

@@ -88,6 +88,8 @@ interface RunContext {
   runningIteration: string | undefined;
   phase: Phase;
   iterationsThisExecution: number;
+  /** The ledger in state is the one the last iteration completed with, in this execution: the store holds nothing it lacks. */
+  ledgerMatchesStore: boolean;
 }
 
 /**
@@ -119,6 +121,7 @@ export async function runWorkflow(input: RunInput): Promise<RunSummary> {
     runningIteration: undefined,
     phase: state.iteration >= spec.iterations ? 'done' : 'starting',
     iterationsThisExecution: 0,
+    ledgerMatchesStore: false,
   };
   registerHandlers(run);
   upsertSearchAttributes([
@@ -286,6 +289,9 @@ async function runIterationChild(run: RunContext): Promise<void> {
   const rejoining = state.rejoinRanks ?? [];
   const workflowId = iterationWorkflowId(spec.runId, state.iteration);
   run.runningIteration = workflowId;
+  // Until this iteration completes, the store may hold what its attempts did beyond the ledger.
+  const ledgerMatchesStore = run.ledgerMatchesStore;
+  run.ledgerMatchesStore = false;
   try {
     const result = await executeChild(iterationWorkflow, {
       workflowId,
@@ -302,6 +308,7 @@ async function runIterationChild(run: RunContext): Promise<void> {
           ...(rejoining.length > 0 ? { rejoinRanks: rejoining } : {}),
           ...(state.weightGroup === undefined ? {} : { weightGroup: state.weightGroup }),
           ...(state.engineKvCapacity === undefined ? {} : { engineKvCapacity: reportsOfKeptRanks(state.engineKvCapacity, [...lostRanks, ...rejoining]) }),
+          ...(ledgerMatchesStore ? { ledgerMatchesStore: true } : {}),
         },
       ],
       retry: { maximumAttempts: 3, initialInterval: '2 seconds', nonRetryableErrorTypes: ['PoolRestoreFailed'] },
@@ -327,6 +334,7 @@ async function runIterationChild(run: RunContext): Promise<void> {
     if (state.rejoinRanks !== undefined) state.rejoinRanks = state.rejoinRanks.filter((rank) => !rejoining.includes(rank));
     state.iteration += 1;
     run.iterationsThisExecution += 1;
+    run.ledgerMatchesStore = true;
   } catch (error) {
     if (error instanceof UndecodableIterationResult) throw error;
     onIterationFailure(run, error);

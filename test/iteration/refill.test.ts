@@ -28,6 +28,7 @@ function state() {
       maxConcurrentSamples: 8,
       lostRanks: [],
       rejoinRanks: [],
+      recoverFromStore: true,
       options: { policy: PIPELINE_POLICY, admission: stalenessAdmission('drop') },
     },
     0,

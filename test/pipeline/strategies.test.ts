@@ -4,8 +4,10 @@
  * once accounting of every sample (ledger counters against the store's own audit).
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { iterationWorkflowId } from '../../src/contract/naming';
 import type { RunStatus } from '../../src/contract/types';
 import type { RunSummary } from '../../src/workflows/run';
+import { localActivityTypes, STORE_RECOVERY } from '../helpers/historyEvents';
 import { smallConfig, startPipelineEnv, type PipelineEnv } from '../helpers/pipeline';
 
 describe('pipeline: whole iterations per strategy (real Temporal)', () => {
@@ -52,6 +54,13 @@ describe('pipeline: whole iterations per strategy (real Temporal)', () => {
         expect(summary.samples.admitted).toBe(audit.samples);
         expect(summary.samples.trained + dropped + live).toBe(summary.samples.admitted);
         expect(Object.values(audit.dropped).reduce((a, b) => a + b, 0)).toBe(dropped);
+
+        // The first iteration of the run reads the store for what an earlier attempt left; the
+        // second follows a completed one, whose ledger it takes as exact, and reads nothing.
+        const recovery = async (iteration: number) =>
+          localActivityTypes(await env.client.workflow.getHandle(iterationWorkflowId(spec.runId, iteration)).fetchHistory()).filter((type) => STORE_RECOVERY.includes(type));
+        expect((await recovery(0)).sort()).toEqual(STORE_RECOVERY);
+        expect(await recovery(1)).toEqual([]);
       } finally {
         await workers.stop();
       }

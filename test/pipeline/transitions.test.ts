@@ -11,6 +11,7 @@ import { iterationWorkflowId, PROGRESS_QUERY } from '../../src/contract/naming';
 import type { IterationProgress, RunStatus } from '../../src/contract/types';
 import type { RunSummary } from '../../src/workflows/run';
 import { resumeUpdate } from '../../src/workflows/signals';
+import { localActivityTypes, STORE_RECOVERY } from '../helpers/historyEvents';
 import { smallConfig, startPipelineEnv, type PipelineEnv } from '../helpers/pipeline';
 
 const FAST_RETRY = { heartbeatTimeoutSeconds: 5, activityRetry: { initialIntervalSeconds: 0.1, maximumAttempts: 2 } };
@@ -95,6 +96,37 @@ describe('pipeline: failed transitions roll back and retry (real Temporal)', () 
       }
     });
   }
+
+  it('a retried later iteration recovers from the store what its failed attempt did; its first attempt had read nothing', async () => {
+    const runId = 'fault-later-iteration';
+    // Iteration 1 trains at the first call; iteration 2's first attempt fails its train step twice,
+    // after sealing its batch (and admitting and completing samples the run's ledger does not hold).
+    const { context, workers, spec, handle } = await runWithFaults(runId, [{ target: 'trainer', operation: 'trainStep', failures: 2, after: 1 }]);
+    try {
+      const summary = (await handle.result()) as RunSummary;
+      expect(summary.iterations).toBe(2);
+      expect(summary.version).toBe(2);
+      const runs = await iterationRuns(runId, 1);
+      expect(runs.map((run) => run.status.name)).toEqual(['FAILED', 'COMPLETED']);
+      const recovery = async (runOfIteration: string) =>
+        localActivityTypes(await env.client.workflow.getHandle(iterationWorkflowId(runId, 1), runOfIteration).fetchHistory()).filter((type) => STORE_RECOVERY.includes(type));
+      expect(await recovery(runs[0]!.runId)).toEqual([]);
+      expect((await recovery(runs[1]!.runId)).sort()).toEqual(STORE_RECOVERY);
+
+      // The retry took the failed attempt's sealed batch and samples: each sample once.
+      const store = env.store(context);
+      const audit = await store.audit();
+      expect(audit.violations).toEqual([]);
+      expect(await store.listBatches()).toEqual([0, 1]);
+      expect(audit.batched).toBe(2 * spec.batchSize);
+      const dropped = Object.values(summary.samples.dropped).reduce((a, b) => a + b, 0);
+      const live = summary.samples.running + summary.samples.completedWaiting + summary.samples.waiting;
+      expect(summary.samples.admitted).toBe(audit.samples);
+      expect(summary.samples.trained + dropped + live).toBe(summary.samples.admitted);
+    } finally {
+      await workers.stop();
+    }
+  });
 
   it('a fault outlasting every retry pauses the run with the reason; resume carries on', async () => {
     const runId = 'fault-persistent';

@@ -1,6 +1,6 @@
 /**
- * Declared faults for the simulated engines: the first N calls of an operation fail, as an
- * engine returning errors would. Used to prove that a failed offload, train step or weight sync
+ * Declared faults for the simulated engines: N calls of an operation fail (the first N, or those
+ * after the first `after`), as an engine returning errors would. Used to prove that a failed offload, train step or weight sync
  * leaves the pool consistent (docs/design.md §3.2); the fault-injection harness builds on it.
  * Counts are per worker process: a restarted worker starts counting again.
  */
@@ -18,14 +18,20 @@ export class SimulatedEngineFault extends Error {
 
 export class FaultPlan {
   private readonly remaining: number[];
+  private readonly toPass: number[];
   constructor(private readonly faults: readonly Fault[]) {
     this.remaining = faults.map((fault) => fault.failures);
+    this.toPass = faults.map((fault) => fault.after ?? 0);
   }
 
-  /** Throws if a declared fault applies to this call and has failures left. */
+  /** Throws if a declared fault applies to this call, its calls to let pass are used up, and it has failures left. */
   check(target: Fault['target'], operation: Fault['operation'], at: number): void {
     this.faults.forEach((fault, index) => {
       if (fault.target !== target || fault.operation !== operation || (fault.at !== undefined && fault.at !== at)) return;
+      if (this.toPass[index]! > 0) {
+        this.toPass[index]! -= 1;
+        return;
+      }
       if (this.remaining[index]! <= 0) return;
       this.remaining[index]! -= 1;
       const n = fault.failures - this.remaining[index]!;
