@@ -695,9 +695,8 @@ export class Simulator implements SimWorld {
       return;
     }
     const prefix = sample.partialTokens;
-    const wanted = Math.max(0, workload.completionTokens(sample.id, sample.turn) - prefix);
-    const target = Math.min(wanted, Math.max(1, maxTokens - context));
-    if (target < wanted) this.countTokenCut(sample);
+    const { tokens: target, capped } = workload.turnTarget(sample.id, sample.turn, prefix, Math.max(1, maxTokens - context));
+    if (capped) this.countTokenCut(sample);
     const rank = this.ranks[sample.shard!.rank]!;
     sample.callPrefix = prefix;
     sample.job = rank.engine.start(sample.id, context, target, sample.onGenerated);

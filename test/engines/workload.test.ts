@@ -36,6 +36,16 @@ describe('WorkloadModel (lognormal)', () => {
     expect(ids.slice(0, 50).some((id) => otherSeed.turnsFor(id) !== model.turnsFor(id))).toBe(true);
   });
 
+  it("a turn's target: what remains after a resumed prefix, cut at the call's limit (capped)", () => {
+    const id = ids.find((candidate) => model.completionTokens(candidate, 2) >= 10)!;
+    const whole = model.completionTokens(id, 2);
+    expect(model.turnTarget(id, 2, 0, whole)).toEqual({ tokens: whole, capped: false });
+    expect(model.turnTarget(id, 2, 4, whole)).toEqual({ tokens: whole - 4, capped: false });
+    expect(model.turnTarget(id, 2, 0, whole - 1)).toEqual({ tokens: whole - 1, capped: true });
+    // A prefix at or past the turn's length leaves nothing to decode.
+    expect(model.turnTarget(id, 2, whole + 3, 100)).toEqual({ tokens: 0, capped: false });
+  });
+
   it('caps completion tokens at maxTokens, keeps them >= 1, and matches the per-turn median', () => {
     const tokens = ids.map((id) => model.completionTokens(id, id % 7));
     expect(Math.abs(median(tokens) - 89) / 89).toBeLessThan(0.05);

@@ -219,9 +219,7 @@ export class SimRolloutEngine implements RolloutEngine {
       throw new EngineStateError(this.name, `generate: request ${request.requestId} is already running`);
     }
 
-    const wanted = Math.max(0, this.workload.completionTokens(request.sampleId, request.turn) - request.prefixTokens);
-    const capped = wanted > request.maxNewTokens;
-    const targetTokens = capped ? request.maxNewTokens : wanted;
+    const { tokens: targetTokens, capped } = this.workload.turnTarget(request.sampleId, request.turn, request.prefixTokens, request.maxNewTokens);
     const cachedTokens = Math.min(this.prefixCache.get(request.sampleId) ?? 0, request.contextTokens);
     const prefillSimMs = prefillMs(this.cost, request.contextTokens - cachedTokens);
     const weightVersion = this.weightVersion;

@@ -211,6 +211,16 @@ export class WorkloadModel {
     return Math.min(this.maxTokens, Math.max(1, drawn));
   }
 
+  /**
+   * What one generate call of this turn decodes when `prefixTokens` of it were generated before (a
+   * resumed turn) and the call may decode at most `maxNewTokens`; `capped` when that limit cut it.
+   * The one rule of the simulated engines and the simulator.
+   */
+  turnTarget(sampleId: number, turn: number, prefixTokens: number, maxNewTokens: number): { tokens: number; capped: boolean } {
+    const wanted = Math.max(0, this.completionTokens(sampleId, turn) - prefixTokens);
+    return wanted > maxNewTokens ? { tokens: maxNewTokens, capped: true } : { tokens: wanted, capped: false };
+  }
+
   /** Tokens the environment's observation after this turn adds to the context (>= 0). */
   observationTokens(sampleId: number, turn: number): number {
     return Math.max(0, Math.round(this.quantile.observation(this.draw.observation(sampleId, turn))));
