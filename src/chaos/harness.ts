@@ -76,7 +76,24 @@ export interface ChaosReport {
   runCompleted: boolean;
   elapsedMs: number;
   faults: InjectedRecord[];
+  /** Kind × phase pairs struck, of the kinds and phases the soak was asked for. */
   coverage: { covered: number; total: number; missing: string[] };
+}
+
+/**
+ * Why the soak failed (its exit code 1); empty when it passed. A pair of the asked kinds and
+ * phases that no fault struck fails it only under `requireCoverage` (on a loaded machine a fault
+ * may land in the phase after the one aimed at).
+ */
+export function soakFailures(report: ChaosReport, options: { requireCoverage: boolean }): string[] {
+  const failures: string[] = [];
+  if (report.invariantViolations.length > 0) failures.push(`${report.invariantViolations.length} invariant violations`);
+  if (report.samplesLost > 0) failures.push(`${report.samplesLost} samples lost`);
+  if (!report.runCompleted) failures.push('the run did not complete');
+  if (options.requireCoverage && report.coverage.missing.length > 0) {
+    failures.push(`coverage ${report.coverage.covered}/${report.coverage.total}: no fault struck ${report.coverage.missing.join(', ')}`);
+  }
+  return failures;
 }
 
 /** The harness's run: the small simulated run with fault injection, short timeouts so recovery is quick. */
@@ -331,7 +348,11 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
     runCompleted,
     elapsedMs: Date.now() - started,
     faults: records,
-    coverage: coverage(records.map((record) => ({ kind: record.kind, phase: record.observedPhase }))),
+    coverage: coverage(
+      records.map((record) => ({ kind: record.kind, phase: record.observedPhase })),
+      options.kinds ?? FAULT_KINDS,
+      options.phases ?? FAULT_PHASES,
+    ),
   };
 
   function faultId(fault: PlannedFault): string {

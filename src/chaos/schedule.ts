@@ -67,9 +67,13 @@ export function planFaults(options: ScheduleOptions): PlannedFault[] {
 }
 
 /** How many (kind × phase) pairs of the full matrix a list of (kind, phase) observations covers. */
-export function coverage(observed: readonly { kind: FaultKind; phase: string }[]): { covered: number; total: number; missing: string[] } {
+export function coverage(
+  observed: readonly { kind: FaultKind; phase: string }[],
+  kinds: readonly FaultKind[] = FAULT_KINDS,
+  phases: readonly FaultPhase[] = FAULT_PHASES,
+): { covered: number; total: number; missing: string[] } {
   const seen = new Set(observed.map((entry) => `${entry.kind}@${entry.phase}`));
-  const missing = FAULT_KINDS.flatMap((kind) => FAULT_PHASES.map((phase) => `${kind}@${phase}`)).filter((key) => !seen.has(key));
-  const total = FAULT_KINDS.length * FAULT_PHASES.length;
+  const missing = kinds.flatMap((kind) => phases.map((phase) => `${kind}@${phase}`)).filter((key) => !seen.has(key));
+  const total = kinds.length * phases.length;
   return { covered: total - missing.length, total, missing };
 }

@@ -16,6 +16,7 @@ import { addBenchCommand } from './benchCommand';
 import type { ConnectionFlags } from './context';
 import { DEFAULT_STATE_DIR, STATUS_SERVER_WAIT_SECONDS, WATCH_SERVER_WAIT_SECONDS } from './defaults';
 import { CliError } from './errors';
+import { EXIT } from './exitCodes';
 import { formatIdRanges, statusBlock } from './progress';
 import { addTimelineCommand } from './timeline';
 import type { OrchestratorFlags, WorkerFlags } from './workerCommands';
@@ -238,7 +239,8 @@ export function buildProgram(): Command {
     .command('chaos')
     .description(
       'Fault-injection soak: a run on its own dev server and workers, one fault per iteration (process kills, server kill + restart, ' +
-        'engine crash / hang / error / slow) in every phase, invariants checked after every iteration; exit 1 on any violation or lost sample',
+        'engine crash / hang / error / slow) in every phase, invariants checked after every iteration; exit 1 on any violation or lost sample ' +
+        '(with --require-coverage, also when a kind × phase pair asked for was not struck)',
     )
     .option('--faults <n>', 'faults to inject (one per iteration); 35 covers every kind × phase once', integer('--faults', 1), 35)
     .option('--seed <n>', 'seed of the fault schedule', integer('--seed', 0), 1)
@@ -247,9 +249,10 @@ export function buildProgram(): Command {
     .option('--state-dir <dir>', 'fresh folder for the dev server database, store, engine state and logs (default .timeshare/chaos/<seed>-<time>)')
     .option('--deadline-minutes <n>', 'give up after this long', integer('--deadline-minutes', 1), 30)
     .option('--weight-sync <mode>', 'disk | broadcast: how the run syncs weights (broadcast: sync faults strike the collective)', 'disk')
-    .action(async (flags: { faults: number; seed: number; kinds?: string; phases?: string; stateDir?: string; deadlineMinutes: number; weightSync: string }) => {
+    .option('--require-coverage', 'fail (exit 1) unless every kind × phase pair of --kinds × --phases was struck by a fault')
+    .action(async (flags: { faults: number; seed: number; kinds?: string; phases?: string; stateDir?: string; deadlineMinutes: number; weightSync: string; requireCoverage?: boolean }) => {
       if (flags.weightSync !== 'disk' && flags.weightSync !== 'broadcast') throw new CliError(`--weight-sync: expected disk or broadcast, got ${JSON.stringify(flags.weightSync)}`, 2);
-      const { formatReport, runChaos } = await import('../chaos/harness');
+      const { formatReport, runChaos, soakFailures } = await import('../chaos/harness');
       const report = await runChaos({
         weightSync: flags.weightSync,
         faults: flags.faults,
@@ -260,7 +263,9 @@ export function buildProgram(): Command {
         deadlineMs: flags.deadlineMinutes * 60_000,
       });
       console.log(formatReport(report));
-      process.exitCode = report.invariantViolations.length === 0 && report.samplesLost === 0 && report.runCompleted ? 0 : 1;
+      const failures = soakFailures(report, { requireCoverage: flags.requireCoverage === true });
+      if (failures.length > 0) console.error(`soak failed: ${failures.join('; ')}`);
+      process.exitCode = failures.length === 0 ? EXIT.ok : EXIT.error;
     });
 
   program

@@ -45,3 +45,15 @@ describe('fault schedule', () => {
     expect(result.missing).not.toContain('server-kill@train');
   });
 });
+
+describe('coverage of the kinds and phases asked for', () => {
+  it('counts the pairs of the selection only', () => {
+    const struck = [
+      { kind: 'server-kill' as const, phase: 'train' },
+      { kind: 'engine-hang' as const, phase: 'train' },
+      { kind: 'server-kill' as const, phase: 'sync' },
+    ];
+    expect(coverage(struck, ['server-kill', 'engine-hang'], ['train', 'sync'])).toEqual({ covered: 3, total: 4, missing: ['engine-hang@sync'] });
+    expect(coverage(struck, ['server-kill'], ['train', 'sync'])).toEqual({ covered: 2, total: 2, missing: [] });
+  });
+});
