@@ -14,6 +14,9 @@ const answers: Record<string, { status: number; body: string; type?: string }> =
   '/generate': { status: 200, body: JSON.stringify({ output_ids: [1], meta_info: { id: 'r', finish_reason: { type: 'done' } } }) },
   '/model_info': { status: 200, body: JSON.stringify({ weight_version: 'default' }) },
   '/update_weights_from_disk': { status: 200, body: JSON.stringify({ success: false, message: 'shape mismatch' }) },
+  // What a vLLM adapter reads before its first call (the served version and the sleep state).
+  '/weight_info': { status: 200, body: JSON.stringify({ weight_version: '0' }) },
+  '/is_sleeping': { status: 200, body: JSON.stringify({ is_sleeping: false }) },
   '/v1/completions': { status: 200, type: 'text/event-stream', body: 'data: {"choices":[{"finish_reason":null,"logprobs":{"tokens":["hello"],"token_logprobs":[-1]}}]}\n\n' },
   '/trainer/status': { status: 200, body: 'not json' },
   '/trainer/onload': { status: 500, body: 'CUDA out of memory' },
