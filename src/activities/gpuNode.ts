@@ -513,6 +513,12 @@ export function createGpuNodeActivities(deps: GpuNodeDeps): GpuNodeActivities {
       return { stopped, checkpointed: outcomes.map((outcome) => outcome.shardId), outcomes };
     },
 
+    async readKvCapacity({ runId, ranks }) {
+      requireRun(runId);
+      const reads = await Promise.all(ranks.map(async (rank) => ({ rank, tokens: await kvCapacityOf(rank, engineFor(rank)) })));
+      return reads.flatMap(({ rank, tokens }) => (tokens === undefined ? [] : [{ rank, tokens }]));
+    },
+
     releaseRankMemory,
     resumeRankMemory,
     syncRankWeights,

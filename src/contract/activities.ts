@@ -6,6 +6,7 @@ import type { BroadcastResult, MemoryTag, TensorLayout, WeightGroup, WeightGroup
 import type {
   AwaitBatchInput,
   AwaitBatchResult,
+  RankKvCapacity,
   RankMemoryInput,
   ShardInput,
   SealedBatchFigures,
@@ -99,6 +100,13 @@ export interface GpuNodeActivities extends WeightBroadcastActivities {
    * `outcomes` their outcomes, as the store has them (absent from workers of an earlier build).
    */
   stopShards(input: { runId: string; shardIds: string[] }): Promise<StopShardsAnswer>;
+  /**
+   * The KV capacity each listed rank's engine reports (tokens; null: it reports none), read as a
+   * shard reads it (cached per rank until its KV cache is reloaded). A rank whose read failed
+   * otherwise than by a malformed answer is left out (said in the worker's log): unknown for now.
+   * Sent to any rank queue of the node.
+   */
+  readKvCapacity(input: NodeRanksInput): Promise<RankKvCapacity[]>;
   releaseRankMemory(input: RankMemoryInput & { tags: MemoryTag[] }): Promise<void>;
   resumeRankMemory(input: RankMemoryInput & { tags: MemoryTag[] }): Promise<void>;
   syncRankWeights(input: WeightSyncInput): Promise<void>;

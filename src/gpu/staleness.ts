@@ -109,6 +109,17 @@ export function rollingKvCapacity(ranks: readonly RankId[], reported: ReadonlyMa
 }
 
 /**
+ * The ranks whose engines' KV capacity an iteration reads at its start: those that have not
+ * reported it yet (a null report is an engine that reports none: not asked again), unless the
+ * config gives the capacity to fall back on. Without the read, a run's first admissions after its
+ * first batch (the train ‖ long-tail one) would wait for the shards' own reports, at their end.
+ */
+export function ranksWithoutKvCapacity(ranks: readonly RankId[], reported: ReadonlyMap<RankId, number | null>, configured: number | undefined): RankId[] {
+  if (configured !== undefined) return [];
+  return ranks.filter((rank) => !reported.has(rank));
+}
+
+/**
  * The KV tokens a rolling sample holds on average, estimated from the trained samples' final
  * contexts L: E[L²] / (2 E[L]). A sample's context grows from its prompt to L over its life, about
  * evenly in time, and its life is about proportional to L; the samples rolling at a given moment

@@ -19,6 +19,7 @@ import {
   ranksInOrderFreed,
   recordTrainedContexts,
   rollingKvCapacity,
+  ranksWithoutKvCapacity,
   samplesByState,
   sealBatch,
   selectBatch,
@@ -204,6 +205,24 @@ export function* stopAndSettle<S>(fx: IterationEffects<S>, st: IterationState, s
   const unfinished = settleOutcomes(st, outcomes);
   if (failures.length > 0 && !tolerateFailures) throw failures[0];
   return unfinished;
+}
+
+/**
+ * Begins reading the KV capacity of the active ranks whose engines have not reported it (a run's
+ * first iteration, a returned rank): awaited before the train ‖ long-tail admission, the first
+ * that can use the KV cap in a run (it needs a trained batch's contexts).
+ */
+export function beginKvCapacityRead<S>(fx: IterationEffects<S>, st: IterationState): void {
+  const ranks = ranksWithoutKvCapacity(st.active, fx.reportedKvCapacity(), st.input.kvCapacityTokensPerRank);
+  if (ranks.length === 0) return;
+  fx.beginKvCapacityRead(ranks);
+  st.kvCapacityRead = true;
+}
+
+export function* awaitKvCapacityRead<S>(fx: IterationEffects<S>, st: IterationState): Step<S, void> {
+  if (!st.kvCapacityRead) return;
+  st.kvCapacityRead = false;
+  yield* fx.awaitKvCapacityRead();
 }
 
 /** Returned ranks reload and catch up with the weights before they serve. */

@@ -3,7 +3,8 @@
  * once over the effects interface (effects.ts). The Temporal iteration workflow and the simulator
  * both run it; they differ only in how an effect is carried out.
  *
- *   rejoin → carry-over → recover from the store (unless the ledger is known exact) → full rollout until the batch → seal (the
+ *   rejoin → carry-over → recover from the store (unless the ledger is known exact) → [read the
+ *   engines' KV capacity where none reported, awaited before the long-tail admission] → full rollout until the batch → seal (the
  *   manifest beside the shrink's stop; awaited first under the adaptive trigger) →
  *   [adaptive trigger] → shrink (stop, settle, re-shard) → release + trainer onload (‖ admission
  *   on the kept ranks) → train ‖ long tail → stop (‖ trainer offload) → sync + expand
@@ -29,9 +30,11 @@ import type { IterationDecisions, IterationStats, Phase, WeightGroupState } from
 import type { IterationEffects, Step } from './effects';
 import {
   adoptRecovered,
+  awaitKvCapacityRead,
   awaitRefill,
   awaitSeal,
   awaitShrinkTrigger,
+  beginKvCapacityRead,
   beginRefill,
   beginSeal,
   carryOver,
@@ -87,6 +90,7 @@ export function* runIteration<S>(fx: IterationEffects<S>, st: IterationState): S
       const nextId = st.ledger.nextSampleId;
       adoptRecovered(st, nextId, yield* fx.recoverFromStore({ waiting: waitingIds(st), fromId: nextId }));
     }
+    beginKvCapacityRead(fx, st);
     const adaptive = st.input.options.policy.trigger === 'adaptive' && layout.strategy === 'multiplexed';
     // A retried attempt whose batch was already sealed resumes at training.
     if (st.batch === undefined) {
@@ -171,6 +175,8 @@ export function* releaseAndTrain<S>(fx: IterationEffects<S>, st: IterationState)
   // New samples start on the kept ranks only within the staleness bound: the samples still live
   // already fill the next `asyncRatio` batches (the admission policy's bound with the batch sealed).
   // Decided before the onload begins, so a refused decision leaves no onload running unawaited.
+  // The KV cap's first use in a run: the engines' capacity read at the iteration's start is in.
+  yield* awaitKvCapacityRead(fx, st);
   if (st.keep.length > 0 && st.input.asyncRatio >= 1) beginRefill(fx, st, st.keep, { batchSealed: true });
   st.trainerOnloaded = true;
   fx.beginReleaseAndOnloadTrainer(st.release);

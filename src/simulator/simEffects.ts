@@ -38,6 +38,11 @@ export interface SimWorld {
   setSyncing(on: boolean): void;
   setServingVersion(version: number): void;
   flushCache(rank: RankId): void;
+  /**
+   * What the ranks' engines reported of their KV capacity, across iterations: none until a read,
+   * which answers null (the simulator's capacity is its config's, `simulationConfig`).
+   */
+  kvCapacityReports(): Map<RankId, number | null>;
   /** Runs `event` after `ms` of virtual time. */
   after(ms: number, event: () => void): void;
 }
@@ -63,8 +68,8 @@ function timing(cfg: SimulationConfig) {
 
 export function simEffects(world: SimWorld, cfg: SimulationConfig, state: IterationState): Effects {
   const noLostRanks: ReadonlySet<RankId> = new Set();
-  /** The simulator's ranks report no KV capacity: the config carries it (`simulationConfig`). */
-  const noReports: ReadonlyMap<RankId, number | null> = new Map();
+  // Asked only where the config gives no capacity (`ranksWithoutKvCapacity`): the ranks report none.
+  const kvRead = begunWork<void>(world, timing(cfg).activityRoundTripMs, 'KV capacity read');
   return {
     now: () => world.now(),
     phaseEntered: () => undefined,
@@ -78,7 +83,12 @@ export function simEffects(world: SimWorld, cfg: SimulationConfig, state: Iterat
     runningSamples: () => world.runningSamples(),
     inFlightWork: (ranks) => world.inFlightWork(ranks),
     nonCancellable: (step) => step,
-    reportedKvCapacity: () => noReports,
+    reportedKvCapacity: () => world.kvCapacityReports(),
+    beginKvCapacityRead: (ranks) => {
+      for (const rank of ranks) world.kvCapacityReports().set(rank, null);
+      kvRead.begin(undefined);
+    },
+    awaitKvCapacityRead: () => kvRead.await(),
     lostRanks: () => noLostRanks,
     trainerNodeLost: () => false,
     isLostNode: () => false,

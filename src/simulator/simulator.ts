@@ -279,6 +279,8 @@ export class Simulator implements SimWorld {
   private completedCandidates: number[] = [];
   /** Σ active over the shards (samples still in their agent loop), kept as shards change. */
   private activeSamples = 0;
+  /** What the ranks reported of their KV capacity (SimWorld.kvCapacityReports). */
+  private readonly kvReports = new Map<RankId, number | null>();
 
   constructor(cfg: SimulationConfig) {
     this.cfg = cfg;
@@ -672,6 +674,10 @@ export class Simulator implements SimWorld {
       else hi = mid - 1;
     }
     return false;
+  }
+
+  kvCapacityReports(): Map<RankId, number | null> {
+    return this.kvReports;
   }
 
   flushCache(rank: RankId): void {

@@ -24,8 +24,11 @@ export interface IterationActivities {
   batchWatcher: ReturnType<typeof proxyActivities<OrchestratorActivities>>;
   rank(rank: RankId): ReturnType<typeof proxyActivities<GpuNodeActivities>>;
   shard(rank: RankId): ReturnType<typeof proxyActivities<GpuNodeActivities>>;
-  /** Best effort, one attempt: a node that does not answer soon is left to the cancellation. */
-  stopper(rank: RankId): ReturnType<typeof proxyActivities<GpuNodeActivities>>;
+  /**
+   * Best effort, one attempt bounded by the heartbeat timeout: the direct stop (a node that does not
+   * answer soon is left to the cancellation) and the KV capacity read (no answer: no report yet).
+   */
+  bestEffort(rank: RankId): ReturnType<typeof proxyActivities<GpuNodeActivities>>;
   trainer(node: number): ReturnType<typeof proxyActivities<GpuNodeActivities>>;
 }
 
@@ -56,7 +59,7 @@ export function iterationActivities(spec: RunSpec): IterationActivities {
         cancellationType: ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
         retry: { ...retry, maximumAttempts: Math.max(20, spec.activityRetry.maximumAttempts) },
       }),
-    stopper: (rank) =>
+    bestEffort: (rank) =>
       proxyActivities<GpuNodeActivities>({ taskQueue: rankQueue(spec.taskQueuePrefix, rank), scheduleToCloseTimeout: heartbeatTimeout, retry: { maximumAttempts: 1 } }),
     trainer: (node) => proxyActivities<GpuNodeActivities>({ taskQueue: trainerQueue(spec.taskQueuePrefix, node), startToCloseTimeout: '2 hours', ...onNode }),
   };

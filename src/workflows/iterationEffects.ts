@@ -3,10 +3,11 @@
  * Memory and weight operations go to each node once for all its ranks; every rank or trainer call
  * goes through LostNodes, so a node that takes no activity marks its ranks lost.
  */
-import { ApplicationFailure, CancellationScope, setCurrentDetails, sleep, upsertSearchAttributes, workflowInfo } from '@temporalio/workflow';
+import { ApplicationFailure, CancellationScope, log, setCurrentDetails, sleep, upsertSearchAttributes, workflowInfo } from '@temporalio/workflow';
 import { ALL_MEMORY_TAGS, type MemoryTag } from '../engines/types';
 import { checkPostcondition, trainNodes, type RankId, type RankWork } from '../gpu';
 import type { IterationEffects, PhaseReport, ReloadFailure, Step } from '../iteration/effects';
+import { describeError } from '../contract/errors';
 import { shardId } from '../contract/naming';
 import type { RunSpec } from '../contract/types';
 import type { IterationProgress, RankKvCapacity, SealedBatchFigures } from '../contract/types';
@@ -59,6 +60,7 @@ export function temporalEffects(ctx: TemporalEffectsContext): TemporalEffects {
     ...bookkeepingEffects(ctx, shards),
     ...nodeEffects(ctx),
     ...trainerEffects(ctx, shards),
+    ...kvCapacityEffects(ctx, shards),
     sleep: (ms) => awaiting(sleep(ms)),
     runningSamples: () => {
       throw ApplicationFailure.nonRetryable("the 'adaptive' shrink trigger needs per-sample progress the workflow does not observe; use 'batch-ready'");
@@ -76,6 +78,34 @@ export function temporalEffects(ctx: TemporalEffectsContext): TemporalEffects {
 }
 
 const isLost = isLostNodeError;
+
+/**
+ * The engines' KV capacity read per node, best effort: a node that does not answer within the
+ * heartbeat timeout, or fails, leaves its ranks without a report for now (logged), as a shard whose
+ * read failed does. Each answer goes where the shards' reports go.
+ */
+function kvCapacityEffects(ctx: TemporalEffectsContext, shards: ShardRunner): Pick<Effects, 'beginKvCapacityRead' | 'awaitKvCapacityRead'> {
+  const read = begunWork<void>('KV capacity read');
+  const runId = ctx.spec.runId;
+  return {
+    beginKvCapacityRead(ranks) {
+      const reads = nodeGroups(ctx.spec, ranks).map(({ node, ranks: onNode }) =>
+        ctx.activities
+          .bestEffort(onNode[0]!)
+          .readKvCapacity.executeWithOptions({ summary: `read KV capacity node ${node} ranks ${rankRanges(onNode)}` }, [{ runId, ranks: onNode }])
+          .then(
+            (reports) => {
+              checkPostcondition(`KV capacity read on node ${node}: answers only for its ranks asked, once each`, reports.every((report) => onNode.includes(report.rank)) && new Set(reports.map((report) => report.rank)).size === reports.length, () => JSON.stringify(reports));
+              for (const { rank, tokens } of reports) shards.kvCapacity.set(rank, tokens);
+            },
+            (error: unknown) => log.warn(`iteration ${ctx.iteration}: KV capacity read on node ${node} failed; ranks ${rankRanges(onNode)} stay without a report for now: ${describeError(error)}`),
+          ),
+      );
+      read.begin(Promise.all(reads).then(() => undefined));
+    },
+    awaitKvCapacityRead: () => read.await(),
+  };
+}
 
 /** Search attribute, current details and the progress query's answer: commands and state only, no round trip. */
 function reportPhase(ctx: TemporalEffectsContext, report: PhaseReport): void {

@@ -176,7 +176,7 @@ export class ShardRunner {
       const rank: RankId = onNode[0]!.ref.rank;
       const summary = `stop shards node ${node} (${onNode.length} shards)`;
       return this.activities
-        .stopper(rank)
+        .bestEffort(rank)
         .stopShards.executeWithOptions({ summary }, [{ runId: this.spec.runId, shardIds: onNode.map((shard) => shard.ref.id) }])
         .then(
           // A gpu-node worker of an earlier build answers without outcomes: none (their ends are awaited).

@@ -17,6 +17,7 @@ import {
   kvRunningCap,
   rankKvCapacity,
   rollingKvCapacity,
+  ranksWithoutKvCapacity,
   lagSummary,
   maxRunningSamples,
   residentContext,
@@ -160,6 +161,16 @@ describe('KV cap', () => {
     expect(rollingKvCapacity([3], new Map(), 5_000)).toBe(5_000);
     expect(rollingKvCapacity([], reported, undefined)).toBe(0);
     expect(rankKvCapacity(undefined, undefined)).toBeUndefined();
+  });
+
+  it('reads the capacity of ranks that have not reported, unless the config gives one; a rank that reports none is not asked again', () => {
+    const reported = new Map<number, number | null>([
+      [0, 10_000],
+      [2, null],
+    ]);
+    expect(ranksWithoutKvCapacity([0, 1, 2, 3], reported, undefined)).toEqual([1, 3]);
+    expect(ranksWithoutKvCapacity([0, 1, 2, 3], reported, 20_000)).toEqual([]);
+    expect(ranksWithoutKvCapacity([0, 2], reported, undefined)).toEqual([]);
   });
 
   it('is the lesser of the batch size, maxConcurrentSamples and the KV cap', () => {

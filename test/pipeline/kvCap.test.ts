@@ -2,9 +2,11 @@
  * The admission's KV cap from the engines' own reports, through the real pipeline (a real dev
  * server, the real workers, simulated engines): the engines report a small KV capacity
  * (`simulation.costModel.kvCapacityTokensPerRank`) and the config sets no
- * `rollout.kvCapacityTokensPerRank`. The rollout shards return each rank's report, the run keeps
- * them, and from then on fewer samples roll out at once than in the same run whose engines report
- * none; every sample is in the store exactly once either way.
+ * `rollout.kvCapacityTokensPerRank`. The first iteration reads each rank's report at its start, the
+ * rollout shards return it too, the run keeps them, and from the first iteration's train ‖
+ * long-tail admission on (the first with a trained batch to estimate contexts from) fewer samples
+ * roll out at once than in the same run whose engines report none; every sample is in the store
+ * exactly once either way.
  *
  * The bound is logical, not timed: after each admission the samples rolling out (not completed in
  * the store) are at most the cap, and between admissions they only finish. So the peak of samples
@@ -12,18 +14,26 @@
  * admissions can have used, whatever the machine's load.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { iterationWorkflowId } from '../../src/contract/naming';
 import { kvRunningCap, type TrainedContext } from '../../src/gpu';
 import type { RunStatus } from '../../src/contract/types';
 import type { FsTrajectoryStore } from '../../src/store';
 import type { RunSummary } from '../../src/workflows/run';
+import { completedBeforeScheduled, scheduledActivityTypes } from '../helpers/historyEvents';
 import { smallConfig, startPipelineEnv, type PipelineEnv } from '../helpers/pipeline';
 
 const ITERATIONS = 4;
 const BATCH = 16;
 const RANKS = 4;
 const KV_TOKENS = 4096;
-/** Samples admitted from this version on were admitted once every rank had reported (iteration 0's shards all end by its stop). */
-const COUNTED_FROM_VERSION = 2;
+/**
+ * Samples admitted from the first iteration's train ‖ long-tail admission on (after its batch's
+ * manifest was written) were admitted with a trained context to cap by, and with the engines'
+ * capacity, which the first iteration reads at its start.
+ */
+function admittedOnceCappable(record: { startVersion: number; startedAtMs: number }, firstManifestAtMs: number): boolean {
+  return record.startVersion >= 1 || record.startedAtMs >= firstManifestAtMs;
+}
 
 function kvConfig(runId: string, engineKvTokens: number | undefined): Record<string, unknown> {
   const base = smallConfig();
@@ -44,10 +54,14 @@ function kvConfig(runId: string, engineKvTokens: number | undefined): Record<str
 
 interface RunFigures {
   status: RunStatus;
-  /** Most samples admitted from COUNTED_FROM_VERSION on that were rolling out at once (store times). */
+  /** Most samples admitted from the first long-tail admission on that were rolling out at once (store times). */
   peakRolling: number;
   /** The largest KV cap the admissions of those samples can have used (from the batches' manifests). */
   largestCap: number;
+  /** KV capacity reads (one activity per node) scheduled by iterations 0 and 1. */
+  capacityReads: [number, number];
+  /** Whether iteration 0's read had completed before its trainer onload (and the long-tail admission decided with it) was scheduled. */
+  readBeforeLongTail: boolean;
 }
 
 /** Peak number of samples between admission and completion (or the end) at once, among `records`. */
@@ -113,10 +127,15 @@ describe("the admission's KV cap from the engines' reports (real Temporal)", () 
       expect(audit.batched).toBe(ITERATIONS * BATCH);
       const records = await store.readSamples(Array.from({ length: summary.samples.admitted }, (_, id) => id));
       const endMs = Math.max(...records.map((record) => record.completedAtMs ?? record.startedAtMs)) + 1;
-      const counted = records.filter((record) => record.startVersion >= COUNTED_FROM_VERSION && record.status !== 'dropped');
+      const firstManifestAtMs = (await store.readBatch(0)).createdAtMs;
+      const counted = records.filter((record) => admittedOnceCappable(record, firstManifestAtMs) && record.status !== 'dropped');
       expect(counted.length).toBeGreaterThan(BATCH);
       const peakRolling = peakConcurrent(counted.map((record) => ({ start: record.startedAtMs, end: record.completedAtMs ?? endMs })));
-      return { status, peakRolling, largestCap: await largestCapFrom(store, COUNTED_FROM_VERSION - 1) };
+      const history = (iteration: number) => env.client.workflow.getHandle(iterationWorkflowId(runId, iteration)).fetchHistory();
+      const reads = async (iteration: number) => scheduledActivityTypes(await history(iteration)).filter((type) => type === 'readKvCapacity').length;
+      const capacityReads: [number, number] = [await reads(0), await reads(1)];
+      const readBeforeLongTail = completedBeforeScheduled(await history(0), 'readKvCapacity', 'trainerOnload');
+      return { status, peakRolling, largestCap: await largestCapFrom(store, 0), capacityReads, readBeforeLongTail };
     } finally {
       await workers.stop();
     }
@@ -127,12 +146,17 @@ describe("the admission's KV cap from the engines' reports (real Temporal)", () 
     // Every rank's engine reported, and status shows what the cap counts on.
     expect(capped.status.kvCapacity).toEqual({ reported: Array.from({ length: RANKS }, (_, rank) => ({ rank, tokens: KV_TOKENS })), configuredPerRank: null });
     expect(capped.largestCap).toBeLessThan(BATCH);
+    // The first iteration reads the engines' capacity (one node); the next has every report.
+    expect(capped.capacityReads).toEqual([1, 0]);
+    expect(capped.readBeforeLongTail).toBe(true);
     expect(capped.peakRolling).toBeLessThanOrEqual(capped.largestCap);
 
     const uncapped = await run('kv-cap-none', undefined);
     // Engines that report nothing, and no config: no KV cap, and status says so.
     expect(uncapped.status.kvCapacity).toEqual({ reported: Array.from({ length: RANKS }, (_, rank) => ({ rank, tokens: null })), configuredPerRank: null });
     expect(uncapped.peakRolling).toBeGreaterThan(capped.largestCap);
+    // Engines that report none are asked once, not again.
+    expect(uncapped.capacityReads).toEqual([1, 0]);
     expect(capped.peakRolling).toBeLessThan(uncapped.peakRolling);
     console.log(`KV cap from the engines: peak samples rolling at once ${capped.peakRolling} (cap at most ${capped.largestCap}) vs ${uncapped.peakRolling} without`);
   }, 600_000);
