@@ -4,8 +4,9 @@
  * both run it; they differ only in how an effect is carried out.
  *
  *   rejoin → carry-over → recover from the store (unless the ledger is known exact) → [read the
- *   engines' KV capacity where none reported, awaited before the long-tail admission] → full rollout until the batch → seal (the
- *   manifest beside the shrink's stop; awaited first under the adaptive trigger) →
+ *   engines' KV capacity where none reported, awaited before the long-tail admission] → full
+ *   rollout until the batch → seal (the manifest beside the shrink's stop; awaited first under
+ *   the adaptive trigger) →
  *   [adaptive trigger] → shrink (stop, settle, re-shard) → release + trainer onload (‖ admission
  *   on the kept ranks) → train ‖ long tail → stop (‖ trainer offload) → sync + expand
  *

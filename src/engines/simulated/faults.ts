@@ -1,7 +1,8 @@
 /**
  * Declared faults for the simulated engines: N calls of an operation fail (the first N, or those
- * after the first `after`), as an engine returning errors would. Used to prove that a failed offload, train step or weight sync
- * leaves the pool consistent (docs/design.md §3.2); the fault-injection harness builds on it.
+ * after the first `after`), as an engine returning errors would. Used to prove that a failed
+ * offload, train step or weight sync leaves the pool consistent (docs/design.md §3.2); the
+ * fault-injection harness builds on it.
  * Counts are per worker process: a restarted worker starts counting again.
  */
 import type { Fault, MemoryTag, RolloutEngine, Trainer, TrainBatch, TurnRequest } from '../types';
