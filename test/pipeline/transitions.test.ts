@@ -47,6 +47,20 @@ describe('pipeline: failed transitions roll back and retry (real Temporal)', () 
     return runs.sort((a, b) => a.startTime.getTime() - b.startTime.getTime());
   }
 
+  /** Two batches trained, and every admitted sample in the store once: trained, dropped or still live. */
+  async function expectEverySampleOnce(context: Parameters<PipelineEnv['store']>[0], batchSize: number, summary: RunSummary): Promise<void> {
+    const store = env.store(context);
+    const audit = await store.audit();
+    expect(audit.violations).toEqual([]);
+    expect(audit.batched).toBe(2 * batchSize);
+    expect(await store.listBatches()).toEqual([0, 1]);
+    expect(summary.samples.trained).toBe(2 * batchSize);
+    const dropped = Object.values(summary.samples.dropped).reduce((a, b) => a + b, 0);
+    const live = summary.samples.running + summary.samples.completedWaiting + summary.samples.waiting;
+    expect(summary.samples.admitted).toBe(audit.samples);
+    expect(summary.samples.trained + dropped + live).toBe(summary.samples.admitted);
+  }
+
   const cases = [
     { name: 'train step', phase: 'train', fault: { target: 'trainer', operation: 'trainStep', failures: 2 } },
     { name: 'offload of a released rank', phase: 'shrink', fault: { target: 'rollout', operation: 'releaseMemory', failures: 2, at: 0 } },
@@ -81,16 +95,7 @@ describe('pipeline: failed transitions roll back and retry (real Temporal)', () 
         // again only once it has trained (src/chaos/invariants.ts holds it to v0 until then).
         expect(progress[0]?.version).toBe(phase === 'sync' ? 1 : 0);
 
-        const store = env.store(context);
-        const audit = await store.audit();
-        expect(audit.violations).toEqual([]);
-        expect(audit.batched).toBe(2 * spec.batchSize);
-        expect(await store.listBatches()).toEqual([0, 1]);
-        expect(summary.samples.trained).toBe(2 * spec.batchSize);
-        const dropped = Object.values(summary.samples.dropped).reduce((a, b) => a + b, 0);
-        const live = summary.samples.running + summary.samples.completedWaiting + summary.samples.waiting;
-        expect(summary.samples.admitted).toBe(audit.samples);
-        expect(summary.samples.trained + dropped + live).toBe(summary.samples.admitted);
+        await expectEverySampleOnce(context, spec.batchSize, summary);
       } finally {
         await workers.stop();
       }
@@ -114,15 +119,7 @@ describe('pipeline: failed transitions roll back and retry (real Temporal)', () 
       expect((await recovery(runs[1]!.runId)).sort()).toEqual(STORE_RECOVERY);
 
       // The retry took the failed attempt's sealed batch and samples: each sample once.
-      const store = env.store(context);
-      const audit = await store.audit();
-      expect(audit.violations).toEqual([]);
-      expect(await store.listBatches()).toEqual([0, 1]);
-      expect(audit.batched).toBe(2 * spec.batchSize);
-      const dropped = Object.values(summary.samples.dropped).reduce((a, b) => a + b, 0);
-      const live = summary.samples.running + summary.samples.completedWaiting + summary.samples.waiting;
-      expect(summary.samples.admitted).toBe(audit.samples);
-      expect(summary.samples.trained + dropped + live).toBe(summary.samples.admitted);
+      await expectEverySampleOnce(context, spec.batchSize, summary);
     } finally {
       await workers.stop();
     }
