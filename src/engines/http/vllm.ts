@@ -177,8 +177,13 @@ export class VllmRolloutEngine implements RolloutEngine {
   }
 
   async status(): Promise<EngineStatus> {
-    await this.readEngineStateOnce();
-    const { weightVersion, sleeping } = await this.engineState();
+    const state = await this.engineState();
+    // A first call takes this read as the adapter's starting record instead of reading twice.
+    if (this.engineStateRead === undefined) {
+      this.adoptEngineState(state);
+      this.engineStateRead = Promise.resolve();
+    } else await this.engineStateRead;
+    const { weightVersion, sleeping } = state;
     this.servedVersion = weightVersion;
     // vLLM reports only whether it sleeps; which tags a partial wake_up restored is our record.
     const resident = ALL_MEMORY_TAGS.filter((tag) => this.resident.has(tag));
@@ -206,17 +211,19 @@ export class VllmRolloutEngine implements RolloutEngine {
    */
   private readEngineStateOnce(): Promise<void> {
     this.engineStateRead ??= this.engineState().then(
-      ({ weightVersion, sleeping }) => {
-        this.servedVersion = weightVersion;
-        this.resident.clear();
-        if (!sleeping) for (const tag of ALL_MEMORY_TAGS) this.resident.add(tag);
-      },
+      (state) => this.adoptEngineState(state),
       (error: unknown) => {
         this.engineStateRead = undefined;
         throw error;
       },
     );
     return this.engineStateRead;
+  }
+
+  private adoptEngineState({ weightVersion, sleeping }: { weightVersion: number; sleeping: boolean }): void {
+    this.servedVersion = weightVersion;
+    this.resident.clear();
+    if (!sleeping) for (const tag of ALL_MEMORY_TAGS) this.resident.add(tag);
   }
 
   /**
