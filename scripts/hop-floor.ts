@@ -1,0 +1,120 @@
+/**
+ * The floor Temporal sets under the #11 transition targets on this machine: the transitions'
+ * chain of workflow tasks and activity round trips (scripts/hop-floor/workflows.ts), with no work
+ * in any step, on the same dev server and in-process workers as the control-plane bench.
+ *
+ *   nice -n -10 npx tsx scripts/hop-floor.ts --iterations 30 --ranks 8
+ *
+ * Prints the medians of batch→train (from the batch watch's answer to the train step's start)
+ * and train→rolling (from the train step's answer to the next iteration's last shard started),
+ * as scripts/transition-steps.ts reads them off the pipeline's histories.
+ */
+import { mkdtempSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { Client, Connection } from '@temporalio/client';
+import { DefaultLogger, NativeConnection, Runtime, Worker, bundleWorkflowCode } from '@temporalio/worker';
+import { Command } from 'commander';
+import { activitySpans, type ActivitySpan } from '../src/controlPlaneBench/historyFigures';
+import { median } from '../src/controlPlaneBench/report';
+import { startDevServer } from '../src/temporal/devServer';
+import { FLOOR_CHAINS, FLOOR_STEPS, type FloorActivities, type FloorChain } from './hop-floor/workflows';
+
+const WORKFLOWS = path.join(__dirname, 'hop-floor', 'workflows.ts');
+/** As the control-plane bench: eight one-GPU ranks per node, one stop, release or sync activity per node. */
+const GPUS_PER_NODE = 8;
+
+interface Flags {
+  iterations: number;
+  ranks: number;
+  chain: FloorChain;
+  throttled: boolean;
+}
+
+/**
+ * The dev server's history service reads its transfer and timer tasks at most 20 times a second
+ * (per shard; it has one): a chain of instant steps spends that burst in about a dozen hops and
+ * then waits about 50 ms per hop. The pipeline's rollout leaves the bucket time to refill (raising
+ * the limit did not change its transitions, docs/benchmarks.md), so the floor is measured without it.
+ */
+const UNTHROTTLED = { 'history.transferProcessorMaxPollRPS': 10_000, 'history.timerProcessorMaxPollRPS': 10_000 };
+
+function only(spans: readonly ActivitySpan[], name: string): ActivitySpan[] {
+  const found = spans.filter((span) => span.name === name);
+  if (found.length === 0) throw new Error(`no '${name}' activity in the history`);
+  return found;
+}
+
+function closed(span: ActivitySpan): number {
+  if (span.closedMs === undefined) throw new Error(`activity '${span.name}' never closed`);
+  return span.closedMs;
+}
+
+function started(span: ActivitySpan): number {
+  if (span.startedMs === undefined) throw new Error(`activity '${span.name}' never started`);
+  return span.startedMs;
+}
+
+async function main(): Promise<void> {
+  const flags = new Command('hop-floor')
+    .option('--iterations <n>', 'iterations (the first is left out of the medians)', Number, 30)
+    .option('--ranks <n>', 'ranks: one shard activity each', Number, 8)
+    .option('--chain <chain>', `the hops of a transition: ${FLOOR_CHAINS.join(' or ')}`, 'pipeline')
+    .option('--throttled', "keep the dev server's limit on reading history tasks (20 a second)")
+    .parse()
+    .opts<Flags>();
+  if (!Number.isInteger(flags.iterations) || flags.iterations < 3) throw new Error(`--iterations must be an integer ≥ 3, got ${flags.iterations}`);
+  if (!Number.isInteger(flags.ranks) || flags.ranks < 1) throw new Error(`--ranks must be a positive integer, got ${flags.ranks}`);
+  if (!(FLOOR_CHAINS as readonly string[]).includes(flags.chain)) throw new Error(`--chain must be one of ${FLOOR_CHAINS.join(', ')}, got '${flags.chain}'`);
+  Runtime.install({ logger: new DefaultLogger('WARN') });
+  const scratch = mkdtempSync(path.join(os.tmpdir(), 'timeshare-hop-floor-'));
+  const server = await startDevServer({ headless: true, logFile: path.join(scratch, 'temporal.log'), dynamicConfig: flags.throttled === true ? {} : UNTHROTTLED });
+  try {
+    const connection = await NativeConnection.connect({ address: server.address });
+    const client = new Client({ connection: await Connection.connect({ address: server.address }) });
+    const prefix = `hop-floor-${Date.now().toString(36)}`;
+    const nodeQueue = `${prefix}-node`;
+    const activities = Object.fromEntries(FLOOR_STEPS.map((name) => [name, async () => undefined])) as FloorActivities;
+    const orchestrator = await Worker.create({
+      connection,
+      taskQueue: `${prefix}-orchestrator`,
+      workflowBundle: await bundleWorkflowCode({ workflowsPath: WORKFLOWS, logger: new DefaultLogger('ERROR') }),
+    });
+    const node = await Worker.create({ connection, taskQueue: nodeQueue, activities });
+    const histories = await Promise.all([orchestrator.run(), node.run(), (async () => {
+      try {
+        await client.workflow.execute('floorRun', { taskQueue: `${prefix}-orchestrator`, workflowId: prefix, args: [{ chain: flags.chain, iterations: flags.iterations, ranks: flags.ranks, nodes: Math.ceil(flags.ranks / GPUS_PER_NODE), nodeQueue }] });
+        return await Promise.all(Array.from({ length: flags.iterations }, (_, k) => client.workflow.getHandle(`${nodeQueue}-iter-${k}`).fetchHistory()));
+      } finally {
+        orchestrator.shutdown();
+        node.shutdown();
+      }
+    })()]).then(([, , fetched]) => fetched);
+    const spans = histories.map((history) => activitySpans(history));
+    const batchToTrain: number[] = [];
+    const trainToRolling: number[] = [];
+    const boundary: number[] = [];
+    for (let k = 1; k < spans.length; k++) {
+      const own = spans[k]!;
+      batchToTrain.push(started(only(own, 'trainStep')[0]!) - closed(only(own, 'batchWatch')[0]!));
+      const next = spans[k + 1];
+      if (next === undefined) continue;
+      const nextRolling = Math.max(...only(next, 'rollout').map(started));
+      trainToRolling.push(nextRolling - closed(only(own, 'trainStep')[0]!));
+      boundary.push(nextRolling - Math.max(...own.map(closed)));
+    }
+    const b = median(batchToTrain);
+    const t = median(trainToRolling);
+    console.log(`machine: ${os.cpus().length} × ${os.cpus()[0]?.model ?? 'cpu'}, load ${os.loadavg().map((l) => l.toFixed(2)).join(' ')}; chain '${flags.chain}', ${flags.ranks} ranks, ${flags.iterations} iterations${flags.throttled === true ? ', throttled' : ''}`);
+    console.log(`| batch→train median/max | train→rolling median/max | sum of medians | of which: last step → next iteration's shards started |`);
+    console.log(`|---|---|---|---|`);
+    console.log(`| ${b} / ${Math.max(...batchToTrain)} ms | ${t} / ${Math.max(...trainToRolling)} ms | ${b + t} ms | ${median(boundary)} ms |`);
+  } finally {
+    await server.stop();
+  }
+}
+
+main().catch((error: unknown) => {
+  console.error(error);
+  process.exit(1);
+});
