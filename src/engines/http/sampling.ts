@@ -14,4 +14,9 @@ export interface RolloutAdapterOptions {
   sampling: SamplingOptions;
   /** The weight version the engine serves when it starts (SGLang: --weight-version). */
   initialVersion?: number;
+  /**
+   * SGLang: how long a turn waits for its /generate to answer once it was aborted before the
+   * engine counts as unresponsive (default 30 s; a live engine answers within a scheduler step).
+   */
+  abortAnswerTimeoutMs?: number;
 }

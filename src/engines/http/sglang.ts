@@ -20,7 +20,7 @@ import { z } from 'zod';
 import { ALL_MEMORY_TAGS, type EngineStatus, type MemoryTag, type RolloutEngine, type TurnRequest, type TurnResult } from '../types';
 import { SglangWeightReceiver } from './broadcast';
 import { describe, HttpClient, parseVersion, unlessNotServed } from './client';
-import { EngineProtocolError } from './errors';
+import { EngineHttpError, EngineProtocolError } from './errors';
 import type { RolloutAdapterOptions, SamplingOptions } from './sampling';
 
 const generateResponseSchema = z.object({
@@ -53,6 +53,8 @@ const updateWeightsSchema = z.object({ success: z.boolean(), message: z.string()
 /** An abort is sent again after this long while its /generate has not answered, then at doubling intervals up to the maximum. */
 const ABORT_RESEND_FIRST_MS = 50;
 const ABORT_RESEND_MAX_MS = 1000;
+/** A live SGLang answers an aborted /generate within a scheduler step: one that does not in this long is stuck. */
+export const ABORT_ANSWER_TIMEOUT_MS = 30_000;
 
 export class SglangRolloutEngine implements RolloutEngine {
   private readonly http: HttpClient;
@@ -60,12 +62,14 @@ export class SglangRolloutEngine implements RolloutEngine {
   private readonly resident = new Set<MemoryTag>(ALL_MEMORY_TAGS);
   private readonly running = new Set<string>();
   private servedVersion: number;
+  private readonly abortAnswerTimeoutMs: number;
   readonly broadcast: SglangWeightReceiver;
 
   constructor(options: RolloutAdapterOptions) {
     this.http = new HttpClient({ baseUrl: options.baseUrl, ...(options.apiKey === undefined ? {} : { apiKey: options.apiKey }) });
     this.sampling = options.sampling;
     this.servedVersion = options.initialVersion ?? 0;
+    this.abortAnswerTimeoutMs = options.abortAnswerTimeoutMs ?? ABORT_ANSWER_TIMEOUT_MS;
     this.broadcast = new SglangWeightReceiver(this.http, (version) => (this.servedVersion = version));
   }
 
@@ -76,28 +80,31 @@ export class SglangRolloutEngine implements RolloutEngine {
     }
     if (signal?.aborted === true) return aborted(request.requestId, this.servedVersion);
     const rid = request.requestId;
-    const onAbort = () => void this.abortUntilAnswered(rid);
+    // The abort is SGLang's to answer (with the tokens generated so far); an engine that never
+    // answers (hung, or a half-open connection) must not hold the stop forever.
+    const unanswered = new AbortController();
+    let giveUp: NodeJS.Timeout | undefined;
+    const onAbort = () => {
+      void this.abortUntilAnswered(rid);
+      giveUp = setTimeout(() => unanswered.abort(), this.abortAnswerTimeoutMs);
+    };
     this.running.add(rid);
     signal?.addEventListener('abort', onAbort, { once: true });
     try {
-      const body = await this.http.json(
-        'POST',
-        '/generate',
-        {
-          input_ids: [...request.inputIds, ...(request.prefixIds ?? [])],
-          sampling_params: {
-            max_new_tokens: request.maxNewTokens,
-            temperature: this.sampling.temperature,
-            stop_token_ids: [...this.sampling.stopTokenIds],
-            ignore_eos: this.sampling.ignoreEos ?? false,
-          },
-          return_logprob: true,
-          rid,
+      const payload = {
+        input_ids: [...request.inputIds, ...(request.prefixIds ?? [])],
+        sampling_params: {
+          max_new_tokens: request.maxNewTokens,
+          temperature: this.sampling.temperature,
+          stop_token_ids: [...this.sampling.stopTokenIds],
+          ignore_eos: this.sampling.ignoreEos ?? false,
         },
-        generateResponseSchema,
-        // No time limit: a long generation ends by finishing or by an abort.
-        { timeoutMs: null },
-      );
+        return_logprob: true,
+        rid,
+      };
+      // No time limit: a long generation ends by finishing or by an abort.
+      const answer = this.http.json('POST', '/generate', payload, generateResponseSchema, { timeoutMs: null, signal: unanswered.signal });
+      const body = await this.answerOf(unanswered.signal, endpoint, rid, answer);
       const meta = body.meta_info;
       if (meta.id !== rid) throw new EngineProtocolError(endpoint, `answered request ${meta.id} to request ${rid}`);
       if (meta.output_token_logprobs === undefined && !(meta.finish_reason.type === 'abort' && meta.completion_tokens === 0)) {
@@ -112,8 +119,23 @@ export class SglangRolloutEngine implements RolloutEngine {
       const weightVersion = meta.weight_version === undefined ? this.servedVersion : parseVersion(endpoint, meta.weight_version);
       return { requestId: rid, outputTokens: outputIds.length, outputIds, logprobs, finishReason: meta.finish_reason.type, weightVersion };
     } finally {
+      clearTimeout(giveUp);
       signal?.removeEventListener('abort', onAbort);
       this.running.delete(rid);
+    }
+  }
+
+  /** The /generate's answer, or, if it was given up on after its abort, an error that says so. */
+  private async answerOf<T>(unanswered: AbortSignal, endpoint: string, rid: string, answer: Promise<T>): Promise<T> {
+    try {
+      return await answer;
+    } catch (error) {
+      if (!unanswered.aborted) throw error;
+      throw new EngineHttpError(
+        endpoint,
+        undefined,
+        `no answer to request ${rid} within ${this.abortAnswerTimeoutMs} ms of its abort: the engine is unresponsive (the turn resumes from its sample's last checkpoint)`,
+      );
     }
   }
 
