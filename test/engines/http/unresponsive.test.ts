@@ -70,13 +70,17 @@ const ABORT_ANSWER_MS = 300;
 const engine = () => new SglangRolloutEngine({ baseUrl: url, sampling, abortAnswerTimeoutMs: ABORT_ANSWER_MS });
 const turn = (requestId: string) => ({ requestId, sampleId: 0, turn: 0, contextTokens: 1, prefixTokens: 0, maxNewTokens: 4, inputIds: [1] });
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+/** Holds the test until the engine holds the turn's /generate: the abort then finds it registered. */
+async function untilPending(rid: string): Promise<void> {
+  while (!pending.has(rid)) await sleep(5);
+}
 
 describe('sglang adapter: an aborted turn waits for its answer, within a bound', () => {
   it('gives up on an engine that never answers the aborted turn, with an error naming the request, and stops sending aborts', async () => {
     behaviours.set('hung', { kind: 'hangs' });
     const stop = new AbortController();
     const generating = engine().generate(turn('hung'), stop.signal);
-    await sleep(50);
+    await untilPending('hung');
     const abortedAt = Date.now();
     stop.abort();
     const error = await generating.catch((e: unknown) => e);
@@ -96,7 +100,7 @@ describe('sglang adapter: an aborted turn waits for its answer, within a bound',
     behaviours.set('answered', { kind: 'answers-abort' });
     const stop = new AbortController();
     const generating = engine().generate(turn('answered'), stop.signal);
-    await sleep(50);
+    await untilPending('answered');
     stop.abort();
     const result = await generating;
     expect(result).toMatchObject({ requestId: 'answered', finishReason: 'abort', outputTokens: 1 });
