@@ -9,7 +9,7 @@
  * and train→rolling (from the train step's answer to the next iteration's last shard started),
  * as scripts/transition-steps.ts reads them off the pipeline's histories.
  */
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { Client, Connection } from '@temporalio/client';
@@ -111,6 +111,7 @@ async function main(): Promise<void> {
     console.log(`| ${b} / ${Math.max(...batchToTrain)} ms | ${t} / ${Math.max(...trainToRolling)} ms | ${b + t} ms | ${median(boundary)} ms |`);
   } finally {
     await server.stop();
+    rmSync(scratch, { recursive: true, force: true });
   }
 }
 
