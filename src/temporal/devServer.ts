@@ -29,7 +29,7 @@ export interface DevServerOptions {
   startTimeoutMs?: number;
   /** Codec endpoint the UI calls to show encrypted payloads (`timeshare codec-server`). */
   uiCodecEndpoint?: string;
-  /** Server dynamic config (`--dynamic-config-value key=value`), e.g. matching partitions. */
+  /** Server dynamic config (`--dynamic-config-value key=value`), over DEV_SERVER_DYNAMIC_CONFIG. */
   dynamicConfig?: Record<string, string | number | boolean>;
   /** Picks each port not given above (the front end, UI, HTTP API, metrics); default freePort. */
   pickPort?: (ip: string) => Promise<number>;
@@ -98,6 +98,20 @@ async function waitForExit(child: ChildProcess, timeoutMs: number): Promise<bool
   });
 }
 
+/**
+ * Dynamic config every dev server started here gets unless the caller sets the key otherwise.
+ * Events that arrive while a workflow task runs are buffered, and past this many (the server's
+ * default is 100) the server fails that task and the worker replays the history: stopping the
+ * shards of 64 or more ranks at once sends more (docs/benchmarks.md, "Scale run"). Same value as
+ * the cluster's config (scripts/cluster.sh).
+ */
+export const DEV_SERVER_DYNAMIC_CONFIG: Readonly<Record<string, string | number | boolean>> = { 'history.maximumBufferedEventsBatch': 1000 };
+
+/** The server's `--dynamic-config-value` arguments: the defaults above, overridden key by key by the caller's. */
+export function dynamicConfigArgs(overrides: Record<string, string | number | boolean> = {}): string[] {
+  return Object.entries({ ...DEV_SERVER_DYNAMIC_CONFIG, ...overrides }).flatMap(([key, value]) => ['--dynamic-config-value', `${key}=${JSON.stringify(value)}`]);
+}
+
 /** Attempts when another process took a port picked here before the server bound it. */
 const PORT_RACE_ATTEMPTS = 3;
 
@@ -151,7 +165,7 @@ async function startDevServerOnce(options: DevServerOptions): Promise<DevServer>
     mkdirSync(path.dirname(options.dbFile), { recursive: true });
     args.push('--db-filename', options.dbFile);
   }
-  for (const [key, value] of Object.entries(options.dynamicConfig ?? {})) args.push('--dynamic-config-value', `${key}=${JSON.stringify(value)}`);
+  args.push(...dynamicConfigArgs(options.dynamicConfig));
   for (const [name, type] of SEARCH_ATTRIBUTE_REGISTRATIONS) args.push('--search-attribute', `${name}=${type}`);
 
   const logOffset = existsSync(logFile) ? statSync(logFile).size : 0;

@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -5,7 +6,7 @@ import { Client, Connection } from '@temporalio/client';
 import { NativeConnection, Worker } from '@temporalio/worker';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { freePort, pickedPortRange, portBindable } from '../../src/process/ports';
-import { DevServer, portTakenInLog, startDevServer } from '../../src/temporal/devServer';
+import { DevServer, dynamicConfigArgs, portTakenInLog, startDevServer } from '../../src/temporal/devServer';
 import * as activities from '../fixtures/smokeActivities';
 
 describe('temporal dev server (real, provisioned CLI)', () => {
@@ -38,6 +39,11 @@ describe('temporal dev server (real, provisioned CLI)', () => {
       await connection.close();
       await nativeConnection.close();
     }
+  });
+
+  it('starts with the buffered-events limit a large pool needs (read off its command line)', () => {
+    const args = readFileSync(`/proc/${server.pid}/cmdline`, 'utf8').split('\0');
+    expect(args).toContain('history.maximumBufferedEventsBatch=1000');
   });
 
   it('stop() ends the server process', async () => {
@@ -113,5 +119,17 @@ describe('free ports', () => {
     expect(portTakenInLog(`starting\n${line}\n`)).toBe(43611);
     expect(portTakenInLog('listen tcp [::1]:7233: bind: address already in use')).toBe(7233);
     expect(portTakenInLog('{"level":"ERROR","message":"unrelated"}')).toBeUndefined();
+  });
+});
+
+describe('dev server dynamic config', () => {
+  it('defaults to the buffered-events limit of the cluster config; a caller overrides a key or adds one', () => {
+    expect(dynamicConfigArgs()).toEqual(['--dynamic-config-value', 'history.maximumBufferedEventsBatch=1000']);
+    expect(dynamicConfigArgs({ 'history.maximumBufferedEventsBatch': 200, 'matching.numTaskqueueReadPartitions': 1 })).toEqual([
+      '--dynamic-config-value',
+      'history.maximumBufferedEventsBatch=200',
+      '--dynamic-config-value',
+      'matching.numTaskqueueReadPartitions=1',
+    ]);
   });
 });
