@@ -13,11 +13,12 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { Client, Connection } from '@temporalio/client';
-import { DefaultLogger, NativeConnection, Runtime, Worker, bundleWorkflowCode } from '@temporalio/worker';
+import { DefaultLogger, NativeConnection, Runtime, Worker } from '@temporalio/worker';
 import { Command } from 'commander';
 import { activitySpans, type ActivitySpan } from '../src/controlPlaneBench/historyFigures';
 import { median } from '../src/controlPlaneBench/report';
 import { startDevServer } from '../src/temporal/devServer';
+import { cachedWorkflowBundle } from '../src/workers/bundle';
 import { FLOOR_CHAINS, FLOOR_STEPS, type FloorActivities, type FloorChain } from './hop-floor/workflows';
 
 const WORKFLOWS = path.join(__dirname, 'hop-floor', 'workflows.ts');
@@ -78,7 +79,8 @@ async function main(): Promise<void> {
     const orchestrator = await Worker.create({
       connection,
       taskQueue: `${prefix}-orchestrator`,
-      workflowBundle: await bundleWorkflowCode({ workflowsPath: WORKFLOWS, logger: new DefaultLogger('ERROR') }),
+      // Built once per content of the floor's workflows, like the pipeline's bundle.
+      workflowBundle: { codePath: (await cachedWorkflowBundle(WORKFLOWS)).codePath },
     });
     const node = await Worker.create({ connection, taskQueue: nodeQueue, activities });
     const histories = await Promise.all([orchestrator.run(), node.run(), (async () => {
