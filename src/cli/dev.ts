@@ -21,7 +21,8 @@ import type { ParsedRunConfig } from '../config';
 import { TIMESHARE_MARKER } from '../launch/entry';
 import { backOffDelay } from '../launch/supervised';
 import type { SupervisedDevServer } from '../launch/supervisedDevServer';
-import { startWorkerProcesses, type WorkerProcesses } from '../launch/workerProcesses';
+import type { DrainingVersions } from '../launch/drainingVersions';
+import { startVersionOrchestrator, startWorkerProcesses, type WorkerProcesses, type WorkerProcessesOptions } from '../launch/workerProcesses';
 import { buildRunSpec } from '../contract/spec';
 import { runWorkflowId } from '../contract/naming';
 import { portBindable } from '../process/ports';
@@ -148,22 +149,23 @@ export async function runDev(options: DevOptions, log: (line: string) => void = 
   const pids = new PidRecords(stateDir);
   const dbFile = path.join(stateDir, 'temporal.db');
   const address = `${DEV_SERVER_IP}:${options.port}`;
+  const workerOptions: WorkerProcessesOptions = {
+    configPath: options.configPath,
+    address,
+    stateDir,
+    layout: spec.layout,
+    taskQueuePrefix: spec.taskQueuePrefix,
+    logDir,
+    env: plainEnv,
+    restartDelayMs: backOffDelay,
+    setCurrentVersion: true,
+    serverWaitSeconds: WORKER_SERVER_WAIT_SECONDS,
+    onStart: (name, pid) => pids.set(name, { pid, marker: TIMESHARE_MARKER }),
+    onExit: (name, { code, signal, restartInMs }, logFile) =>
+      log(`worker ${name} exited (code ${code}, signal ${signal}); restarting in ${restartInMs} ms — see ${logFile}`),
+  };
   const startWorkers = (): WorkerProcesses => {
-    const started = startWorkerProcesses({
-      configPath: options.configPath,
-      address,
-      stateDir,
-      layout: spec.layout,
-      taskQueuePrefix: spec.taskQueuePrefix,
-      logDir,
-      env: plainEnv,
-      restartDelayMs: backOffDelay,
-      setCurrentVersion: true,
-      serverWaitSeconds: WORKER_SERVER_WAIT_SECONDS,
-      onStart: (name, pid) => pids.set(name, { pid, marker: TIMESHARE_MARKER }),
-      onExit: (name, { code, signal, restartInMs }, logFile) =>
-        log(`worker ${name} exited (code ${code}, signal ${signal}); restarting in ${restartInMs} ms — see ${logFile}`),
-    });
+    const started = startWorkerProcesses(workerOptions);
     log(`started ${started.processes.length} workers (logs in ${logDir})`);
     return started;
   };
@@ -223,6 +225,8 @@ export async function runDev(options: DevOptions, log: (line: string) => void = 
 
   const interrupt = interruption(log, 'stopping workers and server. The run is kept; run the same command again to resume it.');
   let client: Client | undefined;
+  let draining: DrainingVersions | undefined;
+  let stopDrainWatch: (() => Promise<void>) | undefined;
   try {
     client = await connectClient({ address, namespace: 'default', security });
     const workflowId = runWorkflowId(spec.runId);
@@ -241,6 +245,8 @@ export async function runDev(options: DevOptions, log: (line: string) => void = 
       return outcomeExitCode(ended);
     }
     workers ??= startWorkers();
+    draining = await drainingVersions(client, workflowId, workerOptions, log);
+    stopDrainWatch = draining.watch(DRAIN_CHECK_MS);
     log(outcome.kind === 'started' ? `started run '${spec.runId}' (${spec.layout.strategy})` : `resumed run '${spec.runId}' (already running)`);
     if (uiUrl !== undefined) {
       log(`Temporal UI: ${uiUrl}/namespaces/default/workflows/${workflowId}`);
@@ -265,18 +271,47 @@ export async function runDev(options: DevOptions, log: (line: string) => void = 
     writeFileSync(finishedMarker, `${outcomeLine(spec.runId, ended)}\n`);
     log(outcomeLine(spec.runId, ended));
     if (options.keepUi) {
-      await workers.stop();
+      await stopDrainWatch();
+      await Promise.all([workers.stop(), draining.stopAll()]);
       await keepUi(uiUrl, workflowId, interrupt.signalled, log);
     }
     return outcomeExitCode(ended);
   } finally {
     interrupt.off();
+    await stopDrainWatch?.();
+    await draining?.stopAll();
     await client?.connection.close();
     await workers?.stop();
     await server.stop();
     await codecServer?.close();
     pids.clear();
   }
+}
+
+/** How often `dev` looks for older workflow code versions the run is still pinned to. */
+const DRAIN_CHECK_MS = 5_000;
+
+/**
+ * An in-flight iteration (and the run around it) stays on the workflow code version that started
+ * it (docs/design.md §5.2): after a change to the workflow code, `dev` also runs the older
+ * versions the run is pinned to, from the bundle cache, until they drain.
+ */
+async function drainingVersions(client: Client, workflowId: string, workerOptions: WorkerProcessesOptions, log: (line: string) => void): Promise<DrainingVersions> {
+  const [{ DrainingVersions }, { bundleCacheDir, cachedBundleOf, currentBuildId, WORKFLOW_BUNDLE_INPUTS, WORKFLOWS_PATH }, { pinnedBuildIds }] = await Promise.all([
+    import('../launch/drainingVersions'),
+    import('../workers/bundle'),
+    import('../workers/versioning'),
+  ]);
+  const cacheDir = bundleCacheDir(WORKFLOWS_PATH);
+  return new DrainingVersions({
+    probe: () => pinnedBuildIds(client.workflowService, 'default', workflowId),
+    currentBuildId: currentBuildId(WORKFLOW_BUNDLE_INPUTS),
+    bundleOf: (buildId) => cachedBundleOf(buildId, cacheDir),
+    start: (buildId, bundlePath) => startVersionOrchestrator(workerOptions, buildId, bundlePath),
+    log,
+    missingBundleHint: () =>
+      `it waits until a worker of that version runs; check out that code and run 'timeshare worker orchestrator ${workerOptions.configPath} --address ${workerOptions.address} --state-dir ${workerOptions.stateDir}' from it (docs/design.md §5.2, upgrade procedure)`,
+  });
 }
 
 /** --keep-ui: the server (and its UI) stay until Ctrl-C. */

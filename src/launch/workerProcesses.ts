@@ -81,19 +81,37 @@ export function workerCommands(
   return commands;
 }
 
+/**
+ * The `timeshare worker orchestrator …` arguments of a worker of an older workflow code version:
+ * its cached bundle (which keeps its build id), never made current.
+ */
+export function versionOrchestratorCommand(
+  options: Pick<WorkerProcessesOptions, 'configPath' | 'address' | 'stateDir' | 'layout' | 'taskQueuePrefix' | 'serverWaitSeconds'>,
+  buildId: string,
+  bundlePath: string,
+): { name: string; args: string[] } {
+  const [orchestrator] = workerCommands({ ...options, setCurrentVersion: false });
+  return { name: `orchestrator-${buildId}`, args: [...orchestrator!.args, '--workflow-bundle', path.resolve(bundlePath)] };
+}
+
+function supervise(options: WorkerProcessesOptions, { name, args }: { name: string; args: string[] }): SupervisedProcess {
+  const logFile = path.join(options.logDir, `${name}.log`);
+  return new SupervisedProcess({
+    name,
+    invocation: timeshareInvocation(args),
+    logFile,
+    ...(options.env === undefined ? {} : { env: options.env }),
+    ...(options.restartDelayMs === undefined ? {} : { restartDelayMs: options.restartDelayMs }),
+    onStart: (pid) => options.onStart?.(name, pid),
+    onExit: (info) => options.onExit?.(name, info, logFile),
+  });
+}
+
 export function startWorkerProcesses(options: WorkerProcessesOptions): WorkerProcesses {
-  return new WorkerProcesses(
-    workerCommands(options).map(({ name, args }) => {
-      const logFile = path.join(options.logDir, `${name}.log`);
-      return new SupervisedProcess({
-        name,
-        invocation: timeshareInvocation(args),
-        logFile,
-        ...(options.env === undefined ? {} : { env: options.env }),
-        ...(options.restartDelayMs === undefined ? {} : { restartDelayMs: options.restartDelayMs }),
-        onStart: (pid) => options.onStart?.(name, pid),
-        onExit: (info) => options.onExit?.(name, info, logFile),
-      });
-    }),
-  );
+  return new WorkerProcesses(workerCommands(options).map((command) => supervise(options, command)));
+}
+
+/** Starts an orchestrator worker of an older version (versionOrchestratorCommand), supervised like the others. */
+export function startVersionOrchestrator(options: WorkerProcessesOptions, buildId: string, bundlePath: string): SupervisedProcess {
+  return supervise(options, versionOrchestratorCommand(options, buildId, bundlePath));
 }

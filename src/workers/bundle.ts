@@ -6,9 +6,10 @@
  * (docs/design.md §5.2, Worker Versioning).
  */
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { bundleWorkflowCode, type WorkflowBundleOption, type WorkflowBundlePath } from '@temporalio/worker';
+import type { WorkflowBundleOption, WorkflowBundlePath } from '@temporalio/worker';
+import { repoRoot } from '../sourceFiles';
 
 /** Bump when the way a bundle is built changes (bundler options), so old cache entries are not reused. */
 const BUNDLE_RECIPE = 'timeshare-workflow-bundle-1';
@@ -22,6 +23,19 @@ export interface BundleInputs {
   /** A module exporting `payloadConverter`, used inside the workflow sandbox (src/temporal/payloadConverter.ts). */
   payloadConverterPath?: string;
 }
+
+/**
+ * The workflow bundle is built from the TypeScript sources even when this code runs compiled from
+ * dist/ (webpack compiles them itself): one code version has one build id, and the bundle's content
+ * hash follows every import.
+ */
+export const WORKFLOWS_PATH = path.join(repoRoot(), 'src', 'workflows', 'index.ts');
+
+/** The workflows with the payload converter the workers use (so a payload that cannot be decoded reaches a validator). */
+export const WORKFLOW_BUNDLE_INPUTS: BundleInputs = {
+  workflowsPath: WORKFLOWS_PATH,
+  payloadConverterPath: path.join(repoRoot(), 'src', 'temporal', 'payloadConverter.ts'),
+};
 
 export interface WorkflowSources {
   /** The workflow bundle's entry point. */
@@ -115,9 +129,11 @@ const quietLogger = {
 export async function cachedWorkflowBundle(inputs: string | BundleInputs, cacheDir = bundleCacheDir(bundleInputs(inputs).workflowsPath)): Promise<CachedWorkflowBundle> {
   const { workflowsPath, payloadConverterPath } = bundleInputs(inputs);
   const { hash } = workflowSources(inputs);
-  const buildId = hash.slice(0, BUILD_ID_HEX_CHARS);
+  const buildId = buildIdOfHash(hash);
   const codePath = path.join(cacheDir, `${hash}.js`);
   if (existsSync(codePath)) return { codePath, buildId, built: false };
+  // Loaded here, not at the top: reading the cache (and `dev`, which only looks up build ids) needs no webpack.
+  const { bundleWorkflowCode } = await import('@temporalio/worker');
   const { code } = await bundleWorkflowCode({ workflowsPath, ...(payloadConverterPath === undefined ? {} : { payloadConverterPath }), logger: quietLogger });
   mkdirSync(cacheDir, { recursive: true });
   const partial = `${codePath}.${process.pid}.partial`;
@@ -128,6 +144,22 @@ export async function cachedWorkflowBundle(inputs: string | BundleInputs, cacheD
 
 const CACHED_BUNDLE_NAME = /^([0-9a-f]{64})\.js$/;
 
+/** The build id a bundle of this content hash runs as. */
+export const buildIdOfHash = (hash: string): string => hash.slice(0, BUILD_ID_HEX_CHARS);
+
+/** The build id the current sources of these inputs run as, without bundling them. */
+export const currentBuildId = (inputs: string | BundleInputs): string => buildIdOfHash(workflowSources(inputs).hash);
+
+/** The cached bundle that runs as this build id, if the cache holds one (`<hash>.js`). */
+export function cachedBundleOf(buildId: string, cacheDir: string): string | undefined {
+  if (!existsSync(cacheDir)) return undefined;
+  const names = readdirSync(cacheDir).filter((name) => {
+    const hash = CACHED_BUNDLE_NAME.exec(name)?.[1];
+    return hash !== undefined && buildIdOfHash(hash) === buildId;
+  });
+  return names.length === 0 ? undefined : path.join(cacheDir, names.sort()[0]!);
+}
+
 /**
  * The build id of a bundle given as an option: its own when it came from the cache (also a file of
  * the cache given by path, `<hash>.js`, so an older version keeps its build id), else a hash of its code.
@@ -135,7 +167,7 @@ const CACHED_BUNDLE_NAME = /^([0-9a-f]{64})\.js$/;
 export function bundleBuildId(bundle: WorkflowBundleOption | CachedWorkflowBundle): string {
   if ('buildId' in bundle) return bundle.buildId;
   const cachedName = 'codePath' in bundle ? CACHED_BUNDLE_NAME.exec(path.basename(bundle.codePath)) : null;
-  if (cachedName !== null) return cachedName[1]!.slice(0, BUILD_ID_HEX_CHARS);
+  if (cachedName !== null) return buildIdOfHash(cachedName[1]!);
   const code = 'code' in bundle ? bundle.code : readFileSync(bundle.codePath, 'utf8');
   return createHash('sha256').update(code).digest('hex').slice(0, BUILD_ID_HEX_CHARS);
 }

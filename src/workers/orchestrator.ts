@@ -2,33 +2,20 @@
  * The orchestrator worker: runs the workflows and the store bookkeeping activities on the
  * orchestrator task queue. One per run (or a few, for availability); needs no GPU.
  */
-import path from 'node:path';
 import { NativeConnection, Worker, type WorkflowBundleOption } from '@temporalio/worker';
 import { createOrchestratorActivities } from '../activities/orchestrator';
 import { DigitsEnvironment } from '../engines/digits';
 import { createOpenEnvEnvironment } from '../engines/openenv';
 import { WorkloadModel } from '../engines/simulated/workload';
 import { orchestratorQueue } from '../contract/naming';
-import { repoRoot } from '../sourceFiles';
 import { PLAINTEXT, workerDataConverter } from '../temporal/security';
-import { bundleBuildId, cachedWorkflowBundle, type BundleInputs, type CachedWorkflowBundle } from './bundle';
+import { bundleBuildId, cachedWorkflowBundle, WORKFLOW_BUNDLE_INPUTS, type CachedWorkflowBundle } from './bundle';
 import { refuseUndecodableArguments } from './undecodable';
 import { storeCache } from './runtime';
 import { deploymentNameFor, setCurrentVersion, versionedWorkerOptions, type DeploymentVersion, type SetCurrentPolicy } from './versioning';
 import { HEARTBEAT_INTERVAL_MS, HEARTBEAT_THROTTLE, SHUTDOWN_FORCE, SHUTDOWN_GRACE, type WorkerContext } from './options';
 
-/**
- * The workflow bundle is built from the TypeScript sources even when this code runs compiled from
- * dist/ (webpack compiles them itself): one code version has one build id, and the bundle's content
- * hash follows every import.
- */
-export const WORKFLOWS_PATH = path.join(repoRoot(), 'src', 'workflows', 'index.ts');
-
-/** The workflows with the payload converter the workers use (so a payload that cannot be decoded reaches a validator). */
-export const WORKFLOW_BUNDLE_INPUTS: BundleInputs = {
-  workflowsPath: WORKFLOWS_PATH,
-  payloadConverterPath: path.join(repoRoot(), 'src', 'temporal', 'payloadConverter.ts'),
-};
+export { WORKFLOWS_PATH, WORKFLOW_BUNDLE_INPUTS } from './bundle';
 
 export interface OrchestratorWorkerOptions {
   /** A pre-built workflow bundle; default: the cached bundle of src/workflows (built on a miss). */

@@ -6,8 +6,12 @@
  * which a worker sets when told to (`dev`, `worker orchestrator --set-current`) or when the
  * deployment has none yet.
  */
+import { temporal } from '@temporalio/proto';
 import type { NativeConnection, WorkerDeploymentOptions } from '@temporalio/worker';
 import { z } from 'zod';
+
+type WorkflowService = temporal.api.workflowservice.v1.WorkflowService;
+const { VersioningBehavior, WorkflowExecutionStatus } = temporal.api.enums.v1;
 
 export interface DeploymentVersion {
   deploymentName: string;
@@ -79,4 +83,37 @@ export async function setCurrentVersion(
     throw new Error(`setting ${canonicalVersion(version)} as the current version failed: ${String(error)}`);
   }
   return 'set';
+}
+
+/**
+ * The build ids a run's open workflows are PINNED to (the run workflow and its running iteration,
+ * its one pending child), each with the ids of the workflows pinned to it. Read by describing
+ * them, not from visibility, which lags. A run that is not open pins nothing.
+ */
+export async function pinnedBuildIds(service: WorkflowService, namespace: string, runWorkflowId: string): Promise<Map<string, string[]>> {
+  const pinned = new Map<string, string[]>();
+  const describe = async (workflowId: string, runId?: string) => {
+    try {
+      return await service.describeWorkflowExecution({ namespace, execution: { workflowId, ...(runId ? { runId } : {}) } });
+    } catch (error) {
+      if (isNotFound(error)) return undefined;
+      throw new Error(`describing workflow '${workflowId}' for its pinned version failed: ${String(error)}`);
+    }
+  };
+  const note = (workflowId: string, described: temporal.api.workflowservice.v1.IDescribeWorkflowExecutionResponse): void => {
+    const info = described.workflowExecutionInfo;
+    if (info?.status !== WorkflowExecutionStatus.WORKFLOW_EXECUTION_STATUS_RUNNING) return;
+    const versioning = info.versioningInfo;
+    const buildId = versioning?.behavior === VersioningBehavior.VERSIONING_BEHAVIOR_PINNED ? versioning.deploymentVersion?.buildId : undefined;
+    if (buildId) pinned.set(buildId, [...(pinned.get(buildId) ?? []), workflowId]);
+  };
+  const run = await describe(runWorkflowId);
+  if (run === undefined) return pinned;
+  note(runWorkflowId, run);
+  for (const child of run.pendingChildren ?? []) {
+    if (!child.workflowId) continue;
+    const described = await describe(child.workflowId, child.runId ?? undefined);
+    if (described !== undefined) note(child.workflowId, described);
+  }
+  return pinned;
 }

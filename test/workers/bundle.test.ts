@@ -6,7 +6,7 @@ import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { bundleBuildId, cachedWorkflowBundle, workflowSources } from '../../src/workers/bundle';
+import { bundleBuildId, buildIdOfHash, cachedBundleOf, cachedWorkflowBundle, currentBuildId, workflowSources } from '../../src/workers/bundle';
 
 const dirs: string[] = [];
 afterAll(() => {
@@ -70,10 +70,27 @@ describe('workflow bundle cache', () => {
     expect(first.built).toBe(true);
     expect(existsSync(first.codePath)).toBe(true);
     expect(path.basename(first.codePath)).toBe(`${workflowSources(entry).hash}.js`);
+    expect(currentBuildId(entry)).toBe(first.buildId);
+    expect(cachedBundleOf(first.buildId, cache)).toBe(first.codePath);
     const second = await cachedWorkflowBundle(entry, cache);
     expect(second).toEqual({ ...first, built: false });
     expect(bundleBuildId({ codePath: first.codePath })).toBe(first.buildId);
     expect(bundleBuildId({ code: 'x' })).toMatch(/^[0-9a-f]{16}$/);
     expect(bundleBuildId({ code: 'x' })).not.toBe(bundleBuildId({ code: 'y' }));
   }, 600_000);
+});
+
+describe('a cached bundle found by its build id', () => {
+  it('finds the one cached file whose hash begins with the build id, and nothing for another id or a missing folder', () => {
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'timeshare-bundle-cache-'));
+    dirs.push(dir);
+    const hash = 'ab'.repeat(32);
+    writeFileSync(path.join(dir, `${hash}.js`), '// bundle');
+    writeFileSync(path.join(dir, `${hash}.js.123.partial`), '// half written');
+    writeFileSync(path.join(dir, `${'cd'.repeat(32)}.txt`), 'not a bundle');
+    expect(cachedBundleOf(buildIdOfHash(hash), dir)).toBe(path.join(dir, `${hash}.js`));
+    expect(bundleBuildId({ codePath: cachedBundleOf(buildIdOfHash(hash), dir)! })).toBe(buildIdOfHash(hash));
+    expect(cachedBundleOf(buildIdOfHash('cd'.repeat(32)), dir)).toBeUndefined();
+    expect(cachedBundleOf(buildIdOfHash(hash), path.join(dir, 'absent'))).toBeUndefined();
+  });
 });
