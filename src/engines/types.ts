@@ -7,11 +7,10 @@
  * zod schemas below (engine responses are input).
  */
 import { z } from 'zod';
+import { ALL_MEMORY_TAGS, type MemoryTag } from './memoryTags';
 
-/** GPU memory regions an inference engine can release and resume independently (vLLM/SGLang tags). */
-export const memoryTagSchema = z.enum(['weights', 'kv_cache']);
-export type MemoryTag = z.infer<typeof memoryTagSchema>;
-export const ALL_MEMORY_TAGS: readonly MemoryTag[] = ['weights', 'kv_cache'];
+export { ALL_MEMORY_TAGS, type MemoryTag };
+export const memoryTagSchema = z.enum(ALL_MEMORY_TAGS);
 
 /** One generation call: one agent turn, possibly the continuation of an aborted one. */
 export interface TurnRequest {

@@ -9,7 +9,7 @@
  * the simulator, and a plain async function to the workflow. Effects that take no time (launching
  * a shard, reporting a phase) are plain calls.
  */
-import type { MemoryTag } from '../engines/types';
+import type { MemoryTag } from '../engines/memoryTags';
 import type { DropReason, MigrationPolicy, PoolState, RankId, RankWork } from '../gpu';
 import type { AdmittedSample } from '../contract/activities';
 import type { BroadcastSyncSpec, IterationProgress, SealedBatchFigures, ShardOutcome, WeightGroupState } from '../contract/types';

@@ -2,7 +2,7 @@
  * The named operations of an iteration, each over the state object and the effects. The program
  * (program.ts) strings them together; none holds state of its own.
  */
-import { ALL_MEMORY_TAGS } from '../engines/types';
+import { ALL_MEMORY_TAGS } from '../engines/memoryTags';
 import {
   adoptSamples,
   admit,

@@ -15,7 +15,7 @@
  * offloaded, every rank resident) and raises `IterationFailure` with the phase named.
  * Deterministic; imports nothing from Temporal or Node.
  */
-import { ALL_MEMORY_TAGS } from '../engines/types';
+import { ALL_MEMORY_TAGS } from '../engines/memoryTags';
 import {
   adaptiveShrinkReady,
   checkLedgerInvariants,

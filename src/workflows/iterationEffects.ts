@@ -4,7 +4,7 @@
  * goes through LostNodes, so a node that takes no activity marks its ranks lost.
  */
 import { ApplicationFailure, CancellationScope, log, setCurrentDetails, sleep, upsertSearchAttributes, workflowInfo } from '@temporalio/workflow';
-import { ALL_MEMORY_TAGS, type MemoryTag } from '../engines/types';
+import { ALL_MEMORY_TAGS, type MemoryTag } from '../engines/memoryTags';
 import { checkPostcondition, trainNodes, type RankId, type RankWork } from '../gpu';
 import type { IterationEffects, PhaseReport, ReloadFailure, Step } from '../iteration/effects';
 import { describeError } from '../contract/errors';
