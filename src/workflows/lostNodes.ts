@@ -19,9 +19,14 @@ export class LostNodes {
 
   onRank<T>(rank: RankId, call: Promise<T>): Promise<T> {
     return call.catch((error: unknown) => {
-      if (isLostNodeError(error)) this.markNode(rankById(this.layout, rank).node);
+      this.noteRankFailure(rank, error);
       throw error;
     });
+  }
+
+  /** Marks the rank's node lost if the error says so (for a caller that handles the failure itself). */
+  noteRankFailure(rank: RankId, error: unknown): void {
+    if (isLostNodeError(error)) this.markNode(rankById(this.layout, rank).node);
   }
 
   onTrainerNode<T>(node: number, call: Promise<T>): Promise<T> {

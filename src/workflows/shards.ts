@@ -24,6 +24,15 @@ interface RunningShard {
   done: boolean;
   /** Its own outcome, once it ended with a result. */
   result?: ShardOutcome;
+  /** Why it failed, once it ended with a failure other than its cancellation. */
+  failure?: unknown;
+}
+
+/** How one stopped shard settled: its outcome (its result or the stop's answer), or its failure. */
+interface ShardEnd {
+  ref: ShardRef;
+  failure: unknown;
+  outcome: ShardOutcome | undefined;
 }
 
 /** What a stop learned: the outcome of each shard that reported one, and the failures of those that failed. */
@@ -43,8 +52,8 @@ function diedWhileStopping(error: unknown): boolean {
 
 export class ShardRunner {
   private readonly running = new Map<string, RunningShard>();
-  /** The watches of unlessShardFails races under way: each sees every shard launched during it. */
-  private readonly failureWatchers = new Set<(shard: RunningShard) => void>();
+  /** The unlessShardFails races under way: each is told of every shard failure while it runs. */
+  private readonly failureWatchers = new Set<(error: unknown) => void>();
   /** What each rank's engine reported of its KV capacity: carried in from earlier iterations, updated by every shard result. */
   readonly kvCapacity: Map<RankId, number | null>;
 
@@ -71,9 +80,10 @@ export class ShardRunner {
     };
     const summary = `rollout rank ${ref.rank} shard ${ref.id} (${ref.sampleIds.length} samples, v${version})`;
     const scope = new CancellationScope();
-    const ended = scope.run(() => this.lost.onRank(ref.rank, this.activities.shard(ref.rank).runRolloutShard.executeWithOptions({ summary }, [input])));
+    const ended = scope.run(() => this.activities.shard(ref.rank).runRolloutShard.executeWithOptions({ summary }, [input]));
     const shard: RunningShard = { ref, scope, ended, done: false };
-    // Observed later (stop / failure); mark handled so an early rejection is not unhandled.
+    // Registered first, so it runs before anyone else observes the end: a lost node is marked
+    // before a failure watch or a stop sees the failure. Also marks an early rejection handled.
     ended.then(
       (result) => {
         shard.done = true;
@@ -81,10 +91,15 @@ export class ShardRunner {
         // Results recorded before engines reported their capacity carry none.
         if (result.kvCapacityTokens !== undefined) this.kvCapacity.set(ref.rank, result.kvCapacityTokens);
       },
-      () => (shard.done = true),
+      (error: unknown) => {
+        shard.done = true;
+        this.lost.noteRankFailure(ref.rank, error);
+        if (isCancellation(error)) return;
+        shard.failure = error;
+        for (const watch of this.failureWatchers) watch(error);
+      },
     );
     this.running.set(ref.id, shard);
-    for (const watch of this.failureWatchers) watch(shard);
   }
 
   /** Settles once every running shard has ended (never, if none runs). */
@@ -103,14 +118,15 @@ export class ShardRunner {
     result.catch(() => undefined);
     let fail: (error: unknown) => void = () => undefined;
     const shardFailure = new Promise<never>((_, reject) => (fail = reject));
-    const watch = (shard: RunningShard): void => void shard.ended.catch((error: unknown) => !isCancellation(error) && fail(error));
-    for (const shard of this.running.values()) watch(shard);
-    // Shards launched during the race (an admission ending beside the train step) are watched too.
-    this.failureWatchers.add(watch);
+    const failedBefore = [...this.running.values()].find((shard) => shard.failure !== undefined);
+    if (failedBefore !== undefined) fail(failedBefore.failure);
+    // Shards that fail during the race, also those launched during it (an admission ending beside
+    // the train step), tell it from their own end handler: no promise per shard and race.
+    this.failureWatchers.add(fail);
     try {
       return await Promise.race([result, shardFailure]);
     } finally {
-      this.failureWatchers.delete(watch);
+      this.failureWatchers.delete(fail);
       scope.cancel();
     }
   }
@@ -127,29 +143,39 @@ export class ShardRunner {
     // The direct stop goes to shards still running only: one to an ended shard is wasted, and one
     // to a lost node would hold the stop for its whole timeout.
     const answered = this.requestDirectStop(selected.filter((shard) => !shard.done));
-    const never = new Promise<never>(() => undefined);
-    const ends = await Promise.all(
-      selected.map((shard) => {
-        let settledByAnswer = false;
-        const stoppedThere = answered.then((outcomes) => {
+    // Each shard settles once, by whichever comes first: one callback per shard and one for the
+    // answer, not a race of chained promises per shard (each promise a workflow creates costs the
+    // SDK's stack-trace hook; docs/benchmarks.md).
+    const ends = await new Promise<ShardEnd[]>((resolve) => {
+      const settled = new Map<string, ShardEnd>();
+      const settle = (shard: RunningShard, end: Omit<ShardEnd, 'ref'>): void => {
+        if (settled.has(shard.ref.id)) return;
+        settled.set(shard.ref.id, { ref: shard.ref, ...end });
+        if (settled.size === selected.length) resolve(selected.map((each) => settled.get(each.ref.id)!));
+      };
+      if (selected.length === 0) resolve([]);
+      const settledByAnswer = new Set<string>();
+      void answered.then((outcomes) => {
+        for (const shard of selected) {
           const outcome = outcomes.get(shard.ref.id);
-          if (outcome === undefined) return never;
-          settledByAnswer = true;
-          return { failure: undefined, outcome };
-        });
-        const ended = shard.ended.then(
-          () => ({ failure: undefined, outcome: shard.result }),
+          if (outcome === undefined || settled.has(shard.ref.id)) continue;
+          settledByAnswer.add(shard.ref.id);
+          settle(shard, { failure: undefined, outcome });
+        }
+      });
+      for (const shard of selected) {
+        shard.ended.then(
+          () => settle(shard, { failure: undefined, outcome: shard.result }),
           (error: unknown) => {
             const failure = isCancellation(error) || diedWhileStopping(error) ? undefined : error;
             // A failure after the stop's answer settled the shard changes no sample (all are
             // checkpointed) but must not pass unseen: a postcondition of the shard, a bug.
-            if (settledByAnswer && failure !== undefined) log.warn(`shard ${shard.ref.id} failed after its stop had checkpointed it: ${describeError(failure)}`);
-            return { failure, outcome: undefined };
+            if (settledByAnswer.has(shard.ref.id) && failure !== undefined) log.warn(`shard ${shard.ref.id} failed after its stop had checkpointed it: ${describeError(failure)}`);
+            settle(shard, { failure, outcome: undefined });
           },
         );
-        return Promise.race([ended, stoppedThere]).then((end) => ({ ref: shard.ref, ...end }));
-      }),
-    );
+      }
+    });
     for (const shard of selected) this.running.delete(shard.ref.id);
     const outcomes = new Map<string, ShardOutcome>();
     for (const end of ends) {
