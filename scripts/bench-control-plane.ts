@@ -20,7 +20,7 @@ import type { temporal } from '@temporalio/proto';
 import { bundleWorkflowCode, DefaultLogger } from '@temporalio/worker';
 import { installRuntimeLogger } from '../src/workers/logging';
 import { historyToJson } from '../src/temporal/historyJson';
-import type { BenchPoint } from '../src/controlPlaneBench/benchConfig';
+import { BENCH_TIME_SCALE, type BenchPoint } from '../src/controlPlaneBench/benchConfig';
 import { checkTargets, growth, summarize, table, type PointSummary } from '../src/controlPlaneBench/report';
 import { runPoint, type BenchEnv, type PointResult, type WorkerMode } from '../src/controlPlaneBench/runPoint';
 import { checkIntRange } from '../src/validation/patterns';
@@ -37,6 +37,7 @@ interface Flags {
   iterations?: number;
   mode: WorkerMode;
   gpusPerNode: number;
+  timeScale?: number;
   json?: string;
   keep?: boolean;
   dumpHistories?: string;
@@ -47,7 +48,13 @@ const intList = (name: string) => (text: string) =>
 
 function plan(flags: Flags): { title: string; points: BenchPoint[]; mode: WorkerMode; rssEvery?: number }[] {
   const gpusPerNode = flags.gpusPerNode;
-  const point = (ranks: number, batch: number, iterations: number, perNode = gpusPerNode): BenchPoint => ({ ranks, batch, iterations, gpusPerNode: perNode });
+  const point = (ranks: number, batch: number, iterations: number, perNode = gpusPerNode): BenchPoint => ({
+    ranks,
+    batch,
+    iterations,
+    gpusPerNode: perNode,
+    ...(flags.timeScale === undefined ? {} : { timeScale: flags.timeScale }),
+  });
   if (flags.scale) {
     // 256 ranks on 4 nodes of 64 GPUs: 4 gpu-node worker processes (+ the orchestrator).
     return [{ title: 'scale run', points: [point(256, flags.batches?.[0] ?? 512, flags.iterations ?? 20, 64)], mode: 'processes' }];
@@ -90,6 +97,7 @@ async function main(): Promise<void> {
     .option('--iterations <n>', 'iterations per point', Number)
     .option('--mode <mode>', "workers 'in-process' or one child process each ('processes')", 'in-process')
     .option('--gpus-per-node <n>', 'GPUs (one-GPU ranks) per node, one gpu-node worker each', Number, 8)
+    .option('--time-scale <x>', `real seconds per simulated second (default ${BENCH_TIME_SCALE}: turns in well under a millisecond; 1: turns as long as the workload says)`, Number)
     .option('--json <file>', 'also write every figure as JSON')
     .option('--keep', 'keep the scratch folder (store, logs)')
     .option('--dump-histories <dir>', 'write every fetched workflow history there (JSON)');

@@ -11,6 +11,8 @@ export interface BenchPoint {
   iterations: number;
   /** GPUs (= one-GPU ranks) per node: one gpu-node worker serves each node. */
   gpusPerNode: number;
+  /** Real seconds per simulated second; default BENCH_TIME_SCALE. */
+  timeScale?: number;
 }
 
 /** Real seconds per simulated second: a simulated turn of a few seconds takes well under 1 ms. */
@@ -38,7 +40,7 @@ export function benchConfig(point: BenchPoint, runId: string, storeDir: string, 
     // Simulated time runs 10⁴× faster than real time: keep the environment timeout out of reach.
     environmentTimeoutSeconds: 1e9,
     simulation: {
-      timeScale: BENCH_TIME_SCALE,
+      timeScale: point.timeScale ?? BENCH_TIME_SCALE,
       // Transitions cost no engine time: what a transition takes is the control plane's.
       costModel: {
         offloadMs: 0,
