@@ -305,7 +305,8 @@ async function drainingVersions(client: Client, workflowId: string, workerOption
   const cacheDir = bundleCacheDir(WORKFLOWS_PATH);
   return new DrainingVersions({
     probe: () => pinnedBuildIds(client.workflowService, 'default', workflowId),
-    currentBuildId: currentBuildId(WORKFLOW_BUNDLE_INPUTS),
+    // Read at every look: a supervised orchestrator restarted after an edit runs the sources as they are then.
+    currentBuildId: () => currentBuildId(WORKFLOW_BUNDLE_INPUTS),
     bundleOf: (buildId) => cachedBundleOf(buildId, cacheDir),
     start: (buildId, bundlePath) => startVersionOrchestrator(workerOptions, buildId, bundlePath),
     log,

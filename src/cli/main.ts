@@ -190,7 +190,8 @@ export function buildProgram(): Command {
       .argument('<config>', 'run config (YAML or JSON) the run was started with')
       .option('--build-id <id>', 'Worker Deployment build id (default: content hash of the workflow bundle)')
       .option('--workflow-bundle <file>', 'run a prebuilt workflow bundle (e.g. an older version kept in .cache/bundles) instead of the bundle of src/workflows')
-      .option('--set-current', "make this version the deployment's current one (default: only when it has none)"),
+      .option('--set-current', "make this version the deployment's current one (default: only when it has none)")
+      .option('--never-current', 'never make this version current (a worker kept for workflows pinned to an older version)'),
   ).action(async (configPath: string, flags: OrchestratorFlags) => {
     const { runOrchestratorWorker } = await import('./workerCommands');
     await runOrchestratorWorker(configPath, flags);

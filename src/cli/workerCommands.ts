@@ -11,12 +11,12 @@ import { runWorkers } from '../workers/lifecycle';
 import { installRuntimeLogger } from '../workers/logging';
 import type { TemporalTarget } from '../workers/options';
 import { createOrchestratorWorker } from '../workers/orchestrator';
-import { checkBuildId } from '../workers/versioning';
+import { checkBuildId, type SetCurrentPolicy } from '../workers/versioning';
 import { workerContext, type ConnectionFlags } from './context';
 import { CliError } from './errors';
 
 export type WorkerFlags = ConnectionFlags & { stateDir: string; exitWithParent?: boolean; serverWait: number };
-export type OrchestratorFlags = WorkerFlags & { buildId?: string; workflowBundle?: string; setCurrent?: boolean };
+export type OrchestratorFlags = WorkerFlags & { buildId?: string; workflowBundle?: string; setCurrent?: boolean; neverCurrent?: boolean };
 
 function buildIdFlag(text: string): string {
   try {
@@ -64,6 +64,11 @@ async function connectToNamespace(temporal: TemporalTarget): Promise<NativeConne
   }
 }
 
+function setCurrentPolicy(flags: OrchestratorFlags): SetCurrentPolicy {
+  if (flags.setCurrent === true && flags.neverCurrent === true) throw new CliError('--set-current and --never-current contradict each other: give one', 2);
+  return flags.setCurrent === true ? 'always' : flags.neverCurrent === true ? 'never' : 'if-none';
+}
+
 export async function runOrchestratorWorker(configPath: string, flags: OrchestratorFlags): Promise<void> {
   const context = workerContext(configPath, flags);
   const buildId = flags.buildId === undefined ? undefined : buildIdFlag(flags.buildId);
@@ -73,7 +78,7 @@ export async function runOrchestratorWorker(configPath: string, flags: Orchestra
   const orchestrator = await createOrchestratorWorker(connection, context, {
     ...(buildId === undefined ? {} : { buildId }),
     ...(bundleFile === undefined ? {} : { workflowBundle: { codePath: bundleFile } }),
-    setCurrent: flags.setCurrent === true ? 'always' : 'if-none',
+    setCurrent: setCurrentPolicy(flags),
     log: (line) => console.error(line),
   });
   console.error(`orchestrator worker for run '${context.runId}' on ${context.temporal.address} (${context.temporal.security?.summary ?? 'plaintext'})`);

@@ -15,8 +15,8 @@ export interface VersionWorker {
 export interface DrainingVersionsOptions {
   /** Build id → ids of the run's open workflows pinned to it (src/workers/versioning.ts `pinnedBuildIds`). */
   probe: () => Promise<Map<string, string[]>>;
-  /** The version this process's own orchestrator runs: never started here. */
-  currentBuildId: string;
+  /** The version `dev`'s own orchestrator runs (of the sources as they are now): never started here. */
+  currentBuildId: () => string;
   /** The cached bundle of a build id, if any (src/workers/bundle.ts `cachedBundleOf`). */
   bundleOf: (buildId: string) => string | undefined;
   start: (buildId: string, bundlePath: string) => VersionWorker;
@@ -29,6 +29,8 @@ export class DrainingVersions {
   private readonly running = new Map<string, VersionWorker>();
   private readonly missing = new Set<string>();
   private lastProbeError: string | undefined;
+  /** Set by stopAll: a look still under way then starts nothing. */
+  private closed = false;
 
   constructor(private readonly options: DrainingVersionsOptions) {}
 
@@ -53,8 +55,10 @@ export class DrainingVersions {
       return;
     }
     this.lastProbeError = undefined;
+    if (this.closed) return;
+    const current = this.options.currentBuildId();
     for (const [buildId, workflowIds] of pinned) {
-      if (buildId === this.options.currentBuildId || this.running.has(buildId)) continue;
+      if (buildId === current || this.running.has(buildId)) continue;
       const bundle = this.options.bundleOf(buildId);
       if (bundle === undefined) {
         if (!this.missing.has(buildId)) this.options.log(`${describePinned(buildId, workflowIds)}, whose workflow bundle is not cached: ${this.options.missingBundleHint(buildId)}`);
@@ -73,8 +77,12 @@ export class DrainingVersions {
     }
   }
 
-  /** Reconciles every `everyMs` until the returned function is called; that stops the loop, not the workers. */
-  watch(everyMs: number): () => Promise<void> {
+  /**
+   * Reconciles every `everyMs` until the returned function is called; that stops the loop, not
+   * the workers, and waits at most `settleMs` for a look under way (a probe of a server that is
+   * gone can take the client's whole retry time; stopAll then keeps it from starting anything).
+   */
+  watch(everyMs: number, settleMs = 1_000): () => Promise<void> {
     let stopped = false;
     let timer: NodeJS.Timeout | undefined;
     let pass: Promise<void> = Promise.resolve();
@@ -89,12 +97,15 @@ export class DrainingVersions {
     return async () => {
       stopped = true;
       clearTimeout(timer);
-      await pass;
+      let waited: NodeJS.Timeout | undefined;
+      await Promise.race([pass, new Promise<void>((resolve) => (waited = setTimeout(resolve, settleMs)))]);
+      clearTimeout(waited);
     };
   }
 
-  /** Stops every worker started here. */
+  /** Stops every worker started here; nothing starts after it. */
   async stopAll(): Promise<void> {
+    this.closed = true;
     const workers = [...this.running.values()];
     this.running.clear();
     await Promise.all(workers.map((worker) => worker.stop()));

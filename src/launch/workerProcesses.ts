@@ -91,7 +91,7 @@ export function versionOrchestratorCommand(
   bundlePath: string,
 ): { name: string; args: string[] } {
   const [orchestrator] = workerCommands({ ...options, setCurrentVersion: false });
-  return { name: `orchestrator-${buildId}`, args: [...orchestrator!.args, '--workflow-bundle', path.resolve(bundlePath)] };
+  return { name: `orchestrator-${buildId}`, args: [...orchestrator!.args, '--workflow-bundle', path.resolve(bundlePath), '--never-current'] };
 }
 
 function supervise(options: WorkerProcessesOptions, { name, args }: { name: string; args: string[] }): SupervisedProcess {

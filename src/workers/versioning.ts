@@ -18,8 +18,8 @@ export interface DeploymentVersion {
   buildId: string;
 }
 
-/** `always`: make this version current; `if-none`: only when the deployment has no current version. */
-export type SetCurrentPolicy = 'always' | 'if-none';
+/** `always`: make this version current; `if-none`: only when the deployment has no current version; `never`: leave it. */
+export type SetCurrentPolicy = 'always' | 'if-none' | 'never';
 
 const BUILD_ID = z
   .string()
@@ -69,6 +69,7 @@ export async function setCurrentVersion(
 ): Promise<'set' | 'already current' | `kept ${string}`> {
   const current = await currentVersion(connection, namespace, version.deploymentName);
   if (current?.buildId === version.buildId) return 'already current';
+  if (policy === 'never') return `kept ${current === undefined ? 'none' : canonicalVersion(current)}`;
   if (current !== undefined && policy === 'if-none') return `kept ${canonicalVersion(current)}`;
   try {
     await connection.workflowService.setWorkerDeploymentCurrentVersion({

@@ -26,6 +26,11 @@ interface RunningShard {
   result?: ShardOutcome;
   /** Why it failed, once it ended with a failure other than its cancellation. */
   failure?: unknown;
+  /**
+   * The unlessShardFails races that watch it: those under way when it was launched and those
+   * begun while it ran. A race keeps watching a shard a stop removed during it, not one removed before.
+   */
+  watchedBy: Set<(error: unknown) => void>;
 }
 
 /** How one stopped shard settled: its outcome (its result or the stop's answer), or its failure. */
@@ -52,7 +57,7 @@ function diedWhileStopping(error: unknown): boolean {
 
 export class ShardRunner {
   private readonly running = new Map<string, RunningShard>();
-  /** The unlessShardFails races under way: each is told of every shard failure while it runs. */
+  /** The unlessShardFails races under way: each also watches the shards launched during it. */
   private readonly failureWatchers = new Set<(error: unknown) => void>();
   /** What each rank's engine reported of its KV capacity: carried in from earlier iterations, updated by every shard result. */
   readonly kvCapacity: Map<RankId, number | null>;
@@ -81,7 +86,7 @@ export class ShardRunner {
     const summary = `rollout rank ${ref.rank} shard ${ref.id} (${ref.sampleIds.length} samples, v${version})`;
     const scope = new CancellationScope();
     const ended = scope.run(() => this.activities.shard(ref.rank).runRolloutShard.executeWithOptions({ summary }, [input]));
-    const shard: RunningShard = { ref, scope, ended, done: false };
+    const shard: RunningShard = { ref, scope, ended, done: false, watchedBy: new Set(this.failureWatchers) };
     // Registered first, so it runs before anyone else observes the end: a lost node is marked
     // before a failure watch or a stop sees the failure. Also marks an early rejection handled.
     ended.then(
@@ -96,7 +101,7 @@ export class ShardRunner {
         this.lost.noteRankFailure(ref.rank, error);
         if (isCancellation(error)) return;
         shard.failure = error;
-        for (const watch of this.failureWatchers) watch(error);
+        for (const watch of shard.watchedBy) watch(error);
       },
     );
     this.running.set(ref.id, shard);
@@ -120,13 +125,15 @@ export class ShardRunner {
     const shardFailure = new Promise<never>((_, reject) => (fail = reject));
     const failedBefore = [...this.running.values()].find((shard) => shard.failure !== undefined);
     if (failedBefore !== undefined) fail(failedBefore.failure);
-    // Shards that fail during the race, also those launched during it (an admission ending beside
-    // the train step), tell it from their own end handler: no promise per shard and race.
+    // The running shards, and those launched during the race (an admission ending beside the
+    // train step), tell it of their failure from their own end handler: no promise per shard and race.
+    for (const shard of this.running.values()) shard.watchedBy.add(fail);
     this.failureWatchers.add(fail);
     try {
       return await Promise.race([result, shardFailure]);
     } finally {
       this.failureWatchers.delete(fail);
+      for (const shard of this.running.values()) shard.watchedBy.delete(fail);
       scope.cancel();
     }
   }
@@ -138,7 +145,7 @@ export class ShardRunner {
    * answer; a shard cancelled before either, or failed, reports none) and the failures.
    */
   async stop(refs: readonly ShardRef[]): Promise<StopResult> {
-    const selected = refs.map((ref) => this.running.get(ref.id)).filter((shard): shard is RunningShard => shard !== undefined);
+    const selected = [...new Set(refs.map((ref) => this.running.get(ref.id)))].filter((shard): shard is RunningShard => shard !== undefined);
     for (const shard of selected) shard.scope.cancel();
     // The direct stop goes to shards still running only: one to an ended shard is wasted, and one
     // to a lost node would hold the stop for its whole timeout.
@@ -146,7 +153,7 @@ export class ShardRunner {
     // Each shard settles once, by whichever comes first: one callback per shard and one for the
     // answer, not a race of chained promises per shard (each promise a workflow creates costs the
     // SDK's stack-trace hook; docs/benchmarks.md).
-    const ends = await new Promise<ShardEnd[]>((resolve) => {
+    const ends = await new Promise<ShardEnd[]>((resolve, reject) => {
       const settled = new Map<string, ShardEnd>();
       const settle = (shard: RunningShard, end: Omit<ShardEnd, 'ref'>): void => {
         if (settled.has(shard.ref.id)) return;
@@ -155,14 +162,14 @@ export class ShardRunner {
       };
       if (selected.length === 0) resolve([]);
       const settledByAnswer = new Set<string>();
-      void answered.then((outcomes) => {
+      answered.then((outcomes) => {
         for (const shard of selected) {
           const outcome = outcomes.get(shard.ref.id);
           if (outcome === undefined || settled.has(shard.ref.id)) continue;
           settledByAnswer.add(shard.ref.id);
           settle(shard, { failure: undefined, outcome });
         }
-      });
+      }, reject);
       for (const shard of selected) {
         shard.ended.then(
           () => settle(shard, { failure: undefined, outcome: shard.result }),

@@ -8,7 +8,7 @@
  * code its iteration would fail replay. Its iteration 0 is held at a known point, not raced: the
  * first phase runs no gpu-node worker, so the rollout shards it scheduled cannot start.
  */
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { Client, Connection } from '@temporalio/client';
@@ -24,7 +24,7 @@ import { startDevServer } from '../../src/temporal/devServer';
 import { cachedWorkflowBundle, currentBuildId, WORKFLOW_BUNDLE_INPUTS } from '../../src/workers/bundle';
 import { installRuntimeLogger } from '../../src/workers/logging';
 import { createVersionedOrchestratorWorker } from '../../src/workers/orchestrator';
-import { pinnedBuildIds } from '../../src/workers/versioning';
+import { deploymentNameFor, pinnedBuildIds } from '../../src/workers/versioning';
 import { smallConfig } from '../helpers/pipeline';
 import { runCli } from '../helpers/processes';
 
@@ -111,6 +111,10 @@ describe('timeshare dev after a change to the workflow code', () => {
       `${runWorkflowId(runId)} and ${iterationWorkflowId(runId, 0)} are pinned to the workflow code version ${oldBundle.buildId}: started an orchestrator worker of that version from ${oldBundle.codePath}`,
     );
     expect(dev.stdout).toMatch(new RegExp(`run '${runId}' finished: ${ITERATIONS} iterations`));
+    // The old version's worker never makes itself current (it may find itself still current, from phase 1, if it looks first).
+    const oldWorkerLog = readFileSync(path.join(stateDir, 'logs', `orchestrator-${oldBundle.buildId}.log`), 'utf8');
+    expect(oldWorkerLog).toMatch(new RegExp(`orchestrator worker version \\S+\\.${oldBundle.buildId}: current version (already current|kept \\S+)`));
+    expect(oldWorkerLog).not.toMatch(/current version set/);
 
     await withServer(stateDir, async (client) => {
       const current = currentBuildId(WORKFLOW_BUNDLE_INPUTS);
@@ -121,6 +125,8 @@ describe('timeshare dev after a change to the workflow code', () => {
       for (let k = 1; k < ITERATIONS; k++) expect(buildIdsOf(await iteration(k)), `iteration ${k}`).toEqual([current]);
       for (let k = 0; k < ITERATIONS; k++) expect(count(await iteration(k), EventType.EVENT_TYPE_WORKFLOW_TASK_FAILED), `iteration ${k}`).toBe(0);
       expect(await pinnedBuildIds(client.workflowService, 'default', runWorkflowId(runId))).toEqual(new Map());
+      const deployment = await client.workflowService.describeWorkerDeployment({ namespace: 'default', deploymentName: deploymentNameFor(workerContext(config, { stateDir }).parsed.config.temporal.taskQueuePrefix) });
+      expect(deployment.workerDeploymentInfo?.routingConfig?.currentDeploymentVersion?.buildId).toBe(current);
     });
   }, 900_000);
 });

@@ -17,7 +17,7 @@ function harness(answers: (Map<string, string[]> | Error)[], bundles: Record<str
       if (answer instanceof Error) throw answer;
       return answer;
     },
-    currentBuildId: 'new',
+    currentBuildId: () => 'new',
     bundleOf: (buildId) => bundles[buildId],
     start: (buildId, bundle) => {
       started.push(`${buildId}@${bundle}`);
@@ -91,5 +91,31 @@ describe('workers of the versions a run is still pinned to', () => {
     };
     await new Promise((resolve) => setTimeout(resolve, 30));
     expect(after).toBe(0);
+  });
+});
+
+describe('stopping while a look is under way', () => {
+  it('returns after the settle bound, and the look that ends after stopAll starts nothing', async () => {
+    let answer: (pinnedNow: Map<string, string[]>) => void = () => undefined;
+    const started: string[] = [];
+    const versions = new DrainingVersions({
+      probe: () => new Promise((resolve) => (answer = resolve)),
+      currentBuildId: () => 'new',
+      bundleOf: () => '/cache/old.js',
+      start: (buildId) => {
+        started.push(buildId);
+        return { stop: async () => undefined };
+      },
+      log: () => undefined,
+      missingBundleHint: () => '',
+    });
+    const stop = versions.watch(1_000, 5);
+    await stop();
+    await versions.stopAll();
+    // The look begun by watch() ends only now, after stopAll.
+    answer(pinned({ old: ['run'] }));
+    await new Promise((resolve) => setTimeout(resolve, 0));
+    expect(started).toEqual([]);
+    expect(versions.serving).toEqual([]);
   });
 });

@@ -16,7 +16,7 @@ import { iterationWorkflowId, runWorkflowId } from '../../src/contract/naming';
 import { cachedWorkflowBundle, type CachedWorkflowBundle } from '../../src/workers/bundle';
 import { createGpuNodeWorkers } from '../../src/workers/gpuNode';
 import { createVersionedOrchestratorWorker } from '../../src/workers/orchestrator';
-import { currentVersion } from '../../src/workers/versioning';
+import { currentVersion, setCurrentVersion } from '../../src/workers/versioning';
 import { smallConfig, startPipelineEnv, workflowBundle, type PipelineEnv } from '../helpers/pipeline';
 
 const ITERATIONS = 3;
@@ -142,4 +142,22 @@ describe('Worker Versioning: upgrade of workflow code under a running run', () =
       await v1Connection.close();
     }
   }, 900_000);
+
+  it('makes a version current per policy: never, only if none, always', async () => {
+    const connection = await NativeConnection.connect({ address: env.server.address });
+    const version = (buildId: string) => ({ deploymentName: 'policy-test', buildId });
+    try {
+      expect(await setCurrentVersion(connection, 'default', version('b1'), 'never')).toBe('kept none');
+      expect(await currentVersion(connection, 'default', 'policy-test')).toBeUndefined();
+      expect(await setCurrentVersion(connection, 'default', version('b1'), 'if-none')).toBe('set');
+      expect(await setCurrentVersion(connection, 'default', version('b2'), 'if-none')).toBe('kept policy-test.b1');
+      expect(await setCurrentVersion(connection, 'default', version('b2'), 'never')).toBe('kept policy-test.b1');
+      expect(await setCurrentVersion(connection, 'default', version('b1'), 'never')).toBe('already current');
+      expect(await currentVersion(connection, 'default', 'policy-test')).toEqual(version('b1'));
+      expect(await setCurrentVersion(connection, 'default', version('b2'), 'always')).toBe('set');
+      expect(await currentVersion(connection, 'default', 'policy-test')).toEqual(version('b2'));
+    } finally {
+      await connection.close();
+    }
+  }, 300_000);
 });

@@ -18,7 +18,7 @@ describe('the workflow bundle', () => {
     const modules = [...new Set([...code.matchAll(/"\.\/(src\/[^"]+\.ts)"/g)].map((match) => match[1]!))];
     expect(modules).toContain('src/workflows/iteration.ts');
     expect(modules).toContain('src/engines/memoryTags.ts');
-    const buildingSchemas = modules.filter((module) => /from 'zod'/.test(readFileSync(path.join(ROOT, module), 'utf8')));
+    const buildingSchemas = modules.filter((module) => /(?:from|require\(|import\()\s*['"]zod['"]/.test(readFileSync(path.join(ROOT, module), 'utf8')));
     expect(buildingSchemas).toEqual(SCHEMA_MODULES_ALLOWED);
   }, 600_000);
 });
