@@ -18,10 +18,12 @@ function dropped(status: RunStatus): number {
 
 /**
  * The iteration a person reads, 1-based: the one running (iteration k of the workflow id
- * `-iter-<k>` is number k + 1), or once the run is done the number of iterations it ran.
+ * `-iter-<k>` is number k + 1), or once the run is done the number of iterations it ran. An
+ * iteration reports its own phase `done` as it ends, while it still runs: that is its number too.
  */
 export function iterationNumber(status: RunStatus): number {
-  return status.phase === 'done' ? status.iteration : Math.min(status.iteration + 1, status.iterationsTotal);
+  const runDone = status.phase === 'done' && status.iterationWorkflowId === undefined;
+  return runDone ? status.iteration : Math.min(status.iteration + 1, status.iterationsTotal);
 }
 
 /** Sample utilization and the version lag of trained tokens, once a batch reported them. */

@@ -1,6 +1,6 @@
 /** The progress line and status block show the staleness figures once a batch reported them. */
 import { describe, expect, it } from 'vitest';
-import { formatIdRanges, progressLine, statusBlock } from '../../src/cli/progress';
+import { formatIdRanges, iterationNumber, progressLine, statusBlock } from '../../src/cli/progress';
 import { parseGpuRanges } from '../../src/config/schema';
 import type { RunStatus } from '../../src/contract/types';
 
@@ -64,5 +64,17 @@ describe('formatIdRanges', () => {
       const parsed = parseGpuRanges(formatIdRanges(sample));
       expect(parsed).toEqual({ ok: true, ids: [...sample].sort((a, b) => a - b) });
     }
+  });
+});
+
+describe('the iteration number a person reads', () => {
+  it('the running iteration 1-based, also in its own last phase; the count ran once the run is done', () => {
+    const running = { ...status, iteration: 2, iterationsTotal: 3, iterationWorkflowId: 'timeshare-r-iter-2' };
+    expect(iterationNumber({ ...running, phase: 'sync' })).toBe(3);
+    expect(iterationNumber({ ...running, phase: 'done' })).toBe(3);
+    expect(progressLine({ ...running, phase: 'done' }, undefined)).toMatch(/^iter 3\/3 \| done/);
+    expect(iterationNumber({ ...status, iteration: 3, iterationsTotal: 3, phase: 'done' })).toBe(3);
+    // A run stopped early: done after 2 of 5.
+    expect(iterationNumber({ ...status, iteration: 2, iterationsTotal: 5, phase: 'done', stopRequested: true })).toBe(2);
   });
 });
