@@ -12,14 +12,14 @@
  * mean per position in a pair.
  */
 import { spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { Command } from 'commander';
 import { median } from '../src/controlPlaneBench/report';
 import type { PointSummary } from '../src/controlPlaneBench/report';
-import { BATCH_TO_TRAIN_STEPS, TRAIN_TO_ROLLING_STEPS, transitionSteps, type TransitionSteps } from '../src/controlPlaneBench/transitionSteps';
-import { historyFromJson } from '../src/temporal/historyJson';
+import { dumpedTransitionSteps } from '../src/controlPlaneBench/dumpedSteps';
+import { BATCH_TO_TRAIN_STEPS, TRAIN_TO_ROLLING_STEPS } from '../src/controlPlaneBench/transitionSteps';
 import { checkIntRange } from '../src/validation/patterns';
 
 type Side = 'A' | 'B';
@@ -56,20 +56,11 @@ function runBench(cwd: string, args: string[], logFile: string): Promise<void> {
   });
 }
 
-/** Medians of each transition step over the run's iterations (the first left out, as transition-steps does). */
+/** Medians of each transition step over the iterations of the folder's runs. */
 function stepMedians(dir: string): Map<string, number> {
-  const files = new Map<number, string>();
-  for (const name of readdirSync(dir)) {
-    const match = /-iter-(\d+)\.json$/.exec(name);
-    if (match !== null) files.set(Number(match[1]), path.join(dir, name));
-  }
-  const load = (k: number) => (files.has(k) ? historyFromJson(readFileSync(files.get(k)!, 'utf8')) : undefined);
-  const steps: TransitionSteps[] = [...files.keys()]
-    .sort((a, b) => a - b)
-    .filter((k) => k > 0)
-    .map((k) => transitionSteps(k, load(k)!, load(k + 1)));
-  const medians = new Map<string, number>();
+  const steps = [...dumpedTransitionSteps(dir).values()].flat();
   const rows = [...steps.map((s) => s.batchToTrain), ...steps.flatMap((s) => (s.trainToRolling === undefined ? [] : [s.trainToRolling]))];
+  const medians = new Map<string, number>();
   for (const name of [...BATCH_TO_TRAIN_STEPS, ...TRAIN_TO_ROLLING_STEPS]) {
     const values = rows.map((row) => row[name]).filter((ms): ms is number => ms !== undefined);
     if (values.length > 0) medians.set(`step: ${name}`, median(values));

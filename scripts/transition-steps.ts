@@ -9,32 +9,16 @@
  * of them when DIR holds several runs (the first iteration of a run is left out: it starts on an
  * empty store).
  */
-import { readdirSync, readFileSync } from 'node:fs';
-import path from 'node:path';
-import { historyFromJson } from '../src/temporal/historyJson';
+import { dumpedTransitionSteps } from '../src/controlPlaneBench/dumpedSteps';
 import { median } from '../src/controlPlaneBench/report';
-import { BATCH_TO_TRAIN_STEPS, TRAIN_TO_ROLLING_STEPS, transitionSteps, type TransitionSteps } from '../src/controlPlaneBench/transitionSteps';
+import { BATCH_TO_TRAIN_STEPS, TRAIN_TO_ROLLING_STEPS, type TransitionSteps } from '../src/controlPlaneBench/transitionSteps';
 
 function main(): void {
   const dir = process.argv[2];
   if (dir === undefined) throw new Error('usage: npx tsx scripts/transition-steps.ts DIR (a --dump-histories folder)');
-  const byRun = new Map<string, Map<number, string>>();
-  for (const name of readdirSync(dir)) {
-    const match = /^(.*)-iter-(\d+)\.json$/.exec(name);
-    if (match === null) continue;
-    const files = byRun.get(match[1]!) ?? new Map<number, string>();
-    files.set(Number(match[2]), path.join(dir, name));
-    byRun.set(match[1]!, files);
-  }
-  if (byRun.size === 0) throw new Error(`${dir}: no iteration histories (<workflow id>-iter-<k>.json)`);
-  const all: TransitionSteps[] = [];
-  for (const [run, files] of byRun) {
-    const load = (k: number) => (files.has(k) ? historyFromJson(readFileSync(files.get(k)!, 'utf8')) : undefined);
-    const steps: TransitionSteps[] = [];
-    for (const k of [...files.keys()].sort((a, b) => a - b).filter((k) => k > 0)) steps.push(transitionSteps(k, load(k)!, load(k + 1)));
-    all.push(...steps);
-    report(`${run}: ${steps.length} iterations`, steps);
-  }
+  const byRun = dumpedTransitionSteps(dir);
+  for (const [run, steps] of byRun) report(`${run}: ${steps.length} iterations`, steps);
+  const all = [...byRun.values()].flat();
   if (byRun.size > 1) report(`all ${byRun.size} runs: ${all.length} iterations`, all);
 }
 
