@@ -66,12 +66,20 @@ function tail(text: string, lines = 20): string {
   return text.split('\n').slice(-lines).join('\n');
 }
 
-/** The `timeshare worker …` argument lists for a run: the orchestrator, then each node with something to serve. */
-export function workerCommands(
-  options: Pick<WorkerProcessesOptions, 'configPath' | 'address' | 'stateDir' | 'layout' | 'taskQueuePrefix' | 'setCurrentVersion' | 'serverWaitSeconds'>,
-): { name: string; args: string[] }[] {
+type CommandOptions = Pick<WorkerProcessesOptions, 'configPath' | 'address' | 'stateDir' | 'serverWaitSeconds'>;
+
+/** What every `timeshare worker …` of a run is given: the config, the server, the state folder. */
+function commonArgs(options: CommandOptions): string[] {
   const common = [path.resolve(options.configPath), '--address', options.address, '--state-dir', options.stateDir, '--exit-with-parent'];
   if (options.serverWaitSeconds !== undefined) common.push('--server-wait', String(options.serverWaitSeconds));
+  return common;
+}
+
+/** The `timeshare worker …` argument lists for a run: the orchestrator, then each node with something to serve. */
+export function workerCommands(
+  options: CommandOptions & Pick<WorkerProcessesOptions, 'layout' | 'taskQueuePrefix' | 'setCurrentVersion'>,
+): { name: string; args: string[] }[] {
+  const common = commonArgs(options);
   const orchestratorArgs = ['worker', 'orchestrator', ...common, ...(options.setCurrentVersion === true ? ['--set-current'] : [])];
   const commands = [{ name: 'orchestrator', args: orchestratorArgs }];
   for (let node = 0; node < options.layout.nodes; node++) {
@@ -85,13 +93,8 @@ export function workerCommands(
  * The `timeshare worker orchestrator …` arguments of a worker of an older workflow code version:
  * its cached bundle (which keeps its build id), never made current.
  */
-export function versionOrchestratorCommand(
-  options: Pick<WorkerProcessesOptions, 'configPath' | 'address' | 'stateDir' | 'layout' | 'taskQueuePrefix' | 'serverWaitSeconds'>,
-  buildId: string,
-  bundlePath: string,
-): { name: string; args: string[] } {
-  const [orchestrator] = workerCommands({ ...options, setCurrentVersion: false });
-  return { name: `orchestrator-${buildId}`, args: [...orchestrator!.args, '--workflow-bundle', path.resolve(bundlePath), '--never-current'] };
+export function versionOrchestratorCommand(options: CommandOptions, buildId: string, bundlePath: string): { name: string; args: string[] } {
+  return { name: `orchestrator-${buildId}`, args: ['worker', 'orchestrator', ...commonArgs(options), '--workflow-bundle', path.resolve(bundlePath), '--never-current'] };
 }
 
 function supervise(options: WorkerProcessesOptions, { name, args }: { name: string; args: string[] }): SupervisedProcess {

@@ -6,17 +6,21 @@
 import { describe, expect, it } from 'vitest';
 import { DrainingVersions, type DrainingVersionsOptions } from '../../src/launch/drainingVersions';
 
-function harness(answers: (Map<string, string[]> | Error)[], bundles: Record<string, string>) {
+/** `answers`: what successive probes return (the last one repeats), or the probe itself. */
+function harness(answers: (Map<string, string[]> | Error)[] | DrainingVersionsOptions['probe'], bundles: Record<string, string>) {
   const started: string[] = [];
   const stopped: string[] = [];
   const lines: string[] = [];
   let probes = 0;
   const options: DrainingVersionsOptions = {
-    probe: async () => {
-      const answer = answers[Math.min(probes++, answers.length - 1)]!;
-      if (answer instanceof Error) throw answer;
-      return answer;
-    },
+    probe:
+      typeof answers === 'function'
+        ? answers
+        : async () => {
+            const answer = answers[Math.min(probes++, answers.length - 1)]!;
+            if (answer instanceof Error) throw answer;
+            return answer;
+          },
     currentBuildId: () => 'new',
     bundleOf: (buildId) => bundles[buildId],
     start: (buildId, bundle) => {
@@ -97,18 +101,7 @@ describe('workers of the versions a run is still pinned to', () => {
 describe('stopping while a look is under way', () => {
   it('returns after the settle bound, and the look that ends after stopAll starts nothing', async () => {
     let answer: (pinnedNow: Map<string, string[]>) => void = () => undefined;
-    const started: string[] = [];
-    const versions = new DrainingVersions({
-      probe: () => new Promise((resolve) => (answer = resolve)),
-      currentBuildId: () => 'new',
-      bundleOf: () => '/cache/old.js',
-      start: (buildId) => {
-        started.push(buildId);
-        return { stop: async () => undefined };
-      },
-      log: () => undefined,
-      missingBundleHint: () => '',
-    });
+    const { versions, started } = harness(() => new Promise((resolve) => (answer = resolve)), { old: '/cache/old.js' });
     const stop = versions.watch(1_000, 5);
     await stop();
     await versions.stopAll();
