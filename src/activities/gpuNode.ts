@@ -8,7 +8,7 @@
  *   engine's answers validated (they are input like any other).
  */
 import { Context } from '@temporalio/activity';
-import { ApplicationFailure } from '@temporalio/common';
+import { ApplicationFailure, CancelledFailure } from '@temporalio/common';
 import { setMaxListeners } from 'node:events';
 import { existsSync } from 'node:fs';
 import { z } from 'zod';
@@ -142,6 +142,17 @@ export function kvCapacityReadFailed(rank: number, error: unknown, warn: (messag
 }
 
 /**
+ * Whether the activity's cancellation is one its workflow requested: not a timeout, a closed
+ * workflow or the worker's shutdown, after which Temporal may run the activity again.
+ */
+function cancelledByWorkflow(reason: unknown): boolean {
+  return reason instanceof CancelledFailure && reason.message === 'CANCELLED';
+}
+
+/** Outcomes of cancelled shards a gpu-node worker keeps for the direct stops that come after (a few per stop). */
+const CANCELLED_OUTCOMES_KEPT = 1024;
+
+/**
  * Claims the shard's samples that are still running. A retried shard finds some already settled;
  * one may settle between reading and claiming (the earlier attempt finishing it as it is fenced
  * out, found by the soak): read again and claim what is still live.
@@ -184,6 +195,21 @@ export function createGpuNodeActivities(deps: GpuNodeDeps): GpuNodeActivities {
    * undefined if the shard failed instead).
    */
   const runningShards = new Map<string, { stop: AbortController; checkpointed: Promise<ShardOutcome | undefined> }>();
+  /**
+   * Outcomes of the shards a cancellation ended, latest last: the workflow requests a shard's
+   * cancellation together with its direct stop, and when the cancellation reaches this worker
+   * first the shard has ended by the time the stop comes. The stop answers with the outcome (the
+   * cancelled activity carries none), so the workflow need not read it back from the store.
+   */
+  const cancelledOutcomes = new Map<string, ShardOutcome>();
+  const rememberCancelled = (outcome: ShardOutcome): void => {
+    cancelledOutcomes.delete(outcome.shardId);
+    cancelledOutcomes.set(outcome.shardId, outcome);
+    for (const oldest of cancelledOutcomes.keys()) {
+      if (cancelledOutcomes.size <= CANCELLED_OUTCOMES_KEPT) break;
+      cancelledOutcomes.delete(oldest);
+    }
+  };
 
   /** Engines hold one run's weights and memory: serving another run's activity would corrupt both. */
   const requireRun = (runId: string): void => {
@@ -442,27 +468,30 @@ export function createGpuNodeActivities(deps: GpuNodeDeps): GpuNodeActivities {
       // The store owner is the shard attempt: an earlier attempt of this shard that is still
       // running (its worker froze past the heartbeat timeout, then woke up) is fenced out.
       const owner = `${input.shardId}@${context.info.attempt}`;
-      await claimLive(store, input.sampleIds, owner);
-      const records = await store.readSamples(input.sampleIds);
       const outcome: ShardOutcome = { shardId: input.shardId, completed: [], unfinished: [], dropped: [] };
-      // Read beside the agent loop, so it adds no latency; awaited before the result.
-      const kvCapacity = kvCapacityOf(input.rank, engine);
-      kvCapacity.catch(() => undefined);
       const stop = new AbortController();
       let samplesEnded: (ended: ShardOutcome | undefined) => void = () => undefined;
       const running = { stop, checkpointed: new Promise<ShardOutcome | undefined>((resolve) => (samplesEnded = resolve)) };
+      // Stoppable from its start: a direct stop that comes while the shard claims its samples
+      // answers with its outcome (every sample unfinished, as claimed) instead of missing it.
       // A retry of the same shard supersedes an attempt still running here (the store fences it).
       runningShards.set(input.shardId, running);
       const signal = AbortSignal.any([context.cancellationSignal, stop.signal]);
-      // Real adapters listen on the signal once per in-flight generation: one per sample.
-      setMaxListeners(Math.max(10, records.length + 10), signal);
+      let records: SampleRecord[] = [];
       const progress = () => ({
         completed: outcome.completed.length,
         dropped: outcome.dropped.length,
         running: input.sampleIds.length - outcome.completed.length - outcome.dropped.length - outcome.unfinished.length,
       });
       let clean = false;
+      // Read beside the agent loop, so it adds no latency; awaited before the result.
+      const kvCapacity = kvCapacityOf(input.rank, engine);
+      kvCapacity.catch(() => undefined);
       try {
+        await claimLive(store, input.sampleIds, owner);
+        records = await store.readSamples(input.sampleIds);
+        // Real adapters listen on the signal once per in-flight generation: one per sample.
+        setMaxListeners(Math.max(10, records.length + 10), signal);
         await withHeartbeat(deps.heartbeatIntervalMs, progress, () =>
           Promise.all(
             records.map(async (record) => {
@@ -484,6 +513,7 @@ export function createGpuNodeActivities(deps: GpuNodeDeps): GpuNodeActivities {
       }
       if (context.cancellationSignal.aborted) {
         // Every sample is checkpointed: report the cancellation so the workflow moves them on.
+        if (cancelledByWorkflow(context.cancellationSignal.reason)) rememberCancelled(outcome);
         await context.cancelled;
       }
       // Stopped directly (stopShards): every sample is checkpointed; the outcome says which are unfinished.
@@ -502,7 +532,11 @@ export function createGpuNodeActivities(deps: GpuNodeDeps): GpuNodeActivities {
       const waits: Promise<ShardOutcome | undefined>[] = [];
       for (const id of shardIds) {
         const shard = runningShards.get(id);
-        if (shard === undefined) continue;
+        if (shard === undefined) {
+          const ended = cancelledOutcomes.get(id);
+          if (ended !== undefined) waits.push(Promise.resolve(ended));
+          continue;
+        }
         shard.stop.abort(new Error(`shard ${id} stopped by its workflow`));
         stopped.push(id);
         waits.push(shard.checkpointed);

@@ -142,14 +142,15 @@ export class ShardRunner {
    * Stops the shards and waits until each has checkpointed: whichever comes first, its own end or
    * the direct stop's answer that it checkpointed in its worker (then its end arrives later and
    * changes nothing). Returns the outcomes the shards reported (their result or the stop's
-   * answer; a shard cancelled before either, or failed, reports none) and the failures.
+   * answer; a shard cancelled or failed that the answer does not cover reports none) and the failures.
    */
   async stop(refs: readonly ShardRef[]): Promise<StopResult> {
     const selected = [...new Set(refs.map((ref) => this.running.get(ref.id)))].filter((shard): shard is RunningShard => shard !== undefined);
     for (const shard of selected) shard.scope.cancel();
     // The direct stop goes to shards still running only: one to an ended shard is wasted, and one
     // to a lost node would hold the stop for its whole timeout.
-    const answered = this.requestDirectStop(selected.filter((shard) => !shard.done));
+    const asked = selected.filter((shard) => !shard.done);
+    const answered = this.requestDirectStop(asked);
     // Each shard settles once, by whichever comes first: one callback per shard and one for the
     // answer, not a race of chained promises per shard (each promise a workflow creates costs the
     // SDK's stack-trace hook; docs/benchmarks.md).
@@ -162,12 +163,23 @@ export class ShardRunner {
       };
       if (selected.length === 0) resolve([]);
       const settledByAnswer = new Set<string>();
+      // A shard asked to stop directly that its cancellation ended before the answer came waits for
+      // the answer: the cancellation races the direct stop to the worker, and the answer still
+      // holds its outcome (without it the shard settles from the store: a local activity and a
+      // workflow task more).
+      const awaitingAnswer = new Set<string>(asked.map((shard) => shard.ref.id));
+      const endedBeforeAnswer = new Set<string>();
       answered.then((outcomes) => {
+        awaitingAnswer.clear();
         for (const shard of selected) {
+          if (settled.has(shard.ref.id)) continue;
           const outcome = outcomes.get(shard.ref.id);
-          if (outcome === undefined || settled.has(shard.ref.id)) continue;
-          settledByAnswer.add(shard.ref.id);
-          settle(shard, { failure: undefined, outcome });
+          if (outcome !== undefined) {
+            settledByAnswer.add(shard.ref.id);
+            settle(shard, { failure: undefined, outcome });
+          } else if (endedBeforeAnswer.has(shard.ref.id)) {
+            settle(shard, { failure: undefined, outcome: undefined });
+          }
         }
       }, reject);
       for (const shard of selected) {
@@ -178,6 +190,7 @@ export class ShardRunner {
             // A failure after the stop's answer settled the shard changes no sample (all are
             // checkpointed) but must not pass unseen: a postcondition of the shard, a bug.
             if (settledByAnswer.has(shard.ref.id) && failure !== undefined) log.warn(`shard ${shard.ref.id} failed after its stop had checkpointed it: ${describeError(failure)}`);
+            if (failure === undefined && awaitingAnswer.has(shard.ref.id)) return void endedBeforeAnswer.add(shard.ref.id);
             settle(shard, { failure, outcome: undefined });
           },
         );

@@ -1,0 +1,182 @@
+/**
+ * The direct stop of rollout shards in a gpu-node worker (src/activities/gpuNode.ts), run with an
+ * activity context of our own: a shard its workflow's cancellation ended before the stop came is
+ * answered for with its outcome (a cancellation for another reason is not: Temporal may run that
+ * shard again), and a shard stopped while it claims its samples is answered for once claimed.
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { asyncLocalStorage, CancelledFailure, Context, type Info } from '@temporalio/activity';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { createGpuNodeActivities } from '../../src/activities/gpuNode';
+import type { ShardInput, ShardResult } from '../../src/contract/types';
+import type { AgentEnvironment, RolloutEngine, TurnRequest, TurnResult } from '../../src/engines/types';
+import { FsTrajectoryStore, type SampleRecord } from '../../src/store';
+
+const RUN = 'run-stop';
+const ABORTED_TOKENS = 3;
+
+/** An engine whose turns run until aborted, then answer with the tokens generated so far. */
+class HoldingEngine {
+  readonly started: string[] = [];
+  private onStart: (() => void) | undefined;
+
+  generate(request: TurnRequest, signal?: AbortSignal): Promise<TurnResult> {
+    this.started.push(request.requestId);
+    this.onStart?.();
+    return new Promise((resolve) => {
+      const answer = () => resolve({ requestId: request.requestId, outputTokens: ABORTED_TOKENS, finishReason: 'abort', weightVersion: 0 });
+      if (signal?.aborted) answer();
+      else signal?.addEventListener('abort', answer, { once: true });
+    });
+  }
+
+  /** Resolves once `count` turns have started. */
+  turnsStarted(count: number): Promise<void> {
+    return new Promise((resolve) => {
+      const check = () => {
+        if (this.started.length >= count) resolve();
+      };
+      this.onStart = check;
+      check();
+    });
+  }
+
+  kvCapacityTokens(): Promise<number | undefined> {
+    return Promise.resolve(undefined);
+  }
+}
+
+/** A store whose claims wait until `open()`: holds a shard in its claim. */
+class GatedStore extends FsTrajectoryStore {
+  private gate: Promise<void> = Promise.resolve();
+  private release: () => void = () => undefined;
+  claiming = false;
+
+  hold(): void {
+    this.gate = new Promise((resolve) => (this.release = resolve));
+  }
+
+  open(): void {
+    this.release();
+  }
+
+  override async claim(ids: readonly number[], shardId: string): Promise<void> {
+    this.claiming = true;
+    await this.gate;
+    return super.claim(ids, shardId);
+  }
+}
+
+/** An activity call in a context of our own, with its cancellation in the test's hands. */
+function inActivity<T>(call: () => Promise<T>): { result: Promise<T>; cancel(reason: 'CANCELLED' | 'TIMED_OUT'): void } {
+  const abort = new AbortController();
+  let rejectCancelled: (error: unknown) => void = () => undefined;
+  const cancelled = new Promise<never>((_, reject) => (rejectCancelled = reject));
+  cancelled.catch(() => undefined);
+  const info = { attempt: 1, isLocal: false, activityType: 'runRolloutShard', activityId: '1' } as unknown as Info;
+  const log = { trace: () => undefined, debug: () => undefined, info: () => undefined, warn: () => undefined, error: () => undefined, log: () => undefined };
+  const ContextClass = Context as unknown as new (...args: unknown[]) => Context;
+  const context = new ContextClass(info, cancelled, abort.signal, () => undefined, undefined, log, undefined, undefined);
+  return {
+    result: asyncLocalStorage.run(context, call),
+    cancel(reason) {
+      const failure = new CancelledFailure(reason);
+      abort.abort(failure);
+      rejectCancelled(failure);
+    },
+  };
+}
+
+function sample(id: number): SampleRecord {
+  return { id, startVersion: 0, promptTokens: 10, turns: [], status: 'running', startedAtMs: Date.now() };
+}
+
+describe('stopShards', () => {
+  let dir: string;
+  let store: GatedStore;
+  let engine: HoldingEngine;
+  let activities: ReturnType<typeof createGpuNodeActivities>;
+  const shard = (shardId: string, sampleIds: number[]): ShardInput => ({
+    runId: RUN,
+    shardId,
+    rank: 0,
+    sampleIds,
+    version: 0,
+    maxTurns: 4,
+    maxTokens: 10_000,
+    environmentTimeoutMs: 3_600_000,
+  });
+
+  beforeEach(async () => {
+    dir = mkdtempSync(path.join(tmpdir(), 'timeshare-stop-'));
+    store = new GatedStore(dir, RUN, { fsync: false });
+    await store.createSamples([0, 1, 2].map(sample));
+    engine = new HoldingEngine();
+    const environment = {
+      reset: () => Promise.reject(new Error('not used')),
+      step: () => Promise.reject(new Error('no turn ends in these tests')),
+    } as unknown as AgentEnvironment;
+    activities = createGpuNodeActivities({
+      node: 0,
+      runId: RUN,
+      engines: new Map([[0, engine as unknown as RolloutEngine]]),
+      trainer: undefined,
+      environment,
+      store: () => store,
+      weightsPath: (_run, version) => path.join(dir, `v${version}.json`),
+      weightsDir: () => dir,
+      timeScale: 1,
+      heartbeatIntervalMs: 60_000,
+      now: () => Date.now(),
+    });
+  });
+
+  afterEach(() => rmSync(dir, { recursive: true, force: true }));
+
+  it('answers for a shard its workflow cancelled before the stop came, with the outcome its checkpoints hold', async () => {
+    const running = inActivity<ShardResult>(() => activities.runRolloutShard(shard('s-cancelled', [0, 1])));
+    await engine.turnsStarted(2);
+    running.cancel('CANCELLED');
+    await expect(running.result).rejects.toBeInstanceOf(CancelledFailure);
+
+    const answer = await inActivity(() => activities.stopShards({ runId: RUN, shardIds: ['s-cancelled'] })).result;
+    expect(answer.stopped).toEqual([]);
+    expect(answer.checkpointed).toEqual(['s-cancelled']);
+    expect(answer.outcomes).toEqual([{ shardId: 's-cancelled', completed: [], unfinished: [0, 1], dropped: [] }]);
+    for (const record of await store.readSamples([0, 1])) {
+      expect(record.owner).toBe('s-cancelled@1');
+      expect(record.partial?.tokens).toBe(ABORTED_TOKENS);
+    }
+  });
+
+  it('does not answer for a shard whose cancellation was a timeout (Temporal may run it again)', async () => {
+    const running = inActivity<ShardResult>(() => activities.runRolloutShard(shard('s-timed-out', [0, 1])));
+    await engine.turnsStarted(2);
+    running.cancel('TIMED_OUT');
+    await expect(running.result).rejects.toBeInstanceOf(CancelledFailure);
+
+    const answer = await inActivity(() => activities.stopShards({ runId: RUN, shardIds: ['s-timed-out'] })).result;
+    expect(answer).toEqual({ stopped: [], checkpointed: [], outcomes: [] });
+  });
+
+  it('stops a shard that is still claiming its samples, and answers once they are claimed', async () => {
+    store.hold();
+    const running = inActivity<ShardResult>(() => activities.runRolloutShard(shard('s-claiming', [1, 2])));
+    await expect.poll(() => store.claiming).toBe(true);
+    const stop = inActivity(() => activities.stopShards({ runId: RUN, shardIds: ['s-claiming'] })).result;
+    let answered = false;
+    void stop.then(() => (answered = true));
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    expect(answered).toBe(false); // held in the claim: the answer waits for it
+
+    store.open();
+    const answer = await stop;
+    expect(answer.stopped).toEqual(['s-claiming']);
+    expect(answer.outcomes).toEqual([{ shardId: 's-claiming', completed: [], unfinished: [1, 2], dropped: [] }]);
+    await expect(running.result).resolves.toMatchObject({ shardId: 's-claiming', unfinished: [1, 2] });
+    expect(engine.started).toEqual([]); // stopped before any turn began
+    for (const record of await store.readSamples([1, 2])) expect(record.owner).toBe('s-claiming@1');
+  });
+});
