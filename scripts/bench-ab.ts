@@ -18,7 +18,7 @@ import path from 'node:path';
 import { Command } from 'commander';
 import { median } from '../src/controlPlaneBench/report';
 import type { PointSummary } from '../src/controlPlaneBench/report';
-import { dumpedTransitionSteps } from '../src/controlPlaneBench/dumpedSteps';
+import { dumpedLocalActivitiesPerIteration, dumpedTransitionSteps } from '../src/controlPlaneBench/dumpedSteps';
 import { BATCH_TO_TRAIN_STEPS, TRAIN_TO_ROLLING_STEPS } from '../src/controlPlaneBench/transitionSteps';
 import { checkIntRange } from '../src/validation/patterns';
 
@@ -79,6 +79,8 @@ function figuresOf(jsonFile: string, historiesDir: string): Map<string, number> 
     ['seen lag', summary.batchSeenLagMs],
     ['worker CPU ms/iteration', summary.workerCpuMsPerIteration],
     ['server CPU ms/iteration', summary.serverCpuMsPerIteration],
+    // A count, not ms: stops that settled shards from the store (a local activity and a workflow task more).
+    ['stops settled from the store per 100 iterations (count)', 100 * dumpedLocalActivitiesPerIteration(historiesDir, 'settleShards')],
     ...stepMedians(historiesDir),
   ]);
 }
@@ -111,16 +113,18 @@ async function main(): Promise<void> {
     .option('--ranks <n>', 'ranks', Number, 8)
     .option('--batch <n>', 'batch size', Number, 64)
     .option('--iterations <n>', 'iterations per run', Number, 12)
+    .option('--time-scale <x>', 'real seconds per simulated second of the engines (the bench’s own default when absent)', Number)
     .option('--keep', 'keep the runs’ JSON and histories')
     .parse()
-    .opts<{ a?: string; b?: string; pairs: number; ranks: number; batch: number; iterations: number; keep?: boolean }>();
+    .opts<{ a?: string; b?: string; pairs: number; ranks: number; batch: number; iterations: number; timeScale?: number; keep?: boolean }>();
   const dirs: Record<Side, string> = { A: checkout('--a', flags.a), B: checkout('--b', flags.b) };
   checkIntRange('--pairs', flags.pairs, 1, 100);
   checkIntRange('--ranks', flags.ranks, 2, 4096);
   checkIntRange('--batch', flags.batch, 1, 65_536);
   checkIntRange('--iterations', flags.iterations, 3, 10_000);
   const scratch = mkdtempSync(path.join(os.tmpdir(), 'timeshare-bench-ab-'));
-  console.log(`A: ${dirs.A}\nB: ${dirs.B}\n${flags.pairs} pairs of ${flags.ranks} ranks, batch ${flags.batch}, ${flags.iterations} iterations; scratch ${scratch}`);
+  const pace = flags.timeScale === undefined ? '' : `, time scale ${flags.timeScale}`;
+  console.log(`A: ${dirs.A}\nB: ${dirs.B}\n${flags.pairs} pairs of ${flags.ranks} ranks, batch ${flags.batch}, ${flags.iterations} iterations${pace}; scratch ${scratch}`);
   const runs: Run[] = [];
   try {
     for (let pair = 1; pair <= flags.pairs; pair++) {
@@ -128,6 +132,7 @@ async function main(): Promise<void> {
       for (const [index, side] of order.entries()) {
         const stem = path.join(scratch, `${pair}-${side}`);
         const args = ['--ranks', String(flags.ranks), '--batches', String(flags.batch), '--iterations', String(flags.iterations), '--json', `${stem}.json`, '--dump-histories', stem];
+        if (flags.timeScale !== undefined) args.push('--time-scale', String(flags.timeScale));
         await runBench(dirs[side], args, `${stem}.log`);
         const figures = figuresOf(`${stem}.json`, stem);
         runs.push({ side, pair, position: index === 0 ? 1 : 2, figures });

@@ -5,10 +5,11 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { historyFromJson } from '../temporal/historyJson';
+import { localActivityTypes } from './historyFigures';
 import { transitionSteps, type TransitionSteps } from './transitionSteps';
 
-/** Run (workflow id prefix) → the steps of its iterations; a run's first iteration is left out: it starts on an empty store. */
-export function dumpedTransitionSteps(dir: string): Map<string, TransitionSteps[]> {
+/** Run (workflow id prefix) → iteration → its history file. */
+function dumpedFiles(dir: string): Map<string, Map<number, string>> {
   const byRun = new Map<string, Map<number, string>>();
   for (const name of readdirSync(dir)) {
     const match = /^(.*)-iter-(\d+)\.json$/.exec(name);
@@ -18,6 +19,12 @@ export function dumpedTransitionSteps(dir: string): Map<string, TransitionSteps[
     byRun.set(match[1]!, files);
   }
   if (byRun.size === 0) throw new Error(`${dir}: no iteration histories (<workflow id>-iter-<k>.json)`);
+  return byRun;
+}
+
+/** Run (workflow id prefix) → the steps of its iterations; a run's first iteration is left out: it starts on an empty store. */
+export function dumpedTransitionSteps(dir: string): Map<string, TransitionSteps[]> {
+  const byRun = dumpedFiles(dir);
   const steps = new Map<string, TransitionSteps[]>();
   for (const [run, files] of byRun) {
     const load = (k: number) => (files.has(k) ? historyFromJson(readFileSync(files.get(k)!, 'utf8')) : undefined);
@@ -25,4 +32,19 @@ export function dumpedTransitionSteps(dir: string): Map<string, TransitionSteps[
     steps.set(run, iterations.map((k) => transitionSteps(k, load(k)!, load(k + 1))));
   }
   return steps;
+}
+
+/** Local activities of one type per iteration, over every run's iterations after its first (which recovers from the store). */
+export function dumpedLocalActivitiesPerIteration(dir: string, type: string): number {
+  let count = 0;
+  let iterations = 0;
+  for (const files of dumpedFiles(dir).values()) {
+    for (const [k, file] of files) {
+      if (k === 0) continue;
+      iterations += 1;
+      count += localActivityTypes(historyFromJson(readFileSync(file, 'utf8'))).filter((name) => name === type).length;
+    }
+  }
+  if (iterations === 0) throw new Error(`${dir}: no iteration after the first to count local activities in`);
+  return count / iterations;
 }

@@ -21,6 +21,22 @@ export function eventMs(event: HistoryEvent): number {
   return Number(time.seconds ?? 0) * 1000 + Math.floor((time.nanos ?? 0) / 1e6);
 }
 
+/**
+ * The activity types of the local activities a history recorded, in order (from their markers:
+ * the SDK's `core_local_activity` marker data names the type).
+ */
+export function localActivityTypes(history: History): string[] {
+  return (history.events ?? []).flatMap((event) => {
+    const marker = event.markerRecordedEventAttributes;
+    if (marker?.markerName !== 'core_local_activity') return [];
+    const data = marker.details?.data?.payloads?.[0]?.data;
+    if (!data) throw new Error(`local activity marker at event ${String(event.eventId)} has no data`);
+    const type = (JSON.parse(Buffer.from(data).toString('utf8')) as { activity_type?: unknown }).activity_type;
+    if (typeof type !== 'string') throw new Error(`local activity marker at event ${String(event.eventId)} names no activity type`);
+    return [type];
+  });
+}
+
 /** One activity as the history tells it (times in ms since the epoch; undefined = not reached). */
 export interface ActivitySpan {
   name: string;
