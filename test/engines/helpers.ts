@@ -2,6 +2,7 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { afterAll } from 'vitest';
 import { costModelSchema, workloadSchema, type CostModel } from '../../src/engines/types';
 import { SimClock } from '../../src/engines/simulated/clock';
 import { SimGpuMemory } from '../../src/engines/simulated/gpuMemory';
@@ -29,9 +30,18 @@ export function clock(timeScale: number): SimClock {
   return new SimClock({ timeScale });
 }
 
+const tempDirs: string[] = [];
+
+/** A fresh temp dir, removed once the test file's tests have run. */
 export function tempDir(prefix: string): string {
-  return fs.mkdtempSync(path.join(os.tmpdir(), `timeshare-${prefix}-`));
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), `timeshare-${prefix}-`));
+  tempDirs.push(dir);
+  return dir;
 }
+
+afterAll(() => {
+  for (const dir of tempDirs.splice(0)) fs.rmSync(dir, { recursive: true, force: true });
+});
 
 export function delay(realMs: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, realMs));

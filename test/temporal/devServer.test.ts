@@ -1,4 +1,4 @@
-import { readFileSync } from 'node:fs';
+import { readFileSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -57,12 +57,12 @@ describe('temporal dev server (real, provisioned CLI)', () => {
     const holder = createServer((socket) => socket.destroy());
     await new Promise<void>((resolve) => holder.listen(0, '127.0.0.1', resolve));
     const port = (holder.address() as { port: number }).port;
+    const logFile = path.join(os.tmpdir(), `timeshare-port-${port}.log`);
     try {
-      await expect(startDevServer({ headless: true, port, logFile: path.join(os.tmpdir(), `timeshare-port-${port}.log`) })).rejects.toThrow(
-        new RegExp(`exited early[\\s\\S]*${port}: bind: address already in use`),
-      );
+      await expect(startDevServer({ headless: true, port, logFile })).rejects.toThrow(new RegExp(`exited early[\\s\\S]*${port}: bind: address already in use`));
     } finally {
       await new Promise((resolve) => holder.close(resolve));
+      rmSync(logFile, { force: true });
     }
   });
 
@@ -87,6 +87,7 @@ describe('temporal dev server (real, provisioned CLI)', () => {
     } finally {
       await started?.stop();
       await new Promise((resolve) => holder.close(resolve));
+      rmSync(logFile, { force: true });
     }
   });
 });
