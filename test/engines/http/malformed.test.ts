@@ -116,6 +116,24 @@ describe('adapters refuse answers outside the protocol', () => {
     }
   });
 
+  it('vllm: a status whose version is not an integer, or whose sleep flag is not a boolean, is refused naming the endpoint', async () => {
+    const saved = { info: answers['/weight_info'], sleeping: answers['/is_sleeping'] };
+    const vllm = () => new VllmRolloutEngine({ baseUrl: url, sampling, model: 'm' });
+    try {
+      await expect(vllm().status()).resolves.toMatchObject({ weightVersion: 0 });
+      answers['/weight_info'] = { status: 200, body: JSON.stringify({ weight_version: 'latest' }) };
+      await expect(vllm().status()).rejects.toThrow(/GET .*\/weight_info: weight_version "latest" is not a non-negative integer/);
+      answers['/weight_info'] = saved.info!;
+      answers['/is_sleeping'] = { status: 200, body: JSON.stringify({ is_sleeping: 'no' }) };
+      const sleeping = await vllm().status().catch((error: unknown) => error);
+      expect(sleeping).toBeInstanceOf(EngineProtocolError);
+      expect(String(sleeping)).toMatch(/GET .*\/is_sleeping: .*is_sleeping/);
+    } finally {
+      answers['/weight_info'] = saved.info!;
+      answers['/is_sleeping'] = saved.sleeping!;
+    }
+  });
+
   it('an engine that is not there: no response, with the endpoint', async () => {
     const closed = new SglangRolloutEngine({ baseUrl: 'http://127.0.0.1:9', sampling });
     const error = await closed.status().catch((e: unknown) => e);
