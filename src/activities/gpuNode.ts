@@ -477,7 +477,6 @@ export function createGpuNodeActivities(deps: GpuNodeDeps): GpuNodeActivities {
       // A retry of the same shard supersedes an attempt still running here (the store fences it).
       runningShards.set(input.shardId, running);
       const signal = AbortSignal.any([context.cancellationSignal, stop.signal]);
-      let records: SampleRecord[] = [];
       const progress = () => ({
         completed: outcome.completed.length,
         dropped: outcome.dropped.length,
@@ -489,7 +488,7 @@ export function createGpuNodeActivities(deps: GpuNodeDeps): GpuNodeActivities {
       kvCapacity.catch(() => undefined);
       try {
         await claimLive(store, input.sampleIds, owner);
-        records = await store.readSamples(input.sampleIds);
+        const records = await store.readSamples(input.sampleIds);
         // Real adapters listen on the signal once per in-flight generation: one per sample.
         setMaxListeners(Math.max(10, records.length + 10), signal);
         await withHeartbeat(deps.heartbeatIntervalMs, progress, () =>

@@ -92,12 +92,14 @@ export interface GpuNodeActivities extends WeightBroadcastActivities {
   runRolloutShard(input: ShardInput): Promise<ShardResult>;
   /**
    * Stops the listed shards running in this worker process at once (no wait for a heartbeat to
-   * carry a cancellation): each checkpoints its samples and returns its outcome. Shards not
-   * running here (not started yet, or between retries) are left to the cancellation request.
-   * Sent to any rank queue of the node that runs the shards. Answers once the stopped shards have
-   * checkpointed: `stopped` lists the ids it stopped, `checkpointed` those whose samples are all in
-   * the store and which write to it no more (a shard that failed instead is not listed), and
-   * `outcomes` their outcomes, as the store has them (absent from workers of an earlier build).
+   * carry a cancellation): each checkpoints its samples and returns its outcome. A shard its
+   * workflow's cancellation already ended here is answered for with the outcome it ended with;
+   * other shards not running here (not started yet, or between retries) are left to the
+   * cancellation request. Sent to any rank queue of the node that runs the shards. Answers once
+   * the stopped shards have checkpointed: `stopped` lists the ids it stopped, `checkpointed` those
+   * whose samples are all in the store and which write to it no more (stopped or cancelled; a
+   * shard that failed instead is not listed), and `outcomes` their outcomes, as the store has them
+   * (absent from workers of an earlier build).
    */
   stopShards(input: { runId: string; shardIds: string[] }): Promise<StopShardsAnswer>;
   /**
