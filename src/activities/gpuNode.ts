@@ -31,7 +31,7 @@ import { EpisodeLostError } from '../engines/openenv/errors';
 import { checkPostcondition, checkSubset } from '../validation/patterns';
 import type { GpuNodeActivities } from '../contract/activities';
 import { describeError } from '../contract/errors';
-import type { RankMemoryInput, ShardInput, ShardOutcome, WeightSyncInput } from '../contract/types';
+import type { RankMemoryInput, ShardInput, ShardOutcome, ShardResult, WeightSyncInput } from '../contract/types';
 import { appendSpan, expandSpans, withinLagLimit, type VersionSpan } from '../gpu/staleness';
 import { contextIds, contextTokens, SampleStateError, turnVersionSpans, type SampleRecord, type TrajectoryStore } from '../store';
 import { failingFast } from './failFast';
@@ -201,8 +201,8 @@ export function createGpuNodeActivities(deps: GpuNodeDeps): GpuNodeActivities {
    * first the shard has ended by the time the stop comes. The stop answers with the outcome (the
    * cancelled activity carries none), so the workflow need not read it back from the store.
    */
-  const cancelledOutcomes = new Map<string, ShardOutcome>();
-  const rememberCancelled = (outcome: ShardOutcome): void => {
+  const cancelledOutcomes = new Map<string, ShardResult>();
+  const rememberCancelled = (outcome: ShardResult): void => {
     cancelledOutcomes.delete(outcome.shardId);
     cancelledOutcomes.set(outcome.shardId, outcome);
     for (const oldest of cancelledOutcomes.keys()) {
@@ -512,7 +512,15 @@ export function createGpuNodeActivities(deps: GpuNodeDeps): GpuNodeActivities {
       }
       if (context.cancellationSignal.aborted) {
         // Every sample is checkpointed: report the cancellation so the workflow moves them on.
-        if (cancelledByWorkflow(context.cancellationSignal.reason)) rememberCancelled(outcome);
+        if (cancelledByWorkflow(context.cancellationSignal.reason)) {
+          // Kept at once (a stop may come now), its KV report added once read (one read per rank,
+          // mostly done). A read that failed is not this cancelled shard's to report: the rank's
+          // next shard reads again (failed reads are not kept) and fails on it.
+          const remembered: ShardResult = { ...outcome };
+          rememberCancelled(remembered);
+          const kvCapacityTokens = await kvCapacity.catch(() => undefined);
+          if (kvCapacityTokens !== undefined) remembered.kvCapacityTokens = kvCapacityTokens;
+        }
         await context.cancelled;
       }
       // Stopped directly (stopShards): every sample is checkpointed; the outcome says which are unfinished.
@@ -528,7 +536,7 @@ export function createGpuNodeActivities(deps: GpuNodeDeps): GpuNodeActivities {
     async stopShards({ runId, shardIds }) {
       requireRun(runId);
       const stopped: string[] = [];
-      const waits: Promise<ShardOutcome | undefined>[] = [];
+      const waits: Promise<ShardResult | undefined>[] = [];
       for (const id of shardIds) {
         const shard = runningShards.get(id);
         if (shard === undefined) {
@@ -542,7 +550,7 @@ export function createGpuNodeActivities(deps: GpuNodeDeps): GpuNodeActivities {
       }
       // Answered once the stopped shards have checkpointed every sample: the workflow settles them
       // with these outcomes at once instead of waiting for each shard's cancellation to be recorded.
-      const outcomes = (await Promise.all(waits)).filter((outcome): outcome is ShardOutcome => outcome !== undefined);
+      const outcomes = (await Promise.all(waits)).filter((outcome): outcome is ShardResult => outcome !== undefined);
       return { stopped, checkpointed: outcomes.map((outcome) => outcome.shardId), outcomes };
     },
 

@@ -252,8 +252,12 @@ export interface ShardResult extends ShardOutcome {
 export interface StopShardsAnswer {
   stopped: string[];
   checkpointed: string[];
-  /** The checkpointed shards' outcomes; absent from workers of an earlier build. */
-  outcomes?: ShardOutcome[];
+  /**
+   * The checkpointed shards' outcomes; absent from workers of an earlier build. A shard its
+   * cancellation ended carries its engine's KV capacity report too (its cancelled activity returns
+   * none); a stopped one reports it with its own result.
+   */
+  outcomes?: ShardResult[];
 }
 
 /** What a rank's engine reported of its KV capacity (null: none), as the run keeps it across iterations. */

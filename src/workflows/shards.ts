@@ -10,7 +10,7 @@ import type { RankId } from '../gpu/layout';
 import type { ShardRef } from '../iteration/effects';
 import { describeError } from '../contract/errors';
 import type { RunSpec } from '../contract/types';
-import type { RankKvCapacity, ShardInput, ShardOutcome } from '../contract/types';
+import type { RankKvCapacity, ShardInput, ShardOutcome, ShardResult } from '../contract/types';
 import { checkPostcondition } from '../validation/patterns';
 import type { IterationActivities } from './iterationActivities';
 import type { LostNodes } from './lostNodes';
@@ -176,6 +176,8 @@ export class ShardRunner {
           const outcome = outcomes.get(shard.ref.id);
           if (outcome !== undefined) {
             settledByAnswer.add(shard.ref.id);
+            // A shard its cancellation ended reports its engine's KV capacity here only.
+            if (outcome.kvCapacityTokens !== undefined) this.kvCapacity.set(shard.ref.rank, outcome.kvCapacityTokens);
             settle(shard, { failure: undefined, outcome });
           } else if (endedBeforeAnswer.has(shard.ref.id)) {
             settle(shard, { failure: undefined, outcome: undefined });
@@ -212,7 +214,7 @@ export class ShardRunner {
   }
 
   /** Asks each node's worker to stop its shards; returns the outcomes of those that checkpointed there. */
-  private async requestDirectStop(selected: readonly RunningShard[]): Promise<Map<string, ShardOutcome>> {
+  private async requestDirectStop(selected: readonly RunningShard[]): Promise<Map<string, ShardResult>> {
     const byNode = new Map<number, RunningShard[]>();
     for (const shard of selected) {
       const node = this.spec.layout.ranks[shard.ref.rank]!.node;

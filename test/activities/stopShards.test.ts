@@ -1,8 +1,9 @@
 /**
  * The direct stop of rollout shards in a gpu-node worker (src/activities/gpuNode.ts), run with an
  * activity context of our own: a shard its workflow's cancellation ended before the stop came is
- * answered for with its outcome (a cancellation for another reason is not: Temporal may run that
- * shard again), and a shard stopped while it claims its samples is answered for once claimed.
+ * answered for with its outcome and its engine's KV report (a cancellation for another reason is
+ * not: Temporal may run that shard again), and a shard stopped while it claims its samples is
+ * answered for once claimed.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -43,8 +44,11 @@ class HoldingEngine {
     });
   }
 
+  /** What the engine reports of its KV capacity (tokens). */
+  kvCapacity = 4096;
+
   kvCapacityTokens(): Promise<number | undefined> {
-    return Promise.resolve(undefined);
+    return Promise.resolve(this.kvCapacity);
   }
 }
 
@@ -135,7 +139,7 @@ describe('stopShards', () => {
 
   afterEach(() => rmSync(dir, { recursive: true, force: true }));
 
-  it('answers for a shard its workflow cancelled before the stop came, with the outcome its checkpoints hold', async () => {
+  it('answers for a shard its workflow cancelled before the stop came, with the outcome its checkpoints hold and its engine\'s KV report', async () => {
     const running = inActivity<ShardResult>(() => activities.runRolloutShard(shard('s-cancelled', [0, 1])));
     await engine.turnsStarted(2);
     running.cancel('CANCELLED');
@@ -144,7 +148,7 @@ describe('stopShards', () => {
     const answer = await inActivity(() => activities.stopShards({ runId: RUN, shardIds: ['s-cancelled'] })).result;
     expect(answer.stopped).toEqual([]);
     expect(answer.checkpointed).toEqual(['s-cancelled']);
-    expect(answer.outcomes).toEqual([{ shardId: 's-cancelled', completed: [], unfinished: [0, 1], dropped: [] }]);
+    expect(answer.outcomes).toEqual([{ shardId: 's-cancelled', completed: [], unfinished: [0, 1], dropped: [], kvCapacityTokens: 4096 }]);
     for (const record of await store.readSamples([0, 1])) {
       expect(record.owner).toBe('s-cancelled@1');
       expect(record.partial?.tokens).toBe(ABORTED_TOKENS);
