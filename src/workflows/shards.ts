@@ -167,10 +167,11 @@ export class ShardRunner {
       // the answer: the cancellation races the direct stop to the worker, and the answer still
       // holds its outcome (without it the shard settles from the store: a local activity and a
       // workflow task more).
-      const awaitingAnswer = new Set<string>(asked.map((shard) => shard.ref.id));
+      const askedIds = new Set(asked.map((shard) => shard.ref.id));
+      let answerIn = false;
       const endedBeforeAnswer = new Set<string>();
       answered.then((outcomes) => {
-        awaitingAnswer.clear();
+        answerIn = true;
         for (const shard of selected) {
           if (settled.has(shard.ref.id)) continue;
           const outcome = outcomes.get(shard.ref.id);
@@ -192,7 +193,7 @@ export class ShardRunner {
             // A failure after the stop's answer settled the shard changes no sample (all are
             // checkpointed) but must not pass unseen: a postcondition of the shard, a bug.
             if (settledByAnswer.has(shard.ref.id) && failure !== undefined) log.warn(`shard ${shard.ref.id} failed after its stop had checkpointed it: ${describeError(failure)}`);
-            if (failure === undefined && awaitingAnswer.has(shard.ref.id)) return void endedBeforeAnswer.add(shard.ref.id);
+            if (failure === undefined && !answerIn && askedIds.has(shard.ref.id)) return void endedBeforeAnswer.add(shard.ref.id);
             settle(shard, { failure, outcome: undefined });
           },
         );

@@ -139,13 +139,17 @@ describe('stopShards', () => {
 
   afterEach(() => rmSync(dir, { recursive: true, force: true }));
 
-  it('answers for a shard its workflow cancelled before the stop came, with the outcome its checkpoints hold and its engine\'s KV report', async () => {
-    const running = inActivity<ShardResult>(() => activities.runRolloutShard(shard('s-cancelled', [0, 1])));
+  /** Runs a shard on samples 0 and 1 until both turns are under way, then cancels it for `reason`; then asks the stop. */
+  async function cancelledThenStopped(shardId: string, reason: 'CANCELLED' | 'TIMED_OUT') {
+    const running = inActivity<ShardResult>(() => activities.runRolloutShard(shard(shardId, [0, 1])));
     await engine.turnsStarted(2);
-    running.cancel('CANCELLED');
+    running.cancel(reason);
     await expect(running.result).rejects.toBeInstanceOf(CancelledFailure);
+    return inActivity(() => activities.stopShards({ runId: RUN, shardIds: [shardId] })).result;
+  }
 
-    const answer = await inActivity(() => activities.stopShards({ runId: RUN, shardIds: ['s-cancelled'] })).result;
+  it('answers for a shard its workflow cancelled before the stop came, with the outcome its checkpoints hold and its engine\'s KV report', async () => {
+    const answer = await cancelledThenStopped('s-cancelled', 'CANCELLED');
     expect(answer.stopped).toEqual([]);
     expect(answer.checkpointed).toEqual(['s-cancelled']);
     expect(answer.outcomes).toEqual([{ shardId: 's-cancelled', completed: [], unfinished: [0, 1], dropped: [], kvCapacityTokens: 4096 }]);
@@ -156,12 +160,7 @@ describe('stopShards', () => {
   });
 
   it('does not answer for a shard whose cancellation was a timeout (Temporal may run it again)', async () => {
-    const running = inActivity<ShardResult>(() => activities.runRolloutShard(shard('s-timed-out', [0, 1])));
-    await engine.turnsStarted(2);
-    running.cancel('TIMED_OUT');
-    await expect(running.result).rejects.toBeInstanceOf(CancelledFailure);
-
-    const answer = await inActivity(() => activities.stopShards({ runId: RUN, shardIds: ['s-timed-out'] })).result;
+    const answer = await cancelledThenStopped('s-timed-out', 'TIMED_OUT');
     expect(answer).toEqual({ stopped: [], checkpointed: [], outcomes: [] });
   });
 
