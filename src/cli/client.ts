@@ -34,7 +34,42 @@ export async function connectClient(target: TemporalTarget, timeoutMs = 5_000): 
     await connection.close();
     throw new CliError(`namespace '${target.namespace}' not found on ${target.address}: ${error instanceof Error ? error.message : String(error)}`);
   }
-  const converter = dataConverter(security);
+  return clientOn(connection, target);
+}
+
+/**
+ * What the watchers (src/cli/watch.ts) call the server with: a client on a connection of its own,
+ * without the SDK's retry interceptor, and a probe on it. Through a retrying connection a call to
+ * a stopped server is retried until its deadline (a 10 s status query answered after 14 s), and a
+ * retry still pending when the connection closes throws from its timer; through this one it fails
+ * at once (connection refused) and the watcher retries on its own schedule.
+ */
+export interface WatchClient {
+  client: Client;
+  /** Whether the server answers a system-info call within `timeoutMs`: undefined when it did, else why not. */
+  unanswered(): Promise<Error | undefined>;
+  close(): Promise<void>;
+}
+
+export function watchClient(target: TemporalTarget, timeoutMs = 3_000): WatchClient {
+  const security = target.security ?? PLAINTEXT;
+  const connection = Connection.lazy({ address: target.address, ...connectionOptions(security), interceptors: [] });
+  return {
+    client: clientOn(connection, target),
+    async unanswered() {
+      try {
+        await connection.withDeadline(Date.now() + timeoutMs, () => connection.workflowService.getSystemInfo({}));
+        return undefined;
+      } catch (error) {
+        return error instanceof Error ? error : new Error(String(error));
+      }
+    },
+    close: () => connection.close(),
+  };
+}
+
+function clientOn(connection: Connection, target: TemporalTarget): Client {
+  const converter = dataConverter(target.security ?? PLAINTEXT);
   return new Client({ connection, namespace: target.namespace, ...(converter === undefined ? {} : { dataConverter: converter }) });
 }
 

@@ -17,6 +17,7 @@
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import type { Client } from '@temporalio/client';
+import type { WatchClient } from './client';
 import type { ParsedRunConfig } from '../config';
 import { TIMESHARE_MARKER } from '../launch/entry';
 import { backOffDelay } from '../launch/supervised';
@@ -178,7 +179,7 @@ export async function runDev(options: DevOptions, log: (line: string) => void = 
   const startEarly = !existsSync(finishedMarker) && (await portBindable(options.port, DEV_SERVER_IP));
   let workers: WorkerProcesses | undefined = startEarly ? startWorkers() : undefined;
   // What the rest needs (the Temporal client, the server launcher, the watcher) loads while the workers start.
-  const [{ SupervisedDevServer }, { startCodecServer }, { connectClient, startOrAttachRun }, { OutageTracker, outcomeExitCode, outcomeLine, runOutcome, watchRun }] =
+  const [{ SupervisedDevServer }, { startCodecServer }, { connectClient, startOrAttachRun, watchClient }, { OutageTracker, outcomeExitCode, outcomeLine, runOutcome, watchRun }] =
     await Promise.all([import('../launch/supervisedDevServer'), import('../temporal/codecServer'), import('./client'), import('./watch')]);
   let codecServer: CodecServer | undefined;
   if (security.codec !== undefined) {
@@ -225,17 +226,20 @@ export async function runDev(options: DevOptions, log: (line: string) => void = 
 
   const interrupt = interruption(log, 'stopping workers and server. The run is kept; run the same command again to resume it.');
   let client: Client | undefined;
+  let watch: WatchClient | undefined;
   let draining: DrainingVersions | undefined;
   let stopDrainWatch: (() => Promise<void>) | undefined;
   try {
-    client = await connectClient({ address, namespace: 'default', security });
+    const target = { address, namespace: 'default', security };
+    client = await connectClient(target);
+    watch = watchClient(target);
     const workflowId = runWorkflowId(spec.runId);
     // A finished run needs no workers: answered from its workflow's close event (a status query
     // would need a worker to replay the history), before any worker starts.
     const outcome = await startOrAttachRun(client, spec);
     if (outcome.kind === 'finished') {
       log(`run '${spec.runId}' already finished (${outcome.status}). Its history stays in the UI; set run.id in the config to start another.`);
-      const ended = await runOutcome(client, spec.runId, new OutageTracker(address, { limitMs: options.serverWaitMs, log }));
+      const ended = await runOutcome(watch, spec.runId, new OutageTracker(address, { limitMs: options.serverWaitMs, log }));
       writeFileSync(finishedMarker, `${outcomeLine(spec.runId, ended)}\n`);
       log(outcomeLine(spec.runId, ended));
       if (options.keepUi) {
@@ -254,7 +258,7 @@ export async function runDev(options: DevOptions, log: (line: string) => void = 
     }
     let ended;
     try {
-      ended = await watchRun(client, spec.runId, {
+      ended = await watchRun(watch, spec.runId, {
         address,
         everySeconds: options.progressEverySeconds,
         serverWait: { limitMs: options.serverWaitMs, log },
@@ -281,6 +285,7 @@ export async function runDev(options: DevOptions, log: (line: string) => void = 
     await stopDrainWatch?.();
     await draining?.stopAll();
     await client?.connection.close();
+    await watch?.close();
     await workers?.stop();
     await server.stop();
     await codecServer?.close();

@@ -95,7 +95,7 @@ export function buildProgram(): Command {
     'config',
   ).action(async (configPath: string, flags: ConnectionFlags & { watch?: boolean; serverWait: number }) => {
     const { loadConfig, target } = await import('./context');
-    const { connectClient, startOrAttachRun } = await import('./client');
+    const { connectClient, startOrAttachRun, watchClient } = await import('./client');
     const { buildRunSpec } = await import('../contract/spec');
     const { outcomeExitCode, outcomeLine, watchRun } = await import('./watch');
     const { parsed, runId } = loadConfig(configPath);
@@ -108,10 +108,15 @@ export function buildProgram(): Command {
       if (flags.watch) {
         const log = (line: string) => console.log(line);
         const serverWait = { limitMs: flags.serverWait * 1000, log };
-        const ended = await watchRun(client, runId, { address: temporal.address, everySeconds: 5, serverWait, log, interrupted: () => false });
-        if (ended !== undefined) {
-          console.log(outcomeLine(runId, ended));
-          process.exitCode = outcomeExitCode(ended);
+        const watch = watchClient(temporal);
+        try {
+          const ended = await watchRun(watch, runId, { address: temporal.address, everySeconds: 5, serverWait, log, interrupted: () => false });
+          if (ended !== undefined) {
+            console.log(outcomeLine(runId, ended));
+            process.exitCode = outcomeExitCode(ended);
+          }
+        } finally {
+          await watch.close();
         }
       }
     } finally {

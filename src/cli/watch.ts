@@ -5,12 +5,12 @@
  * code (EXIT.serverUnreachable). A run is reported as failed only when its workflow closed as
  * failed, terminated, cancelled or timed out.
  */
-import { WorkflowFailedError, WorkflowNotFoundError, type Client } from '@temporalio/client';
+import { WorkflowFailedError, WorkflowNotFoundError } from '@temporalio/client';
 import { describeError } from '../contract/errors';
 import { runWorkflowId } from '../contract/naming';
 import type { RunStatus } from '../contract/types';
 import type { RunSummary } from '../workflows/run';
-import { CliError, connectClient, queryStatus, runResult, ServerUnreachableError, statusUnavailable } from './client';
+import { CliError, queryStatus, runResult, ServerUnreachableError, statusUnavailable, watchClient, type WatchClient } from './client';
 import { STATUS_SERVER_WAIT_SECONDS, WATCH_SERVER_WAIT_SECONDS } from './defaults';
 import { EXIT } from './exitCodes';
 import { progressLine } from './progress';
@@ -25,8 +25,7 @@ export interface ServerWait {
 export { STATUS_SERVER_WAIT_SECONDS, WATCH_SERVER_WAIT_SECONDS };
 
 const RETRY_EVERY_MS = 1_000;
-/** A probe or a status query that takes longer than this counts as no answer. */
-const PROBE_TIMEOUT_MS = 3_000;
+/** A status query that takes longer than this counts as no answer. */
 const QUERY_TIMEOUT_MS = 10_000;
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -41,12 +40,16 @@ export class OutageTracker {
     private readonly wait: ServerWait,
   ) {}
 
-  /** Records a failed contact; throws ServerUnreachableError once the outage has lasted past the limit. */
-  failed(error: unknown): void {
+  /**
+   * Records a failed contact, begun at `attemptStartedMs` (the outage is counted from there: the
+   * server was not known to be down before); throws ServerUnreachableError once it has lasted past
+   * the limit.
+   */
+  failed(error: unknown, attemptStartedMs = Date.now()): void {
     const now = Date.now();
     if (this.since === undefined) {
       if (this.wait.limitMs === 0) throw error instanceof ServerUnreachableError ? error : this.giveUp(0, error);
-      this.since = now;
+      this.since = Math.min(attemptStartedMs, now);
       this.wait.log(`  server unreachable at ${this.address}, retrying for up to ${Math.round(this.wait.limitMs / 1000)} s (--server-wait): ${firstLine(error)}`);
       return;
     }
@@ -67,78 +70,87 @@ export class OutageTracker {
   }
 }
 
-/** Whether the server answers at all (a system-info call with a short deadline). */
-export async function serverAnswers(client: Client): Promise<boolean> {
-  try {
-    await client.withDeadline(Date.now() + PROBE_TIMEOUT_MS, () => client.workflowService.getSystemInfo({}));
-    return true;
-  } catch {
-    return false;
-  }
+/**
+ * Whether `error`, from a call begun at `startedMs`, came while the server does not answer: then
+ * it is recorded as an outage (the tracker throws past the limit) and true; false when the server
+ * answers (the call's own error).
+ */
+async function recordIfOutage(error: unknown, startedMs: number, watch: WatchClient, tracker: OutageTracker): Promise<boolean> {
+  if ((await watch.unanswered()) === undefined) return false;
+  tracker.failed(error, startedMs);
+  return true;
+}
+
+/** A status query through the watcher's client (no retries inside: it fails at once on a stopped server). */
+function queryOnce(watch: WatchClient, runId: string): Promise<RunStatus> {
+  return watch.client.withDeadline(Date.now() + QUERY_TIMEOUT_MS, () => queryStatus(watch.client, runId));
 }
 
 /**
  * Runs `operation` until it succeeds. A failure while the server does not answer is an outage
  * (retried, within the limit); a failure while it answers is the operation's own error, rethrown.
  */
-export async function retryThroughOutage<T>(client: Client, tracker: OutageTracker, operation: () => Promise<T>): Promise<T> {
+export async function retryThroughOutage<T>(watch: WatchClient, tracker: OutageTracker, operation: () => Promise<T>): Promise<T> {
   for (;;) {
+    const startedMs = Date.now();
     try {
       const value = await operation();
       tracker.reachable();
       return value;
     } catch (error) {
-      if (error instanceof CliError || (await serverAnswers(client))) throw error;
-      tracker.failed(error);
+      if (error instanceof CliError || !(await recordIfOutage(error, startedMs, watch, tracker))) throw error;
       await sleep(RETRY_EVERY_MS);
     }
   }
 }
 
-/** connectClient, waiting out a server that does not answer yet (or any more). */
-export async function connectThroughOutage(target: TemporalTarget, tracker: OutageTracker): Promise<Client> {
+/** Waits out a server that does not answer yet (or any more), then checks the namespace. */
+export async function awaitServerThroughOutage(target: TemporalTarget, watch: WatchClient, tracker: OutageTracker): Promise<void> {
   for (;;) {
-    try {
-      const client = await connectClient(target);
-      tracker.reachable();
-      return client;
-    } catch (error) {
-      if (!(error instanceof ServerUnreachableError)) throw error;
-      tracker.failed(error);
-      await sleep(RETRY_EVERY_MS);
-    }
+    const startedMs = Date.now();
+    const reason = await watch.unanswered();
+    if (reason === undefined) break;
+    tracker.failed(new ServerUnreachableError(`cannot reach the Temporal server at ${target.address}: ${reason.message}`), startedMs);
+    await sleep(RETRY_EVERY_MS);
+  }
+  tracker.reachable();
+  try {
+    await watch.client.workflowService.describeNamespace({ namespace: target.namespace });
+  } catch (error) {
+    throw new CliError(`namespace '${target.namespace}' not found on ${target.address}: ${error instanceof Error ? error.message : String(error)}`);
   }
 }
 
 /** `timeshare status`: the run's status, waiting out an outage. */
 export async function statusThroughOutage(target: TemporalTarget, runId: string, wait: ServerWait): Promise<RunStatus> {
   const tracker = new OutageTracker(target.address, wait);
-  const client = await connectThroughOutage(target, tracker);
+  const watch = watchClient(target);
   try {
-    return await retryThroughOutage(client, tracker, () => client.withDeadline(Date.now() + QUERY_TIMEOUT_MS, () => queryStatus(client, runId)));
+    await awaitServerThroughOutage(target, watch, tracker);
+    return await retryThroughOutage(watch, tracker, () => queryOnce(watch, runId));
   } catch (error) {
     throw statusUnavailable(runId, error);
   } finally {
-    await client.connection.close();
+    await watch.close();
   }
 }
 
 export type RunOutcome = { kind: 'completed'; summary: RunSummary } | { kind: 'failed'; message: string };
 
 /** How the run ended, from its workflow's close event (no worker needed); outages are waited out, other errors rethrown. */
-export async function runOutcome(client: Client, runId: string, tracker: OutageTracker): Promise<RunOutcome> {
+export async function runOutcome(watch: WatchClient, runId: string, tracker: OutageTracker): Promise<RunOutcome> {
   // The server answering while the result cannot be read: retried a few times (a long poll cut by
   // a restart), then reported as what it is.
   let failuresWhileAnswering = 0;
   for (;;) {
     try {
-      const summary = await runResult(client, runId);
+      const summary = await runResult(watch.client, runId);
       tracker.reachable();
       return { kind: 'completed', summary };
     } catch (error) {
       if (error instanceof WorkflowFailedError) return { kind: 'failed', message: describeError(error) };
       if (error instanceof WorkflowNotFoundError) throw new CliError(`no run '${runId}' (workflow ${runWorkflowId(runId)}) on this server`);
-      if (await serverAnswers(client)) {
+      if ((await watch.unanswered()) === undefined) {
         failuresWhileAnswering += 1;
         if (failuresWhileAnswering >= 3) throw new CliError(`could not read how run '${runId}' ended: ${describeError(error)}`);
       } else {
@@ -175,7 +187,7 @@ export interface WatchOptions {
  * Prints a progress line on every change (and every `everySeconds`) until the run ends; returns
  * how it ended, or undefined when interrupted. Throws ServerUnreachableError past the wait limit.
  */
-export async function watchRun(client: Client, runId: string, options: WatchOptions): Promise<RunOutcome | undefined> {
+export async function watchRun(watch: WatchClient, runId: string, options: WatchOptions): Promise<RunOutcome | undefined> {
   const { log } = options;
   const tracker = new OutageTracker(options.address, options.serverWait);
   let outcome: RunOutcome | undefined;
@@ -186,7 +198,7 @@ export async function watchRun(client: Client, runId: string, options: WatchOpti
       failure ??= error;
       failed = true;
     });
-  const ended = settle(runOutcome(client, runId, tracker).then((value) => (outcome = value)));
+  const ended = settle(runOutcome(watch, runId, tracker).then((value) => (outcome = value)));
   if (options.abandoned !== undefined) void settle(options.abandoned);
 
   let lastKey = '';
@@ -194,8 +206,9 @@ export async function watchRun(client: Client, runId: string, options: WatchOpti
   let saidUnavailable = false;
   let firstTrained: { at: number; trained: number } | undefined;
   while (outcome === undefined && !failed && !options.interrupted()) {
+    const startedMs = Date.now();
     try {
-      const status = await client.withDeadline(Date.now() + QUERY_TIMEOUT_MS, () => queryStatus(client, runId));
+      const status = await queryOnce(watch, runId);
       tracker.reachable();
       saidUnavailable = false;
       const now = Date.now();
@@ -212,13 +225,11 @@ export async function watchRun(client: Client, runId: string, options: WatchOpti
     } catch (error) {
       if (outcome !== undefined || failed) break;
       if (error instanceof CliError) throw error;
-      if (await serverAnswers(client)) {
+      if (!(await recordIfOutage(error, startedMs, watch, tracker))) {
         // The server answers but the query does not (no orchestrator worker polling yet, or one
         // restarting): said once until a status comes through.
         if (!saidUnavailable) log(`  (status unavailable until the orchestrator worker answers: ${firstLine(error)})`);
         saidUnavailable = true;
-      } else {
-        tracker.failed(error);
       }
     }
     await Promise.race([ended, sleep(500)]);

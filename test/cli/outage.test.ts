@@ -1,6 +1,7 @@
 /**
  * Watchers and `dev` through a Temporal server outage: the server is SIGKILLed while the run is
- * held in its train step (a `slow` engine fault, so the run cannot end before the kill). A watcher
+ * held in its train step (a `slow` engine fault, released once the server is back, so the run
+ * cannot end before the kill). A watcher
  * waits the outage out and reports the run's real end; `dev` restarts the server it owns; nobody
  * prints FAILED for a run that did not fail, and the exit codes say what happened.
  * Real processes (`bin/timeshare`), a real Temporal dev server, no mocks.
@@ -11,7 +12,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { EXIT } from '../../src/cli/exitCodes';
 import { parseRunConfig } from '../../src/config';
-import { injectFault } from '../../src/engines/simulated/injection';
+import { injectFault, releaseFault } from '../../src/engines/simulated/injection';
 import { backOffDelay } from '../../src/launch/supervised';
 import { startWorkerProcesses, type WorkerProcesses } from '../../src/launch/workerProcesses';
 import { buildRunSpec } from '../../src/contract/spec';
@@ -37,17 +38,21 @@ function writeConfig(dir: string, runId: string): string {
   return file;
 }
 
-/** Holds the first train step of the run for `ms`; resolves once the held call has started. */
-async function holdTrainStep(stateDir: string, runId: string, configFile: string, ms: number): Promise<void> {
+/**
+ * Holds the first train step of the run (for 10 minutes at most); resolves, once the held call has
+ * started, with the release that lets it go on.
+ */
+async function holdTrainStep(stateDir: string, runId: string, configFile: string): Promise<() => void> {
   const parsed = parseRunConfig(JSON.parse(readFileSync(configFile, 'utf8')) as Record<string, unknown>, configFile);
   const faults = faultInjectionDir(runtimePaths(parsed.config, stateDir), runId);
-  injectFault(faults, { id: 'hold-train', target: 'trainer', operation: 'trainStep', kind: 'slow', durationMs: ms });
+  injectFault(faults, { id: 'hold-train', target: 'trainer', operation: 'trainStep', kind: 'slow', durationMs: 600_000 });
   const fired = path.join(faults, 'fired', 'hold-train.json');
   const deadline = Date.now() + 240_000;
   while (!existsSync(fired)) {
     if (Date.now() > deadline) throw new Error('the train step was not reached in 240 s');
     await new Promise((resolve) => setTimeout(resolve, 200));
   }
+  return () => releaseFault(faults, 'hold-train');
 }
 
 async function expectAudited(storeRoot: string, runId: string): Promise<void> {
@@ -84,10 +89,11 @@ describe('`dev` when only its Temporal server is killed', () => {
     const dev = startCli(['dev', config, '--state-dir', stateDir, '--port', String(await freePort()), '--ui-port', String(await freePort())]);
     try {
       await dev.waitFor(/started run 'dev-outage'/, 240_000);
-      await holdTrainStep(stateDir, runId, config, 15_000);
+      const release = await holdTrainStep(stateDir, runId, config);
       const { temporal } = JSON.parse(readFileSync(path.join(stateDir, 'dev-processes.json'), 'utf8')) as Record<string, { pid: number }>;
       process.kill(temporal!.pid, 'SIGKILL');
       await dev.waitFor(/Temporal dev server running again/, 300_000);
+      release();
       await dev.waitFor(/run 'dev-outage' finished: 2 iterations, weights v2/, 240_000);
       expect(await dev.exited).toBe(EXIT.ok);
       expect(dev.output()).toMatch(/Temporal dev server \(pid \d+\) exited \(code null, signal SIGKILL\); starting it again on the same database/);
@@ -127,7 +133,7 @@ describe('`start --watch` and `status` through an outage of a server they do not
     const watch = startCli(['start', config, '--address', server.address, '--watch', '--server-wait', '300']);
     try {
       await watch.waitFor(/started run 'watch-outage'/, 240_000);
-      await holdTrainStep(stateDir, runId, config, 15_000);
+      const release = await holdTrainStep(stateDir, runId, config);
       process.kill(server.pid, 'SIGKILL');
       await server.exited;
       await watch.waitFor(/server unreachable at .*, retrying for up to 300 s/, 300_000);
@@ -138,6 +144,7 @@ describe('`start --watch` and `status` through an outage of a server they do not
       expect(status.stderr).toMatch(/gave up: the Temporal server at .* has not answered/);
       server = await startServer();
       await watch.waitFor(/server reachable again/, 300_000);
+      release();
       await watch.waitFor(/run 'watch-outage' finished: 2 iterations, weights v2/, 240_000);
       expect(await watch.exited).toBe(EXIT.ok);
       expect(watch.output()).not.toContain('FAILED');
@@ -156,7 +163,7 @@ describe('`start --watch` and `status` through an outage of a server they do not
     const watch = startCli(['start', config, '--address', server.address, '--watch', '--server-wait', '5']);
     try {
       await watch.waitFor(/started run 'watch-gives-up'/, 240_000);
-      await holdTrainStep(stateDir, runId, config, 60_000);
+      await holdTrainStep(stateDir, runId, config);
       process.kill(server.pid, 'SIGKILL');
       await server.exited;
       expect(await watch.exited).toBe(EXIT.serverUnreachable);

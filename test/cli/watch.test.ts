@@ -1,11 +1,12 @@
 /**
- * The watchers' bookkeeping of an outage and of how a run ended (no server here: the outage
- * behaviour against a real server is test/cli/outage.test.ts).
+ * The watchers' bookkeeping of an outage and of how a run ended, and a query to a port where no
+ * server listens (the outage behaviour against a real server is test/cli/outage.test.ts).
  */
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { ServerUnreachableError } from '../../src/cli/client';
+import { queryStatus, ServerUnreachableError, watchClient } from '../../src/cli/client';
 import { EXIT } from '../../src/cli/exitCodes';
-import { OutageTracker, outcomeExitCode, outcomeLine } from '../../src/cli/watch';
+import { OutageTracker, outcomeExitCode, outcomeLine, retryThroughOutage } from '../../src/cli/watch';
+import { freePort } from '../../src/process/ports';
 import type { RunSummary } from '../../src/workflows/run';
 
 describe('OutageTracker', () => {
@@ -40,6 +41,18 @@ describe('OutageTracker', () => {
     expect((thrown as Error).message).not.toContain('FAILED');
   });
 
+  it('counts an outage from the start of the attempt that failed, not from when its failure came', () => {
+    vi.useFakeTimers();
+    vi.setSystemTime(13_000);
+    const lines: string[] = [];
+    const tracker = new OutageTracker('h:1', { limitMs: 5_000, log: (line) => lines.push(line) });
+    // A call begun at 0 that failed at 13 s: the server has not answered for 13 s.
+    tracker.failed(new Error('14 UNAVAILABLE'), 0);
+    expect(lines).toHaveLength(1);
+    vi.setSystemTime(14_000);
+    expect(() => tracker.failed(new Error('14 UNAVAILABLE'), 13_500)).toThrow(/has not answered for 14 s \(--server-wait 5\)/);
+  });
+
   it('with a zero limit gives up at the first failure, without a retry line', () => {
     const lines: string[] = [];
     const tracker = new OutageTracker('h:1', { limitMs: 0, log: (line) => lines.push(line) });
@@ -63,5 +76,27 @@ describe('how a run ended', () => {
     const outcome = { kind: 'failed', message: 'Workflow execution failed: boom' } as const;
     expect(outcomeLine('r', outcome)).toBe("run 'r' FAILED: Workflow execution failed: boom");
     expect(outcomeExitCode(outcome)).toBe(EXIT.runFailed);
+  });
+});
+
+describe('a server that stops answering', () => {
+  it("the watcher's status query fails at once where no server listens (no retries held to the deadline) and is told as an outage", async () => {
+    // Through the SDK's retrying connection this query would wait out its 10 s deadline
+    // (DEADLINE_EXCEEDED); the watcher's own connection is refused at once.
+    const address = `127.0.0.1:${await freePort()}`;
+    const watch = watchClient({ address, namespace: 'default' });
+    const tracker = new OutageTracker(address, { limitMs: 0, log: () => undefined });
+    try {
+      const error = await retryThroughOutage(watch, tracker, () => watch.client.withDeadline(Date.now() + 10_000, () => queryStatus(watch.client, 'r'))).then(
+        () => undefined,
+        (thrown: unknown) => thrown,
+      );
+      expect(error).toBeInstanceOf(ServerUnreachableError);
+      expect((error as Error).message).toMatch(/^gave up: the Temporal server at 127\.0\.0\.1:\d+ has not answered for \d+ s \(--server-wait 0\): .*14 UNAVAILABLE/);
+      expect((error as Error).message).not.toContain('DEADLINE_EXCEEDED');
+      expect(await watch.unanswered()).toBeInstanceOf(Error);
+    } finally {
+      await watch.close();
+    }
   });
 });

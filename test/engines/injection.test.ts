@@ -4,7 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { SimulatedEngineFault } from '../../src/engines/simulated/faults';
-import { FaultInjector, firedFaults, injectFault, pendingDir, withdrawPending } from '../../src/engines/simulated/injection';
+import { FaultInjector, firedFaults, injectFault, pendingDir, releaseFault, withdrawPending } from '../../src/engines/simulated/injection';
 
 const dirs: string[] = [];
 function tempDir(): string {
@@ -56,6 +56,24 @@ describe('fault injection into running engines', () => {
     clearInterval(timer);
     expect(frozenFor).toBeGreaterThanOrEqual(190);
     expect(ticksDuringHang).toBe(0);
+  });
+
+  it('a released slow fault answers at once: a held call waits for the release, not its duration', async () => {
+    const dir = tempDir();
+    const injector = new FaultInjector(dir);
+    injectFault(dir, { id: 'held', target: 'trainer', operation: 'trainStep', kind: 'slow', durationMs: 600_000 });
+    let answered = false;
+    const call = injector.before('trainer', 'trainStep', 0).then(() => (answered = true));
+    while (!firedFaults(dir).has('held')) await new Promise((resolve) => setTimeout(resolve, 10));
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    expect(answered).toBe(false);
+    releaseFault(dir, 'held');
+    await call; // within the test's timeout only if the release ended the 10-minute hold
+    expect(answered).toBe(true);
+    // Released before it fires: the call is not held at all.
+    injectFault(dir, { id: 'pre', target: 'trainer', operation: 'onload', kind: 'slow', durationMs: 600_000 });
+    releaseFault(dir, 'pre');
+    await injector.before('trainer', 'onload', 0);
   });
 
   it('rejects a bad fault and a second fault with the same id; a corrupt fault file names the file', async () => {

@@ -13,7 +13,7 @@ import { stringify } from 'yaml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runWorkflowId } from '../../src/contract/naming';
 import type { RunStatus } from '../../src/contract/types';
-import { firedFaults, injectFault, withdrawPending, type FiredFault } from '../../src/engines/simulated/injection';
+import { firedFaults, injectFault, releaseFault, withdrawPending, type FiredFault } from '../../src/engines/simulated/injection';
 import { FsTrajectoryStore } from '../../src/store';
 import { freePort } from '../../src/process/ports';
 import { startDevServer, type DevServer } from '../../src/temporal/devServer';
@@ -208,6 +208,8 @@ describe('worker SIGKILL mid-iteration, then restart', () => {
         await procs[victim]!.exited;
         await new Promise((resolve) => setTimeout(resolve, 1_000));
         procs[victim] = startCli(argsOf(worker));
+        // The held generations go on now (they would answer 30 s after they fired).
+        for (const id of holds) releaseFault(faultDir(stateDir, runId), id);
 
         const summary = (await Promise.race([
           handle.result(),

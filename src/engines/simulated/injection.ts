@@ -10,7 +10,8 @@
  *   gpu-node worker's process, so an engine crash takes the worker with it);
  * - `hang`: the process freezes for `durationMs` (no event loop, so no heartbeat), then the call
  *   goes on: set it past the heartbeat timeout and Temporal retries the activity elsewhere;
- * - `slow`: the call answers `durationMs` late (heartbeats continue).
+ * - `slow`: the call answers `durationMs` late (heartbeats continue), or sooner once the harness
+ *   releases it (releaseFault): a test holds a call at a known point for as long as it needs.
  */
 import fs from 'node:fs';
 import path from 'node:path';
@@ -58,6 +59,8 @@ export interface FiredFault extends InjectedFault {
 
 export const pendingDir = (dir: string): string => path.join(dir, 'pending');
 export const firedDir = (dir: string): string => path.join(dir, 'fired');
+const releasedFile = (dir: string, id: string): string => path.join(dir, 'released', id);
+const RELEASE_POLL_MS = 50;
 
 /** Harness side: queues a fault for the engines watching `dir` (validated; written atomically). */
 export function injectFault(dir: string, fault: InjectedFaultInput): InjectedFault {
@@ -80,6 +83,22 @@ export function firedFaults(dir: string): Map<string, FiredFault> {
     fired.set(record.id, record);
   }
   return fired;
+}
+
+/** Harness side: ends a `slow` fault's delay now, or at its firing if it has not fired yet. */
+export function releaseFault(dir: string, id: string): void {
+  const file = releasedFile(dir, id);
+  fs.mkdirSync(path.dirname(file), { recursive: true });
+  fs.writeFileSync(file, '');
+}
+
+/** Resolves after `ms`, or as soon as the fault is released. */
+async function slowUnlessReleased(dir: string, fault: InjectedFault): Promise<void> {
+  const until = Date.now() + fault.durationMs;
+  const released = releasedFile(dir, fault.id);
+  while (Date.now() < until && !fs.existsSync(released)) {
+    await new Promise((resolve) => setTimeout(resolve, Math.min(RELEASE_POLL_MS, until - Date.now())));
+  }
 }
 
 /** Harness side: faults queued and not fired (e.g. the operation never ran); removed. */
@@ -118,7 +137,7 @@ export class FaultInjector {
         freeze(fault.durationMs);
         return;
       case 'slow':
-        await new Promise((resolve) => setTimeout(resolve, fault.durationMs));
+        await slowUnlessReleased(this.dir, fault);
         return;
     }
   }
