@@ -14,6 +14,7 @@ import { CliError, queryStatus, runResult, ServerUnreachableError, statusUnavail
 import { STATUS_SERVER_WAIT_SECONDS, WATCH_SERVER_WAIT_SECONDS } from './defaults';
 import { EXIT } from './exitCodes';
 import { progressLine } from './progress';
+import { PLAINTEXT } from '../temporal/security';
 import type { TemporalTarget } from '../workers/options';
 
 export interface ServerWait {
@@ -110,7 +111,8 @@ export async function awaitServerThroughOutage(target: TemporalTarget, watch: Wa
     const startedMs = Date.now();
     const reason = await watch.unanswered();
     if (reason === undefined) break;
-    tracker.failed(new ServerUnreachableError(`cannot reach the Temporal server at ${target.address}: ${reason.message}`), startedMs);
+    const security = (target.security ?? PLAINTEXT).summary;
+    tracker.failed(new ServerUnreachableError(`cannot reach the Temporal server at ${target.address} (${security}): ${reason.message}`), startedMs);
     await sleep(RETRY_EVERY_MS);
   }
   tracker.reachable();
