@@ -1,9 +1,9 @@
 /**
  * Watchers and `dev` through a Temporal server outage: the server is SIGKILLed while the run is
  * held in its train step (a `slow` engine fault, released once the server is back, so the run
- * cannot end before the kill). A watcher
- * waits the outage out and reports the run's real end; `dev` restarts the server it owns; nobody
- * prints FAILED for a run that did not fail, and the exit codes say what happened.
+ * cannot end before the kill). A watcher waits the outage out and reports the run's real end;
+ * `dev` restarts the server it owns; nobody prints FAILED for a run that did not fail, and the
+ * exit codes say what happened.
  * Real processes (`bin/timeshare`), a real Temporal dev server, no mocks.
  */
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';

@@ -92,7 +92,7 @@ export function releaseFault(dir: string, id: string): void {
   fs.writeFileSync(file, '');
 }
 
-/** Resolves after `ms`, or as soon as the fault is released. */
+/** Resolves after the fault's duration, or as soon as the harness releases it. */
 async function slowUnlessReleased(dir: string, fault: InjectedFault): Promise<void> {
   const until = Date.now() + fault.durationMs;
   const released = releasedFile(dir, fault.id);
