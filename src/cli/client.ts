@@ -2,7 +2,7 @@
  * Client-side operations on runs, shared by the CLI and the tests: connect (with an error that
  * says what to do when the server is unreachable), start or attach to a run, query, update.
  */
-import { Client, Connection, WorkflowNotFoundError, WorkflowUpdateFailedError } from '@temporalio/client';
+import { Client, Connection, WorkflowNotFoundError, WorkflowUpdateFailedError, type ConnectionLike } from '@temporalio/client';
 import type { RunSpec, RunStatus } from '../contract/types';
 import { orchestratorQueue, runWorkflowId } from '../contract/naming';
 import { ITERATION_KEY, PHASE_KEY, RUN_ID_KEY, STRATEGY_KEY } from '../temporal/searchAttributes';
@@ -17,24 +17,37 @@ import { pauseUpdate, resumeUpdate, returnRanksUpdate, setBatchSizeUpdate, setSh
 export { CliError, ServerUnreachableError };
 
 export async function connectClient(target: TemporalTarget, timeoutMs = 5_000): Promise<Client> {
-  const security = target.security ?? PLAINTEXT;
   let connection: Connection;
   try {
-    connection = await Connection.connect({ address: target.address, connectTimeout: timeoutMs, ...connectionOptions(security) });
+    connection = await Connection.connect({ address: target.address, connectTimeout: timeoutMs, ...connectionOptions(target.security ?? PLAINTEXT) });
     await connection.workflowService.getSystemInfo({});
   } catch (error) {
-    throw new ServerUnreachableError(
-      `cannot reach the Temporal server at ${target.address} (${security.summary}): ${error instanceof Error ? error.message : String(error)}\n` +
-        `  Is it running? 'timeshare dev' starts a local one; otherwise pass --address host:port (and --namespace).`,
-    );
+    throw serverUnreachable(target, error);
   }
+  try {
+    await checkNamespace(connection, target);
+  } catch (error) {
+    await connection.close();
+    throw error;
+  }
+  return clientOn(connection, target);
+}
+
+/** The server at `target` did not answer: what failed, and what to check. */
+export function serverUnreachable(target: TemporalTarget, error: unknown): ServerUnreachableError {
+  return new ServerUnreachableError(
+    `cannot reach the Temporal server at ${target.address} (${(target.security ?? PLAINTEXT).summary}): ${error instanceof Error ? error.message : String(error)}\n` +
+      `  Is it running? 'timeshare dev' starts a local one; otherwise pass --address host:port (and --namespace).`,
+  );
+}
+
+/** Throws a CliError when the server does not know the target's namespace. */
+export async function checkNamespace(connection: ConnectionLike, target: TemporalTarget): Promise<void> {
   try {
     await connection.workflowService.describeNamespace({ namespace: target.namespace });
   } catch (error) {
-    await connection.close();
     throw new CliError(`namespace '${target.namespace}' not found on ${target.address}: ${error instanceof Error ? error.message : String(error)}`);
   }
-  return clientOn(connection, target);
 }
 
 /**

@@ -10,11 +10,10 @@ import { describeError } from '../contract/errors';
 import { runWorkflowId } from '../contract/naming';
 import type { RunStatus } from '../contract/types';
 import type { RunSummary } from '../workflows/run';
-import { CliError, queryStatus, runResult, ServerUnreachableError, statusUnavailable, watchClient, type WatchClient } from './client';
+import { checkNamespace, CliError, queryStatus, runResult, serverUnreachable, ServerUnreachableError, statusUnavailable, watchClient, type WatchClient } from './client';
 import { STATUS_SERVER_WAIT_SECONDS, WATCH_SERVER_WAIT_SECONDS } from './defaults';
 import { EXIT } from './exitCodes';
 import { progressLine } from './progress';
-import { PLAINTEXT } from '../temporal/security';
 import type { TemporalTarget } from '../workers/options';
 
 export interface ServerWait {
@@ -111,16 +110,11 @@ export async function awaitServerThroughOutage(target: TemporalTarget, watch: Wa
     const startedMs = Date.now();
     const reason = await watch.unanswered();
     if (reason === undefined) break;
-    const security = (target.security ?? PLAINTEXT).summary;
-    tracker.failed(new ServerUnreachableError(`cannot reach the Temporal server at ${target.address} (${security}): ${reason.message}`), startedMs);
+    tracker.failed(serverUnreachable(target, reason), startedMs);
     await sleep(RETRY_EVERY_MS);
   }
   tracker.reachable();
-  try {
-    await watch.client.workflowService.describeNamespace({ namespace: target.namespace });
-  } catch (error) {
-    throw new CliError(`namespace '${target.namespace}' not found on ${target.address}: ${error instanceof Error ? error.message : String(error)}`);
-  }
+  await checkNamespace(watch.client.connection, target);
 }
 
 /** `timeshare status`: the run's status, waiting out an outage. */
