@@ -13,10 +13,13 @@ echo "== typecheck"
 npx tsc -p tsconfig.json --noEmit
 echo "== lint"
 npx eslint src test scripts
+# --capture=sys: pytest captures Python's output only, so what native code (torch, gloo, glibc)
+# writes to stderr before it aborts the process reaches the log instead of a capture file that
+# dies with the process.
 echo "== reference engine (pytest)"
-(cd engines/reference && ../../.cache/pyenv/bin/python -m pytest -q -p no:cacheprovider tests)
+(cd engines/reference && ../../.cache/pyenv/bin/python -m pytest -q -p no:cacheprovider --capture=sys tests)
 echo "== OpenEnv test environment (pytest)"
-(cd engines/openenv-env && ../../.cache/pyenv/bin/python -m pytest -q -p no:cacheprovider tests)
+(cd engines/openenv-env && ../../.cache/pyenv/bin/python -m pytest -q -p no:cacheprovider --capture=sys tests)
 echo "== tests"
 mkdir -p .timeshare
 status=0

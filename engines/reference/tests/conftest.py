@@ -1,6 +1,7 @@
 """Each test gets a reference server on a free port, in this process (a real HTTP server)."""
 from __future__ import annotations
 
+import gc
 import json
 import sys
 import urllib.error
@@ -59,5 +60,17 @@ def client():
     try:
         yield Client(f"http://127.0.0.1:{server.server_address[1]}", app)
     finally:
+        stop_servers([(server, app)])
+
+
+def stop_servers(served: list) -> None:
+    """Stops each (server, app) and tears their weight-update groups down now, then collects what
+    they leave in reference cycles (the bound handler class holds its app): torch's process
+    groups and stores die at the end of the test that made them, not inside a later test's
+    garbage collection."""
+    for server, _ in served:
         server.shutdown()
         server.server_close()
+    for _, app in served:
+        app.close()
+    gc.collect()

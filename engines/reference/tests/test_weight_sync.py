@@ -7,7 +7,7 @@ import threading
 import pytest
 import torch
 
-from conftest import CONFIG, Client
+from conftest import CONFIG, Client, stop_servers
 from timeshare_ref.model import ModelConfig
 from timeshare_ref.rollout import RolloutEngine
 from timeshare_ref.server import App, make_server, serve_in_thread
@@ -19,19 +19,18 @@ def members():
     torch.set_num_threads(1)
     config = ModelConfig.load(CONFIG)
     device = torch.device("cpu")
-    servers, clients = [], []
-    for _ in range(3):
-        app = App(config, RolloutEngine(config, device), Trainer(config, device, lr=1e-2), model_name="ref", api_key=None, weight_sync_timeout_s=10)
-        server = make_server(app, "127.0.0.1", 0)
-        serve_in_thread(server)
-        servers.append(server)
-        clients.append(Client(f"http://127.0.0.1:{server.server_address[1]}", app))
+    served, clients = [], []
     try:
+        for _ in range(3):
+            app = App(config, RolloutEngine(config, device), Trainer(config, device, lr=1e-2), model_name="ref", api_key=None, weight_sync_timeout_s=10)
+            server = make_server(app, "127.0.0.1", 0)
+            serve_in_thread(server)
+            served.append((server, app))
+            clients.append(Client(f"http://127.0.0.1:{server.server_address[1]}", app))
         yield clients
     finally:
-        for server in servers:
-            server.shutdown()
-            server.server_close()
+        # The engines leave their groups before the trainer, which hosts the groups' store.
+        stop_servers(served[::-1])
 
 
 def train_once(trainer: Client) -> int:

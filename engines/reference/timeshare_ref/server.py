@@ -49,6 +49,11 @@ class App:
         # The backend the engine uses when vLLM's init does not name one (vLLM sets it at start).
         self.default_backend = "nccl" if engine.device.type == "cuda" else "gloo"
 
+    def close(self) -> None:
+        """Tears down the weight-update groups (their sockets and threads) at once."""
+        self.receiver.close()
+        self.sender.close()
+
     def check_backend(self, backend: str) -> None:
         if backend == "nccl" and self.engine.device.type != "cuda":
             raise EngineError(400, "backend nccl needs CUDA; this engine runs on CPU (use gloo)")

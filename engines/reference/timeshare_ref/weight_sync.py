@@ -164,6 +164,15 @@ class WeightReceiver:
             self.staging.pop(name, None)
             return self.groups.pop(name, None) is not None
 
+    def close(self) -> None:
+        """Tears down every group now, in the caller's thread (not whenever the garbage collector
+        reaches them)."""
+        with self.lock:
+            self.staging.clear()
+            groups = list(self.groups.values())
+            self.groups.clear()
+        del groups
+
     def group(self, name: str) -> Group:
         with self.lock:
             group = self.groups.get(name)
@@ -295,6 +304,14 @@ class WeightSender:
     def destroy(self, name: str) -> bool:
         with self.lock:
             return self.groups.pop(name, None) is not None
+
+    def close(self) -> None:
+        """Tears down every group now, in the caller's thread (a group still forming is torn
+        down when its forming thread ends)."""
+        with self.lock:
+            groups = list(self.groups.values())
+            self.groups.clear()
+        del groups
 
     def broadcast(self, name: str, named: list[tuple[str, torch.Tensor]], bucket_bytes: int, flattened: bool) -> dict:
         with self.lock:
