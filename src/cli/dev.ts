@@ -249,7 +249,7 @@ export async function runDev(options: DevOptions, log: (line: string) => void = 
       return outcomeExitCode(ended);
     }
     workers ??= startWorkers();
-    draining = await drainingVersions(client, workflowId, workerOptions, log);
+    draining = await drainingVersions(watch.client, workflowId, workerOptions, log);
     stopDrainWatch = draining.watch(DRAIN_CHECK_MS);
     log(outcome.kind === 'started' ? `started run '${spec.runId}' (${spec.layout.strategy})` : `resumed run '${spec.runId}' (already running)`);
     if (uiUrl !== undefined) {
@@ -299,7 +299,8 @@ const DRAIN_CHECK_MS = 5_000;
 /**
  * An in-flight iteration (and the run around it) stays on the workflow code version that started
  * it (docs/design.md §5.2): after a change to the workflow code, `dev` also runs the older
- * versions the run is pinned to, from the bundle cache, until they drain.
+ * versions the run is pinned to, from the bundle cache, until they drain. It looks through the
+ * watcher's client: during an outage a look fails at once instead of leaving retries pending.
  */
 async function drainingVersions(client: Client, workflowId: string, workerOptions: WorkerProcessesOptions, log: (line: string) => void): Promise<DrainingVersions> {
   const [{ DrainingVersions }, { bundleCacheDir, cachedBundleOf, currentBuildId, WORKFLOW_BUNDLE_INPUTS, WORKFLOWS_PATH }, { pinnedBuildIds }] = await Promise.all([

@@ -79,8 +79,8 @@ export class DrainingVersions {
 
   /**
    * Reconciles every `everyMs` until the returned function is called; that stops the loop, not
-   * the workers, and waits at most `settleMs` for a look under way (a probe of a server that is
-   * gone can take the client's whole retry time; stopAll then keeps it from starting anything).
+   * the workers, and waits at most `settleMs` for a look under way (one still under way then is
+   * kept by stopAll from starting anything).
    */
   watch(everyMs: number, settleMs = 1_000): () => Promise<void> {
     let stopped = false;
