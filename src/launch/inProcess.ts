@@ -6,6 +6,7 @@ import { NativeConnection, type Worker, type WorkflowBundleOption } from '@tempo
 import { createGpuNodeWorkers, nodeTaskQueues } from '../workers/gpuNode';
 import type { WorkerContext } from '../workers/options';
 import type { CachedWorkflowBundle } from '../workers/bundle';
+import { disposeUnstarted } from '../workers/lifecycle';
 import { createOrchestratorWorker } from '../workers/orchestrator';
 
 export interface InProcessWorkers {
@@ -36,6 +37,7 @@ export async function startInProcessWorkers(context: WorkerContext, options: InP
       workers.push(...(await createGpuNodeWorkers(connection, context, node)));
     }
   } catch (error) {
+    await disposeUnstarted(workers, error);
     await connection.close();
     throw error;
   }

@@ -24,6 +24,7 @@ import type { AgentEnvironment, RolloutEngine, Trainer } from '../engines/types'
 import { deviceAddress, ranksOnNode } from '../gpu/layout';
 import { checkIntRange } from '../validation/patterns';
 import { PLAINTEXT, workerDataConverter } from '../temporal/security';
+import { createAllOrNone } from './lifecycle';
 import { nodeTaskQueues } from './taskQueues';
 import { refuseUndecodableArguments } from './undecodable';
 import { engineStateDir, faultInjectionDir, modelWeightsPath, storeCache, weightsDir, weightsPath } from './runtime';
@@ -168,8 +169,8 @@ export async function createGpuNodeWorkers(
     exportOnTrainStep: config.engine.weightSync.mode === 'disk',
     now: () => Date.now(),
   });
-  return Promise.all(
-    queues.map((taskQueue) =>
+  return createAllOrNone(
+    queues.map((taskQueue) => () =>
       Worker.create({
         connection,
         namespace: context.temporal.namespace,
