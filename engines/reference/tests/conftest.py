@@ -1,9 +1,13 @@
-"""Each test gets a reference server on a free port, in this process (a real HTTP server)."""
+"""Each test gets a reference server on a free port: in this process (a real HTTP server), or
+as its own process (`python -m timeshare_ref`) where a test needs several members of one
+weight-update group (timeshare_ref/weight_sync.py: one process is one member)."""
 from __future__ import annotations
 
-import gc
 import json
+import select
+import subprocess
 import sys
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -23,7 +27,7 @@ CONFIG = ROOT / "configs" / "tiny.json"
 
 
 class Client:
-    def __init__(self, base: str, app: App):
+    def __init__(self, base: str, app: App | None = None):
         self.base = base
         self.app = app
 
@@ -60,17 +64,58 @@ def client():
     try:
         yield Client(f"http://127.0.0.1:{server.server_address[1]}", app)
     finally:
-        stop_servers([(server, app)])
-
-
-def stop_servers(served: list) -> None:
-    """Stops each (server, app) and tears their weight-update groups down now, then collects what
-    they leave in reference cycles (the bound handler class holds its app): torch's process
-    groups and stores die at the end of the test that made them, not inside a later test's
-    garbage collection."""
-    for server, _ in served:
         server.shutdown()
         server.server_close()
-    for _, app in served:
-        app.close()
-    gc.collect()
+
+
+class ReferenceProcess:
+    """`python -m timeshare_ref` on a free port; its stderr goes to a file, quoted if it fails."""
+
+    def __init__(self, args: list[str], log_path: Path):
+        self.log_path = log_path
+        self.log = open(log_path, "wb")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "timeshare_ref", "--config", str(CONFIG), "--port", "0", *args],
+            cwd=ROOT, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=self.log,
+        )
+
+    def ready(self, timeout_s: float = 120) -> Client:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            readable, _, _ = select.select([self.proc.stdout], [], [], max(0.0, deadline - time.monotonic()))
+            if not readable:
+                break
+            line = self.proc.stdout.readline().decode()
+            if line.startswith("READY "):
+                return Client(f"http://127.0.0.1:{int(line.split()[1])}")
+            if line == "":
+                break
+        raise AssertionError(f"reference engine (pid {self.proc.pid}) did not print READY within {timeout_s} s (exit code {self.proc.poll()}); its stderr:\n{self.log_path.read_text()[-2000:]}")
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.proc.stdout.close()
+        self.log.close()
+
+
+@pytest.fixture()
+def processes(tmp_path):
+    """Starts reference engine processes: `start(count, args)` returns their clients once all
+    serve; they are stopped after the test."""
+    started: list[ReferenceProcess] = []
+
+    def start(count: int, args: list[str]) -> list[Client]:
+        batch = [ReferenceProcess(args, tmp_path / f"engine-{len(started) + i}.log") for i in range(count)]
+        started.extend(batch)
+        return [p.ready() for p in batch]
+
+    try:
+        yield start
+    finally:
+        for p in started:
+            p.stop()

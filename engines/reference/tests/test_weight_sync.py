@@ -1,42 +1,40 @@
-"""Weight sync by broadcast: a real gloo group between a trainer and two engines (each its own
-HTTP server, in this process), bucketed send, staged receive and one swap per version."""
+"""Weight sync by broadcast: a real gloo group between a trainer and two engines, each its own
+process (`python -m timeshare_ref`, as deployed: one process is one member, see
+timeshare_ref/weight_sync.py), bucketed send, staged receive and one swap per version. What each
+member holds is compared by its weights' digest (`GET /weights_digest`, `/trainer/weights_digest`)."""
 from __future__ import annotations
 
 import threading
 
 import pytest
-import torch
 
-from conftest import CONFIG, Client, stop_servers
-from timeshare_ref.model import ModelConfig
-from timeshare_ref.rollout import RolloutEngine
-from timeshare_ref.server import App, make_server, serve_in_thread
-from timeshare_ref.trainer import Trainer
+from conftest import Client
 
 
 @pytest.fixture()
-def members():
-    torch.set_num_threads(1)
-    config = ModelConfig.load(CONFIG)
-    device = torch.device("cpu")
-    served, clients = [], []
-    try:
-        for _ in range(3):
-            app = App(config, RolloutEngine(config, device), Trainer(config, device, lr=1e-2), model_name="ref", api_key=None, weight_sync_timeout_s=10)
-            server = make_server(app, "127.0.0.1", 0)
-            serve_in_thread(server)
-            served.append((server, app))
-            clients.append(Client(f"http://127.0.0.1:{server.server_address[1]}", app))
-        yield clients
-    finally:
-        # The engines leave their groups before the trainer, which hosts the groups' store.
-        stop_servers(served[::-1])
+def members(processes):
+    """A trainer and two engines, each its own process."""
+    return processes(3, ["--lr", "0.01", "--weight-sync-timeout-s", "10"])
+
+
+def digest(member: Client, path: str = "/weights_digest") -> str:
+    status, body = member.get(path)
+    assert status == 200, body
+    return body["sha256"]
+
+
+def served_version(engine: Client) -> str:
+    status, body = engine.get("/weight_version")
+    assert status == 200, body
+    return body["weight_version"]
 
 
 def train_once(trainer: Client) -> int:
     trainer.post("/trainer/onload")
     t = [{"sample_id": i, "reward": float(i % 2), "input_ids": [3, 4, i % 10], "loss_mask": [0, 0, 1], "logprobs": [0, 0, -2.0]} for i in range(4)]
-    status, step = trainer.post("/trainer/train_step", {"from_version": trainer.app.trainer.weight_version, "trajectories": t})
+    status, current = trainer.get("/trainer/status")
+    assert status == 200, current
+    status, step = trainer.post("/trainer/train_step", {"from_version": current["weight_version"], "trajectories": t})
     assert status == 200, step
     return step["new_version"]
 
@@ -68,20 +66,22 @@ def open_group(trainer: Client, engines: list[Client], name: str) -> None:
 def test_broadcast_moves_the_trained_weights_to_every_engine_in_one_swap(members):
     trainer, *engines = members
     version = train_once(trainer)
+    trained = digest(trainer, "/trainer/weights_digest")
+    assert all(digest(e) != trained for e in engines), "the engines hold the trained weights before any sync"
     open_group(trainer, engines, "g1")
     status, manifest = trainer.post("/trainer/weights_manifest", {"bucket_bytes": 64 * 1024})
     assert status == 200 and len(manifest["buckets"]) > 1, manifest
     buckets = manifest["buckets"]
 
     def receive(engine: Client):
-        answers = []
+        answers, before = [], digest(engine)
         for i, b in enumerate(buckets):
             last = {"weight_version": str(version)} if i == len(buckets) - 1 else {}
             answers.append(engine.post("/update_weights_from_distributed", {"names": b["names"], "dtypes": b["dtypes"], "shapes": b["shapes"], "group_name": "g1", "load_format": "flattened_bucket", **last}))
             if i == 0:
                 # One bucket in: nothing served has changed yet.
-                assert engine.app.engine.weight_version == "0"
-        return answers
+                after_first = (served_version(engine), digest(engine) == before)
+        return answers, after_first
 
     sent, *received = in_parallel(
         lambda: trainer.post("/trainer/broadcast_weights", {"group_name": "g1", "version": version, "bucket_bytes": 64 * 1024}),
@@ -89,12 +89,11 @@ def test_broadcast_moves_the_trained_weights_to_every_engine_in_one_swap(members
     )
     assert sent[0] == 200, sent
     assert sent[1]["bytes"] == manifest["total_bytes"] and sent[1]["buckets"] == len(buckets)
-    for engine, answers in zip(engines, received):
+    for engine, (answers, after_first) in zip(engines, received):
         assert all(s == 200 and b["success"] for s, b in answers), answers
+        assert after_first == ("0", True), "the served weights changed before the last bucket"
         assert engine.get("/model_info")[1]["weight_version"] == str(version)
-        ours = trainer.app.trainer.model.state_dict()
-        for name, tensor in engine.app.engine.model.state_dict().items():
-            assert torch.equal(tensor, ours[name].to(tensor.device)), name
+        assert digest(engine) == trained
 
 
 def test_vllm_shapes_swap_at_finish_only(members):
@@ -106,12 +105,13 @@ def test_vllm_shapes_swap_at_finish_only(members):
     assert all(s == 200 for s, _ in joins), joins
     _, manifest = trainer.post("/trainer/weights_manifest", {"bucket_bytes": 1 << 30})
     b = manifest["buckets"][0]
-    before = {k: v.clone() for k, v in engines[0].app.engine.model.state_dict().items()}
+    trained = digest(trainer, "/trainer/weights_digest")
 
     def receive(engine: Client):
+        before = digest(engine)
         out = [engine.post("/start_weight_update", {"is_checkpoint_format": True})]
         out.append(engine.post("/update_weights", {"update_info": {"names": b["names"], "dtype_names": b["dtypes"], "shapes": b["shapes"], "packed": False}}))
-        unchanged = all(torch.equal(v, before[k]) for k, v in engine.app.engine.model.state_dict().items())
+        unchanged = digest(engine) == before != trained
         out.append(engine.post("/finish_weight_update", {}))
         return out, unchanged
 
@@ -123,12 +123,12 @@ def test_vllm_shapes_swap_at_finish_only(members):
     for engine, (answers, unchanged) in zip(engines, received):
         assert all(s == 200 for s, _ in answers), answers
         assert unchanged, "weights changed before finish_weight_update"
-        ours = trainer.app.trainer.model.state_dict()
-        assert all(torch.equal(v, ours[k]) for k, v in engine.app.engine.model.state_dict().items())
+        assert digest(engine) == trained
 
 
-def test_update_without_the_group_and_an_incomplete_vllm_update_are_refused(members):
-    trainer, engine, _ = members
+def test_update_and_broadcast_without_the_group_are_refused(client):
+    # No group forms: one in-process server plays both the trainer and the engine.
+    trainer = engine = client
     _, manifest = trainer.post("/trainer/weights_manifest", {"bucket_bytes": 1 << 30})
     b = manifest["buckets"][0]
     status, body = engine.post("/update_weights_from_distributed", {"names": b["names"], "dtypes": b["dtypes"], "shapes": b["shapes"], "group_name": "nope"})

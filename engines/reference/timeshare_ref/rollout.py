@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file
 
+from .digest import weights_digest
 from .memory import ParameterOffloader
 from .model import ModelConfig, build_model
 
@@ -222,6 +223,12 @@ class RolloutEngine:
             if self.weights.resident:
                 return {k: (v.dtype, tuple(v.shape)) for k, v in self.model.state_dict().items()}
             return {k: (v.dtype, tuple(v.shape)) for k, v in (self.weights.host or {}).items()}
+
+    def weights_digest(self) -> tuple[str, str]:
+        """(weight version, digest of the weights served), read between two tokens."""
+        with self.lock:
+            named = self.model.state_dict().items() if self.weights.resident else (self.weights.host or {}).items()
+            return self.weight_version, weights_digest(named)
 
     def swap_weights(self, state: dict[str, torch.Tensor], weight_version: str | None, source: str) -> None:
         """Replaces every weight at once, between two tokens (the lock): requests see the old

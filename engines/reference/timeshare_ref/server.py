@@ -49,11 +49,6 @@ class App:
         # The backend the engine uses when vLLM's init does not name one (vLLM sets it at start).
         self.default_backend = "nccl" if engine.device.type == "cuda" else "gloo"
 
-    def close(self) -> None:
-        """Tears down the weight-update groups (their sockets and threads) at once."""
-        self.receiver.close()
-        self.sender.close()
-
     def check_backend(self, backend: str) -> None:
         if backend == "nccl" and self.engine.device.type != "cuda":
             raise EngineError(400, "backend nccl needs CUDA; this engine runs on CPU (use gloo)")
@@ -362,6 +357,10 @@ class Handler(BaseHTTPRequestHandler):
     def weight_version(self, _body, _query):
         return 200, {"weight_version": self.app.engine.weight_version}
 
+    def weights_digest(self, _body, _query):
+        version, digest = self.app.engine.weights_digest()
+        return 200, {"weight_version": version, "sha256": digest}
+
     # ----- vLLM -----
 
     def vllm_completions(self, body, _query):
@@ -491,6 +490,10 @@ class Handler(BaseHTTPRequestHandler):
         t = self.app.trainer
         return 200, {"onloaded": t.onloaded, "weight_version": t.weight_version, "device": str(t.device), "weight_update_groups": self.app.sender.describe()}
 
+    def trainer_weights_digest(self, _body, _query):
+        version, digest = self.app.trainer.weights_digest()
+        return 200, {"weight_version": version, "sha256": digest}
+
     def trainer_init_weights_update_group(self, body, _query):
         backend = _field(body, "backend", str, required=True)
         self.app.check_backend(backend)
@@ -563,6 +566,7 @@ ROUTES = {
     ("GET", "/model_info"): Handler.model_info,
     ("GET", "/get_model_info"): Handler.model_info,
     ("GET", "/weight_version"): Handler.weight_version,
+    ("GET", "/weights_digest"): Handler.weights_digest,
     ("GET", "/server_info"): Handler.sgl_server_info,
     ("GET", "/get_server_info"): Handler.sgl_server_info,
     ("GET", "/metrics"): Handler.vllm_metrics,
@@ -586,6 +590,7 @@ ROUTES = {
     ("POST", "/update_weights"): Handler.vllm_update_weights,
     ("POST", "/finish_weight_update"): Handler.vllm_finish_weight_update,
     ("GET", "/trainer/status"): Handler.trainer_status,
+    ("GET", "/trainer/weights_digest"): Handler.trainer_weights_digest,
     ("POST", "/trainer/init_weights_update_group"): Handler.trainer_init_weights_update_group,
     ("POST", "/trainer/weights_manifest"): Handler.trainer_weights_manifest,
     ("POST", "/trainer/broadcast_weights"): Handler.trainer_broadcast_weights,

@@ -31,6 +31,7 @@ import torch
 from safetensors.torch import save_file
 
 from .checkpoint import load_checkpoint, save_checkpoint
+from .digest import weights_digest
 from .memory import ParameterOffloader, move_optimizer_state, pin_available
 from .model import ModelConfig, build_model
 from .rollout import EngineError
@@ -193,6 +194,12 @@ class Trainer:
     def _save_checkpoint(self) -> None:
         if self.checkpoint is not None:
             save_checkpoint(self.checkpoint, self.model.state_dict(), self.optimizer.state_dict(), self.weight_version)
+
+    def weights_digest(self) -> tuple[int, str]:
+        """(weight version, digest of its weights)."""
+        with self.lock:
+            version = self.weight_version
+        return version, weights_digest(self.named_weights(version))
 
     def named_weights(self, version: int) -> list[tuple[str, torch.Tensor]]:
         """The weights of `version` in model order (resident or host copies), for a broadcast."""

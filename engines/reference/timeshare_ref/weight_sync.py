@@ -8,6 +8,14 @@ store on a free port; the engines connect to it (SGLang `init_weights_update_gro
 `init_weight_transfer_engine`). Every operation has the group's timeout: a member that hangs
 makes the others fail after it instead of blocking forever, and a member that dies makes the
 others fail as soon as its sockets close.
+
+One process is one member. torch's bindings construct a store or a process group with the GIL
+released, and pybind11 registers the new Python object before taking it back
+(pybind/pybind11#5473): two constructions at once in one process can corrupt its registry of
+objects, and the process aborts later, when one of them is freed ("Tried to deallocate
+unregistered instance!"). Constructions here hold `_CONSTRUCTING`, so a process forms one group
+at a time; a second group's formation waits for the first's (at most its timeout). Members of
+one group in one process would wait for each other forever: the tests run each in a process.
 """
 from __future__ import annotations
 
@@ -22,6 +30,9 @@ import torch.distributed as dist
 from .rollout import EngineError
 
 BACKENDS = ("gloo", "nccl")
+
+# Held while this process constructs a store or a process group (module docstring).
+_CONSTRUCTING = threading.Lock()
 
 
 def dtype_from_name(name: str) -> torch.dtype:
@@ -118,8 +129,9 @@ def join_group(name: str, master_address: str, master_port: int, rank: int, worl
     if not 1 <= rank < world_size:
         raise EngineError(400, f"rank_offset {rank} must be in [1, world_size {world_size}): rank 0 is the trainer")
     try:
-        store = dist.TCPStore(master_address, master_port, world_size, False, timeout=datetime.timedelta(seconds=timeout_s))
-        return Group(name, rank, world_size, backend, timeout_s, store, device)
+        with _CONSTRUCTING:
+            store = dist.TCPStore(master_address, master_port, world_size, False, timeout=datetime.timedelta(seconds=timeout_s))
+            return Group(name, rank, world_size, backend, timeout_s, store, device)
     except EngineError:
         raise
     except Exception as error:
@@ -163,15 +175,6 @@ class WeightReceiver:
         with self.lock:
             self.staging.pop(name, None)
             return self.groups.pop(name, None) is not None
-
-    def close(self) -> None:
-        """Tears down every group now, in the caller's thread (not whenever the garbage collector
-        reaches them)."""
-        with self.lock:
-            self.staging.clear()
-            groups = list(self.groups.values())
-            self.groups.clear()
-        del groups
 
     def group(self, name: str) -> Group:
         with self.lock:
@@ -278,21 +281,26 @@ class WeightSender:
         check_backend(backend)
         if world_size < 2:
             raise EngineError(400, f"world_size must be >= 2 (the trainer and at least one engine), got {world_size}")
+        # A repeated open answers from the group at once, even while another group forms.
         with self.lock:
-            existing = self.groups.get(name)
-            if existing is not None:
-                if (existing.world_size, existing.backend) != (world_size, backend):
-                    raise EngineError(409, f"weight-update group {name!r} exists with world_size {existing.world_size} {existing.backend}")
-                return existing.store.port
-            try:
+            existing = self._port_if_open(name, world_size, backend)
+        if existing is not None:
+            return existing
+        try:
+            with _CONSTRUCTING:
                 store = dist.TCPStore(master_address, master_port, world_size, True, timeout=datetime.timedelta(seconds=timeout_s), wait_for_workers=False)
-            except Exception as error:
-                raise EngineError(503, f"cannot host the weight-update store at {master_address}:{master_port}: {error}") from error
+        except Exception as error:
+            raise EngineError(503, f"cannot host the weight-update store at {master_address}:{master_port}: {error}") from error
+        with self.lock:
+            existing = self._port_if_open(name, world_size, backend)
+            if existing is not None:  # the same open, answered meanwhile: its store is the group's
+                return existing
             entry = self.groups[name] = _SenderGroup(name, store, world_size, backend, timeout_s)
 
         def form() -> None:
             try:
-                entry.group = Group(name, 0, world_size, backend, timeout_s, store, self.device)
+                with _CONSTRUCTING:
+                    entry.group = Group(name, 0, world_size, backend, timeout_s, store, self.device)
             except Exception as error:  # reported by the next broadcast
                 entry.error = error
             finally:
@@ -301,17 +309,19 @@ class WeightSender:
         threading.Thread(target=form, name=f"form-{name}", daemon=True).start()
         return store.port
 
+    def _port_if_open(self, name: str, world_size: int, backend: str) -> int | None:
+        """The port of the group `name` if it is open with this shape; 409 if with another. The
+        caller holds self.lock."""
+        existing = self.groups.get(name)
+        if existing is None:
+            return None
+        if (existing.world_size, existing.backend) != (world_size, backend):
+            raise EngineError(409, f"weight-update group {name!r} exists with world_size {existing.world_size} {existing.backend}")
+        return existing.store.port
+
     def destroy(self, name: str) -> bool:
         with self.lock:
             return self.groups.pop(name, None) is not None
-
-    def close(self) -> None:
-        """Tears down every group now, in the caller's thread (a group still forming is torn
-        down when its forming thread ends)."""
-        with self.lock:
-            groups = list(self.groups.values())
-            self.groups.clear()
-        del groups
 
     def broadcast(self, name: str, named: list[tuple[str, torch.Tensor]], bucket_bytes: int, flattened: bool) -> dict:
         with self.lock:
