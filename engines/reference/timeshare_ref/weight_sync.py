@@ -298,13 +298,15 @@ class WeightSender:
             entry = self.groups[name] = _SenderGroup(name, store, world_size, backend, timeout_s)
 
         def form() -> None:
-            try:
-                with _CONSTRUCTING:
+            # The outcome is recorded before the lock is let go: whatever constructs next in this
+            # process sees this group formed or failed.
+            with _CONSTRUCTING:
+                try:
                     entry.group = Group(name, 0, world_size, backend, timeout_s, store, self.device)
-            except Exception as error:  # reported by the next broadcast
-                entry.error = error
-            finally:
-                entry.ready.set()
+                except Exception as error:  # reported by the next broadcast and by describe
+                    entry.error = error
+                finally:
+                    entry.ready.set()
 
         threading.Thread(target=form, name=f"form-{name}", daemon=True).start()
         return store.port
@@ -358,6 +360,6 @@ class WeightSender:
     def describe(self) -> dict:
         with self.lock:
             return {
-                name: {"port": g.store.port, "world_size": g.world_size, "backend": g.backend, "formed": g.group is not None, "sent_buckets": g.sent_buckets, "sent_bytes": g.sent_bytes}
+                name: {"port": g.store.port, "world_size": g.world_size, "backend": g.backend, "formed": g.group is not None, "error": None if g.error is None else str(g.error), "sent_buckets": g.sent_buckets, "sent_bytes": g.sent_bytes}
                 for name, g in self.groups.items()
             }
