@@ -139,21 +139,27 @@ def test_update_and_broadcast_without_the_group_are_refused(client):
     assert status == 409
 
 
-
 def test_a_repeated_open_answers_while_its_group_forms_and_another_group_forms_after_it(processes):
-    (trainer,) = processes(1, ["--weight-sync-timeout-s", "3"])
+    trainer, engine = processes(2, ["--weight-sync-timeout-s", "60"])
     opening = {"group_name": "a", "master_address": "127.0.0.1", "master_port": 0, "world_size": 2, "backend": "gloo"}
     status, first = trainer.post("/trainer/init_weights_update_group", opening)
     assert status == 200, first
-    # No engine joins "a": it forms (holding the process's construction lock) until its timeout.
+    # The engine has not joined: "a" forms (holding the trainer's construction lock) until it does.
     status, again = trainer.post("/trainer/init_weights_update_group", opening)
     assert status == 200 and again["master_port"] == first["master_port"], again
     status, info = trainer.get("/trainer/status")
-    assert status == 200 and info["weight_update_groups"]["a"]["formed"] is False and info["weight_update_groups"]["a"]["error"] is None, info
-    # "b" is constructed only once "a" has stopped forming (failed, with its reason).
-    status, second = trainer.post("/trainer/init_weights_update_group", {**opening, "group_name": "b"})
-    assert status == 200 and second["master_port"] != first["master_port"], second
+    assert status == 200 and info["weight_update_groups"]["a"]["formed"] is False, info
+
+    second: dict = {}
+    opener = threading.Thread(target=lambda: second.update(answer=trainer.post("/trainer/init_weights_update_group", {**opening, "group_name": "b"})))
+    opener.start()
+    opener.join(0.5)
+    assert opener.is_alive(), f"group b was constructed while group a was still forming: {second}"
+    status, joined = engine.post("/init_weights_update_group", {"master_address": "127.0.0.1", "master_port": first["master_port"], "rank_offset": 1, "world_size": 2, "group_name": "a", "backend": "gloo"})
+    assert status == 200 and joined["success"], joined
+    opener.join(60)
+    status, body = second["answer"]
+    assert status == 200 and body["master_port"] != first["master_port"], body
+    # "b" was constructed only after "a" had formed.
     status, info = trainer.get("/trainer/status")
-    assert status == 200 and info["weight_update_groups"]["a"]["formed"] is False and info["weight_update_groups"]["a"]["error"], info
-    status, body = trainer.post("/trainer/broadcast_weights", {"group_name": "a", "version": 0, "bucket_bytes": 1024})
-    assert status == 503 and "failed to form" in body["error"]["message"], body
+    assert status == 200 and info["weight_update_groups"]["a"]["formed"] is True and info["weight_update_groups"]["b"]["formed"] is False, info
