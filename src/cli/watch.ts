@@ -146,12 +146,12 @@ export async function runOutcome(watch: WatchClient, runId: string, tracker: Out
     } catch (error) {
       if (error instanceof WorkflowFailedError) return { kind: 'failed', message: describeError(error) };
       if (error instanceof WorkflowNotFoundError) throw new CliError(`no run '${runId}' (workflow ${runWorkflowId(runId)}) on this server`);
-      if ((await watch.unanswered()) === undefined) {
+      // Counted from now, not from the call's start: the call is a long poll begun with the run.
+      if (await recordIfOutage(error, Date.now(), watch, tracker)) {
+        failuresWhileAnswering = 0;
+      } else {
         failuresWhileAnswering += 1;
         if (failuresWhileAnswering >= 3) throw new CliError(`could not read how run '${runId}' ended: ${describeError(error)}`);
-      } else {
-        failuresWhileAnswering = 0;
-        tracker.failed(error);
       }
       await sleep(RETRY_EVERY_MS);
     }

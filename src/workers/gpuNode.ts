@@ -170,7 +170,7 @@ export async function createGpuNodeWorkers(
     now: () => Date.now(),
   });
   return createAllOrNone(
-    queues.map((taskQueue) => () =>
+    queues.map((taskQueue) =>
       Worker.create({
         connection,
         namespace: context.temporal.namespace,

@@ -42,8 +42,8 @@ export async function runWorkers(workers: Worker[], connection: NativeConnection
  * first failure is what the caller sees (not "Cannot close connection while Workers hold a
  * reference to it").
  */
-export async function createAllOrNone(creations: ReadonlyArray<() => Promise<Worker>>): Promise<Worker[]> {
-  const results = await Promise.allSettled(creations.map((create) => create()));
+export async function createAllOrNone(creations: ReadonlyArray<Promise<Worker>>): Promise<Worker[]> {
+  const results = await Promise.allSettled(creations);
   const created = results.flatMap((result) => (result.status === 'fulfilled' ? [result.value] : []));
   const failed = results.find((result): result is PromiseRejectedResult => result.status === 'rejected');
   if (failed === undefined) return created;

@@ -27,12 +27,11 @@ describe('creating workers all or none (real dev server)', () => {
     rmSync(dir, { recursive: true, force: true });
   });
 
-  const activityWorker = (connection: NativeConnection, taskQueue: string) => () =>
-    Worker.create({ connection, taskQueue, activities: { noop: async () => undefined } });
+  const activityWorker = (connection: NativeConnection, taskQueue: string) => Worker.create({ connection, taskQueue, activities: { noop: async () => undefined } });
 
   it('a worker created and never run holds its connection until it is disposed of', async () => {
     const connection = await NativeConnection.connect({ address: server.address });
-    const worker = await activityWorker(connection, 'lifecycle-held')();
+    const worker = await activityWorker(connection, 'lifecycle-held');
     await expect(connection.close()).rejects.toThrow(HELD);
     await disposeUnstarted([worker], new Error('not wanted'));
     expect(worker.getState()).toBe('STOPPED');
