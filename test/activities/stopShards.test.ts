@@ -8,12 +8,13 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { asyncLocalStorage, CancelledFailure, Context, type Info } from '@temporalio/activity';
+import { CancelledFailure } from '@temporalio/activity';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { createGpuNodeActivities } from '../../src/activities/gpuNode';
 import type { ShardInput, ShardResult } from '../../src/contract/types';
 import type { AgentEnvironment, RolloutEngine, TurnRequest, TurnResult } from '../../src/engines/types';
 import { FsTrajectoryStore, type SampleRecord } from '../../src/store';
+import { inActivity } from '../helpers/activityContext';
 
 const RUN = 'run-stop';
 const ABORTED_TOKENS = 3;
@@ -71,26 +72,6 @@ class GatedStore extends FsTrajectoryStore {
     await this.gate;
     return super.claim(ids, shardId);
   }
-}
-
-/** An activity call in a context of our own, with its cancellation in the test's hands. */
-function inActivity<T>(call: () => Promise<T>): { result: Promise<T>; cancel(reason: 'CANCELLED' | 'TIMED_OUT'): void } {
-  const abort = new AbortController();
-  let rejectCancelled: (error: unknown) => void = () => undefined;
-  const cancelled = new Promise<never>((_, reject) => (rejectCancelled = reject));
-  cancelled.catch(() => undefined);
-  const info = { attempt: 1, isLocal: false, activityType: 'runRolloutShard', activityId: '1' } as unknown as Info;
-  const log = { trace: () => undefined, debug: () => undefined, info: () => undefined, warn: () => undefined, error: () => undefined, log: () => undefined };
-  const ContextClass = Context as unknown as new (...args: unknown[]) => Context;
-  const context = new ContextClass(info, cancelled, abort.signal, () => undefined, undefined, log, undefined, undefined);
-  return {
-    result: asyncLocalStorage.run(context, call),
-    cancel(reason) {
-      const failure = new CancelledFailure(reason);
-      abort.abort(failure);
-      rejectCancelled(failure);
-    },
-  };
 }
 
 function sample(id: number): SampleRecord {

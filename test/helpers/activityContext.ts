@@ -1,0 +1,26 @@
+/**
+ * Runs an activity function in an activity context of our own, with its cancellation in the
+ * test's hands (no worker, no server): for activities whose behaviour under cancellation matters.
+ */
+import { asyncLocalStorage, CancelledFailure, Context, type Info } from '@temporalio/activity';
+
+/** An activity call in a context of our own, with its cancellation in the test's hands. */
+export function inActivity<T>(call: () => Promise<T>, activityType = 'runRolloutShard'): { result: Promise<T>; cancel(reason: 'CANCELLED' | 'TIMED_OUT'): void } {
+  const abort = new AbortController();
+  let rejectCancelled: (error: unknown) => void = () => undefined;
+  const cancelled = new Promise<never>((_, reject) => (rejectCancelled = reject));
+  cancelled.catch(() => undefined);
+  const info = { attempt: 1, isLocal: false, activityType, activityId: '1' } as unknown as Info;
+  const log = { trace: () => undefined, debug: () => undefined, info: () => undefined, warn: () => undefined, error: () => undefined, log: () => undefined };
+  const ContextClass = Context as unknown as new (...args: unknown[]) => Context;
+  const context = new ContextClass(info, cancelled, abort.signal, () => undefined, undefined, log, undefined, undefined);
+  return {
+    result: asyncLocalStorage.run(context, call),
+    cancel(reason) {
+      const failure = new CancelledFailure(reason);
+      abort.abort(failure);
+      rejectCancelled(failure);
+    },
+  };
+}
+
