@@ -1,6 +1,6 @@
 /**
  * Records workflow histories for the replay test (test/pipeline/replay.test.ts): runs each
- * strategy for two iterations on a real dev server with simulated engines and writes the run
+ * strategy (and the multiplexed one with weight sync by broadcast) for two iterations on a real dev server with simulated engines and writes the run
  * workflow's and every iteration workflow's history to test/fixtures/histories/.
  *
  *   npx tsx scripts/record-histories.ts
@@ -20,6 +20,8 @@ const STRATEGIES: Record<string, Record<string, unknown>> = {
   multiplexed: {},
   colocated: { strategy: 'colocated', train: { gpus: 'all' }, asyncRatio: 0 },
   disaggregated: { strategy: 'disaggregated', rollout: { gpus: [0, 1, 2] }, train: { gpus: [3] } },
+  // Weight sync by broadcast: the group's formation and its collectives are commands too.
+  'multiplexed-broadcast': { engine: { weightSync: { mode: 'broadcast' } } },
 };
 
 async function main(): Promise<void> {

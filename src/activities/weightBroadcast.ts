@@ -25,6 +25,7 @@ import {
   type WeightReceiver,
   type WeightSender,
 } from '../engines/types';
+import { EngineHttpError } from '../engines/http/errors';
 import { checkPostcondition } from '../validation/patterns';
 import type { WeightBroadcastActivities } from '../contract/activities';
 import { withHeartbeat } from './heartbeat';
@@ -72,6 +73,25 @@ function readManifest(file: string): WeightManifest {
   return parsed.data;
 }
 
+/** How often a member that did not answer is asked again before a group forms. */
+const MEMBER_POLL_MS = 250;
+
+/**
+ * Whether the rank's engine answers its status: false while it does not answer or answers an HTTP
+ * 5xx (it is starting or restarting); a malformed answer or any other failure is thrown.
+ */
+async function memberAnswers(rank: number, engine: RolloutEngine): Promise<boolean> {
+  let status: unknown;
+  try {
+    status = await engine.status();
+  } catch (error) {
+    if (error instanceof EngineHttpError && (error.status === undefined || error.status >= 500)) return false;
+    throw error;
+  }
+  answer(engineStatusSchema, status, `rank ${rank} engine status`);
+  return true;
+}
+
 export function createWeightBroadcastActivities(deps: WeightBroadcastDeps): WeightBroadcastActivities {
   const sender = (): WeightSender => deps.trainer().broadcast ?? (() => { throw notSupported(`the trainer on node ${deps.node}`); })();
   const receiver = (rank: number): WeightReceiver => deps.engineFor(rank).broadcast ?? (() => { throw notSupported(`the rank ${rank} engine`); })();
@@ -105,6 +125,19 @@ export function createWeightBroadcastActivities(deps: WeightBroadcastDeps): Weig
     async exportWeights({ runId, version }) {
       deps.requireRun(runId);
       await withHeartbeat(deps.heartbeatIntervalMs, () => ({ exporting: version }), () => deps.exportWeights(runId, version));
+    },
+
+    async awaitWeightGroupMembers({ runId, ranks }) {
+      deps.requireRun(runId);
+      let waiting = [...ranks];
+      await withHeartbeat(deps.heartbeatIntervalMs, () => ({ awaitingMembers: waiting }), async () => {
+        for (;;) {
+          const answered = await Promise.all(waiting.map((rank) => memberAnswers(rank, deps.engineFor(rank))));
+          waiting = waiting.filter((_, i) => !answered[i]);
+          if (waiting.length === 0) return;
+          await Context.current().sleep(MEMBER_POLL_MS);
+        }
+      });
     },
 
     async joinWeightGroup({ runId, ranks, group, rankOffsets }) {

@@ -76,6 +76,13 @@ export interface WeightBroadcastActivities {
   closeWeightGroup(input: { runId: string; node: number; groupName: string }): Promise<void>;
   /** Exports the trainer's weights of `version` for a disk sync (idempotent). */
   exportWeights(input: { runId: string; node: number; version: number }): Promise<void>;
+  /**
+   * Resolves once every listed rank's engine answers its status, asking again while one does not
+   * answer or answers an HTTP 5xx (starting, or restarting after a crash); a malformed answer fails
+   * at once. Run before a group forms: a member that cannot join leaves every other member waiting
+   * in the formation until the group's timeout.
+   */
+  awaitWeightGroupMembers(input: NodeRanksInput): Promise<void>;
   /** Each rank joins as ranks rankOffsets[i].. of the group. */
   joinWeightGroup(input: NodeRanksInput & { group: WeightGroup; rankOffsets: number[] }): Promise<void>;
   /** Each rank receives `version` and serves it (checked). */

@@ -86,9 +86,14 @@ export function createBroadcastSync(deps: BroadcastSyncDeps): { syncWeights(rank
   const trainerTeardown = proxyActivities<GpuNodeActivities>({ taskQueue: trainerQueue(spec.taskQueuePrefix, trainerNode), ...teardownOptions });
   const rankTeardown = (rank: RankId) => proxyActivities<GpuNodeActivities>({ taskQueue: rankQueue(spec.taskQueuePrefix, rank), ...teardownOptions });
 
-  /** Opens the group on the trainer, then every node joins; resolves once all joined. */
+  /**
+   * Waits until every member's engine answers (one restarting after a crash would leave the others
+   * in the formation until the group's timeout), opens the group on the trainer, then every node
+   * joins; resolves once all joined.
+   */
   async function form(name: string, ranks: readonly RankId[]): Promise<WeightGroupState> {
     const { offsets, worldSize } = groupRanks(spec.layout, ranks);
+    await everyMember(deps.nodeGroups(ranks).map((onNode) => rankCollective(onNode[0]!).awaitWeightGroupMembers({ runId, ranks: onNode })));
     const opened = await trainerControl.openWeightGroup({
       runId,
       node: trainerNode,

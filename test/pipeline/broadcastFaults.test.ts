@@ -4,9 +4,9 @@
  * reference trainer process, a gloo collective on loopback, a real Temporal dev server). An
  * engine, then the trainer, is SIGKILLed while a broadcast is in flight (the trainer sleeps
  * between buckets, so the transfer is held open for seconds and the kill lands inside it), and
- * started again on its port. The collective fails, the group is torn down and rebuilt with the
- * restarted member, the sync is retried; every engine ends on the run's last version, and the
- * store's audit finds every sample exactly once.
+ * started again on its port. The collective fails, the group is torn down, and once every member
+ * answers again it is rebuilt with the restarted member and the sync retried; every engine ends
+ * on the run's last version, and the store's audit finds every sample exactly once.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
@@ -62,8 +62,10 @@ describe('weight sync by broadcast survives a member killed mid-broadcast (real 
     expect(result.summary.version).toBe(ITERATIONS);
     // Every engine ends on the same, last version.
     expect(result.engineVersions).toEqual([ITERATIONS, ITERATIONS]);
-    // The group was rebuilt: more groups than the one a run needs without faults.
-    expect(result.groupsOpened).toBeGreaterThan(1);
+    // The group was rebuilt once: the run's first group, then one formed when every member
+    // answered again (a formation begun while the killed member was still starting would time
+    // out and need a third).
+    expect(result.groupsOpened).toBe(2);
     // No sample lost or duplicated.
     expect(result.audit.violations).toEqual([]);
     expect(result.audit.batched).toBe(ITERATIONS * 8);

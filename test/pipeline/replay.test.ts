@@ -71,6 +71,13 @@ describe('replay of recorded histories, each against its own workflow code versi
     }
   });
 
+  it('the current fixtures include weight sync by broadcast: a group formed, its members awaited first', () => {
+    const iteration = readFileSync(fixturePath('histories/timeshare-replay-multiplexed-broadcast-iter-0.json'), 'utf8');
+    const scheduled = (historyFromJson(iteration).events ?? []).flatMap((event) => event.activityTaskScheduledEventAttributes?.activityType?.name ?? []);
+    const formation = scheduled.filter((name) => ['awaitWeightGroupMembers', 'openWeightGroup', 'joinWeightGroup', 'broadcastWeights'].includes(name));
+    expect(formation).toEqual(['awaitWeightGroupMembers', 'openWeightGroup', 'joinWeightGroup', 'broadcastWeights']);
+  });
+
   it('v1 fixtures cover both sides of its patched() branches (recorded before and after each change)', () => {
     const ids = (folder: string) => jsonIn(fixturePath(folder)).map((file) => ({ file, ids: patchIds(fixturePath(path.join(folder, file))) }));
     for (const { file, ids: found } of ids('versions/v1/histories')) expect(found, file).toContain('lost-ranks');
