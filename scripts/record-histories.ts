@@ -1,7 +1,8 @@
 /**
  * Records workflow histories for the replay test (test/pipeline/replay.test.ts): runs each
- * strategy (and the multiplexed one with weight sync by broadcast) for two iterations on a real dev server with simulated engines and writes the run
- * workflow's and every iteration workflow's history to test/fixtures/histories/.
+ * strategy, and the multiplexed one with weight sync by broadcast, for two iterations on a real
+ * dev server with simulated engines and writes the run workflow's and every iteration workflow's
+ * history to test/fixtures/histories/.
  *
  *   npx tsx scripts/record-histories.ts
  *
