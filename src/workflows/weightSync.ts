@@ -17,6 +17,7 @@ import type { RetryPolicy } from '@temporalio/common';
 import { rankById, type PoolLayout, type RankId } from '../gpu/layout';
 import type { GpuNodeActivities } from '../contract/activities';
 import { describeError } from '../contract/errors';
+import { rankRanges } from './drive';
 import { rankQueue, trainerQueue } from '../contract/naming';
 import type { BroadcastSyncSpec, RunSpec, WeightGroupState } from '../contract/types';
 
@@ -93,17 +94,20 @@ export function createBroadcastSync(deps: BroadcastSyncDeps): { syncWeights(rank
    */
   async function form(name: string, ranks: readonly RankId[]): Promise<WeightGroupState> {
     const { offsets, worldSize } = groupRanks(spec.layout, ranks);
-    await everyMember(deps.nodeGroups(ranks).map((onNode) => rankCollective(onNode[0]!).awaitWeightGroupMembers({ runId, ranks: onNode })));
-    const opened = await trainerControl.openWeightGroup({
-      runId,
-      node: trainerNode,
-      spec: { name, masterAddress: sync.masterAddress, worldSize, backend: sync.backend },
-      bucketBytes: sync.bucketBytes,
-    });
+    await everyMember(
+      deps.nodeGroups(ranks).map((onNode) =>
+        rankCollective(onNode[0]!).awaitWeightGroupMembers.executeWithOptions({ summary: `await engines of ranks ${rankRanges(onNode)} for ${name}` }, [{ runId, ranks: onNode }]),
+      ),
+    );
+    const opened = await trainerControl.openWeightGroup.executeWithOptions({ summary: `open weight group ${name} (world size ${worldSize})` }, [
+      { runId, node: trainerNode, spec: { name, masterAddress: sync.masterAddress, worldSize, backend: sync.backend }, bucketBytes: sync.bucketBytes },
+    ]);
     const group = { ...opened, ranks: [...ranks].sort((a, b) => a - b) };
     await everyMember(
       deps.nodeGroups(ranks).map((onNode) =>
-        rankCollective(onNode[0]!).joinWeightGroup({ runId, ranks: onNode, group: opened, rankOffsets: onNode.map((rank) => offsets.get(rank)!) }),
+        rankCollective(onNode[0]!).joinWeightGroup.executeWithOptions({ summary: `join ${name}: ranks ${rankRanges(onNode)}` }, [
+          { runId, ranks: onNode, group: opened, rankOffsets: onNode.map((rank) => offsets.get(rank)!) },
+        ]),
       ),
     );
     return group;
@@ -113,15 +117,23 @@ export function createBroadcastSync(deps: BroadcastSyncDeps): { syncWeights(rank
   async function transfer(group: WeightGroupState, version: number): Promise<void> {
     const { ranks, ...wire } = group;
     await everyMember([
-      trainerCollective.broadcastWeights({ runId, node: trainerNode, groupName: group.name, version, bucketBytes: sync.bucketBytes, layout: sync.layout }),
-      ...deps.nodeGroups(ranks).map((onNode) => rankCollective(onNode[0]!).receiveWeights({ runId, ranks: onNode, group: wire, version })),
+      trainerCollective.broadcastWeights.executeWithOptions({ summary: `broadcast v${version} in ${group.name}` }, [
+        { runId, node: trainerNode, groupName: group.name, version, bucketBytes: sync.bucketBytes, layout: sync.layout },
+      ]),
+      ...deps.nodeGroups(ranks).map((onNode) =>
+        rankCollective(onNode[0]!).receiveWeights.executeWithOptions({ summary: `receive v${version} in ${group.name}: ranks ${rankRanges(onNode)}` }, [
+          { runId, ranks: onNode, group: wire, version },
+        ]),
+      ),
     ]);
   }
 
   async function teardown(name: string, ranks: readonly RankId[]): Promise<void> {
     const closing = [
-      trainerTeardown.closeWeightGroup({ runId, node: trainerNode, groupName: name }),
-      ...deps.nodeGroups(ranks).map((onNode) => rankTeardown(onNode[0]!).leaveWeightGroup({ runId, ranks: onNode, groupName: name })),
+      trainerTeardown.closeWeightGroup.executeWithOptions({ summary: `close ${name}` }, [{ runId, node: trainerNode, groupName: name }]),
+      ...deps.nodeGroups(ranks).map((onNode) =>
+        rankTeardown(onNode[0]!).leaveWeightGroup.executeWithOptions({ summary: `leave ${name}: ranks ${rankRanges(onNode)}` }, [{ runId, ranks: onNode, groupName: name }]),
+      ),
     ];
     const results = await Promise.allSettled(closing);
     for (const result of results) {
@@ -160,7 +172,7 @@ export function createBroadcastSync(deps: BroadcastSyncDeps): { syncWeights(rank
     }
     if (sync.fallback === 'disk') {
       log.warn(`weight sync of v${version}: broadcast failed ${sync.attempts} times, falling back to disk: ${failures.join('; ')}`);
-      await trainerControl.exportWeights({ runId, node: trainerNode, version });
+      await trainerControl.exportWeights.executeWithOptions({ summary: `export v${version} (broadcast failed: sync from disk)` }, [{ runId, node: trainerNode, version }]);
       await deps.diskSync(ranks, version);
       return { group: undefined, attempts: sync.attempts, fellBackToDisk: true };
     }
