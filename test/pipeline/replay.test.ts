@@ -78,6 +78,16 @@ describe('replay of recorded histories, each against its own workflow code versi
     expect(formation).toEqual(['awaitWeightGroupMembers', 'openWeightGroup', 'joinWeightGroup', 'broadcastWeights']);
   });
 
+  it('every activity the current code schedules says what it does in the Temporal UI (a summary)', () => {
+    const unsummarised = jsonIn(fixturePath('histories')).flatMap((file) =>
+      (historyFromJson(readFileSync(fixturePath(path.join('histories', file)), 'utf8')).events ?? []).flatMap((event) => {
+        const name = event.activityTaskScheduledEventAttributes?.activityType?.name;
+        return name !== undefined && event.userMetadata?.summary?.data == null ? [`${file}: ${name}`] : [];
+      }),
+    );
+    expect(unsummarised).toEqual([]);
+  });
+
   it('v1 fixtures cover both sides of its patched() branches (recorded before and after each change)', () => {
     const ids = (folder: string) => jsonIn(fixturePath(folder)).map((file) => ({ file, ids: patchIds(fixturePath(path.join(folder, file))) }));
     for (const { file, ids: found } of ids('versions/v1/histories')) expect(found, file).toContain('lost-ranks');
