@@ -370,7 +370,7 @@ export const weightSyncSchema = z
     backend: collectiveBackendSchema.default('nccl'),
     /** Bucket size: one broadcast per bucket of consecutive tensors (a bigger tensor goes alone). */
     bucketMiB: positiveNumber(65_536).default(512),
-    /** One deadline for the whole collective (group formation + transfer on every member). */
+    /** One deadline for the whole collective: every member answering (after a restart), group formation, transfer. */
     timeoutSeconds: positiveNumber(86_400).default(600),
     /** Collectives tried (each in a new group) before the sync fails or falls back. */
     attempts: intIn(1, 20).default(3),
