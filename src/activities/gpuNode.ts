@@ -172,7 +172,8 @@ async function claimLive(store: TrajectoryStore, ids: number[], owner: string): 
 
 /**
  * Waits for every rank's call of a per-node activity before failing with the first error: a
- * retry must not find sibling engines still busy with the failed attempt's calls.
+ * retry must not find sibling engines still busy with the failed attempt's calls. (A collective's
+ * calls fail at the first error instead: weightBroadcast.ts, onEveryRankOfCollective.)
  */
 export async function everyRank(calls: Promise<void>[]): Promise<void> {
   const results = await Promise.allSettled(calls);

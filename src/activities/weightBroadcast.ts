@@ -92,6 +92,31 @@ async function memberAnswers(rank: number, engine: RolloutEngine): Promise<boole
   return true;
 }
 
+/**
+ * Runs the ranks' sides of one collective on this node; the first to fail aborts the others' calls
+ * and is thrown at once. A member whose engine died leaves its siblings waiting in the collective
+ * (on NCCL until its own timeout), and waiting for them would hide the cause behind the sync's
+ * deadline. Unlike the memory and disk calls (everyRank, which wait for every rank so that a retry
+ * does not meet siblings still busy), a collective is never retried in place: the next attempt
+ * forms a new group, and a sibling left in the old one is freed by that group's timeout.
+ */
+async function onEveryRankOfCollective(
+  ranks: readonly number[],
+  activitySignal: AbortSignal,
+  call: (rank: number, index: number, signal: AbortSignal) => Promise<void>,
+): Promise<void> {
+  const failed = new AbortController();
+  const signal = AbortSignal.any([activitySignal, failed.signal]);
+  const calls = ranks.map((rank, index) =>
+    call(rank, index, signal).catch((error: unknown) => {
+      failed.abort(error);
+      throw error;
+    }),
+  );
+  for (const pending of calls) pending.catch(() => undefined);
+  await Promise.all(calls);
+}
+
 export function createWeightBroadcastActivities(deps: WeightBroadcastDeps): WeightBroadcastActivities {
   const sender = (): WeightSender => deps.trainer().broadcast ?? (() => { throw notSupported(`the trainer on node ${deps.node}`); })();
   const receiver = (rank: number): WeightReceiver => deps.engineFor(rank).broadcast ?? (() => { throw notSupported(`the rank ${rank} engine`); })();
@@ -144,7 +169,7 @@ export function createWeightBroadcastActivities(deps: WeightBroadcastDeps): Weig
       deps.requireRun(runId);
       checkPostcondition('one rank offset per rank', rankOffsets.length === ranks.length, () => JSON.stringify({ ranks, rankOffsets }));
       await withHeartbeat(deps.heartbeatIntervalMs, () => ({ joining: group.name, ranks }), () =>
-        deps.everyRank(ranks.map((rank, i) => receiver(rank).joinWeightGroup(group, rankOffsets[i]!, signal()))),
+        onEveryRankOfCollective(ranks, signal(), (rank, i, rankSignal) => receiver(rank).joinWeightGroup(group, rankOffsets[i]!, rankSignal)),
       );
     },
 
@@ -152,14 +177,12 @@ export function createWeightBroadcastActivities(deps: WeightBroadcastDeps): Weig
       deps.requireRun(runId);
       const manifest = readManifest(manifestPath(deps.weightsDir(runId), group.name));
       await withHeartbeat(deps.heartbeatIntervalMs, () => ({ receiving: version, group: group.name, ranks }), () =>
-        deps.everyRank(
-          ranks.map(async (rank) => {
-            const engine = deps.engineFor(rank);
-            await receiver(rank).receiveWeights(group, version, manifest, signal());
-            const status = answer(engineStatusSchema, await engine.status(), `rank ${rank} engine status`);
-            checkPostcondition(`rank ${rank} serves weights v${version}`, status.weightVersion === version, () => JSON.stringify(status));
-          }),
-        ),
+        onEveryRankOfCollective(ranks, signal(), async (rank, _, rankSignal) => {
+          const engine = deps.engineFor(rank);
+          await receiver(rank).receiveWeights(group, version, manifest, rankSignal);
+          const status = answer(engineStatusSchema, await engine.status(), `rank ${rank} engine status`);
+          checkPostcondition(`rank ${rank} serves weights v${version}`, status.weightVersion === version, () => JSON.stringify(status));
+        }),
       );
     },
 
