@@ -8,9 +8,8 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { manifestPath } from '../../src/activities/weightBroadcast';
-import { createGpuNodeActivities } from '../../src/activities/gpuNode';
-import type { AgentEnvironment, RolloutEngine, WeightGroup, WeightManifest } from '../../src/engines/types';
-import { inActivity } from '../helpers/activityContext';
+import type { WeightGroup, WeightManifest } from '../../src/engines/types';
+import { engineOnlyNodeActivities, inActivity } from '../helpers/activityContext';
 
 const RUN = 'run-collective';
 const GROUP: WeightGroup = { name: 'g1', masterAddress: '127.0.0.1', masterPort: 29_500, worldSize: 3, backend: 'gloo' };
@@ -67,22 +66,7 @@ describe('a node’s side of a collective', () => {
   });
   afterEach(() => rmSync(dir, { recursive: true, force: true }));
 
-  const activitiesFor = (engines: CollectiveEngine[]) =>
-    createGpuNodeActivities({
-      node: 0,
-      runId: RUN,
-      engines: new Map(engines.map((engine, rank) => [rank, engine as unknown as RolloutEngine])),
-      trainer: undefined,
-      environment: {} as AgentEnvironment,
-      store: () => {
-        throw new Error('no store in these tests');
-      },
-      weightsPath: () => path.join(dir, 'unused'),
-      weightsDir: () => dir,
-      timeScale: 1,
-      heartbeatIntervalMs: 60_000,
-      now: () => Date.now(),
-    });
+  const activitiesFor = (engines: CollectiveEngine[]) => engineOnlyNodeActivities(RUN, engines, dir);
 
   it('join: the first rank to fail aborts its sibling still waiting in the formation, and its error is the answer', async () => {
     const waiting = new CollectiveEngine('wait');

@@ -6,10 +6,8 @@
  */
 import { ApplicationFailure, CancelledFailure } from '@temporalio/common';
 import { describe, expect, it } from 'vitest';
-import { createGpuNodeActivities } from '../../src/activities/gpuNode';
 import { EngineHttpError } from '../../src/engines/http/errors';
-import type { AgentEnvironment, RolloutEngine } from '../../src/engines/types';
-import { inActivity } from '../helpers/activityContext';
+import { engineOnlyNodeActivities, inActivity } from '../helpers/activityContext';
 
 const RUN = 'run-members';
 const UP = { weightVersion: 3, resident: ['weights', 'kv_cache'], runningRequests: 0 };
@@ -46,26 +44,8 @@ class ScriptedEngine {
   }
 }
 
-function activitiesFor(engines: ScriptedEngine[]) {
-  return createGpuNodeActivities({
-    node: 0,
-    runId: RUN,
-    engines: new Map(engines.map((engine, rank) => [rank, engine as unknown as RolloutEngine])),
-    trainer: undefined,
-    environment: {} as AgentEnvironment,
-    store: () => {
-      throw new Error('no store in these tests');
-    },
-    weightsPath: () => '/nonexistent',
-    weightsDir: () => '/nonexistent',
-    timeScale: 1,
-    heartbeatIntervalMs: 60_000,
-    now: () => Date.now(),
-  });
-}
-
 const awaitMembers = (engines: ScriptedEngine[]) =>
-  inActivity(() => activitiesFor(engines).awaitWeightGroupMembers({ runId: RUN, ranks: engines.map((_, rank) => rank) }), 'awaitWeightGroupMembers');
+  inActivity(() => engineOnlyNodeActivities(RUN, engines).awaitWeightGroupMembers({ runId: RUN, ranks: engines.map((_, rank) => rank) }), 'awaitWeightGroupMembers');
 
 describe('awaitWeightGroupMembers', () => {
   it('asks a member again while it does not answer or answers an HTTP 5xx, and resolves once every member answers', async () => {

@@ -2,7 +2,10 @@
  * Runs an activity function in an activity context of our own, with its cancellation in the
  * test's hands (no worker, no server): for activities whose behaviour under cancellation matters.
  */
+import path from 'node:path';
 import { asyncLocalStorage, CancelledFailure, Context, type Info } from '@temporalio/activity';
+import { createGpuNodeActivities } from '../../src/activities/gpuNode';
+import type { AgentEnvironment, RolloutEngine } from '../../src/engines/types';
 
 /** An activity call in a context of our own, with its cancellation in the test's hands. */
 export function inActivity<T>(call: () => Promise<T>, activityType = 'runRolloutShard'): { result: Promise<T>; cancel(reason: 'CANCELLED' | 'TIMED_OUT'): void } {
@@ -24,3 +27,25 @@ export function inActivity<T>(call: () => Promise<T>, activityType = 'runRollout
   };
 }
 
+
+/**
+ * A gpu-node worker's activities over the given engines (rank i: engines[i]), for activities that
+ * need neither a store, an environment nor a trainer (weight sync's engine side).
+ */
+export function engineOnlyNodeActivities(runId: string, engines: readonly unknown[], weightsDir = '/nonexistent') {
+  return createGpuNodeActivities({
+    node: 0,
+    runId,
+    engines: new Map(engines.map((engine, rank) => [rank, engine as RolloutEngine])),
+    trainer: undefined,
+    environment: {} as AgentEnvironment,
+    store: () => {
+      throw new Error('no store in these tests');
+    },
+    weightsPath: () => path.join(weightsDir, 'unused'),
+    weightsDir: () => weightsDir,
+    timeScale: 1,
+    heartbeatIntervalMs: 60_000,
+    now: () => Date.now(),
+  });
+}
