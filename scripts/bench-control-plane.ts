@@ -17,7 +17,6 @@ import path from 'node:path';
 import { Command } from 'commander';
 import { Client, Connection } from '@temporalio/client';
 import type { temporal } from '@temporalio/proto';
-import { bundleWorkflowCode, DefaultLogger } from '@temporalio/worker';
 import { installRuntimeLogger } from '../src/workers/logging';
 import { historyToJson } from '../src/temporal/historyJson';
 import { BENCH_TIME_SCALE, type BenchPoint } from '../src/controlPlaneBench/benchConfig';
@@ -25,8 +24,7 @@ import { checkTargets, growth, summarize, table, type PointSummary } from '../sr
 import { runPoint, type BenchEnv, type PointResult, type WorkerMode } from '../src/controlPlaneBench/runPoint';
 import { checkIntRange } from '../src/validation/patterns';
 import { startDevServer } from '../src/temporal/devServer';
-import { PAYLOAD_CONVERTER_PATH } from '../src/temporal/security';
-import { WORKFLOWS_PATH } from '../src/workers/orchestrator';
+import { cachedWorkflowBundle, WORKFLOW_BUNDLE_INPUTS } from '../src/workers/bundle';
 
 interface Flags {
   quick?: boolean;
@@ -121,7 +119,8 @@ async function main(): Promise<void> {
   const connection = await Connection.connect({ address: server.address });
   const results: PointResult[] = [];
   try {
-    const bundle = await bundleWorkflowCode({ workflowsPath: WORKFLOWS_PATH, payloadConverterPath: PAYLOAD_CONVERTER_PATH, logger: new DefaultLogger('ERROR') });
+    // The bundle the workers of `timeshare dev` and `timeshare worker` run (built once per code version).
+    const bundle = await cachedWorkflowBundle(WORKFLOW_BUNDLE_INPUTS);
     const env: BenchEnv = { server, client: new Client({ connection }), bundle, rootDir };
     const sections: { title: string; summaries: PointSummary[]; axis: 'ranks' | 'batch' }[] = [];
     for (const section of plan(flags)) {

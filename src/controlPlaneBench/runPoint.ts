@@ -9,7 +9,7 @@ import path from 'node:path';
 import { monitorEventLoopDelay, type IntervalHistogram } from 'node:perf_hooks';
 import type { Client } from '@temporalio/client';
 import { temporal } from '@temporalio/proto';
-import type { WorkflowBundleWithSourceMap } from '@temporalio/worker';
+import type { CachedWorkflowBundle } from '../workers/bundle';
 import { parseRunConfig } from '../config';
 import { checkPostcondition } from '../validation/patterns';
 import { iterationWorkflowId, orchestratorQueue, runWorkflowId } from '../contract/naming';
@@ -31,7 +31,7 @@ const EventType = temporal.api.enums.v1.EventType;
 export interface BenchEnv {
   server: DevServer;
   client: Client;
-  bundle: WorkflowBundleWithSourceMap;
+  bundle: CachedWorkflowBundle;
   /** Scratch folder: one subfolder per point (store, engine state, configs, worker logs). */
   rootDir: string;
 }

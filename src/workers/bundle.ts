@@ -22,6 +22,12 @@ export interface BundleInputs {
   workflowsPath: string;
   /** A module exporting `payloadConverter`, used inside the workflow sandbox (src/temporal/payloadConverter.ts). */
   payloadConverterPath?: string;
+  /**
+   * Modules evaluated once per worker thread and shared by every workflow (the SDK's
+   * `preloadModules`; the rest of the bundle is evaluated again for each workflow the worker
+   * creates). Shared modules are deep-frozen: only modules without per-workflow state belong here.
+   */
+  preloadModules?: readonly string[];
 }
 
 /**
@@ -35,6 +41,8 @@ export const WORKFLOWS_PATH = path.join(repoRoot(), 'src', 'workflows', 'index.t
 export const WORKFLOW_BUNDLE_INPUTS: BundleInputs = {
   workflowsPath: WORKFLOWS_PATH,
   payloadConverterPath: path.join(repoRoot(), 'src', 'temporal', 'payloadConverter.ts'),
+  // zod, evaluated once per worker instead of at every workflow's creation (docs/benchmarks.md).
+  preloadModules: [path.join(repoRoot(), 'src', 'workflows', 'preloaded.ts')],
 };
 
 export interface WorkflowSources {
@@ -96,15 +104,17 @@ const bundleInputs = (inputs: string | BundleInputs): BundleInputs => (typeof in
 
 /** What goes into the bundle of these inputs (a workflows entry alone, or with a payload converter), and its content hash. Pure reads; no bundling. */
 export function workflowSources(inputs: string | BundleInputs): WorkflowSources {
-  const { workflowsPath: entry, payloadConverterPath: converter } = bundleInputs(inputs);
+  const { workflowsPath: entry, payloadConverterPath: converter, preloadModules = [] } = bundleInputs(inputs);
   const root = packageRoot(entry);
   const lockFile = path.join(root, 'package-lock.json');
-  const files = [...localModules(converter === undefined ? [entry] : [entry, converter]), ...(existsSync(lockFile) ? [lockFile] : [])]
+  const entries = [entry, ...(converter === undefined ? [] : [converter]), ...preloadModules];
+  const files = [...localModules(entries), ...(existsSync(lockFile) ? [lockFile] : [])]
     .map((file) => path.relative(root, file))
     .sort();
   const hash = createHash('sha256').update(BUNDLE_RECIPE).update('\0');
-  // Which module is the converter matters too (the same files bundled without it are another bundle).
+  // Which module is the converter matters too (the same files bundled without it are another bundle); so do the preloaded ones.
   hash.update(`payload converter: ${converter === undefined ? '(default)' : path.relative(root, path.resolve(converter))}`).update('\0');
+  hash.update(`preloaded: ${preloadModules.map((file) => path.relative(root, path.resolve(file))).join(', ')}`).update('\0');
   for (const file of files) hash.update(file).update('\0').update(readFileSync(path.join(root, file))).update('\0');
   return { entry: path.resolve(entry), ...(converter === undefined ? {} : { payloadConverterPath: path.resolve(converter) }), files, hash: hash.digest('hex') };
 }
@@ -127,14 +137,19 @@ const quietLogger = {
  * there (atomically: concurrent workers never read a half-written file).
  */
 export async function cachedWorkflowBundle(inputs: string | BundleInputs, cacheDir = bundleCacheDir(bundleInputs(inputs).workflowsPath)): Promise<CachedWorkflowBundle> {
-  const { workflowsPath, payloadConverterPath } = bundleInputs(inputs);
+  const { workflowsPath, payloadConverterPath, preloadModules } = bundleInputs(inputs);
   const { hash } = workflowSources(inputs);
   const buildId = buildIdOfHash(hash);
   const codePath = path.join(cacheDir, `${hash}.js`);
   if (existsSync(codePath)) return { codePath, buildId, built: false };
   // Loaded here, not at the top: reading the cache (and `dev`, which only looks up build ids) needs no webpack.
   const { bundleWorkflowCode } = await import('@temporalio/worker');
-  const { code } = await bundleWorkflowCode({ workflowsPath, ...(payloadConverterPath === undefined ? {} : { payloadConverterPath }), logger: quietLogger });
+  const { code } = await bundleWorkflowCode({
+    workflowsPath,
+    ...(payloadConverterPath === undefined ? {} : { payloadConverterPath }),
+    ...(preloadModules === undefined ? {} : { preloadModules: [...preloadModules] }),
+    logger: quietLogger,
+  });
   mkdirSync(cacheDir, { recursive: true });
   const partial = `${codePath}.${process.pid}.partial`;
   writeFileSync(partial, code);

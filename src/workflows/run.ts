@@ -28,18 +28,7 @@ import { describeError } from '../contract/errors';
 import { ITERATION_KEY, PHASE_KEY, RUN_ID_KEY, STRATEGY_KEY } from '../temporal/searchAttributes';
 import { assertDecoded, isUndecodable } from '../temporal/payloadConverter';
 import { iterationWorkflow } from './iteration';
-import {
-  batchSizeUpdateSchema,
-  pauseUpdate,
-  resumeUpdate,
-  returnRanksUpdate,
-  returnRanksUpdateSchema,
-  setBatchSizeUpdate,
-  setShrinkSetUpdate,
-  shrinkSetUpdateSchema,
-  statusQuery,
-  stopUpdate,
-} from './signals';
+import { pauseUpdate, resumeUpdate, returnRanksUpdate, setBatchSizeUpdate, setShrinkSetUpdate, statusQuery, stopUpdate, updateSchemas } from './signals';
 
 /** What carries over continue-as-new. */
 export interface RunState {
@@ -204,21 +193,21 @@ function registerHandlers(run: RunContext): void {
   );
   setHandler(returnRanksUpdate, (request) => (returnRanks(run, request.ranks), status()), {
     validator: (request) => {
-      const { ranks } = returnRanksUpdateSchema.parse(request);
+      const { ranks } = updateSchemas().returnRanks.parse(request);
       removeLostRanks(spec.layout, state.lostRanks ?? [], ranks);
     },
   });
   setHandler(stopUpdate, () => ((state.stopRequested = true), status()), { validator: () => rejectIfStopping(state) });
   setHandler(setBatchSizeUpdate, (request) => ((state.batchSize = request.batchSize), status()), {
     validator: (request) => {
-      const { batchSize } = batchSizeUpdateSchema.parse(request);
+      const { batchSize } = updateSchemas().batchSize.parse(request);
       // A batch must be able to fill from the live samples the rollout keeps going.
       checkIntRange('batchSize', batchSize, 1, spec.maxConcurrentSamples);
     },
   });
   setHandler(setShrinkSetUpdate, (request) => ((state.shrinkOverride = request.ranks), status()), {
     validator: (request) => {
-      const { ranks } = shrinkSetUpdateSchema.parse(request);
+      const { ranks } = updateSchemas().shrinkSet.parse(request);
       if (ranks !== null) planShrink(spec.layout, ranks);
     },
   });

@@ -24,6 +24,18 @@ export const setShrinkSetUpdate = defineUpdate<RunStatus, [{ ranks: number[] | n
 /** The operator brought a lost node back: its ranks rejoin the pool at the next iteration. */
 export const returnRanksUpdate = defineUpdate<RunStatus, [{ ranks: number[] }]>('returnRanks');
 
-export const batchSizeUpdateSchema = z.object({ batchSize: z.number().int().min(1) }).strict();
-export const shrinkSetUpdateSchema = z.object({ ranks: z.array(z.number().int().nonnegative()).nullable() }).strict();
-export const returnRanksUpdateSchema = z.object({ ranks: z.array(z.number().int().nonnegative()).min(1) }).strict();
+const buildUpdateSchemas = () => ({
+  batchSize: z.object({ batchSize: z.number().int().min(1) }).strict(),
+  shrinkSet: z.object({ ranks: z.array(z.number().int().nonnegative()).nullable() }).strict(),
+  returnRanks: z.object({ ranks: z.array(z.number().int().nonnegative()).min(1) }).strict(),
+});
+let updateSchemasBuilt: ReturnType<typeof buildUpdateSchemas> | undefined;
+
+/**
+ * The update payloads' schemas, built at the first update a workflow validates: each workflow
+ * evaluates this module again, and an iteration workflow takes no update.
+ */
+export function updateSchemas(): ReturnType<typeof buildUpdateSchemas> {
+  updateSchemasBuilt ??= buildUpdateSchemas();
+  return updateSchemasBuilt;
+}

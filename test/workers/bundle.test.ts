@@ -56,6 +56,19 @@ describe('workflow bundle cache', () => {
     expect(workflowSources(entry).hash).toBe(without.hash);
   });
 
+  it('covers the preloaded modules: preloading one, or changing it, is another code version', () => {
+    const dir = tinyPackage();
+    const entry = path.join(dir, 'src', 'index.ts');
+    writeFileSync(path.join(dir, 'src', 'shared.ts'), "import { b } from './lib/b';\nexport const shared = b;\n");
+    const preloadModules = [path.join(dir, 'src', 'shared.ts')];
+    const without = workflowSources(entry);
+    const withPreload = workflowSources({ workflowsPath: entry, preloadModules });
+    expect(withPreload.files).toEqual(['package-lock.json', 'src/a.ts', 'src/index.ts', 'src/lib/b.ts', 'src/shared.ts', 'src/types.ts']);
+    expect(withPreload.hash).not.toBe(without.hash);
+    writeFileSync(path.join(dir, 'src', 'shared.ts'), "import { b } from './lib/b';\nexport const shared = [b];\n");
+    expect(workflowSources({ workflowsPath: entry, preloadModules }).hash).not.toBe(withPreload.hash);
+  });
+
   it('names an import it cannot resolve', () => {
     const dir = tinyPackage();
     writeFileSync(path.join(dir, 'src', 'a.ts'), "import { gone } from './gone';\nexport const a = gone;\n");
