@@ -298,6 +298,9 @@ export function createGpuNodeActivities(deps: GpuNodeDeps): GpuNodeActivities {
     // The prefix keeps the versions that generated it; this call's tokens are the engine's current version.
     const tokenVersions = appendSpan(partial === undefined ? [] : turnVersionSpans(partial), result.weightVersion, result.outputTokens);
     if (result.finishReason === 'abort') {
+      // Aborted before its first token (queued in the engine, most often): the record already
+      // holds all the turn has, so a stop writes nothing for this sample.
+      if (result.outputTokens === 0) return 'aborted';
       const store = deps.store(input.runId);
       const next: SampleRecord = {
         ...current,

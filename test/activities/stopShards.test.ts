@@ -23,12 +23,14 @@ const ABORTED_TOKENS = 3;
 class HoldingEngine {
   readonly started: string[] = [];
   private onStart: (() => void) | undefined;
+  /** Tokens an aborted turn answers with (0: it was queued and never decoded). */
+  abortedTokens = ABORTED_TOKENS;
 
   generate(request: TurnRequest, signal?: AbortSignal): Promise<TurnResult> {
     this.started.push(request.requestId);
     this.onStart?.();
     return new Promise((resolve) => {
-      const answer = () => resolve({ requestId: request.requestId, outputTokens: ABORTED_TOKENS, finishReason: 'abort', weightVersion: 0 });
+      const answer = () => resolve({ requestId: request.requestId, outputTokens: this.abortedTokens, finishReason: 'abort', weightVersion: 0 });
       if (signal?.aborted) answer();
       else signal?.addEventListener('abort', answer, { once: true });
     });
@@ -53,11 +55,17 @@ class HoldingEngine {
   }
 }
 
-/** A store whose claims wait until `open()`: holds a shard in its claim. */
+/** A store whose claims wait until `open()`: holds a shard in its claim. Counts checkpoints by sample. */
 class GatedStore extends FsTrajectoryStore {
   private gate: Promise<void> = Promise.resolve();
   private release: () => void = () => undefined;
   claiming = false;
+  readonly checkpointed: number[] = [];
+
+  override checkpoint(record: SampleRecord, shardId: string): Promise<void> {
+    this.checkpointed.push(record.id);
+    return super.checkpoint(record, shardId);
+  }
 
   hold(): void {
     this.gate = new Promise((resolve) => (this.release = resolve));
@@ -147,6 +155,30 @@ describe('stopShards', () => {
   it('does not answer for a shard whose cancellation was a timeout (Temporal may run it again)', async () => {
     const answer = await cancelledThenStopped('s-timed-out', 'TIMED_OUT');
     expect(answer).toEqual({ stopped: [], checkpointed: [], outcomes: [] });
+  });
+
+  it('writes no checkpoint for a turn aborted before its first token; one with tokens is kept', async () => {
+    const prefix = { turn: 0, tokens: 5, weightVersion: 0, tokenVersions: [{ version: 0, tokens: 5 }], rank: 3 };
+    await store.createSamples([{ ...sample(3), partial: prefix }]);
+    const running = inActivity<ShardResult>(() => activities.runRolloutShard(shard('s-queued', [1, 3])));
+    await engine.turnsStarted(2);
+    engine.abortedTokens = 0;
+    const before = await store.readSamples([1, 3]);
+    const answer = await inActivity(() => activities.stopShards({ runId: RUN, shardIds: ['s-queued'] })).result;
+    expect(inIdOrder(answer.outcomes)).toMatchObject([{ shardId: 's-queued', completed: [], unfinished: [1, 3], dropped: [] }]);
+    await running.result;
+    expect(store.checkpointed).toEqual([]);
+    // As claimed: no partial turn for the sample that had none, the earlier prefix (from rank 3) for the other.
+    expect(await store.readSamples([1, 3])).toEqual(before);
+    expect((await store.readSamples([3]))[0]!.partial).toEqual(prefix);
+
+    engine.abortedTokens = ABORTED_TOKENS;
+    const again = inActivity<ShardResult>(() => activities.runRolloutShard(shard('s-decoding', [1])));
+    await engine.turnsStarted(3);
+    await inActivity(() => activities.stopShards({ runId: RUN, shardIds: ['s-decoding'] })).result;
+    await again.result;
+    expect(store.checkpointed).toEqual([1]);
+    expect((await store.readSamples([1]))[0]!.partial).toMatchObject({ turn: 0, tokens: ABORTED_TOKENS, rank: 0 });
   });
 
   it('stops a shard that is still claiming its samples, and answers once they are claimed', async () => {
