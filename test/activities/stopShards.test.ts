@@ -62,7 +62,7 @@ class GatedStore extends FsTrajectoryStore {
   claiming = false;
   readonly checkpointed: number[] = [];
 
-  override checkpoint(record: SampleRecord, shardId: string): Promise<void> {
+  override checkpoint(record: SampleRecord, shardId: string): ReturnType<FsTrajectoryStore['checkpoint']> {
     this.checkpointed.push(record.id);
     return super.checkpoint(record, shardId);
   }
