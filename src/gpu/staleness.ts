@@ -81,6 +81,12 @@ export interface KvCapInput {
   /** The ranks rolling out now (the samples admitted go there; the running ones are there). */
   ranksRollingOut: number;
   trainedContext: TrainedContext | undefined;
+  /**
+   * rollout.maxTokens, the longest context a trajectory reaches: before the run trained a batch
+   * with known contexts, the cap counts every rolling sample as growing towards it
+   * (`residentContextBeforeTraining`).
+   */
+  maxContextTokens: number;
 }
 
 /**
@@ -163,6 +169,17 @@ export function residentContext(trained: TrainedContext | undefined): ResidentCo
 }
 
 /**
+ * The resident context of a rolling sample before any batch was trained: the run knows no context
+ * yet but its bound, rollout.maxTokens (M). Each sample taken to grow evenly towards M, as in
+ * `residentContext` with every L = M: uniform on [0, M], mean M / 2, standard deviation M / √12.
+ * The worst case the config allows; the first trained batch replaces it.
+ */
+export function residentContextBeforeTraining(maxContextTokens: number): ResidentContext {
+  checkIntRange('KV cap: max context tokens (rollout.maxTokens)', maxContextTokens, 1, Number.MAX_SAFE_INTEGER);
+  return { mean: maxContextTokens / 2, sd: maxContextTokens / Math.sqrt(12) };
+}
+
+/**
  * The margin of the KV cap, in standard deviations of the resident contexts one rank holds: the
  * cap keeps their sum within a rank's cache up to one standard deviation above the mean (about
  * one moment in six it overflows, under a normal approximation; each overflow evicts idle
@@ -178,14 +195,13 @@ export const KV_CAP_MARGIN_SDS = 1;
  * rank (a rank serves one sample at its token budget). A rolling sample keeps its context resident
  * between turns (its prefix, reused at its next turn unless evicted); a rank holds few samples, so
  * their sum varies widely around n·μ, and whenever it exceeds the cache an idle sample's prefix is
- * evicted and prefilled again, or a call waits for room. Undefined (no cap) while nothing was
- * trained.
+ * evicted and prefilled again, or a call waits for room. Before the first trained batch, from
+ * the context bound alone (`residentContextBeforeTraining`).
  */
-export function kvRunningCap(input: KvCapInput): number | undefined {
+export function kvRunningCap(input: KvCapInput): number {
   checkIntRange('KV cap: ranks rolling out', input.ranksRollingOut, 0, Number.MAX_SAFE_INTEGER);
   checkIntRange('KV cap: KV capacity of the ranks rolling out (tokens)', input.kvCapacityTokens, input.ranksRollingOut === 0 ? 0 : 1, Number.MAX_SAFE_INTEGER);
-  const resident = residentContext(input.trainedContext);
-  if (resident === undefined) return undefined;
+  const resident = residentContext(input.trainedContext) ?? residentContextBeforeTraining(input.maxContextTokens);
   if (input.ranksRollingOut === 0) return 0;
   const perRank = samplesThatFit(input.kvCapacityTokens / input.ranksRollingOut, resident, KV_CAP_MARGIN_SDS);
   return Math.max(input.ranksRollingOut, Math.floor(input.ranksRollingOut * perRank));

@@ -27,6 +27,8 @@ export interface AdmissionRoomInput {
   kvCapacityTokens: number | undefined;
   /** The ranks rolling out, where the admitted samples go. */
   ranksRollingOut: number;
+  /** rollout.maxTokens: the KV cap's estimate before the run trained a batch (`kvRunningCap`). */
+  maxContextTokens: number;
 }
 
 export interface AdmissionPolicy {
@@ -55,8 +57,8 @@ export function stalenessAdmission(policy: StalenessPolicy): AdmissionPolicy {
 }
 
 function boundInput(policy: StalenessPolicy, input: AdmissionRoomInput): AdmissionInput {
-  const { ledger, reportedCompleted, kvCapacityTokens, ranksRollingOut, ...bound } = input;
-  const kvCap = kvCapacityTokens === undefined ? undefined : kvRunningCap({ kvCapacityTokens, ranksRollingOut, trainedContext: ledger.counters.trainedContext });
+  const { ledger, reportedCompleted, kvCapacityTokens, ranksRollingOut, maxContextTokens, ...bound } = input;
+  const kvCap = kvCapacityTokens === undefined ? undefined : kvRunningCap({ kvCapacityTokens, ranksRollingOut, trainedContext: ledger.counters.trainedContext, maxContextTokens });
   return { policy, live: ledger.live.length, running: rolling(ledger, reportedCompleted), ...bound, ...(kvCap === undefined ? {} : { kvRunningCap: kvCap }) };
 }
 

@@ -167,9 +167,9 @@ function forgetUnstarted(st: IterationState, shards: readonly ShardRef[]): void 
 }
 
 function admissionInput<S>(fx: IterationEffects<S>, st: IterationState, ranks: readonly RankId[], batchSealed: boolean, reportedCompleted: number): AdmissionRoomInput {
-  const { batchSize, asyncRatio, maxConcurrentSamples, kvCapacityTokensPerRank } = st.input;
+  const { batchSize, asyncRatio, maxConcurrentSamples, kvCapacityTokensPerRank, maxContextTokens } = st.input;
   const kvCapacityTokens = rollingKvCapacity(ranks, fx.reportedKvCapacity(), kvCapacityTokensPerRank);
-  return { ledger: st.ledger, batchSize, asyncRatio, maxConcurrentSamples, batchSealed, reportedCompleted, kvCapacityTokens, ranksRollingOut: ranks.length };
+  return { ledger: st.ledger, batchSize, asyncRatio, maxConcurrentSamples, batchSealed, reportedCompleted, kvCapacityTokens, ranksRollingOut: ranks.length, maxContextTokens };
 }
 
 /** Applies shard outcomes to the ledger; returns the unfinished samples. */

@@ -22,6 +22,8 @@ export interface ProgramInput {
    * rank, and the value for a rank whose engine reports none (`rankKvCapacity`, src/gpu/staleness.ts).
    */
   kvCapacityTokensPerRank?: number;
+  /** rollout.maxTokens: the longest context a trajectory reaches (the KV cap's estimate before any batch is trained). */
+  maxContextTokens: number;
   /** rollout.staleness.maxTokenLag: generated tokens lagging the trained version by more are left out of the loss. */
   maxTokenLag?: number;
   /** Operator override of the ranks released at shrink. */

@@ -443,6 +443,7 @@ export class Simulator implements SimWorld {
       asyncRatio: cfg.asyncRatio,
       maxConcurrentSamples: cfg.maxConcurrentSamples,
       ...(cfg.kvCapacityTokensPerRank === undefined ? {} : { kvCapacityTokensPerRank: cfg.kvCapacityTokensPerRank }),
+      maxContextTokens: cfg.maxTokens,
       ...(cfg.staleness.maxTokenLag === undefined ? {} : { maxTokenLag: cfg.staleness.maxTokenLag }),
       lostRanks: [],
       rejoinRanks: [],

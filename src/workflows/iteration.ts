@@ -36,6 +36,7 @@ export function programInput(input: IterationInput, attempt: number): ProgramInp
     asyncRatio: spec.asyncRatio,
     maxConcurrentSamples: spec.maxConcurrentSamples,
     ...(spec.kvCapacityTokensPerRank === undefined ? {} : { kvCapacityTokensPerRank: spec.kvCapacityTokensPerRank }),
+    maxContextTokens: spec.maxTokens,
     ...(staleness.maxTokenLag === undefined ? {} : { maxTokenLag: staleness.maxTokenLag }),
     ...(input.shrinkOverride === undefined ? {} : { shrinkOverride: input.shrinkOverride }),
     lostRanks: input.lostRanks ?? [],

@@ -15,6 +15,7 @@ import {
   ksDistance,
   KV_CAP_MARGIN_SDS,
   kvRunningCap,
+  residentContextBeforeTraining,
   rankKvCapacity,
   rollingKvCapacity,
   ranksWithoutKvCapacity,
@@ -118,10 +119,10 @@ describe('KV cap', () => {
   it('caps running samples at what each rank rolling out holds with one standard deviation of margin, at least one per rank', () => {
     // μ 1166.67, σ 869.6 tokens: a rank of 10 000 tokens holds n = 6.65 (n·μ + √n·σ = 10 000), 4 such ranks 26.
     expect(KV_CAP_MARGIN_SDS).toBe(1);
-    expect(kvRunningCap({ kvCapacityTokens: 40_000, ranksRollingOut: 4, trainedContext: trained })).toBe(26);
-    expect(kvRunningCap({ kvCapacityTokens: 10_000, ranksRollingOut: 1, trainedContext: trained })).toBe(6);
-    expect(kvRunningCap({ kvCapacityTokens: 2_000, ranksRollingOut: 4, trainedContext: trained })).toBe(4);
-    expect(kvRunningCap({ kvCapacityTokens: 0, ranksRollingOut: 0, trainedContext: trained })).toBe(0);
+    expect(kvRunningCap({ kvCapacityTokens: 40_000, ranksRollingOut: 4, trainedContext: trained, maxContextTokens: 65_536 })).toBe(26);
+    expect(kvRunningCap({ kvCapacityTokens: 10_000, ranksRollingOut: 1, trainedContext: trained, maxContextTokens: 65_536 })).toBe(6);
+    expect(kvRunningCap({ kvCapacityTokens: 2_000, ranksRollingOut: 4, trainedContext: trained, maxContextTokens: 65_536 })).toBe(4);
+    expect(kvRunningCap({ kvCapacityTokens: 0, ranksRollingOut: 0, trainedContext: trained, maxContextTokens: 65_536 })).toBe(0);
   });
 
   it('keeps the mean plus one standard deviation of a rank\'s resident contexts within its cache, and no more room than that', () => {
@@ -129,21 +130,28 @@ describe('KV cap', () => {
     const fits = (n: number, capacity: number): boolean => n * mean + Math.sqrt(n) * sd <= capacity;
     for (const perRank of [3_000, 10_000, 65_536, 385_000]) {
       for (const ranks of [1, 4, 20]) {
-        const cap = kvRunningCap({ kvCapacityTokens: perRank * ranks, ranksRollingOut: ranks, trainedContext: trained })!;
+        const cap = kvRunningCap({ kvCapacityTokens: perRank * ranks, ranksRollingOut: ranks, trainedContext: trained, maxContextTokens: 65_536 })!;
         // The cap over the ranks: each holds cap / ranks on average, within its cache with the margin.
         expect(fits(cap / ranks, perRank)).toBe(true);
         expect(fits((cap + 1) / ranks, perRank)).toBe(cap + 1 <= ranks);
       }
     }
     // The margin matters most where a rank holds few samples: below the mean-only fit, by less as n grows.
-    const few = kvRunningCap({ kvCapacityTokens: 10_000, ranksRollingOut: 1, trainedContext: trained })!;
-    const many = kvRunningCap({ kvCapacityTokens: 1_000_000, ranksRollingOut: 1, trainedContext: trained })!;
+    const few = kvRunningCap({ kvCapacityTokens: 10_000, ranksRollingOut: 1, trainedContext: trained, maxContextTokens: 65_536 })!;
+    const many = kvRunningCap({ kvCapacityTokens: 1_000_000, ranksRollingOut: 1, trainedContext: trained, maxContextTokens: 65_536 })!;
     expect(few / (10_000 / mean)).toBeLessThan(many / (1_000_000 / mean));
     expect(many).toBeLessThan(Math.floor(1_000_000 / mean));
   });
 
-  it('has no cap before anything with known contexts was trained', () => {
-    expect(kvRunningCap({ kvCapacityTokens: 40_000, ranksRollingOut: 4, trainedContext: undefined })).toBeUndefined();
+  it('counts every rolling sample as growing towards rollout.maxTokens before anything with known contexts was trained', () => {
+    // M = 4096: μ = 2048, σ = 4096 / √12 = 1182.4; a rank of 10 000 tokens holds n = 3.76 (n·μ + √n·σ = 10 000), 4 such ranks 15.
+    expect(residentContextBeforeTraining(4096)).toEqual({ mean: 2048, sd: 4096 / Math.sqrt(12) });
+    expect(kvRunningCap({ kvCapacityTokens: 40_000, ranksRollingOut: 4, trainedContext: undefined, maxContextTokens: 4096 })).toBe(15);
+    expect(kvRunningCap({ kvCapacityTokens: 10_000, ranksRollingOut: 1, trainedContext: { samples: 3, tokens: 0, squaredTokens: 0 }, maxContextTokens: 4096 })).toBe(3);
+    // At least one per rank, as with trained contexts; the first trained batch replaces the bound.
+    expect(kvRunningCap({ kvCapacityTokens: 8_000, ranksRollingOut: 4, trainedContext: undefined, maxContextTokens: 65_536 })).toBe(4);
+    expect(kvRunningCap({ kvCapacityTokens: 40_000, ranksRollingOut: 4, trainedContext: trained, maxContextTokens: 4096 })).toBe(26);
+    expectValidation(() => kvRunningCap({ kvCapacityTokens: 40_000, ranksRollingOut: 4, trainedContext: undefined, maxContextTokens: 0 }), 'VAL_INT_RANGE', 'KV cap: max context tokens');
   });
 
   it("sums the rolling ranks' capacities: each engine's report, at most the config's; the config's where an engine reports none", () => {
@@ -191,8 +199,8 @@ describe('KV cap', () => {
   });
 
   it('validates its inputs', () => {
-    expectValidation(() => kvRunningCap({ kvCapacityTokens: 0, ranksRollingOut: 4, trainedContext: trained }), 'VAL_INT_RANGE', 'KV cap: KV capacity of the ranks rolling out');
-    expectValidation(() => kvRunningCap({ kvCapacityTokens: 10, ranksRollingOut: -1, trainedContext: trained }), 'VAL_INT_RANGE', 'KV cap: ranks rolling out');
+    expectValidation(() => kvRunningCap({ kvCapacityTokens: 0, ranksRollingOut: 4, trainedContext: trained, maxContextTokens: 65_536 }), 'VAL_INT_RANGE', 'KV cap: KV capacity of the ranks rolling out');
+    expectValidation(() => kvRunningCap({ kvCapacityTokens: 10, ranksRollingOut: -1, trainedContext: trained, maxContextTokens: 65_536 }), 'VAL_INT_RANGE', 'KV cap: ranks rolling out');
     expectValidation(() => rankKvCapacity(0, undefined), 'VAL_INT_RANGE', 'KV cap: KV capacity an engine reported');
     expectValidation(() => rankKvCapacity(1.5, 100), 'VAL_INT_RANGE', 'KV cap: KV capacity an engine reported');
     expectValidation(() => residentContextTokens({ samples: 3, tokens: 6000, squaredTokens: 1000 }), 'AST_POSTCONDITION', 'KV cap: Σ L²');

@@ -7,7 +7,7 @@ describe('stalenessAdmission', () => {
   // Samples 0 and 1 admitted at v0 (waiting), 2 at v2.
   let ledger = admit(emptyLedger(), 2, 0).ledger;
   ledger = admit(ledger, 1, 2).ledger;
-  const bound = { batchSize: 2, asyncRatio: 1, maxConcurrentSamples: 10, reportedCompleted: 0, kvCapacityTokens: undefined, ranksRollingOut: 2 };
+  const bound = { batchSize: 2, asyncRatio: 1, maxConcurrentSamples: 10, reportedCompleted: 0, kvCapacityTokens: undefined, ranksRollingOut: 2, maxContextTokens: 1000 };
 
   it("'drop' drops the samples that lag the train version by more than the async ratio, as 'stale'", () => {
     expect(stalenessAdmission('drop').carryOver({ ledger, trainVersion: 2, asyncRatio: 1 })).toEqual({ drop: [{ ids: [0, 1], reason: 'stale' }] });
@@ -39,8 +39,11 @@ describe('stalenessAdmission', () => {
     let run = admit(emptyLedger(), 6, 0).ledger;
     run = settleShard(assignToShard(run, [0, 1], 0, 's'), 's', []);
     const kv = { ...bound, batchSize: 8, maxConcurrentSamples: 100, batchSealed: false, kvCapacityTokens: 5000 };
-    // Nothing trained yet: no KV cap, the batch size caps the four waiting samples.
-    expect(stalenessAdmission('resume').admissionRoom({ ledger: run, ...kv })).toBe(4);
+    // Nothing trained yet: each rolling sample counts as growing towards maxTokens (1000: μ 500,
+    // σ 289), so two ranks × 2500 tokens hold 7 (3.87 each) and the four waiting leave room for 3
+    // (the batch size alone would leave 4).
+    expect(stalenessAdmission('resume').admissionRoom({ ledger: run, ...kv })).toBe(3);
+    expect(stalenessAdmission('resume').admissionRoom({ ledger: run, ...kv, kvCapacityTokens: undefined })).toBe(4);
     run = sealBatch(run, [0, 1], { tokens: 4000, squaredTokens: 10_000_000 });
     // Two ranks × 2500 tokens hold 2 with the margin (n · 1250 + √n · 1021 ≤ 2500: n = 1.13 each,
     // at least one per rank; 4 without it): the four rolling out exceed them. Three × 4000 hold 6.

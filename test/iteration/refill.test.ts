@@ -26,6 +26,7 @@ function state() {
       batchSize: 4,
       asyncRatio: 1,
       maxConcurrentSamples: 8,
+      maxContextTokens: 4096,
       lostRanks: [],
       rejoinRanks: [],
       recoverFromStore: true,

@@ -96,7 +96,7 @@ async function largestCapFrom(store: FsTrajectoryStore, fromBatch: number): Prom
     trained.squaredTokens += manifest.totalTokensSquared!;
     if (iteration < fromBatch) continue;
     for (const ranks of [RANKS, RANKS / 2]) {
-      largest = Math.max(largest, kvRunningCap({ kvCapacityTokens: ranks * KV_TOKENS, ranksRollingOut: ranks, trainedContext: trained })!);
+      largest = Math.max(largest, kvRunningCap({ kvCapacityTokens: ranks * KV_TOKENS, ranksRollingOut: ranks, trainedContext: trained, maxContextTokens: KV_TOKENS }));
     }
   }
   return largest;
