@@ -209,8 +209,8 @@ export function* stopAndSettle<S>(fx: IterationEffects<S>, st: IterationState, s
 
 /**
  * Begins reading the KV capacity of the active ranks whose engines have not reported it (a run's
- * first iteration, a returned rank): awaited before the train ‖ long-tail admission, the first
- * that can use the KV cap in a run (it needs a trained batch's contexts).
+ * first iteration, a returned rank): awaited before the iteration's first admission, which the KV
+ * cap then bounds (before any batch is trained, from rollout.maxTokens).
  */
 export function beginKvCapacityRead<S>(fx: IterationEffects<S>, st: IterationState): void {
   const ranks = ranksWithoutKvCapacity(st.active, fx.reportedKvCapacity(), st.input.kvCapacityTokensPerRank);

@@ -91,7 +91,10 @@ export function* runIteration<S>(fx: IterationEffects<S>, st: IterationState): S
       const nextId = st.ledger.nextSampleId;
       adoptRecovered(st, nextId, yield* fx.recoverFromStore({ waiting: waitingIds(st), fromId: nextId }));
     }
+    // Ranks without a KV report (a run's first iteration, a returned rank) are read before the
+    // first admission, so the KV cap bounds it (docs/design.md §5.2).
     beginKvCapacityRead(fx, st);
+    yield* awaitKvCapacityRead(fx, st);
     const adaptive = st.input.options.policy.trigger === 'adaptive' && layout.strategy === 'multiplexed';
     // A retried attempt whose batch was already sealed resumes at training.
     if (st.batch === undefined) {
@@ -176,8 +179,6 @@ export function* releaseAndTrain<S>(fx: IterationEffects<S>, st: IterationState)
   // New samples start on the kept ranks only within the staleness bound: the samples still live
   // already fill the next `asyncRatio` batches (the admission policy's bound with the batch sealed).
   // Decided before the onload begins, so a refused decision leaves no onload running unawaited.
-  // The KV cap's first use in a run: the engines' capacity read at the iteration's start is in.
-  yield* awaitKvCapacityRead(fx, st);
   if (st.keep.length > 0 && st.input.asyncRatio >= 1) beginRefill(fx, st, st.keep, { batchSealed: true });
   st.trainerOnloaded = true;
   fx.beginReleaseAndOnloadTrainer(st.release);

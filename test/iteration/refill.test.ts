@@ -63,9 +63,6 @@ function effects(admission: 'fails' | 'succeeds'): { fx: IterationEffects<never>
     phaseEntered: () => calls.push('phaseEntered'),
     poolChanged: () => undefined,
     beginReleaseAndOnloadTrainer: () => calls.push('beginReleaseAndOnloadTrainer'),
-    *awaitKvCapacityRead() {
-      calls.push('awaitKvCapacityRead');
-    },
     *awaitReleaseAndOnloadTrainer() {
       calls.push('awaitReleaseAndOnloadTrainer');
     },
@@ -169,15 +166,6 @@ describe('releaseAndTrain', () => {
     ]);
     expect(admitted).toHaveLength(1);
     expect(st.committedVersion).toBe(1);
-  });
-
-  it('awaits a begun read of the engines\' KV capacity before deciding the kept ranks\' admission', () => {
-    const st = shrunkState();
-    st.kvCapacityRead = true;
-    const { fx, calls } = effects('succeeds');
-    run(releaseAndTrain(fx, st));
-    expect(calls.filter((call) => call !== 'phaseEntered').slice(0, 3)).toEqual(['awaitKvCapacityRead', 'beginAdmitAndLaunch', 'beginReleaseAndOnloadTrainer']);
-    expect(st.kvCapacityRead).toBe(false);
   });
 });
 

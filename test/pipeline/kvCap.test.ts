@@ -2,11 +2,11 @@
  * The admission's KV cap from the engines' own reports, through the real pipeline (a real dev
  * server, the real workers, simulated engines): the engines report a small KV capacity
  * (`simulation.costModel.kvCapacityTokensPerRank`) and the config sets no
- * `rollout.kvCapacityTokensPerRank`. The first iteration reads each rank's report at its start, the
- * rollout shards return it too, the run keeps them, and from the first iteration's train ‖
- * long-tail admission on (the first with a trained batch to estimate contexts from) fewer samples
- * roll out at once than in the same run whose engines report none; every sample is in the store
- * exactly once either way.
+ * `rollout.kvCapacityTokensPerRank`. The first iteration reads each rank's report at its start,
+ * before its first admission, the rollout shards return it too, the run keeps them, and from the
+ * first admission on (each sample counted as growing towards maxTokens until a batch is trained,
+ * then from the trained contexts) fewer samples roll out at once than in the same run whose
+ * engines report none; every sample is in the store exactly once either way.
  *
  * The bound is logical, not timed: after each admission the samples rolling out (not completed in
  * the store) are at most the cap, and between admissions they only finish. So the peak of samples
@@ -26,15 +26,6 @@ const ITERATIONS = 4;
 const BATCH = 16;
 const RANKS = 4;
 const KV_TOKENS = 4096;
-/**
- * Samples admitted from the first iteration's train ‖ long-tail admission on (after its batch's
- * manifest was written) were admitted with a trained context to cap by, and with the engines'
- * capacity, which the first iteration reads at its start.
- */
-function admittedOnceCappable(record: { startVersion: number; startedAtMs: number }, firstManifestAtMs: number): boolean {
-  return record.startVersion >= 1 || record.startedAtMs >= firstManifestAtMs;
-}
-
 function kvConfig(runId: string, engineKvTokens: number | undefined): Record<string, unknown> {
   const base = smallConfig();
   const simulation = base.simulation as Record<string, unknown>;
@@ -54,14 +45,14 @@ function kvConfig(runId: string, engineKvTokens: number | undefined): Record<str
 
 interface RunFigures {
   status: RunStatus;
-  /** Most samples admitted from the first long-tail admission on that were rolling out at once (store times). */
+  /** Most samples rolling out at once (store times). */
   peakRolling: number;
-  /** The largest KV cap the admissions of those samples can have used (from the batches' manifests). */
+  /** The largest KV cap the admissions can have used (from maxTokens and the batches' manifests). */
   largestCap: number;
   /** KV capacity reads (one activity per node) scheduled by iterations 0 and 1. */
   capacityReads: [number, number];
-  /** Whether iteration 0's read had completed before its trainer onload (and the long-tail admission decided with it) was scheduled. */
-  readBeforeLongTail: boolean;
+  /** Whether iteration 0's read had completed before its first shard (and the admission it launched) was scheduled. */
+  readBeforeFirstShard: boolean;
 }
 
 /** Peak number of samples between admission and completion (or the end) at once, among `records`. */
@@ -82,19 +73,22 @@ function peakConcurrent(intervals: readonly { start: number; end: number }[]): n
 }
 
 /**
- * The largest KV cap of 'resume' once batches 0..fromBatch are trained: the trained context grows
- * batch by batch (each manifest's Σ L and Σ L²), with every rank rolling out or the kept half.
+ * The largest KV cap of 'resume' in the run: before any batch is trained (from maxTokens), then as
+ * the trained context grows batch by batch (each manifest's Σ L and Σ L²), with every rank rolling
+ * out or the kept half.
  */
-async function largestCapFrom(store: FsTrajectoryStore, fromBatch: number): Promise<number> {
+async function largestCap(store: FsTrajectoryStore): Promise<number> {
   const trained: TrainedContext = { samples: 0, tokens: 0, squaredTokens: 0 };
   let largest = 0;
+  for (const ranks of [RANKS, RANKS / 2]) {
+    largest = Math.max(largest, kvRunningCap({ kvCapacityTokens: ranks * KV_TOKENS, ranksRollingOut: ranks, trainedContext: undefined, maxContextTokens: KV_TOKENS }));
+  }
   for (const iteration of await store.listBatches()) {
     const manifest = await store.readBatch(iteration);
     expect(manifest.totalTokensSquared).toBeDefined();
     trained.samples += manifest.sampleIds.length;
     trained.tokens += manifest.totalTokens;
     trained.squaredTokens += manifest.totalTokensSquared!;
-    if (iteration < fromBatch) continue;
     for (const ranks of [RANKS, RANKS / 2]) {
       largest = Math.max(largest, kvRunningCap({ kvCapacityTokens: ranks * KV_TOKENS, ranksRollingOut: ranks, trainedContext: trained, maxContextTokens: KV_TOKENS }));
     }
@@ -127,15 +121,14 @@ describe("the admission's KV cap from the engines' reports (real Temporal)", () 
       expect(audit.batched).toBe(ITERATIONS * BATCH);
       const records = await store.readSamples(Array.from({ length: summary.samples.admitted }, (_, id) => id));
       const endMs = Math.max(...records.map((record) => record.completedAtMs ?? record.startedAtMs)) + 1;
-      const firstManifestAtMs = (await store.readBatch(0)).createdAtMs;
-      const counted = records.filter((record) => admittedOnceCappable(record, firstManifestAtMs) && record.status !== 'dropped');
+      const counted = records.filter((record) => record.status !== 'dropped');
       expect(counted.length).toBeGreaterThan(BATCH);
       const peakRolling = peakConcurrent(counted.map((record) => ({ start: record.startedAtMs, end: record.completedAtMs ?? endMs })));
       const history = (iteration: number) => env.client.workflow.getHandle(iterationWorkflowId(runId, iteration)).fetchHistory();
       const reads = async (iteration: number) => scheduledActivityTypes(await history(iteration)).filter((type) => type === 'readKvCapacity').length;
       const capacityReads: [number, number] = [await reads(0), await reads(1)];
-      const readBeforeLongTail = completedBeforeScheduled(await history(0), 'readKvCapacity', 'trainerOnload');
-      return { status, peakRolling, largestCap: await largestCapFrom(store, 0), capacityReads, readBeforeLongTail };
+      const readBeforeFirstShard = completedBeforeScheduled(await history(0), 'readKvCapacity', 'runRolloutShard');
+      return { status, peakRolling, largestCap: await largestCap(store), capacityReads, readBeforeFirstShard };
     } finally {
       await workers.stop();
     }
@@ -148,7 +141,7 @@ describe("the admission's KV cap from the engines' reports (real Temporal)", () 
     expect(capped.largestCap).toBeLessThan(BATCH);
     // The first iteration reads the engines' capacity (one node); the next has every report.
     expect(capped.capacityReads).toEqual([1, 0]);
-    expect(capped.readBeforeLongTail).toBe(true);
+    expect(capped.readBeforeFirstShard).toBe(true);
     expect(capped.peakRolling).toBeLessThanOrEqual(capped.largestCap);
 
     const uncapped = await run('kv-cap-none', undefined);

@@ -9,12 +9,14 @@ import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { gunzipSync } from 'node:zlib';
 
+import { temporal } from '@temporalio/proto';
 import { Worker, type WorkflowBundleOption } from '@temporalio/worker';
 import { describe, expect, it } from 'vitest';
 import { FIXTURES_DIR, fixturePath, WORKFLOW_CODE_VERSIONS, type WorkflowCodeVersion } from '../fixtures/versions';
 import { historyFromJson } from '../helpers/historyJson';
 import { workflowBundle } from '../helpers/pipeline';
 
+const EventType = temporal.api.enums.v1.EventType;
 const jsonIn = (dir: string) => readdirSync(dir).filter((name) => name.endsWith('.json'));
 
 /** Folders under the given roots that hold recorded histories (*.json), relative to test/fixtures. */
@@ -76,6 +78,18 @@ describe('replay of recorded histories, each against its own workflow code versi
     const scheduled = (historyFromJson(iteration).events ?? []).flatMap((event) => event.activityTaskScheduledEventAttributes?.activityType?.name ?? []);
     const formation = scheduled.filter((name) => ['awaitWeightGroupMembers', 'openWeightGroup', 'joinWeightGroup', 'broadcastWeights'].includes(name));
     expect(formation).toEqual(['awaitWeightGroupMembers', 'openWeightGroup', 'joinWeightGroup', 'broadcastWeights']);
+  });
+
+  it("the current fixtures' first iterations read the engines' KV capacity before their first admission", () => {
+    for (const strategy of ['multiplexed', 'colocated', 'disaggregated']) {
+      const events = historyFromJson(readFileSync(fixturePath(`histories/timeshare-replay-${strategy}-iter-0.json`), 'utf8')).events ?? [];
+      const read = events.findIndex((event) => event.activityTaskScheduledEventAttributes?.activityType?.name === 'readKvCapacity');
+      const readDone = events.findIndex((event, i) => i > read && event.eventType === EventType.EVENT_TYPE_ACTIVITY_TASK_COMPLETED);
+      const firstShard = events.findIndex((event) => event.activityTaskScheduledEventAttributes?.activityType?.name === 'runRolloutShard');
+      expect(read, strategy).toBeGreaterThanOrEqual(0);
+      expect(readDone, strategy).toBeGreaterThan(read);
+      expect(firstShard, strategy).toBeGreaterThan(readDone);
+    }
   });
 
   it('every activity the current code schedules says what it does in the Temporal UI (a summary)', () => {
