@@ -141,12 +141,10 @@ export interface IterationEffects<S> {
    */
   reportedKvCapacity(): ReadonlyMap<RankId, number | null>;
   /**
-   * Begins reading the KV capacity of these ranks' engines (`reportedKvCapacity` holds each answer
-   * as it comes): best effort, a rank that does not answer stays without a report.
+   * Reads the KV capacity of these ranks' engines (`reportedKvCapacity` holds each answer): best
+   * effort, a rank that does not answer stays without a report.
    */
-  beginKvCapacityRead(ranks: RankId[]): void;
-  /** The read begun by `beginKvCapacityRead` has ended. */
-  awaitKvCapacityRead(): Step<S, void>;
+  readKvCapacity(ranks: RankId[]): Step<S, void>;
   /** Ranks found lost during this attempt (their node took no activity). */
   lostRanks(): ReadonlySet<RankId>;
   /** Whether the trainer's node was found lost (nothing to offload there). */

@@ -208,21 +208,13 @@ export function* stopAndSettle<S>(fx: IterationEffects<S>, st: IterationState, s
 }
 
 /**
- * Begins reading the KV capacity of the active ranks whose engines have not reported it (a run's
- * first iteration, a returned rank): awaited before the iteration's first admission, which the KV
- * cap then bounds (before any batch is trained, from rollout.maxTokens).
+ * Reads the KV capacity of the active ranks whose engines have not reported it (a run's first
+ * iteration, a returned rank), before the iteration's first admission, which the KV cap then
+ * bounds (before any batch is trained, from rollout.maxTokens).
  */
-export function beginKvCapacityRead<S>(fx: IterationEffects<S>, st: IterationState): void {
+export function* readMissingKvCapacity<S>(fx: IterationEffects<S>, st: IterationState): Step<S, void> {
   const ranks = ranksWithoutKvCapacity(st.active, fx.reportedKvCapacity(), st.input.kvCapacityTokensPerRank);
-  if (ranks.length === 0) return;
-  fx.beginKvCapacityRead(ranks);
-  st.kvCapacityRead = true;
-}
-
-export function* awaitKvCapacityRead<S>(fx: IterationEffects<S>, st: IterationState): Step<S, void> {
-  if (!st.kvCapacityRead) return;
-  st.kvCapacityRead = false;
-  yield* fx.awaitKvCapacityRead();
+  if (ranks.length > 0) yield* fx.readKvCapacity(ranks);
 }
 
 /** Returned ranks reload and catch up with the weights before they serve. */

@@ -31,16 +31,15 @@ import type { IterationDecisions, IterationStats, Phase, WeightGroupState } from
 import type { IterationEffects, Step } from './effects';
 import {
   adoptRecovered,
-  awaitKvCapacityRead,
   awaitRefill,
   awaitSeal,
   awaitShrinkTrigger,
-  beginKvCapacityRead,
   beginRefill,
   beginSeal,
   carryOver,
   enterPhase,
   planRelease,
+  readMissingKvCapacity,
   rejoin,
   relaunch,
   rolloutUntilBatch,
@@ -93,8 +92,7 @@ export function* runIteration<S>(fx: IterationEffects<S>, st: IterationState): S
     }
     // Ranks without a KV report (a run's first iteration, a returned rank) are read before the
     // first admission, so the KV cap bounds it (docs/design.md §5.2).
-    beginKvCapacityRead(fx, st);
-    yield* awaitKvCapacityRead(fx, st);
+    yield* readMissingKvCapacity(fx, st);
     const adaptive = st.input.options.policy.trigger === 'adaptive' && layout.strategy === 'multiplexed';
     // A retried attempt whose batch was already sealed resumes at training.
     if (st.batch === undefined) {

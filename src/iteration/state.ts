@@ -85,8 +85,6 @@ export interface IterationState {
   keep: RankId[];
   /** The ranks in the pool this iteration (all but the lost ones). */
   active: RankId[];
-  /** A read of the engines' KV capacity was begun and not awaited yet. */
-  kvCapacityRead: boolean;
   trainerOnloaded: boolean;
   /** The version the train step produced, once it did. */
   committedVersion: number | undefined;
@@ -112,7 +110,6 @@ export function createIterationState(input: ProgramInput, nowMs: number): Iterat
     release: [],
     keep: [],
     active: [],
-    kvCapacityRead: false,
     trainerOnloaded: false,
     committedVersion: undefined,
     weightGroup: input.weightGroup,

@@ -68,8 +68,6 @@ function timing(cfg: SimulationConfig) {
 
 export function simEffects(world: SimWorld, cfg: SimulationConfig, state: IterationState): Effects {
   const noLostRanks: ReadonlySet<RankId> = new Set();
-  // Asked only where the config gives no capacity (`ranksWithoutKvCapacity`): the ranks report none.
-  const kvRead = begunWork<void>(world, timing(cfg).activityRoundTripMs, 'KV capacity read');
   return {
     now: () => world.now(),
     phaseEntered: () => undefined,
@@ -84,11 +82,11 @@ export function simEffects(world: SimWorld, cfg: SimulationConfig, state: Iterat
     inFlightWork: (ranks) => world.inFlightWork(ranks),
     nonCancellable: (step) => step,
     reportedKvCapacity: () => world.kvCapacityReports(),
-    beginKvCapacityRead: (ranks) => {
+    // Asked only where the config gives no capacity (`ranksWithoutKvCapacity`): the ranks report none.
+    *readKvCapacity(ranks) {
       for (const rank of ranks) world.kvCapacityReports().set(rank, null);
-      kvRead.begin(undefined);
+      yield* timing(cfg).roundTrips(1);
     },
-    awaitKvCapacityRead: () => kvRead.await(),
     lostRanks: () => noLostRanks,
     trainerNodeLost: () => false,
     isLostNode: () => false,

@@ -84,11 +84,10 @@ const isLost = isLostNodeError;
  * heartbeat timeout, or fails, leaves its ranks without a report for now (logged), as a shard whose
  * read failed does. Each answer goes where the shards' reports go.
  */
-function kvCapacityEffects(ctx: TemporalEffectsContext, shards: ShardRunner): Pick<Effects, 'beginKvCapacityRead' | 'awaitKvCapacityRead'> {
-  const read = begunWork<void>('KV capacity read');
+function kvCapacityEffects(ctx: TemporalEffectsContext, shards: ShardRunner): Pick<Effects, 'readKvCapacity'> {
   const runId = ctx.spec.runId;
   return {
-    beginKvCapacityRead(ranks) {
+    *readKvCapacity(ranks) {
       const reads = nodeGroups(ctx.spec, ranks).map(({ node, ranks: onNode }) =>
         ctx.activities
           .bestEffort(onNode[0]!)
@@ -101,9 +100,8 @@ function kvCapacityEffects(ctx: TemporalEffectsContext, shards: ShardRunner): Pi
             (error: unknown) => log.warn(`iteration ${ctx.iteration}: KV capacity read on node ${node} failed; ranks ${rankRanges(onNode)} stay without a report for now: ${describeError(error)}`),
           ),
       );
-      read.begin(Promise.all(reads).then(() => undefined));
+      yield* awaiting(Promise.all(reads));
     },
-    awaitKvCapacityRead: () => read.await(),
   };
 }
 
