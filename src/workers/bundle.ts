@@ -17,7 +17,7 @@ const BUNDLE_RECIPE = 'timeshare-workflow-bundle-1';
 export const BUNDLE_CACHE_ENV = 'TIMESHARE_BUNDLE_CACHE';
 const BUILD_ID_HEX_CHARS = 16;
 
-/** What a bundle is built from: the workflows and, optionally, the payload converter bundled with them. */
+/** What a bundle is built from: the workflows and, optionally, the payload converter and preloaded modules bundled with them. */
 export interface BundleInputs {
   workflowsPath: string;
   /** A module exporting `payloadConverter`, used inside the workflow sandbox (src/temporal/payloadConverter.ts). */
@@ -102,7 +102,7 @@ function localModules(entries: readonly string[]): string[] {
 
 const bundleInputs = (inputs: string | BundleInputs): BundleInputs => (typeof inputs === 'string' ? { workflowsPath: inputs } : inputs);
 
-/** What goes into the bundle of these inputs (a workflows entry alone, or with a payload converter), and its content hash. Pure reads; no bundling. */
+/** What goes into the bundle of these inputs (a workflows entry, with a payload converter and preloaded modules if given), and its content hash. Pure reads; no bundling. */
 export function workflowSources(inputs: string | BundleInputs): WorkflowSources {
   const { workflowsPath: entry, payloadConverterPath: converter, preloadModules = [] } = bundleInputs(inputs);
   const root = packageRoot(entry);
