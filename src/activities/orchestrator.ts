@@ -52,7 +52,7 @@ export function createOrchestratorActivities(deps: OrchestratorDeps): Orchestrat
           startedAtMs,
         };
       });
-      await deps.store(runId).createSamples(records);
+      await deps.store(runId).admitSamples(records);
       return { admitted: ids.length, version };
     },
 

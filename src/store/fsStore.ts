@@ -3,7 +3,10 @@
  *
  * Layout under `<rootDir>/<runId>/`:
  *
- *   samples/<id>.json          SampleRecord (one file per sample; the only copy of its body)
+ *   admissions/<firstId>.json  the records of an admission's new samples, consecutive ids (admissions.ts)
+ *   admissions/superseded/<id> the sample has had a file of its own (a missing one is then lost)
+ *   samples/<id>.json          SampleRecord, written by the sample's first change (its claim, a
+ *                              drop); from then on the only copy of its body
  *   completed/<id>             CompletedMarker {id, completedAtMs}: completed and not yet batched
  *   batches/<iteration>.json   BatchManifest: the authoritative content of an iteration's batch
  *   locks/sample-<id>.lock     per-sample lock for read-modify-write (claim, checkpoint, ...)
@@ -25,6 +28,7 @@ import { promises as fs, watch } from 'node:fs';
 import { join } from 'node:path';
 import { z } from 'zod';
 import { checkIntRange, checkNonEmpty, checkNoDuplicates } from '../validation/patterns';
+import { AdmissionFiles } from './admissions';
 import { BatchIndex } from './batchIndex';
 import {
   atomicWrite,
@@ -53,6 +57,7 @@ import {
   batchContextFigures,
   batchManifestSchema,
   batchTokenLags,
+  parseStoreFile,
   completedMarkerSchema,
   sampleRecordSchema,
   type AuditExpectations,
@@ -94,26 +99,6 @@ function checkIds(subject: string, ids: readonly number[]): void {
   checkNoDuplicates(subject, ids);
 }
 
-function parseWith<T>(
-  schema: z.ZodType<T>,
-  text: string,
-  subject: string,
-  path: string,
-  sampleId?: number,
-): T {
-  let value: unknown;
-  try {
-    value = JSON.parse(text);
-  } catch (err) {
-    throw new StoreCorruptionError(subject, path, `not valid JSON (${(err as Error).message})`, sampleId);
-  }
-  const parsed = schema.safeParse(value);
-  if (!parsed.success) {
-    throw new StoreCorruptionError(subject, path, z.prettifyError(parsed.error).replace(/\n/g, '; '), sampleId);
-  }
-  return parsed.data;
-}
-
 function sameTurn(a: SampleRecord['turns'][number], b: SampleRecord['turns'][number]): boolean {
   return (
     a.turn === b.turn &&
@@ -137,6 +122,7 @@ export class FsTrajectoryStore implements TrajectoryStore {
   private readonly completedDir: string;
   private readonly batchesDir: string;
   private readonly locksDir: string;
+  private readonly admissions: AdmissionFiles;
   private readonly sync: boolean;
   private readonly lockOptions: LockOptions;
   private readonly concurrency: number;
@@ -166,6 +152,11 @@ export class FsTrajectoryStore implements TrajectoryStore {
     this.sync = options.fsync ?? true;
     this.lockOptions = { staleMs: options.lockStaleMs ?? 30_000, timeoutMs: options.lockTimeoutMs ?? 60_000 };
     this.concurrency = checkIntRange('ioConcurrency', options.ioConcurrency ?? 32, 1, 1024);
+    this.admissions = this.admissionFiles();
+  }
+
+  private admissionFiles(): AdmissionFiles {
+    return new AdmissionFiles(join(this.runDir, 'admissions'), this.sync, (id) => fileExists(this.samplePath(id)), (id) => this.samplePath(id));
   }
 
   samplePath(id: number): string {
@@ -203,22 +194,32 @@ export class FsTrajectoryStore implements TrajectoryStore {
 
   private async createOne(record: SampleRecord, created: number[], existing: number[]): Promise<void> {
     const path = this.samplePath(record.id);
-    if (await createExclusive(path, JSON.stringify(record), this.sync)) {
+    if (this.admissions.recordOf(record.id) === undefined && (await createExclusive(path, JSON.stringify(record), this.sync))) {
       created.push(record.id);
       return;
     }
-    // A retry: leave the file untouched, but refuse an id reused for a different sample.
-    const onDisk = await this.loadSample(record.id);
-    if (onDisk.promptTokens !== record.promptTokens || onDisk.startVersion !== record.startVersion) {
+    // A retry: leave the record untouched, but refuse an id reused for a different sample.
+    const held = await this.loadSample(record.id);
+    if (held.promptTokens !== record.promptTokens || held.startVersion !== record.startVersion) {
       throw new SampleStateError(
         record.id,
         path,
         'create',
-        `id already used by a different sample (promptTokens ${onDisk.promptTokens}, startVersion ${onDisk.startVersion}; ` +
+        `id already used by a different sample (promptTokens ${held.promptTokens}, startVersion ${held.startVersion}; ` +
           `new: promptTokens ${record.promptTokens}, startVersion ${record.startVersion})`,
       );
     }
     existing.push(record.id);
+  }
+
+  async admitSamples(records: readonly SampleRecord[]): Promise<CreateSamplesResult> {
+    checkNonEmpty('admitted samples', records);
+    const valid = records.map((record) => this.validateInput(record, 'admitted sample'));
+    checkIds('admitSamples', valid.map((r) => r.id));
+    this.admissions.validate(valid);
+    await this.ensureDirs();
+    const { created, existing } = await this.admissions.write(valid);
+    return { created: sortedIds(created), existing: sortedIds(existing) };
   }
 
   async readSample(id: number): Promise<SampleRecord> {
@@ -251,8 +252,8 @@ export class FsTrajectoryStore implements TrajectoryStore {
         // Looked for with a synchronous read first: an unlink through the thread pool on every
         // claim would queue behind the writes' fsyncs.
         if ((await readIfExists(this.markerPath(id))) !== undefined) await removeIfExists(this.markerPath(id), this.sync);
-        if (record.owner === shard) return;
-        await this.writeSample({ ...record, owner: shard });
+        if (record.owner !== shard) await this.writeSample({ ...record, owner: shard });
+        this.admissions.markSuperseded(id);
       }),
     );
   }
@@ -439,6 +440,7 @@ export class FsTrajectoryStore implements TrajectoryStore {
           if (record.status !== 'dropped') {
             await this.writeSample({ ...record, status: 'dropped', dropReason: why.data });
           }
+          this.admissions.markSuperseded(id);
           await removeIfExists(this.markerPath(id), this.sync);
         }),
       );
@@ -535,10 +537,11 @@ export class FsTrajectoryStore implements TrajectoryStore {
 
   async findSampleIdsFrom(fromId: number): Promise<number[]> {
     checkIntRange('fromId', fromId, 0, MAX_ID);
-    const found: number[] = [];
+    // The chain of admission files from fromId, then what createSamples wrote after it.
+    const found = this.admissions.idsFrom(fromId);
     let firstMissing: number | undefined;
     // Every id below the first missing one, then one wave past it (CREATE_WAVE).
-    for (let id = fromId; firstMissing === undefined || id < firstMissing + CREATE_WAVE; id++) {
+    for (let id = (found.at(-1) ?? fromId - 1) + 1; firstMissing === undefined || id < firstMissing + CREATE_WAVE; id++) {
       if (id > MAX_ID) break;
       if (fileExists(this.samplePath(id))) found.push(id);
       else firstMissing ??= id;
@@ -547,12 +550,16 @@ export class FsTrajectoryStore implements TrajectoryStore {
   }
 
   async listSampleIds(fromId = 0): Promise<number[]> {
-    const ids: number[] = [];
+    return this.listIdsWith(this.admissions, fromId);
+  }
+
+  private async listIdsWith(admissions: AdmissionFiles, fromId = 0, unreadable?: string[]): Promise<number[]> {
+    const ids = new Set(await admissions.listIds(fromId, unreadable));
     for (const name of await listDir(this.samplesDir)) {
       const m = SAMPLE_FILE.exec(name);
-      if (m?.[1] !== undefined && Number(m[1]) >= fromId) ids.push(Number(m[1]));
+      if (m?.[1] !== undefined && Number(m[1]) >= fromId) ids.add(Number(m[1]));
     }
-    return ids.sort((a, b) => a - b);
+    return sortedIds([...ids]);
   }
 
   async listBatches(): Promise<number[]> {
@@ -569,17 +576,15 @@ export class FsTrajectoryStore implements TrajectoryStore {
 
   async audit(expected: AuditExpectations = {}): Promise<AuditReport> {
     const violations: string[] = [];
-    const sampleIds: number[] = [];
-    for (const name of await listDir(this.samplesDir)) {
-      const m = SAMPLE_FILE.exec(name);
-      if (m?.[1] !== undefined) sampleIds.push(Number(m[1]));
-    }
-    sampleIds.sort((a, b) => a - b);
+    const admissions = this.admissionFiles();
+    const unreadable: string[] = [];
+    const sampleIds = await this.listIdsWith(admissions, 0, unreadable);
+    violations.push(...unreadable.map((problem) => `admission unreadable: ${problem}`));
     const onDisk = new Set(sampleIds);
     const records = new Map<number, SampleRecord>();
     await mapLimit(sampleIds, this.concurrency, async (id) => {
       try {
-        records.set(id, await this.loadSample(id));
+        records.set(id, await this.loadSample(id, admissions));
       } catch (err) {
         if (!(err instanceof StoreError)) throw err;
         violations.push(`sample ${id}: unreadable: ${err.message}`);
@@ -598,7 +603,7 @@ export class FsTrajectoryStore implements TrajectoryStore {
       const text = await readIfExists(path);
       if (text === undefined) return;
       try {
-        const marker = parseWith(completedMarkerSchema, text, `completion marker of sample ${id}`, path, id);
+        const marker = parseStoreFile(completedMarkerSchema, text, `completion marker of sample ${id}`, path, id);
         if (marker.id !== id) violations.push(`sample ${id}: completion marker ${path} names sample ${marker.id}`);
       } catch (err) {
         if (!(err instanceof StoreError)) throw err;
@@ -628,7 +633,7 @@ export class FsTrajectoryStore implements TrajectoryStore {
         const record = records.get(id);
         if (record === undefined) {
           tokensKnown = false;
-          if (!onDisk.has(id)) violations.push(`batch ${iteration}: sample ${id} has no file ${this.samplePath(id)}`);
+          if (!onDisk.has(id)) violations.push(`batch ${iteration}: sample ${id} has no record (no file ${this.samplePath(id)}, no admission)`);
           continue;
         }
         batchRecords.push(record);
@@ -672,7 +677,7 @@ export class FsTrajectoryStore implements TrajectoryStore {
     }
 
     for (const id of expected.admittedIds ?? []) {
-      if (!onDisk.has(id)) violations.push(`sample ${id}: admitted but has no file ${this.samplePath(id)}`);
+      if (!onDisk.has(id)) violations.push(`sample ${id}: admitted but has no record (no file ${this.samplePath(id)}, no admission)`);
     }
     if (expected.requireSettled) {
       for (const id of expected.admittedIds ?? sampleIds) {
@@ -690,7 +695,7 @@ export class FsTrajectoryStore implements TrajectoryStore {
 
   private ensureDirs(): Promise<void> {
     this.dirsReady ??= (async () => {
-      for (const dir of [this.samplesDir, this.completedDir, this.batchesDir, this.locksDir]) {
+      for (const dir of [this.samplesDir, this.admissions.dir, this.admissions.supersededDir, this.completedDir, this.batchesDir, this.locksDir]) {
         await fs.mkdir(dir, { recursive: true });
       }
     })().catch((err: unknown) => {
@@ -717,11 +722,16 @@ export class FsTrajectoryStore implements TrajectoryStore {
     return parsed.data;
   }
 
-  private async loadSample(id: number): Promise<SampleRecord> {
+  /** The sample's own file, or else its admission's record while it has had no file of its own. */
+  private async loadSample(id: number, admissions = this.admissions): Promise<SampleRecord> {
     const path = this.samplePath(id);
     const text = await readIfExists(path);
-    if (text === undefined) throw new SampleNotFoundError(id, path);
-    const record = parseWith(sampleRecordSchema, text, `sample ${id}`, path, id);
+    if (text === undefined) {
+      const admitted = admissions.superseded(id) ? undefined : admissions.recordOf(id);
+      if (admitted === undefined) throw new SampleNotFoundError(id, path);
+      return admitted;
+    }
+    const record = parseStoreFile(sampleRecordSchema, text, `sample ${id}`, path, id);
     if (record.id !== id) throw new StoreCorruptionError(`sample ${id}`, path, `file holds sample ${record.id}`, id);
     return record;
   }
@@ -741,7 +751,7 @@ export class FsTrajectoryStore implements TrajectoryStore {
     const path = this.batchPath(iteration);
     const text = await readIfExists(path);
     if (text === undefined) throw new BatchNotFoundError(iteration, path);
-    const manifest = parseWith(batchManifestSchema, text, `batch ${iteration}`, path);
+    const manifest = parseStoreFile(batchManifestSchema, text, `batch ${iteration}`, path);
     if (manifest.iteration !== iteration) {
       throw new StoreCorruptionError(`batch ${iteration}`, path, `file holds batch ${manifest.iteration}`);
     }

@@ -178,6 +178,11 @@ export function fileExists(path: string): boolean {
  * local file system.
  */
 export async function readIfExists(path: string): Promise<string | undefined> {
+  return readTextIfExists(path);
+}
+
+/** readIfExists for callers that are synchronous themselves. */
+export function readTextIfExists(path: string): string | undefined {
   try {
     return readFileSync(path, 'utf8');
   } catch (err) {

@@ -25,6 +25,13 @@ export interface TrajectoryStore {
    * Interrupted, it leaves its records in id order up to a bounded frontier (findSampleIdsFrom).
    */
   createSamples(records: readonly SampleRecord[]): Promise<CreateSamplesResult>;
+  /**
+   * Admits new samples (running, no turns, consecutive ids) as one write: their records are read
+   * as any other until each sample's first change writes a file of its own. Idempotent (a retry
+   * leaves the admission written); an id already held by another sample is refused. Interrupted,
+   * it leaves a prefix that findSampleIdsFrom finds.
+   */
+  admitSamples(records: readonly SampleRecord[]): Promise<CreateSamplesResult>;
   /** SampleNotFoundError if absent, StoreCorruptionError if unreadable. */
   readSample(id: number): Promise<SampleRecord>;
   /** In the order of `ids`. */

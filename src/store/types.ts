@@ -356,3 +356,24 @@ export class InvalidInputError extends StoreError {
     super(`trajectory store: invalid ${subject} (file ${path}): ${detail}`);
   }
 }
+
+/** Parses a store file's text with its schema; StoreCorruptionError names the file and what is wrong. */
+export function parseStoreFile<T>(
+  schema: z.ZodType<T>,
+  text: string,
+  subject: string,
+  path: string,
+  sampleId?: number,
+): T {
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch (err) {
+    throw new StoreCorruptionError(subject, path, `not valid JSON (${(err as Error).message})`, sampleId);
+  }
+  const parsed = schema.safeParse(value);
+  if (!parsed.success) {
+    throw new StoreCorruptionError(subject, path, z.prettifyError(parsed.error).replace(/\n/g, '; '), sampleId);
+  }
+  return parsed.data;
+}

@@ -47,7 +47,7 @@ describe('layout and round trips', () => {
     expect(result).toEqual({ created: [0, 7], existing: [] });
     expect(await store.readSample(7)).toEqual(records[1]);
     expect(await store.readSamples([7, 0])).toEqual([records[1], records[0]]);
-    expect((await readdir(join(t.root, 'run-1'))).sort()).toEqual(['batches', 'completed', 'locks', 'samples']);
+    expect((await readdir(join(t.root, 'run-1'))).sort()).toEqual(['admissions', 'batches', 'completed', 'locks', 'samples']);
     expect((await readdir(join(t.root, 'run-1', 'samples'))).sort()).toEqual(['0.json', '7.json']);
     expect(store.samplePath(7)).toBe(join(t.root, 'run-1', 'samples', '7.json'));
   });
@@ -550,8 +550,8 @@ describe('audit', () => {
     expect(text).toContain('sample 5: has batch 9 but there is no manifest');
     expect(text).toContain('sample 3: has batch 0 but batch 0 does not list it');
     expect(text).toContain('batch 1: sample 3 has batch 0, expected 1');
-    expect(text).toContain('batch 8: sample 66 has no file');
-    expect(text).toContain('sample 6: admitted but has no file');
+    expect(text).toContain('batch 8: sample 66 has no record');
+    expect(text).toContain('sample 6: admitted but has no record');
     expect(violations).toHaveLength(10);
   });
 });
