@@ -444,6 +444,24 @@ export function createGpuNodeActivities(deps: GpuNodeDeps): GpuNodeActivities {
     checkPostcondition(`rank ${rank} serves weights v${version}`, status.weightVersion === version, () => JSON.stringify(status));
   }
 
+  /**
+   * An engine restarted since its rank's last sync (a crash, a supervisor's restart) serves older
+   * weights than its shard's version. It loads the run's weights of that version before the
+   * shard's turns where they were exported (disk sync); without a file (broadcast sync) its turns
+   * record the version it serves, and the next sync brings it up to date.
+   */
+  async function catchUpWeights(input: ShardInput, engine: RolloutEngine): Promise<void> {
+    const served = engineAnswer(engineStatusSchema, await engine.status(), `rank ${input.rank} engine status`).weightVersion;
+    if (served >= input.version) return;
+    const log = Context.current().log;
+    if (!existsSync(deps.weightsPath(input.runId, input.version))) {
+      log.warn(`rank ${input.rank} serves weights v${served}, its shard ${input.shardId} v${input.version}, and no weights of v${input.version} were exported to load: its turns record v${served} until the next sync`);
+      return;
+    }
+    log.warn(`rank ${input.rank} serves weights v${served}, its shard ${input.shardId} v${input.version} (the engine restarted since its last sync?): loading v${input.version} first`);
+    await syncRankWeights({ runId: input.runId, rank: input.rank, version: input.version });
+  }
+
   async function exportWeights(runId: string, version: number): Promise<void> {
     if (existsSync(deps.weightsPath(runId, version))) return;
     const exported = await trainer().exportWeights(version, deps.weightsDir(runId));
@@ -491,7 +509,7 @@ export function createGpuNodeActivities(deps: GpuNodeDeps): GpuNodeActivities {
       const kvCapacity = kvCapacityOf(input.rank, engine);
       kvCapacity.catch(() => undefined);
       try {
-        await claimLive(store, input.sampleIds, owner);
+        await Promise.all([claimLive(store, input.sampleIds, owner), catchUpWeights(input, engine)]);
         const records = await store.readSamples(input.sampleIds);
         // Real adapters listen on the signal once per in-flight generation: one per sample.
         setMaxListeners(Math.max(10, records.length + 10), signal);

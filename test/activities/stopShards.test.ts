@@ -53,6 +53,10 @@ class HoldingEngine {
   kvCapacityTokens(): Promise<number | undefined> {
     return Promise.resolve(this.kvCapacity);
   }
+
+  status(): Promise<{ weightVersion: number; resident: ('weights' | 'kv_cache')[]; runningRequests: number }> {
+    return Promise.resolve({ weightVersion: 0, resident: ['weights', 'kv_cache'], runningRequests: 0 });
+  }
 }
 
 /** A store whose claims wait until `open()`: holds a shard in its claim. Counts checkpoints by sample. */
