@@ -148,7 +148,7 @@ export class AdmissionFiles {
       if (written.records.length !== chunk.length) {
         throw new SampleStateError(firstId, this.path(firstId), 'admit', `admitted before with ${written.records.length} samples, now ${chunk.length}`);
       }
-      chunk.forEach((record, i) => this.checkSame(written.records[i]!, record, this.path(firstId)));
+      chunk.forEach((record, i) => checkSameSample(written.records[i]!, record, this.path(firstId), 'admit'));
       return true;
     }
     const before = this.fileCovering(firstId);
@@ -158,19 +158,6 @@ export class AdmissionFiles {
       if (this.hasSampleFile(record.id)) throw new SampleStateError(record.id, this.samplePath(record.id), 'admit', 'id already used by a sample of its own');
     }
     return false;
-  }
-
-  /** A sample admitted again must be the same sample (its file, if written, is left as it is). */
-  private checkSame(held: SampleRecord, record: SampleRecord, path: string): void {
-    if (held.promptTokens !== record.promptTokens || held.startVersion !== record.startVersion) {
-      throw new SampleStateError(
-        record.id,
-        path,
-        'admit',
-        `id already used by a different sample (promptTokens ${held.promptTokens}, startVersion ${held.startVersion}; ` +
-          `new: promptTokens ${record.promptTokens}, startVersion ${record.startVersion})`,
-      );
-    }
   }
 
   /** Validates an admission's records: new, running, no turns, consecutive ids. */
@@ -226,4 +213,20 @@ export class AdmissionFiles {
 
 function covers(file: AdmissionFile, id: number): boolean {
   return id >= file.firstId && id < file.firstId + file.records.length;
+}
+
+/**
+ * A sample created or admitted again (a retry) must be the same sample: the record held is left as
+ * it is, an id reused for a different sample is refused.
+ */
+export function checkSameSample(held: SampleRecord, record: SampleRecord, path: string, operation: string): void {
+  if (held.promptTokens !== record.promptTokens || held.startVersion !== record.startVersion) {
+    throw new SampleStateError(
+      record.id,
+      path,
+      operation,
+      `id already used by a different sample (promptTokens ${held.promptTokens}, startVersion ${held.startVersion}; ` +
+        `new: promptTokens ${record.promptTokens}, startVersion ${record.startVersion})`,
+    );
+  }
 }

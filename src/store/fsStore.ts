@@ -28,7 +28,7 @@ import { promises as fs, watch } from 'node:fs';
 import { join } from 'node:path';
 import { z } from 'zod';
 import { checkIntRange, checkNonEmpty, checkNoDuplicates } from '../validation/patterns';
-import { AdmissionFiles } from './admissions';
+import { AdmissionFiles, checkSameSample } from './admissions';
 import { BatchIndex } from './batchIndex';
 import {
   atomicWrite,
@@ -199,16 +199,7 @@ export class FsTrajectoryStore implements TrajectoryStore {
       return;
     }
     // A retry: leave the record untouched, but refuse an id reused for a different sample.
-    const held = await this.loadSample(record.id);
-    if (held.promptTokens !== record.promptTokens || held.startVersion !== record.startVersion) {
-      throw new SampleStateError(
-        record.id,
-        path,
-        'create',
-        `id already used by a different sample (promptTokens ${held.promptTokens}, startVersion ${held.startVersion}; ` +
-          `new: promptTokens ${record.promptTokens}, startVersion ${record.startVersion})`,
-      );
-    }
+    checkSameSample(await this.loadSample(record.id), record, path, 'create');
     existing.push(record.id);
   }
 
