@@ -448,18 +448,20 @@ export function createGpuNodeActivities(deps: GpuNodeDeps): GpuNodeActivities {
    * An engine restarted since its rank's last sync (a crash, a supervisor's restart) serves older
    * weights than its shard's version. It loads the run's weights of that version before the
    * shard's turns where they were exported (disk sync); without a file (broadcast sync) its turns
-   * record the version it serves, and the next sync brings it up to date.
+   * record the version it serves, and the next sync brings it up to date in a new weight group
+   * (returned: the version served, which the shard reports).
    */
-  async function catchUpWeights(input: ShardInput, engine: RolloutEngine): Promise<void> {
+  async function catchUpWeights(input: ShardInput, engine: RolloutEngine): Promise<number | undefined> {
     const served = engineAnswer(engineStatusSchema, await engine.status(), `rank ${input.rank} engine status`).weightVersion;
-    if (served >= input.version) return;
+    if (served >= input.version) return undefined;
     const log = Context.current().log;
     if (!existsSync(deps.weightsPath(input.runId, input.version))) {
       log.warn(`rank ${input.rank} serves weights v${served}, its shard ${input.shardId} v${input.version}, and no weights of v${input.version} were exported to load: its turns record v${served} until the next sync`);
-      return;
+      return served;
     }
     log.warn(`rank ${input.rank} serves weights v${served}, its shard ${input.shardId} v${input.version} (the engine restarted since its last sync?): loading v${input.version} first`);
     await syncRankWeights({ runId: input.runId, rank: input.rank, version: input.version });
+    return undefined;
   }
 
   async function exportWeights(runId: string, version: number): Promise<void> {
@@ -505,11 +507,12 @@ export function createGpuNodeActivities(deps: GpuNodeDeps): GpuNodeActivities {
         running: input.sampleIds.length - outcome.completed.length - outcome.dropped.length - outcome.unfinished.length,
       });
       let clean = false;
+      let engineBehind: number | undefined;
       // Read beside the agent loop, so it adds no latency; awaited before the result.
       const kvCapacity = kvCapacityOf(input.rank, engine);
       kvCapacity.catch(() => undefined);
       try {
-        await Promise.all([claimLive(store, input.sampleIds, owner), catchUpWeights(input, engine)]);
+        [, engineBehind] = await Promise.all([claimLive(store, input.sampleIds, owner), catchUpWeights(input, engine)]);
         const records = await store.readSamples(input.sampleIds);
         // Real adapters listen on the signal once per in-flight generation: one per sample.
         setMaxListeners(Math.max(10, records.length + 10), signal);
@@ -538,7 +541,7 @@ export function createGpuNodeActivities(deps: GpuNodeDeps): GpuNodeActivities {
           // Kept at once (a stop may come now), its KV report added once read (one read per rank,
           // mostly done). A read that failed is not this cancelled shard's to report: the rank's
           // next shard reads again (failed reads are not kept) and fails on it.
-          const remembered: ShardResult = { ...outcome };
+          const remembered: ShardResult = { ...outcome, ...(engineBehind === undefined ? {} : { engineBehind }) };
           rememberCancelled(remembered);
           const kvCapacityTokens = await kvCapacity.catch(() => undefined);
           if (kvCapacityTokens !== undefined) remembered.kvCapacityTokens = kvCapacityTokens;
@@ -552,7 +555,7 @@ export function createGpuNodeActivities(deps: GpuNodeDeps): GpuNodeActivities {
         () => JSON.stringify(progress()),
       );
       const kvCapacityTokens = await kvCapacity;
-      return kvCapacityTokens === undefined ? outcome : { ...outcome, kvCapacityTokens };
+      return { ...outcome, ...(kvCapacityTokens === undefined ? {} : { kvCapacityTokens }), ...(engineBehind === undefined ? {} : { engineBehind }) };
     },
 
     async stopShards({ runId, shardIds }) {

@@ -61,8 +61,8 @@ export interface BroadcastSyncSpec {
 
 /**
  * The weight-update group a run keeps between iterations: created once, rebuilt when a member
- * restarted (its first collective fails), when the members change (lost or returned ranks) or
- * after any failed collective.
+ * restarted (a shard found its engine behind, or its first collective fails), when the members
+ * change (lost or returned ranks) or after any failed collective.
  */
 export interface WeightGroupState {
   name: string;
@@ -246,6 +246,12 @@ export interface ShardOutcome {
  */
 export interface ShardResult extends ShardOutcome {
   kvCapacityTokens?: number | null;
+  /**
+   * The weight version its engine served at the shard's start, where that was behind the shard's
+   * version and no exported weights of it could be loaded (broadcast sync): the engine restarted
+   * since its rank's last sync, so it holds no weight group the run kept. Absent otherwise.
+   */
+  engineBehind?: number;
 }
 
 /** The direct stop's answer (GpuNodeActivities.stopShards). */

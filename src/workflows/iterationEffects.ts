@@ -58,7 +58,7 @@ export function temporalEffects(ctx: TemporalEffectsContext): TemporalEffects {
     shardId: (rank, serial) => shardId(ctx.iteration, executionTag, rank, serial),
     launchShard: (shard, version) => shards.launch(shard, version),
     ...bookkeepingEffects(ctx, shards),
-    ...nodeEffects(ctx),
+    ...nodeEffects(ctx, shards),
     ...trainerEffects(ctx, shards),
     ...kvCapacityEffects(ctx, shards),
     sleep: (ms) => awaiting(sleep(ms)),
@@ -222,7 +222,7 @@ function startMarking(ctx: TemporalEffectsContext, sampleIds: number[], fromVers
 
 type NodeGroup = { node: number; ranks: RankId[] };
 
-function nodeEffects(ctx: TemporalEffectsContext): Pick<Effects, 'resumeMemory' | 'resumeMemorySettled' | 'syncWeights' | 'syncAndReload'> {
+function nodeEffects(ctx: TemporalEffectsContext, shards: ShardRunner): Pick<Effects, 'resumeMemory' | 'resumeMemorySettled' | 'syncWeights' | 'syncAndReload'> {
   const { spec, lost, activities } = ctx;
   const runId = spec.runId;
   const onGroup = <T>(group: NodeGroup, call: (node: ReturnType<IterationActivities['rank']>, summary: string) => Promise<T>, summary: string): Promise<T> =>
@@ -267,7 +267,7 @@ function nodeEffects(ctx: TemporalEffectsContext): Pick<Effects, 'resumeMemory' 
           nodeGroups: (members) => nodeGroups(spec, members).map((group) => group.ranks),
           diskSync,
         });
-        const outcome = yield* awaiting(sync.syncWeights(ranks, version, broadcast.group));
+        const outcome = yield* awaiting(sync.syncWeights(ranks, version, broadcast.group, [...shards.restartedRanks]));
         if (reload.length > 0) yield* awaiting(Promise.all(nodeGroups(spec, reload).map((group) => resume(group, ['kv_cache']))));
         return outcome.group;
       }

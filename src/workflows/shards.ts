@@ -61,6 +61,8 @@ export class ShardRunner {
   private readonly failureWatchers = new Set<(error: unknown) => void>();
   /** What each rank's engine reported of its KV capacity: carried in from earlier iterations, updated by every shard result. */
   readonly kvCapacity: Map<RankId, number | null>;
+  /** Ranks whose engine a shard found behind its version with no weights to load: restarted, in no kept weight group. */
+  readonly restartedRanks = new Set<RankId>();
 
   constructor(
     private readonly spec: RunSpec,
@@ -93,8 +95,7 @@ export class ShardRunner {
       (result) => {
         shard.done = true;
         shard.result = result;
-        // Results recorded before engines reported their capacity carry none.
-        if (result.kvCapacityTokens !== undefined) this.kvCapacity.set(ref.rank, result.kvCapacityTokens);
+        this.noteEngine(ref.rank, result);
       },
       (error: unknown) => {
         shard.done = true;
@@ -105,6 +106,12 @@ export class ShardRunner {
       },
     );
     this.running.set(ref.id, shard);
+  }
+
+  /** What a shard's result says of its rank's engine. Results recorded before engines reported their capacity carry none. */
+  private noteEngine(rank: RankId, result: ShardResult): void {
+    if (result.kvCapacityTokens !== undefined) this.kvCapacity.set(rank, result.kvCapacityTokens);
+    if (result.engineBehind !== undefined) this.restartedRanks.add(rank);
   }
 
   /** Settles once every running shard has ended (never, if none runs). */
@@ -177,8 +184,8 @@ export class ShardRunner {
           const outcome = outcomes.get(shard.ref.id);
           if (outcome !== undefined) {
             settledByAnswer.add(shard.ref.id);
-            // A shard its cancellation ended reports its engine's KV capacity here only.
-            if (outcome.kvCapacityTokens !== undefined) this.kvCapacity.set(shard.ref.rank, outcome.kvCapacityTokens);
+            // A shard its cancellation ended reports its engine here only.
+            this.noteEngine(shard.ref.rank, outcome);
             settle(shard, { failure: undefined, outcome });
           } else if (endedBeforeAnswer.has(shard.ref.id)) {
             settle(shard, { failure: undefined, outcome: undefined });

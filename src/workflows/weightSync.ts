@@ -7,7 +7,8 @@
  * because one hangs) fails the collective: the others are cancelled, the group is torn down on
  * every member (best effort), and the next attempt forms a new group under a new name. The group
  * a successful sync used is kept for the next iteration, so it is created once per run and rebuilt
- * only when a member restarted (its collective fails), the members changed, or a collective failed.
+ * only when a member restarted (a rollout shard found its engine behind its version, or its
+ * collective fails), the members changed, or a collective failed.
  * After the last attempt the sync falls back to disk where configured, else fails.
  *
  * Pure workflow code: activities as types, no Node APIs.
@@ -56,7 +57,9 @@ export function groupRanks(layout: PoolLayout, ranks: readonly RankId[]): { offs
 
 const sameRanks = (a: readonly RankId[], b: readonly RankId[]): boolean => a.length === b.length && [...a].sort((x, y) => x - y).every((rank, i) => rank === [...b].sort((x, y) => x - y)[i]);
 
-export function createBroadcastSync(deps: BroadcastSyncDeps): { syncWeights(ranks: readonly RankId[], version: number, kept: WeightGroupState | undefined): Promise<BroadcastSyncOutcome> } {
+export function createBroadcastSync(deps: BroadcastSyncDeps): {
+  syncWeights(ranks: readonly RankId[], version: number, kept: WeightGroupState | undefined, restarted?: readonly RankId[]): Promise<BroadcastSyncOutcome>;
+} {
   const { spec, trainerNode } = deps;
   const sync = spec.weightSync;
   const runId = spec.runId;
@@ -141,8 +144,15 @@ export function createBroadcastSync(deps: BroadcastSyncDeps): { syncWeights(rank
     }
   }
 
-  async function syncWeights(ranks: readonly RankId[], version: number, kept: WeightGroupState | undefined): Promise<BroadcastSyncOutcome> {
-    let group = kept !== undefined && sameRanks(kept.ranks, ranks) && kept.backend === sync.backend ? kept : undefined;
+  /**
+   * `restarted`: ranks whose engine restarted since the last sync (a shard found it behind): a kept
+   * group with one of them is formed anew, since the trainer's send into a group a member no longer
+   * holds could not be called off (NCCL) until the group's own timeout.
+   */
+  async function syncWeights(ranks: readonly RankId[], version: number, kept: WeightGroupState | undefined, restarted: readonly RankId[] = []): Promise<BroadcastSyncOutcome> {
+    const restartedMembers = kept === undefined ? [] : kept.ranks.filter((rank) => restarted.includes(rank));
+    if (restartedMembers.length > 0) log.warn(`weight group ${kept!.name}: the engines of ranks ${rankRanges(restartedMembers)} restarted since the last sync; forming a new group`);
+    let group = kept !== undefined && sameRanks(kept.ranks, ranks) && kept.backend === sync.backend && restartedMembers.length === 0 ? kept : undefined;
     if (kept !== undefined && group === undefined) await CancellationScope.nonCancellable(() => teardown(kept.name, kept.ranks));
     const failures: string[] = [];
     for (let attempt = 1; attempt <= sync.attempts; attempt++) {

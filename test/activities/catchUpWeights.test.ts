@@ -1,7 +1,7 @@
 /**
  * A rollout shard on an engine that restarted since its rank's last sync (it serves older weights
  * than the shard's version) loads the run's exported weights of that version before its turns;
- * without exported weights its turns record the version the engine serves. The simulated engine
+ * without exported weights its turns record the version the engine serves, and its result says so. The simulated engine
  * and environment, a real store; the activity in a context of our own.
  */
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -69,6 +69,7 @@ describe('a shard on an engine behind its version', () => {
     expect(result).toMatchObject({ unfinished: [], dropped: [] });
     expect([...result.completed].sort()).toEqual([0, 1]);
     expect((await engine.status()).weightVersion).toBe(2);
+    expect(result.engineBehind).toBeUndefined();
     const versions = await turnVersions();
     expect(versions).toHaveLength(6);
     expect(new Set(versions)).toEqual(new Set([2]));
@@ -80,6 +81,8 @@ describe('a shard on an engine behind its version', () => {
     expect([...result.completed].sort()).toEqual([0, 1]);
     expect((await engine.status()).weightVersion).toBe(0);
     expect(new Set(await turnVersions())).toEqual(new Set([0]));
+    // Reported, so a weight group the run kept is formed anew at the next sync.
+    expect(result.engineBehind).toBe(0);
   });
 
   it('an engine at the shard\'s version or after it loads nothing', async () => {
@@ -91,5 +94,6 @@ describe('a shard on an engine behind its version', () => {
     expect(result).toMatchObject({ unfinished: [], dropped: [] });
     expect([...result.completed].sort()).toEqual([0, 1]);
     expect((await engine.status()).weightVersion).toBe(1);
+    expect(result.engineBehind).toBeUndefined();
   });
 });

@@ -1,0 +1,94 @@
+/**
+ * An engine restarted between two syncs by broadcast, through the real pipeline (a real dev
+ * server, the real workers, simulated engines, weight sync by broadcast). The run is held paused
+ * after iteration 0, whose sync formed the weight group the run keeps; then the engine of rank 1
+ * loses its state (its weights version and its group membership, as a restarted engine process
+ * does) and the workers start again. In iteration 1 that rank's shards find their engine behind
+ * their version with no exported weights to load, so they record the version it serves, and the
+ * sync forms a new group instead of sending into the kept one: one broadcast, not a failed one
+ * and a second. Every engine ends on the run's last version; every sample is in the store once.
+ */
+import { rmSync } from 'node:fs';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { iterationWorkflowId } from '../../src/contract/naming';
+import type { RunStatus } from '../../src/contract/types';
+import { SimRolloutEngine } from '../../src/engines/simulated/rolloutEngine';
+import { engineStateDir } from '../../src/workers/runtime';
+import type { RunSummary } from '../../src/workflows/run';
+import { scheduledActivityTypes } from '../helpers/historyEvents';
+import { smallConfig, startPipelineEnv, type PipelineEnv } from '../helpers/pipeline';
+import { clock, constantWorkload, cost, memory } from '../engines/helpers';
+
+const ITERATIONS = 3;
+const RESTARTED_RANK = 1;
+
+describe('an engine restarted between syncs by broadcast (real Temporal)', () => {
+  let env: PipelineEnv;
+  beforeAll(async () => {
+    env = await startPipelineEnv();
+  });
+  afterAll(async () => {
+    await env?.close();
+  });
+
+  it('its shards record the version it serves, and the next sync forms a new weight group instead of sending into the kept one', async () => {
+    const runId = 'restarted-engine';
+    const context = env.context({
+      ...smallConfig({ run: { id: runId, iterations: ITERATIONS } }),
+      engine: { weightSync: { mode: 'broadcast', timeoutSeconds: 20, attempts: 4 } },
+    });
+    let workers = await env.startWorkers(context);
+    let stopped = false;
+    try {
+      const { handle } = await env.startRun(context);
+      const status = () => handle.query<RunStatus>('status');
+      // Held after iteration 0 at a known point: the run paused before iteration 1 starts.
+      await handle.executeUpdate('pause');
+      for (let current = await status(); !(current.paused && current.iteration === 1); current = await status()) {
+        if (current.paused && current.iteration === 0) {
+          await handle.executeUpdate('resume');
+          await handle.executeUpdate('pause');
+        }
+        if (current.lastError !== undefined) throw new Error(`iteration 0 failed: ${current.lastError}`);
+        await new Promise((resolve) => setTimeout(resolve, 100));
+      }
+      await workers.stop();
+      const stateDir = engineStateDir(context.paths, runId);
+      rmSync(path.join(stateDir, `rank-${RESTARTED_RANK}.json`));
+      workers = await env.startWorkers(context);
+      await handle.executeUpdate('resume');
+      const summary = (await handle.result()) as RunSummary;
+      expect(summary.iterations).toBe(ITERATIONS);
+
+      const history = await env.client.workflow.getHandle(iterationWorkflowId(runId, 1)).fetchHistory();
+      const types = scheduledActivityTypes(history);
+      // One broadcast in iteration 1, into a group formed after the kept one was torn down.
+      expect(types.filter((type) => type === 'broadcastWeights')).toHaveLength(1);
+      expect(types.indexOf('closeWeightGroup')).toBeGreaterThanOrEqual(0);
+      expect(types.indexOf('closeWeightGroup')).toBeLessThan(types.indexOf('openWeightGroup'));
+      const failed = (history.events ?? []).filter((event) => event.activityTaskFailedEventAttributes !== undefined && event.activityTaskFailedEventAttributes !== null);
+      expect(failed).toEqual([]);
+
+      // The restarted engine's turns in iteration 1 record the version it served (v0), not v1.
+      const store = env.store(context);
+      const samples = await store.readSamples(await store.listSampleIds());
+      const versionsOnRank = new Set(samples.flatMap((sample) => sample.turns.filter((turn) => turn.rank === RESTARTED_RANK).map((turn) => turn.weightVersion)));
+      expect(versionsOnRank.has(0)).toBe(true);
+      expect(versionsOnRank.has(1)).toBe(false);
+      const audit = await store.audit();
+      expect(audit.violations).toEqual([]);
+      expect(audit.batched).toBe(ITERATIONS * 8);
+
+      // Every engine ends on the last version (read from the state it persisted).
+      await workers.stop();
+      stopped = true;
+      for (let rank = 0; rank < 4; rank++) {
+        const engine = new SimRolloutEngine({ rank, gpus: [rank], cost: cost(), workload: constantWorkload(10), clock: clock(1), memory: memory(), statePath: path.join(stateDir, `rank-${rank}.json`) });
+        expect((await engine.status()).weightVersion, `rank ${rank}`).toBe(ITERATIONS);
+      }
+    } finally {
+      if (!stopped) await workers.stop();
+    }
+  }, 600_000);
+});
