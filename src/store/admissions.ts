@@ -60,11 +60,10 @@ export class AdmissionFiles {
   }
 
   /**
-   * Records that `id` has a file of its own now, if it is an admitted sample not recorded so yet.
-   * Synchronous, as the store's lock files: through the thread pool it would queue behind fsyncs.
+   * Records that `id`, read from its admission, has a file of its own now. Synchronous, as the
+   * store's lock files: through the thread pool it would queue behind fsyncs.
    */
   markSuperseded(id: number): void {
-    if (this.recordOf(id) === undefined || this.superseded(id)) return;
     try {
       closeSync(openSync(join(this.supersededDir, String(id)), 'wx'));
     } catch (err) {
@@ -96,6 +95,11 @@ export class AdmissionFiles {
     }
     const createdSet = new Set(created);
     return { created, existing: records.map((record) => record.id).filter((id) => !createdSet.has(id)) };
+  }
+
+  /** Whether any admission was written (one folder listing: for stores written one file per sample). */
+  async any(): Promise<boolean> {
+    return (await listDir(this.dir)).some((name) => ADMISSION_FILE.test(name));
   }
 
   /** The admission's record of `id`, or undefined if no admission file covers it. */

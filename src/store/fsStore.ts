@@ -186,15 +186,17 @@ export class FsTrajectoryStore implements TrajectoryStore {
     const created: number[] = [];
     const existing: number[] = [];
     const sorted = [...valid].sort((a, b) => a.id - b.id);
+    // Ids an admission holds are the same sample or refused; looked up only where there are admissions.
+    const admitted = (await this.admissions.any()) ? (id: number) => this.admissions.recordOf(id) : () => undefined;
     for (let start = 0; start < sorted.length; start += CREATE_WAVE) {
-      await mapLimit(sorted.slice(start, start + CREATE_WAVE), this.concurrency, (record) => this.createOne(record, created, existing));
+      await mapLimit(sorted.slice(start, start + CREATE_WAVE), this.concurrency, (record) => this.createOne(record, admitted(record.id), created, existing));
     }
     return { created: sortedIds(created), existing: sortedIds(existing) };
   }
 
-  private async createOne(record: SampleRecord, created: number[], existing: number[]): Promise<void> {
+  private async createOne(record: SampleRecord, admitted: SampleRecord | undefined, created: number[], existing: number[]): Promise<void> {
     const path = this.samplePath(record.id);
-    if (this.admissions.recordOf(record.id) === undefined && (await createExclusive(path, JSON.stringify(record), this.sync))) {
+    if (admitted === undefined && (await createExclusive(path, JSON.stringify(record), this.sync))) {
       created.push(record.id);
       return;
     }
@@ -236,6 +238,7 @@ export class FsTrajectoryStore implements TrajectoryStore {
     (await this.readSamples(ids)).forEach(check);
     await mapLimit(ids, this.concurrency, (id) =>
       this.withSampleLock(id, async () => {
+        const fromAdmission = !fileExists(this.samplePath(id));
         const record = await this.loadSample(id);
         check(record);
         // A completion marker beside a running record was left by a crash between the two writes
@@ -244,7 +247,7 @@ export class FsTrajectoryStore implements TrajectoryStore {
         // claim would queue behind the writes' fsyncs.
         if ((await readIfExists(this.markerPath(id))) !== undefined) await removeIfExists(this.markerPath(id), this.sync);
         if (record.owner !== shard) await this.writeSample({ ...record, owner: shard });
-        this.admissions.markSuperseded(id);
+        if (fromAdmission) this.admissions.markSuperseded(id);
       }),
     );
   }
@@ -426,12 +429,13 @@ export class FsTrajectoryStore implements TrajectoryStore {
       (await this.readSamples(ids)).forEach(check);
       await mapLimit(ids, this.concurrency, (id) =>
         this.withSampleLock(id, async () => {
+          const fromAdmission = !fileExists(this.samplePath(id));
           const record = await this.loadSample(id);
           check(record);
           if (record.status !== 'dropped') {
             await this.writeSample({ ...record, status: 'dropped', dropReason: why.data });
           }
-          this.admissions.markSuperseded(id);
+          if (fromAdmission) this.admissions.markSuperseded(id);
           await removeIfExists(this.markerPath(id), this.sync);
         }),
       );
