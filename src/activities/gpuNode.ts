@@ -448,8 +448,8 @@ export function createGpuNodeActivities(deps: GpuNodeDeps): GpuNodeActivities {
    * An engine restarted since its rank's last sync (a crash, a supervisor's restart) serves older
    * weights than its shard's version. It loads the run's weights of that version before the
    * shard's turns where they were exported (disk sync); without a file (broadcast sync) its turns
-   * record the version it serves, and the next sync brings it up to date in a new weight group
-   * (returned: the version served, which the shard reports).
+   * record the version it serves until the next sync. Returns the version it served when behind,
+   * which the shard reports: a restarted engine is in no weight group the run kept.
    */
   async function catchUpWeights(input: ShardInput, engine: RolloutEngine): Promise<number | undefined> {
     const served = engineAnswer(engineStatusSchema, await engine.status(), `rank ${input.rank} engine status`).weightVersion;
@@ -461,7 +461,7 @@ export function createGpuNodeActivities(deps: GpuNodeDeps): GpuNodeActivities {
     }
     log.warn(`rank ${input.rank} serves weights v${served}, its shard ${input.shardId} v${input.version} (the engine restarted since its last sync?): loading v${input.version} first`);
     await syncRankWeights({ runId: input.runId, rank: input.rank, version: input.version });
-    return undefined;
+    return served;
   }
 
   async function exportWeights(runId: string, version: number): Promise<void> {

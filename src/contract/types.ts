@@ -248,8 +248,8 @@ export interface ShardResult extends ShardOutcome {
   kvCapacityTokens?: number | null;
   /**
    * The weight version its engine served at the shard's start, where that was behind the shard's
-   * version and no exported weights of it could be loaded (broadcast sync): the engine restarted
-   * since its rank's last sync, so it holds no weight group the run kept. Absent otherwise.
+   * version: the engine restarted since its rank's last sync, so it holds no weight group the run
+   * kept (it loaded the shard's version first where exported weights of it were). Absent otherwise.
    */
   engineBehind?: number;
 }

@@ -61,7 +61,7 @@ export class ShardRunner {
   private readonly failureWatchers = new Set<(error: unknown) => void>();
   /** What each rank's engine reported of its KV capacity: carried in from earlier iterations, updated by every shard result. */
   readonly kvCapacity: Map<RankId, number | null>;
-  /** Ranks whose engine a shard found behind its version with no weights to load: restarted, in no kept weight group. */
+  /** Ranks whose engine a shard found behind its version: restarted since the last sync, in no kept weight group. */
   readonly restartedRanks = new Set<RankId>();
 
   constructor(
