@@ -195,7 +195,7 @@ export function createGpuNodeActivities(deps: GpuNodeDeps): GpuNodeActivities {
    * `checkpointed` (every sample checkpointed, the shard touches the store no more: its outcome;
    * undefined if the shard failed instead).
    */
-  const runningShards = new Map<string, { stop: AbortController; checkpointed: Promise<ShardOutcome | undefined> }>();
+  const runningShards = new Map<string, { stop: AbortController; checkpointed: Promise<ShardResult | undefined> }>();
   /**
    * Outcomes of the shards a cancellation ended, latest last: the workflow requests a shard's
    * cancellation together with its direct stop, and when the cancellation reaches this worker
@@ -494,8 +494,8 @@ export function createGpuNodeActivities(deps: GpuNodeDeps): GpuNodeActivities {
       const owner = `${input.shardId}@${context.info.attempt}`;
       const outcome: ShardOutcome = { shardId: input.shardId, completed: [], unfinished: [], dropped: [] };
       const stop = new AbortController();
-      let samplesEnded: (ended: ShardOutcome | undefined) => void = () => undefined;
-      const running = { stop, checkpointed: new Promise<ShardOutcome | undefined>((resolve) => (samplesEnded = resolve)) };
+      let samplesEnded: (ended: ShardResult | undefined) => void = () => undefined;
+      const running = { stop, checkpointed: new Promise<ShardResult | undefined>((resolve) => (samplesEnded = resolve)) };
       // Stoppable from its start: a direct stop that comes while the shard claims its samples
       // answers with its outcome (every sample unfinished, as claimed) instead of missing it.
       // A retry of the same shard supersedes an attempt still running here (the store fences it).
@@ -533,7 +533,8 @@ export function createGpuNodeActivities(deps: GpuNodeDeps): GpuNodeActivities {
         clean = true;
       } finally {
         if (runningShards.get(input.shardId) === running) runningShards.delete(input.shardId);
-        samplesEnded(clean ? outcome : undefined);
+        // A direct stop answers with this (the workflow may not wait for the shard's own result).
+        samplesEnded(clean ? { ...outcome, ...(engineBehind === undefined ? {} : { engineBehind }) } : undefined);
       }
       if (context.cancellationSignal.aborted) {
         // Every sample is checkpointed: report the cancellation so the workflow moves them on.

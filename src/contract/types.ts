@@ -259,9 +259,10 @@ export interface StopShardsAnswer {
   stopped: string[];
   checkpointed: string[];
   /**
-   * The checkpointed shards' outcomes; absent from workers of an earlier build. A shard its
-   * cancellation ended carries its engine's KV capacity report too (its cancelled activity returns
-   * none); a stopped one reports it with its own result.
+   * The checkpointed shards' outcomes; absent from workers of an earlier build. Each says whether
+   * the shard found its engine behind (`engineBehind`). A shard its cancellation ended carries its
+   * engine's KV capacity report too (its cancelled activity returns none); a stopped one reports
+   * that with its own result.
    */
   outcomes?: ShardResult[];
 }

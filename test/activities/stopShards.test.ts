@@ -2,8 +2,8 @@
  * The direct stop of rollout shards in a gpu-node worker (src/activities/gpuNode.ts), run with an
  * activity context of our own: a shard its workflow's cancellation ended before the stop came is
  * answered for with its outcome and its engine's KV report (a cancellation for another reason is
- * not: Temporal may run that shard again), and a shard stopped while it claims its samples is
- * answered for once claimed.
+ * not: Temporal may run that shard again), a shard stopped while it claims its samples is
+ * answered for once claimed, and an answer says when the shard found its engine behind.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -202,5 +202,14 @@ describe('stopShards', () => {
     expect(inIdOrder([await running.result])).toMatchObject([{ shardId: 's-claiming', unfinished: [1, 2] }]);
     expect(engine.started).toEqual([]); // stopped before any turn began
     for (const record of await store.readSamples([1, 2])) expect(record.owner).toBe('s-claiming@1');
+  });
+
+  it("a stopped shard's answer says its engine was behind its version (the workflow may settle it before the shard's own result comes)", async () => {
+    // The engine serves v0; the shard is of v1, whose weights were never exported (broadcast sync).
+    const running = inActivity<ShardResult>(() => activities.runRolloutShard({ ...shard('s-behind', [0, 1]), version: 1 }));
+    await engine.turnsStarted(2);
+    const answer = await inActivity(() => activities.stopShards({ runId: RUN, shardIds: ['s-behind'] })).result;
+    expect(inIdOrder(answer.outcomes)).toEqual([{ shardId: 's-behind', completed: [], unfinished: [0, 1], dropped: [], engineBehind: 0 }]);
+    expect(await running.result).toMatchObject({ shardId: 's-behind', engineBehind: 0 });
   });
 });
