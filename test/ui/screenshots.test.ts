@@ -1,10 +1,12 @@
 /**
  * The Temporal UI tells the story of a run, and the README's pictures of it stay true: a short
  * `timeshare dev --keep-ui` run, then headless Chromium opens the UI it serves, checks that the
- * run's workflows and an iteration's activities are on the pages, and writes the screenshots the
- * README shows (docs/img/ui-*.png). Real CLI, real dev server and UI, real browser.
+ * run's workflows and an iteration's activities are on the pages, and takes the screenshots the
+ * README shows: into the test's temp folder, or over docs/img/ui-*.png with
+ * TIMESHARE_UPDATE_SCREENSHOTS=1 (so `npm test` leaves the checkout's tree as it was). Real CLI,
+ * real dev server and UI, real browser.
  */
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { Client, Connection } from '@temporalio/client';
@@ -16,7 +18,7 @@ import { renderedDom, screenshot } from '../helpers/chromium';
 import { smallConfig } from '../helpers/pipeline';
 import { startDevOnFreePorts, type Proc } from '../helpers/processes';
 
-const IMG = path.join(__dirname, '..', '..', 'docs', 'img');
+const README_IMG = path.join(__dirname, '..', '..', 'docs', 'img');
 const RUN = 'ui-tour';
 
 describe('Temporal UI of a dev run (headless Chromium)', () => {
@@ -34,7 +36,7 @@ describe('Temporal UI of a dev run (headless Chromium)', () => {
     rmSync(dir, { recursive: true, force: true });
   });
 
-  it('shows the run and an iteration with its activities; writes the README screenshots', async () => {
+  it('shows the run and an iteration with its activities; takes the README screenshots', async () => {
     const config = path.join(dir, `${RUN}.json`);
     writeFileSync(config, JSON.stringify(smallConfig({ run: { id: RUN, iterations: 2 }, store: { dir: path.join(dir, 'store') } })));
     const started = await startDevOnFreePorts(
@@ -67,9 +69,11 @@ describe('Temporal UI of a dev run (headless Chromium)', () => {
     expect(historyDom).toContain('Workflow Execution Completed');
     expect(historyDom).toContain('Activity Task Completed');
 
-    await screenshot(list, path.join(IMG, 'ui-workflows.png'), { width: 1400, height: 700 });
-    await screenshot(timeline, path.join(IMG, 'ui-iteration-timeline.png'), { width: 1400, height: 1300 });
-    await screenshot(history, path.join(IMG, 'ui-iteration-history.png'), { width: 1400, height: 1200 });
+    const img = process.env['TIMESHARE_UPDATE_SCREENSHOTS'] === '1' ? README_IMG : path.join(dir, 'img');
+    mkdirSync(img, { recursive: true });
+    await screenshot(list, path.join(img, 'ui-workflows.png'), { width: 1400, height: 700 });
+    await screenshot(timeline, path.join(img, 'ui-iteration-timeline.png'), { width: 1400, height: 1300 });
+    await screenshot(history, path.join(img, 'ui-iteration-history.png'), { width: 1400, height: 1200 });
 
     dev.kill('SIGINT');
     expect(await dev.exited).toBe(EXIT.ok);
