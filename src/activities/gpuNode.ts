@@ -31,7 +31,7 @@ import { EpisodeLostError } from '../engines/openenv/errors';
 import { checkPostcondition, checkSubset } from '../validation/patterns';
 import type { GpuNodeActivities } from '../contract/activities';
 import { describeError } from '../contract/errors';
-import type { RankMemoryInput, ShardInput, ShardOutcome, ShardResult, WeightSyncInput } from '../contract/types';
+import type { RankMemoryInput, ShardInput, ShardResult, WeightSyncInput } from '../contract/types';
 import { appendSpan, expandSpans, withinLagLimit, type VersionSpan } from '../gpu/staleness';
 import { contextIds, contextTokens, SampleStateError, turnVersionSpans, type SampleRecord, type TrajectoryStore } from '../store';
 import { failingFast } from './failFast';
@@ -492,7 +492,8 @@ export function createGpuNodeActivities(deps: GpuNodeDeps): GpuNodeActivities {
       // The store owner is the shard attempt: an earlier attempt of this shard that is still
       // running (its worker froze past the heartbeat timeout, then woke up) is fenced out.
       const owner = `${input.shardId}@${context.info.attempt}`;
-      const outcome: ShardOutcome = { shardId: input.shardId, completed: [], unfinished: [], dropped: [] };
+      // Its outcome, and whether it found its engine behind: what the result and a direct stop's answer say.
+      const outcome: ShardResult = { shardId: input.shardId, completed: [], unfinished: [], dropped: [] };
       const stop = new AbortController();
       let samplesEnded: (ended: ShardResult | undefined) => void = () => undefined;
       const running = { stop, checkpointed: new Promise<ShardResult | undefined>((resolve) => (samplesEnded = resolve)) };
@@ -507,12 +508,12 @@ export function createGpuNodeActivities(deps: GpuNodeDeps): GpuNodeActivities {
         running: input.sampleIds.length - outcome.completed.length - outcome.dropped.length - outcome.unfinished.length,
       });
       let clean = false;
-      let engineBehind: number | undefined;
       // Read beside the agent loop, so it adds no latency; awaited before the result.
       const kvCapacity = kvCapacityOf(input.rank, engine);
       kvCapacity.catch(() => undefined);
       try {
-        [, engineBehind] = await Promise.all([claimLive(store, input.sampleIds, owner), catchUpWeights(input, engine)]);
+        const [, engineBehind] = await Promise.all([claimLive(store, input.sampleIds, owner), catchUpWeights(input, engine)]);
+        if (engineBehind !== undefined) outcome.engineBehind = engineBehind;
         const records = await store.readSamples(input.sampleIds);
         // Real adapters listen on the signal once per in-flight generation: one per sample.
         setMaxListeners(Math.max(10, records.length + 10), signal);
@@ -534,7 +535,7 @@ export function createGpuNodeActivities(deps: GpuNodeDeps): GpuNodeActivities {
       } finally {
         if (runningShards.get(input.shardId) === running) runningShards.delete(input.shardId);
         // A direct stop answers with this (the workflow may not wait for the shard's own result).
-        samplesEnded(clean ? { ...outcome, ...(engineBehind === undefined ? {} : { engineBehind }) } : undefined);
+        samplesEnded(clean ? outcome : undefined);
       }
       if (context.cancellationSignal.aborted) {
         // Every sample is checkpointed: report the cancellation so the workflow moves them on.
@@ -542,7 +543,7 @@ export function createGpuNodeActivities(deps: GpuNodeDeps): GpuNodeActivities {
           // Kept at once (a stop may come now), its KV report added once read (one read per rank,
           // mostly done). A read that failed is not this cancelled shard's to report: the rank's
           // next shard reads again (failed reads are not kept) and fails on it.
-          const remembered: ShardResult = { ...outcome, ...(engineBehind === undefined ? {} : { engineBehind }) };
+          const remembered: ShardResult = { ...outcome };
           rememberCancelled(remembered);
           const kvCapacityTokens = await kvCapacity.catch(() => undefined);
           if (kvCapacityTokens !== undefined) remembered.kvCapacityTokens = kvCapacityTokens;
@@ -556,7 +557,7 @@ export function createGpuNodeActivities(deps: GpuNodeDeps): GpuNodeActivities {
         () => JSON.stringify(progress()),
       );
       const kvCapacityTokens = await kvCapacity;
-      return { ...outcome, ...(kvCapacityTokens === undefined ? {} : { kvCapacityTokens }), ...(engineBehind === undefined ? {} : { engineBehind }) };
+      return kvCapacityTokens === undefined ? outcome : { ...outcome, kvCapacityTokens };
     },
 
     async stopShards({ runId, shardIds }) {

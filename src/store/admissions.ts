@@ -41,8 +41,7 @@ export class AdmissionFiles {
   constructor(
     readonly dir: string,
     private readonly sync: boolean,
-    /** Whether a sample has a file of its own (which supersedes its admission's record). */
-    private readonly hasSampleFile: (id: number) => boolean,
+    /** Where a sample's own file is (which supersedes its admission's record). */
     private readonly samplePath: (id: number) => string,
   ) {}
 
@@ -159,7 +158,7 @@ export class AdmissionFiles {
     if (before !== undefined) throw new SampleStateError(firstId, this.path(before.firstId), 'admit', `id already admitted from ${before.firstId}`);
     for (const record of chunk) {
       if (record.id > firstId && fileExists(this.path(record.id))) throw new SampleStateError(record.id, this.path(record.id), 'admit', 'id already admitted by another admission');
-      if (this.hasSampleFile(record.id)) throw new SampleStateError(record.id, this.samplePath(record.id), 'admit', 'id already used by a sample of its own');
+      if (fileExists(this.samplePath(record.id))) throw new SampleStateError(record.id, this.samplePath(record.id), 'admit', 'id already used by a sample of its own');
     }
     return false;
   }

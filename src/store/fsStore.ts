@@ -156,7 +156,7 @@ export class FsTrajectoryStore implements TrajectoryStore {
   }
 
   private admissionFiles(): AdmissionFiles {
-    return new AdmissionFiles(join(this.runDir, 'admissions'), this.sync, (id) => fileExists(this.samplePath(id)), (id) => this.samplePath(id));
+    return new AdmissionFiles(join(this.runDir, 'admissions'), this.sync, (id) => this.samplePath(id));
   }
 
   samplePath(id: number): string {
@@ -238,8 +238,7 @@ export class FsTrajectoryStore implements TrajectoryStore {
     (await this.readSamples(ids)).forEach(check);
     await mapLimit(ids, this.concurrency, (id) =>
       this.withSampleLock(id, async () => {
-        const fromAdmission = !fileExists(this.samplePath(id));
-        const record = await this.loadSample(id);
+        const { record, fromAdmission } = await this.loadSampleFrom(id);
         check(record);
         // A completion marker beside a running record was left by a crash between the two writes
         // of a completion (the turn runs again): without it awaitBatch stops recounting this one.
@@ -429,8 +428,7 @@ export class FsTrajectoryStore implements TrajectoryStore {
       (await this.readSamples(ids)).forEach(check);
       await mapLimit(ids, this.concurrency, (id) =>
         this.withSampleLock(id, async () => {
-          const fromAdmission = !fileExists(this.samplePath(id));
-          const record = await this.loadSample(id);
+          const { record, fromAdmission } = await this.loadSampleFrom(id);
           check(record);
           if (record.status !== 'dropped') {
             await this.writeSample({ ...record, status: 'dropped', dropReason: why.data });
@@ -719,16 +717,21 @@ export class FsTrajectoryStore implements TrajectoryStore {
 
   /** The sample's own file, or else its admission's record while it has had no file of its own. */
   private async loadSample(id: number, admissions = this.admissions): Promise<SampleRecord> {
+    return (await this.loadSampleFrom(id, admissions)).record;
+  }
+
+  /** loadSample, and whether the record came from its admission (the sample has no file of its own yet). */
+  private async loadSampleFrom(id: number, admissions = this.admissions): Promise<{ record: SampleRecord; fromAdmission: boolean }> {
     const path = this.samplePath(id);
     const text = await readIfExists(path);
     if (text === undefined) {
       const admitted = admissions.superseded(id) ? undefined : admissions.recordOf(id);
       if (admitted === undefined) throw new SampleNotFoundError(id, path);
-      return admitted;
+      return { record: admitted, fromAdmission: true };
     }
     const record = parseStoreFile(sampleRecordSchema, text, `sample ${id}`, path, id);
     if (record.id !== id) throw new StoreCorruptionError(`sample ${id}`, path, `file holds sample ${record.id}`, id);
-    return record;
+    return { record, fromAdmission: false };
   }
 
   private async writeSample(record: SampleRecord): Promise<void> {

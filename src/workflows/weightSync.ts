@@ -150,8 +150,8 @@ export function createBroadcastSync(deps: BroadcastSyncDeps): {
    * holds could not be called off (NCCL) until the group's own timeout.
    */
   async function syncWeights(ranks: readonly RankId[], version: number, kept: WeightGroupState | undefined, restarted: readonly RankId[] = []): Promise<BroadcastSyncOutcome> {
-    const restartedMembers = kept === undefined ? [] : kept.ranks.filter((rank) => restarted.includes(rank));
-    if (restartedMembers.length > 0) log.warn(`weight group ${kept!.name}: the engines of ranks ${rankRanges(restartedMembers)} restarted since the last sync; forming a new group`);
+    const restartedMembers = kept?.ranks.filter((rank) => restarted.includes(rank)) ?? [];
+    if (kept !== undefined && restartedMembers.length > 0) log.warn(`weight group ${kept.name}: the engines of ranks ${rankRanges(restartedMembers)} restarted since the last sync; forming a new group`);
     let group = kept !== undefined && sameRanks(kept.ranks, ranks) && kept.backend === sync.backend && restartedMembers.length === 0 ? kept : undefined;
     if (kept !== undefined && group === undefined) await CancellationScope.nonCancellable(() => teardown(kept.name, kept.ranks));
     const failures: string[] = [];
