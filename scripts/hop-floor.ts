@@ -12,7 +12,7 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { Client, Connection } from '@temporalio/client';
+import { Client, Connection, type WorkflowHandle } from '@temporalio/client';
 import { DefaultLogger, NativeConnection, Runtime, Worker } from '@temporalio/worker';
 import { Command } from 'commander';
 import { activitySpans, type ActivitySpan } from '../src/controlPlaneBench/historyFigures';
@@ -30,6 +30,8 @@ interface Flags {
   ranks: number;
   chain: FloorChain;
   throttled: boolean;
+  shardPer: 'rank' | 'node';
+  rankQueues: boolean;
 }
 
 /**
@@ -61,12 +63,15 @@ async function main(): Promise<void> {
     .option('--iterations <n>', 'iterations (the first is left out of the medians)', Number, 30)
     .option('--ranks <n>', 'ranks: one shard activity each', Number, 8)
     .option('--chain <chain>', `the hops of a transition: ${FLOOR_CHAINS.join(' or ')}`, 'pipeline')
+    .option('--shard-per <unit>', 'one shard activity per rank (as the pipeline) or per node', 'rank')
+    .option('--rank-queues', "each shard on its rank's own queue, one worker each (as the pipeline), instead of on the node queue")
     .option('--throttled', "keep the dev server's limit on reading history tasks (20 a second)")
     .parse()
     .opts<Flags>();
   if (!Number.isInteger(flags.iterations) || flags.iterations < 3) throw new Error(`--iterations must be an integer ≥ 3, got ${flags.iterations}`);
   if (!Number.isInteger(flags.ranks) || flags.ranks < 1) throw new Error(`--ranks must be a positive integer, got ${flags.ranks}`);
   if (!(FLOOR_CHAINS as readonly string[]).includes(flags.chain)) throw new Error(`--chain must be one of ${FLOOR_CHAINS.join(', ')}, got '${flags.chain}'`);
+  if (flags.shardPer !== 'rank' && flags.shardPer !== 'node') throw new Error(`--shard-per must be rank or node, got '${flags.shardPer}'`);
   Runtime.install({ logger: new DefaultLogger('WARN') });
   const scratch = mkdtempSync(path.join(os.tmpdir(), 'timeshare-hop-floor-'));
   const server = await startDevServer({ headless: true, logFile: path.join(scratch, 'temporal.log'), dynamicConfig: flags.throttled === true ? {} : UNTHROTTLED });
@@ -75,6 +80,7 @@ async function main(): Promise<void> {
     const client = new Client({ connection: await Connection.connect({ address: server.address }) });
     const prefix = `hop-floor-${Date.now().toString(36)}`;
     const nodeQueue = `${prefix}-node`;
+    const nodes = Math.ceil(flags.ranks / GPUS_PER_NODE);
     const activities = Object.fromEntries(FLOOR_STEPS.map((name) => [name, async () => undefined])) as FloorActivities;
     const orchestrator = await Worker.create({
       connection,
@@ -83,15 +89,19 @@ async function main(): Promise<void> {
       workflowBundle: { codePath: (await cachedWorkflowBundle(WORKFLOWS)).codePath },
     });
     const node = await Worker.create({ connection, taskQueue: nodeQueue, activities });
-    const histories = await Promise.all([orchestrator.run(), node.run(), (async () => {
+    const rankQueues = flags.rankQueues === true;
+    const shardQueues = rankQueues ? Array.from({ length: flags.ranks }, (_, rank) => `${nodeQueue}-rank-${rank}`) : [];
+    const rankWorkers = await Promise.all(shardQueues.map((taskQueue) => Worker.create({ connection, taskQueue, activities, activityTaskPollerBehavior: { type: 'simple-maximum', maximum: 2 } })));
+    const histories = await Promise.all([orchestrator.run(), node.run(), ...rankWorkers.map((worker) => worker.run()), (async () => {
       try {
-        await client.workflow.execute('floorRun', { taskQueue: `${prefix}-orchestrator`, workflowId: prefix, args: [{ chain: flags.chain, iterations: flags.iterations, ranks: flags.ranks, nodes: Math.ceil(flags.ranks / GPUS_PER_NODE), nodeQueue }] });
+        await client.workflow.execute('floorRun', { taskQueue: `${prefix}-orchestrator`, workflowId: prefix, args: [{ chain: flags.chain, iterations: flags.iterations, shards: flags.shardPer === 'rank' ? flags.ranks : nodes, nodes, nodeQueue, rankQueues }] });
         return await Promise.all(Array.from({ length: flags.iterations }, (_, k) => client.workflow.getHandle(`${nodeQueue}-iter-${k}`).fetchHistory()));
       } finally {
         orchestrator.shutdown();
         node.shutdown();
+        for (const worker of rankWorkers) worker.shutdown();
       }
-    })()]).then(([, , fetched]) => fetched);
+    })()]).then((settled) => settled.at(-1) as Awaited<ReturnType<WorkflowHandle['fetchHistory']>>[]);
     const spans = histories.map((history) => activitySpans(history));
     const batchToTrain: number[] = [];
     const trainToRolling: number[] = [];
@@ -107,7 +117,7 @@ async function main(): Promise<void> {
     }
     const b = median(batchToTrain);
     const t = median(trainToRolling);
-    console.log(`machine: ${os.cpus().length} × ${os.cpus()[0]?.model ?? 'cpu'}, load ${os.loadavg().map((l) => l.toFixed(2)).join(' ')}; chain '${flags.chain}', ${flags.ranks} ranks, ${flags.iterations} iterations${flags.throttled === true ? ', throttled' : ''}`);
+    console.log(`machine: ${os.cpus().length} × ${os.cpus()[0]?.model ?? 'cpu'}, load ${os.loadavg().map((l) => l.toFixed(2)).join(' ')}; chain '${flags.chain}', ${flags.ranks} ranks, one shard per ${flags.shardPer}${rankQueues ? ' on its rank queue' : ''}, ${flags.iterations} iterations${flags.throttled === true ? ', throttled' : ''}`);
     console.log(`| batch→train median/max | train→rolling median/max | sum of medians | of which: last step → next iteration's shards started |`);
     console.log(`|---|---|---|---|`);
     console.log(`| ${b} / ${Math.max(...batchToTrain)} ms | ${t} / ${Math.max(...trainToRolling)} ms | ${b + t} ms | ${median(boundary)} ms |`);

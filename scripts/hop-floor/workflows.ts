@@ -18,17 +18,20 @@ export type FloorChain = (typeof FLOOR_CHAINS)[number];
 
 export interface FloorIterationInput {
   chain: FloorChain;
-  /** One shard activity per rank, as the pipeline launches them. */
-  ranks: number;
+  /** Shard activities: one per rank, as the pipeline launches them, or one per node. */
+  shards: number;
   /** One activity per node where the pipeline stops, releases or syncs a node's ranks. */
   nodes: number;
   nodeQueue: string;
+  /** Each shard on its rank's own queue (`<nodeQueue>-rank-<r>`), as the pipeline schedules them; else on the node queue. */
+  rankQueues: boolean;
 }
 
-export async function floorIteration({ chain, ranks, nodes, nodeQueue }: FloorIterationInput): Promise<void> {
+export async function floorIteration({ chain, shards, nodes, nodeQueue, rankQueues }: FloorIterationInput): Promise<void> {
   const steps = proxyActivities<FloorActivities>({ taskQueue: nodeQueue, startToCloseTimeout: '1 minute' });
+  const shard = (index: number) => (rankQueues ? proxyActivities<FloorActivities>({ taskQueue: `${nodeQueue}-rank-${index}`, startToCloseTimeout: '1 minute' }) : steps).rollout();
   const every = (count: number, step: () => Promise<void>) => Promise.all(Array.from({ length: count }, () => step()));
-  await every(ranks, steps.rollout); // the shards; the batch watch answers once they end
+  await Promise.all(Array.from({ length: shards }, (_, index) => shard(index))); // the shards; the batch watch answers once they end
   await steps.batchWatch();
   if (chain === 'pipeline') {
     await every(nodes, steps.stopShards); // the seal task's stop; its answers wake the settle task
@@ -46,6 +49,6 @@ export async function floorIteration({ chain, ranks, nodes, nodeQueue }: FloorIt
 /** One child workflow per iteration, as the run workflow starts them. */
 export async function floorRun(input: FloorIterationInput & { iterations: number }): Promise<void> {
   for (let k = 0; k < input.iterations; k++) {
-    await executeChild(floorIteration, { args: [{ chain: input.chain, ranks: input.ranks, nodes: input.nodes, nodeQueue: input.nodeQueue }], workflowId: `${input.nodeQueue}-iter-${k}` });
+    await executeChild(floorIteration, { args: [{ chain: input.chain, shards: input.shards, nodes: input.nodes, nodeQueue: input.nodeQueue, rankQueues: input.rankQueues }], workflowId: `${input.nodeQueue}-iter-${k}` });
   }
 }
