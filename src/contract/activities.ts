@@ -8,6 +8,8 @@ import type {
   AwaitBatchResult,
   RankKvCapacity,
   RankMemoryInput,
+  ShardGroupInput,
+  ShardGroupResult,
   ShardInput,
   SealedBatchFigures,
   ShardOutcome,
@@ -97,6 +99,15 @@ export interface GpuNodeActivities extends WeightBroadcastActivities {
    * engine's KV capacity beside the loop and returns it with the outcome (the admission's KV cap).
    */
   runRolloutShard(input: ShardInput): Promise<ShardResult>;
+  /**
+   * The shards of a group (ShardGroupInput), each run as runRolloutShard runs one, side by side
+   * under one heartbeat; resolves once every member has ended. Each member is stoppable by
+   * stopShards from the group's start; one that ended while its siblings run is answered for by
+   * a stop with the outcome it ended with. A member's failure stops its siblings (each
+   * checkpoints) and then fails the group with it, so a retry runs every member again from the
+   * store. Cancelling the group cancels every member.
+   */
+  runRolloutShards(input: ShardGroupInput): Promise<ShardGroupResult>;
   /**
    * Stops the listed shards running in this worker process at once (no wait for a heartbeat to
    * carry a cancellation): each checkpoints its samples and returns its outcome. A shard its

@@ -233,6 +233,22 @@ export interface ShardInput {
   environmentTimeoutMs: number;
 }
 
+/**
+ * The shards of one launch on one node's ranks that are stopped together (all kept or all
+ * released at the shrink), run as one activity: one activity per node instead of one per rank
+ * keeps the server's updates of the iteration's state from growing with the ranks.
+ */
+export interface ShardGroupInput {
+  runId: string;
+  /** Each on a rank of the node whose queue the group is sent to; at least one, no shard twice. */
+  shards: ShardInput[];
+}
+
+/** Each member's own result, in the input's order. */
+export interface ShardGroupResult {
+  results: ShardResult[];
+}
+
 export interface ShardOutcome {
   shardId: string;
   completed: number[];
