@@ -6,6 +6,7 @@
  * Lanes: one per rollout rank (labelled with its GPUs), plus one per train node for train GPUs
  * that no rollout rank uses (disaggregated). Roles:
  *   runRolloutShard                              → rollout (on the shard's rank)
+ *   runRolloutShards                             → rollout (a node's group of shards: on each member's rank)
  *   releaseRankMemory / releaseNodeMemory        → offload (per-node activities: on each of their ranks)
  *   trainerOnload … trainStep … trainerOffload   → train, from the first call's start to the last
  *                                                  one's end (every lane holding that node's train GPUs)
@@ -62,6 +63,7 @@ type LayoutView = IterationInputView['spec']['layout'];
 const rankInputSchema = z.object({ rank: id });
 const nodeInputSchema = z.object({ node: id });
 const nodeRanksInputSchema = z.object({ ranks: z.array(id).min(1) });
+const shardGroupInputSchema = z.object({ shards: z.array(rankInputSchema).min(1) });
 
 const RANK_ROLES: Readonly<Record<string, TimelineRole>> = {
   runRolloutShard: 'rollout',
@@ -298,6 +300,9 @@ export function timelineFromIterationHistories(histories: readonly IterationHist
     const byRole = intervals.get(lane) as Map<TimelineRole, Interval[]>;
     byRole.set(role, [...(byRole.get(role) ?? []), interval]);
   };
+  /** A per-node activity is sent to the queue of one of the ranks it works on. */
+  const checkOnOneOf = (what: string, taskQueue: string, ranks: readonly number[]): void =>
+    checkPostcondition(`${what}: task queue is one of ranks ${JSON.stringify(ranks)}'s`, ranks.some((rank) => taskQueue === rankQueue(spec.taskQueuePrefix, rank)), () => taskQueue);
 
   for (const view of views) {
     const trainSpans = new Map<number, Interval>();
@@ -313,11 +318,15 @@ export function timelineFromIterationHistories(histories: readonly IterationHist
         add(lanes.rankLane(rank), rankRole, interval);
       } else if (NODE_RANKS_ROLES[activity.type] !== undefined) {
         const { ranks } = decodeFirstPayload(activity.input, nodeRanksInputSchema, what);
-        checkPostcondition(`${what}: task queue is one of ranks ${JSON.stringify(ranks)}'s`, ranks.some((rank) => activity.taskQueue === rankQueue(spec.taskQueuePrefix, rank)), () => activity.taskQueue);
+        checkOnOneOf(what, activity.taskQueue, ranks);
         for (const rank of ranks) add(lanes.rankLane(rank), NODE_RANKS_ROLES[activity.type] as TimelineRole, interval);
+      } else if (activity.type === 'runRolloutShards') {
+        const ranks = decodeFirstPayload(activity.input, shardGroupInputSchema, what).shards.map((shard) => shard.rank);
+        checkOnOneOf(what, activity.taskQueue, ranks);
+        for (const rank of ranks) add(lanes.rankLane(rank), 'rollout', interval);
       } else if (activity.type === 'syncAndReloadNode') {
         const { ranks, reload } = decodeFirstPayload(activity.input, syncAndReloadInputSchema, what);
-        checkPostcondition(`${what}: task queue is one of ranks ${JSON.stringify(ranks)}'s`, ranks.some((rank) => activity.taskQueue === rankQueue(spec.taskQueuePrefix, rank)), () => activity.taskQueue);
+        checkOnOneOf(what, activity.taskQueue, ranks);
         for (const rank of ranks) add(lanes.rankLane(rank), reload.includes(rank) ? 'onload' : 'sync', interval);
       } else if (TRAINER_ACTIVITIES.has(activity.type)) {
         const { node } = decodeFirstPayload(activity.input, nodeInputSchema, what);

@@ -13,6 +13,7 @@ import { renderTimelinesSvg, svgToPng } from '../../src/timeline/render';
 import { parseTimelines } from '../../src/timeline/schema';
 import type { Timeline, TimelineRole, TimelineSegment } from '../../src/timeline/types';
 import { historyFromJson } from '../helpers/historyJson';
+import { syntheticHistory, type SyntheticActivity } from '../helpers/syntheticHistory';
 import { smallConfig, startPipelineEnv, type PipelineEnv } from '../helpers/pipeline';
 import { runCli } from '../helpers/processes';
 
@@ -172,5 +173,58 @@ describe('timeline from recorded histories of the other strategies', () => {
     expect(queue?.name).toBe('timeshare-rank-0');
     (queue as { name: string }).name = 'timeshare-rank-3';
     expect(() => timelineFromIterationHistories([tampered])).toThrow(/runRolloutShard on timeshare-rank-3: task queue is rank 0's/);
+  });
+});
+
+describe('timeline of shards run as one activity per node (runRolloutShards)', () => {
+  const T0 = 1_800_000_000_000;
+  /** Iteration 0 of a run on one node, four one-GPU ranks, with the given activities (times from its start). */
+  const iteration = (activities: SyntheticActivity[]): IterationHistory => ({
+    iteration: 0,
+    history: syntheticHistory({
+      input: {
+        iteration: 0,
+        spec: {
+          runId: 'groups',
+          taskQueuePrefix: 'timeshare',
+          layout: { strategy: 'multiplexed', nodes: 1, gpusPerNode: 4, ranks: [0, 1, 2, 3].map((id) => ({ id, node: 0, gpus: [id] })), trainGpus: [0, 1], shrinkRanks: [0, 1] },
+        },
+      },
+      startedMs: T0,
+      closedMs: T0 + 1000,
+      activities: activities.map((activity) => ({ ...activity, scheduledMs: T0 + activity.scheduledMs, startedMs: T0 + (activity.startedMs as number), closedMs: T0 + (activity.closedMs as number) })),
+    }),
+  });
+  const group = (queueRank: number, ranks: number[], startedMs: number, closedMs: number): SyntheticActivity => ({
+    type: 'runRolloutShards',
+    taskQueue: `timeshare-rank-${queueRank}`,
+    input: { runId: 'groups', shards: ranks.map((rank) => ({ runId: 'groups', shardId: `s${rank}`, rank, sampleIds: [rank] })) },
+    scheduledMs: startedMs - 10,
+    startedMs,
+    closedMs,
+  });
+  const roles = (timeline: Timeline, lane: string) => laneSegments(timeline, lane).map(({ role, startMs, endMs }) => ({ role, startMs, endMs }));
+
+  it('draws a group as rollout on each member’s rank, from its start to its close, beside a single shard (older histories)', () => {
+    const single: SyntheticActivity = { type: 'runRolloutShard', taskQueue: 'timeshare-rank-3', input: { runId: 'groups', shardId: 's3', rank: 3 }, scheduledMs: 140, startedMs: 150, closedMs: 600 };
+    const timeline = timelineFromIterationHistories([iteration([group(0, [0, 1, 2], 100, 500), single])]);
+    expectTiledLanes(timeline);
+    for (const lane of ['rank 0 · GPU 0', 'rank 1 · GPU 1', 'rank 2 · GPU 2']) {
+      expect(roles(timeline, lane), lane).toEqual([
+        { role: 'idle', startMs: 0, endMs: 100 },
+        { role: 'rollout', startMs: 100, endMs: 500 },
+        { role: 'idle', startMs: 500, endMs: 1000 },
+      ]);
+    }
+    expect(roles(timeline, 'rank 3 · GPU 3')).toEqual([
+      { role: 'idle', startMs: 0, endMs: 150 },
+      { role: 'rollout', startMs: 150, endMs: 600 },
+      { role: 'idle', startMs: 600, endMs: 1000 },
+    ]);
+  });
+
+  it('refuses a group with no member, or sent to a queue none of its members owns', () => {
+    expect(() => timelineFromIterationHistories([iteration([group(0, [], 100, 500)])])).toThrow(/runRolloutShards on timeshare-rank-0: unexpected input: shards: Too small/);
+    expect(() => timelineFromIterationHistories([iteration([group(3, [0, 1], 100, 500)])])).toThrow(/runRolloutShards on timeshare-rank-3: task queue is one of ranks \[0,1\]'s/);
   });
 });
