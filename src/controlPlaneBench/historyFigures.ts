@@ -3,7 +3,9 @@
  * the moments of the phase transitions (from the server's event timestamps, so the figures are
  * what Temporal actually recorded, not what a worker believes it did).
  */
+import { defaultPayloadConverter, type Payload } from '@temporalio/common';
 import { temporal } from '@temporalio/proto';
+import { z } from 'zod';
 
 type History = temporal.api.history.v1.IHistory;
 type HistoryEvent = temporal.api.history.v1.IHistoryEvent;
@@ -43,6 +45,8 @@ export interface ActivitySpan {
   taskQueue: string;
   scheduledEventId: number;
   scheduledMs: number;
+  /** The activity's input as recorded (read for the ranks a shard or a group of shards runs on). */
+  input?: temporal.api.common.v1.IPayloads | null;
   startedMs?: number;
   closedMs?: number;
   outcome?: 'completed' | 'failed' | 'timed-out' | 'cancelled';
@@ -60,7 +64,7 @@ export function activitySpans(history: History): ActivitySpan[] {
         const taskQueue = attributes?.taskQueue?.name;
         if (!name || !taskQueue) throw new Error(`activity scheduled at event ${String(event.eventId)} has no type or task queue`);
         const id = Number(event.eventId);
-        byScheduled.set(id, { name, taskQueue, scheduledEventId: id, scheduledMs: ms });
+        byScheduled.set(id, { name, taskQueue, scheduledEventId: id, scheduledMs: ms, input: attributes?.input });
         break;
       }
       case EventType.EVENT_TYPE_ACTIVITY_TASK_STARTED:
@@ -125,7 +129,10 @@ function required(what: string, values: (number | undefined)[]): number {
 export interface IterationMoments {
   startedMs: number;
   closedMs: number;
-  /** Every rank given samples before the batch watch began is rolling: its first shard started. */
+  /**
+   * Every rank given samples before the batch watch began is rolling: its first shard started (a
+   * group of shards, runRolloutShards, starts one on each of its members' ranks).
+   */
   rolloutStartedMs: number;
   /** awaitBatch returned a full batch (the store poll saw it). */
   batchSeenMs: number;
@@ -152,7 +159,7 @@ export function iterationMoments(history: History): IterationMoments {
   // workflow task; the shards it launched before training are the ones that keep rolling.
   const firstWaveEnd = firstWatch?.scheduledEventId ?? Math.min(...trains.map((span) => span.scheduledEventId));
   // Shards stopped before they started never rolled: they do not hold the rolling moment back.
-  const shards = spans.filter((span) => span.name === 'runRolloutShard' && span.startedMs !== undefined);
+  const shards = spans.filter((span) => SHARD_ACTIVITIES.has(span.name) && span.startedMs !== undefined);
   // Carried-over samples can complete the batch before any shard is launched: then the ranks
   // start rolling with the shards launched after the first watch.
   const beforeWatch = shards.filter((span) => span.scheduledEventId < firstWaveEnd);
@@ -165,7 +172,7 @@ export function iterationMoments(history: History): IterationMoments {
     closedMs,
     // An iteration that launched no shard at all (its batch complete from carried-over samples, no
     // admission) has no rolling moment of its own: its start stands for it.
-    rolloutStartedMs: firstWave.length === 0 ? startedMs : required('first-wave rollout shards started', [...firstStartPerQueue(firstWave).values()]),
+    rolloutStartedMs: firstWave.length === 0 ? startedMs : required('first-wave rollout shards started', [...firstStartPerRank(firstWave).values()]),
     batchSeenMs: firstWatch === undefined ? firstWorkflowTaskDoneMs(history) : required('a completed awaitBatch', watched.slice(-1).map((span) => span.closedMs)),
     trainStartedMs: required('trainStep started', trains.map((span) => span.startedMs)),
     trainDoneMs: required('trainStep completed', trains.map((span) => span.closedMs)),
@@ -185,12 +192,30 @@ function firstWorkflowTaskDoneMs(history: History): number {
   return eventMs(done);
 }
 
-/** Per task queue (= rank), when its first shard started (undefined if none did). */
-function firstStartPerQueue(spans: readonly ActivitySpan[]): Map<string, number | undefined> {
-  const first = new Map<string, number | undefined>();
+/** One shard per activity (older histories), or a node's group of shards in one activity. */
+const SHARD_ACTIVITIES = new Set(['runRolloutShard', 'runRolloutShards']);
+const rankSchema = z.object({ rank: z.number().int().nonnegative() });
+const shardGroupSchema = z.object({ shards: z.array(rankSchema).min(1) });
+
+/** The ranks a shard activity runs on: its input's rank, or each member's of a group (JSON payloads). */
+export function shardRanks(span: ActivitySpan): number[] {
+  const what = `${span.name} scheduled at event ${span.scheduledEventId}`;
+  const payload = span.input?.payloads?.[0];
+  if (payload === undefined || payload === null) throw new Error(`${what}: no input payload`);
+  const input: unknown = defaultPayloadConverter.fromPayload(payload as Payload);
+  const parsed = span.name === 'runRolloutShards' ? shardGroupSchema.safeParse(input) : rankSchema.safeParse(input);
+  if (!parsed.success) throw new Error(`${what}: unexpected input: ${parsed.error.issues.map((issue) => `${issue.path.join('.') || '(root)'}: ${issue.message}`).join('; ')}`);
+  return 'shards' in parsed.data ? parsed.data.shards.map((shard) => shard.rank) : [parsed.data.rank];
+}
+
+/** Per rank, when its first shard started (undefined if none did). */
+function firstStartPerRank(spans: readonly ActivitySpan[]): Map<number, number | undefined> {
+  const first = new Map<number, number | undefined>();
   for (const span of spans) {
-    const starts = [first.get(span.taskQueue), span.startedMs].filter((ms): ms is number => ms !== undefined);
-    first.set(span.taskQueue, starts.length === 0 ? undefined : Math.min(...starts));
+    for (const rank of shardRanks(span)) {
+      const starts = [first.get(rank), span.startedMs].filter((ms): ms is number => ms !== undefined);
+      first.set(rank, starts.length === 0 ? undefined : Math.min(...starts));
+    }
   }
   return first;
 }

@@ -6,9 +6,10 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { temporal } from '@temporalio/proto';
 import { describe, expect, it } from 'vitest';
-import { activitySpans, executionAttempt, executionSpan, historyBytes, iterationMoments } from '../../src/controlPlaneBench/historyFigures';
+import { activitySpans, executionAttempt, executionSpan, historyBytes, iterationMoments, shardRanks } from '../../src/controlPlaneBench/historyFigures';
 import { checkTargets, median, type PointSummary } from '../../src/controlPlaneBench/report';
 import { historyFromJson } from '../helpers/historyJson';
+import { syntheticHistory, type SyntheticActivity } from '../helpers/syntheticHistory';
 
 const EventType = temporal.api.enums.v1.EventType;
 const fixture = (name: string, folder = 'histories') => historyFromJson(readFileSync(path.join(__dirname, '..', 'fixtures', folder, name), 'utf8'));
@@ -75,6 +76,49 @@ describe('history figures', () => {
     const truncated = temporal.api.history.v1.History.create({ events: events.slice(0, -1) });
     expect(() => executionSpan(truncated)).toThrow(/does not end with a completed execution/);
     expect(() => iterationMoments(temporal.api.history.v1.History.create({ events: [] }))).toThrow(/does not begin/);
+  });
+});
+
+describe('history figures of shards run as one activity per node (runRolloutShards)', () => {
+  const shardInput = (rank: number) => ({ runId: 'groups', shardId: `s${rank}`, rank, sampleIds: [rank] });
+  const group = (queueRank: number, ranks: number[], startedMs: number | undefined): SyntheticActivity => ({
+    type: 'runRolloutShards',
+    taskQueue: `timeshare-rank-${queueRank}`,
+    input: { runId: 'groups', shards: ranks.map(shardInput) },
+    scheduledMs: 100,
+    startedMs,
+    closedMs: 800,
+  });
+  const single = (rank: number, startedMs: number): SyntheticActivity => ({ type: 'runRolloutShard', taskQueue: `timeshare-rank-${rank}`, input: shardInput(rank), scheduledMs: 100, startedMs, closedMs: 800 });
+  /** Shards launched, then the batch watch (answered at 500) and the train step (600-700). */
+  const iteration = (shards: SyntheticActivity[]) =>
+    syntheticHistory({
+      input: { iteration: 0 },
+      startedMs: 0,
+      closedMs: 1000,
+      activities: [
+        ...shards,
+        { type: 'awaitBatch', taskQueue: 'timeshare-orchestrator', input: {}, scheduledMs: 150, startedMs: 160, closedMs: 500 },
+        { type: 'trainStep', taskQueue: 'timeshare-trainer-node-0', input: { node: 0 }, scheduledMs: 550, startedMs: 600, closedMs: 700 },
+      ],
+    });
+
+  it('counts a group as starting a shard on each member’s rank: rolling once every rank’s first shard started', () => {
+    // Rank 1's first shard is its group's (200), not its later single one (400); ranks 2 and 3 start at 300.
+    const m = iterationMoments(iteration([group(0, [0, 1], 200), group(2, [2, 3], 300), single(1, 400)]));
+    expect(m.rolloutStartedMs).toBe(300);
+    expect(m.batchSeenMs).toBe(500);
+    expect(m.activities).toMatchObject({ runRolloutShards: 2, runRolloutShard: 1 });
+    // A member rank whose only shard is in a group holds the moment back until the group starts.
+    expect(iterationMoments(iteration([single(0, 200), group(0, [1, 2], 450)])).rolloutStartedMs).toBe(450);
+    // A group stopped before it started never rolled: it does not hold the moment back.
+    expect(iterationMoments(iteration([group(0, [0, 1], 250), group(2, [2, 3], undefined)])).rolloutStartedMs).toBe(250);
+  });
+
+  it('reads a shard activity’s ranks from its input, and refuses a group with no member', () => {
+    const spans = activitySpans(iteration([group(0, [0, 1, 3], 200), single(2, 300)]));
+    expect(spans.filter((span) => span.name.startsWith('runRolloutShard')).map(shardRanks)).toEqual([[0, 1, 3], [2]]);
+    expect(() => iterationMoments(iteration([group(0, [], 200)]))).toThrow(/runRolloutShards scheduled at event \d+: unexpected input: shards: Too small/);
   });
 });
 
