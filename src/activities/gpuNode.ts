@@ -4,6 +4,8 @@
  * - runRolloutShard: the agent loop for a set of samples on one rank. Checkpoints every sample
  *   at each turn boundary; on cancellation aborts in-flight generation and checkpoints the
  *   partial turn (the prefix is kept and resumes wherever the sample goes next).
+ * - runRolloutShards: a group of such shards on this node's ranks, each run as runRolloutShard
+ *   runs one (one copy of the per-shard logic: runShard), under one heartbeat.
  * - memory / weight / trainer activities: thin, idempotent wrappers over the engines, with the
  *   engine's answers validated (they are input like any other).
  */
@@ -28,10 +30,10 @@ import {
 } from '../engines/types';
 import { EngineProtocolError } from '../engines/http/errors';
 import { EpisodeLostError } from '../engines/openenv/errors';
-import { checkPostcondition, checkSubset } from '../validation/patterns';
+import { checkNoDuplicates, checkNonEmpty, checkPostcondition, checkSubset } from '../validation/patterns';
 import type { GpuNodeActivities } from '../contract/activities';
 import { describeError } from '../contract/errors';
-import type { RankMemoryInput, ShardInput, ShardResult, WeightSyncInput } from '../contract/types';
+import type { RankMemoryInput, ShardGroupInput, ShardGroupResult, ShardInput, ShardResult, WeightSyncInput } from '../contract/types';
 import { appendSpan, expandSpans, withinLagLimit, type VersionSpan } from '../gpu/staleness';
 import { contextIds, contextTokens, SampleStateError, turnVersionSpans, type SampleRecord, type TrajectoryStore } from '../store';
 import { failingFast } from './failFast';
@@ -149,8 +151,52 @@ function cancelledByWorkflow(reason: unknown): boolean {
   return reason instanceof CancelledFailure && reason.message === 'CANCELLED';
 }
 
-/** Outcomes of cancelled shards a gpu-node worker keeps for the direct stops that come after (a few per stop). */
-const CANCELLED_OUTCOMES_KEPT = 1024;
+/** Outcomes of ended shards a gpu-node worker keeps for the direct stops that come after (a few per stop). */
+const ENDED_OUTCOMES_KEPT = 1024;
+
+/** A shard's sample counts, as its heartbeat reports them. */
+type ShardProgress = { completed: number; dropped: number; running: number };
+
+/** How one shard runs: alone (runRolloutShard) or as a member of a group (runRolloutShards). */
+interface ShardRun {
+  /** Stops the shard as a direct stop does: its group stops it when a sibling fails. */
+  stop: AbortController;
+  /** Runs the sample loop under a heartbeat: the shard's own, or none where its group heartbeats for every member. */
+  heartbeat(progress: () => ShardProgress, loop: () => Promise<void>): Promise<void>;
+  /**
+   * A group member: its outcome is kept whenever it ends cleanly, since the group's result comes
+   * only once its last member ends. A lone shard's outcome is kept only when its workflow cancelled it.
+   */
+  member: boolean;
+  /** Keeps an ended shard's outcome for the stops that name it after. */
+  keep(outcome: ShardResult): void;
+}
+
+/** A group member's failure: the first fails the group; the others are logged with their shard. */
+interface MemberFailure {
+  shardId: string;
+  error: unknown;
+}
+
+/**
+ * Whether a shard that ended cleanly keeps its outcome for the stops that name it after: a group
+ * member does; a cancelled shard only when its workflow cancelled it (Temporal runs it no more).
+ */
+function keepsOutcome(member: boolean, cancellation: AbortSignal): boolean {
+  return cancellation.aborted ? cancelledByWorkflow(cancellation.reason) : member;
+}
+
+/** A group's heartbeat: its members' sample counts summed (a member still claiming counts all its samples running). */
+function groupProgress(shards: readonly ShardInput[], progressOf: ReadonlyMap<string, () => ShardProgress>): ShardProgress & { shards: number } {
+  const total = { shards: shards.length, completed: 0, dropped: 0, running: 0 };
+  for (const shard of shards) {
+    const member = progressOf.get(shard.shardId)?.() ?? { completed: 0, dropped: 0, running: shard.sampleIds.length };
+    total.completed += member.completed;
+    total.dropped += member.dropped;
+    total.running += member.running;
+  }
+  return total;
+}
 
 /**
  * Claims the shard's samples that are still running. A retried shard finds some already settled;
@@ -197,19 +243,25 @@ export function createGpuNodeActivities(deps: GpuNodeDeps): GpuNodeActivities {
    */
   const runningShards = new Map<string, { stop: AbortController; checkpointed: Promise<ShardResult | undefined> }>();
   /**
-   * Outcomes of the shards a cancellation ended, latest last: the workflow requests a shard's
-   * cancellation together with its direct stop, and when the cancellation reaches this worker
-   * first the shard has ended by the time the stop comes. The stop answers with the outcome (the
-   * cancelled activity carries none), so the workflow need not read it back from the store.
+   * Outcomes of shards that ended before a stop naming them came, latest last. A shard its
+   * workflow cancelled: the workflow requests the cancellation together with the direct stop, and
+   * when the cancellation reaches this worker first the shard has ended by the time the stop
+   * comes (the cancelled activity carries no outcome). A group's member that ended while its
+   * siblings run: the group's result comes only once its last member ends. The stop answers with
+   * the outcome, so the workflow need not read it back from the store.
    */
-  const cancelledOutcomes = new Map<string, ShardResult>();
-  const rememberCancelled = (outcome: ShardResult): void => {
-    cancelledOutcomes.delete(outcome.shardId);
-    cancelledOutcomes.set(outcome.shardId, outcome);
-    for (const oldest of cancelledOutcomes.keys()) {
-      if (cancelledOutcomes.size <= CANCELLED_OUTCOMES_KEPT) break;
-      cancelledOutcomes.delete(oldest);
+  const endedOutcomes = new Map<string, ShardResult>();
+  const rememberEnded = (outcome: ShardResult): void => {
+    endedOutcomes.delete(outcome.shardId);
+    endedOutcomes.set(outcome.shardId, outcome);
+    for (const oldest of endedOutcomes.keys()) {
+      if (endedOutcomes.size <= ENDED_OUTCOMES_KEPT) break;
+      endedOutcomes.delete(oldest);
     }
+  };
+  /** A shard Temporal may run again is not answered for: a stop leaves it to the cancellation request. */
+  const forgetEnded = (outcome: ShardResult): void => {
+    if (endedOutcomes.get(outcome.shardId) === outcome) endedOutcomes.delete(outcome.shardId);
   };
 
   /** Engines hold one run's weights and memory: serving another run's activity would corrupt both. */
@@ -470,6 +522,180 @@ export function createGpuNodeActivities(deps: GpuNodeDeps): GpuNodeActivities {
     checkPostcondition(`weights v${version} exported where engines load them`, exported.path === deps.weightsPath(runId, version), () => exported.path);
   }
 
+  /**
+   * Registers a shard as running from its start, so a direct stop that comes while it claims its
+   * samples answers with its outcome (every sample unfinished, as claimed) instead of missing it.
+   * A retry of the same shard supersedes an attempt still running here (the store fences it).
+   * Returns what unregisters it and answers the stops waiting on it (undefined: it failed).
+   */
+  function registerRunning(shardId: string, stop: AbortController): (ended: ShardResult | undefined) => void {
+    let samplesEnded: (ended: ShardResult | undefined) => void = () => undefined;
+    const running = { stop, checkpointed: new Promise<ShardResult | undefined>((resolve) => (samplesEnded = resolve)) };
+    runningShards.set(shardId, running);
+    return (ended) => {
+      if (runningShards.get(shardId) === running) runningShards.delete(shardId);
+      samplesEnded(ended);
+    };
+  }
+
+  /** Runs each of the shard's records to its end, or to its checkpoint when stopped, counting it in `outcome`. */
+  async function runRecords(input: ShardInput, owner: string, engine: RolloutEngine, records: SampleRecord[], signal: AbortSignal, outcome: ShardResult): Promise<void> {
+    await Promise.all(
+      records.map(async (record) => {
+        if (record.status === 'completed') return void outcome.completed.push(record.id);
+        if (record.status === 'dropped') return void outcome.dropped.push({ id: record.id, reason: record.dropReason ?? 'unknown' });
+        const end = await runSample(input, owner, engine, record, signal);
+        // A stateful environment frees the episode of a sample that ended (not of one that moves on).
+        if (end.kind !== 'unfinished') deps.environment.end?.(record.id);
+        if (end.kind === 'completed') outcome.completed.push(record.id);
+        else if (end.kind === 'dropped') outcome.dropped.push({ id: record.id, reason: end.reason });
+        else outcome.unfinished.push(record.id);
+      }),
+    );
+  }
+
+  /**
+   * One shard, alone (runRolloutShard) or in a group (runRolloutShards): claims its live samples,
+   * runs each to its end and checkpoints what a stop or cancellation cut short. Its input's run is
+   * checked by the caller.
+   */
+  async function runShard(input: ShardInput, run: ShardRun): Promise<ShardResult> {
+    const engine = engineFor(input.rank);
+    const store = deps.store(input.runId);
+    const context = Context.current();
+    // A retried shard finds some of its samples already settled: claim only the live ones.
+    // The store owner is the shard attempt: an earlier attempt of this shard that is still
+    // running (its worker froze past the heartbeat timeout, then woke up) is fenced out.
+    const owner = `${input.shardId}@${context.info.attempt}`;
+    // Its outcome, and whether it found its engine behind: what the result and a direct stop's answer say.
+    const outcome: ShardResult = { shardId: input.shardId, completed: [], unfinished: [], dropped: [] };
+    const ended = registerRunning(input.shardId, run.stop);
+    const signal = AbortSignal.any([context.cancellationSignal, run.stop.signal]);
+    const progress = (): ShardProgress => ({
+      completed: outcome.completed.length,
+      dropped: outcome.dropped.length,
+      running: input.sampleIds.length - outcome.completed.length - outcome.dropped.length - outcome.unfinished.length,
+    });
+    let clean = false;
+    // Read beside the agent loop, so it adds no latency; awaited before the result.
+    const kvCapacity = kvCapacityOf(input.rank, engine);
+    kvCapacity.catch(() => undefined);
+    try {
+      const [, engineBehind] = await Promise.all([claimLive(store, input.sampleIds, owner), catchUpWeights(input, engine)]);
+      if (engineBehind !== undefined) outcome.engineBehind = engineBehind;
+      const records = await store.readSamples(input.sampleIds);
+      // Real adapters listen on the signal once per in-flight generation: one per sample. Each
+      // member of a group has a signal of its own, so its own samples count.
+      setMaxListeners(Math.max(10, records.length + 10), signal);
+      await run.heartbeat(progress, () => runRecords(input, owner, engine, records, signal, outcome));
+      clean = true;
+    } finally {
+      // A direct stop answers with this (the workflow may not wait for the shard's own result).
+      ended(clean ? outcome : undefined);
+    }
+    // Kept at once (a stop may come now), its KV report added once read (one read per rank, mostly done).
+    const kept: ShardResult | undefined = keepsOutcome(run.member, context.cancellationSignal) ? { ...outcome } : undefined;
+    if (kept !== undefined) run.keep(kept);
+    if (context.cancellationSignal.aborted) {
+      // Every sample is checkpointed: report the cancellation so the workflow moves them on. A KV
+      // read that failed is not this cancelled shard's to report: the rank's next shard reads
+      // again (failed reads are not kept) and fails on it.
+      if (kept !== undefined) {
+        const kvCapacityTokens = await kvCapacity.catch(() => undefined);
+        if (kvCapacityTokens !== undefined) kept.kvCapacityTokens = kvCapacityTokens;
+      }
+      await context.cancelled;
+    }
+    // Stopped directly (stopShards): every sample is checkpointed; the outcome says which are unfinished.
+    checkPostcondition(
+      `shard ${input.shardId}: every sample accounted for`,
+      outcome.completed.length + outcome.dropped.length + outcome.unfinished.length === input.sampleIds.length,
+      () => JSON.stringify(progress()),
+    );
+    const kvCapacityTokens = await kvCapacity;
+    if (kvCapacityTokens === undefined) return outcome;
+    if (kept !== undefined) kept.kvCapacityTokens = kvCapacityTokens;
+    return { ...outcome, kvCapacityTokens };
+  }
+
+  /** A group's input, checked at the boundary: this worker's run, at least one shard, none twice, each of the run and on a rank of this node. */
+  function checkShardGroup({ runId, shards }: ShardGroupInput): void {
+    requireRun(runId);
+    checkNonEmpty('shards of the group', shards);
+    checkNoDuplicates('shard ids of the group', shards, (shard) => shard.shardId);
+    checkSubset(
+      "runs of the group's shards",
+      shards.map((shard) => shard.runId),
+      [runId],
+      { universeName: `the group's run '${runId}'` },
+    );
+    for (const shard of shards) engineFor(shard.rank);
+  }
+
+  /**
+   * The members of a group side by side under one heartbeat. The first member to fail stops its
+   * siblings (each checkpoints) and, once every member has settled, fails the group with its
+   * error. Members' outcomes kept for later stops are forgotten when Temporal may run the group
+   * again (it failed, or was cancelled otherwise than by its workflow).
+   */
+  async function runShardGroup(input: ShardGroupInput): Promise<ShardGroupResult> {
+    checkShardGroup(input);
+    const progressOf = new Map<string, () => ShardProgress>();
+    const kept: ShardResult[] = [];
+    const failures: MemberFailure[] = [];
+    const members = input.shards.map((shard) => ({ shard, stop: new AbortController() }));
+    const stopSiblings = (failed: string): void => {
+      for (const { shard, stop } of members) if (shard.shardId !== failed) stop.abort(new Error(`shard ${shard.shardId} stopped: shard ${failed} of its group failed`));
+    };
+    const runMember = ({ shard, stop }: (typeof members)[number]): Promise<ShardResult> =>
+      runShard(shard, {
+        stop,
+        heartbeat: (progress, loop) => {
+          progressOf.set(shard.shardId, progress);
+          return loop();
+        },
+        member: true,
+        keep: (outcome) => {
+          rememberEnded(outcome);
+          kept.push(outcome);
+        },
+      }).catch((error: unknown) => {
+        if (!(error instanceof CancelledFailure)) {
+          failures.push({ shardId: shard.shardId, error });
+          if (failures.length === 1) stopSiblings(shard.shardId);
+        }
+        throw error;
+      });
+    const settled = await withHeartbeat(deps.heartbeatIntervalMs, () => groupProgress(input.shards, progressOf), () => Promise.allSettled(members.map(runMember)));
+    return groupEnd(settled, failures, kept);
+  }
+
+  /** A group's end once every member has settled: its first failure, its cancellation, or every member's result in the input's order. */
+  async function groupEnd(settled: PromiseSettledResult<ShardResult>[], failures: readonly MemberFailure[], kept: readonly ShardResult[]): Promise<ShardGroupResult> {
+    const context = Context.current();
+    const [firstFailure, ...otherFailures] = failures;
+    if (firstFailure !== undefined) {
+      kept.forEach(forgetEnded);
+      for (const other of otherFailures) {
+        context.log.warn(`shard ${other.shardId} of a group failed too (the group fails with shard ${firstFailure.shardId}'s error): ${describeError(other.error)}`);
+      }
+      // The member's own error: Temporal classifies it as it would the shard's alone.
+      throw firstFailure.error;
+    }
+    const results: ShardResult[] = [];
+    for (const member of settled) {
+      if (member.status === 'fulfilled') {
+        results.push(member.value);
+        continue;
+      }
+      // Only a cancellation is left: every member has checkpointed.
+      if (!cancelledByWorkflow(context.cancellationSignal.reason)) kept.forEach(forgetEnded);
+      await context.cancelled;
+      throw member.reason;
+    }
+    return { results };
+  }
+
   const broadcast = createWeightBroadcastActivities({
     node: deps.node,
     heartbeatIntervalMs: deps.heartbeatIntervalMs,
@@ -485,80 +711,15 @@ export function createGpuNodeActivities(deps: GpuNodeDeps): GpuNodeActivities {
     ...broadcast,
     async runRolloutShard(input) {
       requireRun(input.runId);
-      const engine = engineFor(input.rank);
-      const store = deps.store(input.runId);
-      const context = Context.current();
-      // A retried shard finds some of its samples already settled: claim only the live ones.
-      // The store owner is the shard attempt: an earlier attempt of this shard that is still
-      // running (its worker froze past the heartbeat timeout, then woke up) is fenced out.
-      const owner = `${input.shardId}@${context.info.attempt}`;
-      // Its outcome, and whether it found its engine behind: what the result and a direct stop's answer say.
-      const outcome: ShardResult = { shardId: input.shardId, completed: [], unfinished: [], dropped: [] };
-      const stop = new AbortController();
-      let samplesEnded: (ended: ShardResult | undefined) => void = () => undefined;
-      const running = { stop, checkpointed: new Promise<ShardResult | undefined>((resolve) => (samplesEnded = resolve)) };
-      // Stoppable from its start: a direct stop that comes while the shard claims its samples
-      // answers with its outcome (every sample unfinished, as claimed) instead of missing it.
-      // A retry of the same shard supersedes an attempt still running here (the store fences it).
-      runningShards.set(input.shardId, running);
-      const signal = AbortSignal.any([context.cancellationSignal, stop.signal]);
-      const progress = () => ({
-        completed: outcome.completed.length,
-        dropped: outcome.dropped.length,
-        running: input.sampleIds.length - outcome.completed.length - outcome.dropped.length - outcome.unfinished.length,
+      return runShard(input, {
+        stop: new AbortController(),
+        heartbeat: (progress, loop) => withHeartbeat(deps.heartbeatIntervalMs, progress, loop),
+        member: false,
+        keep: rememberEnded,
       });
-      let clean = false;
-      // Read beside the agent loop, so it adds no latency; awaited before the result.
-      const kvCapacity = kvCapacityOf(input.rank, engine);
-      kvCapacity.catch(() => undefined);
-      try {
-        const [, engineBehind] = await Promise.all([claimLive(store, input.sampleIds, owner), catchUpWeights(input, engine)]);
-        if (engineBehind !== undefined) outcome.engineBehind = engineBehind;
-        const records = await store.readSamples(input.sampleIds);
-        // Real adapters listen on the signal once per in-flight generation: one per sample.
-        setMaxListeners(Math.max(10, records.length + 10), signal);
-        await withHeartbeat(deps.heartbeatIntervalMs, progress, () =>
-          Promise.all(
-            records.map(async (record) => {
-              if (record.status === 'completed') return void outcome.completed.push(record.id);
-              if (record.status === 'dropped') return void outcome.dropped.push({ id: record.id, reason: record.dropReason ?? 'unknown' });
-              const end = await runSample(input, owner, engine, record, signal);
-              // A stateful environment frees the episode of a sample that ended (not of one that moves on).
-              if (end.kind !== 'unfinished') deps.environment.end?.(record.id);
-              if (end.kind === 'completed') outcome.completed.push(record.id);
-              else if (end.kind === 'dropped') outcome.dropped.push({ id: record.id, reason: end.reason });
-              else outcome.unfinished.push(record.id);
-            }),
-          ),
-        );
-        clean = true;
-      } finally {
-        if (runningShards.get(input.shardId) === running) runningShards.delete(input.shardId);
-        // A direct stop answers with this (the workflow may not wait for the shard's own result).
-        samplesEnded(clean ? outcome : undefined);
-      }
-      if (context.cancellationSignal.aborted) {
-        // Every sample is checkpointed: report the cancellation so the workflow moves them on.
-        if (cancelledByWorkflow(context.cancellationSignal.reason)) {
-          // Kept at once (a stop may come now), its KV report added once read (one read per rank,
-          // mostly done). A read that failed is not this cancelled shard's to report: the rank's
-          // next shard reads again (failed reads are not kept) and fails on it.
-          const remembered: ShardResult = { ...outcome };
-          rememberCancelled(remembered);
-          const kvCapacityTokens = await kvCapacity.catch(() => undefined);
-          if (kvCapacityTokens !== undefined) remembered.kvCapacityTokens = kvCapacityTokens;
-        }
-        await context.cancelled;
-      }
-      // Stopped directly (stopShards): every sample is checkpointed; the outcome says which are unfinished.
-      checkPostcondition(
-        `shard ${input.shardId}: every sample accounted for`,
-        outcome.completed.length + outcome.dropped.length + outcome.unfinished.length === input.sampleIds.length,
-        () => JSON.stringify(progress()),
-      );
-      const kvCapacityTokens = await kvCapacity;
-      return kvCapacityTokens === undefined ? outcome : { ...outcome, kvCapacityTokens };
     },
+
+    runRolloutShards: runShardGroup,
 
     async stopShards({ runId, shardIds }) {
       requireRun(runId);
@@ -567,7 +728,7 @@ export function createGpuNodeActivities(deps: GpuNodeDeps): GpuNodeActivities {
       for (const id of shardIds) {
         const shard = runningShards.get(id);
         if (shard === undefined) {
-          const ended = cancelledOutcomes.get(id);
+          const ended = endedOutcomes.get(id);
           if (ended !== undefined) waits.push(Promise.resolve(ended));
           continue;
         }

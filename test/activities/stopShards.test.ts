@@ -12,53 +12,12 @@ import { CancelledFailure } from '@temporalio/activity';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { createGpuNodeActivities } from '../../src/activities/gpuNode';
 import type { ShardInput, ShardResult } from '../../src/contract/types';
-import type { AgentEnvironment, RolloutEngine, TurnRequest, TurnResult } from '../../src/engines/types';
+import type { AgentEnvironment, RolloutEngine } from '../../src/engines/types';
 import { FsTrajectoryStore, type SampleRecord } from '../../src/store';
 import { inActivity } from '../helpers/activityContext';
+import { ABORTED_TOKENS, HoldingEngine } from '../helpers/holdingEngine';
 
 const RUN = 'run-stop';
-const ABORTED_TOKENS = 3;
-
-/** An engine whose turns run until aborted, then answer with the tokens generated so far. */
-class HoldingEngine {
-  readonly started: string[] = [];
-  private onStart: (() => void) | undefined;
-  /** Tokens an aborted turn answers with (0: it was queued and never decoded). */
-  abortedTokens = ABORTED_TOKENS;
-
-  generate(request: TurnRequest, signal?: AbortSignal): Promise<TurnResult> {
-    this.started.push(request.requestId);
-    this.onStart?.();
-    return new Promise((resolve) => {
-      const answer = () => resolve({ requestId: request.requestId, outputTokens: this.abortedTokens, finishReason: 'abort', weightVersion: 0 });
-      if (signal?.aborted) answer();
-      else signal?.addEventListener('abort', answer, { once: true });
-    });
-  }
-
-  /** Resolves once `count` turns have started. */
-  turnsStarted(count: number): Promise<void> {
-    return new Promise((resolve) => {
-      const check = () => {
-        if (this.started.length >= count) resolve();
-      };
-      this.onStart = check;
-      check();
-    });
-  }
-
-  /** What the engine reports of its KV capacity (tokens). */
-  kvCapacity = 4096;
-
-  kvCapacityTokens(): Promise<number | undefined> {
-    return Promise.resolve(this.kvCapacity);
-  }
-
-  status(): Promise<{ weightVersion: number; resident: ('weights' | 'kv_cache')[]; runningRequests: number }> {
-    return Promise.resolve({ weightVersion: 0, resident: ['weights', 'kv_cache'], runningRequests: 0 });
-  }
-}
-
 /** A store whose claims wait until `open()`: holds a shard in its claim. Counts checkpoints by sample. */
 class GatedStore extends FsTrajectoryStore {
   private gate: Promise<void> = Promise.resolve();

@@ -7,16 +7,26 @@ import { asyncLocalStorage, CancelledFailure, Context, type Info } from '@tempor
 import { createGpuNodeActivities } from '../../src/activities/gpuNode';
 import type { AgentEnvironment, RolloutEngine } from '../../src/engines/types';
 
+/** What a test watches of the activity: each heartbeat's details, each warning it logs. */
+export interface ActivityWatch {
+  heartbeat?(details: unknown): void;
+  warn?(message: string): void;
+}
+
 /** An activity call in a context of our own, with its cancellation in the test's hands. */
-export function inActivity<T>(call: () => Promise<T>, activityType = 'runRolloutShard'): { result: Promise<T>; cancel(reason: 'CANCELLED' | 'TIMED_OUT'): void } {
+export function inActivity<T>(
+  call: () => Promise<T>,
+  activityType = 'runRolloutShard',
+  watch: ActivityWatch = {},
+): { result: Promise<T>; cancel(reason: 'CANCELLED' | 'TIMED_OUT'): void } {
   const abort = new AbortController();
   let rejectCancelled: (error: unknown) => void = () => undefined;
   const cancelled = new Promise<never>((_, reject) => (rejectCancelled = reject));
   cancelled.catch(() => undefined);
   const info = { attempt: 1, isLocal: false, activityType, activityId: '1' } as unknown as Info;
-  const log = { trace: () => undefined, debug: () => undefined, info: () => undefined, warn: () => undefined, error: () => undefined, log: () => undefined };
+  const log = { trace: () => undefined, debug: () => undefined, info: () => undefined, warn: (message: string) => watch.warn?.(message), error: () => undefined, log: () => undefined };
   const ContextClass = Context as unknown as new (...args: unknown[]) => Context;
-  const context = new ContextClass(info, cancelled, abort.signal, () => undefined, undefined, log, undefined, undefined);
+  const context = new ContextClass(info, cancelled, abort.signal, (details: unknown) => watch.heartbeat?.(details), undefined, log, undefined, undefined);
   return {
     result: asyncLocalStorage.run(context, call),
     cancel(reason) {

@@ -1,0 +1,296 @@
+/**
+ * A group of rollout shards on one node's ranks as one activity (runRolloutShards,
+ * src/activities/gpuNode.ts): every member runs as a shard alone does, under one heartbeat; a
+ * direct stop takes one member and leaves its siblings running; a member that ended while its
+ * siblings run is answered for by a later stop; a member's failure stops its siblings (each
+ * checkpoints) and fails the group with that error; the group's cancellation ends every member.
+ * Simulated and holding engines, a real store; the activity in a context of our own.
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { ApplicationFailure, CancelledFailure } from '@temporalio/common';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { createGpuNodeActivities } from '../../src/activities/gpuNode';
+import type { ShardGroupInput, ShardGroupResult, ShardInput, ShardResult } from '../../src/contract/types';
+import { SimEnvironment } from '../../src/engines/simulated/environment';
+import { SimRolloutEngine } from '../../src/engines/simulated/rolloutEngine';
+import type { RolloutEngine, TurnRequest, TurnResult } from '../../src/engines/types';
+import { FsTrajectoryStore, type SampleRecord } from '../../src/store';
+import { clock, constantWorkload, cost, memory } from '../engines/helpers';
+import { type ActivityWatch, inActivity } from '../helpers/activityContext';
+import { ABORTED_TOKENS, HoldingEngine } from '../helpers/holdingEngine';
+
+const RUN = 'run-group';
+const TIME_SCALE = 0.0001;
+const workload = constantWorkload(20, { turns: { median: 3, p90: 3 }, envStepMs: { median: 10, p90: 10 } });
+
+/** A simulated engine on `rank` that reports `kvCapacityTokens`: its shards run their samples to completion. */
+function simEngine(rank: number, kvCapacityTokens: number): SimRolloutEngine {
+  return new SimRolloutEngine({ rank, gpus: [rank], cost: cost(), workload, clock: clock(TIME_SCALE), memory: memory([rank]), kvCapacityTokens });
+}
+
+/** An engine whose turns wait until `open()`: holds its shard running while the test acts on its siblings. */
+function gatedEngine(engine: RolloutEngine): RolloutEngine & { open(): void } {
+  let open: () => void = () => undefined;
+  const gate = new Promise<void>((resolve) => (open = resolve));
+  const gated = {
+    generate: async (request: TurnRequest, signal?: AbortSignal): Promise<TurnResult> => {
+      await gate;
+      return engine.generate(request, signal);
+    },
+    status: () => engine.status(),
+    kvCapacityTokens: () => engine.kvCapacityTokens(),
+    open,
+  };
+  // The shard calls no other method of its engine.
+  return gated as unknown as RolloutEngine & { open(): void };
+}
+
+/** An engine whose turns fail with `error` once `when()` resolves; says when its first turn started and when it failed. */
+function failingEngine(error: Error, when: () => Promise<unknown>): RolloutEngine & { started: Promise<void>; failed: Promise<void> } {
+  let markStarted: () => void = () => undefined;
+  let markFailed: () => void = () => undefined;
+  const engine = {
+    started: new Promise<void>((resolve) => (markStarted = resolve)),
+    failed: new Promise<void>((resolve) => (markFailed = resolve)),
+    generate: async () => {
+      markStarted();
+      await when();
+      markFailed();
+      throw error;
+    },
+    status: () => Promise.resolve({ weightVersion: 0, resident: ['weights', 'kv_cache'], runningRequests: 0 }),
+    kvCapacityTokens: () => Promise.resolve(undefined),
+  };
+  // The shard calls no other method of its engine.
+  return engine as unknown as RolloutEngine & { started: Promise<void>; failed: Promise<void> };
+}
+
+function sample(id: number): SampleRecord {
+  return { id, startVersion: 0, promptTokens: 50, turns: [], status: 'running', startedAtMs: Date.now() };
+}
+
+function shard(shardId: string, rank: number, sampleIds: number[]): ShardInput {
+  // Simulated ms: at this time scale an hour is 0.36 s of real time, which a loaded machine can exceed.
+  return { runId: RUN, shardId, rank, sampleIds, version: 0, maxTurns: 10, maxTokens: 10_000, environmentTimeoutMs: 1e12 };
+}
+
+/** An outcome with its id lists in order: a shard's samples end in whatever order their writes finish. */
+function inIdOrder<T extends { completed: number[]; unfinished: number[] }>(outcome: T | undefined): T | undefined {
+  if (outcome === undefined) return undefined;
+  return { ...outcome, completed: [...outcome.completed].sort((a, b) => a - b), unfinished: [...outcome.unfinished].sort((a, b) => a - b) };
+}
+
+describe('runRolloutShards', () => {
+  let dir: string;
+  let store: FsTrajectoryStore;
+  let activities: ReturnType<typeof createGpuNodeActivities>;
+
+  beforeEach(async () => {
+    dir = mkdtempSync(path.join(tmpdir(), 'timeshare-group-'));
+    store = new FsTrajectoryStore(dir, RUN, { fsync: false });
+    await store.createSamples([0, 1, 2, 3, 4, 5, 6].map(sample));
+  });
+
+  afterEach(() => rmSync(dir, { recursive: true, force: true }));
+
+  /** The node's activities over `engines` (by rank), with a heartbeat every `heartbeatIntervalMs`. */
+  function nodeWith(engines: Map<number, RolloutEngine>, heartbeatIntervalMs = 60_000): void {
+    activities = createGpuNodeActivities({
+      node: 0,
+      runId: RUN,
+      engines,
+      trainer: undefined,
+      environment: new SimEnvironment({ workload, clock: clock(TIME_SCALE) }),
+      store: () => store,
+      weightsPath: (_run, version) => path.join(dir, `v${version}.json`),
+      weightsDir: () => dir,
+      timeScale: TIME_SCALE,
+      heartbeatIntervalMs,
+      now: () => Date.now(),
+    });
+  }
+
+  const runGroup = (shards: ShardInput[], watch?: ActivityWatch) =>
+    inActivity<ShardGroupResult>(() => activities.runRolloutShards({ runId: RUN, shards }), 'runRolloutShards', watch);
+  const stop = (shardIds: string[]) => inActivity(() => activities.stopShards({ runId: RUN, shardIds }), 'stopShards').result;
+  /** Whether `promise` has settled by now (after the pending I/O callbacks). */
+  const settledYet = async (promise: Promise<unknown>): Promise<boolean> => {
+    let settled = false;
+    void promise.then(
+      () => (settled = true),
+      () => (settled = true),
+    );
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    return settled;
+  };
+
+  it("runs every member's samples to completion and returns each member's result in the input's order, under one heartbeat", async () => {
+    nodeWith(new Map([0, 1, 2].map((rank) => [rank, simEngine(rank, 1000 + rank)])), 1);
+    const heartbeats: unknown[] = [];
+    const shards = [shard('on-2', 2, [4, 5, 6]), shard('on-0', 0, [0]), shard('on-1', 1, [1, 2, 3])];
+    const { results } = await runGroup(shards, { heartbeat: (details) => heartbeats.push(details) }).result;
+
+    expect(results.map(inIdOrder)).toEqual([
+      { shardId: 'on-2', completed: [4, 5, 6], unfinished: [], dropped: [], kvCapacityTokens: 1002 },
+      { shardId: 'on-0', completed: [0], unfinished: [], dropped: [], kvCapacityTokens: 1000 },
+      { shardId: 'on-1', completed: [1, 2, 3], unfinished: [], dropped: [], kvCapacityTokens: 1001 },
+    ]);
+    for (const record of await store.readSamples([0, 1, 2, 3, 4, 5, 6])) {
+      expect(record.status).toBe('completed');
+      expect(record.turns).toHaveLength(3);
+    }
+    // The group's heartbeat counts every member's samples; no member heartbeats on its own.
+    expect(heartbeats[0]).toEqual({ shards: 3, completed: 0, dropped: 0, running: 7 });
+    for (const details of heartbeats) expect(details).toMatchObject({ shards: 3 });
+  });
+
+  it('a direct stop of one member checkpoints it and answers with its outcome; its siblings go on and complete', async () => {
+    const held = new HoldingEngine();
+    const gated = gatedEngine(simEngine(1, 2048));
+    nodeWith(new Map<number, RolloutEngine>([[0, held as unknown as RolloutEngine], [1, gated]]));
+    const group = runGroup([shard('held', 0, [0, 1]), shard('gated', 1, [2, 3])]);
+    await held.turnsStarted(2);
+
+    const answer = await stop(['held']);
+    expect(answer.stopped).toEqual(['held']);
+    expect(answer.checkpointed).toEqual(['held']);
+    expect(answer.outcomes?.map(inIdOrder)).toEqual([{ shardId: 'held', completed: [], unfinished: [0, 1], dropped: [] }]);
+    for (const record of await store.readSamples([0, 1])) {
+      expect(record).toMatchObject({ status: 'running', owner: 'held@1', partial: { turn: 0, tokens: ABORTED_TOKENS, rank: 0 } });
+    }
+    expect(await settledYet(group.result)).toBe(false); // the gated sibling still runs
+
+    gated.open();
+    const { results } = await group.result;
+    expect(results.map(inIdOrder)).toEqual([
+      { shardId: 'held', completed: [], unfinished: [0, 1], dropped: [], kvCapacityTokens: 4096 },
+      { shardId: 'gated', completed: [2, 3], unfinished: [], dropped: [], kvCapacityTokens: 2048 },
+    ]);
+    for (const record of await store.readSamples([2, 3])) expect(record.status).toBe('completed');
+  });
+
+  it('a member that completed while a sibling still runs is answered for by a later stop with the result it ended with', async () => {
+    const held = new HoldingEngine();
+    nodeWith(new Map<number, RolloutEngine>([[0, simEngine(0, 2048)], [1, held as unknown as RolloutEngine]]));
+    const group = runGroup([shard('quick', 0, [0, 1]), shard('held', 1, [2])]);
+    await held.turnsStarted(1);
+    await expect.poll(async () => (await store.readSamples([0, 1])).map((record) => record.status), { timeout: 10_000 }).toEqual(['completed', 'completed']);
+
+    // Not stopped (it had ended), answered for all the same: with its result, its engine's KV report included.
+    await expect.poll(async () => (await stop(['quick'])).stopped).toEqual([]);
+    const answer = await stop(['quick']);
+    expect(answer.checkpointed).toEqual(['quick']);
+    const quickResult: ShardResult = { shardId: 'quick', completed: [0, 1], unfinished: [], dropped: [], kvCapacityTokens: 2048 };
+    expect(answer.outcomes?.map(inIdOrder)).toEqual([quickResult]);
+    expect(await settledYet(group.result)).toBe(false);
+
+    await stop(['held']);
+    const { results } = await group.result;
+    expect(results.map(inIdOrder)).toEqual([quickResult, { shardId: 'held', completed: [], unfinished: [2], dropped: [], kvCapacityTokens: 4096 }]);
+  });
+
+  it("a member's failure stops its siblings, each checkpointing its samples, and fails the group with that very error", async () => {
+    const heldA = new HoldingEngine();
+    const heldB = new HoldingEngine();
+    const crash = new Error('rank 1 engine crashed');
+    nodeWith(
+      new Map<number, RolloutEngine>([
+        [0, heldA as unknown as RolloutEngine],
+        [1, failingEngine(crash, () => Promise.all([heldA.turnsStarted(2), heldB.turnsStarted(1)]))],
+        [2, heldB as unknown as RolloutEngine],
+      ]),
+    );
+    const group = runGroup([shard('held-a', 0, [0, 1]), shard('failing', 1, [2]), shard('held-b', 2, [3])]);
+
+    await expect(group.result).rejects.toBe(crash);
+    // None lost: the siblings' turns are checkpointed, the failed member's sample is still live for a retry.
+    const records = await store.readSamples([0, 1, 2, 3]);
+    expect(records.map((record) => [record.id, record.status, record.owner, record.partial?.tokens])).toEqual([
+      [0, 'running', 'held-a@1', ABORTED_TOKENS],
+      [1, 'running', 'held-a@1', ABORTED_TOKENS],
+      [2, 'running', 'failing@1', undefined],
+      [3, 'running', 'held-b@1', ABORTED_TOKENS],
+    ]);
+    // Temporal runs the group again: a stop leaves its members to the cancellation request.
+    expect(await stop(['held-a', 'failing', 'held-b'])).toEqual({ stopped: [], checkpointed: [], outcomes: [] });
+  });
+
+  it("fails with the first member's error when several fail, and logs the others with their shard", async () => {
+    const held = new HoldingEngine();
+    const first = new Error('rank 1 engine crashed');
+    const second = new Error('rank 2 engine crashed');
+    // The second fails after the first, its turn under way when the first failure stops it.
+    const failsSecond: RolloutEngine & { started: Promise<void> } = failingEngine(second, () => failsFirst.failed.then(() => new Promise((resolve) => setTimeout(resolve, 10))));
+    const failsFirst = failingEngine(first, () => Promise.all([held.turnsStarted(1), failsSecond.started]));
+    nodeWith(
+      new Map<number, RolloutEngine>([
+        [0, held as unknown as RolloutEngine],
+        [1, failsFirst],
+        [2, failsSecond],
+      ]),
+    );
+    const warnings: string[] = [];
+    const group = runGroup([shard('held', 0, [0]), shard('failing-1', 1, [1]), shard('failing-2', 2, [2])], { warn: (message) => warnings.push(message) });
+
+    await expect(group.result).rejects.toBe(first);
+    expect(warnings).toHaveLength(1);
+    expect(warnings[0]).toMatch(/^shard failing-2 of a group failed too \(the group fails with shard failing-1's error\): rank 2 engine crashed$/);
+    expect((await store.readSamples([0]))[0]).toMatchObject({ status: 'running', owner: 'held@1', partial: { tokens: ABORTED_TOKENS } });
+  });
+
+  it("the group's cancellation by its workflow checkpoints every member and ends the activity cancelled; a later stop answers for each", async () => {
+    const heldA = new HoldingEngine();
+    const heldB = new HoldingEngine();
+    nodeWith(new Map<number, RolloutEngine>([[0, heldA as unknown as RolloutEngine], [1, heldB as unknown as RolloutEngine]]));
+    const group = runGroup([shard('held-a', 0, [0, 1]), shard('held-b', 1, [2])]);
+    await Promise.all([heldA.turnsStarted(2), heldB.turnsStarted(1)]);
+
+    group.cancel('CANCELLED');
+    await expect(group.result).rejects.toBeInstanceOf(CancelledFailure);
+    for (const record of await store.readSamples([0, 1, 2])) {
+      expect(record.status).toBe('running');
+      expect(record.partial?.tokens).toBe(ABORTED_TOKENS);
+    }
+    const answer = await stop(['held-a', 'held-b']);
+    expect(answer.stopped).toEqual([]);
+    expect(answer.checkpointed).toEqual(['held-a', 'held-b']);
+    expect(answer.outcomes?.map(inIdOrder)).toEqual([
+      { shardId: 'held-a', completed: [], unfinished: [0, 1], dropped: [], kvCapacityTokens: 4096 },
+      { shardId: 'held-b', completed: [], unfinished: [2], dropped: [], kvCapacityTokens: 4096 },
+    ]);
+  });
+
+  it("a cancellation that is not its workflow's (a timeout) leaves the members to a retry: a stop answers for none, not even one that had completed", async () => {
+    const held = new HoldingEngine();
+    nodeWith(new Map<number, RolloutEngine>([[0, simEngine(0, 2048)], [1, held as unknown as RolloutEngine]]));
+    const group = runGroup([shard('quick', 0, [0]), shard('held', 1, [2])]);
+    await held.turnsStarted(1);
+    await expect.poll(async () => (await stop(['quick'])).checkpointed, { timeout: 10_000 }).toEqual(['quick']);
+
+    group.cancel('TIMED_OUT');
+    await expect(group.result).rejects.toBeInstanceOf(CancelledFailure);
+    expect(await stop(['quick', 'held'])).toEqual({ stopped: [], checkpointed: [], outcomes: [] });
+  });
+
+  it('refuses a group that is empty, names a shard twice, mixes runs or has a shard on a rank of another node, before claiming anything', async () => {
+    nodeWith(new Map([[0, simEngine(0, 2048)]]));
+    const refusal = (input: ShardGroupInput) => inActivity(() => activities.runRolloutShards(input), 'runRolloutShards').result.catch((error: unknown) => error);
+    const cases: [ShardGroupInput, string, RegExp][] = [
+      [{ runId: RUN, shards: [] }, 'ValidationError', /shards of the group: must not be empty/],
+      [{ runId: RUN, shards: [shard('twice', 0, [0]), shard('twice', 0, [1])] }, 'ValidationError', /shard ids of the group: duplicates found.*twice/],
+      [{ runId: RUN, shards: [shard('ours', 0, [0]), { ...shard('theirs', 0, [1]), runId: 'other-run' }] }, 'ValidationError', /other-run/],
+      [{ runId: RUN, shards: [shard('ours', 0, [0]), shard('elsewhere', 5, [1])] }, 'WrongNode', /rank 5 is not served by gpu-node 0/],
+      [{ runId: 'other-run', shards: [] }, 'WrongRun', /got an activity of run 'other-run'/],
+    ];
+    for (const [input, type, message] of cases) {
+      const error = await refusal(input);
+      expect(error).toBeInstanceOf(ApplicationFailure);
+      expect((error as ApplicationFailure).type).toBe(type);
+      expect((error as ApplicationFailure).nonRetryable).toBe(true);
+      expect((error as ApplicationFailure).message).toMatch(message);
+    }
+    for (const record of await store.readSamples([0, 1])) expect(record.owner).toBeUndefined();
+  });
+});
