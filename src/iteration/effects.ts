@@ -67,8 +67,12 @@ export interface IterationEffects<S> {
   beginAdmitAndLaunch(input: { ids: number[]; version: number; shards: ShardRef[] }): void;
   /** Waits for the admission begun by beginAdmitAndLaunch (its shards started); raises its failure. */
   awaitAdmitAndLaunch(): Step<S, void>;
-  /** Starts a shard of samples that already exist; it runs until it ends or is stopped. */
-  launchShard(shard: ShardRef, version: number): void;
+  /**
+   * Starts shards of samples that already exist, placed together; each runs until it ends or is
+   * stopped. (The Temporal driver runs those on one node that the shrink stops together as one
+   * activity.)
+   */
+  launchShards(shards: readonly ShardRef[], version: number): void;
   /**
    * Waits until `batchSize` of the candidates completed (returns them in completion order) or
    * every running shard ended first (returns undefined). A failing shard raises.

@@ -34,7 +34,7 @@ import { completeOnload, rejoinRanks } from '../gpu/roles';
 import type { Phase, SealedBatchFigures, ShardOutcome } from '../contract/types';
 import type { IterationEffects, ShardRef, Step, StoreRecovery } from './effects';
 import type { AdmissionRoomInput } from './admission';
-import type { IterationState } from './state';
+import type { IterationState, ProgramInput } from './state';
 
 /** Ends the current phase (its time goes to the stats) and reports the next. */
 export function enterPhase<S>(fx: IterationEffects<S>, st: IterationState, next: Phase): void {
@@ -83,7 +83,7 @@ export function placeShards<S>(fx: IterationEffects<S>, st: IterationState, ids:
 /** Places existing waiting samples over `ranks` and starts their shards; returns whether any started. */
 export function relaunch<S>(fx: IterationEffects<S>, st: IterationState, ids: readonly number[], ranks: readonly RankId[]): boolean {
   const shards = placeShards(fx, st, ids, ranks);
-  for (const shard of shards) fx.launchShard(shard, st.stats.toVersion);
+  if (shards.length > 0) fx.launchShards(shards, st.stats.toVersion);
   return shards.length > 0;
 }
 
@@ -359,6 +359,15 @@ export function* awaitShrinkTrigger<S>(fx: IterationEffects<S>, st: IterationSta
 }
 
 /** Which ranks this shrink releases, under the release policy (the train group moves only where it may). */
+/**
+ * The ranks the shrink stops under the configured release set (every policy but least-work,
+ * which chooses at the shrink): shards placed together on one node that are all in it, or all
+ * out of it, are always stopped together.
+ */
+export function ranksReleasedAtShrink(input: Pick<ProgramInput, 'layout' | 'shrinkOverride'>): RankId[] {
+  return planShrink(input.layout, input.shrinkOverride).release;
+}
+
 export function planRelease<S>(fx: IterationEffects<S>, st: IterationState): { release: RankId[]; keep: RankId[] } {
   const { layout, lostRanks, shrinkOverride, options } = st.input;
   if (options.policy.release === 'least-work' && lostRanks.length === 0 && shrinkOverride === undefined && trainGroupIsMovable(layout)) {

@@ -21,7 +21,6 @@ import {
   checkLedgerInvariants,
   checkPoolInvariants,
   checkPostcondition,
-  planShrink,
   planWithLostRanks,
   samplesByState,
   type RankId,
@@ -41,6 +40,7 @@ import {
   planRelease,
   readMissingKvCapacity,
   rejoin,
+  ranksReleasedAtShrink,
   relaunch,
   rolloutUntilBatch,
   setPool,
@@ -126,8 +126,7 @@ export function* runIteration<S>(fx: IterationEffects<S>, st: IterationState): S
 
 /** Whether the shrink will stop shards (on the configured release set): the manifest then goes out beside that stop. */
 function shrinkWillStopShards(st: IterationState): boolean {
-  const { layout, shrinkOverride } = st.input;
-  const release = new Set(planShrink(layout, shrinkOverride).release);
+  const release = new Set(ranksReleasedAtShrink(st.input));
   return [...st.shards.values()].some((shard) => release.has(shard.rank));
 }
 

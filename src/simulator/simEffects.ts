@@ -73,7 +73,9 @@ export function simEffects(world: SimWorld, cfg: SimulationConfig, state: Iterat
     phaseEntered: () => undefined,
     poolChanged: (pool) => world.setPool(pool),
     shardId: (rank, serial) => `s${serial}-r${rank}`,
-    launchShard: (shard) => world.launchShard(shard),
+    launchShards: (shards) => {
+      for (const shard of shards) world.launchShard(shard);
+    },
     ...storeEffects(world, cfg),
     ...rankEffects(world, cfg),
     ...trainerEffects(world, cfg, state),

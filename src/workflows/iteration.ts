@@ -12,6 +12,7 @@ import { ApplicationFailure, setHandler, workflowInfo } from '@temporalio/workfl
 import { PIPELINE_POLICY } from '../gpu';
 import { stalenessAdmission } from '../iteration/admission';
 import { IterationFailure, PoolBelowMinimum, runIteration } from '../iteration/program';
+import { ranksReleasedAtShrink } from '../iteration/operations';
 import { createIterationState, type ProgramInput } from '../iteration/state';
 import { describeError } from '../contract/errors';
 import type { IterationInput, IterationProgress, IterationResult } from '../contract/types';
@@ -55,15 +56,18 @@ export async function iterationWorkflow(input: IterationInput): Promise<Iteratio
   // Asked by the CLI (merged into the run's status), never sent: no round trip on the critical path.
   let progress: IterationProgress | null = null;
   setHandler(iterationProgressQuery, () => progress);
+  const program = programInput(input, workflowInfo().attempt);
   const fx = temporalEffects({
     spec: input.spec,
     iteration: input.iteration,
     activities: iterationActivities(input.spec),
     lost,
+    // Evaluated at the first launch, inside the program: an invalid shrink set fails the iteration there.
+    releasedAtShrink: () => ranksReleasedAtShrink(program),
     ...(input.engineKvCapacity === undefined ? {} : { engineKvCapacity: input.engineKvCapacity }),
     onProgress: (report) => (progress = { ...report, attempt: workflowInfo().attempt }),
   });
-  const state = createIterationState(programInput(input, workflowInfo().attempt), fx.now());
+  const state = createIterationState(program, fx.now());
   try {
     const result = await drive(runIteration(fx, state));
     const engineKvCapacity = fx.engineKvCapacity();

@@ -23,6 +23,8 @@ export interface TemporalEffectsContext {
   iteration: number;
   activities: IterationActivities;
   lost: LostNodes;
+  /** The ranks the shrink stops (ranksReleasedAtShrink): the shards' launches group by it. */
+  releasedAtShrink: () => readonly RankId[];
   /** What the ranks' engines reported of their KV capacity in earlier iterations (IterationInput.engineKvCapacity). */
   engineKvCapacity?: readonly RankKvCapacity[];
   /** Takes every phase report (the iteration's progress query answers the latest). */
@@ -48,7 +50,7 @@ function nodeGroups(spec: RunSpec, ranks: readonly RankId[]): { node: number; ra
 }
 
 export function temporalEffects(ctx: TemporalEffectsContext): TemporalEffects {
-  const shards = new ShardRunner(ctx.spec, ctx.iteration, ctx.activities, ctx.lost, ctx.engineKvCapacity);
+  const shards = new ShardRunner(ctx.spec, ctx.iteration, ctx.activities, ctx.lost, ctx.releasedAtShrink, ctx.engineKvCapacity);
   const executionTag = workflowInfo().runId.slice(0, 8);
   return {
     now: () => Date.now(),
@@ -56,7 +58,7 @@ export function temporalEffects(ctx: TemporalEffectsContext): TemporalEffects {
     poolChanged: () => undefined,
     // Unique per execution (attempts and operator resumes alike): fences earlier shards out of the store.
     shardId: (rank, serial) => shardId(ctx.iteration, executionTag, rank, serial),
-    launchShard: (shard, version) => shards.launch(shard, version),
+    launchShards: (refs, version) => shards.launch(refs, version),
     ...bookkeepingEffects(ctx, shards),
     ...nodeEffects(ctx, shards),
     ...trainerEffects(ctx, shards),
@@ -148,14 +150,14 @@ function bookkeepingEffects(ctx: TemporalEffectsContext, shards: ShardRunner): B
     },
     *admitAndLaunch({ ids, version, shards: placed }) {
       yield* awaiting(admit(store, runId, ids, version));
-      for (const shard of placed) shards.launch(shard, version);
+      shards.launch(placed, version);
     },
     beginAdmitAndLaunch({ ids, version, shards: placed }) {
       // An activity of its own: a local activity would hold the workflow task, and with it every
       // command issued beside it, until it ends.
       admission.begin(
         admit(ctx.activities.background, runId, ids, version).then(() => {
-          for (const shard of placed) shards.launch(shard, version);
+          shards.launch(placed, version);
         }),
       );
     },

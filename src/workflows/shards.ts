@@ -1,24 +1,34 @@
 /**
- * Rollout shards in the iteration workflow: each is an activity on its rank's queue in its own
- * cancellation scope; stopping one asks its node's worker directly (one round trip, answered once
- * the shard has checkpointed) and cancels it (the fallback for a shard the worker is not running,
- * whose end is then awaited).
+ * Rollout shards in the iteration workflow. The shards of one launch on one node that the shrink
+ * stops together (all released or all kept) run as one activity, a group, in its own cancellation
+ * scope: one activity per node, not per rank (docs/design.md §5.2). Stopping shards asks their
+ * node's worker directly (one round trip, answered once they have checkpointed) and cancels the
+ * groups they make up whole (the fallback for shards the worker is not running, whose end is then
+ * awaited). A stop that takes part of a group relies on the direct stop alone.
  */
-import { ActivityFailure, CancellationScope, isCancellation, log, TimeoutFailure } from '@temporalio/workflow';
+import { ActivityFailure, ApplicationFailure, CancellationScope, isCancellation, log, TimeoutFailure } from '@temporalio/workflow';
 import { TimeoutType } from '@temporalio/common';
 import type { RankId } from '../gpu/layout';
 import type { ShardRef } from '../iteration/effects';
 import { describeError } from '../contract/errors';
 import type { RunSpec } from '../contract/types';
-import type { RankKvCapacity, ShardInput, ShardOutcome, ShardResult } from '../contract/types';
+import type { RankKvCapacity, ShardGroupResult, ShardInput, ShardOutcome, ShardResult } from '../contract/types';
 import { checkPostcondition } from '../validation/patterns';
 import type { IterationActivities } from './iterationActivities';
 import type { LostNodes } from './lostNodes';
 
-interface RunningShard {
-  ref: ShardRef;
+/** Shards of one node run as one activity. */
+interface ShardGroup {
   scope: CancellationScope;
   /** Settles when the activity ends: completed, cancelled (after checkpointing) or failed. */
+  ended: Promise<unknown>;
+  members: RunningShard[];
+}
+
+interface RunningShard {
+  ref: ShardRef;
+  group: ShardGroup;
+  /** Its group's end: a member's own end is known only with its group's. */
   ended: Promise<unknown>;
   /** Set once `ended` has settled: such a shard needs no stop. */
   done: boolean;
@@ -63,19 +73,36 @@ export class ShardRunner {
   readonly kvCapacity: Map<RankId, number | null>;
   /** Ranks whose engine a shard found behind its version: restarted since the last sync, in no kept weight group. */
   readonly restartedRanks = new Set<RankId>();
+  private releasedAtShrink: ReadonlySet<RankId> | undefined;
 
+  /**
+   * @param releasedAtShrink the ranks the shrink stops (ranksReleasedAtShrink): shards on one node
+   * all in it or all out of it make a group that every stop takes whole.
+   */
   constructor(
     private readonly spec: RunSpec,
     private readonly iteration: number,
     private readonly activities: IterationActivities,
     private readonly lost: LostNodes,
+    private readonly ranksReleasedAtShrink: () => readonly RankId[],
     reported: readonly RankKvCapacity[] = [],
   ) {
     this.kvCapacity = new Map(reported.map(({ rank, tokens }) => [rank, tokens]));
   }
 
-  launch(ref: ShardRef, version: number): void {
-    const input: ShardInput = {
+  /** Starts the shards, one activity per node and side of the shrink. */
+  launch(refs: readonly ShardRef[], version: number): void {
+    this.releasedAtShrink ??= new Set(this.ranksReleasedAtShrink());
+    const groups = new Map<string, ShardRef[]>();
+    for (const ref of refs) {
+      const key = `${this.spec.layout.ranks[ref.rank]!.node}:${this.releasedAtShrink.has(ref.rank)}`;
+      groups.set(key, [...(groups.get(key) ?? []), ref]);
+    }
+    for (const members of groups.values()) this.launchGroup(members, version);
+  }
+
+  private launchGroup(refs: readonly ShardRef[], version: number): void {
+    const inputs = refs.map((ref): ShardInput => ({
       runId: this.spec.runId,
       shardId: ref.id,
       rank: ref.rank,
@@ -84,28 +111,45 @@ export class ShardRunner {
       maxTurns: this.spec.maxTurns,
       maxTokens: this.spec.maxTokens,
       environmentTimeoutMs: this.spec.environmentTimeoutMs,
-    };
-    const summary = `rollout rank ${ref.rank} shard ${ref.id} (${ref.sampleIds.length} samples, v${version})`;
+    }));
+    const node = this.spec.layout.ranks[refs[0]!.rank]!.node;
+    const samples = refs.reduce((sum, ref) => sum + ref.sampleIds.length, 0);
+    const summary = `rollout node ${node} ranks ${refs.map((ref) => ref.rank).join(',')} (${refs.length} shards, ${samples} samples, v${version})`;
     const scope = new CancellationScope();
-    const ended = scope.run(() => this.activities.shard(ref.rank).runRolloutShard.executeWithOptions({ summary }, [input]));
-    const shard: RunningShard = { ref, scope, ended, done: false, watchedBy: new Set(this.failureWatchers) };
+    const ended = scope.run(() => this.activities.shard(refs[0]!.rank).runRolloutShards.executeWithOptions({ summary }, [{ runId: this.spec.runId, shards: inputs }]));
+    const group: ShardGroup = { scope, ended, members: [] };
+    for (const ref of refs) {
+      const shard: RunningShard = { ref, group, ended, done: false, watchedBy: new Set(this.failureWatchers) };
+      group.members.push(shard);
+      this.running.set(ref.id, shard);
+    }
     // Registered first, so it runs before anyone else observes the end: a lost node is marked
     // before a failure watch or a stop sees the failure. Also marks an early rejection handled.
     ended.then(
-      (result) => {
-        shard.done = true;
-        shard.result = result;
-        this.noteEngine(ref.rank, result);
-      },
-      (error: unknown) => {
-        shard.done = true;
-        this.lost.noteRankFailure(ref.rank, error);
-        if (isCancellation(error)) return;
-        shard.failure = error;
-        for (const watch of shard.watchedBy) watch(error);
-      },
+      (result) => this.groupEnded(group, result),
+      (error: unknown) => this.groupFailed(group, error),
     );
-    this.running.set(ref.id, shard);
+  }
+
+  private groupEnded(group: ShardGroup, { results }: ShardGroupResult): void {
+    const byId = new Map(results.map((result) => [result.shardId, result]));
+    for (const shard of group.members) {
+      shard.done = true;
+      const result = byId.get(shard.ref.id);
+      if (result === undefined) continue;
+      shard.result = result;
+      this.noteEngine(shard.ref.rank, result);
+    }
+  }
+
+  private groupFailed(group: ShardGroup, error: unknown): void {
+    for (const rank of new Set(group.members.map((shard) => shard.ref.rank))) this.lost.noteRankFailure(rank, error);
+    for (const shard of group.members) {
+      shard.done = true;
+      if (isCancellation(error)) continue;
+      shard.failure = error;
+      for (const watch of shard.watchedBy) watch(error);
+    }
   }
 
   /** What a shard's result says of its rank's engine. Results recorded before engines reported their capacity carry none. */
@@ -117,7 +161,7 @@ export class ShardRunner {
   /** Settles once every running shard has ended (never, if none runs). */
   everyShardEnded(): Promise<undefined> {
     if (this.running.size === 0) return new Promise<undefined>(() => undefined);
-    return Promise.allSettled([...this.running.values()].map((shard) => shard.ended)).then(() => undefined);
+    return Promise.allSettled([...new Set([...this.running.values()].map((shard) => shard.ended))]).then(() => undefined);
   }
 
   /**
@@ -153,7 +197,7 @@ export class ShardRunner {
    */
   async stop(refs: readonly ShardRef[]): Promise<StopResult> {
     const selected = [...new Set(refs.map((ref) => this.running.get(ref.id)))].filter((shard): shard is RunningShard => shard !== undefined);
-    for (const shard of selected) shard.scope.cancel();
+    const partOfGroup = this.cancelWholeGroups(selected);
     // The direct stop goes to shards still running only: one to an ended shard is wasted, and one
     // to a lost node would hold the stop for its whole timeout.
     const asked = selected.filter((shard) => !shard.done);
@@ -189,6 +233,10 @@ export class ShardRunner {
             settle(shard, { failure: undefined, outcome });
           } else if (endedBeforeAnswer.has(shard.ref.id)) {
             settle(shard, { failure: undefined, outcome: undefined });
+          } else if (partOfGroup.has(shard.ref.id) && !shard.done) {
+            // Its group runs on (not cancelled), so its end may be far: without the answer there is
+            // no sure point at which it checkpointed. The attempt fails and is retried from the store.
+            reject(ApplicationFailure.retryable(`iteration ${this.iteration}: shard ${shard.ref.id} was stopped apart from the rest of its group and its node did not answer for it`, 'ShardStopUnanswered'));
           }
         }
       }, reject);
@@ -219,6 +267,27 @@ export class ShardRunner {
       outcomes.set(end.ref.id, inShardOrder(end.ref, end.outcome));
     }
     return { outcomes, failures: ends.flatMap((end) => (end.failure === undefined ? [] : [end.failure])) };
+  }
+
+  /**
+   * Requests the cancellation of each group the selected shards make up whole; returns the ids of
+   * those selected apart from running members of their group. Launches group the shards every
+   * stop takes together, so a partial group is unexpected: warned, and left to the direct stop.
+   */
+  private cancelWholeGroups(selected: readonly RunningShard[]): Set<string> {
+    const ids = new Set(selected.map((shard) => shard.ref.id));
+    const partOfGroup = new Set<string>();
+    for (const group of new Set(selected.map((shard) => shard.group))) {
+      const apart = group.members.filter((member) => this.running.has(member.ref.id) && !ids.has(member.ref.id));
+      if (apart.length === 0) {
+        group.scope.cancel();
+        continue;
+      }
+      const stopped = group.members.filter((member) => ids.has(member.ref.id));
+      log.warn(`iteration ${this.iteration}: stopping shards ${stopped.map((member) => member.ref.id).join(', ')} apart from ${apart.map((member) => member.ref.id).join(', ')} of their group: by the direct stop alone`);
+      for (const member of stopped) partOfGroup.add(member.ref.id);
+    }
+    return partOfGroup;
   }
 
   /** Asks each node's worker to stop its shards; returns the outcomes of those that checkpointed there. */

@@ -100,7 +100,7 @@ describe('timeshare dev after a change to the workflow code', () => {
             .getHandle(iterationWorkflowId(runId, 0))
             .fetchHistory()
             .catch(() => undefined);
-          if (!history?.events?.some((event) => event.activityTaskScheduledEventAttributes?.activityType?.name === 'runRolloutShard')) return undefined;
+          if (!history?.events?.some((event) => event.activityTaskScheduledEventAttributes?.activityType?.name === 'runRolloutShards')) return undefined;
           const idle = async (workflowId: string) => (await client.workflow.getHandle(workflowId).describe()).raw.pendingWorkflowTask == null;
           return (await idle(iterationWorkflowId(runId, 0))) && (await idle(runWorkflowId(runId))) ? true : undefined;
         });

@@ -127,7 +127,7 @@ describe("the admission's KV cap from the engines' reports (real Temporal)", () 
       const history = (iteration: number) => env.client.workflow.getHandle(iterationWorkflowId(runId, iteration)).fetchHistory();
       const reads = async (iteration: number) => scheduledActivityTypes(await history(iteration)).filter((type) => type === 'readKvCapacity').length;
       const capacityReads: [number, number] = [await reads(0), await reads(1)];
-      const readBeforeFirstShard = completedBeforeScheduled(await history(0), 'readKvCapacity', 'runRolloutShard');
+      const readBeforeFirstShard = completedBeforeScheduled(await history(0), 'readKvCapacity', 'runRolloutShards');
       return { status, peakRolling, largestCap: await largestCap(store), capacityReads, readBeforeFirstShard };
     } finally {
       await workers.stop();

@@ -85,7 +85,7 @@ describe('replay of recorded histories, each against its own workflow code versi
       const events = historyFromJson(readFileSync(fixturePath(`histories/timeshare-replay-${strategy}-iter-0.json`), 'utf8')).events ?? [];
       const read = events.findIndex((event) => event.activityTaskScheduledEventAttributes?.activityType?.name === 'readKvCapacity');
       const readDone = events.findIndex((event, i) => i > read && event.eventType === EventType.EVENT_TYPE_ACTIVITY_TASK_COMPLETED);
-      const firstShard = events.findIndex((event) => event.activityTaskScheduledEventAttributes?.activityType?.name === 'runRolloutShard');
+      const firstShard = events.findIndex((event) => event.activityTaskScheduledEventAttributes?.activityType?.name === 'runRolloutShards');
       expect(read, strategy).toBeGreaterThanOrEqual(0);
       expect(readDone, strategy).toBeGreaterThan(read);
       expect(firstShard, strategy).toBeGreaterThan(readDone);

@@ -68,8 +68,8 @@ describe('engines restarted between syncs by broadcast (real Temporal)', () => {
       const types = scheduledActivityTypes(history);
       // Shards ran before the sync (they find the engines restarted); then one broadcast, into a
       // group formed after the kept one was torn down.
-      expect(types.indexOf('runRolloutShard')).toBeGreaterThanOrEqual(0);
-      expect(types.indexOf('runRolloutShard')).toBeLessThan(types.indexOf('closeWeightGroup'));
+      expect(types.indexOf('runRolloutShards')).toBeGreaterThanOrEqual(0);
+      expect(types.indexOf('runRolloutShards')).toBeLessThan(types.indexOf('closeWeightGroup'));
       expect(types.filter((type) => type === 'broadcastWeights')).toHaveLength(1);
       expect(types.indexOf('closeWeightGroup')).toBeGreaterThanOrEqual(0);
       expect(types.indexOf('closeWeightGroup')).toBeLessThan(types.indexOf('openWeightGroup'));

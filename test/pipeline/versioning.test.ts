@@ -83,7 +83,7 @@ describe('Worker Versioning: upgrade of workflow code under a running run', () =
       const iteration0 = env.client.workflow.getHandle(iterationWorkflowId(runId, 0));
       await waitFor('iteration 0 to schedule its rollout shards', async () => {
         const history = await iteration0.fetchHistory();
-        const scheduled = (history.events ?? []).some((event) => event.activityTaskScheduledEventAttributes?.activityType?.name === 'runRolloutShard');
+        const scheduled = (history.events ?? []).some((event) => event.activityTaskScheduledEventAttributes?.activityType?.name === 'runRolloutShards');
         return scheduled ? true : undefined;
       });
 

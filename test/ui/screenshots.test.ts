@@ -62,7 +62,7 @@ describe('Temporal UI of a dev run (headless Chromium)', () => {
     const timelineDom = await renderedDom(timeline);
     expect(timelineDom).toContain(iteration);
     // Activity rows of the iteration's phases.
-    for (const activity of ['runRolloutShard', 'trainStep', 'syncAndReloadNode']) expect(timelineDom).toContain(activity);
+    for (const activity of ['runRolloutShards', 'trainStep', 'syncAndReloadNode']) expect(timelineDom).toContain(activity);
 
     const history = `${ui}/${iteration}/${iterationRunId}/history`;
     const historyDom = await renderedDom(history);
