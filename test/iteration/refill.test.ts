@@ -82,7 +82,9 @@ function effects(admission: 'fails' | 'succeeds'): { fx: IterationEffects<never>
       const outcomes: ShardOutcome[] = shards.map((shard) => ({ shardId: shard.id, completed: shard.sampleIds.filter((id) => sealed.has(id)), unfinished: shard.sampleIds.filter((id) => !sealed.has(id)), dropped: [] }));
       return { outcomes, failures: [] };
     },
-    launchShard: (shard: ShardRef) => calls.push(`launchShard ${shard.id}`),
+    launchShards: (shards: readonly ShardRef[]) => {
+      for (const shard of shards) calls.push(`launchShard ${shard.id}`);
+    },
     lostRanks: () => new Set(),
     trainerNodeLost: () => false,
     *trainerOffload() {

@@ -9,10 +9,12 @@ import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { gunzipSync } from 'node:zlib';
 
+import { defaultPayloadConverter, type Payload } from '@temporalio/common';
 import { temporal } from '@temporalio/proto';
 import { Worker, type WorkflowBundleOption } from '@temporalio/worker';
 import { describe, expect, it } from 'vitest';
 import { FIXTURES_DIR, fixturePath, WORKFLOW_CODE_VERSIONS, type WorkflowCodeVersion } from '../fixtures/versions';
+import { activitySpans, shardRanks } from '../../src/controlPlaneBench/historyFigures';
 import { historyFromJson } from '../helpers/historyJson';
 import { workflowBundle } from '../helpers/pipeline';
 
@@ -90,6 +92,30 @@ describe('replay of recorded histories, each against its own workflow code versi
       expect(readDone, strategy).toBeGreaterThan(read);
       expect(firstShard, strategy).toBeGreaterThan(readDone);
     }
+  });
+
+  it("the current fixtures run a launch's shards as one activity per node and side of the shrink", () => {
+    const largest = new Map<string, number>();
+    for (const strategy of ['multiplexed', 'colocated', 'disaggregated']) {
+      for (const iteration of [0, 1]) {
+        const history = historyFromJson(readFileSync(fixturePath(`histories/timeshare-replay-${strategy}-iter-${iteration}.json`), 'utf8'));
+        const started = history.events?.[0]?.workflowExecutionStartedEventAttributes?.input?.payloads?.[0];
+        const { spec } = defaultPayloadConverter.fromPayload(started as Payload) as { spec: { layout: { ranks: { id: number; node: number }[]; shrinkRanks: number[] } } };
+        const released = new Set(spec.layout.shrinkRanks);
+        const groups = activitySpans(history).filter((span) => span.name === 'runRolloutShards');
+        expect(groups.length, `${strategy} iteration ${iteration}`).toBeGreaterThan(0);
+        expect(activitySpans(history).some((span) => span.name === 'runRolloutShard')).toBe(false);
+        for (const ranks of groups.map(shardRanks)) {
+          expect(new Set(ranks.map((rank) => spec.layout.ranks[rank]!.node)).size, `${strategy}: ranks ${ranks} on one node`).toBe(1);
+          expect(new Set(ranks.map((rank) => released.has(rank))).size, `${strategy}: ranks ${ranks} on one side of the shrink`).toBe(1);
+          largest.set(strategy, Math.max(largest.get(strategy) ?? 0, ranks.length));
+        }
+      }
+    }
+    // Several ranks' shards in one activity where the layout puts them on one node and one side.
+    expect(largest.get('multiplexed')).toBeGreaterThan(1);
+    expect(largest.get('colocated')).toBeGreaterThan(1);
+    expect(largest.get('disaggregated')).toBeGreaterThan(1);
   });
 
   it('every activity the current code schedules says what it does in the Temporal UI (a summary)', () => {

@@ -168,11 +168,11 @@ describe('timeline from recorded histories of the other strategies', () => {
 
   it('refuses a history whose activity ran on another rank than its input names', () => {
     const tampered = fixture('multiplexed', 0);
-    const shard = tampered.history.events?.find((event) => event.activityTaskScheduledEventAttributes?.activityType?.name === 'runRolloutShard');
+    const shard = tampered.history.events?.find((event) => event.activityTaskScheduledEventAttributes?.activityType?.name === 'runRolloutShards');
     const queue = shard?.activityTaskScheduledEventAttributes?.taskQueue;
     expect(queue?.name).toBe('timeshare-rank-0');
     (queue as { name: string }).name = 'timeshare-rank-3';
-    expect(() => timelineFromIterationHistories([tampered])).toThrow(/runRolloutShard on timeshare-rank-3: task queue is rank 0's/);
+    expect(() => timelineFromIterationHistories([tampered])).toThrow(/runRolloutShards on timeshare-rank-3: task queue is one of ranks \[0,1\]'s/);
   });
 });
 
