@@ -151,7 +151,10 @@ function cancelledByWorkflow(reason: unknown): boolean {
   return reason instanceof CancelledFailure && reason.message === 'CANCELLED';
 }
 
-/** Outcomes of ended shards a gpu-node worker keeps for the direct stops that come after (a few per stop). */
+/**
+ * Outcomes of ended shards a gpu-node worker keeps for the direct stops that come after: those of
+ * running groups' ended members and of cancelled shards (a stop comes soon after, or never).
+ */
 const ENDED_OUTCOMES_KEPT = 1024;
 
 /** A shard's sample counts, as its heartbeat reports them. */
@@ -538,9 +541,14 @@ export function createGpuNodeActivities(deps: GpuNodeDeps): GpuNodeActivities {
     };
   }
 
-  /** Runs each of the shard's records to its end, or to its checkpoint when stopped, counting it in `outcome`. */
-  async function runRecords(input: ShardInput, owner: string, engine: RolloutEngine, records: SampleRecord[], signal: AbortSignal, outcome: ShardResult): Promise<void> {
-    await Promise.all(
+  /**
+   * Runs each of the shard's records to its end, or to its checkpoint when stopped, counting it in
+   * `outcome`. A sample's failure stops the shard's other samples (`stop`: each checkpoints) and is
+   * raised once they have all ended, so none goes on generating after the shard failed.
+   */
+  async function runRecords(input: ShardInput, owner: string, engine: RolloutEngine, records: SampleRecord[], signal: AbortSignal, stop: AbortController, outcome: ShardResult): Promise<void> {
+    let failed = false;
+    const settled = await Promise.allSettled(
       records.map(async (record) => {
         if (record.status === 'completed') return void outcome.completed.push(record.id);
         if (record.status === 'dropped') return void outcome.dropped.push({ id: record.id, reason: record.dropReason ?? 'unknown' });
@@ -550,8 +558,16 @@ export function createGpuNodeActivities(deps: GpuNodeDeps): GpuNodeActivities {
         if (end.kind === 'completed') outcome.completed.push(record.id);
         else if (end.kind === 'dropped') outcome.dropped.push({ id: record.id, reason: end.reason });
         else outcome.unfinished.push(record.id);
-      }),
+      }).map((sample) =>
+        sample.catch((error: unknown) => {
+          if (!failed) stop.abort(new Error(`shard ${input.shardId} stopped: one of its samples failed`));
+          failed = true;
+          throw error;
+        }),
+      ),
     );
+    const failure = settled.find((sample): sample is PromiseRejectedResult => sample.status === 'rejected');
+    if (failure !== undefined) throw failure.reason;
   }
 
   /**
@@ -587,7 +603,7 @@ export function createGpuNodeActivities(deps: GpuNodeDeps): GpuNodeActivities {
       // Real adapters listen on the signal once per in-flight generation: one per sample. Each
       // member of a group has a signal of its own, so its own samples count.
       setMaxListeners(Math.max(10, records.length + 10), signal);
-      await run.heartbeat(progress, () => runRecords(input, owner, engine, records, signal, outcome));
+      await run.heartbeat(progress, () => runRecords(input, owner, engine, records, signal, run.stop, outcome));
       clean = true;
     } finally {
       // A direct stop answers with this (the workflow may not wait for the shard's own result).
@@ -676,6 +692,8 @@ export function createGpuNodeActivities(deps: GpuNodeDeps): GpuNodeActivities {
     const [firstFailure, ...otherFailures] = failures;
     if (firstFailure !== undefined) {
       kept.forEach(forgetEnded);
+      // The thrown error does not name its shard: said here, with every other member's failure.
+      context.log.warn(`shard ${firstFailure.shardId} failed, and with it its group (${settled.length} shards; its other members stopped and checkpointed): ${describeError(firstFailure.error)}`);
       for (const other of otherFailures) {
         context.log.warn(`shard ${other.shardId} of a group failed too (the group fails with shard ${firstFailure.shardId}'s error): ${describeError(other.error)}`);
       }
@@ -693,6 +711,8 @@ export function createGpuNodeActivities(deps: GpuNodeDeps): GpuNodeActivities {
       await context.cancelled;
       throw member.reason;
     }
+    // The group's result answers for its members from now on: the cache keeps room for groups still running.
+    kept.forEach(forgetEnded);
     return { results };
   }
 

@@ -358,7 +358,6 @@ export function* awaitShrinkTrigger<S>(fx: IterationEffects<S>, st: IterationSta
   while (!ready({ running: fx.runningSamples(), waitedMs: fx.now() - readyAt, maxWaitMs })) yield* fx.sleep(adaptive.pollMs);
 }
 
-/** Which ranks this shrink releases, under the release policy (the train group moves only where it may). */
 /**
  * The ranks the shrink stops under the configured release set (every policy but least-work,
  * which chooses at the shrink): shards placed together on one node that are all in it, or all
@@ -368,6 +367,7 @@ export function ranksReleasedAtShrink(input: Pick<ProgramInput, 'layout' | 'shri
   return planShrink(input.layout, input.shrinkOverride).release;
 }
 
+/** Which ranks this shrink releases, under the release policy (the train group moves only where it may). */
 export function planRelease<S>(fx: IterationEffects<S>, st: IterationState): { release: RankId[]; keep: RankId[] } {
   const { layout, lostRanks, shrinkOverride, options } = st.input;
   if (options.policy.release === 'least-work' && lostRanks.length === 0 && shrinkOverride === undefined && trainGroupIsMovable(layout)) {

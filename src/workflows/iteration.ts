@@ -62,7 +62,7 @@ export async function iterationWorkflow(input: IterationInput): Promise<Iteratio
     iteration: input.iteration,
     activities: iterationActivities(input.spec),
     lost,
-    // Evaluated at the first launch, inside the program: an invalid shrink set fails the iteration there.
+    // Evaluated at the first launch, once the program has checked the shrink set.
     releasedAtShrink: () => ranksReleasedAtShrink(program),
     ...(input.engineKvCapacity === undefined ? {} : { engineKvCapacity: input.engineKvCapacity }),
     onProgress: (report) => (progress = { ...report, attempt: workflowInfo().attempt }),

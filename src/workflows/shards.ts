@@ -2,9 +2,9 @@
  * Rollout shards in the iteration workflow. The shards of one launch on one node that the shrink
  * stops together (all released or all kept) run as one activity, a group, in its own cancellation
  * scope: one activity per node, not per rank (docs/design.md §5.2). Stopping shards asks their
- * node's worker directly (one round trip, answered once they have checkpointed) and cancels the
- * groups they make up whole (the fallback for shards the worker is not running, whose end is then
- * awaited). A stop that takes part of a group relies on the direct stop alone.
+ * node's worker directly (one round trip, answered once they have checkpointed) and cancels their
+ * groups, which every stop takes whole (the fallback for shards the worker is not running, whose
+ * end is then awaited).
  */
 import { ActivityFailure, ApplicationFailure, CancellationScope, isCancellation, log, TimeoutFailure } from '@temporalio/workflow';
 import { TimeoutType } from '@temporalio/common';
@@ -17,7 +17,7 @@ import { checkPostcondition } from '../validation/patterns';
 import type { IterationActivities } from './iterationActivities';
 import type { LostNodes } from './lostNodes';
 
-/** Shards of one node run as one activity. */
+/** The shards of one launch on one node and one side of the shrink, run as one activity. */
 interface ShardGroup {
   scope: CancellationScope;
   /** Settles when the activity ends: completed, cancelled (after checkpointing) or failed. */
@@ -76,8 +76,8 @@ export class ShardRunner {
   private releasedAtShrink: ReadonlySet<RankId> | undefined;
 
   /**
-   * @param releasedAtShrink the ranks the shrink stops (ranksReleasedAtShrink): shards on one node
-   * all in it or all out of it make a group that every stop takes whole.
+   * @param ranksReleasedAtShrink the ranks the shrink stops (ranksReleasedAtShrink): shards of one
+   * launch on one node, all in it or all out of it, make a group that every stop takes whole.
    */
   constructor(
     private readonly spec: RunSpec,
@@ -133,6 +133,11 @@ export class ShardRunner {
 
   private groupEnded(group: ShardGroup, { results }: ShardGroupResult): void {
     const byId = new Map(results.map((result) => [result.shardId, result]));
+    const members = group.members.map((shard) => shard.ref.id);
+    if (results.length !== members.length || members.some((id) => !byId.has(id))) {
+      // A worker's bug: the members without a result settle from the store, which holds what they wrote.
+      log.warn(`iteration ${this.iteration}: a group of shards ${members.join(', ')} returned results for ${results.map((result) => result.shardId).join(', ')}`);
+    }
     for (const shard of group.members) {
       shard.done = true;
       const result = byId.get(shard.ref.id);
@@ -197,7 +202,8 @@ export class ShardRunner {
    */
   async stop(refs: readonly ShardRef[]): Promise<StopResult> {
     const selected = [...new Set(refs.map((ref) => this.running.get(ref.id)))].filter((shard): shard is RunningShard => shard !== undefined);
-    const partOfGroup = this.cancelWholeGroups(selected);
+    this.checkWholeGroups(selected);
+    for (const group of new Set(selected.map((shard) => shard.group))) group.scope.cancel();
     // The direct stop goes to shards still running only: one to an ended shard is wasted, and one
     // to a lost node would hold the stop for its whole timeout.
     const asked = selected.filter((shard) => !shard.done);
@@ -233,10 +239,6 @@ export class ShardRunner {
             settle(shard, { failure: undefined, outcome });
           } else if (endedBeforeAnswer.has(shard.ref.id)) {
             settle(shard, { failure: undefined, outcome: undefined });
-          } else if (partOfGroup.has(shard.ref.id) && !shard.done) {
-            // Its group runs on (not cancelled), so its end may be far: without the answer there is
-            // no sure point at which it checkpointed. The attempt fails and is retried from the store.
-            reject(ApplicationFailure.retryable(`iteration ${this.iteration}: shard ${shard.ref.id} was stopped apart from the rest of its group and its node did not answer for it`, 'ShardStopUnanswered'));
           }
         }
       }, reject);
@@ -247,7 +249,7 @@ export class ShardRunner {
             const failure = isCancellation(error) || diedWhileStopping(error) ? undefined : error;
             // A failure after the stop's answer settled the shard changes no sample (all are
             // checkpointed) but must not pass unseen: a postcondition of the shard, a bug.
-            if (settledByAnswer.has(shard.ref.id) && failure !== undefined) log.warn(`shard ${shard.ref.id} failed after its stop had checkpointed it: ${describeError(failure)}`);
+            if (settledByAnswer.has(shard.ref.id) && failure !== undefined) log.warn(`shard ${shard.ref.id}'s group failed after its stop had checkpointed it: ${describeError(failure)}`);
             if (failure === undefined && !answerIn && askedIds.has(shard.ref.id)) return void endedBeforeAnswer.add(shard.ref.id);
             settle(shard, { failure, outcome: undefined });
           },
@@ -266,28 +268,26 @@ export class ShardRunner {
       }
       outcomes.set(end.ref.id, inShardOrder(end.ref, end.outcome));
     }
-    return { outcomes, failures: ends.flatMap((end) => (end.failure === undefined ? [] : [end.failure])) };
+    // A group's failure ends each of its members: reported once.
+    return { outcomes, failures: [...new Set(ends.flatMap((end) => (end.failure === undefined ? [] : [end.failure])))] };
   }
 
   /**
-   * Requests the cancellation of each group the selected shards make up whole; returns the ids of
-   * those selected apart from running members of their group. Launches group the shards every
-   * stop takes together, so a partial group is unexpected: warned, and left to the direct stop.
+   * Every stop takes the groups it touches whole (launches group the shards by node and side of
+   * the shrink). A stop of part of a group would leave it running uncancelled, and Temporal could
+   * retry it with a member the workflow settled and re-sharded: refused before anything is stopped.
    */
-  private cancelWholeGroups(selected: readonly RunningShard[]): Set<string> {
+  private checkWholeGroups(selected: readonly RunningShard[]): void {
     const ids = new Set(selected.map((shard) => shard.ref.id));
-    const partOfGroup = new Set<string>();
     for (const group of new Set(selected.map((shard) => shard.group))) {
       const apart = group.members.filter((member) => this.running.has(member.ref.id) && !ids.has(member.ref.id));
-      if (apart.length === 0) {
-        group.scope.cancel();
-        continue;
-      }
-      const stopped = group.members.filter((member) => ids.has(member.ref.id));
-      log.warn(`iteration ${this.iteration}: stopping shards ${stopped.map((member) => member.ref.id).join(', ')} apart from ${apart.map((member) => member.ref.id).join(', ')} of their group: by the direct stop alone`);
-      for (const member of stopped) partOfGroup.add(member.ref.id);
+      if (apart.length === 0) continue;
+      const stopped = group.members.filter((member) => ids.has(member.ref.id)).map((member) => member.ref.id);
+      throw ApplicationFailure.nonRetryable(
+        `iteration ${this.iteration}: a stop of shards ${stopped.join(', ')} apart from ${apart.map((member) => member.ref.id).join(', ')} of their group (one activity): every stop must take a group whole`,
+        'PartialShardGroupStop',
+      );
     }
-    return partOfGroup;
   }
 
   /** Asks each node's worker to stop its shards; returns the outcomes of those that checkpointed there. */

@@ -189,6 +189,32 @@ describe('runRolloutShards', () => {
     await stop(['held']);
     const { results } = await group.result;
     expect(results.map(inIdOrder)).toEqual([quickResult, { shardId: 'held', completed: [], unfinished: [2], dropped: [], kvCapacityTokens: 4096 }]);
+    // Once the group has returned, its result answers for its members: the worker keeps no outcome of them.
+    expect(await stop(['quick', 'held'])).toEqual({ stopped: [], checkpointed: [], outcomes: [] });
+  });
+
+  it("a sample's failure stops the other samples of its shard, each checkpointed, before the shard fails", async () => {
+    const held = new HoldingEngine();
+    const crash = new Error('sample 2 could not be generated');
+    const engine = {
+      generate: async (request: TurnRequest, signal?: AbortSignal): Promise<TurnResult> => {
+        if (request.sampleId !== 2) return held.generate(request, signal);
+        await held.turnsStarted(2);
+        throw crash;
+      },
+      status: () => held.status(),
+      kvCapacityTokens: () => held.kvCapacityTokens(),
+    } as unknown as RolloutEngine;
+    nodeWith(new Map([[0, engine]]));
+    const alone = inActivity<ShardResult>(() => activities.runRolloutShard(shard('alone', 0, [0, 1, 2])));
+
+    await expect(alone.result).rejects.toBe(crash);
+    // Not left generating: both held turns were aborted and checkpointed before the shard failed.
+    expect((await store.readSamples([0, 1, 2])).map((record) => [record.id, record.status, record.owner, record.partial?.tokens])).toEqual([
+      [0, 'running', 'alone@1', ABORTED_TOKENS],
+      [1, 'running', 'alone@1', ABORTED_TOKENS],
+      [2, 'running', 'alone@1', undefined],
+    ]);
   });
 
   it("a member's failure stops its siblings, each checkpointing its samples, and fails the group with that very error", async () => {
@@ -235,8 +261,9 @@ describe('runRolloutShards', () => {
     const group = runGroup([shard('held', 0, [0]), shard('failing-1', 1, [1]), shard('failing-2', 2, [2])], { warn: (message) => warnings.push(message) });
 
     await expect(group.result).rejects.toBe(first);
-    expect(warnings).toHaveLength(1);
-    expect(warnings[0]).toMatch(/^shard failing-2 of a group failed too \(the group fails with shard failing-1's error\): rank 2 engine crashed$/);
+    expect(warnings).toHaveLength(2);
+    expect(warnings[0]).toMatch(/^shard failing-1 failed, and with it its group \(3 shards; its other members stopped and checkpointed\): rank 1 engine crashed$/);
+    expect(warnings[1]).toMatch(/^shard failing-2 of a group failed too \(the group fails with shard failing-1's error\): rank 2 engine crashed$/);
     expect((await store.readSamples([0]))[0]).toMatchObject({ status: 'running', owner: 'held@1', partial: { tokens: ABORTED_TOKENS } });
   });
 
