@@ -111,7 +111,8 @@ export interface GpuNodeActivities extends WeightBroadcastActivities {
   /**
    * Stops the listed shards running in this worker process at once (no wait for a heartbeat to
    * carry a cancellation): each checkpoints its samples and returns its outcome. A shard its
-   * workflow's cancellation already ended here is answered for with the outcome it ended with;
+   * workflow's cancellation already ended here, or a group's member that ended while its group
+   * still runs, is answered for with the outcome it ended with;
    * other shards not running here (not started yet, or between retries) are left to the
    * cancellation request. Sent to any rank queue of the node that runs the shards. Answers once
    * the stopped shards have checkpointed: `stopped` lists the ids it stopped, `checkpointed` those
