@@ -55,6 +55,14 @@ export function groupRanks(layout: PoolLayout, ranks: readonly RankId[]): { offs
   return { offsets, worldSize: next };
 }
 
+/** How far an attempt's formation got: teardown undoes only what was asked of a member. */
+interface FormationReach {
+  /** The trainer was asked to open the group (it may have, even if the call failed). */
+  opened: boolean;
+  /** The members were asked to join. */
+  joined: boolean;
+}
+
 const sameRanks = (a: readonly RankId[], b: readonly RankId[]): boolean => a.length === b.length && [...a].sort((x, y) => x - y).every((rank, i) => rank === [...b].sort((x, y) => x - y)[i]);
 
 export function createBroadcastSync(deps: BroadcastSyncDeps): {
@@ -95,17 +103,19 @@ export function createBroadcastSync(deps: BroadcastSyncDeps): {
    * in the formation until the group's timeout), opens the group on the trainer, then every node
    * joins; resolves once all joined.
    */
-  async function form(name: string, ranks: readonly RankId[]): Promise<WeightGroupState> {
+  async function form(name: string, ranks: readonly RankId[], reach: FormationReach): Promise<WeightGroupState> {
     const { offsets, worldSize } = groupRanks(spec.layout, ranks);
     await everyMember(
       deps.nodeGroups(ranks).map((onNode) =>
         rankCollective(onNode[0]!).awaitWeightGroupMembers.executeWithOptions({ summary: `await engines of ranks ${rankRanges(onNode)} for ${name}` }, [{ runId, ranks: onNode }]),
       ),
     );
+    reach.opened = true;
     const opened = await trainerControl.openWeightGroup.executeWithOptions({ summary: `open weight group ${name} (world size ${worldSize})` }, [
       { runId, node: trainerNode, spec: { name, masterAddress: sync.masterAddress, worldSize, backend: sync.backend }, bucketBytes: sync.bucketBytes },
     ]);
     const group = { ...opened, ranks: [...ranks].sort((a, b) => a - b) };
+    reach.joined = true;
     await everyMember(
       deps.nodeGroups(ranks).map((onNode) =>
         rankCollective(onNode[0]!).joinWeightGroup.executeWithOptions({ summary: `join ${name}: ranks ${rankRanges(onNode)}` }, [
@@ -131,12 +141,15 @@ export function createBroadcastSync(deps: BroadcastSyncDeps): {
     ]);
   }
 
-  async function teardown(name: string, ranks: readonly RankId[]): Promise<void> {
+  /** Closes the group on the trainer and leaves it on every member, as far as `reach` says they were asked to hold it. */
+  async function teardown(name: string, ranks: readonly RankId[], reach: FormationReach = { opened: true, joined: true }): Promise<void> {
     const closing = [
-      trainerTeardown.closeWeightGroup.executeWithOptions({ summary: `close ${name}` }, [{ runId, node: trainerNode, groupName: name }]),
-      ...deps.nodeGroups(ranks).map((onNode) =>
-        rankTeardown(onNode[0]!).leaveWeightGroup.executeWithOptions({ summary: `leave ${name}: ranks ${rankRanges(onNode)}` }, [{ runId, ranks: onNode, groupName: name }]),
-      ),
+      ...(reach.opened ? [trainerTeardown.closeWeightGroup.executeWithOptions({ summary: `close ${name}` }, [{ runId, node: trainerNode, groupName: name }])] : []),
+      ...(reach.joined
+        ? deps.nodeGroups(ranks).map((onNode) =>
+            rankTeardown(onNode[0]!).leaveWeightGroup.executeWithOptions({ summary: `leave ${name}: ranks ${rankRanges(onNode)}` }, [{ runId, ranks: onNode, groupName: name }]),
+          )
+        : []),
     ];
     const results = await Promise.allSettled(closing);
     for (const result of results) {
@@ -157,10 +170,12 @@ export function createBroadcastSync(deps: BroadcastSyncDeps): {
     const failures: string[] = [];
     for (let attempt = 1; attempt <= sync.attempts; attempt++) {
       const name = group?.name ?? `${runId}-${deps.groupTag}-v${version}-a${attempt}`;
+      // A kept group is held by every member; a new one as far as its formation got.
+      const reach: FormationReach = { opened: group !== undefined, joined: group !== undefined };
       const scope = new CancellationScope({ cancellable: true, timeout: sync.timeoutMs });
       try {
         const formed = await scope.run(async () => {
-          const used = group ?? (await form(name, ranks));
+          const used = group ?? (await form(name, ranks, reach));
           await transfer(used, version);
           return used;
         });
@@ -170,12 +185,13 @@ export function createBroadcastSync(deps: BroadcastSyncDeps): {
         if (isCancellation(error) && CancellationScope.current().consideredCancelled) throw error;
         const reason = isCancellation(error) ? `no result within the ${sync.timeoutMs / 1000} s deadline` : describeError(error);
         failures.push(`attempt ${attempt} (group ${name}): ${reason}`);
-        log.warn(`weight sync of v${version} by broadcast, attempt ${attempt}/${sync.attempts} in group ${name} failed: ${reason}; tearing the group down`);
+        log.warn(`weight sync of v${version} by broadcast, attempt ${attempt}/${sync.attempts} in group ${name} failed: ${reason}; ${reach.opened ? 'tearing the group down' : 'no group was opened'}`);
       } finally {
         // Members still in the failed collective are cancelled (they would wait for the group's timeout).
         scope.cancel();
       }
-      await CancellationScope.nonCancellable(() => teardown(name, ranks));
+      // Nothing to tear down where the members' engines were still being awaited.
+      if (reach.opened) await CancellationScope.nonCancellable(() => teardown(name, ranks, reach));
       group = undefined;
       // Backoff: a member that died needs time to come back (an engine restart takes seconds to minutes).
       if (attempt < sync.attempts) await sleep(Math.min(MAX_BACKOFF_MS, spec.activityRetry.initialIntervalMs * 2 ** (attempt - 1)));
