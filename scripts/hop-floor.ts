@@ -12,7 +12,7 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { Client, Connection, type WorkflowHandle } from '@temporalio/client';
+import { Client, Connection } from '@temporalio/client';
 import { DefaultLogger, NativeConnection, Runtime, Worker } from '@temporalio/worker';
 import { Command } from 'commander';
 import { activitySpans, type ActivitySpan } from '../src/controlPlaneBench/historyFigures';
@@ -92,7 +92,7 @@ async function main(): Promise<void> {
     const rankQueues = flags.rankQueues === true;
     const shardQueues = rankQueues ? Array.from({ length: flags.ranks }, (_, rank) => `${nodeQueue}-rank-${rank}`) : [];
     const rankWorkers = await Promise.all(shardQueues.map((taskQueue) => Worker.create({ connection, taskQueue, activities, activityTaskPollerBehavior: { type: 'simple-maximum', maximum: 2 } })));
-    const histories = await Promise.all([orchestrator.run(), node.run(), ...rankWorkers.map((worker) => worker.run()), (async () => {
+    const fetched = (async () => {
       try {
         await client.workflow.execute('floorRun', { taskQueue: `${prefix}-orchestrator`, workflowId: prefix, args: [{ chain: flags.chain, iterations: flags.iterations, shards: flags.shardPer === 'rank' ? flags.ranks : nodes, nodes, nodeQueue, rankQueues }] });
         return await Promise.all(Array.from({ length: flags.iterations }, (_, k) => client.workflow.getHandle(`${nodeQueue}-iter-${k}`).fetchHistory()));
@@ -101,7 +101,8 @@ async function main(): Promise<void> {
         node.shutdown();
         for (const worker of rankWorkers) worker.shutdown();
       }
-    })()]).then((settled) => settled.at(-1) as Awaited<ReturnType<WorkflowHandle['fetchHistory']>>[]);
+    })();
+    const [histories] = await Promise.all([fetched, orchestrator.run(), node.run(), ...rankWorkers.map((worker) => worker.run())]);
     const spans = histories.map((history) => activitySpans(history));
     const batchToTrain: number[] = [];
     const trainToRolling: number[] = [];

@@ -35,7 +35,7 @@ import type { GpuNodeActivities } from '../contract/activities';
 import { describeError } from '../contract/errors';
 import type { RankMemoryInput, ShardGroupInput, ShardGroupResult, ShardInput, ShardResult, WeightSyncInput } from '../contract/types';
 import { appendSpan, expandSpans, withinLagLimit, type VersionSpan } from '../gpu/staleness';
-import { contextIds, contextTokens, SampleStateError, turnVersionSpans, type SampleRecord, type TrajectoryStore } from '../store';
+import { contextIds, contextTokens, keepNewest, SampleStateError, turnVersionSpans, type SampleRecord, type TrajectoryStore } from '../store';
 import { failingFast } from './failFast';
 import { withHeartbeat } from './heartbeat';
 import { createWeightBroadcastActivities } from './weightBroadcast';
@@ -254,14 +254,7 @@ export function createGpuNodeActivities(deps: GpuNodeDeps): GpuNodeActivities {
    * the outcome, so the workflow need not read it back from the store.
    */
   const endedOutcomes = new Map<string, ShardResult>();
-  const rememberEnded = (outcome: ShardResult): void => {
-    endedOutcomes.delete(outcome.shardId);
-    endedOutcomes.set(outcome.shardId, outcome);
-    for (const oldest of endedOutcomes.keys()) {
-      if (endedOutcomes.size <= ENDED_OUTCOMES_KEPT) break;
-      endedOutcomes.delete(oldest);
-    }
-  };
+  const rememberEnded = (outcome: ShardResult): void => keepNewest(endedOutcomes, outcome.shardId, outcome, ENDED_OUTCOMES_KEPT);
   /** A shard Temporal may run again is not answered for: a stop leaves it to the cancellation request. */
   const forgetEnded = (outcome: ShardResult): void => {
     if (endedOutcomes.get(outcome.shardId) === outcome) endedOutcomes.delete(outcome.shardId);

@@ -23,6 +23,7 @@ import { closeSync, openSync } from 'node:fs';
 import { join } from 'node:path';
 import { z } from 'zod';
 import { createExclusive, errnoCode, fileExists, listDir, readTextIfExists } from './fsUtil';
+import { keepNewest } from './newest';
 import { InvalidInputError, MAX_ID, SampleStateError, StoreCorruptionError, StoreError, parseStoreFile, sampleRecordSchema, type SampleRecord } from './types';
 
 /** Records per admission file at most: a format constant (a lookup probes this far back). */
@@ -204,12 +205,7 @@ export class AdmissionFiles {
   }
 
   private remember(file: AdmissionFile): AdmissionFile {
-    this.cache.delete(file.firstId);
-    this.cache.set(file.firstId, file);
-    for (const firstId of this.cache.keys()) {
-      if (this.cache.size <= CACHED_FILES) break;
-      this.cache.delete(firstId);
-    }
+    keepNewest(this.cache, file.firstId, file, CACHED_FILES);
     return file;
   }
 }

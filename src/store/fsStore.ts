@@ -43,6 +43,7 @@ import {
   withFileLock,
   type LockOptions,
 } from './fsUtil';
+import { keepNewest } from './newest';
 import type { TrajectoryStore } from './index';
 import {
   BatchConflictError,
@@ -757,12 +758,7 @@ export class FsTrajectoryStore implements TrajectoryStore {
   }
 
   private cacheManifest(manifest: BatchManifest): void {
-    this.recentManifests.delete(manifest.iteration);
-    this.recentManifests.set(manifest.iteration, manifest);
-    for (const iteration of this.recentManifests.keys()) {
-      if (this.recentManifests.size <= RECENT_MANIFESTS) break;
-      this.recentManifests.delete(iteration);
-    }
+    keepNewest(this.recentManifests, manifest.iteration, manifest, RECENT_MANIFESTS);
     if (this.indexed.has(manifest.iteration)) return;
     this.indexed.add(manifest.iteration);
     for (const id of manifest.sampleIds) this.manifestOf.add(id, manifest.iteration);

@@ -15,6 +15,7 @@ import type {
 
 export * from './types';
 export { CREATE_WAVE, FsTrajectoryStore, type FsTrajectoryStoreOptions } from './fsStore';
+export { keepNewest } from './newest';
 
 /** What the pipeline needs from a trajectory store; FsTrajectoryStore is the file-system backend. */
 export interface TrajectoryStore {
