@@ -152,6 +152,15 @@ system.forceSearchAttributesCacheRefreshOnRead:
 history.maximumBufferedEventsBatch:
   - value: 1000
     constraints: {}
+# A history shard reads its transfer and timer tasks at most 20 times a second by default; a
+# transition is a chain of such tasks in one workflow, each waiting for the next read past the
+# limiter's burst (docs/benchmarks.md, "The history service's task reads").
+history.transferProcessorMaxPollRPS:
+  - value: 1000
+    constraints: {}
+history.timerProcessorMaxPollRPS:
+  - value: 1000
+    constraints: {}
 EOF
   cat > "${state}/config/server.yaml" << EOF
 log:

@@ -99,13 +99,21 @@ async function waitForExit(child: ChildProcess, timeoutMs: number): Promise<bool
 }
 
 /**
- * Dynamic config every dev server started here gets unless the caller sets the key otherwise.
- * Events that arrive while a workflow task runs are buffered, and past this many (the server's
- * default is 100) the server fails that task and the worker replays the history: stopping the
- * shards of 64 or more ranks at once sends more (docs/benchmarks.md, "Scale run"). Same value as
- * the cluster's config (scripts/cluster.sh).
+ * Dynamic config every dev server started here gets unless the caller sets the key otherwise;
+ * the same values as the cluster's config (scripts/cluster.sh).
+ * - Events that arrive while a workflow task runs are buffered, and past this many (the server's
+ *   default is 100) the server fails that task and the worker replays the history: stopping the
+ *   shards of 64 or more ranks at once sends more (docs/benchmarks.md, "Scale run").
+ * - A history shard reads its transfer and timer tasks at most 20 times a second by default. A
+ *   transition is a chain of such tasks in one workflow (one shard), and past the limiter's burst
+ *   each waits for the next read: 0.3 s of the 8-rank train→rolling (docs/benchmarks.md, "The
+ *   history service's task reads").
  */
-export const DEV_SERVER_DYNAMIC_CONFIG: Readonly<Record<string, string | number | boolean>> = { 'history.maximumBufferedEventsBatch': 1000 };
+export const DEV_SERVER_DYNAMIC_CONFIG: Readonly<Record<string, string | number | boolean>> = {
+  'history.maximumBufferedEventsBatch': 1000,
+  'history.transferProcessorMaxPollRPS': 1000,
+  'history.timerProcessorMaxPollRPS': 1000,
+};
 
 /** The server's `--dynamic-config-value` arguments: the defaults above, overridden key by key by the caller's. */
 export function dynamicConfigArgs(overrides: Record<string, string | number | boolean> = {}): string[] {

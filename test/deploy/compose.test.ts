@@ -7,6 +7,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { parse } from 'yaml';
 import { describe, expect, it } from 'vitest';
+import { DEV_SERVER_DYNAMIC_CONFIG } from '../../src/temporal/devServer';
 import { SEARCH_ATTRIBUTE_REGISTRATIONS } from '../../src/temporal/searchAttributes';
 
 const ROOT = path.join(__dirname, '..', '..');
@@ -39,6 +40,16 @@ describe('docker-compose.yml', () => {
     expect(services.orchestrator!.depends_on).toEqual({ 'register-search-attributes': { condition: 'service_completed_successfully' } });
     expect(services.temporal!.environment).toMatchObject({ DB: 'postgres12', POSTGRES_SEEDS: 'postgresql' });
     expect(services['temporal-ui']!.environment).toMatchObject({ TEMPORAL_ADDRESS: 'temporal:7233' });
+  });
+
+  it("gives the server the dev server's dynamic config, from a file in the repository", () => {
+    const mount = services.temporal!.volumes?.find((volume) => volume.endsWith(':/etc/temporal/config/dynamicconfig/timeshare.yaml:ro'));
+    expect(mount).toBeDefined();
+    expect(services.temporal!.environment).toMatchObject({ DYNAMIC_CONFIG_FILE_PATH: 'config/dynamicconfig/timeshare.yaml' });
+    const file = parse(readFileSync(path.join(ROOT, mount!.split(':')[0]!), 'utf8')) as Record<string, { value: unknown; constraints: unknown }[]>;
+    expect(Object.fromEntries(Object.entries(file).map(([key, values]) => [key, values.map((v) => v.value)]))).toEqual(
+      Object.fromEntries(Object.entries(DEV_SERVER_DYNAMIC_CONFIG).map(([key, value]) => [key, [value]])),
+    );
   });
 
   it('registers exactly the search attributes the workflows set, with their types', () => {

@@ -6,7 +6,7 @@ import { Client, Connection } from '@temporalio/client';
 import { NativeConnection, Worker } from '@temporalio/worker';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { freePort, pickedPortRange, portBindable } from '../../src/process/ports';
-import { DevServer, dynamicConfigArgs, portTakenInLog, startDevServer } from '../../src/temporal/devServer';
+import { DEV_SERVER_DYNAMIC_CONFIG, DevServer, dynamicConfigArgs, portTakenInLog, REPO_ROOT, startDevServer } from '../../src/temporal/devServer';
 import * as activities from '../fixtures/smokeActivities';
 
 describe('temporal dev server (real, provisioned CLI)', () => {
@@ -41,9 +41,11 @@ describe('temporal dev server (real, provisioned CLI)', () => {
     }
   });
 
-  it('starts with the buffered-events limit a large pool needs (read off its command line)', () => {
+  it('starts with the buffered-events limit a large pool needs and the task reads a transition needs (read off its command line)', () => {
     const args = readFileSync(`/proc/${server.pid}/cmdline`, 'utf8').split('\0');
     expect(args).toContain('history.maximumBufferedEventsBatch=1000');
+    expect(args).toContain('history.transferProcessorMaxPollRPS=1000');
+    expect(args).toContain('history.timerProcessorMaxPollRPS=1000');
   });
 
   it('stop() ends the server process', async () => {
@@ -124,13 +126,22 @@ describe('free ports', () => {
 });
 
 describe('dev server dynamic config', () => {
-  it('defaults to the buffered-events limit of the cluster config; a caller overrides a key or adds one', () => {
-    expect(dynamicConfigArgs()).toEqual(['--dynamic-config-value', 'history.maximumBufferedEventsBatch=1000']);
+  it('defaults to the values of the cluster config; a caller overrides a key or adds one', () => {
+    const defaults = ['history.maximumBufferedEventsBatch=1000', 'history.transferProcessorMaxPollRPS=1000', 'history.timerProcessorMaxPollRPS=1000'];
+    expect(dynamicConfigArgs()).toEqual(defaults.flatMap((value) => ['--dynamic-config-value', value]));
     expect(dynamicConfigArgs({ 'history.maximumBufferedEventsBatch': 200, 'matching.numTaskqueueReadPartitions': 1 })).toEqual([
       '--dynamic-config-value',
       'history.maximumBufferedEventsBatch=200',
+      ...defaults.slice(1).flatMap((value) => ['--dynamic-config-value', value]),
       '--dynamic-config-value',
       'matching.numTaskqueueReadPartitions=1',
     ]);
+  });
+
+  it('sets what the cluster config sets, to the same values', () => {
+    const clusterScript = readFileSync(path.join(REPO_ROOT, 'scripts', 'cluster.sh'), 'utf8');
+    for (const [key, value] of Object.entries(DEV_SERVER_DYNAMIC_CONFIG)) {
+      expect(clusterScript, key).toMatch(new RegExp(`^${key.replace(/\./g, '\\.')}:\n  - value: ${String(value)}$`, 'm'));
+    }
   });
 });
