@@ -262,12 +262,32 @@ start_server() {
 
 # A plain server has no namespace: create `default` and register the search attributes.
 setup_namespace() {
-  if ! temporal_cli operator namespace describe --namespace default --address "${address}" > /dev/null 2>&1; then
-    log "creating namespace default"
-    temporal_cli operator namespace create --namespace default --retention 72h --address "${address}" > /dev/null
-  fi
+  # A server just started may not answer for its namespaces yet (describe fails, create then says
+  # the namespace exists): ask until describe succeeds, creating the namespace where it is missing.
+  local created="" output
+  for _ in $(seq 1 120); do
+    if temporal_cli operator namespace describe --namespace default --address "${address}" > /dev/null 2>&1; then break; fi
+    if [ -z "${created}" ]; then
+      if output="$(temporal_cli operator namespace create --namespace default --retention 72h --address "${address}" 2>&1)"; then
+        log "created namespace default"
+        created=1
+      elif grep -q "already exists" <<< "${output}"; then
+        created=1
+      fi
+    fi
+    sleep 0.5
+  done
+  temporal_cli operator namespace describe --namespace default --address "${address}" > /dev/null 2>&1 \
+    || die "namespace default was not usable within 60 s (temporal operator namespace describe fails); see ${state}/logs/temporal-server.log"
   local existing name type
-  existing="$(temporal_cli operator search-attribute list --namespace default --address "${address}" 2> /dev/null || true)"
+  # A namespace just created reaches the front end's namespace cache some seconds later; until
+  # then listing or creating its search attributes fails with "Namespace default is not found".
+  for _ in $(seq 1 120); do
+    if existing="$(temporal_cli operator search-attribute list --namespace default --address "${address}" 2> /dev/null)"; then break; fi
+    existing=""
+    sleep 0.5
+  done
+  [ -n "${existing}" ] || die "namespace default was not usable within 60 s of its creation (temporal operator search-attribute list fails); see ${state}/logs/temporal-server.log"
   for pair in TimeshareRunId:Keyword TimeshareStrategy:Keyword TimeshareIteration:Int TimesharePhase:Keyword; do
     name="${pair%%:*}"
     type="${pair##*:}"
