@@ -31,7 +31,7 @@ import {
 import { EngineProtocolError } from '../engines/http/errors';
 import { EpisodeLostError } from '../engines/openenv/errors';
 import { checkNoDuplicates, checkNonEmpty, checkPostcondition, checkSubset } from '../validation/patterns';
-import type { GpuNodeActivities } from '../contract/activities';
+import type { GpuNodeActivities, RankWeightVersion } from '../contract/activities';
 import { describeError } from '../contract/errors';
 import type { RankMemoryInput, ShardGroupInput, ShardGroupResult, ShardInput, ShardResult, WeightSyncInput } from '../contract/types';
 import { appendSpan, expandSpans, withinLagLimit, type VersionSpan } from '../gpu/staleness';
@@ -474,13 +474,19 @@ export function createGpuNodeActivities(deps: GpuNodeDeps): GpuNodeActivities {
     checkPostcondition(`rank ${rank} released ${tags.join('+')}`, tags.every((tag) => !status.resident.includes(tag)), () => JSON.stringify(status));
   }
 
-  async function resumeRankMemory({ runId, rank, tags }: RankMemoryInput & { tags: MemoryTag[] }): Promise<void> {
+  /** Returns the weight version the engine serves once resumed (behind the run's: it restarted). */
+  async function resumeRank({ runId, rank, tags }: RankMemoryInput & { tags: MemoryTag[] }): Promise<RankWeightVersion> {
     requireRun(runId);
     const engine = engineFor(rank);
     await withHeartbeat(deps.heartbeatIntervalMs, () => ({ rank, resuming: tags }), () => engine.resumeMemory(tags));
     if (tags.includes('kv_cache')) kvCapacityReads.delete(rank);
     const status = engineAnswer(engineStatusSchema, await engine.status(), `rank ${rank} engine status`);
     checkPostcondition(`rank ${rank} resumed ${tags.join('+')}`, tags.every((tag) => status.resident.includes(tag)), () => JSON.stringify(status));
+    return { rank, weightVersion: status.weightVersion };
+  }
+
+  async function resumeRankMemory(input: RankMemoryInput & { tags: MemoryTag[] }): Promise<void> {
+    await resumeRank(input);
   }
 
   async function syncRankWeights({ runId, rank, version }: WeightSyncInput): Promise<void> {
@@ -771,8 +777,9 @@ export function createGpuNodeActivities(deps: GpuNodeDeps): GpuNodeActivities {
     },
 
     async resumeNodeMemory({ runId, ranks, tags }) {
-      await everyRank(ranks.map((rank) => resumeRankMemory({ runId, rank, tags })));
-      return { ranks, tags, state: 'resident' as const };
+      const served: RankWeightVersion[] = [];
+      await everyRank(ranks.map(async (rank) => void served.push(await resumeRank({ runId, rank, tags }))));
+      return { ranks, tags, state: 'resident' as const, served: served.sort((a, b) => a.rank - b.rank) };
     },
 
     async syncNodeWeights({ runId, ranks, version }) {

@@ -55,6 +55,21 @@ export interface NodeMemoryResult {
   state: 'released' | 'resident';
 }
 
+/** The weight version a rank's engine serves. */
+export interface RankWeightVersion {
+  rank: number;
+  weightVersion: number;
+}
+
+/**
+ * A resume's result: with the version each engine serves once resumed, by which the workflow finds
+ * an engine restarted while its rank was released (it serves older weights, in no weight group).
+ * Absent in results of workers before it.
+ */
+export interface NodeResumeResult extends NodeMemoryResult {
+  served?: RankWeightVersion[];
+}
+
 export interface TrainerMemoryResult {
   node: number;
   state: 'onloaded' | 'offloaded';
@@ -137,7 +152,7 @@ export interface GpuNodeActivities extends WeightBroadcastActivities {
    * the ranks on a node.
    */
   releaseNodeMemory(input: NodeRanksInput & { tags: MemoryTag[] }): Promise<NodeMemoryResult>;
-  resumeNodeMemory(input: NodeRanksInput & { tags: MemoryTag[] }): Promise<NodeMemoryResult>;
+  resumeNodeMemory(input: NodeRanksInput & { tags: MemoryTag[] }): Promise<NodeResumeResult>;
   syncNodeWeights(input: NodeRanksInput & { version: number }): Promise<{ ranks: number[]; version: number }>;
   /**
    * Weight sync and expand in one activity per node: each rank of `reload` resumes its weights,

@@ -117,7 +117,7 @@ export function createSimulatedNodeEngines(context: WorkerContext, node: number)
       ...(kvCapacityTokens === undefined ? {} : { kvCapacityTokens }),
     });
     const declared = config.simulation.faults.length === 0 ? engine : faultyRolloutEngine(engine, faults, rank.id);
-    engines.set(rank.id, injector === undefined ? declared : injectableRolloutEngine(declared, injector, rank.id));
+    engines.set(rank.id, injector === undefined ? declared : injectableRolloutEngine(declared, injector, rank.id, () => engine.restart()));
   }
   const localTrainGpus = layout.trainGpus.filter((gpu) => deviceAddress(layout, gpu).node === node);
   const simTrainer =

@@ -9,6 +9,7 @@ import { checkPostcondition, trainNodes, type RankId, type RankWork } from '../g
 import type { IterationEffects, PhaseReport, ReloadFailure, Step } from '../iteration/effects';
 import { describeError } from '../contract/errors';
 import { shardId } from '../contract/naming';
+import type { NodeResumeResult } from '../contract/activities';
 import type { RunSpec } from '../contract/types';
 import type { IterationProgress, RankKvCapacity, SealedBatchFigures } from '../contract/types';
 import { PHASE_KEY } from '../temporal/searchAttributes';
@@ -261,7 +262,12 @@ function nodeEffects(ctx: TemporalEffectsContext, shards: ShardRunner): Pick<Eff
     },
     *syncAndReload({ ranks, reload, version, broadcast }) {
       if (broadcast !== undefined) {
-        if (reload.length > 0) yield* awaiting(Promise.all(nodeGroups(spec, reload).map((group) => resume(group, ['weights']))));
+        if (reload.length > 0) {
+          const resumed = yield* awaiting(Promise.all(nodeGroups(spec, reload).map((group) => resume(group, ['weights']))));
+          // An engine that restarted while its rank was released (no shard met it) serves weights
+          // older than the last sync's and holds no weight group: the sync forms a new one.
+          for (const rank of restartedWhileReleased(resumed, version - 1)) shards.restartedRanks.add(rank);
+        }
         const sync = createBroadcastSync({
           spec: { ...spec, weightSync: broadcast.spec },
           groupTag: `i${ctx.iteration}-${workflowInfo().runId.slice(0, 8)}`,
@@ -283,6 +289,11 @@ function nodeEffects(ctx: TemporalEffectsContext, shards: ShardRunner): Pick<Eff
       return undefined;
     },
   };
+}
+
+/** Ranks whose engine serves a version below `lastSynced` once resumed (results of older workers report none). */
+function restartedWhileReleased(results: readonly NodeResumeResult[], lastSynced: number): RankId[] {
+  return results.flatMap((result) => (result.served ?? []).filter((rank) => rank.weightVersion < lastSynced).map((rank) => rank.rank));
 }
 
 function trainerEffects(

@@ -71,7 +71,10 @@ export class ShardRunner {
   private readonly failureWatchers = new Set<(error: unknown) => void>();
   /** What each rank's engine reported of its KV capacity: carried in from earlier iterations, updated by every shard result. */
   readonly kvCapacity: Map<RankId, number | null>;
-  /** Ranks whose engine a shard found behind its version: restarted since the last sync, in no kept weight group. */
+  /**
+   * Ranks whose engine a shard found behind its version, or the sync's reload of a released rank
+   * behind the last sync's: restarted since the last sync, in no kept weight group.
+   */
   readonly restartedRanks = new Set<RankId>();
   private releasedAtShrink: ReadonlySet<RankId> | undefined;
 

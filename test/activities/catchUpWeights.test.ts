@@ -1,8 +1,9 @@
 /**
  * A rollout shard on an engine that restarted since its rank's last sync (it serves older weights
  * than the shard's version) loads the run's exported weights of that version before its turns;
- * without exported weights its turns record the version the engine serves, and its result says so. The simulated engine
- * and environment, a real store; the activity in a context of our own.
+ * without exported weights its turns record the version the engine serves, and its result says so.
+ * A released rank's reload (no shard meets its engine) reports the version each engine serves. The
+ * simulated engine and environment, a real store; the activity in a context of our own.
  */
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -96,5 +97,16 @@ describe('a shard on an engine behind its version', () => {
     expect([...result.completed].sort()).toEqual([0, 1]);
     expect((await engine.status()).weightVersion).toBe(1);
     expect(result.engineBehind).toBeUndefined();
+  });
+
+  it("a released rank's reload reports the version its engine serves: a restarted one serves its base weights", async () => {
+    writeFileSync(weightsPath(2), JSON.stringify({ version: 2 }));
+    await engine.updateWeights(2, weightsPath(2));
+    await engine.releaseMemory(['weights', 'kv_cache']);
+    const resume = () => inActivity(() => activities.resumeNodeMemory({ runId: RUN, ranks: [0], tags: ['weights'] })).result;
+    expect(await resume()).toEqual({ ranks: [0], tags: ['weights'], state: 'resident', served: [{ rank: 0, weightVersion: 2 }] });
+    await engine.releaseMemory(['weights']);
+    engine.restart();
+    expect(await resume()).toEqual({ ranks: [0], tags: ['weights'], state: 'resident', served: [{ rank: 0, weightVersion: 0 }] });
   });
 });

@@ -4,7 +4,9 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { SimulatedEngineFault } from '../../src/engines/simulated/faults';
-import { FaultInjector, firedFaults, injectFault, pendingDir, releaseFault, withdrawPending } from '../../src/engines/simulated/injection';
+import { FaultInjector, firedFaults, injectableRolloutEngine, injectFault, pendingDir, releaseFault, withdrawPending } from '../../src/engines/simulated/injection';
+import { SimRolloutEngine } from '../../src/engines/simulated/rolloutEngine';
+import { clock, constantWorkload, cost, memory } from './helpers';
 
 const dirs: string[] = [];
 function tempDir(): string {
@@ -74,6 +76,27 @@ describe('fault injection into running engines', () => {
     injectFault(dir, { id: 'pre', target: 'trainer', operation: 'onload', kind: 'slow', durationMs: 600_000 });
     releaseFault(dir, 'pre');
     await injector.before('trainer', 'onload', 0);
+  });
+
+  it('restart: the rollout engine comes back as a fresh process (base weights, all memory, no weight group) before the call, once', async () => {
+    const dir = tempDir();
+    const statePath = path.join(dir, 'rank-1.json');
+    // An engine released to training, on v3, in weight group g1 (as its persisted state says).
+    fs.writeFileSync(statePath, JSON.stringify({ weightVersion: 3, resident: [], weightGroup: 'g1' }));
+    const gpuMemory = memory();
+    const engine = new SimRolloutEngine({ rank: 1, gpus: [1], cost: cost(), workload: constantWorkload(10), clock: clock(1e-4), memory: gpuMemory, statePath });
+    const injectable = injectableRolloutEngine(engine, new FaultInjector(dir), 1, () => engine.restart());
+    injectFault(dir, { id: 'r', target: 'rollout', operation: 'resumeMemory', tag: 'weights', kind: 'restart', at: 1 });
+    await injectable.resumeMemory(['kv_cache']); // no weights in the call: not this fault
+    await injectable.releaseMemory(['kv_cache']);
+    await injectable.resumeMemory(['weights']);
+    expect(await injectable.status()).toEqual({ weightVersion: 0, resident: ['weights', 'kv_cache'], runningRequests: 0 });
+    expect(JSON.parse(fs.readFileSync(statePath, 'utf8'))).toEqual({ weightVersion: 0, resident: ['weights', 'kv_cache'] });
+    expect([...firedFaults(dir).keys()]).toEqual(['r']);
+    // A restart fault is for rollout engines, and only for an engine the worker can restart.
+    expect(() => injectFault(dir, { id: 't', target: 'trainer', operation: 'onload', kind: 'restart' })).toThrow(/rollout engines only/);
+    injectFault(dir, { id: 'u', target: 'rollout', operation: 'generate', kind: 'restart' });
+    await expect(new FaultInjector(dir).before('rollout', 'generate', 0)).rejects.toThrow(/cannot be restarted by the harness/);
   });
 
   it('rejects a bad fault and a second fault with the same id; a corrupt fault file names the file', async () => {

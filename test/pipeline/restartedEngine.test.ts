@@ -14,17 +14,44 @@
 import { rmSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { withFaultInjection } from '../../src/config/small';
 import { iterationWorkflowId } from '../../src/contract/naming';
+import { firedFaults, injectFault } from '../../src/engines/simulated/injection';
 import type { RunStatus } from '../../src/contract/types';
 import { SimRolloutEngine } from '../../src/engines/simulated/rolloutEngine';
-import { engineStateDir } from '../../src/workers/runtime';
+import { engineStateDir, faultInjectionDir } from '../../src/workers/runtime';
 import type { RunSummary } from '../../src/workflows/run';
+import type { WorkflowHandle } from '@temporalio/client';
 import { scheduledActivityTypes } from '../helpers/historyEvents';
 import { smallConfig, startPipelineEnv, type PipelineEnv } from '../helpers/pipeline';
 import { clock, constantWorkload, cost, memory } from '../engines/helpers';
 
 const ITERATIONS = 3;
 const RANKS = 4;
+
+/** Holds the run at a known point after iteration 0: paused before iteration 1 starts. */
+async function pauseBeforeIteration1(handle: WorkflowHandle): Promise<void> {
+  const status = () => handle.query<RunStatus>('status');
+  await handle.executeUpdate('pause');
+  for (let current = await status(); !(current.paused && current.iteration === 1); current = await status()) {
+    if (current.paused && current.iteration === 0) {
+      await handle.executeUpdate('resume');
+      await handle.executeUpdate('pause');
+    }
+    if (current.lastError !== undefined) throw new Error(`iteration 0 failed: ${current.lastError}`);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+}
+
+/** Every engine's weight version, read from the state it persisted (its workers stopped). */
+async function engineVersions(stateDir: string): Promise<number[]> {
+  const versions: number[] = [];
+  for (let rank = 0; rank < RANKS; rank++) {
+    const engine = new SimRolloutEngine({ rank, gpus: [rank], cost: cost(), workload: constantWorkload(10), clock: clock(1), memory: memory(), statePath: path.join(stateDir, `rank-${rank}.json`) });
+    versions.push((await engine.status()).weightVersion);
+  }
+  return versions;
+}
 
 describe('engines restarted between syncs by broadcast (real Temporal)', () => {
   let env: PipelineEnv;
@@ -45,17 +72,7 @@ describe('engines restarted between syncs by broadcast (real Temporal)', () => {
     let stopped = false;
     try {
       const { handle } = await env.startRun(context);
-      const status = () => handle.query<RunStatus>('status');
-      // Held after iteration 0 at a known point: the run paused before iteration 1 starts.
-      await handle.executeUpdate('pause');
-      for (let current = await status(); !(current.paused && current.iteration === 1); current = await status()) {
-        if (current.paused && current.iteration === 0) {
-          await handle.executeUpdate('resume');
-          await handle.executeUpdate('pause');
-        }
-        if (current.lastError !== undefined) throw new Error(`iteration 0 failed: ${current.lastError}`);
-        await new Promise((resolve) => setTimeout(resolve, 100));
-      }
+      await pauseBeforeIteration1(handle);
       await workers.stop();
       const stateDir = engineStateDir(context.paths, runId);
       for (let rank = 0; rank < RANKS; rank++) rmSync(path.join(stateDir, `rank-${rank}.json`));
@@ -90,10 +107,56 @@ describe('engines restarted between syncs by broadcast (real Temporal)', () => {
       // Every engine ends on the last version (read from the state it persisted).
       await workers.stop();
       stopped = true;
-      for (let rank = 0; rank < RANKS; rank++) {
-        const engine = new SimRolloutEngine({ rank, gpus: [rank], cost: cost(), workload: constantWorkload(10), clock: clock(1), memory: memory(), statePath: path.join(stateDir, `rank-${rank}.json`) });
-        expect((await engine.status()).weightVersion, `rank ${rank}`).toBe(ITERATIONS);
-      }
+      expect(await engineVersions(stateDir)).toEqual(Array.from({ length: RANKS }, () => ITERATIONS));
+    } finally {
+      if (!stopped) await workers.stop();
+    }
+  }, 600_000);
+
+  // A released rank runs no shard from the shrink to the sync, so no shard can find its engine
+  // restarted: the sync's reload of its weights does, before the trainer sends.
+  it('an engine restarted while its rank was released: the reload before the sync finds it, and the sync forms a new group', async () => {
+    const runId = 'restarted-while-released';
+    const context = env.context(
+      withFaultInjection({
+        ...smallConfig({ run: { id: runId, iterations: ITERATIONS } }),
+        engine: { weightSync: { mode: 'broadcast', timeoutSeconds: 20, attempts: 4 } },
+      }),
+    );
+    const released = env.spec(context).layout.shrinkRanks;
+    expect(released.length).toBeGreaterThan(0);
+    const victim = released.at(-1)!;
+    const workers = await env.startWorkers(context);
+    let stopped = false;
+    try {
+      const { handle } = await env.startRun(context);
+      await pauseBeforeIteration1(handle);
+      // The engine's process restarts (its worker stays up) just before iteration 1's sync reloads its weights.
+      const faults = faultInjectionDir(context.paths, runId);
+      const fault = injectFault(faults, { id: 'restart-released', target: 'rollout', operation: 'resumeMemory', tag: 'weights', kind: 'restart', at: victim });
+      await handle.executeUpdate('resume');
+      const summary = (await handle.result()) as RunSummary;
+      expect(summary.iterations).toBe(ITERATIONS);
+      expect(firedFaults(faults).has(fault.id)).toBe(true);
+
+      const history = await env.client.workflow.getHandle(iterationWorkflowId(runId, 1)).fetchHistory();
+      const types = scheduledActivityTypes(history);
+      // The reload found the engine behind, the kept group was torn down and a new one formed:
+      // one broadcast, none failed.
+      expect(types.indexOf('resumeNodeMemory')).toBeGreaterThanOrEqual(0);
+      expect(types.indexOf('resumeNodeMemory')).toBeLessThan(types.indexOf('closeWeightGroup'));
+      expect(types.indexOf('closeWeightGroup')).toBeLessThan(types.indexOf('openWeightGroup'));
+      expect(types.filter((type) => type === 'broadcastWeights')).toHaveLength(1);
+      const failed = (history.events ?? []).filter((event) => event.activityTaskFailedEventAttributes !== undefined && event.activityTaskFailedEventAttributes !== null);
+      expect(failed).toEqual([]);
+
+      const store = env.store(context);
+      const audit = await store.audit();
+      expect(audit.violations).toEqual([]);
+      expect(audit.batched).toBe(ITERATIONS * 8);
+      await workers.stop();
+      stopped = true;
+      expect(await engineVersions(engineStateDir(context.paths, runId))).toEqual(Array.from({ length: RANKS }, () => ITERATIONS));
     } finally {
       if (!stopped) await workers.stop();
     }

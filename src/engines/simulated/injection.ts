@@ -11,7 +11,9 @@
  * - `hang`: the process freezes for `durationMs` (no event loop, so no heartbeat), then the call
  *   goes on: set it past the heartbeat timeout and Temporal retries the activity elsewhere;
  * - `slow`: the call answers `durationMs` late (heartbeats continue), or sooner once the harness
- *   releases it (releaseFault): a test holds a call at a known point for as long as it needs.
+ *   releases it (releaseFault): a test holds a call at a known point for as long as it needs;
+ * - `restart` (rollout engines only): the engine's process restarted just before the call, its
+ *   worker staying up: it serves its base weights again, in no weight group (SimRolloutEngine.restart).
  */
 import fs from 'node:fs';
 import path from 'node:path';
@@ -20,7 +22,7 @@ import { memoryTagSchema, type MemoryTag, type RolloutEngine, type Trainer, type
 import { SimulatedEngineFault } from './faults';
 import { writeJsonAtomic } from './persistentState';
 
-export const INJECTED_FAULT_KINDS = ['error', 'crash', 'hang', 'slow'] as const;
+export const INJECTED_FAULT_KINDS = ['error', 'crash', 'hang', 'slow', 'restart'] as const;
 export type InjectedFaultKind = (typeof INJECTED_FAULT_KINDS)[number];
 
 export const ROLLOUT_OPERATIONS = ['generate', 'releaseMemory', 'resumeMemory', 'updateWeights', 'joinWeightGroup', 'receiveWeights'] as const;
@@ -47,6 +49,10 @@ export const injectedFaultSchema = z
   .refine((fault) => fault.tag === undefined || fault.operation === 'releaseMemory' || fault.operation === 'resumeMemory', {
     message: 'tag applies to releaseMemory and resumeMemory only',
     path: ['tag'],
+  })
+  .refine((fault) => fault.kind !== 'restart' || fault.target === 'rollout', {
+    message: 'restart applies to rollout engines only',
+    path: ['kind'],
   });
 export type InjectedFault = z.infer<typeof injectedFaultSchema>;
 export type InjectedFaultInput = z.input<typeof injectedFaultSchema>;
@@ -121,8 +127,11 @@ function freeze(ms: number): void {
 export class FaultInjector {
   constructor(private readonly dir: string) {}
 
-  /** Engine side: called before each engine call; fires the first matching pending fault. */
-  async before(target: InjectedFault['target'], operation: InjectedFault['operation'], at: number, tags?: readonly MemoryTag[]): Promise<void> {
+  /**
+   * Engine side: called before each engine call; fires the first matching pending fault.
+   * `restart`: how the engine restarts (rollout engines that can; a `restart` fault without it fails).
+   */
+  async before(target: InjectedFault['target'], operation: InjectedFault['operation'], at: number, tags?: readonly MemoryTag[], restart?: () => void): Promise<void> {
     const fault = this.take(target, operation, at, tags);
     if (fault === undefined) return;
     const what = `injected fault ${fault.id}: ${target} ${at} ${operation}`;
@@ -138,6 +147,10 @@ export class FaultInjector {
         return;
       case 'slow':
         await slowUnlessReleased(this.dir, fault);
+        return;
+      case 'restart':
+        if (restart === undefined) throw new Error(`${what}: this engine cannot be restarted by the harness (a simulated rollout engine can)`);
+        restart();
         return;
     }
   }
@@ -182,39 +195,40 @@ export class FaultInjector {
   }
 }
 
-export function injectableRolloutEngine(engine: RolloutEngine, injector: FaultInjector, rank: number): RolloutEngine {
+/** `restart`: how the engine's process restarts (SimRolloutEngine.restart), for `restart` faults. */
+export function injectableRolloutEngine(engine: RolloutEngine, injector: FaultInjector, rank: number, restart?: () => void): RolloutEngine {
   return {
     generate: async (request: TurnRequest, signal?: AbortSignal) => {
-      await injector.before('rollout', 'generate', rank);
+      await injector.before('rollout', 'generate', rank, undefined, restart);
       return engine.generate(request, signal);
     },
     abortAll: () => engine.abortAll(),
     releaseMemory: async (tags: readonly MemoryTag[]) => {
-      await injector.before('rollout', 'releaseMemory', rank, tags);
+      await injector.before('rollout', 'releaseMemory', rank, tags, restart);
       return engine.releaseMemory(tags);
     },
     resumeMemory: async (tags: readonly MemoryTag[]) => {
-      await injector.before('rollout', 'resumeMemory', rank, tags);
+      await injector.before('rollout', 'resumeMemory', rank, tags, restart);
       return engine.resumeMemory(tags);
     },
     updateWeights: async (version: number, weightsPath: string) => {
-      await injector.before('rollout', 'updateWeights', rank);
+      await injector.before('rollout', 'updateWeights', rank, undefined, restart);
       return engine.updateWeights(version, weightsPath);
     },
     status: () => engine.status(),
     kvCapacityTokens: () => engine.kvCapacityTokens(),
-    ...(engine.broadcast === undefined ? {} : { broadcast: injectableReceiver(engine.broadcast, injector, rank) }),
+    ...(engine.broadcast === undefined ? {} : { broadcast: injectableReceiver(engine.broadcast, injector, rank, restart) }),
   };
 }
 
-function injectableReceiver(receiver: WeightReceiver, injector: FaultInjector, rank: number): WeightReceiver {
+function injectableReceiver(receiver: WeightReceiver, injector: FaultInjector, rank: number, restart?: () => void): WeightReceiver {
   return {
     joinWeightGroup: async (group, rankOffset, signal) => {
-      await injector.before('rollout', 'joinWeightGroup', rank);
+      await injector.before('rollout', 'joinWeightGroup', rank, undefined, restart);
       return receiver.joinWeightGroup(group, rankOffset, signal);
     },
     receiveWeights: async (group, version, manifest, signal) => {
-      await injector.before('rollout', 'receiveWeights', rank);
+      await injector.before('rollout', 'receiveWeights', rank, undefined, restart);
       return receiver.receiveWeights(group, version, manifest, signal);
     },
     leaveWeightGroup: (groupName) => receiver.leaveWeightGroup(groupName),

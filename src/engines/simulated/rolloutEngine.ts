@@ -272,6 +272,25 @@ export class SimRolloutEngine implements RolloutEngine {
     this.scheduler.abortAll();
   }
 
+  /**
+   * The engine's process restarted (a crash, a supervisor's restart; the harness's `restart`
+   * fault): it comes back as a fresh process does, serving its base weights (v0) with all its
+   * memory allocated, in no weight group, its prefix cache empty and its requests gone.
+   */
+  restart(): void {
+    this.scheduler.abortAll();
+    for (const tag of RESUME_ORDER) {
+      if (this.resident.has(tag)) continue;
+      // A GPU still held by the trainer fails the restart, as the real allocation would.
+      this.memory.allocate(this.owner(tag), this.gpus, this.gibPerGpu(tag));
+      this.resident.add(tag);
+    }
+    this.weightVersion = 0;
+    this.weightGroup = undefined;
+    this.flushPrefixCache();
+    this.persist();
+  }
+
   releaseMemory(tags: readonly MemoryTag[]): Promise<void> {
     let wanted: MemoryTag[];
     try {
