@@ -518,6 +518,26 @@ export function createGpuNodeActivities(deps: GpuNodeDeps): GpuNodeActivities {
     return served;
   }
 
+  /**
+   * The version its engine serves at the shard's end, where that is below the shard's: the engine
+   * restarted while the shard ran (between two turns; one cut off mid-turn fails the shard). Read
+   * once the shard is stopped, beside its samples' checkpoints, or once they have ended. A read
+   * that fails reports nothing, with a warning: every sample is accounted for either way, and a
+   * restarted engine missed here is found by the sync's collective (which then forms a new group).
+   * Takes the activity's logger: a stop's abort runs it outside the activity's context.
+   */
+  async function engineRestartedDuring(input: ShardInput, engine: RolloutEngine, log: Context['log']): Promise<number | undefined> {
+    try {
+      const served = engineAnswer(engineStatusSchema, await engine.status(), `rank ${input.rank} engine status`).weightVersion;
+      if (served >= input.version) return undefined;
+      log.warn(`rank ${input.rank} serves weights v${served} at the end of its shard ${input.shardId} of v${input.version}: the engine restarted while the shard ran; the next sync forms a new weight group`);
+      return served;
+    } catch (error) {
+      log.warn(`rank ${input.rank}: could not read the engine's status at the end of shard ${input.shardId}, so a restart during it is not reported: ${describeError(error)}`);
+      return undefined;
+    }
+  }
+
   async function exportWeights(runId: string, version: number): Promise<void> {
     if (existsSync(deps.weightsPath(runId, version))) return;
     const exported = await trainer().exportWeights(version, deps.weightsDir(runId));
@@ -595,16 +615,25 @@ export function createGpuNodeActivities(deps: GpuNodeDeps): GpuNodeActivities {
     // Read beside the agent loop, so it adds no latency; awaited before the result.
     const kvCapacity = kvCapacityOf(input.rank, engine);
     kvCapacity.catch(() => undefined);
+    // Started by a stop, so that it runs beside the checkpoints rather than after them.
+    let endRead: Promise<number | undefined> | undefined;
+    const readEngineAtEnd = (): Promise<number | undefined> => (endRead ??= engineRestartedDuring(input, engine, context.log));
     try {
       const [, engineBehind] = await Promise.all([claimLive(store, input.sampleIds, owner), catchUpWeights(input, engine)]);
       if (engineBehind !== undefined) outcome.engineBehind = engineBehind;
+      else signal.addEventListener('abort', readEngineAtEnd, { once: true });
       const records = await store.readSamples(input.sampleIds);
       // Real adapters listen on the signal once per in-flight generation: one per sample. Each
-      // member of a group has a signal of its own, so its own samples count.
-      setMaxListeners(Math.max(10, records.length + 10), signal);
+      // member of a group has a signal of its own, so its own samples count (and this shard's end read).
+      setMaxListeners(Math.max(10, records.length + 11), signal);
       await run.heartbeat(progress, () => runRecords(input, owner, engine, records, signal, run.stop, outcome));
+      if (outcome.engineBehind === undefined) {
+        const restartedFrom = await readEngineAtEnd();
+        if (restartedFrom !== undefined) outcome.engineBehind = restartedFrom;
+      }
       clean = true;
     } finally {
+      signal.removeEventListener('abort', readEngineAtEnd);
       // A direct stop answers with this (the workflow may not wait for the shard's own result).
       ended(clean ? outcome : undefined);
     }

@@ -263,9 +263,10 @@ export interface ShardOutcome {
 export interface ShardResult extends ShardOutcome {
   kvCapacityTokens?: number | null;
   /**
-   * The weight version its engine served at the shard's start, where that was behind the shard's
-   * version: the engine restarted since its rank's last sync, so it holds no weight group the run
-   * kept (it loaded the shard's version first where exported weights of it were). Absent otherwise.
+   * The weight version its engine served, where that was behind the shard's version: at the
+   * shard's start (the engine restarted since its rank's last sync; it loaded the shard's version
+   * first where exported weights of it were), or else at its stop or end (it restarted while the
+   * shard ran). Either way it holds no weight group the run kept. Absent otherwise.
    */
   engineBehind?: number;
 }

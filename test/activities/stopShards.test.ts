@@ -171,4 +171,26 @@ describe('stopShards', () => {
     expect(inIdOrder(answer.outcomes)).toEqual([{ shardId: 's-behind', completed: [], unfinished: [0, 1], dropped: [], engineBehind: 0 }]);
     expect(await running.result).toMatchObject({ shardId: 's-behind', engineBehind: 0 });
   });
+
+  it("an engine that restarted while its shard ran: the stop's answer and the shard's result say so", async () => {
+    // The engine serves the shard's v1 at its start, then restarts (its base weights, v0) mid-turn.
+    engine.weightVersion = 1;
+    const running = inActivity<ShardResult>(() => activities.runRolloutShard({ ...shard('s-restarted', [0, 1]), version: 1 }));
+    await engine.turnsStarted(2);
+    engine.weightVersion = 0;
+    const answer = await inActivity(() => activities.stopShards({ runId: RUN, shardIds: ['s-restarted'] })).result;
+    expect(inIdOrder(answer.outcomes)).toEqual([{ shardId: 's-restarted', completed: [], unfinished: [0, 1], dropped: [], engineBehind: 0 }]);
+    expect(await running.result).toMatchObject({ shardId: 's-restarted', engineBehind: 0 });
+  });
+
+  it('an engine that still serves the shard\'s version at the stop reports nothing', async () => {
+    engine.weightVersion = 1;
+    const running = inActivity<ShardResult>(() => activities.runRolloutShard({ ...shard('s-steady', [0, 1]), version: 1 }));
+    await engine.turnsStarted(2);
+    const answer = await inActivity(() => activities.stopShards({ runId: RUN, shardIds: ['s-steady'] })).result;
+    expect(inIdOrder(answer.outcomes)).toEqual([{ shardId: 's-steady', completed: [], unfinished: [0, 1], dropped: [] }]);
+    expect(await running.result).not.toHaveProperty('engineBehind');
+    // Read at the start (catch-up) and once more at the stop.
+    expect(engine.statusReads).toBe(2);
+  });
 });

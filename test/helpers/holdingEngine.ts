@@ -15,7 +15,7 @@ export class HoldingEngine {
     this.started.push(request.requestId);
     for (const check of this.onStart) check();
     return new Promise((resolve) => {
-      const answer = () => resolve({ requestId: request.requestId, outputTokens: this.abortedTokens, finishReason: 'abort', weightVersion: 0 });
+      const answer = () => resolve({ requestId: request.requestId, outputTokens: this.abortedTokens, finishReason: 'abort', weightVersion: this.weightVersion });
       if (signal?.aborted) answer();
       else signal?.addEventListener('abort', answer, { once: true });
     });
@@ -39,7 +39,13 @@ export class HoldingEngine {
     return Promise.resolve(this.kvCapacity);
   }
 
+  /** The weight version the engine serves (a test sets it lower to restart the engine). */
+  weightVersion = 0;
+  /** How many times its status was read. */
+  statusReads = 0;
+
   status(): Promise<{ weightVersion: number; resident: ('weights' | 'kv_cache')[]; runningRequests: number }> {
-    return Promise.resolve({ weightVersion: 0, resident: ['weights', 'kv_cache'], runningRequests: 0 });
+    this.statusReads += 1;
+    return Promise.resolve({ weightVersion: this.weightVersion, resident: ['weights', 'kv_cache'], runningRequests: 0 });
   }
 }
