@@ -105,19 +105,30 @@ export interface ObservedVersions {
 type ObservedStatus = Pick<RunStatus, 'version' | 'iteration' | 'phase' | 'progressUnavailable' | 'iterationAttempt'> & { pool?: PoolState };
 
 /**
+ * Whether a status reports the run's own, committed version: the running iteration's progress was
+ * not merged in (its query failed, or the iteration has not reported yet: a retried attempt
+ * before its first phase, or between iterations). A merged status names its attempt.
+ */
+function runsOwnStatus(status: ObservedStatus): boolean {
+  return status.progressUnavailable !== undefined || status.iterationAttempt === undefined;
+}
+
+/**
  * For a status from a later attempt of the latest iteration, which starts again from the
  * iteration's starting version: the highest version seen before that iteration began. Otherwise undefined.
  */
 function retriedFrom(previous: ObservedVersions, status: ObservedStatus): number | undefined {
   const { latest } = previous;
-  const retry = status.progressUnavailable === undefined && status.iterationAttempt !== undefined && latest !== undefined && status.iteration === latest.iteration && status.iterationAttempt > latest.attempt;
+  const attempt = status.iterationAttempt;
+  const retry = !runsOwnStatus(status) && attempt !== undefined && latest !== undefined && status.iteration === latest.iteration && attempt > latest.attempt;
   return retry ? latest.before : undefined;
 }
 
 /**
  * Checks one status observed while the run goes on: the pool state (if reported) is valid (no
  * GPU in two roles) and the weight version never goes back. A status without the running
- * iteration's progress (its query failed or timed out) reports the run's committed version, below
+ * iteration's progress (its query failed or timed out, or the iteration has not reported yet: a
+ * retried attempt before its first phase) reports the run's committed version, below
  * the iteration's once it has trained: it is held to the committed versions seen before. So is a
  * later attempt of an iteration, which starts again from the iteration's starting version (its
  * train step, done by the failed attempt, returns the same version again), held to the versions
@@ -125,11 +136,11 @@ function retriedFrom(previous: ObservedVersions, status: ObservedStatus): number
  */
 export function checkObservedStatus(layout: PoolLayout, previous: ObservedVersions, status: ObservedStatus): string[] {
   const violations: string[] = [];
-  const ownOnly = status.progressUnavailable !== undefined;
+  const ownOnly = runsOwnStatus(status);
   const retryFrom = retriedFrom(previous, status);
   const floor = ownOnly ? previous.committed : retryFrom !== undefined ? Math.max(previous.committed, retryFrom) : previous.highest;
   if (status.version < floor) {
-    const source = ownOnly ? "; the run's own status, the iteration's progress unavailable" : retryFrom !== undefined ? `; attempt ${status.iterationAttempt}, held to the versions before the iteration` : '';
+    const source = ownOnly ? `; the run's own status, ${status.progressUnavailable === undefined ? 'no iteration progress yet' : "the iteration's progress unavailable"}` : retryFrom !== undefined ? `; attempt ${status.iterationAttempt}, held to the versions before the iteration` : '';
     violations.push(`weight version went back from v${floor} to v${status.version} (iteration ${status.iteration}, ${status.phase}${source})`);
   }
   if (status.pool !== undefined) {
@@ -144,11 +155,10 @@ export function checkObservedStatus(layout: PoolLayout, previous: ObservedVersio
 
 /** The versions observed once `status` is seen too. */
 export function observeVersions(previous: ObservedVersions, status: ObservedStatus): ObservedVersions {
-  if (status.progressUnavailable !== undefined) {
+  const attempt = status.iterationAttempt;
+  if (attempt === undefined || runsOwnStatus(status)) {
     return { ...previous, highest: Math.max(previous.highest, status.version), committed: Math.max(previous.committed, status.version) };
   }
-  const attempt = status.iterationAttempt;
-  if (attempt === undefined) return { ...previous, highest: Math.max(previous.highest, status.version) };
   const before = retriedFrom(previous, status);
   if (before !== undefined) {
     // What the failed attempt reported is done again: the retry is held to its own versions from here.

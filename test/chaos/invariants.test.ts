@@ -87,21 +87,33 @@ describe('observed status', () => {
   });
 
   it('fails when the version goes back', () => {
-    expect(checkObservedStatus(layout, { highest: 3, committed: 2 }, { version: 2, iteration: 2, phase: 'rollout' })[0]).toMatch(/went back from v3 to v2/);
+    expect(checkObservedStatus(layout, { highest: 3, committed: 2 }, { version: 2, iteration: 2, phase: 'rollout', iterationAttempt: 1 })[0]).toMatch(/went back from v3 to v2/);
   });
 
   it("holds a status without the iteration's progress to the committed versions: it reports the run's own", () => {
     // Iteration 0 after its train step reports v1; the run's own status says v0 until the iteration ends.
     let observed = observeVersions({ highest: 0, committed: 0 }, { version: 0, iteration: 0, phase: 'starting' });
-    observed = observeVersions(observed, { version: 1, iteration: 0, phase: 'sync' });
+    observed = observeVersions(observed, { version: 1, iteration: 0, phase: 'sync', iterationAttempt: 1 });
     const ownOnly = { version: 0, iteration: 0, phase: 'starting' as const, progressUnavailable: 'progress query of iteration 0 failed: deadline exceeded' };
     expect(checkObservedStatus(layout, observed, ownOnly)).toEqual([]);
     observed = observeVersions(observed, ownOnly);
-    expect(observed).toEqual({ highest: 1, committed: 0 });
+    expect(observed).toMatchObject({ highest: 1, committed: 0 });
     // The run's own version going back is still caught, as is a merged status going back.
     const committedOne = observeVersions(observed, { ...ownOnly, version: 1, iteration: 1 });
     expect(checkObservedStatus(layout, committedOne, { ...ownOnly, iteration: 1 })[0]).toMatch(/went back from v1 to v0 .*the run's own status/);
-    expect(checkObservedStatus(layout, observed, { version: 0, iteration: 0, phase: 'sync' })[0]).toMatch(/went back from v1 to v0/);
+    expect(checkObservedStatus(layout, observed, { version: 0, iteration: 0, phase: 'sync', iterationAttempt: 1 })[0]).toMatch(/went back from v1 to v0/);
+  });
+
+  it("holds a retried attempt seen before its first phase report to the committed versions: the status is the run's own", () => {
+    // Iteration 13 from v13: attempt 1 trains (v14) and fails in its stop; before attempt 2 reports,
+    // the status is the run's (phase starting, v13, no attempt).
+    let observed = observeVersions({ highest: 13, committed: 13 }, { version: 13, iteration: 13, phase: 'rollout', iterationAttempt: 1 });
+    observed = observeVersions(observed, { version: 14, iteration: 13, phase: 'stop', iterationAttempt: 1 });
+    const beforeRetryReports = { version: 13, iteration: 13, phase: 'starting' as const };
+    expect(checkObservedStatus(layout, observed, beforeRetryReports)).toEqual([]);
+    expect(observeVersions(observed, beforeRetryReports)).toMatchObject({ highest: 14, committed: 13 });
+    // Below the committed version it is still caught, named as the run's own status.
+    expect(checkObservedStatus(layout, observed, { ...beforeRetryReports, version: 12 })[0]).toMatch(/went back from v13 to v12 .*the run's own status, no iteration progress yet/);
   });
 
   it("holds a retried attempt to the versions seen before its iteration: the failed attempt's train step is done again", () => {
