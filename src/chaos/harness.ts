@@ -15,7 +15,7 @@ import path from 'node:path';
 import { Client, Connection, WorkflowNotFoundError } from '@temporalio/client';
 import { parseRunConfig, type ParsedRunConfig } from '../config';
 import { smallRunConfig, withFaultInjection } from '../config/small';
-import { injectFault, firedFaults, withdrawPending, type InjectedFaultInput } from '../engines/simulated/injection';
+import { injectFault, firedFaults, withdrawPending, type InjectedFaultInput, type InjectedFaultKind } from '../engines/simulated/injection';
 import { trainNodes } from '../gpu/layout';
 import { iterationWorkflowId, orchestratorQueue, runWorkflowId } from '../contract/naming';
 import { buildRunSpec } from '../contract/spec';
@@ -365,7 +365,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
     // The operation defines the phase: it is in flight (held, for a kill) when the fault strikes.
     const record: InjectedRecord = { index: fault.index, kind: fault.kind, phase: fault.phase, observedPhase: fault.phase, survived: false };
     if (isEngineFault(fault.kind)) {
-      const kind = fault.kind.slice('engine-'.length) as 'crash' | 'hang' | 'error' | 'slow';
+      const kind = fault.kind.slice('engine-'.length) as InjectedFaultKind;
       // A hang outlasts the heartbeat timeout (Temporal must notice); slow stays within it.
       const durationMs = kind === 'hang' ? heartbeatMs + 1_500 : kind === 'slow' ? Math.round(heartbeatMs * 0.75) : 0;
       injectFault(faultDir, { id: faultId(fault), kind, durationMs, ...target });

@@ -245,10 +245,10 @@ export function buildProgram(): Command {
     .command('chaos')
     .description(
       'Fault-injection soak: a run on its own dev server and workers, one fault per iteration (process kills, server kill + restart, ' +
-        'engine crash / hang / error / slow) in every phase, invariants checked after every iteration; exit 1 on any violation or lost sample ' +
+        'engine crash / hang / error / slow, engine restart) in every phase, invariants checked after every iteration; exit 1 on any violation or lost sample ' +
         '(with --require-coverage, also when a kind × phase pair asked for was not struck)',
     )
-    .option('--faults <n>', 'faults to inject (one per iteration); 35 covers every kind × phase once', integer('--faults', 1), 35)
+    .option('--faults <n>', 'faults to inject (one per iteration); 38 covers every kind × phase pair once', integer('--faults', 1), 38)
     .option('--seed <n>', 'seed of the fault schedule', integer('--seed', 0), 1)
     .option('--kinds <list>', `comma-separated fault kinds (default all: ${FAULT_KINDS.join(',')})`)
     .option('--phases <list>', `comma-separated phases (default all: ${FAULT_PHASES.join(',')})`)

@@ -1,7 +1,7 @@
 /**
  * A short soak in the suite: the real harness (`timeshare chaos`) with its dev server and worker
  * processes, one fault of each of three kinds aimed at three phases; every invariant checked after
- * every iteration (engine hangs: test/engines/injection.test.ts and the full soak). The full soak (35 faults, every kind × phase) is `npm run soak`
+ * every iteration (engine hangs: test/engines/injection.test.ts and the full soak). The full soak (38 faults, every kind × phase pair) is `npm run soak`
  * (docs/reliability.md).
  */
 import { mkdtempSync, rmSync } from 'node:fs';
