@@ -378,10 +378,21 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
     const holdId = `hold-${fault.index}`;
     injectFault(faultDir, { id: holdId, kind: 'slow', durationMs: holdMs, ...target });
     const until = Date.now() + 120_000;
+    let nextStatusAt = Date.now() + 500;
     while (!firedFaults(faultDir).has(holdId)) {
       if (Date.now() > until) {
         log(`  fault ${fault.index}: phase ${fault.phase} not reached in 120 s; not injected`);
         return undefined;
+      }
+      // The iteration can end without the held call (a rank that took no generate call in it):
+      // asked of the run every half second, not through the fault folder, which cannot tell.
+      if (Date.now() >= nextStatusAt) {
+        const status = await poll();
+        if (status !== undefined && (status.iteration > fault.index || status.phase === 'done')) {
+          log(`  fault ${fault.index}: iteration ${fault.index} ended without the call that defines phase ${fault.phase}; not injected`);
+          return undefined;
+        }
+        nextStatusAt = Date.now() + 500;
       }
       await sleep(10);
     }
