@@ -98,11 +98,9 @@ export class SglangWeightReceiver implements WeightReceiver {
 }
 
 /** vLLM's weight-transfer engine: start → one update per bucket → finish, then the version. */
+/** vLLM's completions do not name their version: the adapter reads it before each turn, not from here. */
 export class VllmWeightReceiver implements WeightReceiver {
-  constructor(
-    private readonly http: HttpClient,
-    private readonly onVersion: (version: number) => void,
-  ) {}
+  constructor(private readonly http: HttpClient) {}
 
   async joinWeightGroup(group: WeightGroup, rankOffset: number, signal?: AbortSignal): Promise<void> {
     // The backend is vLLM's start option (--weight-transfer-config); the init names none.
@@ -118,7 +116,6 @@ export class VllmWeightReceiver implements WeightReceiver {
     }
     await this.http.call('POST', '/finish_weight_update', {}, collective(signal));
     await this.http.call('POST', '/update_weight_version', { new_version: String(version) });
-    this.onVersion(version);
   }
 
   /** vLLM has one transfer engine per server and no call to drop it: the next init replaces it. */

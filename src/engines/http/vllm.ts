@@ -13,7 +13,8 @@
  *   weights         POST /collective_rpc {method: reload_weights, kwargs: {weights_path}}, then
  *                   POST /update_weight_version {new_version}; or by broadcast (./broadcast.ts:
  *                   init_weight_transfer_engine, start/update/finish_weight_update)
- *   status          GET /weight_info, GET /is_sleeping
+ *   status          GET /weight_info (also before each turn: a completion does not name its
+ *                   weights), GET /is_sleeping
  *   KV capacity     GET /metrics → vllm:cache_config_info{num_gpu_blocks, block_size}: blocks × block size
  */
 import { z } from 'zod';
@@ -53,15 +54,13 @@ export class VllmRolloutEngine implements RolloutEngine {
   private readonly model: string;
   private readonly resident = new Set<MemoryTag>(ALL_MEMORY_TAGS);
   private readonly running = new Set<string>();
-  /** Replaced by the engine's own before the adapter's first call (readEngineStateOnce). */
-  private servedVersion = 0;
   private engineStateRead: Promise<void> | undefined;
 
   constructor(options: VllmAdapterOptions) {
     this.http = new HttpClient({ baseUrl: options.baseUrl, ...(options.apiKey === undefined ? {} : { apiKey: options.apiKey }) });
     this.sampling = options.sampling;
     this.model = options.model;
-    this.broadcast = new VllmWeightReceiver(this.http, (version) => (this.servedVersion = version));
+    this.broadcast = new VllmWeightReceiver(this.http);
   }
 
   readonly broadcast: VllmWeightReceiver;
@@ -73,7 +72,7 @@ export class VllmRolloutEngine implements RolloutEngine {
     }
     await this.readEngineStateOnce();
     const rid = request.requestId;
-    const version = this.servedVersion;
+    const version = await this.servedVersion();
     const outputIds: number[] = [];
     const logprobs: number[] = [];
     const result = (finishReason: TurnResult['finishReason']): TurnResult => ({
@@ -173,7 +172,6 @@ export class VllmRolloutEngine implements RolloutEngine {
   async updateWeights(version: number, path: string): Promise<void> {
     await this.http.call('POST', '/collective_rpc', { method: 'reload_weights', kwargs: { weights_path: path } });
     await this.http.call('POST', '/update_weight_version', { new_version: String(version) });
-    this.servedVersion = version;
   }
 
   async status(): Promise<EngineStatus> {
@@ -184,7 +182,6 @@ export class VllmRolloutEngine implements RolloutEngine {
       this.engineStateRead = Promise.resolve();
     } else await this.engineStateRead;
     const { weightVersion, sleeping } = state;
-    this.servedVersion = weightVersion;
     // vLLM reports only whether it sleeps; which tags a partial wake_up restored is our record.
     const resident = ALL_MEMORY_TAGS.filter((tag) => this.resident.has(tag));
     const contradiction = sleeping ? resident.length === ALL_MEMORY_TAGS.length : resident.length === 0;
@@ -198,15 +195,27 @@ export class VllmRolloutEngine implements RolloutEngine {
   }
 
   private async engineState(): Promise<{ weightVersion: number; sleeping: boolean }> {
-    const info = await this.http.json('GET', '/weight_info', undefined, z.object({ weight_version: z.union([z.string(), z.number()]) }).loose());
+    const weightVersion = await this.servedVersion();
     const sleeping = await this.http.json('GET', '/is_sleeping', undefined, z.object({ is_sleeping: z.boolean() }).loose());
-    return { weightVersion: parseVersion(this.http.endpoint('GET', '/weight_info'), info.weight_version), sleeping: sleeping.is_sleeping };
+    return { weightVersion, sleeping: sleeping.is_sleeping };
+  }
+
+  /**
+   * A turn's label: vLLM's completions do not name the weights that generated them (SGLang's do),
+   * and a server restarted behind the adapter serves its base weights, so the version is read from
+   * the engine before each turn. Reading it once per turn is enough: a restart between the read and
+   * the request would need a new server up, model loaded, within that gap; one during the request
+   * cuts its stream (an error, not a labelled turn).
+   */
+  private async servedVersion(): Promise<number> {
+    const info = await this.http.json('GET', '/weight_info', undefined, z.object({ weight_version: z.union([z.string(), z.number()]) }).loose());
+    return parseVersion(this.http.endpoint('GET', '/weight_info'), info.weight_version);
   }
 
   /**
    * The engine outlives this adapter (a gpu-node worker restarts, the server keeps running): before
-   * its first call the adapter takes the served version and the sleep state from the engine rather
-   * than assume v0 and everything resident. A partial wake (weights only) reads as asleep, so
+   * its first call the adapter takes the sleep state from the engine rather than assume everything
+   * resident. A partial wake (weights only) reads as asleep, so
    * every tag counts as released. A failed read is retried by the next call.
    */
   private readEngineStateOnce(): Promise<void> {
@@ -220,8 +229,7 @@ export class VllmRolloutEngine implements RolloutEngine {
     return this.engineStateRead;
   }
 
-  private adoptEngineState({ weightVersion, sleeping }: { weightVersion: number; sleeping: boolean }): void {
-    this.servedVersion = weightVersion;
+  private adoptEngineState({ sleeping }: { sleeping: boolean }): void {
     this.resident.clear();
     if (!sleeping) for (const tag of ALL_MEMORY_TAGS) this.resident.add(tag);
   }

@@ -29,9 +29,11 @@ function request(id: string, inputIds: number[], maxNewTokens: number, prefixIds
 }
 
 const greedy = { temperature: 0, stopTokenIds: [], ignoreEos: true };
-const adapters: [string, () => RolloutEngine][] = [
-  ['sglang', () => new SglangRolloutEngine({ baseUrl: engine.url, sampling: greedy })],
-  ['vllm', () => new VllmRolloutEngine({ baseUrl: engine.url, sampling: greedy, model: 'timeshare-reference' })],
+const adapterAt = (name: 'sglang' | 'vllm', baseUrl: string): RolloutEngine =>
+  name === 'sglang' ? new SglangRolloutEngine({ baseUrl, sampling: greedy }) : new VllmRolloutEngine({ baseUrl, sampling: greedy, model: 'timeshare-reference' });
+const adapters: ['sglang' | 'vllm', () => RolloutEngine][] = [
+  ['sglang', () => adapterAt('sglang', engine.url)],
+  ['vllm', () => adapterAt('vllm', engine.url)],
 ];
 
 async function greedyTokens(adapter: RolloutEngine, prompt: number[], n: number, tag: string): Promise<number[]> {
@@ -164,6 +166,35 @@ describe('adapters and an engine they did not start with', () => {
       expect(result.outputTokens).toBeLessThan(200);
     } finally {
       await late.stop();
+    }
+  });
+
+  it.each(adapters)('%s: a turn served by an engine restarted behind the adapter is labelled with its base version', async (name) => {
+    const first = await startReferenceEngine({ device: 'cpu' });
+    let second: ReferenceEngineProcess | undefined;
+    try {
+      const trainer = new HttpTrainer({ baseUrl: first.url });
+      await trainer.onload();
+      await trainer.trainStep({
+        iteration: 0,
+        fromVersion: 0,
+        sampleIds: [0],
+        totalTokens: 3,
+        trajectories: [{ sampleId: 0, reward: 1, inputIds: [1, 10, 3], lossMask: [0, 0, 1], logprobs: [0, 0, -2.4] }],
+      });
+      const { path: weights } = await trainer.exportWeights(1, dir);
+      await trainer.offload();
+      const adapter = adapterAt(name, first.url);
+      await adapter.updateWeights(1, weights);
+      expect((await adapter.generate(request(`${name}-before-restart`, [1], 2))).weightVersion).toBe(1);
+      // The engine's process restarts on the same port; the adapter (its worker) stays up.
+      const port = Number(new URL(first.url).port);
+      await first.stop();
+      second = await startReferenceEngine({ device: 'cpu', port });
+      expect((await adapter.generate(request(`${name}-after-engine-restart`, [1], 2))).weightVersion).toBe(0);
+    } finally {
+      await second?.stop();
+      await first.stop();
     }
   });
 
