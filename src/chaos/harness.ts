@@ -15,11 +15,11 @@ import path from 'node:path';
 import { Client, Connection, WorkflowNotFoundError } from '@temporalio/client';
 import { parseRunConfig, type ParsedRunConfig } from '../config';
 import { smallRunConfig, withFaultInjection } from '../config/small';
-import { injectFault, firedFaults, withdrawPending, type InjectedFaultInput, type InjectedFaultKind } from '../engines/simulated/injection';
+import { injectFault, firedFaults, releaseFault, withdrawPending, type InjectedFaultInput, type InjectedFaultKind } from '../engines/simulated/injection';
 import { trainNodes } from '../gpu/layout';
 import { iterationWorkflowId, orchestratorQueue, runWorkflowId } from '../contract/naming';
 import { buildRunSpec } from '../contract/spec';
-import type { RunSpec, RunStatus } from '../contract/types';
+import type { IterationStats, Phase, RunSpec, RunStatus } from '../contract/types';
 import { describeError } from '../contract/errors';
 import { FsTrajectoryStore } from '../store';
 import { startWorkerProcesses } from '../launch/workerProcesses';
@@ -103,10 +103,22 @@ export function chaosConfig(runId: string, iterations: number, storeDir: string,
       run: { id: runId, iterations },
       temporal: { heartbeatTimeoutSeconds: 2, activityRetry: { initialIntervalSeconds: 0.2, maximumAttempts: 5 } },
       store: { dir: storeDir },
+      simulation: withToolStepsOfSeconds(smallRunConfig().simulation as SimulationOverrides),
       // A short deadline per collective: a hung member is torn out of the group quickly.
       ...(weightSync === 'broadcast' ? { engine: { weightSync: { mode: 'broadcast', timeoutSeconds: 20, attempts: 4 } } } : {}),
     }),
   );
+}
+
+type SimulationOverrides = Record<string, unknown> & { workload: Record<string, unknown> };
+
+/**
+ * Tool steps of seconds (median 3 s, as an agent's test run or search): with the small run's
+ * 300 ms steps the kept ranks' long tail beside training completes the whole next batch, and
+ * every iteration after the first starts with its batch complete, with no rollout phase to strike.
+ */
+function withToolStepsOfSeconds(simulation: SimulationOverrides): SimulationOverrides {
+  return { ...simulation, workload: { ...simulation.workload, envStepMs: { median: 3000, p90: 12000 } } };
 }
 
 /** Engine operation that defines each phase (where an engine fault, or a hold, lands). */
@@ -129,6 +141,28 @@ function phaseOperation(phase: FaultPhase, spec: RunSpec, point: number): Omit<I
 }
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** The order an iteration passes its phases in, each once (src/iteration/program.ts). */
+const PHASE_ORDER: readonly Phase[] = ['starting', 'rollout', 'shrink', 'train', 'stop', 'sync', 'expand'];
+
+/**
+ * The phase iteration `stats` was in at `atMs` (its workflow's clock, the same machine's), from
+ * its start and time per phase; undefined outside it (an earlier, failed attempt of the iteration).
+ */
+export function phaseAt(stats: Pick<IterationStats, 'startedAtMs' | 'endedAtMs' | 'phaseMs'>, atMs: number): Phase | undefined {
+  if (atMs < stats.startedAtMs || atMs > stats.endedAtMs) return undefined;
+  let end = stats.startedAtMs;
+  for (const phase of PHASE_ORDER) {
+    end += stats.phaseMs[phase] ?? 0;
+    if (atMs < end) return phase;
+  }
+  return 'expand';
+}
+
+/** A kill strikes within this much of its held call's start. */
+const HOLD_MS = 1_500;
+/** The held call's longest delay: the harness releases it at the kill, seen however late. */
+const HOLD_CEILING_MS = 15_000;
 
 /** Rejects if `promise` takes longer than `ms` (a call to a server that is being restarted can hang). */
 function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
@@ -240,6 +274,10 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
   process.once('SIGINT', onSignal);
   process.once('SIGTERM', onSignal);
   try {
+    // Each fault is armed before its iteration starts (the first before the run, the others while
+    // the run is paused after the previous iteration): a phase the iteration passes in its first
+    // milliseconds (the shrink of a batch complete at the start) is struck too.
+    if (plan.length > 0) arm(plan[0]!);
     await client.workflow.start('runWorkflow', { workflowId: runWorkflowId(runId), taskQueue: orchestratorQueue(spec.taskQueuePrefix), args: [{ spec }] });
     log(`chaos: run '${runId}' on ${address}, ${plan.length} faults (seed ${options.seed}), state ${stateDir}`);
 
@@ -261,17 +299,17 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
       }
       if (!last) await update('pause');
       const violationsBefore = violations.length;
-      const record = await inject(fault);
+      const record = await strike(fault);
       // Wait for the iteration to end (paused after it, or the run done).
       let done = k + 1;
       for (;;) {
         if (Date.now() > deadline) throw new Error(`iteration ${k} did not finish before the deadline (last status: ${JSON.stringify(lastStatus?.phase)})`);
+        const status = await poll();
         const description = await withTimeout(handle.describe(), 15_000).catch(() => undefined);
         if (description?.status.name === 'COMPLETED') {
           done = plan.length;
           break;
         }
-        const status = await poll();
         if (status !== undefined && status.paused && status.iteration > k) {
           done = status.iteration;
           break;
@@ -297,6 +335,13 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
       iterationsDone = done;
       const fired = firedFaults(faultDir);
       const struck = record !== undefined && (!isEngineFault(fault.kind) || fired.has(faultId(fault)));
+      // A generate call is made in rollout and in the long tail beside training: an engine fault on
+      // it is counted in the phase the iteration was in when it fired, from the iteration's phase times.
+      const firedAtMs = fired.get(faultId(fault))?.firedAtMs;
+      if (struck && isEngineFault(fault.kind) && phaseOperation(fault.phase, spec, fault.point).operation === 'generate' && firedAtMs !== undefined) {
+        const stats = (lastStatus?.lastIteration?.iteration === k ? lastStatus : await poll())?.lastIteration;
+        record.observedPhase = (stats?.iteration === k ? phaseAt(stats, firedAtMs) : undefined) ?? 'unknown';
+      }
       if (record !== undefined && !struck) {
         notFired += 1;
         log(`  fault ${k} ${fault.kind}@${fault.phase}: its operation never ran; withdrawn`);
@@ -322,6 +367,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
           `${verdict.violations.length === 0 ? 'invariants hold' : `VIOLATIONS: ${verdict.violations.join('; ')}`}`,
       );
       k = done;
+      if (k < plan.length) arm(plan[k]!);
     }
     const summary = gaveUp ? undefined : await Promise.race([handle.result(), sleep(Math.max(0, deadline - Date.now())).then(() => undefined)]);
     runCompleted = summary !== undefined && summary.iterations === plan.length && summary.version === plan.length;
@@ -359,27 +405,76 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
     return `fault-${fault.index}`;
   }
 
-  /** Injects the fault for iteration `fault.index`; returns what struck, or undefined if it could not. */
-  async function inject(fault: PlannedFault): Promise<InjectedRecord | undefined> {
+  /** The call a process kill waits for: held open until the kill (released then), at most this long. */
+  function holdId(fault: PlannedFault): string {
+    return `hold-${fault.index}`;
+  }
+
+  /**
+   * Queues the fault for iteration `fault.index` before that iteration starts: an engine fault as
+   * itself; a process kill as a slow call holding the phase's operation open (it fires when the
+   * phase reaches it, seen from the fault folder without asking Temporal) for strike() to kill in.
+   */
+  function arm(fault: PlannedFault): void {
     const target = phaseOperation(fault.phase, spec, fault.point);
-    // The operation defines the phase: it is in flight (held, for a kill) when the fault strikes.
-    const record: InjectedRecord = { index: fault.index, kind: fault.kind, phase: fault.phase, observedPhase: fault.phase, survived: false };
     if (isEngineFault(fault.kind)) {
       const kind = fault.kind.slice('engine-'.length) as InjectedFaultKind;
       // A hang outlasts the heartbeat timeout (Temporal must notice); slow stays within it.
       const durationMs = kind === 'hang' ? heartbeatMs + 1_500 : kind === 'slow' ? Math.round(heartbeatMs * 0.75) : 0;
       injectFault(faultDir, { id: faultId(fault), kind, durationMs, ...target });
-      return record;
+      return;
     }
-    // Process kill: hold the phase's operation open with a slow call (it fires when the phase
-    // reaches it, seen from the fault folder without asking Temporal), then kill at a random
-    // point while the call is in flight.
-    const holdMs = 1_500;
-    const holdId = `hold-${fault.index}`;
-    injectFault(faultDir, { id: holdId, kind: 'slow', durationMs: holdMs, ...target });
+    injectFault(faultDir, { id: holdId(fault), kind: 'slow', durationMs: HOLD_CEILING_MS, ...target });
+  }
+
+  /** Strikes the armed fault of the iteration now running; returns what struck, or undefined if it could not. */
+  async function strike(fault: PlannedFault): Promise<InjectedRecord | undefined> {
+    // The operation defines the phase: it is in flight (held, for a kill) when the fault strikes.
+    const record: InjectedRecord = { index: fault.index, kind: fault.kind, phase: fault.phase, observedPhase: fault.phase, survived: false };
+    if (isEngineFault(fault.kind)) return record;
+    const firedAt = await holdFired(fault);
+    if (firedAt === undefined) return undefined;
+    try {
+      // Rollout can end within a second once the batch fills (the other ranks keep completing
+      // samples): a kill aimed at rollout strikes as the held call starts, the others at a random
+      // point of the hold's first 0.9 s (at once if the harness saw the call late).
+      const offsetMs = fault.phase === 'rollout' ? 0 : Math.round(fault.point * HOLD_MS * 0.6);
+      await sleep(Math.max(0, firedAt + offsetMs - Date.now()));
+      // The phase the run reports at the kill (the held call may outlive the phase that made it).
+      record.observedPhase = (await poll())?.phase ?? 'unknown';
+      switch (fault.kind) {
+        case 'orchestrator-kill':
+          if (!workers.get('orchestrator').kill('SIGKILL')) {
+            log(`  fault ${fault.index}: the orchestrator worker was not running (restarting); not injected`);
+            return undefined;
+          }
+          break;
+        case 'gpu-node-kill':
+          if (!workers.get('gpu-node-0').kill('SIGKILL')) {
+            log(`  fault ${fault.index}: the gpu-node worker was not running (restarting); not injected`);
+            return undefined;
+          }
+          break;
+        case 'server-kill':
+          await killServer();
+          break;
+        default:
+          throw new Error(`not a process fault: ${fault.kind}`);
+      }
+      return record;
+    } finally {
+      // A held call outside the killed process goes on now.
+      releaseFault(faultDir, holdId(fault));
+    }
+  }
+
+  /** When the kill's held call started; undefined if iteration `fault.index` ended without it. */
+  async function holdFired(fault: PlannedFault): Promise<number | undefined> {
     const until = Date.now() + 120_000;
-    let nextStatusAt = Date.now() + 500;
-    while (!firedFaults(faultDir).has(holdId)) {
+    let nextStatusAt = Date.now();
+    for (;;) {
+      const fired = firedFaults(faultDir).get(holdId(fault));
+      if (fired !== undefined) return fired.firedAtMs;
       if (Date.now() > until) {
         log(`  fault ${fault.index}: phase ${fault.phase} not reached in 120 s; not injected`);
         return undefined;
@@ -396,31 +491,6 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
       }
       await sleep(10);
     }
-    // Rollout can end within a second once the batch fills (the other ranks keep completing
-    // samples): a kill aimed at rollout strikes as the held call starts, the others at a random point.
-    await sleep(fault.phase === 'rollout' ? 0 : Math.round(fault.point * holdMs * 0.6));
-    // The phase the run reports at the kill (the held call may outlive the phase that made it).
-    record.observedPhase = (await poll())?.phase ?? 'unknown';
-    switch (fault.kind) {
-      case 'orchestrator-kill':
-        if (!workers.get('orchestrator').kill('SIGKILL')) {
-          log(`  fault ${fault.index}: the orchestrator worker was not running (restarting); not injected`);
-          return undefined;
-        }
-        break;
-      case 'gpu-node-kill':
-        if (!workers.get('gpu-node-0').kill('SIGKILL')) {
-          log(`  fault ${fault.index}: the gpu-node worker was not running (restarting); not injected`);
-          return undefined;
-        }
-        break;
-      case 'server-kill':
-        await killServer();
-        break;
-      default:
-        throw new Error(`not a process fault: ${fault.kind}`);
-    }
-    return record;
   }
 
   async function checkAfterIteration(iteration: number) {

@@ -1,6 +1,6 @@
-/** The soak's verdict (`timeshare chaos` exits 1 when it names a failure). */
+/** The soak's verdict (`timeshare chaos` exits 1 when it names a failure), and the phase it counts a fault in. */
 import { describe, expect, it } from 'vitest';
-import { soakFailures, type ChaosReport } from '../../src/chaos/harness';
+import { phaseAt, soakFailures, type ChaosReport } from '../../src/chaos/harness';
 
 function report(overrides: Partial<ChaosReport> = {}): ChaosReport {
   return {
@@ -37,5 +37,30 @@ describe('soakFailures', () => {
     const partial = report({ coverage: { covered: 1, total: 2, missing: ['server-kill@expand'] } });
     expect(soakFailures(partial, { requireCoverage: false })).toEqual([]);
     expect(soakFailures(partial, { requireCoverage: true })).toEqual(['coverage 1/2: no fault struck server-kill@expand']);
+  });
+});
+
+describe('the phase an engine fault on generate struck in (from the iteration phase times)', () => {
+  // Started at 1000: starting 10 ms, rollout 100, shrink 40, train 60, stop 20, sync 30, expand 10.
+  const stats = { startedAtMs: 1000, endedAtMs: 1270, phaseMs: { starting: 10, rollout: 100, shrink: 40, train: 60, stop: 20, sync: 30, expand: 10 } };
+
+  it('places a time in the phase whose window holds it', () => {
+    expect(phaseAt(stats, 1005)).toBe('starting');
+    expect(phaseAt(stats, 1010)).toBe('rollout');
+    expect(phaseAt(stats, 1109)).toBe('rollout');
+    expect(phaseAt(stats, 1110)).toBe('shrink');
+    expect(phaseAt(stats, 1200)).toBe('train');
+    expect(phaseAt(stats, 1265)).toBe('expand');
+  });
+
+  it('an iteration without a rollout phase (its batch complete at the start) places nothing in rollout', () => {
+    const noRollout = { startedAtMs: 1000, endedAtMs: 1170, phaseMs: { starting: 10, shrink: 40, train: 60, stop: 20, sync: 30, expand: 10 } };
+    expect(phaseAt(noRollout, 1012)).toBe('shrink');
+    expect(phaseAt(noRollout, 1060)).toBe('train');
+  });
+
+  it('a time outside the iteration (an earlier, failed attempt) is in no phase', () => {
+    expect(phaseAt(stats, 999)).toBeUndefined();
+    expect(phaseAt(stats, 1271)).toBeUndefined();
   });
 });
