@@ -159,8 +159,8 @@ export function phaseAt(stats: Pick<IterationStats, 'startedAtMs' | 'endedAtMs' 
   return 'expand';
 }
 
-/** A kill strikes within this much of its held call's start. */
-const HOLD_MS = 1_500;
+/** A kill strikes at a random point this long after its held call starts (rollout: at once). */
+const KILL_WINDOW_MS = 900;
 /** The held call's longest delay: the harness releases it at the kill, seen however late. */
 const HOLD_CEILING_MS = 15_000;
 
@@ -437,8 +437,8 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
     try {
       // Rollout can end within a second once the batch fills (the other ranks keep completing
       // samples): a kill aimed at rollout strikes as the held call starts, the others at a random
-      // point of the hold's first 0.9 s (at once if the harness saw the call late).
-      const offsetMs = fault.phase === 'rollout' ? 0 : Math.round(fault.point * HOLD_MS * 0.6);
+      // point of the kill window (at once if the harness saw the call late).
+      const offsetMs = fault.phase === 'rollout' ? 0 : Math.round(fault.point * KILL_WINDOW_MS);
       await sleep(Math.max(0, firedAt + offsetMs - Date.now()));
       // The phase the run reports at the kill (the held call may outlive the phase that made it).
       record.observedPhase = (await poll())?.phase ?? 'unknown';
