@@ -29,7 +29,7 @@ import { queryRunStatus } from '../temporal/runStatus';
 import { engineStateDir, faultInjectionDir, runtimePaths } from '../workers/runtime';
 import type { RunSummary } from '../workflows/run';
 import { checkIteration, checkObservedStatus, observeVersions, type ObservedVersions, type RankEngineState, type TrainerEngineState } from './invariants';
-import { coverage, FAULT_KINDS, FAULT_PHASES, isEngineFault, planFaults, type FaultKind, type FaultPhase, type PlannedFault } from './schedule';
+import { coverage, deferRolloutFault, FAULT_KINDS, FAULT_PHASES, isEngineFault, planFaults, type FaultKind, type FaultPhase, type PlannedFault } from './schedule';
 
 export interface ChaosOptions {
   /** Faults to inject, one per iteration (the run has this many iterations). */
@@ -185,7 +185,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
   }
   mkdirSync(path.join(stateDir, 'logs'), { recursive: true });
   const runId = `chaos-${options.seed}`;
-  const plan = options.plan ?? planFaults({ seed: options.seed, count: options.faults, kinds: options.kinds, phases: options.phases });
+  let plan = options.plan ?? planFaults({ seed: options.seed, count: options.faults, kinds: options.kinds, phases: options.phases });
 
   const configPath = path.join(stateDir, `${runId}.json`);
   const raw = chaosConfig(runId, plan.length, path.join(stateDir, 'store'), options.weightSync);
@@ -367,7 +367,10 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
           `${verdict.violations.length === 0 ? 'invariants hold' : `VIOLATIONS: ${verdict.violations.join('; ')}`}`,
       );
       k = done;
-      if (k < plan.length) arm(plan[k]!);
+      if (k < plan.length) {
+        await deferRolloutFaultWithoutRollout(k);
+        arm(plan[k]!);
+      }
     }
     const summary = gaveUp ? undefined : await Promise.race([handle.result(), sleep(Math.max(0, deadline - Date.now())).then(() => undefined)]);
     runCompleted = summary !== undefined && summary.iterations === plan.length && summary.version === plan.length;
@@ -403,6 +406,21 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
 
   function faultId(fault: PlannedFault): string {
     return `fault-${fault.index}`;
+  }
+
+  /**
+   * Iteration `k` has no rollout phase when the run holds a batch's worth of completed samples
+   * before it starts (paused after the one before): a fault aimed at rollout then changes places
+   * with the next one aimed elsewhere.
+   */
+  async function deferRolloutFaultWithoutRollout(k: number): Promise<void> {
+    const status = await poll();
+    if (status === undefined || status.samples.completedWaiting < status.batchSize) return;
+    const deferred = deferRolloutFault(plan, k);
+    if (deferred === undefined) return;
+    const next = deferred.plan[k]!;
+    log(`  harness: iteration ${k} starts with its batch complete (no rollout phase): ${plan[k]!.kind}@rollout moved to iteration ${deferred.movedTo}, ${next.kind}@${next.phase} takes its place`);
+    plan = deferred.plan;
   }
 
   /** The call a process kill waits for: held open until the kill (released then), at most this long. */

@@ -86,6 +86,24 @@ export function planFaults(options: ScheduleOptions): PlannedFault[] {
   return chosen.map((pair, index) => ({ index, ...pair, point: next() }));
 }
 
+/**
+ * The plan with fault `k` swapped for the next later fault aimed at another phase (and where fault
+ * `k` went), for an
+ * iteration that will have no rollout phase (its batch complete at its start) while fault `k` is
+ * aimed at rollout; each keeps its iteration's index. Undefined when fault `k` is not aimed at
+ * rollout or no later fault is aimed elsewhere.
+ */
+export function deferRolloutFault(plan: readonly PlannedFault[], k: number): { plan: PlannedFault[]; movedTo: number } | undefined {
+  checkIntRange('fault to defer', k, 0, plan.length - 1);
+  if (plan[k]!.phase !== 'rollout') return undefined;
+  const j = plan.findIndex((fault, index) => index > k && fault.phase !== 'rollout');
+  if (j < 0) return undefined;
+  const swapped = [...plan];
+  swapped[k] = { ...plan[j]!, index: k };
+  swapped[j] = { ...plan[k]!, index: j };
+  return { plan: swapped, movedTo: j };
+}
+
 /** How many applicable (kind × phase) pairs of the selection a list of (kind, phase) observations covers. */
 export function coverage(
   observed: readonly { kind: FaultKind; phase: string }[],

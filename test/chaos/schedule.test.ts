@@ -1,6 +1,6 @@
 /** The fault schedule of the harness: seeded, covers every kind × phase before repeating, validated. */
 import { describe, expect, it } from 'vitest';
-import { coverage, FAULT_KINDS, FAULT_PHASES, planFaults } from '../../src/chaos/schedule';
+import { coverage, deferRolloutFault, FAULT_KINDS, FAULT_PHASES, planFaults, type PlannedFault } from '../../src/chaos/schedule';
 import { ValidationError } from '../../src/gpu';
 
 describe('fault schedule', () => {
@@ -66,5 +66,35 @@ describe('coverage of the kinds and phases asked for', () => {
     ];
     expect(coverage(struck, ['server-kill', 'engine-hang'], ['train', 'sync'])).toEqual({ covered: 3, total: 4, missing: ['engine-hang@sync'] });
     expect(coverage(struck, ['server-kill'], ['train', 'sync'])).toEqual({ covered: 2, total: 2, missing: [] });
+  });
+});
+
+describe('a fault aimed at rollout, for an iteration without a rollout phase', () => {
+  const plan: PlannedFault[] = [
+    { index: 0, kind: 'server-kill', phase: 'rollout', point: 0.1 },
+    { index: 1, kind: 'engine-error', phase: 'rollout', point: 0.2 },
+    { index: 2, kind: 'engine-hang', phase: 'rollout', point: 0.3 },
+    { index: 3, kind: 'gpu-node-kill', phase: 'sync', point: 0.4 },
+    { index: 4, kind: 'engine-slow', phase: 'train', point: 0.5 },
+  ];
+
+  it('changes places with the next fault aimed elsewhere, each keeping its iteration', () => {
+    const deferred = deferRolloutFault(plan, 1);
+    expect(deferred?.movedTo).toBe(3);
+    expect(deferred?.plan.map((f) => `${f.index}:${f.kind}@${f.phase}`)).toEqual([
+      '0:server-kill@rollout',
+      '1:gpu-node-kill@sync',
+      '2:engine-hang@rollout',
+      '3:engine-error@rollout',
+      '4:engine-slow@train',
+    ]);
+    expect(deferred?.plan[1]?.point).toBe(0.4);
+    expect(plan[1]?.kind).toBe('engine-error');
+  });
+
+  it('stays where it is when no later fault is aimed elsewhere, or when it is not aimed at rollout', () => {
+    expect(deferRolloutFault(plan.slice(0, 3), 0)).toBeUndefined();
+    expect(deferRolloutFault(plan, 3)).toBeUndefined();
+    expect(() => deferRolloutFault(plan, 5)).toThrow(/fault to defer/);
   });
 });
