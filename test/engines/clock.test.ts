@@ -12,6 +12,18 @@ describe('SimClock', () => {
     expect(clock.elapsedSimMs(start)).toBeGreaterThanOrEqual(900);
   });
 
+  it('never resolves before its deadline (a timer can fire early by the event loop clock)', async () => {
+    const clock = new SimClock({ timeScale: 1 });
+    const early: number[] = [];
+    for (let i = 0; i < 200; i++) {
+      const start = performance.now();
+      await clock.sleep(2.5);
+      const waited = performance.now() - start;
+      if (waited < 2.5) early.push(waited);
+    }
+    expect(early).toEqual([]);
+  });
+
   it('rejects promptly with SimAbortError when the signal aborts, and at once if already aborted', async () => {
     const clock = new SimClock({ timeScale: 1 });
     const controller = new AbortController();

@@ -81,7 +81,9 @@ export class SimClock {
       const arm = (): void => {
         const remaining = deadline - performance.now();
         timer = setTimeout(() => {
-          if (remaining > MAX_TIMER_DELAY_MS) return arm();
+          // Node times a timer from the event loop's cached clock, which can lag performance.now():
+          // one can fire up to a millisecond before the deadline, so the rest is waited for.
+          if (performance.now() < deadline) return arm();
           signal?.removeEventListener('abort', onAbort);
           resolve();
         }, Math.max(0, Math.min(remaining, MAX_TIMER_DELAY_MS)));
