@@ -25,7 +25,7 @@ import { FsTrajectoryStore } from '../store';
 import { startWorkerProcesses } from '../launch/workerProcesses';
 import { freePort } from '../process/ports';
 import { startDevServer, type DevServer } from '../temporal/devServer';
-import { queryRunStatus } from '../temporal/runStatus';
+import { PHASES, queryRunStatus } from '../temporal/runStatus';
 import { engineStateDir, faultInjectionDir, runtimePaths } from '../workers/runtime';
 import type { RunSummary } from '../workflows/run';
 import { checkIteration, checkObservedStatus, observeVersions, type ObservedVersions, type RankEngineState, type TrainerEngineState } from './invariants';
@@ -142,8 +142,8 @@ function phaseOperation(phase: FaultPhase, spec: RunSpec, point: number): Omit<I
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
-/** The order an iteration passes its phases in, each once (src/iteration/program.ts). */
-const PHASE_ORDER: readonly Phase[] = ['starting', 'rollout', 'shrink', 'train', 'stop', 'sync', 'expand'];
+/** The phases a completed attempt passes, each once and in this order (src/iteration/program.ts). */
+const ATTEMPT_PHASES: readonly Phase[] = PHASES.filter((phase) => phase !== 'recovering' && phase !== 'done');
 
 /**
  * The phase iteration `stats` was in at `atMs` (its workflow's clock, the same machine's), from
@@ -152,7 +152,7 @@ const PHASE_ORDER: readonly Phase[] = ['starting', 'rollout', 'shrink', 'train',
 export function phaseAt(stats: Pick<IterationStats, 'startedAtMs' | 'endedAtMs' | 'phaseMs'>, atMs: number): Phase | undefined {
   if (atMs < stats.startedAtMs || atMs > stats.endedAtMs) return undefined;
   let end = stats.startedAtMs;
-  for (const phase of PHASE_ORDER) {
+  for (const phase of ATTEMPT_PHASES) {
     end += stats.phaseMs[phase] ?? 0;
     if (atMs < end) return phase;
   }
@@ -304,12 +304,12 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
       let done = k + 1;
       for (;;) {
         if (Date.now() > deadline) throw new Error(`iteration ${k} did not finish before the deadline (last status: ${JSON.stringify(lastStatus?.phase)})`);
-        const status = await poll();
         const description = await withTimeout(handle.describe(), 15_000).catch(() => undefined);
         if (description?.status.name === 'COMPLETED') {
           done = plan.length;
           break;
         }
+        const status = await poll();
         if (status !== undefined && status.paused && status.iteration > k) {
           done = status.iteration;
           break;

@@ -87,11 +87,10 @@ export function planFaults(options: ScheduleOptions): PlannedFault[] {
 }
 
 /**
- * The plan with fault `k` swapped for the next later fault aimed at another phase (and where fault
- * `k` went), for an
- * iteration that will have no rollout phase (its batch complete at its start) while fault `k` is
- * aimed at rollout; each keeps its iteration's index. Undefined when fault `k` is not aimed at
- * rollout or no later fault is aimed elsewhere.
+ * For an iteration `k` that will have no rollout phase (its batch complete at its start) while
+ * fault `k` is aimed at rollout: the plan with fault `k` swapped for the next later fault aimed at
+ * another phase, each keeping its iteration's index, and where fault `k` went. Undefined when
+ * fault `k` is not aimed at rollout or no later fault is aimed elsewhere.
  */
 export function deferRolloutFault(plan: readonly PlannedFault[], k: number): { plan: PlannedFault[]; movedTo: number } | undefined {
   checkIntRange('fault to defer', k, 0, plan.length - 1);

@@ -12,7 +12,8 @@ import { describeError } from '../contract/errors';
 import { PROGRESS_QUERY, runWorkflowId, STATUS_QUERY } from '../contract/naming';
 import type { IterationProgress, Phase, RunStatus } from '../contract/types';
 
-const PHASES = ['starting', 'rollout', 'shrink', 'train', 'stop', 'sync', 'expand', 'recovering', 'done'] as const satisfies readonly Phase[];
+/** Every phase, in the order an iteration passes them (`recovering`: a failed attempt's restore). */
+export const PHASES = ['starting', 'rollout', 'shrink', 'train', 'stop', 'sync', 'expand', 'recovering', 'done'] as const satisfies readonly Phase[];
 /** Compile-time check that PHASES lists every Phase (a new phase must be added here too). */
 const _everyPhaseListed: Exclude<Phase, (typeof PHASES)[number]> extends never ? true : never = true;
 const count = () => z.number().int().nonnegative();

@@ -97,8 +97,10 @@ export class SglangWeightReceiver implements WeightReceiver {
   }
 }
 
-/** vLLM's weight-transfer engine: start → one update per bucket → finish, then the version. */
-/** vLLM's completions do not name their version: the adapter reads it before each turn, not from here. */
+/**
+ * vLLM's weight-transfer engine: start → one update per bucket → finish, then the version (which
+ * the adapter reads from the engine before each turn, not from here).
+ */
 export class VllmWeightReceiver implements WeightReceiver {
   constructor(private readonly http: HttpClient) {}
 

@@ -178,7 +178,7 @@ export class VllmRolloutEngine implements RolloutEngine {
     const state = await this.engineState();
     // A first call takes this read as the adapter's starting record instead of reading twice.
     if (this.engineStateRead === undefined) {
-      this.adoptEngineState(state);
+      this.adoptSleepState(state.sleeping);
       this.engineStateRead = Promise.resolve();
     } else await this.engineStateRead;
     const { weightVersion, sleeping } = state;
@@ -195,9 +195,11 @@ export class VllmRolloutEngine implements RolloutEngine {
   }
 
   private async engineState(): Promise<{ weightVersion: number; sleeping: boolean }> {
-    const weightVersion = await this.servedVersion();
-    const sleeping = await this.http.json('GET', '/is_sleeping', undefined, z.object({ is_sleeping: z.boolean() }).loose());
-    return { weightVersion, sleeping: sleeping.is_sleeping };
+    return { weightVersion: await this.servedVersion(), sleeping: await this.isSleeping() };
+  }
+
+  private async isSleeping(): Promise<boolean> {
+    return (await this.http.json('GET', '/is_sleeping', undefined, z.object({ is_sleeping: z.boolean() }).loose())).is_sleeping;
   }
 
   /**
@@ -215,12 +217,12 @@ export class VllmRolloutEngine implements RolloutEngine {
   /**
    * The engine outlives this adapter (a gpu-node worker restarts, the server keeps running): before
    * its first call the adapter takes the sleep state from the engine rather than assume everything
-   * resident. A partial wake (weights only) reads as asleep, so
-   * every tag counts as released. A failed read is retried by the next call.
+   * resident. A partial wake (weights only) reads as asleep, so every tag counts as released. A
+   * failed read is retried by the next call.
    */
   private readEngineStateOnce(): Promise<void> {
-    this.engineStateRead ??= this.engineState().then(
-      (state) => this.adoptEngineState(state),
+    this.engineStateRead ??= this.isSleeping().then(
+      (sleeping) => this.adoptSleepState(sleeping),
       (error: unknown) => {
         this.engineStateRead = undefined;
         throw error;
@@ -229,7 +231,7 @@ export class VllmRolloutEngine implements RolloutEngine {
     return this.engineStateRead;
   }
 
-  private adoptEngineState({ sleeping }: { sleeping: boolean }): void {
+  private adoptSleepState(sleeping: boolean): void {
     this.resident.clear();
     if (!sleeping) for (const tag of ALL_MEMORY_TAGS) this.resident.add(tag);
   }
