@@ -8,7 +8,7 @@ import path from 'node:path';
 import { loadWorkloadCsv } from '../engines/simulated/workload';
 import { PIPELINE_POLICY, ROLL_BASELINE_POLICY, type SchedulingPolicy, type StalenessPolicy, type Strategy } from '../gpu';
 import { minimumTrainGpus } from '../engines/simulated/roofline';
-import { asStrategy, presetPath, readRawConfig, resizePool, withTrainNodes, WORKLOAD_SHAPE_NOTES, WORKLOAD_SHAPES, type WorkloadShape } from '../simulator/presets';
+import { asStrategy, presetPath, readRawConfig, resizePool, withTrainGpus, WORKLOAD_SHAPE_NOTES, WORKLOAD_SHAPES, type WorkloadShape } from '../simulator/presets';
 import type { StalenessReport, StrategyReport } from '../simulator/report';
 import { checkTimelines } from '../timeline/schema';
 import type { Timeline } from '../timeline/types';
@@ -426,7 +426,7 @@ export interface SplitCandidate {
 }
 
 export interface SplitSearch {
-  /** The smallest train group training memory allows (GPUs), rounded up to whole nodes. */
+  /** The smallest train group training memory allows (GPUs), before rounding up to the split's step (whole nodes, or whole ranks on a one-node pool). */
   minimumTrainGpus: number;
   iterations: number;
   /** bounded: a golden-section search that assumes trajectories/s unimodal in the train-group size (src/simulator/splitSearch.ts); exhaustive: every feasible size. */
@@ -446,23 +446,32 @@ export interface SplitJobs {
 }
 
 /**
- * Every static split the pool allows (train group of whole nodes, from the smallest training
- * memory allows to all nodes but one), as disaggregated runs of `iterations` iterations.
+ * Every static split the pool allows, as disaggregated runs of `iterations` iterations: train
+ * groups of whole nodes, from the smallest training memory allows to all nodes but one; on a
+ * one-node pool, train groups of whole ranks within the node instead (the rest roll out).
  */
 export function staticSplitJobs(base: LoadedBase, iterations: number, workload: { csv?: string; shape?: WorkloadShape } = {}): SplitJobs {
   const parsed = asStrategy(base.raw, 'multiplexed', base.file);
   const { nodes, gpusPerNode } = parsed.layout;
   const hardware = parsed.config.simulation.hardware;
   const minimum = hardware === undefined ? 1 : minimumTrainGpus(hardware, parsed.config.maxTokens);
-  const firstNodes = Math.max(1, Math.ceil(minimum / gpusPerNode));
-  if (firstNodes >= nodes) throw new CliError(`no feasible static split: training needs ${minimum} GPUs, the pool has ${nodes} nodes of ${gpusPerNode}`, 2);
-  const trainGpus: number[] = [];
-  const jobs: BenchJob[] = [];
-  for (let trainNodes = firstNodes; trainNodes < nodes; trainNodes++) {
-    trainGpus.push(trainNodes * gpusPerNode);
-    jobs.push({ file: base.file, raw: withTrainNodes(base.raw, trainNodes, gpusPerNode), strategy: 'disaggregated', iterations, ...workload });
-  }
+  const trainGpus = splitTrainGroupSizes(minimum, nodes, gpusPerNode, parsed.config.rollout.gpusPerRank);
+  const jobs = trainGpus.map((gpus): BenchJob => ({ file: base.file, raw: withTrainGpus(base.raw, gpus), strategy: 'disaggregated', iterations, ...workload }));
   return { minimumTrainGpus: minimum, iterations, trainGpus, jobs };
+}
+
+/** The train-group sizes (GPUs) a static split may take: whole nodes, or whole ranks of the one node. */
+export function splitTrainGroupSizes(minimum: number, nodes: number, gpusPerNode: number, gpusPerRank: number): number[] {
+  const step = nodes > 1 ? gpusPerNode : gpusPerRank;
+  const largest = nodes > 1 ? (nodes - 1) * gpusPerNode : gpusPerNode - gpusPerRank;
+  const smallest = Math.max(1, Math.ceil(minimum / step)) * step;
+  if (smallest > largest) {
+    const room = nodes > 1 ? `${nodes} nodes of ${gpusPerNode} GPUs (a split keeps at least one node for rollout)` : `one node of ${gpusPerNode} GPUs in ranks of ${gpusPerRank} (a split keeps at least one rank for rollout)`;
+    throw new CliError(`no feasible static split: training needs ${minimum} GPUs, the pool has ${room}; --split-iterations 0 skips the search`, 2);
+  }
+  const sizes: number[] = [];
+  for (let gpus = smallest; gpus <= largest; gpus += step) sizes.push(gpus);
+  return sizes;
 }
 
 /** The best feasible static split by trained trajectories/s, each candidate simulated on the pool. */

@@ -79,9 +79,9 @@ export function resizePool(base: Raw, nodes: number, source: string): Raw {
   };
 }
 
-/** The base with its train group on the first `trainNodes` whole nodes. */
-export function withTrainNodes(base: Raw, trainNodes: number, gpusPerNode: number): Raw {
-  return { ...base, train: { gpus: `0-${trainNodes * gpusPerNode - 1}` } };
+/** The base with its train group on the first `trainGpus` GPUs (0 to trainGpus - 1). */
+export function withTrainGpus(base: Raw, trainGpus: number): Raw {
+  return { ...base, train: { gpus: `0-${trainGpus - 1}` } };
 }
 
 export const WORKLOAD_SHAPES = ['swe', 'heavy-tail', 'light-tail', 'bimodal'] as const;

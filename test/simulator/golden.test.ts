@@ -16,7 +16,7 @@ import { describe, expect, it } from 'vitest';
 import { examplesDir } from '../../src/config';
 import { ROLL_BASELINE_POLICY, type Strategy } from '../../src/gpu';
 import { simulationConfig, type SimulationOptions } from '../../src/simulator/config';
-import { asStrategy, presetPath, readRawConfig, shapedWorkload, withTrainNodes } from '../../src/simulator/presets';
+import { asStrategy, presetPath, readRawConfig, shapedWorkload, withTrainGpus } from '../../src/simulator/presets';
 import { strategyReport } from '../../src/simulator/report';
 import { simulate } from '../../src/simulator/simulator';
 
@@ -40,7 +40,7 @@ const STRATEGIES: readonly Strategy[] = ['disaggregated', 'multiplexed', 'coloca
 
 const CASES: readonly GoldenCase[] = [
   ...STRATEGIES.map((strategy): GoldenCase => ({ name: `seed-160 ${strategy}`, file: SEED, strategy, options: { iterations: 2, timelineIterations: 1 } })),
-  { name: 'seed-160 static split 56 + 104', file: SEED, strategy: 'disaggregated', raw: (raw) => withTrainNodes(raw, 7, 8), options: { iterations: 2 } },
+  { name: 'seed-160 static split 56 + 104', file: SEED, strategy: 'disaggregated', raw: (raw) => withTrainGpus(raw, 56), options: { iterations: 2 } },
   { name: 'seed-160 multiplexed, ROLL-like baseline, drop stale', file: SEED, strategy: 'multiplexed', options: { iterations: 3, policy: ROLL_BASELINE_POLICY, staleness: 'drop' } },
   {
     name: 'seed-160 multiplexed, keep prefix, least-work release, adaptive trigger',

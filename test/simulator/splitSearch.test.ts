@@ -6,7 +6,8 @@
  */
 import { describe, expect, it } from 'vitest';
 import { BenchPool, type BenchJobResult } from '../../src/cli/benchJobs';
-import { loadBase, searchStaticSplits, staticSplitJobs, type SplitSearch } from '../../src/cli/simulatorBench';
+import { CliError } from '../../src/cli/errors';
+import { loadBase, searchStaticSplits, splitTrainGroupSizes, staticSplitJobs, type SplitSearch } from '../../src/cli/simulatorBench';
 import { resizePool, WORKLOAD_SHAPES, type WorkloadShape } from '../../src/simulator/presets';
 import { bestCandidate, searchBestCandidate, type SplitSearchMode } from '../../src/simulator/splitSearch';
 
@@ -107,6 +108,32 @@ describe('bounded vs exhaustive static split search on the simulator', () => {
       expect(bounded.candidates.length).toBeLessThan(exhaustive.candidates.length);
     }, 120_000);
   }
+});
+
+describe('the static splits a pool allows', () => {
+  it('takes whole nodes on a pool of several, up to all nodes but one', () => {
+    expect(splitTrainGroupSizes(1, 4, 8, 1)).toEqual([8, 16, 24]);
+    expect(splitTrainGroupSizes(52, 20, 8, 1)).toEqual([56, 64, 72, 80, 88, 96, 104, 112, 120, 128, 136, 144, 152]);
+  });
+
+  it('takes whole ranks of the node on a one-node pool, up to all its ranks but one', () => {
+    expect(splitTrainGroupSizes(1, 1, 8, 1)).toEqual([1, 2, 3, 4, 5, 6, 7]);
+    expect(splitTrainGroupSizes(3, 1, 8, 2)).toEqual([4, 6]);
+  });
+
+  it('refuses a pool with no room for a split, naming the skip flag', () => {
+    expect(() => splitTrainGroupSizes(8, 1, 8, 1)).toThrow(CliError);
+    expect(() => splitTrainGroupSizes(8, 1, 8, 1)).toThrow(/training needs 8 GPUs, the pool has one node of 8 GPUs in ranks of 1 .*--split-iterations 0/);
+    expect(() => splitTrainGroupSizes(17, 3, 8, 1)).toThrow(/training needs 17 GPUs, the pool has 3 nodes of 8 GPUs/);
+  });
+
+  it("the demo config's one node: a disaggregated run per size, its train group on the first GPUs", () => {
+    // --config wins over the preset, as on the command line.
+    const split = staticSplitJobs(loadBase({ preset: 'seed-160', config: 'examples/multiplexed.yaml' }), 1);
+    expect(split.trainGpus).toEqual([1, 2, 3, 4, 5, 6, 7]);
+    expect(split.jobs.map((job) => job.raw.train)).toEqual(['0-0', '0-1', '0-2', '0-3', '0-4', '0-5', '0-6'].map((gpus) => ({ gpus })));
+    expect(split.jobs.every((job) => job.strategy === 'disaggregated')).toBe(true);
+  });
 });
 
 // The pool runs what it is given in this thread when asked for one thread: the results are the jobs'.
