@@ -57,6 +57,16 @@ export function redactSecrets(text: string, secrets: readonly string[]): string 
   return out;
 }
 
+/**
+ * What removes `apiKey` from text bound for an error (and so for workflow history), raw or
+ * JSON-escaped: a server or a gateway may echo the request's headers back, in a body or a message.
+ */
+export function keyRedactor(apiKey: string | undefined): (text: string) => string {
+  if (apiKey === undefined) return (text) => text;
+  const secrets = [apiKey, JSON.stringify(apiKey).slice(1, -1)];
+  return (text) => redactSecrets(text, secrets);
+}
+
 /** The secrets inside auth headers, for redactSecrets. */
 export function headerSecrets(headers: EngineAuthHeaders): string[] {
   const authorization = headers.Authorization;

@@ -3,7 +3,7 @@
  * errors that name the endpoint and the status. Uses the global fetch (Node >= 20).
  */
 import { z } from 'zod';
-import { redactSecrets } from '../auth';
+import { keyRedactor } from '../auth';
 import { EngineHttpError, EngineProtocolError } from './errors';
 
 export interface HttpClientOptions {
@@ -19,6 +19,8 @@ const BODY_EXCERPT = 300;
 
 export class HttpClient {
   readonly baseUrl: string;
+  /** Engine text that goes into an error without the API key (src/engines/auth.ts, keyRedactor). */
+  readonly redact: (text: string) => string;
   private readonly apiKey: string | undefined;
   private readonly controlTimeoutMs: number;
 
@@ -26,14 +28,7 @@ export class HttpClient {
     this.baseUrl = options.baseUrl.replace(/\/+$/, '');
     this.apiKey = options.apiKey;
     this.controlTimeoutMs = options.controlTimeoutMs ?? 120_000;
-  }
-
-  /**
-   * Engine text that goes into an error (and so into workflow history) without the API key, raw
-   * or JSON-escaped: an engine or a gateway may echo the request's headers back.
-   */
-  redact(text: string): string {
-    return this.apiKey === undefined ? text : redactSecrets(text, [this.apiKey, JSON.stringify(this.apiKey).slice(1, -1)]);
+    this.redact = keyRedactor(options.apiKey);
   }
 
   endpoint(method: string, path: string): string {

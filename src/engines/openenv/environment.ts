@@ -19,6 +19,7 @@
 import type { OpenEnvEnvironmentConfig } from './config';
 import type { AgentEnvironment, EnvironmentReset, EnvironmentStep, EpisodeHistory } from '../types';
 import { buildAction, observationText, renderTemplate } from './actions';
+import { keyRedactor } from '../auth';
 import { EnvironmentProtocolError, EnvironmentUnavailableError, EpisodeLostError } from './errors';
 import { stepResultSchema, type OpenEnvStepResult } from './protocol';
 import { OpenEnvSession } from './session';
@@ -58,9 +59,12 @@ export class OpenEnvEnvironment implements AgentEnvironment {
   private readonly active: number[];
   private readonly waiting: (() => void)[] = [];
   private readonly now: () => number;
+  /** Server text bound for an error, without the API key. */
+  private readonly redact: (text: string) => string;
 
   constructor(private readonly options: OpenEnvEnvironmentOptions) {
     this.config = options.config;
+    this.redact = keyRedactor(options.apiKey);
     this.active = options.config.servers.map(() => 0);
     this.now = options.now ?? (() => Date.now());
   }
@@ -98,16 +102,18 @@ export class OpenEnvEnvironment implements AgentEnvironment {
       throw new EnvironmentUnavailableError(where, `no answer: ${error instanceof Error ? error.message : String(error)}`);
     }
     const text = await response.text();
-    if (response.status >= 500) throw new EnvironmentUnavailableError(where, `HTTP ${response.status}: ${text.slice(0, EXCERPT)}`);
-    if (!response.ok) throw new EnvironmentProtocolError(where, `HTTP ${response.status}: ${text.slice(0, EXCERPT)}`);
+    // Redacted before it is cut: a cut could split the key.
+    const excerpt = this.redact(text).slice(0, EXCERPT);
+    if (response.status >= 500) throw new EnvironmentUnavailableError(where, `HTTP ${response.status}: ${excerpt}`);
+    if (!response.ok) throw new EnvironmentProtocolError(where, `HTTP ${response.status}: ${excerpt}`);
     let value: unknown;
     try {
       value = JSON.parse(text);
     } catch {
-      throw new EnvironmentProtocolError(where, `expected JSON, got ${JSON.stringify(text.slice(0, EXCERPT))}`);
+      throw new EnvironmentProtocolError(where, `expected JSON, got ${JSON.stringify(excerpt)}`);
     }
     const parsed = stepResultSchema.safeParse(value);
-    if (!parsed.success) throw new EnvironmentProtocolError(where, `malformed reset answer: ${z.prettifyError(parsed.error).replace(/\n/g, '; ')}`);
+    if (!parsed.success) throw new EnvironmentProtocolError(where, `malformed reset answer: ${this.redact(z.prettifyError(parsed.error).replace(/\n/g, '; '))}`);
     return this.promptOf(parsed.data, where);
   }
 

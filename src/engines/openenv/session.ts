@@ -7,6 +7,7 @@
  */
 import WebSocket from 'ws';
 import { z } from 'zod';
+import { keyRedactor } from '../auth';
 import { EnvironmentProtocolError, EnvironmentUnavailableError } from './errors';
 import { sessionUrl, UNAVAILABLE_ERROR_CODES, wsAnswerSchema, type OpenEnvAction, type OpenEnvStepResult } from './protocol';
 
@@ -25,9 +26,11 @@ export class OpenEnvSession {
   private constructor(
     private readonly socket: WebSocket,
     readonly where: string,
+    /** Server text bound for an error, without the API key. */
+    private readonly redact: (text: string) => string,
   ) {
     socket.on('message', (data) => this.onMessage(String(data)));
-    socket.on('close', (code, reason) => this.fail(new EnvironmentUnavailableError(this.where, `the WebSocket closed (code ${code}${reason.length > 0 ? `, ${reason.toString()}` : ''})`)));
+    socket.on('close', (code, reason) => this.fail(new EnvironmentUnavailableError(this.where, `the WebSocket closed (code ${code}${reason.length > 0 ? `, ${redact(reason.toString())}` : ''})`)));
     socket.on('error', (error) => this.fail(new EnvironmentUnavailableError(this.where, `WebSocket error: ${error.message}`)));
   }
 
@@ -51,7 +54,7 @@ export class OpenEnvSession {
       socket.once('open', () => {
         socket.removeListener('error', onError);
         socket.removeAllListeners('unexpected-response');
-        resolve(new OpenEnvSession(socket, where));
+        resolve(new OpenEnvSession(socket, where, keyRedactor(options.apiKey)));
       });
     });
   }
@@ -95,7 +98,7 @@ export class OpenEnvSession {
   private onMessage(text: string): void {
     const pending = this.pending;
     if (pending === undefined) {
-      this.fail(new EnvironmentProtocolError(this.where, `an answer no request asked for: ${JSON.stringify(text.slice(0, EXCERPT))}`));
+      this.fail(new EnvironmentProtocolError(this.where, `an answer no request asked for: ${this.excerpt(text)}`));
       this.socket.terminate();
       return;
     }
@@ -103,13 +106,13 @@ export class OpenEnvSession {
     try {
       value = JSON.parse(text);
     } catch {
-      this.fail(new EnvironmentProtocolError(this.where, `expected a JSON message, got ${JSON.stringify(text.slice(0, EXCERPT))}`));
+      this.fail(new EnvironmentProtocolError(this.where, `expected a JSON message, got ${this.excerpt(text)}`));
       this.socket.terminate();
       return;
     }
     const parsed = wsAnswerSchema.safeParse(value);
     if (!parsed.success) {
-      this.fail(new EnvironmentProtocolError(this.where, `malformed answer: ${z.prettifyError(parsed.error).replace(/\n/g, '; ')}: ${JSON.stringify(text.slice(0, EXCERPT))}`));
+      this.fail(new EnvironmentProtocolError(this.where, `malformed answer: ${this.redact(z.prettifyError(parsed.error).replace(/\n/g, '; '))}: ${this.excerpt(text)}`));
       this.socket.terminate();
       return;
     }
@@ -119,12 +122,18 @@ export class OpenEnvSession {
     if (answer.type === 'observation') return pending.resolve(answer.data);
     if (answer.type === 'error') {
       const code = answer.data.code ?? 'UNKNOWN';
+      const message = this.redact(answer.data.message);
       const error = UNAVAILABLE_ERROR_CODES.includes(code)
-        ? new EnvironmentUnavailableError(this.where, `server error ${code}: ${answer.data.message}`)
-        : new EnvironmentProtocolError(this.where, `server error ${code}: ${answer.data.message}`, code);
+        ? new EnvironmentUnavailableError(this.where, `server error ${code}: ${message}`)
+        : new EnvironmentProtocolError(this.where, `server error ${code}: ${message}`, code);
       return pending.reject(error);
     }
     pending.reject(new EnvironmentProtocolError(this.where, `expected an observation, got a ${answer.type} message`));
+  }
+
+  /** The start of a server's message, quoted, for an error: redacted before it is cut (a cut could split the key). */
+  private excerpt(text: string): string {
+    return JSON.stringify(this.redact(text).slice(0, EXCERPT));
   }
 
   /** Ends the session for `error`: the request in flight (if any) fails with it. */

@@ -142,6 +142,41 @@ describe('bad environment answers', () => {
     await expect(environment(bad.url).promptIds(3)).rejects.toThrow(/expected JSON, got "<html>"/);
   });
 
+  it('the API key a server echoes back (raw or JSON-escaped) reaches no error', async () => {
+    const key = 'sk-"echoed"\\key';
+    const echo = (authorization: string | undefined) => JSON.stringify({ detail: `bad credentials: ${authorization}`, raw: authorization });
+    const http: Server = createServer((req, res) => {
+      req.resume();
+      req.on('end', () => {
+        res.statusCode = 401;
+        res.end(echo(req.headers.authorization));
+      });
+    });
+    const wss = new WebSocketServer({ server: http, path: '/ws' });
+    wss.on('connection', (socket, req) => {
+      socket.on('message', () => socket.send(JSON.stringify({ type: 'error', data: { message: `denied for ${req.headers.authorization}`, code: 'EXECUTION_ERROR' } })));
+    });
+    await new Promise<void>((resolve) => http.listen(0, '127.0.0.1', resolve));
+    closers.push(async () => {
+      for (const client of wss.clients) client.terminate();
+      wss.close();
+      await new Promise((resolve) => http.close(resolve));
+    });
+    const url = `http://127.0.0.1:${(http.address() as AddressInfo).port}`;
+    const env = new OpenEnvEnvironment({ config: openEnvConfig([url], { retries: 0 }), tokenizer: agentTokenizer(), apiKey: key, retryDelayMs: 10 });
+    const escaped = JSON.stringify(key).slice(1, -1);
+    const resetError = String(await env.promptIds(3).catch((e: unknown) => e));
+    const stepError = String(await env.step(1, 0, 2, undefined, turn0, { promptIds, observationIds: [] }).catch((e: unknown) => e));
+    for (const message of [resetError, stepError]) {
+      expect(message).toContain('[redacted]');
+      expect(message).not.toContain(key);
+      expect(message).not.toContain(escaped);
+    }
+    expect(resetError).toMatch(/HTTP 401: .*bad credentials: Bearer \[redacted\]/);
+    expect(stepError).toMatch(/server error EXECUTION_ERROR: denied for Bearer \[redacted\]/);
+    env.close();
+  });
+
   it('a turn stopped during its step resumes with the kept answer: the environment steps once', async () => {
     let steps = 0;
     const s = await server((message, socket) => {
