@@ -480,8 +480,10 @@ export const runConfigSchema = z
       .prefault({}),
     temporal: z
       .object({
-        address: nonEmptyString('a host:port address').default('localhost:7233'),
-        namespace: nonEmptyString().default('default'),
+        /** Absent: $TEMPORAL_ADDRESS, then localhost:7233 (src/cli/context.ts; a --address flag wins over all). */
+        address: nonEmptyString('a host:port address').optional(),
+        /** Absent: $TEMPORAL_NAMESPACE, then default. */
+        namespace: nonEmptyString().optional(),
         taskQueuePrefix: z
           .string({ error: 'expected a task queue prefix' })
           .regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$/, {

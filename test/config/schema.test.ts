@@ -55,9 +55,8 @@ describe('defaults', () => {
     expect(config.simulation.costModel.offloadMs).toBe(2500);
     expect(config.simulation.workload.turns).toEqual({ median: 36, p90: 66 });
     expect(config.simulation.workload.seed).toBe(1);
+    // No address or namespace: the connection's flags, then $TEMPORAL_ADDRESS / $TEMPORAL_NAMESPACE, decide (src/cli/context.ts).
     expect(config.temporal).toEqual({
-      address: 'localhost:7233',
-      namespace: 'default',
       taskQueuePrefix: 'timeshare',
       heartbeatTimeoutSeconds: 15,
       lostNodeTimeoutSeconds: 300,
@@ -83,7 +82,6 @@ describe('defaults', () => {
     expect(config.simulation.workload.turns).toEqual({ median: 3, p90: 5 });
     expect(config.simulation.workload.envStepMs).toEqual({ median: 2000, p90: 8000 });
     expect(config.temporal).toEqual({
-      address: 'localhost:7233',
       namespace: 'rl',
       taskQueuePrefix: 'timeshare',
       heartbeatTimeoutSeconds: 15,
