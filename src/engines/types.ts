@@ -376,19 +376,19 @@ export const workloadSchema = z
     seed: z.number().int().nonnegative().default(1),
     /**
      * Turns per trajectory. 'lognormal' uses `turns`; 'csv' draws from a per-trajectory CSV with a
-     * `turns` column (e.g. shared/data/swebv_mini_gemini3pro.csv). Always capped at maxTurns.
+     * `turns` column (e.g. data/swebv_mini_gemini3pro.csv). Always capped at maxTurns.
      */
     turnDistribution: z.enum(['lognormal', 'csv']).default('lognormal'),
-    /** Defaults from the SWE-bench Verified statistics in shared/data: median 36, p90 66 turns. */
+    /** Defaults from the SWE-bench Verified statistics in data/: median 36, p90 66 turns. */
     turns: logNormalSchema.default({ median: 36, p90: 66 }),
     csvPath: z.string().min(1).optional(),
-    /** Completion tokens per turn; shared/data: median 89, p90 681. */
+    /** Completion tokens per turn; the same runs' per-call statistics (data/README.md): median 89, p90 681. */
     completionTokensPerTurn: logNormalSchema.default({ median: 89, p90: 681 }),
     /** Observation tokens added per environment step. */
     observationTokensPerTurn: logNormalSchema.default({ median: 300, p90: 1500 }),
     /** Prompt tokens at reset. */
     promptTokens: z.number().int().positive().default(2000),
-    /** Environment step latency (ms): shared/data gap between calls minus model time, roughly. */
+    /** Environment step latency (ms): the gap between model calls (median 4 s, p90 13 s; data/README.md) minus model time, roughly. */
     envStepMs: logNormalSchema.default({ median: 2000, p90: 8000 }),
     /** Probability that a finished trajectory earns reward 1 (else 0). */
     successRate: z.number().min(0).max(1).default(0.5),

@@ -9,8 +9,8 @@ import { SimGpuMemory } from '../../src/engines/simulated/gpuMemory';
 import { WorkloadModel } from '../../src/engines/simulated/workload';
 
 export const REPO_ROOT = path.resolve(__dirname, '..', '..');
-/** The shared data directory sits next to the repository (…/shared/data). */
-export const SHARED_CSV = path.resolve(REPO_ROOT, '..', 'shared', 'data', 'swebv_mini_gemini3pro.csv');
+/** The real agent-trajectory statistics the repository carries (data/README.md). */
+export const SWE_TRAJECTORIES_CSV = path.join(REPO_ROOT, 'data', 'swebv_mini_gemini3pro.csv');
 
 export function cost(overrides: Partial<CostModel> = {}): CostModel {
   return costModelSchema.parse(overrides);

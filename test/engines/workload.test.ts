@@ -5,7 +5,7 @@ import { CsvFormatError, parseCsvRecords } from '../../src/engines/simulated/csv
 import { loadTurnsCsv, loadWorkloadCsv, WorkloadModel } from '../../src/engines/simulated/workload';
 import { workloadSchema } from '../../src/engines/types';
 import { ValidationError } from '../../src/validation/patterns';
-import { median, quantile, REPO_ROOT, SHARED_CSV, tempDir } from './helpers';
+import { median, quantile, REPO_ROOT, SWE_TRAJECTORIES_CSV, tempDir } from './helpers';
 
 const limits = { maxTurns: 100, maxTokens: 65_536 };
 const ids = Array.from({ length: 5000 }, (_, i) => i);
@@ -64,14 +64,14 @@ describe('WorkloadModel (lognormal)', () => {
 });
 
 describe('WorkloadModel (csv)', () => {
-  it('loads the real shared CSV: 500 trajectories, median 36 turns', () => {
-    const turns = loadTurnsCsv(SHARED_CSV);
+  it('loads the real trajectories of data/: 500, median 36 turns', () => {
+    const turns = loadTurnsCsv(SWE_TRAJECTORIES_CSV);
     expect(turns).toHaveLength(500);
     expect(median(turns)).toBe(36);
   });
 
   it('draws turns from the CSV (path relative to baseDir), median about 36, capped at maxTurns', () => {
-    const params = workloadSchema.parse({ turnDistribution: 'csv', csvPath: path.relative(REPO_ROOT, SHARED_CSV) });
+    const params = workloadSchema.parse({ turnDistribution: 'csv', csvPath: path.relative(REPO_ROOT, SWE_TRAJECTORIES_CSV) });
     const model = WorkloadModel.fromParams(params, { maxTurns: 250, maxTokens: 65_536 }, { baseDir: REPO_ROOT });
     const turns = ids.map((id) => model.turnsFor(id));
     expect(Math.abs(median(turns) - 36)).toBeLessThanOrEqual(3);

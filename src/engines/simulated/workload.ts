@@ -61,7 +61,7 @@ function readCsvText(file: string): string {
 }
 
 /**
- * Reads a per-trajectory CSV (such as shared/data/swebv_mini_gemini3pro.csv): the `turns` column,
+ * Reads a per-trajectory CSV (such as data/swebv_mini_gemini3pro.csv): the `turns` column,
  * and optionally `completion_tokens_per_turn` (or `gen_tokens_total`) and `tool_seconds_per_turn`.
  * Throws CsvFormatError / ValidationError naming the file and line of the first bad value.
  */
