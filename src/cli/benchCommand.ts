@@ -3,7 +3,7 @@
  * charts) loads only when it runs.
  */
 import { availableParallelism } from 'node:os';
-import type { Command } from 'commander';
+import { Option, type Command } from 'commander';
 import { decimal } from './args';
 import type { BenchFlags } from './simulatorBench';
 
@@ -22,7 +22,9 @@ export function addBenchCommand(program: Command): void {
     .option('--split-iterations <n>', 'iterations per train-group size in the search for the best feasible static split (0: skip the search)', decimal('--split-iterations', 0), 10)
     .option('--exhaustive-split-search', 'simulate every feasible static split instead of the bounded golden-section search (which assumes trajectories/s unimodal in the train-group size)', false)
     .option('--workload-csv <file>', 'draw turns per trajectory from this CSV (a "turns" column), e.g. the SWE-bench Verified statistics')
-    .option('--threads <n>', 'simulations run side by side on this many worker threads (default: the CPUs available; 1: in the main thread)', decimal('--threads', 1), availableParallelism())
+    .addOption(
+      new Option('--threads <n>', 'simulations run side by side on this many worker threads (1: in the main thread)').argParser(decimal('--threads', 1)).default(availableParallelism(), 'the CPUs available'),
+    )
     .action(async (flags: BenchFlags) => {
       const { runBench } = await import('./simulatorBench');
       await runBench(flags);

@@ -1,7 +1,9 @@
 /**
  * docker-compose.yml cannot be brought up here (no Docker engine): check its structure instead —
- * services, pinned images, startup order, the search attributes the workflows need, and worker
- * commands that point at files in the repository.
+ * services, pinned images new enough for Worker Versioning, startup order, the search attributes
+ * the workflows need, and worker commands that point at files in the repository. Its one-shot
+ * setup script (deploy/compose-setup.sh) runs against real servers in
+ * test/deploy/composeSetup.test.ts.
  */
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
@@ -15,6 +17,7 @@ interface Service {
   image?: string;
   build?: unknown;
   command?: string[] | string;
+  entrypoint?: string[];
   depends_on?: Record<string, { condition: string }>;
   volumes?: string[];
   environment?: Record<string, string>;
@@ -23,8 +26,8 @@ const compose = parse(readFileSync(path.join(ROOT, 'docker-compose.yml'), 'utf8'
 const services = compose.services;
 
 describe('docker-compose.yml', () => {
-  it('has the cluster, the UI, the search-attribute job and both workers', () => {
-    expect(Object.keys(services).sort()).toEqual(['gpu-node', 'orchestrator', 'postgresql', 'register-search-attributes', 'temporal', 'temporal-ui'].sort());
+  it('has the database, its schema job, the server, its namespace job, the UI and both workers', () => {
+    expect(Object.keys(services).sort()).toEqual(['gpu-node', 'orchestrator', 'postgresql', 'temporal', 'temporal-namespace', 'temporal-schema', 'temporal-ui'].sort());
   });
 
   it('pins every image', () => {
@@ -34,12 +37,36 @@ describe('docker-compose.yml', () => {
     }
   });
 
-  it('starts in order: database healthy → server healthy → search attributes registered → workers', () => {
-    expect(services.temporal!.depends_on).toEqual({ postgresql: { condition: 'service_healthy' } });
-    expect(services['register-search-attributes']!.depends_on).toEqual({ temporal: { condition: 'service_healthy' } });
-    expect(services.orchestrator!.depends_on).toEqual({ 'register-search-attributes': { condition: 'service_completed_successfully' } });
+  it('runs a server and UI that have Worker Versioning (server >= 1.27.1, UI >= 2.36.0), the admin tools of the same version', () => {
+    const version = (image: string | undefined): number[] => (image?.split(':')[1] ?? '').split('.').map(Number);
+    const atLeast = (have: number[], want: number[]): boolean => {
+      for (let i = 0; i < want.length; i++) if ((have[i] ?? 0) !== want[i]) return (have[i] ?? 0) > want[i]!;
+      return true;
+    };
+    expect(services.temporal!.image).toMatch(/^temporalio\/server:/);
+    expect(atLeast(version(services.temporal!.image), [1, 27, 1]), services.temporal!.image).toBe(true);
+    expect(atLeast(version(services['temporal-ui']!.image), [2, 36, 0]), services['temporal-ui']!.image).toBe(true);
+    for (const job of ['temporal-schema', 'temporal-namespace']) expect(version(services[job]!.image), job).toEqual(version(services.temporal!.image));
+  });
+
+  it('starts in order: database healthy → schema → server → namespace and search attributes → UI and workers', () => {
+    expect(services['temporal-schema']!.depends_on).toEqual({ postgresql: { condition: 'service_healthy' } });
+    expect(services.temporal!.depends_on).toEqual({ 'temporal-schema': { condition: 'service_completed_successfully' } });
+    expect(services['temporal-namespace']!.depends_on).toEqual({ temporal: { condition: 'service_started' } });
+    for (const next of ['temporal-ui', 'orchestrator']) expect(services[next]!.depends_on, next).toEqual({ 'temporal-namespace': { condition: 'service_completed_successfully' } });
     expect(services.temporal!.environment).toMatchObject({ DB: 'postgres12', POSTGRES_SEEDS: 'postgresql' });
+    expect(services['temporal-schema']!.environment).toMatchObject({ POSTGRES_SEEDS: 'postgresql', POSTGRES_USER: 'temporal' });
+    expect(services['temporal-namespace']!.environment).toMatchObject({ TEMPORAL_ADDRESS: 'temporal:7233' });
     expect(services['temporal-ui']!.environment).toMatchObject({ TEMPORAL_ADDRESS: 'temporal:7233' });
+  });
+
+  it('runs the setup jobs from the script in the repository', () => {
+    for (const [job, step] of [['temporal-schema', 'schema'], ['temporal-namespace', 'namespace']] as const) {
+      const mount = services[job]!.volumes?.find((volume) => volume.startsWith('./deploy/compose-setup.sh:'));
+      expect(mount, job).toBeDefined();
+      expect(existsSync(path.join(ROOT, 'deploy', 'compose-setup.sh'))).toBe(true);
+      expect([...(services[job]!.entrypoint ?? []), ...([] as string[]).concat(services[job]!.command ?? [])], job).toEqual(['/bin/sh', mount!.split(':')[1], step]);
+    }
   });
 
   it("gives the server the dev server's dynamic config, from a file in the repository", () => {
@@ -53,7 +80,7 @@ describe('docker-compose.yml', () => {
   });
 
   it('registers exactly the search attributes the workflows set, with their types', () => {
-    const script = ([] as string[]).concat(services['register-search-attributes']!.command ?? []).join(' ');
+    const script = readFileSync(path.join(ROOT, 'deploy', 'compose-setup.sh'), 'utf8');
     const registered = [...script.matchAll(/(Timeshare\w+)=(\w+)/g)].map((m) => [m[1], m[2]]);
     expect(registered).toEqual(SEARCH_ATTRIBUTE_REGISTRATIONS.map(([name, type]) => [name, type]));
   });
