@@ -23,16 +23,11 @@ schema() {
     [ "${db}" = temporal_visibility ] && dir=visibility
     versioned="${TEMPORAL_SCHEMA_DIR:-/etc/temporal/schema}/postgresql/v12/${dir}/versioned"
     [ -d "${versioned}" ] || die "no schema files at ${versioned} (TEMPORAL_SCHEMA_DIR)"
-    # A database that exists already (a second `up`) is not an error; its schema version says the rest.
-    if ${sql} --db "${db}" create-database > /tmp/create.log 2>&1; then
-      echo "database ${db} created"
-      ${sql} --db "${db}" setup-schema -v 0.0
-    elif grep -q "already exists" /tmp/create.log; then
-      echo "database ${db} exists"
-    else
-      die "cannot create database ${db}: $(tail -n 3 /tmp/create.log)"
-    fi
-    # Idempotent: applies only the versions the database does not have yet.
+    # Each step is idempotent (tried with temporal-sql-tool 1.32.0 against PostgreSQL 15): creating
+    # a database that exists succeeds, setup-schema skips a schema past version 0.0, update-schema
+    # applies only the versions the database lacks. A failure stops the job with the tool's error.
+    ${sql} --db "${db}" create-database
+    ${sql} --db "${db}" setup-schema -v 0.0
     ${sql} --db "${db}" update-schema -d "${versioned}"
     echo "schema of ${db} is current"
   done
