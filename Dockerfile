@@ -8,6 +8,8 @@ COPY tsconfig.json tsconfig.build.json ./
 COPY bin ./bin
 COPY src ./src
 COPY examples ./examples
+# The trajectory statistics `timeshare bench --workload-csv data/...` reads.
+COPY data ./data
 # dist/ compiled once; the compiler and the other dev dependencies are not kept.
 COPY scripts/build.sh ./scripts/
 RUN bash scripts/build.sh && npm prune --omit=dev --no-audit --no-fund
