@@ -128,8 +128,83 @@ function interruption(log: (line: string) => void, message: string): { interrupt
   };
 }
 
+/** The `dev` that owns a state folder (`dev.lock`): its pid and its start time, so a reused pid is not taken for it. */
+interface FolderOwner {
+  pid: number;
+  started: string;
+}
+
+const lockFile = (stateDir: string) => path.join(stateDir, 'dev.lock');
+
+/** A process's start time since boot in clock ticks (/proc/<pid>/stat, field 22); undefined once it is gone. */
+export function startTimeOf(pid: number): string | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // Fields after the command name, which is in parentheses and may hold spaces: field 3 first.
+    return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19];
+  } catch {
+    return undefined;
+  }
+}
+
+function ownerOf(file: string): FolderOwner | undefined {
+  try {
+    const owner = JSON.parse(readFileSync(file, 'utf8')) as Partial<FolderOwner>;
+    return typeof owner.pid === 'number' && typeof owner.started === 'string' ? { pid: owner.pid, started: owner.started } : undefined;
+  } catch {
+    return undefined; // gone meanwhile, or cut short by a crash while written
+  }
+}
+
+/**
+ * Takes the state folder for this `dev`, or refuses while another `dev` holds it: a second one
+ * would end the first's server and workers as leftovers while the first restarts them, and two
+ * sets of workers would serve one run (an iteration then fails). A lock whose `dev` is gone (it
+ * was SIGKILLed) is taken over. Returns what releases it.
+ */
+export async function takeStateFolder(stateDir: string): Promise<() => void> {
+  const file = lockFile(stateDir);
+  const me: FolderOwner = { pid: process.pid, started: startTimeOf(process.pid) ?? 'unknown' };
+  let unreadable = 0;
+  for (;;) {
+    try {
+      writeFileSync(file, JSON.stringify(me), { flag: 'wx' });
+      return () => {
+        const owner = ownerOf(file);
+        if (owner?.pid === me.pid && owner.started === me.started) rmSync(file, { force: true });
+      };
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
+    }
+    const holder = ownerOf(file);
+    // An empty or partial file may be a `dev` that created it a moment ago: read it again before calling it stale.
+    if (holder === undefined && unreadable < 10) {
+      unreadable += 1;
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      continue;
+    }
+    if (holder !== undefined && startTimeOf(holder.pid) === holder.started) {
+      throw new CliError(
+        `another 'timeshare dev' (pid ${holder.pid}) runs on the state folder ${stateDir}: stop it first (Ctrl-C in its terminal, or kill -INT ${holder.pid}), or give this one another --state-dir`,
+      );
+    }
+    rmSync(file, { force: true });
+  }
+}
+
 export async function runDev(options: DevOptions, log: (line: string) => void = (line) => console.log(line)): Promise<number> {
   const stateDir = path.resolve(options.stateDir);
+  mkdirSync(stateDir, { recursive: true });
+  const release = await takeStateFolder(stateDir);
+  try {
+    return await runDevOwning(stateDir, options, log);
+  } finally {
+    release();
+  }
+}
+
+/** `dev` once it owns the state folder. */
+async function runDevOwning(stateDir: string, options: DevOptions, log: (line: string) => void): Promise<number> {
   const logDir = path.join(stateDir, 'logs');
   mkdirSync(logDir, { recursive: true });
   await endLeftovers(stateDir, log);

@@ -1,0 +1,75 @@
+/**
+ * One `timeshare dev` per state folder: a second one is refused before it touches anything (it
+ * would end the first's server and workers as leftovers, and two sets of workers would serve one
+ * run); a lock left by a `dev` that is gone is taken over.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { startTimeOf, takeStateFolder } from '../../src/cli/dev';
+import { runCli } from '../helpers/processes';
+
+const folders: string[] = [];
+const children: ChildProcess[] = [];
+afterEach(() => {
+  for (const child of children.splice(0)) child.kill('SIGKILL');
+  for (const folder of folders.splice(0)) rmSync(folder, { recursive: true, force: true });
+});
+
+function stateFolder(): string {
+  const folder = mkdtempSync(path.join(os.tmpdir(), 'timeshare-dev-lock-'));
+  folders.push(folder);
+  return folder;
+}
+
+/** A live process that is not this one, holding the folder's lock as a `dev` would. */
+async function heldByAnother(folder: string): Promise<number> {
+  const child = spawn('sleep', ['60'], { stdio: 'ignore' });
+  children.push(child);
+  await new Promise((resolve) => child.once('spawn', resolve));
+  const pid = child.pid!;
+  writeFileSync(path.join(folder, 'dev.lock'), JSON.stringify({ pid, started: startTimeOf(pid) }));
+  return pid;
+}
+
+describe("the state folder's lock", () => {
+  it('is taken when free and released by its owner only', async () => {
+    const folder = stateFolder();
+    const release = await takeStateFolder(folder);
+    const lock = path.join(folder, 'dev.lock');
+    expect(JSON.parse(readFileSync(lock, 'utf8'))).toMatchObject({ pid: process.pid });
+    await expect(takeStateFolder(folder)).rejects.toThrow(`another 'timeshare dev' (pid ${process.pid}) runs on the state folder ${folder}`);
+    release();
+    expect(existsSync(lock)).toBe(false);
+    const again = await takeStateFolder(folder);
+    again();
+  });
+
+  it("refuses while another live process holds it, and takes over one whose process is gone (or whose pid now belongs to another process)", async () => {
+    const folder = stateFolder();
+    const holder = await heldByAnother(folder);
+    await expect(takeStateFolder(folder)).rejects.toThrow(new RegExp(`pid ${holder}\\).*stop it first .*kill -INT ${holder}.*another --state-dir`));
+    children[0]!.kill('SIGKILL');
+    await new Promise((resolve) => children[0]!.once('exit', resolve));
+    const release = await takeStateFolder(folder);
+    release();
+    // A live pid with another start time: the pid was reused, the lock is stale.
+    writeFileSync(path.join(folder, 'dev.lock'), JSON.stringify({ pid: process.pid, started: '1' }));
+    (await takeStateFolder(folder))();
+  });
+
+  it('a second `timeshare dev` on a held folder exits with the message before it ends or starts anything', async () => {
+    const folder = stateFolder();
+    const holder = await heldByAnother(folder);
+    const leftovers = path.join(folder, 'dev-processes.json');
+    writeFileSync(leftovers, JSON.stringify({ temporal: { pid: holder, marker: 'sleep' } }));
+    const result = await runCli(['dev', 'examples/multiplexed.yaml', '--state-dir', folder], { timeoutMs: 60_000 });
+    expect(result.code).toBe(1);
+    expect(result.stderr).toContain(`another 'timeshare dev' (pid ${holder}) runs on the state folder ${folder}`);
+    expect(readFileSync(leftovers, 'utf8')).toContain(String(holder));
+    expect(children[0]!.exitCode).toBeNull();
+    expect(children[0]!.signalCode).toBeNull();
+  }, 90_000);
+});
