@@ -141,6 +141,17 @@ export async function queryStatus(client: Client, runId: string): Promise<RunSta
   }
 }
 
+/** The run's status, or undefined once it has ended (a stop just took effect): nothing runs to report on. */
+export async function statusWhileRunning(client: Client, runId: string): Promise<RunStatus | undefined> {
+  try {
+    return await queryStatus(client, runId);
+  } catch (error) {
+    const description = await client.workflow.getHandle(runWorkflowId(runId)).describe();
+    if (description.status.name !== 'RUNNING') return undefined;
+    throw error;
+  }
+}
+
 /**
  * A status query the server answered but could not satisfy (no worker polling, a workflow task
  * failing): one plain line with the reason, not the client's stack.
@@ -162,16 +173,17 @@ function plainMessage(error: unknown): string {
  * Why an update found no workflow: the run never existed, or it is finished (a closed workflow
  * takes no updates, and the server answers "not found" for it too).
  */
-async function missingRun(client: Client, runId: string, update: string): Promise<CliError> {
+async function missingRun(client: Client, runId: string, update: string): Promise<{ error: CliError; finished: boolean }> {
   try {
     const description = await client.workflow.getHandle(runWorkflowId(runId)).describe();
     if (description.status.name !== 'RUNNING') {
-      return new CliError(`run '${runId}' is finished (${description.status.name.toLowerCase()}): nothing to ${update}; 'timeshare status ${runId}' shows how it ended`);
+      const message = `run '${runId}' is finished (${description.status.name.toLowerCase()}): nothing to ${update}; 'timeshare status ${runId}' shows how it ended`;
+      return { error: new CliError(message), finished: true };
     }
   } catch (error) {
-    if (!(error instanceof WorkflowNotFoundError)) return new CliError(`${update}: run '${runId}' not reachable: ${plainMessage(error)}`);
+    if (!(error instanceof WorkflowNotFoundError)) return { error: new CliError(`${update}: run '${runId}' not reachable: ${plainMessage(error)}`), finished: false };
   }
-  return new CliError(`no run '${runId}' (workflow ${runWorkflowId(runId)}) on this server`);
+  return { error: new CliError(`no run '${runId}' (workflow ${runWorkflowId(runId)}) on this server`), finished: false };
 }
 
 export async function runResult(client: Client, runId: string): Promise<RunSummary> {
@@ -185,28 +197,69 @@ export type RunUpdate =
   | { name: 'setShrinkSet'; ranks: number[] | null }
   | { name: 'returnRanks'; ranks: number[] };
 
-/** Sends an update; a rejection by the workflow's validator becomes a CliError with its reason. */
-export async function sendUpdate(client: Client, runId: string, update: RunUpdate): Promise<RunStatus> {
+/** What an accepted update does, said in one line. */
+export function updateConfirmation(runId: string, update: RunUpdate): string {
+  switch (update.name) {
+    case 'pause':
+      return `pause accepted: run '${runId}' pauses after its current iteration`;
+    case 'resume':
+      return `resume accepted: run '${runId}' goes on`;
+    case 'stop':
+      return `stop accepted: run '${runId}' stops after its current iteration`;
+    case 'setBatchSize':
+      return `set-batch-size accepted: run '${runId}' trains batches of ${update.batchSize} from its next iteration on`;
+    case 'setShrinkSet':
+      return `set-shrink-set accepted: run '${runId}' releases ${update.ranks === null ? "the layout's ranks" : `ranks ${update.ranks.join(',')}`} from its next iteration on`;
+    case 'returnRanks':
+      return `return-ranks accepted: ranks ${update.ranks.join(',')} of run '${runId}' rejoin at its next iteration`;
+  }
+}
+
+/** The validator's answer to a repeated stop: the run does what was asked already. */
+const ALREADY_STOPPING = 'the run is already stopping';
+
+/**
+ * Sends an update and says what it does; a rejection by the workflow's validator becomes a
+ * CliError with its reason, except a stop of a run already stopping or ended, which is what was
+ * asked (so a script may repeat it).
+ */
+export async function sendUpdate(client: Client, runId: string, update: RunUpdate): Promise<string> {
   const handle = client.workflow.getHandle(runWorkflowId(runId));
   try {
     switch (update.name) {
       case 'pause':
-        return await handle.executeUpdate(pauseUpdate);
+        await handle.executeUpdate(pauseUpdate);
+        break;
       case 'resume':
-        return await handle.executeUpdate(resumeUpdate);
+        await handle.executeUpdate(resumeUpdate);
+        break;
       case 'stop':
-        return await handle.executeUpdate(stopUpdate);
+        await handle.executeUpdate(stopUpdate);
+        break;
       case 'setBatchSize':
-        return await handle.executeUpdate(setBatchSizeUpdate, { args: [{ batchSize: update.batchSize }] });
+        await handle.executeUpdate(setBatchSizeUpdate, { args: [{ batchSize: update.batchSize }] });
+        break;
       case 'setShrinkSet':
-        return await handle.executeUpdate(setShrinkSetUpdate, { args: [{ ranks: update.ranks }] });
+        await handle.executeUpdate(setShrinkSetUpdate, { args: [{ ranks: update.ranks }] });
+        break;
       case 'returnRanks':
-        return await handle.executeUpdate(returnRanksUpdate, { args: [{ ranks: update.ranks }] });
+        await handle.executeUpdate(returnRanksUpdate, { args: [{ ranks: update.ranks }] });
+        break;
     }
+    return updateConfirmation(runId, update);
   } catch (error) {
-    if (error instanceof WorkflowNotFoundError) throw await missingRun(client, runId, update.name);
-    // Refused by the workflow's validator: the argument was wrong (exit 2, as for bad arguments).
-    if (error instanceof WorkflowUpdateFailedError) throw new CliError(`${update.name} rejected: ${plainMessage(error)}`, EXIT.usage);
+    if (error instanceof WorkflowNotFoundError) {
+      const missing = await missingRun(client, runId, update.name);
+      // A stop of a run that has ended leaves it as asked: not running.
+      if (update.name === 'stop' && missing.finished) return missing.error.message;
+      throw missing.error;
+    }
+    if (error instanceof WorkflowUpdateFailedError) {
+      const reason = plainMessage(error);
+      if (update.name === 'stop' && reason.includes(ALREADY_STOPPING)) return `run '${runId}' is already stopping (a stop was accepted before)`;
+      // Refused by the workflow's validator: the argument was wrong (exit 2, as for bad arguments).
+      throw new CliError(`${update.name} rejected: ${reason}`, EXIT.usage);
+    }
     throw new CliError(`${update.name} failed: ${plainMessage(error)}`);
   }
 }

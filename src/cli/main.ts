@@ -307,10 +307,15 @@ function listOption(name: string, text: string | undefined, allowed: readonly st
 /** Sends one of the run's updates and prints the status it answers with. */
 async function sendRunUpdate(runId: string, flags: ConnectionFlags, update: Parameters<typeof import('./client').sendUpdate>[2]): Promise<void> {
   const { target } = await import('./context');
-  const { connectClient, sendUpdate } = await import('./client');
+  const { connectClient, sendUpdate, statusWhileRunning } = await import('./client');
   const client = await connectClient(target(flags));
   try {
-    console.log(statusBlock(await sendUpdate(client, runId, update)));
+    const said = await sendUpdate(client, runId, update);
+    console.log(said);
+    // The update's own answer is the run workflow's state alone (no running iteration's phase,
+    // pool or counts): the status `timeshare status` shows follows it, while the run runs.
+    const status = await statusWhileRunning(client, runId);
+    if (status !== undefined) console.log(statusBlock(status));
   } finally {
     await client.connection.close();
   }

@@ -161,7 +161,9 @@ export async function runOutcome(watch: WatchClient, runId: string, tracker: Out
 export function outcomeLine(runId: string, outcome: RunOutcome): string {
   if (outcome.kind === 'failed') return `run '${runId}' FAILED: ${outcome.message}`;
   const { summary } = outcome;
-  return `run '${runId}' finished: ${summary.iterations} iterations, weights v${summary.version}, ${summary.samples.trained} samples trained, dropped ${JSON.stringify(summary.samples.dropped)}`;
+  // A stopped run ended before its configured iterations, as the operator asked: said so.
+  const ended = summary.stopped ? 'stopped by the operator after' : 'finished:';
+  return `run '${runId}' ${ended} ${summary.iterations} iterations, weights v${summary.version}, ${summary.samples.trained} samples trained, dropped ${JSON.stringify(summary.samples.dropped)}`;
 }
 
 export function outcomeExitCode(outcome: RunOutcome): number {

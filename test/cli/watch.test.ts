@@ -72,6 +72,12 @@ describe('how a run ended', () => {
     expect(outcomeExitCode(outcome)).toBe(EXIT.ok);
   });
 
+  it('a stopped run: said so, exit 0', () => {
+    const outcome = { kind: 'completed', summary: { runId: 'r', iterations: 29, version: 29, stopped: true, samples } } as const;
+    expect(outcomeLine('r', outcome)).toBe(`run 'r' stopped by the operator after 29 iterations, weights v29, 16 samples trained, dropped {"stale":0}`);
+    expect(outcomeExitCode(outcome)).toBe(EXIT.ok);
+  });
+
   it('a failed run workflow: FAILED with the reason, exit 3', () => {
     const outcome = { kind: 'failed', message: 'Workflow execution failed: boom' } as const;
     expect(outcomeLine('r', outcome)).toBe("run 'r' FAILED: Workflow execution failed: boom");

@@ -44,9 +44,11 @@ describe('pipeline: operator updates (real Temporal)', () => {
       expect(unchanged.shrinkOverride).toBeUndefined();
 
       // Good ones take effect from the next iteration.
-      const changed = await sendUpdate(env.client, runId, { name: 'setBatchSize', batchSize: 4 });
+      expect(await sendUpdate(env.client, runId, { name: 'setBatchSize', batchSize: 4 })).toBe(`set-batch-size accepted: run '${runId}' trains batches of 4 from its next iteration on`);
+      expect(await sendUpdate(env.client, runId, { name: 'setShrinkSet', ranks: [0, 1, 2] })).toBe(`set-shrink-set accepted: run '${runId}' releases ranks 0,1,2 from its next iteration on`);
+      const changed = await handle.query<RunStatus>('status');
       expect(changed.batchSize).toBe(4);
-      expect((await sendUpdate(env.client, runId, { name: 'setShrinkSet', ranks: [0, 1, 2] })).shrinkOverride).toEqual([0, 1, 2]);
+      expect(changed.shrinkOverride).toEqual([0, 1, 2]);
 
       await sendUpdate(env.client, runId, { name: 'pause' });
       let status: RunStatus;
@@ -66,11 +68,16 @@ describe('pipeline: operator updates (real Temporal)', () => {
         await new Promise((resolve) => setTimeout(resolve, 100));
       }
       await sendUpdate(env.client, runId, { name: 'stop' });
+      // A repeated stop is what was asked already: said, not refused, whether the run is still
+      // ending its iteration or has ended; a pause now is refused.
+      expect(await sendUpdate(env.client, runId, { name: 'stop' })).toMatch(new RegExp(`^run '${runId}' (is already stopping \\(a stop was accepted before\\)|is finished \\(completed\\): nothing to stop)`));
+      await expect(sendUpdate(env.client, runId, { name: 'pause' })).rejects.toThrow(/pause rejected: .*already stopping|is finished \(completed\): nothing to pause/);
       const summary = (await handle.result()) as RunSummary;
       expect(summary.stopped).toBe(true);
       expect(summary.iterations).toBeLessThan(50);
-      // The finished run: an update says it is finished, not that it does not exist.
+      // The finished run: an update says it is finished, not that it does not exist; a stop is no error.
       await expect(sendUpdate(env.client, runId, { name: 'pause' })).rejects.toThrow(/run 'operations' is finished \(completed\): nothing to pause/);
+      expect(await sendUpdate(env.client, runId, { name: 'stop' })).toMatch(/^run 'operations' is finished \(completed\): nothing to stop/);
       await expect(sendUpdate(env.client, 'no-such-run', { name: 'stop' })).rejects.toThrow(/no run 'no-such-run'/);
 
       // The iteration after the updates trained a batch of 4 with ranks 0-2 released.
