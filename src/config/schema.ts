@@ -9,6 +9,7 @@
  * Messages set here name the rule ("expected an integer in [1, 64]"); load.ts appends the
  * offending value and, for YAML files, the line.
  */
+import { addressProblem } from './address';
 import { z } from 'zod';
 import { MAX_GPUS, STRATEGIES } from '../gpu/layout';
 import { DEFAULT_STALENESS_POLICY, STALENESS_POLICIES } from '../gpu/staleness';
@@ -481,7 +482,12 @@ export const runConfigSchema = z
     temporal: z
       .object({
         /** Absent: $TEMPORAL_ADDRESS, then localhost:7233 (src/cli/context.ts; a --address flag wins over all). */
-        address: nonEmptyString('a host:port address').optional(),
+        address: nonEmptyString('a host:port address')
+          .superRefine((text, ctx) => {
+            const problem = addressProblem(text);
+            if (problem !== undefined) ctx.addIssue({ code: 'custom', message: problem });
+          })
+          .optional(),
         /** Absent: $TEMPORAL_NAMESPACE, then default. */
         namespace: nonEmptyString().optional(),
         taskQueuePrefix: z

@@ -5,6 +5,9 @@
  */
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { target } from '../../src/cli/context';
+import { CliError } from '../../src/cli/errors';
+import { EXIT } from '../../src/cli/exitCodes';
+import { addressProblem } from '../../src/config/address';
 import { parseRunConfig } from '../../src/config';
 
 const pool = { pool: { nodes: 1, gpusPerNode: 2 }, strategy: 'multiplexed', train: { gpus: [0] }, batchSize: 4 };
@@ -39,5 +42,32 @@ describe('the connection target', () => {
       const chosen = target({}, parsed);
       expect([chosen.address, chosen.namespace]).toEqual(['localhost:7233', 'default']);
     }
+  });
+});
+
+describe('a malformed address', () => {
+  it('is a usage error naming where it came from, before any connection', () => {
+    vi.stubEnv('TEMPORAL_ADDRESS', '127.0.0.1:abc');
+    const usage = (run: () => unknown, message: RegExp) => {
+      const error = (() => {
+        try {
+          run();
+        } catch (caught) {
+          return caught;
+        }
+        return undefined;
+      })();
+      expect(error).toBeInstanceOf(CliError);
+      expect((error as CliError).exitCode).toBe(EXIT.usage);
+      expect((error as CliError).message).toMatch(message);
+    };
+    usage(() => target({}, withTemporal({})), /^\$TEMPORAL_ADDRESS: expected host:port .*"127\.0\.0\.1:abc"/);
+    usage(() => target({ address: '127.0.0.1:99999' }, withTemporal({})), /^--address: the port of "127\.0\.0\.1:99999" is outside 1-65535/);
+    expect(() => withTemporal({ address: 'localhost' })).toThrow(/temporal\.address.*expected host:port/s);
+  });
+
+  it('host names, IPv4 and bracketed IPv6 addresses with a port pass', () => {
+    for (const good of ['localhost:7233', 'temporal.example.com:443', '10.0.0.5:7233', '[::1]:7233', 'temporal-frontend:7233']) expect(addressProblem(good), good).toBeUndefined();
+    for (const bad of ['localhost', ':7233', 'localhost:', 'local host:7233', 'localhost:0', 'localhost:70000', 'http://localhost:7233', '::1:7233']) expect(addressProblem(bad), bad).toBeDefined();
   });
 });
