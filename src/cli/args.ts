@@ -11,6 +11,7 @@ const DECIMAL = /^(0|[1-9][0-9]*)$/;
 /** A decimal integer in [min, max] (max defaults to the largest safe integer). */
 export function parseDecimal(name: string, text: string, min: number, max = Number.MAX_SAFE_INTEGER): number {
   const value = DECIMAL.test(text) ? Number(text) : Number.NaN;
+  if (DECIMAL.test(text) && !Number.isSafeInteger(value)) throw new InvalidArgumentError(`${name}: '${text}' is too large (at most ${max})`);
   if (!Number.isSafeInteger(value) || value < min || value > max) {
     const range = max === Number.MAX_SAFE_INTEGER ? `>= ${min}` : `in [${min}, ${max}]`;
     throw new InvalidArgumentError(`${name} must be a decimal integer ${range} (got '${text}')`);
@@ -29,13 +30,24 @@ export function decimal(name: string, min: number, max?: number): (text: string)
   return (text) => parseDecimal(name, text, min, max);
 }
 
-/** A non-empty comma-separated list of decimal integers >= min, each item non-empty, no repeats. */
+/** Ranges in a list are at most this long (a typo like 0-99999999 is refused, not expanded). */
+const MAX_RANGE = 65_536;
+
+/**
+ * A non-empty comma-separated list of decimal integers >= min, each item non-empty, no repeats;
+ * an item `a-b` (a <= b) stands for a..b, as GPU lists in a config do.
+ */
 export function parseDecimalList(name: string, text: string, min: number): number[] {
   if (text.trim() === '') throw new InvalidArgumentError(`${name}: expected a comma-separated list of integers, got an empty list`);
   const items = text.split(',').map((item) => item.trim());
-  const values = items.map((item, index) => {
+  const values = items.flatMap((item, index) => {
     if (item === '') throw new InvalidArgumentError(`${name}: item ${index + 1} of '${text}' is empty`);
-    return parseDecimal(name, item, min);
+    const range = /^([^-]+)-([^-]+)$/.exec(item);
+    if (range === null) return [parseDecimal(name, item, min)];
+    const [first, last] = [parseDecimal(name, range[1]!, min), parseDecimal(name, range[2]!, min)];
+    if (first > last) throw new InvalidArgumentError(`${name}: range '${item}' runs backwards (write ${last}-${first})`);
+    if (last - first >= MAX_RANGE) throw new InvalidArgumentError(`${name}: range '${item}' holds more than ${MAX_RANGE} values`);
+    return Array.from({ length: last - first + 1 }, (_, i) => first + i);
   });
   const repeated = values.filter((value, index) => values.indexOf(value) !== index);
   if (repeated.length > 0) throw new InvalidArgumentError(`${name}: ${[...new Set(repeated)].join(', ')} listed more than once in '${text}'`);

@@ -164,7 +164,7 @@ export function buildProgram(): Command {
       .description("Ranks released for training from the next iteration on ('default' returns to the layout's rule)")
       .argument('<run-id>')
       // Parsed by commander (not in the action) so that a bad rank is reported with usage, exit 2.
-      .argument('<ranks>', "comma-separated rank ids, or 'default'", (text: string) => (text === 'default' ? null : parseDecimalList('rank ids', text, 0))),
+      .argument('<ranks>', "comma-separated rank ids or ranges (0-3), or 'default'", (text: string) => (text === 'default' ? null : parseDecimalList('rank ids', text, 0))),
     'no-config',
   ).action(async (runId: string, ranks: number[] | null, flags: ConnectionFlags) => {
     await sendRunUpdate(runId, flags, { name: 'setShrinkSet', ranks });
@@ -175,7 +175,7 @@ export function buildProgram(): Command {
       .command('return-ranks')
       .description('Return lost ranks to the pool once their node is back (they reload and sync weights at the next iteration)')
       .argument('<run-id>')
-      .argument('<ranks>', 'comma-separated rank ids (see `timeshare status`)', (text: string) => parseDecimalList('rank ids', text, 0)),
+      .argument('<ranks>', 'comma-separated rank ids or ranges (0-3; see `timeshare status`)', (text: string) => parseDecimalList('rank ids', text, 0)),
     'no-config',
   ).action(async (runId: string, ranks: number[], flags: ConnectionFlags) => {
     await sendRunUpdate(runId, flags, { name: 'returnRanks', ranks });

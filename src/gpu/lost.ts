@@ -59,7 +59,7 @@ export function addLostRanks(layout: PoolLayout, lost: readonly RankId[], newly:
 export function removeLostRanks(layout: PoolLayout, lost: readonly RankId[], returning: readonly RankId[]): RankId[] {
   checkNonEmpty('returned ranks', returning);
   checkRanks(layout, 'returned ranks', returning);
-  checkSubset('returned ranks', returning, lost, { universeName: 'the lost ranks' });
+  checkSubset('returned ranks (only lost ranks can be returned)', returning, lost, { universeName: 'the lost ranks' });
   const back = new Set(returning);
   return lost.filter((rank) => !back.has(rank));
 }

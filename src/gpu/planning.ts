@@ -36,7 +36,7 @@ export function planShrink(layout: PoolLayout, requestedRelease?: readonly RankI
     checkNonEmpty('shrink set', requestedRelease);
     checkNoDuplicates('shrink set', requestedRelease);
     for (const rank of requestedRelease) checkIntRange('shrink set: rank id', rank, 0, all.length - 1);
-    checkSubset('ranks overlapping the train group', layout.shrinkRanks, requestedRelease, { universeName: 'the requested shrink set' });
+    checkSubset('ranks overlapping the train group (a shrink set must release every one)', layout.shrinkRanks, requestedRelease, { universeName: 'the requested shrink set' });
     release = [...requestedRelease].sort((a, b) => a - b);
   }
   const released = new Set(release);

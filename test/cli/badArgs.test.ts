@@ -47,7 +47,7 @@ describe('timeshare CLI: bad arguments', () => {
     [['set-batch-size', 'r', '0x10'], /batch size must be a decimal integer >= 1 \(got '0x10'\)/],
     [['set-batch-size', 'r', '+4'], /batch size must be a decimal integer >= 1 \(got '\+4'\)/],
     [['set-batch-size', 'r', '4.0'], /batch size must be a decimal integer >= 1 \(got '4.0'\)/],
-    [['set-batch-size', 'r', '99999999999999999999'], /batch size must be a decimal integer >= 1/],
+    [['set-batch-size', 'r', '99999999999999999999'], /batch size: '99999999999999999999' is too large/],
     [['dev', '@tls.yaml', '--port', '70000'], /--port must be a decimal integer in \[1, 65535\] \(got '70000'\)/],
     [['set-shrink-set', 'r', ''], /rank ids: expected a comma-separated list of integers, got an empty list/],
     [['set-shrink-set', 'r', '0,,1'], /rank ids: item 2 of '0,,1' is empty/],
