@@ -35,8 +35,10 @@ export async function connectClient(target: TemporalTarget, timeoutMs = 5_000): 
 
 /** The server at `target` did not answer: what failed, and what to check. */
 export function serverUnreachable(target: TemporalTarget, error: unknown): ServerUnreachableError {
+  // gRPC appends "Resolution note: <note>" to a connection error, with nothing after it when there is no note.
+  const reason = (error instanceof Error ? error.message : String(error)).replace(/\s*Resolution note:\s*$/, '');
   return new ServerUnreachableError(
-    `cannot reach the Temporal server at ${target.address} (${(target.security ?? PLAINTEXT).summary}): ${error instanceof Error ? error.message : String(error)}\n` +
+    `cannot reach the Temporal server at ${target.address} (${(target.security ?? PLAINTEXT).summary}): ${reason}\n` +
       `  Is it running? 'timeshare dev' starts a local one; otherwise pass --address host:port (and --namespace).`,
   );
 }

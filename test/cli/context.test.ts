@@ -71,3 +71,14 @@ describe('a malformed address', () => {
     for (const bad of ['localhost', ':7233', 'localhost:', 'local host:7233', 'localhost:0', 'localhost:70000', 'http://localhost:7233', '::1:7233']) expect(addressProblem(bad), bad).toBeDefined();
   });
 });
+
+describe('an unreachable server', () => {
+  it("is reported without gRPC's empty resolution note, a non-empty one kept", async () => {
+    const { serverUnreachable } = await import('../../src/cli/client');
+    const at = { address: '127.0.0.1:1', namespace: 'default' };
+    const plain = serverUnreachable(at, new Error('14 UNAVAILABLE: No connection established. Last error: connect ECONNREFUSED 127.0.0.1:1. Resolution note: '));
+    expect(plain.message).toMatch(/ECONNREFUSED 127\.0\.0\.1:1\.\n {2}Is it running\?/);
+    const noted = serverUnreachable(at, new Error('14 UNAVAILABLE: x. Resolution note: check DNS'));
+    expect(noted.message).toContain('Resolution note: check DNS\n');
+  });
+});
