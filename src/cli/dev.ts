@@ -136,12 +136,16 @@ interface FolderOwner {
 
 const lockFile = (stateDir: string) => path.join(stateDir, 'dev.lock');
 
-/** A process's start time since boot in clock ticks (/proc/<pid>/stat, field 22); undefined once it is gone. */
+/**
+ * A live process's start time since boot in clock ticks (/proc/<pid>/stat, field 22); undefined
+ * once it is gone or a zombie (a SIGKILLed `dev` its parent has not reaped yet).
+ */
 export function startTimeOf(pid: number): string | undefined {
   try {
     const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    // Fields after the command name, which is in parentheses and may hold spaces: field 3 first.
-    return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19];
+    // Fields after the command name, which is in parentheses and may hold spaces: field 3 (the state) first.
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return fields[0] === 'Z' || fields[0] === 'X' ? undefined : fields[19];
   } catch {
     return undefined;
   }

@@ -304,7 +304,7 @@ function listOption(name: string, text: string | undefined, allowed: readonly st
   return items;
 }
 
-/** Sends one of the run's updates and prints the status it answers with. */
+/** Sends one of the run's updates, says what it does, then prints the run's status while it runs. */
 async function sendRunUpdate(runId: string, flags: ConnectionFlags, update: Parameters<typeof import('./client').sendUpdate>[2]): Promise<void> {
   const { target } = await import('./context');
   const { connectClient, sendUpdate, statusWhileRunning } = await import('./client');

@@ -55,6 +55,15 @@ describe("the state folder's lock", () => {
     await new Promise((resolve) => children[0]!.once('exit', resolve));
     const release = await takeStateFolder(folder);
     release();
+    // A zombie (killed, not reaped yet) holds nothing either: its parent here never reaps it.
+    const parent = spawn('sh', ['-c', 'sleep 60 & echo $!; exec sleep 120'], { stdio: ['ignore', 'pipe', 'ignore'] });
+    children.push(parent);
+    const zombie = Number(await new Promise<string>((resolve) => parent.stdout!.once('data', (chunk: Buffer) => resolve(chunk.toString().trim()))));
+    writeFileSync(path.join(folder, 'dev.lock'), JSON.stringify({ pid: zombie, started: startTimeOf(zombie) }));
+    process.kill(zombie, 'SIGKILL');
+    for (let i = 0; i < 200 && !readFileSync(`/proc/${zombie}/stat`, 'utf8').includes(') Z '); i++) await new Promise((resolve) => setTimeout(resolve, 10));
+    expect(readFileSync(`/proc/${zombie}/stat`, 'utf8')).toContain(') Z ');
+    (await takeStateFolder(folder))();
     // A live pid with another start time: the pid was reused, the lock is stale.
     writeFileSync(path.join(folder, 'dev.lock'), JSON.stringify({ pid: process.pid, started: '1' }));
     (await takeStateFolder(folder))();
