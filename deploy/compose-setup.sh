@@ -7,7 +7,8 @@
 #                                and the search attributes the workflows set (each created once)
 # Environment: POSTGRES_SEEDS, DB_PORT, POSTGRES_USER, POSTGRES_PWD, TEMPORAL_SCHEMA_DIR (default
 # /etc/temporal/schema, where the admin-tools image has them) for `schema`; TEMPORAL_ADDRESS,
-# TEMPORAL_NAMESPACE for `namespace`. test/deploy/composeSetup.test.ts runs both against real servers.
+# TEMPORAL_NAMESPACE for `namespace`. test/deploy/composeSetup.test.ts runs `namespace` against a real
+# dev server; `schema` was run by hand against PostgreSQL (deploy/README.md).
 set -eu
 
 die() {
