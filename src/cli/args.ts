@@ -10,8 +10,9 @@ const DECIMAL = /^(0|[1-9][0-9]*)$/;
 
 /** A decimal integer in [min, max] (max defaults to the largest safe integer). */
 export function parseDecimal(name: string, text: string, min: number, max = Number.MAX_SAFE_INTEGER): number {
-  const value = DECIMAL.test(text) ? Number(text) : Number.NaN;
-  if (DECIMAL.test(text) && !Number.isSafeInteger(value)) throw new InvalidArgumentError(`${name}: '${text}' is too large (at most ${max})`);
+  const decimal = DECIMAL.test(text);
+  const value = decimal ? Number(text) : Number.NaN;
+  if (decimal && !Number.isSafeInteger(value)) throw new InvalidArgumentError(`${name}: '${text}' is too large (at most ${max})`);
   if (!Number.isSafeInteger(value) || value < min || value > max) {
     const range = max === Number.MAX_SAFE_INTEGER ? `>= ${min}` : `in [${min}, ${max}]`;
     throw new InvalidArgumentError(`${name} must be a decimal integer ${range} (got '${text}')`);

@@ -102,15 +102,15 @@ export class OpenEnvEnvironment implements AgentEnvironment {
       throw new EnvironmentUnavailableError(where, `no answer: ${error instanceof Error ? error.message : String(error)}`);
     }
     const text = await response.text();
-    // Redacted before it is cut: a cut could split the key.
-    const excerpt = this.redact(text).slice(0, EXCERPT);
-    if (response.status >= 500) throw new EnvironmentUnavailableError(where, `HTTP ${response.status}: ${excerpt}`);
-    if (!response.ok) throw new EnvironmentProtocolError(where, `HTTP ${response.status}: ${excerpt}`);
+    // Only for an error (a reset's body may be large), redacted before it is cut: a cut could split the key.
+    const excerpt = (): string => this.redact(text).slice(0, EXCERPT);
+    if (response.status >= 500) throw new EnvironmentUnavailableError(where, `HTTP ${response.status}: ${excerpt()}`);
+    if (!response.ok) throw new EnvironmentProtocolError(where, `HTTP ${response.status}: ${excerpt()}`);
     let value: unknown;
     try {
       value = JSON.parse(text);
     } catch {
-      throw new EnvironmentProtocolError(where, `expected JSON, got ${JSON.stringify(excerpt)}`);
+      throw new EnvironmentProtocolError(where, `expected JSON, got ${JSON.stringify(excerpt())}`);
     }
     const parsed = stepResultSchema.safeParse(value);
     if (!parsed.success) throw new EnvironmentProtocolError(where, `malformed reset answer: ${this.redact(z.prettifyError(parsed.error).replace(/\n/g, '; '))}`);
