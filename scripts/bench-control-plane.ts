@@ -17,7 +17,7 @@ import path from 'node:path';
 import { Command } from 'commander';
 import { Client, Connection } from '@temporalio/client';
 import type { temporal } from '@temporalio/proto';
-import { installRuntimeLogger } from '../src/workers/logging';
+import { installWorkerRuntime } from '../src/workers/telemetry';
 import { historyToJson } from '../src/temporal/historyJson';
 import { BENCH_TIME_SCALE, type BenchPoint } from '../src/controlPlaneBench/benchConfig';
 import { checkTargets, growth, summarize, table, type PointSummary } from '../src/controlPlaneBench/report';
@@ -103,7 +103,7 @@ async function main(): Promise<void> {
   const flags = program.opts<Flags>();
   if (flags.mode !== 'in-process' && flags.mode !== 'processes') throw new Error(`--mode must be 'in-process' or 'processes', got '${String(flags.mode)}'`);
 
-  installRuntimeLogger('WARN');
+  installWorkerRuntime({ logLevel: 'WARN' });
   const log = (line: string) => console.log(line);
   const rootDir = mkdtempSync(path.join(os.tmpdir(), 'timeshare-bench-'));
   log(`machine: ${os.cpus().length} × ${os.cpus()[0]?.model ?? 'cpu'}, ${(os.totalmem() / 2 ** 30).toFixed(0)} GiB, node ${process.version}; scratch ${rootDir}`);

@@ -38,6 +38,7 @@ import { appendSpan, expandSpans, withinLagLimit, type VersionSpan } from '../gp
 import { contextIds, contextTokens, keepNewest, SampleStateError, turnVersionSpans, type SampleRecord, type TrajectoryStore } from '../store';
 import { failingFast } from './failFast';
 import { withHeartbeat } from './heartbeat';
+import { rolloutMetrics, type RolloutMetrics } from './rolloutMetrics';
 import { createWeightBroadcastActivities } from './weightBroadcast';
 
 export interface GpuNodeDeps {
@@ -309,6 +310,7 @@ export function createGpuNodeActivities(deps: GpuNodeDeps): GpuNodeActivities {
     partial: SampleRecord['partial'],
     attempt: number,
     signal: AbortSignal,
+    metrics: RolloutMetrics,
   ): Promise<Generation | 'aborted'> {
     const budget = Math.max(1, input.maxTokens - context);
     const perTurn = deps.maxNewTokensPerTurn === undefined ? budget : Math.max(1, Math.min(budget, deps.maxNewTokensPerTurn - prefixTokens));
@@ -328,6 +330,7 @@ export function createGpuNodeActivities(deps: GpuNodeDeps): GpuNodeActivities {
     if (result.requestId !== request.requestId) {
       throw engineProtocolError(`rank ${input.rank} engine answered request ${result.requestId} to request ${request.requestId} (sample ${current.id})`);
     }
+    metrics.decoded(result.outputTokens);
     if (result.outputTokens > request.maxNewTokens) {
       throw engineProtocolError(
         `rank ${input.rank} engine generated ${result.outputTokens} tokens for request ${request.requestId}, more than maxNewTokens ${request.maxNewTokens} (sample ${current.id})`,
@@ -367,7 +370,7 @@ export function createGpuNodeActivities(deps: GpuNodeDeps): GpuNodeActivities {
     return { generated, outputIds, logprobs, weightVersion: result.weightVersion, tokenVersions };
   }
 
-  async function runSample(input: ShardInput, owner: string, engine: RolloutEngine, record: SampleRecord, signal: AbortSignal): Promise<SampleEnd> {
+  async function runSample(input: ShardInput, owner: string, engine: RolloutEngine, record: SampleRecord, signal: AbortSignal, metrics: RolloutMetrics): Promise<SampleEnd> {
     const store = deps.store(input.runId);
     const attempt = Context.current().info.attempt;
     let current = record;
@@ -399,7 +402,7 @@ export function createGpuNodeActivities(deps: GpuNodeDeps): GpuNodeActivities {
         partial?.finished === true && partial.ids !== undefined
           ? // Real engines: the turn had finished before a stop during its tool call; do not extend it.
             { outputIds: partial.ids, logprobs: partial.logprobs, weightVersion: partial.weightVersion, tokenVersions: turnVersionSpans(partial) }
-          : await generateTurn(input, owner, engine, current, turn, context, prefixTokens, inputIds, partial, attempt, signal);
+          : await generateTurn(input, owner, engine, current, turn, context, prefixTokens, inputIds, partial, attempt, signal, metrics);
       if (generation === 'aborted') return { kind: 'unfinished' };
       const generated = generation.generated ?? prefixTokens;
       const outputIds = generation.outputIds;
@@ -439,6 +442,7 @@ export function createGpuNodeActivities(deps: GpuNodeDeps): GpuNodeActivities {
           'EnvironmentProtocolError',
         );
       }
+      metrics.turnEnded();
       const { partial: _finishedPartial, ...rest } = current;
       current = {
         ...rest,
@@ -566,12 +570,14 @@ export function createGpuNodeActivities(deps: GpuNodeDeps): GpuNodeActivities {
    * raised once they have all ended, so none goes on generating after the shard failed.
    */
   async function runRecords(input: ShardInput, owner: string, engine: RolloutEngine, records: SampleRecord[], signal: AbortSignal, stop: AbortController, outcome: ShardResult): Promise<void> {
+    const metrics = rolloutMetrics(Context.current().metricMeter, input.runId, input.rank);
     let failed = false;
     const settled = await Promise.allSettled(
       records.map(async (record) => {
         if (record.status === 'completed') return void outcome.completed.push(record.id);
         if (record.status === 'dropped') return void outcome.dropped.push({ id: record.id, reason: record.dropReason ?? 'unknown' });
-        const end = await runSample(input, owner, engine, record, signal);
+        const end = await runSample(input, owner, engine, record, signal, metrics);
+        metrics.sampleEnded(end.kind);
         // A stateful environment frees the episode of a sample that ended (not of one that moves on).
         if (end.kind !== 'unfinished') deps.environment.end?.(record.id);
         if (end.kind === 'completed') outcome.completed.push(record.id);

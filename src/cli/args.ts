@@ -5,6 +5,7 @@
  * and exit 2.
  */
 import { InvalidArgumentError } from 'commander';
+import { addressProblem } from '../config/address';
 
 const DECIMAL = /^(0|[1-9][0-9]*)$/;
 
@@ -29,6 +30,15 @@ export function integerFlag(argv: readonly string[], name: string, fallback: num
 /** A commander argument parser for parseDecimal. */
 export function decimal(name: string, min: number, max?: number): (text: string) => number {
   return (text) => parseDecimal(name, text, min, max);
+}
+
+/** A commander argument parser for a host:port address (src/config/address.ts). */
+export function hostPort(name: string): (text: string) => string {
+  return (text) => {
+    const problem = addressProblem(text);
+    if (problem !== undefined) throw new InvalidArgumentError(`${name}: ${problem}`);
+    return text;
+  };
 }
 
 /** Ranges in a list are at most this long (a typo like 0-99999999 is refused, not expanded). */

@@ -8,14 +8,15 @@ import { NativeConnection } from '@temporalio/worker';
 import { connectionOptions } from '../temporal/security';
 import { createGpuNodeWorkers } from '../workers/gpuNode';
 import { runWorkers } from '../workers/lifecycle';
-import { installRuntimeLogger } from '../workers/logging';
+import { installWorkerRuntime } from '../workers/telemetry';
 import type { TemporalTarget } from '../workers/options';
 import { createOrchestratorWorker } from '../workers/orchestrator';
 import { checkBuildId, type SetCurrentPolicy } from '../workers/versioning';
 import { workerContext, type ConnectionFlags } from './context';
 import { CliError } from './errors';
+import { EXIT } from './exitCodes';
 
-export type WorkerFlags = ConnectionFlags & { stateDir: string; exitWithParent?: boolean; serverWait: number };
+export type WorkerFlags = ConnectionFlags & { stateDir: string; exitWithParent?: boolean; serverWait: number; metricsAddress?: string };
 export type OrchestratorFlags = WorkerFlags & { buildId?: string; workflowBundle?: string; setCurrent?: boolean; neverCurrent?: boolean };
 
 function buildIdFlag(text: string): string {
@@ -34,8 +35,9 @@ const SERVER_RETRY_MS = 200;
  * yet is waited for (`dev` starts its workers while its own server starts); then, or at once
  * without it, the error says what to do.
  */
-async function connectWorker(temporal: TemporalTarget, serverWaitMs: number): Promise<NativeConnection> {
-  installRuntimeLogger();
+async function connectWorker(temporal: TemporalTarget, flags: WorkerFlags): Promise<NativeConnection> {
+  installRuntime(flags.metricsAddress);
+  const serverWaitMs = flags.serverWait * 1000;
   const deadline = Date.now() + serverWaitMs;
   for (;;) {
     try {
@@ -50,6 +52,17 @@ async function connectWorker(temporal: TemporalTarget, serverWaitMs: number): Pr
       await new Promise((resolve) => setTimeout(resolve, SERVER_RETRY_MS));
     }
   }
+}
+
+/** The process's Temporal runtime, with its Prometheus endpoint where --metrics-address asks for one. */
+function installRuntime(metricsAddress: string | undefined): void {
+  if (metricsAddress === undefined) return installWorkerRuntime();
+  try {
+    installWorkerRuntime({ metricsAddress });
+  } catch (error) {
+    throw new CliError(`--metrics-address ${metricsAddress}: cannot serve metrics there: ${error instanceof Error ? error.message : String(error)}`, EXIT.usage);
+  }
+  console.error(`metrics (Prometheus): http://${metricsAddress}/metrics`);
 }
 
 /** A connection once the namespace answers (a dev server registers `default` just after its front end is up). */
@@ -74,7 +87,7 @@ export async function runOrchestratorWorker(configPath: string, flags: Orchestra
   const buildId = flags.buildId === undefined ? undefined : buildIdFlag(flags.buildId);
   const bundleFile = flags.workflowBundle === undefined ? undefined : path.resolve(flags.workflowBundle);
   if (bundleFile !== undefined && !existsSync(bundleFile)) throw new CliError(`--workflow-bundle: no file ${bundleFile}`, 2);
-  const connection = await connectWorker(context.temporal, flags.serverWait * 1000);
+  const connection = await connectWorker(context.temporal, flags);
   const orchestrator = await createOrchestratorWorker(connection, context, {
     ...(buildId === undefined ? {} : { buildId }),
     ...(bundleFile === undefined ? {} : { workflowBundle: { codePath: bundleFile } }),
@@ -87,7 +100,7 @@ export async function runOrchestratorWorker(configPath: string, flags: Orchestra
 
 export async function runGpuNodeWorker(configPath: string, flags: WorkerFlags & { node: number }): Promise<void> {
   const context = workerContext(configPath, flags);
-  const connection = await connectWorker(context.temporal, flags.serverWait * 1000);
+  const connection = await connectWorker(context.temporal, flags);
   const workers = await createGpuNodeWorkers(connection, context, flags.node);
   console.error(
     `gpu-node ${flags.node} worker for run '${context.runId}' on ${context.temporal.address} (${context.temporal.security?.summary ?? 'plaintext'}): ${workers.map((w) => w.options.taskQueue).join(', ')}`,

@@ -15,7 +15,7 @@ import { buildRunSpec } from '../contract/spec';
 import type { RunSpec } from '../contract/types';
 import { startDevServer, type DevServer } from '../temporal/devServer';
 import { cachedWorkflowBundle, type CachedWorkflowBundle } from '../workers/bundle';
-import { installRuntimeLogger } from '../workers/logging';
+import { installWorkerRuntime } from '../workers/telemetry';
 import type { WorkerContext } from '../workers/options';
 import { WORKFLOW_BUNDLE_INPUTS } from '../workers/orchestrator';
 import { runtimePaths, storeCache } from '../workers/runtime';
@@ -49,7 +49,7 @@ export type RunningWorkers = InProcessWorkers;
 
 export async function startPipelineEnv(options: { dynamicConfig?: Record<string, string | number | boolean> } = {}): Promise<PipelineEnv> {
   // Workers log every state change at INFO: keep test output to warnings and errors.
-  installRuntimeLogger('WARN');
+  installWorkerRuntime({ logLevel: 'WARN' });
   const stateDir = mkdtempSync(path.join(os.tmpdir(), 'timeshare-test-'));
   const server = await startDevServer({ headless: true, logFile: path.join(stateDir, 'temporal.log'), ...options });
   const connection = await Connection.connect({ address: server.address });

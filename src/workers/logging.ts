@@ -1,10 +1,10 @@
 /**
- * The Temporal runtime's logger in our processes (worker processes, tests, scripts). The SDK logs
+ * The Temporal runtime's logger in our processes (installed by telemetry.ts). The SDK logs
  * "No workflows registered, not polling for workflow tasks" at WARN for every worker that serves
  * only activities: by design every rank and trainer queue of a gpu-node has one (about 80 lines in
  * a test run), and it tells a user nothing. We log it at DEBUG; every other message keeps its level.
  */
-import { DefaultLogger, Runtime, type LogLevel, type LogMetadata } from '@temporalio/worker';
+import { DefaultLogger, type LogLevel, type LogMetadata } from '@temporalio/worker';
 
 const EXPECTED_FOR_ACTIVITY_WORKERS = 'No workflows registered, not polling for workflow tasks';
 
@@ -12,13 +12,4 @@ export class TimeshareLogger extends DefaultLogger {
   override log(level: LogLevel, message: string, meta?: LogMetadata): void {
     super.log(message === EXPECTED_FOR_ACTIVITY_WORKERS ? 'DEBUG' : level, message, meta);
   }
-}
-
-let installed = false;
-
-/** Installs the logger (once per process, before the first connection or worker). */
-export function installRuntimeLogger(level: LogLevel = 'INFO'): void {
-  if (installed) return;
-  installed = true;
-  Runtime.install({ logger: new TimeshareLogger(level) });
 }

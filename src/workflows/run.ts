@@ -28,6 +28,7 @@ import { describeError } from '../contract/errors';
 import { ITERATION_KEY, PHASE_KEY, RUN_ID_KEY, STRATEGY_KEY } from '../temporal/searchAttributes';
 import { assertDecoded, isUndecodable } from '../temporal/payloadConverter';
 import { iterationWorkflow } from './iteration';
+import { recordIteration } from './runMetrics';
 import { pauseUpdate, resumeUpdate, returnRanksUpdate, setBatchSizeUpdate, setShrinkSetUpdate, statusQuery, stopUpdate, updateSchemas } from './signals';
 
 /** What carries over continue-as-new. */
@@ -318,6 +319,7 @@ async function runIterationChild(run: RunContext): Promise<void> {
     noteKvCapacityReports(spec, state.engineKvCapacity ?? [], result.engineKvCapacity ?? []);
     if (result.engineKvCapacity !== undefined) state.engineKvCapacity = result.engineKvCapacity;
     state.lastIteration = result.stats;
+    recordIteration(spec, result.stats, (state.lostRanks ?? []).length);
     if (result.stats.tokenLags !== undefined) state.tokenLags = mergeLagHistograms(state.tokenLags ?? {}, result.stats.tokenLags);
     state.lastError = null;
     if (state.rejoinRanks !== undefined) state.rejoinRanks = state.rejoinRanks.filter((rank) => !rejoining.includes(rank));

@@ -22,7 +22,7 @@ import { buildRunSpec } from '../../src/contract/spec';
 import { freePort } from '../../src/process/ports';
 import { startDevServer } from '../../src/temporal/devServer';
 import { cachedWorkflowBundle, currentBuildId, WORKFLOW_BUNDLE_INPUTS } from '../../src/workers/bundle';
-import { installRuntimeLogger } from '../../src/workers/logging';
+import { installWorkerRuntime } from '../../src/workers/telemetry';
 import { createVersionedOrchestratorWorker } from '../../src/workers/orchestrator';
 import { deploymentNameFor, pinnedBuildIds } from '../../src/workers/versioning';
 import { smallConfig } from '../helpers/pipeline';
@@ -70,7 +70,7 @@ async function withServer<T>(stateDir: string, use: (client: Client, address: st
 describe('timeshare dev after a change to the workflow code', () => {
   let dir: string;
   beforeAll(() => {
-    installRuntimeLogger('WARN');
+    installWorkerRuntime({ logLevel: 'WARN' });
     dir = mkdtempSync(path.join(os.tmpdir(), 'timeshare-dev-upgrade-'));
   });
   afterAll(() => rmSync(dir, { recursive: true, force: true }));

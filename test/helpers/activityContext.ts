@@ -4,6 +4,7 @@
  */
 import path from 'node:path';
 import { asyncLocalStorage, CancelledFailure, Context, type Info } from '@temporalio/activity';
+import { noopMetricMeter } from '@temporalio/common';
 import { createGpuNodeActivities } from '../../src/activities/gpuNode';
 import type { AgentEnvironment, RolloutEngine } from '../../src/engines/types';
 
@@ -26,7 +27,7 @@ export function inActivity<T>(
   const info = { attempt: 1, isLocal: false, activityType, activityId: '1' } as unknown as Info;
   const log = { trace: () => undefined, debug: () => undefined, info: () => undefined, warn: (message: string) => watch.warn?.(message), error: () => undefined, log: () => undefined };
   const ContextClass = Context as unknown as new (...args: unknown[]) => Context;
-  const context = new ContextClass(info, cancelled, abort.signal, (details: unknown) => watch.heartbeat?.(details), undefined, log, undefined, undefined);
+  const context = new ContextClass(info, cancelled, abort.signal, (details: unknown) => watch.heartbeat?.(details), undefined, log, noopMetricMeter, undefined);
   return {
     result: asyncLocalStorage.run(context, call),
     cancel(reason) {

@@ -10,7 +10,7 @@ import { NativeConnection, Worker } from '@temporalio/worker';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startDevServer, type DevServer } from '../../src/temporal/devServer';
 import { createAllOrNone, disposeUnstarted } from '../../src/workers/lifecycle';
-import { installRuntimeLogger } from '../../src/workers/logging';
+import { installWorkerRuntime } from '../../src/workers/telemetry';
 
 const HELD = /Cannot close connection while Workers hold a reference to it/;
 
@@ -18,7 +18,7 @@ describe('creating workers all or none (real dev server)', () => {
   let server: DevServer;
   let dir: string;
   beforeAll(async () => {
-    installRuntimeLogger('WARN');
+    installWorkerRuntime({ logLevel: 'WARN' });
     dir = mkdtempSync(path.join(os.tmpdir(), 'timeshare-worker-lifecycle-'));
     server = await startDevServer({ headless: true, logFile: path.join(dir, 'temporal.log') });
   });
