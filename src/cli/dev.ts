@@ -23,7 +23,7 @@ import { TIMESHARE_MARKER } from '../launch/entry';
 import { backOffDelay } from '../launch/supervised';
 import type { SupervisedDevServer } from '../launch/supervisedDevServer';
 import type { DrainingVersions } from '../launch/drainingVersions';
-import { startVersionOrchestrator, startWorkerProcesses, type WorkerProcesses, type WorkerProcessesOptions } from '../launch/workerProcesses';
+import { metricsAddress, startVersionOrchestrator, startWorkerProcesses, workerCommands, type WorkerProcesses, type WorkerProcessesOptions } from '../launch/workerProcesses';
 import { buildRunSpec } from '../contract/spec';
 import { runWorkflowId } from '../contract/naming';
 import { portBindable } from '../process/ports';
@@ -45,6 +45,8 @@ export interface DevOptions {
   serverWaitMs: number;
   /** Keep the server and its UI after the run ends, until interrupted. */
   keepUi: boolean;
+  /** Serve each worker's Prometheus metrics on 127.0.0.1, from this port on (orchestrator first); absent: none. */
+  metricsPort?: number;
 }
 
 interface PidRecord {
@@ -207,6 +209,27 @@ export async function runDev(options: DevOptions, log: (line: string) => void = 
   }
 }
 
+/**
+ * The workers' metrics ports, free before any starts: a worker that cannot bind its port exits,
+ * and its supervisor would restart it into the same failure.
+ */
+async function checkMetricsPorts(options: WorkerProcessesOptions): Promise<void> {
+  const metrics = options.metrics;
+  if (metrics === undefined) return;
+  const commands = workerCommands(options);
+  for (const [i, { name }] of commands.entries()) {
+    let address: string;
+    try {
+      address = metricsAddress(metrics, i);
+    } catch (error) {
+      throw new CliError(`--metrics-port ${metrics.firstPort}: ${error instanceof Error ? error.message : String(error)} (${commands.length} workers)`, EXIT.usage);
+    }
+    if (!(await portBindable(metrics.firstPort + i, metrics.host))) {
+      throw new CliError(`--metrics-port ${metrics.firstPort}: ${address}, the ${name} worker's metrics address, is in use; give another first port (the workers use ${commands.length} in a row)`, EXIT.usage);
+    }
+  }
+}
+
 /** `dev` once it owns the state folder. */
 async function runDevOwning(stateDir: string, options: DevOptions, log: (line: string) => void): Promise<number> {
   const logDir = path.join(stateDir, 'logs');
@@ -240,13 +263,19 @@ async function runDevOwning(stateDir: string, options: DevOptions, log: (line: s
     restartDelayMs: backOffDelay,
     setCurrentVersion: true,
     serverWaitSeconds: WORKER_SERVER_WAIT_SECONDS,
+    ...(options.metricsPort === undefined ? {} : { metrics: { host: DEV_SERVER_IP, firstPort: options.metricsPort } }),
     onStart: (name, pid) => pids.set(name, { pid, marker: TIMESHARE_MARKER }),
     onExit: (name, { code, signal, restartInMs }, logFile) =>
       log(`worker ${name} exited (code ${code}, signal ${signal}); restarting in ${restartInMs} ms — see ${logFile}`),
   };
+  await checkMetricsPorts(workerOptions);
   const startWorkers = (): WorkerProcesses => {
     const started = startWorkerProcesses(workerOptions);
     log(`started ${started.processes.length} workers (logs in ${logDir})`);
+    const metrics = workerOptions.metrics;
+    if (metrics !== undefined) {
+      log(`metrics (Prometheus): ${started.processes.map((worker, i) => `${worker.name} http://${metricsAddress(metrics, i)}/metrics`).join(', ')}`);
+    }
     return started;
   };
   // A worker takes longer to start than the server (Node, the worker SDK, the workflow bundle), so

@@ -11,7 +11,7 @@ import { Command } from 'commander';
 import { defaultConfigPath } from '../config/paths';
 import { FAULT_KINDS, FAULT_PHASES, type FaultKind, type FaultPhase } from '../chaos/schedule';
 import type { SecurityFlags } from '../temporal/security';
-import { decimal, parseDecimalList } from './args';
+import { decimal, hostPort, parseDecimalList } from './args';
 import { addBenchCommand } from './benchCommand';
 import type { ConnectionFlags } from './context';
 import { DEFAULT_STATE_DIR, STATUS_SERVER_WAIT_SECONDS, WATCH_SERVER_WAIT_SECONDS } from './defaults';
@@ -68,7 +68,8 @@ export function buildProgram(): Command {
     .option('--progress-every <seconds>', 'print progress at least this often', integer('--progress-every', 1), 5)
     .option('--server-wait <seconds>', 'give up (exit 4) when the Temporal server stays unreachable this long', integer('--server-wait', 0), WATCH_SERVER_WAIT_SECONDS)
     .option('--keep-ui', 'keep the server and the Temporal UI after the run ends, until Ctrl-C')
-    .action(async (configPath: string, flags: { stateDir: string; port: number; uiPort: number; progressEvery: number; serverWait: number; keepUi?: boolean }) => {
+    .option('--metrics-port <port>', "serve each worker's Prometheus metrics on 127.0.0.1 from this port on (the orchestrator's, then each gpu-node's; README \"Metrics\")", decimal('--metrics-port', 1, 65_535))
+    .action(async (configPath: string, flags: { stateDir: string; port: number; uiPort: number; progressEvery: number; serverWait: number; keepUi?: boolean; metricsPort?: number }) => {
       const { loadConfig } = await import('./context');
       const { runDev } = await import('./dev');
       const { parsed, runId } = loadConfig(configPath);
@@ -82,6 +83,7 @@ export function buildProgram(): Command {
         progressEverySeconds: flags.progressEvery,
         serverWaitMs: flags.serverWait * 1000,
         keepUi: flags.keepUi === true,
+        ...(flags.metricsPort === undefined ? {} : { metricsPort: flags.metricsPort }),
       });
     });
 
@@ -186,7 +188,8 @@ export function buildProgram(): Command {
     withConnectionFlags(command, 'config')
       .option('--state-dir <dir>', 'local state (simulated engine state)', DEFAULT_STATE_DIR)
       .option('--exit-with-parent', 'exit when the parent process ends (used by `timeshare dev`)')
-      .option('--server-wait <seconds>', 'wait this long for a server that does not answer yet (`timeshare dev` starts its workers while its server starts)', integer('--server-wait', 0), 0);
+      .option('--server-wait <seconds>', 'wait this long for a server that does not answer yet (`timeshare dev` starts its workers while its server starts)', integer('--server-wait', 0), 0)
+      .option('--metrics-address <host:port>', "serve Prometheus metrics there (GET /metrics): the Temporal SDK's and timeshare's (README \"Metrics\")", hostPort('--metrics-address'));
 
   workerFlags(
     worker

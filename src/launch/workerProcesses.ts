@@ -26,6 +26,8 @@ export interface WorkerProcessesOptions {
   setCurrentVersion?: boolean;
   /** Workers wait this long for a server that does not answer yet (`--server-wait`): started while the server starts. */
   serverWaitSeconds?: number;
+  /** Each worker serves Prometheus metrics on host:port, the ports consecutive from `firstPort` in workerCommands' order. */
+  metrics?: { host: string; firstPort: number };
 }
 
 /** What a worker prints once it polls its task queues (src/cli/main.ts). */
@@ -77,7 +79,7 @@ function commonArgs(options: CommandOptions): string[] {
 
 /** The `timeshare worker …` argument lists for a run: the orchestrator, then each node with something to serve. */
 export function workerCommands(
-  options: CommandOptions & Pick<WorkerProcessesOptions, 'layout' | 'taskQueuePrefix' | 'setCurrentVersion'>,
+  options: CommandOptions & Pick<WorkerProcessesOptions, 'layout' | 'taskQueuePrefix' | 'setCurrentVersion' | 'metrics'>,
 ): { name: string; args: string[] }[] {
   const common = commonArgs(options);
   const orchestratorArgs = ['worker', 'orchestrator', ...common, ...(options.setCurrentVersion === true ? ['--set-current'] : [])];
@@ -86,7 +88,16 @@ export function workerCommands(
     if (nodeTaskQueues(options.layout, options.taskQueuePrefix, node).length === 0) continue;
     commands.push({ name: `gpu-node-${node}`, args: ['worker', 'gpu-node', ...common, '--node', String(node)] });
   }
-  return commands;
+  const metrics = options.metrics;
+  if (metrics === undefined) return commands;
+  return commands.map(({ name, args }, i) => ({ name, args: [...args, '--metrics-address', metricsAddress(metrics, i)] }));
+}
+
+/** The metrics address of the i-th worker of workerCommands. */
+export function metricsAddress(metrics: { host: string; firstPort: number }, i: number): string {
+  const port = metrics.firstPort + i;
+  if (port > 65_535) throw new Error(`metrics port ${port} of worker ${i + 1} is above 65535: give a lower first port`);
+  return `${metrics.host}:${port}`;
 }
 
 /**

@@ -41,6 +41,8 @@ describe('timeshare CLI: bad arguments', () => {
     [['codec-server'], /no payload codec configured/],
     [['set-shrink-set', 'r', '1,x'], /rank ids must be a decimal integer >= 0 \(got 'x'\)/],
     [['worker', 'gpu-node', '@tls.yaml', '--node', 'one'], /--node must be a decimal integer >= 0 \(got 'one'\)/],
+    [['worker', 'gpu-node', '@tls.yaml', '--node', '0', '--metrics-address', '9464'], /--metrics-address: expected host:port \(e.g. localhost:7233\), got "9464"/],
+    [['dev', '@tls.yaml', '--metrics-port', '65536'], /--metrics-port must be a decimal integer in \[1, 65535\] \(got '65536'\)/],
     [['dev', '@tls.yaml', '--port', '0'], /--port must be a decimal integer in \[1, 65535\] \(got '0'\)/],
     // Decimal integers only: no exponent, hex, sign, fraction or padding read as a number.
     [['set-batch-size', 'r', '1e1'], /batch size must be a decimal integer >= 1 \(got '1e1'\)/],

@@ -6,54 +6,20 @@
  * exit codes say what happened.
  * Real processes (`bin/timeshare`), a real Temporal dev server, no mocks.
  */
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { EXIT } from '../../src/cli/exitCodes';
 import { parseRunConfig } from '../../src/config';
-import { injectFault, releaseFault } from '../../src/engines/simulated/injection';
 import { backOffDelay } from '../../src/launch/supervised';
 import { startWorkerProcesses, type WorkerProcesses } from '../../src/launch/workerProcesses';
 import { buildRunSpec } from '../../src/contract/spec';
 import { FsTrajectoryStore } from '../../src/store';
 import { freePort } from '../../src/process/ports';
 import { startDevServer, type DevServer } from '../../src/temporal/devServer';
-import { faultInjectionDir, runtimePaths } from '../../src/workers/runtime';
-import { smallConfig } from '../helpers/pipeline';
+import { holdTrainStep, writeHoldableConfig } from '../helpers/heldTrainStep';
 import { runCli, startCli } from '../helpers/processes';
-
-/** A run with fault injection on, so a test can hold its train step open. */
-function writeConfig(dir: string, runId: string): string {
-  const base = smallConfig();
-  const file = path.join(dir, `${runId}.json`);
-  const config = {
-    ...base,
-    run: { id: runId, iterations: 2 },
-    simulation: { ...(base.simulation as Record<string, unknown>), faultInjection: true },
-    temporal: { heartbeatTimeoutSeconds: 3 },
-    store: { dir: path.join(dir, 'store') },
-  };
-  writeFileSync(file, JSON.stringify(config));
-  return file;
-}
-
-/**
- * Holds the first train step of the run (for 10 minutes at most); resolves, once the held call has
- * started, with the release that lets it go on.
- */
-async function holdTrainStep(stateDir: string, runId: string, configFile: string): Promise<() => void> {
-  const parsed = parseRunConfig(JSON.parse(readFileSync(configFile, 'utf8')) as Record<string, unknown>, configFile);
-  const faults = faultInjectionDir(runtimePaths(parsed.config, stateDir), runId);
-  injectFault(faults, { id: 'hold-train', target: 'trainer', operation: 'trainStep', kind: 'slow', durationMs: 600_000 });
-  const fired = path.join(faults, 'fired', 'hold-train.json');
-  const deadline = Date.now() + 240_000;
-  while (!existsSync(fired)) {
-    if (Date.now() > deadline) throw new Error('the train step was not reached in 240 s');
-    await new Promise((resolve) => setTimeout(resolve, 200));
-  }
-  return () => releaseFault(faults, 'hold-train');
-}
 
 async function expectAudited(storeRoot: string, runId: string): Promise<void> {
   const audit = await new FsTrajectoryStore(storeRoot, runId).audit();
@@ -84,7 +50,7 @@ describe('`dev` when only its Temporal server is killed', () => {
 
   it('restarts the server on the same database; the run finishes, dev exits 0, no FAILED line', async () => {
     const runId = 'dev-outage';
-    const config = writeConfig(dir, runId);
+    const config = writeHoldableConfig(dir, runId);
     const stateDir = path.join(dir, 'state');
     const dev = startCli(['dev', config, '--state-dir', stateDir, '--port', String(await freePort()), '--ui-port', String(await freePort())]);
     try {
@@ -127,7 +93,7 @@ describe('`start --watch` and `status` through an outage of a server they do not
 
   it('waits out a server restart: "server unreachable, retrying", then the run finishes with exit 0', async () => {
     const runId = 'watch-outage';
-    const config = writeConfig(dir, runId);
+    const config = writeHoldableConfig(dir, runId);
     const stateDir = path.join(dir, 'state');
     workers = runWorkerProcesses(server.address, config, runId, stateDir, path.join(dir, 'logs'));
     const watch = startCli(['start', config, '--address', server.address, '--watch', '--server-wait', '300']);
@@ -156,7 +122,7 @@ describe('`start --watch` and `status` through an outage of a server they do not
 
   it('gives up past --server-wait with exit 4 and no FAILED line, the run left as it is', async () => {
     const runId = 'watch-gives-up';
-    const config = writeConfig(dir, runId);
+    const config = writeHoldableConfig(dir, runId);
     const stateDir = path.join(dir, 'state');
     await workers?.stop();
     workers = runWorkerProcesses(server.address, config, runId, stateDir, path.join(dir, 'logs-2'));

@@ -20,6 +20,7 @@ interface Service {
   entrypoint?: string[];
   depends_on?: Record<string, { condition: string }>;
   volumes?: string[];
+  ports?: string[];
   environment?: Record<string, string>;
 }
 const compose = parse(readFileSync(path.join(ROOT, 'docker-compose.yml'), 'utf8')) as { services: Record<string, Service>; volumes: Record<string, unknown> };
@@ -93,6 +94,9 @@ describe('docker-compose.yml', () => {
       expect(existsSync(path.join(ROOT, config.replace('/app/', ''))), config).toBe(true);
       expect(command).toContain('temporal:7233');
       expect(services[name]!.volumes).toContain('timeshare-state:/app/.timeshare');
+      // Metrics on every interface of the container, published on the host.
+      expect(command.slice(command.indexOf('--metrics-address'))).toEqual(['--metrics-address', '0.0.0.0:9464']);
+      expect((services[name]!.ports ?? []).some((port) => port.endsWith(':9464'))).toBe(true);
     }
     expect(Object.keys(compose.volumes)).toContain('timeshare-state');
   });
