@@ -117,13 +117,45 @@ export async function awaitServerThroughOutage(target: TemporalTarget, watch: Wa
   await checkNamespace(watch.client.connection, target);
 }
 
-/** `timeshare status`: the run's status, waiting out an outage. */
-export async function statusThroughOutage(target: TemporalTarget, runId: string, wait: ServerWait): Promise<RunStatus> {
+/** What `timeshare status` reports: the run's status when its workers answer, and how it ended once it has. */
+export interface StatusReport {
+  /** The status query's answer; absent for an ended run whose workers are gone (the query needs one to replay). */
+  status?: RunStatus;
+  /** How the run ended, from its workflow's close event (no worker needed); absent while it runs. */
+  outcome?: RunOutcome;
+}
+
+/** Whether the run workflow (the latest execution of its chain) has closed; a run that never existed is a CliError. */
+async function runEnded(watch: WatchClient, runId: string): Promise<boolean> {
+  try {
+    const description = await watch.client.withDeadline(Date.now() + QUERY_TIMEOUT_MS, () => watch.client.workflow.getHandle(runWorkflowId(runId)).describe());
+    return description.status.name !== 'RUNNING';
+  } catch (error) {
+    if (error instanceof WorkflowNotFoundError) throw new CliError(`no run '${runId}' (workflow ${runWorkflowId(runId)}) on this server`);
+    throw error;
+  }
+}
+
+/**
+ * `timeshare status`: the run's status, waiting out an outage. An ended run also gets its outcome;
+ * when no worker answers the status query for it (the workers of a finished `dev` are gone), the
+ * outcome alone, instead of the query's "no poller" error.
+ */
+export async function statusThroughOutage(target: TemporalTarget, runId: string, wait: ServerWait): Promise<StatusReport> {
   const tracker = new OutageTracker(target.address, wait);
   const watch = watchClient(target);
   try {
     await awaitServerThroughOutage(target, watch, tracker);
-    return await retryThroughOutage(watch, tracker, () => queryOnce(watch, runId));
+    const ended = await retryThroughOutage(watch, tracker, () => runEnded(watch, runId));
+    if (!ended) return { status: await retryThroughOutage(watch, tracker, () => queryOnce(watch, runId)) };
+    let status: RunStatus | undefined;
+    try {
+      status = await retryThroughOutage(watch, tracker, () => queryOnce(watch, runId));
+    } catch (error) {
+      if (error instanceof CliError) throw error;
+    }
+    const outcome = await runOutcome(watch, runId, tracker);
+    return status === undefined ? { outcome } : { status, outcome };
   } catch (error) {
     throw statusUnavailable(runId, error);
   } finally {
