@@ -6,6 +6,7 @@
  * failed, terminated, cancelled or timed out.
  */
 import { WorkflowFailedError, WorkflowNotFoundError } from '@temporalio/client';
+import { TerminatedFailure } from '@temporalio/common';
 import { describeError } from '../contract/errors';
 import { runWorkflowId } from '../contract/naming';
 import type { RunStatus } from '../contract/types';
@@ -163,6 +164,22 @@ export async function statusThroughOutage(target: TemporalTarget, runId: string,
   }
 }
 
+/** The client's words for a termination without a reason. */
+const TERMINATED = 'Workflow execution terminated';
+
+/**
+ * Why the run workflow closed unsuccessfully, on one line. A termination is named as such: the
+ * client gives its reason as the error's message and again as its cause's, and the word
+ * "terminated" in neither.
+ */
+export function failedRunMessage(error: WorkflowFailedError): string {
+  if (error.cause instanceof TerminatedFailure) {
+    const reason = error.cause.message;
+    return reason === '' || reason === TERMINATED ? TERMINATED : `${TERMINATED}: ${reason}`;
+  }
+  return describeError(error);
+}
+
 export type RunOutcome = { kind: 'completed'; summary: RunSummary } | { kind: 'failed'; message: string };
 
 /** How the run ended, from its workflow's close event (no worker needed); outages are waited out, other errors rethrown. */
@@ -176,7 +193,7 @@ export async function runOutcome(watch: WatchClient, runId: string, tracker: Out
       tracker.reachable();
       return { kind: 'completed', summary };
     } catch (error) {
-      if (error instanceof WorkflowFailedError) return { kind: 'failed', message: describeError(error) };
+      if (error instanceof WorkflowFailedError) return { kind: 'failed', message: failedRunMessage(error) };
       if (error instanceof WorkflowNotFoundError) throw new CliError(`no run '${runId}' (workflow ${runWorkflowId(runId)}) on this server`);
       // Counted from now, not from the call's start: the call is a long poll begun with the run.
       if (await recordIfOutage(error, Date.now(), watch, tracker)) {

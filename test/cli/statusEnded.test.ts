@@ -30,7 +30,7 @@ describe('timeshare status of an ended run without workers', () => {
   it('says how the run ended and exits 3 for a terminated run', async () => {
     const result = await runCli(['status', 'ended-run', '--address', server.address, '--server-wait', '0'], { timeoutMs: 60_000 });
     expect(result.stderr).not.toContain('no poller');
-    expect(result.stdout).toMatch(/^run 'ended-run' FAILED: .*given up by the operator/m);
+    expect(result.stdout).toMatch(/^run 'ended-run' FAILED: Workflow execution terminated: given up by the operator$/m);
     expect(result.code).toBe(EXIT.runFailed);
   }, 60_000);
 
@@ -40,7 +40,7 @@ describe('timeshare status of an ended run without workers', () => {
     const printed = JSON.parse(result.stdout) as { runId: string; outcome: { kind: string; message: string } };
     expect(printed.runId).toBe('ended-run');
     expect(printed.outcome.kind).toBe('failed');
-    expect(printed.outcome.message).toMatch(/given up by the operator/);
+    expect(printed.outcome.message).toBe('Workflow execution terminated: given up by the operator');
   }, 60_000);
 
   it('still says plainly that a run does not exist', async () => {
