@@ -332,8 +332,7 @@ async function runDevOwning(stateDir: string, options: DevOptions, log: (line: s
     stopDrainWatch = draining.watch(DRAIN_CHECK_MS);
     log(outcome.kind === 'started' ? `started run '${spec.runId}' (${spec.layout.strategy})` : `resumed run '${spec.runId}' (already running)`);
     if (uiUrl !== undefined) {
-      log(`Temporal UI: ${uiUrl}/namespaces/default/workflows/${workflowId}`);
-      log(`  (all runs: ${uiUrl}/namespaces/default/workflows?query=TimeshareRunId%3D%22${spec.runId}%22)`);
+      for (const line of temporalUiLines(uiUrl, spec.runId)) log(line);
     }
     let ended;
     try {
@@ -370,6 +369,15 @@ async function runDevOwning(stateDir: string, options: DevOptions, log: (line: s
     await codecServer?.close();
     pids.clear();
   }
+}
+
+/**
+ * Where the Temporal UI shows the run: its workflow, and the list of its workflows (the run and its
+ * iterations, by the search attribute TimeshareRunId; not other runs).
+ */
+export function temporalUiLines(uiUrl: string, runId: string): string[] {
+  const workflows = `${uiUrl}/namespaces/default/workflows`;
+  return [`Temporal UI: ${workflows}/${runWorkflowId(runId)}`, `  (the run and its iterations: ${workflows}?query=${encodeURIComponent(`TimeshareRunId="${runId}"`)})`];
 }
 
 /** How often `dev` looks for older workflow code versions the run is still pinned to. */
