@@ -132,6 +132,8 @@ function interruption(log: (line: string) => void, message: string): { interrupt
 interface FolderOwner {
   pid: number;
   started: string;
+  /** Its Temporal server's host:port, for the commands that read a held folder's run from that server instead. */
+  address?: string;
 }
 
 const lockFile = (stateDir: string) => path.join(stateDir, 'dev.lock');
@@ -154,7 +156,8 @@ export function startTimeOf(pid: number): string | undefined {
 function ownerOf(file: string): FolderOwner | undefined {
   try {
     const owner = JSON.parse(readFileSync(file, 'utf8')) as Partial<FolderOwner>;
-    return typeof owner.pid === 'number' && typeof owner.started === 'string' ? { pid: owner.pid, started: owner.started } : undefined;
+    if (typeof owner.pid !== 'number' || typeof owner.started !== 'string') return undefined;
+    return { pid: owner.pid, started: owner.started, ...(typeof owner.address === 'string' ? { address: owner.address } : {}) };
   } catch {
     return undefined; // gone meanwhile, or cut short by a crash while written
   }
@@ -166,9 +169,9 @@ function ownerOf(file: string): FolderOwner | undefined {
  * sets of workers would serve one run (an iteration then fails). A lock whose `dev` is gone (it
  * was SIGKILLed) is taken over. Returns what releases it.
  */
-export async function takeStateFolder(stateDir: string): Promise<() => void> {
+export async function takeStateFolder(stateDir: string, address?: string): Promise<() => void> {
   const file = lockFile(stateDir);
-  const me: FolderOwner = { pid: process.pid, started: startTimeOf(process.pid) ?? 'unknown' };
+  const me: FolderOwner = { pid: process.pid, started: startTimeOf(process.pid) ?? 'unknown', ...(address === undefined ? {} : { address }) };
   let unreadable = 0;
   for (;;) {
     try {
@@ -196,10 +199,16 @@ export async function takeStateFolder(stateDir: string): Promise<() => void> {
   }
 }
 
+/** The server address of the live `dev` that holds `stateDir`, if one does and recorded it. */
+export function devServerAddressOf(stateDir: string): string | undefined {
+  const owner = ownerOf(lockFile(stateDir));
+  return owner !== undefined && startTimeOf(owner.pid) === owner.started ? owner.address : undefined;
+}
+
 export async function runDev(options: DevOptions, log: (line: string) => void = (line) => console.log(line)): Promise<number> {
   const stateDir = path.resolve(options.stateDir);
   mkdirSync(stateDir, { recursive: true });
-  const release = await takeStateFolder(stateDir);
+  const release = await takeStateFolder(stateDir, `${DEV_SERVER_IP}:${options.port}`);
   try {
     return await runDevOwning(stateDir, options, log);
   } finally {
