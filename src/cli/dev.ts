@@ -105,15 +105,15 @@ class PidRecords {
   }
 }
 
-/** Resolves on the first SIGINT / SIGTERM; `off` removes the handlers. */
-function interruption(log: (line: string) => void, message: string): { interrupted: () => boolean; signalled: Promise<void>; off: () => void } {
+/** Resolves on the first SIGINT / SIGTERM, saying `message()` as it is then; `off` removes the handlers. */
+export function interruption(log: (line: string) => void, message: () => string): { interrupted: () => boolean; signalled: Promise<void>; off: () => void } {
   let interrupted = false;
   let resolve: () => void = () => undefined;
   const signalled = new Promise<void>((done) => (resolve = done));
   const onSignal = (signal: NodeJS.Signals): void => {
     if (interrupted) return;
     interrupted = true;
-    log(`\n${signal}: ${message}`);
+    log(`\n${signal}: ${message()}`);
     resolve();
   };
   process.on('SIGINT', onSignal);
@@ -312,7 +312,12 @@ async function runDevOwning(stateDir: string, options: DevOptions, log: (line: s
     throw new Error(`the dev server listens on ${server.current.address}, not on ${address} where its workers were told to connect`);
   }
 
-  const interrupt = interruption(log, 'stopping workers and server. The run is kept; run the same command again to resume it.');
+  // What an interruption leaves: a run in flight is resumed by the same command; one that has
+  // ended (--keep-ui) is not.
+  let runEnded = false;
+  const interrupt = interruption(log, () =>
+    runEnded ? 'stopping the server (the run has ended; its history stays in the state folder).' : 'stopping workers and server. The run is kept; run the same command again to resume it.',
+  );
   let client: Client | undefined;
   let watch: WatchClient | undefined;
   let draining: DrainingVersions | undefined;
@@ -328,6 +333,7 @@ async function runDevOwning(stateDir: string, options: DevOptions, log: (line: s
     if (outcome.kind === 'finished') {
       log(`run '${spec.runId}' already finished (${outcome.status}). Its history stays in the UI; set run.id in the config to start another.`);
       const ended = await runOutcome(watch, spec.runId, new OutageTracker(address, { limitMs: options.serverWaitMs, log }));
+      runEnded = true;
       writeFileSync(finishedMarker, `${outcomeLine(spec.runId, ended)}\n`);
       log(outcomeLine(spec.runId, ended));
       if (options.keepUi) {
@@ -359,6 +365,7 @@ async function runDevOwning(stateDir: string, options: DevOptions, log: (line: s
       throw new CliError(error instanceof Error ? error.message : String(error), EXIT.supervisionFailed);
     }
     if (ended === undefined) return EXIT.interrupted;
+    runEnded = true;
     writeFileSync(finishedMarker, `${outcomeLine(spec.runId, ended)}\n`);
     log(outcomeLine(spec.runId, ended));
     if (options.keepUi) {
