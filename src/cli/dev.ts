@@ -107,15 +107,15 @@ class PidRecords {
   }
 }
 
-/** Resolves on the first SIGINT / SIGTERM; `off` removes the handlers. */
-function interruption(log: (line: string) => void, message: string): { interrupted: () => boolean; signalled: Promise<void>; off: () => void } {
+/** Resolves on the first SIGINT / SIGTERM, saying `message()` as it is then; `off` removes the handlers. */
+export function interruption(log: (line: string) => void, message: () => string): { interrupted: () => boolean; signalled: Promise<void>; off: () => void } {
   let interrupted = false;
   let resolve: () => void = () => undefined;
   const signalled = new Promise<void>((done) => (resolve = done));
   const onSignal = (signal: NodeJS.Signals): void => {
     if (interrupted) return;
     interrupted = true;
-    log(`\n${signal}: ${message}`);
+    log(`\n${signal}: ${message()}`);
     resolve();
   };
   process.on('SIGINT', onSignal);
@@ -134,6 +134,8 @@ function interruption(log: (line: string) => void, message: string): { interrupt
 interface FolderOwner {
   pid: number;
   started: string;
+  /** Its Temporal server's host:port, for the commands that read a held folder's run from that server instead. */
+  address?: string;
 }
 
 const lockFile = (stateDir: string) => path.join(stateDir, 'dev.lock');
@@ -156,7 +158,8 @@ export function startTimeOf(pid: number): string | undefined {
 function ownerOf(file: string): FolderOwner | undefined {
   try {
     const owner = JSON.parse(readFileSync(file, 'utf8')) as Partial<FolderOwner>;
-    return typeof owner.pid === 'number' && typeof owner.started === 'string' ? { pid: owner.pid, started: owner.started } : undefined;
+    if (typeof owner.pid !== 'number' || typeof owner.started !== 'string') return undefined;
+    return { pid: owner.pid, started: owner.started, ...(typeof owner.address === 'string' ? { address: owner.address } : {}) };
   } catch {
     return undefined; // gone meanwhile, or cut short by a crash while written
   }
@@ -168,9 +171,9 @@ function ownerOf(file: string): FolderOwner | undefined {
  * sets of workers would serve one run (an iteration then fails). A lock whose `dev` is gone (it
  * was SIGKILLed) is taken over. Returns what releases it.
  */
-export async function takeStateFolder(stateDir: string): Promise<() => void> {
+export async function takeStateFolder(stateDir: string, address?: string): Promise<() => void> {
   const file = lockFile(stateDir);
-  const me: FolderOwner = { pid: process.pid, started: startTimeOf(process.pid) ?? 'unknown' };
+  const me: FolderOwner = { pid: process.pid, started: startTimeOf(process.pid) ?? 'unknown', ...(address === undefined ? {} : { address }) };
   let unreadable = 0;
   for (;;) {
     try {
@@ -198,10 +201,16 @@ export async function takeStateFolder(stateDir: string): Promise<() => void> {
   }
 }
 
+/** The server address of the live `dev` that holds `stateDir`, if one does and recorded it. */
+export function devServerAddressOf(stateDir: string): string | undefined {
+  const owner = ownerOf(lockFile(stateDir));
+  return owner !== undefined && startTimeOf(owner.pid) === owner.started ? owner.address : undefined;
+}
+
 export async function runDev(options: DevOptions, log: (line: string) => void = (line) => console.log(line)): Promise<number> {
   const stateDir = path.resolve(options.stateDir);
   mkdirSync(stateDir, { recursive: true });
-  const release = await takeStateFolder(stateDir);
+  const release = await takeStateFolder(stateDir, `${DEV_SERVER_IP}:${options.port}`);
   try {
     return await runDevOwning(stateDir, options, log);
   } finally {
@@ -332,7 +341,12 @@ async function runDevOwning(stateDir: string, options: DevOptions, log: (line: s
     throw new Error(`the dev server listens on ${server.current.address}, not on ${address} where its workers were told to connect`);
   }
 
-  const interrupt = interruption(log, 'stopping workers and server. The run is kept; run the same command again to resume it.');
+  // What an interruption leaves: a run in flight is resumed by the same command; one that has
+  // ended (--keep-ui) is not.
+  let runEnded = false;
+  const interrupt = interruption(log, () =>
+    runEnded ? 'stopping the server (the run has ended; its history stays in the state folder).' : 'stopping workers and server. The run is kept; run the same command again to resume it.',
+  );
   let client: Client | undefined;
   let watch: WatchClient | undefined;
   let draining: DrainingVersions | undefined;
@@ -348,6 +362,7 @@ async function runDevOwning(stateDir: string, options: DevOptions, log: (line: s
     if (outcome.kind === 'finished') {
       log(`run '${spec.runId}' already finished (${outcome.status}). Its history stays in the UI; set run.id in the config to start another.`);
       const ended = await runOutcome(watch, spec.runId, new OutageTracker(address, { limitMs: options.serverWaitMs, log }));
+      runEnded = true;
       writeFileSync(finishedMarker, `${outcomeLine(spec.runId, ended)}\n`);
       log(outcomeLine(spec.runId, ended));
       if (options.keepUi) {
@@ -361,8 +376,7 @@ async function runDevOwning(stateDir: string, options: DevOptions, log: (line: s
     stopDrainWatch = draining.watch(DRAIN_CHECK_MS);
     log(outcome.kind === 'started' ? `started run '${spec.runId}' (${spec.layout.strategy})` : `resumed run '${spec.runId}' (already running)`);
     if (uiUrl !== undefined) {
-      log(`Temporal UI: ${uiUrl}/namespaces/default/workflows/${workflowId}`);
-      log(`  (all runs: ${uiUrl}/namespaces/default/workflows?query=TimeshareRunId%3D%22${spec.runId}%22)`);
+      for (const line of temporalUiLines(uiUrl, spec.runId)) log(line);
     }
     let ended;
     try {
@@ -380,6 +394,7 @@ async function runDevOwning(stateDir: string, options: DevOptions, log: (line: s
       throw new CliError(error instanceof Error ? error.message : String(error), EXIT.supervisionFailed);
     }
     if (ended === undefined) return EXIT.interrupted;
+    runEnded = true;
     writeFileSync(finishedMarker, `${outcomeLine(spec.runId, ended)}\n`);
     log(outcomeLine(spec.runId, ended));
     if (options.keepUi) {
@@ -399,6 +414,15 @@ async function runDevOwning(stateDir: string, options: DevOptions, log: (line: s
     await codecServer?.close();
     pids.clear();
   }
+}
+
+/**
+ * Where the Temporal UI shows the run: its workflow, and the list of its workflows (the run and its
+ * iterations, by the search attribute TimeshareRunId; not other runs).
+ */
+export function temporalUiLines(uiUrl: string, runId: string): string[] {
+  const workflows = `${uiUrl}/namespaces/default/workflows`;
+  return [`Temporal UI: ${workflows}/${runWorkflowId(runId)}`, `  (the run and its iterations: ${workflows}?query=${encodeURIComponent(`TimeshareRunId="${runId}"`)})`];
 }
 
 /** How often `dev` looks for older workflow code versions the run is still pinned to. */

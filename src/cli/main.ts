@@ -129,16 +129,25 @@ export function buildProgram(): Command {
   withConnectionFlags(
     program
       .command('status')
-      .description("Show a run's iteration, phase, GPU roles, weight version and sample counts")
+      .description(
+        "Show a run's iteration, phase, GPU roles, weight version and sample counts; for a run that has ended, also how it ended " +
+          '(from its history alone when no worker runs any more). Exit 0: running or finished, 3: the run failed, 4: server unreachable past --server-wait',
+      )
       .argument('<run-id>')
-      .option('--json', 'print the raw status as JSON')
+      .option('--json', "print the raw status as JSON (an ended run whose workers are gone: { runId, outcome })")
       .option('--server-wait <seconds>', 'wait this long for an unreachable server (exit 4 after)', integer('--server-wait', 0), STATUS_SERVER_WAIT_SECONDS),
     'no-config',
   ).action(async (runId: string, flags: ConnectionFlags & { json?: boolean; serverWait: number }) => {
     const { target } = await import('./context');
-    const { statusThroughOutage } = await import('./watch');
-    const status = await statusThroughOutage(target(flags), runId, { limitMs: flags.serverWait * 1000, log: (line) => console.error(line) });
-    console.log(flags.json ? JSON.stringify(status, null, 2) : statusBlock(status));
+    const { outcomeExitCode, outcomeLine, statusThroughOutage } = await import('./watch');
+    const { status, outcome } = await statusThroughOutage(target(flags), runId, { limitMs: flags.serverWait * 1000, log: (line) => console.error(line) });
+    if (flags.json) {
+      console.log(JSON.stringify(status ?? { runId, outcome }, null, 2));
+    } else {
+      if (status !== undefined) console.log(statusBlock(status));
+      if (outcome !== undefined) console.log(outcomeLine(runId, outcome));
+    }
+    if (outcome !== undefined) process.exitCode = outcomeExitCode(outcome);
   });
 
   const updateCommand = (name: string, update: 'pause' | 'resume' | 'stop', description: string) =>

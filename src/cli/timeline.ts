@@ -73,9 +73,11 @@ async function serveDevState(stateDir: string): Promise<DevServer> {
   const dbFile = path.resolve(stateDir, 'temporal.db');
   if (!existsSync(dbFile)) throw new CliError(`no 'timeshare dev' state in ${stateDir} (expected ${dbFile})`, 2);
   if (existsSync(path.join(stateDir, 'dev-processes.json'))) {
+    const { devServerAddressOf } = await import('./dev');
+    const address = devServerAddressOf(stateDir);
     throw new CliError(
       `'timeshare dev' is running on ${stateDir} (or was killed; running it again cleans up): ` +
-        `read from its server instead with --address (default localhost:7233)`,
+        `read from its server instead with --address ${address ?? "127.0.0.1:<the dev's --port, default 7233>"}`,
     );
   }
   const { startDevServer } = await import('../temporal/devServer');

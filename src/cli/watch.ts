@@ -6,6 +6,7 @@
  * failed, terminated, cancelled or timed out.
  */
 import { WorkflowFailedError, WorkflowNotFoundError } from '@temporalio/client';
+import { TerminatedFailure } from '@temporalio/common';
 import { describeError } from '../contract/errors';
 import { runWorkflowId } from '../contract/naming';
 import type { RunStatus } from '../contract/types';
@@ -117,18 +118,66 @@ export async function awaitServerThroughOutage(target: TemporalTarget, watch: Wa
   await checkNamespace(watch.client.connection, target);
 }
 
-/** `timeshare status`: the run's status, waiting out an outage. */
-export async function statusThroughOutage(target: TemporalTarget, runId: string, wait: ServerWait): Promise<RunStatus> {
+/** What `timeshare status` reports: the run's status when its workers answer, and how it ended once it has. */
+export interface StatusReport {
+  /** The status query's answer; absent for an ended run whose workers are gone (the query needs one to replay). */
+  status?: RunStatus;
+  /** How the run ended, from its workflow's close event (no worker needed); absent while it runs. */
+  outcome?: RunOutcome;
+}
+
+/** Whether the run workflow (the latest execution of its chain) has closed; a run that never existed is a CliError. */
+async function runEnded(watch: WatchClient, runId: string): Promise<boolean> {
+  try {
+    const description = await watch.client.withDeadline(Date.now() + QUERY_TIMEOUT_MS, () => watch.client.workflow.getHandle(runWorkflowId(runId)).describe());
+    return description.status.name !== 'RUNNING';
+  } catch (error) {
+    if (error instanceof WorkflowNotFoundError) throw new CliError(`no run '${runId}' (workflow ${runWorkflowId(runId)}) on this server`);
+    throw error;
+  }
+}
+
+/**
+ * `timeshare status`: the run's status, waiting out an outage. An ended run also gets its outcome;
+ * when no worker answers the status query for it (the workers of a finished `dev` are gone), the
+ * outcome alone, instead of the query's "no poller" error.
+ */
+export async function statusThroughOutage(target: TemporalTarget, runId: string, wait: ServerWait): Promise<StatusReport> {
   const tracker = new OutageTracker(target.address, wait);
   const watch = watchClient(target);
   try {
     await awaitServerThroughOutage(target, watch, tracker);
-    return await retryThroughOutage(watch, tracker, () => queryOnce(watch, runId));
+    const ended = await retryThroughOutage(watch, tracker, () => runEnded(watch, runId));
+    if (!ended) return { status: await retryThroughOutage(watch, tracker, () => queryOnce(watch, runId)) };
+    let status: RunStatus | undefined;
+    try {
+      status = await retryThroughOutage(watch, tracker, () => queryOnce(watch, runId));
+    } catch (error) {
+      if (error instanceof CliError) throw error;
+    }
+    const outcome = await runOutcome(watch, runId, tracker);
+    return status === undefined ? { outcome } : { status, outcome };
   } catch (error) {
     throw statusUnavailable(runId, error);
   } finally {
     await watch.close();
   }
+}
+
+/** The client's words for a termination without a reason. */
+const TERMINATED = 'Workflow execution terminated';
+
+/**
+ * Why the run workflow closed unsuccessfully, on one line. A termination is named as such: the
+ * client gives its reason as the error's message and again as its cause's, and the word
+ * "terminated" in neither.
+ */
+export function failedRunMessage(error: WorkflowFailedError): string {
+  if (error.cause instanceof TerminatedFailure) {
+    const reason = error.cause.message;
+    return reason === '' || reason === TERMINATED ? TERMINATED : `${TERMINATED}: ${reason}`;
+  }
+  return describeError(error);
 }
 
 export type RunOutcome = { kind: 'completed'; summary: RunSummary } | { kind: 'failed'; message: string };
@@ -144,7 +193,7 @@ export async function runOutcome(watch: WatchClient, runId: string, tracker: Out
       tracker.reachable();
       return { kind: 'completed', summary };
     } catch (error) {
-      if (error instanceof WorkflowFailedError) return { kind: 'failed', message: describeError(error) };
+      if (error instanceof WorkflowFailedError) return { kind: 'failed', message: failedRunMessage(error) };
       if (error instanceof WorkflowNotFoundError) throw new CliError(`no run '${runId}' (workflow ${runWorkflowId(runId)}) on this server`);
       // Counted from now, not from the call's start: the call is a long poll begun with the run.
       if (await recordIfOutage(error, Date.now(), watch, tracker)) {

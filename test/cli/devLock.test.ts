@@ -81,4 +81,19 @@ describe("the state folder's lock", () => {
     expect(children[0]!.exitCode).toBeNull();
     expect(children[0]!.signalCode).toBeNull();
   }, 90_000);
+
+  it("records its server's address: `timeline --state-dir` on a folder a `dev` holds names that address, not the default port", async () => {
+    const folder = stateFolder();
+    const release = await takeStateFolder(folder, '127.0.0.1:17233');
+    try {
+      writeFileSync(path.join(folder, 'temporal.db'), '');
+      writeFileSync(path.join(folder, 'dev-processes.json'), '{}');
+      const result = await runCli(['timeline', 'some-run', '--state-dir', folder], { timeoutMs: 60_000 });
+      expect(result.code).toBe(1);
+      expect(result.stderr).toContain(`'timeshare dev' is running on ${folder}`);
+      expect(result.stderr).toContain('read from its server instead with --address 127.0.0.1:17233');
+    } finally {
+      release();
+    }
+  }, 90_000);
 });

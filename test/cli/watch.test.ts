@@ -2,10 +2,12 @@
  * The watchers' bookkeeping of an outage and of how a run ended, and a query to a port where no
  * server listens (the outage behaviour against a real server is test/cli/outage.test.ts).
  */
+import { WorkflowFailedError } from '@temporalio/client';
+import { ApplicationFailure, RetryState, TerminatedFailure } from '@temporalio/common';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { queryStatus, ServerUnreachableError, watchClient } from '../../src/cli/client';
 import { EXIT } from '../../src/cli/exitCodes';
-import { OutageTracker, outcomeExitCode, outcomeLine, retryThroughOutage } from '../../src/cli/watch';
+import { failedRunMessage, OutageTracker, outcomeExitCode, outcomeLine, retryThroughOutage } from '../../src/cli/watch';
 import { freePort } from '../../src/process/ports';
 import type { RunSummary } from '../../src/workflows/run';
 
@@ -82,6 +84,15 @@ describe('how a run ended', () => {
     const outcome = { kind: 'failed', message: 'Workflow execution failed: boom' } as const;
     expect(outcomeLine('r', outcome)).toBe("run 'r' FAILED: Workflow execution failed: boom");
     expect(outcomeExitCode(outcome)).toBe(EXIT.runFailed);
+  });
+
+  it('a terminated run says it was terminated, with the reason once (the client puts it in the error and in its cause)', () => {
+    const terminated = (reason: string) => new WorkflowFailedError(reason, new TerminatedFailure(reason), RetryState.NON_RETRYABLE_FAILURE);
+    expect(failedRunMessage(terminated('given up by the operator'))).toBe('Workflow execution terminated: given up by the operator');
+    // No reason given: the client's own words, once.
+    expect(failedRunMessage(terminated('Workflow execution terminated'))).toBe('Workflow execution terminated');
+    const failed = new WorkflowFailedError('Workflow execution failed', ApplicationFailure.create({ message: 'boom' }), RetryState.NON_RETRYABLE_FAILURE);
+    expect(failedRunMessage(failed)).toBe('Workflow execution failed: boom');
   });
 });
 
