@@ -13,6 +13,7 @@ import {
   log,
   makeContinueAsNewFunc,
   ParentClosePolicy,
+  setCurrentDetails,
   setHandler,
   upsertSearchAttributes,
   workflowInfo,
@@ -114,6 +115,7 @@ export async function runWorkflow(input: RunInput): Promise<RunSummary> {
     ledgerMatchesStore: false,
   };
   registerHandlers(run);
+  describeRun(run);
   upsertSearchAttributes([
     { key: RUN_ID_KEY, value: spec.runId },
     { key: STRATEGY_KEY, value: spec.layout.strategy },
@@ -127,6 +129,7 @@ export async function runWorkflow(input: RunInput): Promise<RunSummary> {
   }
 
   run.phase = 'done';
+  describeRun(run);
   upsertSearchAttributes([{ key: PHASE_KEY, value: 'done' }]);
   await condition(allHandlersFinished);
   const final = statusOf(run);
@@ -173,10 +176,40 @@ function statusOf(run: RunContext): RunStatus {
   };
 }
 
+/**
+ * The run's page in the Temporal UI ("current details", markdown): where the run stands between
+ * and during iterations, and what an operator can do about a pause. Not history: no command.
+ */
+function describeRun(run: RunContext): void {
+  const { spec, state } = run;
+  const ledger = state.ledger.counters;
+  const standing =
+    run.phase === 'done'
+      ? state.stopRequested
+        ? `**stopped** by the operator after ${state.iteration} of ${spec.iterations} iterations`
+        : `**finished**: ${state.iteration} of ${spec.iterations} iterations`
+      : state.paused
+        ? `**paused** after ${state.iteration} of ${spec.iterations} iterations${state.lastError === null ? '' : `: ${state.lastError.replace(/^paused: /, '')}`}; go on with \`timeshare resume ${spec.runId}\``
+        : run.runningIteration !== undefined
+          ? `iteration ${state.iteration + 1} of ${spec.iterations} running: \`${run.runningIteration}\` (its page shows its phase)`
+          : `between iterations: ${state.iteration} of ${spec.iterations} done`;
+  const requests = [run.pauseRequested ? 'pause requested (after this iteration)' : '', state.stopRequested && run.phase !== 'done' ? 'stop requested (after this iteration)' : ''].filter((line) => line !== '');
+  const lost = state.lostRanks ?? [];
+  setCurrentDetails(
+    [
+      standing,
+      ...requests,
+      `weights v${state.version} · batch size ${state.batchSize} · samples trained ${ledger.batched}, admitted ${ledger.admitted}`,
+      ...(lost.length > 0 ? [`lost ranks ${lost.join(',')} (\`timeshare return-ranks ${spec.runId} …\` once their node is back)`] : []),
+    ].join('\n\n'),
+  );
+}
+
 function registerHandlers(run: RunContext): void {
   const { spec, state } = run;
-  const status = () => statusOf(run);
-  setHandler(statusQuery, status);
+  // Updates change what the run's page says: said again before the answer.
+  const status = () => (describeRun(run), statusOf(run));
+  setHandler(statusQuery, () => statusOf(run));
   setHandler(pauseUpdate, () => ((run.pauseRequested = true), status()), { validator: () => rejectIfStopping(state) });
   setHandler(
     resumeUpdate,
@@ -238,6 +271,7 @@ async function beforeIteration(run: RunContext): Promise<'go' | 'stop' | 'again'
   }
   if (state.paused) {
     run.phase = 'starting';
+    describeRun(run);
     await condition(() => !state.paused || state.stopRequested);
     if (state.stopRequested) return 'stop';
   }
@@ -279,6 +313,7 @@ async function runIterationChild(run: RunContext): Promise<void> {
   const rejoining = state.rejoinRanks ?? [];
   const workflowId = iterationWorkflowId(spec.runId, state.iteration);
   run.runningIteration = workflowId;
+  describeRun(run);
   // Until this iteration completes, the store may hold what its attempts did beyond the ledger.
   const ledgerMatchesStore = run.ledgerMatchesStore;
   run.ledgerMatchesStore = false;
@@ -331,6 +366,7 @@ async function runIterationChild(run: RunContext): Promise<void> {
     onIterationFailure(run, error);
   } finally {
     run.runningIteration = undefined;
+    describeRun(run);
   }
 }
 

@@ -30,7 +30,11 @@ export function writeHoldableConfig(dir: string, runId: string): string {
  */
 export async function holdTrainStep(stateDir: string, runId: string, configFile: string): Promise<() => void> {
   const parsed = parseRunConfig(JSON.parse(readFileSync(configFile, 'utf8')) as Record<string, unknown>, configFile);
-  const faults = faultInjectionDir(runtimePaths(parsed.config, stateDir), runId);
+  return holdTrainStepIn(faultInjectionDir(runtimePaths(parsed.config, stateDir), runId));
+}
+
+/** holdTrainStep, given the run's fault folder (src/engines/simulated/injection.ts). */
+export async function holdTrainStepIn(faults: string): Promise<() => void> {
   injectFault(faults, { id: 'hold-train', target: 'trainer', operation: 'trainStep', kind: 'slow', durationMs: 600_000 });
   const fired = path.join(faults, 'fired', 'hold-train.json');
   const deadline = Date.now() + 240_000;
