@@ -44,6 +44,11 @@ export function begunWork<T>(what: string): { begin(work: Promise<T>): void; awa
   };
 }
 
+/** "1 shard", "4 shards": a count and its noun, for summaries a person reads. */
+export function countOf(count: number, noun: string): string {
+  return `${count} ${noun}${count === 1 ? '' : 's'}`;
+}
+
 /** "0-3", "0,2,5-7": ranks as ranges, for summaries a person reads. */
 export function rankRanges(ranks: readonly number[]): string {
   const sorted = [...ranks].sort((a, b) => a - b);

@@ -13,7 +13,7 @@ import type { NodeResumeResult } from '../contract/activities';
 import type { RunSpec } from '../contract/types';
 import type { IterationProgress, RankKvCapacity, SealedBatchFigures } from '../contract/types';
 import { PHASE_KEY } from '../temporal/searchAttributes';
-import { awaiting, begunWork, drive, rankRanges, type Suspension } from './drive';
+import { awaiting, begunWork, drive, countOf, rankRanges, type Suspension } from './drive';
 import type { IterationActivities } from './iterationActivities';
 import { isLostNodeError, type LostNodes } from './lostNodes';
 import { ShardRunner } from './shards';
@@ -126,7 +126,7 @@ type SealEffectNames = 'beginSealBatch' | 'awaitSealBatch' | 'finishSeal';
 
 /** Creates the admitted samples' records (a local activity or an activity of its own, by `proxy`). */
 function admit(proxy: IterationActivities['bookkeeping'] | IterationActivities['background'], runId: string, ids: number[], version: number): Promise<unknown> {
-  return proxy.admitSamples.executeWithOptions({ summary: `admit ${ids.length} samples at v${version}` }, [{ runId, ids, version }]);
+  return proxy.admitSamples.executeWithOptions({ summary: `admit ${countOf(ids.length, 'sample')} at v${version}` }, [{ runId, ids, version }]);
 }
 
 function bookkeepingEffects(ctx: TemporalEffectsContext, shards: ShardRunner): BookkeepingEffects {
@@ -140,14 +140,14 @@ function bookkeepingEffects(ctx: TemporalEffectsContext, shards: ShardRunner): B
       // Both reads are independent: issued together they cost one round trip.
       const [seen, sealed] = yield* awaiting(
         Promise.all([
-          store.describeSamples.executeWithOptions({ summary: `recover: describe ${waiting.length} waiting samples and ids from ${fromId}` }, [{ runId, ids: waiting, fromId }]),
+          store.describeSamples.executeWithOptions({ summary: `recover: describe ${countOf(waiting.length, 'waiting sample')} and ids from ${fromId}` }, [{ runId, ids: waiting, fromId }]),
           store.readSealedBatch.executeWithOptions({ summary: `recover: sealed batch of iteration ${iteration + 1}?` }, [{ runId, iteration }]),
         ]),
       );
       return { seen, sealed };
     },
     *dropSamples(ids, reason) {
-      yield* awaiting(store.dropSamples.executeWithOptions({ summary: `drop ${ids.length} samples (${reason})` }, [{ runId, ids, reason }]));
+      yield* awaiting(store.dropSamples.executeWithOptions({ summary: `drop ${countOf(ids.length, 'sample')} (${reason})` }, [{ runId, ids, reason }]));
     },
     *admitAndLaunch({ ids, version, shards: placed }) {
       yield* awaiting(admit(store, runId, ids, version));
@@ -175,7 +175,7 @@ function bookkeepingEffects(ctx: TemporalEffectsContext, shards: ShardRunner): B
       // Shards that reported no outcome (cancelled before their answer, failed, lost) settle from the store.
       const unreported = refs.filter((ref) => !reported.has(ref.id));
       if (unreported.length > 0) {
-        const summary = `settle ${unreported.length} shards (ranks ${rankRanges([...new Set(unreported.map((ref) => ref.rank))])})`;
+        const summary = `settle ${countOf(unreported.length, 'shard')} (ranks ${rankRanges([...new Set(unreported.map((ref) => ref.rank))])})`;
         const settled = yield* awaiting(store.settleShards.executeWithOptions({ summary }, [{ runId, shards: unreported.map((ref) => ({ shardId: ref.id, sampleIds: ref.sampleIds })) }]));
         for (const outcome of settled) reported.set(outcome.shardId, outcome);
       }
@@ -200,7 +200,7 @@ function sealEffects(ctx: TemporalEffectsContext): Pick<Effects, SealEffectNames
       const writing = besideOtherWork ? ctx.activities.background : ctx.activities.bookkeeping;
       manifest.begin(
         writing.writeBatchManifest
-          .executeWithOptions({ summary: `seal batch manifest (${sampleIds.length} samples)` }, [{ runId, iteration, fromVersion, sampleIds }])
+          .executeWithOptions({ summary: `seal batch manifest (${countOf(sampleIds.length, 'sample')})` }, [{ runId, iteration, fromVersion, sampleIds }])
           .then((figures) => {
             marking = startMarking(ctx, sampleIds, fromVersion);
             return figures;
@@ -216,7 +216,7 @@ function sealEffects(ctx: TemporalEffectsContext): Pick<Effects, SealEffectNames
 }
 
 function startMarking(ctx: TemporalEffectsContext, sampleIds: number[], fromVersion: number): Promise<unknown> {
-  const marking = ctx.activities.background.sealBatch.executeWithOptions({ summary: `mark ${sampleIds.length} batch samples` }, [
+  const marking = ctx.activities.background.sealBatch.executeWithOptions({ summary: `mark ${countOf(sampleIds.length, 'batch sample')}` }, [
     { runId: ctx.spec.runId, iteration: ctx.iteration, fromVersion, sampleIds },
   ]);
   marking.catch(() => undefined); // observed by finishSeal
@@ -228,8 +228,8 @@ type NodeGroup = { node: number; ranks: RankId[] };
 function nodeEffects(ctx: TemporalEffectsContext, shards: ShardRunner): Pick<Effects, 'resumeMemory' | 'resumeMemorySettled' | 'syncWeights' | 'syncAndReload'> {
   const { spec, lost, activities } = ctx;
   const runId = spec.runId;
-  const onGroup = <T>(group: NodeGroup, call: (node: ReturnType<IterationActivities['rank']>, summary: string) => Promise<T>, summary: string): Promise<T> =>
-    lost.onRank(group.ranks[0]!, call(activities.rank(group.ranks[0]!), `${summary} node ${group.node} ranks ${rankRanges(group.ranks)}`));
+  const onGroup = <T>(group: NodeGroup, call: (node: ReturnType<IterationActivities['rank']>, summary: string) => Promise<T>, summary: string, after = ''): Promise<T> =>
+    lost.onRank(group.ranks[0]!, call(activities.rank(group.ranks[0]!), `${summary} node ${group.node} ranks ${rankRanges(group.ranks)}${after}`));
   const resume = (group: NodeGroup, tags: MemoryTag[]) =>
     onGroup(group, (node, summary) => node.resumeNodeMemory.executeWithOptions({ summary }, [{ runId, ranks: group.ranks, tags }]), `reload ${tags.join('+')}`);
   const diskSync = (ranks: readonly RankId[], version: number) =>
@@ -282,8 +282,8 @@ function nodeEffects(ctx: TemporalEffectsContext, shards: ShardRunner): Pick<Eff
       const reloading = new Set(reload);
       const step = (group: NodeGroup) => {
         const here = group.ranks.filter((rank) => reloading.has(rank));
-        const what = here.length === 0 ? `sync weights v${version}` : `sync weights v${version} + reload ranks ${rankRanges(here)} of`;
-        return onGroup(group, (node, summary) => node.syncAndReloadNode.executeWithOptions({ summary }, [{ runId, ranks: group.ranks, version, reload: here }]), what);
+        const reloaded = here.length === 0 ? '' : `, reload ranks ${rankRanges(here)}`;
+        return onGroup(group, (node, summary) => node.syncAndReloadNode.executeWithOptions({ summary }, [{ runId, ranks: group.ranks, version, reload: here }]), `sync weights v${version}`, reloaded);
       };
       yield* awaiting(Promise.all(nodeGroups(spec, ranks).map(step)));
       return undefined;

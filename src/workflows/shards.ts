@@ -16,6 +16,7 @@ import type { RankKvCapacity, ShardGroupResult, ShardInput, ShardOutcome, ShardR
 import { checkPostcondition } from '../validation/patterns';
 import type { IterationActivities } from './iterationActivities';
 import type { LostNodes } from './lostNodes';
+import { countOf, rankRanges } from './drive';
 
 /** The shards of one launch on one node and one side of the shrink, run as one activity. */
 interface ShardGroup {
@@ -117,7 +118,7 @@ export class ShardRunner {
     }));
     const node = this.spec.layout.ranks[refs[0]!.rank]!.node;
     const samples = refs.reduce((sum, ref) => sum + ref.sampleIds.length, 0);
-    const summary = `rollout node ${node} ranks ${refs.map((ref) => ref.rank).join(',')} (${refs.length} shards, ${samples} samples, v${version})`;
+    const summary = `rollout node ${node} ranks ${rankRanges(refs.map((ref) => ref.rank))} (${countOf(refs.length, 'shard')}, ${countOf(samples, 'sample')}, v${version})`;
     const scope = new CancellationScope();
     const ended = scope.run(() => this.activities.shard(refs[0]!.rank).runRolloutShards.executeWithOptions({ summary }, [{ runId: this.spec.runId, shards: inputs }]));
     const group: ShardGroup = { scope, ended, members: [] };
@@ -139,7 +140,7 @@ export class ShardRunner {
     const members = group.members.map((shard) => shard.ref.id);
     if (results.length !== members.length || members.some((id) => !byId.has(id))) {
       // A worker's bug: the members without a result settle from the store, which holds what they wrote.
-      log.warn(`iteration ${this.iteration}: a group of shards ${members.join(', ')} returned results for ${results.map((result) => result.shardId).join(', ')}`);
+      log.warn(`iteration ${this.iteration + 1}: a group of shards ${members.join(', ')} returned results for ${results.map((result) => result.shardId).join(', ')}`);
     }
     for (const shard of group.members) {
       shard.done = true;
@@ -287,7 +288,7 @@ export class ShardRunner {
       if (apart.length === 0) continue;
       const stopped = group.members.filter((member) => ids.has(member.ref.id)).map((member) => member.ref.id);
       throw ApplicationFailure.nonRetryable(
-        `iteration ${this.iteration}: a stop of shards ${stopped.join(', ')} apart from ${apart.map((member) => member.ref.id).join(', ')} of their group (one activity): every stop must take a group whole`,
+        `iteration ${this.iteration + 1}: a stop of shards ${stopped.join(', ')} apart from ${apart.map((member) => member.ref.id).join(', ')} of their group (one activity): every stop must take a group whole`,
         'PartialShardGroupStop',
       );
     }
@@ -302,7 +303,7 @@ export class ShardRunner {
     }
     const stops = [...byNode.entries()].map(([node, onNode]) => {
       const rank: RankId = onNode[0]!.ref.rank;
-      const summary = `stop shards node ${node} (${onNode.length} shards)`;
+      const summary = `stop ${countOf(onNode.length, 'shard')} node ${node} ranks ${rankRanges([...new Set(onNode.map((shard) => shard.ref.rank))])}`;
       return this.activities
         .bestEffort(rank)
         .stopShards.executeWithOptions({ summary }, [{ runId: this.spec.runId, shardIds: onNode.map((shard) => shard.ref.id) }])
@@ -311,7 +312,7 @@ export class ShardRunner {
           (answer) => answer.outcomes ?? [],
           // Not fatal: the cancellation request still stops the shards, one heartbeat later.
           (error: unknown) => {
-            log.warn(`iteration ${this.iteration}: direct stop of shards on node ${node} failed, relying on cancellation: ${describeError(error)}`);
+            log.warn(`iteration ${this.iteration + 1}: direct stop of shards on node ${node} failed, relying on cancellation: ${describeError(error)}`);
             return [];
           },
         );
