@@ -7,6 +7,7 @@
  */
 import { WorkflowFailedError, WorkflowNotFoundError } from '@temporalio/client';
 import { TerminatedFailure } from '@temporalio/common';
+import { temporal } from '@temporalio/proto';
 import { describeError } from '../contract/errors';
 import { runWorkflowId } from '../contract/naming';
 import type { RunStatus } from '../contract/types';
@@ -126,11 +127,22 @@ export interface StatusReport {
   outcome?: RunOutcome;
 }
 
-/** Whether the run workflow (the latest execution of its chain) has closed; a run that never existed is a CliError. */
-async function runEnded(watch: WatchClient, runId: string): Promise<boolean> {
+/**
+ * Whether the run workflow (the latest execution of its chain) has closed, and if so whether a
+ * worker polls its task queue (a query needs one to replay it); a run that never existed is a CliError.
+ */
+async function runEnded(watch: WatchClient, runId: string): Promise<{ ended: boolean; polled: boolean }> {
   try {
     const description = await watch.client.withDeadline(Date.now() + QUERY_TIMEOUT_MS, () => watch.client.workflow.getHandle(runWorkflowId(runId)).describe());
-    return description.status.name !== 'RUNNING';
+    if (description.status.name === 'RUNNING') return { ended: false, polled: true };
+    const queue = await watch.client.withDeadline(Date.now() + QUERY_TIMEOUT_MS, () =>
+      watch.client.workflowService.describeTaskQueue({
+        namespace: watch.client.options.namespace,
+        taskQueue: { name: description.taskQueue },
+        taskQueueType: temporal.api.enums.v1.TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW,
+      }),
+    );
+    return { ended: true, polled: (queue.pollers ?? []).length > 0 };
   } catch (error) {
     if (error instanceof WorkflowNotFoundError) throw new CliError(`no run '${runId}' (workflow ${runWorkflowId(runId)}) on this server`);
     throw error;
@@ -147,13 +159,17 @@ export async function statusThroughOutage(target: TemporalTarget, runId: string,
   const watch = watchClient(target);
   try {
     await awaitServerThroughOutage(target, watch, tracker);
-    const ended = await retryThroughOutage(watch, tracker, () => runEnded(watch, runId));
+    const { ended, polled } = await retryThroughOutage(watch, tracker, () => runEnded(watch, runId));
     if (!ended) return { status: await retryThroughOutage(watch, tracker, () => queryOnce(watch, runId)) };
     let status: RunStatus | undefined;
-    try {
-      status = await retryThroughOutage(watch, tracker, () => queryOnce(watch, runId));
-    } catch (error) {
-      if (error instanceof CliError) throw error;
+    // Without a worker the query would wait out its whole timeout for nothing.
+    if (polled) {
+      try {
+        status = await retryThroughOutage(watch, tracker, () => queryOnce(watch, runId));
+      } catch (error) {
+        // Its workers may be gone since: the outcome below is what is left to tell.
+        if (error instanceof CliError) throw error;
+      }
     }
     const outcome = await runOutcome(watch, runId, tracker);
     return status === undefined ? { outcome } : { status, outcome };
