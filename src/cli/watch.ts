@@ -252,7 +252,15 @@ export interface WatchOptions {
  */
 export async function watchRun(watch: WatchClient, runId: string, options: WatchOptions): Promise<RunOutcome | undefined> {
   const { log } = options;
-  const tracker = new OutageTracker(options.address, options.serverWait);
+  // Once interrupted, the caller stops what it owns (a dev's server among it): the outcome's
+  // watch, still waiting on the server, has nothing to report of that.
+  const serverWait = {
+    ...options.serverWait,
+    log: (line: string) => {
+      if (!options.interrupted()) options.serverWait.log(line);
+    },
+  };
+  const tracker = new OutageTracker(options.address, serverWait);
   let outcome: RunOutcome | undefined;
   let failure: unknown;
   let failed = false;
