@@ -42,6 +42,8 @@ interface Episode {
   sampleId: number;
   server: number;
   session: OpenEnvSession;
+  /** Whether it still counts against its server's sessionsPerServer (released once, however the session ended). */
+  holdsSlot: boolean;
   /** Turns applied (steps sent, or invalid tool calls answered without a step). */
   turns: number;
   rewards: number[];
@@ -52,11 +54,15 @@ interface Episode {
 }
 
 const EXCERPT = 300;
+/** A server whose session failed is given new sessions only when no other has a free one, for this long. */
+export const FAILED_SERVER_AVOID_MS = 30_000;
 
 export class OpenEnvEnvironment implements AgentEnvironment {
   private readonly config: OpenEnvEnvironmentConfig;
   private readonly episodes = new Map<number, Episode>();
   private readonly active: number[];
+  /** When a session on each server last failed (could not connect, or ended by itself); undefined: not recently. */
+  private readonly failedAtMs: (number | undefined)[];
   private readonly waiting: (() => void)[] = [];
   private readonly now: () => number;
   /** Server text bound for an error, without the API key. */
@@ -66,6 +72,7 @@ export class OpenEnvEnvironment implements AgentEnvironment {
     this.config = options.config;
     this.redact = keyRedactor(options.apiKey);
     this.active = options.config.servers.map(() => 0);
+    this.failedAtMs = options.config.servers.map(() => undefined);
     this.now = options.now ?? (() => Date.now());
   }
 
@@ -210,10 +217,11 @@ export class OpenEnvEnvironment implements AgentEnvironment {
         ...(this.options.apiKey === undefined ? {} : { apiKey: this.options.apiKey }),
       });
     } catch (error) {
+      if (error instanceof EnvironmentUnavailableError) this.failedAtMs[server] = this.now();
       this.releaseServer(server);
       throw error;
     }
-    const episode: Episode = { sampleId, server, session, turns: 0, rewards: [], done: false, lastUsedMs: this.now() };
+    const episode: Episode = { sampleId, server, session, holdsSlot: true, turns: 0, rewards: [], done: false, lastUsedMs: this.now() };
     this.episodes.set(sampleId, episode);
     const reset = await session.reset(this.resetData(sampleId), this.config.timeouts.resetSeconds * 1000);
     const promptIds = await this.promptOf(reset, session.where);
@@ -290,13 +298,25 @@ export class OpenEnvEnvironment implements AgentEnvironment {
     return config.url;
   }
 
-  /** The least busy server with a free session, waiting for one when all are full. */
+  /**
+   * The least busy server with a free session, waiting for one when all are full. A server whose
+   * session failed within FAILED_SERVER_AVOID_MS is taken only when no other has a free session:
+   * a server that is down holds no sessions, so by load alone it would win every retry.
+   */
   private async acquireServer(signal?: AbortSignal): Promise<number> {
     for (;;) {
       signal?.throwIfAborted();
+      const now = this.now();
+      const rank = (server: number): [number, number] => {
+        const failedAt = this.failedAtMs[server];
+        return [failedAt !== undefined && now - failedAt < FAILED_SERVER_AVOID_MS ? 1 : 0, this.active[server] ?? 0];
+      };
       let best = -1;
       this.active.forEach((count, server) => {
-        if (count < this.config.sessionsPerServer && (best < 0 || count < (this.active[best] ?? 0))) best = server;
+        if (count >= this.config.sessionsPerServer) return;
+        const [failed, load] = rank(server);
+        const [bestFailed, bestLoad] = best < 0 ? [Infinity, Infinity] : rank(best);
+        if (failed < bestFailed || (failed === bestFailed && load < bestLoad)) best = server;
       });
       if (best >= 0) {
         this.active[best] = (this.active[best] ?? 0) + 1;
@@ -319,9 +339,18 @@ export class OpenEnvEnvironment implements AgentEnvironment {
     for (const wake of this.waiting.splice(0)) wake();
   }
 
+  /**
+   * Closes the episode's session and frees its server slot. The slot is released even when the
+   * session had already ended by itself (the server closed it, a timeout, a malformed answer):
+   * otherwise every such failure would hold a slot for good, and once `sessionsPerServer` had
+   * failed, every new episode would wait for a free session forever. Idempotent.
+   */
   private closeSession(episode: Episode): void {
-    if (episode.session.closed) return;
+    if (!episode.holdsSlot) return;
+    // A session that ended by itself failed (its server closed it, a timeout, a malformed answer).
+    if (episode.session.closed && !episode.done) this.failedAtMs[episode.server] = this.now();
     episode.session.close();
+    episode.holdsSlot = false;
     this.releaseServer(episode.server);
   }
 

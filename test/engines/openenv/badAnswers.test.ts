@@ -105,6 +105,26 @@ describe('bad environment answers', () => {
     expect(s.sessions.opened).toBe(2);
   });
 
+  it('a session the server closed frees its server slot: with one session per server the retry gets it, and so does the next sample', async () => {
+    let steps = 0;
+    const s = await server((message, socket) => {
+      if (message.type === 'reset') return socket.send(good('5'));
+      if (message.type !== 'step') return;
+      // Every other step crashes its session (the server closes the WebSocket).
+      if (++steps % 2 === 1) return socket.close(1011, 'crashed');
+      socket.send(good('+1'));
+    });
+    const env = environment(s.url, { sessionsPerServer: 1 });
+    const hung = new Promise<string>((resolve) => setTimeout(() => resolve('no free session: the closed session still holds its slot'), 5000).unref());
+    for (const sample of [1, 2]) {
+      const step = await Promise.race([env.step(sample, 0, 2, undefined, turn0, { promptIds, observationIds: [] }), hung]);
+      expect(step).toMatchObject({ observationIds: [id('+'), id('1')] });
+      env.end(sample);
+    }
+    expect(s.sessions.opened).toBe(4);
+    env.close();
+  });
+
   it('an error message from the server for a well-formed request is an EnvironmentProtocolError with its code', async () => {
     const s = await server((message, socket) =>
       socket.send(message.type === 'reset' ? good('5') : JSON.stringify({ type: 'error', data: { message: 'boom', code: 'EXECUTION_ERROR' } })),
@@ -192,6 +212,24 @@ describe('bad environment answers', () => {
     expect(resumed.observationIds).toEqual([id('+'), id('1')]);
     expect(steps).toBe(1);
     expect(s.sessions.opened).toBe(1);
+    env.close();
+  });
+
+  it('a server that is down is not tried again while another has a free session: the retry goes elsewhere', async () => {
+    const down = await server(() => undefined);
+    await closers.pop()?.();
+    const up = await server((message, socket) => {
+      if (message.type === 'reset') return socket.send(good('5'));
+      if (message.type === 'step') socket.send(good('+1'));
+    });
+    // The server that is down comes first: the least busy (both idle), so it is tried first.
+    const env = new OpenEnvEnvironment({ config: openEnvConfig([down.url, up.url], { retries: 1 }), tokenizer: agentTokenizer(), retryDelayMs: 10 });
+    for (const sample of [1, 2, 3]) {
+      const step = await env.step(sample, 0, 2, undefined, turn0, { promptIds, observationIds: [] });
+      expect(step.observationIds).toEqual([id('+'), id('1')]);
+      env.end(sample);
+    }
+    expect(up.sessions.opened).toBe(3);
     env.close();
   });
 
