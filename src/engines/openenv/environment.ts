@@ -223,23 +223,28 @@ export class OpenEnvEnvironment implements AgentEnvironment {
     }
     const episode: Episode = { sampleId, server, session, holdsSlot: true, turns: 0, rewards: [], done: false, lastUsedMs: this.now() };
     this.episodes.set(sampleId, episode);
-    const reset = await session.reset(this.resetData(sampleId), this.config.timeouts.resetSeconds * 1000);
-    const promptIds = await this.promptOf(reset, session.where);
-    if (history !== undefined && !sameIds(promptIds, history.promptIds)) {
-      this.end(sampleId);
-      throw new EpisodeLostError(sampleId, 'environment-diverged', `the session's reset (seed ${this.episodeSeed(sampleId)}) gave other prompt ids than recorded: ${excerpt(promptIds)} vs ${excerpt(history.promptIds)}`);
-    }
-    for (let t = 0; t < turn; t++) {
-      const step = await this.applyTurn(episode, t, outputIds[t] ?? []);
-      const recorded = history?.observationIds[t];
-      if (step.done || (recorded !== undefined && !sameIds(step.observationIds ?? [], recorded))) {
-        this.end(sampleId);
-        throw new EpisodeLostError(
-          sampleId,
-          'environment-diverged',
-          `replaying turn ${t} ${step.done ? 'ended the episode' : `gave observation ${excerpt(step.observationIds ?? [])}, recorded ${excerpt(recorded ?? [])}`}`,
-        );
+    try {
+      const reset = await session.reset(this.resetData(sampleId), this.config.timeouts.resetSeconds * 1000);
+      const promptIds = await this.promptOf(reset, session.where);
+      if (history !== undefined && !sameIds(promptIds, history.promptIds)) {
+        throw new EpisodeLostError(sampleId, 'environment-diverged', `the session's reset (seed ${this.episodeSeed(sampleId)}) gave other prompt ids than recorded: ${excerpt(promptIds)} vs ${excerpt(history.promptIds)}`);
       }
+      for (let t = 0; t < turn; t++) {
+        const step = await this.applyTurn(episode, t, outputIds[t] ?? []);
+        const recorded = history?.observationIds[t];
+        if (step.done || (recorded !== undefined && !sameIds(step.observationIds ?? [], recorded))) {
+          throw new EpisodeLostError(
+            sampleId,
+            'environment-diverged',
+            `replaying turn ${t} ${step.done ? 'ended the episode' : `gave observation ${excerpt(step.observationIds ?? [])}, recorded ${excerpt(recorded ?? [])}`}`,
+          );
+        }
+      }
+    } catch (error) {
+      // An episode not reset and replayed to `turn` must not be taken as live by the next attempt
+      // (it would step on without the reset's checks) nor hold its server slot until it idles out.
+      if (this.episodes.get(sampleId) === episode) this.end(sampleId);
+      throw error;
     }
     return episode;
   }

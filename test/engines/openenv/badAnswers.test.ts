@@ -125,6 +125,30 @@ describe('bad environment answers', () => {
     env.close();
   });
 
+  it('an episode whose reset failed is not kept: no slot held, and the next attempt resets a new session instead of stepping on it', async () => {
+    let resets = 0;
+    const steps: string[] = [];
+    const s = await server((message, socket) => {
+      if (message.type === 'reset') {
+        // The first reset answers done (a protocol error); later ones are good.
+        if (++resets === 1) return socket.send(JSON.stringify({ type: 'observation', data: { observation: { text: '5' }, reward: 0, done: true } }));
+        return socket.send(good('5'));
+      }
+      if (message.type === 'step') {
+        steps.push(`session ${s.sessions.opened}`);
+        socket.send(good('+1'));
+      }
+    });
+    const env = environment(s.url);
+    await expect(env.step(1, 0, 2, undefined, turn0, { promptIds, observationIds: [] })).rejects.toThrow(/the reset answered done/);
+    expect(env.liveEpisodes).toBe(0);
+    const step = await env.step(1, 0, 2, undefined, turn0, { promptIds, observationIds: [] });
+    expect(step.observationIds).toEqual([id('+'), id('1')]);
+    expect(resets).toBe(2);
+    expect(steps).toEqual(['session 2']);
+    env.close();
+  });
+
   it('an error message from the server for a well-formed request is an EnvironmentProtocolError with its code', async () => {
     const s = await server((message, socket) =>
       socket.send(message.type === 'reset' ? good('5') : JSON.stringify({ type: 'error', data: { message: 'boom', code: 'EXECUTION_ERROR' } })),
