@@ -20,6 +20,7 @@ import type { OpenEnvEnvironmentConfig } from './config';
 import type { AgentEnvironment, EnvironmentReset, EnvironmentStep, EpisodeHistory } from '../types';
 import { buildAction, observationText, renderTemplate } from './actions';
 import { keyRedactor } from '../auth';
+import { describe } from '../http/client';
 import { EnvironmentProtocolError, EnvironmentUnavailableError, EpisodeLostError } from './errors';
 import { stepResultSchema, type OpenEnvStepResult } from './protocol';
 import { OpenEnvSession } from './session';
@@ -88,16 +89,36 @@ export class OpenEnvEnvironment implements AgentEnvironment {
 
   /**
    * The prompt of a sample, from a stateless reset (HTTP POST /reset with the episode's seed):
-   * the orchestrator records it at admission; the episode's session must reproduce it.
+   * the orchestrator records it at admission; the episode's session must reproduce it. Asked of
+   * server `sampleId mod servers`, then of the next ones while a server does not answer (the seed
+   * decides the prompt, and the episode's session checks it): one server down does not hold up
+   * admission while another serves.
    */
   async promptIds(sampleId: number): Promise<number[]> {
-    const index = sampleId % this.config.servers.length;
+    const count = this.config.servers.length;
+    const failures: EnvironmentUnavailableError[] = [];
+    for (let k = 0; k < count; k++) {
+      const index = (sampleId + k) % count;
+      try {
+        return await this.promptIdsFrom(index, sampleId);
+      } catch (error) {
+        if (!(error instanceof EnvironmentUnavailableError)) throw error;
+        failures.push(error);
+      }
+    }
+    const [only] = failures;
+    if (failures.length === 1 && only !== undefined) throw only;
+    throw new EnvironmentUnavailableError(`OpenEnv reset of sample ${sampleId}`, `none of the ${count} servers answered: ${failures.map((e) => e.message).join('; ')}`);
+  }
+
+  private async promptIdsFrom(index: number, sampleId: number): Promise<number[]> {
     const server = this.config.servers[index];
-    if (server === undefined) throw new Error('openenv: no servers configured');
+    if (server === undefined) throw new Error(`openenv: no server ${index}`);
     await this.options.supervised?.[index]?.ready();
     const url = `${server.url.replace(/\/+$/, '')}/reset`;
     const where = `OpenEnv POST ${url}`;
     let response: Response;
+    let text: string;
     try {
       response = await fetch(url, {
         method: 'POST',
@@ -105,10 +126,12 @@ export class OpenEnvEnvironment implements AgentEnvironment {
         body: JSON.stringify(this.resetData(sampleId)),
         signal: AbortSignal.timeout(this.config.timeouts.resetSeconds * 1000),
       });
+      // The body too: a server that dies or stalls mid-answer gave no answer.
+      text = await response.text();
     } catch (error) {
-      throw new EnvironmentUnavailableError(where, `no answer: ${error instanceof Error ? error.message : String(error)}`);
+      const timedOut = error instanceof Error && error.name === 'TimeoutError';
+      throw new EnvironmentUnavailableError(where, timedOut ? `no answer within ${this.config.timeouts.resetSeconds} s (timeouts.resetSeconds)` : `no answer: ${describe(error)}`);
     }
-    const text = await response.text();
     // Only for an error (a reset's body may be large), redacted before it is cut: a cut could split the key.
     const excerpt = (): string => this.redact(text).slice(0, EXCERPT);
     if (response.status >= 500) throw new EnvironmentUnavailableError(where, `HTTP ${response.status}: ${excerpt()}`);

@@ -257,6 +257,26 @@ describe('bad environment answers', () => {
     env.close();
   });
 
+  it("the orchestrator's reset asks the next server when a sample's own server is down, and says why when none answers", async () => {
+    const down = await server(() => undefined);
+    await closers.pop()?.();
+    const up = await server(() => undefined);
+    const both = environment(down.url, { servers: [{ url: up.url }, { url: down.url }] });
+    // Sample 1's server (1 mod 2) is the one that is down; the other answers with the same seed.
+    expect(await both.promptIds(1)).toEqual([id('5')]);
+    const none = environment(down.url, { servers: [{ url: down.url }, { url: down.url }] });
+    const error = await none.promptIds(1).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(EnvironmentUnavailableError);
+    expect(String(error)).toMatch(/OpenEnv reset of sample 1: none of the 2 servers answered: .*no answer: fetch failed \(connect ECONNREFUSED/);
+  });
+
+  it('a reset slower than timeouts.resetSeconds is unavailable and names the setting', async () => {
+    const slow = await server(() => undefined, (res) => void setTimeout(() => res.end(JSON.stringify({ observation: { text: '5' }, done: false })), 1500));
+    const error = await environment(slow.url, { timeouts: { resetSeconds: 0.2 } }).promptIds(3).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(EnvironmentUnavailableError);
+    expect(String(error)).toMatch(/no answer within 0\.2 s \(timeouts\.resetSeconds\)/);
+  });
+
   it('a server that is down: connection refused is unavailable, then environment-unavailable after the retries', async () => {
     const s = await server(() => undefined);
     const url = s.url;
