@@ -283,7 +283,7 @@ export const openEnvEnvironmentSchema = z
   .object({
     kind: z.literal('openenv'),
     servers: z.array(openEnvServerSchema).min(1, { error: 'expected at least one environment server' }),
-    /** Concurrent episodes (WebSocket sessions) per server; more samples wait for a free session. */
+    /** Concurrent episodes (WebSocket sessions) per server and gpu-node worker; more samples wait for a free session. */
     sessionsPerServer: intIn(1, 100_000).default(64),
     timeouts: z
       .object({

@@ -21,7 +21,7 @@ import type { AgentEnvironment, EnvironmentReset, EnvironmentStep, EpisodeHistor
 import { buildAction, observationText, renderTemplate } from './actions';
 import { keyRedactor } from '../auth';
 import { describe } from '../http/client';
-import { EnvironmentProtocolError, EnvironmentUnavailableError, EpisodeLostError } from './errors';
+import { EnvironmentProtocolError, EnvironmentUnavailableError, EpisodeLostError, ServerAtCapacityError } from './errors';
 import { stepResultSchema, type OpenEnvStepResult } from './protocol';
 import { OpenEnvSession } from './session';
 import type { SupervisedServer } from './supervisor';
@@ -37,6 +37,8 @@ export interface OpenEnvEnvironmentOptions {
   retryDelayMs?: number;
   /** The servers this worker runs itself, by index in config.servers (undefined: not supervised here). */
   supervised?: readonly (SupervisedServer | undefined)[];
+  /** Warnings (a server that holds fewer sessions than sessionsPerServer). */
+  log?: (line: string) => void;
 }
 
 interface Episode {
@@ -62,6 +64,8 @@ export class OpenEnvEnvironment implements AgentEnvironment {
   private readonly config: OpenEnvEnvironmentConfig;
   private readonly episodes = new Map<number, Episode>();
   private readonly active: number[];
+  /** Sessions this worker opens per server: sessionsPerServer, or less where a server said it holds less. */
+  private readonly limit: number[];
   /** When a session on each server last failed (could not connect, or ended by itself); undefined: not recently. */
   private readonly failedAtMs: (number | undefined)[];
   private readonly waiting: (() => void)[] = [];
@@ -73,6 +77,7 @@ export class OpenEnvEnvironment implements AgentEnvironment {
     this.config = options.config;
     this.redact = keyRedactor(options.apiKey);
     this.active = options.config.servers.map(() => 0);
+    this.limit = options.config.servers.map(() => options.config.sessionsPerServer);
     this.failedAtMs = options.config.servers.map(() => undefined);
     this.now = options.now ?? (() => Date.now());
   }
@@ -178,7 +183,7 @@ export class OpenEnvEnvironment implements AgentEnvironment {
         this.end(sampleId);
       }
     }
-    for (let attempt = 0; ; attempt++) {
+    for (let attempt = 0; ; ) {
       try {
         const episode = await this.episodeAt(sampleId, turn, outputIds, history, signal);
         const result = this.applyTurn(episode, turn, current);
@@ -189,7 +194,10 @@ export class OpenEnvEnvironment implements AgentEnvironment {
       } catch (error) {
         if (!(error instanceof EnvironmentUnavailableError) || signal?.aborted === true) throw error;
         this.end(sampleId);
-        if (attempt >= this.config.retries) throw new EpisodeLostError(sampleId, 'environment-unavailable', `${this.config.retries + 1} sessions failed: ${error.message}`);
+        // A server at its session limit is backpressure: the episode waits for a session, spending no retry.
+        if (!(error instanceof ServerAtCapacityError) && attempt++ >= this.config.retries) {
+          throw new EpisodeLostError(sampleId, 'environment-unavailable', `${this.config.retries + 1} sessions failed: ${error.message}`);
+        }
         await delay(this.options.retryDelayMs ?? 500, signal);
       }
     }
@@ -264,6 +272,7 @@ export class OpenEnvEnvironment implements AgentEnvironment {
         }
       }
     } catch (error) {
+      if (error instanceof ServerAtCapacityError) this.lowerLimit(server, error);
       // An episode not reset and replayed to `turn` must not be taken as live by the next attempt
       // (it would step on without the reset's checks) nor hold its server slot until it idles out.
       if (this.episodes.get(sampleId) === episode) this.end(sampleId);
@@ -341,7 +350,7 @@ export class OpenEnvEnvironment implements AgentEnvironment {
       };
       let best = -1;
       this.active.forEach((count, server) => {
-        if (count >= this.config.sessionsPerServer) return;
+        if (count >= (this.limit[server] ?? 0)) return;
         const [failed, load] = rank(server);
         const [bestFailed, bestLoad] = best < 0 ? [Infinity, Infinity] : rank(best);
         if (failed < bestFailed || (failed === bestFailed && load < bestLoad)) best = server;
@@ -359,6 +368,16 @@ export class OpenEnvEnvironment implements AgentEnvironment {
         signal?.addEventListener('abort', wake, { once: true });
       });
     }
+  }
+
+  /** A server refused a session at its limit: this worker opens no more there than the limit it reported. */
+  private lowerLimit(server: number, error: ServerAtCapacityError): void {
+    const current = this.limit[server] ?? 0;
+    if (error.maxSessions === undefined || error.maxSessions >= current) return;
+    this.limit[server] = error.maxSessions;
+    this.options.log?.(
+      `OpenEnv server ${this.serverUrl(server)} holds at most ${error.maxSessions} sessions (CAPACITY_REACHED), fewer than sessionsPerServer ${this.config.sessionsPerServer}: this worker opens at most ${error.maxSessions} there, and more episodes wait for one; set engine.environment.sessionsPerServer to the server's limit divided by the gpu-node workers (or raise the server's max_concurrent_envs)`,
+    );
   }
 
   private releaseServer(server: number): void {

@@ -8,7 +8,7 @@
 import WebSocket from 'ws';
 import { z } from 'zod';
 import { keyRedactor } from '../auth';
-import { EnvironmentProtocolError, EnvironmentUnavailableError } from './errors';
+import { EnvironmentProtocolError, EnvironmentUnavailableError, ServerAtCapacityError } from './errors';
 import { sessionUrl, UNAVAILABLE_ERROR_CODES, wsAnswerSchema, type OpenEnvAction, type OpenEnvStepResult } from './protocol';
 
 export interface SessionOptions {
@@ -123,6 +123,10 @@ export class OpenEnvSession {
     if (answer.type === 'error') {
       const code = answer.data.code ?? 'UNKNOWN';
       const message = this.redact(answer.data.message);
+      if (code === 'CAPACITY_REACHED') {
+        const maxSessions = z.number().int().positive().safeParse(answer.data['max_sessions']);
+        return pending.reject(new ServerAtCapacityError(this.where, `server error ${code}: ${message}`, maxSessions.success ? maxSessions.data : undefined));
+      }
       const error = UNAVAILABLE_ERROR_CODES.includes(code)
         ? new EnvironmentUnavailableError(this.where, `server error ${code}: ${message}`)
         : new EnvironmentProtocolError(this.where, `server error ${code}: ${message}`, code);
