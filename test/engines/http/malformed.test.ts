@@ -155,6 +155,27 @@ describe('adapters refuse answers outside the protocol', () => {
     }
   });
 
+  it('an answer whose body is cut off (the engine died mid-answer) is retryable and names the endpoint', async () => {
+    const cut = createServer((req, res) => {
+      req.resume();
+      req.on('end', () => {
+        res.writeHead(200, { 'Content-Type': 'application/json', 'Content-Length': '100' });
+        res.write('{"onloaded": tr');
+        setTimeout(() => res.destroy(), 20);
+      });
+    });
+    await new Promise<void>((resolve) => cut.listen(0, '127.0.0.1', resolve));
+    try {
+      const base = `http://127.0.0.1:${(cut.address() as AddressInfo).port}`;
+      const error = await new HttpTrainer({ baseUrl: base }).status().catch((e: unknown) => e);
+      expect(error).toBeInstanceOf(EngineHttpError);
+      expect(String(error)).toMatch(new RegExp(`GET ${base}/trainer/status: HTTP 200: the answer's body was cut off: `));
+      await expect(new HttpClient({ baseUrl: base }).call('POST', '/flush_cache')).rejects.toThrow(/POST .*\/flush_cache: HTTP 200: the answer's body was cut off/);
+    } finally {
+      await new Promise((resolve) => cut.close(resolve));
+    }
+  });
+
   it('an engine that is not there: no response, with the endpoint', async () => {
     const closed = new SglangRolloutEngine({ baseUrl: 'http://127.0.0.1:9', sampling });
     const error = await closed.status().catch((e: unknown) => e);
