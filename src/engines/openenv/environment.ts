@@ -52,9 +52,15 @@ interface Episode {
   rewards: number[];
   done: boolean;
   lastUsedMs: number;
-  /** The last turn's answer, kept so a turn stopped during its step resumes with it, not a second step. */
-  last?: { turn: number; key: string; result: Promise<EnvironmentStep> };
+  /**
+   * The last turn's step answer (before its text is tokenized), kept so a turn stopped during its
+   * step, or whose tokenizing failed, resumes with it instead of stepping twice.
+   */
+  last?: { turn: number; key: string; answer: Promise<TurnAnswer> };
 }
+
+/** What a turn's step answered: the episode's end and its reward, or the text of the next observation. */
+type TurnAnswer = { done: true; reward: number } | { done: false; text: string };
 
 const EXCERPT = 300;
 /** A server whose session failed is given new sessions only when no other has a free one, for this long. */
@@ -174,23 +180,29 @@ export class OpenEnvEnvironment implements AgentEnvironment {
     const key = JSON.stringify(current);
     this.reapIdle();
     const live = this.episodes.get(sampleId);
-    if (live?.last?.turn === turn && live.last.key === key) {
+    const kept = live?.last?.turn === turn && live.last.key === key ? live.last : undefined;
+    if (live !== undefined && kept !== undefined) {
+      let answer: TurnAnswer | undefined;
       try {
-        return await abortable(live.last.result, signal);
+        answer = await abortable(kept.answer, signal);
       } catch (error) {
-        // The kept answer failed (its session died): the turn is retried below like any lost session.
-        if (!(error instanceof EnvironmentUnavailableError) || signal?.aborted === true) throw error;
-        this.end(sampleId);
+        if (signal?.aborted === true) throw error;
+        // The kept step failed. Its session died: the turn is retried below like any lost session.
+        // Anything else (the tokenizer failed before the step was sent, a refused answer) is
+        // forgotten, so the turn is tried again below instead of answered with the same failure.
+        if (error instanceof EnvironmentUnavailableError) this.end(sampleId);
+        else live.last = undefined;
       }
+      if (answer !== undefined) return await this.observe(answer);
     }
     for (let attempt = 0; ; ) {
       try {
         const episode = await this.episodeAt(sampleId, turn, outputIds, history, signal);
-        const result = this.applyTurn(episode, turn, current);
-        episode.last = { turn, key, result };
+        const answer = this.stepTurn(episode, turn, current);
+        episode.last = { turn, key, answer };
         // Stopped mid-step, the answer still lands on the episode for the resumed turn to take.
-        result.catch(() => undefined);
-        return await abortable(result, signal);
+        answer.catch(() => undefined);
+        return await this.observe(await abortable(answer, signal));
       } catch (error) {
         if (!(error instanceof EnvironmentUnavailableError) || signal?.aborted === true) throw error;
         this.end(sampleId);
@@ -283,6 +295,18 @@ export class OpenEnvEnvironment implements AgentEnvironment {
 
   /** One turn: the output ids → text → action → step → observation ids (or the end and its reward). */
   private async applyTurn(episode: Episode, turn: number, ids: readonly number[]): Promise<EnvironmentStep> {
+    return this.observe(await this.stepTurn(episode, turn, ids));
+  }
+
+  /** The observation's ids (the chat template around its text), or the end. */
+  private async observe(answer: TurnAnswer): Promise<EnvironmentStep> {
+    if (answer.done) return { observationTokens: 0, observationIds: [], done: true, reward: answer.reward };
+    const observationIds = await this.options.tokenizer.encode(renderTemplate(this.config.chatTemplate.observation, answer.text));
+    return { observationTokens: observationIds.length, observationIds, done: false };
+  }
+
+  /** A turn on the episode: the output ids → text → action → step → its answer (the episode advances). */
+  private async stepTurn(episode: Episode, turn: number, ids: readonly number[]): Promise<TurnAnswer> {
     const text = await this.options.tokenizer.decode(ids);
     const built = buildAction(text, this.config.toolCall);
     let answerText: string | undefined;
@@ -311,10 +335,9 @@ export class OpenEnvEnvironment implements AgentEnvironment {
       episode.done = true;
       this.closeSession(episode);
       const total = this.config.reward === 'sum' ? episode.rewards.reduce((a, b) => a + b, 0) : reward;
-      return { observationTokens: 0, observationIds: [], done: true, reward: total };
+      return { done: true, reward: total };
     }
-    const observationIds = await this.options.tokenizer.encode(renderTemplate(this.config.chatTemplate.observation, answerText ?? ''));
-    return { observationTokens: observationIds.length, observationIds, done: false };
+    return { done: false, text: answerText ?? '' };
   }
 
   private async promptOf(reset: OpenEnvStepResult, where: string): Promise<number[]> {

@@ -221,6 +221,43 @@ describe('bad environment answers', () => {
     env.close();
   });
 
+  it('a turn whose tokenizer call failed (the rollout engine restarting) is tried again, not answered with the kept failure', async () => {
+    let steps = 0;
+    const s = await server((message, socket) => {
+      if (message.type === 'reset') return socket.send(good('5'));
+      if (message.type === 'step') {
+        steps++;
+        socket.send(good('+1'));
+      }
+    });
+    const vocabulary = agentTokenizer();
+    // /detokenize fails once, then /tokenize once (after the step was sent), then both work.
+    const failures = { decode: 1, encode: 2 };
+    const flaky = {
+      decode: async (ids: readonly number[]) => {
+        if (failures.decode-- > 0) throw new Error('POST http://engine/detokenize: no response: connect ECONNREFUSED');
+        return vocabulary.decode(ids);
+      },
+      encode: async (text: string) => {
+        // The first encode is the prompt's (reset); the turn's observation fails once.
+        if (--failures.encode === 0) throw new Error('POST http://engine/tokenize: no response: connect ECONNREFUSED');
+        return vocabulary.encode(text);
+      },
+    };
+    const env = new OpenEnvEnvironment({ config: openEnvConfig([s.url], { deterministic: false }), tokenizer: flaky, retryDelayMs: 10 });
+    const history = { promptIds, observationIds: [] };
+    await expect(env.step(1, 0, 2, undefined, turn0, history)).rejects.toThrow(/detokenize/);
+    expect(steps).toBe(0);
+    await expect(env.step(1, 0, 2, undefined, turn0, history)).rejects.toThrow(/\/tokenize/);
+    expect(steps).toBe(1);
+    // The step's answer was kept: the retry only tokenizes it, without stepping twice (or losing the episode).
+    const step = await env.step(1, 0, 2, undefined, turn0, history);
+    expect(step.observationIds).toEqual([id('+'), id('1')]);
+    expect(steps).toBe(1);
+    expect(s.sessions.opened).toBe(1);
+    env.close();
+  });
+
   it('a turn stopped during its step resumes with the kept answer: the environment steps once', async () => {
     let steps = 0;
     const s = await server((message, socket) => {
