@@ -314,6 +314,32 @@ describe('bad environment answers', () => {
     expect(String(error)).toMatch(/no answer within 0\.2 s \(timeouts\.resetSeconds\)/);
   });
 
+  it('a server that refuses the WebSocket upgrade (no /ws route, bad credentials) is a setup error naming the fix, not a lost session', async () => {
+    let upgrades = 0;
+    const statuses = [404, 403, 401];
+    const http: Server = createServer((req, res) => {
+      req.resume();
+      req.on('end', () => res.end(JSON.stringify({ observation: { text: '5' }, reward: 0, done: false })));
+    });
+    // An HTTP-only environment: every WebSocket upgrade is answered with a plain HTTP refusal.
+    http.on('upgrade', (_req, socket) => {
+      const status = statuses[upgrades++ % statuses.length] ?? 404;
+      socket.end(`HTTP/1.1 ${status} Refused\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);
+    });
+    await new Promise<void>((resolve) => http.listen(0, '127.0.0.1', resolve));
+    closers.push(() => new Promise((resolve) => http.close(() => resolve())));
+    const url = `http://127.0.0.1:${(http.address() as AddressInfo).port}`;
+    const env = environment(url, { retries: 3 });
+    for (const expected of [/HTTP 404 on the WebSocket upgrade: no WebSocket route here: engine\.environment\.servers\[\]\.url must be the base URL of an OpenEnv server/, /HTTP 403 .*apiKeyEnv.*no WebSocket route here/, /HTTP 401 .*check engine\.environment\.apiKeyEnv/]) {
+      const error = await env.step(1, 0, 2, undefined, turn0, { promptIds, observationIds: [] }).catch((e: unknown) => e);
+      expect(error).toBeInstanceOf(EnvironmentProtocolError);
+      expect(String(error)).toMatch(expected);
+    }
+    // One upgrade per turn: no retries spent on a refusal that no retry changes.
+    expect(upgrades).toBe(3);
+    expect(env.liveEpisodes).toBe(0);
+  });
+
   it('a server that is down: connection refused is unavailable, then environment-unavailable after the retries', async () => {
     const s = await server(() => undefined);
     const url = s.url;
