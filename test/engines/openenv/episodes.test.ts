@@ -141,6 +141,15 @@ describe('OpenEnv episodes (real environment server)', () => {
       for (const result of results) expect(result.last).toMatchObject({ done: true, reward: 1 });
       expect(log).toEqual([expect.stringMatching(/holds at most 1 sessions \(CAPACITY_REACHED\), fewer than sessionsPerServer 64: .*set engine\.environment\.sessionsPerServer/)]);
       expect(env.liveEpisodes).toBe(0);
+      // A second worker finds the server full with the first's session: it waits until that episode ends.
+      const other = new OpenEnvEnvironment({ config: openEnvConfig([narrow.url], { retries: 0, sessionsPerServer: 1 }), tokenizer: agentTokenizer(), retryDelayMs: 50 });
+      const prompt = await env.promptIds(61);
+      const first = await env.step(61, 0, 2, undefined, [[answerId(prompt[0]!), EOS]], { promptIds: prompt, observationIds: [] });
+      const waiting = play(other, 62, () => true);
+      await new Promise((resolve) => setTimeout(resolve, 500));
+      expect(first.done).toBe(false);
+      env.end(61);
+      expect((await waiting).last).toMatchObject({ done: true, reward: 1 });
     } finally {
       await narrow.stop();
     }
