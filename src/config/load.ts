@@ -363,12 +363,35 @@ export function parseRunConfig(raw: unknown, source: string): ParsedRunConfig {
       message: `real rollout engines need an environment with token ids ('digits' or 'openenv') and simulated engines the simulated one (got rollout ${rollout.kind}, environment ${environment.kind})`,
     });
   }
+  // Broadcast: the engines reach the trainer's group store at masterAddress, by default the trainer
+  // endpoint's host. A loopback trainer host is unreachable for engines on other hosts: the group
+  // would never form, and each attempt would wait out weightSync.timeoutSeconds before saying so.
+  const { weightSync } = config.engine;
+  if (weightSync.mode === 'broadcast' && weightSync.masterAddress === undefined && trainer.kind === 'http' && rollout.kind !== 'simulated') {
+    const trainerHost = urlHost(trainer.endpoint);
+    const remote = [...new Set(rollout.endpoints.map(urlHost).filter((host) => !isLoopbackHost(host)))];
+    if (isLoopbackHost(trainerHost) && remote.length > 0) {
+      issues.push({
+        path: 'engine.weightSync.masterAddress',
+        message: `expected an address of the trainer that the rollout engines reach: the default, the trainer endpoint's host ${trainerHost}, is loopback, but rollout engines run on ${remote.join(', ')}`,
+      });
+    }
+  }
   if (rollout.kind === 'vllm' && rollout.model === undefined) {
     issues.push({ path: 'engine.rollout.model', message: 'expected the served model name: vllm needs it in every completions request' });
   }
 
   if (issues.length > 0 || layout === undefined) throw new ConfigError(source, issues);
   return { config, layout, maxConcurrentSamples };
+}
+
+/** The host of an http(s) URL the schema accepted, without IPv6 brackets. */
+function urlHost(url: string): string {
+  return new URL(url).hostname.replace(/^\[(.*)\]$/, '$1');
+}
+
+function isLoopbackHost(host: string): boolean {
+  return host === 'localhost' || host.endsWith('.localhost') || /^127\.\d+\.\d+\.\d+$/.test(host) || host === '::1';
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -283,7 +283,7 @@ export const openEnvEnvironmentSchema = z
   .object({
     kind: z.literal('openenv'),
     servers: z.array(openEnvServerSchema).min(1, { error: 'expected at least one environment server' }),
-    /** Concurrent episodes (WebSocket sessions) per server; more samples wait for a free session. */
+    /** Concurrent episodes (WebSocket sessions) per server and gpu-node worker; more samples wait for a free session. */
     sessionsPerServer: intIn(1, 100_000).default(64),
     timeouts: z
       .object({
@@ -447,6 +447,11 @@ export const runConfigSchema = z
     maxTurns: intIn(1, 1000).default(100),
     /** Token budget of one trajectory (context + generated). */
     maxTokens: intIn(1, 1_048_576).default(65_536),
+    /**
+     * A sample's age limit, not a per-call timeout: a sample admitted longer ago than this (wall
+     * time with real engines, simulated time with simulated ones) is dropped as
+     * `environment-timeout` before its next turn. The OpenEnv calls have their own timeouts.
+     */
     environmentTimeoutSeconds: positiveNumber().default(3600),
     engine: z
       .object({

@@ -15,6 +15,25 @@ describe('engine.weightSync', () => {
     expect(() => parseRunConfig({ ...base, engine: { weightSync: { mode: 'carrier-pigeon' } } }, '<test>')).toThrow(/weightSync.mode/);
     expect(() => parseRunConfig({ ...base, engine: { weightSync: { attempts: 0 } } }, '<test>')).toThrow(/weightSync.attempts/);
   });
+
+  it('refuses a loopback trainer host as the default master address when rollout engines run on other hosts', async () => {
+    const { parseRunConfig } = await import('../../src/config');
+    const config = (trainer: string, endpoints: string[], masterAddress?: string) => ({
+      pool: { nodes: 1, gpusPerNode: 2 }, strategy: 'multiplexed', train: { gpus: [0] }, batchSize: 4,
+      engine: {
+        rollout: { kind: 'sglang', endpoints }, trainer: { kind: 'http', endpoint: trainer }, environment: { kind: 'digits' },
+        weightSync: { mode: 'broadcast', ...(masterAddress === undefined ? {} : { masterAddress }) },
+      },
+    });
+    expect(() => parseRunConfig(config('http://127.0.0.1:8000', ['http://gpu0:30000', 'http://127.0.0.1:30000']), '<test>')).toThrow(
+      /engine\.weightSync\.masterAddress.*the trainer endpoint's host 127\.0\.0\.1, is loopback, but rollout engines run on gpu0/s,
+    );
+    expect(() => parseRunConfig(config('http://localhost:8000', ['http://gpu0:30000', 'http://gpu1:30000']), '<test>')).toThrow(/gpu0, gpu1/);
+    // All on one host, a reachable trainer host, or masterAddress set: accepted.
+    expect(() => parseRunConfig(config('http://127.0.0.1:8000', ['http://127.0.0.1:30001', 'http://localhost:30002']), '<test>')).not.toThrow();
+    expect(() => parseRunConfig(config('http://trainer:8000', ['http://gpu0:30000', 'http://gpu1:30000']), '<test>')).not.toThrow();
+    expect(() => parseRunConfig(config('http://127.0.0.1:8000', ['http://gpu0:30000', 'http://gpu1:30000'], '10.0.0.5'), '<test>')).not.toThrow();
+  });
 });
 
 describe('rollout.kvCapacityTokensPerRank', () => {

@@ -20,7 +20,11 @@ import type { HttpClient } from './client';
 import { EngineProtocolError } from './errors';
 
 const successSchema = z.object({ success: z.boolean(), message: z.string().optional() }).loose();
-const openedSchema = z.object({ master_address: z.string().min(1), master_port: z.number().int().min(1).max(65_535) }).loose();
+/** The trainer's answer to opening a group (docs/trainer-openapi.yaml): `success` first, the address only when it succeeded. */
+const openedSchema = z.discriminatedUnion('success', [
+  z.object({ success: z.literal(true), master_address: z.string().min(1), master_port: z.number().int().min(1).max(65_535) }).loose(),
+  z.object({ success: z.literal(false), message: z.string().optional() }).loose(),
+]);
 const manifestSchema = z.object({
   buckets: z
     .array(
@@ -130,6 +134,9 @@ export class HttpWeightSender implements WeightSender {
   async openWeightGroup(spec: WeightGroupSpec): Promise<WeightGroup> {
     const body = { group_name: spec.name, master_address: spec.masterAddress, master_port: 0, world_size: spec.worldSize, backend: spec.backend };
     const opened = await this.http.json('POST', '/trainer/init_weights_update_group', body, openedSchema);
+    if (!opened.success) {
+      throw new EngineProtocolError(this.http.endpoint('POST', '/trainer/init_weights_update_group'), `opening ${spec.name} failed: ${this.http.redact(opened.message ?? '(no message)')}`);
+    }
     return { name: spec.name, masterAddress: opened.master_address, masterPort: opened.master_port, worldSize: spec.worldSize, backend: spec.backend };
   }
 
@@ -140,6 +147,9 @@ export class HttpWeightSender implements WeightSender {
       if (bucket.dtypes.length !== bucket.names.length || bucket.shapes.length !== bucket.names.length) {
         throw new EngineProtocolError(endpoint, `bucket ${index}: names, dtypes and shapes differ in length`);
       }
+      // A flattened bucket travels as one tensor of one dtype (SGLang's flattened_bucket).
+      const dtypes = new Set(bucket.dtypes);
+      if (dtypes.size > 1) throw new EngineProtocolError(endpoint, `bucket ${index}: tensors of several dtypes (${[...dtypes].join(', ')}); a bucket holds consecutive tensors of one dtype`);
     }
     const sum = body.buckets.reduce((total, bucket) => total + bucket.bytes, 0);
     if (sum !== body.total_bytes) throw new EngineProtocolError(endpoint, `total_bytes ${body.total_bytes} is not the sum of the buckets (${sum})`);

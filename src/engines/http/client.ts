@@ -68,14 +68,25 @@ export class HttpClient {
   /** Sends and parses the JSON answer with `schema`; a malformed answer throws EngineProtocolError. */
   async json<S extends z.ZodType>(method: 'GET' | 'POST', path: string, body: unknown, schema: S, options: { signal?: AbortSignal; timeoutMs?: number | null } = {}): Promise<z.infer<S>> {
     const response = await this.send(method, path, body, options);
-    const text = await response.text();
+    const text = await this.body(method, path, response, () => response.text(), options.signal);
     return parseJson(this.endpoint(method, path), this.redact(text), schema);
   }
 
   /** Sends and ignores the body (SGLang answers some control calls with plain text). */
   async call(method: 'GET' | 'POST', path: string, body?: unknown, options: { signal?: AbortSignal; timeoutMs?: number | null } = {}): Promise<void> {
     const response = await this.send(method, path, body, options);
-    await response.arrayBuffer();
+    await this.body(method, path, response, () => response.arrayBuffer(), options.signal);
+  }
+
+  /** Reads a 2xx answer's body: one cut off (the engine died or the time limit passed mid-answer) is no answer, with the endpoint. */
+  private async body<T>(method: 'GET' | 'POST', path: string, response: Response, read: () => Promise<T>, signal: AbortSignal | undefined): Promise<T> {
+    try {
+      return await read();
+    } catch (error) {
+      // The caller's own abort stays what it is (as in send).
+      if (signal?.aborted === true) throw error;
+      throw new EngineHttpError(this.endpoint(method, path), response.status, `the answer's body was cut off: ${this.redact(describe(error))}`);
+    }
   }
 }
 

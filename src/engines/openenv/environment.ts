@@ -20,7 +20,8 @@ import type { OpenEnvEnvironmentConfig } from './config';
 import type { AgentEnvironment, EnvironmentReset, EnvironmentStep, EpisodeHistory } from '../types';
 import { buildAction, observationText, renderTemplate } from './actions';
 import { keyRedactor } from '../auth';
-import { EnvironmentProtocolError, EnvironmentUnavailableError, EpisodeLostError } from './errors';
+import { describe } from '../http/client';
+import { EnvironmentProtocolError, EnvironmentUnavailableError, EpisodeLostError, ServerAtCapacityError } from './errors';
 import { stepResultSchema, type OpenEnvStepResult } from './protocol';
 import { OpenEnvSession } from './session';
 import type { SupervisedServer } from './supervisor';
@@ -36,27 +37,43 @@ export interface OpenEnvEnvironmentOptions {
   retryDelayMs?: number;
   /** The servers this worker runs itself, by index in config.servers (undefined: not supervised here). */
   supervised?: readonly (SupervisedServer | undefined)[];
+  /** Warnings (a server that holds fewer sessions than sessionsPerServer). */
+  log?: (line: string) => void;
 }
 
 interface Episode {
   sampleId: number;
   server: number;
   session: OpenEnvSession;
+  /** Whether it still counts against its server's sessionsPerServer (released once, however the session ended). */
+  holdsSlot: boolean;
   /** Turns applied (steps sent, or invalid tool calls answered without a step). */
   turns: number;
   rewards: number[];
   done: boolean;
   lastUsedMs: number;
-  /** The last turn's answer, kept so a turn stopped during its step resumes with it, not a second step. */
-  last?: { turn: number; key: string; result: Promise<EnvironmentStep> };
+  /**
+   * The last turn's step answer (before its text is tokenized), kept so a turn stopped during its
+   * step, or whose tokenizing failed, resumes with it instead of stepping twice.
+   */
+  last?: { turn: number; key: string; answer: Promise<TurnAnswer> };
 }
 
+/** What a turn's step answered: the episode's end and its reward, or the text of the next observation. */
+type TurnAnswer = { done: true; reward: number } | { done: false; text: string };
+
 const EXCERPT = 300;
+/** A server whose session failed is given new sessions only when no other has a free one, for this long. */
+export const FAILED_SERVER_AVOID_MS = 30_000;
 
 export class OpenEnvEnvironment implements AgentEnvironment {
   private readonly config: OpenEnvEnvironmentConfig;
   private readonly episodes = new Map<number, Episode>();
   private readonly active: number[];
+  /** Sessions this worker opens per server: sessionsPerServer, or less where a server said it holds less. */
+  private readonly limit: number[];
+  /** When a session on each server last failed (could not connect, or ended by itself); undefined: not recently. */
+  private readonly failedAtMs: (number | undefined)[];
   private readonly waiting: (() => void)[] = [];
   private readonly now: () => number;
   /** Server text bound for an error, without the API key. */
@@ -66,6 +83,8 @@ export class OpenEnvEnvironment implements AgentEnvironment {
     this.config = options.config;
     this.redact = keyRedactor(options.apiKey);
     this.active = options.config.servers.map(() => 0);
+    this.limit = options.config.servers.map(() => options.config.sessionsPerServer);
+    this.failedAtMs = options.config.servers.map(() => undefined);
     this.now = options.now ?? (() => Date.now());
   }
 
@@ -81,16 +100,36 @@ export class OpenEnvEnvironment implements AgentEnvironment {
 
   /**
    * The prompt of a sample, from a stateless reset (HTTP POST /reset with the episode's seed):
-   * the orchestrator records it at admission; the episode's session must reproduce it.
+   * the orchestrator records it at admission; the episode's session must reproduce it. Asked of
+   * server `sampleId mod servers`, then of the next ones while a server does not answer (the seed
+   * decides the prompt, and the episode's session checks it): one server down does not hold up
+   * admission while another serves.
    */
   async promptIds(sampleId: number): Promise<number[]> {
-    const index = sampleId % this.config.servers.length;
+    const count = this.config.servers.length;
+    const failures: EnvironmentUnavailableError[] = [];
+    for (let k = 0; k < count; k++) {
+      const index = (sampleId + k) % count;
+      try {
+        return await this.promptIdsFrom(index, sampleId);
+      } catch (error) {
+        if (!(error instanceof EnvironmentUnavailableError)) throw error;
+        failures.push(error);
+      }
+    }
+    const [only] = failures;
+    if (failures.length === 1 && only !== undefined) throw only;
+    throw new EnvironmentUnavailableError(`OpenEnv reset of sample ${sampleId}`, `none of the ${count} servers answered: ${failures.map((e) => e.message).join('; ')}`);
+  }
+
+  private async promptIdsFrom(index: number, sampleId: number): Promise<number[]> {
     const server = this.config.servers[index];
-    if (server === undefined) throw new Error('openenv: no servers configured');
+    if (server === undefined) throw new Error(`openenv: no server ${index}`);
     await this.options.supervised?.[index]?.ready();
     const url = `${server.url.replace(/\/+$/, '')}/reset`;
     const where = `OpenEnv POST ${url}`;
     let response: Response;
+    let text: string;
     try {
       response = await fetch(url, {
         method: 'POST',
@@ -98,10 +137,12 @@ export class OpenEnvEnvironment implements AgentEnvironment {
         body: JSON.stringify(this.resetData(sampleId)),
         signal: AbortSignal.timeout(this.config.timeouts.resetSeconds * 1000),
       });
+      // The body too: a server that dies or stalls mid-answer gave no answer.
+      text = await response.text();
     } catch (error) {
-      throw new EnvironmentUnavailableError(where, `no answer: ${error instanceof Error ? error.message : String(error)}`);
+      const timedOut = error instanceof Error && error.name === 'TimeoutError';
+      throw new EnvironmentUnavailableError(where, timedOut ? `no answer within ${this.config.timeouts.resetSeconds} s (timeouts.resetSeconds)` : `no answer: ${describe(error)}`);
     }
-    const text = await response.text();
     // Only for an error (a reset's body may be large), redacted before it is cut: a cut could split the key.
     const excerpt = (): string => this.redact(text).slice(0, EXCERPT);
     if (response.status >= 500) throw new EnvironmentUnavailableError(where, `HTTP ${response.status}: ${excerpt()}`);
@@ -139,27 +180,36 @@ export class OpenEnvEnvironment implements AgentEnvironment {
     const key = JSON.stringify(current);
     this.reapIdle();
     const live = this.episodes.get(sampleId);
-    if (live?.last?.turn === turn && live.last.key === key) {
+    const kept = live?.last?.turn === turn && live.last.key === key ? live.last : undefined;
+    if (live !== undefined && kept !== undefined) {
+      let answer: TurnAnswer | undefined;
       try {
-        return await abortable(live.last.result, signal);
+        answer = await abortable(kept.answer, signal);
       } catch (error) {
-        // The kept answer failed (its session died): the turn is retried below like any lost session.
-        if (!(error instanceof EnvironmentUnavailableError) || signal?.aborted === true) throw error;
-        this.end(sampleId);
+        if (signal?.aborted === true) throw error;
+        // The kept step failed. Its session died: the turn is retried below like any lost session.
+        // Anything else (the tokenizer failed before the step was sent, a refused answer) is
+        // forgotten, so the turn is tried again below instead of answered with the same failure.
+        if (error instanceof EnvironmentUnavailableError) this.end(sampleId);
+        else live.last = undefined;
       }
+      if (answer !== undefined) return await this.observe(answer);
     }
-    for (let attempt = 0; ; attempt++) {
+    for (let attempt = 0; ; ) {
       try {
         const episode = await this.episodeAt(sampleId, turn, outputIds, history, signal);
-        const result = this.applyTurn(episode, turn, current);
-        episode.last = { turn, key, result };
+        const answer = this.stepTurn(episode, turn, current);
+        episode.last = { turn, key, answer };
         // Stopped mid-step, the answer still lands on the episode for the resumed turn to take.
-        result.catch(() => undefined);
-        return await abortable(result, signal);
+        answer.catch(() => undefined);
+        return await this.observe(await abortable(answer, signal));
       } catch (error) {
         if (!(error instanceof EnvironmentUnavailableError) || signal?.aborted === true) throw error;
         this.end(sampleId);
-        if (attempt >= this.config.retries) throw new EpisodeLostError(sampleId, 'environment-unavailable', `${this.config.retries + 1} sessions failed: ${error.message}`);
+        // A server at its session limit is backpressure: the episode waits for a session, spending no retry.
+        if (!(error instanceof ServerAtCapacityError) && attempt++ >= this.config.retries) {
+          throw new EpisodeLostError(sampleId, 'environment-unavailable', `${this.config.retries + 1} sessions failed: ${error.message}`);
+        }
         await delay(this.options.retryDelayMs ?? 500, signal);
       }
     }
@@ -210,34 +260,53 @@ export class OpenEnvEnvironment implements AgentEnvironment {
         ...(this.options.apiKey === undefined ? {} : { apiKey: this.options.apiKey }),
       });
     } catch (error) {
+      if (error instanceof EnvironmentUnavailableError) this.failedAtMs[server] = this.now();
       this.releaseServer(server);
       throw error;
     }
-    const episode: Episode = { sampleId, server, session, turns: 0, rewards: [], done: false, lastUsedMs: this.now() };
+    const episode: Episode = { sampleId, server, session, holdsSlot: true, turns: 0, rewards: [], done: false, lastUsedMs: this.now() };
     this.episodes.set(sampleId, episode);
-    const reset = await session.reset(this.resetData(sampleId), this.config.timeouts.resetSeconds * 1000);
-    const promptIds = await this.promptOf(reset, session.where);
-    if (history !== undefined && !sameIds(promptIds, history.promptIds)) {
-      this.end(sampleId);
-      throw new EpisodeLostError(sampleId, 'environment-diverged', `the session's reset (seed ${this.episodeSeed(sampleId)}) gave other prompt ids than recorded: ${excerpt(promptIds)} vs ${excerpt(history.promptIds)}`);
-    }
-    for (let t = 0; t < turn; t++) {
-      const step = await this.applyTurn(episode, t, outputIds[t] ?? []);
-      const recorded = history?.observationIds[t];
-      if (step.done || (recorded !== undefined && !sameIds(step.observationIds ?? [], recorded))) {
-        this.end(sampleId);
-        throw new EpisodeLostError(
-          sampleId,
-          'environment-diverged',
-          `replaying turn ${t} ${step.done ? 'ended the episode' : `gave observation ${excerpt(step.observationIds ?? [])}, recorded ${excerpt(recorded ?? [])}`}`,
-        );
+    try {
+      const reset = await session.reset(this.resetData(sampleId), this.config.timeouts.resetSeconds * 1000);
+      const promptIds = await this.promptOf(reset, session.where);
+      if (history !== undefined && !sameIds(promptIds, history.promptIds)) {
+        throw new EpisodeLostError(sampleId, 'environment-diverged', `the session's reset (seed ${this.episodeSeed(sampleId)}) gave other prompt ids than recorded: ${excerpt(promptIds)} vs ${excerpt(history.promptIds)}`);
       }
+      for (let t = 0; t < turn; t++) {
+        const step = await this.applyTurn(episode, t, outputIds[t] ?? []);
+        const recorded = history?.observationIds[t];
+        if (step.done || (recorded !== undefined && !sameIds(step.observationIds ?? [], recorded))) {
+          throw new EpisodeLostError(
+            sampleId,
+            'environment-diverged',
+            `replaying turn ${t} ${step.done ? 'ended the episode' : `gave observation ${excerpt(step.observationIds ?? [])}, recorded ${excerpt(recorded ?? [])}`}`,
+          );
+        }
+      }
+    } catch (error) {
+      if (error instanceof ServerAtCapacityError) this.lowerLimit(server, error);
+      // An episode not reset and replayed to `turn` must not be taken as live by the next attempt
+      // (it would step on without the reset's checks) nor hold its server slot until it idles out.
+      if (this.episodes.get(sampleId) === episode) this.end(sampleId);
+      throw error;
     }
     return episode;
   }
 
   /** One turn: the output ids → text → action → step → observation ids (or the end and its reward). */
   private async applyTurn(episode: Episode, turn: number, ids: readonly number[]): Promise<EnvironmentStep> {
+    return this.observe(await this.stepTurn(episode, turn, ids));
+  }
+
+  /** The observation's ids (the chat template around its text), or the end. */
+  private async observe(answer: TurnAnswer): Promise<EnvironmentStep> {
+    if (answer.done) return { observationTokens: 0, observationIds: [], done: true, reward: answer.reward };
+    const observationIds = await this.options.tokenizer.encode(renderTemplate(this.config.chatTemplate.observation, answer.text));
+    return { observationTokens: observationIds.length, observationIds, done: false };
+  }
+
+  /** A turn on the episode: the output ids → text → action → step → its answer (the episode advances). */
+  private async stepTurn(episode: Episode, turn: number, ids: readonly number[]): Promise<TurnAnswer> {
     const text = await this.options.tokenizer.decode(ids);
     const built = buildAction(text, this.config.toolCall);
     let answerText: string | undefined;
@@ -266,10 +335,9 @@ export class OpenEnvEnvironment implements AgentEnvironment {
       episode.done = true;
       this.closeSession(episode);
       const total = this.config.reward === 'sum' ? episode.rewards.reduce((a, b) => a + b, 0) : reward;
-      return { observationTokens: 0, observationIds: [], done: true, reward: total };
+      return { done: true, reward: total };
     }
-    const observationIds = await this.options.tokenizer.encode(renderTemplate(this.config.chatTemplate.observation, answerText ?? ''));
-    return { observationTokens: observationIds.length, observationIds, done: false };
+    return { done: false, text: answerText ?? '' };
   }
 
   private async promptOf(reset: OpenEnvStepResult, where: string): Promise<number[]> {
@@ -290,13 +358,25 @@ export class OpenEnvEnvironment implements AgentEnvironment {
     return config.url;
   }
 
-  /** The least busy server with a free session, waiting for one when all are full. */
+  /**
+   * The least busy server with a free session, waiting for one when all are full. A server whose
+   * session failed within FAILED_SERVER_AVOID_MS is taken only when no other has a free session:
+   * a server that is down holds no sessions, so by load alone it would win every retry.
+   */
   private async acquireServer(signal?: AbortSignal): Promise<number> {
     for (;;) {
       signal?.throwIfAborted();
+      const now = this.now();
+      const rank = (server: number): [number, number] => {
+        const failedAt = this.failedAtMs[server];
+        return [failedAt !== undefined && now - failedAt < FAILED_SERVER_AVOID_MS ? 1 : 0, this.active[server] ?? 0];
+      };
       let best = -1;
       this.active.forEach((count, server) => {
-        if (count < this.config.sessionsPerServer && (best < 0 || count < (this.active[best] ?? 0))) best = server;
+        if (count >= (this.limit[server] ?? 0)) return;
+        const [failed, load] = rank(server);
+        const [bestFailed, bestLoad] = best < 0 ? [Infinity, Infinity] : rank(best);
+        if (failed < bestFailed || (failed === bestFailed && load < bestLoad)) best = server;
       });
       if (best >= 0) {
         this.active[best] = (this.active[best] ?? 0) + 1;
@@ -313,15 +393,34 @@ export class OpenEnvEnvironment implements AgentEnvironment {
     }
   }
 
+  /** A server refused a session at its limit: this worker opens no more there than the limit it reported. */
+  private lowerLimit(server: number, error: ServerAtCapacityError): void {
+    const current = this.limit[server] ?? 0;
+    if (error.maxSessions === undefined || error.maxSessions >= current) return;
+    this.limit[server] = error.maxSessions;
+    this.options.log?.(
+      `OpenEnv server ${this.serverUrl(server)} holds at most ${error.maxSessions} sessions (CAPACITY_REACHED), fewer than sessionsPerServer ${this.config.sessionsPerServer}: this worker opens at most ${error.maxSessions} there, and more episodes wait for one; set engine.environment.sessionsPerServer to the server's limit divided by the gpu-node workers (or raise the server's max_concurrent_envs)`,
+    );
+  }
+
   private releaseServer(server: number): void {
     this.active[server] = Math.max(0, (this.active[server] ?? 0) - 1);
     // Every waiter looks again (one woken by its abort has left; waking all loses no free slot).
     for (const wake of this.waiting.splice(0)) wake();
   }
 
+  /**
+   * Closes the episode's session and frees its server slot. The slot is released even when the
+   * session had already ended by itself (the server closed it, a timeout, a malformed answer):
+   * otherwise every such failure would hold a slot for good, and once `sessionsPerServer` had
+   * failed, every new episode would wait for a free session forever. Idempotent.
+   */
   private closeSession(episode: Episode): void {
-    if (episode.session.closed) return;
+    if (!episode.holdsSlot) return;
+    // A session that ended by itself failed (its server closed it, a timeout, a malformed answer).
+    if (episode.session.closed && !episode.done) this.failedAtMs[episode.server] = this.now();
     episode.session.close();
+    episode.holdsSlot = false;
     this.releaseServer(episode.server);
   }
 

@@ -33,6 +33,23 @@ export class EnvironmentUnavailableError extends Error {
   }
 }
 
+/**
+ * The server refused a new session because it holds as many as it serves (OpenEnv's
+ * CAPACITY_REACHED, with its `max_sessions` when it says). Backpressure, not a lost session: the
+ * episode waits for a session instead of spending a retry.
+ */
+export class ServerAtCapacityError extends EnvironmentUnavailableError {
+  constructor(
+    where: string,
+    detail: string,
+    /** The server's session limit, as it reported it. */
+    readonly maxSessions: number | undefined,
+  ) {
+    super(where, detail);
+    this.name = 'ServerAtCapacityError';
+  }
+}
+
 /** Drop reasons a lost episode ends its sample with (counted by the store's drop report). */
 export const EPISODE_LOST_REASONS = ['environment-lost', 'environment-unavailable', 'environment-diverged'] as const;
 export type EpisodeLostReason = (typeof EPISODE_LOST_REASONS)[number];

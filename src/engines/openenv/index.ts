@@ -9,7 +9,7 @@ import { SupervisedServer } from './supervisor';
 import { EngineTokenizer, VocabularyTokenizer, type Tokenizer } from './tokenizer';
 
 export { OpenEnvEnvironment } from './environment';
-export { EnvironmentProtocolError, EnvironmentUnavailableError, EpisodeLostError, EPISODE_LOST_REASONS } from './errors';
+export { EnvironmentProtocolError, EnvironmentUnavailableError, EpisodeLostError, EPISODE_LOST_REASONS, ServerAtCapacityError } from './errors';
 export { EngineTokenizer, VocabularyTokenizer, type Tokenizer } from './tokenizer';
 export { SupervisedServer } from './supervisor';
 
@@ -45,5 +45,6 @@ export function createOpenEnvEnvironment(
     tokenizer: environmentTokenizer(config, rollout, endpoint),
     ...(apiKey === undefined ? {} : { apiKey }),
     supervised,
+    ...(options.log === undefined ? {} : { log: options.log }),
   });
 }

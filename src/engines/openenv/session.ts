@@ -8,7 +8,7 @@
 import WebSocket from 'ws';
 import { z } from 'zod';
 import { keyRedactor } from '../auth';
-import { EnvironmentProtocolError, EnvironmentUnavailableError } from './errors';
+import { EnvironmentProtocolError, EnvironmentUnavailableError, ServerAtCapacityError } from './errors';
 import { sessionUrl, UNAVAILABLE_ERROR_CODES, wsAnswerSchema, type OpenEnvAction, type OpenEnvStepResult } from './protocol';
 
 export interface SessionOptions {
@@ -50,7 +50,27 @@ export class OpenEnvSession {
         reject(new EnvironmentUnavailableError(where, `cannot connect: ${error.message}`));
       };
       socket.once('error', onError);
-      socket.once('unexpected-response', (_request, response) => onError(new Error(`HTTP ${response.statusCode ?? '?'} on the WebSocket upgrade`)));
+      socket.once('unexpected-response', (_request, response) => {
+        const status = response.statusCode;
+        // A refusal no retry changes (no /ws route, bad credentials) is the setup's error, not a lost session.
+        if (status !== undefined && status >= 400 && status < 500 && status !== 408 && status !== 429) {
+          socket.removeAllListeners();
+          socket.on('error', () => undefined);
+          socket.terminate();
+          const noRoute = 'engine.environment.servers[].url must be the base URL of an OpenEnv server, which serves its sessions at /ws';
+          const hint =
+            status === 401
+              ? 'the server refused the credentials: check engine.environment.apiKeyEnv'
+              : status === 403
+                ? `the server refused the session: its credentials (engine.environment.apiKeyEnv), or no WebSocket route here (a FastAPI server answers 403 for one it lacks): ${noRoute}`
+                : status === 404
+                  ? `no WebSocket route here: ${noRoute}`
+                  : 'the server refused the session';
+          reject(new EnvironmentProtocolError(where, `HTTP ${status} on the WebSocket upgrade: ${hint}`));
+          return;
+        }
+        onError(new Error(`HTTP ${status ?? '?'} on the WebSocket upgrade`));
+      });
       socket.once('open', () => {
         socket.removeListener('error', onError);
         socket.removeAllListeners('unexpected-response');
@@ -123,6 +143,10 @@ export class OpenEnvSession {
     if (answer.type === 'error') {
       const code = answer.data.code ?? 'UNKNOWN';
       const message = this.redact(answer.data.message);
+      if (code === 'CAPACITY_REACHED') {
+        const maxSessions = z.number().int().positive().safeParse(answer.data['max_sessions']);
+        return pending.reject(new ServerAtCapacityError(this.where, `server error ${code}: ${message}`, maxSessions.success ? maxSessions.data : undefined));
+      }
       const error = UNAVAILABLE_ERROR_CODES.includes(code)
         ? new EnvironmentUnavailableError(this.where, `server error ${code}: ${message}`)
         : new EnvironmentProtocolError(this.where, `server error ${code}: ${message}`, code);

@@ -87,6 +87,27 @@ describe('adapters refuse answers outside the protocol', () => {
     expect(String(onload)).toContain('/trainer/onload: HTTP 500: CUDA out of memory');
   });
 
+  it('trainer broadcast: a group the trainer could not open (success false), an answer without success, a bucket of mixed dtypes', async () => {
+    const trainer = new HttpTrainer({ baseUrl: url });
+    const spec = { name: 'g1', masterAddress: '127.0.0.1', worldSize: 2, backend: 'gloo' as const };
+    const saved = { open: answers['/trainer/init_weights_update_group'], manifest: answers['/trainer/weights_manifest'] };
+    try {
+      answers['/trainer/init_weights_update_group'] = { status: 200, body: JSON.stringify({ success: false, message: 'a group is forming', master_address: '127.0.0.1', master_port: 0 }) };
+      const refused = await trainer.broadcast.openWeightGroup(spec).catch((error: unknown) => error);
+      expect(refused).toBeInstanceOf(EngineProtocolError);
+      expect(String(refused)).toMatch(/POST .*\/trainer\/init_weights_update_group: opening g1 failed: a group is forming/);
+      answers['/trainer/init_weights_update_group'] = { status: 200, body: JSON.stringify({ master_address: '127.0.0.1', master_port: 4000 }) };
+      await expect(trainer.broadcast.openWeightGroup(spec)).rejects.toThrow(/init_weights_update_group: malformed response: .*success/);
+      answers['/trainer/weights_manifest'] = { status: 200, body: JSON.stringify({ buckets: [{ names: ['a', 'b'], dtypes: ['bfloat16', 'float32'], shapes: [[2], [2]], bytes: 12 }], total_bytes: 12 }) };
+      await expect(trainer.broadcast.weightManifest(1024)).rejects.toThrow(/weights_manifest: bucket 0: tensors of several dtypes \(bfloat16, float32\)/);
+    } finally {
+      for (const [path, answer] of [['/trainer/init_weights_update_group', saved.open], ['/trainer/weights_manifest', saved.manifest]] as const) {
+        if (answer === undefined) delete answers[path];
+        else answers[path] = answer;
+      }
+    }
+  });
+
   it('sglang: a request aborted while still queued (no logprobs, 0 tokens) is a clean abort; missing logprobs otherwise are refused', async () => {
     const saved = answers['/generate'];
     try {
@@ -131,6 +152,27 @@ describe('adapters refuse answers outside the protocol', () => {
     } finally {
       answers['/weight_info'] = saved.info!;
       answers['/is_sleeping'] = saved.sleeping!;
+    }
+  });
+
+  it('an answer whose body is cut off (the engine died mid-answer) is retryable and names the endpoint', async () => {
+    const cut = createServer((req, res) => {
+      req.resume();
+      req.on('end', () => {
+        res.writeHead(200, { 'Content-Type': 'application/json', 'Content-Length': '100' });
+        res.write('{"onloaded": tr');
+        setTimeout(() => res.destroy(), 20);
+      });
+    });
+    await new Promise<void>((resolve) => cut.listen(0, '127.0.0.1', resolve));
+    try {
+      const base = `http://127.0.0.1:${(cut.address() as AddressInfo).port}`;
+      const error = await new HttpTrainer({ baseUrl: base }).status().catch((e: unknown) => e);
+      expect(error).toBeInstanceOf(EngineHttpError);
+      expect(String(error)).toMatch(new RegExp(`GET ${base}/trainer/status: HTTP 200: the answer's body was cut off: `));
+      await expect(new HttpClient({ baseUrl: base }).call('POST', '/flush_cache')).rejects.toThrow(/POST .*\/flush_cache: HTTP 200: the answer's body was cut off/);
+    } finally {
+      await new Promise((resolve) => cut.close(resolve));
     }
   });
 

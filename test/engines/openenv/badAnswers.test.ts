@@ -105,6 +105,50 @@ describe('bad environment answers', () => {
     expect(s.sessions.opened).toBe(2);
   });
 
+  it('a session the server closed frees its server slot: with one session per server the retry gets it, and so does the next sample', async () => {
+    let steps = 0;
+    const s = await server((message, socket) => {
+      if (message.type === 'reset') return socket.send(good('5'));
+      if (message.type !== 'step') return;
+      // Every other step crashes its session (the server closes the WebSocket).
+      if (++steps % 2 === 1) return socket.close(1011, 'crashed');
+      socket.send(good('+1'));
+    });
+    const env = environment(s.url, { sessionsPerServer: 1 });
+    const hung = new Promise<string>((resolve) => setTimeout(() => resolve('no free session: the closed session still holds its slot'), 5000).unref());
+    for (const sample of [1, 2]) {
+      const step = await Promise.race([env.step(sample, 0, 2, undefined, turn0, { promptIds, observationIds: [] }), hung]);
+      expect(step).toMatchObject({ observationIds: [id('+'), id('1')] });
+      env.end(sample);
+    }
+    expect(s.sessions.opened).toBe(4);
+    env.close();
+  });
+
+  it('an episode whose reset failed is not kept: no slot held, and the next attempt resets a new session instead of stepping on it', async () => {
+    let resets = 0;
+    const steps: string[] = [];
+    const s = await server((message, socket) => {
+      if (message.type === 'reset') {
+        // The first reset answers done (a protocol error); later ones are good.
+        if (++resets === 1) return socket.send(JSON.stringify({ type: 'observation', data: { observation: { text: '5' }, reward: 0, done: true } }));
+        return socket.send(good('5'));
+      }
+      if (message.type === 'step') {
+        steps.push(`session ${s.sessions.opened}`);
+        socket.send(good('+1'));
+      }
+    });
+    const env = environment(s.url);
+    await expect(env.step(1, 0, 2, undefined, turn0, { promptIds, observationIds: [] })).rejects.toThrow(/the reset answered done/);
+    expect(env.liveEpisodes).toBe(0);
+    const step = await env.step(1, 0, 2, undefined, turn0, { promptIds, observationIds: [] });
+    expect(step.observationIds).toEqual([id('+'), id('1')]);
+    expect(resets).toBe(2);
+    expect(steps).toEqual(['session 2']);
+    env.close();
+  });
+
   it('an error message from the server for a well-formed request is an EnvironmentProtocolError with its code', async () => {
     const s = await server((message, socket) =>
       socket.send(message.type === 'reset' ? good('5') : JSON.stringify({ type: 'error', data: { message: 'boom', code: 'EXECUTION_ERROR' } })),
@@ -177,6 +221,43 @@ describe('bad environment answers', () => {
     env.close();
   });
 
+  it('a turn whose tokenizer call failed (the rollout engine restarting) is tried again, not answered with the kept failure', async () => {
+    let steps = 0;
+    const s = await server((message, socket) => {
+      if (message.type === 'reset') return socket.send(good('5'));
+      if (message.type === 'step') {
+        steps++;
+        socket.send(good('+1'));
+      }
+    });
+    const vocabulary = agentTokenizer();
+    // /detokenize fails once, then /tokenize once (after the step was sent), then both work.
+    const failures = { decode: 1, encode: 2 };
+    const flaky = {
+      decode: async (ids: readonly number[]) => {
+        if (failures.decode-- > 0) throw new Error('POST http://engine/detokenize: no response: connect ECONNREFUSED');
+        return vocabulary.decode(ids);
+      },
+      encode: async (text: string) => {
+        // The first encode is the prompt's (reset); the turn's observation fails once.
+        if (--failures.encode === 0) throw new Error('POST http://engine/tokenize: no response: connect ECONNREFUSED');
+        return vocabulary.encode(text);
+      },
+    };
+    const env = new OpenEnvEnvironment({ config: openEnvConfig([s.url], { deterministic: false }), tokenizer: flaky, retryDelayMs: 10 });
+    const history = { promptIds, observationIds: [] };
+    await expect(env.step(1, 0, 2, undefined, turn0, history)).rejects.toThrow(/detokenize/);
+    expect(steps).toBe(0);
+    await expect(env.step(1, 0, 2, undefined, turn0, history)).rejects.toThrow(/\/tokenize/);
+    expect(steps).toBe(1);
+    // The step's answer was kept: the retry only tokenizes it, without stepping twice (or losing the episode).
+    const step = await env.step(1, 0, 2, undefined, turn0, history);
+    expect(step.observationIds).toEqual([id('+'), id('1')]);
+    expect(steps).toBe(1);
+    expect(s.sessions.opened).toBe(1);
+    env.close();
+  });
+
   it('a turn stopped during its step resumes with the kept answer: the environment steps once', async () => {
     let steps = 0;
     const s = await server((message, socket) => {
@@ -193,6 +274,70 @@ describe('bad environment answers', () => {
     expect(steps).toBe(1);
     expect(s.sessions.opened).toBe(1);
     env.close();
+  });
+
+  it('a server that is down is not tried again while another has a free session: the retry goes elsewhere', async () => {
+    const down = await server(() => undefined);
+    await closers.pop()?.();
+    const up = await server((message, socket) => {
+      if (message.type === 'reset') return socket.send(good('5'));
+      if (message.type === 'step') socket.send(good('+1'));
+    });
+    // The server that is down comes first: the least busy (both idle), so it is tried first.
+    const env = new OpenEnvEnvironment({ config: openEnvConfig([down.url, up.url], { retries: 1 }), tokenizer: agentTokenizer(), retryDelayMs: 10 });
+    for (const sample of [1, 2, 3]) {
+      const step = await env.step(sample, 0, 2, undefined, turn0, { promptIds, observationIds: [] });
+      expect(step.observationIds).toEqual([id('+'), id('1')]);
+      env.end(sample);
+    }
+    expect(up.sessions.opened).toBe(3);
+    env.close();
+  });
+
+  it("the orchestrator's reset asks the next server when a sample's own server is down, and says why when none answers", async () => {
+    const down = await server(() => undefined);
+    await closers.pop()?.();
+    const up = await server(() => undefined);
+    const both = environment(down.url, { servers: [{ url: up.url }, { url: down.url }] });
+    // Sample 1's server (1 mod 2) is the one that is down; the other answers with the same seed.
+    expect(await both.promptIds(1)).toEqual([id('5')]);
+    const none = environment(down.url, { servers: [{ url: down.url }, { url: down.url }] });
+    const error = await none.promptIds(1).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(EnvironmentUnavailableError);
+    expect(String(error)).toMatch(/OpenEnv reset of sample 1: none of the 2 servers answered: .*no answer: fetch failed \(connect ECONNREFUSED/);
+  });
+
+  it('a reset slower than timeouts.resetSeconds is unavailable and names the setting', async () => {
+    const slow = await server(() => undefined, (res) => void setTimeout(() => res.end(JSON.stringify({ observation: { text: '5' }, done: false })), 1500));
+    const error = await environment(slow.url, { timeouts: { resetSeconds: 0.2 } }).promptIds(3).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(EnvironmentUnavailableError);
+    expect(String(error)).toMatch(/no answer within 0\.2 s \(timeouts\.resetSeconds\)/);
+  });
+
+  it('a server that refuses the WebSocket upgrade (no /ws route, bad credentials) is a setup error naming the fix, not a lost session', async () => {
+    let upgrades = 0;
+    const statuses = [404, 403, 401];
+    const http: Server = createServer((req, res) => {
+      req.resume();
+      req.on('end', () => res.end(JSON.stringify({ observation: { text: '5' }, reward: 0, done: false })));
+    });
+    // An HTTP-only environment: every WebSocket upgrade is answered with a plain HTTP refusal.
+    http.on('upgrade', (_req, socket) => {
+      const status = statuses[upgrades++ % statuses.length] ?? 404;
+      socket.end(`HTTP/1.1 ${status} Refused\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);
+    });
+    await new Promise<void>((resolve) => http.listen(0, '127.0.0.1', resolve));
+    closers.push(() => new Promise((resolve) => http.close(() => resolve())));
+    const url = `http://127.0.0.1:${(http.address() as AddressInfo).port}`;
+    const env = environment(url, { retries: 3 });
+    for (const expected of [/HTTP 404 on the WebSocket upgrade: no WebSocket route here: engine\.environment\.servers\[\]\.url must be the base URL of an OpenEnv server/, /HTTP 403 .*apiKeyEnv.*no WebSocket route here/, /HTTP 401 .*check engine\.environment\.apiKeyEnv/]) {
+      const error = await env.step(1, 0, 2, undefined, turn0, { promptIds, observationIds: [] }).catch((e: unknown) => e);
+      expect(error).toBeInstanceOf(EnvironmentProtocolError);
+      expect(String(error)).toMatch(expected);
+    }
+    // One upgrade per turn: no retries spent on a refusal that no retry changes.
+    expect(upgrades).toBe(3);
+    expect(env.liveEpisodes).toBe(0);
   });
 
   it('a server that is down: connection refused is unavailable, then environment-unavailable after the retries', async () => {

@@ -131,6 +131,30 @@ describe('OpenEnv episodes (real environment server)', () => {
     }
   });
 
+  it('a server that holds fewer sessions than sessionsPerServer: episodes wait for a session (none dropped), the limit learned and logged', { timeout: 180_000 }, async () => {
+    const narrow = await startOpenEnvServer({ maxSessions: 1 });
+    try {
+      const log: string[] = [];
+      // The default sessionsPerServer (64) against OpenEnv's CAPACITY_REACHED at one session, and no retries to spend.
+      const env = new OpenEnvEnvironment({ config: openEnvConfig([narrow.url], { retries: 0 }), tokenizer: agentTokenizer(), retryDelayMs: 50, log: (line) => log.push(line) });
+      const results = await Promise.all([51, 52, 53].map((sample) => play(env, sample, () => true)));
+      for (const result of results) expect(result.last).toMatchObject({ done: true, reward: 1 });
+      expect(log).toEqual([expect.stringMatching(/holds at most 1 sessions \(CAPACITY_REACHED\), fewer than sessionsPerServer 64: .*set engine\.environment\.sessionsPerServer/)]);
+      expect(env.liveEpisodes).toBe(0);
+      // A second worker finds the server full with the first's session: it waits until that episode ends.
+      const other = new OpenEnvEnvironment({ config: openEnvConfig([narrow.url], { retries: 0, sessionsPerServer: 1 }), tokenizer: agentTokenizer(), retryDelayMs: 50 });
+      const prompt = await env.promptIds(61);
+      const first = await env.step(61, 0, 2, undefined, [[answerId(prompt[0]!), EOS]], { promptIds: prompt, observationIds: [] });
+      const waiting = play(other, 62, () => true);
+      await new Promise((resolve) => setTimeout(resolve, 500));
+      expect(first.done).toBe(false);
+      env.end(61);
+      expect((await waiting).last).toMatchObject({ done: true, reward: 1 });
+    } finally {
+      await narrow.stop();
+    }
+  });
+
   it('a replay that does not reproduce the recorded observations ends the sample as environment-diverged', { timeout: 60_000 }, async () => {
     const env = new OpenEnvEnvironment({ config: openEnvConfig([servers[0]!.url]), tokenizer: agentTokenizer() });
     const promptIds = await env.promptIds(41);
