@@ -25,7 +25,9 @@ export function environmentTokenizer(config: OpenEnvEnvironmentConfig, rollout: 
 /**
  * The environment for a worker whose rollout engine (tokenizer) is at `endpoint`. With
  * `superviseOnNode` (a gpu-node worker), the servers configured with a command for that node are
- * started here and restarted when they exit; others (the orchestrator) wait for them to serve.
+ * started here and restarted when they exit. Other workers (the orchestrator) do not wait for
+them: a reset that finds a server not serving yet fails as unavailable, tries the next server,
+and the activity is retried by Temporal until one serves.
  */
 export function createOpenEnvEnvironment(
   config: OpenEnvEnvironmentConfig,
