@@ -49,6 +49,12 @@ export function progressLine(status: RunStatus, samplesPerSecond: number | undef
   );
 }
 
+/** What a watcher says once when a run is seen paused: how it goes on. */
+export function pauseHint(status: RunStatus): string | undefined {
+  if (!status.paused || status.stopRequested) return undefined;
+  return `  paused: 'timeshare resume ${status.runId}' goes on${status.lastError === undefined ? '' : ' (once the cause above is dealt with)'}`;
+}
+
 export function statusBlock(status: RunStatus): string {
   const lines = [
     `run:        ${status.runId} (${status.strategy})`,

@@ -15,7 +15,7 @@ import type { RunSummary } from '../workflows/run';
 import { checkNamespace, CliError, queryStatus, runResult, serverUnreachable, ServerUnreachableError, statusUnavailable, watchClient, type WatchClient } from './client';
 import { STATUS_SERVER_WAIT_SECONDS, WATCH_SERVER_WAIT_SECONDS } from './defaults';
 import { EXIT } from './exitCodes';
-import { progressLine } from './progress';
+import { pauseHint, progressLine } from './progress';
 import type { TemporalTarget } from '../workers/options';
 
 export interface ServerWait {
@@ -290,6 +290,8 @@ export async function watchRun(watch: WatchClient, runId: string, options: Watch
       if (key !== lastKey || now - lastPrint >= options.everySeconds * 1000) {
         log(progressLine(status, rate));
         if (status.lastError !== undefined && key !== lastKey) log(`  last error: ${status.lastError}`);
+        const hint = key !== lastKey ? pauseHint(status) : undefined;
+        if (hint !== undefined) log(hint);
         lastKey = key;
         lastPrint = now;
       }

@@ -1,6 +1,6 @@
 /** The progress line and status block show the staleness figures once a batch reported them. */
 import { describe, expect, it } from 'vitest';
-import { formatIdRanges, iterationNumber, progressLine, statusBlock } from '../../src/cli/progress';
+import { formatIdRanges, iterationNumber, pauseHint, progressLine, statusBlock } from '../../src/cli/progress';
 import { parseGpuRanges } from '../../src/config/schema';
 import type { RunStatus } from '../../src/contract/types';
 
@@ -76,5 +76,15 @@ describe('the iteration number a person reads', () => {
     expect(iterationNumber({ ...status, iteration: 3, iterationsTotal: 3, phase: 'done' })).toBe(3);
     // A run stopped early: done after 2 of 5.
     expect(iterationNumber({ ...status, iteration: 2, iterationsTotal: 5, phase: 'done', stopRequested: true })).toBe(2);
+  });
+});
+
+describe('what a watcher says of a paused run', () => {
+  it('names the command that goes on, and that a failure must be dealt with first', () => {
+    expect(pauseHint(status)).toBeUndefined();
+    expect(pauseHint({ ...status, paused: true })).toBe("  paused: 'timeshare resume r' goes on");
+    expect(pauseHint({ ...status, paused: true, lastError: 'iteration 3 failed' })).toBe("  paused: 'timeshare resume r' goes on (once the cause above is dealt with)");
+    // A paused run being stopped goes nowhere else.
+    expect(pauseHint({ ...status, paused: true, stopRequested: true })).toBeUndefined();
   });
 });
