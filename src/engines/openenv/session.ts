@@ -22,6 +22,8 @@ const EXCERPT = 300;
 export class OpenEnvSession {
   private pending: { resolve(answer: OpenEnvStepResult): void; reject(error: Error): void; timer: NodeJS.Timeout } | undefined;
   private closedBecause: string | undefined;
+  /** The error that ended the session (the first one). */
+  private closedBy: Error | undefined;
 
   private constructor(
     private readonly socket: WebSocket,
@@ -100,7 +102,12 @@ export class OpenEnvSession {
   }
 
   private request(message: { type: string; data: unknown }, timeoutMs: number, what: string): Promise<OpenEnvStepResult> {
-    if (this.closedBecause !== undefined) return Promise.reject(new EnvironmentUnavailableError(this.where, `${what} on a closed session (${this.closedBecause})`));
+    if (this.closedBecause !== undefined) {
+      // A server at its limit may say so before it is asked (it creates the session on connecting):
+      // the request fails as that, backpressure, not as a lost session.
+      const atCapacity = this.closedBy instanceof ServerAtCapacityError ? this.closedBy : undefined;
+      return Promise.reject(atCapacity ?? new EnvironmentUnavailableError(this.where, `${what} on a closed session (${this.closedBecause})`));
+    }
     if (this.pending !== undefined) return Promise.reject(new Error(`${this.where}: ${what} while another request is in flight (one request at a time per session)`));
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => {
@@ -117,11 +124,6 @@ export class OpenEnvSession {
 
   private onMessage(text: string): void {
     const pending = this.pending;
-    if (pending === undefined) {
-      this.fail(new EnvironmentProtocolError(this.where, `an answer no request asked for: ${this.excerpt(text)}`));
-      this.socket.terminate();
-      return;
-    }
     let value: unknown;
     try {
       value = JSON.parse(text);
@@ -136,23 +138,32 @@ export class OpenEnvSession {
       this.socket.terminate();
       return;
     }
+    const answer = parsed.data;
+    if (pending === undefined) {
+      // An error the server sends unasked (at its session limit, before any request) ends the
+      // session with that error; anything else unasked is a protocol error.
+      this.fail(answer.type === 'error' ? this.serverError(answer.data) : new EnvironmentProtocolError(this.where, `an answer no request asked for: ${this.excerpt(text)}`));
+      this.socket.terminate();
+      return;
+    }
     this.pending = undefined;
     clearTimeout(pending.timer);
-    const answer = parsed.data;
     if (answer.type === 'observation') return pending.resolve(answer.data);
-    if (answer.type === 'error') {
-      const code = answer.data.code ?? 'UNKNOWN';
-      const message = this.redact(answer.data.message);
-      if (code === 'CAPACITY_REACHED') {
-        const maxSessions = z.number().int().positive().safeParse(answer.data['max_sessions']);
-        return pending.reject(new ServerAtCapacityError(this.where, `server error ${code}: ${message}`, maxSessions.success ? maxSessions.data : undefined));
-      }
-      const error = UNAVAILABLE_ERROR_CODES.includes(code)
-        ? new EnvironmentUnavailableError(this.where, `server error ${code}: ${message}`)
-        : new EnvironmentProtocolError(this.where, `server error ${code}: ${message}`, code);
-      return pending.reject(error);
-    }
+    if (answer.type === 'error') return pending.reject(this.serverError(answer.data));
     pending.reject(new EnvironmentProtocolError(this.where, `expected an observation, got a ${answer.type} message`));
+  }
+
+  /** A server's error message as the error it stands for: at capacity, unavailable (retried), or the server's protocol error. */
+  private serverError(data: { code?: string | undefined; message: string } & Record<string, unknown>): Error {
+    const code = data.code ?? 'UNKNOWN';
+    const message = this.redact(data.message);
+    if (code === 'CAPACITY_REACHED') {
+      const maxSessions = z.number().int().positive().safeParse(data['max_sessions']);
+      return new ServerAtCapacityError(this.where, `server error ${code}: ${message}`, maxSessions.success ? maxSessions.data : undefined);
+    }
+    return UNAVAILABLE_ERROR_CODES.includes(code)
+      ? new EnvironmentUnavailableError(this.where, `server error ${code}: ${message}`)
+      : new EnvironmentProtocolError(this.where, `server error ${code}: ${message}`, code);
   }
 
   /** The start of a server's message, quoted, for an error: redacted before it is cut (a cut could split the key). */
@@ -163,6 +174,7 @@ export class OpenEnvSession {
   /** Ends the session for `error`: the request in flight (if any) fails with it. */
   private fail(error: Error): void {
     this.closedBecause ??= error.message;
+    this.closedBy ??= error;
     const pending = this.pending;
     if (pending === undefined) return;
     this.pending = undefined;

@@ -18,7 +18,11 @@ type Behaviour = (message: { type: string; data?: unknown }, socket: WebSocket) 
 const good = (text: string) => JSON.stringify({ type: 'observation', data: { observation: { text }, reward: 0, done: false } });
 
 /** A server whose /reset answers `reset` and whose sessions answer per `behaviour`. */
-async function misbehaving(behaviour: Behaviour, reset: (res: import('node:http').ServerResponse) => void = (res) => res.end(JSON.stringify({ observation: { text: '5' }, reward: 0, done: false }))) {
+async function misbehaving(
+  behaviour: Behaviour,
+  reset: (res: import('node:http').ServerResponse) => void = (res) => res.end(JSON.stringify({ observation: { text: '5' }, reward: 0, done: false })),
+  onConnect: (socket: WebSocket, opened: number) => void = () => undefined,
+) {
   const sessions = { opened: 0 };
   const http: Server = createServer((req, res) => {
     req.resume();
@@ -28,6 +32,7 @@ async function misbehaving(behaviour: Behaviour, reset: (res: import('node:http'
   wss.on('connection', (socket) => {
     sessions.opened++;
     socket.on('message', (raw) => behaviour(JSON.parse(String(raw)) as { type: string }, socket));
+    onConnect(socket, sessions.opened);
   });
   await new Promise<void>((resolve) => http.listen(0, '127.0.0.1', resolve));
   const url = `http://127.0.0.1:${(http.address() as AddressInfo).port}`;
@@ -122,6 +127,29 @@ describe('bad environment answers', () => {
       env.end(sample);
     }
     expect(s.sessions.opened).toBe(4);
+    env.close();
+  });
+
+  it('a server at its session limit that says so unasked, on connecting (as OpenEnv does): the episode waits for a session, none dropped, no retry spent', async () => {
+    const s = await misbehaving(
+      (message, socket) => {
+        if (message.type === 'reset') return socket.send(good('5'));
+        if (message.type === 'step') socket.send(good('+1'));
+      },
+      undefined,
+      (socket, opened) => {
+        // The first session is refused before any request: the server holds its one session elsewhere.
+        if (opened === 1) {
+          socket.send(JSON.stringify({ type: 'error', data: { code: 'CAPACITY_REACHED', message: 'at capacity', max_sessions: 1 } }));
+          socket.close();
+        }
+      },
+    );
+    closers.push(s.close);
+    const env = environment(s.url, { retries: 0 });
+    const step = await env.step(1, 0, 2, undefined, turn0, { promptIds, observationIds: [] });
+    expect(step).toMatchObject({ observationIds: [id('+'), id('1')] });
+    expect(s.sessions.opened).toBe(2);
     env.close();
   });
 
