@@ -63,6 +63,19 @@ interface Episode {
 type TurnAnswer = { done: true; reward: number } | { done: false; text: string };
 
 const EXCERPT = 300;
+
+/** A turn's failure before its step reached the server (its text could not be decoded): the turn may be tried again. */
+class StepNotSent extends Error {
+  constructor(readonly failure: unknown) {
+    super(`the step was not sent: ${failure instanceof Error ? failure.message : String(failure)}`);
+    this.name = 'StepNotSent';
+  }
+}
+
+/** The error a caller sees: a failure before the step was sent is its own error, not the wrapper. */
+function unwrapNotSent(error: unknown): unknown {
+  return error instanceof StepNotSent ? error.failure : error;
+}
 /** A server whose session failed is given new sessions only when no other has a free one, for this long. */
 export const FAILED_SERVER_AVOID_MS = 30_000;
 
@@ -186,12 +199,14 @@ export class OpenEnvEnvironment implements AgentEnvironment {
       try {
         answer = await abortable(kept.answer, signal);
       } catch (error) {
-        if (signal?.aborted === true) throw error;
+        if (signal?.aborted === true) throw unwrapNotSent(error);
         // The kept step failed. Its session died: the turn is retried below like any lost session.
-        // Anything else (the tokenizer failed before the step was sent, a refused answer) is
-        // forgotten, so the turn is tried again below instead of answered with the same failure.
+        // It failed before its step was sent (the tokenizer, its engine restarting): forgotten, so
+        // the turn is tried again below instead of answered with the same failure. Anything after
+        // the step was sent (a malformed answer, a server error) stands: trying again would step twice.
         if (error instanceof EnvironmentUnavailableError) this.end(sampleId);
-        else live.last = undefined;
+        else if (error instanceof StepNotSent) live.last = undefined;
+        else throw error;
       }
       if (answer !== undefined) return await this.observe(answer);
     }
@@ -204,7 +219,7 @@ export class OpenEnvEnvironment implements AgentEnvironment {
         answer.catch(() => undefined);
         return await this.observe(await abortable(answer, signal));
       } catch (error) {
-        if (!(error instanceof EnvironmentUnavailableError) || signal?.aborted === true) throw error;
+        if (!(error instanceof EnvironmentUnavailableError) || signal?.aborted === true) throw unwrapNotSent(error);
         this.end(sampleId);
         // A server at its session limit is backpressure: the episode waits for a session, spending no retry.
         if (!(error instanceof ServerAtCapacityError) && attempt++ >= this.config.retries) {
@@ -307,7 +322,12 @@ export class OpenEnvEnvironment implements AgentEnvironment {
 
   /** A turn on the episode: the output ids → text → action → step → its answer (the episode advances). */
   private async stepTurn(episode: Episode, turn: number, ids: readonly number[]): Promise<TurnAnswer> {
-    const text = await this.options.tokenizer.decode(ids);
+    let text: string;
+    try {
+      text = await this.options.tokenizer.decode(ids);
+    } catch (error) {
+      throw new StepNotSent(error);
+    }
     const built = buildAction(text, this.config.toolCall);
     let answerText: string | undefined;
     let reward = 0;

@@ -286,6 +286,27 @@ describe('bad environment answers', () => {
     env.close();
   });
 
+  it('a turn whose answer failed after its step was sent fails again as it did, without a second step', async () => {
+    let steps = 0;
+    const s = await server((message, socket) => {
+      if (message.type === 'reset') return socket.send(good('5'));
+      if (message.type === 'step') {
+        steps++;
+        // No `text` field: the configured observation field is missing once the server has stepped.
+        socket.send(JSON.stringify({ type: 'observation', data: { observation: { other: 1 }, reward: 0, done: false } }));
+      }
+    });
+    const env = environment(s.url);
+    const history = { promptIds, observationIds: [] };
+    for (let call = 0; call < 2; call++) {
+      const failure = await env.step(1, 0, 2, undefined, turn0, history).catch((error: unknown) => error);
+      expect(failure).toBeInstanceOf(EnvironmentProtocolError);
+      expect(String(failure)).toMatch(/no text field "text"/);
+    }
+    expect(steps).toBe(1);
+    env.close();
+  });
+
   it('a turn stopped during its step resumes with the kept answer: the environment steps once', async () => {
     let steps = 0;
     const s = await server((message, socket) => {
