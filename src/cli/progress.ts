@@ -52,6 +52,10 @@ export function progressLine(status: RunStatus, samplesPerSecond: number | undef
 /** What a watcher says once when a run is seen paused: how it goes on. */
 export function pauseHint(status: RunStatus): string | undefined {
   if (!status.paused || status.stopRequested) return undefined;
+  // Paused for lost ranks, the run goes on by itself once enough of them are returned.
+  if (status.pausedForLostRanks === true) {
+    return `  paused: once their node is back, 'timeshare return-ranks ${status.runId} ${formatIdRanges(status.lostRanks ?? [])}' returns the lost ranks, and the run goes on`;
+  }
   return `  paused: 'timeshare resume ${status.runId}' goes on${status.lastError === undefined ? '' : ' (once the cause above is dealt with)'}`;
 }
 

@@ -212,6 +212,8 @@ export interface RunStatus {
   iterationAttempt?: number;
   /** Ranks marked lost (their node stopped answering); `returnRanks` brings them back. */
   lostRanks?: RankId[];
+  /** Paused because the pool without the lost ranks is below the strategy minimum: returning ranks lets it go on (absent: not so). */
+  pausedForLostRanks?: true;
   /**
    * What the admission's KV cap counts on (docs/design.md §5.2): the engines' reports so far and the
    * config's bound per rank. Absent while neither exists (no KV cap).

@@ -29,7 +29,7 @@ import { describeError } from '../contract/errors';
 import { ITERATION_KEY, PHASE_KEY, RUN_ID_KEY, STRATEGY_KEY } from '../temporal/searchAttributes';
 import { assertDecoded, isUndecodable } from '../temporal/payloadConverter';
 import { iterationWorkflow } from './iteration';
-import { recordIteration } from './runMetrics';
+import { recordIteration, recordLostRanks } from './runMetrics';
 import { pauseUpdate, resumeUpdate, returnRanksUpdate, setBatchSizeUpdate, setShrinkSetUpdate, statusQuery, stopUpdate, updateSchemas } from './signals';
 
 /** What carries over continue-as-new. */
@@ -169,6 +169,7 @@ function statusOf(run: RunContext): RunStatus {
     lastError: state.lastError ?? undefined,
     ...(run.runningIteration === undefined ? {} : { iterationWorkflowId: run.runningIteration }),
     ...((state.lostRanks ?? []).length > 0 ? { lostRanks: state.lostRanks } : {}),
+    ...(state.paused && state.pausedForLostRanks === true ? { pausedForLostRanks: true as const } : {}),
     ...(state.tokenLags === undefined ? {} : { staleness: runStalenessFigures(spec.staleness?.policy ?? 'drop', ledger.counters, state.tokenLags) }),
     ...(state.engineKvCapacity === undefined && spec.kvCapacityTokensPerRank === undefined
       ? {}
@@ -189,12 +190,15 @@ function describeRun(run: RunContext): void {
         ? `**stopped** by the operator after ${state.iteration} of ${spec.iterations} iterations`
         : `**finished**: ${state.iteration} of ${spec.iterations} iterations`
       : state.paused
-        ? `**paused** after ${state.iteration} of ${spec.iterations} iterations${state.lastError === null ? '' : `: ${state.lastError.replace(/^paused: /, '')}`}; go on with \`timeshare resume ${spec.runId}\``
+        ? `**paused** after ${state.iteration} of ${spec.iterations} iterations${state.lastError === null ? '' : `: ${state.lastError.replace(/^paused: /, '')}`}; ${
+            state.pausedForLostRanks === true ? `it goes on by itself once \`timeshare return-ranks ${spec.runId} …\` returns enough ranks` : `go on with \`timeshare resume ${spec.runId}\``
+          }`
         : run.runningIteration !== undefined
           ? `iteration ${state.iteration + 1} of ${spec.iterations} running: \`${run.runningIteration}\` (its page shows its phase)`
           : `between iterations: ${state.iteration} of ${spec.iterations} done`;
   const requests = [run.pauseRequested ? 'pause requested (after this iteration)' : '', state.stopRequested && run.phase !== 'done' ? 'stop requested (after this iteration)' : ''].filter((line) => line !== '');
   const lost = state.lostRanks ?? [];
+  recordLostRanks(spec, lost.length);
   setCurrentDetails(
     [
       standing,
@@ -317,6 +321,7 @@ async function runIterationChild(run: RunContext): Promise<void> {
   // Until this iteration completes, the store may hold what its attempts did beyond the ledger.
   const ledgerMatchesStore = run.ledgerMatchesStore;
   run.ledgerMatchesStore = false;
+  let completed: IterationStats | undefined;
   try {
     const result = await executeChild(iterationWorkflow, {
       workflowId,
@@ -354,7 +359,7 @@ async function runIterationChild(run: RunContext): Promise<void> {
     noteKvCapacityReports(spec, state.engineKvCapacity ?? [], result.engineKvCapacity ?? []);
     if (result.engineKvCapacity !== undefined) state.engineKvCapacity = result.engineKvCapacity;
     state.lastIteration = result.stats;
-    recordIteration(spec, result.stats, (state.lostRanks ?? []).length);
+    completed = result.stats;
     if (result.stats.tokenLags !== undefined) state.tokenLags = mergeLagHistograms(state.tokenLags ?? {}, result.stats.tokenLags);
     state.lastError = null;
     if (state.rejoinRanks !== undefined) state.rejoinRanks = state.rejoinRanks.filter((rank) => !rejoining.includes(rank));
@@ -368,6 +373,8 @@ async function runIterationChild(run: RunContext): Promise<void> {
     run.runningIteration = undefined;
     describeRun(run);
   }
+  // Once the run's state has taken the iteration in whole: a failure here is not the iteration's.
+  if (completed !== undefined) recordIteration(spec, completed);
 }
 
 /** The KV capacity reports without those of lost or returning ranks: a returned rank's engine may be another one, read again. */

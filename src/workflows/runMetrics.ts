@@ -9,7 +9,7 @@ import { metricMeter } from '@temporalio/workflow';
 import type { IterationStats, Phase, RunSpec } from '../contract/types';
 
 /** Records a completed iteration: its durations, its samples, the weights it made. */
-export function recordIteration(spec: RunSpec, stats: IterationStats, lostRanks: number): void {
+export function recordIteration(spec: RunSpec, stats: IterationStats): void {
   const meter = metricMeter.withTags({ run_id: spec.runId, strategy: spec.layout.strategy });
   meter.createCounter('timeshare_iterations_completed', 'iterations', 'Iterations completed (trained and synced)').add(1);
   meter.createHistogram('timeshare_iteration_duration_seconds', 'float', 's', 'Wall-clock time of an iteration, its start to its weights synced').record(seconds(stats.endedAtMs - stats.startedAtMs));
@@ -27,6 +27,11 @@ export function recordIteration(spec: RunSpec, stats: IterationStats, lostRanks:
   for (const [lag, tokens] of Object.entries(stats.tokenLags ?? {})) if (tokens > 0) lagged.add(tokens, { lag });
   meter.createGauge('timeshare_weight_version', 'int', '', 'The weight version the rollout engines serve').set(stats.toVersion);
   meter.createGauge('timeshare_samples_carried_over', 'int', 'samples', 'Live samples carried into the next iteration').set(stats.carriedOver);
+}
+
+/** The ranks out of the pool now (recorded wherever the run's standing is said: a loss, a pause, a return). */
+export function recordLostRanks(spec: RunSpec, lostRanks: number): void {
+  const meter = metricMeter.withTags({ run_id: spec.runId, strategy: spec.layout.strategy });
   meter.createGauge('timeshare_ranks_lost', 'int', 'ranks', 'Ranks whose node is lost, out of the pool until returned').set(lostRanks);
 }
 

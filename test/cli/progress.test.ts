@@ -84,6 +84,12 @@ describe('what a watcher says of a paused run', () => {
     expect(pauseHint(status)).toBeUndefined();
     expect(pauseHint({ ...status, paused: true })).toBe("  paused: 'timeshare resume r' goes on");
     expect(pauseHint({ ...status, paused: true, lastError: 'iteration 3 failed' })).toBe("  paused: 'timeshare resume r' goes on (once the cause above is dealt with)");
+    // Paused for lost ranks: returning them is what lets it go on.
+    expect(pauseHint({ ...status, paused: true, lostRanks: [4, 5, 6], pausedForLostRanks: true, lastError: 'paused: ranks 4,5,6 are lost' })).toBe(
+      "  paused: once their node is back, 'timeshare return-ranks r 4-6' returns the lost ranks, and the run goes on",
+    );
+    // Paused by the operator while some ranks are lost: resume goes on.
+    expect(pauseHint({ ...status, paused: true, lostRanks: [4] })).toBe("  paused: 'timeshare resume r' goes on");
     // A paused run being stopped goes nowhere else.
     expect(pauseHint({ ...status, paused: true, stopRequested: true })).toBeUndefined();
   });

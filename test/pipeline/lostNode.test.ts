@@ -144,6 +144,8 @@ describe('lost node (real Temporal, real worker processes)', () => {
       const belowMinimum = /ranks 0,1 hold train GPUs.*train group is incomplete.*timeshare return-ranks lost-node 0,1,2/;
       const trainerLost = /paused: trainer node 0 is lost .*ranks 0,1,2 lost in phase '\w+'.*timeshare resume lost-node/;
       expect(below.lastError).toMatch(new RegExp(`${belowMinimum.source}|${trainerLost.source}`));
+      // Only the pause below the minimum goes on by returning ranks; a lost trainer node also needs a resume.
+      expect(below.pausedForLostRanks).toBe(belowMinimum.test(below.lastError ?? '') ? true : undefined);
       expect((await cli(['status', RUN_ID])).output).toMatch(/lost ranks: 0,1,2/);
 
       procs[1] = node(0);
