@@ -134,7 +134,7 @@ export function buildProgram(): Command {
           '(from its history alone when no worker runs any more). Exit 0: running or finished, 3: the run failed, 4: server unreachable past --server-wait',
       )
       .argument('<run-id>')
-      .option('--json', "print the raw status as JSON (an ended run whose workers are gone: { runId, outcome })")
+      .option('--json', 'print the raw status as JSON (an ended run: with its outcome; one whose workers are gone: { runId, outcome })')
       .option('--server-wait <seconds>', 'wait this long for an unreachable server (exit 4 after)', integer('--server-wait', 0), STATUS_SERVER_WAIT_SECONDS),
     'no-config',
   ).action(async (runId: string, flags: ConnectionFlags & { json?: boolean; serverWait: number }) => {
@@ -142,7 +142,7 @@ export function buildProgram(): Command {
     const { outcomeExitCode, outcomeLine, statusThroughOutage } = await import('./watch');
     const { status, outcome } = await statusThroughOutage(target(flags), runId, { limitMs: flags.serverWait * 1000, log: (line) => console.error(line) });
     if (flags.json) {
-      console.log(JSON.stringify(status ?? { runId, outcome }, null, 2));
+      console.log(JSON.stringify(status === undefined ? { runId, outcome } : { ...status, ...(outcome === undefined ? {} : { outcome }) }, null, 2));
     } else {
       if (status !== undefined) console.log(statusBlock(status));
       if (outcome !== undefined) console.log(outcomeLine(runId, outcome));

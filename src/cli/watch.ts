@@ -29,6 +29,8 @@ export { STATUS_SERVER_WAIT_SECONDS, WATCH_SERVER_WAIT_SECONDS };
 const RETRY_EVERY_MS = 1_000;
 /** A status query that takes longer than this counts as no answer. */
 const QUERY_TIMEOUT_MS = 10_000;
+/** A worker long-polls its queue for about a minute at a time: one not seen for longer is gone. */
+const RECENT_POLL_MS = 90_000;
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 const firstLine = (error: unknown): string => describeError(error).split('\n')[0] ?? '';
@@ -142,7 +144,13 @@ async function runEnded(watch: WatchClient, runId: string): Promise<{ ended: boo
         taskQueueType: temporal.api.enums.v1.TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW,
       }),
     );
-    return { ended: true, polled: (queue.pollers ?? []).length > 0 };
+    // The server lists a poller for minutes after its worker is gone: only one seen lately polls.
+    const lately = Date.now() - RECENT_POLL_MS;
+    const polled = (queue.pollers ?? []).some((poller) => {
+      const seconds = poller.lastAccessTime?.seconds;
+      return seconds !== undefined && seconds !== null && Number(seconds) * 1000 >= lately;
+    });
+    return { ended: true, polled };
   } catch (error) {
     if (error instanceof WorkflowNotFoundError) throw new CliError(`no run '${runId}' (workflow ${runWorkflowId(runId)}) on this server`);
     throw error;
@@ -167,8 +175,9 @@ export async function statusThroughOutage(target: TemporalTarget, runId: string,
       try {
         status = await retryThroughOutage(watch, tracker, () => queryOnce(watch, runId));
       } catch (error) {
-        // Its workers may be gone since: the outcome below is what is left to tell.
         if (error instanceof CliError) throw error;
+        // Its workers may be gone since: the outcome below is what is left to tell, and this is why there is no more.
+        wait.log(`  (no status for the ended run: ${firstLine(error)})`);
       }
     }
     const outcome = await runOutcome(watch, runId, tracker);
