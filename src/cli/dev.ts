@@ -222,10 +222,16 @@ export async function runDev(options: DevOptions, log: (line: string) => void = 
  * The workers' metrics ports, free before any starts: a worker that cannot bind its port exits,
  * and its supervisor would restart it into the same failure.
  */
-async function checkMetricsPorts(options: WorkerProcessesOptions): Promise<void> {
+async function checkMetricsPorts(options: WorkerProcessesOptions, serverPorts: { port: number; uiPort: number }): Promise<void> {
   const metrics = options.metrics;
   if (metrics === undefined) return;
   const commands = workerCommands(options);
+  const last = metrics.firstPort + commands.length - 1;
+  for (const [flag, port] of [['--port', serverPorts.port], ['--ui-port', serverPorts.uiPort]] as const) {
+    if (port >= metrics.firstPort && port <= last) {
+      throw new CliError(`--metrics-port ${metrics.firstPort}: the workers' metrics ports ${metrics.firstPort}-${last} include the server's ${flag} ${port}; give another first port`, EXIT.usage);
+    }
+  }
   for (const [i, { name }] of commands.entries()) {
     let address: string;
     try {
@@ -277,7 +283,7 @@ async function runDevOwning(stateDir: string, options: DevOptions, log: (line: s
     onExit: (name, { code, signal, restartInMs }, logFile) =>
       log(`worker ${name} exited (code ${code}, signal ${signal}); restarting in ${restartInMs} ms — see ${logFile}`),
   };
-  await checkMetricsPorts(workerOptions);
+  await checkMetricsPorts(workerOptions, { port: options.port, uiPort: options.uiPort });
   const startWorkers = (): WorkerProcesses => {
     const started = startWorkerProcesses(workerOptions);
     log(`started ${started.processes.length} workers (logs in ${logDir})`);

@@ -42,11 +42,13 @@ describe('`dev --metrics-port`', () => {
     const config = writeHoldableConfig(dir, runId);
     const stateDir = path.join(dir, 'state');
     const metricsPort = await freePort();
+    // Injected before dev starts: the first train step is the one held, however fast the rollout.
+    const held = holdTrainStep(stateDir, runId, config);
     const dev = startCli(['dev', config, '--state-dir', stateDir, '--port', String(await freePort()), '--ui-port', String(await freePort()), '--metrics-port', String(metricsPort)]);
     try {
       await dev.waitFor(/started run 'dev-metrics'/, 240_000);
       expect(dev.output()).toContain(`metrics (Prometheus): orchestrator http://127.0.0.1:${metricsPort}/metrics, gpu-node-0 http://127.0.0.1:${metricsPort + 1}/metrics`);
-      const release = await holdTrainStep(stateDir, runId, config);
+      const release = await held;
       // Held in the first train step: the batch's samples have completed on the gpu-node's ranks,
       // and the orchestrator has run the run's and the iteration's workflow tasks.
       const gpuNode = await scrape(metricsPort + 1);
@@ -77,5 +79,13 @@ describe('`dev --metrics-port`', () => {
     } finally {
       await new Promise((resolve) => holder.close(resolve));
     }
+  }, 180_000);
+
+  it("refuses a run of metrics ports that holds the server's port", async () => {
+    const port = await freePort();
+    const config = writeHoldableConfig(dir, 'dev-metrics-overlap');
+    const result = await runCli(['dev', config, '--state-dir', path.join(dir, 'state-overlap'), '--port', String(port), '--metrics-port', String(port - 1)], { timeoutMs: 120_000 });
+    expect(result.out).toContain(`--metrics-port ${port - 1}: the workers' metrics ports ${port - 1}-${port} include the server's --port ${port}`);
+    expect(result.code).toBe(EXIT.usage);
   }, 180_000);
 });
