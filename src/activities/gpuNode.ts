@@ -330,7 +330,6 @@ export function createGpuNodeActivities(deps: GpuNodeDeps): GpuNodeActivities {
     if (result.requestId !== request.requestId) {
       throw engineProtocolError(`rank ${input.rank} engine answered request ${result.requestId} to request ${request.requestId} (sample ${current.id})`);
     }
-    metrics.decoded(result.outputTokens);
     if (result.outputTokens > request.maxNewTokens) {
       throw engineProtocolError(
         `rank ${input.rank} engine generated ${result.outputTokens} tokens for request ${request.requestId}, more than maxNewTokens ${request.maxNewTokens} (sample ${current.id})`,
@@ -345,6 +344,8 @@ export function createGpuNodeActivities(deps: GpuNodeDeps): GpuNodeActivities {
       outputIds = [...(partial?.ids ?? []), ...result.outputIds];
       logprobs = [...(partial?.logprobs ?? []), ...result.logprobs];
     }
+    // Counted once the answer is whole: a refused one decoded nothing the run keeps.
+    metrics.decoded(result.outputTokens);
     const generated = prefixTokens + result.outputTokens;
     // The prefix keeps the versions that generated it; this call's tokens are the engine's current version.
     const tokenVersions = appendSpan(partial === undefined ? [] : turnVersionSpans(partial), result.weightVersion, result.outputTokens);

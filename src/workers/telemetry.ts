@@ -22,8 +22,9 @@ export const DURATION_HISTOGRAMS = ['timeshare_iteration_duration_seconds', 'tim
 let installed: WorkerRuntimeOptions | undefined;
 
 /**
- * Installs the runtime. A second call is a no-op when it asks for nothing the first did not; one
- * that asks for a metrics endpoint the first did not set up throws (the runtime cannot change).
+ * Installs the runtime. A later call changes nothing (the runtime cannot change): its log level
+ * is the first's (tests install at WARN before the pipeline asks for it again), and one that asks
+ * for a metrics endpoint the first did not set up throws.
  */
 export function installWorkerRuntime(options: WorkerRuntimeOptions = {}): void {
   if (installed !== undefined) {

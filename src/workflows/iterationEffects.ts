@@ -100,7 +100,7 @@ function kvCapacityEffects(ctx: TemporalEffectsContext, shards: ShardRunner): Pi
               checkPostcondition(`KV capacity read on node ${node}: answers only for its ranks asked, once each`, reports.every((report) => onNode.includes(report.rank)) && new Set(reports.map((report) => report.rank)).size === reports.length, () => JSON.stringify(reports));
               for (const { rank, tokens } of reports) shards.kvCapacity.set(rank, tokens);
             },
-            (error: unknown) => log.warn(`iteration ${ctx.iteration}: KV capacity read on node ${node} failed; ranks ${rankRanges(onNode)} stay without a report for now: ${describeError(error)}`),
+            (error: unknown) => log.warn(`iteration ${ctx.iteration + 1}: KV capacity read on node ${node} failed; ranks ${rankRanges(onNode)} stay without a report for now: ${describeError(error)}`),
           ),
       );
       yield* awaiting(Promise.all(reads));

@@ -2,7 +2,7 @@
  * `timeshare dev` watching a run an operator paused, then interrupted (SIGINT, as Ctrl-C sends
  * it): it says how the paused run goes on, stops its workers and server, keeps the run, exits
  * 130, and says nothing of the server it stopped itself being unreachable. The pause is asked
- * while the run is held in its first train step, so it lands after that iteration. Real
+ * while the run is held in its first train step (of two), so it lands after that iteration. Real
  * processes (`bin/timeshare`), a real Temporal dev server.
  */
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -26,10 +26,12 @@ describe('`dev` interrupted', () => {
     const config = writeHoldableConfig(dir, runId);
     const stateDir = path.join(dir, 'state');
     const port = await freePort();
+    // Injected before dev starts: the first train step is the one held, however fast the rollout.
+    const held = holdTrainStep(stateDir, runId, config);
     const dev = startCli(['dev', config, '--state-dir', stateDir, '--port', String(port), '--ui-port', String(await freePort())]);
     try {
       await dev.waitFor(/started run 'dev-interrupt'/, 240_000);
-      const release = await holdTrainStep(stateDir, runId, config);
+      const release = await held;
       const owned = Object.values(JSON.parse(readFileSync(path.join(stateDir, 'dev-processes.json'), 'utf8')) as Record<string, { pid: number }>).map(({ pid }) => pid);
       expect(owned.length).toBeGreaterThanOrEqual(3);
       const pause = await runCli(['pause', runId, '--address', `127.0.0.1:${port}`], { timeoutMs: 120_000 });

@@ -81,6 +81,8 @@ describe("the workers' Prometheus metrics (real Temporal)", () => {
     expect(sum('timeshare_phase_duration_seconds_count', { phase: 'train' })).toBe(ITERATIONS);
     expect(sum('timeshare_phase_duration_seconds_count', { phase: 'shrink' })).toBe(ITERATIONS);
     expect(ofRun('timeshare_iterations_completed_total')[0]?.labels.strategy).toBe('multiplexed');
+    // timeshare's duration buckets, not the exporter's defaults: up to an hour.
+    expect(ofRun('timeshare_iteration_duration_seconds_bucket').map((s) => s.labels.le)).toEqual(['0.05', '0.1', '0.25', '0.5', '1', '2.5', '5', '10', '30', '60', '120', '300', '600', '1800', '3600', '+Inf']);
 
     // The rollout's, counted by the shards of each rank as the work happened: equal to the store.
     const store = env.store(context);

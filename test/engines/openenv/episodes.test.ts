@@ -146,7 +146,9 @@ describe('OpenEnv episodes (real environment server)', () => {
       const prompt = await env.promptIds(61);
       const first = await env.step(61, 0, 2, undefined, [[answerId(prompt[0]!), EOS]], { promptIds: prompt, observationIds: [] });
       const waiting = play(other, 62, () => true);
-      await new Promise((resolve) => setTimeout(resolve, 500));
+      // Still waiting half a second later: the server holds the first worker's session.
+      const stillWaiting = Symbol('still waiting');
+      expect(await Promise.race([waiting, new Promise((resolve) => setTimeout(() => resolve(stillWaiting), 500))])).toBe(stillWaiting);
       expect(first.done).toBe(false);
       env.end(61);
       expect((await waiting).last).toMatchObject({ done: true, reward: 1 });
