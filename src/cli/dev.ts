@@ -225,22 +225,16 @@ export async function runDev(options: DevOptions, log: (line: string) => void = 
 async function checkMetricsPorts(options: WorkerProcessesOptions, serverPorts: { port: number; uiPort: number }): Promise<void> {
   const metrics = options.metrics;
   if (metrics === undefined) return;
-  const commands = workerCommands(options);
+  const commands = workerCommands({ ...options, metrics: undefined });
   const last = metrics.firstPort + commands.length - 1;
+  const refuse = (why: string) => new CliError(`--metrics-port ${metrics.firstPort}: ${why}`, EXIT.usage);
+  if (last > 65_535) throw refuse(`the ${commands.length} workers' metrics ports would run to ${last}, above 65535; give a lower first port`);
   for (const [flag, port] of [['--port', serverPorts.port], ['--ui-port', serverPorts.uiPort]] as const) {
-    if (port >= metrics.firstPort && port <= last) {
-      throw new CliError(`--metrics-port ${metrics.firstPort}: the workers' metrics ports ${metrics.firstPort}-${last} include the server's ${flag} ${port}; give another first port`, EXIT.usage);
-    }
+    if (port >= metrics.firstPort && port <= last) throw refuse(`the workers' metrics ports ${metrics.firstPort}-${last} include the server's ${flag} ${port}; give another first port`);
   }
   for (const [i, { name }] of commands.entries()) {
-    let address: string;
-    try {
-      address = metricsAddress(metrics, i);
-    } catch (error) {
-      throw new CliError(`--metrics-port ${metrics.firstPort}: ${error instanceof Error ? error.message : String(error)} (${commands.length} workers)`, EXIT.usage);
-    }
     if (!(await portBindable(metrics.firstPort + i, metrics.host))) {
-      throw new CliError(`--metrics-port ${metrics.firstPort}: ${address}, the ${name} worker's metrics address, is in use; give another first port (the workers use ${commands.length} in a row)`, EXIT.usage);
+      throw refuse(`${metricsAddress(metrics, i)}, the ${name} worker's metrics address, is in use; give another first port (the workers use ${commands.length} in a row)`);
     }
   }
 }

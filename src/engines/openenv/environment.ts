@@ -76,6 +76,7 @@ class StepNotSent extends Error {
 function unwrapNotSent(error: unknown): unknown {
   return error instanceof StepNotSent ? error.failure : error;
 }
+
 /** A server whose session failed is given new sessions only when no other has a free one, for this long. */
 export const FAILED_SERVER_AVOID_MS = 30_000;
 
