@@ -51,6 +51,12 @@ function apiKey(variable: string | undefined, what: string): { apiKey?: string }
 }
 
 /** HTTP adapters to this node's real rollout engines (one endpoint per rank) and trainer. */
+/** The rollout endpoints a node's environment tokenizes with: its own ranks' engines first, then every other. */
+export function tokenizerEndpoints(endpoints: readonly string[], ranksOnThisNode: readonly number[]): string[] {
+  const own = ranksOnThisNode.map((rank) => endpoints[rank]).filter((url): url is string => url !== undefined);
+  return [...new Set([...own, ...endpoints])];
+}
+
 export function createRealNodeEngines(context: WorkerContext, node: number): NodeEngines {
   const { config, layout } = context.parsed;
   const { rollout, trainer: trainerConfig, environment } = config.engine;
@@ -76,11 +82,11 @@ export function createRealNodeEngines(context: WorkerContext, node: number): Nod
   return {
     engines,
     trainer,
-    // An OpenEnv environment tokenizes with this node's first rank's engine (every rank serves the same model).
+    // An OpenEnv environment tokenizes with this node's engines first, then the others' (every rank serves the same model).
     environment:
       environment.kind === 'digits'
         ? new DigitsEnvironment(environment)
-        : createOpenEnvEnvironment(environment, rollout, rollout.endpoints[ranksOnNode(layout, node)[0]?.id ?? 0], { superviseOnNode: node, log: (line) => console.warn(`gpu-node ${node}: ${line}`) }),
+        : createOpenEnvEnvironment(environment, rollout, tokenizerEndpoints(rollout.endpoints, ranksOnNode(layout, node).map((rank) => rank.id)), { superviseOnNode: node, log: (line) => console.warn(`gpu-node ${node}: ${line}`) }),
     timeScale: 1,
     ...(rollout.sampling.maxNewTokensPerTurn === undefined ? {} : { maxNewTokensPerTurn: rollout.sampling.maxNewTokensPerTurn }),
   };

@@ -61,7 +61,7 @@ export async function createVersionedOrchestratorWorker(
     environment.kind === 'digits'
       ? new DigitsEnvironment(environment)
       : environment.kind === 'openenv'
-        ? createOpenEnvEnvironment(environment, config.engine.rollout, config.engine.rollout.kind === 'simulated' ? undefined : config.engine.rollout.endpoints[0])
+        ? createOpenEnvEnvironment(environment, config.engine.rollout, config.engine.rollout.kind === 'simulated' ? [] : config.engine.rollout.endpoints)
         : undefined;
   const activities = createOrchestratorActivities({
     store: storeCache(context.paths),

@@ -6,24 +6,35 @@ import type { OpenEnvEnvironmentConfig, TokenizerRolloutEngine } from './config'
 import { engineAuthHeaders, headerSecrets } from '../auth';
 import { OpenEnvEnvironment } from './environment';
 import { SupervisedServer } from './supervisor';
-import { EngineTokenizer, VocabularyTokenizer, type Tokenizer } from './tokenizer';
+import { EngineTokenizer, FailoverTokenizer, VocabularyTokenizer, type Tokenizer } from './tokenizer';
 
 export { OpenEnvEnvironment } from './environment';
 export { EnvironmentProtocolError, EnvironmentUnavailableError, EpisodeLostError, EPISODE_LOST_REASONS, ServerAtCapacityError } from './errors';
-export { EngineTokenizer, VocabularyTokenizer, type Tokenizer } from './tokenizer';
+export { EngineTokenizer, FailoverTokenizer, VocabularyTokenizer, type Tokenizer } from './tokenizer';
 export { SupervisedServer } from './supervisor';
 
-/** The tokenizer of the rollout engine at `endpoint` (its own /tokenize), or the configured file. */
-export function environmentTokenizer(config: OpenEnvEnvironmentConfig, rollout: TokenizerRolloutEngine, endpoint: string | undefined): Tokenizer {
+/**
+ * The tokenizer of the rollout engines at `endpoints` (their own /tokenize, tried in this order:
+ * an engine that does not answer hands the call to the next), or the configured file.
+ */
+export function environmentTokenizer(config: OpenEnvEnvironmentConfig, rollout: TokenizerRolloutEngine, endpoints: readonly string[]): Tokenizer {
   if (config.tokenizer.kind === 'file') return VocabularyTokenizer.fromFile(config.tokenizer.path);
   if (rollout.kind === 'simulated') throw new Error('engine.environment.tokenizer: kind engine needs real rollout engines (sglang | vllm)');
-  if (endpoint === undefined) throw new Error('engine.environment.tokenizer: no rollout endpoint to tokenize with');
+  // Ranks that share an engine share its URL: each engine once, in the order of its first rank.
+  const unique = [...new Set(endpoints)];
+  if (unique.length === 0) throw new Error('engine.environment.tokenizer: no rollout endpoint to tokenize with');
   const [apiKey] = headerSecrets(engineAuthHeaders(rollout.apiKeyEnv, 'engine.rollout'));
-  return new EngineTokenizer({ baseUrl: endpoint, kind: rollout.kind, ...(rollout.model === undefined ? {} : { model: rollout.model }), ...(apiKey === undefined ? {} : { apiKey }) });
+  return new FailoverTokenizer(
+    unique.map((baseUrl) => ({
+      name: baseUrl,
+      tokenizer: new EngineTokenizer({ baseUrl, kind: rollout.kind, ...(rollout.model === undefined ? {} : { model: rollout.model }), ...(apiKey === undefined ? {} : { apiKey }) }),
+    })),
+  );
 }
 
 /**
- * The environment for a worker whose rollout engine (tokenizer) is at `endpoint`. With
+ * The environment for a worker that tokenizes with the rollout engines at `endpoints` (its own
+ * first; see environmentTokenizer). With
  * `superviseOnNode` (a gpu-node worker), the servers configured with a command for that node are
  * started here and restarted when they exit. Other workers (the orchestrator) do not wait for
 them: a reset that finds a server not serving yet fails as unavailable, tries the next server,
@@ -32,7 +43,7 @@ and the activity is retried by Temporal until one serves.
 export function createOpenEnvEnvironment(
   config: OpenEnvEnvironmentConfig,
   rollout: TokenizerRolloutEngine,
-  endpoint: string | undefined,
+  endpoints: readonly string[],
   options: { superviseOnNode?: number; log?: (line: string) => void } = {},
 ): OpenEnvEnvironment {
   const [apiKey] = headerSecrets(engineAuthHeaders(config.apiKeyEnv, 'engine.environment'));
@@ -44,7 +55,7 @@ export function createOpenEnvEnvironment(
   for (const server of supervised) void server?.ready().catch(() => undefined);
   return new OpenEnvEnvironment({
     config,
-    tokenizer: environmentTokenizer(config, rollout, endpoint),
+    tokenizer: environmentTokenizer(config, rollout, endpoints),
     ...(apiKey === undefined ? {} : { apiKey }),
     supervised,
     ...(options.log === undefined ? {} : { log: options.log }),

@@ -8,7 +8,9 @@
  */
 import { readFileSync } from 'node:fs';
 import { z } from 'zod';
+import { checkNoDuplicates, checkNonEmpty } from '../../validation/patterns';
 import { HttpClient } from '../http/client';
+import { EngineHttpError } from '../http/errors';
 
 export interface Tokenizer {
   /** Ids of `text`, no special tokens added. */
@@ -51,6 +53,63 @@ export class EngineTokenizer implements Tokenizer {
       return (await this.http.json('POST', '/detokenize', { ...model, tokens }, vllmDetokenizeAnswer)).prompt;
     }
     return (await this.http.json('POST', '/detokenize', { tokens }, sglangDetokenizeAnswer)).text;
+  }
+}
+
+/** No answer, or the engine's own trouble (5xx, overloaded, too slow): another engine may answer. A 4xx is the text's fault. */
+function engineUnavailable(error: unknown): error is EngineHttpError {
+  return error instanceof EngineHttpError && (error.status === undefined || error.status >= 500 || error.status === 408 || error.status === 429);
+}
+
+/**
+ * The tokenizers of several rollout engines of one model, in order of preference (a gpu-node
+ * worker's own engines first). A call that finds its engine unavailable (restarting, crashed,
+ * answering 5xx) goes to the next, and later calls start from the one that answered, so a dead
+ * engine costs one failed call, not one per turn. Every engine serves the same model, so any
+ * answers with the same ids. Only when none answers does the call fail, naming each engine's error.
+ */
+export class FailoverTokenizer implements Tokenizer {
+  private readonly engines: readonly [{ name: string; tokenizer: Tokenizer }, ...{ name: string; tokenizer: Tokenizer }[]];
+  private preferred = 0;
+
+  constructor(engines: readonly { name: string; tokenizer: Tokenizer }[]) {
+    this.engines = checkNonEmpty('tokenizer engines', engines);
+    checkNoDuplicates('tokenizer engines', engines, (engine) => engine.name);
+  }
+
+  /** The engine the next call goes to first. */
+  get current(): string {
+    return this.engines[this.preferred]!.name;
+  }
+
+  encode(text: string): Promise<number[]> {
+    return this.call((tokenizer) => tokenizer.encode(text));
+  }
+
+  decode(ids: readonly number[]): Promise<string> {
+    return this.call((tokenizer) => tokenizer.decode(ids));
+  }
+
+  private async call<T>(fn: (tokenizer: Tokenizer) => Promise<T>): Promise<T> {
+    const failures: EngineHttpError[] = [];
+    const start = this.preferred;
+    for (let offset = 0; offset < this.engines.length; offset += 1) {
+      const index = (start + offset) % this.engines.length;
+      try {
+        const answer = await fn(this.engines[index]!.tokenizer);
+        this.preferred = index;
+        return answer;
+      } catch (error) {
+        if (!engineUnavailable(error)) throw error;
+        failures.push(error);
+      }
+    }
+    const last = failures.at(-1)!;
+    throw new EngineHttpError(
+      `tokenizer of ${this.engines.length} rollout engines`,
+      last.status,
+      `none answered: ${failures.map((failure) => failure.message).join('; ')}`,
+    );
   }
 }
 

@@ -4,11 +4,38 @@
  * episodes over WebSocket sessions, the tool-call action, the crash rule with a server process
  * killed mid-episode, a sample moving between ranks and workers.
  */
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { EngineTokenizer, EpisodeLostError, OpenEnvEnvironment } from '../../../src/engines/openenv';
+import { createOpenEnvEnvironment, EngineTokenizer, EpisodeLostError, FailoverTokenizer, OpenEnvEnvironment } from '../../../src/engines/openenv';
+import { environmentTokenizer } from '../../../src/engines/openenv/index';
+import { EngineHttpError } from '../../../src/engines/http';
+import { tokenizerEndpoints } from '../../../src/workers/gpuNode';
 import { startOpenEnvServer, type ServerProcess } from '../../../src/engines/openenv/launch';
 import { startReferenceEngine, type ReferenceEngineProcess } from '../../../src/engines/reference/launch';
 import { AGENT_MODEL_CONFIG, agentTokenizer, answerId, EOS, id, openEnvConfig } from './helpers';
+
+/** An HTTP server answering every request with `status`, counting them: an engine restarting (503) or one that must not be asked. */
+async function answering(status: number): Promise<{ url: string; calls: () => number; close: () => Promise<void> }> {
+  let calls = 0;
+  const server: Server = createServer((request, response) => {
+    calls += 1;
+    request.resume();
+    response.writeHead(status, { 'Content-Type': 'text/plain' }).end(status === 503 ? 'engine restarting' : 'ok');
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  return { url, calls: () => calls, close: () => new Promise((resolve) => server.close(() => resolve())) };
+}
+
+/** A URL nothing listens on (a port bound, then let go): an engine that crashed. */
+async function deadUrl(): Promise<string> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as AddressInfo;
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+  return `http://127.0.0.1:${port}`;
+}
 
 /** Plays one sample's episode to the end, pressing right on the turns in `right`; returns each step. */
 async function play(env: OpenEnvEnvironment, sampleId: number, right: (turn: number) => boolean, turns = 4) {
@@ -60,6 +87,57 @@ describe('OpenEnv episodes (real environment server)', () => {
     // The same sample id gives the same episode (the seed derives from it): a fresh reset agrees.
     expect(await env.promptIds(7)).toEqual(allRight.promptIds);
     expect(env.liveEpisodes).toBe(0);
+  });
+
+  it('the tokenizer goes to the next rollout engine when one does not answer, and stays there; a 4xx is thrown at once', { timeout: 60_000 }, async () => {
+    const crashed = await deadUrl();
+    const restarting = await answering(503);
+    const bystander = await answering(200);
+    try {
+      const config = openEnvConfig([servers[0]!.url], { tokenizer: { kind: 'engine' } });
+      const rollout = { kind: 'sglang' as const };
+      const reference = new EngineTokenizer({ baseUrl: engine.url, kind: 'sglang' });
+      // A node's own engines first, then the other nodes' (each URL once).
+      expect(tokenizerEndpoints(['http://a', 'http://b', 'http://c', 'http://b'], [2, 3])).toEqual(['http://c', 'http://b', 'http://a']);
+
+      const failover = environmentTokenizer(config, rollout, [crashed, restarting.url, engine.url, engine.url]) as FailoverTokenizer;
+      expect(failover).toBeInstanceOf(FailoverTokenizer);
+      expect(await failover.encode('7?')).toEqual(await reference.encode('7?'));
+      expect(restarting.calls()).toBe(1);
+      expect(failover.current).toBe(engine.url);
+      // Later calls start from the engine that answered: the restarting one is not asked again.
+      expect(await failover.decode([id('4'), id('+'), EOS])).toBe('4+');
+      expect(await failover.encode('12')).toEqual([id('1'), id('2')]);
+      expect(restarting.calls()).toBe(1);
+
+      // A text the model cannot tokenize is the text's fault: no other engine is asked.
+      const first = environmentTokenizer(config, rollout, [engine.url, bystander.url]) as FailoverTokenizer;
+      const refused = await first.encode('x').then(
+        () => undefined,
+        (error: unknown) => error,
+      );
+      expect(refused).toBeInstanceOf(EngineHttpError);
+      expect((refused as EngineHttpError).status).toBe(400);
+      expect(bystander.calls()).toBe(0);
+
+      // None answers: the error names every engine and stays retryable (no status: no answer).
+      const none = environmentTokenizer(config, rollout, [crashed, restarting.url]);
+      const failed = await none.encode('1').then(
+        () => undefined,
+        (error: unknown) => error,
+      );
+      expect(failed).toBeInstanceOf(EngineHttpError);
+      expect((failed as Error).message).toContain(crashed);
+      expect((failed as Error).message).toContain(`${restarting.url}/tokenize: HTTP 503`);
+
+      // An episode plays through with the first engine gone.
+      const env = createOpenEnvEnvironment(config, rollout, [crashed, engine.url]);
+      const played = await play(env, 11, () => true);
+      expect(played.last).toMatchObject({ done: true, reward: 1 });
+    } finally {
+      await restarting.close();
+      await bystander.close();
+    }
   });
 
   it('a sample that moves to another rank of the worker keeps its session; one that moves to another worker is replayed', { timeout: 60_000 }, async () => {

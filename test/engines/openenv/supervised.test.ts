@@ -25,7 +25,7 @@ describe('supervised environment server', () => {
       tokenizer: { kind: 'file', path: AGENT_MODEL_CONFIG },
       retries: 2,
     });
-    env = createOpenEnvEnvironment(config, { kind: 'simulated' }, undefined, { superviseOnNode: 0 });
+    env = createOpenEnvEnvironment(config, { kind: 'simulated' }, [], { superviseOnNode: 0 });
     const promptIds = await env.promptIds(5);
     const outs = [[answerId(promptIds[0]!), EOS]];
     const first = await env.step(5, 0, 2, undefined, outs, { promptIds, observationIds: [] });
