@@ -30,6 +30,7 @@ import {
 } from '../engines/types';
 import { EngineProtocolError } from '../engines/http/errors';
 import { EpisodeLostError } from '../engines/openenv/errors';
+import { engineMayRecover } from '../engines/transient';
 import { checkNoDuplicates, checkNonEmpty, checkPostcondition, checkSubset } from '../validation/patterns';
 import type { GpuNodeActivities, RankWeightVersion } from '../contract/activities';
 import { describeError } from '../contract/errors';
@@ -65,6 +66,8 @@ export interface GpuNodeDeps {
    * weights go to the engines from the trainer's memory; the export runs only as the fallback.
    */
   exportOnTrainStep?: boolean;
+  /** A group member's waits before it runs again after its engine failed (default: memberRetryDelays of 1 s). */
+  memberRetryDelaysMs?: readonly number[];
   now(): number;
 }
 
@@ -176,6 +179,48 @@ interface ShardRun {
   keep(outcome: ShardResult): void;
 }
 
+/** One run of a shard's samples (runSamplesOnce): a group member whose engine failed runs again. */
+interface ShardPass {
+  /** The store owner of this run's claims and writes. */
+  owner: string;
+  /** The shard's end from outside: its cancellation, a direct stop, a failed sibling. */
+  stopped: AbortSignal;
+  /** Aborted by a sample's failure: the run's other samples stop and checkpoint. */
+  samplesStop: AbortController;
+  outcome: ShardResult;
+  progress(): ShardProgress;
+  /** Reads the engine's served version once the shard is stopped (a restart during it). */
+  readEngineAtEnd(): Promise<number | undefined>;
+}
+
+/** How many times a group member whose engine failed runs again inside its group. */
+export const MEMBER_RETRIES = 8;
+
+/**
+ * A group member's waits before it runs again after its engine failed (engineMayRecover): those
+ * of the run's activity retry policy (the initial interval, doubling, at most 30 s, as the
+ * workflow's retry of the whole group would wait), MEMBER_RETRIES of them: from 1 s, about two
+ * minutes in all, in which a restarting engine is back. Past the last, its failure fails the
+ * group, and Temporal's retry of the group takes over.
+ */
+export function memberRetryDelays(initialIntervalMs: number): number[] {
+  return Array.from({ length: MEMBER_RETRIES }, (_, retry) => Math.min(initialIntervalMs * 2 ** retry, 30_000));
+}
+
+/** Waits `ms`, or less if `signal` aborts first (resolves either way). */
+function waitUnless(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    const done = (): void => {
+      clearTimeout(timer);
+      signal.removeEventListener('abort', done);
+      resolve();
+    };
+    const timer = setTimeout(done, ms);
+    signal.addEventListener('abort', done, { once: true });
+    if (signal.aborted) done();
+  });
+}
+
 /** A group member's failure: the first fails the group; the others are logged with their shard. */
 interface MemberFailure {
   shardId: string;
@@ -240,6 +285,7 @@ function episodeHistory(record: SampleRecord): EpisodeHistory | undefined {
 type SampleEnd = { kind: 'completed' } | { kind: 'dropped'; reason: string } | { kind: 'unfinished' };
 
 export function createGpuNodeActivities(deps: GpuNodeDeps): GpuNodeActivities {
+  const memberRetryDelaysMs = deps.memberRetryDelaysMs ?? memberRetryDelays(1_000);
   /**
    * Shards running in this process, by id: stopShards aborts them directly and waits until
    * `checkpointed` (every sample checkpointed, the shard touches the store no more: its outcome;
@@ -567,10 +613,11 @@ export function createGpuNodeActivities(deps: GpuNodeDeps): GpuNodeActivities {
 
   /**
    * Runs each of the shard's records to its end, or to its checkpoint when stopped, counting it in
-   * `outcome`. A sample's failure stops the shard's other samples (`stop`: each checkpoints) and is
-   * raised once they have all ended, so none goes on generating after the shard failed.
+   * `outcome`. A sample's failure stops the shard's other samples (`samplesStop`: each
+   * checkpoints) and is raised once they have all ended, so none goes on generating after the
+   * shard failed.
    */
-  async function runRecords(input: ShardInput, owner: string, engine: RolloutEngine, records: SampleRecord[], signal: AbortSignal, stop: AbortController, outcome: ShardResult): Promise<void> {
+  async function runRecords(input: ShardInput, owner: string, engine: RolloutEngine, records: SampleRecord[], signal: AbortSignal, samplesStop: AbortController, outcome: ShardResult): Promise<void> {
     const metrics = rolloutMetrics(Context.current().metricMeter, input.runId, input.rank);
     let failed = false;
     const settled = await Promise.allSettled(
@@ -586,7 +633,7 @@ export function createGpuNodeActivities(deps: GpuNodeDeps): GpuNodeActivities {
         else outcome.unfinished.push(record.id);
       }).map((sample) =>
         sample.catch((error: unknown) => {
-          if (!failed) stop.abort(new Error(`shard ${input.shardId} stopped: one of its samples failed`));
+          if (!failed) samplesStop.abort(new Error(`shard ${input.shardId} stopped: one of its samples failed`));
           failed = true;
           throw error;
         }),
@@ -596,23 +643,54 @@ export function createGpuNodeActivities(deps: GpuNodeDeps): GpuNodeActivities {
     if (failure !== undefined) throw failure.reason;
   }
 
+  /** A shard's outcome as its samples stand in the store (a member stopped while it waited to run again). */
+  async function settledAsStored(input: ShardInput, engineBehind: number | undefined): Promise<ShardResult> {
+    const outcome: ShardResult = { shardId: input.shardId, completed: [], unfinished: [], dropped: [], ...(engineBehind === undefined ? {} : { engineBehind }) };
+    for (const record of await deps.store(input.runId).readSamples(input.sampleIds)) {
+      if (record.status === 'completed') outcome.completed.push(record.id);
+      else if (record.status === 'dropped') outcome.dropped.push({ id: record.id, reason: record.dropReason ?? 'unknown' });
+      else outcome.unfinished.push(record.id);
+    }
+    return outcome;
+  }
+
+  /**
+   * One run of a shard's samples: claims the live ones under `owner`, brings its engine up to the
+   * shard's version, then runs them (runRecords) under the shard's heartbeat.
+   */
+  async function runSamplesOnce(input: ShardInput, run: ShardRun, pass: ShardPass): Promise<void> {
+    const engine = engineFor(input.rank);
+    const store = deps.store(input.runId);
+    const [, engineBehind] = await Promise.all([claimLive(store, input.sampleIds, pass.owner), catchUpWeights(input, engine)]);
+    if (engineBehind !== undefined) pass.outcome.engineBehind = engineBehind;
+    else pass.stopped.addEventListener('abort', pass.readEngineAtEnd, { once: true });
+    const records = await store.readSamples(input.sampleIds);
+    // Real adapters listen on the signal once per in-flight generation: one per sample. Each
+    // member of a group has a signal of its own, so its own samples count (and this shard's end read).
+    const signal = AbortSignal.any([pass.stopped, pass.samplesStop.signal]);
+    setMaxListeners(Math.max(10, records.length + 11), signal);
+    await run.heartbeat(pass.progress, () => runRecords(input, pass.owner, engine, records, signal, pass.samplesStop, pass.outcome));
+  }
+
   /**
    * One shard, alone (runRolloutShard) or in a group (runRolloutShards): claims its live samples,
    * runs each to its end and checkpoints what a stop or cancellation cut short. Its input's run is
-   * checked by the caller.
+   * checked by the caller. A group member whose engine fails with an error it may recover from
+   * runs again alone after a wait (memberRetryDelaysMs), while its siblings go on; alone, a shard
+   * is retried by Temporal (nothing to isolate it from).
    */
   async function runShard(input: ShardInput, run: ShardRun): Promise<ShardResult> {
     const engine = engineFor(input.rank);
-    const store = deps.store(input.runId);
     const context = Context.current();
     // A retried shard finds some of its samples already settled: claim only the live ones.
     // The store owner is the shard attempt: an earlier attempt of this shard that is still
     // running (its worker froze past the heartbeat timeout, then woke up) is fenced out.
-    const owner = `${input.shardId}@${context.info.attempt}`;
+    const attemptOwner = `${input.shardId}@${context.info.attempt}`;
     // Its outcome, and whether it found its engine behind: what the result and a direct stop's answer say.
-    const outcome: ShardResult = { shardId: input.shardId, completed: [], unfinished: [], dropped: [] };
+    let outcome: ShardResult = { shardId: input.shardId, completed: [], unfinished: [], dropped: [] };
     const ended = registerRunning(input.shardId, run.stop);
-    const signal = AbortSignal.any([context.cancellationSignal, run.stop.signal]);
+    // What ends the shard from outside: its cancellation, a direct stop, a failed sibling.
+    const stopped = AbortSignal.any([context.cancellationSignal, run.stop.signal]);
     const progress = (): ShardProgress => ({
       completed: outcome.completed.length,
       dropped: outcome.dropped.length,
@@ -626,21 +704,36 @@ export function createGpuNodeActivities(deps: GpuNodeDeps): GpuNodeActivities {
     let endRead: Promise<number | undefined> | undefined;
     const readEngineAtEnd = (): Promise<number | undefined> => (endRead ??= engineRestartedDuring(input, engine, context.log));
     try {
-      const [, engineBehind] = await Promise.all([claimLive(store, input.sampleIds, owner), catchUpWeights(input, engine)]);
-      if (engineBehind !== undefined) outcome.engineBehind = engineBehind;
-      else signal.addEventListener('abort', readEngineAtEnd, { once: true });
-      const records = await store.readSamples(input.sampleIds);
-      // Real adapters listen on the signal once per in-flight generation: one per sample. Each
-      // member of a group has a signal of its own, so its own samples count (and this shard's end read).
-      setMaxListeners(Math.max(10, records.length + 11), signal);
-      await run.heartbeat(progress, () => runRecords(input, owner, engine, records, signal, run.stop, outcome));
+      for (let retry = 0; ; retry += 1) {
+        // A run again claims under an owner of its own: nothing of the failed run writes after it.
+        // It keeps what an earlier run learnt of its engine (behind its version: restarted).
+        const owner = retry === 0 ? attemptOwner : `${attemptOwner}.${retry}`;
+        outcome = { shardId: input.shardId, completed: [], unfinished: [], dropped: [], ...(outcome.engineBehind === undefined ? {} : { engineBehind: outcome.engineBehind }) };
+        try {
+          await runSamplesOnce(input, run, { owner, stopped, samplesStop: new AbortController(), outcome, progress, readEngineAtEnd });
+          break;
+        } catch (error) {
+          const delayMs = run.member && !stopped.aborted && engineMayRecover(error) ? memberRetryDelaysMs[retry] : undefined;
+          if (delayMs === undefined) throw error;
+          context.log.warn(
+            `shard ${input.shardId} on rank ${input.rank}: its engine failed (${describeError(error)}); its samples are checkpointed and it runs again alone in ${delayMs} ms ` +
+              `(retry ${retry + 1} of ${memberRetryDelaysMs.length}), while the other shards of its group go on`,
+          );
+          await waitUnless(delayMs, stopped);
+          if (stopped.aborted) {
+            // Stopped while it waited: its samples stand as the failed run left them (checkpointed), engine untouched.
+            outcome = await settledAsStored(input, outcome.engineBehind);
+            break;
+          }
+        }
+      }
       if (outcome.engineBehind === undefined) {
         const restartedFrom = await readEngineAtEnd();
         if (restartedFrom !== undefined) outcome.engineBehind = restartedFrom;
       }
       clean = true;
     } finally {
-      signal.removeEventListener('abort', readEngineAtEnd);
+      stopped.removeEventListener('abort', readEngineAtEnd);
       // A direct stop answers with this (the workflow may not wait for the shard's own result).
       ended(clean ? outcome : undefined);
     }

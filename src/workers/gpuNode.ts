@@ -6,7 +6,7 @@
  */
 import path from 'node:path';
 import { NativeConnection, Worker } from '@temporalio/worker';
-import { createGpuNodeActivities } from '../activities/gpuNode';
+import { createGpuNodeActivities, memberRetryDelays } from '../activities/gpuNode';
 import { SimClock } from '../engines/simulated/clock';
 import { SimEnvironment } from '../engines/simulated/environment';
 import { FaultPlan, faultyRolloutEngine, faultyTrainer } from '../engines/simulated/faults';
@@ -173,6 +173,8 @@ export async function createGpuNodeWorkers(
     ...(engines.maxNewTokensPerTurn === undefined ? {} : { maxNewTokensPerTurn: engines.maxNewTokensPerTurn }),
     heartbeatIntervalMs: HEARTBEAT_INTERVAL_MS,
     exportOnTrainStep: config.engine.weightSync.mode === 'disk',
+    // A group member whose engine failed waits as the run's retry of the whole group would.
+    memberRetryDelaysMs: memberRetryDelays(config.temporal.activityRetry.initialIntervalSeconds * 1000),
     now: () => Date.now(),
   });
   return createAllOrNone(

@@ -13,6 +13,7 @@ import { ApplicationFailure, CancelledFailure } from '@temporalio/common';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { createGpuNodeActivities } from '../../src/activities/gpuNode';
 import type { ShardGroupInput, ShardGroupResult, ShardInput, ShardResult } from '../../src/contract/types';
+import { EngineHttpError } from '../../src/engines/http/errors';
 import { SimEnvironment } from '../../src/engines/simulated/environment';
 import { SimRolloutEngine } from '../../src/engines/simulated/rolloutEngine';
 import type { RolloutEngine, TurnRequest, TurnResult } from '../../src/engines/types';
@@ -67,6 +68,27 @@ function failingEngine(error: Error, when: () => Promise<unknown>): RolloutEngin
   return engine as unknown as RolloutEngine & { started: Promise<void>; failed: Promise<void> };
 }
 
+/**
+ * An engine that fails its first `failures` turns with `error` (an engine restarting: no answer or
+ * a 503), then turns into `then` (a simulated engine); counts the failed turns.
+ */
+function flakyEngine(error: Error, failures: number, then?: RolloutEngine): RolloutEngine & { failed: number } {
+  const engine = {
+    failed: 0,
+    generate: async (request: TurnRequest, signal?: AbortSignal): Promise<TurnResult> => {
+      if (engine.failed < failures || then === undefined) {
+        engine.failed += 1;
+        throw error;
+      }
+      return then.generate(request, signal);
+    },
+    status: () => Promise.resolve({ weightVersion: 0, resident: ['weights', 'kv_cache'], runningRequests: 0 }),
+    kvCapacityTokens: () => then?.kvCapacityTokens() ?? Promise.resolve(undefined),
+  };
+  // The shard calls no other method of its engine.
+  return engine as unknown as RolloutEngine & { failed: number };
+}
+
 function sample(id: number): SampleRecord {
   return { id, startVersion: 0, promptTokens: 50, turns: [], status: 'running', startedAtMs: Date.now() };
 }
@@ -96,8 +118,9 @@ describe('runRolloutShards', () => {
   afterEach(() => rmSync(dir, { recursive: true, force: true }));
 
   /** The node's activities over `engines` (by rank), with a heartbeat every `heartbeatIntervalMs`. */
-  function nodeWith(engines: Map<number, RolloutEngine>, heartbeatIntervalMs = 60_000): void {
+  function nodeWith(engines: Map<number, RolloutEngine>, heartbeatIntervalMs = 60_000, memberRetryDelaysMs?: number[]): void {
     activities = createGpuNodeActivities({
+      ...(memberRetryDelaysMs === undefined ? {} : { memberRetryDelaysMs }),
       node: 0,
       runId: RUN,
       engines,
@@ -265,6 +288,89 @@ describe('runRolloutShards', () => {
     expect(warnings[0]).toMatch(/^shard failing-1 failed, and with it its group \(3 shards; its other members stopped and checkpointed\): rank 1 engine crashed$/);
     expect(warnings[1]).toMatch(/^shard failing-2 of a group failed too \(the group fails with shard failing-1's error\): rank 2 engine crashed$/);
     expect((await store.readSamples([0]))[0]).toMatchObject({ status: 'running', owner: 'held@1', partial: { tokens: ABORTED_TOKENS } });
+  });
+
+  it('a member whose engine fails as a restarting one does runs again alone after a wait; its sibling is not stopped; the group completes', async () => {
+    const held = new HoldingEngine();
+    const restarting = flakyEngine(new EngineHttpError('POST http://rank-1/generate', 503, 'engine restarting'), 2, simEngine(1, 2048));
+    nodeWith(new Map<number, RolloutEngine>([[0, held as unknown as RolloutEngine], [1, restarting]]), 60_000, [20, 20, 20]);
+    const warnings: string[] = [];
+    const group = runGroup([shard('held', 0, [0, 1]), shard('restarting', 1, [2])], { warn: (message) => warnings.push(message) });
+    await held.turnsStarted(2);
+    // The restarting member runs its sample to its end after two failed turns (a final state, waited
+    // for; a group that ended meanwhile, failed, ends the wait too).
+    let groupEnded = false;
+    group.result.then(
+      () => (groupEnded = true),
+      () => (groupEnded = true),
+    );
+    while (!groupEnded && (await store.readSamples([2]))[0]?.status !== 'completed') await new Promise((resolve) => setTimeout(resolve, 10));
+    expect(restarting.failed).toBe(2);
+    expect(await settledYet(group.result)).toBe(false);
+    // Its sibling's turns were never cut: started once each, nothing checkpointed yet.
+    expect(held.started).toHaveLength(2);
+    for (const record of await store.readSamples([0, 1])) expect(record.partial).toBeUndefined();
+
+    expect((await stop(['held'])).outcomes?.map(inIdOrder)).toEqual([{ shardId: 'held', completed: [], unfinished: [0, 1], dropped: [] }]);
+    const { results } = await group.result;
+    expect(results.map(inIdOrder)).toEqual([
+      { shardId: 'held', completed: [], unfinished: [0, 1], dropped: [], kvCapacityTokens: 4096 },
+      { shardId: 'restarting', completed: [2], unfinished: [], dropped: [], kvCapacityTokens: 2048 },
+    ]);
+    // Each run claimed under an owner of its own: the second run again completed it.
+    expect((await store.readSamples([2]))[0]).toMatchObject({ status: 'completed', owner: 'restarting@1.2' });
+    expect(warnings).toHaveLength(2);
+    expect(warnings[0]).toBe(
+      'shard restarting on rank 1: its engine failed (POST http://rank-1/generate: HTTP 503: engine restarting); its samples are checkpointed and it runs again alone in 20 ms (retry 1 of 3), while the other shards of its group go on',
+    );
+    expect(warnings[1]).toContain('(retry 2 of 3)');
+  });
+
+  it('a stop while a member waits to run again answers at once with its samples as checkpointed; its sibling goes on', { timeout: 30_000 }, async () => {
+    const held = new HoldingEngine();
+    // Down for good; its wait (a minute) outlasts this test's time limit: the stop must not wait it out.
+    const down = flakyEngine(new EngineHttpError('POST http://rank-1/generate', undefined, 'connect ECONNREFUSED'), Number.POSITIVE_INFINITY);
+    nodeWith(new Map<number, RolloutEngine>([[0, held as unknown as RolloutEngine], [1, down]]), 60_000, [60_000]);
+    let waiting: () => void = () => undefined;
+    const waits = new Promise<void>((resolve) => (waiting = resolve));
+    const group = runGroup([shard('held', 0, [0, 1]), shard('down', 1, [2, 3])], { warn: () => waiting() });
+    await Promise.all([held.turnsStarted(2), waits]);
+
+    const answer = await stop(['down']);
+    expect(answer.stopped).toEqual(['down']);
+    expect(answer.outcomes?.map(inIdOrder)).toEqual([{ shardId: 'down', completed: [], unfinished: [2, 3], dropped: [] }]);
+    // Its samples as the failed run left them, and no run of theirs since: the engine was asked nothing more.
+    const failedTurns = down.failed;
+    for (const record of await store.readSamples([2, 3])) expect(record).toMatchObject({ status: 'running', owner: 'down@1', turns: [] });
+    expect(await settledYet(group.result)).toBe(false);
+    expect(held.started).toHaveLength(2);
+
+    await stop(['held']);
+    const { results } = await group.result;
+    expect(results.map((result) => [result.shardId, [...result.unfinished].sort()])).toEqual([
+      ['held', [0, 1]],
+      ['down', [2, 3]],
+    ]);
+    expect(down.failed).toBe(failedTurns);
+  });
+
+  it('past its last wait the member fails the group and its siblings stop, as any failure; a lone shard is left to Temporal at once', async () => {
+    const held = new HoldingEngine();
+    const error = new EngineHttpError('POST http://rank-1/generate', 503, 'engine restarting');
+    const down = flakyEngine(error, Number.POSITIVE_INFINITY);
+    nodeWith(new Map<number, RolloutEngine>([[0, held as unknown as RolloutEngine], [1, down]]), 60_000, [10]);
+    const group = runGroup([shard('held', 0, [0, 1]), shard('down', 1, [2])]);
+
+    await expect(group.result).rejects.toBe(error);
+    // One run, one run again, then the group's failure: its sibling checkpointed its turns.
+    expect(down.failed).toBe(2);
+    for (const record of await store.readSamples([0, 1])) expect(record).toMatchObject({ status: 'running', owner: 'held@1', partial: { tokens: ABORTED_TOKENS } });
+    expect((await store.readSamples([2]))[0]).toMatchObject({ status: 'running', owner: 'down@1.1', turns: [] });
+
+    // Alone there is no sibling to go on: the shard fails at its first failed turn, for Temporal to retry.
+    const alone = inActivity<ShardResult>(() => activities.runRolloutShard(shard('alone', 1, [4])));
+    await expect(alone.result).rejects.toBe(error);
+    expect(down.failed).toBe(3);
   });
 
   it("the group's cancellation by its workflow checkpoints every member and ends the activity cancelled; a later stop answers for each", async () => {

@@ -11,6 +11,7 @@ import { iterationWorkflowId, PROGRESS_QUERY } from '../../src/contract/naming';
 import type { IterationProgress, RunStatus } from '../../src/contract/types';
 import type { RunSummary } from '../../src/workflows/run';
 import { resumeUpdate } from '../../src/workflows/signals';
+import { activitySpans, shardRanks } from '../../src/controlPlaneBench/historyFigures';
 import { localActivityTypes, STORE_RECOVERY } from '../helpers/historyEvents';
 import { smallConfig, startPipelineEnv, type PipelineEnv } from '../helpers/pipeline';
 
@@ -119,6 +120,30 @@ describe('pipeline: failed transitions roll back and retry (real Temporal)', () 
       expect((await recovery(runs[1]!.runId)).sort()).toEqual(STORE_RECOVERY);
 
       // The retry took the failed attempt's sealed batch and samples: each sample once.
+      await expectEverySampleOnce(context, spec.batchSize, summary);
+    } finally {
+      await workers.stop();
+    }
+  });
+
+  it("a rank's engine failing a few turns runs again alone: its node's shard group is not retried, every sample once", async () => {
+    const runId = 'fault-generate';
+    // Rank 1 rolls out in iteration 0's first wave, so its first turns meet the fault.
+    const { context, workers, spec, handle } = await runWithFaults(runId, [{ target: 'rollout', operation: 'generate', failures: 2, at: 1 }]);
+    try {
+      const summary = (await handle.result()) as RunSummary;
+      expect(summary.iterations).toBe(2);
+      // No iteration failed, and the first shard group on rank 1 (where the fault struck: nowhere
+      // else does rank 1 generate first) ran at its first attempt and was not failed: its failing
+      // member waited and ran again inside it. Failing the group instead, as before, Temporal
+      // would have started it again (attempt 2) or cancelled it in its backoff (never started).
+      expect((await iterationRuns(runId, 0)).map((run) => run.status.name)).toEqual(['COMPLETED']);
+      const history = await env.client.workflow.getHandle(iterationWorkflowId(runId, 0)).fetchHistory();
+      const firstOnRank1 = activitySpans(history).find((span) => span.name === 'runRolloutShards' && shardRanks(span).includes(1));
+      expect(firstOnRank1).toBeDefined();
+      const started = (history.events ?? []).find((event) => Number(event.activityTaskStartedEventAttributes?.scheduledEventId) === firstOnRank1!.scheduledEventId);
+      expect(started?.activityTaskStartedEventAttributes?.attempt).toBe(1);
+      expect(firstOnRank1!.outcome).not.toBe('failed');
       await expectEverySampleOnce(context, spec.batchSize, summary);
     } finally {
       await workers.stop();

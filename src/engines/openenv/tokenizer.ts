@@ -11,6 +11,7 @@ import { z } from 'zod';
 import { checkNoDuplicates, checkNonEmpty } from '../../validation/patterns';
 import { HttpClient } from '../http/client';
 import { EngineHttpError } from '../http/errors';
+import { engineMayRecover } from '../transient';
 
 export interface Tokenizer {
   /** Ids of `text`, no special tokens added. */
@@ -56,11 +57,6 @@ export class EngineTokenizer implements Tokenizer {
   }
 }
 
-/** No answer, or the engine's own trouble (5xx, overloaded, too slow): another engine may answer. A 4xx is the text's fault. */
-function engineUnavailable(error: unknown): error is EngineHttpError {
-  return error instanceof EngineHttpError && (error.status === undefined || error.status >= 500 || error.status === 408 || error.status === 429);
-}
-
 /**
  * The tokenizers of several rollout engines of one model, in order of preference (a gpu-node
  * worker's own engines first). A call that finds its engine unavailable (restarting, crashed,
@@ -100,7 +96,8 @@ export class FailoverTokenizer implements Tokenizer {
         this.preferred = index;
         return answer;
       } catch (error) {
-        if (!engineUnavailable(error)) throw error;
+        // Another engine may answer where this one could not; a 4xx is the text's fault.
+        if (!(error instanceof EngineHttpError) || !engineMayRecover(error)) throw error;
         failures.push(error);
       }
     }
