@@ -691,6 +691,8 @@ export function createGpuNodeActivities(deps: GpuNodeDeps): GpuNodeActivities {
     const ended = registerRunning(input.shardId, run.stop);
     // What ends the shard from outside: its cancellation, a direct stop, a failed sibling.
     const stopped = AbortSignal.any([context.cancellationSignal, run.stop.signal]);
+    // Each run of its samples listens on it (its own signal, the end read): room for every retry.
+    setMaxListeners(memberRetryDelaysMs.length + 10, stopped);
     const progress = (): ShardProgress => ({
       completed: outcome.completed.length,
       dropped: outcome.dropped.length,
