@@ -183,6 +183,10 @@ interface ShardRun {
 interface ShardPass {
   /** The store owner of this run's claims and writes. */
   owner: string;
+  /** A run again: the failed run's owner, the only one it may take samples from. */
+  from?: string;
+  /** Its samples' failures, in the order they came. */
+  failures: unknown[];
   /** The shard's end from outside: its cancellation, a direct stop, a failed sibling. */
   stopped: AbortSignal;
   /** Aborted by a sample's failure: the run's other samples stop and checkpoint. */
@@ -248,16 +252,17 @@ function groupProgress(shards: readonly ShardInput[], progressOf: ReadonlyMap<st
 }
 
 /**
- * Claims the shard's samples that are still running. A retried shard finds some already settled;
- * one may settle between reading and claiming (the earlier attempt finishing it as it is fenced
- * out, found by the soak): read again and claim what is still live.
+ * Claims the shard's samples that are still running (with `from`: only from that owner). A
+ * retried shard finds some already settled; one may settle between reading and claiming (the
+ * earlier attempt finishing it as it is fenced out, found by the soak): read again and claim what
+ * is still live.
  */
-async function claimLive(store: TrajectoryStore, ids: number[], owner: string): Promise<void> {
+async function claimLive(store: TrajectoryStore, ids: number[], owner: string, from?: string): Promise<void> {
   for (let tries = 1; ; tries++) {
     const live = (await store.readSamples(ids)).filter((record) => record.status === 'running').map((record) => record.id);
     if (live.length === 0) return;
     try {
-      await store.claim(live, owner);
+      await store.claim(live, owner, from === undefined ? {} : { from });
       return;
     } catch (error) {
       if (!(error instanceof SampleStateError) || tries >= 3) throw error;
@@ -599,28 +604,40 @@ export function createGpuNodeActivities(deps: GpuNodeDeps): GpuNodeActivities {
    * Registers a shard as running from its start, so a direct stop that comes while it claims its
    * samples answers with its outcome (every sample unfinished, as claimed) instead of missing it.
    * A retry of the same shard supersedes an attempt still running here (the store fences it).
-   * Returns what unregisters it and answers the stops waiting on it (undefined: it failed).
+   * Returns what unregisters it and answers the stops waiting on it (undefined: it failed), and
+   * whether a later attempt of the shard has registered since (superseded).
    */
-  function registerRunning(shardId: string, stop: AbortController): (ended: ShardResult | undefined) => void {
+  function registerRunning(shardId: string, stop: AbortController): { ended(ended: ShardResult | undefined): void; superseded(): boolean } {
     let samplesEnded: (ended: ShardResult | undefined) => void = () => undefined;
     const running = { stop, checkpointed: new Promise<ShardResult | undefined>((resolve) => (samplesEnded = resolve)) };
     runningShards.set(shardId, running);
-    return (ended) => {
-      if (runningShards.get(shardId) === running) runningShards.delete(shardId);
-      samplesEnded(ended);
+    return {
+      ended: (ended) => {
+        if (runningShards.get(shardId) === running) runningShards.delete(shardId);
+        samplesEnded(ended);
+      },
+      superseded: () => runningShards.get(shardId) !== running,
     };
   }
 
   /**
    * Runs each of the shard's records to its end, or to its checkpoint when stopped, counting it in
    * `outcome`. A sample's failure stops the shard's other samples (`samplesStop`: each
-   * checkpoints) and is raised once they have all ended, so none goes on generating after the
-   * shard failed.
+   * checkpoints); once they have all ended the first failure is raised, every failure being in
+   * `failures` in the order they came, so none goes on generating after the shard failed.
    */
-  async function runRecords(input: ShardInput, owner: string, engine: RolloutEngine, records: SampleRecord[], signal: AbortSignal, samplesStop: AbortController, outcome: ShardResult): Promise<void> {
+  async function runRecords(
+    input: ShardInput,
+    owner: string,
+    engine: RolloutEngine,
+    records: SampleRecord[],
+    signal: AbortSignal,
+    samplesStop: AbortController,
+    outcome: ShardResult,
+    failures: unknown[],
+  ): Promise<void> {
     const metrics = rolloutMetrics(Context.current().metricMeter, input.runId, input.rank);
-    let failed = false;
-    const settled = await Promise.allSettled(
+    await Promise.allSettled(
       records.map(async (record) => {
         if (record.status === 'completed') return void outcome.completed.push(record.id);
         if (record.status === 'dropped') return void outcome.dropped.push({ id: record.id, reason: record.dropReason ?? 'unknown' });
@@ -633,14 +650,23 @@ export function createGpuNodeActivities(deps: GpuNodeDeps): GpuNodeActivities {
         else outcome.unfinished.push(record.id);
       }).map((sample) =>
         sample.catch((error: unknown) => {
-          if (!failed) samplesStop.abort(new Error(`shard ${input.shardId} stopped: one of its samples failed`));
-          failed = true;
+          if (failures.length === 0) samplesStop.abort(new Error(`shard ${input.shardId} stopped: one of its samples failed`));
+          // In the order they failed: the first is the cause, later ones may follow from the stop.
+          failures.push(error);
           throw error;
         }),
       ),
     );
-    const failure = settled.find((sample): sample is PromiseRejectedResult => sample.status === 'rejected');
-    if (failure !== undefined) throw failure.reason;
+    if (failures.length > 0) throw failures[0];
+  }
+
+  /** The failure a shard ends with (the first); the others its samples met after it are logged. */
+  function logOtherFailures(input: ShardInput, causes: readonly unknown[], first: unknown): unknown {
+    const others = causes.filter((cause) => cause !== first);
+    if (others.length > 0) {
+      Context.current().log.warn(`shard ${input.shardId} on rank ${input.rank}: ${others.length} more of its samples failed after the first: ${others.map(describeError).join('; ')}`);
+    }
+    return first;
   }
 
   /** A shard's outcome as its samples stand in the store (a member stopped while it waited to run again). */
@@ -661,7 +687,12 @@ export function createGpuNodeActivities(deps: GpuNodeDeps): GpuNodeActivities {
   async function runSamplesOnce(input: ShardInput, run: ShardRun, pass: ShardPass): Promise<void> {
     const engine = engineFor(input.rank);
     const store = deps.store(input.runId);
-    const [, engineBehind] = await Promise.all([claimLive(store, input.sampleIds, pass.owner), catchUpWeights(input, engine)]);
+    // Both to their end before either failure is raised: a failed catch-up must not leave the claim
+    // still writing once the shard has answered for its samples.
+    const [claimed, caughtUp] = await Promise.allSettled([claimLive(store, input.sampleIds, pass.owner, pass.from), catchUpWeights(input, engine)]);
+    if (claimed.status === 'rejected') throw claimed.reason;
+    if (caughtUp.status === 'rejected') throw caughtUp.reason;
+    const engineBehind = caughtUp.value;
     if (engineBehind !== undefined) pass.outcome.engineBehind = engineBehind;
     else pass.stopped.addEventListener('abort', pass.readEngineAtEnd, { once: true });
     const records = await store.readSamples(input.sampleIds);
@@ -669,7 +700,7 @@ export function createGpuNodeActivities(deps: GpuNodeDeps): GpuNodeActivities {
     // member of a group has a signal of its own, so its own samples count (and this shard's end read).
     const signal = AbortSignal.any([pass.stopped, pass.samplesStop.signal]);
     setMaxListeners(Math.max(10, records.length + 11), signal);
-    await run.heartbeat(pass.progress, () => runRecords(input, pass.owner, engine, records, signal, pass.samplesStop, pass.outcome));
+    await run.heartbeat(pass.progress, () => runRecords(input, pass.owner, engine, records, signal, pass.samplesStop, pass.outcome, pass.failures));
   }
 
   /**
@@ -688,7 +719,7 @@ export function createGpuNodeActivities(deps: GpuNodeDeps): GpuNodeActivities {
     const attemptOwner = `${input.shardId}@${context.info.attempt}`;
     // Its outcome, and whether it found its engine behind: what the result and a direct stop's answer say.
     let outcome: ShardResult = { shardId: input.shardId, completed: [], unfinished: [], dropped: [] };
-    const ended = registerRunning(input.shardId, run.stop);
+    const registered = registerRunning(input.shardId, run.stop);
     // What ends the shard from outside: its cancellation, a direct stop, a failed sibling.
     const stopped = AbortSignal.any([context.cancellationSignal, run.stop.signal]);
     // Each run of its samples listens on it (its own signal, the end read): room for every retry.
@@ -705,18 +736,33 @@ export function createGpuNodeActivities(deps: GpuNodeDeps): GpuNodeActivities {
     // Started by a stop, so that it runs beside the checkpoints rather than after them.
     let endRead: Promise<number | undefined> | undefined;
     const readEngineAtEnd = (): Promise<number | undefined> => (endRead ??= engineRestartedDuring(input, engine, context.log));
+    // Settled from the store (stopped while its engine had failed): the engine is not asked again.
+    let engineLeftAlone = false;
     try {
       for (let retry = 0; ; retry += 1) {
-        // A run again claims under an owner of its own: nothing of the failed run writes after it.
-        // It keeps what an earlier run learnt of its engine (behind its version: restarted).
+        // A run again claims under an owner of its own, and only from the failed run: nothing of the
+        // failed run writes after it, and samples a newer attempt of the shard took stay with it.
         const owner = retry === 0 ? attemptOwner : `${attemptOwner}.${retry}`;
+        const from = retry === 0 ? undefined : retry === 1 ? attemptOwner : `${attemptOwner}.${retry - 1}`;
+        // It keeps what an earlier run learnt of its engine (behind its version: restarted).
         outcome = { shardId: input.shardId, completed: [], unfinished: [], dropped: [], ...(outcome.engineBehind === undefined ? {} : { engineBehind: outcome.engineBehind }) };
+        const failures: unknown[] = [];
         try {
-          await runSamplesOnce(input, run, { owner, stopped, samplesStop: new AbortController(), outcome, progress, readEngineAtEnd });
+          await runSamplesOnce(input, run, { owner, ...(from === undefined ? {} : { from }), failures, stopped, samplesStop: new AbortController(), outcome, progress, readEngineAtEnd });
           break;
         } catch (error) {
-          const delayMs = run.member && !stopped.aborted && engineMayRecover(error) ? memberRetryDelaysMs[retry] : undefined;
-          if (delayMs === undefined) throw error;
+          const causes = failures.length > 0 ? failures : [error];
+          if (!run.member || !causes.every(engineMayRecover)) throw logOtherFailures(input, causes, error);
+          if (stopped.aborted) {
+            // Stopped as its engine failed: every sample has ended, each where the failure left it.
+            context.log.warn(`shard ${input.shardId} on rank ${input.rank}: its engine failed as it was stopped (${describeError(error)}); its samples stand as checkpointed`);
+            engineLeftAlone = true;
+            outcome = await settledAsStored(input, outcome.engineBehind);
+            break;
+          }
+          const delayMs = memberRetryDelaysMs[retry];
+          // Past its last wait, or a later attempt of the shard runs here now: fail as any failure.
+          if (delayMs === undefined || registered.superseded()) throw logOtherFailures(input, causes, error);
           context.log.warn(
             `shard ${input.shardId} on rank ${input.rank}: its engine failed (${describeError(error)}); its samples are checkpointed and it runs again alone in ${delayMs} ms ` +
               `(retry ${retry + 1} of ${memberRetryDelaysMs.length}), while the other shards of its group go on`,
@@ -724,12 +770,13 @@ export function createGpuNodeActivities(deps: GpuNodeDeps): GpuNodeActivities {
           await waitUnless(delayMs, stopped);
           if (stopped.aborted) {
             // Stopped while it waited: its samples stand as the failed run left them (checkpointed), engine untouched.
+            engineLeftAlone = true;
             outcome = await settledAsStored(input, outcome.engineBehind);
             break;
           }
         }
       }
-      if (outcome.engineBehind === undefined) {
+      if (outcome.engineBehind === undefined && !engineLeftAlone) {
         const restartedFrom = await readEngineAtEnd();
         if (restartedFrom !== undefined) outcome.engineBehind = restartedFrom;
       }
@@ -737,7 +784,7 @@ export function createGpuNodeActivities(deps: GpuNodeDeps): GpuNodeActivities {
     } finally {
       stopped.removeEventListener('abort', readEngineAtEnd);
       // A direct stop answers with this (the workflow may not wait for the shard's own result).
-      ended(clean ? outcome : undefined);
+      registered.ended(clean ? outcome : undefined);
     }
     // Kept at once (a stop may come now), its KV report added once read (one read per rank, mostly done).
     const kept: ShardResult | undefined = keepsOutcome(run.member, context.cancellationSignal) ? { ...outcome } : undefined;

@@ -25,7 +25,7 @@ import {
   type WeightReceiver,
   type WeightSender,
 } from '../engines/types';
-import { EngineHttpError } from '../engines/http/errors';
+import { engineMayRecover } from '../engines/transient';
 import { checkPostcondition } from '../validation/patterns';
 import type { WeightBroadcastActivities } from '../contract/activities';
 import { withHeartbeat } from './heartbeat';
@@ -77,15 +77,15 @@ function readManifest(file: string): WeightManifest {
 const MEMBER_POLL_MS = 250;
 
 /**
- * Whether the rank's engine answers its status: false while it does not answer or answers an HTTP
- * 5xx (it is starting or restarting); a malformed answer or any other failure is thrown.
+ * Whether the rank's engine answers its status: false while it fails as a starting or restarting
+ * engine does (engineMayRecover: no answer, a 5xx...); a malformed answer or any other failure is thrown.
  */
 async function memberAnswers(rank: number, engine: RolloutEngine): Promise<boolean> {
   let status: unknown;
   try {
     status = await engine.status();
   } catch (error) {
-    if (error instanceof EngineHttpError && (error.status === undefined || error.status >= 500)) return false;
+    if (engineMayRecover(error)) return false;
     throw error;
   }
   answer(engineStatusSchema, status, `rank ${rank} engine status`);

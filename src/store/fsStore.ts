@@ -226,14 +226,16 @@ export class FsTrajectoryStore implements TrajectoryStore {
     return mapLimit(ids, this.concurrency, (id) => this.loadSample(id));
   }
 
-  async claim(ids: readonly number[], shardId: string): Promise<void> {
+  async claim(ids: readonly number[], shardId: string, options: { from?: string } = {}): Promise<void> {
     checkIds('claim', ids);
     const shard = this.checkShardId(shardId);
+    const from = options.from === undefined ? undefined : this.checkShardId(options.from);
     const check = (record: SampleRecord): void => {
       if (record.status !== 'running') {
         const batch = record.batch === undefined ? '' : `, in batch ${record.batch}`;
         throw new SampleStateError(record.id, this.samplePath(record.id), `claim (for ${shard})`, `status is ${record.status}${batch}`);
       }
+      if (from !== undefined && record.owner !== from && record.owner !== shard) throw new FencingError(record.id, this.samplePath(record.id), shard, record.owner);
     };
     // Check everything before changing anything, so a bad id leaves no half-done claim.
     (await this.readSamples(ids)).forEach(check);

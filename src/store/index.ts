@@ -38,8 +38,13 @@ export interface TrajectoryStore {
   /** In the order of `ids`. */
   readSamples(ids: readonly number[]): Promise<SampleRecord[]>;
 
-  /** Makes `shardId` the only writer of running samples (re-sharding moves ownership). Idempotent. */
-  claim(ids: readonly number[], shardId: string): Promise<void>;
+  /**
+   * Makes `shardId` the only writer of running samples (re-sharding moves ownership). Idempotent.
+   * With `from`, takes only samples `from` owns (or `shardId` already does): one owned by anyone
+   * else is a FencingError, before anything is claimed (a run again of a member must not take
+   * back samples a newer attempt has claimed).
+   */
+  claim(ids: readonly number[], shardId: string, options?: { from?: string }): Promise<void>;
   /** Writes a running record if `shardId` owns it on disk, else FencingError. Returns what was written. */
   checkpoint(record: SampleRecord, shardId: string): Promise<SampleRecord>;
   /** Completes an owned sample (clears the partial turn, writes the completion marker). Idempotent. */

@@ -13,7 +13,7 @@ import { ApplicationFailure, CancelledFailure } from '@temporalio/common';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { createGpuNodeActivities } from '../../src/activities/gpuNode';
 import type { ShardGroupInput, ShardGroupResult, ShardInput, ShardResult } from '../../src/contract/types';
-import { EngineHttpError } from '../../src/engines/http/errors';
+import { EngineHttpError, EngineProtocolError } from '../../src/engines/http/errors';
 import { SimEnvironment } from '../../src/engines/simulated/environment';
 import { SimRolloutEngine } from '../../src/engines/simulated/rolloutEngine';
 import type { RolloutEngine, TurnRequest, TurnResult } from '../../src/engines/types';
@@ -318,7 +318,10 @@ describe('runRolloutShards', () => {
       { shardId: 'restarting', completed: [2], unfinished: [], dropped: [], kvCapacityTokens: 2048 },
     ]);
     // Each run claimed under an owner of its own: the second run again completed it.
-    expect((await store.readSamples([2]))[0]).toMatchObject({ status: 'completed', owner: 'restarting@1.2' });
+    const [completed] = await store.readSamples([2]);
+    expect(completed).toMatchObject({ status: 'completed', owner: 'restarting@1.2' });
+    // Its turns once each: the failed turns left nothing behind.
+    expect(completed?.turns.map((turn) => turn.turn)).toEqual([0, 1, 2]);
     expect(warnings).toHaveLength(2);
     expect(warnings[0]).toBe(
       'shard restarting on rank 1: its engine failed (POST http://rank-1/generate: HTTP 503: engine restarting); its samples are checkpointed and it runs again alone in 20 ms (retry 1 of 3), while the other shards of its group go on',
@@ -352,6 +355,105 @@ describe('runRolloutShards', () => {
       ['down', [2, 3]],
     ]);
     expect(down.failed).toBe(failedTurns);
+  });
+
+  it('a stop while a member waits answers with what its failed run completed and what it left unfinished', { timeout: 30_000 }, async () => {
+    const held = new HoldingEngine();
+    const sim = simEngine(1, 2048);
+    // Sample 2 runs to its end; sample 3's turn fails (no answer) once sample 2 has completed.
+    const engine = {
+      generate: async (request: TurnRequest, signal?: AbortSignal): Promise<TurnResult> => {
+        if (request.sampleId === 2) return sim.generate(request, signal);
+        while ((await store.readSamples([2]))[0]?.status !== 'completed') await new Promise((resolve) => setTimeout(resolve, 5));
+        throw new EngineHttpError('POST http://rank-1/generate', undefined, 'connect ECONNREFUSED');
+      },
+      status: () => sim.status(),
+      kvCapacityTokens: () => sim.kvCapacityTokens(),
+    } as unknown as RolloutEngine;
+    nodeWith(new Map<number, RolloutEngine>([[0, held as unknown as RolloutEngine], [1, engine]]), 60_000, [60_000]);
+    let waiting: () => void = () => undefined;
+    const waits = new Promise<void>((resolve) => (waiting = resolve));
+    const group = runGroup([shard('held', 0, [0, 1]), shard('half', 1, [2, 3])], { warn: () => waiting() });
+    await Promise.all([held.turnsStarted(2), waits]);
+
+    expect((await stop(['half'])).outcomes?.map(inIdOrder)).toEqual([{ shardId: 'half', completed: [2], unfinished: [3], dropped: [] }]);
+    await stop(['held']);
+    expect((await group.result).results.map(inIdOrder)).toEqual([
+      { shardId: 'held', completed: [], unfinished: [0, 1], dropped: [], kvCapacityTokens: 4096 },
+      { shardId: 'half', completed: [2], unfinished: [3], dropped: [], kvCapacityTokens: 2048 },
+    ]);
+  });
+
+  it('a stop that comes while a run again brings its engine up answers for the member instead of failing the group', { timeout: 30_000 }, async () => {
+    const held = new HoldingEngine();
+    // The engine does not answer: its turns fail at once; its status, after the first, hangs until let go, then fails.
+    let statusReads = 0;
+    let secondRead: () => void = () => undefined;
+    const secondReadStarted = new Promise<void>((resolve) => (secondRead = resolve));
+    let letGo: () => void = () => undefined;
+    const gone = new Promise<void>((resolve) => (letGo = resolve));
+    const engine = {
+      generate: () => Promise.reject(new EngineHttpError('POST http://rank-1/generate', undefined, 'connect ECONNREFUSED')),
+      status: async () => {
+        statusReads += 1;
+        if (statusReads === 1) return { weightVersion: 0, resident: ['weights', 'kv_cache'], runningRequests: 0 };
+        secondRead();
+        await gone;
+        throw new EngineHttpError('GET http://rank-1/model_info', undefined, 'connect ECONNREFUSED');
+      },
+      kvCapacityTokens: () => Promise.resolve(undefined),
+    } as unknown as RolloutEngine;
+    nodeWith(new Map<number, RolloutEngine>([[0, held as unknown as RolloutEngine], [1, engine]]), 60_000, [10, 10]);
+    const group = runGroup([shard('held', 0, [0, 1]), shard('down', 1, [2])]);
+    await Promise.all([held.turnsStarted(2), secondReadStarted]);
+
+    const answer = stop(['down']);
+    letGo();
+    expect((await answer).outcomes?.map(inIdOrder)).toEqual([{ shardId: 'down', completed: [], unfinished: [2], dropped: [] }]);
+    // Claimed by the run again before its catch-up failed: its claim had ended before the answer.
+    expect((await store.readSamples([2]))[0]).toMatchObject({ status: 'running', owner: 'down@1.1', turns: [] });
+    await stop(['held']);
+    expect((await group.result).results.map((result) => [result.shardId, [...result.unfinished].sort()])).toEqual([
+      ['held', [0, 1]],
+      ['down', [2]],
+    ]);
+  });
+
+  it('a run again does not take back samples a newer attempt of its shard has claimed: the member fails fenced out', async () => {
+    const held = new HoldingEngine();
+    const down = flakyEngine(new EngineHttpError('POST http://rank-1/generate', 503, 'engine restarting'), Number.POSITIVE_INFINITY);
+    nodeWith(new Map<number, RolloutEngine>([[0, held as unknown as RolloutEngine], [1, down]]), 60_000, [300, 300]);
+    // While the member waits, a newer attempt of the shard (Temporal's retry elsewhere) claims its sample.
+    let taken: Promise<void> = Promise.resolve();
+    const group = runGroup([shard('held', 0, [0, 1]), shard('down', 1, [2])], { warn: () => (taken = store.claim([2], 'down@2')) });
+
+    const error = await group.result.catch((e: unknown) => e);
+    await taken;
+    expect(String(error)).toMatch(/shard "down@1\.\d" may not write sample 2 .*owner is "down@2"/);
+    expect((await store.readSamples([2]))[0]?.owner).toBe('down@2');
+    // Its sibling stopped with the group's failure, each turn checkpointed.
+    for (const record of await store.readSamples([0, 1])) expect(record).toMatchObject({ owner: 'held@1', partial: { tokens: ABORTED_TOKENS } });
+  });
+
+  it('a failure no run again can fix, even behind one it could, fails the group with the first in time; the others are logged', async () => {
+    const held = new HoldingEngine();
+    // Sample 3 meets a protocol error at once; sample 2, stopped by it, gets no answer to its abort.
+    const engine = {
+      generate: (request: TurnRequest, signal?: AbortSignal): Promise<TurnResult> => {
+        if (request.sampleId === 3) return Promise.reject(new EngineProtocolError('POST http://rank-1/generate', 'malformed answer'));
+        return new Promise((_, reject) => signal?.addEventListener('abort', () => reject(new EngineHttpError('POST http://rank-1/generate', undefined, 'no answer after abort')), { once: true }));
+      },
+      status: () => held.status(),
+      kvCapacityTokens: () => held.kvCapacityTokens(),
+    } as unknown as RolloutEngine;
+    nodeWith(new Map<number, RolloutEngine>([[0, held as unknown as RolloutEngine], [1, engine]]), 60_000, [10]);
+    const warnings: string[] = [];
+    const group = runGroup([shard('held', 0, [0, 1]), shard('mixed', 1, [2, 3])], { warn: (message) => warnings.push(message) });
+
+    const error = await group.result.catch((e: unknown) => e);
+    expect(String(error)).toContain('malformed answer');
+    expect(warnings.some((line) => line.includes('runs again'))).toBe(false);
+    expect(warnings).toContain('shard mixed on rank 1: 1 more of its samples failed after the first: POST http://rank-1/generate: no response: no answer after abort');
   });
 
   it('past its last wait the member fails the group and its siblings stop, as any failure; a lone shard is left to Temporal at once', async () => {

@@ -38,10 +38,10 @@ class GatedStore extends FsTrajectoryStore {
     this.release();
   }
 
-  override async claim(ids: readonly number[], shardId: string): Promise<void> {
+  override async claim(ids: readonly number[], shardId: string, options?: { from?: string }): Promise<void> {
     this.claiming = true;
     await this.gate;
-    return super.claim(ids, shardId);
+    return super.claim(ids, shardId, options);
   }
 }
 

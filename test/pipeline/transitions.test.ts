@@ -12,6 +12,9 @@ import type { IterationProgress, RunStatus } from '../../src/contract/types';
 import type { RunSummary } from '../../src/workflows/run';
 import { resumeUpdate } from '../../src/workflows/signals';
 import { activitySpans, shardRanks } from '../../src/controlPlaneBench/historyFigures';
+import { withFaultInjection } from '../../src/config/small';
+import { firedFaults, injectFault } from '../../src/engines/simulated/injection';
+import { faultInjectionDir } from '../../src/workers/runtime';
 import { localActivityTypes, STORE_RECOVERY } from '../helpers/historyEvents';
 import { smallConfig, startPipelineEnv, type PipelineEnv } from '../helpers/pipeline';
 
@@ -126,17 +129,22 @@ describe('pipeline: failed transitions roll back and retry (real Temporal)', () 
     }
   });
 
-  it("a rank's engine failing a few turns runs again alone: its node's shard group is not retried, every sample once", async () => {
+  it("a rank's engine failing a turn runs again alone: its node's shard group is not retried, every sample once", async () => {
     const runId = 'fault-generate';
-    // Rank 1 rolls out in iteration 0's first wave, so its first turns meet the fault.
-    const { context, workers, spec, handle } = await runWithFaults(runId, [{ target: 'rollout', operation: 'generate', failures: 2, at: 1 }]);
+    const context = env.context(withFaultInjection(smallConfig({ run: { id: runId, iterations: 2 }, temporal: FAST_RETRY })));
+    // Injected before anything runs: rank 1's first turn fails as a restarting engine's does (it
+    // rolls out in iteration 0's first wave, so nowhere else does it generate first).
+    const faults = faultInjectionDir(context.paths, runId);
+    const fault = injectFault(faults, { id: 'generate-error', target: 'rollout', operation: 'generate', kind: 'error', at: 1 });
+    const workers = await env.startWorkers(context);
     try {
+      const { spec, handle } = await env.startRun(context);
       const summary = (await handle.result()) as RunSummary;
       expect(summary.iterations).toBe(2);
-      // No iteration failed, and the first shard group on rank 1 (where the fault struck: nowhere
-      // else does rank 1 generate first) ran at its first attempt and was not failed: its failing
-      // member waited and ran again inside it. Failing the group instead, as before, Temporal
-      // would have started it again (attempt 2) or cancelled it in its backoff (never started).
+      expect(firedFaults(faults).has(fault.id)).toBe(true);
+      // No iteration failed, and the shard group the fault struck ran at its first attempt and was
+      // not failed: its failing member waited and ran again inside it. Failing the group instead,
+      // Temporal would have started it again (attempt 2) or cancelled it in its backoff (never started).
       expect((await iterationRuns(runId, 0)).map((run) => run.status.name)).toEqual(['COMPLETED']);
       const history = await env.client.workflow.getHandle(iterationWorkflowId(runId, 0)).fetchHistory();
       const firstOnRank1 = activitySpans(history).find((span) => span.name === 'runRolloutShards' && shardRanks(span).includes(1));

@@ -151,6 +151,22 @@ describe('claims and fencing', () => {
     expect((await store.readSample(1)).owner).toBe('shard-b');
   });
 
+  it('a claim from a named owner takes only its samples: one another shard took since is refused, nothing claimed', async () => {
+    await store.createSamples([sample(1), sample(2)]);
+    await store.claim([1, 2], 'shard-a@1');
+    await store.claim([2], 'shard-a@2'); // a newer attempt took sample 2
+    const refused = await store.claim([1, 2], 'shard-a@1.1', { from: 'shard-a@1' }).catch((e: unknown) => e);
+    expect(refused).toBeInstanceOf(FencingError);
+    expect((refused as Error).message).toContain('sample 2');
+    expect((refused as Error).message).toContain('"shard-a@2"');
+    // Checked before anything changed: sample 1 is still the failed run's.
+    expect((await store.readSamples([1, 2])).map((record) => record.owner)).toEqual(['shard-a@1', 'shard-a@2']);
+    // From its own owner, or already its own: taken (idempotent).
+    await store.claim([1], 'shard-a@1.1', { from: 'shard-a@1' });
+    await store.claim([1], 'shard-a@1.1', { from: 'shard-a@1' });
+    expect((await store.readSample(1)).owner).toBe('shard-a@1.1');
+  });
+
   it('re-claim by the same shard is a no-op (the file is not rewritten)', async () => {
     await store.createSamples([sample(1)]);
     await store.claim([1], 'shard-a');

@@ -20,7 +20,7 @@
 import { z } from 'zod';
 import { ALL_MEMORY_TAGS, type EngineStatus, type MemoryTag, type RolloutEngine, type TurnRequest, type TurnResult } from '../types';
 import { VllmWeightReceiver } from './broadcast';
-import { HttpClient, parseJson, parseVersion, unlessNotServed } from './client';
+import { describe, HttpClient, parseJson, parseVersion, unlessNotServed } from './client';
 import { EngineHttpError, EngineProtocolError } from './errors';
 import type { RolloutAdapterOptions, SamplingOptions } from './sampling';
 
@@ -136,7 +136,9 @@ export class VllmRolloutEngine implements RolloutEngine {
       } catch (error) {
         // The stream was cut by our abort: what arrived is the partial output.
         if (isAborted()) return result('abort');
-        throw error;
+        if (error instanceof EngineHttpError || error instanceof EngineProtocolError) throw error;
+        // The connection broke off mid-stream (the engine crashed or restarted): no whole answer.
+        throw new EngineHttpError(endpoint, response.status, `request ${rid}: the stream broke off: ${this.http.redact(describe(error))}`);
       }
       if (isAborted() && finish === undefined) return result('abort');
       if (finish === 'stop' || finish === 'length' || finish === 'abort') return result(finish);

@@ -9,6 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import { EngineHttpError, EngineProtocolError, HttpTrainer, SglangRolloutEngine, VllmRolloutEngine } from '../../../src/engines/http';
 import { HttpClient } from '../../../src/engines/http/client';
+import { engineMayRecover } from '../../../src/engines/transient';
 
 const answers: Record<string, { status: number; body: string; type?: string }> = {
   '/generate': { status: 200, body: JSON.stringify({ output_ids: [1], meta_info: { id: 'r', finish_reason: { type: 'done' } } }) },
@@ -132,8 +133,36 @@ describe('adapters refuse answers outside the protocol', () => {
       const failed = await new VllmRolloutEngine({ baseUrl: url, sampling, model: 'm' }).generate(request).catch((error: unknown) => error);
       expect(failed).toBeInstanceOf(EngineHttpError);
       expect(String(failed)).toMatch(/failed in the stream: engine overloaded/);
+      // Each is what a crashed or restarting engine does: a group member runs again (engineMayRecover).
+      expect([cut, failed].map(engineMayRecover)).toEqual([true, true]);
     } finally {
       answers['/v1/completions'] = saved!;
+    }
+  });
+
+  it('vllm: a stream whose connection breaks off (the engine process died) is retryable and names the endpoint', async () => {
+    const dying = createServer((req, res) => {
+      req.resume();
+      req.on('end', () => {
+        if (req.url !== '/v1/completions') {
+          // The status before the turn: weights v0, awake.
+          res.writeHead(200, { 'Content-Type': 'application/json' }).end(JSON.stringify({ weight_version: '0', is_sleeping: false }));
+          return;
+        }
+        res.writeHead(200, { 'Content-Type': 'text/event-stream' });
+        res.write('data: {"choices":[{"finish_reason":null,"logprobs":{"tokens":["token_id:5"],"token_logprobs":[-1]}}]}\n\n');
+        setTimeout(() => res.destroy(), 20);
+      });
+    });
+    await new Promise<void>((resolve) => dying.listen(0, '127.0.0.1', resolve));
+    try {
+      const base = `http://127.0.0.1:${(dying.address() as AddressInfo).port}`;
+      const error = await new VllmRolloutEngine({ baseUrl: base, sampling, model: 'm' }).generate(request).catch((e: unknown) => e);
+      expect(error).toBeInstanceOf(EngineHttpError);
+      expect(String(error)).toMatch(new RegExp(`POST ${base}/v1/completions: HTTP 200: request \\S+: the stream broke off: `));
+      expect(engineMayRecover(error)).toBe(true);
+    } finally {
+      await new Promise((resolve) => dying.close(resolve));
     }
   });
 
