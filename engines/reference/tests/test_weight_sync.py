@@ -74,13 +74,14 @@ def test_broadcast_moves_the_trained_weights_to_every_engine_in_one_swap(members
     buckets = manifest["buckets"]
 
     def receive(engine: Client):
-        answers, before = [], digest(engine)
+        answers, before = [engine.post("/begin_weight_update", {})], digest(engine)
         for i, b in enumerate(buckets):
             last = {"weight_version": str(version)} if i == len(buckets) - 1 else {}
             answers.append(engine.post("/update_weights_from_distributed", {"names": b["names"], "dtypes": b["dtypes"], "shapes": b["shapes"], "group_name": "g1", "load_format": "flattened_bucket", **last}))
             if i == 0:
                 # One bucket in: nothing served has changed yet.
                 after_first = (served_version(engine), digest(engine) == before)
+        answers.append(engine.post("/end_weight_update", {}))
         return answers, after_first
 
     sent, *received = in_parallel(
@@ -109,8 +110,8 @@ def test_vllm_shapes_swap_at_finish_only(members):
 
     def receive(engine: Client):
         before = digest(engine)
-        out = [engine.post("/start_weight_update", {"is_checkpoint_format": True})]
-        out.append(engine.post("/update_weights", {"update_info": {"names": b["names"], "dtype_names": b["dtypes"], "shapes": b["shapes"], "packed": False}}))
+        out = [engine.post("/start_weight_update", {})]
+        out.append(engine.post("/update_weights", {"update_info": {"names": b["names"], "dtype_names": b["dtypes"], "shapes": b["shapes"]}}))
         unchanged = digest(engine) == before != trained
         out.append(engine.post("/finish_weight_update", {}))
         return out, unchanged
@@ -131,8 +132,18 @@ def test_update_and_broadcast_without_the_group_are_refused(client):
     trainer = engine = client
     _, manifest = trainer.post("/trainer/weights_manifest", {"bucket_bytes": 1 << 30})
     b = manifest["buckets"][0]
+    # SGLang (0.5.23 on) takes bucket updates inside a weight update session only.
+    status, body = engine.post("/update_weights_from_distributed", {"names": b["names"], "dtypes": b["dtypes"], "shapes": b["shapes"], "group_name": "nope"})
+    assert status == 400 and body["success"] is False and "begin_weight_update first" in body["message"]
+    assert engine.post("/begin_weight_update", {})[0] == 200
+    status, body = engine.post("/begin_weight_update", {})
+    assert status == 409 and body["success"] is False and "already open" in body["message"]
     status, body = engine.post("/update_weights_from_distributed", {"names": b["names"], "dtypes": b["dtypes"], "shapes": b["shapes"], "group_name": "nope"})
     assert status == 400 and body["success"] is False and "not initialised" in body["message"]
+    assert engine.post("/end_weight_update", {})[0] == 200
+    # vLLM (0.34) builds its update info from names, dtype_names, shapes and src only.
+    status, body = engine.post("/update_weights", {"update_info": {"names": b["names"], "dtype_names": b["dtypes"], "shapes": b["shapes"], "packed": False}})
+    assert status == 400 and "unexpected fields ['packed']" in body["error"]["message"]
     status, body = trainer.post("/trainer/broadcast_weights", {"group_name": "nope", "version": 0, "bucket_bytes": 1024})
     assert status == 400 and "not open" in body["error"]["message"]
     status, body = trainer.post("/trainer/broadcast_weights", {"group_name": "nope", "version": 5, "bucket_bytes": 1024})

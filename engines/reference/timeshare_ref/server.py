@@ -48,6 +48,9 @@ class App:
         self.sender = WeightSender(trainer.device, delay_per_bucket_s=broadcast_delay_s)
         # The backend the engine uses when vLLM's init does not name one (vLLM sets it at start).
         self.default_backend = "nccl" if engine.device.type == "cuda" else "gloo"
+        # SGLang (0.5.23 on): bucket updates only inside a weight update session (begin … end).
+        self.update_session_open = False
+        self.update_session_lock = threading.Lock()
 
     def check_backend(self, backend: str) -> None:
         if backend == "nccl" and self.engine.device.type != "cuda":
@@ -292,7 +295,23 @@ class Handler(BaseHTTPRequestHandler):
             return error.status, {"success": False, "message": str(error)}
         return 200, {"success": True, "message": f"joined weight-update group {name}"}
 
+    def sgl_begin_weight_update(self, _body, _query):
+        with self.app.update_session_lock:
+            if self.app.update_session_open:
+                return 409, {"success": False, "message": "a weight update session is already open (end_weight_update first)"}
+            self.app.update_session_open = True
+        return 200, {"success": True, "message": "weight update session open"}
+
+    def sgl_end_weight_update(self, _body, _query):
+        with self.app.update_session_lock:
+            was_open = self.app.update_session_open
+            self.app.update_session_open = False
+        return 200, {"success": True, "message": "weight update session closed" if was_open else "no weight update session was open"}
+
     def sgl_update_weights_from_distributed(self, body, _query):
+        with self.app.update_session_lock:
+            if not self.app.update_session_open:
+                return 400, {"success": False, "message": "no weight update session is open (begin_weight_update first)"}
         names, dtypes, shapes = parse_bucket(body)
         name = _field(body, "group_name", str, default="weight_update_group")
         version = body.get("weight_version")
@@ -321,6 +340,8 @@ class Handler(BaseHTTPRequestHandler):
 
     def vllm_init_weight_transfer_engine(self, body, _query):
         info = _field(body, "init_info", dict, required=True)
+        if _field(info, "packed", bool, default=False):
+            raise EngineError(400, "packed transfers are not supported by the reference engine (init_info.packed: false)")
         # One transfer engine per server: a new init replaces the old group (vLLM re-initialises).
         self.app.receiver.destroy(VLLM_GROUP)
         self.app.receiver.join(
@@ -331,6 +352,7 @@ class Handler(BaseHTTPRequestHandler):
             _field(info, "world_size", int, required=True),
             self.app.default_backend,
             self.app.weight_sync_timeout_s,
+            named=False,
         )
         return 200, {"status": "ok"}
 
@@ -340,8 +362,10 @@ class Handler(BaseHTTPRequestHandler):
 
     def vllm_update_weights(self, body, _query):
         info = _field(body, "update_info", dict, required=True)
-        if _field(info, "packed", bool, default=False):
-            raise EngineError(400, "packed updates are not supported by the reference engine (packed: false)")
+        # vLLM builds its update info from exactly these fields (0.34: `packed` is an init option now).
+        unknown = sorted(set(info) - {"names", "dtype_names", "shapes", "src"})
+        if unknown:
+            raise EngineError(400, f"Invalid update_info: unexpected fields {unknown} (names, dtype_names, shapes, src)")
         names, dtypes, shapes = parse_bucket(info, dtypes_key="dtype_names")
         self.app.receiver.receive(VLLM_GROUP, names, dtypes, shapes, False, None)
         return 200, {"status": "ok"}
@@ -583,6 +607,8 @@ ROUTES = {
     ("POST", "/update_weight_version"): Handler.vllm_update_weight_version,
     ("GET", "/weight_info"): Handler.vllm_weight_info,
     ("POST", "/init_weights_update_group"): Handler.sgl_init_weights_update_group,
+    ("POST", "/begin_weight_update"): Handler.sgl_begin_weight_update,
+    ("POST", "/end_weight_update"): Handler.sgl_end_weight_update,
     ("POST", "/update_weights_from_distributed"): Handler.sgl_update_weights_from_distributed,
     ("POST", "/destroy_weights_update_group"): Handler.sgl_destroy_weights_update_group,
     ("POST", "/init_weight_transfer_engine"): Handler.vllm_init_weight_transfer_engine,

@@ -88,6 +88,11 @@ def parse_bucket(body: dict, names_key: str = "names", dtypes_key: str = "dtypes
     return names, [dtype_from_name(str(d)) for d in dtypes], shapes
 
 
+# Where the trainer's store names its group, for a member whose join names none (vLLM's init):
+# the group's keys carry its name.
+GROUP_NAME_KEY = "timeshare/group-name"
+
+
 class Group:
     """One weight-update group as seen by one member."""
 
@@ -100,9 +105,13 @@ class Group:
         self.store = store
         # gloo moves host tensors; NCCL device tensors.
         self.comm_device = torch.device("cpu") if backend == "gloo" else device
-        # Each group has its own store (own port): the name is the members' label only, since
-        # vLLM's init names no group.
-        prefixed = dist.PrefixStore("timeshare-weight-update", store)
+        # The keys of SGLang's `init_custom_process_group` under torch 2: the group name, then
+        # what torch's group helper adds (`<name>/`, then the device: `cpu/` for gloo, `cuda/` for
+        # NCCL). A trainer keyed otherwise waits for keys a real SGLang engine never writes
+        # (checked against SGLang 0.5.23's own function on CPU with gloo, docs/engine-protocol.md).
+        prefixed = dist.PrefixStore(name, store)
+        prefixed = dist.PrefixStore(f"{name}/", prefixed)
+        prefixed = dist.PrefixStore("cpu/" if backend == "gloo" else "cuda/", prefixed)
         if backend == "gloo":
             self.pg = dist.ProcessGroupGloo(prefixed, rank, world_size, self.timeout)
         else:
@@ -123,15 +132,16 @@ def check_backend(backend: str) -> None:
         raise EngineError(400, f"backend must be one of {list(BACKENDS)}, got {backend!r}")
 
 
-def join_group(name: str, master_address: str, master_port: int, rank: int, world_size: int, backend: str, timeout_s: float, device: torch.device) -> Group:
-    """A receiving member joins: blocks until every member has (or the timeout)."""
+def join_group(name: str | None, master_address: str, master_port: int, rank: int, world_size: int, backend: str, timeout_s: float, device: torch.device) -> Group:
+    """A receiving member joins: blocks until every member has (or the timeout). Without a name
+    (vLLM's init names none) the group's is read from the trainer's store."""
     check_backend(backend)
     if not 1 <= rank < world_size:
         raise EngineError(400, f"rank_offset {rank} must be in [1, world_size {world_size}): rank 0 is the trainer")
     try:
         with _CONSTRUCTING:
             store = dist.TCPStore(master_address, master_port, world_size, False, timeout=datetime.timedelta(seconds=timeout_s))
-            return Group(name, rank, world_size, backend, timeout_s, store, device)
+            return Group(name or store.get(GROUP_NAME_KEY).decode(), rank, world_size, backend, timeout_s, store, device)
     except EngineError:
         raise
     except Exception as error:
@@ -160,14 +170,16 @@ class WeightReceiver:
         self.staging: dict[str, _Staging] = {}
         self.lock = threading.Lock()
 
-    def join(self, name: str, master_address: str, master_port: int, rank: int, world_size: int, backend: str, timeout_s: float) -> None:
+    def join(self, name: str, master_address: str, master_port: int, rank: int, world_size: int, backend: str, timeout_s: float, named: bool = True) -> None:
+        """Joins the group `name` (this engine's name for it). `named`: the group's keys carry that
+        name (SGLang's init); otherwise the trainer's store names the group (vLLM's init names none)."""
         with self.lock:
             existing = self.groups.get(name)
         if existing is not None:
             if (existing.rank, existing.world_size, existing.backend) != (rank, world_size, backend):
                 raise EngineError(409, f"weight-update group {name!r} exists with rank {existing.rank}/{existing.world_size} {existing.backend}")
             return
-        group = join_group(name, master_address, master_port, rank, world_size, backend, timeout_s, self.device)
+        group = join_group(name if named else None, master_address, master_port, rank, world_size, backend, timeout_s, self.device)
         with self.lock:
             self.groups[name] = group
 
@@ -210,10 +222,12 @@ class WeightReceiver:
             if flattened:
                 if len(set(dtypes)) != 1:
                     raise EngineError(400, "a flattened bucket holds tensors of one dtype")
-                numels = [int(torch.Size(s).numel()) for s in shapes]
-                flat = torch.empty(sum(numels), dtype=dtypes[0], device=group.comm_device)
+                # The bucket travels as its bytes (uint8), as SGLang receives a flattened bucket:
+                # sender and receivers then agree on the count and type NCCL is given.
+                sizes = [int(torch.Size(s).numel()) * torch.empty((), dtype=dtypes[0]).element_size() for s in shapes]
+                flat = torch.empty(sum(sizes), dtype=torch.uint8, device=group.comm_device)
                 group.broadcast(flat)
-                received = [part.view(shape) for part, shape in zip(flat.split(numels), shapes)]
+                received = [part.view(dtypes[0]).view(shape) for part, shape in zip(flat.split(sizes), shapes)]
             else:
                 received = []
                 for dtype, shape in zip(dtypes, shapes):
@@ -289,6 +303,7 @@ class WeightSender:
         try:
             with _CONSTRUCTING:
                 store = dist.TCPStore(master_address, master_port, world_size, True, timeout=datetime.timedelta(seconds=timeout_s), wait_for_workers=False)
+            store.set(GROUP_NAME_KEY, name)
         except Exception as error:
             raise EngineError(503, f"cannot host the weight-update store at {master_address}:{master_port}: {error}") from error
         with self.lock:
@@ -346,7 +361,8 @@ class WeightSender:
                     time.sleep(self.delay_per_bucket_s)
                 parts = [tensors[n].detach().to(group.comm_device) for n in bucket.names]
                 if flattened:
-                    group.broadcast(torch.cat([p.reshape(-1) for p in parts]))
+                    # As bytes: SGLang receives a flattened bucket as uint8 of the bucket's size.
+                    group.broadcast(torch.cat([p.contiguous().reshape(-1).view(torch.uint8) for p in parts]))
                 else:
                     for part in parts:
                         group.broadcast(part.contiguous())

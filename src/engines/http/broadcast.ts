@@ -6,18 +6,20 @@
  * their own; the workflow's deadline cancels them (signal).
  *
  *   SGLang   POST /init_weights_update_group {master_address, master_port, rank_offset, world_size, group_name, backend}
- *            POST /update_weights_from_distributed {names, dtypes, shapes, group_name, load_format: flattened_bucket, weight_version (last bucket)}
+ *            POST /begin_weight_update {} (0.5.23 on; 404 before: no session needed)
+ *            → POST /update_weights_from_distributed {names, dtypes, shapes, group_name, load_format: flattened_bucket, weight_version (last bucket)}
+ *            → POST /end_weight_update {}
  *            POST /destroy_weights_update_group {group_name}
- *   vLLM     POST /init_weight_transfer_engine {init_info: {master_address, master_port, rank_offset, world_size}}
- *            POST /start_weight_update {is_checkpoint_format} → POST /update_weights {update_info: {names, dtype_names, shapes, packed}}
+ *   vLLM     POST /init_weight_transfer_engine {init_info: {master_address, master_port, rank_offset, world_size, packed: false}}
+ *            POST /start_weight_update → POST /update_weights {update_info: {names, dtype_names, shapes}}
  *            → POST /finish_weight_update, then POST /update_weight_version {new_version}
  *   trainer  POST /trainer/init_weights_update_group, /trainer/weights_manifest, /trainer/broadcast_weights,
  *            /trainer/destroy_weights_update_group
  */
 import { z } from 'zod';
 import type { BroadcastResult, TensorLayout, WeightGroup, WeightGroupSpec, WeightManifest, WeightReceiver, WeightSender } from '../types';
-import type { HttpClient } from './client';
-import { EngineProtocolError } from './errors';
+import { unlessNotServed, type HttpClient } from './client';
+import { EngineHttpError, EngineProtocolError } from './errors';
 
 const successSchema = z.object({ success: z.boolean(), message: z.string().optional() }).loose();
 /** The trainer's answer to opening a group (docs/trainer-openapi.yaml): `success` first, the address only when it succeeded. */
@@ -72,6 +74,35 @@ export class SglangWeightReceiver implements WeightReceiver {
   }
 
   async receiveWeights(group: WeightGroup, version: number, manifest: WeightManifest, signal?: AbortSignal): Promise<void> {
+    const session = await this.beginSession(signal);
+    try {
+      await this.receiveBuckets(group, version, manifest, signal);
+    } catch (error) {
+      // A session left open is closed by the next sync's begin (beginSession): this failure is the one to report.
+      if (session) await this.http.call('POST', '/end_weight_update', {}).catch(() => undefined);
+      throw error;
+    }
+    if (session) await this.http.call('POST', '/end_weight_update', {}, collective(signal));
+    this.onVersion(version);
+  }
+
+  /**
+   * Opens SGLang's weight update session (0.5.23 on: bucket updates are refused outside one).
+   * False when the server has no sessions (404: before 0.5.23). One refused (an interrupted sync
+   * left it open) is closed, and opened again once.
+   */
+  private async beginSession(signal?: AbortSignal): Promise<boolean> {
+    const begin = async (): Promise<boolean> => (await unlessNotServed(this.http.call('POST', '/begin_weight_update', {}, collective(signal)).then(() => true))) ?? false;
+    try {
+      return await begin();
+    } catch (error) {
+      if (!(error instanceof EngineHttpError) || error.status === undefined || error.status < 400 || error.status >= 500) throw error;
+      await this.http.call('POST', '/end_weight_update', {}, collective(signal));
+      return await begin();
+    }
+  }
+
+  private async receiveBuckets(group: WeightGroup, version: number, manifest: WeightManifest, signal?: AbortSignal): Promise<void> {
     const endpoint = this.http.endpoint('POST', '/update_weights_from_distributed');
     for (const [index, bucket] of manifest.buckets.entries()) {
       const last = index === manifest.buckets.length - 1;
@@ -93,7 +124,6 @@ export class SglangWeightReceiver implements WeightReceiver {
       );
       if (!answer.success) throw new EngineProtocolError(endpoint, `bucket ${index + 1}/${manifest.buckets.length} of v${version} in ${group.name}: ${this.http.redact(answer.message ?? '')}`);
     }
-    this.onVersion(version);
   }
 
   async leaveWeightGroup(groupName: string): Promise<void> {
@@ -109,15 +139,17 @@ export class VllmWeightReceiver implements WeightReceiver {
   constructor(private readonly http: HttpClient) {}
 
   async joinWeightGroup(group: WeightGroup, rankOffset: number, signal?: AbortSignal): Promise<void> {
-    // The backend is vLLM's start option (--weight-transfer-config); the init names none.
-    const initInfo = { master_address: group.masterAddress, master_port: group.masterPort, rank_offset: rankOffset, world_size: group.worldSize };
+    // The backend is vLLM's start option (--weight-transfer-config); the init names none. One
+    // broadcast per tensor (not packed), an init option since vLLM 0.34.
+    const initInfo = { master_address: group.masterAddress, master_port: group.masterPort, rank_offset: rankOffset, world_size: group.worldSize, packed: false };
     await this.http.call('POST', '/init_weight_transfer_engine', { init_info: initInfo }, collective(signal));
   }
 
   async receiveWeights(_group: WeightGroup, version: number, manifest: WeightManifest, signal?: AbortSignal): Promise<void> {
-    await this.http.call('POST', '/start_weight_update', { is_checkpoint_format: true }, collective(signal));
+    await this.http.call('POST', '/start_weight_update', undefined, collective(signal));
     for (const bucket of manifest.buckets) {
-      const updateInfo = { names: bucket.names, dtype_names: bucket.dtypes, shapes: bucket.shapes, packed: false };
+      // vLLM builds its update info from exactly these fields (0.34): anything more is refused.
+      const updateInfo = { names: bucket.names, dtype_names: bucket.dtypes, shapes: bucket.shapes };
       await this.http.call('POST', '/update_weights', { update_info: updateInfo }, collective(signal));
     }
     await this.http.call('POST', '/finish_weight_update', {}, collective(signal));

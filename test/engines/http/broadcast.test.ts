@@ -6,6 +6,8 @@
  * what the trainer's exported weights generate once loaded from disk (greedy): the weights arrived whole.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -67,6 +69,8 @@ describe('broadcast through the HTTP adapters (real processes, gloo)', () => {
     ];
     for (const [name, engine, layout] of cases) {
       expect(await tokens(engine, `before-${name}`)).toEqual(before);
+      // SGLang: an interrupted earlier sync left its weight update session open; this one closes it first.
+      if (name === 'sglang') expect((await fetch(`${first.url}/begin_weight_update`, { method: 'POST', body: '{}' })).status).toBe(200);
       const group = await trainer.broadcast.openWeightGroup({ name: `adapters-${name}`, masterAddress: '127.0.0.1', worldSize: 2, backend: 'gloo' });
       expect(group.masterPort).toBeGreaterThan(0);
       await engine.broadcast.joinWeightGroup(group, 1);
@@ -76,10 +80,39 @@ describe('broadcast through the HTTP adapters (real processes, gloo)', () => {
       expect(sent).toMatchObject({ bytes: manifest.totalBytes, buckets: manifest.buckets.length });
       expect((await engine.status()).weightVersion).toBe(version);
       expect(await tokens(engine, `after-${name}`)).toEqual(expected);
+      // The session was closed at the end: a new one opens.
+      if (name === 'sglang') {
+        expect((await fetch(`${first.url}/begin_weight_update`, { method: 'POST', body: '{}' })).status).toBe(200);
+        expect((await fetch(`${first.url}/end_weight_update`, { method: 'POST', body: '{}' })).status).toBe(200);
+      }
       await engine.broadcast.leaveWeightGroup(group.name);
       await trainer.broadcast.closeWeightGroup(group.name);
     }
     // A version the trainer does not hold is refused before anything is sent.
     await expect(trainer.broadcast.broadcastWeights('adapters-sglang', 7, 1024, 'flattened_bucket')).rejects.toThrow(/409|not open/);
+  });
+});
+
+describe('SGLang weight update sessions', () => {
+  it('a server without sessions (before 0.5.23: begin answers 404) gets its buckets without begin or end', async () => {
+    const calls: string[] = [];
+    const server = createServer((req, res) => {
+      calls.push(req.url ?? '');
+      req.resume();
+      req.on('end', () => {
+        if (req.url === '/begin_weight_update') res.writeHead(404, { 'Content-Type': 'application/json' }).end('{"detail":"Not Found"}');
+        else res.writeHead(200, { 'Content-Type': 'application/json' }).end('{"success":true,"message":"ok"}');
+      });
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    try {
+      const engine = new SglangRolloutEngine({ baseUrl: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, sampling: greedy });
+      const bucket = { names: ['w'], dtypes: ['float32'], shapes: [[2]], bytes: 8 };
+      const group = { name: 'g', masterAddress: '127.0.0.1', masterPort: 1, worldSize: 2, backend: 'gloo' as const };
+      await engine.broadcast.receiveWeights(group, 4, { buckets: [bucket, bucket], totalBytes: 16 });
+      expect(calls).toEqual(['/begin_weight_update', '/update_weights_from_distributed', '/update_weights_from_distributed']);
+    } finally {
+      await new Promise((resolve) => server.close(resolve));
+    }
   });
 });
