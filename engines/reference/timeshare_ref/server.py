@@ -51,6 +51,7 @@ class App:
         # SGLang (0.5.23 on): bucket updates only inside a weight update session (begin … end).
         self.update_session_open = False
         self.update_session_lock = threading.Lock()
+        self.prefix_cache_resets = 0
 
     def check_backend(self, backend: str) -> None:
         if backend == "nccl" and self.engine.device.type != "cuda":
@@ -503,7 +504,19 @@ class Handler(BaseHTTPRequestHandler):
         return 200, {"success": True, "new_version": version}
 
     def vllm_weight_info(self, _body, _query):
-        return 200, {"weight_version": self.app.engine.weight_version}
+        # vLLM answers "default" until a version is set: the weights it started with (here v0).
+        # `prefix_cache_resets` is the reference engine's own: how often /reset_prefix_cache came.
+        version = self.app.engine.weight_version
+        return 200, {"weight_version": "default" if version == "0" else version, "prefix_cache_resets": self.app.prefix_cache_resets}
+
+    def vllm_reset_prefix_cache(self, _body, _query):
+        # No KV is reused across requests here; counted, so tests see the adapter ask after new weights.
+        self.app.prefix_cache_resets += 1
+        return 200, {}
+
+    def vllm_shutdown_weight_transfer_engine(self, _body, _query):
+        self.app.receiver.destroy(VLLM_GROUP)
+        return 200, {"status": "ok"}
 
     def vllm_models(self, _body, _query):
         return 200, {"object": "list", "data": [{"id": self.app.model_name, "object": "model", "max_model_len": self.app.config.max_seq_len}]}
@@ -606,6 +619,8 @@ ROUTES = {
     ("POST", "/collective_rpc"): Handler.vllm_collective_rpc,
     ("POST", "/update_weight_version"): Handler.vllm_update_weight_version,
     ("GET", "/weight_info"): Handler.vllm_weight_info,
+    ("POST", "/reset_prefix_cache"): Handler.vllm_reset_prefix_cache,
+    ("POST", "/shutdown_weight_transfer_engine"): Handler.vllm_shutdown_weight_transfer_engine,
     ("POST", "/init_weights_update_group"): Handler.sgl_init_weights_update_group,
     ("POST", "/begin_weight_update"): Handler.sgl_begin_weight_update,
     ("POST", "/end_weight_update"): Handler.sgl_end_weight_update,

@@ -12,7 +12,8 @@
  *            POST /destroy_weights_update_group {group_name}
  *   vLLM     POST /init_weight_transfer_engine {init_info: {master_address, master_port, rank_offset, world_size, packed: false}}
  *            POST /start_weight_update → POST /update_weights {update_info: {names, dtype_names, shapes}}
- *            → POST /finish_weight_update, then POST /update_weight_version {new_version}
+ *            → POST /finish_weight_update → POST /reset_prefix_cache, then POST /update_weight_version {new_version}
+ *            POST /shutdown_weight_transfer_engine (0.34 on)
  *   trainer  POST /trainer/init_weights_update_group, /trainer/weights_manifest, /trainer/broadcast_weights,
  *            /trainer/destroy_weights_update_group
  */
@@ -153,11 +154,15 @@ export class VllmWeightReceiver implements WeightReceiver {
       await this.http.call('POST', '/update_weights', { update_info: updateInfo }, collective(signal));
     }
     await this.http.call('POST', '/finish_weight_update', {}, collective(signal));
+    // vLLM keeps its prefix cache across an update: KV computed by the old weights must not serve the new ones.
+    await this.http.call('POST', '/reset_prefix_cache');
     await this.http.call('POST', '/update_weight_version', { new_version: String(version) });
   }
 
-  /** vLLM has one transfer engine per server and no call to drop it: the next init replaces it. */
-  async leaveWeightGroup(): Promise<void> {}
+  /** vLLM has one transfer engine per server: shut down (a new init would not free the old group's communicator). Before vLLM 0.34 there is no such call (404). */
+  async leaveWeightGroup(): Promise<void> {
+    await unlessNotServed(this.http.call('POST', '/shutdown_weight_transfer_engine', {}));
+  }
 }
 
 export class HttpWeightSender implements WeightSender {

@@ -60,6 +60,8 @@ export class SglangRolloutEngine implements RolloutEngine {
   private readonly http: HttpClient;
   private readonly sampling: SamplingOptions;
   private readonly resident = new Set<MemoryTag>(ALL_MEMORY_TAGS);
+  /** Whether `resident` is what this adapter's own calls made it (false: assumed, before any). */
+  private residencyKnown = false;
   private readonly running = new Set<string>();
   private servedVersion: number;
   private readonly abortAnswerTimeoutMs: number;
@@ -164,14 +166,25 @@ export class SglangRolloutEngine implements RolloutEngine {
     await this.http.call('POST', '/abort_request', { rid: '', abort_all: true });
   }
 
+  /**
+   * Releases the tags this adapter knows resident (all of them until its first release or resume
+   * has told it: a worker restarted beside a running server cannot ask SGLang). SGLang's scheduler
+   * dies on a release or resume of a tag already in that state (KeyError, SIGQUIT), and a retried
+   * activity repeats its calls on the ranks that had succeeded: a known state is not asked again.
+   */
   async releaseMemory(tags: readonly MemoryTag[]): Promise<void> {
-    await this.http.call('POST', '/release_memory_occupation', { tags: [...tags] });
+    const asked = this.residencyKnown ? tags.filter((tag) => this.resident.has(tag)) : [...tags];
+    if (asked.length > 0) await this.http.call('POST', '/release_memory_occupation', { tags: asked });
     for (const tag of tags) this.resident.delete(tag);
+    this.residencyKnown = true;
   }
 
+  /** Resumes the tags this adapter knows released (every asked tag until it knows; see releaseMemory). */
   async resumeMemory(tags: readonly MemoryTag[]): Promise<void> {
-    await this.http.call('POST', '/resume_memory_occupation', { tags: [...tags] });
+    const asked = this.residencyKnown ? tags.filter((tag) => !this.resident.has(tag)) : [...tags];
+    if (asked.length > 0) await this.http.call('POST', '/resume_memory_occupation', { tags: asked });
     for (const tag of tags) this.resident.add(tag);
+    this.residencyKnown = true;
   }
 
   async updateWeights(version: number, path: string): Promise<void> {
@@ -186,8 +199,14 @@ export class SglangRolloutEngine implements RolloutEngine {
     const info = await this.http.json('GET', '/model_info', undefined, modelInfoSchema);
     const weightVersion = parseVersion(endpoint, info.weight_version);
     this.servedVersion = weightVersion;
-    const resident = info.resident_memory_tags ?? ALL_MEMORY_TAGS.filter((tag) => this.resident.has(tag));
-    return { weightVersion, resident: [...resident], runningRequests: this.running.size };
+    if (info.resident_memory_tags !== undefined) {
+      // An engine that reports its tags (the reference engine) is believed over this adapter's record.
+      this.resident.clear();
+      for (const tag of info.resident_memory_tags) this.resident.add(tag);
+      this.residencyKnown = true;
+    }
+    const resident = ALL_MEMORY_TAGS.filter((tag) => this.resident.has(tag));
+    return { weightVersion, resident, runningRequests: this.running.size };
   }
 
   /**

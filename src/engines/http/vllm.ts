@@ -10,7 +10,7 @@
  *                   keeps the tokens received so far
  *   abortAll        POST /abort_requests {} (no ids: every in-flight request)
  *   release/resume  POST /sleep?level=1 (weights and KV cache together), /wake_up?tags=...
- *   weights         POST /collective_rpc {method: reload_weights, kwargs: {weights_path}}, then
+ *   weights         POST /collective_rpc {method: reload_weights, kwargs: {weights_path}}, POST /reset_prefix_cache, then
  *                   POST /update_weight_version {new_version}; or by broadcast (./broadcast.ts:
  *                   init_weight_transfer_engine, start/update/finish_weight_update)
  *   status          GET /weight_info (also before each turn: a completion does not name its
@@ -37,11 +37,13 @@ const chunkSchema = z.object({
             .optional(),
         })
         .loose(),
-    )
-    .min(1),
+    ),
+  // A server started with --enable-force-include-usage ends with a usage chunk of no choices.
 });
 
 const errorEventSchema = z.object({ error: z.object({ message: z.string() }).loose() });
+/** What vLLM's /weight_info answers before any version is set (a fresh or restarted server). */
+export const BASE_WEIGHT_VERSION = 'default';
 
 export interface VllmAdapterOptions extends RolloutAdapterOptions {
   /** The served model name (`model` of the completions request). */
@@ -173,6 +175,8 @@ export class VllmRolloutEngine implements RolloutEngine {
 
   async updateWeights(version: number, path: string): Promise<void> {
     await this.http.call('POST', '/collective_rpc', { method: 'reload_weights', kwargs: { weights_path: path } });
+    // vLLM keeps its prefix cache across a reload: KV computed by the old weights must not serve the new ones.
+    await this.http.call('POST', '/reset_prefix_cache');
     await this.http.call('POST', '/update_weight_version', { new_version: String(version) });
   }
 
@@ -213,6 +217,8 @@ export class VllmRolloutEngine implements RolloutEngine {
    */
   private async servedVersion(): Promise<number> {
     const info = await this.http.json('GET', '/weight_info', undefined, z.object({ weight_version: z.union([z.string(), z.number()]) }).loose());
+    // A server answers "default" until a version is set: the weights it started with, the run's v0.
+    if (info.weight_version === BASE_WEIGHT_VERSION) return 0;
     return parseVersion(this.http.endpoint('GET', '/weight_info'), info.weight_version);
   }
 

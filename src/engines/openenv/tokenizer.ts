@@ -16,7 +16,7 @@ import { engineMayRecover } from '../transient';
 export interface Tokenizer {
   /** Ids of `text`, no special tokens added. */
   encode(text: string): Promise<number[]>;
-  /** Text of `ids` (special tokens such as EOS decode to nothing). */
+  /** Text of `ids` (SGLang and the reference engine drop special tokens such as EOS; vLLM keeps them: docs/engine-protocol.md). */
   decode(ids: readonly number[]): Promise<string>;
 }
 

@@ -122,13 +122,22 @@ describe('trainer and weight sync through the adapters', () => {
     await trainer.offload();
     expect(await trainer.status()).toEqual({ onloaded: false, weightVersion: 1 });
 
+    const vllm = new VllmRolloutEngine({ baseUrl: engine.url, sampling: greedy, model: 'timeshare-reference' });
+    // A vLLM server answers "default" until a version is set: its starting weights, v0.
+    const weightInfo = async () => (await (await fetch(`${engine.url}/weight_info`)).json()) as { weight_version: string; prefix_cache_resets: number };
+    expect((await weightInfo()).weight_version).toBe('default');
+    expect((await vllm.status()).weightVersion).toBe(0);
+    expect((await vllm.generate(request('before-sync', [1], 2))).weightVersion).toBe(0);
+
     const sglang = new SglangRolloutEngine({ baseUrl: engine.url, sampling: greedy });
     await sglang.updateWeights(1, weights);
     expect((await sglang.status()).weightVersion).toBe(1);
     expect((await sglang.generate(request('after-sync', [1], 2))).weightVersion).toBe(1);
-    const vllm = new VllmRolloutEngine({ baseUrl: engine.url, sampling: greedy, model: 'timeshare-reference' });
+    const resetsBefore = (await weightInfo()).prefix_cache_resets;
     await vllm.updateWeights(1, weights);
     expect((await vllm.status()).weightVersion).toBe(1);
+    // vLLM keeps its prefix cache across a reload: the adapter resets it after new weights.
+    expect((await weightInfo()).prefix_cache_resets).toBe(resetsBefore + 1);
   });
 
   it('a bad weights path and a batch without ids fail with the endpoint', async () => {

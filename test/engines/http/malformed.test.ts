@@ -140,6 +140,56 @@ describe('adapters refuse answers outside the protocol', () => {
     }
   });
 
+  it('vllm: a usage chunk with no choices after the finish (--enable-force-include-usage) is skipped', async () => {
+    const saved = answers['/v1/completions'];
+    try {
+      answers['/v1/completions'] = {
+        status: 200,
+        type: 'text/event-stream',
+        body:
+          'data: {"choices":[{"finish_reason":"length","logprobs":{"tokens":["token_id:5","token_id:6"],"token_logprobs":[-1,-2]}}]}\n\n' +
+          'data: {"choices":[],"usage":{"prompt_tokens":1,"completion_tokens":2,"total_tokens":3}}\n\n' +
+          'data: [DONE]\n\n',
+      };
+      const result = await new VllmRolloutEngine({ baseUrl: url, sampling, model: 'm' }).generate(request);
+      expect(result).toMatchObject({ finishReason: 'length', outputTokens: 2, outputIds: [5, 6], logprobs: [-1, -2] });
+    } finally {
+      answers['/v1/completions'] = saved!;
+    }
+  });
+
+  it('sglang: a tag is released or resumed only where this adapter does not know it in that state already (SGLang dies on a repeat)', async () => {
+    const calls: string[] = [];
+    const recording = createServer((req, res) => {
+      let body = '';
+      req.on('data', (chunk: Buffer) => (body += chunk.toString()));
+      req.on('end', () => {
+        calls.push(`${req.url} ${body}`);
+        res.writeHead(200, { 'Content-Type': 'application/json' }).end('{"success":true,"message":"ok"}');
+      });
+    });
+    await new Promise<void>((resolve) => recording.listen(0, '127.0.0.1', resolve));
+    try {
+      const adapter = new SglangRolloutEngine({ baseUrl: `http://127.0.0.1:${(recording.address() as AddressInfo).port}`, sampling });
+      // Unknown at first (a worker restarted beside a running server): asked as told.
+      await adapter.resumeMemory(['weights', 'kv_cache']);
+      // Known from then on: a retried activity's repeat is not sent, a partial one sends the rest only.
+      await adapter.resumeMemory(['weights', 'kv_cache']);
+      await adapter.releaseMemory(['kv_cache']);
+      await adapter.releaseMemory(['weights', 'kv_cache']);
+      await adapter.releaseMemory(['weights', 'kv_cache']);
+      await adapter.resumeMemory(['weights']);
+      expect(calls).toEqual([
+        '/resume_memory_occupation {"tags":["weights","kv_cache"]}',
+        '/release_memory_occupation {"tags":["kv_cache"]}',
+        '/release_memory_occupation {"tags":["weights"]}',
+        '/resume_memory_occupation {"tags":["weights"]}',
+      ]);
+    } finally {
+      await new Promise((resolve) => recording.close(resolve));
+    }
+  });
+
   it('vllm: a stream whose connection breaks off (the engine process died) is retryable and names the endpoint', async () => {
     const dying = createServer((req, res) => {
       req.resume();
