@@ -472,11 +472,16 @@ class Handler(BaseHTTPRequestHandler):
         return 200, ""
 
     def vllm_wake_up(self, _body, query):
-        self.app.engine.resume(query.get("tags", list(TAGS)))
+        tags = query.get("tags", [tag for tag in TAGS if tag not in self.app.engine.resident()])
+        # As vLLM: a tag asked for that is awake already makes the call wake nothing (answered 200).
+        if any(tag in self.app.engine.resident() for tag in tags):
+            return 200, {"status": "sleeping"}
+        self.app.engine.resume(tags)
         return 200, ""
 
     def vllm_is_sleeping(self, _body, _query):
-        return 200, {"is_sleeping": "weights" not in self.app.engine.resident()}
+        # As vLLM: sleeping while any tag is asleep.
+        return 200, {"is_sleeping": any(tag not in self.app.engine.resident() for tag in TAGS)}
 
     def vllm_pause(self, _body, query):
         mode = query.get("mode", ["abort"])[0]

@@ -166,11 +166,17 @@ export class VllmRolloutEngine implements RolloutEngine {
     this.resident.clear();
   }
 
+  /**
+   * Wakes the asked tags that are asleep: vLLM wakes nothing (and answers 200) when any tag it is
+   * asked for is awake already, so a resume of both after the weights alone asks for the KV cache only.
+   */
   async resumeMemory(tags: readonly MemoryTag[]): Promise<void> {
     await this.readEngineStateOnce();
-    const query = tags.map((tag) => `tags=${encodeURIComponent(tag)}`).join('&');
+    const asleep = tags.filter((tag) => !this.resident.has(tag));
+    if (asleep.length === 0) return;
+    const query = asleep.map((tag) => `tags=${encodeURIComponent(tag)}`).join('&');
     await this.http.call('POST', `/wake_up?${query}`);
-    for (const tag of tags) this.resident.add(tag);
+    for (const tag of asleep) this.resident.add(tag);
   }
 
   async updateWeights(version: number, path: string): Promise<void> {
