@@ -42,6 +42,8 @@ const chunkSchema = z.object({
 });
 
 const errorEventSchema = z.object({ error: z.object({ message: z.string() }).loose() });
+/** vLLM's sampling options other than temperature, off (see generate). */
+const NEUTRAL_SAMPLING = { top_p: 1, top_k: -1, min_p: 0, repetition_penalty: 1, presence_penalty: 0, frequency_penalty: 0 } as const;
 /** What vLLM's /weight_info answers before any version is set (a fresh or restarted server). */
 export const BASE_WEIGHT_VERSION = 'default';
 
@@ -99,6 +101,10 @@ export class VllmRolloutEngine implements RolloutEngine {
             prompt: [...request.inputIds, ...(request.prefixIds ?? [])],
             max_tokens: request.maxNewTokens,
             temperature: this.sampling.temperature,
+            // The rest of the sampling stated as off: vLLM fills what a request omits from the
+            // model's generation_config.json, and the trainer takes these logprobs as the ones
+            // the tokens were sampled with (top_k -1: off in every vLLM; 0 only since 0.3x).
+            ...NEUTRAL_SAMPLING,
             stop_token_ids: [...this.sampling.stopTokenIds],
             ignore_eos: this.sampling.ignoreEos ?? false,
             logprobs: 0,

@@ -158,6 +158,30 @@ describe('adapters refuse answers outside the protocol', () => {
     }
   });
 
+  it('vllm: a completion states every sampling option but temperature as off (vLLM would fill them from the model)', async () => {
+    let sent: Record<string, unknown> = {};
+    const capturing = createServer((req, res) => {
+      let body = '';
+      req.on('data', (chunk: Buffer) => (body += chunk.toString()));
+      req.on('end', () => {
+        if (req.url !== '/v1/completions') {
+          res.writeHead(200, { 'Content-Type': 'application/json' }).end(JSON.stringify({ weight_version: '0', is_sleeping: false }));
+          return;
+        }
+        sent = JSON.parse(body) as Record<string, unknown>;
+        res.writeHead(200, { 'Content-Type': 'text/event-stream' });
+        res.end('data: {"choices":[{"finish_reason":"stop","logprobs":{"tokens":["token_id:5"],"token_logprobs":[-1]}}]}\n\ndata: [DONE]\n\n');
+      });
+    });
+    await new Promise<void>((resolve) => capturing.listen(0, '127.0.0.1', resolve));
+    try {
+      await new VllmRolloutEngine({ baseUrl: `http://127.0.0.1:${(capturing.address() as AddressInfo).port}`, sampling: { ...sampling, temperature: 0.7 }, model: 'm' }).generate(request);
+      expect(sent).toMatchObject({ temperature: 0.7, top_p: 1, top_k: -1, min_p: 0, repetition_penalty: 1, presence_penalty: 0, frequency_penalty: 0, logprobs: 0 });
+    } finally {
+      await new Promise((resolve) => capturing.close(resolve));
+    }
+  });
+
   it('sglang: a tag is released or resumed only where this adapter does not know it in that state already (SGLang dies on a repeat)', async () => {
     const calls: string[] = [];
     const recording = createServer((req, res) => {
