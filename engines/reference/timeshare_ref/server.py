@@ -334,8 +334,10 @@ class Handler(BaseHTTPRequestHandler):
 
     def sgl_destroy_weights_update_group(self, body, _query):
         name = _field(body, "group_name", str, default="weight_update_group")
-        existed = self.app.receiver.destroy(name)
-        return 200, {"success": True, "message": f"destroyed {name}" if existed else f"no group {name}"}
+        if not self.app.receiver.destroy(name):
+            # As SGLang answers it.
+            return 400, {"success": False, "message": "The group to be destroyed does not exist."}
+        return 200, {"success": True, "message": f"destroyed {name}"}
 
     # ----- weight sync by broadcast (vLLM shapes) -----
 

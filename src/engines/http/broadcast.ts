@@ -51,6 +51,9 @@ const broadcastSchema = z
   })
   .loose();
 
+/** What SGLang's answer to leaving a group it does not hold says. */
+const GROUP_NOT_HELD = 'does not exist';
+
 /** No HTTP time limit: a collective call lasts as long as the transfer; the caller's signal ends it. */
 const collective = (signal?: AbortSignal) => ({ timeoutMs: null, ...(signal === undefined ? {} : { signal }) });
 
@@ -127,8 +130,15 @@ export class SglangWeightReceiver implements WeightReceiver {
     }
   }
 
+  /** Idempotent: a group the engine does not hold (left before, or the engine restarted) is left. */
   async leaveWeightGroup(groupName: string): Promise<void> {
-    await this.http.call('POST', '/destroy_weights_update_group', { group_name: groupName });
+    try {
+      await this.http.call('POST', '/destroy_weights_update_group', { group_name: groupName });
+    } catch (error) {
+      // SGLang answers 400 {success: false, message: "The group to be destroyed does not exist."}.
+      if (error instanceof EngineHttpError && error.status === 400 && error.message.includes(GROUP_NOT_HELD)) return;
+      throw error;
+    }
   }
 }
 
