@@ -45,7 +45,7 @@ const errorEventSchema = z.object({ error: z.object({ message: z.string() }).loo
 /** vLLM's sampling options other than temperature, off (see generate). */
 const NEUTRAL_SAMPLING = { top_p: 1, top_k: -1, min_p: 0, repetition_penalty: 1, presence_penalty: 0, frequency_penalty: 0 } as const;
 /** What vLLM's /weight_info answers before any version is set (a fresh or restarted server). */
-export const BASE_WEIGHT_VERSION = 'default';
+const BASE_WEIGHT_VERSION = 'default';
 
 export interface VllmAdapterOptions extends RolloutAdapterOptions {
   /** The served model name (`model` of the completions request). */
@@ -103,7 +103,7 @@ export class VllmRolloutEngine implements RolloutEngine {
             temperature: this.sampling.temperature,
             // The rest of the sampling stated as off: vLLM fills what a request omits from the
             // model's generation_config.json, and the trainer takes these logprobs as the ones
-            // the tokens were sampled with (top_k -1: off in every vLLM; 0 only since 0.3x).
+            // the tokens were sampled with (top_k -1 is off in every vLLM version; 0.34 takes 0 too).
             ...NEUTRAL_SAMPLING,
             stop_token_ids: [...this.sampling.stopTokenIds],
             ignore_eos: this.sampling.ignoreEos ?? false,

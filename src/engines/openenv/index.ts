@@ -34,9 +34,8 @@ export function environmentTokenizer(config: OpenEnvEnvironmentConfig, rollout: 
 
 /**
  * The environment for a worker that tokenizes with the rollout engines at `endpoints` (its own
- * first; see environmentTokenizer). With
- * `superviseOnNode` (a gpu-node worker), the servers configured with a command for that node are
- * started here and restarted when they exit. Other workers (the orchestrator) do not wait for
+ * first; see environmentTokenizer). With `superviseOnNode` (a gpu-node worker), the servers
+ * configured with a command for that node are started here and restarted when they exit. Other workers (the orchestrator) do not wait for
 them: a reset that finds a server not serving yet fails as unavailable, tries the next server,
 and the activity is retried by Temporal until one serves.
  */
