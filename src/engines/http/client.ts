@@ -17,6 +17,12 @@ export interface HttpClientOptions {
 
 const BODY_EXCERPT = 300;
 
+/**
+ * A reload of weights from disk: a large checkpoint takes minutes, past the control calls'
+ * limit, and a call cut off by its own limit would be retried while the first load still runs.
+ */
+export const WEIGHT_RELOAD_TIMEOUT_MS = 30 * 60_000;
+
 export class HttpClient {
   readonly baseUrl: string;
   /** Engine text that goes into an error without the API key (src/engines/auth.ts, keyRedactor). */

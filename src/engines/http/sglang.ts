@@ -19,7 +19,7 @@
 import { z } from 'zod';
 import { ALL_MEMORY_TAGS, type EngineStatus, type MemoryTag, type RolloutEngine, type TurnRequest, type TurnResult } from '../types';
 import { SglangWeightReceiver } from './broadcast';
-import { describe, HttpClient, parseVersion, unlessNotServed } from './client';
+import { describe, HttpClient, parseVersion, unlessNotServed, WEIGHT_RELOAD_TIMEOUT_MS } from './client';
 import { EngineHttpError, EngineProtocolError } from './errors';
 import type { RolloutAdapterOptions, SamplingOptions } from './sampling';
 
@@ -189,7 +189,9 @@ export class SglangRolloutEngine implements RolloutEngine {
 
   async updateWeights(version: number, path: string): Promise<void> {
     const endpoint = this.http.endpoint('POST', '/update_weights_from_disk');
-    const body = await this.http.json('POST', '/update_weights_from_disk', { model_path: path, weight_version: String(version), abort_all_requests: false }, updateWeightsSchema);
+    const body = await this.http.json('POST', '/update_weights_from_disk', { model_path: path, weight_version: String(version), abort_all_requests: false }, updateWeightsSchema, {
+      timeoutMs: WEIGHT_RELOAD_TIMEOUT_MS,
+    });
     if (!body.success) throw new EngineProtocolError(endpoint, `update to v${version} from ${path} failed: ${this.http.redact(String(body.message))}`);
     this.servedVersion = version;
   }

@@ -20,7 +20,7 @@
 import { z } from 'zod';
 import { ALL_MEMORY_TAGS, type EngineStatus, type MemoryTag, type RolloutEngine, type TurnRequest, type TurnResult } from '../types';
 import { VllmWeightReceiver } from './broadcast';
-import { describe, HttpClient, parseJson, parseVersion, unlessNotServed } from './client';
+import { describe, HttpClient, parseJson, parseVersion, unlessNotServed, WEIGHT_RELOAD_TIMEOUT_MS } from './client';
 import { EngineHttpError, EngineProtocolError } from './errors';
 import type { RolloutAdapterOptions, SamplingOptions } from './sampling';
 
@@ -186,7 +186,7 @@ export class VllmRolloutEngine implements RolloutEngine {
   }
 
   async updateWeights(version: number, path: string): Promise<void> {
-    await this.http.call('POST', '/collective_rpc', { method: 'reload_weights', kwargs: { weights_path: path } });
+    await this.http.call('POST', '/collective_rpc', { method: 'reload_weights', kwargs: { weights_path: path } }, { timeoutMs: WEIGHT_RELOAD_TIMEOUT_MS });
     // vLLM keeps its prefix cache across a reload: KV computed by the old weights must not serve the new ones.
     await this.http.call('POST', '/reset_prefix_cache');
     await this.http.call('POST', '/update_weight_version', { new_version: String(version) });
