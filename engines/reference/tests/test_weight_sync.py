@@ -137,7 +137,7 @@ def test_update_and_broadcast_without_the_group_are_refused(client):
     assert status == 400 and body["success"] is False and "begin_weight_update first" in body["message"]
     assert engine.post("/begin_weight_update", {})[0] == 200
     status, body = engine.post("/begin_weight_update", {})
-    assert status == 409 and body["success"] is False and "already open" in body["message"]
+    assert status == 400 and body["success"] is False and "already open" in body["message"]
     status, body = engine.post("/update_weights_from_distributed", {"names": b["names"], "dtypes": b["dtypes"], "shapes": b["shapes"], "group_name": "nope"})
     assert status == 400 and body["success"] is False and "not initialised" in body["message"]
     assert engine.post("/end_weight_update", {})[0] == 200

@@ -299,7 +299,8 @@ class Handler(BaseHTTPRequestHandler):
     def sgl_begin_weight_update(self, _body, _query):
         with self.app.update_session_lock:
             if self.app.update_session_open:
-                return 409, {"success": False, "message": "a weight update session is already open (end_weight_update first)"}
+                # As SGLang 0.5.23: HTTP 400.
+                return 400, {"success": False, "message": "a weight update session is already open (end_weight_update first)"}
             self.app.update_session_open = True
         return 200, {"success": True, "message": "weight update session open"}
 
