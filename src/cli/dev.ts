@@ -435,7 +435,7 @@ const DRAIN_CHECK_MS = 5_000;
  * watcher's client: during an outage a look fails at once instead of leaving retries pending.
  */
 async function drainingVersions(client: Client, workflowId: string, workerOptions: WorkerProcessesOptions, log: (line: string) => void): Promise<DrainingVersions> {
-  const [{ DrainingVersions }, { bundleCacheDir, cachedBundleOf, currentBuildId, WORKFLOW_BUNDLE_INPUTS, WORKFLOWS_PATH }, { pinnedBuildIds }] = await Promise.all([
+  const [{ DrainingVersions }, { bundleCacheDir, cachedBundleOf, currentBuildId, WORKFLOW_BUNDLE_INPUTS, WORKFLOWS_PATH }, { currentVersion, deploymentNameFor, pinnedBuildIds }] = await Promise.all([
     import('../launch/drainingVersions'),
     import('../workers/bundle'),
     import('../workers/versioning'),
@@ -443,6 +443,7 @@ async function drainingVersions(client: Client, workflowId: string, workerOption
   const cacheDir = bundleCacheDir(WORKFLOWS_PATH);
   return new DrainingVersions({
     probe: () => pinnedBuildIds(client.workflowService, 'default', workflowId),
+    deploymentCurrent: async () => (await currentVersion(client, 'default', deploymentNameFor(workerOptions.taskQueuePrefix)))?.buildId,
     // Read at every look: a supervised orchestrator restarted after an edit runs the sources as they are then.
     currentBuildId: () => currentBuildId(WORKFLOW_BUNDLE_INPUTS),
     bundleOf: (buildId) => cachedBundleOf(buildId, cacheDir),

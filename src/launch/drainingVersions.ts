@@ -17,6 +17,12 @@ export interface DrainingVersionsOptions {
   probe: () => Promise<Map<string, string[]>>;
   /** The version `dev`'s own orchestrator runs (of the sources as they are now): never started here. */
   currentBuildId: () => string;
+  /**
+   * The build id of the deployment's current version (undefined: none yet). An old version's
+   * worker starts only once another version is current: a run pinned to the old one would
+   * otherwise see no newer version when its iteration ends, and start the next one there too.
+   */
+  deploymentCurrent: () => Promise<string | undefined>;
   /** The cached bundle of a build id, if any (src/workers/bundle.ts `cachedBundleOf`). */
   bundleOf: (buildId: string) => string | undefined;
   start: (buildId: string, bundlePath: string) => VersionWorker;
@@ -28,6 +34,8 @@ export interface DrainingVersionsOptions {
 export class DrainingVersions {
   private readonly running = new Map<string, VersionWorker>();
   private readonly missing = new Set<string>();
+  /** Old versions waiting for a newer current version, said once each. */
+  private readonly waiting = new Set<string>();
   private lastProbeError: string | undefined;
   /** Set by stopAll: a look still under way then starts nothing. */
   private closed = false;
@@ -46,8 +54,9 @@ export class DrainingVersions {
    */
   async reconcile(): Promise<void> {
     let pinned: Map<string, string[]>;
+    let deploymentCurrent: string | undefined;
     try {
-      pinned = await this.options.probe();
+      [pinned, deploymentCurrent] = await Promise.all([this.options.probe(), this.options.deploymentCurrent()]);
     } catch (error) {
       const message = error instanceof Error ? error.message : String(error);
       if (message !== this.lastProbeError) this.options.log(`could not read which versions the run is pinned to (will look again): ${message}`);
@@ -59,6 +68,12 @@ export class DrainingVersions {
     const current = this.options.currentBuildId();
     for (const [buildId, workflowIds] of pinned) {
       if (buildId === current || this.running.has(buildId)) continue;
+      if (deploymentCurrent === undefined || deploymentCurrent === buildId) {
+        if (!this.waiting.has(buildId)) this.options.log(`${describePinned(buildId, workflowIds)}: its orchestrator worker starts once a newer version is current`);
+        this.waiting.add(buildId);
+        continue;
+      }
+      this.waiting.delete(buildId);
       const bundle = this.options.bundleOf(buildId);
       if (bundle === undefined) {
         if (!this.missing.has(buildId)) this.options.log(`${describePinned(buildId, workflowIds)}, whose workflow bundle is not cached: ${this.options.missingBundleHint(buildId)}`);

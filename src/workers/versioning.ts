@@ -45,7 +45,7 @@ function isNotFound(error: unknown): boolean {
 }
 
 /** The deployment's current version (canonical string), or undefined when it has none or does not exist yet. */
-export async function currentVersion(connection: NativeConnection, namespace: string, deploymentName: string): Promise<DeploymentVersion | undefined> {
+export async function currentVersion(connection: { workflowService: WorkflowService }, namespace: string, deploymentName: string): Promise<DeploymentVersion | undefined> {
   try {
     const described = await connection.workflowService.describeWorkerDeployment({ namespace, deploymentName });
     const current = described.workerDeploymentInfo?.routingConfig?.currentDeploymentVersion;

@@ -7,7 +7,7 @@ import { describe, expect, it } from 'vitest';
 import { DrainingVersions, type DrainingVersionsOptions } from '../../src/launch/drainingVersions';
 
 /** `answers`: what successive probes return (the last one repeats), or the probe itself. */
-function harness(answers: (Map<string, string[]> | Error)[] | DrainingVersionsOptions['probe'], bundles: Record<string, string>) {
+function harness(answers: (Map<string, string[]> | Error)[] | DrainingVersionsOptions['probe'], bundles: Record<string, string>, deploymentCurrent: () => string | undefined = () => 'new') {
   const started: string[] = [];
   const stopped: string[] = [];
   const lines: string[] = [];
@@ -22,6 +22,7 @@ function harness(answers: (Map<string, string[]> | Error)[] | DrainingVersionsOp
             return answer;
           },
     currentBuildId: () => 'new',
+    deploymentCurrent: async () => deploymentCurrent(),
     bundleOf: (buildId) => bundles[buildId],
     start: (buildId, bundle) => {
       started.push(`${buildId}@${bundle}`);
@@ -36,6 +37,19 @@ function harness(answers: (Map<string, string[]> | Error)[] | DrainingVersionsOp
 const pinned = (entries: Record<string, string[]>): Map<string, string[]> => new Map(Object.entries(entries));
 
 describe('workers of the versions a run is still pinned to', () => {
+  it('starts an old version only once a newer one is current, so the run moves on when its pinned iteration ends', async () => {
+    let current: string | undefined;
+    const { versions, started, lines } = harness([pinned({ old: ['run', 'iteration-0'] })], { old: '/cache/old.js' }, () => current);
+    await versions.reconcile();
+    current = 'old'; // the deployment still names the old version current
+    await versions.reconcile();
+    expect(started).toEqual([]);
+    expect(lines).toEqual(['run and iteration-0 are pinned to the workflow code version old: its orchestrator worker starts once a newer version is current']);
+    current = 'new';
+    await versions.reconcile();
+    expect(started).toEqual(['old@/cache/old.js']);
+  });
+
   it('starts one worker per old version, none for the current one, and stops it once the version drains', async () => {
     const { versions, started, stopped, lines } = harness(
       [
