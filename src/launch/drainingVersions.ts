@@ -55,8 +55,12 @@ export class DrainingVersions {
   async reconcile(): Promise<void> {
     let pinned: Map<string, string[]>;
     let deploymentCurrent: string | undefined;
+    const current = this.options.currentBuildId();
     try {
-      [pinned, deploymentCurrent] = await Promise.all([this.options.probe(), this.options.deploymentCurrent()]);
+      pinned = await this.options.probe();
+      // Asked only when an old version waits for a worker: most looks find none.
+      const unserved = [...pinned.keys()].some((buildId) => buildId !== current && !this.running.has(buildId));
+      if (unserved) deploymentCurrent = await this.options.deploymentCurrent();
     } catch (error) {
       const message = error instanceof Error ? error.message : String(error);
       if (message !== this.lastProbeError) this.options.log(`could not read which versions the run is pinned to (will look again): ${message}`);
@@ -65,7 +69,6 @@ export class DrainingVersions {
     }
     this.lastProbeError = undefined;
     if (this.closed) return;
-    const current = this.options.currentBuildId();
     for (const [buildId, workflowIds] of pinned) {
       if (buildId === current || this.running.has(buildId)) continue;
       if (deploymentCurrent === undefined || deploymentCurrent === buildId) {
