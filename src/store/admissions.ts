@@ -14,15 +14,15 @@
  *   folder.
  * - The file covering an id starts at most ADMISSION_CHUNK - 1 ids below it: a lookup probes that
  *   far back, with synchronous existence checks (microseconds each), once per file and process.
- * - `superseded/<id>`, an empty file, says the sample has had a file of its own: once it exists a
+ * - `superseded/<id>`, an empty file (a link to one: linkedFiles.ts), says the sample has had a file of its own: once it exists a
  *   missing sample file is a lost record (an error), never a reason to read the admission again.
  *   It is created after the sample's file is written and not fsync'd: it guards against a record
  *   file lost later (deleted, corrupted away), not against a power cut in the seconds after it.
  */
-import { closeSync, openSync } from 'node:fs';
 import { join } from 'node:path';
 import { z } from 'zod';
-import { createExclusive, errnoCode, fileExists, listDir, readTextIfExists } from './fsUtil';
+import { createExclusive, fileExists, listDir, readTextIfExists } from './fsUtil';
+import { linkExclusive, type LinkKind } from './linkedFiles';
 import { keepNewest } from './newest';
 import { InvalidInputError, MAX_ID, SampleStateError, StoreCorruptionError, StoreError, parseStoreFile, sampleRecordSchema, type SampleRecord } from './types';
 
@@ -31,6 +31,7 @@ export const ADMISSION_CHUNK = 1024;
 /** Admission files a process keeps parsed (a few admissions are read at once: the live samples'). */
 const CACHED_FILES = 64;
 const ADMISSION_FILE = /^(\d+)\.json$/;
+const SUPERSEDED_FLAG: LinkKind = { name: 'flag', content: () => '', touch: false };
 
 const admissionFileSchema = z.object({ firstId: z.number().int().min(0), records: z.array(sampleRecordSchema).min(1).max(ADMISSION_CHUNK) });
 type AdmissionFile = z.infer<typeof admissionFileSchema>;
@@ -60,15 +61,12 @@ export class AdmissionFiles {
   }
 
   /**
-   * Records that `id`, read from its admission, has a file of its own now. Synchronous, as the
-   * store's lock files: through the thread pool it would queue behind fsyncs.
+   * Records that `id`, read from its admission, has a file of its own now: a link to an empty
+   * file (linkedFiles.ts: no inode to allocate). Synchronous, as the store's lock files: through
+   * the thread pool it would queue behind fsyncs. Already marked: nothing to do.
    */
   markSuperseded(id: number): void {
-    try {
-      closeSync(openSync(join(this.supersededDir, String(id)), 'wx'));
-    } catch (err) {
-      if (errnoCode(err) !== 'EEXIST') throw err;
-    }
+    linkExclusive(join(this.supersededDir, String(id)), SUPERSEDED_FLAG);
   }
 
   /**

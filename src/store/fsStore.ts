@@ -40,9 +40,8 @@ import {
   mapLimit,
   readIfExists,
   removeIfExists,
-  withFileLock,
-  type LockOptions,
 } from './fsUtil';
+import { withFileLock, type LockOptions } from './fileLock';
 import { keepNewest } from './newest';
 import type { TrajectoryStore } from './index';
 import {

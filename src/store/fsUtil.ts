@@ -6,29 +6,21 @@
  *   a stray temp file (hidden name, ignored by every listing).
  * - createExclusive: same, but link() instead of rename(), so an existing file is never replaced
  *   (atomic "create if absent", also across processes and hosts sharing the file system).
- * - FileLock: a lock file created with O_EXCL, for read-modify-write across processes. A lock
- *   left by a killed process is broken when its pid is gone (same host) or it is older than
- *   staleMs (any host).
+ * - Lock files: fileLock.ts.
  *
- * Reads and lock files are synchronous calls of a few microseconds each on a local file system;
+ * Reads are synchronous calls of a few microseconds each on a local file system;
  * as asynchronous calls each took trips through libuv's thread pool (4 threads) and queued behind
  * every concurrent fsync: under load, the reads of a batch the workflow waited for took seconds.
  * Writes stay asynchronous: their fsyncs take milliseconds, and the pool runs them beside the
  * event loop.
  */
 import { randomBytes } from 'node:crypto';
-import { closeSync, openSync, promises as fs, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { hostname } from 'node:os';
+import { promises as fs, readFileSync, statSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
-import { LockTimeoutError } from './types';
+import { errnoCode } from './errno';
+import { dropSpare, keepSpare, retainReplaced, retireAsSpare, takeSpare } from './spareFiles';
 
-export function errnoCode(err: unknown): string | undefined {
-  if (typeof err === 'object' && err !== null && 'code' in err) {
-    const code = (err as { code: unknown }).code;
-    return typeof code === 'string' ? code : undefined;
-  }
-  return undefined;
-}
+export { errnoCode };
 
 /** Temp files start with '.' and end with '.tmp', so listings that match `^\d+` skip them. */
 export function isTempName(name: string): boolean {
@@ -109,18 +101,26 @@ export class MissingDirectoryError extends Error {
   }
 }
 
+/** Writes `data` into a spare of the folder (spareFiles.ts), or a new temp file; returns its path. */
 async function writeTemp(path: string, data: string, sync: boolean): Promise<string> {
-  const tmp = tempPathFor(path);
+  const dir = dirname(path);
+  const spare = await takeSpare(dir);
+  const tmp = spare?.path ?? tempPathFor(path);
   let handle: fs.FileHandle;
   try {
-    handle = await fs.open(tmp, 'wx', 0o644);
+    handle = spare?.handle ?? (await fs.open(tmp, 'wx', 0o644));
   } catch (err) {
     // ENOENT on a fresh temp name means its folder is gone: say which, not the temp file's name.
-    if (errnoCode(err) === 'ENOENT') throw new MissingDirectoryError(dirname(path), path);
+    if (errnoCode(err) === 'ENOENT') throw new MissingDirectoryError(dir, path);
     throw err;
   }
   try {
+    // A freshly opened handle writes from offset 0; a spare's older, longer content is cut.
     await handle.writeFile(data, 'utf8');
+    if (spare !== undefined) {
+      const bytes = Buffer.byteLength(data, 'utf8');
+      if (spare.size > bytes) await handle.truncate(bytes);
+    }
     if (sync) await handle.sync();
   } catch (err) {
     await handle.close();
@@ -131,16 +131,21 @@ async function writeTemp(path: string, data: string, sync: boolean): Promise<str
   return tmp;
 }
 
-/** Replaces `path` atomically with `data`. */
+/** Replaces `path` atomically with `data`; the file replaced becomes the folder's next spare. */
 export async function atomicWrite(path: string, data: string, sync = true): Promise<void> {
+  const dir = dirname(path);
   const tmp = await writeTemp(path, data, sync);
+  let replaced: string | undefined;
   try {
+    replaced = await retainReplaced(dir, path);
     await fs.rename(tmp, path);
   } catch (err) {
+    if (replaced !== undefined) await dropSpare(replaced);
     await fs.rm(tmp, { force: true });
     throw err;
   }
-  if (sync) await fsyncDir(dirname(path));
+  if (replaced !== undefined) await keepSpare(dir, replaced);
+  if (sync) await fsyncDir(dir);
 }
 
 /** Creates `path` with `data` atomically unless it exists. Returns false (file untouched) if it existed. */
@@ -194,7 +199,8 @@ export function readTextIfExists(path: string): string | undefined {
 /** Removes a file if present; returns whether it existed. */
 export async function removeIfExists(path: string, sync = true): Promise<boolean> {
   try {
-    await fs.unlink(path);
+    // Kept as the folder's next spare (spareFiles.ts) while its pool has room.
+    if (!(await retireAsSpare(dirname(path), path))) await fs.unlink(path);
   } catch (err) {
     if (errnoCode(err) === 'ENOENT') return false;
     throw err;
@@ -235,138 +241,3 @@ export async function mapLimit<T, R>(items: readonly T[], limit: number, fn: (it
   return results;
 }
 
-// ---------------------------------------------------------------------------------------------
-// Locks
-
-export interface LockOptions {
-  /** A lock older than this is considered abandoned and broken. */
-  staleMs: number;
-  /** Give up (LockTimeoutError) after waiting this long. */
-  timeoutMs: number;
-}
-
-interface LockContent {
-  pid: number;
-  host: string;
-  token: string;
-  acquiredAtMs: number;
-}
-
-function parseLockContent(text: string): LockContent | undefined {
-  try {
-    const v: unknown = JSON.parse(text);
-    if (
-      typeof v === 'object' && v !== null &&
-      typeof (v as LockContent).pid === 'number' &&
-      typeof (v as LockContent).host === 'string' &&
-      typeof (v as LockContent).token === 'string'
-    ) {
-      return v as LockContent;
-    }
-  } catch {
-    // torn or foreign lock file: judged by age only
-  }
-  return undefined;
-}
-
-function pidAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return errnoCode(err) === 'EPERM';
-  }
-}
-
-const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
-
-const HOST = hostname();
-
-/** In-process queue per lock path, so waiters in one process do not poll the file lock. */
-const localQueues = new Map<string, Promise<void>>();
-
-async function withLocalQueue<T>(key: string, fn: () => Promise<T>): Promise<T> {
-  const previous = localQueues.get(key) ?? Promise.resolve();
-  let release!: () => void;
-  const current = new Promise<void>((resolve) => (release = resolve));
-  const tail = previous.then(() => current);
-  localQueues.set(key, tail);
-  await previous;
-  try {
-    return await fn();
-  } finally {
-    release();
-    if (localQueues.get(key) === tail) localQueues.delete(key);
-  }
-}
-
-/** Whether the lock at `path` is abandoned: holder process gone (same host) or older than staleMs. */
-async function isAbandoned(path: string, staleMs: number): Promise<boolean> {
-  let stat;
-  try {
-    stat = await fs.stat(path);
-  } catch (err) {
-    if (errnoCode(err) === 'ENOENT') return false; // released meanwhile: just retry
-    throw err;
-  }
-  if (Date.now() - stat.mtimeMs > staleMs) return true;
-  const text = await readIfExists(path);
-  if (text === undefined) return false;
-  const content = parseLockContent(text);
-  if (content === undefined) return false; // being written, or foreign: wait for staleMs
-  return content.host === HOST && content.pid !== process.pid && !pidAlive(content.pid);
-}
-
-async function breakLock(path: string): Promise<void> {
-  // Rename first so that of several breakers only one removes this lock file.
-  const tomb = `${path}.broken-${randomBytes(6).toString('hex')}`;
-  try {
-    await fs.rename(path, tomb);
-  } catch (err) {
-    if (errnoCode(err) === 'ENOENT') return;
-    throw err;
-  }
-  await fs.rm(tomb, { force: true });
-}
-
-/** Runs `fn` holding the lock file `path` (exclusive across processes and hosts sharing the file system). */
-export async function withFileLock<T>(path: string, options: LockOptions, fn: () => Promise<T>): Promise<T> {
-  return withLocalQueue(path, async () => {
-    const token = uniqueSuffix();
-    const content: LockContent = { pid: process.pid, host: HOST, token, acquiredAtMs: Date.now() };
-    const started = Date.now();
-    let delay = 2;
-    for (;;) {
-      try {
-        // Synchronous (no fsync: a lock needs no durability): a few microseconds, where three
-        // trips through libuv's thread pool queued behind concurrent fsyncs (see readIfExists).
-        const fd = openSync(path, 'wx', 0o644);
-        try {
-          writeFileSync(fd, JSON.stringify(content), 'utf8');
-        } finally {
-          closeSync(fd);
-        }
-        break;
-      } catch (err) {
-        if (errnoCode(err) !== 'EEXIST') throw err;
-      }
-      if (await isAbandoned(path, options.staleMs)) {
-        await breakLock(path);
-        continue;
-      }
-      const waited = Date.now() - started;
-      if (waited > options.timeoutMs) throw new LockTimeoutError(path, waited);
-      await sleep(delay + Math.random() * delay);
-      delay = Math.min(delay * 2, 50);
-    }
-    try {
-      return await fn();
-    } finally {
-      // Release only our own lock: if it was broken as stale, someone else may hold it now.
-      const text = await readIfExists(path);
-      if (text !== undefined && parseLockContent(text)?.token === token) {
-        rmSync(path, { force: true });
-      }
-    }
-  });
-}

@@ -8,7 +8,7 @@ import { hostname } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { LockTimeoutError } from '../../src/store';
-import { withFileLock } from '../../src/store/fsUtil';
+import { withFileLock } from '../../src/store/fileLock';
 import { sample, tempStore, type TempStore } from './helpers';
 
 const TSX = resolve(__dirname, '../../node_modules/.bin/tsx');
@@ -41,6 +41,8 @@ describe('file locks', () => {
     const results = await Promise.all(children.map(exited));
     for (const r of results) expect(r).toMatchObject({ code: 0, stderr: '' });
     expect(await readFile(counter, 'utf8')).toBe('120');
+    // Their lock holders and spare files went with them.
+    expect((await readdir(t.root)).filter((name) => name.startsWith('.'))).toEqual([]);
   });
 
   it('a lock left by a dead process on this host is broken at once', async () => {
