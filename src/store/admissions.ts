@@ -14,7 +14,7 @@
  *   folder.
  * - The file covering an id starts at most ADMISSION_CHUNK - 1 ids below it: a lookup probes that
  *   far back, with synchronous existence checks (microseconds each), once per file and process.
- * - `superseded/<id>`, an empty file (a link to one: linkedFiles.ts), says the sample has had a file of its own: once it exists a
+ * - `superseded/<id>`, an empty file (a link to one: src/files/linkedFiles.ts), says the sample has had a file of its own: once it exists a
  *   missing sample file is a lost record (an error), never a reason to read the admission again.
  *   It is created after the sample's file is written and not fsync'd: it guards against a record
  *   file lost later (deleted, corrupted away), not against a power cut in the seconds after it.
@@ -22,7 +22,7 @@
 import { join } from 'node:path';
 import { z } from 'zod';
 import { createExclusive, fileExists, listDir, readTextIfExists } from './fsUtil';
-import { linkExclusive, type LinkKind } from './linkedFiles';
+import { linkExclusive, type LinkKind } from '../files/linkedFiles';
 import { keepNewest } from './newest';
 import { InvalidInputError, MAX_ID, SampleStateError, StoreCorruptionError, StoreError, parseStoreFile, sampleRecordSchema, type SampleRecord } from './types';
 
@@ -62,7 +62,7 @@ export class AdmissionFiles {
 
   /**
    * Records that `id`, read from its admission, has a file of its own now: a link to an empty
-   * file (linkedFiles.ts: no inode to allocate). Synchronous, as the store's lock files: through
+   * file (src/files/linkedFiles.ts: no inode to allocate). Synchronous, as the store's lock files: through
    * the thread pool it would queue behind fsyncs. Already marked: nothing to do.
    */
   markSuperseded(id: number): void {

@@ -2,7 +2,7 @@
  * Lock files for read-modify-write across processes and hosts sharing the store's file system.
  *
  * A lock is a hard link, made exclusively, to a file of the holder process's in the lock's
- * folder (linkedFiles.ts): the file says the holder's pid, host and token, and its modification
+ * folder (src/files/linkedFiles.ts): the file says the holder's pid, host and token, and its modification
  * time is when the holder last took a lock there. A lock is broken when its holder's pid is gone
  * (same host) or it is older than staleMs (any host). A plain file at the lock's path (one an
  * earlier version of the store created with O_EXCL) is judged the same way.
@@ -14,7 +14,7 @@ import { randomBytes } from 'node:crypto';
 import { promises as fs, unlinkSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { errnoCode, readIfExists } from './fsUtil';
-import { isLinkTo, linkExclusive, type LinkKind } from './linkedFiles';
+import { isLinkTo, linkExclusive, type LinkKind } from '../files/linkedFiles';
 import { LockTimeoutError } from './types';
 
 export interface LockOptions {

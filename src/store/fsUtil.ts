@@ -15,12 +15,13 @@
  * event loop.
  */
 import { randomBytes } from 'node:crypto';
-import { promises as fs, readFileSync, statSync } from 'node:fs';
+import { closeSync, fsync, ftruncate, open, promises as fs, readFileSync, write } from 'node:fs';
+import { promisify } from 'node:util';
 import { basename, dirname, join } from 'node:path';
-import { errnoCode } from './errno';
-import { dropSpare, keepSpare, retainReplaced, retireAsSpare, takeSpare } from './spareFiles';
+import { errnoCode, fileExists } from '../files/basics';
+import { poolSpare, retainReplaced, retireAsSpare, takeSpare } from '../files/spareFiles';
 
-export { errnoCode };
+export { errnoCode, fileExists };
 
 /** Temp files start with '.' and end with '.tmp', so listings that match `^\d+` skip them. */
 export function isTempName(name: string): boolean {
@@ -101,33 +102,47 @@ export class MissingDirectoryError extends Error {
   }
 }
 
-/** Writes `data` into a spare of the folder (spareFiles.ts), or a new temp file; returns its path. */
+const openFile = promisify(open);
+const fsyncFile = promisify(fsync);
+const truncateFile = promisify(ftruncate);
+
+function writeAll(fd: number, bytes: Buffer): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const from = (offset: number): void =>
+      write(fd, bytes, offset, bytes.length - offset, offset, (err, written) => {
+        if (err) reject(err);
+        else if (offset + written < bytes.length) from(offset + written);
+        else resolve();
+      });
+    from(0);
+  });
+}
+
+/** Writes `data` into a spare of the folder (src/files/spareFiles.ts), or a new temp file; returns its path. */
 async function writeTemp(path: string, data: string, sync: boolean): Promise<string> {
   const dir = dirname(path);
-  const spare = await takeSpare(dir);
+  const spare = takeSpare(dir);
   const tmp = spare?.path ?? tempPathFor(path);
-  let handle: fs.FileHandle;
+  let fd: number;
   try {
-    handle = spare?.handle ?? (await fs.open(tmp, 'wx', 0o644));
+    fd = spare?.fd ?? (await openFile(tmp, 'wx', 0o644));
   } catch (err) {
     // ENOENT on a fresh temp name means its folder is gone: say which, not the temp file's name.
     if (errnoCode(err) === 'ENOENT') throw new MissingDirectoryError(dir, path);
     throw err;
   }
   try {
-    // A freshly opened handle writes from offset 0; a spare's older, longer content is cut.
-    await handle.writeFile(data, 'utf8');
-    if (spare !== undefined) {
-      const bytes = Buffer.byteLength(data, 'utf8');
-      if (spare.size > bytes) await handle.truncate(bytes);
-    }
-    if (sync) await handle.sync();
+    const bytes = Buffer.from(data, 'utf8');
+    await writeAll(fd, bytes);
+    // A spare's older, longer content is cut (never to zero first: that frees its blocks).
+    if (spare !== undefined && spare.size > bytes.length) await truncateFile(fd, bytes.length);
+    if (sync) await fsyncFile(fd);
   } catch (err) {
-    await handle.close();
+    closeSync(fd);
     await fs.rm(tmp, { force: true });
     throw err;
   }
-  await handle.close();
+  closeSync(fd);
   return tmp;
 }
 
@@ -140,11 +155,12 @@ export async function atomicWrite(path: string, data: string, sync = true): Prom
     replaced = await retainReplaced(dir, path);
     await fs.rename(tmp, path);
   } catch (err) {
-    if (replaced !== undefined) await dropSpare(replaced);
+    // Not replaced: `replaced` is a second name of the live file, never a spare.
+    if (replaced !== undefined) await fs.rm(replaced, { force: true });
     await fs.rm(tmp, { force: true });
     throw err;
   }
-  if (replaced !== undefined) await keepSpare(dir, replaced);
+  if (replaced !== undefined && !poolSpare(dir, replaced)) await fs.rm(replaced, { force: true });
   if (sync) await fsyncDir(dir);
 }
 
@@ -163,16 +179,6 @@ export async function createExclusive(path: string, data: string, sync = true): 
   return true;
 }
 
-/** Whether a file exists (synchronous, as readIfExists); an error other than its absence is thrown. */
-export function fileExists(path: string): boolean {
-  try {
-    statSync(path);
-    return true;
-  } catch (err) {
-    if (errnoCode(err) === 'ENOENT') return false;
-    throw err;
-  }
-}
 
 /**
  * Reads a file as text; undefined if it does not exist. Synchronous on purpose: store files are
@@ -199,7 +205,7 @@ export function readTextIfExists(path: string): string | undefined {
 /** Removes a file if present; returns whether it existed. */
 export async function removeIfExists(path: string, sync = true): Promise<boolean> {
   try {
-    // Kept as the folder's next spare (spareFiles.ts) while its pool has room.
+    // Kept as the folder's next spare (src/files/spareFiles.ts) while its pool has room.
     if (!(await retireAsSpare(dirname(path), path))) await fs.unlink(path);
   } catch (err) {
     if (errnoCode(err) === 'ENOENT') return false;

@@ -1,26 +1,17 @@
 /**
- * Small JSON files written atomically (temporary file + rename), so a reader never sees a torn
- * file even if the writer dies mid-write. Used for the engines' persisted state (which models
- * an engine process that outlives the worker driving it) and for exported weights.
+ * Small JSON files written atomically (a temp file or a spare renamed over the file), so a reader
+ * never sees a torn file even if the writer dies mid-write. Used for the engines' persisted state
+ * (which models an engine process that outlives the worker driving it) and for exported weights.
  */
 import fs from 'node:fs';
 import path from 'node:path';
 import type { z } from 'zod';
-
-let tmpCounter = 0;
+import { replaceFileSync } from '../../files/spareFiles';
 
 /** Writes `value` as JSON to `file` atomically; creates the directory if needed. */
 export function writeJsonAtomic(file: string, value: unknown): void {
   fs.mkdirSync(path.dirname(file), { recursive: true });
-  // pid + counter: unique among concurrent writers of this process and of other processes.
-  const tmp = `${file}.tmp-${process.pid}-${tmpCounter++}`;
-  try {
-    fs.writeFileSync(tmp, `${JSON.stringify(value, null, 2)}\n`);
-    fs.renameSync(tmp, file);
-  } catch (err) {
-    fs.rmSync(tmp, { force: true });
-    throw err;
-  }
+  replaceFileSync(file, `${JSON.stringify(value, null, 2)}\n`);
 }
 
 /**

@@ -17,7 +17,7 @@
 import { randomBytes } from 'node:crypto';
 import { closeSync, linkSync, lstatSync, openSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { errnoCode, fileExists } from './fsUtil';
+import { errnoCode, fileExists } from './basics';
 
 export interface LinkSource {
   readonly path: string;

@@ -1,12 +1,13 @@
 /**
  * The store's atomic writes keep the inode they replace and write the next file into it
- * (src/store/spareFiles.ts); its lock files and superseded flags are links to a file of the
- * process's (src/store/linkedFiles.ts). Inode numbers tell whether a file was reused.
+ * (src/files/spareFiles.ts); its lock files and superseded flags are links to a file of the
+ * process's (src/files/linkedFiles.ts). Inode numbers tell whether a file was reused.
  */
 import { link, mkdtemp, readFile, readdir, rm, stat, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { replaceFileSync } from '../../src/files/spareFiles';
 import { withFileLock } from '../../src/store/fileLock';
 import { atomicWrite, createExclusive, isTempName, removeIfExists } from '../../src/store/fsUtil';
 
@@ -70,6 +71,22 @@ describe('atomic writes keep the inode they replace', () => {
     expect((await stat(created)).nlink).toBe(1);
     expect(await createExclusive(created, 'other')).toBe(false);
     expect(await readFile(created, 'utf8')).toBe('{"id":8}');
+  });
+});
+
+describe('synchronous replaces (the simulated engines’ state files)', () => {
+  it('keep the inode they replace as atomicWrite does, and share the folder’s spares with it', async () => {
+    const state = join(dir, 'engine.json');
+    replaceFileSync(state, '{"weightVersion":1,"resident":["weights","kv_cache"]}');
+    const first = await ino(state);
+    replaceFileSync(state, '{"weightVersion":2}');
+    expect(await readFile(state, 'utf8')).toBe('{"weightVersion":2}');
+    await atomicWrite(join(dir, 'other.json'), 'async');
+    expect(await ino(join(dir, 'other.json'))).toBe(first);
+    await atomicWrite(join(dir, 'other.json'), 'async again');
+    replaceFileSync(state, '{"weightVersion":3}');
+    expect(await readFile(state, 'utf8')).toBe('{"weightVersion":3}');
+    expect(await readFile(join(dir, 'other.json'), 'utf8')).toBe('async again');
   });
 });
 
