@@ -10,14 +10,13 @@
  * exclusive create on NFS.
  *
  * A source file lives in the folder of the files linked to it (a link cannot cross file systems),
- * is named `.<kind>.<pid>.<random>.<n>` (hidden: no listing of the store matches it) and is
+ * is named `.<kind>.<pid>.<random><n>` (hidden: no listing of the store matches it) and is
  * removed when the process exits; a killed process leaves it behind (a few bytes). The links
  * stay valid either way.
  */
-import { randomBytes } from 'node:crypto';
 import { closeSync, linkSync, lstatSync, openSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { errnoCode, fileExists } from './basics';
+import { errnoCode, fileExists, uniqueSuffix } from './basics';
 
 export interface LinkSource {
   readonly path: string;
@@ -38,9 +37,7 @@ export interface LinkKind {
   touch: boolean;
 }
 
-const processUnique = randomBytes(6).toString('hex');
 const sources = new Map<string, LinkSource>();
-let serial = 0;
 let cleanupRegistered = false;
 
 function removeSources(): void {
@@ -48,8 +45,7 @@ function removeSources(): void {
 }
 
 function newSource(dir: string, kind: LinkKind): LinkSource {
-  serial += 1;
-  const path = join(dir, `.${kind.name}.${process.pid}.${processUnique}.${serial}`);
+  const path = join(dir, `.${kind.name}.${uniqueSuffix()}`);
   const fd = openSync(path, 'wx', 0o644);
   try {
     writeFileSync(fd, kind.content(), 'utf8');

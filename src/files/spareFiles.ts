@@ -13,23 +13,19 @@
  * temp files (`.spare.<pid>.<random><n>.tmp`: every listing of the store skips them); this
  * process's are removed when it exits, a killed process's stay as stray temp files do.
  */
-import { randomBytes } from 'node:crypto';
 import { closeSync, promises as fs, fstatSync, ftruncateSync, linkSync, openSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { errnoCode } from './basics';
+import { errnoCode, uniqueSuffix } from './basics';
 
 /** Spares kept per folder: about the writes in flight there at once. */
 const MAX_SPARES_PER_DIR = 64;
 
 const pools = new Map<string, string[]>();
-const processUnique = randomBytes(6).toString('hex');
-let serial = 0;
 let cleanupRegistered = false;
 
 /** A fresh name in `dir` for a temp file or a spare (a temp file's name: listings skip it). */
 export function spareName(dir: string): string {
-  serial += 1;
-  return join(dir, `.spare.${process.pid}.${processUnique}${serial.toString(36)}.tmp`);
+  return join(dir, `.spare.${uniqueSuffix()}.tmp`);
 }
 
 function removeAll(): void {

@@ -14,10 +14,11 @@
  *   folder.
  * - The file covering an id starts at most ADMISSION_CHUNK - 1 ids below it: a lookup probes that
  *   far back, with synchronous existence checks (microseconds each), once per file and process.
- * - `superseded/<id>`, an empty file (a link to one: src/files/linkedFiles.ts), says the sample has had a file of its own: once it exists a
- *   missing sample file is a lost record (an error), never a reason to read the admission again.
- *   It is created after the sample's file is written and not fsync'd: it guards against a record
- *   file lost later (deleted, corrupted away), not against a power cut in the seconds after it.
+ * - `superseded/<id>`, an empty file (a link to one: src/files/linkedFiles.ts), says the sample
+ *   has had a file of its own: once it exists a missing sample file is a lost record (an
+ *   error), never a reason to read the admission again. It is created after the sample's file
+ *   is written and not fsync'd: it guards against a record file lost later (deleted, corrupted
+ *   away), not against a power cut in the seconds after it.
  */
 import { join } from 'node:path';
 import { z } from 'zod';
@@ -62,8 +63,8 @@ export class AdmissionFiles {
 
   /**
    * Records that `id`, read from its admission, has a file of its own now: a link to an empty
-   * file (src/files/linkedFiles.ts: no inode to allocate). Synchronous, as the store's lock files: through
-   * the thread pool it would queue behind fsyncs. Already marked: nothing to do.
+   * file (src/files/linkedFiles.ts: no inode to allocate). Synchronous, as the store's lock
+   * files: through the thread pool it would queue behind fsyncs. Already marked: nothing to do.
    */
   markSuperseded(id: number): void {
     linkExclusive(join(this.supersededDir, String(id)), SUPERSEDED_FLAG);

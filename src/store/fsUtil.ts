@@ -14,11 +14,10 @@
  * Writes stay asynchronous: their fsyncs take milliseconds, and the pool runs them beside the
  * event loop.
  */
-import { randomBytes } from 'node:crypto';
 import { closeSync, fsync, ftruncate, open, promises as fs, readFileSync, write } from 'node:fs';
 import { promisify } from 'node:util';
 import { basename, dirname, join } from 'node:path';
-import { errnoCode, fileExists } from '../files/basics';
+import { errnoCode, fileExists, uniqueSuffix } from '../files/basics';
 import { poolSpare, retainReplaced, retireAsSpare, takeSpare } from '../files/spareFiles';
 
 export { errnoCode, fileExists };
@@ -28,16 +27,6 @@ export function isTempName(name: string): boolean {
   return name.startsWith('.') && name.endsWith('.tmp');
 }
 
-/**
- * Unique per process (a random prefix, for hosts sharing the file system) and per call (a
- * counter): a write drew 6 random bytes before, a measurable share of a turn's checkpoint.
- */
-const processUnique = randomBytes(6).toString('hex');
-let uniqueSerial = 0;
-function uniqueSuffix(): string {
-  uniqueSerial += 1;
-  return `${process.pid}.${processUnique}${uniqueSerial.toString(36)}`;
-}
 
 function tempPathFor(path: string): string {
   return join(dirname(path), `.${basename(path)}.${uniqueSuffix()}.tmp`);
